@@ -1,0 +1,225 @@
+"""Build the local control plane's binaries from Go modules, once, into a cache.
+
+Why this exists: the integration tests and the demo need a real kube-apiserver,
+kube-controller-manager, kube-scheduler, etcd and kwok, and this machine has no
+Docker and no download site but the Go module proxy.  So every binary is built
+from its module with the machine's Go toolchain, keyed by version under
+``~/.cache/fledge/`` and reused until that folder is removed.
+
+What it must not do: download anything outside the Go module proxy, write into
+the repository, or rebuild a binary that is already cached.
+
+``go install module/cmd@version`` refuses modules that carry ``replace``
+directives (k8s.io/kubernetes points its staging modules at ``./staging``, and
+etcd's server module points at ``../api``).  We therefore build each component
+inside a scratch module that requires the wanted version and, for Kubernetes,
+pins every staging module to the matching ``v0.Y.Z`` release, read from the
+release's own go.mod.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.7.0"
+GATEWAY_API_VERSION = "v1.4.1"
+ISTIO_API_VERSION = "v1.28.0"
+
+
+def cache_root() -> pathlib.Path:
+    """The folder that holds every built binary and the Go build cache."""
+    configured = os.environ.get("FLEDGE_CACHE")
+    if configured:
+        return pathlib.Path(configured)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = pathlib.Path(xdg) if xdg else pathlib.Path.home() / ".cache"
+    return base / "fledge"
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One Go module from which one or more commands are built."""
+
+    key: str
+    module: str
+    version: str
+    packages: tuple[str, ...]
+    names: tuple[str, ...] = ()  # binary names when a package path does not end in one
+
+    def bin_dir(self) -> pathlib.Path:
+        return cache_root() / f"{self.key}-{self.version}" / "bin"
+
+    def binaries(self) -> dict[str, pathlib.Path]:
+        names = self.names or tuple(pkg.rsplit("/", 1)[-1] for pkg in self.packages)
+        return {name: self.bin_dir() / name for name in names}
+
+    def is_built(self) -> bool:
+        return all(path.exists() for path in self.binaries().values())
+
+
+KUBERNETES = Component(
+    key="kubernetes",
+    module="k8s.io/kubernetes",
+    version=KUBERNETES_VERSION,
+    packages=(
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "k8s.io/kubernetes/cmd/kube-scheduler",
+    ),
+)
+ETCD = Component(
+    key="etcd",
+    module="go.etcd.io/etcd/server/v3",
+    version=ETCD_VERSION,
+    packages=("go.etcd.io/etcd/server/v3",),
+    names=("etcd",),
+)
+KWOK = Component(
+    key="kwok",
+    module="sigs.k8s.io/kwok",
+    version=KWOK_VERSION,
+    packages=("sigs.k8s.io/kwok/cmd/kwok",),
+)
+COMPONENTS = (ETCD, KWOK, KUBERNETES)
+
+
+class BuildError(RuntimeError):
+    """A Go command failed; the message carries its tail of output."""
+
+
+def log(message: str) -> None:
+    print(f"[fledge build] {message}", file=sys.stderr, flush=True)
+
+
+def go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env["GOFLAGS"] = "-mod=mod -buildvcs=false"
+    # Keep the build cache beside the binaries so CI and sessions reuse it.
+    env.setdefault("GOCACHE", str(cache_root() / "go-build"))
+    env.setdefault("GOTOOLCHAIN", "local")
+    return env
+
+
+def run_go(args: list[str], cwd: pathlib.Path, describe: str) -> str:
+    """Run one go command, streaming a heartbeat so a long build shows progress."""
+    log(f"{describe}: go {' '.join(args)}")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["go", *args],
+        cwd=cwd,
+        env=go_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    last_beat = started
+    for line in proc.stdout:
+        lines.append(line)
+        now = time.monotonic()
+        if now - last_beat > 30:
+            log(f"{describe}: still running ({now - started:.0f}s)")
+            last_beat = now
+    code = proc.wait()
+    elapsed = time.monotonic() - started
+    if code != 0:
+        tail = "".join(lines[-40:])
+        raise BuildError(f"{describe} failed after {elapsed:.0f}s (go {' '.join(args)}):\n{tail}")
+    log(f"{describe}: done in {elapsed:.0f}s")
+    return "".join(lines)
+
+
+def module_dir(module: str, version: str, work: pathlib.Path) -> pathlib.Path:
+    """Download one module version through the proxy and return its folder."""
+    out = run_go(["mod", "download", "-json", f"{module}@{version}"], work, f"download {module}@{version}")
+    return pathlib.Path(json.loads(out)["Dir"])
+
+
+def staging_pins(kubernetes_dir: pathlib.Path, version: str) -> list[str]:
+    """``replace`` lines pinning each staging module to its ``v0.Y.Z`` release."""
+    gomod = (kubernetes_dir / "go.mod").read_text()
+    staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, re.MULTILINE)))
+    if not staging:
+        raise BuildError(f"no staging replace directives found in {kubernetes_dir}/go.mod")
+    staging_version = "v0." + version.removeprefix("v1.")
+    return [f"replace {name} => {name} {staging_version}" for name in staging]
+
+
+def version_ldflags(version: str) -> str:
+    major, minor = version.removeprefix("v").split(".")[:2]
+    build_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate={build_date}",
+        ]
+    return " ".join(["-s", "-w", *flags])
+
+
+def build(component: Component) -> dict[str, pathlib.Path]:
+    """Build a component unless every one of its binaries is already cached."""
+    if component.is_built():
+        return component.binaries()
+    work = cache_root() / "scratch" / f"{component.key}-{component.version}"
+    work.mkdir(parents=True, exist_ok=True)
+    gomod = [f"module fledge.local/build/{component.key}", "", "go 1.25", ""]
+    (work / "go.mod").write_text("\n".join(gomod))
+    ldflags = "-s -w"
+    if component is KUBERNETES:
+        source = module_dir(component.module, component.version, work)
+        gomod += staging_pins(source, component.version)
+        ldflags = version_ldflags(component.version)
+    gomod.append(f"require {component.module} {component.version}")
+    (work / "go.mod").write_text("\n".join(gomod) + "\n")
+    run_go(["mod", "download"], work, f"resolve {component.key}")
+    staging_dir = work / "out"
+    if staging_dir.exists():
+        shutil.rmtree(staging_dir)
+    staging_dir.mkdir()
+    for package, name in zip(component.packages, component.binaries(), strict=True):
+        run_go(
+            ["get", f"{package}@{component.version}"],
+            work,
+            f"resolve {name}",
+        )
+        run_go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(staging_dir / name), package], work, f"build {name}")
+    # Move into place only when every binary built, so a half build never counts as cached.
+    component.bin_dir().mkdir(parents=True, exist_ok=True)
+    for name, target in component.binaries().items():
+        os.replace(staging_dir / name, target)
+    return component.binaries()
+
+
+def ensure_all() -> dict[str, pathlib.Path]:
+    """Build whatever is missing and return every binary by its name."""
+    started = time.monotonic()
+    binaries: dict[str, pathlib.Path] = {}
+    for component in COMPONENTS:
+        if component.is_built():
+            log(f"{component.key} {component.version}: cached in {component.bin_dir()}")
+        else:
+            log(f"{component.key} {component.version}: building (a cold Kubernetes build takes many minutes)")
+        binaries.update(build(component))
+    log(f"all binaries ready in {time.monotonic() - started:.0f}s")
+    return binaries
+
+
+if __name__ == "__main__":
+    ensure_all()

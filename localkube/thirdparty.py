@@ -1,0 +1,75 @@
+"""Third-party CRDs and kwok stages, read from their Go modules.
+
+Why this exists: the routers write Istio and Gateway API objects, so the local
+API server must know those kinds; kwok needs its Stage objects to make pods
+Ready.  All of them come from the projects' own Go modules fetched through the
+Go module proxy (``go mod download``), never copied into this repository.
+
+What it must not do: fetch from anywhere but the Go module proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from localkube import build
+
+GATEWAY_API = "sigs.k8s.io/gateway-api"
+ISTIO_API = "istio.io/api"
+# Only the Istio kinds a traffic router uses; the rest of Istio's CRDs add start-up time for nothing.
+ISTIO_KINDS = frozenset({"VirtualService", "DestinationRule", "Gateway"})
+KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
+
+
+def module_dir(module: str, version: str) -> pathlib.Path:
+    """The unpacked module folder, downloading it through the proxy when missing."""
+    scratch = build.cache_root() / "scratch" / "modules"
+    scratch.mkdir(parents=True, exist_ok=True)
+    if not (scratch / "go.mod").exists():
+        (scratch / "go.mod").write_text("module fledge.local/modules\n\ngo 1.25\n")
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+    result = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], cwd=scratch, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise build.BuildError(f"go mod download {module}@{version} failed: {result.stdout}{result.stderr}")
+    return pathlib.Path(json.loads(result.stdout)["Dir"])
+
+
+def _documents(path: pathlib.Path) -> Iterator[dict[str, Any]]:
+    for doc in yaml.safe_load_all(path.read_text()):
+        if isinstance(doc, dict):
+            yield doc
+
+
+def gateway_api_crds(channel: str = "experimental") -> list[dict[str, Any]]:
+    """Gateway API CRDs of one release channel (experimental is a superset of standard)."""
+    if channel not in ("standard", "experimental"):
+        raise ValueError(f"unknown Gateway API channel {channel!r}: use standard or experimental")
+    folder = module_dir(GATEWAY_API, build.GATEWAY_API_VERSION) / "config" / "crd" / channel
+    return [doc for path in sorted(folder.glob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def istio_crds() -> list[dict[str, Any]]:
+    path = module_dir(ISTIO_API, build.ISTIO_API_VERSION) / "kubernetes" / "customresourcedefinitions.gen.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"
+            and doc["spec"]["group"] == "networking.istio.io" and doc["spec"]["names"]["kind"] in ISTIO_KINDS]
+
+
+def kwok_stages() -> list[dict[str, Any]]:
+    """kwok's own 'fast' stages: nodes become Ready with leases, pods become Ready at once."""
+    root = module_dir("sigs.k8s.io/kwok", build.KWOK_VERSION)
+    stages = []
+    for folder in KWOK_STAGES:
+        for path in sorted((root / folder).glob("*.yaml")):
+            stages += [doc for doc in _documents(path) if doc.get("kind") == "Stage"]
+    if not stages:
+        raise build.BuildError(f"no kwok Stage objects found under {root}")
+    return stages
