@@ -31,7 +31,7 @@ from typing import Literal
 
 from canary import models
 
-Phase = models.Phase
+Phase = models.CanaryPhase
 IDLE_PHASES = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED})
 ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
@@ -182,7 +182,7 @@ def seconds_until_due(canary: models.Canary, now: datetime.datetime) -> float:
 # -- steps --------------------------------------------------------------------------------------
 
 
-def weight_steps(analysis: models.CanaryAnalysis) -> list[int]:
+def weight_steps(analysis: models.AnalysisSpec) -> list[int]:
     """The canary weights in order; the last one is maxWeight."""
     if analysis.step_weights:
         return [w for w in analysis.step_weights if 0 < w <= 100]
@@ -192,12 +192,12 @@ def weight_steps(analysis: models.CanaryAnalysis) -> list[int]:
     return [w for w in weights if 0 < w <= 100]
 
 
-def max_weight(analysis: models.CanaryAnalysis) -> int:
+def max_weight(analysis: models.AnalysisSpec) -> int:
     steps = weight_steps(analysis)
     return steps[-1] if steps else 100
 
 
-def next_weight(analysis: models.CanaryAnalysis, current: int) -> int:
+def next_weight(analysis: models.AnalysisSpec, current: int) -> int:
     for weight in weight_steps(analysis):
         if weight > current:
             return weight
@@ -282,7 +282,7 @@ def decide(obs: Observed) -> Decision:
     return Decision(status=status)
 
 
-def _transition(obs: Observed, phase: models.Phase, **changes: object) -> models.CanaryStatus:
+def _transition(obs: Observed, phase: models.CanaryPhase, **changes: object) -> models.CanaryStatus:
     status = obs.canary.status
     update: dict[str, object] = {"phase": phase, **changes}
     if phase != status.phase:
@@ -445,17 +445,17 @@ def _failed_message(obs: Observed, check: Check) -> str:
             f"outside threshold {' and '.join(bounds) or 'range'}")
 
 
-def _check_status(check: Check, now_text: str) -> models.CheckStatus:
-    return models.CheckStatus(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
+def _check_status(check: Check, now_text: str) -> models.CheckResult:
+    return models.CheckResult(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
                               passed=check.passed, message=check.message, time=now_text)
 
 
-def set_condition(conditions: Sequence[models.CanaryCondition], type_: str, status: str, reason: str,
-                  message: str, now_text: str) -> list[models.CanaryCondition]:
+def set_condition(conditions: Sequence[models.Condition], type_: str, status: str, reason: str,
+                  message: str, now_text: str) -> list[models.Condition]:
     """Replace the condition of one type, keeping lastTransitionTime while its status is unchanged."""
     previous = next((c for c in conditions if c.type == type_), None)
     changed = previous is None or previous.status != status
-    condition = models.CanaryCondition(
+    condition = models.Condition(
         type=type_, status=status, reason=reason, message=message, last_update_time=now_text,
         last_transition_time=now_text if changed or previous is None else previous.last_transition_time,
     )

@@ -1,0 +1,120 @@
+"""``fledge controller``: configure logging and the runtime, then run kopf.
+
+Why this exists: the process entry point.  Settings come from flags (the Helm
+chart sets them) and are applied once, in the start-up handler.
+
+What it must not do: contain handlers (canary.handlers) or decisions (canary.core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from canary import handlers, runtime, telemetry
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
+        }
+        for key in ("canary", "reason", "namespace", "name"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def api_client(kubeconfig: str | None) -> Any:
+    from kubernetes import client, config
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+async def serve_http(listen: str) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=telemetry.exposition(), content_type="text/plain")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = listen.rsplit(":", 1)
+    await web.TCPSite(runner, host, int(port)).start()
+    return runner
+
+
+def main(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
+    settings = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server)
+    client = api_client(args.kubeconfig)
+
+    @kopf.on.startup()
+    async def startup(settings_: kopf.OperatorSettings, **_: Any) -> None:
+        # Progress and diff-base in annotations keep .status for Fledge alone.
+        settings_.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
+        settings_.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fledge.dev")
+        settings_.persistence.finalizer = "fledge.dev/finalizer"
+        settings_.posting.level = logging.WARNING
+        settings_.watching.server_timeout = 300
+        settings_.watching.client_timeout = 330
+        settings_.batching.worker_limit = 10000
+        settings_.networking.request_timeout = 60
+        # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
+        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=64))
+        handlers.RUNTIME = runtime.Runtime(client, settings)
+        await serve_http(args.listen)
+        telemetry.INFO.labels("0.1.0").set(1)
+
+    login = _login(client)
+    kopf.configure(verbose=False)
+    asyncio.run(kopf.operator(
+        clusterwide=not args.namespace, namespaces=args.namespace or None, standalone=True,
+        login_fn=login,
+    ))
+    return 0
+
+
+def _login(client: Any) -> Any:
+    """kopf logs in with the same credentials as the kubernetes client (kubeconfig flag or in-cluster)."""
+    cfg = client.configuration
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip() or None
+        return kopf.ConnectionInfo(
+            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl, token=token,
+            certificate_path=cfg.cert_file, private_key_path=cfg.key_file, default_namespace="default",
+        )
+
+    return login

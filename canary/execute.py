@@ -1,0 +1,143 @@
+"""Execute: carry out a Decision's actions and persist its status, deciding nothing.
+
+Why this exists: the last third of a tick.  Actions run in the order the core
+listed them; writes that would not change anything are skipped (the cache says
+what is there), so a steady-state tick writes nothing and a step writes the
+routes and the status.  Events, alerts and post-rollout hooks are sent after
+the status is saved and never fail the tick.
+
+What it must not do: choose between actions or alter the status it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from canary import core, models, observe, runtime, telemetry, webhooks, workloads
+from canary.alerts import base as alerts
+
+log = logging.getLogger("fledge.execute")
+
+
+async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot, decision: core.Decision
+                  ) -> None:
+    obs = snap.observed
+    side_effects: list[core.Action] = []
+    for action in decision.actions:
+        match action:
+            case core.Initialize():
+                await _initialize(rt, canary, snap)
+            case core.SetRoutes(weights=weights):
+                if snap.router is not None and obs.routes != weights:
+                    if obs.routes is None:
+                        await snap.router.reconcile(canary)
+                    await snap.router.set_routes(canary, weights)
+            case core.ScaleTarget(replicas=replicas):
+                await _scale_target(rt, canary, snap.target, replicas)
+            case core.Promote():
+                await _promote(rt, canary, snap)
+            case core.Event() | core.Alert() | core.CallHooks():
+                side_effects.append(action)
+    if decision.status != canary.status:
+        await save_status(rt, canary, decision.status)
+    telemetry.record(canary, decision.status)
+    if side_effects:
+        # Notifications must never delay the next tick of this canary or any other.
+        task = asyncio.create_task(_notify(rt, canary, decision.status, side_effects, obs.now))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus) -> None:
+    body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
+    await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": body}, "status")
+
+
+async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+    target = snap.target
+    if target is None:
+        return
+    provider = canary.spec.provider or rt.settings.default_provider
+    for service in workloads.services(canary, target, apex_selector=provider != "kubernetes"):
+        await rt.writer.apply(service)
+    primary = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.primary_target_name)
+    if primary is None:
+        desired = int((target.get("spec") or {}).get("replicas", 1)) or 1
+        await workloads.apply_primary(rt.writer, rt.store, canary, target, snap.observed.configs, desired)
+    if snap.router is not None:
+        await snap.router.reconcile(canary)
+
+
+async def _scale_target(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any] | None,
+                        replicas: int) -> None:
+    if target is None or int((target.get("spec") or {}).get("replicas", 1)) == replicas:
+        return
+    await rt.writer.patch("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name,
+                          workloads.scale(target, replicas))
+
+
+async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+    if snap.target is None:
+        return
+    replicas = int((snap.target.get("spec") or {}).get("replicas", 0)) or max(1, snap.observed.primary.desired)
+    await workloads.apply_primary(rt.writer, rt.store, canary, snap.target, snap.observed.configs, replicas)
+
+
+async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus,
+                  actions: list[core.Action], now: datetime.datetime) -> None:
+    phase = str(status.phase or "")
+    checksum = status.last_applied_spec or ""
+    for action in actions:
+        try:
+            match action:
+                case core.Event(type=kind, reason=reason, message=message):
+                    log.info(message, extra={"canary": f"{canary.namespace}/{canary.name}", "reason": reason})
+                    await post_event(rt, canary, kind, reason, message, now)
+                    await webhooks.post_event(rt.http, canary, phase, checksum, kind, message, now)
+                case core.Alert(severity=severity, message=message):
+                    await alerts.notify(rt.http, canary, severity, message, _alert_provider_resolver(rt, canary))
+                case core.CallHooks(type=hook_type):
+                    await webhooks.fire(rt.http, canary, models.HookType(hook_type), phase, checksum)
+        except Exception:  # a notification failure must not end the others
+            log.exception("notification failed for %s/%s", canary.namespace, canary.name)
+
+
+def _alert_provider_resolver(rt: runtime.Runtime, canary: models.Canary) -> Any:
+    async def resolve(namespace: str, name: str) -> tuple[models.AlertProvider | None, dict[str, str]]:
+        body = rt.store.get(runtime.CANARY_API, "AlertProvider", namespace, name)
+        if body is None:
+            return None, {}
+        provider = models.parse_alert_provider(body)
+        secret_data: dict[str, str] = {}
+        if provider.spec.secret_ref is not None:
+            secret = await rt.writer.read("v1", "Secret", namespace, provider.spec.secret_ref.name)
+            secret_data = dict((secret or {}).get("data") or {})
+        return provider, secret_data
+
+    return resolve
+
+
+async def post_event(rt: runtime.Runtime, canary: models.Canary, kind: str, reason: str, message: str,
+                     now: datetime.datetime) -> None:
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{canary.name}.", "namespace": canary.namespace},
+        "involvedObject": {"apiVersion": runtime.CANARY_API, "kind": "Canary", "name": canary.name,
+                           "namespace": canary.namespace, "uid": canary.metadata.uid or ""},
+        "type": kind, "reason": reason, "message": message[:1024],
+        "source": {"component": "fledge"}, "reportingComponent": "fledge", "reportingInstance": "fledge",
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+    try:
+        await rt.writer.create(event)
+    except Exception:
+        log.warning("could not record event %s for %s/%s", reason, canary.namespace, canary.name)
+
+

@@ -1,0 +1,111 @@
+"""kopf handlers: translate watch events into cache updates, wake-ups and ticks.
+
+Why this exists: the edge between kopf and Fledge.  Every handler is a few
+lines: feed the watch cache, wake the canaries an event concerns, or run the
+per-canary loop.  Errors are converted here and only here: a retriable error
+retries after a pause, a bug in one canary's tick is logged and counted and
+never stops the others.
+
+What it must not do: decide anything or talk to the API server except through
+the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from canary import errors, runtime, telemetry, tick
+
+GROUP, VERSION = "fledge.dev", "v1beta1"
+RUNTIME: runtime.Runtime | None = None
+log = logging.getLogger("fledge.handlers")
+
+
+def rt() -> runtime.Runtime:
+    assert RUNTIME is not None, "the controller runtime is created at start-up"
+    return RUNTIME
+
+
+# -- watch cache --------------------------------------------------------------------------------
+
+
+def _cache(body: kopf.Body, event_type: str | None) -> None:
+    if event_type == "DELETED":
+        rt().store.remove(body)
+    else:
+        rt().store.upsert(dict(body))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+def deployment_event(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+    _cache(body, type)
+    rt().workload_changed(namespace, name)
+
+
+@kopf.on.event("", "v1", "configmaps")
+@kopf.on.event("", "v1", "secrets")
+def config_event(body: kopf.Body, type: str | None, namespace: str, **_: Any) -> None:
+    _cache(body, type)
+    rt().namespace_changed(namespace)
+
+
+@kopf.on.event("", "v1", "services")
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
+@kopf.on.event("networking.istio.io", "v1", "virtualservices")
+@kopf.on.event("networking.istio.io", "v1", "destinationrules")
+@kopf.on.event(GROUP, VERSION, "metrictemplates")
+@kopf.on.event(GROUP, VERSION, "alertproviders")
+def object_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    _cache(body, type)
+
+
+@kopf.on.event(GROUP, VERSION, "canaries")
+def canary_event(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        rt().store.remove(body)
+        rt().forget((namespace, name))
+        telemetry.forget(namespace, name)
+    else:
+        rt().canary_seen(dict(body))
+
+
+# -- the per-canary loop ------------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, "canaries", cancellation_timeout=2.0)
+async def canary_loop(namespace: str, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    key = (namespace, name)
+    runtime_ = rt()
+    runtime_.canary_seen(dict(body))
+    wake = runtime_.waker(key)
+    while not stopped:
+        wake.clear()
+        delay: float | None
+        try:
+            delay = await tick.tick(runtime_, key)
+        except errors.RetriableError as exc:
+            log.info("retrying %s/%s: %s", namespace, name, exc)
+            delay = runtime_.settings.retry_seconds
+        except Exception:
+            # One canary's bug must not stop the others: log, count, retry later.
+            log.exception("tick of %s/%s failed", namespace, name)
+            telemetry.ERRORS.labels(name, namespace).inc()
+            delay = runtime_.settings.retry_seconds
+        timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+
+@kopf.on.delete(GROUP, VERSION, "canaries", when=lambda spec, **_: bool(spec.get("revertOnDeletion")))
+async def canary_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """revertOnDeletion: give the user back their target and routes, then let the Canary go."""
+    from canary import revert
+
+    await revert.revert(rt(), dict(body))

@@ -1,0 +1,113 @@
+"""Observe: gather everything the decision core needs for one canary, deciding nothing.
+
+Why this exists: the first third of a tick.  It reads the watch cache (target,
+primary, configs, routes), asks the core which metrics and gates this tick
+needs (``core.plan``), and only then runs those queries and webhooks,
+concurrently and off the event loop.
+
+What it must not do: write to the API server, or interpret a result (a failing
+query becomes a ``core.Check`` that did not pass; the core decides what follows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+from typing import Any
+
+from canary import core, errors, models, runtime, webhooks, workloads
+from metrics import analysis
+from routers import base as routers
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What a tick observed, plus the objects execute needs to act on it."""
+
+    observed: core.Observed
+    target: dict[str, Any] | None
+    router: routers.Router | None
+
+
+def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
+    provider = canary.spec.provider or rt.settings.default_provider
+    router = routers.for_provider(provider, rt.store, rt.writer)
+    router.validate(canary)
+    return router
+
+
+def resolve_template(rt: runtime.Runtime) -> Any:
+    def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
+        body = rt.store.get(runtime.CANARY_API, "MetricTemplate", namespace, name)
+        return models.parse_metric_template(body) if body is not None else None
+
+    return resolve
+
+
+def _workload(body: dict[str, Any] | None) -> core.Workload:
+    exists, desired, updated_ready, observed = workloads.workload_state(body)
+    if not exists:
+        return core.MISSING
+    return core.Workload(exists=True, desired=desired, updated_ready=updated_ready, generation_observed=observed)
+
+
+def _digest(rt: runtime.Runtime, namespace: str) -> Any:
+    def digest(kind: str, name: str) -> str | None:
+        body = rt.store.get("v1", kind, namespace, name)
+        return str(body["digest"]) if body is not None else None
+
+    return digest
+
+
+async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.datetime) -> Snapshot:
+    namespace = canary.namespace
+    target = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name)
+    primary = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.primary_target_name)
+    base = core.Observed(canary=canary, now=now, revision=None, primary=_workload(primary))
+    try:
+        router = router_for(rt, canary)
+        if target is None:
+            raise errors.MissingTarget(f"spec.targetRef.name: Deployment {namespace}/{canary.spec.target_ref.name} "
+                                       "not found; create it or fix spec.targetRef.name")
+        workloads.selector_label(target)
+        configs = workloads.tracked_configs(target, _digest(rt, namespace))
+        analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider)
+    except (errors.FatalError, models.SpecError) as exc:
+        routes = None
+        try:
+            routes = router_for(rt, canary).get_routes(canary)
+        except (errors.FatalError, models.SpecError):
+            pass
+        return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, None)
+
+    revision = workloads.revision(target, configs)
+    observed = dataclasses.replace(base, revision=revision, configs=configs, target=_workload(target),
+                                   routes=router.get_routes(canary))
+    plan = core.plan(canary, now, revision)
+    checks, gates = await _gather(rt, canary, plan, revision)
+    return Snapshot(dataclasses.replace(observed, checks=checks, gates=gates), target, router)
+
+
+async def _gather(rt: runtime.Runtime, canary: models.Canary, plan: core.Plan, revision: str
+                  ) -> tuple[list[core.Check], dict[str, bool]]:
+    phase = str(canary.status.phase or "")
+    jobs: list[Any] = []
+    if plan.analysis:
+        jobs.append(analysis.run_analysis(canary, resolve_template(rt),
+                                          default_provider=canary.spec.provider or rt.settings.default_provider,
+                                          metrics_server=canary.spec.metrics_server or rt.settings.metrics_server))
+        jobs.append(webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
+    if plan.pre_rollout:
+        jobs.append(webhooks.run_hooks(rt.http, canary, models.HookType.PRE_ROLLOUT, phase, revision))
+    gate_types = list(plan.gates)
+    jobs += [webhooks.gate(rt.http, canary, models.HookType(gate), phase, revision) for gate in gate_types]
+    results = await asyncio.gather(*jobs)
+    checks: list[core.Check] = []
+    gates: dict[str, bool] = {}
+    check_jobs = len(results) - len(gate_types)
+    for result in results[:check_jobs]:
+        checks.extend(result)
+    for gate_type, (is_open, _) in zip(gate_types, results[check_jobs:], strict=True):
+        gates[gate_type] = is_open
+    return checks, gates

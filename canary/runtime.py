@@ -1,0 +1,86 @@
+"""What one controller process holds: the watch cache, the writer, clients, settings and wake-ups.
+
+Why this exists: the kopf handlers are thin; they hand every event to this
+object, which knows which canaries an event concerns and wakes exactly those.
+It is plain Python so the integration tests and benchmarks can build one
+without kopf.
+
+What it must not do: keep release state (that lives in each Canary's status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from typing import Any
+
+import httpx
+
+from canary import kube
+
+CANARY_API = "fledge.dev/v1beta1"
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclasses.dataclass
+class Settings:
+    default_provider: str = "gatewayapi"
+    metrics_server: str = "http://prometheus:9090"
+    resync_seconds: float = 60.0  # a tick even without events, in case a watch event was lost
+    retry_seconds: float = 5.0
+    nginx_annotation_prefix: str = "nginx.ingress.kubernetes.io"
+
+
+class Runtime:
+    def __init__(self, api_client: Any, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+        self.store = kube.Store()
+        self.writer = kube.Writer(api_client, self.store)
+        self.settings = settings
+        self.http = http or httpx.AsyncClient(timeout=10)
+        self._wakers: dict[Key, asyncio.Event] = {}
+        # (namespace, deployment name) → canaries whose target or primary it is.
+        self._by_workload: dict[Key, set[Key]] = defaultdict(set)
+        self._workloads_of: dict[Key, set[Key]] = {}
+
+    # -- wake-ups ----------------------------------------------------------------------------------
+
+    def waker(self, key: Key) -> asyncio.Event:
+        event = self._wakers.get(key)
+        if event is None:
+            event = self._wakers[key] = asyncio.Event()
+        return event
+
+    def forget(self, key: Key) -> None:
+        self._wakers.pop(key, None)
+        for workload in self._workloads_of.pop(key, set()):
+            self._by_workload[workload].discard(key)
+
+    def wake(self, key: Key) -> None:
+        event = self._wakers.get(key)
+        if event is not None:
+            event.set()
+
+    def canary_seen(self, body: dict[str, Any]) -> None:
+        """Index a Canary by the Deployments it watches and wake it."""
+        meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        target = ((spec.get("targetRef") or {}).get("name")) or ""
+        workloads = {(key[0], target), (key[0], f"{target}-primary")} if target else set()
+        for old in self._workloads_of.get(key, set()) - workloads:
+            self._by_workload[old].discard(key)
+        for workload in workloads:
+            self._by_workload[workload].add(key)
+        self._workloads_of[key] = workloads
+        self.store.upsert(body)
+        self.wake(key)
+
+    def workload_changed(self, namespace: str, name: str) -> None:
+        for key in list(self._by_workload.get((namespace, name), ())):
+            self.wake(key)
+
+    def namespace_changed(self, namespace: str) -> None:
+        """A ConfigMap or Secret changed: every canary of that namespace re-checks its revision from the cache."""
+        for key in list(self._wakers):
+            if key[0] == namespace:
+                self.wake(key)

@@ -1,0 +1,266 @@
+"""The primary Deployment, its config copies, the three Services, and the revision of a target.
+
+Why this exists: Fledge runs the stable version as ``<target>-primary``, a copy
+of the user's Deployment with ``-primary`` selector labels and ``-primary``
+copies of the ConfigMaps and Secrets it mounts.  The builders here are pure
+(manifest in, manifest out) so unit tests compare them field by field; the few
+async functions at the bottom only apply what the builders return.
+
+What it must not do: decide when to promote or scale (the core does), or read
+from the API server (callers pass bodies from the watch cache).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from canary import errors, kube, models
+
+Manifest = dict[str, Any]
+# Labels whose value identifies the app's pods; the first one present in the target's selector is renamed.
+SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
+MANAGED_BY = {"app.kubernetes.io/managed-by": "fledge"}
+# Annotations that describe a Deployment rather than its pods; never copied to the primary.
+SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
+
+
+def primary_name(name: str) -> str:
+    return f"{name}-primary"
+
+
+def owner_reference(canary: models.Canary) -> Manifest:
+    return {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": canary.name,
+            "uid": canary.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
+
+
+def selector_label(target: Mapping[str, Any]) -> str:
+    """The label key that distinguishes primary pods from canary pods."""
+    match = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    for key in SELECTOR_LABELS:
+        if key in match:
+            return key
+    name = (target.get("metadata") or {}).get("name", "")
+    raise errors.SpecError("spec.targetRef", f"Deployment {name} has no selector label among "
+                           f"{', '.join(SELECTOR_LABELS)} in spec.selector.matchLabels; add one (e.g. app: {name})")
+
+
+# -- revisions ----------------------------------------------------------------------------------
+
+
+def config_refs(template: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(kind, name, optional) of every ConfigMap and Secret a pod template references."""
+    spec = template.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            yield "ConfigMap", volume["configMap"]["name"], bool(volume["configMap"].get("optional"))
+        if "secret" in volume:
+            yield "Secret", volume["secret"]["secretName"], bool(volume["secret"].get("optional"))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                yield "ConfigMap", source["configMap"]["name"], bool(source["configMap"].get("optional"))
+            if "secret" in source:
+                yield "Secret", source["secret"]["name"], bool(source["secret"].get("optional"))
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for source in container.get("envFrom") or []:
+            if "configMapRef" in source:
+                yield "ConfigMap", source["configMapRef"]["name"], bool(source["configMapRef"].get("optional"))
+            if "secretRef" in source:
+                yield "Secret", source["secretRef"]["name"], bool(source["secretRef"].get("optional"))
+        for env in container.get("env") or []:
+            ref = env.get("valueFrom") or {}
+            if "configMapKeyRef" in ref:
+                yield "ConfigMap", ref["configMapKeyRef"]["name"], bool(ref["configMapKeyRef"].get("optional"))
+            if "secretKeyRef" in ref:
+                yield "Secret", ref["secretKeyRef"]["name"], bool(ref["secretKeyRef"].get("optional"))
+
+
+def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str | None]) -> dict[str, str]:
+    """``{"configmap/name": checksum}`` for every referenced config; ``digest(kind, name)`` reads the cache.
+
+    A missing required config raises SpecError: the pods could not start anyway.
+    """
+    template = (target.get("spec") or {}).get("template") or {}
+    tracked: dict[str, str] = {}
+    for kind, name, optional in sorted(set(config_refs(template))):
+        value = digest(kind, name)
+        if value is None:
+            if optional:
+                continue
+            raise errors.MissingTarget(f"spec.targetRef: {kind} {name} referenced by the target's pod template "
+                                       "does not exist; create it")
+        tracked[f"{kind.lower()}/{name}"] = value
+    return tracked
+
+
+def revision(target: Mapping[str, Any], configs: Mapping[str, str]) -> str:
+    """The canonical hash of the target's pod template plus the checksums of its configs."""
+    template = (target.get("spec") or {}).get("template") or {}
+    canonical = json.dumps({"template": template, "configs": dict(sorted(configs.items()))}, sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# -- builders -----------------------------------------------------------------------------------
+
+
+def _rename_configs(template: Manifest, names: set[tuple[str, str]]) -> None:
+    """Point a pod template at the ``-primary`` copies of the configs in ``names`` (mutates)."""
+    spec = template.get("spec") or {}
+
+    def rename(kind: str, ref: Manifest, key: str) -> None:
+        if (kind, ref.get(key)) in names:
+            ref[key] = primary_name(ref[key])
+
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            rename("ConfigMap", volume["configMap"], "name")
+        if "secret" in volume:
+            rename("Secret", volume["secret"], "secretName")
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                rename("ConfigMap", source["configMap"], "name")
+            if "secret" in source:
+                rename("Secret", source["secret"], "name")
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for source in container.get("envFrom") or []:
+            if "configMapRef" in source:
+                rename("ConfigMap", source["configMapRef"], "name")
+            if "secretRef" in source:
+                rename("Secret", source["secretRef"], "name")
+        for env in container.get("env") or []:
+            ref = env.get("valueFrom") or {}
+            if "configMapKeyRef" in ref:
+                rename("ConfigMap", ref["configMapKeyRef"], "name")
+            if "secretKeyRef" in ref:
+                rename("Secret", ref["secretKeyRef"], "name")
+
+
+def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> Manifest:
+    """The target's pod template with primary selector labels and primary config names."""
+    template = copy.deepcopy((target.get("spec") or {}).get("template") or {})
+    label = selector_label(target)
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    labels[label] = primary_name(str(labels.get(label, target["metadata"]["name"])))
+    kinds = {"configmap": "ConfigMap", "secret": "Secret"}
+    names = {(kinds[key.split("/", 1)[0]], key.split("/", 1)[1]) for key in configs}
+    _rename_configs(template, names)
+    return template
+
+
+def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
+                       replicas: int | None) -> Manifest:
+    """The ``<target>-primary`` Deployment running the target's template (at init or at promotion)."""
+    meta = target["metadata"]
+    spec = target.get("spec") or {}
+    label = selector_label(target)
+    selector_value = (spec.get("selector") or {}).get("matchLabels", {})[label]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
+    body: Manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": primary_name(meta["name"]), "namespace": canary.namespace,
+            "labels": {**(meta.get("labels") or {}), label: primary_name(selector_value), **MANAGED_BY},
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(canary)],
+        },
+        "spec": {
+            "selector": {"matchLabels": {label: primary_name(selector_value)}},
+            "template": primary_template(target, configs),
+        },
+    }
+    for key in ("strategy", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
+        if key in spec:
+            body["spec"][key] = copy.deepcopy(spec[key])
+    if replicas is not None:
+        body["spec"]["replicas"] = replicas
+    return body
+
+
+def config_copy(canary: models.Canary, source: Mapping[str, Any]) -> Manifest:
+    """A ``-primary`` copy of a ConfigMap or Secret, owned by the Canary."""
+    meta = source["metadata"]
+    body: Manifest = {
+        "apiVersion": "v1", "kind": source["kind"],
+        "metadata": {"name": primary_name(meta["name"]), "namespace": canary.namespace,
+                     "labels": {**(meta.get("labels") or {}), **MANAGED_BY},
+                     "ownerReferences": [owner_reference(canary)]},
+    }
+    for key in ("data", "binaryData", "type"):
+        if key in source:
+            body[key] = copy.deepcopy(source[key])
+    return body
+
+
+def services(canary: models.Canary, target: Mapping[str, Any], apex_selector: bool = True) -> list[Manifest]:
+    """The apex ``<svc>``, ``<svc>-primary`` and ``<svc>-canary`` ClusterIP Services.
+
+    ``apex_selector=False`` leaves the apex selector to a router that switches it (the kubernetes provider).
+    """
+    svc = canary.spec.service
+    name = canary.spec.service_name
+    label = selector_label(target)
+    value = target["spec"]["selector"]["matchLabels"][label]
+    port: Manifest = {"name": svc.port_name or "http", "port": svc.port, "protocol": "TCP",
+                      "targetPort": svc.target_port if svc.target_port is not None else svc.port}
+    if svc.app_protocol:
+        port["appProtocol"] = svc.app_protocol
+
+    def service(service_name: str, selector: Mapping[str, str] | None, meta: models.CustomMetadata | None
+                ) -> Manifest:
+        spec: Manifest = {"type": "ClusterIP", "ports": [dict(port)]}
+        if selector is not None:
+            spec["selector"] = dict(selector)
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": service_name, "namespace": canary.namespace,
+                             "labels": {**((meta.labels if meta else None) or {}), label: service_name, **MANAGED_BY},
+                             "annotations": dict((meta.annotations if meta else None) or {}),
+                             "ownerReferences": [owner_reference(canary)]},
+                "spec": spec}
+
+    return [
+        service(name, {label: primary_name(value)} if apex_selector else None, svc.apex),
+        service(primary_name(name), {label: primary_name(value)}, svc.primary),
+        service(f"{name}-canary", {label: value}, svc.canary),
+    ]
+
+
+def scale(target: Mapping[str, Any], replicas: int) -> Manifest:
+    """A merge patch setting spec.replicas."""
+    return {"spec": {"replicas": replicas}}
+
+
+def workload_state(body: Mapping[str, Any] | None) -> tuple[bool, int, int, bool]:
+    """(exists, desired, updated-and-ready, generation observed) of a Deployment body."""
+    if body is None:
+        return False, 0, 0, False
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= generation
+    # Old pods still running means the rollout is not done even if enough new ones are ready.
+    updated_ready = min(updated, ready, available) if total <= desired or desired == 0 else min(updated, ready)
+    return True, desired, updated_ready, observed
+
+
+async def apply_primary(writer: kube.Writer, store: kube.Store, canary: models.Canary, target: Manifest,
+                        configs: Mapping[str, str], replicas: int | None) -> None:
+    """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
+    for key in configs:
+        kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
+        source = await _read_config(writer, kind, canary.namespace, key.split("/", 1)[1])
+        if source is not None:
+            await writer.apply(config_copy(canary, source))
+    await writer.apply(primary_deployment(canary, target, configs, replicas))
+
+
+async def _read_config(writer: kube.Writer, kind: str, namespace: str, name: str) -> Manifest | None:
+    # The store keeps only digests of configs; copying needs the data, so read it (only at init/promotion).
+    return await writer.read("v1", kind, namespace, name)

@@ -1,0 +1,74 @@
+"""Run ``fledge controller`` as a child process against a local environment.
+
+Why this exists: the integration tests and the demo run the real controller
+binary entry point (kopf and all), so that killing and restarting it mid-release
+is a real test of resumption.  The process is recorded in the environment's
+state, so ``fledge dev down`` stops it too.
+
+What it must not do: start a controller against anything but the environment it is given.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+import httpx
+
+from localkube import environment, processes
+
+
+class Controller:
+    def __init__(self, env: environment.Environment, provider: str = "gatewayapi", name: str = "controller",
+                 namespaces: tuple[str, ...] = ()) -> None:
+        self.env = env
+        self.provider = provider
+        self.name = name
+        self.namespaces = namespaces
+        self.proc: processes.Started | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.env.folder / "logs" / f"{self.name}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.port = processes.free_port()
+        argv = [sys.executable, "-m", "canary.cli", "controller", f"--kubeconfig={self.env.kubeconfig}",
+                f"--provider={self.provider}", f"--metrics-server={self.env.prometheus_url}",
+                f"--listen=127.0.0.1:{self.port}", "--log-format=text"]
+        argv += [f"--namespace={ns}" for ns in self.namespaces]
+        self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,))
+        self.env.started.append(self.proc)
+        self.env._save()
+        self.env.write_scrape_targets({self.name: [f"127.0.0.1:{self.port}"]})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not processes.is_running(self.proc):
+                raise RuntimeError(f"controller exited at start; see {self.log_path}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"controller not healthy after {timeout}s; see {self.log_path}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        processes.stop(self.proc, grace=0 if kill else 10)
+        self.env.started = [p for p in self.env.started if p != self.proc]
+        self.env._save()
+        self.proc = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""

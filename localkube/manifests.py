@@ -1,0 +1,66 @@
+"""Apply and read objects the way ``kubectl apply --server-side`` does, for the demo and the tests.
+
+Why this exists: the demo and the integration tests play the GitOps tool: they
+apply whole YAML documents with their own field manager and read objects back.
+Routing paths come from the controller's resource table plus the few kinds only
+a user writes (Namespace, Gateway).
+
+What it must not do: be used by the controller itself (it writes through canary.kube).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary import kube
+
+EXTRA = {
+    ("v1", "Namespace"): kube.Resource("", "v1", "namespaces", namespaced=False),
+    ("gateway.networking.k8s.io/v1", "Gateway"): kube.Resource("gateway.networking.k8s.io", "v1", "gateways"),
+}
+
+
+def _resource(api_version: str, kind: str) -> kube.Resource:
+    return EXTRA.get((api_version, kind)) or kube.resource_for(api_version, kind)
+
+
+def apply(api: Any, manifest: dict[str, Any], manager: str = "gitops") -> dict[str, Any]:
+    """Server-side apply with ``force``: what a GitOps sync does to the fields it manages."""
+    meta = manifest["metadata"]
+    path = _resource(manifest["apiVersion"], manifest["kind"]).path(meta.get("namespace", ""), meta["name"])
+    result = api.call_api(path, "PATCH", header_params={"Content-Type": "application/apply-patch+yaml",
+                                                        "Accept": "application/json"},
+                          query_params=[("fieldManager", manager), ("force", "true")], body=manifest,
+                          response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
+    return dict(result)
+
+
+def get(api: Any, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client.exceptions import ApiException
+
+    path = _resource(api_version, kind).path(namespace, name)
+    try:
+        result = api.call_api(path, "GET", header_params={"Accept": "application/json"}, response_type="object",
+                              auth_settings=["BearerToken"], _return_http_data_only=True)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(result)
+
+
+def delete(api: Any, api_version: str, kind: str, namespace: str, name: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    path = _resource(api_version, kind).path(namespace, name)
+    try:
+        api.call_api(path, "DELETE", header_params={"Accept": "application/json"}, response_type="object",
+                     auth_settings=["BearerToken"], _return_http_data_only=True)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def canary_status(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = get(api, "fledge.dev/v1beta1", "Canary", namespace, name) or {}
+    return dict(body.get("status") or {})

@@ -1,0 +1,99 @@
+"""The Router protocol, the registry of routers, and the read/write ports they use.
+
+Why this exists: each traffic router (Gateway API, Istio, NGINX, plain
+Kubernetes Services) is one module implementing the same four methods, chosen
+by ``spec.provider``.  Routers read the objects they manage from the
+controller's watch cache (``ObjectStore``) and write through ``Writer``, so a
+steady-state tick costs no API call at all.
+
+What it must not do: decide anything about a release (the core does), or call
+the Kubernetes client directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from canary import core, errors, models
+
+Manifest = dict[str, Any]
+
+
+class ObjectStore(Protocol):
+    """The watch cache: the latest body seen for an object, or None."""
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None: ...
+
+
+class Writer(Protocol):
+    """Writes to the API server without blocking the event loop."""
+
+    async def apply(self, manifest: Manifest) -> Manifest:
+        """Create, or replace the fields Fledge manages (server-side apply, field manager 'fledge')."""
+        ...
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete; a missing object is not an error."""
+        ...
+
+
+class Router(Protocol):
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Create or update the route objects Fledge owns, keeping current weights; idempotent."""
+        ...
+
+    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+        """Write the weights (and mirroring); idempotent; raises errors.RouterConflict on a write conflict."""
+        ...
+
+    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+        """Current weights from the cache; None when the route objects do not exist yet."""
+        ...
+
+    async def finalize(self, canary: models.Canary) -> None:
+        """Restore what the user had before Fledge managed the routes (revertOnDeletion)."""
+        ...
+
+    def validate(self, canary: models.Canary) -> None:
+        """Raise errors.SpecError naming the field when this router cannot serve the spec."""
+        ...
+
+
+RouterFactory = Callable[[ObjectStore, Writer], Router]
+_REGISTRY: dict[str, RouterFactory] = {}
+
+
+def register(*names: str) -> Callable[[RouterFactory], RouterFactory]:
+    def add(factory: RouterFactory) -> RouterFactory:
+        for name in names:
+            _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def known() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def for_provider(provider: str, store: ObjectStore, writer: Writer) -> Router:
+    """The router for ``spec.provider``; an unknown name is a spec error, never a silent default."""
+    _load_all()
+    factory = _REGISTRY.get(provider)
+    if factory is None:
+        raise errors.SpecError("spec.provider", f"unknown provider {provider!r}; use one of {', '.join(known())}")
+    return factory(store, writer)
+
+
+def _load_all() -> None:
+    # Importing a router module registers it; done lazily to keep import order free of cycles.
+    import importlib
+
+    for module in ("gateway_api", "istio", "nginx", "kubernetes"):
+        try:
+            importlib.import_module(f"routers.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"routers.{module}":
+                raise

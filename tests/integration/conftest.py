@@ -1,0 +1,40 @@
+"""Fixtures for the integration suite: one real local environment per test session.
+
+The environment is the same one ``fledge dev up`` starts (localkube.environment):
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok nodes, the
+third-party CRDs, the traffic simulator and Prometheus.  Tests isolate
+themselves by namespace, never by restarting the cluster.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from localkube import environment
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[environment.Environment]:
+    folder = pathlib.Path(tmp_path_factory.mktemp("localkube"))
+    with environment.running(folder) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def api(env: environment.Environment) -> Any:
+    return env.api()
+
+
+@pytest.fixture
+def namespace(api: Any) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
