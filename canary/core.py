@@ -456,7 +456,7 @@ def set_condition(conditions: Sequence[models.Condition], type_: str, status: st
     previous = next((c for c in conditions if c.type == type_), None)
     changed = previous is None or previous.status != status
     condition = models.Condition(
-        type=type_, status=status, reason=reason, message=message, last_update_time=now_text,
+        type=type_, status=models.ConditionStatus(status), reason=reason, message=message, last_update_time=now_text,
         last_transition_time=now_text if changed or previous is None else previous.last_transition_time,
     )
     return [c for c in conditions if c.type != type_] + [condition]
