@@ -75,6 +75,16 @@ async def serve_http(listen: str) -> web.AppRunner:
     return runner
 
 
+# Every kind the handlers watch, primed by one LIST at start-up.
+WATCHED = (
+    ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
+    ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
+    ("fledge.dev/v1beta1", "Canary"), ("fledge.dev/v1beta1", "MetricTemplate"),
+    ("fledge.dev/v1beta1", "AlertProvider"),
+)
+
+
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     settings = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server)
@@ -94,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
         # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
         asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=64))
         handlers.RUNTIME = runtime.Runtime(client, settings)
+        await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
         await serve_http(args.listen)
         telemetry.INFO.labels("0.1.0").set(1)
 

@@ -34,6 +34,13 @@ class Resource:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
+    def list_path(self, namespace: str | None) -> str:
+        """Path of a LIST: one namespace, or every namespace when ``namespace`` is None."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{namespace}"
+        return f"{base}/{self.plural}"
+
     def path(self, namespace: str, name: str = "", subresource: str = "") -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced:
@@ -210,6 +217,28 @@ class Writer:
                                       response_type="object", auth_settings=["BearerToken"],
                                       _return_http_data_only=True, _preload_content=True)
         return dict(response) if response else {}
+
+    async def prime(self, kinds: list[tuple[str, str]], namespaces: list[str] | None) -> None:
+        """LIST each kind once into the store before any tick runs, so no tick sees a half-filled cache.
+
+        Kinds whose CRDs are not installed (404) are skipped: that router is simply unused here.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        async def one(api_version: str, kind: str, namespace: str | None) -> None:
+            try:
+                listing = await asyncio.to_thread(self._get, resource_for(api_version, kind).list_path(namespace))
+            except ApiException as exc:
+                if exc.status in (403, 404):
+                    return
+                raise
+            for item in listing.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                self._store.upsert(item)
+
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        await asyncio.gather(*(one(v, k, ns) for v, k in kinds for ns in scopes))
 
     async def create(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]

@@ -1,0 +1,401 @@
+"""Decide which version of an app serves a request, from the route objects Fledge wrote.
+
+Why this exists: integration tests have a real API server but no data plane.  The simulator stands in
+for Istio, NGINX, a Gateway API implementation or kube-proxy, so it must read the HTTPRoute,
+VirtualService, canary Ingress or apex Service exactly as those would and split traffic accordingly.
+Keeping the reading pure (manifest dicts and a request in, a ``Split`` out) lets unit tests cover
+every provider without a cluster.
+
+What it must not do: perform I/O, read the clock, draw random numbers or keep state between calls.
+Turning a ``Split`` into whole request counts (the deterministic carry) is ``simulator.traffic``'s job;
+fetching the manifests is ``simulator.apps``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Manifest = Mapping[str, Any]
+
+GATEWAY_API = "gatewayapi"
+ISTIO = "istio"
+NGINX = "nginx"
+KUBERNETES = "kubernetes"
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, KUBERNETES)
+
+DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
+
+
+class Version(enum.StrEnum):
+    """The two workloads of an app: Deployment ``<name>-primary`` and Deployment ``<name>``."""
+
+    PRIMARY = "primary"
+    CANARY = "canary"
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a data plane looks at when it routes: path, method, headers (names lower-cased), cookies."""
+
+    path: str = "/"
+    method: str = "GET"
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cookies: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        path: str = "/",
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+    ) -> Request:
+        """Build a request, lower-casing header names because every data plane matches them case-insensitively.
+
+        Cookies also appear as a ``cookie`` header (unless one is given), since Istio and Gateway API
+        A/B rules match cookies through that header.
+        """
+        lowered = {name.lower(): value for name, value in (headers or {}).items()}
+        if cookies and "cookie" not in lowered:
+            lowered["cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        return cls(path=path or "/", method=method.upper(), headers=lowered, cookies=dict(cookies or {}))
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Relative weights of primary and canary for one request, plus the share mirrored to the canary."""
+
+    primary: float = 0.0
+    canary: float = 0.0
+    mirror: float = 0.0  # fraction 0..1 of requests of which the canary also receives a copy
+
+    @property
+    def total(self) -> float:
+        return self.primary + self.canary
+
+    @property
+    def canary_share(self) -> float:
+        return self.canary / self.total if self.total > 0 else 0.0
+
+    def percentages(self) -> dict[str, float]:
+        """Weights as percentages, the way Flagger reports them."""
+        canary = 100.0 * self.canary_share
+        return {"primary": 100.0 - canary, "canary": canary, "mirror": 100.0 * self.mirror}
+
+
+ALL_PRIMARY = Split(primary=1.0)
+ALL_CANARY = Split(canary=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """Everything the routing of one app depends on, as read from the API server at one poll."""
+
+    provider: str  # the provider whose objects were read (detected for apps never registered)
+    namespace: str
+    service: str
+    route: Manifest | None  # HTTPRoute, VirtualService, canary Ingress or apex Service; None if missing
+    primary: Manifest | None  # Deployment <name>-primary
+    canary: Manifest | None  # Deployment <name>
+    annotation_prefix: str = DEFAULT_NGINX_PREFIX
+
+
+def decide(observed: Observed, request: Request) -> Split | None:
+    """The split for ``request``; None when no backend of this app would receive it (no rule, no workload)."""
+    if observed.primary is None and observed.canary is None:
+        return None
+    if observed.primary is None:
+        return ALL_CANARY  # before Fledge initialised the app, everything reaches Deployment <name>
+    split: Split | None
+    if observed.route is None:
+        split = ALL_PRIMARY
+    elif observed.provider == GATEWAY_API:
+        split = gateway_split(observed.route, observed.service, observed.namespace, request)
+    elif observed.provider == ISTIO:
+        split = istio_split(observed.route, observed.service, observed.namespace, request)
+    elif observed.provider == NGINX:
+        split = nginx_split(observed.route, observed.annotation_prefix, request)
+    elif observed.provider == KUBERNETES:
+        split = kubernetes_split(observed.route, observed.primary, observed.canary)
+    else:
+        raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
+    if split is None:
+        return None
+    if observed.canary is None:
+        split = Split(primary=split.primary)
+    return split if split.total > 0 else None
+
+
+# Gateway API ---------------------------------------------------------------------------------------
+
+
+def gateway_split(route: Manifest, service: str, namespace: str, request: Request) -> Split | None:
+    """Read an HTTPRoute: the first rule (in order) that has a backend of ours and matches ``request``."""
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    for rule in _mappings(_mapping(route.get("spec")).get("rules")):
+        weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+        ours = False
+        for ref in _mappings(rule.get("backendRefs")):
+            version = names.get(str(ref.get("name", "")))
+            if version is None or ref.get("kind", "Service") != "Service":
+                continue
+            if ref.get("namespace", namespace) != namespace:
+                continue
+            ours = True
+            weights[version] += _number(ref.get("weight"), 1.0)
+        if not ours:
+            continue  # a rule for some other service
+        matches = _mappings(rule.get("matches"))
+        if matches and not any(_gateway_match(match, request) for match in matches):
+            continue
+        mirror = _gateway_mirror(rule, f"{service}-canary")
+        return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY], mirror=mirror)
+    return None
+
+
+def _gateway_match(match: Manifest, request: Request) -> bool:
+    path = _mapping(match.get("path"))
+    if path:
+        kind = path.get("type", "PathPrefix")
+        value = str(path.get("value", "/"))
+        if kind == "Exact" and request.path != value:
+            return False
+        if kind == "PathPrefix" and not _path_prefix(request.path, value):
+            return False
+        if kind == "RegularExpression" and not _fullmatch(value, request.path):
+            return False
+    method = match.get("method")
+    if method and str(method).upper() != request.method:
+        return False
+    for header in _mappings(match.get("headers")):
+        actual = request.header(str(header.get("name", "")))
+        expected = str(header.get("value", ""))
+        if actual is None:
+            return False
+        if header.get("type", "Exact") == "RegularExpression":
+            if not _fullmatch(expected, actual):
+                return False
+        elif actual != expected:
+            return False
+    return True
+
+
+def _gateway_mirror(rule: Manifest, canary: str) -> float:
+    for rule_filter in _mappings(rule.get("filters")):
+        if rule_filter.get("type") != "RequestMirror":
+            continue
+        mirror = _mapping(rule_filter.get("requestMirror"))
+        if _mapping(mirror.get("backendRef")).get("name") != canary:
+            continue
+        if "percent" in mirror:
+            return _fraction(_number(mirror.get("percent"), 100.0) / 100.0)
+        fraction = _mapping(mirror.get("fraction"))
+        if fraction:
+            denominator = _number(fraction.get("denominator"), 100.0)
+            return _fraction(_number(fraction.get("numerator"), 0.0) / denominator) if denominator > 0 else 0.0
+        return 1.0
+    return 0.0
+
+
+def _path_prefix(path: str, prefix: str) -> bool:
+    """Gateway API prefixes match whole path elements: /api matches /api and /api/x, not /apix."""
+    prefix = prefix.rstrip("/")
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+# Istio ---------------------------------------------------------------------------------------------
+
+
+def istio_split(virtual_service: Manifest, service: str, namespace: str, request: Request) -> Split | None:
+    """Read a VirtualService: the first ``http`` route (in order) that has a destination of ours and matches."""
+    hosts = {
+        **dict.fromkeys(_host_forms(f"{service}-primary", namespace), Version.PRIMARY),
+        **dict.fromkeys(_host_forms(f"{service}-canary", namespace), Version.CANARY),
+    }
+    for http in _mappings(_mapping(virtual_service.get("spec")).get("http")):
+        destinations = _mappings(http.get("route"))
+        weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+        ours = False
+        for destination in destinations:
+            version = hosts.get(str(_mapping(destination.get("destination")).get("host", "")))
+            if version is None:
+                continue
+            ours = True
+            weights[version] += _number(destination.get("weight"), 100.0 if len(destinations) == 1 else 0.0)
+        if not ours:
+            continue
+        matches = _mappings(http.get("match"))
+        if matches and not any(_istio_match(match, request) for match in matches):
+            continue
+        mirror = _istio_mirror(http, {host for host, version in hosts.items() if version is Version.CANARY})
+        return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY], mirror=mirror)
+    return None
+
+
+def _istio_match(match: Manifest, request: Request) -> bool:
+    uri = _mapping(match.get("uri"))
+    if uri and not _string_match(uri, request.path):
+        return False
+    method = _mapping(match.get("method"))
+    if method and not _string_match(method, request.method):
+        return False
+    for name, condition in _mapping(match.get("headers")).items():
+        actual = request.header(str(name))
+        if actual is None or not _string_match(_mapping(condition), actual):
+            return False
+    for name, condition in _mapping(match.get("withoutHeaders")).items():
+        actual = request.header(str(name))
+        if actual is not None and _string_match(_mapping(condition), actual):
+            return False
+    return True
+
+
+def _istio_mirror(http: Manifest, canary_hosts: set[str]) -> float:
+    mirror = _mapping(http.get("mirror"))
+    if mirror and str(mirror.get("host", "")) in canary_hosts:
+        if "mirrorPercentage" in http:
+            return _fraction(_number(_mapping(http.get("mirrorPercentage")).get("value"), 100.0) / 100.0)
+        if "mirrorPercent" in http:  # the deprecated integer form
+            return _fraction(_number(http.get("mirrorPercent"), 100.0) / 100.0)
+        return 1.0
+    for entry in _mappings(http.get("mirrors")):
+        if str(_mapping(entry.get("destination")).get("host", "")) in canary_hosts:
+            return _fraction(_number(_mapping(entry.get("percentage")).get("value"), 100.0) / 100.0)
+    return 0.0
+
+
+def _host_forms(service: str, namespace: str) -> tuple[str, ...]:
+    return (
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    )
+
+
+# NGINX ---------------------------------------------------------------------------------------------
+
+
+def nginx_split(canary_ingress: Manifest, prefix: str, request: Request) -> Split:
+    """Read Fledge's canary Ingress the way ingress-nginx does: header, then cookie, then weight."""
+    annotations = _mapping(_mapping(canary_ingress.get("metadata")).get("annotations"))
+
+    def annotation(key: str) -> str:
+        return str(annotations.get(f"{prefix}/{key}", "")).strip()
+
+    if annotation("canary").lower() != "true":
+        return ALL_PRIMARY
+    header = annotation("canary-by-header")
+    value = request.header(header) if header else None
+    if value is not None:
+        expected = annotation("canary-by-header-value")
+        pattern = annotation("canary-by-header-pattern")
+        if expected:
+            if value == expected:
+                return ALL_CANARY
+        elif pattern:
+            if _search(pattern, value):
+                return ALL_CANARY
+        elif value == "always":
+            return ALL_CANARY
+        elif value == "never":
+            return ALL_PRIMARY
+        # a header that does not decide falls through to the cookie and the weight, as in ingress-nginx
+    cookie = annotation("canary-by-cookie")
+    if cookie:
+        cookie_value = request.cookies.get(cookie)
+        if cookie_value == "always":
+            return ALL_CANARY
+        if cookie_value == "never":
+            return ALL_PRIMARY
+    total = _number(annotation("canary-weight-total") or None, 100.0)
+    total = total if total > 0 else 100.0
+    weight = min(max(_number(annotation("canary-weight") or None, 0.0), 0.0), total)
+    return Split(primary=total - weight, canary=weight)
+
+
+# Kubernetes ----------------------------------------------------------------------------------------
+
+
+def kubernetes_split(apex: Manifest, primary: Manifest | None, canary: Manifest | None) -> Split | None:
+    """Read the apex Service: its selector picks the Deployments whose pods receive the traffic."""
+    selector = _mapping(_mapping(apex.get("spec")).get("selector"))
+    if not selector:
+        return None  # a Service without selector has no endpoints the simulator knows of
+
+    def selected(deployment: Manifest | None) -> bool:
+        if deployment is None:
+            return False
+        template = _mapping(_mapping(deployment.get("spec")).get("template"))
+        labels = _mapping(_mapping(template.get("metadata")).get("labels"))
+        return all(labels.get(key) == value for key, value in selector.items())
+
+    def replicas(deployment: Manifest | None) -> float:
+        return _number(_mapping(_mapping(deployment).get("spec")).get("replicas"), 1.0)
+
+    on_primary, on_canary = selected(primary), selected(canary)
+    if on_primary and on_canary:  # kube-proxy spreads over every selected pod
+        return Split(primary=replicas(primary), canary=replicas(canary))
+    if on_primary:
+        return ALL_PRIMARY
+    if on_canary:
+        return ALL_CANARY
+    return None
+
+
+# Reading loosely typed manifests -------------------------------------------------------------------
+
+
+def _mapping(value: object) -> Manifest:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _mappings(value: object) -> list[Manifest]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _number(value: object, default: float) -> float:
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def _fraction(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
+def _string_match(condition: Manifest, value: str) -> bool:
+    """Istio's StringMatch: exact, prefix or regex (RE2, whole string); an empty one only asks for presence."""
+    if "exact" in condition:
+        return value == str(condition["exact"])
+    if "prefix" in condition:
+        return value.startswith(str(condition["prefix"]))
+    if "regex" in condition:
+        return _fullmatch(str(condition["regex"]), value)
+    return True
+
+
+def _fullmatch(pattern: str, value: str) -> bool:
+    try:
+        return re.fullmatch(pattern, value) is not None
+    except re.error:
+        return False  # an invalid pattern matches nothing, as Envoy rejects it
+
+
+def _search(pattern: str, value: str) -> bool:
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return False

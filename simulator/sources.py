@@ -1,0 +1,143 @@
+"""Where the simulator reads route objects and Deployments from: the API server, or a dict in tests.
+
+Why this exists: routing must follow what the controller actually wrote, so the simulator reads the
+real API server; unit tests must run without one.  Both sit behind ``RouteSource``, one method wide.
+
+What it must not do: write to the API server, cache, or interpret the objects it returns (that is
+``simulator.routes``).  A missing object is ``None``; any other failure is ``SourceError``, so callers
+can keep the last good state instead of mistaking an outage for a deleted route.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import kubernetes.client
+import urllib3
+
+from simulator import routes
+
+DEPLOYMENT = "Deployment"
+SERVICE = "Service"
+INGRESS = "Ingress"
+HTTP_ROUTE = "HTTPRoute"
+VIRTUAL_SERVICE = "VirtualService"
+KINDS = (DEPLOYMENT, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
+
+# Custom resources: group, versions tried in order, plural.
+_CUSTOM = {
+    HTTP_ROUTE: ("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes"),
+    VIRTUAL_SERVICE: ("networking.istio.io", ("v1", "v1beta1"), "virtualservices"),
+}
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+class SourceError(Exception):
+    """Reading an object failed for a reason other than its absence (API server down, forbidden, ...)."""
+
+
+class RouteSource(Protocol):
+    def get(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
+        """The object as its JSON dict, or None if it does not exist; raises SourceError on any other failure."""
+        ...
+
+
+class KubeRouteSource:
+    """Reads objects from the API server with the synchronous kubernetes client."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+        self._apps = kubernetes.client.AppsV1Api(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._networking = kubernetes.client.NetworkingV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._timeout = timeout
+
+    def get(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
+        if kind in _CUSTOM:
+            return self._get_custom(kind, namespace, name)
+        reads = {
+            DEPLOYMENT: self._apps.read_namespaced_deployment,
+            SERVICE: self._core.read_namespaced_service,
+            INGRESS: self._networking.read_namespaced_ingress,
+        }
+        if kind not in reads:
+            raise ValueError(f"unsupported kind {kind!r}; expected one of {', '.join(KINDS)}")
+        read = reads[kind]
+        # Raw JSON rather than the client's models: the route readers expect the API's camelCase fields.
+        response = self._call(
+            kind, namespace, name, lambda: read(name, namespace, _preload_content=False, _request_timeout=self._timeout)
+        )
+        if response is None:
+            return None
+        try:
+            return _as_manifest(json.loads(response.data), kind, namespace, name)
+        except ValueError as error:
+            raise SourceError(f"GET {kind} {namespace}/{name}: invalid JSON: {error}") from error
+
+    def _get_custom(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
+        group, versions, plural = _CUSTOM[kind]
+        for version in versions:  # a 404 means the object or this version of the resource is missing
+            read = functools.partial(
+                self._custom.get_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                _request_timeout=self._timeout,
+            )
+            found = self._call(kind, namespace, name, read)
+            if found is not None:
+                return _as_manifest(found, kind, namespace, name)
+        return None
+
+    @staticmethod
+    def _call(kind: str, namespace: str, name: str, read: Callable[[], Any]) -> Any:
+        """Run one read; None on 404, SourceError on anything else that goes wrong."""
+        try:
+            return read()
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise SourceError(f"GET {kind} {namespace}/{name}: {error.status} {error.reason}") from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise SourceError(f"GET {kind} {namespace}/{name}: {error}") from error
+
+
+def _as_manifest(value: object, kind: str, namespace: str, name: str) -> routes.Manifest:
+    if not isinstance(value, Mapping):
+        raise SourceError(f"GET {kind} {namespace}/{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+class MemoryRouteSource:
+    """Objects held in a dict, for tests and in-process simulations without an API server."""
+
+    def __init__(self, *manifests: routes.Manifest) -> None:
+        self._objects: dict[tuple[str, str, str], routes.Manifest] = {}
+        self._lock = threading.Lock()
+        self.error: SourceError | None = None  # when set, every get raises it, like an unreachable API server
+        for manifest in manifests:
+            self.put(manifest)
+
+    def put(self, manifest: routes.Manifest) -> None:
+        """Store or replace an object, keyed by its kind, metadata.namespace (default "default") and name."""
+        metadata = manifest.get("metadata") or {}
+        key = (str(manifest["kind"]), str(metadata.get("namespace", "default")), str(metadata["name"]))
+        with self._lock:
+            self._objects[key] = manifest
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._objects.pop((kind, namespace, name), None)
+
+    def get(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
+        if self.error is not None:
+            raise self.error
+        with self._lock:
+            return self._objects.get((kind, namespace, name))

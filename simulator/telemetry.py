@@ -1,0 +1,187 @@
+"""Expose served requests as the metrics Istio, ingress-nginx and an instrumented app would export.
+
+Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
+simulator must export the same metric names with the same label names.  prometheus_client appends
+``_total`` to every counter, yet ingress-nginx's ``nginx_ingress_controller_requests`` has no such
+suffix; a custom collector over a private ``CollectorRegistry`` gives exact control.  That one series
+is exposed untyped, the only type under which the Prometheus and OpenMetrics formats both allow a
+counter-like series without the suffix; PromQL's ``rate`` treats it the same.
+
+What it must not do: decide anything about routing or behaviour, or use prometheus_client's global
+registry (several simulators live in one test process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import exposition, metrics_core, registry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+ISTIO_REQUESTS = "istio_requests_total"
+ISTIO_DURATION = "istio_request_duration_milliseconds"
+NGINX_REQUESTS = "nginx_ingress_controller_requests"
+NGINX_DURATION = "nginx_ingress_controller_response_duration_seconds"
+HTTP_DURATION = "http_request_duration_seconds"
+
+ISTIO_LABELS = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "response_code",
+    "request_protocol",
+    "connection_security_policy",
+)
+NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
+HTTP_LABELS = ("namespace", "workload", "service", "status", "method")
+
+ISTIO_BUCKETS_MS = (
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+)  # fmt: skip
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+SOURCE_WORKLOAD = "fledge-simulator"
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """One kind of answered request: who served it, through which Service, with which status."""
+
+    namespace: str
+    workload: str  # the Deployment that served
+    service: str  # the Kubernetes Service the request was sent to
+    method: str
+    code: int
+    ingress: str | None = None  # the user's Ingress when the request came through NGINX, else None
+    canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
+
+
+class Telemetry:
+    """Thread-safe store of served requests and the private registry that exposes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._istio_requests = _Counter(ISTIO_REQUESTS, "Requests seen by the destination proxy.", "counter")
+        self._istio_duration = _Histogram(ISTIO_DURATION, "Request duration in milliseconds.", ISTIO_BUCKETS_MS)
+        self._nginx_requests = _Counter(NGINX_REQUESTS, "Requests handled by the ingress controller.", "unknown")
+        self._nginx_duration = _Histogram(NGINX_DURATION, "Upstream response time in seconds.", SECONDS_BUCKETS)
+        self._http_duration = _Histogram(HTTP_DURATION, "Request duration in seconds.", SECONDS_BUCKETS)
+        self.registry = registry.CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+
+    def record(self, served: Served, durations: Sequence[float] | npt.NDArray[np.float64]) -> None:
+        """Count one request per duration (seconds), all of the kind ``served`` describes."""
+        seconds = np.asarray(durations, dtype=np.float64)
+        if seconds.size == 0:
+            return
+        status = str(served.code)
+        istio = (
+            "destination",
+            SOURCE_WORKLOAD,
+            served.namespace,
+            served.workload,
+            served.namespace,
+            f"{served.service}.{served.namespace}.svc.cluster.local",
+            served.service,
+            served.namespace,
+            status,
+            "http",
+            "none",
+        )
+        http = (served.namespace, served.workload, served.service, status, served.method)
+        with self._lock:
+            self._istio_requests.add(istio, seconds.size)
+            self._istio_duration.observe(istio, seconds * 1000.0)
+            self._http_duration.observe(http, seconds)
+            if served.ingress is not None:
+                nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
+                self._nginx_requests.add(nginx, seconds.size)
+                self._nginx_duration.observe(nginx, seconds)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format (0.0.4) of every metric."""
+        return exposition.generate_latest(self.registry)
+
+    def families(self) -> list[metrics_core.Metric]:
+        with self._lock:
+            return [
+                self._istio_requests.family(ISTIO_LABELS),
+                self._istio_duration.family(ISTIO_LABELS),
+                self._nginx_requests.family(NGINX_LABELS),
+                self._nginx_duration.family(NGINX_LABELS),
+                self._http_duration.family(HTTP_LABELS),
+            ]
+
+
+class _Collector(registry.Collector):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def collect(self) -> Iterable[metrics_core.Metric]:
+        return self._telemetry.families()
+
+
+class _Counter:
+    def __init__(self, name: str, documentation: str, kind: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.kind = kind
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def add(self, labels: tuple[str, ...], amount: float) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
+        if self.kind == "counter":
+            counter = metrics_core.CounterMetricFamily(self.name, self.documentation, labels=label_names)
+            for labels, value in self.values.items():
+                counter.add_metric(labels, value)
+            return counter
+        # Named verbatim, without the suffix prometheus_client would add to a counter.
+        metric = metrics_core.Metric(self.name, self.documentation, self.kind)
+        for labels, value in self.values.items():
+            metric.add_sample(self.name, dict(zip(label_names, labels, strict=True)), value)
+        return metric
+
+
+@dataclasses.dataclass
+class _Series:
+    buckets: npt.NDArray[np.int64]  # per bucket, not cumulative; the last one is +Inf
+    total: float = 0.0
+
+
+class _Histogram:
+    def __init__(self, name: str, documentation: str, bounds: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        # Formatted like Go's client (1, 0.005, 1.8e+06), which is what the real exporters print.
+        self.les = [f"{bound:g}" for bound in bounds] + ["+Inf"]
+        self.series: dict[tuple[str, ...], _Series] = {}
+
+    def observe(self, labels: tuple[str, ...], values: npt.NDArray[np.float64]) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _Series(buckets=np.zeros(len(self.les), dtype=np.int64))
+        # side="left" puts a value equal to a bound into that bound's bucket, as `le` requires
+        indexes = np.searchsorted(self.bounds, values, side="left")
+        series.buckets += np.bincount(indexes, minlength=len(self.les)).astype(np.int64)
+        series.total += float(values.sum())
+
+    def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
+        histogram = metrics_core.HistogramMetricFamily(self.name, self.documentation, labels=label_names)
+        for labels, series in self.series.items():
+            cumulative = np.cumsum(series.buckets)
+            buckets = [(le, float(count)) for le, count in zip(self.les, cumulative, strict=True)]
+            histogram.add_metric(labels, buckets, series.total)
+        return histogram
