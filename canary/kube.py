@@ -75,6 +75,26 @@ RESOURCES: dict[tuple[str, str], Resource] = {
 DIGEST_ONLY = frozenset({"ConfigMap", "Secret"})
 
 
+def request(api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json",
+            query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Manifest:
+    """One raw API call with the kubernetes client's auth and TLS; non-2xx raises ApiException (blocking)."""
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    _, url, header_params, serialized, _ = api.param_serialize(
+        method=method, resource_path=path, query_params=query or [], header_params=headers, body=body,
+        auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params=header_params, body=serialized, _request_timeout=timeout)
+    data = response.read()
+    if not 200 <= response.status < 300:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = data.decode(errors="replace") if data else ""
+        raise error
+    return dict(json.loads(data)) if data else {}
+
+
 def resource_for(api_version: str, kind: str) -> Resource:
     try:
         return RESOURCES[(api_version, kind)]
@@ -163,13 +183,9 @@ class Writer:
 
     def _call(self, method: str, path: str, body: Any, content_type: str,
               query: list[tuple[str, str]] | None = None) -> Manifest:
-        response = self._api.call_api(
-            path, method, header_params={"Content-Type": content_type, "Accept": "application/json"},
-            query_params=query or [], body=body, response_type="object", auth_settings=["BearerToken"],
-            _return_http_data_only=True, _preload_content=True,
-        )
+        result = request(self._api, method, path, body, content_type, query)
         self.writes += 1
-        return dict(response) if response else {}
+        return result
 
     async def apply(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
@@ -213,10 +229,7 @@ class Writer:
             raise
 
     def _get(self, path: str) -> Manifest:
-        response = self._api.call_api(path, "GET", header_params={"Accept": "application/json"},
-                                      response_type="object", auth_settings=["BearerToken"],
-                                      _return_http_data_only=True, _preload_content=True)
-        return dict(response) if response else {}
+        return request(self._api, "GET", path)
 
     async def prime(self, kinds: list[tuple[str, str]], namespaces: list[str] | None) -> None:
         """LIST each kind once into the store before any tick runs, so no tick sees a half-filled cache.

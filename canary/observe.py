@@ -18,6 +18,7 @@ from typing import Any
 
 from canary import core, errors, models, runtime, webhooks, workloads
 from metrics import analysis
+from metrics import base as metric_base
 from routers import base as routers
 
 
@@ -89,12 +90,35 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     return Snapshot(dataclasses.replace(observed, checks=checks, gates=gates), target, router)
 
 
+async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
+    """Metric providers by config, with the Secrets their templates name read up front (off the loop)."""
+    secrets: dict[tuple[str, str], dict[str, str]] = {}
+    resolve = resolve_template(rt)
+    for metric in canary.spec.analysis.metrics:
+        if metric.template_ref is None:
+            continue
+        namespace = metric.template_ref.namespace or canary.namespace
+        template = resolve(namespace, metric.template_ref.name)
+        if template is not None and template.spec.provider.secret_ref is not None:
+            name = template.spec.provider.secret_ref.name
+            body = await rt.writer.read("v1", "Secret", namespace, name)
+            if body is not None:
+                secrets[(namespace, name)] = runtime.decode_secret(body)
+
+    def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
+        secret = secrets.get((config.namespace, config.secret_name)) if config.secret_name else None
+        return rt.metric_provider(config, secret)
+
+    return factory
+
+
 async def _gather(rt: runtime.Runtime, canary: models.Canary, plan: core.Plan, revision: str
                   ) -> tuple[list[core.Check], dict[str, bool]]:
     phase = str(canary.status.phase or "")
     jobs: list[Any] = []
     if plan.analysis:
-        jobs.append(analysis.run_analysis(canary, resolve_template(rt),
+        factory = await _provider_factory(rt, canary)
+        jobs.append(analysis.run_analysis(canary, resolve_template(rt), factory,
                                           default_provider=canary.spec.provider or rt.settings.default_provider,
                                           metrics_server=canary.spec.metrics_server or rt.settings.metrics_server))
         jobs.append(webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))

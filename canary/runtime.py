@@ -11,13 +11,18 @@ What it must not do: keep release state (that lives in each Canary's status).
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hashlib
+import json
 from collections import defaultdict
 from typing import Any
 
 import httpx
 
 from canary import kube
+from metrics import base as metric_base
+from metrics import providers
 
 CANARY_API = "fledge.dev/v1beta1"
 Key = tuple[str, str]  # (namespace, name)
@@ -42,6 +47,17 @@ class Runtime:
         # (namespace, deployment name) → canaries whose target or primary it is.
         self._by_workload: dict[Key, set[Key]] = defaultdict(set)
         self._workloads_of: dict[Key, set[Key]] = {}
+        self._providers: dict[tuple[metric_base.ProviderConfig, str], metric_base.MetricProvider] = {}
+
+    def metric_provider(self, config: metric_base.ProviderConfig, secret: dict[str, str] | None
+                        ) -> metric_base.MetricProvider:
+        """One provider (and its HTTP session pool) per configuration and secret content, reused across ticks."""
+        digest = hashlib.sha256(json.dumps(secret or {}, sort_keys=True).encode()).hexdigest()
+        key = (config, digest)
+        provider = self._providers.get(key)
+        if provider is None:
+            provider = self._providers[key] = providers.create(config, secret)
+        return provider
 
     # -- wake-ups ----------------------------------------------------------------------------------
 
@@ -84,3 +100,8 @@ class Runtime:
         for key in list(self._wakers):
             if key[0] == namespace:
                 self.wake(key)
+
+
+def decode_secret(body: dict[str, Any]) -> dict[str, str]:
+    """A Secret's data, base64-decoded (stringData is folded into data by the API server)."""
+    return {key: base64.b64decode(value).decode(errors="replace") for key, value in (body.get("data") or {}).items()}

@@ -28,11 +28,8 @@ def apply(api: Any, manifest: dict[str, Any], manager: str = "gitops") -> dict[s
     """Server-side apply with ``force``: what a GitOps sync does to the fields it manages."""
     meta = manifest["metadata"]
     path = _resource(manifest["apiVersion"], manifest["kind"]).path(meta.get("namespace", ""), meta["name"])
-    result = api.call_api(path, "PATCH", header_params={"Content-Type": "application/apply-patch+yaml",
-                                                        "Accept": "application/json"},
-                          query_params=[("fieldManager", manager), ("force", "true")], body=manifest,
-                          response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
-    return dict(result)
+    return kube.request(api, "PATCH", path, manifest, "application/apply-patch+yaml",
+                        [("fieldManager", manager), ("force", "true")])
 
 
 def get(api: Any, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -40,13 +37,11 @@ def get(api: Any, api_version: str, kind: str, namespace: str, name: str) -> dic
 
     path = _resource(api_version, kind).path(namespace, name)
     try:
-        result = api.call_api(path, "GET", header_params={"Accept": "application/json"}, response_type="object",
-                              auth_settings=["BearerToken"], _return_http_data_only=True)
+        return kube.request(api, "GET", path)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
-    return dict(result)
 
 
 def delete(api: Any, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -54,8 +49,7 @@ def delete(api: Any, api_version: str, kind: str, namespace: str, name: str) -> 
 
     path = _resource(api_version, kind).path(namespace, name)
     try:
-        api.call_api(path, "DELETE", header_params={"Accept": "application/json"}, response_type="object",
-                     auth_settings=["BearerToken"], _return_http_data_only=True)
+        kube.request(api, "DELETE", path)
     except ApiException as exc:
         if exc.status != 404:
             raise

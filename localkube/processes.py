@@ -49,6 +49,11 @@ class Started:
         )
 
 
+# Popen objects of children started by this process: kept so they are reaped through Popen
+# (no zombie, no ResourceWarning) when stop() ends them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def start_ticks(pid: int) -> int | None:
     """The kernel start time of a PID, or None when no such process exists."""
     try:
@@ -77,6 +82,7 @@ def spawn(name: str, argv: Sequence[str], log_path: pathlib.Path, ports: Sequenc
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env,
         )
+    _CHILDREN[popen.pid] = popen
     ticks = start_ticks(popen.pid)
     if ticks is None:
         raise RuntimeError(f"{name} exited at once; see {log_path}")
@@ -105,6 +111,11 @@ def stop(proc: Started, grace: float = 10.0) -> None:
 
 def reap(pid: int) -> None:
     """Collect a child's exit status so it does not linger as a zombie (no-op for non-children)."""
+    popen = _CHILDREN.get(pid)
+    if popen is not None:
+        if popen.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

@@ -1,0 +1,191 @@
+"""The Prometheus metric provider, on prometheus-api-client.
+
+Why this exists: Prometheus is the provider of the builtin metrics and of most MetricTemplates. This
+module turns an instant query's answer into one float, and every way it can fail into ``NoValuesFound``
+or ``QueryFailed`` with a message a user can act on.
+
+What it must not do: retry with back-off (the analysis runs again next interval, and a query that sleeps
+through retries would outlive the tick), read Secrets (the caller passes their data in), or block without
+a timeout.
+
+Answers: a scalar is its value; a vector of one sample is that sample; a vector of several is reduced by
+``statistics.reduce_series`` (the sum; see there why); an empty vector or NaN is ``NoValuesFound``; a range
+vector is ``QueryFailed`` (wrap it in ``rate`` or ``*_over_time``).
+
+Timeouts: prometheus-api-client >= 0.5.7 takes ``timeout=`` and hands it to requests, which applies it to
+connecting and to each read, not to the whole exchange; the analysis adds an overall bound around each
+query (``asyncio.wait_for``).
+
+Thread safety: a ``requests.Session`` is not documented as thread-safe, so each thread that runs queries
+gets its own ``PrometheusConnect`` (and session); they are closed together by ``close``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from prometheus_api_client import exceptions as prometheus_exceptions
+from prometheus_api_client import prometheus_connect
+from urllib3.util import retry
+
+from canary import errors
+from metrics import base, statistics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+ONLINE_QUERY = "vector(1)"  # as Flagger: any healthy Prometheus answers 1
+# One immediate retry of a failed connection (a restarted pod, a dropped keep-alive); nothing else.
+# read=False: a read timeout surfaces as requests' ReadTimeout, not wrapped in a ConnectionError.
+_RETRY = retry.Retry(total=1, connect=1, read=False, status=0, redirect=0, other=0, backoff_factor=0)
+_ERROR_BODY_CHARS = 300
+
+
+class PrometheusProvider:
+    """Runs instant queries against one Prometheus (or a compatible API: Thanos, Mimir, VictoriaMetrics).
+
+    ``secret`` is the decoded data of the provider's Secret: ``token`` for a bearer token, else ``username``
+    and ``password`` for basic auth (Flagger's keys); ``headers`` are sent with every query.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        secret: Mapping[str, str] | None = None,
+        insecure_skip_verify: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not address.startswith(("http://", "https://")):
+            raise errors.SpecError("spec.provider.address", f"{address!r} is not an http:// or https:// URL")
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self._insecure = insecure_skip_verify
+        self._headers = dict(headers or {})
+        self._auth: tuple[str, str] | None = None
+        if secret is not None:
+            self._use_credentials(secret)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: list[prometheus_connect.PrometheusConnect] = []
+
+    def __repr__(self) -> str:
+        return f"PrometheusProvider({self.address!r})"
+
+    def _use_credentials(self, secret: Mapping[str, str]) -> None:
+        if secret.get("token"):
+            self._headers["Authorization"] = f"Bearer {secret['token']}"
+        elif "username" in secret and "password" in secret:
+            self._auth = (secret["username"], secret["password"])
+        else:
+            raise errors.SpecError("spec.provider.secretRef", "the Secret has neither a 'token' key nor both "
+                                   "'username' and 'password' keys; add them, or remove secretRef")
+
+    def run_query(self, query: str) -> float:
+        """The value of the instant ``query``; raises NoValuesFound or QueryFailed."""
+        try:
+            result = self._client().custom_query(query)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise base.ProviderUnreachable(query, f"Prometheus at {self.address} unreachable: {exc}") from exc
+        except requests.exceptions.Timeout as exc:
+            raise base.QueryFailed(query, f"Prometheus at {self.address} did not answer within "
+                                          f"{self.timeout:g}s") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise base.ProviderUnreachable(query, f"Prometheus at {self.address} unreachable: {exc}") from exc
+        except prometheus_exceptions.PrometheusApiClientException as exc:
+            raise base.QueryFailed(query, f"Prometheus at {self.address} refused the query: "
+                                          f"{_http_error(exc)}") from exc
+        except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
+            # JSONDecodeError is a RequestException and a ValueError; KeyError/TypeError: not Prometheus's JSON.
+            raise base.QueryFailed(query, f"Prometheus at {self.address} gave an unreadable answer: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+        return _value(query, result)
+
+    def is_online(self) -> bool:
+        """True when Prometheus answers ``vector(1)`` with 1."""
+        try:
+            return self.run_query(ONLINE_QUERY) == 1.0
+        except base.QueryError as exc:
+            logger.info("Prometheus at %s is not online: %s", self.address, exc)
+            return False
+
+    def close(self) -> None:
+        """Close the HTTP sessions of every thread; queries after this open new ones."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+            self._local = threading.local()
+        for client in clients:
+            client.close()
+
+    def _client(self) -> prometheus_connect.PrometheusConnect:
+        client: prometheus_connect.PrometheusConnect | None = getattr(self._local, "client", None)
+        if client is None:
+            # The library annotates its optional parameters without Optional, and timeout as int; requests
+            # takes None and a float.
+            client = prometheus_connect.PrometheusConnect(
+                url=self.address,
+                headers=self._headers or None,  # type: ignore[arg-type]
+                disable_ssl=self._insecure,
+                retry=_RETRY,
+                auth=self._auth,  # type: ignore[arg-type]
+                timeout=self.timeout,  # type: ignore[arg-type]
+            )
+            with self._lock:
+                self._local.client = client
+                self._clients.append(client)
+        return client
+
+
+def _value(query: str, result: Any) -> float:
+    """One float from the ``data.result`` of an instant query (prometheus-api-client drops ``resultType``)."""
+    if _is_sample(result):  # scalar (or string): [<time>, "<value>"]
+        samples = [_number(query, result[1])]
+    elif isinstance(result, list) and all(isinstance(series, dict) for series in result):
+        if not result:
+            raise base.NoValuesFound(query, "the query matched no series")
+        if any("values" in series for series in result):
+            raise base.QueryFailed(query, "the query returned a range vector; an analysis needs one number: "
+                                          "wrap it in rate(), increase() or an *_over_time() function")
+        if not all(_is_sample(series.get("value")) for series in result):
+            raise base.QueryFailed(query, f"unexpected result from Prometheus: {str(result)[:_ERROR_BODY_CHARS]}")
+        samples = [_number(query, series["value"][1]) for series in result]
+        if len(samples) > 1:
+            logger.debug("query returned %d series; their sum is its value: %s", len(samples), base.short(query))
+    else:
+        raise base.QueryFailed(query, f"unexpected result from Prometheus: {str(result)[:_ERROR_BODY_CHARS]}")
+    value = statistics.reduce_series(samples)
+    if math.isnan(value):
+        raise base.NoValuesFound(query, "the query returned NaN (no data in the window, or 0/0)")
+    return value
+
+
+def _is_sample(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], int | float)
+
+
+def _number(query: str, text: Any) -> float:
+    try:
+        return float(text)  # Prometheus writes "NaN", "+Inf" and "-Inf", which float() reads
+    except (TypeError, ValueError) as exc:
+        raise base.QueryFailed(query, f"the query returned {text!r}, not a number") from exc
+
+
+def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> str:
+    """Prometheus's own words from 'HTTP Status Code 400 (b'{..."error":"..."}')', or the raw text."""
+    text = str(exc)
+    status, _, body = text.partition(" (")
+    if len(body) > 100_000:
+        return text[:_ERROR_BODY_CHARS]
+    try:
+        data = json.loads(ast.literal_eval(body.removesuffix(")")))
+        return f"{status.removeprefix('HTTP Status Code ')}: {data['errorType']}: {data['error']}"
+    except (ValueError, SyntaxError, TypeError, KeyError):
+        return text[:_ERROR_BODY_CHARS]

@@ -1,0 +1,125 @@
+"""Rendering metric queries: Jinja in a sandbox, with Flagger's variable names.
+
+Why this exists: MetricTemplates, inline queries and the builtin metrics are query templates written with
+Flagger's variables (``{{ name }} {{ namespace }} {{ target }} {{ service }} {{ ingress }} {{ interval }}``
+and ``{{ variables.<key> }}`` for the metric's templateVariables), so a Flagger template renders unchanged.
+Templates come from users, so they run in Jinja's immutable sandbox with no globals, and a missing
+variable is an error that names it instead of an empty string in the query. A templateVariables key that
+is also a method of a mapping (``items``, ``keys``, ``get``) is read as ``{{ variables['items'] }}``.
+
+What it must not do: run queries, or know where a template was found beyond the words it is given for
+messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import jinja2
+from jinja2 import sandbox
+
+from canary import errors, models
+
+VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval", "variables")
+
+
+class QueryTemplateError(errors.SpecError):
+    """A query template that cannot render; ``field`` is the metric's field to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Variables:
+    """What a query template sees; Flagger's ``MetricTemplateModel``."""
+
+    name: str
+    namespace: str
+    target: str
+    service: str
+    ingress: str
+    interval: str
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, canary: models.Canary, metric: models.MetricSpec) -> Variables:
+        """The variables of one metric of a canary; ingress falls back to targetRef.name, as in Flagger."""
+        spec = canary.spec
+        return cls(
+            name=canary.name,
+            namespace=canary.namespace,
+            target=spec.target_ref.name,
+            service=spec.service_name,
+            ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
+            interval=metric.interval,
+            variables=dict(metric.template_variables),
+        )
+
+
+class _MissingVariable(jinja2.UndefinedError):
+    def __init__(self, name: str, owner: Any) -> None:
+        super().__init__(f"{name!r} is undefined")
+        self.name = name
+        self.owner = owner
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined that says which name was missing and where, so the message can name the variable."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        # Unsafe attributes arrive here too, with exc=SecurityError: let those raise as Jinja means them to.
+        if self._undefined_exception is jinja2.UndefinedError and self._undefined_name is not None:
+            raise _MissingVariable(self._undefined_name, self._undefined_obj)
+        super()._fail_with_undefined_error(*args, **kwargs)
+
+
+# Undefined binds its operators (__str__, __iter__, __add__, ...) to its own _fail_with_undefined_error, not
+# through self: point each of them at the override, or "{{ variables.zone }}" would bypass it.
+for _attr, _member in {**vars(jinja2.Undefined), **vars(jinja2.StrictUndefined)}.items():
+    if _member is jinja2.Undefined._fail_with_undefined_error and _attr != "_fail_with_undefined_error":
+        setattr(_Undefined, _attr, _Undefined._fail_with_undefined_error)
+
+
+def _environment() -> sandbox.ImmutableSandboxedEnvironment:
+    env = sandbox.ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=False)
+    env.globals.clear()  # no range(), cycler, joiner, namespace, lipsum: a query needs none of them
+    return env
+
+
+_ENV = _environment()
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+def render(template: str, variables: Variables, *, field: str, source: str) -> str:
+    """The query ``template`` with ``variables`` filled in, stripped of surrounding whitespace.
+
+    ``field`` is the metric's path (``spec.analysis.metrics[1]``) and ``source`` names the template in
+    messages (``MetricTemplate default/errors``). Raises QueryTemplateError: on ``<field>.templateVariables``
+    for a missing ``variables.<key>``, on ``<field>`` for anything else (syntax, unknown variable, unsafe
+    attribute, an error inside an expression).
+    """
+    context = dataclasses.asdict(variables)
+    context["variables"] = known = dict(variables.variables)
+    try:
+        return _compile(template).render(context).strip()
+    except jinja2.TemplateSyntaxError as exc:
+        raise QueryTemplateError(field, f"{source}: template syntax error on line {exc.lineno}: "
+                                        f"{exc.message}") from exc
+    except _MissingVariable as exc:
+        if exc.owner is known:
+            raise QueryTemplateError(f"{field}.templateVariables", f"variable {exc.name!r} is undefined in "
+                                                                   f"{source}; set it in templateVariables") from exc
+        names = ", ".join(VARIABLES)
+        raise QueryTemplateError(field, f"{source}: {exc.name!r} is undefined; a query can use {names} "
+                                        f"(variables.<key> for templateVariables)") from exc
+    except jinja2.exceptions.SecurityError as exc:
+        raise QueryTemplateError(field, f"{source}: not allowed in a query template: {exc}") from exc
+    except Exception as exc:  # anything an expression can raise: 1/0, a filter on the wrong type
+        raise QueryTemplateError(field, f"{source}: template error: {type(exc).__name__}: {exc}") from exc

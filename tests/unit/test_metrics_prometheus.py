@@ -1,0 +1,229 @@
+"""The Prometheus provider against a fake Prometheus HTTP API on 127.0.0.1, so prometheus-api-client really runs."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import http.server
+import json
+import math
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from metrics import base, prometheus
+
+pytestmark = pytest.mark.unit
+
+HANG = object()  # an answer that never comes (until the test ends)
+TIME = 1_700_000_000.123
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # the default backlog of 5 drops concurrent connects, which then wait a second
+
+
+class FakePrometheus:
+    """Answers /api/v1/query from ``answers`` (query -> (HTTP status, body)); records each request."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[int, Any]] = {}
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query).get("query", [""])[0]
+                fake.seen.append((query, dict(self.headers.items())))
+                status, body = fake.answers.get(query, (404, {"status": "error", "error": "no answer"}))
+                if url.path != "/api/v1/query":
+                    status, body = 404, "404 page not found"
+                if body is HANG:
+                    fake.release.wait()  # the client has given up by then: nothing to answer
+                    return
+                payload = body if isinstance(body, bytes) else (
+                    body.encode() if isinstance(body, str) else json.dumps(body).encode())
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), name="fake-prometheus",
+                                       daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, query: str, body: Any, status: int = 200) -> None:
+        self.answers[query] = (status, body)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def vector(*values: str) -> dict[str, Any]:
+    result = [{"metric": {"pod": f"web-{i}"}, "value": [TIME, value]} for i, value in enumerate(values)]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def scalar(value: str) -> dict[str, Any]:
+    return {"status": "success", "data": {"resultType": "scalar", "result": [TIME, value]}}
+
+
+def matrix(*values: str) -> dict[str, Any]:
+    result = [{"metric": {}, "values": [[TIME, value] for value in values]}]
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePrometheus]:
+    server = FakePrometheus()
+    yield server
+    server.stop()
+
+
+Factory = Callable[..., prometheus.PrometheusProvider]
+
+
+@pytest.fixture
+def make() -> Iterator[Factory]:
+    made: list[prometheus.PrometheusProvider] = []
+
+    def build(address: str, **options: Any) -> prometheus.PrometheusProvider:
+        provider = prometheus.PrometheusProvider(address, **options)
+        made.append(provider)
+        return provider
+
+    yield build
+    for provider in made:
+        provider.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (vector("99.5"), 99.5),
+        (scalar("42"), 42.0),
+        (vector("1", "2.5", "NaN"), 3.5),  # several series: the sum of those with a value
+        (vector("+Inf"), math.inf),
+    ],
+)
+def test_value_of_an_answer(fake: FakePrometheus, make: Factory, body: dict[str, Any], expected: float) -> None:
+    fake.answer("q", body)
+    assert make(fake.url).run_query("q") == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (vector(), "the query matched no series; query: q"),
+        (vector("NaN"), "the query returned NaN (no data in the window, or 0/0); query: q"),
+        (vector("NaN", "NaN"), "the query returned NaN (no data in the window, or 0/0); query: q"),
+        (scalar("NaN"), "the query returned NaN (no data in the window, or 0/0); query: q"),
+    ],
+)
+def test_no_values_found(fake: FakePrometheus, make: Factory, body: dict[str, Any], reason: str) -> None:
+    fake.answer("q", body)
+    with pytest.raises(base.NoValuesFound) as caught:
+        make(fake.url).run_query("q")
+    assert str(caught.value) == reason
+
+
+def test_range_vector_is_refused(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("up[1m]", matrix("1", "1"))
+    with pytest.raises(base.QueryFailed, match=r"range vector; .* wrap it in rate\(\)"):
+        make(fake.url).run_query("up[1m]")
+
+
+def test_prometheus_error_is_reported_in_its_own_words(fake: FakePrometheus, make: Factory) -> None:
+    error = {"status": "error", "errorType": "bad_data", "error": 'invalid parameter "query": parse error'}
+    fake.answer("sum(", error, status=400)
+    with pytest.raises(base.QueryFailed) as caught:
+        make(fake.url).run_query("sum(")
+    assert str(caught.value) == (
+        f'Prometheus at {fake.url} refused the query: 400: bad_data: invalid parameter "query": parse error; '
+        "query: sum("
+    )
+
+
+def test_server_error_is_not_retried(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("q", b"overloaded", status=503)
+    with pytest.raises(base.QueryFailed, match="refused the query: HTTP Status Code 503"):
+        make(fake.url).run_query("q")
+    assert len(fake.seen) == 1
+
+
+def test_unreadable_answer(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("q", b"<html>proxy login</html>")
+    with pytest.raises(base.QueryFailed, match="gave an unreadable answer"):
+        make(fake.url).run_query("q")
+
+
+def test_unreachable_prometheus(make: Factory) -> None:
+    with socket.socket() as sock:  # a port that was just free, so nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = make(f"http://127.0.0.1:{port}")
+    with pytest.raises(base.ProviderUnreachable) as caught:
+        provider.run_query("up")
+    assert str(caught.value).startswith(f"Prometheus at http://127.0.0.1:{port} unreachable: ")
+    assert provider.is_online() is False
+
+
+def test_timeout(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("slow", HANG)
+    with pytest.raises(base.QueryFailed) as caught:
+        make(fake.url, timeout=0.2).run_query("slow")
+    assert str(caught.value) == f"Prometheus at {fake.url} did not answer within 0.2s; query: slow"
+    assert not isinstance(caught.value, base.ProviderUnreachable)
+
+
+def test_is_online(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer(prometheus.ONLINE_QUERY, vector("1"))
+    assert make(fake.url).is_online() is True
+
+
+def test_the_query_is_sent_as_written(fake: FakePrometheus, make: Factory) -> None:
+    query = 'sum(rate(http_requests_total{status!~"5.*", path="/a&b"}[1m]))'
+    fake.answer(query, vector("7"))
+    assert make(fake.url + "/").run_query(query) == 7.0
+    assert [q for q, _ in fake.seen] == [query]
+
+
+def test_basic_auth_from_the_secret(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("q", vector("1"))
+    make(fake.url, secret={"username": "fledge", "password": "s3cret"}).run_query("q")
+    expected = "Basic " + base64.b64encode(b"fledge:s3cret").decode()
+    assert fake.seen[-1][1]["Authorization"] == expected
+
+
+def test_bearer_token_from_the_secret_wins_and_headers_are_sent(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("q", vector("1"))
+    provider = make(fake.url, secret={"token": "abc", "username": "ignored", "password": "ignored"},
+                    headers={"X-Scope-OrgID": "team-a"})
+    provider.run_query("q")
+    headers = fake.seen[-1][1]
+    assert (headers["Authorization"], headers["X-Scope-OrgID"]) == ("Bearer abc", "team-a")
+
+
+def test_queries_from_many_threads(fake: FakePrometheus, make: Factory) -> None:
+    for i in range(20):
+        fake.answer(f"q{i}", vector(str(i)))
+    provider = make(fake.url)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        values = list(pool.map(provider.run_query, [f"q{i}" for i in range(20)]))
+    assert values == [float(i) for i in range(20)]
