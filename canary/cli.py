@@ -49,6 +49,12 @@ def _simulator(args: argparse.Namespace) -> int:
     return simulator.main(args.rest)
 
 
+def _loadtester(args: argparse.Namespace) -> int:
+    from canary import loadtester
+
+    return loadtester.main(args.rest)
+
+
 def _controller(args: argparse.Namespace) -> int:
     from canary import controller
 
@@ -90,6 +96,11 @@ def parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="run the traffic simulator", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=_simulator)
+
+    load = sub.add_parser("loadtester", help="run the load tester (webhook receiver, gates, load generator)",
+                          add_help=False)
+    load.add_argument("rest", nargs=argparse.REMAINDER)
+    load.set_defaults(func=_loadtester)
 
     ctl = sub.add_parser("controller", help="run the controller")
     ctl.add_argument("--kubeconfig", help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")

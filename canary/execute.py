@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from canary import core, models, observe, runtime, telemetry, webhooks, workloads
-from canary.alerts import base as alerts
+from canary import alerts
 
 log = logging.getLogger("fledge.execute")
 

@@ -250,7 +250,9 @@ class Writer:
                 item.setdefault("kind", kind)
                 self._store.upsert(item)
 
-        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        # Namespace globs (kopf accepts "t-*") cannot be listed one by one: list cluster-wide instead.
+        literal = bool(namespaces) and not any(ch in ns for ns in namespaces or [] for ch in "*?[!")
+        scopes: list[str | None] = list(namespaces or []) if literal else [None]
         await asyncio.gather(*(one(v, k, ns) for v, k in kinds for ns in scopes))
 
     async def create(self, manifest: Manifest) -> Manifest:

@@ -152,6 +152,7 @@ class AlertProviderType(enum.StrEnum):
     DISCORD = "discord"
     ROCKET = "rocket"
     GCHAT = "gchat"
+    GENERIC = "generic"
 
 
 def _empty_means(default: enum.StrEnum) -> pydantic.BeforeValidator:

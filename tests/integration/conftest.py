@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from localkube import controller as local_controller
 from localkube import environment
 
 
@@ -38,3 +39,14 @@ def namespace(api: Any) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def controller(env: environment.Environment) -> Iterator[local_controller.Controller]:
+    """The controller under test, as a child process watching the test namespaces (``t-*``)."""
+    ctl = local_controller.Controller(env, namespaces=("t-*",))
+    ctl.start()
+    yield ctl
+    ctl.stop()
+    # A controller that logged tracebacks has a bug even if every test passed.
+    assert "Traceback" not in ctl.log_path.read_text(), ctl.log_tail(80)

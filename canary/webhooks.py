@@ -1,0 +1,330 @@
+"""Call a Canary's webhooks the way Flagger does, and turn the answers into checks and gate states.
+
+Why this exists: observe (before ``core.decide``) needs the answers of the rollout and pre-rollout hooks as
+``core.Check`` results and the answers of the confirm-* and rollback hooks as open/closed gates; execute
+(after it) fires post-rollout hooks and one ``event`` hook call per Kubernetes event.  This module is the
+only place that knows the payload Flagger posts and what an answer means:
+
+=========================  ====================================================================================
+type                       meaning of the answer
+=========================  ====================================================================================
+confirm-rollout            gate before the canary is scaled up: open only when every such hook answers 2xx
+pre-rollout                before the first traffic step: a failure is a failed check
+rollout                    every analysis interval: a failure is a failed check
+confirm-traffic-increase   gate before each weight increase: open only when every such hook answers 2xx
+confirm-promotion          gate before promotion: open only when every such hook answers 2xx
+post-rollout               after Succeeded or Failed: fire and forget, failures are only logged
+rollback                   a 2xx answer from any such hook means "roll back now"
+event                      every event Fledge emits; failures are only logged
+=========================  ====================================================================================
+
+Payload (JSON, POST)::
+
+    {"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "85d557f47b",
+     "metadata": {"key": "value"}}
+
+An ``event`` hook gets the same shape, with ``eventMessage``, ``eventType`` (Normal or Warning) and
+``timestamp`` (milliseconds since the epoch, as a string) inside ``metadata``, as Flagger sends them; the
+hook's own metadata is merged in without overriding those three keys.
+
+Every call has the hook's ``timeout`` (10s by default) as a hard limit, and is retried ``retries`` times
+with exponential backoff (0.5s, 1s, 2s, ... capped at 5s) after a transport error, a timeout, a 429 or a
+5xx answer; any other answer is final, so a closed gate (403) is not asked again.  Hooks run concurrently,
+so one hanging hook never delays the others by more than its own timeout.
+
+What it must not do: decide anything beyond "did this hook answer 2xx" (``core`` decides), raise on a
+failing hook (a failure is data), or write a URL's credentials (userinfo, query values) into a message or
+a log line.  httpx logs every request URL in full at INFO, so importing this module adds a filter to the
+``httpx`` logger that shows the URLs registered with ``hide_in_httpx_log`` redacted (and changes nothing else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from canary import core, durations, models
+
+log = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 5.0
+# Hook types whose answer opens a gate; rollback is the inverse (2xx = roll back).
+CONFIRM_TYPES = frozenset(
+    {models.HookType.CONFIRM_ROLLOUT, models.HookType.CONFIRM_TRAFFIC_INCREASE, models.HookType.CONFIRM_PROMOTION}
+)
+_BODY_CHARS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The final answer of one hook after its retries; ``status_code`` is None when no answer came."""
+
+    name: str
+    type: models.HookType
+    ok: bool
+    status_code: int | None
+    message: str
+    attempts: int = 1
+
+
+# -- payloads -----------------------------------------------------------------------------------
+
+
+def payload(canary: models.Canary, phase: str | None, checksum: str,
+            metadata: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The JSON body Flagger posts to a hook."""
+    return {
+        "name": canary.name,
+        "namespace": canary.namespace,
+        "phase": str(phase or ""),
+        "checksum": checksum,
+        "metadata": dict(metadata or {}),
+    }
+
+
+def event_payload(canary: models.Canary, hook: models.WebhookSpec, phase: str | None, checksum: str,
+                  event_type: str, message: str, now: datetime.datetime) -> dict[str, Any]:
+    """The JSON body of an ``event`` hook: the event in metadata, the hook's metadata merged underneath."""
+    if now.tzinfo is None:
+        raise ValueError("event_payload needs an aware datetime, not a naive one")
+    event = {
+        "eventMessage": message,
+        "eventType": event_type,
+        "timestamp": str(int(now.timestamp() * 1000)),
+    }
+    return payload(canary, phase, checksum, {**hook.metadata, **event})
+
+
+def checksum(status: models.CanaryStatus) -> str:
+    """A short hash of lastAppliedSpec and trackedConfigs: the same value while the released revision is the same."""
+    source = json.dumps([status.last_applied_spec or "", sorted(status.tracked_configs.items())])
+    return hashlib.sha256(source.encode()).hexdigest()[:10]
+
+
+# -- redaction ----------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """The URL with its userinfo and every query value replaced by ``***``; safe for messages and logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        query = parts.query
+        if query:
+            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+            query = "&".join(f"{key}=***" for key, _ in pairs) if pairs else "***"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+class _HttpxLogRedactor(logging.Filter):
+    """Replaces registered URLs in httpx's own "HTTP Request: POST <url>" records with their redacted form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and self.shown:
+            record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
+                                for arg in record.args)
+        return True
+
+
+_HTTPX_LOG = _HttpxLogRedactor()
+logging.getLogger("httpx").addFilter(_HTTPX_LOG)
+
+
+def hide_in_httpx_log(url: str, shown: str) -> None:
+    """Have httpx's request log show ``shown`` instead of ``url`` (it logs every URL in full at INFO)."""
+    if url == shown:
+        return
+    with contextlib.suppress(httpx.InvalidURL, TypeError):
+        _HTTPX_LOG.shown[str(httpx.URL(url))] = shown
+
+
+def _secrets_of(url: str) -> list[str]:
+    # The pieces of a URL that may be credentials, longest first so a longer match is replaced whole.
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return [url]
+    found = [url]
+    if "@" in parts.netloc:
+        found.append(parts.netloc.rpartition("@")[0])
+    if parts.query:
+        found.append(parts.query)
+        found.extend(value for _, value in urllib.parse.parse_qsl(parts.query) if len(value) >= 3)
+    return sorted({piece for piece in found if piece}, key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    for piece in _secrets_of(url):
+        text = text.replace(piece, redact_url(url) if piece == url else "***")
+    return text
+
+
+# -- calling ------------------------------------------------------------------------------------
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2 ** attempt))
+
+
+def _retriable(status_code: int | None) -> bool:
+    return status_code is None or status_code == 429 or status_code >= 500
+
+
+def _body_excerpt(response: httpx.Response) -> str:
+    text = " ".join(response.text.split())
+    return text if len(text) <= _BODY_CHARS else text[:_BODY_CHARS] + "..."
+
+
+async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any],
+                   timeout: float) -> tuple[int | None, str]:
+    """One POST: the status code (None without an answer) and what to say about it."""
+    try:
+        async with asyncio.timeout(timeout):
+            response = await client.post(hook.url, json=body, timeout=httpx.Timeout(timeout))
+    except (TimeoutError, httpx.TimeoutException):
+        return None, f"timed out after {durations.format_duration(timeout)} (timeout)"
+    except httpx.HTTPError as exc:
+        return None, f"request failed: {type(exc).__name__}: {exc}"
+    excerpt = _body_excerpt(response)
+    text = f"answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
+    return response.status_code, text
+
+
+async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any]) -> Result:
+    """POST ``body`` to one hook with its timeout and retries; never raises (a failure is a Result)."""
+    timeout = hook.timeout_seconds
+    hide_in_httpx_log(hook.url, redact_url(hook.url))
+    attempts = (hook.retries or 0) + 1
+    status_code: int | None = None
+    text = "not called"
+    tried = 0
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(_backoff(attempt - 1))
+        tried += 1
+        try:
+            status_code, text = await _attempt(client, hook, body, timeout)
+        except Exception as exc:  # a broken transport must not take the other hooks down with it
+            status_code, text = None, f"request failed: {type(exc).__name__}: {exc}"
+        if status_code is not None and 200 <= status_code < 300:
+            break
+        if not _retriable(status_code):
+            break
+    ok = status_code is not None and 200 <= status_code < 300
+    if tried > 1:
+        text += f" (after {tried} attempts)"
+    message = _scrub(f"POST {redact_url(hook.url)} {text}", hook.url)
+    return Result(name=hook.name, type=hook.type, ok=ok, status_code=status_code, message=message, attempts=tried)
+
+
+async def call_all(client: httpx.AsyncClient, calls: Iterable[tuple[models.WebhookSpec, Mapping[str, Any]]],
+                   ) -> list[Result]:
+    """Run hook calls concurrently; results in the order of ``calls``."""
+    return list(await asyncio.gather(*(call(client, hook, body) for hook, body in calls)))
+
+
+def hooks_of(canary: models.Canary, hook_type: models.HookType | str) -> list[models.WebhookSpec]:
+    """The canary's hooks of one type, in spec order."""
+    wanted = models.HookType(hook_type)
+    return [hook for hook in canary.spec.analysis.webhooks if hook.type == wanted]
+
+
+def _check(result: Result) -> core.Check:
+    return core.Check(name=result.name, kind="webhook", passed=result.ok, message=result.message)
+
+
+async def _run(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
+               phase: str | None, checksum: str) -> list[Result]:
+    hooks = hooks_of(canary, hook_type)
+    return await call_all(client, ((hook, payload(canary, phase, checksum, hook.metadata)) for hook in hooks))
+
+
+# -- the API observe and execute use ------------------------------------------------------------
+
+
+async def run_hooks(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
+                    phase: str | None, checksum: str) -> list[core.Check]:
+    """Call every hook of one type (pre-rollout, rollout) and return one check per hook, passed on 2xx.
+
+    Each check is named after its hook; its message holds the redacted URL and the status code or error."""
+    return [_check(result) for result in await _run(client, canary, hook_type, phase, checksum)]
+
+
+async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
+               phase: str | None, checksum: str) -> tuple[bool, list[core.Check]]:
+    """The state of a gate and one check per hook (``passed`` = answered 2xx), for status and events.
+
+    confirm-*: True (open) when every hook of that type answered 2xx, or there is none.
+    rollback: True (roll back now) when some rollback hook answered 2xx; False when none did or there is none.
+    These checks are not failed checks: the caller puts the boolean in ``Observed.gates``."""
+    kind = models.HookType(hook_type)
+    if kind not in CONFIRM_TYPES and kind != models.HookType.ROLLBACK:
+        raise ValueError(f"{kind} hooks are not a gate; gates are {', '.join(sorted(CONFIRM_TYPES))} and rollback")
+    results = await _run(client, canary, kind, phase, checksum)
+    checks = [_check(result) for result in results]
+    if kind == models.HookType.ROLLBACK:
+        return any(result.ok for result in results), checks
+    return all(result.ok for result in results), checks
+
+
+async def gates(client: httpx.AsyncClient, canary: models.Canary, hook_types: Sequence[str],
+                phase: str | None, checksum: str) -> dict[str, bool]:
+    """Several gates at once (``core.Plan.gates``), as the mapping ``core.Observed.gates`` takes."""
+    answers = await asyncio.gather(*(gate(client, canary, kind, phase, checksum) for kind in hook_types))
+    return {str(kind): is_open for kind, (is_open, _) in zip(hook_types, answers, strict=True)}
+
+
+async def fire(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
+               phase: str | None, checksum: str) -> list[Result]:
+    """Call every hook of one type and only log failures (post-rollout); never raises."""
+    try:
+        results = await _run(client, canary, hook_type, phase, checksum)
+    except Exception:  # fire and forget: nothing here may stop the executor
+        log.exception("calling %s hooks of %s/%s failed", hook_type, canary.namespace, canary.name)
+        return []
+    for result in results:
+        if not result.ok:
+            log.warning("%s hook of %s/%s failed: %s", hook_type, canary.namespace, canary.name, result.message)
+    return results
+
+
+async def post_rollout(client: httpx.AsyncClient, canary: models.Canary, phase: str | None,
+                       checksum: str) -> list[Result]:
+    """Fire the post-rollout hooks (after Succeeded or Failed); failures are logged, never raised."""
+    return await fire(client, canary, models.HookType.POST_ROLLOUT, phase, checksum)
+
+
+async def post_event(client: httpx.AsyncClient, canary: models.Canary, phase: str | None, checksum: str,
+                     event_type: str, message: str, now: datetime.datetime) -> None:
+    """Send one Kubernetes event to every ``event`` hook; failures are logged, never raised."""
+    try:
+        hooks = hooks_of(canary, models.HookType.EVENT)
+        if not hooks:
+            return
+        bodies = [(hook, event_payload(canary, hook, phase, checksum, event_type, message, now)) for hook in hooks]
+        results = await call_all(client, bodies)
+    except Exception:  # an event hook must never break the reconciliation that emitted the event
+        log.exception("sending an event of %s/%s to its event hooks failed", canary.namespace, canary.name)
+        return
+    for result in results:
+        if not result.ok:
+            log.warning("event hook of %s/%s failed: %s", canary.namespace, canary.name, result.message)

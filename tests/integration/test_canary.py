@@ -1,0 +1,132 @@
+"""The canary engine end to end on the real control plane, Prometheus and traffic simulator (Gateway API router)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from localkube import controller as local_controller
+from localkube import environment
+from localkube import manifests as kubectl
+from tests.integration import apps
+from tests.integration.waiting import eventually
+
+
+@pytest.fixture
+def app(env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller
+        ) -> str:
+    """A Deployment at v1 with a Canary, initialized; returns its name."""
+    kubectl.apply(api, apps.deployment(namespace, "web", "1"))
+    kubectl.apply(api, apps.canary(namespace, "web"))
+    apps.simulate(env, namespace, "web")
+    apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    return "web"
+
+
+def test_initialization_creates_primary_services_and_routes(api: Any, namespace: str, app: str) -> None:
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, what="target scaled to 0")
+    for name, selector in (("web", "web-primary"), ("web-primary", "web-primary"), ("web-canary", "web")):
+        service = kubectl.get(api, "v1", "Service", namespace, name)
+        assert service is not None, name
+        assert service["spec"]["selector"] == {"app": selector}
+        assert service["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    assert apps.route_weights(api, namespace, "web") == (100, 0)
+    current = apps.status(api, namespace, "web")
+    assert current["lastAppliedSpec"] == current["lastPromotedSpec"]
+
+
+def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: str) -> None:
+    kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+    seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"})
+    assert final["phase"] == "Succeeded", final
+    assert seen == [(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)]
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, what="canary scaled to 0")
+    assert {c["type"]: c["status"] for c in final["conditions"]}["Promoted"] == "True"
+    assert final["lastPromotedSpec"] == final["lastAppliedSpec"]
+    names = {c["name"] for c in final["checks"]}
+    assert names == {"request-success-rate", "request-duration"}
+    events = api_events(api, namespace)
+    assert any("New revision detected" in e for e in events), events
+    assert any("Promotion completed" in e for e in events), events
+
+
+@pytest.mark.parametrize(("bad", "metric"), [({"error_rate": 0.3}, "request-success-rate"),
+                                             ({"latency_ms": 900}, "request-duration")])
+def test_slo_breach_rolls_back(api: Any, namespace: str, app: str, bad: dict[str, Any], metric: str) -> None:
+    kubectl.apply(api, apps.deployment(namespace, "web", "2", **bad))
+    seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"})
+    assert final["phase"] == "Failed", final
+    assert seen[-1] == (100, 0)
+    assert max(canary for _, canary in seen) <= 40  # two failed checks at most one step in
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, what="canary scaled to 0")
+    failed = [c for c in final["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == [metric], final["checks"]
+    warnings = api_events(api, namespace, "Warning")
+    assert any(metric in e and "outside threshold" in e for e in warnings), warnings
+
+
+def test_configmap_change_triggers_a_release(api: Any, namespace: str, env: environment.Environment,
+                                             controller: local_controller.Controller) -> None:
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config", "namespace": namespace},
+              "data": {"color": "blue"}}
+    kubectl.apply(api, config)
+    pod_spec = {"volumes": [{"name": "config", "configMap": {"name": "web-config"}}]}
+    kubectl.apply(api, apps.deployment(namespace, "web", "1", **pod_spec))
+    kubectl.apply(api, apps.canary(namespace, "web"))
+    apps.simulate(env, namespace, "web")
+    initialized = apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    assert list(initialized["trackedConfigs"]) == ["configmap/web-config"]
+    copy = kubectl.get(api, "v1", "ConfigMap", namespace, "web-config-primary")
+    assert copy is not None and copy["data"] == {"color": "blue"}
+    primary = kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") or {}
+    assert primary["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == "web-config-primary"
+
+    kubectl.apply(api, {**config, "data": {"color": "green"}})
+    apps.wait_phase(api, namespace, "web", "Progressing", timeout=10)
+    final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
+    assert final["phase"] == "Succeeded"
+    copy = kubectl.get(api, "v1", "ConfigMap", namespace, "web-config-primary")
+    assert copy is not None and copy["data"] == {"color": "green"}
+    assert final["trackedConfigs"]["configmap/web-config"] != initialized["trackedConfigs"]["configmap/web-config"]
+
+
+def test_new_revision_mid_analysis_restarts_it(api: Any, namespace: str, app: str) -> None:
+    kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+    eventually(lambda: (apps.route_weights(api, namespace, "web") or (0, 0))[1] >= 40, what="weight 40")
+    before = apps.status(api, namespace, "web")["lastAppliedSpec"]
+    kubectl.apply(api, apps.deployment(namespace, "web", "3"))
+    restarted = eventually(lambda: (s := apps.status(api, namespace, "web"))["lastAppliedSpec"] != before and s,
+                           what="restart with the new revision")
+    assert restarted["phase"] == "Progressing"
+    seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"})
+    assert final["phase"] == "Succeeded"
+    assert (80, 20) in seen  # the walk started again from the first step
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:3"
+
+
+def test_progress_deadline_rolls_back_a_canary_that_never_gets_ready(api: Any, namespace: str,
+                                                                     env: environment.Environment,
+                                                                     controller: local_controller.Controller
+                                                                     ) -> None:
+    kubectl.apply(api, apps.deployment(namespace, "web", "1"))
+    kubectl.apply(api, apps.canary(namespace, "web", progressDeadlineSeconds=8))
+    apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    # No node carries this label, so the canary's pods stay Pending.
+    kubectl.apply(api, apps.deployment(namespace, "web", "2", nodeSelector={"fledge.dev/nowhere": "true"}))
+    apps.wait_phase(api, namespace, "web", "Progressing", timeout=10)
+    final = apps.wait_phase(api, namespace, "web", "Failed", "Succeeded", timeout=60)
+    assert final["phase"] == "Failed"
+    assert "progressDeadlineSeconds" in final["message"]
+    assert apps.route_weights(api, namespace, "web") == (100, 0)
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
+
+
+def api_events(api: Any, namespace: str, kind: str | None = None) -> list[str]:
+    from kubernetes import client
+
+    items = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return [e.message for e in items if e.involved_object.kind == "Canary" and (kind is None or e.type == kind)]
