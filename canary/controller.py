@@ -87,33 +87,29 @@ WATCHED = (
 
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
-    settings = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server)
+    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server)
     client = api_client(args.kubeconfig)
 
     @kopf.on.startup()
-    async def startup(settings_: kopf.OperatorSettings, **_: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Progress and diff-base in annotations keep .status for Fledge alone.
-        settings_.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
-        settings_.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fledge.dev")
-        settings_.persistence.finalizer = "fledge.dev/finalizer"
-        settings_.posting.level = logging.WARNING
-        settings_.watching.server_timeout = 300
-        settings_.watching.client_timeout = 330
-        settings_.batching.worker_limit = 10000
-        settings_.networking.request_timeout = 60
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fledge.dev")
+        settings.persistence.finalizer = "fledge.dev/finalizer"
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.batching.worker_limit = 10000
+        settings.networking.request_timeout = 60
         # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
         asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=64))
-        handlers.RUNTIME = runtime.Runtime(client, settings)
+        handlers.RUNTIME = runtime.Runtime(client, config)
         await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
         await serve_http(args.listen)
         telemetry.INFO.labels("0.1.0").set(1)
 
-    login = _login(client)
-    kopf.configure(verbose=False)
-    asyncio.run(kopf.operator(
-        clusterwide=not args.namespace, namespaces=args.namespace or None, standalone=True,
-        login_fn=login,
-    ))
+    kopf.on.login()(_login(client))
+    asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace or None, standalone=True))
     return 0
 
 
@@ -122,7 +118,9 @@ def _login(client: Any) -> Any:
     cfg = client.configuration
 
     def login(**_: Any) -> kopf.ConnectionInfo:
-        token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip() or None
+        keys = cfg.api_key or {}
+        raw = keys.get("BearerToken") or keys.get("authorization") or ""
+        token = raw.removeprefix("Bearer ").strip() or None
         return kopf.ConnectionInfo(
             server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl, token=token,
             certificate_path=cfg.cert_file, private_key_path=cfg.key_file, default_namespace="default",

@@ -37,6 +37,8 @@ ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 # How soon to look again while waiting on the cluster (a rollout, readiness) rather than on the interval.
 POLL_SECONDS = 1.0
+# Spec errors name a field of the Canary; such a message is cleared as soon as the spec is valid again.
+SPEC_ERROR_PREFIX = "spec."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,7 +265,8 @@ def decide(obs: Observed) -> Decision:
         return _spec_error(obs)
     if canary.spec.suspend:
         return Decision(status=status)
-    if status.message:
+    if status.message and status.message.startswith(SPEC_ERROR_PREFIX):
+        # The spec was fixed; a rollback reason, by contrast, stays until the next transition.
         status = status.model_copy(update={"message": ""})
         obs = dataclasses.replace(obs, canary=canary.model_copy(update={"status": status}))
     phase = status.phase
@@ -287,6 +290,7 @@ def _transition(obs: Observed, phase: models.CanaryPhase, **changes: object) -> 
     update: dict[str, object] = {"phase": phase, **changes}
     if phase != status.phase:
         update["last_transition_time"] = format_time(obs.now)
+        update.setdefault("message", "")
     return status.model_copy(update=update)
 
 

@@ -92,6 +92,7 @@ def spawn(name: str, argv: Sequence[str], log_path: pathlib.Path, ports: Sequenc
 def stop(proc: Started, grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; a process that is gone or was replaced is left alone."""
     if not is_running(proc):
+        reap(proc.pid)
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signal.SIGTERM)
