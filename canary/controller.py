@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         telemetry.INFO.labels("0.1.0").set(1)
 
     kopf.on.login()(_login(client))
-    asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace or None, standalone=True))
+    asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 NAMESPACE = "demo"
 APP = "podinfo"
-INTERVAL = "3s"
+INTERVAL = "5s"
 
 
 def deployment(version: str, error_rate: float = 0.0, latency_ms: int = 20) -> dict[str, Any]:
@@ -42,9 +42,9 @@ def deployment(version: str, error_rate: float = 0.0, latency_ms: int = 20) -> d
 def metric_template() -> dict[str, Any]:
     # A custom 5xx ratio (percent) on the simulator's generic histogram; the Canary bounds it with max 5.
     query = (
-        '100 * sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}", workload="{{ target }}", '
-        'status=~"5.."}[{{ interval }}])) / sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}", '
-        'workload="{{ target }}"}[{{ interval }}]))'
+        '100 * (sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}", workload="{{ target }}", '
+        'status=~"5.."}[{{ interval }}])) or vector(0)) / sum(rate(http_request_duration_seconds_count{'
+        'namespace="{{ namespace }}", workload="{{ target }}"}[{{ interval }}]))'
     )
     return {
         "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
@@ -75,9 +75,9 @@ def canary(provider: str) -> dict[str, Any]:
             "analysis": {
                 "interval": INTERVAL, "threshold": 2, "maxWeight": 50, "stepWeight": 10,
                 "metrics": [
-                    {"name": "request-success-rate", "interval": "6s", "thresholdRange": {"min": 99}},
-                    {"name": "request-duration", "interval": "6s", "thresholdRange": {"max": 500}},
-                    {"name": "error-percent", "interval": "6s", "thresholdRange": {"max": 5},
+                    {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
+                    {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
+                    {"name": "error-percent", "interval": "10s", "thresholdRange": {"max": 5},
                      "templateRef": {"name": "error-percent"}},
                 ],
             },

@@ -33,12 +33,21 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def follow(api: Any, until: set[str], timeout: float = TIMEOUT) -> tuple[str, float]:
-    """Print each change of phase, weight or checks until a phase in ``until``; returns (phase, seconds)."""
+def follow(api: Any, ctl: local_controller.Controller, until: set[str], timeout: float = TIMEOUT,
+           after: str | None = None) -> tuple[str, float]:
+    """Print each change of phase, weight or checks until a phase in ``until``; returns (phase, seconds).
+
+    With ``after`` (a lastAppliedSpec), a phase counts only once the controller has picked up a newer revision.
+    """
     started = time.monotonic()
     last = ""
     while time.monotonic() - started < timeout:
+        if not ctl.running():
+            return "controller exited", time.monotonic() - started
         status = kubectl.canary_status(api, manifests.NAMESPACE, manifests.APP)
+        if after is not None and status.get("lastAppliedSpec") == after:
+            time.sleep(0.05)
+            continue
         phase = str(status.get("phase", ""))
         checks = ", ".join(
             f"{c['name']}={c['value']:.1f}" if c.get("value") is not None else f"{c['name']}=n/a"
@@ -94,18 +103,20 @@ def _run(env: environment.Environment, ctl: local_controller.Controller, provide
     httpx.put(f"{env.simulator_url}/apps/{manifests.NAMESPACE}/{manifests.APP}", json=register, timeout=5)
 
     say("== v1: initializing (primary created, traffic 100% to primary)")
-    phase, _ = follow(api, {"Initialized", "Failed"}, timeout=120)
+    phase, _ = follow(api, ctl, {"Initialized", "Failed"}, timeout=120)
     if phase != "Initialized":
         return _fail(ctl, f"initialization ended in {phase}")
 
     say("== v2: applying a new image, as a GitOps sync would")
+    applied = kubectl.canary_status(api, manifests.NAMESPACE, manifests.APP).get("lastAppliedSpec")
     kubectl.apply(api, manifests.deployment("6.0.1"))
-    promoted, promote_seconds = follow(api, {"Succeeded", "Failed"})
+    promoted, promote_seconds = follow(api, ctl, {"Succeeded", "Failed"}, after=applied)
     say(f"   -> {promoted} in {promote_seconds:.1f}s")
 
     say("== v3: applying a release that answers 30% of requests with 500")
+    applied = kubectl.canary_status(api, manifests.NAMESPACE, manifests.APP).get("lastAppliedSpec")
     kubectl.apply(api, manifests.deployment("6.0.2", error_rate=0.3))
-    rolled, rollback_seconds = follow(api, {"Failed", "Succeeded"})
+    rolled, rollback_seconds = follow(api, ctl, {"Failed", "Succeeded"}, after=applied)
     say(f"   -> {rolled} in {rollback_seconds:.1f}s")
 
     primary = kubectl.get(api, "apps/v1", "Deployment", manifests.NAMESPACE, f"{manifests.APP}-primary") or {}

@@ -67,6 +67,9 @@ class Controller:
         self.env._save()
         self.proc = None
 
+    def running(self) -> bool:
+        return self.proc is not None and processes.is_running(self.proc)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -17,7 +17,7 @@ from localkube import manifests as kubectl
 from tests.integration.waiting import eventually
 
 FAST_ANALYSIS: dict[str, Any] = {
-    "interval": "2s", "threshold": 2, "maxWeight": 60, "stepWeight": 20,
+    "interval": "3s", "threshold": 2, "maxWeight": 60, "stepWeight": 20,
     "metrics": [
         {"name": "request-success-rate", "interval": "6s", "thresholdRange": {"min": 99}},
         {"name": "request-duration", "interval": "6s", "thresholdRange": {"max": 500}},
