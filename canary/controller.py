@@ -42,7 +42,7 @@ def configure_logging(fmt: str) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
@@ -50,12 +50,16 @@ def api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client, config
 
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        api = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.ApiClient()
+    # One pooled connection per worker thread, so concurrent writes never queue on the pool.
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = WORKER_THREADS
+    return api
 
 
 async def serve_http(listen: str) -> web.AppRunner:
@@ -75,6 +79,7 @@ async def serve_http(listen: str) -> web.AppRunner:
     return runner
 
 
+WORKER_THREADS = 64
 # Every kind the handlers watch, primed by one LIST at start-up.
 WATCHED = (
     ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
@@ -102,7 +107,9 @@ def main(args: argparse.Namespace) -> int:
         settings.batching.worker_limit = 10000
         settings.networking.request_timeout = 60
         # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
-        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=64))
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
+        _dump_tasks_on_sigusr1()
         handlers.RUNTIME = runtime.Runtime(client, config)
         await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
         await serve_http(args.listen)
@@ -111,6 +118,22 @@ def main(args: argparse.Namespace) -> int:
     kopf.on.login()(_login(client))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
+
+
+def _dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` logs where every asyncio task waits: the tool for a controller that looks stuck."""
+    import io
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        out = io.StringIO()
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=12, file=out)
+        logging.getLogger("fledge.debug").warning("asyncio tasks:\n%s", out.getvalue())
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
 def _login(client: Any) -> Any:

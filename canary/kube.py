@@ -19,6 +19,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from canary import telemetry
+
 Manifest = dict[str, Any]
 FIELD_MANAGER = "fledge"
 
@@ -122,6 +124,13 @@ def _resource_version(body: Mapping[str, Any]) -> int | None:
         return None
 
 
+def _kind_of(path: str) -> str:
+    """The resource plural in an API path (``.../deployments/name/status`` → ``deployments``)."""
+    parts = path.strip("/").split("/")
+    plurals = {r.plural for r in RESOURCES.values()}
+    return next((part for part in reversed(parts) if part in plurals), "other")
+
+
 class Store:
     """Latest bodies by (group, kind, namespace, name); thread-safe; never older than what we wrote."""
 
@@ -185,6 +194,8 @@ class Writer:
               query: list[tuple[str, str]] | None = None) -> Manifest:
         result = request(self._api, method, path, body, content_type, query)
         self.writes += 1
+        verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
+        telemetry.API_REQUESTS.labels(verb, _kind_of(path)).inc()
         return result
 
     async def apply(self, manifest: Manifest) -> Manifest:
@@ -229,6 +240,7 @@ class Writer:
             raise
 
     def _get(self, path: str) -> Manifest:
+        telemetry.API_REQUESTS.labels("GET", _kind_of(path)).inc()
         return request(self._api, "GET", path)
 
     async def prime(self, kinds: list[tuple[str, str]], namespaces: list[str] | None) -> None:

@@ -37,7 +37,8 @@ TICKS = prometheus_client.Histogram("fledge_tick_seconds", "Time one tick of one
                                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10), registry=REGISTRY)
 ERRORS = prometheus_client.Counter("fledge_tick_errors", "Ticks that raised", ["name", "namespace"],
                                    registry=REGISTRY)
-WRITES = prometheus_client.Counter("fledge_api_writes", "Writes to the API server", registry=REGISTRY)
+API_REQUESTS = prometheus_client.Counter("fledge_api_requests", "Requests Fledge sent to the API server",
+                                         ["verb", "kind"], registry=REGISTRY)
 
 _started: dict[tuple[str, str], float] = {}
 PHASES = [phase.value for phase in models.CanaryPhase]

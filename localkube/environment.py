@@ -211,6 +211,9 @@ class Environment:
             str(binaries["kwok"]), f"--kubeconfig={self.kubeconfig}", f"--config={kwok_config}",
             "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
             f"--server-address=127.0.0.1:{kwok_port}", "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1",
+            # Node heartbeats by Lease (the heartbeat-with-lease stage needs it); without them the node
+            # lifecycle controller marks every node NotReady after its grace period and every pod unready.
+            "--node-lease-duration-seconds=40",
         ], logs, (kwok_port,))
         self._create_nodes()
         self._wait("kwok nodes Ready", self._nodes_ready, timeout=60)

@@ -53,11 +53,12 @@ def test_render_makes_the_three_crds() -> None:
     assert sorted(crdgen.render()) == sorted(FILES)
 
 
+@pytest.mark.parametrize("folder", [crdgen.CRD_DIR, crdgen.CHART_CRD_DIR], ids=["crds", "chart"])
 @pytest.mark.parametrize("name", FILES)
-def test_crds_on_disk_are_current(name: str) -> None:
-    path = crdgen.CRD_DIR / name
-    assert path.exists(), f"crds/{name} is missing; {REGENERATE}"
-    assert path.read_text(encoding="utf-8") == crdgen.render()[name], f"crds/{name} is stale; {REGENERATE}"
+def test_crds_on_disk_are_current(name: str, folder: Path) -> None:
+    path = folder / name
+    assert path.exists(), f"{path} is missing; {REGENERATE}"
+    assert path.read_text(encoding="utf-8") == crdgen.render()[name], f"{path} is stale; {REGENERATE}"
 
 
 def test_render_is_deterministic() -> None:

@@ -1,0 +1,9 @@
+{{- define "fledge.name" -}}{{ .Release.Name }}{{- end -}}
+{{- define "fledge.labels" -}}
+app.kubernetes.io/name: fledge
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+{{- define "fledge.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
+{{- define "fledge.serviceAccount" -}}{{ .Values.serviceAccount.name | default (include "fledge.name" .) }}{{- end -}}
