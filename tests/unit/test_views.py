@@ -1,0 +1,31 @@
+"""The `fledge get canaries` table and the `fledge watch` line."""
+
+from __future__ import annotations
+
+import pytest
+
+from canary import views
+
+pytestmark = pytest.mark.unit
+
+
+def test_table_lists_phase_weight_failed_checks_and_values() -> None:
+    canaries = [
+        {"metadata": {"name": "web", "namespace": "b"},
+         "status": {"phase": "Progressing", "canaryWeight": 20, "failedChecks": 1, "checks": [
+             {"name": "request-success-rate", "value": 99.5, "passed": True},
+             {"name": "request-duration", "value": 812.0, "passed": False},
+             {"name": "gate", "value": None, "passed": True}]}},
+        {"metadata": {"name": "api", "namespace": "a"}},
+    ]
+    lines = views.table(canaries).splitlines()
+    assert lines[0].split() == ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "FAILED", "CHECKS"]
+    assert lines[1].split() == ["a", "api", "-", "0", "0", "-"]
+    assert lines[2].split() == ["b", "web", "Progressing", "20", "1", "request-success-rate=99.5",
+                                "!request-duration=812", "gate=n/a"]
+
+
+def test_watch_line_shows_the_rollback_reason() -> None:
+    line = views.line({"phase": "Failed", "canaryWeight": 0, "failedChecks": 2, "message": "threshold reached"})
+    assert line.startswith("Failed")
+    assert line.endswith("(threshold reached)")
