@@ -51,31 +51,40 @@ def selector_label(target: Mapping[str, Any]) -> str:
 # -- revisions ----------------------------------------------------------------------------------
 
 
-def config_refs(template: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
-    """(kind, name, optional) of every ConfigMap and Secret a pod template references."""
+def _config_slots(template: Mapping[str, Any]) -> Iterator[tuple[str, Manifest, str]]:
+    """Every place a pod template names a ConfigMap or Secret, as (kind, the dict holding the name, its key).
+
+    One walk serves both reading the references and renaming them for the primary.
+    """
     spec = template.get("spec") or {}
     for volume in spec.get("volumes") or []:
         if "configMap" in volume:
-            yield "ConfigMap", volume["configMap"]["name"], bool(volume["configMap"].get("optional"))
+            yield "ConfigMap", volume["configMap"], "name"
         if "secret" in volume:
-            yield "Secret", volume["secret"]["secretName"], bool(volume["secret"].get("optional"))
+            yield "Secret", volume["secret"], "secretName"
         for source in (volume.get("projected") or {}).get("sources") or []:
             if "configMap" in source:
-                yield "ConfigMap", source["configMap"]["name"], bool(source["configMap"].get("optional"))
+                yield "ConfigMap", source["configMap"], "name"
             if "secret" in source:
-                yield "Secret", source["secret"]["name"], bool(source["secret"].get("optional"))
+                yield "Secret", source["secret"], "name"
     for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         for source in container.get("envFrom") or []:
             if "configMapRef" in source:
-                yield "ConfigMap", source["configMapRef"]["name"], bool(source["configMapRef"].get("optional"))
+                yield "ConfigMap", source["configMapRef"], "name"
             if "secretRef" in source:
-                yield "Secret", source["secretRef"]["name"], bool(source["secretRef"].get("optional"))
+                yield "Secret", source["secretRef"], "name"
         for env in container.get("env") or []:
             ref = env.get("valueFrom") or {}
             if "configMapKeyRef" in ref:
-                yield "ConfigMap", ref["configMapKeyRef"]["name"], bool(ref["configMapKeyRef"].get("optional"))
+                yield "ConfigMap", ref["configMapKeyRef"], "name"
             if "secretKeyRef" in ref:
-                yield "Secret", ref["secretKeyRef"]["name"], bool(ref["secretKeyRef"].get("optional"))
+                yield "Secret", ref["secretKeyRef"], "name"
+
+
+def config_refs(template: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(kind, name, optional) of every ConfigMap and Secret a pod template references."""
+    for kind, holder, key in _config_slots(template):
+        yield kind, holder[key], bool(holder.get("optional"))
 
 
 def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str | None]) -> dict[str, str]:
@@ -109,34 +118,9 @@ def revision(target: Mapping[str, Any], configs: Mapping[str, str]) -> str:
 
 def _rename_configs(template: Manifest, names: set[tuple[str, str]]) -> None:
     """Point a pod template at the ``-primary`` copies of the configs in ``names`` (mutates)."""
-    spec = template.get("spec") or {}
-
-    def rename(kind: str, ref: Manifest, key: str) -> None:
-        if (kind, ref.get(key)) in names:
-            ref[key] = primary_name(ref[key])
-
-    for volume in spec.get("volumes") or []:
-        if "configMap" in volume:
-            rename("ConfigMap", volume["configMap"], "name")
-        if "secret" in volume:
-            rename("Secret", volume["secret"], "secretName")
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if "configMap" in source:
-                rename("ConfigMap", source["configMap"], "name")
-            if "secret" in source:
-                rename("Secret", source["secret"], "name")
-    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
-        for source in container.get("envFrom") or []:
-            if "configMapRef" in source:
-                rename("ConfigMap", source["configMapRef"], "name")
-            if "secretRef" in source:
-                rename("Secret", source["secretRef"], "name")
-        for env in container.get("env") or []:
-            ref = env.get("valueFrom") or {}
-            if "configMapKeyRef" in ref:
-                rename("ConfigMap", ref["configMapKeyRef"], "name")
-            if "secretKeyRef" in ref:
-                rename("Secret", ref["secretKeyRef"], "name")
+    for kind, holder, key in _config_slots(template):
+        if (kind, holder.get(key)) in names:
+            holder[key] = primary_name(holder[key])
 
 
 def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> Manifest:

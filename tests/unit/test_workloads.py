@@ -1,0 +1,135 @@
+"""Primary Deployment, config copies, Services and revisions, built from manifests field by field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from canary import errors, models, workloads
+
+pytestmark = pytest.mark.unit
+
+
+def canary(**service: Any) -> models.Canary:
+    return models.parse_canary({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "service": {"port": 80, **service}, "analysis": {"stepWeight": 10}},
+    })
+
+
+def target() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"team": "a"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "owner": "a"}},
+        "spec": {"replicas": 3, "minReadySeconds": 5, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web", "tier": "front"}},
+            "spec": {
+                "volumes": [{"name": "c", "configMap": {"name": "web-config"}},
+                            {"name": "s", "secret": {"secretName": "web-secret"}},
+                            {"name": "p", "projected": {"sources": [{"configMap": {"name": "shared"}}]}}],
+                "containers": [{"name": "app", "image": "web:1",
+                                "envFrom": [{"secretRef": {"name": "env-secret"}}],
+                                "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "web-config",
+                                                                                        "key": "x"}}},
+                                        {"name": "Y", "valueFrom": {"secretKeyRef": {"name": "opt", "key": "y",
+                                                                                     "optional": True}}}]}]}}},
+    }
+
+
+DIGESTS = {("ConfigMap", "web-config"): "c1", ("Secret", "web-secret"): "s1", ("ConfigMap", "shared"): "p1",
+           ("Secret", "env-secret"): "e1"}
+
+
+def test_tracked_configs_cover_every_reference_and_skip_missing_optional_ones() -> None:
+    tracked = workloads.tracked_configs(target(), lambda kind, name: DIGESTS.get((kind, name)))
+    assert tracked == {"configmap/web-config": "c1", "secret/web-secret": "s1", "configmap/shared": "p1",
+                       "secret/env-secret": "e1"}
+
+
+def test_a_missing_required_config_names_it() -> None:
+    with pytest.raises(errors.MissingTarget, match="ConfigMap shared"):
+        workloads.tracked_configs(target(), lambda kind, name: None if name == "shared" else "d")
+
+
+def test_revision_changes_with_template_or_config_content_only() -> None:
+    configs = {"configmap/web-config": "c1"}
+    base = workloads.revision(target(), configs)
+    scaled = target()
+    scaled["spec"]["replicas"] = 0
+    assert workloads.revision(scaled, configs) == base
+    assert workloads.revision(target(), {"configmap/web-config": "c2"}) != base
+    changed = target()
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "web:2"
+    assert workloads.revision(changed, configs) != base
+
+
+def test_primary_deployment_is_a_renamed_copy() -> None:
+    configs = workloads.tracked_configs(target(), lambda kind, name: DIGESTS.get((kind, name)))
+    original = copy.deepcopy(target())
+    primary = workloads.primary_deployment(canary(), target(), configs, replicas=3)
+    assert target() == original  # the target is never mutated
+    meta = primary["metadata"]
+    assert meta["name"] == "web-primary"
+    assert meta["labels"] == {"team": "a", "app": "web-primary", "app.kubernetes.io/managed-by": "fledge"}
+    assert meta["annotations"] == {"owner": "a"}
+    assert meta["ownerReferences"] == [{"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "web",
+                                        "uid": "u-1", "controller": True, "blockOwnerDeletion": True}]
+    spec = primary["spec"]
+    assert spec["replicas"] == 3 and spec["minReadySeconds"] == 5
+    assert spec["selector"] == {"matchLabels": {"app": "web-primary"}}
+    pod = spec["template"]
+    assert pod["metadata"]["labels"] == {"app": "web-primary", "tier": "front"}
+    volumes = pod["spec"]["volumes"]
+    assert volumes[0]["configMap"]["name"] == "web-config-primary"
+    assert volumes[1]["secret"]["secretName"] == "web-secret-primary"
+    assert volumes[2]["projected"]["sources"][0]["configMap"]["name"] == "shared-primary"
+    container = pod["spec"]["containers"][0]
+    assert container["envFrom"][0]["secretRef"]["name"] == "env-secret-primary"
+    assert container["env"][0]["valueFrom"]["configMapKeyRef"]["name"] == "web-config-primary"
+    assert container["env"][1]["valueFrom"]["secretKeyRef"]["name"] == "opt"  # untracked: left as is
+
+
+def test_config_copy_keeps_data_and_type() -> None:
+    source = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"k": "dg=="},
+              "metadata": {"name": "web-secret", "namespace": "shop", "resourceVersion": "9"}}
+    copied = workloads.config_copy(canary(), source)
+    assert copied["metadata"]["name"] == "web-secret-primary"
+    assert "resourceVersion" not in copied["metadata"]
+    assert (copied["type"], copied["data"]) == ("Opaque", {"k": "dg=="})
+
+
+def test_services_select_primary_and_canary_pods() -> None:
+    apex, primary, canary_svc = workloads.services(canary(portName="web", targetPort="http"), target())
+    assert [s["metadata"]["name"] for s in (apex, primary, canary_svc)] == ["web", "web-primary", "web-canary"]
+    assert apex["spec"]["selector"] == primary["spec"]["selector"] == {"app": "web-primary"}
+    assert canary_svc["spec"]["selector"] == {"app": "web"}
+    assert apex["spec"]["ports"] == [{"name": "web", "port": 80, "protocol": "TCP", "targetPort": "http"}]
+    without = workloads.services(canary(), target(), apex_selector=False)[0]
+    assert "selector" not in without["spec"]
+
+
+def test_target_without_a_known_selector_label_is_a_spec_error() -> None:
+    body = target()
+    body["spec"]["selector"] = {"matchLabels": {"component": "web"}}
+    with pytest.raises(errors.SpecError) as raised:
+        workloads.selector_label(body)
+    assert raised.value.field == "spec.targetRef"
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 2},
+     (True, 3, 3, True)),
+    ({"replicas": 4, "updatedReplicas": 2, "readyReplicas": 4, "availableReplicas": 4, "observedGeneration": 2},
+     (True, 3, 2, True)),
+    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1},
+     (True, 3, 3, False)),
+])
+def test_workload_state(status: dict[str, Any], expected: tuple[bool, int, int, bool]) -> None:
+    body = {"metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": status}
+    assert workloads.workload_state(body) == expected
+    assert workloads.workload_state(None) == (False, 0, 0, False)
