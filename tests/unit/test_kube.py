@@ -1,0 +1,87 @@
+"""The watch cache: never older than what was written, digests instead of secret data; wake-ups by target."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from canary import kube, runtime
+
+pytestmark = pytest.mark.unit
+
+
+def body(kind: str, name: str, rv: str, **extra: Any) -> dict[str, Any]:
+    api = "apps/v1" if kind == "Deployment" else "v1"
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+            **extra}
+
+
+def test_a_late_watch_event_never_replaces_a_newer_write() -> None:
+    store = kube.Store()
+    store.upsert(body("Deployment", "web", "20", spec={"replicas": 0}))
+    store.upsert(body("Deployment", "web", "19", spec={"replicas": 3}))
+    cached = store.get("apps/v1", "Deployment", "ns", "web")
+    assert cached is not None and cached["spec"] == {"replicas": 0}
+    store.upsert(body("Deployment", "web", "21", spec={"replicas": 2}))
+    assert store.get("apps/v1", "Deployment", "ns", "web")["spec"] == {"replicas": 2}  # type: ignore[index]
+
+
+def test_objects_are_keyed_by_group_not_version() -> None:
+    store = kube.Store()
+    store.upsert({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "HTTPRoute",
+                  "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "1"}})
+    assert store.get("gateway.networking.k8s.io/v1", "HTTPRoute", "ns", "r") is not None
+
+
+def test_secrets_are_kept_as_digests_only() -> None:
+    store = kube.Store()
+    store.upsert(body("Secret", "s", "1", data={"password": "c2VjcmV0"}))
+    cached = store.get("v1", "Secret", "ns", "s")
+    assert cached is not None and "data" not in cached
+    same_data_other_order = kube.data_digest({"data": {"b": "2", "a": "1"}})
+    assert same_data_other_order == kube.data_digest({"data": {"a": "1", "b": "2"}})
+    assert cached["digest"] == kube.data_digest({"data": {"password": "c2VjcmV0"}})
+
+
+def test_removed_objects_are_gone() -> None:
+    store = kube.Store()
+    store.upsert(body("Service", "web", "1"))
+    store.remove(body("Service", "web", "2"))
+    assert store.get("v1", "Service", "ns", "web") is None
+    assert len(store) == 0
+
+
+def test_resource_paths() -> None:
+    deployments = kube.resource_for("apps/v1", "Deployment")
+    assert deployments.path("ns", "web", "status") == "/apis/apps/v1/namespaces/ns/deployments/web/status"
+    assert deployments.list_path(None) == "/apis/apps/v1/deployments"
+    assert kube.resource_for("v1", "Secret").list_path("ns") == "/api/v1/namespaces/ns/secrets"
+    with pytest.raises(ValueError, match="does not manage"):
+        kube.resource_for("v1", "Pod")
+
+
+def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        rt = runtime.Runtime(api_client=None, settings=runtime.Settings())
+        for name, target in (("a", "web"), ("b", "api")):
+            rt.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+                            "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+                            "spec": {"targetRef": {"name": target}}})
+        wake_a, wake_b = rt.waker(("ns", "a")), rt.waker(("ns", "b"))
+        wake_a.clear()
+        wake_b.clear()
+        rt.workload_changed("ns", "web-primary")
+        result = (wake_a.is_set(), wake_b.is_set())
+        rt.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+                        "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "2"},
+                        "spec": {"targetRef": {"name": "other"}}})
+        wake_a.clear()
+        rt.workload_changed("ns", "web")
+        await rt.http.aclose()
+        return result[0], result[1], wake_a.is_set()
+
+    woke_a, woke_b, woke_after_retarget = asyncio.run(scenario())
+    assert (woke_a, woke_b) == (True, False)
+    assert woke_after_retarget is False  # a Canary that changed its target no longer wakes for the old one
