@@ -8,7 +8,7 @@ The script runs the same scenario twice in one local environment, with
 figures and their ratio:
 
 - detection latency: a Deployment change until its Canary reports Progressing (p50, p99, max);
-- schedule drift: actual release time over the ideal (steps × interval), 1.0 = no tick was delayed;
+- schedule drift: actual release time over the ideal (steps * interval), 1.0 = no tick was delayed;
 - API requests per canary step, by verb, counted by the API server itself (its ``apiserver_request_total``);
 - the controller's tick time (p50 from its own histogram) and its resident memory.
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in base:
         ratio = large[key] / base[key] if base[key] else float("nan")
         print(f"{key:<22}{base[key]:>12.3f}{large[key]:>12.3f}{ratio:>10.2f}")
-    print("\nschedule_drift = release time / (steps × interval); 1.0 means no tick was delayed.")
+    print("\nschedule_drift = release time / (steps * interval); 1.0 means no tick was delayed.")
     print("writes/events/gets_per_step: the controller's own requests (its fledge_api_requests counter) per "
           "status-changing tick; cluster_writes_per_step: every client's writes, counted by the API server.")
     return 0

@@ -50,12 +50,12 @@ def api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client, config
 
     if kubeconfig:
-        api = config.new_client_from_config(config_file=kubeconfig)
+        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     else:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()
+            config.load_kube_config()  # type: ignore[no-untyped-call]
         api = client.ApiClient()
     # One pooled connection per worker thread, so concurrent writes never queue on the pool.
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = WORKER_THREADS

@@ -14,19 +14,21 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from canary import kube
+
 FINAL = ("Succeeded", "Failed")
+CANARY_API = "fledge.dev/v1beta1"
 
 
 def _api(kubeconfig: str | None) -> Any:
-    from kubernetes import client, config
+    from canary import controller
 
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_kube_config()
-    except config.ConfigException:
-        config.load_incluster_config()
-    return client.ApiClient()
+    return controller.api_client(kubeconfig)
+
+
+def _canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:
+    path = kube.resource_for(CANARY_API, "Canary").list_path(namespace)
+    return list(kube.request(api, "GET", path).get("items") or [])
 
 
 def _checks(status: Mapping[str, Any]) -> str:
@@ -51,14 +53,7 @@ def table(canaries: Iterable[Mapping[str, Any]]) -> str:
 
 
 def get_canaries(args: argparse.Namespace) -> int:
-    from kubernetes import client
-
-    api = client.CustomObjectsApi(_api(args.kubeconfig))
-    if args.namespace:
-        items = api.list_namespaced_custom_object("fledge.dev", "v1beta1", args.namespace, "canaries")["items"]
-    else:
-        items = api.list_cluster_custom_object("fledge.dev", "v1beta1", "canaries")["items"]
-    print(table(items))
+    print(table(_canaries(_api(args.kubeconfig), args.namespace)))
     return 0
 
 
@@ -72,14 +67,12 @@ def line(status: Mapping[str, Any]) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Print every change until the canary reaches Succeeded or Failed; exit 0 on Succeeded."""
-    from kubernetes import client
-
-    api = client.CustomObjectsApi(_api(args.kubeconfig))
+    api = _api(args.kubeconfig)
+    path = kube.resource_for(CANARY_API, "Canary").path(args.namespace, args.name)
     started = time.monotonic()
     last = ""
     while time.monotonic() - started < args.timeout:
-        body = api.get_namespaced_custom_object("fledge.dev", "v1beta1", args.namespace, "canaries", args.name)
-        status = body.get("status") or {}
+        status = kube.request(api, "GET", path).get("status") or {}
         text = line(status)
         if text != last:
             print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)

@@ -199,7 +199,8 @@ def build(component: Component) -> dict[str, pathlib.Path]:
             work,
             f"resolve {name}",
         )
-        run_go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(staging_dir / name), package], work, f"build {name}")
+        output = str(staging_dir / name)
+        run_go(["build", "-trimpath", "-ldflags", ldflags, "-o", output, package], work, f"build {name}")
     # Move into place only when every binary built, so a half build never counts as cached.
     component.bin_dir().mkdir(parents=True, exist_ok=True)
     for name, target in component.binaries().items():

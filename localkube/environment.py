@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
+from canary import kube
 from localkube import build, pki, processes, thirdparty
 
 NODE_COUNT = 3
@@ -246,12 +247,10 @@ class Environment:
         """A kubernetes ApiClient for this environment's admin identity."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def _create_nodes(self) -> None:
-        from kubernetes import client
-
-        core = client.CoreV1Api(self.api())
+        api = self.api()
         for i in range(NODE_COUNT):
             name = f"kwok-node-{i}"
             node = {
@@ -263,33 +262,26 @@ class Environment:
                            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"}},
             }
             with _ignore_conflict():
-                core.create_node(node)
+                kube.request(api, "POST", "/api/v1/nodes", node)
 
     def _nodes_ready(self) -> bool:
-        from kubernetes import client
-
-        nodes = client.CoreV1Api(self.api()).list_node().items
-        ready = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
+        nodes = kube.request(self.api(), "GET", "/api/v1/nodes").get("items") or []
+        ready = [n for n in nodes if _condition(n, "Ready")]
         return len(ready) >= NODE_COUNT
 
     def _install_crds(self) -> None:
-        from kubernetes import client
-
-        ext = client.ApiextensionsV1Api(self.api())
+        api = self.api()
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
         crds = thirdparty.gateway_api_crds("experimental") + thirdparty.istio_crds()
         crds += [doc for path in sorted((pathlib.Path(__file__).parent.parent / "crds").glob("*.yaml"))
                  for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
         for crd in crds:
             with _ignore_conflict():
-                ext.create_custom_resource_definition(crd)
+                kube.request(api, "POST", base, crd)
         names = [crd["metadata"]["name"] for crd in crds]
 
         def established() -> bool:
-            for name in names:
-                conditions = ext.read_custom_resource_definition(name).status.conditions or []
-                if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                    return False
-            return True
+            return all(_condition(kube.request(api, "GET", f"{base}/{name}"), "Established") for name in names)
 
         self._wait(f"{len(crds)} CRDs established", established, timeout=60)
         self.info["crds"] = names
@@ -359,7 +351,8 @@ class Environment:
             except Exception as exc:  # not up yet: connection refused, 503, ...
                 last_error = exc
             time.sleep(0.2)
-        raise StartError(f"{what} not ready after {timeout:.0f}s (last error: {last_error}); logs in {self.folder}/logs")
+        raise StartError(f"{what} not ready after {timeout:.0f}s (last error: {last_error}); "
+                         f"logs in {self.folder}/logs")
 
     def describe(self) -> str:
         lines = [f"environment folder: {self.folder}"]
@@ -385,6 +378,11 @@ def _tail(path: pathlib.Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def _condition(body: dict[str, Any], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (body.get("status") or {}).get("conditions") or [])
 
 
 @contextlib.contextmanager
