@@ -91,23 +91,29 @@ def spawn(name: str, argv: Sequence[str], log_path: pathlib.Path, ports: Sequenc
 
 def stop(proc: Started, grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; a process that is gone or was replaced is left alone."""
-    if not is_running(proc):
-        reap(proc.pid)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        reap(proc.pid)
+    try:
         if not is_running(proc):
             return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and is_running(proc):
-        reap(proc.pid)
-        time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            reap(proc.pid)
+            if not is_running(proc):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and is_running(proc):
+            reap(proc.pid)
+            time.sleep(0.05)
+    finally:
+        popen = _CHILDREN.pop(proc.pid, None)
+        if popen is not None:
+            # Our own child: collect its exit status (it is dead or dying by now).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout=5)
 
 
 def reap(pid: int) -> None:
