@@ -132,8 +132,16 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# Commands with a parser of their own: everything after their name is theirs (argparse's REMAINDER
+# would otherwise reject their flags).
+PASS_THROUGH = {"simulator": _simulator, "loadtester": _loadtester}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in PASS_THROUGH:
+        return int(PASS_THROUGH[words[0]](argparse.Namespace(rest=words[1:])))
+    args = parser().parse_args(words)
     return int(args.func(args))
 
 

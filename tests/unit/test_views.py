@@ -29,3 +29,12 @@ def test_watch_line_shows_the_rollback_reason() -> None:
     line = views.line({"phase": "Failed", "canaryWeight": 0, "failedChecks": 2, "message": "threshold reached"})
     assert line.startswith("Failed")
     assert line.endswith("(threshold reached)")
+
+
+def test_loadtester_and_simulator_flags_pass_through_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary import cli
+
+    seen: list[object] = []
+    monkeypatch.setitem(cli.PASS_THROUGH, "loadtester", lambda args: seen.append(args.rest) or 0)
+    assert cli.main(["loadtester", "--listen", "127.0.0.1:0", "--allow-command", "echo hi"]) == 0
+    assert seen == [["--listen", "127.0.0.1:0", "--allow-command", "echo hi"]]
