@@ -82,6 +82,7 @@ class Check:
     min: float | None = None
     max: float | None = None
     message: str = ""
+    mute_alert: bool = False  # a webhook's muteAlert: its failure is still counted and recorded, not alerted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,8 +220,11 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool) -> Weigh
 # -- plan ---------------------------------------------------------------------------------------
 
 
-def plan(canary: models.Canary, now: datetime.datetime, revision: str | None) -> Plan:
-    """Which metrics and webhooks the next ``decide`` needs; pure, so observe stays dumb."""
+def plan(canary: models.Canary, now: datetime.datetime, revision: str | None, target: Workload | None = None
+         ) -> Plan:
+    """Which metrics and webhooks the next ``decide`` needs; pure, so observe stays dumb.
+
+    ``target`` is the canary Deployment when observe knows it (None: assume it is ready)."""
     status = canary.status
     phase = status.phase
     if canary.spec.suspend or revision is None:
@@ -233,6 +237,10 @@ def plan(canary: models.Canary, now: datetime.datetime, revision: str | None) ->
     if phase not in ANALYSING_PHASES or new_revision or canary.spec.skip_analysis:
         return Plan()
     if seconds_until_due(canary, now) > 0:
+        return Plan(gates=("rollback",))
+    if target is not None and not target.ready(canary.spec.analysis.canary_ready_threshold):
+        # decide waits for the pods before anything else, so no query or hook is needed; without this a
+        # pre-rollout hook (a smoke test, a migration) would be called on every tick while the pods start.
         return Plan(gates=("rollback",))
     first_step = status.last_step_time is None
     gates = ["rollback"]
@@ -422,7 +430,8 @@ def _analyse(obs: Observed) -> Decision:
         actions: list[Action] = []
         for check in failed:
             actions.append(Event("Warning", "Synced", _failed_message(obs, check)))
-            actions.append(Alert("warn", _failed_message(obs, check)))
+            if not check.mute_alert:
+                actions.append(Alert("warn", _failed_message(obs, check)))
         if count >= threshold:
             rolled = _rollback(obs, f"failed checks threshold reached {count}: {failed[0].message or failed[0].name}")
             return dataclasses.replace(rolled, status=rolled.status.model_copy(update={"failed_checks": count}),

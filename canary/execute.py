@@ -64,7 +64,13 @@ async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.
     if target is None:
         return
     provider = canary.spec.provider or rt.settings.default_provider
-    for service in workloads.services(canary, target, apex_selector=provider != "kubernetes"):
+    apex = rt.store.get("v1", "Service", canary.namespace, canary.spec.service_name)
+    selector = ((apex or {}).get("spec") or {}).get("selector")
+    for service in workloads.services(canary, target):
+        if provider == "kubernetes" and selector and service["metadata"]["name"] == canary.spec.service_name:
+            # That router switches the apex selector under the same field manager: an apply without the
+            # selector in force would delete it, and the Service would lose its endpoints until the next switch.
+            service["spec"]["selector"] = dict(selector)
         await rt.writer.apply(service)
     primary = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.primary_target_name)
     if primary is None:
@@ -93,6 +99,8 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
                   actions: list[core.Action], now: datetime.datetime) -> None:
     phase = str(status.phase or "")
     checksum = status.last_applied_spec or ""
+    # Alerts describe the canary as this decision left it (Failed, 2/2 failed checks), not as it was before.
+    decided = canary.model_copy(update={"status": status})
     for action in actions:
         try:
             match action:
@@ -101,7 +109,8 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
                     await post_event(rt, canary, kind, reason, message, now)
                     await webhooks.post_event(rt.http, canary, phase, checksum, kind, message, now)
                 case core.Alert(severity=severity, message=message):
-                    await alerts.notify(rt.http, canary, severity, message, _alert_provider_resolver(rt, canary))
+                    await alerts.notify(rt.http, decided, severity, message, _alert_provider_resolver(rt, canary),
+                                        now=now)
                 case core.CallHooks(type=hook_type):
                     await webhooks.fire(rt.http, canary, models.HookType(hook_type), phase, checksum)
         except Exception:  # a notification failure must not end the others

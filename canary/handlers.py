@@ -91,11 +91,16 @@ async def canary_loop(namespace: str, name: str, body: kopf.Body, stopped: kopf.
         except errors.RetriableError as exc:
             log.info("retrying %s/%s: %s", namespace, name, exc)
             delay = runtime_.settings.retry_seconds
-        except Exception:
-            # One canary's bug must not stop the others: log, count, retry later.
-            log.exception("tick of %s/%s failed", namespace, name)
-            telemetry.ERRORS.labels(name, namespace).inc()
-            delay = runtime_.settings.retry_seconds
+        except Exception as exc:
+            if _namespace_terminating(exc):
+                # The Canary goes with its namespace; the writes refused meanwhile are not a bug.
+                log.info("namespace %s is being deleted; %s/%s waits for its deletion", namespace, namespace, name)
+                delay = runtime_.settings.retry_seconds
+            else:
+                # One canary's bug must not stop the others: log, count, retry later.
+                log.exception("tick of %s/%s failed", namespace, name)
+                telemetry.ERRORS.labels(name, namespace).inc()
+                delay = runtime_.settings.retry_seconds
         timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
         try:
             await asyncio.wait_for(wake.wait(), timeout=timeout)
@@ -103,9 +108,23 @@ async def canary_loop(namespace: str, name: str, body: kopf.Body, stopped: kopf.
             pass
 
 
+def _namespace_terminating(exc: Exception) -> bool:
+    """The API server refuses to create objects in a namespace that is being deleted (403 NamespaceTerminating)."""
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, ApiException) and exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
+
+
 @kopf.on.delete(GROUP, VERSION, "canaries", when=lambda spec, **_: bool(spec.get("revertOnDeletion")))
 async def canary_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
     """revertOnDeletion: give the user back their target and routes, then let the Canary go."""
     from canary import revert
 
-    await revert.revert(rt(), dict(body))
+    try:
+        await revert.revert(rt(), dict(body))
+    except errors.RetriableError as exc:
+        # The target is still scaling up: look again soon, not after kopf's default minute (and no traceback).
+        raise kopf.TemporaryError(str(exc), delay=rt().settings.retry_seconds) from exc
+    except errors.FatalError as exc:
+        # Nothing can be restored through a spec no router accepts; let the Canary go rather than hold it forever.
+        raise kopf.PermanentError(str(exc)) from exc

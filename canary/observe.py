@@ -85,7 +85,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     revision = workloads.revision(target, configs)
     observed = dataclasses.replace(base, revision=revision, configs=configs, target=_workload(target),
                                    routes=router.get_routes(canary))
-    plan = core.plan(canary, now, revision)
+    plan = core.plan(canary, now, revision, observed.target)
     checks, gates = await _gather(rt, canary, plan, revision)
     return Snapshot(dataclasses.replace(observed, checks=checks, gates=gates), target, router)
 

@@ -248,8 +248,9 @@ def hooks_of(canary: models.Canary, hook_type: models.HookType | str) -> list[mo
     return [hook for hook in canary.spec.analysis.webhooks if hook.type == wanted]
 
 
-def _check(result: Result) -> core.Check:
-    return core.Check(name=result.name, kind="webhook", passed=result.ok, message=result.message)
+def _check(result: Result, hook: models.WebhookSpec) -> core.Check:
+    return core.Check(name=result.name, kind="webhook", passed=result.ok, message=result.message,
+                      mute_alert=hook.mute_alert)
 
 
 async def _run(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
@@ -265,8 +266,10 @@ async def run_hooks(client: httpx.AsyncClient, canary: models.Canary, hook_type:
                     phase: str | None, checksum: str) -> list[core.Check]:
     """Call every hook of one type (pre-rollout, rollout) and return one check per hook, passed on 2xx.
 
-    Each check is named after its hook; its message holds the redacted URL and the status code or error."""
-    return [_check(result) for result in await _run(client, canary, hook_type, phase, checksum)]
+    Each check is named after its hook; its message holds the redacted URL and the status code or error, and
+    ``mute_alert`` is the hook's muteAlert."""
+    results = await _run(client, canary, hook_type, phase, checksum)
+    return [_check(result, hook) for hook, result in zip(hooks_of(canary, hook_type), results, strict=True)]
 
 
 async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
@@ -280,7 +283,7 @@ async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
     if kind not in CONFIRM_TYPES and kind != models.HookType.ROLLBACK:
         raise ValueError(f"{kind} hooks are not a gate; gates are {', '.join(sorted(CONFIRM_TYPES))} and rollback")
     results = await _run(client, canary, kind, phase, checksum)
-    checks = [_check(result) for result in results]
+    checks = [_check(result, hook) for hook, result in zip(hooks_of(canary, kind), results, strict=True)]
     if kind == models.HookType.ROLLBACK:
         return any(result.ok for result in results), checks
     return all(result.ok for result in results), checks

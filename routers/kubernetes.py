@@ -85,6 +85,11 @@ def _extract(value: Any, fields: Mapping[str, Any]) -> Any:
         for index, item in enumerate(value):
             for key, sub in members.items():
                 if _selects(key, index, item):
+                    if not sub:
+                        # An item recorded without even "." is owned whole: an atomic struct such as an
+                        # OwnerReference (the API server records it as k:{"uid":...}: {}).
+                        picked.append(copy.deepcopy(item))
+                        break
                     part = _extract(item, sub)
                     if key.startswith("k:") and isinstance(part, dict):
                         part = {**json.loads(key[2:]), **part}  # an item of a keyed list needs its keys

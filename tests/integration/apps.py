@@ -7,7 +7,12 @@ Probes read the API server directly, never the controller's cache.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import threading
 import time
+from http import server as http_server
 from typing import Any
 
 import httpx
@@ -114,3 +119,232 @@ def image_of(api: Any, namespace: str, deployment_name: str) -> str:
 def replicas_of(api: Any, namespace: str, deployment_name: str) -> int:
     body = kubectl.get(api, "apps/v1", "Deployment", namespace, deployment_name) or {}
     return int(body["spec"].get("replicas", 1))
+
+
+# -- other routers: probes of the objects each router writes, and what each needs before the Canary ----------
+
+ISTIO_API = "networking.istio.io/v1"
+
+
+def virtualservice_routes(api: Any, namespace: str, service: str) -> tuple[int, int, bool] | None:
+    """(primary, canary, mirrored) of the first VirtualService route with a ``-canary`` destination, or None."""
+    vs = kubectl.get(api, ISTIO_API, "VirtualService", namespace, service)
+    for http in ((vs or {}).get("spec") or {}).get("http") or []:
+        weights = {item["destination"]["host"]: item.get("weight", 0) for item in http.get("route") or []}
+        if f"{service}-canary" in weights:
+            mirrored = (http.get("mirror") or {}).get("host") == f"{service}-canary"
+            return weights.get(f"{service}-primary", 0), weights[f"{service}-canary"], mirrored
+    return None
+
+
+def virtualservice_weights(api: Any, namespace: str, service: str) -> tuple[int, int] | None:
+    routes = virtualservice_routes(api, namespace, service)
+    return routes[:2] if routes is not None else None
+
+
+NGINX_PREFIX = "nginx.ingress.kubernetes.io"
+
+
+def ingress(namespace: str, name: str, service: str | None = None, port: int = 80) -> dict[str, Any]:
+    """The app's own Ingress, which the nginx router copies into ``<name>-canary``."""
+    backend = {"service": {"name": service or name, "port": {"number": port}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace,
+                     "annotations": {f"{NGINX_PREFIX}/proxy-body-size": "8m"}},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": f"{name}.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": backend}]}}]},
+    }
+
+
+def nginx_canary_annotations(api: Any, namespace: str, ingress_name: str) -> dict[str, str] | None:
+    """The ``canary*`` annotations of ``<ingress>-canary`` (prefix stripped), or None before it exists."""
+    body = kubectl.get(api, "networking.k8s.io/v1", "Ingress", namespace, f"{ingress_name}-canary")
+    if body is None:
+        return None
+    annotations = body["metadata"].get("annotations") or {}
+    return {key.removeprefix(f"{NGINX_PREFIX}/"): value for key, value in annotations.items()
+            if key.startswith(f"{NGINX_PREFIX}/canary")}
+
+
+def nginx_canary_weight(api: Any, namespace: str, ingress_name: str) -> int | None:
+    annotations = nginx_canary_annotations(api, namespace, ingress_name)
+    if annotations is None:
+        return None
+    return int(annotations["canary-weight"])
+
+
+def apex_selector(api: Any, namespace: str, service: str) -> dict[str, str] | None:
+    """The apex Service's selector ({} when it has none), or None before the Service exists."""
+    body = kubectl.get(api, "v1", "Service", namespace, service)
+    return None if body is None else dict(body["spec"].get("selector") or {})
+
+
+def record(probe: Any, api: Any, namespace: str, name: str, until: set[str], timeout: float = 180
+           ) -> tuple[list[Any], dict[str, Any]]:
+    """Call ``probe()`` until the canary reaches a phase in ``until``; returns each distinct value seen, in order.
+
+    Like ``record_weights``, for any route object; a None from the probe (object not there yet) is not recorded.
+    """
+    seen: list[Any] = []
+
+    def note() -> None:
+        value = probe()
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        note()
+        current = status(api, namespace, name)
+        if current.get("phase") in until:
+            note()
+            return seen, current
+        time.sleep(0.1)
+    raise AssertionError(f"{namespace}/{name} did not reach {until} in {timeout}s; seen {seen}, "
+                         f"status {status(api, namespace, name)}")
+
+
+class CanaryLoad:
+    """A load tester: real requests to ``<service>-canary`` through the simulator, as Flagger's tester sends them.
+
+    Blue/green without mirroring sends no user traffic to the canary during its iterations, so, as in
+    Flagger, something must call the canary Service for its metrics to have values.
+    """
+
+    def __init__(self, env: environment.Environment, namespace: str, service: str, rps: float = 20) -> None:
+        import threading
+
+        self.url = f"{env.simulator_url}/proxy/{namespace}/{service}-canary/"
+        self.pause = 1 / rps
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"load {namespace}/{service}", daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as session:
+            while not self._stop.wait(self.pause):
+                try:
+                    session.get(self.url)
+                    self.sent += 1
+                except httpx.HTTPError:
+                    pass  # a missed request only thins the load; the analysis decides what it means
+
+    def __enter__(self) -> CanaryLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+BLUE_GREEN: dict[str, Any] = {**{k: v for k, v in FAST_ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
+                              "iterations": 2}
+
+
+def install(env: environment.Environment, api: Any, namespace: str, provider: str,
+            analysis: dict[str, Any] | None = None, canary_body: dict[str, Any] | None = None,
+            **registration: Any) -> None:
+    """What the app team has before a release: the router's prerequisites, v1 and its Canary, initialized.
+
+    For nginx that is the app's Ingress ``web`` first (``spec.ingressRef``), and the simulator reads it.
+    """
+    body = canary_body or canary(namespace, "web", provider, analysis)
+    if provider == "nginx":
+        kubectl.apply(api, ingress(namespace, "web"))
+        body["spec"]["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web"}
+        registration.setdefault("ingress", "web")
+    kubectl.apply(api, deployment(namespace, "web", "1"))
+    kubectl.apply(api, body)
+    simulate(env, namespace, "web", provider, **registration)
+    wait_phase(api, namespace, "web", "Initialized", timeout=60)
+
+
+def canary_events(api: Any, namespace: str) -> list[Any]:
+    """The Kubernetes Events recorded for Canaries in ``namespace`` (CoreV1Event objects)."""
+    from kubernetes import client
+
+    return [e for e in client.CoreV1Api(api).list_namespaced_event(namespace).items
+            if e.involved_object.kind == "Canary"]
+
+
+# -- a local HTTP endpoint for webhooks and alerts ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    path: str
+    body: Any  # the JSON body, or the raw text when it is not JSON
+    arrived: float  # time.monotonic() when the request came in
+
+
+class Receiver:
+    """A local HTTP server that records every POST and answers 200, after ``delay`` seconds when set.
+
+    A delayed answer stands for a hook that hangs; leaving the ``with`` block ends the waits at once.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self._received: list[Received] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server: http_server.ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> Receiver:
+        receiver = self
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                arrived = time.monotonic()
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body: Any = json.loads(raw)
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                with receiver._lock:
+                    receiver._received.append(Received(self.path, body, arrived))
+                if receiver.delay and receiver._closing.wait(receiver.delay):
+                    return
+                with contextlib.suppress(OSError):  # the caller may have given up already
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="receiver", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "use the receiver in a with block"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def received(self, path: str = "") -> list[Received]:
+        """What arrived so far, oldest first; only paths starting with ``path`` when given."""
+        with self._lock:
+            return [r for r in self._received if r.path.startswith(path)]
+
+
+def wait_weight(api: Any, namespace: str, name: str, weight: int, timeout: float = 60) -> dict[str, Any]:
+    """The status once ``canaryWeight`` is ``weight``."""
+    def reached() -> dict[str, Any]:
+        current = status(api, namespace, name)
+        return current if current.get("canaryWeight") == weight else {}
+
+    return eventually(reached, timeout=timeout, what=f"{namespace}/{name} at canaryWeight {weight}",
+                      show=lambda: status(api, namespace, name))

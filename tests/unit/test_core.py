@@ -130,6 +130,24 @@ def test_failed_check_counts_and_threshold_rolls_back() -> None:
     assert second.status.canary_weight == 0
 
 
+def test_a_muted_webhook_failure_counts_and_is_recorded_but_not_alerted() -> None:
+    muted = core.Check(name="smoke", kind="webhook", passed=False, message="answered 500", mute_alert=True)
+    loud = dataclasses.replace(muted, name="load", mute_alert=False)
+    canary = make(status=progressing(canaryWeight=40, lastStepTime=core.format_time(T0)))
+    decision = core.decide(observed(canary, now=LATER, checks=[muted, loud]))
+    assert decision.status.failed_checks == 1
+    assert [c.name for c in decision.status.checks if not c.passed] == ["smoke", "load"]
+    warnings = [a.message for a in decision.actions if isinstance(a, core.Event) and a.type == "Warning"]
+    alerts = [a.message for a in decision.actions if isinstance(a, core.Alert)]
+    assert len(warnings) == 2 and any("webhook smoke" in w for w in warnings)
+    assert len(alerts) == 1 and "webhook load" in alerts[0]
+    # Reaching the threshold through a muted hook still rolls back, and the rollback is alerted.
+    again = make(status=progressing(canaryWeight=40, failedChecks=1, lastStepTime=core.format_time(T0)))
+    rolled = core.decide(observed(again, now=LATER, routes=core.Weights(60, 40), checks=[muted]))
+    assert rolled.status.phase == Phase.FAILED
+    assert [a.severity for a in rolled.actions if isinstance(a, core.Alert)] == ["error"]
+
+
 def test_analysis_at_max_weight_promotes_then_finalises() -> None:
     canary = make(status=progressing(canaryWeight=60, lastStepTime=core.format_time(T0)))
     decision = core.decide(observed(canary, now=LATER, checks=[PASS]))
@@ -249,6 +267,16 @@ def test_blue_green_switches_all_traffic_before_promoting() -> None:
     later = LATER + datetime.timedelta(minutes=1, seconds=1)
     promote = core.decide(observed(full, now=later, routes=core.Weights(0, 100), checks=[PASS]))
     assert promote.status.phase == Phase.PROMOTING
+
+
+def test_plan_runs_no_hook_or_query_while_the_canary_is_not_ready() -> None:
+    starting = core.Workload(desired=2, updated_ready=0)
+    assert core.plan(make(status=progressing()), T0, "rev2", starting) == core.Plan(gates=("rollback",))
+    stepping = make(status=progressing(canaryWeight=20, lastStepTime=core.format_time(T0)))
+    assert core.plan(stepping, LATER, "rev2", starting) == core.Plan(gates=("rollback",))
+    ready = core.Workload(desired=2, updated_ready=2)
+    assert core.plan(make(status=progressing()), T0, "rev2", ready) == core.Plan(pre_rollout=True,
+                                                                                 gates=("rollback",))
 
 
 def test_plan_asks_only_for_what_decide_needs() -> None:

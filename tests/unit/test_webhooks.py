@@ -123,6 +123,14 @@ def test_run_hooks_reports_every_hook_of_the_type_with_its_status() -> None:
     assert sorted(recorder.paths()) == ["/broken", "/ok"]
 
 
+def test_checks_carry_the_hooks_mute_alert() -> None:
+    subject = canary(hook("quiet", muteAlert=True), hook("loud"))
+    checks = run(Recorder({"/quiet": 500, "/loud": 500}),
+                 lambda c: webhooks.run_hooks(c, subject, "rollout", "Progressing", "x"))
+    assert [(check.name, check.passed, check.mute_alert) for check in checks] == [
+        ("quiet", False, True), ("loud", False, False)]
+
+
 def test_no_hooks_no_calls() -> None:
     recorder = Recorder()
     assert run(recorder, lambda c: webhooks.run_hooks(c, canary(), "pre-rollout", "Progressing", "x")) == []
