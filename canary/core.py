@@ -191,7 +191,7 @@ def weight_steps(analysis: models.AnalysisSpec) -> list[int]:
         return [w for w in analysis.step_weights if 0 < w <= 100]
     step = analysis.step_weight or 10
     top = analysis.max_weight or 100
-    weights = list(range(step, top, step)) + [top]
+    weights = [*range(step, top, step), top]
     return [w for w in weights if 0 < w <= 100]
 
 
@@ -242,7 +242,7 @@ def plan(canary: models.Canary, now: datetime.datetime, revision: str | None, ta
         # decide waits for the pods before anything else, so no query or hook is needed; without this a
         # pre-rollout hook (a smoke test, a migration) would be called on every tick while the pods start.
         return Plan(gates=("rollback",))
-    first_step = status.last_step_time is None
+    first_step = not status.analysis_started
     gates = ["rollback"]
     finished = _analysis_finished(canary)
     if phase == Phase.WAITING_PROMOTION or finished:
@@ -335,13 +335,14 @@ def _initialize(obs: Observed) -> Decision:
     actions.append(Event("Normal", "Initialized", f"Initialization done: {_name(obs)} serves from the primary"))
     new_status = _transition(obs, Phase.INITIALIZED, canary_weight=0, failed_checks=0, iterations=0,
                              last_applied_spec=obs.revision, last_promoted_spec=obs.revision,
-                             tracked_configs=dict(obs.configs), last_step_time=None, mirrored=False)
+                             tracked_configs=dict(obs.configs), last_step_time=None, analysis_started=False,
+                             mirrored=False)
     return Decision(status=new_status, actions=tuple(actions))
 
 
 def _idle(obs: Observed) -> Decision:
     """Initialized, Succeeded, Failed or Waiting: look for a new revision; keep traffic on the primary."""
-    canary, status = obs.canary, obs.canary.status
+    status = obs.canary.status
     actions: list[Action] = []
     if obs.routes != ALL_PRIMARY and status.phase != Phase.WAITING:
         actions.append(SetRoutes(ALL_PRIMARY))
@@ -361,7 +362,7 @@ def _idle(obs: Observed) -> Decision:
     actions.append(Alert("info", f"New revision detected, starting canary analysis of {_name(obs)}"))
     new_status = _transition(obs, Phase.PROGRESSING, canary_weight=0, failed_checks=0, iterations=0,
                              last_applied_spec=obs.revision, tracked_configs=dict(obs.configs),
-                             last_step_time=None, mirrored=False, checks=[])
+                             last_step_time=None, analysis_started=False, mirrored=False, checks=[])
     conditions = set_condition(new_status.conditions, "Promoted", "Unknown", "Progressing",
                                       "New revision detected, progressing canary analysis.", format_time(obs.now))
     return Decision(status=new_status.model_copy(update={"conditions": conditions}), actions=tuple(actions),
@@ -392,7 +393,7 @@ def _restart(obs: Observed) -> Decision:
         actions.append(ScaleTarget(max(1, obs.primary.desired)))
     new_status = _transition(obs, Phase.PROGRESSING, canary_weight=0, failed_checks=0, iterations=0,
                              last_applied_spec=obs.revision, tracked_configs=dict(obs.configs),
-                             last_step_time=None, mirrored=False, checks=[])
+                             last_step_time=None, analysis_started=False, mirrored=False, checks=[])
     return Decision(status=new_status, actions=tuple(actions), requeue_after=POLL_SECONDS)
 
 
@@ -418,7 +419,7 @@ def _analyse(obs: Observed) -> Decision:
     if wait > 0:
         return Decision(status=status, requeue_after=wait)
 
-    first = status.last_step_time is None
+    first = not status.analysis_started
     checks = list(obs.checks)
     failed = [c for c in checks if not c.passed]
     now_text = format_time(obs.now)
@@ -439,6 +440,11 @@ def _analyse(obs: Observed) -> Decision:
         return Decision(status=base.model_copy(update={"failed_checks": count}), actions=tuple(actions),
                         requeue_after=analysis.interval_seconds)
 
+    if first:
+        # Pre-rollout hooks passed (or there are none): the release has started. Until then a failing
+        # pre-rollout hook holds traffic at the primary and is retried every interval, as in Flagger.
+        begun = base.model_copy(update={"analysis_started": True})
+        obs = dataclasses.replace(obs, canary=canary.model_copy(update={"status": begun}))
     if status.phase == Phase.WAITING_PROMOTION or (not first and _analysis_finished(obs.canary)):
         return _maybe_promote(obs)
     return _advance(obs, first)

@@ -16,8 +16,7 @@ import datetime
 import logging
 from typing import Any
 
-from canary import core, models, observe, runtime, telemetry, webhooks, workloads
-from canary import alerts
+from canary import alerts, core, models, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 

@@ -13,6 +13,7 @@ the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -33,7 +34,7 @@ def rt() -> runtime.Runtime:
 # -- watch cache --------------------------------------------------------------------------------
 
 
-def _cache(body: kopf.Body, event_type: str | None) -> None:
+def _cache(body: kopf.Body, event_type: str) -> None:
     if event_type == "DELETED":
         rt().store.remove(body)
     else:
@@ -41,16 +42,16 @@ def _cache(body: kopf.Body, event_type: str | None) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments")
-def deployment_event(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+def deployment_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
     _cache(body, type)
-    rt().workload_changed(namespace, name)
+    rt().workload_changed(namespace or "", name)
 
 
 @kopf.on.event("", "v1", "configmaps")
 @kopf.on.event("", "v1", "secrets")
-def config_event(body: kopf.Body, type: str | None, namespace: str, **_: Any) -> None:
+def config_event(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
     _cache(body, type)
-    rt().namespace_changed(namespace)
+    rt().namespace_changed(namespace or "")
 
 
 @kopf.on.event("", "v1", "services")
@@ -60,16 +61,16 @@ def config_event(body: kopf.Body, type: str | None, namespace: str, **_: Any) ->
 @kopf.on.event("networking.istio.io", "v1", "destinationrules")
 @kopf.on.event(GROUP, VERSION, "metrictemplates")
 @kopf.on.event(GROUP, VERSION, "alertproviders")
-def object_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+def object_event(body: kopf.Body, type: str, **_: Any) -> None:
     _cache(body, type)
 
 
 @kopf.on.event(GROUP, VERSION, "canaries")
-def canary_event(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+def canary_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
     if type == "DELETED":
         rt().store.remove(body)
-        rt().forget((namespace, name))
-        telemetry.forget(namespace, name)
+        rt().forget((namespace or "", name))
+        telemetry.forget(namespace or "", name)
     else:
         rt().canary_seen(dict(body))
 
@@ -78,7 +79,9 @@ def canary_event(body: kopf.Body, type: str | None, namespace: str, name: str, *
 
 
 @kopf.daemon(GROUP, VERSION, "canaries", cancellation_timeout=2.0)
-async def canary_loop(namespace: str, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def canary_loop(namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped,
+                      **_: Any) -> None:
+    namespace = namespace or ""
     key = (namespace, name)
     runtime_ = rt()
     runtime_.canary_seen(dict(body))
@@ -102,10 +105,8 @@ async def canary_loop(namespace: str, name: str, body: kopf.Body, stopped: kopf.
                 telemetry.ERRORS.labels(name, namespace).inc()
                 delay = runtime_.settings.retry_seconds
         timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
-        except TimeoutError:
-            pass
 
 
 def _namespace_terminating(exc: Exception) -> bool:
@@ -116,7 +117,7 @@ def _namespace_terminating(exc: Exception) -> bool:
 
 
 @kopf.on.delete(GROUP, VERSION, "canaries", when=lambda spec, **_: bool(spec.get("revertOnDeletion")))
-async def canary_deleted(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+async def canary_deleted(body: kopf.Body, **_: Any) -> None:
     """revertOnDeletion: give the user back their target and routes, then let the Canary go."""
     from canary import revert
 

@@ -609,6 +609,8 @@ class CanaryStatus(StatusModel):
     """Traffic is being mirrored to the canary."""
     last_step_time: str | None = None
     """RFC 3339 time the weight or iteration last advanced."""
+    analysis_started: bool = False
+    """The first step of the current revision was taken: its pre-rollout hooks passed."""
 
     @pydantic.field_validator("phase", mode="before")
     @classmethod

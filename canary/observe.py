@@ -12,6 +12,7 @@ query becomes a ``core.Check`` that did not pass; the core decides what follows)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 from typing import Any
@@ -75,12 +76,14 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
         analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider)
     except (errors.FatalError, models.SpecError) as exc:
+        # The router without validation: a spec error must still be able to send traffic back to the primary.
+        unchecked: routers.Router | None = None
         routes = None
-        try:
-            routes = router_for(rt, canary).get_routes(canary)
-        except (errors.FatalError, models.SpecError):
-            pass
-        return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, None)
+        with contextlib.suppress(errors.FatalError):
+            provider = canary.spec.provider or rt.settings.default_provider
+            unchecked = routers.for_provider(provider, rt.store, rt.writer)
+            routes = unchecked.get_routes(canary)
+        return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
 
     revision = workloads.revision(target, configs)
     observed = dataclasses.replace(base, revision=revision, configs=configs, target=_workload(target),

@@ -37,8 +37,9 @@ def observed(canary: models.Canary, now: datetime.datetime = T0, **changes: Any)
 
 
 def progressing(**status: Any) -> dict[str, Any]:
+    """A Progressing status; one with a lastStepTime has taken its first step unless told otherwise."""
     return {"phase": "Progressing", "lastAppliedSpec": "rev2", "lastPromotedSpec": "rev1",
-            "lastTransitionTime": core.format_time(T0), **status}
+            "lastTransitionTime": core.format_time(T0), "analysisStarted": "lastStepTime" in status, **status}
 
 
 def routes_of(decision: core.Decision) -> list[core.Weights]:
@@ -368,3 +369,18 @@ def test_a_rollback_gate_always_ends_at_100_0(analysis: dict[str, Any], weight_i
     decision = core.decide(observed(canary, routes=core.Weights(100 - weight, weight), gates={"rollback": True}))
     assert decision.status.phase == Phase.FAILED
     assert routes_of(decision)[-1] == core.ALL_PRIMARY
+
+
+def test_failing_pre_rollout_hook_holds_traffic_and_is_retried_every_interval() -> None:
+    hook = core.Check(name="smoke", kind="webhook", passed=False, message="answered 500")
+    first = core.decide(observed(make(status=progressing()), checks=[hook]))
+    assert first.status.failed_checks == 1
+    assert routes_of(first) == []  # no traffic step while the pre-rollout hook fails
+    assert first.status.analysis_started is False
+    retry = make(status={**progressing(), "failedChecks": 1, "lastStepTime": core.format_time(T0)} | {
+        "analysisStarted": False})
+    assert core.plan(retry, T0 + datetime.timedelta(seconds=30), "rev2") == core.Plan(gates=("rollback",))
+    assert core.plan(retry, LATER, "rev2") == core.Plan(pre_rollout=True, gates=("rollback",))
+    passed = core.decide(observed(retry, now=LATER, checks=[dataclasses.replace(hook, passed=True)]))
+    assert routes_of(passed) == [core.Weights(80, 20)]
+    assert passed.status.analysis_started is True
