@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
+import httpx
 import pytest
 
 from localkube import controller as local_controller
@@ -37,7 +40,8 @@ def test_initialization_creates_primary_services_and_routes(api: Any, namespace:
     assert current["lastAppliedSpec"] == current["lastPromotedSpec"]
 
 
-def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: str) -> None:
+def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: str, env: environment.Environment,
+                                               controller: local_controller.Controller) -> None:
     kubectl.apply(api, apps.deployment(namespace, "web", "2"))
     seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"})
     assert final["phase"] == "Succeeded", final
@@ -51,6 +55,17 @@ def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: st
     events = api_events(api, namespace)
     assert any("New revision detected" in e for e in events), events
     assert any("Promotion completed" in e for e in events), events
+
+    # What operators see: the controller's own metrics and the CLI's table.
+    exposition = httpx.get(f"{controller.url}/metrics", timeout=5).text
+    assert f'fledge_canary_status{{name="web",namespace="{namespace}"}} 1.0' in exposition
+    assert f'fledge_canary_successes_total{{name="web",namespace="{namespace}"}} 1.0' in exposition
+    table = subprocess.run([sys.executable, "-m", "canary.cli", "get", "canaries", "-n", namespace,
+                            "--kubeconfig", str(env.kubeconfig)], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    row = table.stdout.splitlines()[1].split()
+    assert row[:5] == [namespace, "web", "Succeeded", "0", "0"]
+    assert row[5].startswith("request-success-rate=")
 
 
 @pytest.mark.parametrize(("bad", "metric"), [({"error_rate": 0.3}, "request-success-rate"),
