@@ -32,6 +32,12 @@ def primary_name(name: str) -> str:
     return f"{name}-primary"
 
 
+def is_managed(obj: Mapping[str, Any]) -> bool:
+    """Whether an object carries Fledge's managed-by label (as opposed to one the user owns)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(key) == value for key, value in MANAGED_BY.items())
+
+
 def owner_reference(canary: models.Canary) -> Manifest:
     return {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": canary.name,
             "uid": canary.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}

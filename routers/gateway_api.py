@@ -290,11 +290,6 @@ def route_weights(route: Mapping[str, Any], canary: models.Canary) -> core.Weigh
     return core.Weights(primary=found.primary, canary=found.canary, mirrored=mirrored)
 
 
-def is_managed(obj: Mapping[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in workloads.MANAGED_BY.items())
-
-
 # -- the router ---------------------------------------------------------------------------------
 
 
@@ -327,7 +322,7 @@ class GatewayAPIRouter:
     async def finalize(self, canary: models.Canary) -> None:
         """Remove Fledge's rules; delete the route when nothing of the user's is left in it."""
         existing = self._route(canary)
-        if existing is None or not is_managed(existing):
+        if existing is None or not workloads.is_managed(existing):
             return
         released = released_route(canary, existing, self.api_version)
         if released is None:

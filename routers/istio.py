@@ -140,7 +140,7 @@ def original_spec(existing: Mapping[str, Any] | None) -> str | None:
     if existing is None:
         return None
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
-    if is_managed(existing):
+    if workloads.is_managed(existing):
         recorded = annotations.get(ORIGINAL_SPEC)
         return str(recorded) if recorded is not None else None
     return json.dumps(existing.get("spec") or {}, sort_keys=True, separators=(",", ":"))
@@ -215,11 +215,6 @@ def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> core.Weights 
     return None
 
 
-def is_managed(obj: Mapping[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in workloads.MANAGED_BY.items())
-
-
 class IstioRouter:
     """Applies the DestinationRules and the VirtualService built above; reads them back from the watch cache."""
 
@@ -252,7 +247,7 @@ class IstioRouter:
     async def finalize(self, canary: models.Canary) -> None:
         """Write back the user's VirtualService (or delete Fledge's), then delete the DestinationRules."""
         existing = self._virtual_service(canary)
-        if existing is not None and is_managed(existing):
+        if existing is not None and workloads.is_managed(existing):
             restored = restored_virtual_service(canary, existing, self.api_version)
             if restored is None:
                 await self._writer.delete(self.api_version, VIRTUAL_SERVICE, canary.namespace,
@@ -261,7 +256,7 @@ class IstioRouter:
                 await self._writer.apply(restored)
         for name in (canary.spec.primary_service_name, canary.spec.canary_service_name):
             rule = self._store.get(self.api_version, DESTINATION_RULE, canary.namespace, name)
-            if rule is not None and is_managed(rule):
+            if rule is not None and workloads.is_managed(rule):
                 await self._writer.delete(self.api_version, DESTINATION_RULE, canary.namespace, name)
 
     def validate(self, canary: models.Canary) -> None:
