@@ -1,0 +1,56 @@
+"""The load tester's ``type: cmd`` tasks: which commands may run, and running one with a deadline.
+
+Why this module exists: Flagger's tester runs any command a webhook sends; Fledge's runs only the exact
+strings given to ``--allow-command``.  ``refusal`` is that check and its explanation, ``run_command`` runs a
+command that passed it and always reaps the process.
+
+What it must not do: run a command that ``refusal`` refused (callers check first), match commands loosely
+(prefixes, shell-word splitting), or leave a process behind at a timeout or a cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shlex
+from collections.abc import Set
+
+from canary import durations
+
+OUTPUT_CHARS = 4_000
+
+
+def refusal(command: str, allowed: Set[str]) -> str | None:
+    """None when ``command`` is exactly one of ``allowed``, else why it may not run and how to allow it."""
+    if command in allowed:
+        return None
+    if not allowed:
+        return ("command refused: the load tester was started without any --allow-command; "
+                f"restart it with --allow-command {shlex.quote(command)} to allow this one")
+    return (f"command refused: the load tester was started without --allow-command "
+            f"{shlex.quote(command)} (only the exact strings given to --allow-command run)")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandResult:
+    returncode: int | None  # None: killed at the timeout
+    output: str
+
+
+async def run_command(command: str, timeout: float) -> CommandResult:
+    """Run an (allowlisted) command with the shell; kill it at the timeout or when cancelled."""
+    process = await asyncio.create_subprocess_shell(
+        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            output, _ = await process.communicate()
+    except BaseException as exc:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if isinstance(exc, TimeoutError):
+            return CommandResult(None, f"killed after {durations.format_duration(timeout)} (--timeout)")
+        raise
+    text = output.decode(errors="replace")
+    return CommandResult(process.returncode, text[-OUTPUT_CHARS:])

@@ -1,0 +1,126 @@
+"""What every Fledge API object shares: the API group and version, SpecError, field types and base models.
+
+Why this module exists: the kinds (``canary``, ``templates``) and their parts (``refs``, ``checks``,
+``statuses``) are built on the same plumbing: camelCase aliases with snake_case attributes, unknown fields
+refused in specs and ignored in statuses, attribute docstrings kept (crdgen turns them into the CRD's field
+descriptions), Go-style durations and http(s) URLs checked where they are read, and the apiVersion and
+metadata of a resource.
+
+What it must not do: define a field of a particular kind (those belong to the module of that kind), do I/O,
+or import kubernetes, kopf or httpx.
+"""
+
+import enum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import alias_generators
+
+from canary import durations, errors
+
+GROUP = "fledge.dev"
+VERSION = "v1beta1"
+API_VERSION = f"{GROUP}/{VERSION}"
+FLAGGER_API_VERSION = "flagger.app/v1beta1"
+
+# The one SpecError of Fledge lives in canary.errors (a FatalError); it is re-exported here so that
+# ``except models.SpecError`` and ``except errors.SpecError`` catch the same thing.
+SpecError = errors.SpecError
+
+
+# --- shared field types ---------------------------------------------------------------------------------
+
+
+def _positive_duration(value: str) -> str:
+    if durations.parse_duration(value) <= 0:
+        raise ValueError(f"duration {value!r} must be greater than zero")
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+Duration = Annotated[
+    str,
+    pydantic.AfterValidator(_positive_duration),
+    pydantic.Field(json_schema_extra={"pattern": durations.PATTERN}),
+]
+HttpAddress = Annotated[str, pydantic.AfterValidator(_http_url)]
+Percent = Annotated[int, pydantic.Field(ge=0, le=100)]
+Port = Annotated[int, pydantic.Field(ge=1, le=65535)]
+
+
+class ApiModel(pydantic.BaseModel):
+    """Base of every API object: camelCase aliases, snake_case attributes, unknown fields rejected."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """This object as Kubernetes JSON: camelCase keys, enums as strings, unset (None) fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    """Base of status objects, which the controller writes: fields it does not know are dropped, not refused."""
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+
+def empty_means(default: enum.StrEnum) -> pydantic.BeforeValidator:
+    """A validator that reads "" as ``default`` for an enum field."""
+    # Flagger's CRD allows "" for these enums and reads it as the default; Helm templates often render it.
+    return pydantic.BeforeValidator(lambda value: default if value == "" else value)
+
+
+# --- resources ------------------------------------------------------------------------------------------
+
+
+class ObjectMeta(ApiModel):
+    """The part of Kubernetes object metadata Fledge reads; everything else is kept as given."""
+
+    model_config = pydantic.ConfigDict(extra="allow")
+
+    name: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class Resource(ApiModel):
+    """Base of the three kinds: a fledge.dev apiVersion (a Flagger one is refused with a hint) and metadata."""
+
+    model_config = pydantic.ConfigDict(extra="ignore")
+
+    api_version: str = API_VERSION
+    metadata: ObjectMeta
+
+    @pydantic.field_validator("api_version")
+    @classmethod
+    def _ours(cls, value: str) -> str:
+        if value == FLAGGER_API_VERSION:
+            raise ValueError(f"this is a Flagger object; change apiVersion to {API_VERSION} to use it with Fledge")
+        if value != API_VERSION:
+            raise ValueError(f"expected {API_VERSION}, got {value!r}")
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        """metadata.namespace, or "default" for an object read from a file without one."""
+        return self.metadata.namespace or "default"

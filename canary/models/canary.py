@@ -1,0 +1,225 @@
+"""The Canary kind: what to release (the target and its Services) and how (the analysis and traffic steps).
+
+Why this module exists: the Canary is the resource users write; its spec is read on every tick by the
+controller and by the decision core, which share the derived names and settings defined here (the apex,
+primary and canary Service names, the strategy, the weight at which analysis ends).
+
+What it must not do: hold controller policy beyond the checks and defaults Flagger documents, or know how a
+router or a provider applies the spec.
+"""
+
+import enum
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from canary import durations
+from canary.models import base, checks, refs, statuses
+
+Strategy = Literal["canary", "ab", "bluegreen"]
+
+
+class AlertSeverity(enum.StrEnum):
+    """Least severe event an alert is sent for."""
+
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
+class ServiceSpec(base.ApiModel):
+    """How the apex, primary and canary Services and the router objects are generated."""
+
+    name: str | None = None
+    """Name of the apex Service; defaults to targetRef.name."""
+    port: base.Port
+    """Port of the generated Services."""
+    port_name: str | None = None
+    """Name of that port; Flagger defaults it to http."""
+    target_port: int | str | None = None
+    """Container port number or name; defaults to port."""
+    app_protocol: str | None = None
+    """appProtocol of the Service port."""
+    port_discovery: bool = False
+    """Also expose every other container port of the target."""
+    timeout: base.Duration | None = None
+    """Request timeout set on the generated route."""
+    gateways: list[str] = pydantic.Field(default_factory=list)
+    """Istio gateways of the generated VirtualService; defaults to the mesh gateway."""
+    gateway_refs: list[refs.GatewayRef] = pydantic.Field(default_factory=list)
+    """Gateway API parents of the generated HTTPRoute; needed with a gatewayapi provider."""
+    hosts: list[str] = pydantic.Field(default_factory=list)
+    """Host names of the generated VirtualService or HTTPRoute; defaults to the Service name."""
+    delegation: bool = False
+    """Generate an Istio delegate VirtualService (no hosts, no gateways)."""
+    traffic_policy: dict[str, Any] | None = None
+    """Istio DestinationRule trafficPolicy, copied as given."""
+    match: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    """Istio HTTPMatchRequest list that selects the traffic this route serves."""
+    rewrite: dict[str, Any] | None = None
+    """Istio HTTPRewrite, copied as given."""
+    retries: dict[str, Any] | None = None
+    """Istio HTTPRetry, copied as given."""
+    headers: dict[str, Any] | None = None
+    """Header operations (Istio Headers; Gateway API header filters), copied as given."""
+    cors_policy: dict[str, Any] | None = None
+    """Istio CorsPolicy, copied as given."""
+    mirror: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    """Gateway API RequestMirror filters added to the generated HTTPRoute."""
+    mesh_name: str | None = None
+    """App Mesh mesh name."""
+    backends: list[str] = pydantic.Field(default_factory=list)
+    """App Mesh backends."""
+    apex: refs.CustomMetadata | None = None
+    """Metadata added to the apex Service."""
+    primary: refs.CustomMetadata | None = None
+    """Metadata added to the primary Service."""
+    canary: refs.CustomMetadata | None = None
+    """Metadata added to the canary Service."""
+
+
+class AlertSpec(base.ApiModel):
+    """Where events of this canary are sent."""
+
+    name: str = pydantic.Field(min_length=1)
+    """Name of the alert."""
+    severity: Annotated[AlertSeverity, base.empty_means(AlertSeverity.INFO)] = pydantic.Field(
+        default=AlertSeverity.INFO, json_schema_extra={"enum": ["", *AlertSeverity]}
+    )
+    """Least severe event sent; "" means info."""
+    provider_ref: refs.ObjectRef
+    """The AlertProvider to send with."""
+
+
+class SessionAffinity(base.ApiModel):
+    """Keep a client on the side (primary or canary) it first reached, with a cookie."""
+
+    cookie_name: str | None = None
+    """Cookie that pins a client to the canary."""
+    max_age: int = pydantic.Field(default=86400, ge=1)
+    """Lifetime of the cookie in seconds."""
+    primary_cookie_name: str | None = None
+    """Cookie that pins a client to the primary."""
+
+
+class AnalysisSpec(base.ApiModel):
+    """How a new revision is analysed and how traffic moves to it."""
+
+    interval: base.Duration = "1m"
+    """Time between two analysis steps."""
+    iterations: int | None = pydantic.Field(default=None, ge=0)
+    """Number of analysis steps for A/B testing (with match) and blue/green (without)."""
+    mirror: bool = False
+    """Mirror traffic to the canary during blue/green analysis."""
+    mirror_weight: base.Percent | None = None
+    """Percentage of the traffic mirrored."""
+    max_weight: base.Percent | None = None
+    """Highest canary weight before promotion; defaults to 100."""
+    step_weight: base.Percent | None = None
+    """Canary weight added on each step."""
+    step_weights: list[base.Percent] = pydantic.Field(default_factory=list)
+    """Canary weights of the steps, ascending; replaces stepWeight and maxWeight."""
+    step_weight_promotion: base.Percent | None = None
+    """Primary weight added on each promotion step; promotion is in one step when unset."""
+    threshold: int = pydantic.Field(default=1, ge=1)
+    """Failed checks that roll the release back."""
+    primary_ready_threshold: base.Percent = 100
+    """Percentage of primary pods that must be ready."""
+    canary_ready_threshold: base.Percent = 100
+    """Percentage of canary pods that must be ready."""
+    alerts: list[AlertSpec] = pydantic.Field(default_factory=list)
+    metrics: list[checks.MetricSpec] = pydantic.Field(default_factory=list)
+    webhooks: list[checks.WebhookSpec] = pydantic.Field(default_factory=list)
+    match: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    """A/B testing: the requests (Istio HTTPMatchRequest) routed to the canary."""
+    session_affinity: SessionAffinity | None = None
+
+    @pydantic.field_validator("step_weights")
+    @classmethod
+    def _ascending(cls, weights: list[int]) -> list[int]:
+        for index in range(1, len(weights)):
+            if weights[index] <= weights[index - 1]:
+                raise ValueError(f"weights must ascend, but stepWeights[{index}]={weights[index]} "
+                                 f"follows stepWeights[{index - 1}]={weights[index - 1]}")
+        return weights
+
+    @pydantic.model_validator(mode="after")
+    def _one_progression(self) -> "AnalysisSpec":
+        if self.step_weight is not None and self.step_weights:
+            raise ValueError("set either stepWeight or stepWeights, not both")
+        stepping = self.step_weight is not None or bool(self.step_weights)
+        if self.iterations and stepping:
+            raise ValueError("iterations (A/B testing, blue/green) and stepWeight/stepWeights (canary) "
+                             "exclude each other; set one of them")
+        if not self.iterations and not stepping:
+            raise ValueError("set stepWeight or stepWeights for a canary release, "
+                             "or iterations for A/B testing and blue/green")
+        return self
+
+    @property
+    def strategy(self) -> Strategy:
+        """"ab" with iterations and match, "bluegreen" with iterations alone, "canary" otherwise."""
+        if self.iterations:
+            return "ab" if self.match else "bluegreen"
+        return "canary"
+
+    @property
+    def interval_seconds(self) -> float:
+        return durations.parse_duration(self.interval)
+
+    @property
+    def effective_max_weight(self) -> int:
+        """Canary weight at which analysis ends: the last stepWeights entry, else maxWeight, else 100."""
+        if self.step_weights:
+            return self.step_weights[-1]
+        return self.max_weight or 100
+
+
+class CanarySpec(base.ApiModel):
+    """What to release and how."""
+
+    provider: str | None = None
+    """Router for this canary (istio, nginx, gatewayapi:v1, kubernetes, ...); the controller default when unset."""
+    metrics_server: base.HttpAddress | None = None
+    """Prometheus URL for builtin metrics and inline queries; the controller default when unset."""
+    target_ref: refs.TargetRef
+    autoscaler_ref: refs.AutoscalerRef | None = None
+    ingress_ref: refs.IngressRef | None = None
+    route_ref: refs.RouteRef | None = None
+    upstream_ref: refs.UpstreamRef | None = None
+    service: ServiceSpec
+    analysis: AnalysisSpec
+    progress_deadline_seconds: int = pydantic.Field(default=600, ge=1)
+    """Seconds a rollout may make no progress before it is rolled back."""
+    skip_analysis: bool = False
+    """Promote new revisions without analysis."""
+    revert_on_deletion: bool = False
+    """Give the target back its own traffic when the Canary is deleted."""
+    suspend: bool = False
+    """Start no release and pause a running one."""
+
+    @property
+    def service_name(self) -> str:
+        """Name of the apex Service: service.name, else targetRef.name."""
+        return self.service.name or self.target_ref.name
+
+    @property
+    def primary_service_name(self) -> str:
+        return f"{self.service_name}-primary"
+
+    @property
+    def canary_service_name(self) -> str:
+        return f"{self.service_name}-canary"
+
+    @property
+    def primary_target_name(self) -> str:
+        """Name of the primary workload Fledge creates from the target."""
+        return f"{self.target_ref.name}-primary"
+
+
+class Canary(base.Resource):
+    """A progressive release of a Deployment: canary, A/B testing or blue/green, driven by metric analysis."""
+
+    kind: Literal["Canary"] = "Canary"
+    spec: CanarySpec
+    status: statuses.CanaryStatus = pydantic.Field(default_factory=statuses.CanaryStatus)

@@ -1,0 +1,131 @@
+"""The checks of an analysis step: metric checks with their accepted range, and webhooks.
+
+Why this module exists: on every analysis interval the controller runs each ``spec.analysis.metrics`` entry
+and calls the ``spec.analysis.webhooks`` of the current point of the release; these models say what to query
+or call, when, and which values pass.  ``HookType`` names those points as Flagger does.
+
+What it must not do: run a query or call a webhook (``metrics`` and ``canary.webhooks`` do), or decide what a
+failed check means for the release (the decision core does).
+"""
+
+import enum
+from typing import Annotated, Literal
+
+import pydantic
+
+from canary import durations
+from canary.models import base, refs
+
+BUILTIN_METRICS = frozenset({"request-success-rate", "request-duration"})
+
+
+class HookType(enum.StrEnum):
+    """When a webhook is called."""
+
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    PRE_ROLLOUT = "pre-rollout"
+    ROLLOUT = "rollout"
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    POST_ROLLOUT = "post-rollout"
+    ROLLBACK = "rollback"
+    EVENT = "event"
+
+
+class ThresholdRange(base.ApiModel):
+    """Accepted values of a metric, bounds included; a missing bound is unbounded."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                 "message": "min must be less than or equal to max"},
+            ]
+        }
+    )
+
+    min: pydantic.FiniteFloat | None = None
+    max: pydantic.FiniteFloat | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> "ThresholdRange":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is greater than max {self.max:g}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        """True when value is within the range."""
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class MetricSpec(base.ApiModel):
+    """A metric check run on every analysis interval."""
+
+    name: str = pydantic.Field(min_length=1)
+    """Name of the check; a builtin (request-success-rate, request-duration) when there is no templateRef or query."""
+    interval: base.Duration = "1m"
+    """Window of the query; the template variable interval."""
+    threshold: pydantic.FiniteFloat | None = None
+    """Deprecated by thresholdRange: the minimum for request-success-rate, the maximum for anything else."""
+    threshold_range: ThresholdRange | None = None
+    """Accepted values."""
+    query: str | None = None
+    """Deprecated by templateRef: a Prometheus query run against metricsServer."""
+    template_ref: refs.ObjectRef | None = None
+    """MetricTemplate that holds the provider and query."""
+    template_variables: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Extra variables for the template's query."""
+
+    @pydantic.model_validator(mode="after")
+    def _has_source(self) -> "MetricSpec":
+        if self.template_ref is None and not self.query and self.name not in BUILTIN_METRICS:
+            builtins = ", ".join(sorted(BUILTIN_METRICS))
+            raise ValueError(f"metric {self.name!r} is not a builtin ({builtins}); set templateRef or query")
+        return self
+
+    @property
+    def source(self) -> Literal["template", "query", "builtin"]:
+        """Where the value comes from: a MetricTemplate, the inline query, or a builtin query."""
+        if self.template_ref is not None:
+            return "template"
+        return "query" if self.query else "builtin"
+
+    @property
+    def effective_range(self) -> ThresholdRange:
+        """thresholdRange, or the range the deprecated threshold stands for, or an unbounded range."""
+        if self.threshold_range is not None:
+            return self.threshold_range
+        if self.threshold is None:
+            return ThresholdRange()
+        if self.name == "request-success-rate":
+            return ThresholdRange(min=self.threshold)
+        return ThresholdRange(max=self.threshold)
+
+    @property
+    def interval_seconds(self) -> float:
+        return durations.parse_duration(self.interval)
+
+
+class WebhookSpec(base.ApiModel):
+    """An HTTP call made at one point of the release; a non-2xx answer fails, halts or rolls back."""
+
+    type: Annotated[HookType, base.empty_means(HookType.ROLLOUT)] = pydantic.Field(
+        default=HookType.ROLLOUT, json_schema_extra={"enum": ["", *HookType]}
+    )
+    """When the webhook is called; "" means rollout."""
+    name: str = pydantic.Field(min_length=1)
+    """Name of the webhook, shown in events and status checks."""
+    url: base.HttpAddress
+    """Address that is POSTed the canary's name, namespace, phase and metadata."""
+    timeout: base.Duration = "10s"
+    """Request timeout."""
+    retries: int | None = pydantic.Field(default=None, ge=0)
+    """Retries after an unsuccessful answer."""
+    mute_alert: bool = False
+    """Send no alert when this webhook fails."""
+    metadata: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Key/value pairs sent in the payload."""
+
+    @property
+    def timeout_seconds(self) -> float:
+        return durations.parse_duration(self.timeout)

@@ -1,0 +1,98 @@
+"""Reading Fledge objects from Kubernetes JSON, with every problem reported as one SpecError.
+
+Why this module exists: the controller, the CLI and the tests receive plain mappings (kopf bodies, YAML
+files); ``parse_canary`` and friends turn them into typed models, and ``spec_error`` turns pydantic's errors
+into a SpecError whose ``field`` is a path such as ``spec.analysis.metrics[0].thresholdRange``, ready to be
+written into ``status.message`` as it is.
+
+What it must not do: fill defaults or check fields itself (the models do), or let a pydantic error escape.
+"""
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pydantic
+import pydantic_core
+
+from canary.models import base, canary, templates
+
+_R = TypeVar("_R", bound=base.ApiModel)
+# Pydantic names the member of a union in an error location; those names are not fields.
+_UNION_TAGS = frozenset({"int", "str", "float", "bool"})
+
+
+def parse_canary(obj: Mapping[str, Any]) -> canary.Canary:
+    """A Canary from its Kubernetes JSON (a kopf body, a dict read from YAML); raises SpecError."""
+    return _parse(canary.Canary, obj)
+
+
+def parse_metric_template(obj: Mapping[str, Any]) -> templates.MetricTemplate:
+    """A MetricTemplate from its Kubernetes JSON; raises SpecError."""
+    return _parse(templates.MetricTemplate, obj)
+
+
+def parse_alert_provider(obj: Mapping[str, Any]) -> templates.AlertProvider:
+    """An AlertProvider from its Kubernetes JSON; raises SpecError."""
+    return _parse(templates.AlertProvider, obj)
+
+
+def _parse(model: type[_R], obj: Mapping[str, Any]) -> _R:
+    if not isinstance(obj, Mapping):
+        raise base.SpecError("(root)", f"expected an object, got {type(obj).__name__}")
+    try:
+        return model.model_validate(_plain(obj))
+    except pydantic.ValidationError as exc:
+        raise spec_error(exc) from exc
+
+
+def spec_error(exc: pydantic.ValidationError) -> base.SpecError:
+    """The SpecError for a pydantic error, with locations written as field paths (a.b[0].c)."""
+    found: dict[str, list[str]] = {}
+    for error in exc.errors():
+        messages = found.setdefault(_field_path(error["loc"]), [])
+        message = _message(error)
+        if message not in messages:
+            messages.append(message)
+    details = [(path, _either(messages)) for path, messages in found.items()]
+    return base.SpecError(details[0][0], details[0][1], details)
+
+
+def _either(messages: list[str]) -> str:
+    # A union reports one error per member: "Input should be a valid integer", "... a valid string".
+    prefix = "Input should be "
+    if len(messages) > 1 and all(message.startswith(prefix) for message in messages):
+        return prefix + " or ".join(message.removeprefix(prefix) for message in messages)
+    return " or ".join(messages)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for item in loc:
+        if isinstance(item, int):
+            path += f"[{item}]"
+        elif item in _UNION_TAGS or "[" in item:
+            continue
+        else:
+            path += f".{item}" if path else item
+    return path or "(root)"
+
+
+def _message(error: pydantic_core.ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field; Fledge takes Flagger's v1beta1 field names (check the spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    cause = (error.get("ctx") or {}).get("error")
+    if kind == "value_error" and isinstance(cause, ValueError):
+        return str(cause)
+    return str(error["msg"])
+
+
+def _plain(value: Any) -> Any:
+    # kopf bodies and other read-only mappings become plain dicts, which is what pydantic validates fastest.
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

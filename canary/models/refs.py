@@ -1,0 +1,108 @@
+"""References from a Canary to other objects: its target, autoscaler, ingress, routes, Gateway parents, Secrets.
+
+Why this module exists: a Canary names the objects it works with, and the same small shapes (a named object,
+a Secret, metadata to add) recur in the spec and in MetricTemplates and AlertProviders.
+
+What it must not do: look the objects up (the controller does, through its caches) or accept a target kind
+the controller cannot release (Deployment only, for now).
+"""
+
+from typing import Any, Literal
+
+import pydantic
+
+from canary.models import base
+
+
+class TargetRef(base.ApiModel):
+    """The workload under release. Fledge copies it to <name>-primary and analyses every new revision."""
+
+    api_version: str
+    """API version of the workload, e.g. apps/v1."""
+    kind: Literal["Deployment"]
+    """Kind of the workload; Fledge supports Deployment only for now."""
+    name: str = pydantic.Field(min_length=1)
+    """Name of the workload in the Canary's namespace."""
+
+    @pydantic.field_validator("kind", mode="before")
+    @classmethod
+    def _only_deployments(cls, value: Any) -> Any:
+        if value != "Deployment":
+            raise ValueError(f"Fledge supports only Deployment targets for now, got {value!r}")
+        return value
+
+
+class IngressRef(base.ApiModel):
+    """The Ingress that the nginx provider copies into a canary Ingress."""
+
+    api_version: str
+    kind: Literal["Ingress"]
+    name: str = pydantic.Field(min_length=1)
+
+
+class RouteRef(base.ApiModel):
+    """The APISIX route that the apisix provider copies."""
+
+    api_version: str
+    kind: Literal["ApisixRoute"]
+    name: str = pydantic.Field(min_length=1)
+
+
+class UpstreamRef(base.ApiModel):
+    """The Gloo upstream whose settings are copied to the generated upstreams."""
+
+    api_version: str
+    kind: Literal["Upstream"]
+    name: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
+
+
+class ScalerReplicas(base.ApiModel):
+    """Replica bounds that replace the target autoscaler's for the primary."""
+
+    min_replicas: int | None = pydantic.Field(default=None, ge=0)
+    max_replicas: int | None = pydantic.Field(default=None, ge=1)
+
+
+class AutoscalerRef(base.ApiModel):
+    """The autoscaler of the target, copied to <name>-primary for the primary workload."""
+
+    api_version: str
+    kind: Literal["HorizontalPodAutoscaler", "ScaledObject"]
+    name: str = pydantic.Field(min_length=1)
+    primary_scaler_queries: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Queries of a ScaledObject rewritten for the primary, keyed by trigger name."""
+    primary_scaler_replicas: ScalerReplicas | None = None
+    """Replica bounds for the primary's autoscaler."""
+
+
+class ObjectRef(base.ApiModel):
+    """A named object, in the Canary's namespace unless namespace is given."""
+
+    name: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
+
+
+class SecretRef(base.ApiModel):
+    """A Secret in the same namespace."""
+
+    name: str = pydantic.Field(min_length=1)
+
+
+class CustomMetadata(base.ApiModel):
+    """Labels and annotations added to a generated object."""
+
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class GatewayRef(base.ApiModel):
+    """A Gateway API parent (usually a Gateway) that the generated HTTPRoute attaches to."""
+
+    group: str = "gateway.networking.k8s.io"
+    kind: str = "Gateway"
+    name: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
+    section_name: str | None = None
+    """Listener of the parent to attach to."""
+    port: base.Port | None = None

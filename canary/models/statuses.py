@@ -1,0 +1,131 @@
+"""The status subresources Fledge writes: a Canary's release state, and the conditions of the other kinds.
+
+Why this module exists: state lives in the Canary's status, so a restarted controller carries on where the
+last one stopped; these models are that state, with the phases spelled as Flagger spells them.  Times in a
+status are RFC 3339 strings; ``parse_time`` and ``format_time`` convert them the way Kubernetes writes them.
+
+What it must not do: refuse a status field it does not know (a newer controller may have written it), read
+the clock (callers pass the time in), or decide the next phase (the decision core does).
+"""
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pydantic
+
+from canary.models import base
+
+
+class CanaryPhase(enum.StrEnum):
+    """Phase of a canary release, spelled as Flagger spells it."""
+
+    INITIALIZING = "Initializing"
+    INITIALIZED = "Initialized"
+    WAITING = "Waiting"
+    PROGRESSING = "Progressing"
+    WAITING_PROMOTION = "WaitingPromotion"
+    PROMOTING = "Promoting"
+    FINALISING = "Finalising"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(base.StatusModel):
+    """A Kubernetes-style condition; a Canary has one, of type Promoted."""
+
+    type: str
+    status: ConditionStatus
+    last_update_time: str | None = None
+    """RFC 3339."""
+    last_transition_time: str | None = None
+    """RFC 3339."""
+    reason: str | None = None
+    message: str | None = None
+
+
+class CheckResult(base.StatusModel):
+    """Outcome of one metric or webhook check of the last analysis step."""
+
+    name: str
+    kind: Literal["metric", "webhook"]
+    value: float | None = None
+    """Measured value; unset when the query returned no data or for a webhook."""
+    min: float | None = None
+    max: float | None = None
+    passed: bool
+    message: str | None = None
+    time: str | None = None
+    """RFC 3339."""
+
+
+class CanaryStatus(base.StatusModel):
+    """State of the release, so that a restarted controller carries on where the last one stopped."""
+
+    phase: CanaryPhase | None = None
+    canary_weight: int = 0
+    """Percentage of traffic routed to the canary."""
+    failed_checks: int = 0
+    iterations: int = 0
+    last_applied_spec: str | None = None
+    """Hash of the target's pod template that the canary runs."""
+    last_promoted_spec: str | None = None
+    """Hash of the target's pod template last promoted to the primary."""
+    tracked_configs: dict[str, str] = pydantic.Field(default_factory=dict)
+    """Hashes of the ConfigMaps and Secrets the target uses."""
+    last_transition_time: str | None = None
+    """RFC 3339 time of the last phase change."""
+    conditions: list[Condition] = pydantic.Field(default_factory=list)
+    session_affinity_cookie: str | None = None
+    previous_session_affinity_cookie: str | None = None
+    primary_session_affinity_cookie: str | None = None
+    observed_generation: int | None = None
+    """metadata.generation of the spec this status was computed from."""
+    message: str | None = None
+    """Why the canary is in this phase; names the field when the spec is invalid."""
+    checks: list[CheckResult] = pydantic.Field(default_factory=list)
+    mirrored: bool = False
+    """Traffic is being mirrored to the canary."""
+    last_step_time: str | None = None
+    """RFC 3339 time the weight or iteration last advanced."""
+    analysis_started: bool = False
+    """The first step of the current revision was taken: its pre-rollout hooks passed."""
+
+    @pydantic.field_validator("phase", mode="before")
+    @classmethod
+    def _empty_phase(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class ResourceStatus(base.StatusModel):
+    """Status of a MetricTemplate or AlertProvider."""
+
+    conditions: list[Condition] = pydantic.Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+# --- times ----------------------------------------------------------------------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    """An aware datetime from an RFC 3339 status time; a time without offset is taken as UTC."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times; sub-second digits only when there are some."""
+    if moment.tzinfo is None:
+        raise ValueError("format_time needs an aware datetime, not a naive one")
+    utc = moment.astimezone(UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0") + "Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")

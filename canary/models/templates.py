@@ -1,0 +1,101 @@
+"""The MetricTemplate and AlertProvider kinds: where metric queries run, and where canary events are sent.
+
+Why this module exists: both are resources of their own that Canaries name (``templateRef``,
+``providerRef``), so that a query or a chat webhook is written once and shared.  The provider types list
+everything Flagger knows, so that a Flagger object parses and an unsupported type is reported by name.
+
+What it must not do: run a query, send a message, or read the Secret a ``secretRef`` names (``metrics`` and
+``canary.alerts`` do).
+"""
+
+import enum
+from typing import Literal
+
+import pydantic
+
+from canary.models import base, refs, statuses
+
+
+class MetricProviderType(enum.StrEnum):
+    """Metric back-ends Flagger knows; Fledge implements prometheus and reports the others as unsupported."""
+
+    PROMETHEUS = "prometheus"
+    INFLUXDB = "influxdb"
+    DATADOG = "datadog"
+    STACKDRIVER = "stackdriver"
+    CLOUDWATCH = "cloudwatch"
+    NEWRELIC = "newrelic"
+    GRAPHITE = "graphite"
+    DYNATRACE = "dynatrace"
+    KEPTN = "keptn"
+    SPLUNK = "splunk"
+
+
+class AlertProviderType(enum.StrEnum):
+    SLACK = "slack"
+    MSTEAMS = "msteams"
+    DISCORD = "discord"
+    ROCKET = "rocket"
+    GCHAT = "gchat"
+    GENERIC = "generic"
+
+
+class MetricTemplateProvider(base.ApiModel):
+    """Where a MetricTemplate's query runs."""
+
+    type: MetricProviderType
+    """Kind of metric back-end."""
+    address: base.HttpAddress | None = None
+    """API address of the provider."""
+    secret_ref: refs.SecretRef | None = None
+    """Secret with the credentials of the provider."""
+    headers: dict[str, str] = pydantic.Field(default_factory=dict)
+    """HTTP headers sent with each query (Fledge extension), e.g. X-Scope-OrgID."""
+    region: str | None = None
+    """Region of the provider (cloudwatch)."""
+    insecure_skip_verify: bool = False
+    """Do not verify the provider's TLS certificate."""
+
+
+class MetricTemplateSpec(base.ApiModel):
+    provider: MetricTemplateProvider
+    """Where the query runs."""
+    query: str = pydantic.Field(min_length=1)
+    """Query template; Jinja with Flagger's variables (name, namespace, target, service, ingress, interval)."""
+
+
+class MetricTemplate(base.Resource):
+    """A reusable metric query and the provider that runs it."""
+
+    kind: Literal["MetricTemplate"] = "MetricTemplate"
+    spec: MetricTemplateSpec
+    status: statuses.ResourceStatus = pydantic.Field(default_factory=statuses.ResourceStatus)
+
+
+class AlertProviderSpec(base.ApiModel):
+    type: AlertProviderType
+    """Chat service the messages are formatted for."""
+    channel: str | None = None
+    """Channel to post to, where the service has channels."""
+    username: str | None = None
+    """Name the messages are posted as."""
+    address: base.HttpAddress | None = None
+    """Webhook URL; or the key address of secretRef."""
+    proxy: str | None = None
+    """HTTP(S) proxy for the calls."""
+    secret_ref: refs.SecretRef | None = None
+    """Secret whose key address holds the webhook URL."""
+
+    @pydantic.model_validator(mode="after")
+    def _has_address(self) -> "AlertProviderSpec":
+        if self.address is None and self.secret_ref is None:
+            raise ValueError("set address or secretRef")
+        return self
+
+
+class AlertProvider(base.Resource):
+    """A chat service that canary events are sent to."""
+
+    kind: Literal["AlertProvider"] = "AlertProvider"
+    spec: AlertProviderSpec
+    status: statuses.ResourceStatus = pydantic.Field(default_factory=statuses.ResourceStatus)
