@@ -42,7 +42,7 @@ def configure_logging(fmt: str) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event otherwise
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
