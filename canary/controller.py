@@ -86,7 +86,7 @@ WATCHED = (
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
     ("fledge.dev/v1beta1", "Canary"), ("fledge.dev/v1beta1", "MetricTemplate"),
-    ("fledge.dev/v1beta1", "AlertProvider"),
+    ("fledge.dev/v1beta1", "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )
 
 

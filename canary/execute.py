@@ -75,6 +75,7 @@ async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.
     if primary is None:
         desired = int((target.get("spec") or {}).get("replicas", 1)) or 1
         await workloads.apply_primary(rt.writer, rt.store, canary, target, snap.observed.configs, desired)
+    await _apply_autoscaler(rt, canary)
     if snap.router is not None:
         await snap.router.reconcile(canary)
 
@@ -91,7 +92,17 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
     if snap.target is None:
         return
     replicas = int((snap.target.get("spec") or {}).get("replicas", 0)) or max(1, snap.observed.primary.desired)
+    if canary.spec.autoscaler_ref is not None:
+        # The primary's autoscaler owns its size: promotion keeps the count it chose.
+        replicas = max(1, snap.observed.primary.desired)
     await workloads.apply_primary(rt.writer, rt.store, canary, snap.target, snap.observed.configs, replicas)
+    await _apply_autoscaler(rt, canary)
+
+
+async def _apply_autoscaler(rt: runtime.Runtime, canary: models.Canary) -> None:
+    source = observe.autoscaler(rt, canary)
+    if source is not None:
+        await rt.writer.apply(workloads.primary_autoscaler(canary, source))
 
 
 async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus,

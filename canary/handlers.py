@@ -59,6 +59,7 @@ def config_event(body: kopf.Body, type: str, namespace: str | None, **_: Any) ->
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
 @kopf.on.event("networking.istio.io", "v1", "virtualservices")
 @kopf.on.event("networking.istio.io", "v1", "destinationrules")
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
 @kopf.on.event(GROUP, VERSION, "metrictemplates")
 @kopf.on.event(GROUP, VERSION, "alertproviders")
 def object_event(body: kopf.Body, type: str, **_: Any) -> None:

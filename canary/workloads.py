@@ -218,6 +218,33 @@ def services(canary: models.Canary, target: Mapping[str, Any], apex_selector: bo
     ]
 
 
+HPA_API = "autoscaling/v2"
+
+
+def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Manifest:
+    """A copy of the target's HorizontalPodAutoscaler, ``<name>-primary``, scaling the primary Deployment.
+
+    ``autoscalerRef.primaryScalerReplicas`` overrides the replica bounds for the primary.
+    """
+    spec = copy.deepcopy(dict(source.get("spec") or {}))
+    spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment",
+                              "name": canary.spec.primary_target_name}
+    ref = canary.spec.autoscaler_ref
+    bounds = ref.primary_scaler_replicas if ref is not None else None
+    if bounds is not None and bounds.min_replicas is not None:
+        spec["minReplicas"] = bounds.min_replicas
+    if bounds is not None and bounds.max_replicas is not None:
+        spec["maxReplicas"] = bounds.max_replicas
+    meta = source.get("metadata") or {}
+    return {
+        "apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": primary_name(str(meta.get("name"))), "namespace": canary.namespace,
+                     "labels": {**(meta.get("labels") or {}), **MANAGED_BY},
+                     "ownerReferences": [owner_reference(canary)]},
+        "spec": spec,
+    }
+
+
 def scale(target: Mapping[str, Any], replicas: int) -> Manifest:
     """A merge patch setting spec.replicas."""
     return {"spec": {"replicas": replicas}}

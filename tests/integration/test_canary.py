@@ -141,6 +141,35 @@ def test_progress_deadline_rolls_back_a_canary_that_never_gets_ready(api: Any, n
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
 
 
+def test_the_primary_gets_its_own_autoscaler(api: Any, namespace: str, env: environment.Environment,
+                                            controller: local_controller.Controller) -> None:
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 2, "maxReplicas": 6,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": 75}}}]}}
+    kubectl.apply(api, apps.deployment(namespace, "web", "1"))
+    kubectl.apply(api, apps.canary(namespace, "web", autoscalerRef={
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "web"}))
+    apps.simulate(env, namespace, "web")
+    missing = eventually(lambda: "spec.autoscalerRef.name" in (apps.status(api, namespace, "web").get("message")
+                                                               or ""), what="missing autoscaler reported")
+    assert missing
+    kubectl.apply(api, hpa)
+    apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    primary_hpa = kubectl.get(api, "autoscaling/v2", "HorizontalPodAutoscaler", namespace, "web-primary")
+    assert primary_hpa is not None
+    assert primary_hpa["spec"]["scaleTargetRef"]["name"] == "web-primary"
+    assert (primary_hpa["spec"]["minReplicas"], primary_hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert primary_hpa["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+
+    kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+    final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
+    assert final["phase"] == "Succeeded"
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+
+
 def api_events(api: Any, namespace: str, kind: str | None = None) -> list[str]:
     from kubernetes import client
 

@@ -133,3 +133,25 @@ def test_workload_state(status: dict[str, Any], expected: tuple[bool, int, int, 
     body = {"metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": status}
     assert workloads.workload_state(body) == expected
     assert workloads.workload_state(None) == (False, 0, 0, False)
+
+
+def test_primary_autoscaler_scales_the_primary_within_its_own_bounds() -> None:
+    body = canary()
+    body = body.model_copy(update={"spec": body.spec.model_copy(update={"autoscaler_ref": models.AutoscalerRef(
+        api_version="autoscaling/v2", kind="HorizontalPodAutoscaler", name="web",
+        primary_scaler_replicas=models.ScalerReplicas(min_replicas=3))})})
+    source = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+              "metadata": {"name": "web", "namespace": "shop", "labels": {"team": "a"}, "resourceVersion": "7"},
+              "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                       "minReplicas": 2, "maxReplicas": 10,
+                       "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                           "type": "Utilization", "averageUtilization": 80}}}]}}
+    primary = workloads.primary_autoscaler(body, source)
+    assert primary["metadata"]["name"] == "web-primary"
+    assert primary["metadata"]["labels"] == {"team": "a", "app.kubernetes.io/managed-by": "fledge"}
+    assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    assert primary["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "web-primary"}
+    assert (primary["spec"]["minReplicas"], primary["spec"]["maxReplicas"]) == (3, 10)
+    assert primary["spec"]["metrics"] == source["spec"]["metrics"]
+    assert source["spec"]["scaleTargetRef"]["name"] == "web"  # the user's HPA is not mutated
