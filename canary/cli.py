@@ -107,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     ctl.add_argument("--namespace", action="append", default=[], help="watch only these namespaces (repeatable)")
     ctl.add_argument("--provider", default="gatewayapi", help="default router when a Canary names none")
     ctl.add_argument("--metrics-server", default="http://prometheus:9090", help="default Prometheus address")
+    ctl.add_argument("--nginx-annotation-prefix", default="nginx.ingress.kubernetes.io",
+                     help="annotation prefix of the NGINX ingress controller (its --annotations-prefix)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
     ctl.set_defaults(func=_controller)

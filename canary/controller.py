@@ -21,6 +21,7 @@ import kopf
 from aiohttp import web
 
 from canary import handlers, runtime, telemetry
+from routers import nginx
 
 
 class JsonFormatter(logging.Formatter):
@@ -92,7 +93,8 @@ WATCHED = (
 
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
-    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server)
+    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
+                              nginx_annotation_prefix=args.nginx_annotation_prefix)
     client = api_client(args.kubeconfig)
 
     @kopf.on.startup()
@@ -110,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
         _dump_tasks_on_sigusr1()
+        nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         handlers.RUNTIME = runtime.Runtime(client, config)
         await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
         await serve_http(args.listen)

@@ -188,12 +188,10 @@ class Writer:
     def __init__(self, api_client: Any, store: Store) -> None:
         self._api = api_client
         self._store = store
-        self.writes = 0  # counted for the benchmarks: writes per tick is a target
 
     def _call(self, method: str, path: str, body: Any, content_type: str,
               query: list[tuple[str, str]] | None = None) -> Manifest:
         result = request(self._api, method, path, body, content_type, query)
-        self.writes += 1
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         telemetry.API_REQUESTS.labels(verb, _kind_of(path)).inc()
         return result

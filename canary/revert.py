@@ -24,7 +24,7 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
         replicas = int(((primary or {}).get("spec") or {}).get("replicas", 1)) or 1
         if int((target.get("spec") or {}).get("replicas", 0)) == 0:
             await rt.writer.patch("apps/v1", "Deployment", namespace, canary.spec.target_ref.name,
-                                  workloads.scale(target, replicas))
+                                  workloads.scale(replicas))
         exists, desired, ready, observed = workloads.workload_state(
             rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name))
         if not (exists and observed and ready >= desired > 0):

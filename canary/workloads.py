@@ -245,7 +245,7 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
     }
 
 
-def scale(target: Mapping[str, Any], replicas: int) -> Manifest:
+def scale(replicas: int) -> Manifest:
     """A merge patch setting spec.replicas."""
     return {"spec": {"replicas": replicas}}
 
@@ -267,17 +267,13 @@ def workload_state(body: Mapping[str, Any] | None) -> tuple[bool, int, int, bool
     return True, desired, updated_ready, observed
 
 
-async def apply_primary(writer: kube.Writer, store: kube.Store, canary: models.Canary, target: Manifest,
+async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,
                         configs: Mapping[str, str], replicas: int | None) -> None:
     """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
     for key in configs:
         kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
-        source = await _read_config(writer, kind, canary.namespace, key.split("/", 1)[1])
+        # The store keeps only digests of configs; copying needs the data, so read it (init and promotion only).
+        source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
             await writer.apply(config_copy(canary, source))
     await writer.apply(primary_deployment(canary, target, configs, replicas))
-
-
-async def _read_config(writer: kube.Writer, kind: str, namespace: str, name: str) -> Manifest | None:
-    # The store keeps only digests of configs; copying needs the data, so read it (only at init/promotion).
-    return await writer.read("v1", kind, namespace, name)
