@@ -39,7 +39,10 @@ def test_killed_controller_resumes_at_the_same_weight(env: environment.Environme
         apps.simulate(env, namespace, "web")
         apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
         kubectl.apply(api, apps.deployment(namespace, "web", "2"))
-        eventually(lambda: apps.route_weights(api, namespace, "web") == (60, 40), timeout=60, what="weight 40")
+        # Kill once weight 40 is both routed and persisted: the routes are written just before the status,
+        # and a kill between the two would (correctly) resume from the status, one step earlier.
+        eventually(lambda: apps.route_weights(api, namespace, "web") == (60, 40)
+                   and apps.status(api, namespace, "web").get("canaryWeight") == 40, timeout=60, what="weight 40")
         assert ctl.proc is not None
         os.kill(ctl.proc.pid, signal.SIGKILL)
         ctl.stop()

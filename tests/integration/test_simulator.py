@@ -82,6 +82,8 @@ def test_faulty_canary_error_rate_shows_in_prometheus(env: environment.Environme
     assert abs(canary_rate - 0.25) < 0.02
     assert primary_rate == 0.0
     # The same version answers real requests with errors too, and counts them.
+    # Synthetic traffic shares the version's error accumulator; stop it so the real requests alone count.
+    httpx.put(f"{env.simulator_url}/apps/{namespace}/shop", json={"provider": "gatewayapi", "rps": 0}, timeout=5)
     answers = [httpx.get(f"{env.simulator_url}/proxy/{namespace}/shop-canary/", timeout=5).status_code
                for _ in range(40)]
     # Errors are spread deterministically; the counter is shared with synthetic traffic, hence ±1.
