@@ -50,17 +50,18 @@ def deployment_event(body: kopf.Body, type: str, namespace: str | None, name: st
 @kopf.on.event("", "v1", "configmaps")
 @kopf.on.event("", "v1", "secrets")
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 @kopf.on.event(GROUP, VERSION, "metrictemplates")
 @kopf.on.event(GROUP, VERSION, "alertproviders")
 def config_event(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
-    # Objects a Canary names (configs, its autoscaler, templates, alert providers): when one appears or
-    # changes, the canaries of that namespace look again, from the cache, instead of at the next resync.
+    # Objects a Canary names (configs, its autoscaler, the user's Ingress, templates, alert providers):
+    # when one appears or changes, the canaries of that namespace look again, from the cache, instead of
+    # at the next resync.
     _cache(body, type)
     rt().namespace_changed(namespace or "")
 
 
 @kopf.on.event("", "v1", "services")
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
 @kopf.on.event("networking.istio.io", "v1", "virtualservices")
 @kopf.on.event("networking.istio.io", "v1", "destinationrules")
