@@ -83,6 +83,9 @@ class Check:
     max: float | None = None
     message: str = ""
     mute_alert: bool = False  # a webhook's muteAlert: its failure is still counted and recorded, not alerted
+    # The metrics provider could not be reached (connection refused, timeout, 5xx): no evidence either way.
+    # A query that answers with no data is not this: it is a failed check.
+    unavailable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
