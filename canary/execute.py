@@ -74,7 +74,8 @@ async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.
     primary = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.primary_target_name)
     if primary is None:
         desired = int((target.get("spec") or {}).get("replicas", 1)) or 1
-        await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, desired)
+        await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, desired,
+                                      snap.observed.revision)
     await _apply_autoscaler(rt, canary)
     if snap.router is not None:
         await snap.router.reconcile(canary)
@@ -95,7 +96,8 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
     if canary.spec.autoscaler_ref is not None:
         # The primary's autoscaler owns its size: promotion keeps the count it chose.
         replicas = max(1, snap.observed.primary.desired)
-    await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas)
+    await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas,
+                                  snap.observed.revision)
     await _apply_autoscaler(rt, canary)
 
 

@@ -8,6 +8,7 @@ What it must not do: hold decisions (core) or I/O details (observe, execute).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -31,7 +32,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         return None
     now = now or datetime.datetime.now(datetime.UTC)
     snap = await observe.observe(rt, canary, now)
-    decision = core.decide(snap.observed)
+    snap, decision = await _decide(rt, snap)
     generation = canary.metadata.generation
     if generation is not None and decision.status.observed_generation != generation:
         decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
@@ -39,6 +40,25 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     await execute.execute(rt, canary, snap, decision)
     telemetry.TICKS.observe(time.perf_counter() - started)
     return decision.requeue_after
+
+
+# A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.
+MAX_NEEDS = 8
+
+
+async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:
+    """Ask the core until it stops asking; supply each gate or set of checks it names, in its order."""
+    obs = snap.observed
+    decision = core.decide(obs)
+    for _ in range(MAX_NEEDS):
+        if decision.need is None:
+            return dataclasses.replace(snap, observed=obs), decision
+        if obs.supplied(decision.need):
+            break
+        obs = await observe.supply(rt, obs, decision.need)
+        decision = core.decide(obs)
+    raise RuntimeError(f"{obs.canary.namespace}/{obs.canary.name}: the decision core kept asking for "
+                       f"{decision.need}; this is a bug in Fledge")
 
 
 async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:

@@ -13,12 +13,13 @@ from the API server (callers pass bodies from the watch cache).
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from canary import errors, kube, models
+from canary import core, errors, kube, models
 
 Manifest = dict[str, Any]
 # Labels whose value identifies the app's pods; the first one present in the target's selector is renamed.
@@ -142,13 +143,15 @@ def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> M
 
 
 def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
-                       replicas: int | None) -> Manifest:
+                       replicas: int | None, revision: str | None = None) -> Manifest:
     """The ``<target>-primary`` Deployment running the target's template (at init or at promotion)."""
     meta = target["metadata"]
     spec = target.get("spec") or {}
     label = selector_label(target)
     selector_value = (spec.get("selector") or {}).get("matchLabels", {})[label]
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
+    if revision is not None:
+        annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
     body: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
@@ -250,25 +253,39 @@ def scale(replicas: int) -> Manifest:
     return {"spec": {"replicas": replicas}}
 
 
-def workload_state(body: Mapping[str, Any] | None) -> tuple[bool, int, int, bool]:
-    """(exists, desired, updated-and-ready, generation observed) of a Deployment body."""
+REVISION_ANNOTATION = "fledge.dev/revision"
+
+
+def _condition_time(status: Mapping[str, Any], type_: str, value: str | None, field: str) -> datetime.datetime | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == type_ and (value is None or condition.get("status") == value):
+            text = condition.get(field)
+            if text:
+                return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return None
+
+
+def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
+    """The rollout facts of a Deployment body, as the Deployment controller reports them."""
     if body is None:
-        return False, 0, 0, False
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    desired = int(spec.get("replicas", 1))
-    updated = int(status.get("updatedReplicas") or 0)
-    ready = int(status.get("readyReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    generation = int((body.get("metadata") or {}).get("generation") or 0)
-    observed = int(status.get("observedGeneration") or 0) >= generation
-    # Old pods still running means the rollout is not done even if enough new ones are ready.
-    updated_ready = min(updated, ready, available) if total <= desired or desired == 0 else min(updated, ready)
-    return True, desired, updated_ready, observed
+        return core.MISSING
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    # The last progress the Deployment controller recorded: a rollout step, or the moment availability was lost.
+    moments = [_condition_time(status, "Progressing", None, "lastUpdateTime"),
+               _condition_time(status, "Available", "False", "lastTransitionTime")]
+    known = [moment for moment in moments if moment is not None]
+    return core.Workload(
+        exists=True, desired=int(spec.get("replicas", 1)), updated=int(status.get("updatedReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0), total=int(status.get("replicas") or 0),
+        generation_observed=int(status.get("observedGeneration") or 0) >= generation,
+        revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
+        progressed_at=max(known) if known else None,
+    )
 
 
 async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,
-                        configs: Mapping[str, str], replicas: int | None) -> None:
+                        configs: Mapping[str, str], replicas: int | None, revision: str | None = None) -> None:
     """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
     for key in configs:
         kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
@@ -276,4 +293,4 @@ async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Mani
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
             await writer.apply(config_copy(canary, source))
-    await writer.apply(primary_deployment(canary, target, configs, replicas))
+    await writer.apply(primary_deployment(canary, target, configs, replicas, revision))
