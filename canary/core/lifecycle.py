@@ -129,7 +129,9 @@ def _idle(obs: state.Observed) -> state.Decision:
     if not obs.primary.exists:
         return missing_primary(obs, actions)
     if status.phase == Phase.WAITING and gates.rollback_requested(obs):
-        return transitions.rollback(obs, "rolled back by the rollback webhook while waiting for approval")
+        # The waiting revision is the one rolled back: it does not start again until the target changes.
+        return transitions.rollback(obs, "rolled back by the rollback webhook while waiting for approval",
+                                    last_applied_spec=obs.revision, tracked_configs=dict(obs.configs))
     if obs.revision == status.last_applied_spec:
         if status.phase == Phase.WAITING:
             # The revision that waited for approval was withdrawn: nothing to release any more.

@@ -377,6 +377,8 @@ def test_a_rollback_hook_rolls_back_a_waiting_canary() -> None:
     decision = decide(World(waiting, gates={"confirm-rollout": False, "rollback": True}))
     assert decision.status.phase == Phase.FAILED
     assert core.CallHooks("post-rollout") in decision.actions
+    after = make(status=decision.status.model_dump(by_alias=True))
+    assert decide(World(after, gates={"confirm-rollout": True})).status.phase == Phase.FAILED
 
 
 def test_a_revert_to_the_promoted_revision_is_not_a_release() -> None:
