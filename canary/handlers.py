@@ -2,7 +2,8 @@
 
 Why this exists: the edge between kopf and Fledge.  Every handler is a few
 lines: feed the watch cache, wake the canaries an event concerns, or run the
-per-canary loop (started and stopped by the Canary's own events, see canary.loops).  Errors are converted here and only here: a retriable error
+per-canary loop (started and stopped by the Canary's own events: canary.loops).
+Errors are converted here and only here: a retriable error
 retries after a pause, a bug in one canary's tick is logged and counted and
 never stops the others.
 

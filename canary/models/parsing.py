@@ -49,7 +49,11 @@ def spec_error(exc: pydantic.ValidationError) -> base.SpecError:
     """The SpecError for a pydantic error, with locations written as field paths (a.b[0].c)."""
     found: dict[str, list[str]] = {}
     for error in exc.errors():
-        messages = found.setdefault(_field_path(error["loc"]), [])
+        path = _field_path(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, base.RuleBroken) and cause.field_path:
+            path = path + cause.field_path if path != "(root)" else cause.field_path.lstrip(".")
+        messages = found.setdefault(path, [])
         message = _message(error)
         if message not in messages:
             messages.append(message)
