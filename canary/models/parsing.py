@@ -26,6 +26,22 @@ def parse_canary(obj: Mapping[str, Any]) -> canary.Canary:
     return _parse(canary.Canary, obj)
 
 
+def parse_canary_for_routing(obj: Mapping[str, Any]) -> canary.Canary | None:
+    """The Canary with a neutral analysis (one plain step, no match, no mirror), or None if even that is invalid.
+
+    For a Canary whose analysis is invalid mid-release: a router needs a Canary to send all traffic back
+    to the primary, and the analysis says nothing about where the route objects are. Never use it to decide.
+    """
+    body = _plain(obj)
+    if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        return None
+    body["spec"]["analysis"] = {"stepWeight": 1}
+    try:
+        return canary.Canary.model_validate(body)
+    except pydantic.ValidationError:
+        return None
+
+
 def parse_metric_template(obj: Mapping[str, Any]) -> templates.MetricTemplate:
     """A MetricTemplate from its Kubernetes JSON; raises SpecError."""
     return _parse(templates.MetricTemplate, obj)

@@ -426,3 +426,18 @@ def test_time_round_trip() -> None:
     assert models.format_time(moment.astimezone(timezone(timedelta(hours=-5)))) == "2025-03-01T10:00:00Z"
     with pytest.raises(ValueError, match="aware"):
         models.format_time(datetime(2025, 3, 1))
+
+
+def test_an_invalid_analysis_still_gives_a_canary_to_route_with() -> None:
+    body = with_value("spec.analysis", {"stepWeight": 10, "stepWeights": [10, 20], "match": [{"headers": {}}]})
+    with pytest.raises(models.SpecError):
+        models.parse_canary(body)
+    routed = models.parse_canary_for_routing(body)
+    assert routed is not None
+    assert routed.spec.service_name == minimal_canary()["spec"]["targetRef"]["name"]
+    assert routed.spec.analysis.match == [] and not routed.spec.analysis.mirror
+    assert body["spec"]["analysis"]["stepWeights"] == [10, 20]  # the caller's body is left as it was
+
+
+def test_no_canary_to_route_with_when_the_service_is_invalid_too() -> None:
+    assert models.parse_canary_for_routing(with_value("spec.service.port", 0)) is None
