@@ -18,6 +18,7 @@ from canary import durations
 from canary.models import base, checks, refs, statuses
 
 Strategy = Literal["canary", "ab", "bluegreen"]
+MAX_ITEMS = 32
 
 
 class AlertSeverity(enum.StrEnum):
@@ -167,9 +168,11 @@ class AnalysisSpec(base.ApiModel):
     """Percentage of primary pods that must be ready."""
     canary_ready_threshold: base.Percent = 100
     """Percentage of canary pods that must be ready."""
-    alerts: list[AlertSpec] = pydantic.Field(default_factory=list)
-    metrics: list[checks.MetricSpec] = pydantic.Field(default_factory=list)
-    webhooks: list[checks.WebhookSpec] = pydantic.Field(default_factory=list)
+    # The bounds let the API server cost the CEL rules of the items (it refuses a CRD whose rules may run
+    # without bound); they are far above what any release uses.
+    alerts: list[AlertSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
+    metrics: list[checks.MetricSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
+    webhooks: list[checks.WebhookSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
     match: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     """A/B testing: the requests (Istio HTTPMatchRequest) routed to the canary."""
     session_affinity: SessionAffinity | None = None
