@@ -107,6 +107,13 @@ def test_weights_have_a_minimum_of_one() -> None:
     assert analysis["properties"]["stepWeights"]["maxItems"] == 100
 
 
+def test_lists_whose_items_have_rules_are_bounded() -> None:
+    """The API server refuses a CRD whose CEL rules could run over an unbounded list."""
+    analysis = at(schemas()["canaries.yaml"], "spec.analysis")
+    for field in ("metrics", "webhooks", "alerts"):
+        assert analysis["properties"][field]["maxItems"] == models.canary.MAX_ITEMS, field
+
+
 def canary(analysis: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": models.API_VERSION, "kind": "Canary", "metadata": {"name": "web", "namespace": "test"},
             "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
