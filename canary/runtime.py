@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import hashlib
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -47,17 +45,13 @@ class Runtime:
         # (namespace, deployment name) → canaries whose target or primary it is.
         self._by_workload: dict[Key, set[Key]] = defaultdict(set)
         self._workloads_of: dict[Key, set[Key]] = {}
-        self._providers: dict[tuple[metric_base.ProviderConfig, str], metric_base.MetricProvider] = {}
+        self._providers = providers.Cache()
 
     def metric_provider(self, config: metric_base.ProviderConfig, secret: dict[str, str] | None
                         ) -> metric_base.MetricProvider:
-        """One provider (and its HTTP session pool) per configuration and secret content, reused across ticks."""
-        digest = hashlib.sha256(json.dumps(secret or {}, sort_keys=True).encode()).hexdigest()
-        key = (config, digest)
-        provider = self._providers.get(key)
-        if provider is None:
-            provider = self._providers[key] = providers.create(config, secret)
-        return provider
+        """One provider (and its HTTP session pool) per configuration, reused across ticks while the Secret's
+        content stays the same (``providers.Cache`` closes the ones replaced)."""
+        return self._providers.get(config, secret)
 
     # -- wake-ups ----------------------------------------------------------------------------------
 

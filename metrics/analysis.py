@@ -6,7 +6,13 @@ here is pure except the provider calls, which run in threads, concurrently, each
 
 What it must not do: raise for a failed metric (it is a failed Check with the reason in its message),
 read the cluster (templates come through ``resolve_template``, providers and their Secrets through the
-factory), or decide anything about the release.
+factory), decide anything about the release, or put a provider's address in a message (it may hold
+credentials; messages name the metric, the provider type, a redacted host and what went wrong).
+
+Failed checks come in two kinds, and the decision core treats them differently: a provider that gave no
+answer (``base.ProviderUnavailable``, or no answer within the timeout) is an ``unavailable`` check, no
+evidence either way; anything else that fails (no data, a wrong query, a missing template or Secret, a value
+out of range) is evidence against the canary.
 
 Where a metric's query comes from, first match wins:
 
@@ -28,6 +34,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import redaction
 from canary import core, errors, models
 from metrics import base, builtin, providers, templates
 
@@ -169,9 +176,12 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         return core.Check(name=name, kind="metric", passed=False, message=str(exc))
     config = query.provider
 
-    def failed(message: str) -> core.Check:
+    def failed(message: str, *, unavailable: bool = False) -> core.Check:
         return core.Check(name=name, kind="metric", passed=False, min=query.range.min, max=query.range.max,
-                          message=message)
+                          message=message, unavailable=unavailable)
+
+    def scrubbed(exc: BaseException) -> str:  # text Fledge did not write may hold the address
+        return str(exc) if isinstance(exc, errors.FledgeError) else redaction.scrub(str(exc), [config.address])
 
     if not config.address:
         return failed(f"{query.field}: no {config.type} address; set spec.metricsServer, the controller's "
@@ -181,19 +191,23 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
     except Exception as exc:  # a missing Secret, a bad address; anything else is a bug in the factory
         if not isinstance(exc, errors.FledgeError):
             logger.exception("metric %s of %s/%s: the provider factory raised", name, canary.namespace, canary.name)
-        return failed(f"{query.field}: cannot use the {config.type} provider at {config.address}: {exc}")
+        return failed(f"{query.field}: cannot use the {config.type} provider at "
+                      f"{redaction.redact_url(config.address)}: {scrubbed(exc)}")
     try:
         value = await asyncio.wait_for(asyncio.to_thread(provider.run_query, query.text), timeout)
     except base.NoValuesFound as exc:
         target = f"{canary.namespace}/{canary.spec.target_ref.name}"
         return failed(f"no values found ({exc.reason}); probably {target} is not receiving traffic; "
                       f"query: {base.short(query.text)}")
+    except base.ProviderUnavailable as exc:
+        return failed(f"{config.type} unavailable for metric {name}: {exc}", unavailable=True)
     except base.QueryError as exc:
         return failed(f"query failed: {exc}")
     except TimeoutError:
-        return failed(f"query failed: {config.type} at {config.address} did not answer within {timeout:g}s; "
-                      f"query: {base.short(query.text)}")
+        return failed(f"{config.type} unavailable for metric {name}: no answer within {timeout:g}s; "
+                      f"query: {base.short(query.text)}", unavailable=True)
     except Exception as exc:  # a provider bug must not stop the other checks, nor the tick
         logger.exception("metric %s of %s/%s: the provider raised", name, canary.namespace, canary.name)
-        return failed(f"query failed unexpectedly: {type(exc).__name__}: {exc}; query: {base.short(query.text)}")
+        return failed(f"query failed unexpectedly: {type(exc).__name__}: {scrubbed(exc)}; "
+                      f"query: {base.short(query.text)}")
     return evaluate(name, value, query.range)

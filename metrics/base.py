@@ -6,15 +6,21 @@ module implementing the same two methods, as Flagger's ``providers.Interface`` (
 
 What it must not do: know about Canaries or thresholds, or turn a failed query into a decision. A failed
 query raises here and becomes a failed ``core.Check`` in ``metrics.analysis``; it never reaches the core
-as an exception.
+as an exception. Nor put a provider's address in a message: it may carry credentials (``redaction``).
 
 Errors::
 
     errors.FledgeError
     └── QueryError                  a query gave no usable number; names the query
-        ├── NoValuesFound           no series, or NaN (Flagger reads NaN as "no value" too)
-        └── QueryFailed             the provider refused or failed the query (bad PromQL, HTTP 5xx, timeout)
-            └── ProviderUnreachable no connection at all (also an errors.ProviderUnavailable)
+        ├── NoValuesFound           the provider answered: no series, or NaN (Flagger reads NaN as "no value")
+        └── QueryFailed             the provider answered: the query is wrong (bad PromQL, HTTP 4xx, a range
+            │                       vector, not a number)
+            └── ProviderUnavailable the provider did not answer: refused, DNS, TLS, timeout, HTTP 5xx (also an
+                                    errors.ProviderUnavailable)
+
+The line between the two families is what the decision core needs: an answer without data, or to a wrong
+query, is evidence against the canary (a failed check); no answer is no evidence either way (an
+``unavailable`` check, on which the core holds the step).
 """
 
 from __future__ import annotations
@@ -52,11 +58,12 @@ class NoValuesFound(QueryError):
 
 
 class QueryFailed(QueryError):
-    """The provider answered with an error, an unusable result, or not in time."""
+    """The provider answered, but not with a number: an error about the query, or an unusable result."""
 
 
-class ProviderUnreachable(QueryFailed, errors.ProviderUnavailable):
-    """No connection to the provider (refused, DNS, TLS handshake)."""
+class ProviderUnavailable(QueryFailed, errors.ProviderUnavailable):
+    """The provider gave no answer to judge by: no connection (refused, DNS, TLS), no answer in time, or a
+    server error (5xx). Says nothing about the canary."""
 
 
 class MetricProvider(Protocol):
@@ -64,11 +71,16 @@ class MetricProvider(Protocol):
     so implementations are thread-safe and bound every request with a timeout."""
 
     def run_query(self, query: str) -> float:
-        """The single value of ``query`` now; raises NoValuesFound or QueryFailed, nothing else on purpose."""
+        """The single value of ``query`` now; raises NoValuesFound or QueryFailed (ProviderUnavailable when the
+        provider did not answer), nothing else on purpose; messages never contain the address."""
         ...
 
     def is_online(self) -> bool:
         """True when the provider answers a trivial query correctly; never raises."""
+        ...
+
+    def close(self) -> None:
+        """Release the provider's connections; idempotent, and a query after it opens new ones."""
         ...
 
 

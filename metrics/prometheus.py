@@ -1,12 +1,17 @@
 """The Prometheus metric provider, on prometheus-api-client.
 
 Why this exists: Prometheus is the provider of the builtin metrics and of most MetricTemplates. This
-module turns an instant query's answer into one float, and every way it can fail into ``NoValuesFound``
-or ``QueryFailed`` with a message a user can act on.
+module turns an instant query's answer into one float, and every way it can fail into ``NoValuesFound``,
+``QueryFailed`` or ``ProviderUnavailable`` with a message a user can act on.
+
+Which failure is which (``metrics.base`` says why it matters): no connection, no answer within the timeout,
+an answer broken off, HTTP 5xx, and the "not now" statuses 408, 425 and 429 are ``ProviderUnavailable``;
+HTTP 4xx (bad PromQL, 422 execution errors, 401/403 wrong credentials) and answers that are not a number
+are ``QueryFailed``, because a fix of the query or the template is needed, not patience.
 
 What it must not do: retry with back-off (the analysis runs again next interval, and a query that sleeps
-through retries would outlive the tick), read Secrets (the caller passes their data in), or block without
-a timeout.
+through retries would outlive the tick), read Secrets (the caller passes their data in), block without
+a timeout, or write the address into a message or log (it may hold credentials: ``shown`` is redacted).
 
 Answers: a scalar is its value; a vector of one sample is that sample; a vector of several is reduced by
 ``statistics.reduce_series`` (the sum; see there why); an empty vector or NaN is ``NoValuesFound``; a range
@@ -23,11 +28,15 @@ gets its own ``PrometheusConnect`` (and session); they are closed together by ``
 from __future__ import annotations
 
 import ast
+import http.client
 import json
 import logging
 import math
+import re
+import socket
+import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -35,6 +44,7 @@ from prometheus_api_client import exceptions as prometheus_exceptions
 from prometheus_api_client import prometheus_connect
 from urllib3.util import retry
 
+import redaction
 from canary import errors
 from metrics import base, statistics
 
@@ -46,6 +56,17 @@ ONLINE_QUERY = "vector(1)"  # as Flagger: any healthy Prometheus answers 1
 # read=False: a read timeout surfaces as requests' ReadTimeout, not wrapped in a ConnectionError.
 _RETRY = retry.Retry(total=1, connect=1, read=False, status=0, redirect=0, other=0, backoff_factor=0)
 _ERROR_BODY_CHARS = 300
+# Statuses that say "not now" rather than "not this query": a proxy's or query frontend's back-pressure.
+_TRY_LATER = frozenset({408, 425, 429})
+# How a connection fails, first match wins; the class names differ between urllib3 1.x and 2.x, the
+# socket errors underneath do not.
+_CONNECTION_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (ssl.SSLError, "TLS handshake failed"),
+    (socket.gaierror, "cannot resolve the host"),
+    (ConnectionRefusedError, "connection refused"),
+    ((ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected), "connection closed"),
+    (TimeoutError, "connection timed out"),
+)
 
 
 class PrometheusProvider:
@@ -65,8 +86,10 @@ class PrometheusProvider:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not address.startswith(("http://", "https://")):
-            raise errors.SpecError("spec.provider.address", f"{address!r} is not an http:// or https:// URL")
-        self.address = address.rstrip("/")
+            raise errors.SpecError("spec.provider.address", f"{redaction.redact_url(address)} is not an http:// "
+                                                            "or https:// URL")
+        self.address = address.rstrip("/")  # may hold credentials: messages and logs show ``shown``
+        self.shown = redaction.redact_url(self.address)
         self.timeout = timeout
         self._insecure = insecure_skip_verify
         self._headers = dict(headers or {})
@@ -78,7 +101,25 @@ class PrometheusProvider:
         self._clients: list[prometheus_connect.PrometheusConnect] = []
 
     def __repr__(self) -> str:
-        return f"PrometheusProvider({self.address!r})"
+        return f"PrometheusProvider({self.shown!r})"
+
+    def __str__(self) -> str:
+        return f"Prometheus at {self.shown}"
+
+    def _scrub(self, text: str) -> str:
+        return redaction.scrub(text, [self.address])
+
+    def _connection_failure(self, exc: requests.exceptions.ConnectionError) -> str:
+        """What went wrong, in words that hold no part of the URL (requests' own text holds its path)."""
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"no connection within {self.timeout:g}s"
+        causes = list(_causes(exc))
+        for kinds, words in _CONNECTION_FAILURES:
+            found = next((cause for cause in causes if isinstance(cause, kinds)), None)
+            if found is not None:
+                reason = getattr(found, "reason", None) if isinstance(found, ssl.SSLError) else None
+                return f"{words} ({self._scrub(str(reason))})" if reason else words
+        return f"connection failed ({type(causes[-1]).__name__})"
 
     def _use_credentials(self, secret: Mapping[str, str]) -> None:
         if secret.get("token"):
@@ -90,23 +131,24 @@ class PrometheusProvider:
                                    "'username' and 'password' keys; add them, or remove secretRef")
 
     def run_query(self, query: str) -> float:
-        """The value of the instant ``query``; raises NoValuesFound or QueryFailed."""
+        """The value of the instant ``query``; raises NoValuesFound, QueryFailed or ProviderUnavailable."""
         try:
             result = self._client().custom_query(query)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise base.ProviderUnreachable(query, f"Prometheus at {self.address} unreachable: {exc}") from exc
+        except requests.exceptions.ConnectionError as exc:  # ConnectTimeout and SSLError are ConnectionErrors
+            raise base.ProviderUnavailable(query, f"{self} unreachable: {self._connection_failure(exc)}") from exc
         except requests.exceptions.Timeout as exc:
-            raise base.QueryFailed(query, f"Prometheus at {self.address} did not answer within "
-                                          f"{self.timeout:g}s") from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise base.ProviderUnreachable(query, f"Prometheus at {self.address} unreachable: {exc}") from exc
+            raise base.ProviderUnavailable(query, f"{self} did not answer within {self.timeout:g}s") from exc
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise base.ProviderUnavailable(query, f"{self} broke off its answer") from exc
         except prometheus_exceptions.PrometheusApiClientException as exc:
-            raise base.QueryFailed(query, f"Prometheus at {self.address} refused the query: "
-                                          f"{_http_error(exc)}") from exc
+            status, words = _http_error(exc)
+            if status is None or status >= 500 or status in _TRY_LATER:
+                raise base.ProviderUnavailable(query, f"{self} unavailable: {self._scrub(words)}") from exc
+            raise base.QueryFailed(query, f"{self} refused the query: {self._scrub(words)}") from exc
         except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
             # JSONDecodeError is a RequestException and a ValueError; KeyError/TypeError: not Prometheus's JSON.
-            raise base.QueryFailed(query, f"Prometheus at {self.address} gave an unreadable answer: "
-                                          f"{type(exc).__name__}: {exc}") from exc
+            raise base.QueryFailed(query, f"{self} gave an unreadable answer: "
+                                          f"{self._scrub(f'{type(exc).__name__}: {exc}')}") from exc
         return _value(query, result)
 
     def is_online(self) -> bool:
@@ -114,7 +156,7 @@ class PrometheusProvider:
         try:
             return self.run_query(ONLINE_QUERY) == 1.0
         except base.QueryError as exc:
-            logger.info("Prometheus at %s is not online: %s", self.address, exc)
+            logger.info("%s is not online: %s", self, exc)
             return False
 
     def close(self) -> None:
@@ -178,14 +220,30 @@ def _number(query: str, text: Any) -> float:
         raise base.QueryFailed(query, f"the query returned {text!r}, not a number") from exc
 
 
-def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> str:
-    """Prometheus's own words from 'HTTP Status Code 400 (b'{..."error":"..."}')', or the raw text."""
+def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> tuple[int | None, str]:
+    """The HTTP status and Prometheus's own words from 'HTTP Status Code 400 (b'{..."error":"..."}')', or the
+    raw text; the status is None when the text is not in that form."""
     text = str(exc)
-    status, _, body = text.partition(" (")
+    head, _, body = text.partition(" (")
+    match = re.fullmatch(r"HTTP Status Code (\d{3})", head)
+    status = int(match.group(1)) if match else None
     if len(body) > 100_000:
-        return text[:_ERROR_BODY_CHARS]
+        return status, text[:_ERROR_BODY_CHARS]
     try:
         data = json.loads(ast.literal_eval(body.removesuffix(")")))
-        return f"{status.removeprefix('HTTP Status Code ')}: {data['errorType']}: {data['error']}"
+        return status, f"{status}: {data['errorType']}: {data['error']}"
     except (ValueError, SyntaxError, TypeError, KeyError):
-        return text[:_ERROR_BODY_CHARS]
+        return status, text[:_ERROR_BODY_CHARS]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests hides urllib3's errors in ``args``, urllib3 in ``reason``."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending.extend(item for item in inner if isinstance(item, BaseException))

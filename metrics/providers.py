@@ -3,16 +3,26 @@
 Why this exists: one place says which provider types Fledge runs, and an unknown or unsupported type is a
 clear spec error rather than Flagger's silent fall-back to Prometheus.
 
-What it must not do: read Secrets or cache providers (the controller's factory does both, around
-``create``), or query anything while building a provider.
+``Cache`` keeps the providers built, so that their connection pools live across ticks, and keeps that
+bounded: one provider per configuration (the newest Secret content wins, the one it replaces is closed)
+and at most ``Cache.size`` configurations.
+
+What it must not do: read Secrets (the controller reads them and passes their data in), or query anything
+while building a provider.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import json
+import logging
 from collections.abc import Callable, Mapping
 
 from canary import errors, models
 from metrics import base, prometheus
+
+logger = logging.getLogger(__name__)
 
 Builder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float], base.MetricProvider]
 
@@ -51,3 +61,53 @@ def create(config: base.ProviderConfig, secret: Mapping[str, str] | None = None,
         raise errors.SpecError("spec.provider.secretRef", f"Secret {config.namespace}/{config.secret_name} "
                                                           "not found; create it, or remove secretRef")
     return BUILDERS[config.type](config, secret, timeout)
+
+
+class Cache:
+    """Providers by configuration, built on first use and reused while the Secret's content stays the same.
+
+    A configuration names its namespace and Secret, so a credential rotation replaces the provider (the old
+    one is closed) instead of adding one per Secret version; past ``size`` configurations (templates edited
+    or deleted), the least recently used is closed. Not thread-safe: the analysis calls the factory from the
+    event loop. A query still running on a closed provider finishes on its connection, which is then closed.
+    """
+
+    def __init__(self, build: Callable[[base.ProviderConfig, Mapping[str, str] | None], base.MetricProvider] = create,
+                 *, size: int = 256) -> None:
+        self.size = size
+        self._build = build
+        self._providers: collections.OrderedDict[base.ProviderConfig, tuple[str, base.MetricProvider]] = (
+            collections.OrderedDict())
+
+    def __len__(self) -> int:
+        return len(self._providers)
+
+    def get(self, config: base.ProviderConfig, secret: Mapping[str, str] | None) -> base.MetricProvider:
+        """The provider for ``config`` built with this ``secret`` content; raises what ``create`` raises."""
+        digest = hashlib.sha256(json.dumps(secret, sort_keys=True).encode()).hexdigest()
+        cached = self._providers.get(config)
+        if cached is not None and cached[0] == digest:
+            self._providers.move_to_end(config)
+            return cached[1]
+        provider = self._build(config, secret)  # may raise: then the old provider stays, unused but not leaked
+        if cached is not None:
+            _close(cached[1])
+        self._providers[config] = (digest, provider)
+        self._providers.move_to_end(config)
+        while len(self._providers) > self.size:
+            _, (_, oldest) = self._providers.popitem(last=False)
+            _close(oldest)
+        return provider
+
+    def close(self) -> None:
+        """Close every provider and forget them."""
+        while self._providers:
+            _, (_, provider) = self._providers.popitem()
+            _close(provider)
+
+
+def _close(provider: base.MetricProvider) -> None:
+    try:
+        provider.close()
+    except Exception:  # closing a pool must not fail a tick
+        logger.exception("closing %r failed", provider)

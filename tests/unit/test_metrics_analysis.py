@@ -150,8 +150,6 @@ def test_thresholds(metric: dict[str, Any], value: float, passed: bool, bounds: 
          "no values found (the query matched no series); probably prod/web is not receiving traffic; "
          "query: sum(errors)"),
         (float("nan"), "no values found: the query returned NaN"),
-        (base.ProviderUnreachable("sum(errors)", f"Prometheus at {SERVER} unreachable: refused"),
-         f"query failed: Prometheus at {SERVER} unreachable: refused; query: sum(errors)"),
         (base.QueryFailed("sum(errors)", "Prometheus refused the query: 400: bad_data: parse error"),
          "query failed: Prometheus refused the query: 400: bad_data: parse error; query: sum(errors)"),
         (RuntimeError("boom"), "query failed unexpectedly: RuntimeError: boom; query: sum(errors)"),
@@ -161,10 +159,22 @@ def test_a_failed_query_is_a_failed_check_with_the_reason(answer: Answer, messag
     metric = {"name": "errors", "query": "sum(errors)", "thresholdRange": {"max": 1}}
     [check] = run(canary(metric), Factory(FakeProvider({"sum(errors)": answer})))
     assert check == core.Check(name="errors", kind="metric", passed=False, value=None, min=None, max=1,
-                               message=message)
+                               message=message, unavailable=False)
 
 
-def test_a_query_that_does_not_answer_in_time_is_a_failed_check() -> None:
+def test_an_unavailable_provider_is_an_unavailable_check() -> None:
+    metric = {"name": "errors", "query": "sum(errors)", "thresholdRange": {"max": 1}}
+    down = base.ProviderUnavailable("sum(errors)", "Prometheus at http://prometheus.monitoring:9090 unreachable: "
+                                                   "connection refused")
+    [check] = run(canary(metric), Factory(FakeProvider({"sum(errors)": down})))
+    assert check == core.Check(
+        name="errors", kind="metric", passed=False, value=None, min=None, max=1, unavailable=True,
+        message="prometheus unavailable for metric errors: Prometheus at http://prometheus.monitoring:9090 "
+                "unreachable: connection refused; query: sum(errors)",
+    )
+
+
+def test_a_query_that_does_not_answer_in_time_is_an_unavailable_check() -> None:
     release = threading.Event()
 
     def hang() -> float:
@@ -181,9 +191,29 @@ def test_a_query_that_does_not_answer_in_time_is_a_failed_check() -> None:
             release.set()  # before asyncio.run joins the executor's threads
 
     slow, fast = asyncio.run(analyse())
-    assert (slow.passed, slow.message) == (False, f"query failed: prometheus at {SERVER} did not answer within "
-                                                  "0.05s; query: slow")
-    assert (fast.passed, fast.value) == (True, 2.0)
+    assert (slow.passed, slow.unavailable, slow.message) == (
+        False, True, "prometheus unavailable for metric slow: no answer within 0.05s; query: slow")
+    assert (fast.passed, fast.unavailable, fast.value) == (True, False, 2.0)
+
+
+def test_no_message_shows_the_credentials_in_the_address() -> None:
+    address = "https://fledge:pa55word@thanos.monitoring:9090/prom?token=t0k3n-s3cret"
+
+    class Leaky:
+        def run_query(self, query: str) -> float:
+            raise RuntimeError(f"GET {address}/api/v1/query failed")
+
+    found = template("latency", "prod", "sum(x)", address=address, secretRef={"name": "prom-auth"})
+    metric = {"name": "latency", "templateRef": {"name": "latency"}}
+    [leaked] = run(canary(metric), lambda config: Leaky(), resolver(found))  # type: ignore[arg-type,return-value]
+    [refused] = run(canary(metric), lambda config: providers.create(config, None), resolver(found))  # type: ignore[arg-type]
+    for check in (leaked, refused):
+        assert all(secret not in check.message for secret in ("pa55word", "fledge:", "t0k3n")), check
+    assert leaked.message == ("query failed unexpectedly: RuntimeError: "
+                              "GET https://thanos.monitoring:9090/***/api/v1/query failed; query: sum(x)")
+    assert refused.message == ("spec.analysis.metrics[0]: cannot use the prometheus provider at "
+                               "https://thanos.monitoring:9090/***: spec.provider.secretRef: Secret prod/prom-auth "
+                               "not found; create it, or remove secretRef")
 
 
 def test_queries_run_concurrently() -> None:

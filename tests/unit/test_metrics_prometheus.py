@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
+from canary import errors
 from metrics import base, prometheus
 
 pytestmark = pytest.mark.unit
 
 HANG = object()  # an answer that never comes (until the test ends)
+HANG_UP = object()  # the connection closed without an answer
 TIME = 1_700_000_000.123
 
 
@@ -47,6 +49,9 @@ class FakePrometheus:
                     status, body = 404, "404 page not found"
                 if body is HANG:
                     fake.release.wait()  # the client has given up by then: nothing to answer
+                    return
+                if body is HANG_UP:
+                    self.close_connection = True
                     return
                 payload = body if isinstance(body, bytes) else (
                     body.encode() if isinstance(body, str) else json.dumps(body).encode())
@@ -158,38 +163,123 @@ def test_prometheus_error_is_reported_in_its_own_words(fake: FakePrometheus, mak
         f'Prometheus at {fake.url} refused the query: 400: bad_data: invalid parameter "query": parse error; '
         "query: sum("
     )
+    assert not isinstance(caught.value, base.ProviderUnavailable)
+
+
+# -- no answer (ProviderUnavailable) or a wrong query (QueryFailed) -------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_a_client_error_is_a_failed_query(fake: FakePrometheus, make: Factory, status: int) -> None:
+    fake.answer("q", {"status": "error", "errorType": "execution", "error": "no"}, status=status)
+    with pytest.raises(base.QueryFailed) as caught:
+        make(fake.url).run_query("q")
+    assert not isinstance(caught.value, base.ProviderUnavailable)
+    assert str(caught.value) == f"Prometheus at {fake.url} refused the query: {status}: execution: no; query: q"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
+def test_a_server_error_or_back_pressure_is_unavailable(fake: FakePrometheus, make: Factory, status: int) -> None:
+    fake.answer("q", b"upstream connect error", status=status)
+    with pytest.raises(base.ProviderUnavailable) as caught:
+        make(fake.url).run_query("q")
+    assert str(caught.value) == (f"Prometheus at {fake.url} unavailable: HTTP Status Code {status} "
+                                 "(b'upstream connect error'); query: q")
 
 
 def test_server_error_is_not_retried(fake: FakePrometheus, make: Factory) -> None:
-    fake.answer("q", b"overloaded", status=503)
-    with pytest.raises(base.QueryFailed, match="refused the query: HTTP Status Code 503"):
+    fake.answer("q", {"status": "error", "errorType": "timeout", "error": "query timed out"}, status=503)
+    with pytest.raises(base.ProviderUnavailable, match="unavailable: 503: timeout: query timed out; query: q"):
         make(fake.url).run_query("q")
     assert len(fake.seen) == 1
 
 
 def test_unreadable_answer(fake: FakePrometheus, make: Factory) -> None:
     fake.answer("q", b"<html>proxy login</html>")
-    with pytest.raises(base.QueryFailed, match="gave an unreadable answer"):
+    with pytest.raises(base.QueryFailed, match="gave an unreadable answer") as caught:
         make(fake.url).run_query("q")
+    assert not isinstance(caught.value, base.ProviderUnavailable)
+
+
+def dead_port() -> int:
+    with socket.socket() as sock:  # a port that was just free, so nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_unreachable_prometheus(make: Factory) -> None:
-    with socket.socket() as sock:  # a port that was just free, so nothing listens on it
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = dead_port()
     provider = make(f"http://127.0.0.1:{port}")
-    with pytest.raises(base.ProviderUnreachable) as caught:
+    with pytest.raises(base.ProviderUnavailable) as caught:
         provider.run_query("up")
-    assert str(caught.value).startswith(f"Prometheus at http://127.0.0.1:{port} unreachable: ")
+    assert str(caught.value) == f"Prometheus at http://127.0.0.1:{port} unreachable: connection refused; query: up"
+    assert isinstance(caught.value, errors.ProviderUnavailable)
     assert provider.is_online() is False
+
+
+def test_unknown_host(make: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_host(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    with pytest.raises(base.ProviderUnavailable) as caught:
+        make("http://prometheus.nowhere:9090").run_query("up")
+    assert str(caught.value) == "Prometheus at http://prometheus.nowhere:9090 unreachable: cannot resolve the host; " \
+                                "query: up"
+
+
+def test_tls_failure(fake: FakePrometheus, make: Factory) -> None:
+    address = fake.url.replace("http://", "https://")  # a TLS client meets a plain-HTTP server
+    with pytest.raises(base.ProviderUnavailable) as caught:
+        make(address).run_query("up")
+    assert str(caught.value).startswith(f"Prometheus at {address} unreachable: TLS handshake failed"), caught.value
+
+
+def test_connection_closed_without_an_answer(fake: FakePrometheus, make: Factory) -> None:
+    fake.answer("q", HANG_UP)
+    with pytest.raises(base.ProviderUnavailable) as caught:
+        make(fake.url).run_query("q")
+    assert str(caught.value) == f"Prometheus at {fake.url} unreachable: connection closed; query: q"
 
 
 def test_timeout(fake: FakePrometheus, make: Factory) -> None:
     fake.answer("slow", HANG)
-    with pytest.raises(base.QueryFailed) as caught:
+    with pytest.raises(base.ProviderUnavailable) as caught:
         make(fake.url, timeout=0.2).run_query("slow")
     assert str(caught.value) == f"Prometheus at {fake.url} did not answer within 0.2s; query: slow"
-    assert not isinstance(caught.value, base.ProviderUnreachable)
+
+
+# -- the address may carry credentials; no message does ------------------------------------------
+
+SECRET_PARTS = ("s3cret-pass", "fledge:", "t0k3n-value")
+
+
+def test_no_message_shows_credentials(fake: FakePrometheus, make: Factory) -> None:
+    host = fake.url.removeprefix("http://")
+    fake.answer("sum(", {"status": "error", "errorType": "bad_data", "error": "parse error"}, status=400)
+    fake.answer("down", b"", status=503)
+    fake.answer("q", vector("3"))
+    provider = make(f"http://fledge:s3cret-pass@{host}")
+    assert provider.run_query("q") == 3.0  # the userinfo is still used: requests sends it as basic auth
+    assert fake.seen[-1][1]["Authorization"] == "Basic " + base64.b64encode(b"fledge:s3cret-pass").decode()
+    messages = []
+    for query in ("sum(", "down"):
+        with pytest.raises(base.QueryFailed) as caught:
+            provider.run_query(query)
+        messages.append(str(caught.value))
+    with pytest.raises(base.ProviderUnavailable) as caught:
+        make(f"http://fledge:s3cret-pass@127.0.0.1:{dead_port()}/?token=t0k3n-value").run_query("up")
+    messages.append(str(caught.value))
+    messages += [repr(provider), str(provider)]
+    assert not [message for message in messages if any(part in message for part in SECRET_PARTS)], messages
+    assert messages[0].startswith(f"Prometheus at http://{host}/*** refused the query: 400: bad_data: parse error")
+
+
+def test_an_invalid_address_is_not_repeated_with_its_credentials() -> None:
+    with pytest.raises(errors.SpecError) as caught:
+        prometheus.PrometheusProvider("ftp://fledge:s3cret-pass@prometheus:9090")
+    assert str(caught.value) == ("spec.provider.address: ftp://prometheus:9090/*** is not an http:// or https:// "
+                                 "URL")
 
 
 def test_is_online(fake: FakePrometheus, make: Factory) -> None:
