@@ -50,7 +50,7 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _loadtester(args: argparse.Namespace) -> int:
-    from canary import loadtester
+    import loadtester
 
     return loadtester.main(args.rest)
 

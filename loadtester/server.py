@@ -28,10 +28,10 @@ import prometheus_client
 
 import redaction
 from canary import durations
-from canary.loadtester import commands, gates, load, payloads, tasks
+from loadtester import commands, gates, load, payloads, tasks
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
-log = logging.getLogger("canary.loadtester")
+log = logging.getLogger("loadtester")
 
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Terminating", "Terminated"})
 MAX_BODY_BYTES = 1 << 20

@@ -24,10 +24,10 @@ import httpx
 
 import redaction
 from canary import durations
-from canary.loadtester import payloads
+from loadtester import payloads
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
-log = logging.getLogger("canary.loadtester")
+log = logging.getLogger("loadtester")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_RPS = 10_000.0
