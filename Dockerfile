@@ -5,6 +5,9 @@ COPY pyproject.toml README.md ./
 COPY canary canary
 COPY metrics metrics
 COPY routers routers
+COPY notifiers notifiers
+COPY loadtester loadtester
+COPY redaction.py ./
 COPY crds crds
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 USER 65532:65532

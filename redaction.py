@@ -1,32 +1,55 @@
-"""Keeping the secrets a URL may carry out of messages, events, status and logs.
+"""Hide the credentials in URLs before a URL reaches a message, a log line, a status or ``/tasks``.
 
-Why this exists: users put credentials in the addresses they give Fledge (``https://user:pass@thanos``,
-``https://hooks.slack.com/services/T000/B000/XXXX``, ``?token=...``), and Fledge writes about those
-addresses in check messages, events, status and logs, which many more people can read than the Secret.
-Redaction is security logic, so it is written once, here, and every package imports it.
+Why this exists: the addresses Fledge calls carry secrets.  A webhook or load-test URL may hold them in its
+userinfo (``https://user:pw@host``) and query values (``?token=...``); a chat webhook holds its token in the
+path itself (``https://hooks.slack.com/services/T0/B0/XXXX``), so for those ``secret_path=True`` shows only
+the scheme and host.  Redaction is security logic: it is written once, here, and webhooks, notifiers and the
+load tester all use it.
 
-What it must not do: import anything of Fledge (``canary``, ``metrics``, ``routers`` and the notifiers all
-import it, so it sits below them), or show any part of a URL beyond its scheme, host and port.
+httpx logs every request URL in full at INFO; importing this module adds a filter to the ``httpx`` logger
+that shows the URLs registered with ``hide_in_httpx_log`` in their redacted form (and changes nothing else).
+
+What it must not do: import anything of Fledge (it sits at the bottom of the import graph, below the
+plug-in families and the engine), raise on a malformed URL, or return any piece of a secret.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import urllib.parse
-from collections.abc import Iterable
+
+import httpx
 
 HIDDEN = "***"
-_SHORTEST_SECRET = 3  # a shorter user name or password would scrub ordinary letters out of a message
-# A shorter path, path segment or query value is a word ("/prom", "api", "v1"), not a token; scrubbing it
-# would garble the message around it.
-_SHORTEST_TOKEN = 6
+# Path segments and query values shorter than these are words ("v1", "id"), not credentials.
+_MIN_SEGMENT_CHARS = 6
+_MIN_VALUE_CHARS = 3
 
 
-def redact_url(url: str) -> str:
-    """``scheme://host:port``, with ``/***`` when the URL had more (userinfo, path, query or fragment).
+def redact_url(url: str, *, secret_path: bool = False) -> str:
+    """``url`` safe to show: userinfo and every query value replaced by ``***`` and the fragment dropped;
+    with ``secret_path`` only ``scheme://host[:port]/***``.  ``***`` alone when it cannot be parsed."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if secret_path:
+            host, port = parts.hostname or "", parts.port
+            return f"{parts.scheme}://{host}{f':{port}' if port else ''}/{HIDDEN}" if parts.scheme and host else HIDDEN
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = f"{HIDDEN}@" + netloc.rpartition("@")[2]
+        query = parts.query
+        if query:
+            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+            query = "&".join(f"{key}={HIDDEN}" for key, _ in pairs) if pairs else HIDDEN
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return HIDDEN
 
-    Enough to tell which service was meant, nothing that grants access. ``***`` when the URL cannot be
-    parsed or has no scheme and host.
-    """
+
+def redact_host(url: str) -> str:
+    """``scheme://host:port``, with ``/***`` when the URL had more (userinfo, path, query or fragment): how a
+    metrics provider's address is shown.  ``***`` when it cannot be parsed or has no scheme and host."""
     try:
         parts = urllib.parse.urlsplit(url.strip())
         host = parts.hostname or ""
@@ -41,10 +64,10 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}" + (f"/{HIDDEN}" if more else "")
 
 
-def secret_pieces(*urls: str | None) -> list[str]:
-    """The substrings of these URLs that must not be shown, longest first so that a longer piece is replaced
-    before a piece inside it: the URL, its userinfo and password, and its path, query, fragment, path
-    segments and query values when they are long enough to be a token."""
+def secret_pieces(*urls: str | None, secret_path: bool = False) -> list[str]:
+    """The substrings of these URLs that may be credentials (whole URL, userinfo, query and its values,
+    fragment; with ``secret_path`` also the path and its longer segments), longest first so that a longer
+    match is replaced whole."""
     pieces: set[str] = set()
     for url in urls:
         if not url:
@@ -55,18 +78,45 @@ def secret_pieces(*urls: str | None) -> list[str]:
         except ValueError:
             continue
         if "@" in parts.netloc:
-            userinfo = parts.netloc.rpartition("@")[0]
-            pieces.update(piece for piece in (userinfo, userinfo.partition(":")[2]) if len(piece) >= _SHORTEST_SECRET)
-        tokens = [parts.path, parts.query, parts.fragment, *parts.path.split("/"),
-                  *(value for _, value in urllib.parse.parse_qsl(parts.query))]
-        pieces.update(token for token in tokens if len(token) >= _SHORTEST_TOKEN)
+            pieces.add(parts.netloc.rpartition("@")[0])
+        pieces.update(piece for piece in (parts.query, parts.fragment) if len(piece) > 1)
+        pieces.update(value for _, value in urllib.parse.parse_qsl(parts.query) if len(value) >= _MIN_VALUE_CHARS)
+        if secret_path and len(parts.path) > 1:
+            pieces.add(parts.path)
+            pieces.update(segment for segment in parts.path.split("/") if len(segment) >= _MIN_SEGMENT_CHARS)
     return sorted(pieces, key=len, reverse=True)
 
 
-def scrub(text: str, urls: Iterable[str | None]) -> str:
-    """``text`` with every secret piece of ``urls`` replaced: the whole URL by its redacted form, any other
-    piece by ``***``. A safety net for text Fledge did not write itself (a library's exception message)."""
-    whole = {url: redact_url(url) for url in urls if url}
-    for piece in secret_pieces(*whole):
+def scrub(text: str, *urls: str | None, secret_path: bool = False) -> str:
+    """``text`` (an error, an answer's body) with each of these URLs shown redacted and every other piece of
+    their credentials replaced by ``***``."""
+    whole = {url: redact_url(url, secret_path=secret_path) for url in urls if url}
+    for piece in secret_pieces(*urls, secret_path=secret_path):
         text = text.replace(piece, whole.get(piece, HIDDEN))
     return text
+
+
+class _HttpxLogRedactor(logging.Filter):
+    """Replaces registered URLs in httpx's own "HTTP Request: POST <url>" records with their redacted form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and self.shown:
+            record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
+                                for arg in record.args)
+        return True
+
+
+_HTTPX_LOG = _HttpxLogRedactor()
+logging.getLogger("httpx").addFilter(_HTTPX_LOG)
+
+
+def hide_in_httpx_log(url: str, shown: str) -> None:
+    """Have httpx's request log show ``shown`` instead of ``url`` (it logs every URL in full at INFO)."""
+    if url == shown:
+        return
+    with contextlib.suppress(httpx.InvalidURL, TypeError):
+        _HTTPX_LOG.shown[str(httpx.URL(url))] = shown

@@ -1,58 +1,62 @@
-"""The ``fledge`` command: the controller, the local environment, the demo and read-only views.
+"""The ``fledge`` command: the controller, read-only views, and the programs that share the command.
 
-Why this exists: one entry point for operators (``fledge controller``), app
-teams (``fledge get canaries``, ``fledge watch``) and developers (``fledge dev``,
-``fledge demo``).  Each sub-command imports its module lazily so that
-``fledge get`` does not pay for kopf's start-up.
+Why this exists: one entry point for operators (``fledge controller``, ``fledge loadtester``), app
+teams (``fledge get canaries``, ``fledge watch``) and developers (``fledge dev``, ``fledge demo``,
+``fledge simulator``).  Each sub-command imports its module lazily so that ``fledge get`` does not pay
+for kopf's start-up.
 
-What it must not do: hold logic of its own beyond parsing arguments.
+``PROGRAMS`` are separate programs that parse their own arguments: a module with ``main(argv) -> int``,
+imported by name, so the engine depends on none of them.  The developer tools (``localkube``,
+``simulator``, ``demo``) are not in the runtime wheel: their commands work where a Fledge checkout is on
+the path (``./dev``, or ``python -m canary.cli`` in the checkout), and say so elsewhere.
+
+What it must not do: hold logic of its own beyond parsing arguments, or import a developer tool.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
+import dataclasses
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from localkube import environment
+@dataclasses.dataclass(frozen=True)
+class Program:
+    module: str  # has ``main(argv: Sequence[str]) -> int``
+    help: str
+    dev: bool = False  # a developer tool: only a checkout has it
 
-    env = environment.Environment(pathlib.Path(args.folder) if args.folder else environment.default_folder())
-    if args.action == "up":
-        try:
-            env.up(prometheus=not args.no_prometheus, simulator=not args.no_prometheus, crds=True)
-        except (environment.StartError, KeyboardInterrupt) as exc:
-            print(f"fledge dev up failed: {exc}", file=sys.stderr)
-            return 1
-        print(env.describe())
-        print(f"\nup in {env.info['up_seconds']}s; to use it:\n  export KUBECONFIG={env.kubeconfig}")
-        return 0
-    if args.action == "down":
-        stopped = env.down()
-        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
-        return 0
-    print(env.describe())
-    return 0 if env.running() else 3
+
+PROGRAMS = {
+    "loadtester": Program("loadtester.cli", "run the load tester (webhook receiver, gates, load generator)"),
+    "dev": Program("localkube.cli", "the local control plane, Prometheus and traffic simulator (checkout)", dev=True),
+    "demo": Program("demo.cli", "promote one release and roll back another locally (checkout)", dev=True),
+    "simulator": Program("simulator.cli", "run the traffic simulator (checkout)", dev=True),
+}
+
+
+def run_program(name: str, argv: Sequence[str]) -> int:
+    """Hand ``argv`` to the program; a developer tool that is not importable is a clear error, not a trace."""
+    program = PROGRAMS[name]
+    package = program.module.partition(".")[0]
+    try:
+        module = importlib.import_module(program.module)
+    except ModuleNotFoundError as exc:
+        if not program.dev or exc.name != package:
+            raise
+        print(f"fledge {name}: a developer command; it needs the {package!r} package of a Fledge checkout, which "
+              f"the runtime package does not ship. In a checkout run ./dev demo, ./dev test, or "
+              f"python -m canary.cli {name} ... from its top folder.", file=sys.stderr)
+        return 2
+    return int(module.main(list(argv)))
 
 
 def _crds(args: argparse.Namespace) -> int:
     from canary import crdgen
 
     return crdgen.main(["--check"] if args.check else [])
-
-
-def _simulator(args: argparse.Namespace) -> int:
-    import simulator
-
-    return simulator.main(args.rest)
-
-
-def _loadtester(args: argparse.Namespace) -> int:
-    from canary import loadtester
-
-    return loadtester.main(args.rest)
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -73,34 +77,17 @@ def _watch(args: argparse.Namespace) -> int:
     return views.watch(args)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from demo import run
-
-    return run.main(args)
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="fledge", description="Progressive delivery for Kubernetes.")
     sub = root.add_subparsers(dest="command", required=True)
-
-    dev = sub.add_parser("dev", help="the local control plane, Prometheus and traffic simulator")
-    dev.add_argument("action", choices=["up", "down", "status"])
-    dev.add_argument("--folder", help="environment folder (default ~/.cache/fledge/dev/fledge)")
-    dev.add_argument("--no-prometheus", action="store_true", help="start only the control plane")
-    dev.set_defaults(func=_dev)
 
     crds = sub.add_parser("crds", help="regenerate crds/*.yaml from the API models")
     crds.add_argument("--check", action="store_true", help="exit 1 when crds/ is stale")
     crds.set_defaults(func=_crds)
 
-    sim = sub.add_parser("simulator", help="run the traffic simulator", add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
-    sim.set_defaults(func=_simulator)
-
-    load = sub.add_parser("loadtester", help="run the load tester (webhook receiver, gates, load generator)",
-                          add_help=False)
-    load.add_argument("rest", nargs=argparse.REMAINDER)
-    load.set_defaults(func=_loadtester)
+    for name, program in PROGRAMS.items():
+        # Listed for --help only: main hands everything after the name to the program.
+        sub.add_parser(name, help=program.help, add_help=False).add_argument("rest", nargs=argparse.REMAINDER)
 
     ctl = sub.add_parser("controller", help="run the controller")
     ctl.add_argument("--kubeconfig", help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
@@ -114,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     ctl.set_defaults(func=_controller)
 
     get = sub.add_parser("get", help="list canaries")
-    get.add_argument("what", choices=["canaries", "canary"])
+    get.add_argument("what", choices=["canaries"])
     get.add_argument("-n", "--namespace", help="only this namespace (default: all)")
     get.add_argument("--kubeconfig")
     get.set_defaults(func=_get)
@@ -125,18 +112,16 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--kubeconfig")
     watch.add_argument("--timeout", type=float, default=1800)
     watch.set_defaults(func=_watch)
-
-    demo = sub.add_parser("demo", help="promote one release and roll back another on the local environment")
-    demo.add_argument("--provider", default="gatewayapi", help="router: gatewayapi, istio or nginx")
-    demo.add_argument("--folder", help="environment folder (default: a fresh one under ~/.cache/fledge/demo)")
-    demo.add_argument("--keep", action="store_true", help="leave the environment running afterwards")
-    demo.set_defaults(func=_demo)
     return root
+
+
+def _pass_through(name: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: run_program(name, args.rest)
 
 
 # Commands with a parser of their own: everything after their name is theirs (argparse's REMAINDER
 # would otherwise reject their flags).
-PASS_THROUGH = {"simulator": _simulator, "loadtester": _loadtester}
+PASS_THROUGH = {name: _pass_through(name) for name in PROGRAMS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from canary import telemetry
@@ -170,12 +170,6 @@ class Store:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
         with self._lock:
             return self._objects.get(self._key(api_version, kind, namespace, name))
-
-    def items(self, kind: str, namespace: str | None = None) -> Iterator[Manifest]:
-        with self._lock:
-            bodies = [body for (_, k, ns, _), body in self._objects.items()
-                      if k == kind and (namespace is None or ns == namespace)]
-        yield from bodies
 
     def __len__(self) -> int:
         with self._lock:

@@ -34,25 +34,21 @@ so one hanging hook never delays the others by more than its own timeout.
 
 What it must not do: decide anything beyond "did this hook answer 2xx" (``core`` decides), raise on a
 failing hook (a failure is data), or write a URL's credentials (userinfo, query values) into a message or
-a log line.  httpx logs every request URL in full at INFO, so importing this module adds a filter to the
-``httpx`` logger that shows the URLs registered with ``hide_in_httpx_log`` redacted (and changes nothing else).
+a log line: ``redaction`` shows each hook URL redacted, in messages and in httpx's own request log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
-import hashlib
-import json
 import logging
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
+import redaction
 from canary import core, durations, models
 
 log = logging.getLogger(__name__)
@@ -106,78 +102,6 @@ def event_payload(canary: models.Canary, hook: models.WebhookSpec, phase: str | 
     return payload(canary, phase, checksum, {**hook.metadata, **event})
 
 
-def checksum(status: models.CanaryStatus) -> str:
-    """A short hash of lastAppliedSpec and trackedConfigs: the same value while the released revision is the same."""
-    source = json.dumps([status.last_applied_spec or "", sorted(status.tracked_configs.items())])
-    return hashlib.sha256(source.encode()).hexdigest()[:10]
-
-
-# -- redaction ----------------------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL with its userinfo and every query value replaced by ``***``; safe for messages and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            netloc = "***@" + netloc.rpartition("@")[2]
-        query = parts.query
-        if query:
-            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-            query = "&".join(f"{key}=***" for key, _ in pairs) if pairs else "***"
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        return "<unparsable URL>"
-
-
-class _HttpxLogRedactor(logging.Filter):
-    """Replaces registered URLs in httpx's own "HTTP Request: POST <url>" records with their redacted form."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shown: dict[str, str] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and self.shown:
-            record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
-                                for arg in record.args)
-        return True
-
-
-_HTTPX_LOG = _HttpxLogRedactor()
-logging.getLogger("httpx").addFilter(_HTTPX_LOG)
-
-
-def hide_in_httpx_log(url: str, shown: str) -> None:
-    """Have httpx's request log show ``shown`` instead of ``url`` (it logs every URL in full at INFO)."""
-    if url == shown:
-        return
-    with contextlib.suppress(httpx.InvalidURL, TypeError):
-        _HTTPX_LOG.shown[str(httpx.URL(url))] = shown
-
-
-def _secrets_of(url: str) -> list[str]:
-    # The pieces of a URL that may be credentials, longest first so a longer match is replaced whole.
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return [url]
-    found = [url]
-    if "@" in parts.netloc:
-        found.append(parts.netloc.rpartition("@")[0])
-    if parts.query:
-        found.append(parts.query)
-        found.extend(value for _, value in urllib.parse.parse_qsl(parts.query) if len(value) >= 3)
-    return sorted({piece for piece in found if piece}, key=len, reverse=True)
-
-
-def _scrub(text: str, url: str) -> str:
-    for piece in _secrets_of(url):
-        text = text.replace(piece, redact_url(url) if piece == url else "***")
-    return text
-
-
 # -- calling ------------------------------------------------------------------------------------
 
 
@@ -212,7 +136,7 @@ async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Ma
 async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any]) -> Result:
     """POST ``body`` to one hook with its timeout and retries; never raises (a failure is a Result)."""
     timeout = hook.timeout_seconds
-    hide_in_httpx_log(hook.url, redact_url(hook.url))
+    redaction.hide_in_httpx_log(hook.url, redaction.redact_url(hook.url))
     attempts = (hook.retries or 0) + 1
     status_code: int | None = None
     text = "not called"
@@ -232,7 +156,7 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
     ok = status_code is not None and 200 <= status_code < 300
     if tried > 1:
         text += f" (after {tried} attempts)"
-    message = _scrub(f"POST {redact_url(hook.url)} {text}", hook.url)
+    message = redaction.scrub(f"POST {redaction.redact_url(hook.url)} {text}", hook.url)
     return Result(name=hook.name, type=hook.type, ok=ok, status_code=status_code, message=message, attempts=tried)
 
 
@@ -301,12 +225,6 @@ async def fire(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
         if not result.ok:
             log.warning("%s hook of %s/%s failed: %s", hook_type, canary.namespace, canary.name, result.message)
     return results
-
-
-async def post_rollout(client: httpx.AsyncClient, canary: models.Canary, phase: str | None,
-                       checksum: str) -> list[Result]:
-    """Fire the post-rollout hooks (after Succeeded or Failed); failures are logged, never raised."""
-    return await fire(client, canary, models.HookType.POST_ROLLOUT, phase, checksum)
 
 
 async def post_event(client: httpx.AsyncClient, canary: models.Canary, phase: str | None, checksum: str,

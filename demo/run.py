@@ -136,6 +136,6 @@ def _fail(ctl: local_controller.Controller, why: str) -> int:
 
 
 if __name__ == "__main__":
-    from canary import cli
+    from demo import cli
 
-    sys.exit(cli.main(["demo", *sys.argv[1:]]))
+    sys.exit(cli.main())

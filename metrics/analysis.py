@@ -181,7 +181,9 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
                           message=message, unavailable=unavailable)
 
     def scrubbed(exc: BaseException) -> str:  # text Fledge did not write may hold the address
-        return str(exc) if isinstance(exc, errors.FledgeError) else redaction.scrub(str(exc), [config.address])
+        if isinstance(exc, errors.FledgeError):
+            return str(exc)
+        return redaction.scrub(str(exc), config.address, secret_path=True)
 
     if not config.address:
         return failed(f"{query.field}: no {config.type} address; set spec.metricsServer, the controller's "
@@ -192,7 +194,7 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         if not isinstance(exc, errors.FledgeError):
             logger.exception("metric %s of %s/%s: the provider factory raised", name, canary.namespace, canary.name)
         return failed(f"{query.field}: cannot use the {config.type} provider at "
-                      f"{redaction.redact_url(config.address)}: {scrubbed(exc)}")
+                      f"{redaction.redact_host(config.address)}: {scrubbed(exc)}")
     try:
         value = await asyncio.wait_for(asyncio.to_thread(provider.run_query, query.text), timeout)
     except base.NoValuesFound as exc:

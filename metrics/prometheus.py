@@ -86,10 +86,10 @@ class PrometheusProvider:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not address.startswith(("http://", "https://")):
-            raise errors.SpecError("spec.provider.address", f"{redaction.redact_url(address)} is not an http:// "
+            raise errors.SpecError("spec.provider.address", f"{redaction.redact_host(address)} is not an http:// "
                                                             "or https:// URL")
         self.address = address.rstrip("/")  # may hold credentials: messages and logs show ``shown``
-        self.shown = redaction.redact_url(self.address)
+        self.shown = redaction.redact_host(self.address)
         self.timeout = timeout
         self._insecure = insecure_skip_verify
         self._headers = dict(headers or {})
@@ -107,7 +107,7 @@ class PrometheusProvider:
         return f"Prometheus at {self.shown}"
 
     def _scrub(self, text: str) -> str:
-        return redaction.scrub(text, [self.address])
+        return redaction.scrub(text, self.address, secret_path=True)
 
     def _connection_failure(self, exc: requests.exceptions.ConnectionError) -> str:
         """What went wrong, in words that hold no part of the URL (requests' own text holds its path)."""

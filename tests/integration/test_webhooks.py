@@ -34,7 +34,7 @@ def loadtester(env: environment.Environment) -> Iterator[str]:
     Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
     """
     port = processes.free_port()
-    argv = [sys.executable, "-m", "canary.loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m"]
+    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m"]
     log_path = env.folder / "logs" / "loadtester.log"
     proc, _ = processes.spawn("loadtester", argv, log_path, (port,))
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from canary import loadtester
+import loadtester
 
 pytestmark = pytest.mark.unit
 

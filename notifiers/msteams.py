@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from canary.alerts import base
+from notifiers import base
 
 CARD_VERSION = "1.4"
 COLORS = {"info": "Good", "warn": "Warning", "error": "Attention"}
@@ -46,15 +44,3 @@ def build(message: base.Message, target: base.Target) -> dict[str, Any]:
         "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
                          "content": card(message)}],
     }
-
-
-class MSTeams:
-    service = "msteams"
-
-    def __init__(self, client: httpx.AsyncClient, target: base.Target) -> None:
-        self._client = client
-        self._target = target
-
-    async def post(self, message: base.Message) -> None:
-        """Send one message; raises base.NotifyError."""
-        await base.post_json(self._client, self.service, self._target.address, build(message, self._target))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from canary.alerts import base
+from notifiers import base
 
 COLORS = {"info": 0x2EB886, "warn": 0xDAA038, "error": 0xD50200}
 # Discord refuses embeds beyond these sizes.
@@ -39,15 +37,3 @@ def build(message: base.Message, target: base.Target) -> dict[str, Any]:
     if message.timestamp is not None:
         embed["timestamp"] = message.timestamp.isoformat()
     return {"username": target.username, "embeds": [embed]}
-
-
-class Discord:
-    service = "discord"
-
-    def __init__(self, client: httpx.AsyncClient, target: base.Target) -> None:
-        self._client = client
-        self._target = target
-
-    async def post(self, message: base.Message) -> None:
-        """Send one message; raises base.NotifyError."""
-        await base.post_json(self._client, self.service, self._target.address, build(message, self._target))

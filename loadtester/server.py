@@ -26,11 +26,12 @@ from typing import Any, TypeVar
 
 import prometheus_client
 
-from canary import durations, webhooks
-from canary.loadtester import commands, gates, load, payloads, tasks
+import redaction
+from canary import durations
+from loadtester import commands, gates, load, payloads, tasks
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
-log = logging.getLogger("canary.loadtester")
+log = logging.getLogger("loadtester")
 
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Terminating", "Terminated"})
 MAX_BODY_BYTES = 1 << 20
@@ -232,7 +233,7 @@ class LoadTester:
         return Reply(500, f"command failed ({code}): {result.output}")
 
     def _load(self, spec: load.LoadSpec, canary: str) -> Reply:
-        target = webhooks.redact_url(spec.url)
+        target = redaction.redact_url(spec.url)
         what = f"{spec.method} {target} at {spec.rps:g} rps x {spec.concurrency} for " \
                f"{durations.format_duration(spec.duration)}"
         counter = self._requests

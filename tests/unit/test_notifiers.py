@@ -1,4 +1,4 @@
-"""Alerts: the severity filter, each service's JSON field by field, delivery, and secrets kept out of errors."""
+"""Alerts and notifiers: the severity filter, each service's JSON field by field, delivery, no secret in errors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+import notifiers
+import redaction
 from canary import alerts, models
-from canary.alerts import base, discord, gchat, generic, msteams, rocket, slack
+from notifiers import base, discord, gchat, generic, msteams, rocket, slack
 
 pytestmark = pytest.mark.unit
 
@@ -228,7 +230,7 @@ def test_generic_payload() -> None:
 
 def test_generic_notifier_posts_its_payload() -> None:
     service = Service()
-    run(service, lambda c: generic.Generic(c, TARGET).post(MESSAGE))
+    run(service, lambda c: base.send(c, "generic", generic, TARGET, MESSAGE))
     assert service.received == [(SLACK_URL, generic.build(MESSAGE, TARGET))]
 
 
@@ -347,7 +349,7 @@ def test_resolver_failures_and_unsupported_types_do_not_stop_other_alerts(caplog
 
 
 def test_an_unregistered_type_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(alerts.NOTIFIERS, "gchat")
+    monkeypatch.delitem(notifiers.NOTIFIERS, "gchat")
     config = alerts.ProviderConfig(provider("g", "gchat", address="https://chat.test/x"))
     errors = run(Service(), lambda c: alerts.notify(c, canary(alert("g")), "info", "hi", lambda ns, n: config))
     assert "provider type 'gchat' is not supported" in errors[0]
@@ -402,4 +404,4 @@ def test_reprs_hide_secrets() -> None:
      ("not a url", "***")],
 )
 def test_redact_address(address: str, shown: str) -> None:
-    assert base.redact_address(address) == shown
+    assert redaction.redact_url(address, secret_path=True) == shown

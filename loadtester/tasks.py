@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from canary.loadtester import load
+from loadtester import load
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
-log = logging.getLogger("canary.loadtester")
+log = logging.getLogger("loadtester")
 
 
 @dataclasses.dataclass

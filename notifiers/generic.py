@@ -13,12 +13,16 @@ What it must not do: log the address.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
-import httpx
+from notifiers import base
 
-from canary import models
-from canary.alerts import base
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    # As Kubernetes writes times: UTC with a Z, sub-second digits only when there are some.
+    text = moment.astimezone(datetime.UTC).isoformat(timespec="microseconds").removesuffix("+00:00")
+    return text.rstrip("0").rstrip(".") + "Z"
 
 
 def build(message: base.Message, target: base.Target) -> dict[str, Any]:
@@ -33,19 +37,7 @@ def build(message: base.Message, target: base.Target) -> dict[str, Any]:
         "username": target.username,
     }
     if message.timestamp is not None:
-        body["timestamp"] = models.format_time(message.timestamp)
+        body["timestamp"] = _rfc3339(message.timestamp)
     if target.channel:
         body["channel"] = target.channel
     return body
-
-
-class Generic:
-    service = "generic"
-
-    def __init__(self, client: httpx.AsyncClient, target: base.Target) -> None:
-        self._client = client
-        self._target = target
-
-    async def post(self, message: base.Message) -> None:
-        """Send one message; raises base.NotifyError."""
-        await base.post_json(self._client, self.service, self._target.address, build(message, self._target))

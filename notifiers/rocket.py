@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from canary.alerts import base, slack
+from notifiers import base, slack
 
 
 def build(message: base.Message, target: base.Target) -> dict[str, Any]:
@@ -23,15 +21,3 @@ def build(message: base.Message, target: base.Target) -> dict[str, Any]:
     for attachment in body["attachments"]:
         attachment.pop("ts", None)
     return body
-
-
-class Rocket:
-    service = "rocket"
-
-    def __init__(self, client: httpx.AsyncClient, target: base.Target) -> None:
-        self._client = client
-        self._target = target
-
-    async def post(self, message: base.Message) -> None:
-        """Send one message; raises base.NotifyError."""
-        await base.post_json(self._client, self.service, self._target.address, build(message, self._target))

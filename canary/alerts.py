@@ -3,7 +3,8 @@
 Why this exists: the decision core emits ``core.Alert(severity, message)``; execute calls ``notify``, which
 picks the alerts of ``spec.analysis.alerts`` whose severity admits the message, resolves each provider (and
 its Secret) through a callable the caller supplies, and posts to all of them concurrently with the notifier
-registered for the provider's type (one module per service: slack, rocket, msteams, discord, gchat, generic).
+registered for the provider's type (``notifiers``: one module per service, slack, rocket, msteams, discord,
+gchat, generic).  This is the engine's side of alerting; the notifiers know nothing of Canaries.
 
 Severity: an alert of severity ``info`` gets every message, ``warn`` gets warn and error, ``error`` only
 error.  An alert without a severity is an ``info`` alert (Flagger's code drops those; Fledge does not).
@@ -29,24 +30,15 @@ from typing import Literal
 
 import httpx
 
+import notifiers
+import redaction
 from canary import models
-from canary.alerts import base, discord, gchat, generic, msteams, rocket, slack
+from notifiers import base
 
 log = logging.getLogger(__name__)
 
 Severity = Literal["info", "warn", "error"]
 _RANK = {"info": 0, "warn": 1, "error": 2}
-
-NotifierFactory = Callable[[httpx.AsyncClient, base.Target], base.Notifier]
-NOTIFIERS: dict[str, NotifierFactory] = {
-    "slack": slack.Slack,
-    "rocket": rocket.Rocket,
-    "msteams": msteams.MSTeams,
-    "discord": discord.Discord,
-    "gchat": gchat.GChat,
-    "generic": generic.Generic,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class ProviderConfig:
@@ -140,24 +132,25 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
     ref = alert.provider_ref
     provider_namespace = ref.namespace or namespace
     where = f"alert {alert.name} (provider {provider_namespace}/{ref.name})"
-    secrets: list[str] = []
+    secrets: tuple[str | None, ...] = ()  # the URLs whose credentials no message may show
     try:
         config = await _resolve(resolve_provider, provider_namespace, ref.name)
         kind = str(config.provider.spec.type)
-        factory = NOTIFIERS.get(kind)
-        if factory is None:
-            return f"{where}: provider type {kind!r} is not supported; use one of {', '.join(sorted(NOTIFIERS))}"
+        notifier = notifiers.NOTIFIERS.get(kind)
+        if notifier is None:
+            known = ", ".join(sorted(notifiers.NOTIFIERS))
+            return f"{where}: provider type {kind!r} is not supported; use one of {known}"
         target, proxy = target_of(config)
-        secrets = base.secret_pieces(target.address, proxy)
+        secrets = (target.address, proxy)
         if proxy:
             async with httpx.AsyncClient(proxy=proxy, timeout=client.timeout) as proxied:
-                await factory(proxied, target).post(message)
+                await base.send(proxied, kind, notifier, target, message)
         else:
-            await factory(client, target).post(message)
+            await base.send(client, kind, notifier, target, message)
     except base.NotifyError as exc:
-        return base.scrub(f"{where}: {exc}", secrets)
+        return redaction.scrub(f"{where}: {exc}", *secrets, secret_path=True)
     except Exception as exc:  # a resolver, a proxy or a notifier bug must not stop the other alerts
-        return base.scrub(f"{where}: {type(exc).__name__}: {exc}", secrets)
+        return redaction.scrub(f"{where}: {type(exc).__name__}: {exc}", *secrets, secret_path=True)
     return None
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from canary.alerts import base
+from notifiers import base
 
 COLORS = {"info": "good", "warn": "warning", "error": "danger"}
 
@@ -35,15 +33,3 @@ def build(message: base.Message, target: base.Target) -> dict[str, Any]:
     if target.channel:
         body["channel"] = target.channel
     return body
-
-
-class Slack:
-    service = "slack"
-
-    def __init__(self, client: httpx.AsyncClient, target: base.Target) -> None:
-        self._client = client
-        self._target = target
-
-    async def post(self, message: base.Message) -> None:
-        """Send one message; raises base.NotifyError."""
-        await base.post_json(self._client, self.service, self._target.address, build(message, self._target))

@@ -22,11 +22,12 @@ from typing import Any
 
 import httpx
 
-from canary import durations, webhooks
-from canary.loadtester import payloads
+import redaction
+from canary import durations
+from loadtester import payloads
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
-log = logging.getLogger("canary.loadtester")
+log = logging.getLogger("loadtester")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MAX_RPS = 10_000.0
@@ -110,7 +111,7 @@ def parse_load(metadata: Mapping[str, str], limit: float) -> LoadSpec:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise payloads.BadRequest("metadata.url must be the http:// or https:// address to load, "
-                                  f"got {webhooks.redact_url(url) if url else 'nothing'}")
+                                  f"got {redaction.redact_url(url) if url else 'nothing'}")
     method = metadata.get("method", "GET").strip().upper() or "GET"
     if method not in METHODS:
         raise payloads.BadRequest(f"metadata.method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
@@ -194,5 +195,5 @@ async def generate(spec: LoadSpec, stats: LoadStats, on_request: Callable[[bool]
                     group.create_task(worker(client))
         except TimeoutError:
             log.warning("load on %s still had requests in flight at its end; they were not counted",
-                        webhooks.redact_url(spec.url))
+                        redaction.redact_url(spec.url))
     return stats

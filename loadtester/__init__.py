@@ -43,17 +43,17 @@ stops every task.
 The modules, one topic each: ``payloads`` reads webhook payloads (and defines BadRequest), ``gates`` holds
 the gate and rollback flags, ``load`` parses and runs load, ``commands`` decides and runs allowlisted
 commands, ``tasks`` keeps one task per key, ``server`` answers HTTP (``LoadTester``), ``cli`` is the
-command line, and ``__main__`` makes ``python -m canary.loadtester`` work.  This file only re-exports the
+command line, and ``__main__`` makes ``python -m loadtester`` work.  This file only re-exports the
 names callers use as ``loadtester.X``; it is the one place in the package that imports names, not modules.
 
 What it must not do: run a command that is not on the allowlist, run two tasks for one key, put a URL's
 credentials into /tasks or /metrics, or decide anything about the canary.
 """
 
-from canary.loadtester.cli import main, parser
-from canary.loadtester.commands import OUTPUT_CHARS, CommandResult, run_command
-from canary.loadtester.gates import Gates
-from canary.loadtester.load import (
+from loadtester.cli import main, parser
+from loadtester.commands import OUTPUT_CHARS, CommandResult, run_command
+from loadtester.gates import Gates
+from loadtester.load import (
     MAX_CONCURRENCY,
     MAX_RPS,
     METHODS,
@@ -63,9 +63,9 @@ from canary.loadtester.load import (
     parse_headers,
     parse_load,
 )
-from canary.loadtester.payloads import BadRequest
-from canary.loadtester.server import FINAL_PHASES, MAX_BODY_BYTES, LoadTester, Reply
-from canary.loadtester.tasks import Entry, Runner
+from loadtester.payloads import BadRequest
+from loadtester.server import FINAL_PHASES, MAX_BODY_BYTES, LoadTester, Reply
+from loadtester.tasks import Entry, Runner
 
 __all__ = [
     "FINAL_PHASES",

@@ -1,7 +1,7 @@
 """``fledge loadtester``: a webhook target that generates load, runs allowed commands and holds manual gates.
 
 Why this module exists: the load tester runs as its own process (``fledge loadtester ...`` or ``python -m
-canary.loadtester ...``); this reads its flags, configures logging, and serves until SIGINT or SIGTERM.
+loadtester ...``); this reads its flags, configures logging, and serves until SIGINT or SIGTERM.
 The first paragraph of this docstring is the ``--help`` description.
 
 What it must not do: hold any load tester behaviour (that is in ``server`` and the modules it uses), or allow
@@ -19,7 +19,7 @@ import types
 from collections.abc import Sequence
 
 from canary import durations
-from canary.loadtester import server
+from loadtester import server
 
 
 def _listen(value: str) -> tuple[str, int]:
