@@ -43,7 +43,7 @@ from canary.models.canary import (
     SessionAffinity,
     Strategy,
 )
-from canary.models.checks import BUILTIN_METRICS, HookType, MetricSpec, ThresholdRange, WebhookSpec
+from canary.models.checks import BUILTIN_METRICS, HookType, JudgeSpec, MetricSpec, ThresholdRange, WebhookSpec
 from canary.models.parsing import parse_alert_provider, parse_canary, parse_metric_template, spec_error
 from canary.models.refs import (
     AutoscalerRef,
@@ -63,6 +63,7 @@ from canary.models.statuses import (
     CheckResult,
     Condition,
     ConditionStatus,
+    JudgeResult,
     ResourceStatus,
     format_time,
     parse_time,
@@ -104,6 +105,8 @@ __all__ = [
     "HookType",
     "HttpAddress",
     "IngressRef",
+    "JudgeResult",
+    "JudgeSpec",
     "MetricProviderType",
     "MetricSpec",
     "MetricTemplate",

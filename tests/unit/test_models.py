@@ -419,3 +419,24 @@ def test_time_round_trip() -> None:
     assert models.format_time(moment.astimezone(timezone(timedelta(hours=-5)))) == "2025-03-01T10:00:00Z"
     with pytest.raises(ValueError, match="aware"):
         models.format_time(datetime(2025, 3, 1))
+
+
+def test_judge_is_optional_and_reads_camel_case() -> None:
+    assert models.parse_canary(minimal_canary()).spec.analysis.judge is None
+    judge = models.parse_canary(with_value("spec.analysis.judge", {"minSamples": 50, "latencyQuantile": 0.95,
+                                                                   "latency": False})).spec.analysis.judge
+    assert judge is not None
+    assert (judge.alpha, judge.min_samples, judge.tolerance, judge.severe) == (0.01, 50, 0.1, 10.0)
+    assert (judge.errors, judge.latency, judge.latency_quantile) == (True, False, 0.95)
+
+
+@pytest.mark.parametrize(("judge", "field", "fragment"), [
+    ({"severe": 1.05, "tolerance": 0.1}, "spec.analysis.judge", "greater than 1 + tolerance"),
+    ({"errors": False, "latency": False}, "spec.analysis.judge", "at least one"),
+    ({"alpha": 0.9}, "spec.analysis.judge.alpha", "0.5"),
+])
+def test_invalid_judge_names_the_field(judge: dict[str, Any], field: str, fragment: str) -> None:
+    with pytest.raises(models.SpecError) as caught:
+        models.parse_canary(with_value("spec.analysis.judge", judge))
+    assert caught.value.field == field, caught.value.details
+    assert fragment in caught.value.message
