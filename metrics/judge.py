@@ -18,7 +18,8 @@ guarantee):
   own rate) is gone; what remains is one binomial per window.
 - The log-likelihood of ``rho`` is summed over windows on a fixed grid of ``rho`` (``Evidence``), so the
   windows may be of any length and the traffic split may change between them (every canary step).
-- ``H0: rho <= 1 + tolerance`` is rejected when the mixture (uniform over the grid points above the null)
+- ``H0: rho <= 1 + tolerance`` is rejected when the mixture (over the grid points above the null, with a
+  half-normal prior on their log distance from it, as Lindon et al.'s normal prior on the log ratio)
   of likelihood ratios against the null reaches ``1/alpha``: a test supermartingale under H0 (each
   window's factor has conditional mean <= 1 when the true ``rho`` is at or below the null), so by Ville's
   inequality the probability that it *ever* reaches ``1/alpha`` is at most ``alpha``.
@@ -55,6 +56,9 @@ Floats = npt.NDArray[np.float64]
 
 # The base grid of rho, log2-spaced from 1/16 to 64 in quarter steps; the null and severe ratios join it.
 BASE_GRID = tuple(float(2.0 ** (k / 4)) for k in range(-16, 25))
+# The mixing prior of the test puts most weight on ratios up to e (about 2.7) times the null: regressions
+# worth catching early are there, and the likelihood of larger ones is overwhelming anyway.
+PRIOR_SCALE = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,12 +179,16 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) 
 
 
 def e_value(evidence: Evidence, config: Config, null: float) -> float:
-    """The mixture likelihood ratio against ``rho <= null`` (``null`` must be on the grid)."""
+    """The mixture likelihood ratio against ``rho <= null`` (``null`` must be on the grid): the grid points
+    above the null weighted by a half-normal on ``log(rho / null)`` with scale ``PRIOR_SCALE``."""
     grid = np.asarray(config.grid())
     ll = np.asarray(evidence.log_likelihood)
     at_null = ll[int(np.argmin(np.abs(grid - null)))]
-    above = ll[grid > null + 1e-9] - at_null
-    return float(np.exp(_log_mean_exp(above)))
+    mask = grid > null + 1e-9
+    distance = np.log(grid[mask]) - math.log(null)
+    log_weights = -(distance**2) / (2 * PRIOR_SCALE**2)
+    log_weights -= _log_sum_exp(log_weights)
+    return float(np.exp(_log_sum_exp(ll[mask] - at_null + log_weights)))
 
 
 def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
@@ -228,18 +236,26 @@ def advanced(evidence: Evidence) -> Evidence:
 
 
 def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99) -> float | None:
-    """The smallest finite bucket boundary (``le``) at or above the primary's ``quantile``; None without data.
+    """The finite bucket boundary (``le``) nearest the primary's ``quantile``: the one whose share of slower
+    primary requests is closest, as a ratio, to ``1 - quantile``; None without data.
 
-    ``primary_buckets`` are cumulative counts by upper bound, as Prometheus histograms are (``+Inf`` is the
-    total).  The boundary is chosen once per release and kept, so every window counts the same event."""
+    Buckets are coarse (Istio's jump from 100 to 250 ms): the first boundary above the quantile may leave
+    almost no slow requests to compare, the one just below it plenty.  ``primary_buckets`` are cumulative
+    counts by upper bound, as Prometheus histograms are (``+Inf`` is the total).  The boundary is chosen
+    once per release and kept, so every window counts the same event."""
     total = _total(primary_buckets)
     if total <= 0:
         return None
-    finite = sorted(le for le in primary_buckets if math.isfinite(le))
-    for le in finite:
-        if primary_buckets[le] >= quantile * total:
-            return le
-    return finite[-1] if finite else None
+    target = math.log(1.0 - quantile)
+    best: tuple[float, float] | None = None
+    for le in sorted(le for le in primary_buckets if math.isfinite(le)):
+        slower = (total - primary_buckets[le]) / total
+        if slower <= 0:
+            continue
+        distance = abs(math.log(slower) - target)
+        if best is None or distance < best[0]:
+            best = (distance, le)
+    return best[1] if best is not None else None
 
 
 def exceedance(buckets: Mapping[float, float], boundary: float) -> Counts:
@@ -259,6 +275,11 @@ def _total(buckets: Mapping[float, float]) -> float:
     if math.inf in buckets:
         return buckets[math.inf]
     return max(buckets.values(), default=0.0)
+
+
+def _log_sum_exp(values: Floats) -> float:
+    top = float(values.max())
+    return top + math.log(float(np.sum(np.exp(values - top))))
 
 
 def _log_mean_exp(values: Floats) -> float:

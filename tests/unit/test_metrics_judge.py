@@ -34,7 +34,9 @@ def test_the_e_value_is_the_mean_likelihood_ratio_over_the_ratios_above_the_null
     theta = grid * share / (grid * share + 1 - share)
     pmf = stats.binom.pmf(40, 220, theta)
     null_pmf = stats.binom.pmf(40, 220, 1.1 * share / (1.1 * share + 1 - share))
-    expected = float(np.mean(pmf[grid > 1.1 + 1e-9] / null_pmf))
+    above = grid > 1.1 + 1e-9
+    weights = stats.halfnorm.pdf(np.log(grid[above] / 1.1), scale=judge.PRIOR_SCALE)
+    expected = float(np.sum(weights / weights.sum() * pmf[above] / null_pmf))
     assert judge.e_value(evidence, CONFIG, CONFIG.null) == pytest.approx(expected, rel=1e-9)
 
 
@@ -103,10 +105,11 @@ def test_counts_from_prometheus_floats(requests: float, events: float, expected:
     assert judge.Counts.of(requests, events) == expected
 
 
-def test_pick_boundary_takes_the_first_bucket_at_the_quantile() -> None:
-    buckets = {0.1: 500.0, 0.25: 980.0, 0.5: 995.0, 1.0: 1000.0, math.inf: 1000.0}
-    assert judge.pick_boundary(buckets, 0.99) == 0.5
-    assert judge.pick_boundary(buckets, 0.9) == 0.25
+def test_pick_boundary_takes_the_bucket_whose_slow_share_is_nearest_the_quantile() -> None:
+    buckets = {0.1: 500.0, 0.25: 980.0, 0.5: 993.0, 1.0: 1000.0, math.inf: 1000.0}
+    assert judge.pick_boundary(buckets, 0.99) == 0.5  # 0.7 % slower is nearer 1 % than 2 % is, as a ratio
+    assert judge.pick_boundary(buckets, 0.98) == 0.25
+    assert judge.pick_boundary({0.1: 9660.0, 0.25: 9999.0, math.inf: 10000.0}, 0.99) == 0.1
     assert judge.pick_boundary({math.inf: 0.0}) is None
     assert judge.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
 
