@@ -19,7 +19,7 @@ import datetime
 from typing import Any
 
 from canary import core, errors, models, runtime, webhooks, workloads
-from metrics import analysis
+from metrics import analysis, judging
 from metrics import base as metric_base
 from routers import base as routers
 
@@ -123,6 +123,21 @@ async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
     return factory
 
 
+async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, router_provider: str, server: str,
+                 now: datetime.datetime) -> list[core.Check]:
+    """The judge's comparisons of this step, on the metrics server (where the builtin counts are)."""
+    if canary.spec.analysis.judge is None:
+        return []
+    config = metric_base.ProviderConfig(type=models.MetricProviderType.PROMETHEUS.value, address=server,
+                                        namespace=canary.namespace)
+    try:
+        provider = factory(config)
+    except Exception as exc:  # an empty or invalid address: a failed check that says so, as for a metric
+        return [core.Check(name=judging.ERRORS, kind="judge", passed=False,
+                           message=f"spec.analysis.judge: cannot use the metrics server {server!r}: {exc}")]
+    return await judging.run_judge(canary, provider, router_provider=router_provider, now=now)
+
+
 async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> core.Observed:
     """``obs`` with what the decision asked for: one gate's answer, or one set of checks."""
     canary = obs.canary
@@ -137,9 +152,11 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
     else:
         factory = await _provider_factory(rt, canary)
         provider = canary.spec.provider or rt.settings.default_provider
-        metrics, hooks = await asyncio.gather(
+        server = canary.spec.metrics_server or rt.settings.metrics_server
+        metrics, judged, hooks = await asyncio.gather(
             analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
-                                  metrics_server=canary.spec.metrics_server or rt.settings.metrics_server),
+                                  metrics_server=server),
+            _judge(canary, factory, provider, server, obs.now),
             webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
-        checks += [*metrics, *hooks]
+        checks += [*metrics, *judged, *hooks]
     return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

@@ -25,6 +25,7 @@ What it must not do: render or run the queries (``metrics.templates`` and ``metr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
@@ -81,3 +82,56 @@ def provider_family(provider: str) -> str:
 def builtin_query(provider: str, metric_name: str) -> str | None:
     """The query template of a builtin metric for a router provider; None when there is none."""
     return QUERIES.get(provider_family(provider), {}).get(metric_name)
+
+
+# -- the judge's counts: per version, over a window that starts where the current step started -----------
+# ``{{ variables.version }}`` is the label matcher of one version (``version_selector``); ``{{ interval }}``
+# is the window.  increase() rather than rate(): the judge needs counts, not proportions.
+
+_ISTIO_VERSION = 'reporter="destination",destination_workload_namespace="{{ namespace }}",{{ variables.version }}'
+_NGINX_VERSION = 'namespace="{{ namespace }}",ingress="{{ ingress }}",{{ variables.version }}'
+_HTTP_VERSION = 'namespace="{{ namespace }}",{{ variables.version }}'
+
+
+@dataclasses.dataclass(frozen=True)
+class CountQueries:
+    """Query templates of one version's requests, 5xx answers and cumulative latency buckets (by ``le``)."""
+
+    requests: str
+    errors: str
+    buckets: str
+
+
+def _counts(requests: str, buckets: str, selector: str, status_label: str) -> CountQueries:
+    return CountQueries(
+        requests=f"sum(increase({requests}{{{selector}}}[{{{{ interval }}}}]))",
+        errors=f'sum(increase({requests}{{{selector},{status_label}=~"5.*"}}[{{{{ interval }}}}]))',
+        buckets=f"sum by (le) (increase({buckets}{{{selector}}}[{{{{ interval }}}}]))",
+    )
+
+
+_HTTP_COUNTS = _counts("http_request_duration_seconds_count", "http_request_duration_seconds_bucket",
+                       _HTTP_VERSION, "status")
+COUNT_QUERIES: Mapping[str, CountQueries] = {
+    "istio": _counts("istio_requests_total", "istio_request_duration_milliseconds_bucket", _ISTIO_VERSION,
+                     "response_code"),
+    "nginx": _counts("nginx_ingress_controller_requests", "nginx_ingress_controller_response_duration_seconds_bucket",
+                     _NGINX_VERSION, "status"),
+    "gatewayapi": _HTTP_COUNTS,
+    "kubernetes": _HTTP_COUNTS,
+}
+
+
+def count_queries(provider: str) -> CountQueries | None:
+    """The judge's count query templates for a router provider; None when there are none."""
+    return COUNT_QUERIES.get(provider_family(provider))
+
+
+def version_selector(provider: str, workload: str, canary: bool) -> str:
+    """The label matcher of one version: its workload (the target, or ``<target>-primary``), or for NGINX
+    whether the canary Ingress served the request (the primary has ``canary=""``)."""
+    family = provider_family(provider)
+    if family == "nginx":
+        return 'canary!=""' if canary else 'canary=""'
+    label = "destination_workload" if family == "istio" else "workload"
+    return f'{label}="{workload}"'

@@ -132,8 +132,16 @@ class PrometheusProvider:
 
     def run_query(self, query: str) -> float:
         """The value of the instant ``query``; raises NoValuesFound, QueryFailed or ProviderUnavailable."""
+        return _value(query, self._result(query))
+
+    def run_vector(self, query: str, label: str) -> dict[str, float]:
+        """The samples of the instant vector ``query`` by the value of ``label`` (``le`` for histogram
+        buckets); NaN samples are left out.  Raises NoValuesFound, QueryFailed or ProviderUnavailable."""
+        return _by_label(query, self._result(query), label)
+
+    def _result(self, query: str) -> Any:
         try:
-            result = self._client().custom_query(query)
+            return self._client().custom_query(query)
         except requests.exceptions.ConnectionError as exc:  # ConnectTimeout and SSLError are ConnectionErrors
             raise base.ProviderUnavailable(query, f"{self} unreachable: {self._connection_failure(exc)}") from exc
         except requests.exceptions.Timeout as exc:
@@ -149,7 +157,6 @@ class PrometheusProvider:
             # JSONDecodeError is a RequestException and a ValueError; KeyError/TypeError: not Prometheus's JSON.
             raise base.QueryFailed(query, f"{self} gave an unreadable answer: "
                                           f"{self._scrub(f'{type(exc).__name__}: {exc}')}") from exc
-        return _value(query, result)
 
     def is_online(self) -> bool:
         """True when Prometheus answers ``vector(1)`` with 1."""
@@ -207,6 +214,22 @@ def _value(query: str, result: Any) -> float:
     if math.isnan(value):
         raise base.NoValuesFound(query, "the query returned NaN (no data in the window, or 0/0)")
     return value
+
+
+def _by_label(query: str, result: Any, label: str) -> dict[str, float]:
+    if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
+        raise base.QueryFailed(query, f"expected an instant vector, got {str(result)[:_ERROR_BODY_CHARS]}")
+    samples: dict[str, float] = {}
+    for series in result:
+        key = (series.get("metric") or {}).get(label)
+        if key is None or not _is_sample(series.get("value")):
+            raise base.QueryFailed(query, f"expected one series per {label!r}: {str(series)[:_ERROR_BODY_CHARS]}")
+        value = _number(query, series["value"][1])
+        if not math.isnan(value):
+            samples[str(key)] = samples.get(str(key), 0.0) + value
+    if not samples:
+        raise base.NoValuesFound(query, "the query matched no series")
+    return samples
 
 
 def _is_sample(value: Any) -> bool:

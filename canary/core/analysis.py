@@ -55,7 +55,7 @@ def analyse(obs: state.Observed) -> state.Decision:
     stepped = status.model_copy(update={"last_step_time": now_text,
                                         "checks": [_check_status(c, now_text) for c in checks] or status.checks})
     obs = _with_status(obs, stepped)
-    failed = [c for c in checks if not c.passed and not c.unavailable]
+    failed = [c for c in checks if not c.passed and not c.unavailable and not c.inconclusive]
     if failed:
         return _failed_checks(obs, failed)
     unavailable = [c for c in checks if c.unavailable]
@@ -64,6 +64,9 @@ def analyse(obs: state.Observed) -> state.Decision:
     if status.metrics_unavailable_since:
         obs = _with_status(obs, obs.canary.status.model_copy(update={"metrics_unavailable_since": None,
                                                                       "message": ""}))
+    inconclusive = [c.name for c in checks if c.inconclusive]
+    if inconclusive:
+        return _halt(obs, f"{', '.join(inconclusive)} inconclusive: too few samples")
     started: list[state.Action] = []
     if first:
         # Pre-rollout hooks passed (or there are none): the release has started.  Until then a failing
@@ -83,9 +86,11 @@ def _failed_checks(obs: state.Observed, failed: Sequence[state.Check]) -> state.
         actions.append(state.Event("Warning", "Synced", message))
         if not check.mute_alert:
             actions.append(state.Alert("warn", message))
-    if count >= obs.canary.spec.analysis.threshold:
-        why = failed[0].message or failed[0].name
-        rolled = transitions.rollback(obs, f"failed checks threshold reached {count}: {why}", failed_checks=count)
+    severe = next((c for c in failed if c.severe), None)
+    if count >= obs.canary.spec.analysis.threshold or severe is not None:
+        why = (severe or failed[0]).message or (severe or failed[0]).name
+        cause = "severe regression" if severe is not None else f"failed checks threshold reached {count}"
+        rolled = transitions.rollback(obs, f"{cause}: {why}", failed_checks=count)
         return dataclasses.replace(rolled, actions=tuple(actions) + rolled.actions)
     return state.Decision(status=status.model_copy(update={"failed_checks": count}), actions=tuple(actions),
                           requeue_after=obs.canary.spec.analysis.interval_seconds)
@@ -230,8 +235,8 @@ def _n(obs: state.Observed) -> str:
 
 
 def _failed_message(obs: state.Observed, check: state.Check) -> str:
-    if check.kind == "webhook":
-        return f"Halt {_n(obs)} advancement: webhook {check.name} failed: {check.message}"
+    if check.kind != "metric":
+        return f"Halt {_n(obs)} advancement: {check.kind} {check.name} failed: {check.message}"
     if check.value is None:
         return f"Halt {_n(obs)} advancement: metric {check.name} failed: {check.message}"
     bounds = []
@@ -245,4 +250,4 @@ def _failed_message(obs: state.Observed, check: state.Check) -> str:
 
 def _check_status(check: state.Check, now_text: str) -> models.CheckResult:
     return models.CheckResult(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
-                              passed=check.passed, message=check.message, time=now_text)
+                              passed=check.passed, message=check.message, time=now_text, judge=check.judge)

@@ -50,9 +50,9 @@ def rollback_requested(obs: state.Observed) -> bool:
 
 
 def analysis_checks(obs: state.Observed) -> Sequence[state.Check]:
-    """The metric checks and rollout webhooks of this step."""
+    """The metric checks, judge comparisons and rollout webhooks of this step."""
     analysis = obs.canary.spec.analysis
-    if not analysis.metrics and not has_hooks(obs.canary, models.HookType.ROLLOUT):
+    if not analysis.metrics and analysis.judge is None and not has_hooks(obs.canary, models.HookType.ROLLOUT):
         return ()
     if "analysis" not in obs.checks:
         raise NeedMore(state.Need("analysis"))

@@ -65,10 +65,10 @@ MISSING = Workload(exists=False, desired=0, updated=0, available=0, total=0, gen
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """The outcome of one metric query or one webhook that counts towards failed checks."""
+    """The outcome of one metric query, webhook or judge comparison that counts towards failed checks."""
 
     name: str
-    kind: Literal["metric", "webhook"]
+    kind: Literal["metric", "webhook", "judge"]
     passed: bool
     value: float | None = None
     min: float | None = None
@@ -78,6 +78,17 @@ class Check:
     # The metrics provider could not be reached (connection refused, timeout, 5xx): no evidence either way.
     # A query that answers with no data is not this: it is a failed check.
     unavailable: bool = False
+    judge: models.JudgeResult | None = None  # a judge check: its verdict, effect, interval and evidence
+
+    @property
+    def inconclusive(self) -> bool:
+        """Too few samples to judge: the step is held, and it is not a failed check."""
+        return self.judge is not None and self.judge.verdict == "Inconclusive"
+
+    @property
+    def severe(self) -> bool:
+        """A regression proven so large that the release rolls back at once, whatever the threshold."""
+        return self.judge is not None and self.judge.verdict == "Fail" and self.judge.severe
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,7 @@ from canary.models.canary import (
     SessionAffinity,
     Strategy,
 )
-from canary.models.checks import BUILTIN_METRICS, HookType, MetricSpec, ThresholdRange, WebhookSpec
+from canary.models.checks import BUILTIN_METRICS, HookType, JudgeSpec, MetricSpec, ThresholdRange, WebhookSpec
 from canary.models.parsing import (
     parse_alert_provider,
     parse_canary,
@@ -69,6 +69,7 @@ from canary.models.statuses import (
     CheckResult,
     Condition,
     ConditionStatus,
+    JudgeResult,
     ResourceStatus,
     format_time,
     parse_time,
@@ -110,6 +111,8 @@ __all__ = [
     "HookType",
     "HttpAddress",
     "IngressRef",
+    "JudgeResult",
+    "JudgeSpec",
     "MetricProviderType",
     "MetricSpec",
     "MetricTemplate",

@@ -176,6 +176,8 @@ class AnalysisSpec(base.ApiModel):
     match: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     """A/B testing: the requests (Istio HTTPMatchRequest) routed to the canary."""
     session_affinity: SessionAffinity | None = None
+    judge: checks.JudgeSpec | None = None
+    """Compare the canary with the primary with a sequential test, in addition to the metrics."""
 
     @property
     def strategy(self) -> Strategy:

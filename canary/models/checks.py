@@ -122,3 +122,44 @@ class WebhookSpec(base.ApiModel):
     @property
     def timeout_seconds(self) -> float:
         return durations.parse_duration(self.timeout)
+
+
+class JudgeSpec(base.ApiModel):
+    """The statistical judge: compares the canary with the primary over the same windows at every interval.
+
+    An anytime-valid sequential test (``metrics.judge``): checked at every interval, it fails a canary that is
+    no worse than the primary with probability at most ``alpha`` over the whole release.  Each comparison is a
+    check: Pass, Fail (a failed check), or Inconclusive (too few samples: the step is held, nothing is
+    counted); a severe Fail rolls back at once, whatever ``threshold`` says."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.severe) || self.severe > 1.0 + (has(self.tolerance) ? self.tolerance : 0.1)",
+                 "message": "severe must be greater than 1 + tolerance"},
+            ]
+        }
+    )
+
+    alpha: float = pydantic.Field(default=0.01, ge=1e-9, le=0.5)
+    """Probability of ever failing a canary that is no worse than the primary (within tolerance)."""
+    min_samples: int = pydantic.Field(default=200, ge=0)
+    """Canary requests a step must have served before it can pass; fewer is Inconclusive."""
+    tolerance: float = pydantic.Field(default=0.1, ge=0, le=10)
+    """Relative increase tolerated: Fail only when the canary's proportion exceeds (1 + tolerance) x primary's."""
+    severe: float = pydantic.Field(default=10.0, ge=1.01, le=60)
+    """Ratio to the primary's proportion that, once proven, rolls back at once."""
+    errors: bool = True
+    """Compare the proportions of 5xx answers."""
+    latency: bool = True
+    """Compare the proportions of requests slower than the primary's latencyQuantile bucket."""
+    latency_quantile: float = pydantic.Field(default=0.99, ge=0.5, le=0.9999)
+    """Quantile of the primary's latency whose histogram bucket boundary separates slow requests."""
+
+    @pydantic.model_validator(mode="after")
+    def _severe_above_tolerance(self) -> "JudgeSpec":
+        if self.severe <= 1 + self.tolerance:
+            raise ValueError(f"severe {self.severe:g} must be greater than 1 + tolerance ({1 + self.tolerance:g})")
+        if not (self.errors or self.latency):
+            raise ValueError("enable at least one of errors and latency")
+        return self

@@ -52,11 +52,40 @@ class Condition(base.StatusModel):
     message: str | None = None
 
 
+class JudgeResult(base.StatusModel):
+    """One comparison of the judge: its verdict, the numbers behind it, and the evidence it carries on."""
+
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    severe: bool = False
+    effect: float | None = None
+    """Canary proportion / primary proportion over the release; unset when either is unknown or infinite."""
+    lower: float | None = None
+    """Lower bound of the anytime-valid confidence sequence of the ratio; unset: unbounded."""
+    upper: float | None = None
+    e_value: float = 1.0
+    """Evidence against "no worse than tolerance"; Fail at 1/alpha or more."""
+    canary_requests: int = 0
+    canary_events: int = 0
+    primary_requests: int = 0
+    primary_events: int = 0
+    step_samples: int = 0
+    """Canary requests since the step last advanced."""
+    boundary: float | None = None
+    """Latency: the bucket boundary (le) above which a request is slow."""
+    window: str | None = None
+    """The window of this check's queries: the time since the previous analysis step."""
+    queries: list[str] = pydantic.Field(default_factory=list)
+    null_ratio: float = 1.1
+    severe_ratio: float = 10.0
+    log_likelihood: list[float] = pydantic.Field(default_factory=list)
+    """The evidence so far, on the judge's grid of ratios; carried to the next step."""
+
+
 class CheckResult(base.StatusModel):
-    """Outcome of one metric or webhook check of the last analysis step."""
+    """Outcome of one metric, webhook or judge check of the last analysis step."""
 
     name: str
-    kind: Literal["metric", "webhook"]
+    kind: Literal["metric", "webhook", "judge"]
     value: float | None = None
     """Measured value; unset when the query returned no data or for a webhook."""
     min: float | None = None
@@ -65,6 +94,8 @@ class CheckResult(base.StatusModel):
     message: str | None = None
     time: str | None = None
     """RFC 3339."""
+    judge: JudgeResult | None = None
+    """For a judge check: the verdict and its numbers."""
 
 
 class CanaryStatus(base.StatusModel):

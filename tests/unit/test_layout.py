@@ -33,6 +33,8 @@ KNOWN_CYCLE_IMPORTS = [
     ("metrics/analysis.py", "canary.errors"),
     ("metrics/analysis.py", "canary.models"),
     ("metrics/base.py", "canary.errors"),
+    ("metrics/judging.py", "canary.core"),
+    ("metrics/judging.py", "canary.models"),
     ("metrics/prometheus.py", "canary.errors"),
     ("metrics/providers.py", "canary.errors"),
     ("metrics/providers.py", "canary.models"),

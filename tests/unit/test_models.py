@@ -441,3 +441,24 @@ def test_an_invalid_analysis_still_gives_a_canary_to_route_with() -> None:
 
 def test_no_canary_to_route_with_when_the_service_is_invalid_too() -> None:
     assert models.parse_canary_for_routing(with_value("spec.service.port", 0)) is None
+
+
+def test_judge_is_optional_and_reads_camel_case() -> None:
+    assert models.parse_canary(minimal_canary()).spec.analysis.judge is None
+    judge = models.parse_canary(with_value("spec.analysis.judge", {"minSamples": 50, "latencyQuantile": 0.95,
+                                                                   "latency": False})).spec.analysis.judge
+    assert judge is not None
+    assert (judge.alpha, judge.min_samples, judge.tolerance, judge.severe) == (0.01, 50, 0.1, 10.0)
+    assert (judge.errors, judge.latency, judge.latency_quantile) == (True, False, 0.95)
+
+
+@pytest.mark.parametrize(("judge", "field", "fragment"), [
+    ({"severe": 1.05, "tolerance": 0.1}, "spec.analysis.judge", "greater than 1 + tolerance"),
+    ({"errors": False, "latency": False}, "spec.analysis.judge", "at least one"),
+    ({"alpha": 0.9}, "spec.analysis.judge.alpha", "0.5"),
+])
+def test_invalid_judge_names_the_field(judge: dict[str, Any], field: str, fragment: str) -> None:
+    with pytest.raises(models.SpecError) as caught:
+        models.parse_canary(with_value("spec.analysis.judge", judge))
+    assert caught.value.field == field, caught.value.details
+    assert fragment in caught.value.message

@@ -1,0 +1,309 @@
+"""The judge: an anytime-valid sequential comparison of the canary with the primary, from counts.
+
+Why this exists: a fixed threshold (``request-success-rate >= 99``) rolls back a healthy canary whose app
+normally fails 1 % of requests, lets a doubled 0.2 % error rate through, and, checked at every tick, rolls
+back healthy canaries more often the longer a release runs.  The judge compares the canary with the
+primary over the same windows, and its test may be looked at after every tick without inflating the
+probability of ever rolling back a healthy canary beyond ``alpha``.
+
+The method (Lindon, Sanden, Shirikian, "Rapid Regression Detection in Software Deployments through
+Sequential Testing", KDD 2022, for counts; Robbins' mixture martingales and Ville's inequality for the
+guarantee):
+
+- Each version's "events" (5xx answers; or, for latency, requests slower than a histogram bucket
+  boundary that the primary's p-quantile picks) are thinned Poisson processes of its requests.  Given the
+  events of one window, each one came from the canary with probability
+  ``theta(rho) = rho*pi / (rho*pi + 1 - pi)``, where ``pi`` is the canary's share of the window's requests
+  and ``rho`` is the ratio of the canary's event proportion to the primary's.  The nuisance (the primary's
+  own rate) is gone; what remains is one binomial per window.
+- The log-likelihood of ``rho`` is summed over windows on a fixed grid of ``rho`` (``Evidence``), so the
+  windows may be of any length and the traffic split may change between them (every canary step).
+- ``H0: rho <= 1 + tolerance`` is rejected when the mixture (over the grid points above the null, with a
+  half-normal prior on their log distance from it, as Lindon et al.'s normal prior on the log ratio)
+  of likelihood ratios against the null reaches ``1/alpha``: a test supermartingale under H0 (each
+  window's factor has conditional mean <= 1 when the true ``rho`` is at or below the null), so by Ville's
+  inequality the probability that it *ever* reaches ``1/alpha`` is at most ``alpha``.
+- The interval is the confidence sequence of the same mixture (uniform over the whole grid): the grid
+  points ``rho`` whose mixture ratio ``sum_k w_k L(rho_k) / L(rho)`` stays below ``1/alpha``; it covers the
+  true ratio at every tick simultaneously with probability at least ``1 - alpha`` (at grid resolution).
+
+Approximations, stated: a request either fails or not (Bernoulli), so given a window's total events the
+canary's share is hypergeometric, not binomial.  At ``rho = 1`` (an A/A release) the hypergeometric is
+smaller in convex order than the binomial (Hoeffding 1963), so the binomial likelihood ratio keeps mean
+<= 1 and the guarantee holds; away from 1 the binomial is the rare-event (Poisson) limit.  Counts from
+Prometheus' ``increase()`` are extrapolated floats; they are rounded.
+
+Verdicts: **Inconclusive** while the canary served fewer than ``min_samples`` requests since its step
+last advanced (or the primary none); **Fail** when ``H0`` is rejected, **severe** when in addition
+``H0: rho <= severe`` is rejected; **Pass** otherwise (no evidence of a regression so far: a sequential
+test never "accepts", the release simply moves on).
+
+What it must not do: query anything, read a clock, or know about Canaries.  Runtime needs numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+Floats = npt.NDArray[np.float64]
+
+# The base grid of rho, log2-spaced from 1/16 to 64 in quarter steps; the null and severe ratios join it.
+BASE_GRID = tuple(float(2.0 ** (k / 4)) for k in range(-16, 25))
+# The mixing prior of the test puts most weight on ratios up to e (about 2.7) times the null: regressions
+# worth catching early are there, and the likelihood of larger ones is overwhelming anyway.
+PRIOR_SCALE = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """How sure the judge must be, and what counts as a regression."""
+
+    alpha: float = 0.01
+    """Probability of ever failing a canary that is no worse than the primary (within tolerance)."""
+    min_samples: int = 200
+    """Canary requests since the step last advanced below which the verdict is Inconclusive."""
+    tolerance: float = 0.1
+    """Relative increase tolerated: Fail only above ``(1 + tolerance)`` times the primary's proportion."""
+    severe: float = 10.0
+    """Ratio that, once proven, rolls back at once."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
+        if self.tolerance < 0 or self.severe <= 1 + self.tolerance:
+            raise ValueError(f"need tolerance >= 0 and severe > 1 + tolerance, not {self.tolerance}, {self.severe}")
+
+    @property
+    def null(self) -> float:
+        return 1.0 + self.tolerance
+
+    def grid(self) -> tuple[float, ...]:
+        """The ratios the evidence is kept at: the base grid with the null and severe ratios included."""
+        return tuple(sorted({*BASE_GRID, round(self.null, 9), round(self.severe, 9)}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """Requests and events (errors, or slow requests) of one version over one window, or accumulated."""
+
+    requests: int
+    events: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.events <= self.requests:
+            raise ValueError(f"counts must be non-negative, not {self.requests} requests, {self.events} events")
+
+    @classmethod
+    def of(cls, requests: float, events: float) -> Counts:
+        """From Prometheus' extrapolated floats: rounded, and never more events than requests."""
+        total = max(0, round(requests)) if math.isfinite(requests) else 0
+        bad = max(0, round(events)) if math.isfinite(events) else 0
+        return cls(requests=total, events=min(bad, total))
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.requests + other.requests, self.events + other.events)
+
+    @property
+    def proportion(self) -> float | None:
+        return self.events / self.requests if self.requests else None
+
+
+ZERO = Counts(0, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What the judge carries from tick to tick (in the Canary's status): everything it needs, nothing more."""
+
+    log_likelihood: tuple[float, ...]  # at Config.grid(), summed over the windows so far
+    null: float  # the grid it was kept on: Config.null and Config.severe
+    severe: float
+    canary: Counts = ZERO  # accumulated since the release started
+    primary: Counts = ZERO
+    step_samples: int = 0  # canary requests since the step last advanced
+
+    @classmethod
+    def start(cls, config: Config) -> Evidence:
+        return cls(log_likelihood=(0.0,) * len(config.grid()), null=config.null, severe=config.severe)
+
+    def fits(self, config: Config) -> bool:
+        """Whether this evidence was kept on ``config``'s grid (a changed tolerance or severe starts afresh)."""
+        return (self.null, self.severe) == (config.null, config.severe) and \
+            len(self.log_likelihood) == len(config.grid())
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """A verdict and everything a person needs to check it."""
+
+    verdict: Verdict
+    severe: bool
+    effect: float | None  # canary proportion / primary proportion, accumulated over the release
+    lower: float | None  # the confidence sequence, at grid resolution; None at the grid's edge (unbounded)
+    upper: float | None
+    e_value: float  # evidence against "no worse than tolerance"; Fail at >= 1/alpha
+    evidence: Evidence
+    reason: str
+
+
+def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
+    """The log-likelihood of each ratio in ``grid`` from one window, up to a constant (the binomial
+    coefficient): the canary's events out of both versions' events, with the canary's share of requests."""
+    ratios = np.asarray(grid, dtype=np.float64)
+    total = canary.requests + primary.requests
+    events = canary.events + primary.events
+    if canary.requests == 0 or primary.requests == 0 or events == 0:
+        return np.zeros_like(ratios)  # no comparison possible: the window carries no evidence
+    share = canary.requests / total
+    theta = ratios * share / (ratios * share + 1.0 - share)
+    result: Floats = canary.events * np.log(theta) + primary.events * np.log1p(-theta)
+    return result
+
+
+def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) -> Evidence:
+    """The evidence after one more window (its counts only, never reaching back into earlier windows)."""
+    if not evidence.fits(config):
+        evidence = Evidence.start(config)
+    added = window_log_likelihood(config.grid(), canary, primary)
+    summed = np.asarray(evidence.log_likelihood) + added
+    return dataclasses.replace(evidence, log_likelihood=tuple(float(v) for v in summed),
+                               canary=evidence.canary + canary, primary=evidence.primary + primary,
+                               step_samples=evidence.step_samples + canary.requests)
+
+
+def e_value(evidence: Evidence, config: Config, null: float) -> float:
+    """The mixture likelihood ratio against ``rho <= null`` (``null`` must be on the grid): the grid points
+    above the null weighted by a half-normal on ``log(rho / null)`` with scale ``PRIOR_SCALE``."""
+    grid = np.asarray(config.grid())
+    ll = np.asarray(evidence.log_likelihood)
+    at_null = ll[int(np.argmin(np.abs(grid - null)))]
+    mask = grid > null + 1e-9
+    distance = np.log(grid[mask]) - math.log(null)
+    log_weights = -(distance**2) / (2 * PRIOR_SCALE**2)
+    log_weights -= _log_sum_exp(log_weights)
+    return float(np.exp(_log_sum_exp(ll[mask] - at_null + log_weights)))
+
+
+def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
+    """The ratios still plausible at level ``1 - alpha``; None for a bound at the grid's edge."""
+    grid = np.asarray(config.grid())
+    ll = np.asarray(evidence.log_likelihood)
+    mixture = _log_mean_exp(ll)
+    kept = grid[mixture - ll < math.log(1.0 / config.alpha)]
+    if kept.size == 0:  # cannot happen (the maximum of ll is always kept); say "anything" rather than crash
+        return None, None
+    lower = float(kept.min()) if kept.min() > grid[0] else None
+    upper = float(kept.max()) if kept.max() < grid[-1] else None
+    return lower, upper
+
+
+def judge(evidence: Evidence, config: Config, what: str = "error proportion") -> Judgement:
+    """The verdict on the evidence so far; ``what`` names the proportion in the reason."""
+    canary, primary = evidence.canary, evidence.primary
+    effect = _ratio(canary, primary)
+    lower, upper = confidence_sequence(evidence, config)
+    fail_e = e_value(evidence, config, config.null)
+    bound = 1.0 / config.alpha
+    facts = (f"canary {what} {_percent(canary)} ({canary.events}/{canary.requests}), primary {_percent(primary)} "
+             f"({primary.events}/{primary.requests}), ratio {_fmt(effect)} [{_fmt(lower, 0.0)}, "
+             f"{_fmt(upper, math.inf)}], e-value {fail_e:.3g}")
+    if fail_e >= bound:
+        severe = e_value(evidence, config, config.severe) >= bound
+        limit = config.severe if severe else config.null
+        why = f"canary {what} is more than {limit:g}x the primary's at alpha={config.alpha:g}: {facts}"
+        return Judgement("Fail", severe, effect, lower, upper, fail_e, evidence, why)
+    if evidence.step_samples < config.min_samples or primary.requests == 0:
+        why = (f"too few samples: {evidence.step_samples} canary requests since the step advanced "
+               f"(minSamples {config.min_samples}); {facts}")
+        return Judgement("Inconclusive", False, effect, lower, upper, fail_e, evidence, why)
+    why = f"no evidence that the canary {what} exceeds {config.null:g}x the primary's: {facts}"
+    return Judgement("Pass", False, effect, lower, upper, fail_e, evidence, why)
+
+
+def advanced(evidence: Evidence) -> Evidence:
+    """The evidence once the step advanced: the samples of the next step start from zero."""
+    return dataclasses.replace(evidence, step_samples=0)
+
+
+# -- latency: the requests slower than a bucket boundary ------------------------------------------------
+
+
+def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99) -> float | None:
+    """The finite bucket boundary (``le``) nearest the primary's ``quantile``: the one whose share of slower
+    primary requests is closest, as a ratio, to ``1 - quantile``; None without data.
+
+    Buckets are coarse (Istio's jump from 100 to 250 ms): the first boundary above the quantile may leave
+    almost no slow requests to compare, the one just below it plenty.  ``primary_buckets`` are cumulative
+    counts by upper bound, as Prometheus histograms are (``+Inf`` is the total).  The boundary is chosen
+    once per release and kept, so every window counts the same event."""
+    total = _total(primary_buckets)
+    if total <= 0:
+        return None
+    target = math.log(1.0 - quantile)
+    best: tuple[float, float] | None = None
+    for le in sorted(le for le in primary_buckets if math.isfinite(le)):
+        slower = (total - primary_buckets[le]) / total
+        if slower <= 0:
+            continue
+        distance = abs(math.log(slower) - target)
+        if best is None or distance < best[0]:
+            best = (distance, le)
+    return best[1] if best is not None else None
+
+
+def exceedance(buckets: Mapping[float, float], boundary: float) -> Counts:
+    """Requests and those slower than ``boundary`` from cumulative bucket counts (``boundary`` must be a bucket)."""
+    total = _total(buckets)
+    at_or_below = buckets.get(boundary)
+    if at_or_below is None:
+        near = [le for le in buckets if math.isclose(le, boundary, rel_tol=1e-9)]
+        at_or_below = buckets[near[0]] if near else total
+    return Counts.of(total, total - at_or_below)
+
+
+# -- internals ------------------------------------------------------------------------------------------
+
+
+def _total(buckets: Mapping[float, float]) -> float:
+    if math.inf in buckets:
+        return buckets[math.inf]
+    return max(buckets.values(), default=0.0)
+
+
+def _log_sum_exp(values: Floats) -> float:
+    top = float(values.max())
+    return top + math.log(float(np.sum(np.exp(values - top))))
+
+
+def _log_mean_exp(values: Floats) -> float:
+    if values.size == 0:
+        return 0.0
+    top = float(values.max())
+    return top + math.log(float(np.mean(np.exp(values - top))))
+
+
+def _ratio(canary: Counts, primary: Counts) -> float | None:
+    ours, theirs = canary.proportion, primary.proportion
+    if ours is None or theirs is None:
+        return None
+    if theirs == 0:
+        return math.inf if ours > 0 else None
+    return ours / theirs
+
+
+def _percent(counts: Counts) -> str:
+    value = counts.proportion
+    return "n/a" if value is None else f"{value:.3%}"
+
+
+def _fmt(value: float | None, edge: float | None = None) -> str:
+    if value is None:
+        return "n/a" if edge is None else ("inf" if edge == math.inf else "0")
+    return f"{value:.3g}"

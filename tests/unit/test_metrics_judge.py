@@ -1,0 +1,145 @@
+"""The judge's statistics: pinned against scipy's distributions, and its error control on simulated A/A streams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from metrics import judge
+
+pytestmark = pytest.mark.unit
+
+CONFIG = judge.Config()
+
+
+def test_window_log_likelihood_is_the_binomial_of_the_canarys_share_of_events() -> None:
+    grid = CONFIG.grid()
+    canary, primary = judge.Counts(1000, 17), judge.Counts(9000, 83)
+    share = 1000 / 10000
+    theta = [r * share / (r * share + 1 - share) for r in grid]
+    expected = stats.binom.logpmf(17, 100, theta) - math.log(math.comb(100, 17))
+    np.testing.assert_allclose(judge.window_log_likelihood(grid, canary, primary), expected, rtol=1e-12)
+
+
+def test_the_e_value_is_the_mean_likelihood_ratio_over_the_ratios_above_the_null() -> None:
+    canary, primary = judge.Counts(2000, 40), judge.Counts(18000, 180)
+    evidence = judge.update(judge.Evidence.start(CONFIG), canary, primary, CONFIG)
+    share = 0.1
+    grid = np.array(CONFIG.grid())
+    theta = grid * share / (grid * share + 1 - share)
+    pmf = stats.binom.pmf(40, 220, theta)
+    null_pmf = stats.binom.pmf(40, 220, 1.1 * share / (1.1 * share + 1 - share))
+    above = grid > 1.1 + 1e-9
+    weights = stats.halfnorm.pdf(np.log(grid[above] / 1.1), scale=judge.PRIOR_SCALE)
+    expected = float(np.sum(weights / weights.sum() * pmf[above] / null_pmf))
+    assert judge.e_value(evidence, CONFIG, CONFIG.null) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_doubled_error_proportion_fails_and_its_interval_covers_two() -> None:
+    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(3000, 60), judge.Counts(27000, 270), CONFIG)
+    verdict = judge.judge(evidence, CONFIG)
+    assert verdict.verdict == "Fail"
+    assert not verdict.severe
+    assert verdict.effect == pytest.approx(2.0)
+    assert verdict.lower is not None and verdict.upper is not None
+    assert verdict.lower > 1.1 and verdict.lower < 2.0 < verdict.upper
+    assert "ratio 2 [" in verdict.reason
+
+
+def test_the_confidence_sequence_matches_the_mixture_ratio_computed_directly() -> None:
+    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(500, 9), judge.Counts(4500, 50), CONFIG)
+    grid = np.array(CONFIG.grid())
+    theta = grid * 0.1 / (grid * 0.1 + 0.9)
+    likelihood = stats.binom.pmf(9, 59, theta)
+    kept = grid[likelihood.mean() / likelihood < 1 / CONFIG.alpha]
+    assert judge.confidence_sequence(evidence, CONFIG) == (kept.min(), kept.max())
+
+
+def test_a_tenfold_error_proportion_is_severe() -> None:
+    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(1000, 200), judge.Counts(9000, 90), CONFIG)
+    verdict = judge.judge(evidence, CONFIG)
+    assert (verdict.verdict, verdict.severe) == ("Fail", True)
+
+
+def test_few_canary_requests_are_inconclusive_until_the_step_has_enough() -> None:
+    config = judge.Config(min_samples=200)
+    evidence = judge.update(judge.Evidence.start(config), judge.Counts(120, 1), judge.Counts(5000, 50), config)
+    assert judge.judge(evidence, config).verdict == "Inconclusive"
+    evidence = judge.update(evidence, judge.Counts(120, 1), judge.Counts(5000, 50), config)
+    assert judge.judge(evidence, config).verdict == "Pass"
+    assert judge.judge(judge.advanced(evidence), config).verdict == "Inconclusive"
+
+
+def test_a_canary_within_tolerance_passes() -> None:
+    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(5000, 52), judge.Counts(45000, 450), CONFIG)
+    verdict = judge.judge(evidence, CONFIG)
+    assert verdict.verdict == "Pass"
+    assert verdict.e_value < 1
+
+
+def test_no_errors_anywhere_is_no_evidence() -> None:
+    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(5000, 0), judge.Counts(45000, 0), CONFIG)
+    verdict = judge.judge(evidence, CONFIG)
+    assert (verdict.verdict, verdict.effect, verdict.lower, verdict.upper) == ("Pass", None, None, None)
+    assert verdict.e_value == pytest.approx(1.0)
+
+
+def test_evidence_kept_on_another_grid_starts_afresh() -> None:
+    old = judge.update(judge.Evidence.start(CONFIG), judge.Counts(100, 50), judge.Counts(100, 1), CONFIG)
+    other = judge.Config(tolerance=0.25, severe=20)
+    assert not old.fits(other)
+    fresh = judge.update(old, judge.Counts(10, 0), judge.Counts(10, 0), other)
+    assert fresh.canary == judge.Counts(10, 0)
+
+
+@pytest.mark.parametrize(("requests", "events", "expected"), [
+    (100.4, 2.6, judge.Counts(100, 3)), (10.0, 12.0, judge.Counts(10, 10)), (math.nan, 1.0, judge.Counts(0, 0)),
+    (-0.2, 0.0, judge.Counts(0, 0)),
+])
+def test_counts_from_prometheus_floats(requests: float, events: float, expected: judge.Counts) -> None:
+    assert judge.Counts.of(requests, events) == expected
+
+
+def test_pick_boundary_takes_the_bucket_whose_slow_share_is_nearest_the_quantile() -> None:
+    buckets = {0.1: 500.0, 0.25: 980.0, 0.5: 993.0, 1.0: 1000.0, math.inf: 1000.0}
+    assert judge.pick_boundary(buckets, 0.99) == 0.5  # 0.7 % slower is nearer 1 % than 2 % is, as a ratio
+    assert judge.pick_boundary(buckets, 0.98) == 0.25
+    assert judge.pick_boundary({0.1: 9660.0, 0.25: 9999.0, math.inf: 10000.0}, 0.99) == 0.1
+    assert judge.pick_boundary({math.inf: 0.0}) is None
+    assert judge.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
+
+
+def _aa_release(rng: np.random.Generator, rate: float, canary_rps: float, primary_rps: float, ticks: int,
+                config: judge.Config) -> bool:
+    """Whether one A/A release (canary identical to primary) is ever failed over ``ticks`` looks."""
+    evidence = judge.Evidence.start(config)
+    for _ in range(ticks):
+        n_c = int(rng.poisson(canary_rps))
+        n_p = int(rng.poisson(primary_rps))
+        canary = judge.Counts(n_c, int(rng.binomial(n_c, rate)))
+        primary = judge.Counts(n_p, int(rng.binomial(n_p, rate)))
+        evidence = judge.update(evidence, canary, primary, config)
+        if judge.judge(evidence, config).verdict == "Fail":
+            return True
+    return False
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rate=st.sampled_from([0.001, 0.01, 0.05, 0.2]),
+       canary_rps=st.sampled_from([20.0, 200.0, 2000.0]), share=st.sampled_from([0.05, 0.2, 0.5]),
+       tolerance=st.sampled_from([0.0, 0.1]))
+def test_aa_streams_are_failed_at_most_alpha_of_the_time_over_many_looks(
+        seed: int, rate: float, canary_rps: float, share: float, tolerance: float) -> None:
+    alpha = 0.05  # a larger alpha than the default, so that 200 releases measure the error rate
+    config = judge.Config(alpha=alpha, tolerance=tolerance, min_samples=0)
+    rng = np.random.default_rng(seed)
+    releases = 200
+    primary_rps = canary_rps * (1 - share) / share
+    failed = sum(_aa_release(rng, rate, canary_rps, primary_rps, 25, config) for _ in range(releases))
+    # alpha plus three binomial standard deviations of Monte-Carlo noise
+    assert failed / releases <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / releases)
