@@ -100,7 +100,7 @@ def test_latency_counts_the_requests_above_the_primarys_p99_bucket() -> None:
 def test_an_unreachable_prometheus_is_unavailable_not_failed() -> None:
     class Down(Prometheus):
         def run_query(self, query: str) -> float:
-            raise base.ProviderUnreachable(query, "connection refused")
+            raise base.ProviderUnavailable(query, "connection refused")
 
     [check] = run(canary(latency=False), Down((0, 0), (0, 0)), T0 + datetime.timedelta(minutes=1))
     assert check.unavailable and not check.passed
