@@ -38,6 +38,9 @@ pytestmark = pytest.mark.integration
 INTERVAL = 2.0
 # Long enough for two analysis intervals: what did not happen in it was refused, not merely not yet due.
 HOLD = 2 * INTERVAL + 1
+# A gate is asked again every interval (Flagger's scheduler runs each canary on its interval), so an opened
+# gate takes effect within a few intervals, not at the next resync.
+AFTER_OPEN = 3 * INTERVAL + 5
 BASE: dict[str, Any] = {"interval": f"{INTERVAL:g}s", "threshold": 2, "metrics": []}
 FINAL = {"Succeeded", "Failed"}
 
@@ -203,7 +206,7 @@ def test_canary_asks_each_gate_before_each_step(release: Release, gates: Gates) 
     waits_for_rollout_approval(release)
 
     gates.open("confirm-rollout")
-    release.until_phase("Progressing")
+    release.until_phase("Progressing", timeout=AFTER_OPEN)
     # confirm-traffic-increase closed: not even the first step, 0 → 20, is taken.
     assert release.hold() == [Seen("Progressing", (100, 0), "1")]
 
@@ -224,7 +227,7 @@ def test_canary_asks_each_gate_before_each_step(release: Release, gates: Gates) 
     assert release.hold() == [Seen("WaitingPromotion", (20, 80), "1")]
 
     gates.open("confirm-promotion")
-    assert release.until_phase(*FINAL)[-1] == Seen("Succeeded", (100, 0), "2")
+    assert release.until_phase(*FINAL, timeout=AFTER_OPEN + 20)[-1] == Seen("Succeeded", (100, 0), "2")
     release.parked()
 
 
@@ -235,15 +238,17 @@ def test_iterations_wait_for_promotion_approval_without_switching(release: Relea
     waits_for_rollout_approval(release)
 
     gates.open("confirm-rollout")
-    seen = release.until_phase("WaitingPromotion", "Promoting", "Finalising", *FINAL)
     # The iterations run on the strategy's analysis routes (A/B: the matched requests; mirroring: a copy);
     # blue/green never switches to the canary before the approval.
-    assert all(s.routes in (strategy.idle, strategy.analysing) and s.primary == "1" for s in seen), seen
+    allowed = (strategy.idle, strategy.analysing)
+    seen = release.until(lambda s: s.phase not in ("Waiting", "Progressing") or s.routes not in allowed
+                         or s.primary != "1", timeout=AFTER_OPEN + 4 * INTERVAL)
+    assert all(s.routes in allowed and s.primary == "1" for s in seen), seen
     assert seen[-1] == Seen("WaitingPromotion", strategy.analysing, "1"), seen
     assert release.hold() == [Seen("WaitingPromotion", strategy.analysing, "1")]
 
     gates.open("confirm-promotion")
-    assert release.until_phase(*FINAL)[-1] == Seen("Succeeded", strategy.idle, "2")
+    assert release.until_phase(*FINAL, timeout=AFTER_OPEN + 20)[-1] == Seen("Succeeded", strategy.idle, "2")
     release.parked()
 
 
@@ -264,15 +269,16 @@ def test_the_rollback_gate_rolls_back(release: Release, gates: Gates, phase: str
     strategy = release.strategy
     release.install(gates.hooks("rollback", *HELD_BY[phase]))
     release.ship()
-    if phase == "Progressing":
-        analysing = strategy.analysing if strategy.analysing is not None else (80, 20)
-        release.until(lambda s: s.phase == "Progressing" and s.routes == analysing)
-    else:
-        release.until_phase(phase)
-        assert release.look().phase == phase
+    analysing = strategy.analysing if strategy.analysing is not None else (80, 20)
+
+    def held(state: Seen) -> bool:
+        return state.phase == phase and (phase != "Progressing" or state.routes == analysing)
+
+    seen = release.until(lambda s: held(s) or s.phase in FINAL, timeout=30)
+    assert held(seen[-1]), seen
 
     gates.open("rollback")
-    seen = release.until_phase(*FINAL, timeout=20)
+    seen = release.until_phase(*FINAL, timeout=AFTER_OPEN)
     assert seen[-1] == Seen("Failed", strategy.idle, "1"), seen
     assert "rollback" in apps.status(release.api, release.namespace, "web").get("message", "")
     release.parked()
