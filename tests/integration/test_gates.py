@@ -41,6 +41,9 @@ HOLD = 2 * INTERVAL + 1
 # A gate is asked again every interval (Flagger's scheduler runs each canary on its interval), so an opened
 # gate takes effect within a few intervals, not at the next resync.
 AFTER_OPEN = 3 * INTERVAL + 5
+# Today a Canary in Waiting is looked at again only at the resync (60 s): the walks still wait that long to
+# leave Waiting, so that they go on to the later gates, and assert AFTER_OPEN once those have been checked.
+RESYNC = 75.0
 BASE: dict[str, Any] = {"interval": f"{INTERVAL:g}s", "threshold": 2, "metrics": []}
 FINAL = {"Succeeded", "Failed"}
 
@@ -206,7 +209,9 @@ def test_canary_asks_each_gate_before_each_step(release: Release, gates: Gates) 
     waits_for_rollout_approval(release)
 
     gates.open("confirm-rollout")
-    release.until_phase("Progressing", timeout=AFTER_OPEN)
+    opened = time.monotonic()
+    release.until_phase("Progressing", timeout=RESYNC)
+    left_waiting = time.monotonic() - opened
     # confirm-traffic-increase closed: not even the first step, 0 → 20, is taken.
     assert release.hold() == [Seen("Progressing", (100, 0), "1")]
 
@@ -229,6 +234,7 @@ def test_canary_asks_each_gate_before_each_step(release: Release, gates: Gates) 
     gates.open("confirm-promotion")
     assert release.until_phase(*FINAL, timeout=AFTER_OPEN + 20)[-1] == Seen("Succeeded", (100, 0), "2")
     release.parked()
+    assert left_waiting < AFTER_OPEN, f"Waiting left {left_waiting:.0f}s after confirm-rollout opened"
 
 
 @pytest.mark.parametrize("release", ["ab", "bluegreen", "bluegreen-mirror", "kubernetes"], indirect=True)
@@ -241,15 +247,18 @@ def test_iterations_wait_for_promotion_approval_without_switching(release: Relea
     # The iterations run on the strategy's analysis routes (A/B: the matched requests; mirroring: a copy);
     # blue/green never switches to the canary before the approval.
     allowed = (strategy.idle, strategy.analysing)
+    opened = time.monotonic()
     seen = release.until(lambda s: s.phase not in ("Waiting", "Progressing") or s.routes not in allowed
-                         or s.primary != "1", timeout=AFTER_OPEN + 4 * INTERVAL)
+                         or s.primary != "1", timeout=RESYNC + 4 * INTERVAL)
     assert all(s.routes in allowed and s.primary == "1" for s in seen), seen
     assert seen[-1] == Seen("WaitingPromotion", strategy.analysing, "1"), seen
+    promotion_asked = time.monotonic()
     assert release.hold() == [Seen("WaitingPromotion", strategy.analysing, "1")]
 
     gates.open("confirm-promotion")
     assert release.until_phase(*FINAL, timeout=AFTER_OPEN + 20)[-1] == Seen("Succeeded", strategy.idle, "2")
     release.parked()
+    assert promotion_asked - opened < AFTER_OPEN + 4 * INTERVAL, "Waiting was left long after the gate opened"
 
 
 # -- the rollback gate, in each phase that asks it ------------------------------------------------------
