@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from http import server as http_server
 from typing import Any
 
 import httpx
 
-from localkube import environment
+from localkube import environment, processes
 from localkube import manifests as kubectl
 from tests.integration.waiting import eventually
 
@@ -348,3 +350,37 @@ def wait_weight(api: Any, namespace: str, name: str, weight: int, timeout: float
 
     return eventually(reached, timeout=timeout, what=f"{namespace}/{name} at canaryWeight {weight}",
                       show=lambda: status(api, namespace, name))
+
+
+# -- the load tester: gates and rollbacks an operator opens by hand ------------------------------------
+
+
+@contextlib.contextmanager
+def loadtester(env: environment.Environment, name: str = "loadtester") -> Iterator[str]:
+    """A load tester child process (no ``--allow-command``) for the ``with`` block; yields its URL.
+
+    Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
+    """
+    port = processes.free_port()
+    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m"]
+    log_path = env.folder / "logs" / f"{name}.log"
+    proc, _ = processes.spawn(name, argv, log_path, (port,))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def healthy() -> bool:
+            assert processes.is_running(proc), log_path.read_text()
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(healthy, timeout=30, what=f"{name} answers /healthz")
+        yield url
+    finally:
+        processes.stop(proc)
+
+
+def tell(loadtester: str, action: str, namespace: str, name: str) -> None:
+    """What an operator does with curl: ``POST /gate/open``, ``/rollback/open`` etc. for one canary."""
+    response = httpx.post(f"{loadtester}{action}", json={"name": name, "namespace": namespace}, timeout=5)
+    assert response.status_code == 202, response.text

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from localkube import controller as local_controller
 from localkube import environment
+from tests.integration import apps
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +51,10 @@ def controller(env: environment.Environment) -> Iterator[local_controller.Contro
     ctl.stop()
     # A controller that logged tracebacks has a bug even if every test passed.
     assert "Traceback" not in ctl.log_path.read_text(), ctl.log_tail(80)
+
+
+@pytest.fixture(scope="module")
+def loadtester(env: environment.Environment) -> Iterator[str]:
+    """The URL of a load tester child process, shared by the tests of one module."""
+    with apps.loadtester(env) as url:
+        yield url

@@ -9,47 +9,21 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from localkube import controller as local_controller
-from localkube import environment, processes
+from localkube import environment
 from localkube import manifests as kubectl
 from tests.integration import apps
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def loadtester(env: environment.Environment) -> Iterator[str]:
-    """The URL of a load tester child process (no ``--allow-command``).
-
-    Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
-    """
-    port = processes.free_port()
-    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m"]
-    log_path = env.folder / "logs" / "loadtester.log"
-    proc, _ = processes.spawn("loadtester", argv, log_path, (port,))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def healthy() -> bool:
-            assert processes.is_running(proc), log_path.read_text()
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        eventually(healthy, timeout=30, what="the load tester answers /healthz")
-        yield url
-    finally:
-        processes.stop(proc)
 
 
 @pytest.fixture
@@ -68,12 +42,6 @@ def v1(env: environment.Environment, api: Any, namespace: str, controller: local
 
 def with_hooks(*hooks: dict[str, Any], **analysis: Any) -> dict[str, Any]:
     return {**apps.FAST_ANALYSIS, **analysis, "webhooks": list(hooks)}
-
-
-def tell(loadtester: str, action: str, namespace: str, name: str) -> None:
-    """What an operator does with curl: ``POST /gate/open`` etc. for one canary."""
-    response = httpx.post(f"{loadtester}{action}", json={"name": name, "namespace": namespace}, timeout=5)
-    assert response.status_code == 202, response.text
 
 
 # -- gates --------------------------------------------------------------------------------------
@@ -112,7 +80,7 @@ def test_confirm_promotion_waits_for_the_gate_while_metrics_keep_being_checked(
     assert again["failedChecks"] == waiting["failedChecks"]  # passing checks while waiting count nothing
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
 
-    tell(loadtester, "/gate/open", namespace, "web")
+    apps.tell(loadtester, "/gate/open", namespace, "web")
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=60)
     assert final["phase"] == "Succeeded", final
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
@@ -130,7 +98,7 @@ def test_rollback_gate_rolls_back_a_progressing_canary(
                what="first traffic step", show=lambda: apps.status(api, namespace, "web"))
     assert apps.status(api, namespace, "web")["phase"] == "Progressing"
 
-    tell(loadtester, "/rollback/open", namespace, "web")
+    apps.tell(loadtester, "/rollback/open", namespace, "web")
     final = apps.wait_phase(api, namespace, "web", "Failed", "Succeeded", timeout=30)
     assert final["phase"] == "Failed", final
     assert "rollback webhook" in final["message"]

@@ -32,3 +32,20 @@ def eventually(probe: Callable[[], T], *, timeout: float = 30, interval: float =
             shown = show() if show else last
             pytest.fail(f"{what} not reached within {timeout:.0f}s; last observed: {shown!r}")
         time.sleep(interval)
+
+
+def during(probe: Callable[[], T], seconds: float, *, interval: float = 0.1) -> list[T]:
+    """Each distinct value ``probe`` returned over ``seconds``, in order: one value when nothing moved.
+
+    For what must not happen (a gate that holds, a phase that stays): the window is the claim, so the
+    caller sizes it to cover the ticks that would have acted.
+    """
+    seen: list[T] = []
+    deadline = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if not seen or seen[-1] != value:
+            seen.append(value)
+        if time.monotonic() > deadline:
+            return seen
+        time.sleep(interval)
