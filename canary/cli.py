@@ -77,6 +77,16 @@ def _watch(args: argparse.Namespace) -> int:
     return views.watch(args)
 
 
+def _boolean(text: str) -> bool:
+    """A flag value in Go's spelling (``--flagger-metrics=false``), as Flagger's flags take it."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="fledge", description="Progressive delivery for Kubernetes.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -96,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
     ctl.add_argument("--metrics-server", default="http://prometheus:9090", help="default Prometheus address")
     ctl.add_argument("--nginx-annotation-prefix", default="nginx.ingress.kubernetes.io",
                      help="annotation prefix of the NGINX ingress controller (its --annotations-prefix)")
+    ctl.add_argument("--include-label-prefix", default="*",
+                     help="comma-separated prefixes of the target's labels copied to the primary and its config "
+                          "copies; '*' copies all (default), '' none (Flagger's default)")
+    ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
+                     help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
     ctl.set_defaults(func=_controller)

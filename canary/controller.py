@@ -80,6 +80,12 @@ async def serve_http(listen: str) -> web.AppRunner:
     return runner
 
 
+def label_prefixes(text: str) -> tuple[str, ...]:
+    """``--include-label-prefix`` as Flagger reads it: comma-separated, blanks dropped ('' copies no label)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+VERSION = "0.1.0"
 WORKER_THREADS = 64
 # Every kind the handlers watch, primed by one LIST at start-up.
 WATCHED = (
@@ -94,7 +100,9 @@ WATCHED = (
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
-                              nginx_annotation_prefix=args.nginx_annotation_prefix)
+                              nginx_annotation_prefix=args.nginx_annotation_prefix,
+                              include_label_prefix=label_prefixes(args.include_label_prefix),
+                              flagger_metrics=args.flagger_metrics)
     client = api_client(args.kubeconfig)
 
     @kopf.on.startup()
@@ -115,8 +123,9 @@ def main(args: argparse.Namespace) -> int:
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         handlers.RUNTIME = runtime.Runtime(client, config)
         await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
+        telemetry.configure(flagger_names=config.flagger_metrics)
         await serve_http(args.listen)
-        telemetry.INFO.labels("0.1.0").set(1)
+        telemetry.set_info(VERSION, config.default_provider)
 
     kopf.on.login()(_login(client))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))

@@ -75,7 +75,7 @@ async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.
     if primary is None:
         desired = int((target.get("spec") or {}).get("replicas", 1)) or 1
         await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, desired,
-                                      snap.observed.revision)
+                                      snap.observed.revision, rt.settings.include_label_prefix)
     await _apply_autoscaler(rt, canary)
     if snap.router is not None:
         await snap.router.reconcile(canary)
@@ -97,7 +97,7 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
         # The primary's autoscaler owns its size: promotion keeps the count it chose.
         replicas = max(1, snap.observed.primary.desired)
     await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas,
-                                  snap.observed.revision)
+                                  snap.observed.revision, rt.settings.include_label_prefix)
     await _apply_autoscaler(rt, canary)
 
 

@@ -75,6 +75,10 @@ RESOURCES: dict[tuple[str, str], Resource] = {
 }
 # Objects whose content is only needed as a checksum: the store keeps the digest, not the data.
 DIGEST_ONLY = frozenset({"ConfigMap", "Secret"})
+# A ConfigMap or Secret annotated with one of these set to "disabled" is not tracked (Flagger's key and
+# Fledge's own): its digest is UNTRACKED, so the revision never depends on it and it gets no -primary copy.
+CONFIG_TRACKING_ANNOTATIONS = ("flagger.app/config-tracking", "fledge.dev/config-tracking")
+UNTRACKED = "untracked"
 
 
 def request(api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json",
@@ -109,7 +113,13 @@ def group_of(api_version: str) -> str:
 
 
 def data_digest(body: Mapping[str, Any]) -> str:
-    """Checksum of a ConfigMap's or Secret's payload (data and binaryData), independent of key order."""
+    """Checksum of a ConfigMap's or Secret's payload (data and binaryData), independent of key order.
+
+    ``UNTRACKED`` for one whose config tracking is disabled: no change of it is a new revision.
+    """
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if any(annotations.get(key) == "disabled" for key in CONFIG_TRACKING_ANNOTATIONS):
+        return UNTRACKED
     payload = {"data": body.get("data") or {}, "binaryData": body.get("binaryData") or {}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

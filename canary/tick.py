@@ -40,7 +40,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
                                  actions=decision.actions, requeue_after=decision.requeue_after)
     await execute.execute(rt, canary, snap, decision)
-    telemetry.TICKS.observe(time.perf_counter() - started)
+    telemetry.tick_finished(canary, time.perf_counter() - started)
     return decision.requeue_after
 
 

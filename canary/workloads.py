@@ -16,7 +16,7 @@ import copy
 import datetime
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from canary import core, errors, kube, models
@@ -24,9 +24,22 @@ from canary import core, errors, kube, models
 Manifest = dict[str, Any]
 # Labels whose value identifies the app's pods; the first one present in the target's selector is renamed.
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
-MANAGED_BY = {"app.kubernetes.io/managed-by": "fledge"}
+# Fledge marks what it generated with a label of its own domain, so the user's (or Helm's)
+# ``app.kubernetes.io/managed-by`` copied from the target keeps its value on the primary.
+MANAGED_BY = {"fledge.dev/managed": "true"}
+# What Fledge versions before the own label wrote; still recognised so their route objects stay Fledge's.
+LEGACY_MANAGED_BY = {"app.kubernetes.io/managed-by": "fledge"}
 # Annotations that describe a Deployment rather than its pods; never copied to the primary.
 SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
+# Flux's kustomize-controller skips an object carrying the first, helm-controller's drift detection one carrying
+# the second.  Flagger sets both on everything it generates or takes over; so does Fledge, or the next GitOps
+# sync puts back the apex selector or route weights Fledge just wrote.
+GITOPS_DISABLED = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+                   "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
+# Keys holding this mark tell Flux that it owns an object (its name, namespace, checksums); never copied.
+TOOLKIT_MARKER = "toolkit.fluxcd.io"
+# ``--include-label-prefix``: the target's labels copied to the primary and the config copies ("*": all).
+ALL_LABELS = ("*",)
 
 
 def primary_name(name: str) -> str:
@@ -34,9 +47,26 @@ def primary_name(name: str) -> str:
 
 
 def is_managed(obj: Mapping[str, Any]) -> bool:
-    """Whether an object carries Fledge's managed-by label (as opposed to one the user owns)."""
+    """Whether an object carries Fledge's label (as opposed to one the user owns)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in MANAGED_BY.items())
+    return any(all(labels.get(key) == value for key, value in mark.items())
+               for mark in (MANAGED_BY, LEGACY_MANAGED_BY))
+
+
+def gitops_disabled(annotations: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``annotations`` plus the two that keep Flux's kustomize- and helm-controller off an object Fledge writes."""
+    return {**(annotations or {}), **GITOPS_DISABLED}
+
+
+def without_toolkit(meta: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels or annotations without Flux's ``*toolkit.fluxcd.io*`` keys: a copy must not look like Flux's."""
+    return {key: value for key, value in (meta or {}).items() if TOOLKIT_MARKER not in key}
+
+
+def included_labels(labels: Mapping[str, str] | None, prefixes: Sequence[str]) -> dict[str, str]:
+    """The labels whose key starts with one of ``prefixes`` (``*`` matches every key), Flux's never."""
+    return {key: value for key, value in without_toolkit(labels).items()
+            if any(prefix == "*" or (prefix and key.startswith(prefix)) for prefix in prefixes)}
 
 
 def owner_reference(canary: models.Canary) -> Manifest:
@@ -97,7 +127,9 @@ def config_refs(template: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
 def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str | None]) -> dict[str, str]:
     """``{"configmap/name": checksum}`` for every referenced config; ``digest(kind, name)`` reads the cache.
 
-    A missing required config raises SpecError: the pods could not start anyway.
+    A missing required config raises SpecError: the pods could not start anyway.  A config whose
+    digest is ``kube.UNTRACKED`` (annotated ``config-tracking: disabled``) is left out, as Flagger
+    does: no ``-primary`` copy, no part in the revision, and the primary keeps its original name.
     """
     template = (target.get("spec") or {}).get("template") or {}
     tracked: dict[str, str] = {}
@@ -108,6 +140,8 @@ def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str 
                 continue
             raise errors.MissingTarget(f"spec.targetRef: {kind} {name} referenced by the target's pod template "
                                        "does not exist; create it")
+        if value == kube.UNTRACKED:
+            continue
         tracked[f"{kind.lower()}/{name}"] = value
     return tracked
 
@@ -143,20 +177,27 @@ def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> M
 
 
 def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
-                       replicas: int | None, revision: str | None = None) -> Manifest:
-    """The ``<target>-primary`` Deployment running the target's template (at init or at promotion)."""
+                       replicas: int | None, revision: str | None = None,
+                       label_prefixes: Sequence[str] = ALL_LABELS) -> Manifest:
+    """The ``<target>-primary`` Deployment running the target's template (at init or at promotion).
+
+    Its labels are the target's that match ``label_prefixes``, the primary selector label and Fledge's;
+    its annotations the target's without Flux's and with the two that keep Flux off it.
+    """
     meta = target["metadata"]
     spec = target.get("spec") or {}
     label = selector_label(target)
     selector_value = (spec.get("selector") or {}).get("matchLabels", {})[label]
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
+    annotations = gitops_disabled({k: v for k, v in without_toolkit(meta.get("annotations")).items()
+                                   if k not in SKIPPED_ANNOTATIONS})
     if revision is not None:
         annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
     body: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
             "name": primary_name(meta["name"]), "namespace": canary.namespace,
-            "labels": {**(meta.get("labels") or {}), label: primary_name(selector_value), **MANAGED_BY},
+            "labels": {**included_labels(meta.get("labels"), label_prefixes), label: primary_name(selector_value),
+                       **MANAGED_BY},
             "annotations": annotations,
             "ownerReferences": [owner_reference(canary)],
         },
@@ -173,13 +214,15 @@ def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs
     return body
 
 
-def config_copy(canary: models.Canary, source: Mapping[str, Any]) -> Manifest:
-    """A ``-primary`` copy of a ConfigMap or Secret, owned by the Canary."""
+def config_copy(canary: models.Canary, source: Mapping[str, Any], label_prefixes: Sequence[str] = ALL_LABELS
+                ) -> Manifest:
+    """A ``-primary`` copy of a ConfigMap or Secret, owned by the Canary, labelled as the primary is."""
     meta = source["metadata"]
     body: Manifest = {
         "apiVersion": "v1", "kind": source["kind"],
         "metadata": {"name": primary_name(meta["name"]), "namespace": canary.namespace,
-                     "labels": {**(meta.get("labels") or {}), **MANAGED_BY},
+                     "labels": {**included_labels(meta.get("labels"), label_prefixes), **MANAGED_BY},
+                     "annotations": gitops_disabled(),
                      "ownerReferences": [owner_reference(canary)]},
     }
     for key in ("data", "binaryData", "type"):
@@ -210,7 +253,7 @@ def services(canary: models.Canary, target: Mapping[str, Any], apex_selector: bo
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": service_name, "namespace": canary.namespace,
                              "labels": {**((meta.labels if meta else None) or {}), label: service_name, **MANAGED_BY},
-                             "annotations": dict((meta.annotations if meta else None) or {}),
+                             "annotations": gitops_disabled(meta.annotations if meta else None),
                              "ownerReferences": [owner_reference(canary)]},
                 "spec": spec}
 
@@ -242,7 +285,8 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
     return {
         "apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": primary_name(str(meta.get("name"))), "namespace": canary.namespace,
-                     "labels": {**(meta.get("labels") or {}), **MANAGED_BY},
+                     "labels": {**without_toolkit(meta.get("labels")), **MANAGED_BY},
+                     "annotations": gitops_disabled(),
                      "ownerReferences": [owner_reference(canary)]},
         "spec": spec,
     }
@@ -285,12 +329,13 @@ def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
 
 
 async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,
-                        configs: Mapping[str, str], replicas: int | None, revision: str | None = None) -> None:
+                        configs: Mapping[str, str], replicas: int | None, revision: str | None = None,
+                        label_prefixes: Sequence[str] = ALL_LABELS) -> None:
     """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
     for key in configs:
         kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
         # The store keeps only digests of configs; copying needs the data, so read it (init and promotion only).
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
-            await writer.apply(config_copy(canary, source))
-    await writer.apply(primary_deployment(canary, target, configs, replicas, revision))
+            await writer.apply(config_copy(canary, source, label_prefixes))
+    await writer.apply(primary_deployment(canary, target, configs, replicas, revision, label_prefixes))

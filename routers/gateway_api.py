@@ -230,12 +230,11 @@ def foreign_rules(route: Mapping[str, Any] | None, canary: models.Canary) -> lis
 
 
 def metadata(canary: models.Canary, name: str) -> base.Manifest:
-    """Name, Fledge's label, ``service.apex`` labels and annotations, and the Canary as controller owner."""
+    """Name, Fledge's label, ``service.apex`` labels and annotations (plus Flux's off switches), the Canary as owner."""
     apex = canary.spec.service.apex or models.CustomMetadata()
     meta: base.Manifest = {"name": name, "namespace": canary.namespace,
-                           "labels": {**apex.labels, **workloads.MANAGED_BY}}
-    if apex.annotations:
-        meta["annotations"] = dict(apex.annotations)
+                           "labels": {**apex.labels, **workloads.MANAGED_BY},
+                           "annotations": workloads.gitops_disabled(apex.annotations)}
     meta["ownerReferences"] = [workloads.owner_reference(canary)]
     return meta
 

@@ -150,9 +150,7 @@ def metadata(canary: models.Canary, name: str, annotations: Mapping[str, str] | 
     apex = canary.spec.service.apex or models.CustomMetadata()
     meta: base.Manifest = {"name": name, "namespace": canary.namespace,
                            "labels": {**apex.labels, **workloads.MANAGED_BY}}
-    merged = {**apex.annotations, **(annotations or {})}
-    if merged:
-        meta["annotations"] = merged
+    meta["annotations"] = workloads.gitops_disabled({**apex.annotations, **(annotations or {})})
     meta["ownerReferences"] = [workloads.owner_reference(canary)]
     return meta
 
@@ -175,6 +173,7 @@ def destination_rule(canary: models.Canary, name: str, api_version: str = API_VE
         spec["trafficPolicy"] = copy.deepcopy(canary.spec.service.traffic_policy)
     return {"apiVersion": api_version, "kind": DESTINATION_RULE,
             "metadata": {"name": name, "namespace": canary.namespace, "labels": dict(workloads.MANAGED_BY),
+                         "annotations": workloads.gitops_disabled(),
                          "ownerReferences": [workloads.owner_reference(canary)]},
             "spec": spec}
 

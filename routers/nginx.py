@@ -123,11 +123,13 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: c
         raise errors.SpecError("spec.ingressRef.name", f"Ingress {meta.get('name')} has no backend for Service "
                                                        f"{canary.spec.service_name}; point a path at it")
     own = f"{annotation_prefix}/canary"
-    annotations = {key: str(value) for key, value in (meta.get("annotations") or {}).items()
+    # The user's Ingress may be Flux's; its copy must not claim to be (nor be reverted by Flux).
+    annotations = {key: str(value) for key, value in workloads.without_toolkit(meta.get("annotations")).items()
                    if key not in _SKIPPED_ANNOTATIONS and not key.startswith(own)}
+    annotations = workloads.gitops_disabled(annotations)
     for key, value in canary_annotations(canary, weights).items():
         annotations[f"{annotation_prefix}/{key}"] = value
-    labels = {**(meta.get("labels") or {}), **workloads.MANAGED_BY}
+    labels = {**workloads.without_toolkit(meta.get("labels")), **workloads.MANAGED_BY}
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": name, "namespace": canary.namespace, "labels": labels, "annotations": annotations,
                          "ownerReferences": [workloads.owner_reference(canary)]},

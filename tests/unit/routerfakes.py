@@ -24,7 +24,10 @@ USER = "user"
 UID = "0b6a1b1e-5a2f-4c0e-9d2c-7d1d1c0ffee0"
 OWNER = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "podinfo", "uid": UID,
          "controller": True, "blockOwnerDeletion": True}
-MANAGED_BY = {"app.kubernetes.io/managed-by": "fledge"}
+MANAGED_BY = {"fledge.dev/managed": "true"}
+# What every object Fledge writes carries so Flux's kustomize- and helm-controller leave it alone (as Flagger's do).
+GITOPS_DISABLED = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+                   "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -18,7 +18,8 @@ GATEWAY = {"gatewayRefs": [{"name": "public", "namespace": "gateways", "sectionN
 PARENT = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways",
           "sectionName": "https"}
 ROOT = {"path": {"type": "PathPrefix", "value": "/"}}
-META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY, "ownerReferences": [fakes.OWNER]}
+META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY, "annotations": fakes.GITOPS_DISABLED,
+        "ownerReferences": [fakes.OWNER]}
 
 
 def backend(name: str, weight: int) -> dict[str, Any]:
@@ -138,7 +139,8 @@ def test_rules_and_metadata_of_the_user_are_kept() -> None:
     user_rules = users_route()["spec"]["rules"]
     assert writer.applied[-1] == route(weighted(70, 30), *user_rules)  # never sends the user's metadata
     stored = store.object(gateway_api.V1, "HTTPRoute", "test", "podinfo")
-    assert stored["metadata"] == {"name": "podinfo", "namespace": "test", "annotations": {"team": "web"},
+    assert stored["metadata"] == {"name": "podinfo", "namespace": "test",
+                                  "annotations": {"team": "web", **fakes.GITOPS_DISABLED},
                                   "labels": {"tier": "edge", **fakes.MANAGED_BY}, "ownerReferences": [fakes.OWNER]}
     assert stored["spec"]["rules"] == [weighted(70, 30), *user_rules]
     assert router.get_routes(canary) == core.Weights(70, 30)

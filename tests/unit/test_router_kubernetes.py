@@ -17,8 +17,8 @@ PORT = {"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}
 # What canary.workloads applies for the apex Service, as the API server records it after the apply.
 FLEDGE_FIELDS = {
     "f:metadata": {
-        "f:labels": {".": {}, "f:app": {}, "f:app.kubernetes.io/managed-by": {}},
-        "f:annotations": {},
+        "f:labels": {".": {}, "f:app": {}, "f:fledge.dev/managed": {}},
+        "f:annotations": {".": {}, **{f"f:{key}": {} for key in fakes.GITOPS_DISABLED}},
         "f:ownerReferences": {".": {}, f'k:{{"uid":"{fakes.UID}"}}': {
             ".": {}, "f:apiVersion": {}, "f:kind": {}, "f:name": {}, "f:uid": {}, "f:controller": {},
             "f:blockOwnerDeletion": {}}},
@@ -30,7 +30,7 @@ FLEDGE_FIELDS = {
     },
 }
 OWNED = {
-    "metadata": {"labels": {"app": "podinfo", **fakes.MANAGED_BY}, "annotations": {},
+    "metadata": {"labels": {"app": "podinfo", **fakes.MANAGED_BY}, "annotations": fakes.GITOPS_DISABLED,
                  "ownerReferences": [fakes.OWNER]},
     "spec": {"type": "ClusterIP", "selector": {"app": "podinfo-primary"}, "ports": [PORT]},
 }
@@ -42,7 +42,7 @@ def apex() -> dict[str, Any]:
         "metadata": {
             "name": "podinfo", "namespace": "test", "uid": "svc-uid", "resourceVersion": "42",
             "labels": {"app": "podinfo", **fakes.MANAGED_BY},
-            "annotations": {"team": "web"},  # added by hand: not Fledge's
+            "annotations": {"team": "web", **fakes.GITOPS_DISABLED},  # team added by hand: not Fledge's
             "ownerReferences": [fakes.OWNER],
             "managedFields": [
                 {"manager": "fledge", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
@@ -107,7 +107,7 @@ def test_router_round_trip() -> None:
     assert writer.applied == [manifest({"app": "podinfo"})]
     stored = store.object("v1", "Service", "test", "podinfo")
     assert stored["spec"] == {**apex()["spec"], "selector": {"app": "podinfo"}}
-    assert stored["metadata"]["annotations"] == {"team": "web"}
+    assert stored["metadata"]["annotations"] == {"team": "web", **fakes.GITOPS_DISABLED}
     assert router.get_routes(c) == core.Weights(0, 100)
     fakes.run(router.set_routes(c, core.ALL_PRIMARY))
     assert router.get_routes(c) == core.ALL_PRIMARY

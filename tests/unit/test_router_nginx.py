@@ -37,7 +37,7 @@ def expected(annotations: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {"name": "podinfo-canary", "namespace": "test",
                          "labels": {"tier": "edge", **fakes.MANAGED_BY},
-                         "annotations": {f"{P}/proxy-body-size": "8m",
+                         "annotations": {f"{P}/proxy-body-size": "8m", **fakes.GITOPS_DISABLED,
                                          **{f"{P}/{key}": value for key, value in annotations.items()}},
                          "ownerReferences": [fakes.OWNER]},
             "spec": spec}

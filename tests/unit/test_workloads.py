@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from canary import errors, models, workloads
+from canary import errors, kube, models, workloads
 
 pytestmark = pytest.mark.unit
 
@@ -75,8 +75,8 @@ def test_primary_deployment_is_a_renamed_copy() -> None:
     assert target() == original  # the target is never mutated
     meta = primary["metadata"]
     assert meta["name"] == "web-primary"
-    assert meta["labels"] == {"team": "a", "app": "web-primary", "app.kubernetes.io/managed-by": "fledge"}
-    assert meta["annotations"] == {"owner": "a"}
+    assert meta["labels"] == {"team": "a", "app": "web-primary", "fledge.dev/managed": "true"}
+    assert meta["annotations"] == {"owner": "a", **workloads.GITOPS_DISABLED}
     assert meta["ownerReferences"] == [{"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "web",
                                         "uid": "u-1", "controller": True, "blockOwnerDeletion": True}]
     spec = primary["spec"]
@@ -92,6 +92,71 @@ def test_primary_deployment_is_a_renamed_copy() -> None:
     assert container["envFrom"][0]["secretRef"]["name"] == "env-secret-primary"
     assert container["env"][0]["valueFrom"]["configMapKeyRef"]["name"] == "web-config-primary"
     assert container["env"][1]["valueFrom"]["secretKeyRef"]["name"] == "opt"  # untracked: left as is
+
+
+FLUX_LABELS = {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+FLUX_ANNOTATIONS = {"kustomize.toolkit.fluxcd.io/checksum": "abc", "helm.toolkit.fluxcd.io/name": "web"}
+USER_LABELS = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/part-of": "shop", "team": "a"}
+
+
+def flux_target() -> dict[str, Any]:
+    body = target()
+    body["metadata"]["labels"] = {**USER_LABELS, **FLUX_LABELS}
+    body["metadata"]["annotations"] = {"owner": "a", **FLUX_ANNOTATIONS}
+    return body
+
+
+@pytest.mark.parametrize(("prefixes", "kept"), [
+    (workloads.ALL_LABELS, USER_LABELS),
+    (("app.kubernetes.io",), {k: v for k, v in USER_LABELS.items() if k.startswith("app.kubernetes.io")}),
+    (("team", "app.kubernetes.io/part-of"), {"team": "a", "app.kubernetes.io/part-of": "shop"}),
+    ((), {}),
+    (("",), {}),  # an empty prefix matches nothing, as Flagger's empty default
+])
+def test_primary_labels_follow_the_prefix_list_and_never_copy_fluxs(prefixes: tuple[str, ...],
+                                                                     kept: dict[str, str]) -> None:
+    primary = workloads.primary_deployment(canary(), flux_target(), {}, replicas=1, label_prefixes=prefixes)
+    # Fledge's own mark never replaces the user's (or Helm's) managed-by.
+    assert primary["metadata"]["labels"] == {**kept, "app": "web-primary", **workloads.MANAGED_BY}
+    assert primary["metadata"]["annotations"] == {"owner": "a", **workloads.GITOPS_DISABLED}
+    assert workloads.is_managed(primary)
+
+
+def test_fledge_recognises_its_mark_old_and_new_but_not_helms() -> None:
+    assert workloads.is_managed({"metadata": {"labels": {"fledge.dev/managed": "true"}}})
+    assert workloads.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "fledge"}}})
+    assert not workloads.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}})
+    assert not workloads.is_managed({"metadata": {}})
+
+
+def test_every_generated_object_tells_flux_and_helm_to_keep_off() -> None:
+    source = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
+              "metadata": {"name": "web-config", "labels": {**USER_LABELS, **FLUX_LABELS}}}
+    copied = workloads.config_copy(canary(), source, ("team",))
+    assert copied["metadata"]["labels"] == {"team": "a", **workloads.MANAGED_BY}
+    assert copied["metadata"]["annotations"] == workloads.GITOPS_DISABLED
+    services = workloads.services(canary(apex={"annotations": {"a": "1"}}), target())
+    assert [s["metadata"]["annotations"] for s in services] == [
+        {"a": "1", **workloads.GITOPS_DISABLED}, workloads.GITOPS_DISABLED, workloads.GITOPS_DISABLED]
+    assert workloads.GITOPS_DISABLED == {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+                                         "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
+
+
+def test_configs_with_tracking_disabled_are_neither_tracked_nor_renamed() -> None:
+    digests = {**DIGESTS, ("ConfigMap", "web-config"): kube.UNTRACKED}
+    configs = workloads.tracked_configs(target(), lambda kind, name: digests.get((kind, name)))
+    assert "configmap/web-config" not in configs and "secret/web-secret" in configs
+    pod = workloads.primary_deployment(canary(), target(), configs, replicas=1)["spec"]["template"]
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == "web-config"
+    assert pod["spec"]["volumes"][1]["secret"]["secretName"] == "web-secret-primary"
+
+
+@pytest.mark.parametrize("key", kube.CONFIG_TRACKING_ANNOTATIONS)
+def test_the_config_tracking_annotation_replaces_the_digest(key: str) -> None:
+    body = {"data": {"a": "1"}, "metadata": {"annotations": {key: "disabled"}}}
+    assert kube.data_digest(body) == kube.UNTRACKED
+    body["metadata"]["annotations"][key] = "enabled"
+    assert kube.data_digest(body) not in (kube.UNTRACKED, "")
 
 
 def test_config_copy_keeps_data_and_type() -> None:
@@ -161,7 +226,8 @@ def test_primary_autoscaler_scales_the_primary_within_its_own_bounds() -> None:
                            "type": "Utilization", "averageUtilization": 80}}}]}}
     primary = workloads.primary_autoscaler(body, source)
     assert primary["metadata"]["name"] == "web-primary"
-    assert primary["metadata"]["labels"] == {"team": "a", "app.kubernetes.io/managed-by": "fledge"}
+    assert primary["metadata"]["labels"] == {"team": "a", "fledge.dev/managed": "true"}
+    assert primary["metadata"]["annotations"] == workloads.GITOPS_DISABLED
     assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
     assert primary["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                                  "name": "web-primary"}
