@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from canary import errors, runtime, telemetry, tick
+from canary import errors, kube, runtime, telemetry, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -70,13 +70,26 @@ def object_event(body: kopf.Body, type: str, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "canaries")
-def canary_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
+async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
     if type == "DELETED":
         rt().store.remove(body)
         rt().forget((namespace or "", name))
         telemetry.forget(namespace or "", name)
+        await _release_services(dict(body))
     else:
         rt().canary_seen(dict(body))
+
+
+async def _release_services(body: dict[str, Any]) -> None:
+    """Best effort, for a Canary deleted without the revertOnDeletion finalizer: hand back the user's Services."""
+    from canary import models, revert
+
+    meta = body.get("metadata") or {}
+    try:
+        await revert.release_services(rt(), models.parse_canary(body))
+    except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
+        log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
+                    meta.get("name"), kube.describe_api_error(exc) or exc)
 
 
 # -- the per-canary loop ------------------------------------------------------------------------
