@@ -31,7 +31,7 @@ async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snap
     for action in decision.actions:
         match action:
             case core.Initialize():
-                pass  # reconcile, just above, created what initialization needs
+                await _create_primary(rt, canary, snap)  # reconcile, just above, made the rest
             case core.SetRoutes(weights=weights):
                 if snap.router is not None and obs.routes != weights:
                     if obs.routes is None:
@@ -64,11 +64,12 @@ async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models
 
 
 async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
-    """Bring the Services, the primary Deployment, its autoscaler and the route objects in line with the spec.
+    """Bring the Services, the primary's autoscaler and the route objects in line with the spec.
 
     Runs on every tick before the decision's actions, writing only what differs from the watch cache, so an
-    edit of ``spec.service`` reaches the Services at once and a deleted primary comes back.  Nothing is done
-    through a spec that does not validate or without a target: what to build is unknown then.
+    edit of ``spec.service`` reaches the Services at once.  Nothing is done through a spec that does not
+    validate or without a target: what to build is unknown then.  The primary Deployment itself is created
+    only when the core asks (``Initialize``): it may run only an approved revision.
     """
     target = snap.target
     if target is None or snap.observed.error is not None:
@@ -81,11 +82,19 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     plan = workloads.plan(canary, target, lookup, observe.autoscaler(rt, canary),
                           switched_apex=provider == "kubernetes")
     await _write(rt, canary, plan.services)
-    if plan.create_primary is not None:
-        await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, plan.create_primary)
     await _write(rt, canary, plan.autoscaler)
     if snap.router is not None and kube.outdated(snap.router.desired(canary), rt.store):
         await snap.router.reconcile(canary)
+
+
+async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """The ``-primary`` Deployment from the target (at initialization, or again after it was deleted)."""
+    target = snap.target
+    if target is None or rt.store.get("apps/v1", "Deployment", canary.namespace,
+                                      canary.spec.primary_target_name) is not None:
+        return
+    replicas = workloads.primary_replicas(target)
+    await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, replicas, snap.observed.revision)
 
 
 async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
@@ -112,7 +121,8 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
     if canary.spec.autoscaler_ref is not None:
         # The primary's autoscaler owns its size: promotion keeps the count it chose.
         replicas = max(1, snap.observed.primary.desired)
-    await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas)
+    await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas,
+                                  snap.observed.revision)
     await _apply_autoscaler(rt, canary)
 
 

@@ -2,7 +2,8 @@
 
 Why this exists: the edge between kopf and Fledge.  Every handler is a few
 lines: feed the watch cache, wake the canaries an event concerns, or run the
-per-canary loop.  Errors are converted here and only here: a retriable error
+per-canary loop (started and stopped by the Canary's own events: canary.loops).
+Errors are converted here and only here: a retriable error
 retries after a pause, a bug in one canary's tick is logged and counted and
 never stops the others.
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
 import kopf
 
-from canary import errors, kube, runtime, telemetry, tick
+from canary import errors, kube, loops, runtime, telemetry, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -71,13 +73,23 @@ def object_event(body: kopf.Body, type: str, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "canaries")
 async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
+    key = (namespace or "", name)
     if type == "DELETED":
+        await LOOPS.stop(key)
         rt().store.remove(body)
-        rt().forget((namespace or "", name))
-        telemetry.forget(namespace or "", name)
+        rt().forget(key)
+        telemetry.forget(*key)
         await _release_services(dict(body))
     else:
         rt().canary_seen(dict(body))
+        # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
+        # Canary (see canary.loops); the initial listing starts the loops of existing Canaries.
+        LOOPS.ensure(key, lambda: functools.partial(canary_loop, key))
+
+
+@kopf.on.cleanup()
+async def stop_loops(**_: Any) -> None:
+    await LOOPS.stop_all()
 
 
 async def _release_services(body: dict[str, Any]) -> None:
@@ -95,15 +107,14 @@ async def _release_services(body: dict[str, Any]) -> None:
 # -- the per-canary loop ------------------------------------------------------------------------
 
 
-@kopf.daemon(GROUP, VERSION, "canaries", cancellation_timeout=2.0)
-async def canary_loop(namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped,
-                      **_: Any) -> None:
-    namespace = namespace or ""
-    key = (namespace, name)
+LOOPS: loops.Loops[runtime.Key] = loops.Loops(nudge=lambda key: rt().wake(key))
+
+
+async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
+    namespace, name = key
     runtime_ = rt()
-    runtime_.canary_seen(dict(body))
     wake = runtime_.waker(key)
-    while not stopped:
+    while not stopping.is_set():
         wake.clear()
         delay: float | None
         try:
@@ -121,6 +132,8 @@ async def canary_loop(namespace: str | None, name: str, body: kopf.Body, stopped
                 log.exception("tick of %s/%s failed", namespace, name)
                 telemetry.ERRORS.labels(name, namespace).inc()
                 delay = runtime_.settings.retry_seconds
+        if stopping.is_set():
+            return
         timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
@@ -133,6 +146,9 @@ def _namespace_terminating(exc: Exception) -> bool:
     return isinstance(exc, ApiException) and exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
 
 
+# The only handler that holds a Canary back with kopf's finalizer, and only while revertOnDeletion is true:
+# kopf adds the finalizer when a non-optional deletion handler matches and removes it when none does, so
+# a Canary that turns revertOnDeletion off loses it at its next event.
 @kopf.on.delete(GROUP, VERSION, "canaries", when=lambda spec, **_: bool(spec.get("revertOnDeletion")))
 async def canary_deleted(body: kopf.Body, **_: Any) -> None:
     """revertOnDeletion: give the user back their target and routes, then let the Canary go."""

@@ -1,9 +1,10 @@
 """Observe: gather everything the decision core needs for one canary, deciding nothing.
 
-Why this exists: the first third of a tick.  It reads the watch cache (target,
-primary, configs, routes), asks the core which metrics and gates this tick
-needs (``core.plan``), and only then runs those queries and webhooks,
-concurrently and off the event loop.
+Why this exists: the first third of a tick.  ``observe`` reads the watch cache
+(target, primary, configs, routes) without calling anything; ``supply`` runs
+the one gate or set of checks a decision asked for (``core.Decision.need``),
+off the event loop.  Which gate, which checks and in what order is the core's
+business alone.
 
 What it must not do: write to the API server, or interpret a result (a failing
 query becomes a ``core.Check`` that did not pass; the core decides what follows).
@@ -62,13 +63,6 @@ def resolve_template(rt: runtime.Runtime) -> Any:
     return resolve
 
 
-def _workload(body: dict[str, Any] | None) -> core.Workload:
-    exists, desired, updated_ready, observed = workloads.workload_state(body)
-    if not exists:
-        return core.MISSING
-    return core.Workload(exists=True, desired=desired, updated_ready=updated_ready, generation_observed=observed)
-
-
 def _digest(rt: runtime.Runtime, namespace: str) -> Any:
     def digest(kind: str, name: str) -> str | None:
         body = rt.store.get("v1", kind, namespace, name)
@@ -81,7 +75,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     namespace = canary.namespace
     target = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name)
     primary = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.primary_target_name)
-    base = core.Observed(canary=canary, now=now, revision=None, primary=_workload(primary))
+    base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary))
     try:
         router = router_for(rt, canary)
         if target is None:
@@ -102,11 +96,9 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
 
     revision = workloads.revision(target, configs)
-    observed = dataclasses.replace(base, revision=revision, configs=configs, target=_workload(target),
+    observed = dataclasses.replace(base, revision=revision, configs=configs, target=workloads.workload_state(target),
                                    routes=router.get_routes(canary))
-    plan = core.plan(canary, now, revision, observed.target)
-    checks, gates = await _gather(rt, canary, plan, revision)
-    return Snapshot(dataclasses.replace(observed, checks=checks, gates=gates), target, router)
+    return Snapshot(observed, target, router)
 
 
 async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
@@ -131,26 +123,23 @@ async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
     return factory
 
 
-async def _gather(rt: runtime.Runtime, canary: models.Canary, plan: core.Plan, revision: str
-                  ) -> tuple[list[core.Check], dict[str, bool]]:
+async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> core.Observed:
+    """``obs`` with what the decision asked for: one gate's answer, or one set of checks."""
+    canary = obs.canary
     phase = str(canary.status.phase or "")
-    jobs: list[Any] = []
-    if plan.analysis:
-        factory = await _provider_factory(rt, canary)
-        jobs.append(analysis.run_analysis(canary, resolve_template(rt), factory,
-                                          default_provider=canary.spec.provider or rt.settings.default_provider,
-                                          metrics_server=canary.spec.metrics_server or rt.settings.metrics_server))
-        jobs.append(webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
-    if plan.pre_rollout:
-        jobs.append(webhooks.run_hooks(rt.http, canary, models.HookType.PRE_ROLLOUT, phase, revision))
-    gate_types = list(plan.gates)
-    jobs += [webhooks.gate(rt.http, canary, models.HookType(gate), phase, revision) for gate in gate_types]
-    results = await asyncio.gather(*jobs)
+    revision = obs.revision or ""
+    if need.what == "gate":
+        is_open, _ = await webhooks.gate(rt.http, canary, models.HookType(need.hook_type), phase, revision)
+        return dataclasses.replace(obs, gates={**obs.gates, need.hook_type: is_open})
     checks: list[core.Check] = []
-    gates: dict[str, bool] = {}
-    check_jobs = len(results) - len(gate_types)
-    for result in results[:check_jobs]:
-        checks.extend(result)
-    for gate_type, (is_open, _) in zip(gate_types, results[check_jobs:], strict=True):
-        gates[gate_type] = is_open
-    return checks, gates
+    if need.what == "pre-rollout":
+        checks += await webhooks.run_hooks(rt.http, canary, models.HookType.PRE_ROLLOUT, phase, revision)
+    else:
+        factory = await _provider_factory(rt, canary)
+        provider = canary.spec.provider or rt.settings.default_provider
+        metrics, hooks = await asyncio.gather(
+            analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
+                                  metrics_server=canary.spec.metrics_server or rt.settings.metrics_server),
+            webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
+        checks += [*metrics, *hooks]
+    return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

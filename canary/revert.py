@@ -28,9 +28,8 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
         if int((target.get("spec") or {}).get("replicas", 0)) == 0:
             await rt.writer.patch("apps/v1", "Deployment", namespace, canary.spec.target_ref.name,
                                   workloads.scale(replicas))
-        exists, desired, ready, observed = workloads.workload_state(
-            rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name))
-        if not (exists and observed and ready >= desired > 0):
+        state = workloads.workload_state(rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name))
+        if not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     router = observe.router_for(rt, canary)

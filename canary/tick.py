@@ -8,12 +8,14 @@ What it must not do: hold decisions (core) or I/O details (observe, execute).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import time
 
-from canary import core, errors, execute, kube, models, observe, runtime, telemetry
+from canary import core, errors, execute, kube, models, observe, runtime, telemetry, workloads
+from routers import base as routers
 
 log = logging.getLogger("fledge.tick")
 
@@ -32,7 +34,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         return None
     now = now or datetime.datetime.now(datetime.UTC)
     snap = await observe.observe(rt, canary, now)
-    decision = core.decide(snap.observed)
+    snap, decision = await _decide(rt, snap)
     generation = canary.metadata.generation
     if generation is not None and decision.status.observed_generation != generation:
         decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
@@ -42,16 +44,75 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     return delay
 
 
+# A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.
+MAX_NEEDS = 8
+
+
+async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:
+    """Ask the core until it stops asking; supply each gate or set of checks it names, in its order."""
+    obs = snap.observed
+    decision = core.decide(obs)
+    for _ in range(MAX_NEEDS):
+        if decision.need is None:
+            return dataclasses.replace(snap, observed=obs), decision
+        if obs.supplied(decision.need):
+            break
+        obs = await observe.supply(rt, obs, decision.need)
+        decision = core.decide(obs)
+    raise RuntimeError(f"{obs.canary.namespace}/{obs.canary.name}: the decision core kept asking for "
+                       f"{decision.need}; this is a bug in Fledge")
+
+
 async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:
-    """A Canary the models reject: say why in its status (once), touch nothing else."""
+    """A Canary the models reject: roll back a release in progress, and say why in its status (once)."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     assert isinstance(meta, dict) and isinstance(status, dict)
+    if status.get("phase") in _RELEASING:
+        await _roll_back_invalid(rt, body, message)
+        return
     if status.get("message") == message:
         return
     log.warning("invalid canary %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
     await rt.writer.patch(runtime.CANARY_API, "Canary", str(meta.get("namespace")), str(meta.get("name")),
                           {"status": {"message": message, "observedGeneration": meta.get("generation")}}, "status")
+
+
+# Phases in which the target serves as the canary and traffic may be split. Before initialization the
+# target is still the user's live Deployment and must not be touched.
+_RELEASING = frozenset({models.CanaryPhase.WAITING, models.CanaryPhase.PROGRESSING,
+                        models.CanaryPhase.WAITING_PROMOTION, models.CanaryPhase.PROMOTING,
+                        models.CanaryPhase.FINALISING})
+
+
+async def _roll_back_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:
+    """An invalid spec mid-release (one the CRD schema could not refuse): all traffic back to the primary,
+    the canary scaled to zero, phase Failed with the field named, and a Warning event.
+
+    The spec does not parse, so the router gets the Canary with a neutral analysis; without a router for
+    spec.provider, or with an invalid service, the routes cannot be touched and only the rest is done.
+    """
+    canary = models.parse_canary_for_routing(body)
+    if canary is None:
+        meta = body.get("metadata") or {}
+        assert isinstance(meta, dict)
+        canary = models.Canary.model_construct(metadata=models.ObjectMeta.model_validate(meta))
+    else:
+        with contextlib.suppress(errors.FatalError):
+            router = routers.for_provider(canary.spec.provider or rt.settings.default_provider, rt.store, rt.writer)
+            if router.get_routes(canary) not in (None, core.ALL_PRIMARY):
+                await router.set_routes(canary, core.ALL_PRIMARY)
+        target = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name)
+        if target is not None and int((target.get("spec") or {}).get("replicas", 1)) != 0:
+            await rt.writer.patch("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name,
+                                  workloads.scale(0))
+    now = datetime.datetime.now(datetime.UTC)
+    log.warning("invalid canary %s/%s mid-release, rolled back: %s", canary.namespace, canary.name, message)
+    await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": {
+        "phase": models.CanaryPhase.FAILED.value, "canaryWeight": 0, "message": message,
+        "observedGeneration": canary.metadata.generation, "lastTransitionTime": models.format_time(now)}}, "status")
+    await execute.post_event(rt, canary, "Warning", "Synced",
+                             f"Rolling back {canary.name}.{canary.namespace}: invalid spec, {message}", now)
 
 
 # A message this prefix starts is ours, about a refused write; the first tick that goes through clears it.

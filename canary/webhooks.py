@@ -48,7 +48,7 @@ import hashlib
 import json
 import logging
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -287,13 +287,6 @@ async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
     if kind == models.HookType.ROLLBACK:
         return any(result.ok for result in results), checks
     return all(result.ok for result in results), checks
-
-
-async def gates(client: httpx.AsyncClient, canary: models.Canary, hook_types: Sequence[str],
-                phase: str | None, checksum: str) -> dict[str, bool]:
-    """Several gates at once (``core.Plan.gates``), as the mapping ``core.Observed.gates`` takes."""
-    answers = await asyncio.gather(*(gate(client, canary, kind, phase, checksum) for kind in hook_types))
-    return {str(kind): is_open for kind, (is_open, _) in zip(hook_types, answers, strict=True)}
 
 
 async def fire(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,

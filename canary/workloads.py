@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from canary import errors, kube, models
+from canary import core, errors, kube, models
 
 Manifest = dict[str, Any]
 # Labels whose value identifies the app's pods; the first one present in the target's selector is renamed.
@@ -148,13 +149,15 @@ def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> M
 
 
 def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
-                       replicas: int | None) -> Manifest:
+                       replicas: int | None, revision: str | None = None) -> Manifest:
     """The ``<target>-primary`` Deployment running the target's template (at init or at promotion)."""
     meta = target["metadata"]
     spec = target.get("spec") or {}
     label = selector_label(target)
     selector_value = (spec.get("selector") or {}).get("matchLabels", {})[label]
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
+    if revision is not None:
+        annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
     body: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
@@ -345,8 +348,12 @@ class Plan:
     """The writes that bring the owned objects in line; empty (and no primary to create) on a steady tick."""
 
     services: tuple[Write, ...] = ()
-    create_primary: int | None = None  # replicas of a missing primary Deployment, recreated from the target
     autoscaler: tuple[Write, ...] = ()
+
+
+def primary_replicas(target: Mapping[str, Any]) -> int:
+    """Replicas of a primary created from ``target``: the target's, or 1 when it is scaled to zero (as Flagger)."""
+    return int((target.get("spec") or {}).get("replicas") or 0) or 1
 
 
 def _apex_sides(target: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -357,7 +364,7 @@ def _apex_sides(target: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, st
 
 def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autoscaler: Mapping[str, Any] | None,
          switched_apex: bool = False) -> Plan:
-    """What to write for the Services, the primary Deployment and its autoscaler to be as ``canary`` says.
+    """What to write for the Services and the primary's autoscaler to be as ``canary`` says.
 
     Compares with the live objects (``lookup`` reads the watch cache), so it asks for nothing when they
     already are.  ``switched_apex``: a router switches the apex selector between the primary's and the
@@ -381,16 +388,13 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
             patch = takeover_patch(desired, current)
             if patch is not None:
                 writes.append(Patch("v1", "Service", name, patch))
-    create_primary = None
-    if lookup("apps/v1", "Deployment", canary.spec.primary_target_name) is None:
-        create_primary = int((target.get("spec") or {}).get("replicas") or 0) or 1
     scaler: list[Write] = []
     if autoscaler is not None:
         desired = primary_autoscaler(canary, autoscaler)
         current = lookup(HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
         if current is None or not kube.matches(desired, current):
             scaler.append(Apply(desired))
-    return Plan(services=tuple(writes), create_primary=create_primary, autoscaler=tuple(scaler))
+    return Plan(services=tuple(writes), autoscaler=tuple(scaler))
 
 
 def scale(replicas: int) -> Manifest:
@@ -398,25 +402,39 @@ def scale(replicas: int) -> Manifest:
     return {"spec": {"replicas": replicas}}
 
 
-def workload_state(body: Mapping[str, Any] | None) -> tuple[bool, int, int, bool]:
-    """(exists, desired, updated-and-ready, generation observed) of a Deployment body."""
+REVISION_ANNOTATION = "fledge.dev/revision"
+
+
+def _condition_time(status: Mapping[str, Any], type_: str, value: str | None, field: str) -> datetime.datetime | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == type_ and (value is None or condition.get("status") == value):
+            text = condition.get(field)
+            if text:
+                return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return None
+
+
+def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
+    """The rollout facts of a Deployment body, as the Deployment controller reports them."""
     if body is None:
-        return False, 0, 0, False
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    desired = int(spec.get("replicas", 1))
-    updated = int(status.get("updatedReplicas") or 0)
-    ready = int(status.get("readyReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    generation = int((body.get("metadata") or {}).get("generation") or 0)
-    observed = int(status.get("observedGeneration") or 0) >= generation
-    # Old pods still running means the rollout is not done even if enough new ones are ready.
-    updated_ready = min(updated, ready, available) if total <= desired or desired == 0 else min(updated, ready)
-    return True, desired, updated_ready, observed
+        return core.MISSING
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    # The last progress the Deployment controller recorded: a rollout step, or the moment availability was lost.
+    moments = [_condition_time(status, "Progressing", None, "lastUpdateTime"),
+               _condition_time(status, "Available", "False", "lastTransitionTime")]
+    known = [moment for moment in moments if moment is not None]
+    return core.Workload(
+        exists=True, desired=int(spec.get("replicas", 1)), updated=int(status.get("updatedReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0), total=int(status.get("replicas") or 0),
+        generation_observed=int(status.get("observedGeneration") or 0) >= generation,
+        revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
+        progressed_at=max(known) if known else None,
+    )
 
 
 async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,
-                        configs: Mapping[str, str], replicas: int | None) -> None:
+                        configs: Mapping[str, str], replicas: int | None, revision: str | None = None) -> None:
     """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
     for key in configs:
         kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
@@ -424,4 +442,4 @@ async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Mani
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
             await writer.apply(config_copy(canary, source))
-    await writer.apply(primary_deployment(canary, target, configs, replicas))
+    await writer.apply(primary_deployment(canary, target, configs, replicas, revision))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import json
 import os
 import pathlib
@@ -209,7 +210,16 @@ def build(component: Component) -> dict[str, pathlib.Path]:
 
 
 def ensure_all() -> dict[str, pathlib.Path]:
-    """Build whatever is missing and return every binary by its name."""
+    """Build whatever is missing and return every binary by its name.
+
+    One build at a time per cache: two shells (or a test run and ``./dev demo``) share the scratch folders."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_all()
+
+
+def _ensure_all() -> dict[str, pathlib.Path]:
     started = time.monotonic()
     binaries: dict[str, pathlib.Path] = {}
     for component in COMPONENTS:

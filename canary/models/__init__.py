@@ -44,7 +44,13 @@ from canary.models.canary import (
     Strategy,
 )
 from canary.models.checks import BUILTIN_METRICS, HookType, MetricSpec, ThresholdRange, WebhookSpec
-from canary.models.parsing import parse_alert_provider, parse_canary, parse_metric_template, spec_error
+from canary.models.parsing import (
+    parse_alert_provider,
+    parse_canary,
+    parse_canary_for_routing,
+    parse_metric_template,
+    spec_error,
+)
 from canary.models.refs import (
     AutoscalerRef,
     CustomMetadata,
@@ -129,6 +135,7 @@ __all__ = [
     "format_time",
     "parse_alert_provider",
     "parse_canary",
+    "parse_canary_for_routing",
     "parse_metric_template",
     "parse_time",
     "spec_error",

@@ -10,8 +10,10 @@ What it must not do: define a field of a particular kind (those belong to the mo
 or import kubernetes, kopf or httpx.
 """
 
+import dataclasses
 import enum
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import pydantic
@@ -32,6 +34,37 @@ SpecError = errors.SpecError
 # --- shared field types ---------------------------------------------------------------------------------
 
 
+class RuleBroken(ValueError):
+    """A CelRule that does not hold; ``field_path`` lets the SpecError name the field, as the API server does."""
+
+    def __init__(self, message: str, field_path: str | None) -> None:
+        super().__init__(message)
+        self.field_path = field_path
+
+
+@dataclasses.dataclass(frozen=True)
+class CelRule:
+    """A rule across the fields of one object, written twice side by side: CEL for the API server, Python here.
+
+    The API server evaluates ``cel`` (an ``x-kubernetes-validations`` entry of the CRD, with ``self`` the
+    object) and refuses a create or an edit that breaks it; ``check`` is the same rule over the model, for
+    objects that never went through an API server (files, the CLI, tests, objects stored before the rule).
+    Both report ``message``, which names the field; ``field_path`` (relative, such as ``.stepWeights``)
+    tells the API server which field to blame.
+    """
+
+    cel: str
+    check: Callable[[Any], bool]
+    message: str
+    field_path: str | None = None
+
+    def to_k8s(self) -> dict[str, str]:
+        rule = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            rule["fieldPath"] = self.field_path
+        return rule
+
+
 def _positive_duration(value: str) -> str:
     if durations.parse_duration(value) <= 0:
         raise ValueError(f"duration {value!r} must be greater than zero")
@@ -45,14 +78,36 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _cel(rule: str, message: str) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+# A Go duration is also what CEL's duration() parses, so the API server checks the sign the same way.
 Duration = Annotated[
     str,
     pydantic.AfterValidator(_positive_duration),
-    pydantic.Field(json_schema_extra={"pattern": durations.PATTERN}),
+    pydantic.Field(max_length=64, json_schema_extra={
+        "pattern": durations.PATTERN,
+        **_cel("duration(self) > duration('0s')", "must be a duration greater than zero, such as 30s or 1m"),
+    }),
 ]
-HttpAddress = Annotated[str, pydantic.AfterValidator(_http_url)]
+HttpAddress = Annotated[
+    str,
+    pydantic.AfterValidator(_http_url),
+    pydantic.Field(max_length=2048, json_schema_extra=_cel(
+        "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",
+        "must be an http:// or https:// URL")),
+]
 Percent = Annotated[int, pydantic.Field(ge=0, le=100)]
+# A traffic step: a weight of 0 would be no step at all (and was once read as "unset").
+StepPercent = Annotated[int, pydantic.Field(ge=1, le=100)]
 Port = Annotated[int, pydantic.Field(ge=1, le=65535)]
+
+
+def _cel_rules_in_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules: tuple[CelRule, ...] = getattr(cls, "cel_rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.to_k8s() for rule in rules]
 
 
 class ApiModel(pydantic.BaseModel):
@@ -63,7 +118,18 @@ class ApiModel(pydantic.BaseModel):
         populate_by_name=True,
         extra="forbid",
         use_attribute_docstrings=True,
+        json_schema_extra=_cel_rules_in_schema,
     )
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = ()
+    """The object's cross-field rules: checked after its fields, and written into the CRD by crdgen."""
+
+    @pydantic.model_validator(mode="after")
+    def _cel_rules_hold(self) -> Any:
+        for rule in self.cel_rules:
+            if not rule.check(self):
+                raise RuleBroken(rule.message, rule.field_path)
+        return self
 
     def to_k8s(self) -> dict[str, Any]:
         """This object as Kubernetes JSON: camelCase keys, enums as strings, unset (None) fields left out."""

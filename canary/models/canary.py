@@ -9,6 +9,7 @@ router or a provider applies the spec.
 """
 
 import enum
+import itertools
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -17,6 +18,7 @@ from canary import durations
 from canary.models import base, checks, refs, statuses
 
 Strategy = Literal["canary", "ab", "bluegreen"]
+MAX_ITEMS = 32
 
 
 class AlertSeverity(enum.StrEnum):
@@ -102,8 +104,46 @@ class SessionAffinity(base.ApiModel):
     """Cookie that pins a client to the primary."""
 
 
+def _ascending(weights: list[int]) -> bool:
+    return all(later > earlier for earlier, later in itertools.pairwise(weights))
+
+
 class AnalysisSpec(base.ApiModel):
     """How a new revision is analysed and how traffic moves to it."""
+
+    cel_rules = (
+        base.CelRule(
+            "!has(self.stepWeight) || !has(self.stepWeights) || size(self.stepWeights) == 0",
+            lambda a: a.step_weight is None or not a.step_weights,
+            "stepWeight and stepWeights exclude each other: set one of them",
+            ".stepWeights"),
+        base.CelRule(
+            "!has(self.iterations) || self.iterations == 0"
+            " || (!has(self.stepWeight) && (!has(self.stepWeights) || size(self.stepWeights) == 0))",
+            lambda a: not a.iterations or (a.step_weight is None and not a.step_weights),
+            "iterations (A/B testing, blue/green) and stepWeight/stepWeights (canary) exclude each other: "
+            "set one of them",
+            ".iterations"),
+        base.CelRule(
+            "(has(self.iterations) && self.iterations > 0) || has(self.stepWeight)"
+            " || (has(self.stepWeights) && size(self.stepWeights) > 0)",
+            lambda a: bool(a.iterations or a.step_weight is not None or a.step_weights),
+            "set stepWeight or stepWeights for a canary release, "
+            "or iterations for A/B testing and blue/green",
+            ".stepWeight"),
+        base.CelRule(
+            # Sorted and each weight once: strictly ascending, without an index (CEL's all() has none).
+            "!has(self.stepWeights) || (self.stepWeights.isSorted()"
+            " && self.stepWeights.all(w, self.stepWeights.exists_one(x, x == w)))",
+            lambda a: _ascending(a.step_weights),
+            "stepWeights must ascend strictly, for example [5, 10, 25, 50]",
+            ".stepWeights"),
+        base.CelRule(
+            "!has(self.maxWeight) || !has(self.stepWeight) || self.maxWeight >= self.stepWeight",
+            lambda a: a.max_weight is None or a.step_weight is None or a.max_weight >= a.step_weight,
+            "maxWeight must be at least stepWeight",
+            ".maxWeight"),
+    )
 
     interval: base.Duration = "1m"
     """Time between two analysis steps."""
@@ -113,13 +153,14 @@ class AnalysisSpec(base.ApiModel):
     """Mirror traffic to the canary during blue/green analysis."""
     mirror_weight: base.Percent | None = None
     """Percentage of the traffic mirrored."""
-    max_weight: base.Percent | None = None
+    max_weight: base.StepPercent | None = None
     """Highest canary weight before promotion; defaults to 100."""
-    step_weight: base.Percent | None = None
+    step_weight: base.StepPercent | None = None
     """Canary weight added on each step."""
-    step_weights: list[base.Percent] = pydantic.Field(default_factory=list)
+    # Strictly ascending weights of 1..100 are at most 100; the bound also keeps the CEL rule cheap.
+    step_weights: list[base.StepPercent] = pydantic.Field(default_factory=list, max_length=100)
     """Canary weights of the steps, ascending; replaces stepWeight and maxWeight."""
-    step_weight_promotion: base.Percent | None = None
+    step_weight_promotion: base.StepPercent | None = None
     """Primary weight added on each promotion step; promotion is in one step when unset."""
     threshold: int = pydantic.Field(default=1, ge=1)
     """Failed checks that roll the release back."""
@@ -127,34 +168,14 @@ class AnalysisSpec(base.ApiModel):
     """Percentage of primary pods that must be ready."""
     canary_ready_threshold: base.Percent = 100
     """Percentage of canary pods that must be ready."""
-    alerts: list[AlertSpec] = pydantic.Field(default_factory=list)
-    metrics: list[checks.MetricSpec] = pydantic.Field(default_factory=list)
-    webhooks: list[checks.WebhookSpec] = pydantic.Field(default_factory=list)
+    # The bounds let the API server cost the CEL rules of the items (it refuses a CRD whose rules may run
+    # without bound); they are far above what any release uses.
+    alerts: list[AlertSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
+    metrics: list[checks.MetricSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
+    webhooks: list[checks.WebhookSpec] = pydantic.Field(default_factory=list, max_length=MAX_ITEMS)
     match: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     """A/B testing: the requests (Istio HTTPMatchRequest) routed to the canary."""
     session_affinity: SessionAffinity | None = None
-
-    @pydantic.field_validator("step_weights")
-    @classmethod
-    def _ascending(cls, weights: list[int]) -> list[int]:
-        for index in range(1, len(weights)):
-            if weights[index] <= weights[index - 1]:
-                raise ValueError(f"weights must ascend, but stepWeights[{index}]={weights[index]} "
-                                 f"follows stepWeights[{index - 1}]={weights[index - 1]}")
-        return weights
-
-    @pydantic.model_validator(mode="after")
-    def _one_progression(self) -> "AnalysisSpec":
-        if self.step_weight is not None and self.step_weights:
-            raise ValueError("set either stepWeight or stepWeights, not both")
-        stepping = self.step_weight is not None or bool(self.step_weights)
-        if self.iterations and stepping:
-            raise ValueError("iterations (A/B testing, blue/green) and stepWeight/stepWeights (canary) "
-                             "exclude each other; set one of them")
-        if not self.iterations and not stepping:
-            raise ValueError("set stepWeight or stepWeights for a canary release, "
-                             "or iterations for A/B testing and blue/green")
-        return self
 
     @property
     def strategy(self) -> Strategy:

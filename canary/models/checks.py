@@ -35,23 +35,14 @@ class HookType(enum.StrEnum):
 class ThresholdRange(base.ApiModel):
     """Accepted values of a metric, bounds included; a missing bound is unbounded."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
-                 "message": "min must be less than or equal to max"},
-            ]
-        }
+    cel_rules = (
+        base.CelRule("!has(self.min) || !has(self.max) || self.min <= self.max",
+                     lambda r: r.min is None or r.max is None or r.min <= r.max,
+                     "min must be less than or equal to max", ".min"),
     )
 
     min: pydantic.FiniteFloat | None = None
     max: pydantic.FiniteFloat | None = None
-
-    @pydantic.model_validator(mode="after")
-    def _ordered(self) -> "ThresholdRange":
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min:g} is greater than max {self.max:g}")
-        return self
 
     def contains(self, value: float) -> bool:
         """True when value is within the range."""
@@ -60,6 +51,15 @@ class ThresholdRange(base.ApiModel):
 
 class MetricSpec(base.ApiModel):
     """A metric check run on every analysis interval."""
+
+    cel_rules = (
+        base.CelRule(
+            "has(self.templateRef) || (has(self.query) && size(self.query) > 0)"
+            f" || self.name in {sorted(BUILTIN_METRICS)!r}",
+            lambda m: m.template_ref is not None or bool(m.query) or m.name in BUILTIN_METRICS,
+            f"name is not a builtin metric ({', '.join(sorted(BUILTIN_METRICS))}): set templateRef or query",
+            ".name"),
+    )
 
     name: str = pydantic.Field(min_length=1)
     """Name of the check; a builtin (request-success-rate, request-duration) when there is no templateRef or query."""
@@ -75,13 +75,6 @@ class MetricSpec(base.ApiModel):
     """MetricTemplate that holds the provider and query."""
     template_variables: dict[str, str] = pydantic.Field(default_factory=dict)
     """Extra variables for the template's query."""
-
-    @pydantic.model_validator(mode="after")
-    def _has_source(self) -> "MetricSpec":
-        if self.template_ref is None and not self.query and self.name not in BUILTIN_METRICS:
-            builtins = ", ".join(sorted(BUILTIN_METRICS))
-            raise ValueError(f"metric {self.name!r} is not a builtin ({builtins}); set templateRef or query")
-        return self
 
     @property
     def source(self) -> Literal["template", "query", "builtin"]:

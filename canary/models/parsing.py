@@ -26,6 +26,22 @@ def parse_canary(obj: Mapping[str, Any]) -> canary.Canary:
     return _parse(canary.Canary, obj)
 
 
+def parse_canary_for_routing(obj: Mapping[str, Any]) -> canary.Canary | None:
+    """The Canary with a neutral analysis (one plain step, no match, no mirror), or None if even that is invalid.
+
+    For a Canary whose analysis is invalid mid-release: a router needs a Canary to send all traffic back
+    to the primary, and the analysis says nothing about where the route objects are. Never use it to decide.
+    """
+    body = _plain(obj)
+    if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        return None
+    body["spec"]["analysis"] = {"stepWeight": 1}
+    try:
+        return canary.Canary.model_validate(body)
+    except pydantic.ValidationError:
+        return None
+
+
 def parse_metric_template(obj: Mapping[str, Any]) -> templates.MetricTemplate:
     """A MetricTemplate from its Kubernetes JSON; raises SpecError."""
     return _parse(templates.MetricTemplate, obj)
@@ -49,7 +65,11 @@ def spec_error(exc: pydantic.ValidationError) -> base.SpecError:
     """The SpecError for a pydantic error, with locations written as field paths (a.b[0].c)."""
     found: dict[str, list[str]] = {}
     for error in exc.errors():
-        messages = found.setdefault(_field_path(error["loc"]), [])
+        path = _field_path(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, base.RuleBroken) and cause.field_path:
+            path = path + cause.field_path if path != "(root)" else cause.field_path.lstrip(".")
+        messages = found.setdefault(path, [])
         message = _message(error)
         if message not in messages:
             messages.append(message)

@@ -98,6 +98,11 @@ class CanaryStatus(base.StatusModel):
     """RFC 3339 time the weight or iteration last advanced."""
     analysis_started: bool = False
     """The first step of the current revision was taken: its pre-rollout hooks passed."""
+    not_ready_since: str | None = None
+    """RFC 3339 time Fledge first saw the workload this phase waits on not rolled out; starts the progress
+    deadline together with the workload's own last progress."""
+    metrics_unavailable_since: str | None = None
+    """RFC 3339 time the metrics provider became unreachable during this release; the step is held meanwhile."""
 
     @pydantic.field_validator("phase", mode="before")
     @classmethod

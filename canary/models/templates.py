@@ -73,6 +73,12 @@ class MetricTemplate(base.Resource):
 
 
 class AlertProviderSpec(base.ApiModel):
+    cel_rules = (
+        base.CelRule("has(self.address) || has(self.secretRef)",
+                     lambda p: p.address is not None or p.secret_ref is not None,
+                     "set address or secretRef", ".address"),
+    )
+
     type: AlertProviderType
     """Chat service the messages are formatted for."""
     channel: str | None = None
@@ -85,12 +91,6 @@ class AlertProviderSpec(base.ApiModel):
     """HTTP(S) proxy for the calls."""
     secret_ref: refs.SecretRef | None = None
     """Secret whose key address holds the webhook URL."""
-
-    @pydantic.model_validator(mode="after")
-    def _has_address(self) -> "AlertProviderSpec":
-        if self.address is None and self.secret_ref is None:
-            raise ValueError("set address or secretRef")
-        return self
 
 
 class AlertProvider(base.Resource):

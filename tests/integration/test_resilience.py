@@ -109,3 +109,54 @@ def test_crd_schema_rejects_a_bad_threshold_range(api: Any, namespace: str) -> N
         kubectl.apply(api, apps.canary(namespace, "bad-range", analysis=analysis))
     assert rejected.value.status == 422
     assert "thresholdRange" in rejected.value.body
+
+
+def finalizers(api: Any, namespace: str, name: str) -> list[str] | None:
+    body = kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, name)
+    return None if body is None else list(body["metadata"].get("finalizers") or [])
+
+
+def test_only_revert_on_deletion_canaries_hold_a_finalizer(env: environment.Environment, api: Any) -> None:
+    """With the controller down, a Canary and its namespace go at once, unless revertOnDeletion needs it."""
+    core = client.CoreV1Api(api)
+    namespace = f"r-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    ctl = local_controller.Controller(env, name=f"controller-{namespace}", namespaces=(namespace,))
+    ctl.start()
+    try:
+        for name in ("plain", "reverting"):
+            kubectl.apply(api, apps.deployment(namespace, name, "1"))
+        kubectl.apply(api, apps.canary(namespace, "plain"))
+        kubectl.apply(api, apps.canary(namespace, "reverting", revertOnDeletion=True))
+        apps.wait_phase(api, namespace, "plain", "Initialized", timeout=60)
+        apps.wait_phase(api, namespace, "reverting", "Initialized", timeout=60)
+        eventually(lambda: finalizers(api, namespace, "reverting") == ["fledge.dev/finalizer"], timeout=30,
+                   what="the finalizer of the revertOnDeletion canary")
+        assert finalizers(api, namespace, "plain") == []
+
+        # Turning revertOnDeletion off lets go of the finalizer; turning it on takes it again.
+        kubectl.apply(api, apps.canary(namespace, "reverting", revertOnDeletion=False))
+        eventually(lambda: finalizers(api, namespace, "reverting") == [], timeout=30, what="finalizer removed")
+        kubectl.apply(api, apps.canary(namespace, "reverting", revertOnDeletion=True))
+        eventually(lambda: finalizers(api, namespace, "reverting") == ["fledge.dev/finalizer"], timeout=30,
+                   what="finalizer added again")
+        kubectl.apply(api, apps.canary(namespace, "reverting", revertOnDeletion=False))
+        eventually(lambda: finalizers(api, namespace, "reverting") == [], timeout=30, what="finalizer removed again")
+    finally:
+        ctl.stop()
+
+    # The controller is down: nothing may wait for it.
+    kubectl.delete(api, "fledge.dev/v1beta1", "Canary", namespace, "plain")
+    eventually(lambda: kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, "plain") is None, timeout=15,
+               what="the Canary deleted", show=lambda: finalizers(api, namespace, "plain"))
+    core.delete_namespace(namespace)
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(namespace)
+        except client.exceptions.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    eventually(namespace_gone, timeout=120, what=f"namespace {namespace} deleted",
+               show=lambda: finalizers(api, namespace, "reverting"))

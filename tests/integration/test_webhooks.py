@@ -333,5 +333,5 @@ def final_events(receiver: apps.Receiver) -> tuple[dict[str, Any], ...]:
     """The event hook bodies of "Promotion completed" and of the rollback, once both arrived; () before."""
     bodies = [r.body for r in receiver.received("/events")]
     done = next((b for b in bodies if "Promotion completed" in b["metadata"]["eventMessage"]), None)
-    rolled = next((b for b in bodies if b["metadata"]["eventMessage"].startswith("Rolling back")), None)
+    rolled = next((b for b in bodies if b["metadata"]["eventMessage"].startswith("Canary failed! Scaling down")), None)
     return (done, rolled) if done and rolled else ()

@@ -134,12 +134,12 @@ def test_canary_schema_details() -> None:
         assert at(schema, free) == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     assert at(schema, "spec.analysis.webhooks.[].metadata")["additionalProperties"] == {"type": "string"}
     assert at(schema, "spec.analysis.stepWeight")["maximum"] == 100
-    assert at(schema, "spec.analysis.stepWeights.[]")["minimum"] == 0
+    assert at(schema, "spec.analysis.stepWeights.[]")["minimum"] == 1
     assert at(schema, "status.phase")["enum"] == [phase.value for phase in models.CanaryPhase]
     assert "" in at(schema, "spec.analysis.webhooks.[].type")["enum"]
     rules = at(schema, "spec.analysis.metrics.[].thresholdRange")["x-kubernetes-validations"]
     assert rules == [{"rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
-                      "message": "min must be less than or equal to max"}]
+                      "message": "min must be less than or equal to max", "fieldPath": ".min"}]
     assert at(schema, "spec.analysis.interval")["pattern"] == durations.PATTERN
     assert "\\u" not in durations.PATTERN, "Go's RE2 has no \\u escape"
 

@@ -59,9 +59,10 @@ def webhook(**fields: Any) -> dict[str, Any]:
 
 INVALID = [
     pytest.param(with_value("spec.analysis.metrics", [metric(thresholdRange={"min": 99, "max": 1})]),
-                 "spec.analysis.metrics[0].thresholdRange", "min 99 is greater than max 1", id="range-inverted"),
+                 "spec.analysis.metrics[0].thresholdRange.min", "min must be less than or equal to max",
+                 id="range-inverted"),
     pytest.param(with_value("spec.analysis.metrics", [metric(), {"name": "error-rate"}]),
-                 "spec.analysis.metrics[1]", "set templateRef or query", id="metric-without-source"),
+                 "spec.analysis.metrics[1].name", "set templateRef or query", id="metric-without-source"),
     pytest.param(with_value("spec.analysis.metrics", [metric(thresholdRange={"min": float("nan")})]),
                  "spec.analysis.metrics[0].thresholdRange.min", "finite", id="range-nan"),
     pytest.param(with_value("spec.analysis.metrics", [metric(interval="5")]),
@@ -71,19 +72,25 @@ INVALID = [
     pytest.param(with_value("spec.analysis.stepWeight", 120),
                  "spec.analysis.stepWeight", "less than or equal to 100", id="step-weight-too-big"),
     pytest.param(with_value("spec.analysis.maxWeight", -1),
-                 "spec.analysis.maxWeight", "greater than or equal to 0", id="max-weight-negative"),
+                 "spec.analysis.maxWeight", "greater than or equal to 1", id="max-weight-negative"),
     pytest.param(with_value("spec.analysis", {"stepWeights": [10, 30, 20]}),
-                 "spec.analysis.stepWeights", "stepWeights[2]=20 follows stepWeights[1]=30", id="weights-descend"),
+                 "spec.analysis.stepWeights", "must ascend strictly", id="weights-descend"),
     pytest.param(with_value("spec.analysis", {"stepWeights": [10, 10]}),
                  "spec.analysis.stepWeights", "must ascend", id="weights-repeat"),
     pytest.param(with_value("spec.analysis", {"stepWeights": [10, 101]}),
                  "spec.analysis.stepWeights[1]", "less than or equal to 100", id="weights-over-100"),
     pytest.param(with_value("spec.analysis", {"stepWeight": 5, "stepWeights": [10, 20]}),
-                 "spec.analysis", "either stepWeight or stepWeights", id="both-step-forms"),
+                 "spec.analysis.stepWeights", "stepWeight and stepWeights exclude each other", id="both-step-forms"),
     pytest.param(with_value("spec.analysis", {"iterations": 5, "stepWeight": 10}),
-                 "spec.analysis", "exclude each other", id="iterations-and-steps"),
+                 "spec.analysis.iterations", "exclude each other", id="iterations-and-steps"),
     pytest.param(with_value("spec.analysis", {"interval": "1m"}),
-                 "spec.analysis", "set stepWeight or stepWeights", id="no-progression"),
+                 "spec.analysis.stepWeight", "set stepWeight or stepWeights", id="no-progression"),
+    pytest.param(with_value("spec.analysis.stepWeight", 0),
+                 "spec.analysis.stepWeight", "greater than or equal to 1", id="step-weight-zero"),
+    pytest.param(with_value("spec.analysis", {"stepWeights": [0, 10]}),
+                 "spec.analysis.stepWeights[0]", "greater than or equal to 1", id="weights-zero"),
+    pytest.param(with_value("spec.analysis", {"stepWeight": 30, "maxWeight": 20}),
+                 "spec.analysis.maxWeight", "at least stepWeight", id="max-below-step"),
     pytest.param(with_value("spec.analysis.interval", "1x"),
                  "spec.analysis.interval", "unknown unit 'x'", id="interval-bad-unit"),
     pytest.param(with_value("spec.analysis.interval", "0s"),
@@ -206,8 +213,8 @@ def test_strategy(analysis: dict[str, Any], strategy: str) -> None:
 
 @pytest.mark.parametrize(
     ("analysis", "expected"),
-    [({"stepWeight": 10}, 100), ({"stepWeight": 10, "maxWeight": 50}, 50), ({"stepWeight": 5, "maxWeight": 0}, 100),
-     ({"stepWeights": [5, 20, 35]}, 35), ({"iterations": 3}, 100)],
+    [({"stepWeight": 10}, 100), ({"stepWeight": 10, "maxWeight": 50}, 50), ({"stepWeights": [5, 20, 35]}, 35),
+     ({"iterations": 3}, 100)],
 )
 def test_effective_max_weight(analysis: dict[str, Any], expected: int) -> None:
     assert models.parse_canary(with_value("spec.analysis", analysis)).spec.analysis.effective_max_weight == expected
@@ -327,7 +334,7 @@ def test_invalid_metric_template(spec: dict[str, Any], field: str, fragment: str
 @pytest.mark.parametrize(
     ("spec", "field", "fragment"),
     [
-        ({"type": "slack"}, "spec", "set address or secretRef"),
+        ({"type": "slack"}, "spec.address", "set address or secretRef"),
         ({"type": "pager", "address": "https://x.test/"}, "spec.type", "'slack'"),
         ({"type": "msteams", "address": "outlook"}, "spec.address", "http"),
     ],
@@ -419,3 +426,18 @@ def test_time_round_trip() -> None:
     assert models.format_time(moment.astimezone(timezone(timedelta(hours=-5)))) == "2025-03-01T10:00:00Z"
     with pytest.raises(ValueError, match="aware"):
         models.format_time(datetime(2025, 3, 1))
+
+
+def test_an_invalid_analysis_still_gives_a_canary_to_route_with() -> None:
+    body = with_value("spec.analysis", {"stepWeight": 10, "stepWeights": [10, 20], "match": [{"headers": {}}]})
+    with pytest.raises(models.SpecError):
+        models.parse_canary(body)
+    routed = models.parse_canary_for_routing(body)
+    assert routed is not None
+    assert routed.spec.service_name == minimal_canary()["spec"]["targetRef"]["name"]
+    assert routed.spec.analysis.match == [] and not routed.spec.analysis.mirror
+    assert body["spec"]["analysis"]["stepWeights"] == [10, 20]  # the caller's body is left as it was
+
+
+def test_no_canary_to_route_with_when_the_service_is_invalid_too() -> None:
+    assert models.parse_canary_for_routing(with_value("spec.service.port", 0)) is None

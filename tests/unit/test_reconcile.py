@@ -128,27 +128,23 @@ def test_first_tick_creates_everything() -> None:
     plan = workloads.plan(canary(), target(), Cluster().lookup, None)
     assert [w.manifest["metadata"]["name"] for w in plan.services if isinstance(w, workloads.Apply)] == [
         "web", "web-primary", "web-canary"]
-    assert plan.create_primary == 3
 
 
 def test_a_port_edit_reaches_all_three_services() -> None:
     edited = canary(port=8080, portName="web")
     plan = workloads.plan(edited, target(), initialized().lookup, None)
-    assert len(plan.services) == 3 and plan.create_primary is None
+    assert len(plan.services) == 3
     for write in plan.services:
         assert isinstance(write, workloads.Apply)
         assert write.manifest["spec"]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP",
                                                     "targetPort": 8080}]
 
 
-def test_a_deleted_primary_is_recreated_from_the_target() -> None:
-    cluster = initialized()
-    del cluster.store.objects[("apps", "Deployment", "shop", "web-primary")]
-    plan = workloads.plan(canary(), target(), cluster.lookup, None)
-    assert plan.create_primary == 3 and plan.services == ()
-    scaled_down = target()
-    scaled_down["spec"]["replicas"] = 0
-    assert workloads.plan(canary(), scaled_down, cluster.lookup, None).create_primary == 1
+def test_a_primary_created_from_a_parked_target_gets_one_replica() -> None:
+    assert workloads.primary_replicas(target()) == 3
+    parked = target()
+    parked["spec"]["replicas"] = 0
+    assert workloads.primary_replicas(parked) == 1
 
 
 def hpa(max_replicas: int) -> dict[str, Any]:

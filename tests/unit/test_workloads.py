@@ -121,18 +121,31 @@ def test_target_without_a_known_selector_label_is_a_spec_error() -> None:
     assert raised.value.field == "spec.targetRef"
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 2},
-     (True, 3, 3, True)),
-    ({"replicas": 4, "updatedReplicas": 2, "readyReplicas": 4, "availableReplicas": 4, "observedGeneration": 2},
-     (True, 3, 2, True)),
-    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1},
-     (True, 3, 3, False)),
+@pytest.mark.parametrize(("status", "rolled_out"), [
+    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 2}, True),
+    # an old pod still serves beside the new ones: the rollout is not done
+    ({"replicas": 4, "updatedReplicas": 3, "readyReplicas": 4, "availableReplicas": 4, "observedGeneration": 2}, False),
+    # new pods ready but not yet available for minReadySeconds
+    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 1, "observedGeneration": 2}, False),
+    # the controller has not seen the latest spec
+    ({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1}, False),
+    ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2, "observedGeneration": 2}, False),
 ])
-def test_workload_state(status: dict[str, Any], expected: tuple[bool, int, int, bool]) -> None:
+def test_workload_state_follows_the_deployment_rollout_rules(status: dict[str, Any], rolled_out: bool) -> None:
     body = {"metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": status}
-    assert workloads.workload_state(body) == expected
-    assert workloads.workload_state(None) == (False, 0, 0, False)
+    assert workloads.workload_state(body).rolled_out(100) is rolled_out
+    assert workloads.workload_state(None).exists is False
+
+
+def test_workload_state_reads_the_last_progress_and_the_primary_revision() -> None:
+    body = {"metadata": {"generation": 1, "annotations": {workloads.REVISION_ANNOTATION: "abc"}},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1, "conditions": [
+                {"type": "Progressing", "status": "True", "lastUpdateTime": "2026-01-01T00:00:05Z"},
+                {"type": "Available", "status": "False", "lastTransitionTime": "2026-01-01T00:00:09Z"}]}}
+    state = workloads.workload_state(body)
+    assert state.revision == "abc"
+    assert state.progressed_at is not None and state.progressed_at.second == 9
 
 
 def test_primary_autoscaler_scales_the_primary_within_its_own_bounds() -> None:

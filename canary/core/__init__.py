@@ -1,0 +1,62 @@
+"""The decision core: everything observed in, the next status and the actions out.
+
+Why this exists: every rule of a canary release (when to step, when to roll
+back, which gate to ask, what a restarted controller does next) lives here, in
+pure functions, so the controller, the CLI and the tests drive the same logic
+and a rule can be tested without a cluster.
+
+What it must not do: import kopf, kubernetes or httpx, read a clock, or touch
+the network.  Time is passed in (``Observed.now``); I/O happens before
+(``canary.observe``) and after (``canary.execute``).
+
+A tick asks ``decide`` until it stops asking::
+
+    decision = decide(observed)
+    while decision.need:                      # a gate's answer, the step's checks, the pre-rollout hooks
+        observed = <observe supplies decision.need>
+        decision = decide(observed)
+
+Modules: ``state`` (inputs, needs, actions), ``strategy`` (weights and
+iterations), ``gates`` (asking), ``transitions`` (phases, deadlines, the one
+rollback path), ``lifecycle`` (decide; the phases outside analysis),
+``analysis`` (steps, approval, promotion).  The names below are the public
+surface the rest of Fledge uses.
+"""
+
+from canary.core.lifecycle import decide
+from canary.core.state import (
+    ALL_PRIMARY,
+    MISSING,
+    Action,
+    Alert,
+    CallHooks,
+    Check,
+    Decision,
+    Event,
+    Initialize,
+    Need,
+    Observed,
+    Promote,
+    ScaleTarget,
+    SetRoutes,
+    Weights,
+    Workload,
+)
+from canary.core.strategy import analysis_routes, max_weight, next_weight, weight_steps
+from canary.core.transitions import (
+    ANALYSING_PHASES,
+    FINAL_PHASES,
+    IDLE_PHASES,
+    POLL_SECONDS,
+    format_time,
+    parse_time,
+    seconds_until_due,
+    set_condition,
+)
+
+__all__ = [
+    "ALL_PRIMARY", "ANALYSING_PHASES", "FINAL_PHASES", "IDLE_PHASES", "MISSING", "POLL_SECONDS", "Action", "Alert",
+    "CallHooks", "Check", "Decision", "Event", "Initialize", "Need", "Observed", "Promote", "ScaleTarget",
+    "SetRoutes", "Weights", "Workload", "analysis_routes", "decide", "format_time", "max_weight", "next_weight",
+    "parse_time", "seconds_until_due", "set_condition", "weight_steps",
+]

@@ -1,0 +1,248 @@
+"""The phase machine during a release: analysis steps, approval, promotion and finalising.
+
+Why this exists: the rules every strategy shares live here once, in the order
+Flagger applies them: the canary must be rolled out (within the progress
+deadline), a rollback webhook is asked at every step, the pre-rollout hooks
+open the first step, checks must pass, ``confirm-traffic-increase`` comes
+before every weight increase, and ``confirm-promotion`` before any traffic
+reaches a version that has not been approved in full (blue/green switches only
+after it) and before promotion.  Promotion ends only when the primary's own
+rollout has finished.
+
+What it must not do: read a clock, call anything, or know how a router writes
+weights.  Strategy arithmetic is in ``canary.core.strategy``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from canary import models
+from canary.core import gates, state, strategy, transitions
+
+Phase = models.CanaryPhase
+
+
+def _with_status(obs: state.Observed, status: models.CanaryStatus) -> state.Observed:
+    return dataclasses.replace(obs, canary=obs.canary.model_copy(update={"status": status}))
+
+
+def analyse(obs: state.Observed) -> state.Decision:
+    """Progressing or WaitingPromotion, with the revision under analysis still the target's."""
+    canary, status, spec = obs.canary, obs.canary.status, obs.canary.spec
+    analysis = spec.analysis
+    if status.failed_checks >= analysis.threshold:
+        return transitions.rollback(obs, f"failed checks threshold reached {status.failed_checks}")
+    if not obs.target.rolled_out(analysis.canary_ready_threshold):
+        if transitions.deadline_passed(obs, obs.target):
+            return transitions.rollback(obs, f"canary deployment {transitions.name(obs)} not ready after "
+                                             f"progressDeadlineSeconds={spec.progress_deadline_seconds}")
+        return state.Decision(status=transitions.waiting_for(obs, status), requeue_after=transitions.POLL_SECONDS)
+    if status.not_ready_since:
+        status = status.model_copy(update={"not_ready_since": None})
+        obs = _with_status(obs, status)
+    wait = transitions.seconds_until_due(canary, obs.now)
+    if wait > 0:
+        return state.Decision(status=status, requeue_after=wait)
+    if gates.rollback_requested(obs):
+        return transitions.rollback(obs, "rolled back by the rollback webhook")
+    if spec.skip_analysis:
+        return _approve_promotion(obs, "analysis skipped (skipAnalysis)")
+    now_text = transitions.format_time(obs.now)
+    first = not status.analysis_started
+    checks = gates.pre_rollout_checks(obs) if first else gates.analysis_checks(obs)
+    stepped = status.model_copy(update={"last_step_time": now_text,
+                                        "checks": [_check_status(c, now_text) for c in checks] or status.checks})
+    obs = _with_status(obs, stepped)
+    failed = [c for c in checks if not c.passed and not c.unavailable]
+    if failed:
+        return _failed_checks(obs, failed)
+    unavailable = [c for c in checks if c.unavailable]
+    if unavailable:
+        return _metrics_unavailable(obs, unavailable)
+    if status.metrics_unavailable_since:
+        obs = _with_status(obs, obs.canary.status.model_copy(update={"metrics_unavailable_since": None,
+                                                                      "message": ""}))
+    started: list[state.Action] = []
+    if first:
+        # Pre-rollout hooks passed (or there are none): the release has started.  Until then a failing
+        # pre-rollout hook holds traffic at the primary and is retried every interval, as in Flagger.
+        obs = _with_status(obs, obs.canary.status.model_copy(update={"analysis_started": True}))
+        started.append(state.Event("Normal", "Synced", f"Starting canary analysis for {transitions.name(obs)}"))
+    decision = _step(obs, first)
+    return dataclasses.replace(decision, actions=tuple(started) + decision.actions)
+
+
+def _failed_checks(obs: state.Observed, failed: Sequence[state.Check]) -> state.Decision:
+    status = obs.canary.status
+    count = status.failed_checks + 1
+    actions: list[state.Action] = []
+    for check in failed:
+        message = _failed_message(obs, check)
+        actions.append(state.Event("Warning", "Synced", message))
+        if not check.mute_alert:
+            actions.append(state.Alert("warn", message))
+    if count >= obs.canary.spec.analysis.threshold:
+        why = failed[0].message or failed[0].name
+        rolled = transitions.rollback(obs, f"failed checks threshold reached {count}: {why}", failed_checks=count)
+        return dataclasses.replace(rolled, actions=tuple(actions) + rolled.actions)
+    return state.Decision(status=status.model_copy(update={"failed_checks": count}), actions=tuple(actions),
+                          requeue_after=obs.canary.spec.analysis.interval_seconds)
+
+
+def _metrics_unavailable(obs: state.Observed, down: Sequence[state.Check]) -> state.Decision:
+    """No evidence either way: hold the step, warn once, and roll back only after the progress deadline."""
+    status, spec = obs.canary.status, obs.canary.spec
+    since_text = status.metrics_unavailable_since or transitions.format_time(obs.now)
+    since = transitions.parse_time(since_text) or obs.now
+    names = ", ".join(c.name for c in down)
+    if (obs.now - since).total_seconds() > spec.progress_deadline_seconds:
+        return transitions.rollback(obs, f"metrics provider unreachable for {names} for longer than "
+                                         f"progressDeadlineSeconds={spec.progress_deadline_seconds}")
+    message = f"metrics provider unreachable for {names}: holding the current step ({down[0].message})"
+    actions: list[state.Action] = []
+    if not status.metrics_unavailable_since:
+        actions.append(state.Event("Warning", "Synced", f"Halt {transitions.name(obs)} advancement: {message}"))
+        actions.append(state.Alert("warn", f"Halt {transitions.name(obs)} advancement: {message}"))
+    held = status.model_copy(update={"metrics_unavailable_since": since_text, "message": message})
+    return state.Decision(status=held, actions=tuple(actions), requeue_after=spec.analysis.interval_seconds)
+
+
+def _step(obs: state.Observed, first: bool) -> state.Decision:
+    """All checks passed: take the next step of the strategy, asking each gate where it applies."""
+    canary, status = obs.canary, obs.canary.status
+    analysis = canary.spec.analysis
+    interval = analysis.interval_seconds
+    kind = analysis.strategy
+    if kind == "canary":
+        if status.canary_weight >= strategy.max_weight(analysis):
+            return _approve_promotion(obs, "analysis passed")
+        if analysis.mirror and first and not status.mirrored and status.canary_weight == 0:
+            # One interval of mirroring (responses dropped) before any user reaches the canary.
+            weights = strategy.analysis_routes(canary, 0, mirrored=True)
+            return state.Decision(status=status.model_copy(update={"mirrored": True}), actions=(
+                state.SetRoutes(weights), state.Event("Normal", "Synced", f"Starting mirroring for {_n(obs)}")),
+                requeue_after=interval)
+        if not gates.gate_open(obs, models.HookType.CONFIRM_TRAFFIC_INCREASE):
+            return _halt(obs, "waiting for traffic increase approval")
+        weight = strategy.next_weight(analysis, status.canary_weight)
+        return state.Decision(status=status.model_copy(update={"canary_weight": weight, "mirrored": False,
+                                                               "message": ""}), actions=(
+            state.SetRoutes(strategy.analysis_routes(canary, weight)),
+            state.Event("Normal", "Synced", f"Advance {_n(obs)} canary weight {weight}")), requeue_after=interval)
+    target = analysis.iterations or 0
+    if first:
+        routes = strategy.analysis_routes(canary, 0)
+        actions = (state.SetRoutes(routes),) if obs.routes != routes else ()
+        return state.Decision(status=status.model_copy(update={"iterations": 0}), actions=actions,
+                              requeue_after=interval)
+    if status.iterations < target:
+        iterations = status.iterations + 1
+        advanced = status.model_copy(update={"iterations": iterations})
+        event = state.Event("Normal", "Synced", f"Advance {_n(obs)} iteration {iterations}/{target}")
+        if iterations < target:
+            return state.Decision(status=advanced, actions=(event,), requeue_after=interval)
+        decision = _approve_promotion(_with_status(obs, advanced), "analysis passed")
+        return dataclasses.replace(decision, actions=(event, *decision.actions))
+    return _approve_promotion(obs, "analysis passed")
+
+
+def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
+    """Every step is done: nothing more reaches users, and nothing is promoted, without confirm-promotion."""
+    canary, status = obs.canary, obs.canary.status
+    if not gates.gate_open(obs, models.HookType.CONFIRM_PROMOTION):
+        return _halt(obs, "waiting for promotion approval", phase=Phase.WAITING_PROMOTION)
+    if canary.spec.analysis.strategy == "bluegreen" and status.canary_weight < 100 and not canary.spec.skip_analysis:
+        # Approved: switch every user to the new version for one more analysed interval, then promote.
+        switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False)
+        return state.Decision(status=switched, actions=(
+            state.SetRoutes(state.Weights(primary=0, canary=100)),
+            state.Event("Normal", "Synced", f"Routing all traffic to canary {_n(obs)}")),
+            requeue_after=canary.spec.analysis.interval_seconds)
+    return state.Decision(status=transitions.transition(obs, Phase.PROMOTING), actions=(
+        state.Promote(), state.Event("Normal", "Synced", f"Copying {_n(obs)} template spec to the primary ({why})")),
+        requeue_after=transitions.POLL_SECONDS)
+
+
+def _halt(obs: state.Observed, why: str, phase: models.CanaryPhase | None = None) -> state.Decision:
+    """Hold at the current step until a gate opens; say so once, not at every interval."""
+    status = obs.canary.status
+    message = f"Halt {_n(obs)} advancement: {why}"
+    actions: list[state.Action] = []
+    if status.message != message:
+        actions.append(state.Event("Normal", "Synced", message))
+        actions.append(state.Alert("info", message))
+    held = transitions.transition(obs, phase or status.phase or Phase.PROGRESSING, message=message)
+    return state.Decision(status=held, actions=tuple(actions), requeue_after=obs.canary.spec.analysis.interval_seconds)
+
+
+def promoting(obs: state.Observed) -> state.Decision:
+    """Wait for the primary to roll out the promoted template, then hand traffic back to it."""
+    canary, status, spec = obs.canary, obs.canary.status, obs.canary.spec
+    analysis = spec.analysis
+    primary = obs.primary
+    on_revision = primary.revision is None or primary.revision == status.last_applied_spec
+    if not (on_revision and primary.rolled_out(analysis.primary_ready_threshold)):
+        if transitions.deadline_passed(obs, primary):
+            return transitions.rollback(obs, f"primary deployment {canary.namespace}/{spec.primary_target_name} "
+                                             f"not rolled out after progressDeadlineSeconds="
+                                             f"{spec.progress_deadline_seconds}")
+        return state.Decision(status=transitions.waiting_for(obs, status), requeue_after=transitions.POLL_SECONDS)
+    if status.not_ready_since:
+        status = status.model_copy(update={"not_ready_since": None})
+    step = analysis.step_weight_promotion
+    if step and status.canary_weight > 0 and analysis.strategy == "canary":
+        wait = transitions.seconds_until_due(_with_status(obs, status).canary, obs.now)
+        if wait > 0:
+            return state.Decision(status=status, requeue_after=wait)
+        weight = max(0, status.canary_weight - step)
+        return state.Decision(status=status.model_copy(update={"canary_weight": weight,
+                                                               "last_step_time": transitions.format_time(obs.now)}),
+                              actions=(state.SetRoutes(state.Weights(primary=100 - weight, canary=weight)),
+                                       state.Event("Normal", "Synced", f"Promotion: primary weight {100 - weight}")),
+                              requeue_after=analysis.interval_seconds)
+    new_status = transitions.transition(_with_status(obs, status), Phase.FINALISING, canary_weight=0, mirrored=False)
+    event = state.Event("Normal", "Synced", f"Routing all traffic to primary {_n(obs)}")
+    return state.Decision(status=new_status, actions=(state.SetRoutes(state.ALL_PRIMARY), event),
+                          requeue_after=transitions.POLL_SECONDS)
+
+
+def finalise(obs: state.Observed) -> state.Decision:
+    status = obs.canary.status
+    actions: tuple[state.Action, ...] = (
+        state.ScaleTarget(0),
+        state.Event("Normal", "Synced", f"Promotion completed! Scaling down {_n(obs)}"),
+        state.Alert("info", f"Canary analysis completed successfully, {_n(obs)} promoted"),
+        state.CallHooks("post-rollout"),
+    )
+    if obs.routes is not None and obs.routes != state.ALL_PRIMARY:
+        actions = (state.SetRoutes(state.ALL_PRIMARY), *actions)
+    new_status = transitions.transition(obs, Phase.SUCCEEDED, canary_weight=0,
+                                        last_promoted_spec=status.last_applied_spec)
+    new_status = transitions.promoted(new_status, "True", "Succeeded",
+                                      "Canary analysis completed successfully, promotion finished.", obs.now)
+    return state.Decision(status=new_status, actions=actions)
+
+
+def _n(obs: state.Observed) -> str:
+    return transitions.name(obs)
+
+
+def _failed_message(obs: state.Observed, check: state.Check) -> str:
+    if check.kind == "webhook":
+        return f"Halt {_n(obs)} advancement: webhook {check.name} failed: {check.message}"
+    if check.value is None:
+        return f"Halt {_n(obs)} advancement: metric {check.name} failed: {check.message}"
+    bounds = []
+    if check.min is not None:
+        bounds.append(f">= {check.min:g}")
+    if check.max is not None:
+        bounds.append(f"<= {check.max:g}")
+    return (f"Halt {_n(obs)} advancement: {check.name} {check.value:.2f} "
+            f"outside threshold {' and '.join(bounds) or 'range'}")
+
+
+def _check_status(check: state.Check, now_text: str) -> models.CheckResult:
+    return models.CheckResult(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
+                              passed=check.passed, message=check.message, time=now_text)

@@ -1,0 +1,57 @@
+"""Strategy arithmetic: the weights of a canary release, and where each strategy routes traffic.
+
+Why this exists: the steps of a release (stepWeight, stepWeights, maxWeight,
+iterations) are arithmetic on the spec alone; keeping them apart from the phase
+machine lets both be read, and tested, on their own.
+
+What it must not do: look at gates, checks or the clock (``canary.core.analysis`` does).
+"""
+
+from __future__ import annotations
+
+from canary import models
+from canary.core import state
+
+
+def weight_steps(analysis: models.AnalysisSpec) -> list[int]:
+    """The canary weights in order; the last one is maxWeight (stepWeight is capped at it)."""
+    if analysis.step_weights:
+        return [w for w in analysis.step_weights if 0 < w <= 100]
+    top = analysis.max_weight or 100
+    step = analysis.step_weight
+    if not step:  # the schema requires stepWeight ≥ 1; an unset one (iterations) has no weights
+        return [top]
+    return [*range(step, top, step), top]
+
+
+def max_weight(analysis: models.AnalysisSpec) -> int:
+    return weight_steps(analysis)[-1]
+
+
+def next_weight(analysis: models.AnalysisSpec, current: int) -> int:
+    for weight in weight_steps(analysis):
+        if weight > current:
+            return weight
+    return max_weight(analysis)
+
+
+def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) -> state.Weights:
+    """Routes while analysing, for every strategy.
+
+    A/B testing sends only the matching requests to the canary (the router writes the match, the weights
+    say where matching requests go); blue/green keeps every user on the primary until promotion is
+    approved, optionally mirroring their requests to the canary."""
+    strategy = canary.spec.analysis.strategy
+    if strategy == "ab":
+        return state.Weights(primary=0, canary=100)
+    if strategy == "bluegreen":
+        return state.Weights(primary=100 - weight, canary=weight, mirrored=canary.spec.analysis.mirror and weight == 0)
+    return state.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
+
+
+def steps_done(canary: models.Canary) -> bool:
+    """Every weight step or iteration has been analysed: what remains is approval and promotion."""
+    analysis, status = canary.spec.analysis, canary.status
+    if analysis.strategy == "canary":
+        return status.canary_weight >= max_weight(analysis)
+    return status.iterations >= (analysis.iterations or 0)

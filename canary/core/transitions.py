@@ -1,0 +1,110 @@
+"""Phase changes, conditions, deadlines, and the one rollback path every failure takes.
+
+Why this exists: whatever fails a release (checks over the threshold, a rollback
+webhook, a missed progress deadline, a spec error that outlasts the threshold, a
+metrics outage longer than the deadline), the rollback is the same: traffic back
+to the primary, the canary scaled to zero, the Promoted condition, an event, an
+alert and the post-rollout hooks.  It lives here once.
+
+What it must not do: read a clock (the time is ``Observed.now``) or decide
+*whether* to roll back (lifecycle and analysis do).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from canary import models
+from canary.core import state
+
+Phase = models.CanaryPhase
+IDLE_PHASES = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED})
+ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+# How soon to look again while waiting on the cluster (a rollout, readiness) rather than on the interval.
+POLL_SECONDS = 1.0
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def seconds_until_due(canary: models.Canary, now: datetime.datetime) -> float:
+    """Seconds until the next analysis step (0 or less: due now)."""
+    last = parse_time(canary.status.last_step_time)
+    if last is None:
+        return 0.0
+    return canary.spec.analysis.interval_seconds - (now - last).total_seconds()
+
+
+def name(obs: state.Observed) -> str:
+    return f"{obs.canary.namespace}/{obs.canary.name}"
+
+
+def transition(obs: state.Observed, phase: models.CanaryPhase, **changes: object) -> models.CanaryStatus:
+    """The status in ``phase``; entering a phase stamps lastTransitionTime and clears the message."""
+    status = obs.canary.status
+    update: dict[str, object] = {"phase": phase, **changes}
+    if phase != status.phase:
+        update["last_transition_time"] = format_time(obs.now)
+        update.setdefault("message", "")
+        update.setdefault("not_ready_since", None)
+    return status.model_copy(update=update)
+
+
+def set_condition(conditions: Sequence[models.Condition], type_: str, status: str, reason: str,
+                  message: str, now_text: str) -> list[models.Condition]:
+    """Replace the condition of one type, keeping lastTransitionTime while its status is unchanged."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    changed = previous is None or previous.status != status
+    condition = models.Condition(
+        type=type_, status=models.ConditionStatus(status), reason=reason, message=message, last_update_time=now_text,
+        last_transition_time=now_text if changed or previous is None else previous.last_transition_time,
+    )
+    return [c for c in conditions if c.type != type_] + [condition]
+
+
+def promoted(status: models.CanaryStatus, value: str, reason: str, message: str, now: datetime.datetime
+             ) -> models.CanaryStatus:
+    conditions = set_condition(status.conditions, "Promoted", value, reason, message, format_time(now))
+    return status.model_copy(update={"conditions": conditions})
+
+
+def deadline_passed(obs: state.Observed, workload: state.Workload) -> bool:
+    """Whether a workload that is not rolled out has made no progress for progressDeadlineSeconds.
+
+    The clock starts at the later of two moments: when Fledge first saw it not rolled out in this
+    phase (``status.notReadySince``, so a node drain or an HPA scale-up late in a long analysis gets
+    the whole deadline), and the last progress its Deployment controller recorded."""
+    since = parse_time(obs.canary.status.not_ready_since) or obs.now
+    if workload.progressed_at is not None and workload.progressed_at > since:
+        since = workload.progressed_at
+    return (obs.now - since).total_seconds() > obs.canary.spec.progress_deadline_seconds
+
+
+def waiting_for(obs: state.Observed, status: models.CanaryStatus) -> models.CanaryStatus:
+    """``status`` remembering since when the workload this phase waits on has not been rolled out."""
+    if status.not_ready_since:
+        return status
+    return status.model_copy(update={"not_ready_since": format_time(obs.now)})
+
+
+def rollback(obs: state.Observed, reason: str, **changes: object) -> state.Decision:
+    """Every rollback, whatever its cause: routes back, canary down, condition, event, alert, hooks."""
+    actions: tuple[state.Action, ...] = (
+        state.SetRoutes(state.ALL_PRIMARY),
+        state.ScaleTarget(0),
+        state.Event("Warning", "Synced", f"Canary failed! Scaling down {name(obs)}: {reason}"),
+        state.Alert("error", f"Canary analysis failed, {name(obs)} rolled back: {reason}"),
+        state.CallHooks("post-rollout"),
+    )
+    status = transition(obs, Phase.FAILED, canary_weight=0, mirrored=False, message=reason,
+                        metrics_unavailable_since=None, **changes)
+    return state.Decision(status=promoted(status, "False", "Failed", reason, obs.now), actions=actions)
