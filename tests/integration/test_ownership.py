@@ -134,7 +134,9 @@ def test_a_write_the_api_server_refuses_is_reported(env: environment.Environment
     kubectl.apply(api, body)
 
     def message() -> str:
-        return str(apps.status(api, namespace, "web").get("message") or "")
+        # A first tick may still miss the just-created target in its cache and say so; wait for the refusal.
+        text = str(apps.status(api, namespace, "web").get("message") or "")
+        return text if text.startswith("Kubernetes API error: ") else ""
 
     reported = eventually(message, timeout=30, what="the refusal in status.message",
                           show=lambda: apps.status(api, namespace, "web"))
