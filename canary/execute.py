@@ -18,7 +18,7 @@ import datetime
 import logging
 from typing import Any
 
-from canary import alerts, core, kube, models, observe, runtime, telemetry, webhooks, workloads
+from canary import alerts, core, errors, kube, models, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 
@@ -97,9 +97,25 @@ async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: obse
     await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, replicas, snap.observed.revision)
 
 
+async def _create(rt: runtime.Runtime, manifest: dict[str, Any]) -> None:
+    """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
+    into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
+    only when the cache has no such object, so an apply never adopts the user's Service."""
+    meta = manifest["metadata"]
+    live = await rt.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        await rt.writer.apply(manifest)
+        return
+    rt.store.upsert(live)
+    raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
+                             "watch cache yet; looking again")
+
+
 async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
     for write in writes:
         match write:
+            case workloads.Create(manifest=manifest):
+                await _create(rt, manifest)
             case workloads.Apply(manifest=manifest):
                 await rt.writer.apply(manifest)
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):

@@ -93,7 +93,9 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
     if not 200 <= response.status < 300:
         error = ApiException(status=response.status, reason=response.reason)
         error.body = data.decode(errors="replace") if data else ""
-        error.fledge_path = path  # type: ignore[attr-defined]  # the refused object, for describe_api_error
+        name = ((body or {}).get("metadata") or {}).get("name") if method == "POST" and isinstance(body, dict) else None
+        # The refused object, for describe_api_error (a create names it in the body, not the path).
+        error.fledge_path = f"{path}/{name}" if name else path  # type: ignore[attr-defined]
         raise error
     return dict(json.loads(data)) if data else {}
 

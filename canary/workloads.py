@@ -323,6 +323,14 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
 
 
 @dataclasses.dataclass(frozen=True)
+class Create:
+    """Create an object the cache does not have, after making sure it really does not exist: an apply onto an
+    object the cache has not seen yet would adopt the user's."""
+
+    manifest: Manifest
+
+
+@dataclasses.dataclass(frozen=True)
 class Apply:
     """Server-side apply of an object Fledge owns."""
 
@@ -339,7 +347,7 @@ class Patch:
     patch: Manifest
 
 
-Write = Apply | Patch
+Write = Create | Apply | Patch
 Lookup = Callable[[str, str, str], Manifest | None]  # (apiVersion, kind, name) in the canary's namespace
 
 
@@ -381,8 +389,10 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
                                                                      .get("annotations") or {})
             if ours and selector in _apex_sides(target):
                 desired["spec"]["selector"] = dict(selector)
-        if current is None or owned_by(current, canary):
-            if current is None or not kube.matches(desired, current):
+        if current is None:
+            writes.append(Create(desired))
+        elif owned_by(current, canary):
+            if not kube.matches(desired, current):
                 writes.append(Apply(desired))
         else:
             patch = takeover_patch(desired, current)

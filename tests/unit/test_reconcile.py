@@ -126,7 +126,8 @@ def test_a_steady_tick_plans_no_write() -> None:
 
 def test_first_tick_creates_everything() -> None:
     plan = workloads.plan(canary(), target(), Cluster().lookup, None)
-    assert [w.manifest["metadata"]["name"] for w in plan.services if isinstance(w, workloads.Apply)] == [
+    # Created, not applied: an apply onto a Service the cache had not seen yet would adopt the user's.
+    assert [w.manifest["metadata"]["name"] for w in plan.services if isinstance(w, workloads.Create)] == [
         "web", "web-primary", "web-canary"]
 
 
