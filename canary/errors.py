@@ -9,6 +9,7 @@ below the handlers imports kopf.
     ├── RetriableError              try again on the next tick
     │   ├── TargetNotReady          a Deployment has not rolled out yet
     │   ├── RouterConflict          the route object changed under us (HTTP 409)
+    │   ├── CacheBehind             an object exists that the watch cache has not seen yet
     │   └── ProviderUnavailable     Prometheus or another provider did not answer
     └── FatalError                  nothing changes until the user edits something
         ├── SpecError               the Canary (or a template it names) is invalid; names the field
@@ -41,6 +42,10 @@ class RouterConflict(RetriableError):
 
 class ProviderUnavailable(RetriableError):
     pass
+
+
+class CacheBehind(RetriableError):
+    """Creating an object the cache lacked found it there already: look again once the cache has it."""
 
 
 class FatalError(FledgeError):

@@ -1,10 +1,12 @@
-"""Execute: carry out a Decision's actions and persist its status, deciding nothing.
+"""Execute: reconcile the owned objects, carry out a Decision's actions and persist its status, deciding nothing.
 
-Why this exists: the last third of a tick.  Actions run in the order the core
-listed them; writes that would not change anything are skipped (the cache says
-what is there), so a steady-state tick writes nothing and a step writes the
-routes and the status.  Events, alerts and post-rollout hooks are sent after
-the status is saved and never fail the tick.
+Why this exists: the last third of a tick.  First the owned objects are
+reconciled with the spec (``reconcile``: Services, primary, autoscaler, routes)
+whatever the phase; then actions run in the order the core listed them.  Writes
+that would not change anything are skipped (the cache says what is there), so a
+steady-state tick writes nothing and a step writes the routes and the status.
+Events, alerts and post-rollout hooks are sent after the status is saved and
+never fail the tick.
 
 What it must not do: choose between actions or alter the status it was given.
 """
@@ -16,7 +18,7 @@ import datetime
 import logging
 from typing import Any
 
-from canary import alerts, core, models, observe, runtime, telemetry, webhooks, workloads
+from canary import alerts, core, errors, kube, models, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 
@@ -24,11 +26,12 @@ log = logging.getLogger("fledge.execute")
 async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot, decision: core.Decision
                   ) -> None:
     obs = snap.observed
+    await reconcile(rt, canary, snap)
     side_effects: list[core.Action] = []
     for action in decision.actions:
         match action:
             case core.Initialize():
-                await _initialize(rt, canary, snap)
+                await _create_primary(rt, canary, snap)  # reconcile, just above, made the rest
             case core.SetRoutes(weights=weights):
                 if snap.router is not None and obs.routes != weights:
                     if obs.routes is None:
@@ -55,30 +58,69 @@ _background: set[asyncio.Task[None]] = set()
 
 async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus) -> None:
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
+    # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
+    body = kube.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
     await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": body}, "status")
 
 
-async def _initialize(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """Bring the Services, the primary's autoscaler and the route objects in line with the spec.
+
+    Runs on every tick before the decision's actions, writing only what differs from the watch cache, so an
+    edit of ``spec.service`` reaches the Services at once.  Nothing is done through a spec that does not
+    validate or without a target: what to build is unknown then.  The primary Deployment itself is created
+    only when the core asks (``Initialize``): it may run only an approved revision.
+    """
     target = snap.target
-    if target is None:
+    if target is None or snap.observed.error is not None:
         return
     provider = canary.spec.provider or rt.settings.default_provider
-    apex = rt.store.get("v1", "Service", canary.namespace, canary.spec.service_name)
-    selector = ((apex or {}).get("spec") or {}).get("selector")
-    for service in workloads.services(canary, target):
-        if provider == "kubernetes" and selector and service["metadata"]["name"] == canary.spec.service_name:
-            # That router switches the apex selector under the same field manager: an apply without the
-            # selector in force would delete it, and the Service would lose its endpoints until the next switch.
-            service["spec"]["selector"] = dict(selector)
-        await rt.writer.apply(service)
-    primary = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.primary_target_name)
-    if primary is None:
-        desired = int((target.get("spec") or {}).get("replicas", 1)) or 1
-        await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, desired,
-                                      snap.observed.revision, rt.settings.include_label_prefix)
-    await _apply_autoscaler(rt, canary)
-    if snap.router is not None:
+
+    def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        return rt.store.get(api_version, kind, canary.namespace, name)
+
+    plan = workloads.plan(canary, target, lookup, observe.autoscaler(rt, canary),
+                          switched_apex=provider == "kubernetes")
+    await _write(rt, canary, plan.services)
+    await _write(rt, canary, plan.autoscaler)
+    if snap.router is not None and kube.outdated(snap.router.desired(canary), rt.store):
         await snap.router.reconcile(canary)
+
+
+async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """The ``-primary`` Deployment from the target (at initialization, or again after it was deleted)."""
+    target = snap.target
+    if target is None or rt.store.get("apps/v1", "Deployment", canary.namespace,
+                                      canary.spec.primary_target_name) is not None:
+        return
+    replicas = workloads.primary_replicas(target)
+    await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, replicas, snap.observed.revision,
+                                  rt.settings.include_label_prefix)
+
+
+async def _create(rt: runtime.Runtime, manifest: dict[str, Any]) -> None:
+    """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
+    into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
+    only when the cache has no such object, so an apply never adopts the user's Service."""
+    meta = manifest["metadata"]
+    live = await rt.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        await rt.writer.apply(manifest)
+        return
+    rt.store.upsert(live)
+    raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
+                             "watch cache yet; looking again")
+
+
+async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
+    for write in writes:
+        match write:
+            case workloads.Create(manifest=manifest):
+                await _create(rt, manifest)
+            case workloads.Apply(manifest=manifest):
+                await rt.writer.apply(manifest)
+            case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
+                await rt.writer.patch(api_version, kind, canary.namespace, name, patch)
 
 
 async def _scale_target(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any] | None,

@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from canary import errors, loops, runtime, telemetry, tick
+from canary import errors, kube, loops, runtime, telemetry, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -79,6 +79,7 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         rt().store.remove(body)
         rt().forget(key)
         telemetry.forget(*key)
+        await _release_services(dict(body))
     else:
         rt().canary_seen(dict(body))
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
@@ -89,6 +90,18 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
 @kopf.on.cleanup()
 async def stop_loops(**_: Any) -> None:
     await LOOPS.stop_all()
+
+
+async def _release_services(body: dict[str, Any]) -> None:
+    """Best effort, for a Canary deleted without the revertOnDeletion finalizer: hand back the user's Services."""
+    from canary import models, revert
+
+    meta = body.get("metadata") or {}
+    try:
+        await revert.release_services(rt(), models.parse_canary(body))
+    except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
+        log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
+                    meta.get("name"), kube.describe_api_error(exc) or exc)
 
 
 # -- the per-canary loop ------------------------------------------------------------------------

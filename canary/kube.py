@@ -16,8 +16,8 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from canary import telemetry
 
@@ -97,8 +97,94 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
     if not 200 <= response.status < 300:
         error = ApiException(status=response.status, reason=response.reason)
         error.body = data.decode(errors="replace") if data else ""
+        name = ((body or {}).get("metadata") or {}).get("name") if method == "POST" and isinstance(body, dict) else None
+        # The refused object, for describe_api_error (a create names it in the body, not the path).
+        error.fledge_path = f"{path}/{name}" if name else path  # type: ignore[attr-defined]
         raise error
     return dict(json.loads(data)) if data else {}
+
+
+def describe_api_error(exc: BaseException) -> str | None:
+    """``<Kind> <namespace>/<name>: HTTP <status>: <the API server's message>`` for a refused request; None
+    for any other exception (a bug, not a refusal)."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not isinstance(exc, ApiException):
+        return None
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    message = message or str(exc.body or exc.reason or "").strip() or "no message"
+    return f"{_object_of(str(getattr(exc, 'fledge_path', '')))}: HTTP {exc.status}: {message}"
+
+
+def _object_of(path: str) -> str:
+    """``Service ns/name`` (or ``Event ns`` for a create) from an API path; the path itself when unknown."""
+    parts = path.strip("/").split("/")
+    kinds = {resource.plural: kind for (_, kind), resource in RESOURCES.items()}
+    for index, part in enumerate(parts):
+        if part in kinds and (index == 0 or parts[index - 1] != "namespaces"):
+            namespace = parts[parts.index("namespaces") + 1] if "namespaces" in parts else ""
+            name = parts[index + 1] if index + 1 < len(parts) else ""
+            where = "/".join(item for item in (namespace, name) if item)
+            return f"{kinds[part]} {where}".strip()
+    return path or "the API server"
+
+
+def matches(desired: Any, live: Any) -> bool:
+    """Whether ``live`` already holds ``desired``: every field ``desired`` sets equals ``live``'s.
+
+    Maps compare as subsets (the API server adds defaults and others' fields); lists element by element
+    and of the same length; an empty map or list matches a missing field (the API server drops those),
+    and None matches only a missing field.  This is what lets a steady tick skip every write.
+    """
+    if isinstance(desired, Mapping):
+        if live is None:
+            return not desired
+        return isinstance(live, Mapping) and all(matches(value, live.get(key)) for key, value in desired.items())
+    if isinstance(desired, list):
+        if live is None:
+            return not desired
+        return (isinstance(live, list) and len(live) == len(desired)
+                and all(matches(want, have) for want, have in zip(desired, live, strict=True)))
+    if desired is None or live is None:
+        return desired is live
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is live
+    return bool(desired == live)
+
+
+class Lookup(Protocol):
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None: ...
+
+
+def outdated(desired: Iterable[Manifest], store: Lookup) -> list[Manifest]:
+    """The manifests whose live object (from ``store``) is missing or does not ``match`` them."""
+    stale = []
+    for manifest in desired:
+        meta = manifest.get("metadata") or {}
+        live = store.get(str(manifest.get("apiVersion")), str(manifest.get("kind")), str(meta.get("namespace", "")),
+                         str(meta.get("name")))
+        if live is None or not matches(manifest, live):
+            stale.append(manifest)
+    return stale
+
+
+def with_removals(old: Mapping[str, Any], new: Mapping[str, Any]) -> Manifest:
+    """``new`` as a JSON merge patch over ``old``: keys of ``old`` that ``new`` lacks are set to null, in maps
+    at any depth, so the patch deletes them instead of leaving them behind."""
+    patch: Manifest = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = with_removals(before, value)
+        else:
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
 
 
 def resource_for(api_version: str, kind: str) -> Resource:

@@ -14,7 +14,7 @@ import datetime
 import logging
 import time
 
-from canary import core, errors, execute, models, observe, runtime, telemetry, workloads
+from canary import core, errors, execute, kube, models, observe, runtime, telemetry, workloads
 from routers import base as routers
 
 log = logging.getLogger("fledge.tick")
@@ -39,9 +39,9 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     if generation is not None and decision.status.observed_generation != generation:
         decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
                                  actions=decision.actions, requeue_after=decision.requeue_after)
-    await execute.execute(rt, canary, snap, decision)
+    delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
-    return decision.requeue_after
+    return delay
 
 
 # A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.
@@ -113,3 +113,42 @@ async def _roll_back_invalid(rt: runtime.Runtime, body: dict[str, object], messa
         "observedGeneration": canary.metadata.generation, "lastTransitionTime": models.format_time(now)}}, "status")
     await execute.post_event(rt, canary, "Warning", "Synced",
                              f"Rolling back {canary.name}.{canary.namespace}: invalid spec, {message}", now)
+
+
+# A message this prefix starts is ours, about a refused write; the first tick that goes through clears it.
+API_ERROR_PREFIX = "Kubernetes API error: "
+
+
+async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot,
+                            decision: core.Decision) -> float | None:
+    """``execute``, with a write the API server refuses reported on the Canary rather than raised.
+
+    The refusal (object, HTTP status, the server's message) goes to ``status.message`` and a Warning event
+    once, and the tick is retried after ``retry_seconds``; anything else (a bug) still raises.
+    """
+    status = decision.status
+    if status.message and status.message.startswith(API_ERROR_PREFIX):
+        decision = dataclasses.replace(decision, status=status.model_copy(update={"message": ""}))
+    try:
+        await execute.execute(rt, canary, snap, decision)
+    except Exception as exc:
+        described = kube.describe_api_error(exc)
+        if described is None or _namespace_terminating(exc):
+            raise
+        message = f"{API_ERROR_PREFIX}{described}; retrying every {rt.settings.retry_seconds:g}s"
+        log.warning("%s/%s: %s", canary.namespace, canary.name, message)
+        if canary.status.message != message:
+            try:
+                await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name,
+                                      {"status": {"message": message}}, "status")
+            except Exception as report:  # the Canary itself may be gone or refused; the log has it
+                log.warning("could not report it on %s/%s: %s", canary.namespace, canary.name,
+                            kube.describe_api_error(report) or report)
+            await execute.post_event(rt, canary, "Warning", "ApiError", message, snap.observed.now)
+        return rt.settings.retry_seconds
+    return decision.requeue_after
+
+
+def _namespace_terminating(exc: BaseException) -> bool:
+    # A namespace being deleted refuses every create; the handler edge waits for the Canary to go with it.
+    return getattr(exc, "status", None) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")

@@ -6,6 +6,11 @@ copies of the ConfigMaps and Secrets it mounts.  The builders here are pure
 (manifest in, manifest out) so unit tests compare them field by field; the few
 async functions at the bottom only apply what the builders return.
 
+Reconcile, don't initialize: ``plan`` compares what these objects should be with
+the live ones from the watch cache on every tick and lists only the writes that
+differ.  A Service Fledge did not create is taken over without an owner
+reference and given back on deletion (``takeover_patch``, ``restore_patch``).
+
 What it must not do: decide when to promote or scale (the core does), or read
 from the API server (callers pass bodies from the watch cache).
 """
@@ -13,6 +18,7 @@ from the API server (callers pass bodies from the watch cache).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -264,6 +270,71 @@ def services(canary: models.Canary, target: Mapping[str, Any], apex_selector: bo
     ]
 
 
+# -- Services Fledge did not create ------------------------------------------------------------
+#
+# A Service named like one of the three (usually the apex, which the user's clients already call) may exist
+# before the Canary.  As Flagger does, Fledge points its selector at the pods it should reach and replaces its
+# ports; unlike an object Fledge creates, it gets no owner reference (deleting the Canary must not delete it)
+# and what it had is recorded in ORIGINAL_SERVICE, so that deleting the Canary gives it back.  It is written
+# with a merge patch, not server-side apply: an apply would keep the user's port entry beside Fledge's.
+
+ORIGINAL_SERVICE = "fledge.dev/original-service"
+
+
+def owned_by(obj: Mapping[str, Any], canary: models.Canary) -> bool:
+    """Whether ``canary`` created ``obj``: it carries that Canary's owner reference."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(canary.metadata.uid) and any(ref.get("uid") == canary.metadata.uid for ref in refs)
+
+
+def _selector_patch(current: Mapping[str, Any] | None, wanted: Mapping[str, Any] | None) -> Manifest | None:
+    """A merge patch turning the selector ``current`` into ``wanted`` (keys only in ``current`` nulled)."""
+    if not wanted:
+        return None
+    return {**{key: None for key in current or {} if key not in wanted}, **wanted}
+
+
+def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Manifest | None:
+    """The merge patch taking the user's Service ``current`` over (selector and ports of ``desired``), recording
+    its original selector and ports the first time; None when it is taken over already."""
+    spec = current.get("spec") or {}
+    wanted = desired.get("spec") or {}
+    patch: Manifest = {}
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    if ORIGINAL_SERVICE not in annotations:
+        original = {"selector": spec.get("selector"), "ports": spec.get("ports")}
+        patch["metadata"] = {"annotations": {ORIGINAL_SERVICE: json.dumps(original, sort_keys=True,
+                                                                          separators=(",", ":"))}}
+    changes: Manifest = {}
+    if (spec.get("selector") or {}) != (wanted.get("selector") or {}):
+        changes["selector"] = _selector_patch(spec.get("selector"), wanted.get("selector"))
+    if not kube.matches(wanted.get("ports"), spec.get("ports")):
+        changes["ports"] = copy.deepcopy(wanted.get("ports"))
+    if changes:
+        patch["spec"] = changes
+    return patch or None
+
+
+def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest | None:
+    """The merge patch giving the user's Service back its recorded selector and ports; None when Fledge did not
+    take it over (or created it: garbage collection removes those)."""
+    recorded = ((current.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_SERVICE)
+    if recorded is None or owned_by(current, canary):
+        return None
+    name = (current.get("metadata") or {}).get("name")
+    try:
+        original = json.loads(recorded)
+        selector, ports = original.get("selector"), original.get("ports")
+    except (ValueError, AttributeError) as exc:
+        raise errors.SpecError(f"Service {name} metadata.annotations[{ORIGINAL_SERVICE}]",
+                               f"not the JSON Fledge wrote ({exc}); restore the Service's selector and ports "
+                               "by hand") from exc
+    spec: Manifest = {"selector": _selector_patch((current.get("spec") or {}).get("selector"), selector)}
+    if ports:
+        spec["ports"] = ports
+    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None}}, "spec": spec}
+
+
 HPA_API = "autoscaling/v2"
 
 
@@ -290,6 +361,94 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
                      "ownerReferences": [owner_reference(canary)]},
         "spec": spec,
     }
+
+
+# -- reconciling: what to write so the owned objects are as they should be ------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Create:
+    """Create an object the cache does not have, after making sure it really does not exist: an apply onto an
+    object the cache has not seen yet would adopt the user's."""
+
+    manifest: Manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Apply:
+    """Server-side apply of an object Fledge owns."""
+
+    manifest: Manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch:
+    """A merge patch of an object Fledge took over but does not own."""
+
+    api_version: str
+    kind: str
+    name: str
+    patch: Manifest
+
+
+Write = Create | Apply | Patch
+Lookup = Callable[[str, str, str], Manifest | None]  # (apiVersion, kind, name) in the canary's namespace
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The writes that bring the owned objects in line; empty (and no primary to create) on a steady tick."""
+
+    services: tuple[Write, ...] = ()
+    autoscaler: tuple[Write, ...] = ()
+
+
+def primary_replicas(target: Mapping[str, Any]) -> int:
+    """Replicas of a primary created from ``target``: the target's, or 1 when it is scaled to zero (as Flagger)."""
+    return int((target.get("spec") or {}).get("replicas") or 0) or 1
+
+
+def _apex_sides(target: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    label = selector_label(target)
+    value = str(target["spec"]["selector"]["matchLabels"][label])
+    return {label: primary_name(value)}, {label: value}
+
+
+def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autoscaler: Mapping[str, Any] | None,
+         switched_apex: bool = False) -> Plan:
+    """What to write for the Services and the primary's autoscaler to be as ``canary`` says.
+
+    Compares with the live objects (``lookup`` reads the watch cache), so it asks for nothing when they
+    already are.  ``switched_apex``: a router switches the apex selector between the primary's and the
+    canary's pods (the kubernetes provider); the one it chose is kept, and only a selector that is neither
+    (or one the user had before the takeover) is pointed at the primary.
+    """
+    writes: list[Write] = []
+    for desired in services(canary, target):
+        name = desired["metadata"]["name"]
+        current = lookup("v1", "Service", name)
+        if switched_apex and name == canary.spec.service_name and current is not None:
+            selector = (current.get("spec") or {}).get("selector") or {}
+            ours = owned_by(current, canary) or ORIGINAL_SERVICE in ((current.get("metadata") or {})
+                                                                     .get("annotations") or {})
+            if ours and selector in _apex_sides(target):
+                desired["spec"]["selector"] = dict(selector)
+        if current is None:
+            writes.append(Create(desired))
+        elif owned_by(current, canary):
+            if not kube.matches(desired, current):
+                writes.append(Apply(desired))
+        else:
+            patch = takeover_patch(desired, current)
+            if patch is not None:
+                writes.append(Patch("v1", "Service", name, patch))
+    scaler: list[Write] = []
+    if autoscaler is not None:
+        desired = primary_autoscaler(canary, autoscaler)
+        current = lookup(HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
+        if current is None or not kube.matches(desired, current):
+            scaler.append(Apply(desired))
+    return Plan(services=tuple(writes), autoscaler=tuple(scaler))
 
 
 def scale(replicas: int) -> Manifest:

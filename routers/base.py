@@ -39,8 +39,12 @@ class Writer(Protocol):
 
 
 class Router(Protocol):
+    def desired(self, canary: models.Canary) -> list[Manifest]:
+        """The route objects ``reconcile`` applies, built from the cache with their current weights; no I/O."""
+        ...
+
     async def reconcile(self, canary: models.Canary) -> None:
-        """Create or update the route objects Fledge owns, keeping current weights; idempotent."""
+        """Create or update the route objects Fledge owns (``desired``), keeping current weights; idempotent."""
         ...
 
     async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:

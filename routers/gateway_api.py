@@ -303,11 +303,16 @@ class GatewayAPIRouter:
     def _route(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(self.api_version, KIND, canary.namespace, canary.spec.service_name)
 
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Create or update the HTTPRoute, keeping the weights and mirroring it has; idempotent."""
+    def desired(self, canary: models.Canary) -> list[base.Manifest]:
+        """The HTTPRoute as the spec says, with the weights and mirroring it has (100/0 when new)."""
         existing = self._route(canary)
         weights = (route_weights(existing, canary) if existing is not None else None) or core.ALL_PRIMARY
-        await self._writer.apply(http_route(canary, weights, existing, self.api_version))
+        return [http_route(canary, weights, existing, self.api_version)]
+
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Create or update the HTTPRoute, keeping the weights and mirroring it has; idempotent."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
         """Write ``weights`` into Fledge's rules; idempotent; raises SpecError for matches with no equivalent."""

@@ -225,13 +225,18 @@ class IstioRouter:
     def _virtual_service(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(self.api_version, VIRTUAL_SERVICE, canary.namespace, canary.spec.service_name)
 
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Apply both DestinationRules and the VirtualService, keeping its weights and mirroring; idempotent."""
-        for name in (canary.spec.canary_service_name, canary.spec.primary_service_name):
-            await self._writer.apply(destination_rule(canary, name, self.api_version))
+    def desired(self, canary: models.Canary) -> list[base.Manifest]:
+        """Both DestinationRules, then the VirtualService with the weights and mirroring it has."""
+        rules = [destination_rule(canary, name, self.api_version)
+                 for name in (canary.spec.canary_service_name, canary.spec.primary_service_name)]
         existing = self._virtual_service(canary)
         weights = (route_weights(existing, canary) if existing is not None else None) or core.ALL_PRIMARY
-        await self._writer.apply(virtual_service(canary, weights, existing, self.api_version))
+        return [*rules, virtual_service(canary, weights, existing, self.api_version)]
+
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Apply both DestinationRules and the VirtualService, keeping its weights and mirroring; idempotent."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
         """Write ``weights`` (and the mirror) into Fledge's routes; idempotent."""

@@ -154,11 +154,17 @@ class KubernetesRouter:
     def _target(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name)
 
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Point an apex Service that selects neither side at the primary; nothing before workloads creates it."""
+    def desired(self, canary: models.Canary) -> list[base.Manifest]:
+        """The apex Service pointed at the primary when it selects neither side; nothing otherwise."""
         apex = self._apex(canary)
         if apex is not None and service_weights(apex, canary, self._target(canary)) is None:
-            await self._writer.apply(apex_service(canary, PRIMARY, apex, self._target(canary)))
+            return [apex_service(canary, PRIMARY, apex, self._target(canary))]
+        return []
+
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Point an apex Service that selects neither side at the primary; nothing before workloads creates it."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
         """Select the primary (100/0) or the canary (0/100); ValueError for anything else; idempotent."""

@@ -189,11 +189,16 @@ class NginxRouter:
     def _canary_ingress(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
 
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Copy the user's Ingress into the canary Ingress, keeping its weights; idempotent."""
+    def desired(self, canary: models.Canary) -> list[base.Manifest]:
+        """The canary Ingress copied from the user's, with the weights it has; SpecError without the Ingress."""
         current = self._canary_ingress(canary)
         weights = ingress_weights(current, self.annotation_prefix) if current is not None else core.ALL_PRIMARY
-        await self.set_routes(canary, weights)
+        return [canary_ingress(canary, self._user_ingress(canary), weights, self.annotation_prefix)]
+
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Copy the user's Ingress into the canary Ingress, keeping its weights; idempotent."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
         """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights."""
