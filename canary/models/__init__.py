@@ -57,11 +57,9 @@ from canary.models.refs import (
     GatewayRef,
     IngressRef,
     ObjectRef,
-    RouteRef,
     ScalerReplicas,
     SecretRef,
     TargetRef,
-    UpstreamRef,
 )
 from canary.models.statuses import (
     CanaryPhase,
@@ -120,7 +118,6 @@ __all__ = [
     "Percent",
     "Port",
     "ResourceStatus",
-    "RouteRef",
     "ScalerReplicas",
     "SecretRef",
     "ServiceSpec",
@@ -130,7 +127,6 @@ __all__ = [
     "Strategy",
     "TargetRef",
     "ThresholdRange",
-    "UpstreamRef",
     "WebhookSpec",
     "format_time",
     "parse_alert_provider",
