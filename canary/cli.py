@@ -109,6 +109,10 @@ def parser() -> argparse.ArgumentParser:
     ctl.add_argument("--metrics-server", default="http://prometheus:9090", help="default Prometheus address")
     ctl.add_argument("--nginx-annotation-prefix", default="nginx.ingress.kubernetes.io",
                      help="annotation prefix of the NGINX ingress controller (its --annotations-prefix)")
+    ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,
+                     help="label of a pod's namespace in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
+    ctl.add_argument("--pod-name-label", default="kubernetes_pod_name", type=_label_name,
+                     help="label of a pod's name in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
     ctl.set_defaults(func=_controller)
@@ -132,6 +136,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the environment running afterwards")
     demo.set_defaults(func=_demo)
     return root
+
+
+def _label_name(value: str) -> str:
+    """A Prometheus label name, checked when the flag is parsed rather than at the first query."""
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return value
 
 
 # Commands with a parser of their own: everything after their name is theirs (argparse's REMAINDER

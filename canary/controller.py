@@ -21,6 +21,7 @@ import kopf
 from aiohttp import web
 
 from canary import handlers, runtime, telemetry
+from metrics import builtin
 from routers import nginx
 
 
@@ -94,7 +95,8 @@ WATCHED = (
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
-                              nginx_annotation_prefix=args.nginx_annotation_prefix)
+                              nginx_annotation_prefix=args.nginx_annotation_prefix,
+                              pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     client = api_client(args.kubeconfig)
 
     @kopf.on.startup()

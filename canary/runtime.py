@@ -22,7 +22,7 @@ import httpx
 
 from canary import kube
 from metrics import base as metric_base
-from metrics import providers
+from metrics import builtin, providers
 
 CANARY_API = "fledge.dev/v1beta1"
 Key = tuple[str, str]  # (namespace, name)
@@ -35,6 +35,8 @@ class Settings:
     resync_seconds: float = 60.0  # a tick even without events, in case a watch event was lost
     retry_seconds: float = 5.0
     nginx_annotation_prefix: str = "nginx.ingress.kubernetes.io"
+    # How the pod scrape labels the app metrics that the gatewayapi and kubernetes builtins read.
+    pod_labels: builtin.PodLabels = dataclasses.field(default_factory=builtin.PodLabels)
 
 
 class Runtime:
