@@ -21,7 +21,9 @@ HTTP_SUCCESS_RATE = (
     f'sum(rate(http_request_duration_seconds_count{{{PODS},status!~"5.*"}}[2m]))'
     f" / sum(rate(http_request_duration_seconds_count{{{PODS}}}[2m])) * 100"
 )
-HTTP_DURATION = f"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{PODS}}}[2m])) by (le)) * 1000"
+HTTP_DURATION = (
+    f"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{PODS}}}[2m])) by (le)) * 1000"
+)
 EXPECTED = {
     ("istio", "request-success-rate"): (
         'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",'
