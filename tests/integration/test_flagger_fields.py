@@ -125,3 +125,72 @@ def test_unimplemented_flagger_fields_are_refused_by_name(api: Any, namespace: s
     field = "primaryScalerQueries" if path == ("autoscalerRef",) else path[0]
     assert f".{field}: field not declared in schema" in str(refused.value.body), refused.value.body
     assert kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, "web") is None
+
+
+# -- analysis.sessionAffinity --------------------------------------------------------------------------------
+
+COOKIE = "flagger-cookie"
+
+
+def session_rules(api: Any, namespace: str, provider: str) -> list[dict[str, Any]]:
+    """The rules (HTTPRoute) or routes (VirtualService) that match the session cookie, as written."""
+    if provider == "istio":
+        vs = kubectl.get(api, apps.ISTIO_API, "VirtualService", namespace, "web") or {}
+        return [http for http in vs.get("spec", {}).get("http") or []
+                if any("cookie" in (match.get("headers") or {}) for match in http.get("match") or [])]
+    route = kubectl.get(api, "gateway.networking.k8s.io/v1", "HTTPRoute", namespace, "web") or {}
+    return [rule for rule in route.get("spec", {}).get("rules") or []
+            if any(h.get("name") == "Cookie" for m in rule.get("matches") or [] for h in m.get("headers") or [])]
+
+
+def sends_cookie_holders_to(api: Any, namespace: str, provider: str, pair: str, host: str) -> bool:
+    """One session rule, for this cookie, whose whole weight goes to ``host``."""
+    rules = session_rules(api, namespace, provider)
+    if len(rules) != 1 or pair.split("=")[1] not in str(rules[0]):
+        return False
+    if provider == "istio":
+        weights = {d["destination"]["host"]: d["weight"] for d in rules[0]["route"]}
+    else:
+        weights = {ref["name"]: ref["weight"] for ref in rules[0]["backendRefs"]}
+    return weights.get(host) == 100
+
+
+def versions(env: environment.Environment, namespace: str, cookie: str | None, count: int = 20) -> set[str]:
+    headers = {"Cookie": f"theme=dark; {cookie}"} if cookie else {}
+    with httpx.Client(timeout=5) as session:
+        return {session.get(f"{env.simulator_url}/proxy/{namespace}/web/", headers=headers).json()["version"]
+                for _ in range(count)}
+
+
+@pytest.mark.parametrize("provider", ["gatewayapi", "istio"])
+def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_cookie(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        provider: str) -> None:
+    analysis = {**apps.FAST_ANALYSIS, "interval": "5s", "sessionAffinity": {"cookieName": COOKIE, "maxAge": 120}}
+    apps.install(env, api, namespace, provider, analysis)
+    assert session_rules(api, namespace, provider) == []  # nobody holds a cookie before a release
+
+    kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+    running = eventually(lambda: apps.status(api, namespace, "web").get("sessionAffinityCookie"), timeout=60,
+                         what="a session cookie handed out", show=lambda: apps.status(api, namespace, "web"))
+    pair = str(running)
+    assert pair.startswith(f"{COOKIE}=")
+    eventually(lambda: sends_cookie_holders_to(api, namespace, provider, pair, "web-canary"), timeout=10,
+               what="the sticky rule", show=lambda: session_rules(api, namespace, provider))
+    # The canary's answers hand the cookie out...
+    rule = str(kubectl.get(api, apps.ISTIO_API if provider == "istio" else "gateway.networking.k8s.io/v1",
+                           "VirtualService" if provider == "istio" else "HTTPRoute", namespace, "web"))
+    assert f"{pair}; Max-Age=120" in rule
+    # ...and every request that carries it reaches the canary, while the weight is still a share.
+    assert apps.status(api, namespace, "web")["canaryWeight"] < 100
+    assert versions(env, namespace, pair) == {"canary"}
+
+    final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
+    assert final["phase"] == "Succeeded", final
+    assert final.get("previousSessionAffinityCookie") == pair and not final.get("sessionAffinityCookie"), final
+    # At promotion the sticky rule is gone; the cookie's holders are answered by the primary and told to drop it.
+    eventually(lambda: sends_cookie_holders_to(api, namespace, provider, pair, "web-primary"), timeout=10,
+               what="the clearing rule", show=lambda: session_rules(api, namespace, provider))
+    [cleared] = session_rules(api, namespace, provider)
+    assert f"{pair}; Max-Age=-1" in str(cleared) and "Max-Age=120" not in str(cleared)
+    assert versions(env, namespace, pair) == {"primary"}
