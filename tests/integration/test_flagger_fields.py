@@ -183,7 +183,9 @@ def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_coo
     assert f"{pair}; Max-Age=120" in rule
     # ...and every request that carries it reaches the canary, while the weight is still a share.
     assert apps.status(api, namespace, "web")["canaryWeight"] < 100
-    assert versions(env, namespace, pair) == {"canary"}
+    # (the simulator reads the routes every half second)
+    eventually(lambda: versions(env, namespace, pair) == {"canary"}, timeout=10, what="cookie holders on the canary",
+               show=lambda: versions(env, namespace, pair))
 
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
     assert final["phase"] == "Succeeded", final
@@ -193,4 +195,5 @@ def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_coo
                what="the clearing rule", show=lambda: session_rules(api, namespace, provider))
     [cleared] = session_rules(api, namespace, provider)
     assert f"{pair}; Max-Age=-1" in str(cleared) and "Max-Age=120" not in str(cleared)
-    assert versions(env, namespace, pair) == {"primary"}
+    eventually(lambda: versions(env, namespace, pair) == {"primary"}, timeout=10, what="cookie holders on the primary",
+               show=lambda: versions(env, namespace, pair))
