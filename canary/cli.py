@@ -111,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
                           "copies; '*' copies all (default), '' none (Flagger's default)")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
+    ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,
+                     help="label of a pod's namespace in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
+    ctl.add_argument("--pod-name-label", default="kubernetes_pod_name", type=_label_name,
+                     help="label of a pod's name in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
     ctl.set_defaults(func=_controller)
@@ -132,6 +136,15 @@ def parser() -> argparse.ArgumentParser:
 
 def _pass_through(name: str) -> Callable[[argparse.Namespace], int]:
     return lambda args: run_program(name, args.rest)
+
+
+def _label_name(value: str) -> str:
+    """A Prometheus label name, checked when the flag is parsed rather than at the first query."""
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return value
 
 
 # Commands with a parser of their own: everything after their name is theirs (argparse's REMAINDER

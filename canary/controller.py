@@ -21,6 +21,7 @@ import kopf
 from aiohttp import web
 
 from canary import handlers, runtime, telemetry
+from metrics import builtin
 from routers import nginx
 
 
@@ -102,7 +103,9 @@ def main(args: argparse.Namespace) -> int:
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
                               nginx_annotation_prefix=args.nginx_annotation_prefix,
                               include_label_prefix=label_prefixes(args.include_label_prefix),
-                              flagger_metrics=args.flagger_metrics)
+                              flagger_metrics=args.flagger_metrics,
+
+                              pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     client = api_client(args.kubeconfig)
 
     @kopf.on.startup()

@@ -84,7 +84,8 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         workloads.selector_label(target)
         autoscaler(rt, canary)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
-        analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider)
+        analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,
+                                  rt.settings.pod_labels)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
@@ -155,7 +156,7 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
         server = canary.spec.metrics_server or rt.settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
             analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
-                                  metrics_server=server),
+                                  metrics_server=server, pod_labels=rt.settings.pod_labels),
             _judge(canary, factory, provider, server, obs.now),
             webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
         checks += [*metrics, *judged, *hooks]

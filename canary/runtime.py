@@ -20,7 +20,7 @@ import httpx
 
 from canary import kube
 from metrics import base as metric_base
-from metrics import providers
+from metrics import builtin, providers
 
 CANARY_API = "fledge.dev/v1beta1"
 Key = tuple[str, str]  # (namespace, name)
@@ -36,6 +36,8 @@ class Settings:
     # Flagger's -include-label-prefix: the target's labels copied to the primary ("*": all; Flagger's default: none).
     include_label_prefix: tuple[str, ...] = ("*",)
     flagger_metrics: bool = True  # also expose flagger_canary_* for Flagger's dashboards and alerts
+    # How the pod scrape labels the app metrics that the gatewayapi and kubernetes builtins read.
+    pod_labels: builtin.PodLabels = dataclasses.field(default_factory=builtin.PodLabels)
 
 
 class Runtime:

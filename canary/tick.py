@@ -16,6 +16,7 @@ import time
 
 from canary import core, errors, execute, kube, models, observe, runtime, telemetry, workloads
 from routers import base as routers
+from routers import session
 
 log = logging.getLogger("fledge.tick")
 
@@ -39,9 +40,22 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     if generation is not None and decision.status.observed_generation != generation:
         decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
                                  actions=decision.actions, requeue_after=decision.requeue_after)
+    decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
     return delay
+
+
+def _with_session_cookies(canary: models.Canary, decision: core.Decision) -> core.Decision:
+    """Report in status the session cookie that the routes of this decision hand out or take back
+    (``routers.session``: Flagger's sessionAffinityCookie and previousSessionAffinityCookie)."""
+    weights = [action.weights for action in decision.actions if isinstance(action, core.SetRoutes)]
+    if not weights:
+        return decision
+    fields = session.status_fields(canary, weights[-1])
+    if all(getattr(decision.status, key) == value for key, value in fields.items()):
+        return decision
+    return dataclasses.replace(decision, status=decision.status.model_copy(update=fields))
 
 
 # A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.

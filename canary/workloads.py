@@ -246,14 +246,11 @@ def services(canary: models.Canary, target: Mapping[str, Any], apex_selector: bo
     name = canary.spec.service_name
     label = selector_label(target)
     value = target["spec"]["selector"]["matchLabels"][label]
-    port: Manifest = {"name": svc.port_name or "http", "port": svc.port, "protocol": "TCP",
-                      "targetPort": svc.target_port if svc.target_port is not None else svc.port}
-    if svc.app_protocol:
-        port["appProtocol"] = svc.app_protocol
+    ports = service_ports(canary, target)
 
     def service(service_name: str, selector: Mapping[str, str] | None, meta: models.CustomMetadata | None
                 ) -> Manifest:
-        spec: Manifest = {"type": "ClusterIP", "ports": [dict(port)]}
+        spec: Manifest = {"type": "ClusterIP", "ports": copy.deepcopy(ports)}
         if selector is not None:
             spec["selector"] = dict(selector)
         return {"apiVersion": "v1", "kind": "Service",
@@ -333,6 +330,54 @@ def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest
     if ports:
         spec["ports"] = ports
     return {"metadata": {"annotations": {ORIGINAL_SERVICE: None}}, "spec": spec}
+
+
+# Proxies a mesh injects: their ports (admin, metrics, inbound capture) are not the app's, as in Flagger.
+SIDECARS = frozenset({"istio-proxy", "envoy"})
+
+
+def service_ports(canary: models.Canary, target: Mapping[str, Any]) -> list[Manifest]:
+    """The ports of the generated Services: ``service.port`` first, then, with ``service.portDiscovery``, every
+    other container port of the target's pod template, as Flagger exposes them.
+
+    Discovery skips the containers of mesh sidecars (``SIDECARS``) and the container port the main port already
+    targets (``targetPort`` by number or name, else ``port``). A discovered port keeps its name, else it is named
+    ``tcp-<container>-<index>``, and targets itself by number. A name or number already taken (a Service refuses
+    duplicates) keeps its first owner.
+    """
+    svc = canary.spec.service
+    main: Manifest = {"name": svc.port_name or "http", "port": svc.port, "protocol": "TCP",
+                      "targetPort": svc.target_port if svc.target_port is not None else svc.port}
+    if svc.app_protocol:
+        main["appProtocol"] = svc.app_protocol
+    ports = [main]
+    if not svc.port_discovery:
+        return ports
+    names, numbers = {main["name"]}, {(svc.port, "TCP")}
+    containers = ((target.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    for container in containers:
+        if container.get("name") in SIDECARS:
+            continue
+        for index, port in enumerate(container.get("ports") or []):
+            number, port_name = port.get("containerPort"), port.get("name")
+            if not isinstance(number, int) or _is_main_port(svc, number, port_name):
+                continue
+            protocol = str(port.get("protocol") or "TCP")
+            discovered_name = str(port_name or f"tcp-{container.get('name')}-{index}")
+            if discovered_name in names or (number, protocol) in numbers:
+                continue
+            names.add(discovered_name)
+            numbers.add((number, protocol))
+            ports.append({"name": discovered_name, "port": number, "protocol": protocol, "targetPort": number})
+    return ports
+
+
+def _is_main_port(svc: models.ServiceSpec, number: int, name: str | None) -> bool:
+    if svc.target_port is None:
+        return number == svc.port
+    if isinstance(svc.target_port, str):
+        return name == svc.target_port
+    return number == svc.target_port
 
 
 HPA_API = "autoscaling/v2"

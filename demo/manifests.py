@@ -40,11 +40,12 @@ def deployment(version: str, error_rate: float = 0.0, latency_ms: int = 20) -> d
 
 
 def metric_template() -> dict[str, Any]:
-    # A custom 5xx ratio (percent) on the simulator's generic histogram; the Canary bounds it with max 5.
+    # A custom 5xx ratio (percent) on the app's own histogram as a pod scrape stores it (the target's pods by
+    # name, as the builtin queries select them); the Canary bounds it with max 5.
+    pods = 'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
     query = (
-        '100 * (sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}", workload="{{ target }}", '
-        'status=~"5.."}[{{ interval }}])) or vector(0)) / sum(rate(http_request_duration_seconds_count{'
-        'namespace="{{ namespace }}", workload="{{ target }}"}[{{ interval }}]))'
+        f'100 * (sum(rate(http_request_duration_seconds_count{{{pods}, status=~"5.."}}[{{{{ interval }}}}])) '
+        f'or vector(0)) / sum(rate(http_request_duration_seconds_count{{{pods}}}[{{{{ interval }}}}]))'
     )
     return {
         "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",

@@ -62,20 +62,23 @@ def router_provider(canary: models.Canary, default_provider: str) -> str:
     return canary.spec.provider or default_provider
 
 
-def validate_metrics(canary: models.Canary, resolve_template: TemplateResolver, default_provider: str) -> None:
+def validate_metrics(canary: models.Canary, resolve_template: TemplateResolver, default_provider: str,
+                     pod_labels: builtin.PodLabels | None = None) -> None:
     """Raise SpecError, naming ``spec.analysis.metrics[i]...``, for the first metric that cannot run: a missing
     MetricTemplate, an unsupported provider type, a builtin the router has no query for, a query that does
     not render."""
     for index in range(len(canary.spec.analysis.metrics)):
-        prepare(canary, index, resolve_template, default_provider=default_provider, metrics_server="")
+        prepare(canary, index, resolve_template, default_provider=default_provider, metrics_server="",
+                pod_labels=pod_labels)
 
 
 def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolver, *, default_provider: str,
-            metrics_server: str) -> Query:
+            metrics_server: str, pod_labels: builtin.PodLabels | None = None) -> Query:
     """The query of ``spec.analysis.metrics[index]``; raises SpecError when it cannot be built (the address is
-    not checked: an empty one fails the check when it runs)."""
+    not checked: an empty one fails the check when it runs). ``pod_labels`` names the pod-scrape labels of
+    the builtin queries that read them (``metrics.builtin``)."""
     metric = canary.spec.analysis.metrics[index]
-    text, template = _render(canary, index, metric, resolve_template, default_provider)
+    text, template = _render(canary, index, metric, resolve_template, default_provider, pod_labels)
     server = canary.spec.metrics_server or metrics_server
     if template is None:
         config = base.ProviderConfig(type=models.MetricProviderType.PROMETHEUS.value, address=server,
@@ -103,12 +106,14 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
 
 async def run_analysis(canary: models.Canary, resolve_template: TemplateResolver,
                        provider_factory: base.ProviderFactory, *, default_provider: str, metrics_server: str,
-                       timeout: float = DEFAULT_TIMEOUT) -> list[core.Check]:
+                       timeout: float = DEFAULT_TIMEOUT, pod_labels: builtin.PodLabels | None = None
+                       ) -> list[core.Check]:
     """One Check per metric, in spec order; the queries run concurrently, each within ``timeout`` seconds.
 
     Never raises for a metric: a metric that cannot be prepared or run is a failed Check saying why.
     """
-    runs = [_check(canary, index, resolve_template, provider_factory, default_provider, metrics_server, timeout)
+    runs = [_check(canary, index, resolve_template, provider_factory, default_provider, metrics_server, timeout,
+                   pod_labels)
             for index in range(len(canary.spec.analysis.metrics))]
     return list(await asyncio.gather(*runs))
 
@@ -140,7 +145,8 @@ def _describe(template: models.MetricTemplate) -> str:
 
 
 def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolve_template: TemplateResolver,
-            default_provider: str) -> tuple[str, models.MetricTemplate | None]:
+            default_provider: str, pod_labels: builtin.PodLabels | None
+            ) -> tuple[str, models.MetricTemplate | None]:
     """The rendered query and the template it came from (None for inline and builtin queries)."""
     field = _field(index)
     variables = templates.Variables.of(canary, metric)
@@ -156,7 +162,7 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
     if metric.query:
         return templates.render(metric.query, variables, field=field, source="the inline query"), None
     provider = router_provider(canary, default_provider)
-    query = builtin.builtin_query(provider, metric.name)
+    query = builtin.builtin_query(provider, metric.name, pod_labels)
     if query is None:
         families = ", ".join(sorted(builtin.QUERIES))
         raise errors.SpecError(f"{field}.name", f"Fledge has no builtin {metric.name!r} query for provider "
@@ -167,11 +173,11 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
 
 async def _check(canary: models.Canary, index: int, resolve_template: TemplateResolver,
                  provider_factory: base.ProviderFactory, default_provider: str, metrics_server: str,
-                 timeout: float) -> core.Check:
+                 timeout: float, pod_labels: builtin.PodLabels | None) -> core.Check:
     name = canary.spec.analysis.metrics[index].name
     try:
         query = prepare(canary, index, resolve_template, default_provider=default_provider,
-                        metrics_server=metrics_server)
+                        metrics_server=metrics_server, pod_labels=pod_labels)
     except errors.SpecError as exc:
         return core.Check(name=name, kind="metric", passed=False, message=str(exc))
     config = query.provider

@@ -16,9 +16,13 @@ Providers:
   restricted to the requests the canary Ingress served (``canary!=""``). Flagger measures no canary label
   and reports the *mean* duration (``_sum / _count``); Fledge takes the P99 from the buckets so that
   request-duration means the same for every provider and a slow tail is not averaged away.
-- gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram of the canary
-  workload (``workload="{{ target }}"``), since Gateway API has no standard metrics and a plain Service
-  has no proxy.
+- gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
+  it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
+  names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
+  the canary Deployment by their names: ``{{ target }}-<replicaset hash>-<suffix>``, the pattern of Flagger's
+  HTTP observer, which no pod of ``{{ target }}-primary`` matches. Gateway API has no standard metrics and a
+  plain Service has no proxy. Scrape configurations that name those labels otherwise are served by
+  ``PodLabels`` (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).
 
 What it must not do: render or run the queries (``metrics.templates`` and ``metrics.analysis`` do).
 """
@@ -26,6 +30,7 @@ What it must not do: render or run the queries (``metrics.templates`` and ``metr
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
@@ -54,24 +59,48 @@ _NGINX_DURATION = (
     'histogram_quantile(0.99, sum(rate(nginx_ingress_controller_response_duration_seconds_bucket{'
     'namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}])) by (le)) * 1000'
 )
-_HTTP_SUCCESS_RATE = (
-    'sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}",workload="{{ target }}",'
-    'status!~"5.*"}[{{ interval }}]))'
-    ' / sum(rate(http_request_duration_seconds_count{namespace="{{ namespace }}",workload="{{ target }}"}'
-    '[{{ interval }}])) * 100'
-)
-_HTTP_DURATION = (
-    'histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{namespace="{{ namespace }}",'
-    'workload="{{ target }}"}[{{ interval }}])) by (le)) * 1000'
-)
 
-_HTTP = {REQUEST_SUCCESS_RATE: _HTTP_SUCCESS_RATE, REQUEST_DURATION: _HTTP_DURATION}
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# The pods of Deployment {{ target }}: <target>-<pod-template-hash>-<random suffix>.
+POD_NAME_PATTERN = "{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
+
+
+@dataclasses.dataclass(frozen=True)
+class PodLabels:
+    """The label names a pod scrape gives a pod's namespace and name (Prometheus' example relabelling)."""
+
+    namespace: str = "kubernetes_namespace"
+    pod: str = "kubernetes_pod_name"
+
+    def __post_init__(self) -> None:
+        for name in (self.namespace, self.pod):
+            if not _LABEL_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+
+
+def _http_queries(labels: PodLabels) -> dict[str, str]:
+    pods = f'{labels.namespace}="{{{{ namespace }}}}",{labels.pod}=~"{POD_NAME_PATTERN}"'
+    return {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(http_request_duration_seconds_count{{{pods},status!~"5.*"}}[{{{{ interval }}}}]))'
+            f' / sum(rate(http_request_duration_seconds_count{{{pods}}}[{{{{ interval }}}}])) * 100'
+        ),
+        REQUEST_DURATION: (
+            f'histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{pods}}}'
+            f'[{{{{ interval }}}}])) by (le)) * 1000'
+        ),
+    }
+
+
+_HTTP = _http_queries(PodLabels())
 QUERIES: Mapping[str, Mapping[str, str]] = {
     "istio": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "nginx": {REQUEST_SUCCESS_RATE: _NGINX_SUCCESS_RATE, REQUEST_DURATION: _NGINX_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }
+"""The query templates with the default pod labels; ``builtin_query`` takes others."""
+_POD_SCRAPED = frozenset({"gatewayapi", "kubernetes"})
 
 
 def provider_family(provider: str) -> str:
@@ -79,9 +108,16 @@ def provider_family(provider: str) -> str:
     return provider.partition(":")[0]
 
 
-def builtin_query(provider: str, metric_name: str) -> str | None:
-    """The query template of a builtin metric for a router provider; None when there is none."""
-    return QUERIES.get(provider_family(provider), {}).get(metric_name)
+def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None = None) -> str | None:
+    """The query template of a builtin metric for a router provider; None when there is none.
+
+    ``pod_labels`` names the labels of the pod-scraped metrics (gatewayapi, kubernetes); the default is
+    Prometheus' example relabelling.
+    """
+    family = provider_family(provider)
+    if family in _POD_SCRAPED and pod_labels is not None:
+        return _http_queries(pod_labels).get(metric_name)
+    return QUERIES.get(family, {}).get(metric_name)
 
 
 # -- the judge's counts: per version, over a window that starts where the current step started -----------
@@ -90,7 +126,8 @@ def builtin_query(provider: str, metric_name: str) -> str | None:
 
 _ISTIO_VERSION = 'reporter="destination",destination_workload_namespace="{{ namespace }}",{{ variables.version }}'
 _NGINX_VERSION = 'namespace="{{ namespace }}",ingress="{{ ingress }}",{{ variables.version }}'
-_HTTP_VERSION = 'namespace="{{ namespace }}",{{ variables.version }}'
+# The pod scrape's namespace and pod name matchers (version_selector), spaced so Jinja does not read "{{{".
+_HTTP_VERSION = " {{ variables.version }} "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +164,17 @@ def count_queries(provider: str) -> CountQueries | None:
     return COUNT_QUERIES.get(provider_family(provider))
 
 
-def version_selector(provider: str, workload: str, canary: bool) -> str:
+def version_selector(provider: str, workload: str, canary: bool, namespace: str = "",
+                     pod_labels: PodLabels | None = None) -> str:
     """The label matcher of one version: its workload (the target, or ``<target>-primary``), or for NGINX
-    whether the canary Ingress served the request (the primary has ``canary=""``)."""
+    whether the canary Ingress served the request (the primary has ``canary=""``).  The pod-scraped families
+    (gatewayapi, kubernetes) match the workload's pod names as Flagger's HTTP observer does: the anchored
+    ``<workload>-<hash>(-<suffix>)`` keeps ``web`` from matching the pods of ``web-primary``."""
     family = provider_family(provider)
     if family == "nginx":
         return 'canary!=""' if canary else 'canary=""'
-    label = "destination_workload" if family == "istio" else "workload"
-    return f'{label}="{workload}"'
+    if family in _POD_SCRAPED:
+        labels = pod_labels or PodLabels()
+        return (f'{labels.namespace}="{namespace}",'
+                f'{labels.pod}=~"{workload}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"')
+    return f'destination_workload="{workload}"'

@@ -144,7 +144,8 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
 def _render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
             window: int) -> tuple[str, str, str]:
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
-    selector = builtin.version_selector(router_provider, workload, canary=version == "canary")
+    selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
+                                        namespace=canary.namespace)
     spec = canary.spec
     variables = templates.Variables(
         name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,

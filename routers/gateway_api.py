@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from canary import core, errors, models, workloads
-from routers import base
+from routers import base, session
 
 GROUP = "gateway.networking.k8s.io"
 V1 = f"{GROUP}/v1"
@@ -205,12 +205,44 @@ def fledge_rules(canary: models.Canary, weights: core.Weights, api_version: str 
 
     weighted = [backend_ref(spec.primary_service_name, service.port, weights.primary),
                 backend_ref(spec.canary_service_name, service.port, weights.canary)]
+    affinity = session.plan(canary, weights)
+    sessions: list[base.Manifest] = []
+    if affinity.cookie is not None:
+        cookie = affinity.cookie
+        cookie_matches = merge_matches([{"headers": [{"name": session.COOKIE_HEADER, "type": "RegularExpression",
+                                                      "value": cookie.match_regex}]}], matches)
+        if affinity.sticky:
+            # The canary's answers hand out the cookie; its holders then reach the canary alone.
+            weighted[1]["filters"] = [set_cookie_filter(cookie.set_cookie())]
+            to_canary = [backend_ref(spec.primary_service_name, service.port, 0),
+                         backend_ref(spec.canary_service_name, service.port, 100)]
+            sessions.append(rule(cookie_matches, to_canary, False))
+        else:
+            cleared = rule(cookie_matches, copy.deepcopy(weighted), False)
+            cleared["filters"] = [*cleared.get("filters", []), set_cookie_filter(cookie.clear_cookie())]
+            sessions.append(cleared)
     if spec.analysis.strategy != "ab":
-        return copy.deepcopy([rule(matches, weighted, weights.mirrored)])
+        return copy.deepcopy([*sessions, rule(matches, weighted, weights.mirrored)])
     analysis = gateway_matches(spec.analysis.match, "spec.analysis.match")
     primary_only = [backend_ref(spec.primary_service_name, service.port, 100)]
-    return copy.deepcopy([rule(merge_matches(analysis, matches), weighted, False),
+    return copy.deepcopy([*sessions, rule(merge_matches(analysis, matches), weighted, False),
                           rule(matches, primary_only, weights.mirrored)])
+
+
+def set_cookie_filter(value: str) -> base.Manifest:
+    """A filter that adds ``Set-Cookie: value`` to the responses."""
+    return {"type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"add": [{"name": session.SET_COOKIE_HEADER, "value": value}]}}
+
+
+def is_session_rule(rule: Mapping[str, Any], canary: models.Canary) -> bool:
+    """True for the rule that matches the session cookie (``analysis.sessionAffinity``), sticky or clearing."""
+    affinity = canary.spec.analysis.session_affinity
+    if affinity is None or not affinity.cookie_name:
+        return False
+    return any(header.get("name", "").lower() == session.COOKIE_HEADER.lower()
+               and f"{affinity.cookie_name}=" in str(header.get("value", "")).replace("\\", "")
+               for match in rule.get("matches") or [] for header in match.get("headers") or [])
 
 
 def is_fledge_rule(rule: Mapping[str, Any], canary: models.Canary) -> bool:
@@ -275,7 +307,7 @@ def route_weights(route: Mapping[str, Any], canary: models.Canary) -> core.Weigh
     found: core.Weights | None = None
     mirrored = False
     for rule in (route.get("spec") or {}).get("rules") or []:
-        if not is_fledge_rule(rule, canary):
+        if not is_fledge_rule(rule, canary) or is_session_rule(rule, canary):
             continue
         mirrored = mirrored or any(
             item.get("type") == "RequestMirror"

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from canary import core, errors, models, workloads
-from routers import base
+from routers import base, session
 
 API_VERSION = "networking.istio.io/v1beta1"  # served by every Istio release since 1.5, v1 included
 VIRTUAL_SERVICE = "VirtualService"
@@ -105,11 +105,49 @@ def fledge_routes(canary: models.Canary, weights: core.Weights) -> list[base.Man
 
     weighted = [destination(canary, spec.primary_service_name, weights.primary),
                 destination(canary, spec.canary_service_name, weights.canary)]
+    affinity = session.plan(canary, weights)
+    sessions: list[base.Manifest] = []
+    if affinity.cookie is not None:
+        cookie = affinity.cookie
+        cookie_matches = merge_matches([{"headers": {session.COOKIE_HEADER.lower(): {"regex": cookie.match_regex}}}],
+                                       service.match)
+        if affinity.sticky:
+            # The canary's answers hand out the cookie; its holders then reach the canary alone.
+            weighted[1]["headers"] = set_cookie_headers(cookie.set_cookie())
+            sessions.append(route(cookie_matches, [destination(canary, spec.primary_service_name, 0),
+                                                   destination(canary, spec.canary_service_name, 100)], False))
+        else:
+            cleared = route(cookie_matches, copy.deepcopy(weighted), False)
+            cleared["headers"] = _with_set_cookie(cleared.get("headers"), cookie.clear_cookie())
+            sessions.append(cleared)
     if spec.analysis.strategy != "ab":
-        return copy.deepcopy([route(service.match, weighted, weights.mirrored)])
+        return copy.deepcopy([*sessions, route(service.match, weighted, weights.mirrored)])
     primary_only = [destination(canary, spec.primary_service_name, 100)]
-    return copy.deepcopy([route(merge_matches(spec.analysis.match, service.match), weighted, False),
+    return copy.deepcopy([*sessions, route(merge_matches(spec.analysis.match, service.match), weighted, False),
                           route(service.match, primary_only, weights.mirrored)])
+
+
+def set_cookie_headers(value: str) -> base.Manifest:
+    """Istio Headers that add ``Set-Cookie: value`` to the responses."""
+    return {"response": {"add": {session.SET_COOKIE_HEADER: value}}}
+
+
+def _with_set_cookie(headers: Mapping[str, Any] | None, value: str) -> base.Manifest:
+    merged = copy.deepcopy(dict(headers or {}))
+    response = merged.setdefault("response", {})
+    response["add"] = {**(response.get("add") or {}), session.SET_COOKIE_HEADER: value}
+    return merged
+
+
+def is_session_route(http: Mapping[str, Any], canary: models.Canary) -> bool:
+    """True for the route that matches the session cookie (``analysis.sessionAffinity``), sticky or clearing."""
+    affinity = canary.spec.analysis.session_affinity
+    if affinity is None or not affinity.cookie_name:
+        return False
+    return any(f"{affinity.cookie_name}=" in str((condition or {}).get("regex", "")).replace("\\", "")
+               for match in http.get("match") or []
+               for name, condition in (match.get("headers") or {}).items()
+               if str(name).lower() == session.COOKIE_HEADER.lower())
 
 
 def fledge_hosts(canary: models.Canary) -> dict[str, str]:
@@ -201,6 +239,8 @@ def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> core.Weights 
     ours = fledge_hosts(canary)
     canary_name = canary.spec.canary_service_name
     for http in (vs.get("spec") or {}).get("http") or []:
+        if is_session_route(http, canary):
+            continue
         weights: dict[str, int] = {}
         for item in http.get("route") or []:
             name = ours.get(str((item.get("destination") or {}).get("host", "")))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -147,6 +148,20 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
     )
 
 
+def pods_of(source: sources.RouteSource, deployment: routes.Manifest | None) -> tuple[str, ...]:
+    """The pods of a Deployment: matched by its selector and named as its ReplicaSets name them; raises
+    SourceError."""
+    if deployment is None:
+        return ()
+    metadata, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    # <deployment>-<pod-template-hash>-<suffix>: a pod of another Deployment that the selector also matches
+    # (web-primary-extra's pods for web-primary) is not one of these.
+    own = re.compile(re.escape(str(metadata.get("name"))) + r"-[0-9a-zA-Z]+-[0-9a-zA-Z]+")
+    found = source.pods(str(metadata.get("namespace", "")), selector)
+    return tuple(name for name in found if own.fullmatch(name))
+
+
 class Target(enum.Enum):
     """What a real request addressed: the apex Service (routed) or one version's Service directly."""
 
@@ -198,6 +213,7 @@ class App:
         self._lock = threading.Lock()
         self._observed: routes.Observed | None = None
         self._behaviours = _behaviours(None)
+        self._pods: dict[Version, tuple[str, ...]] = {version: () for version in Version}
         self._last_error: str | None = None
         self._synthetic = traffic.SyntheticTraffic(
             registration.rps, registration.header_fraction, registration.cookie_fraction
@@ -221,6 +237,7 @@ class App:
         """Read the app again; on SourceError the previous observation stays in force and the error is kept."""
         try:
             observed = observe(source, self.namespace, self.name, self.registration)
+            pods = {version: pods_of(source, _deployment(observed, version)) for version in Version}
         except sources.SourceError as error:
             with self._lock:
                 self._last_error = str(error)
@@ -229,6 +246,7 @@ class App:
         with self._lock:
             self._observed = observed
             self._behaviours = behaviours
+            self._pods = pods
             self._last_error = None
         return observed
 
@@ -241,7 +259,7 @@ class App:
             observed = self._observed
             result = self._synthetic.tick(seconds, lambda group: _decide(observed, self._requests_by_group[group]))
             self._requests["unrouted"] += result.unrouted
-            behaviours = self._behaviours
+            behaviours, pods = self._behaviours, self._pods
             batches = [
                 _Batch(Version.PRIMARY, False, result.share.primary),
                 _Batch(Version.CANARY, False, result.share.canary),
@@ -259,9 +277,9 @@ class App:
             failed, succeeded = latencies[: batch.errors], latencies[batch.errors :]
             for code, durations in ((500, failed), (200, succeeded)):
                 if batch.mirror:
-                    served = self._mirrored("GET", code)
+                    served = self._mirrored("GET", code, pods)
                 else:
-                    served = self._routed(observed, batch.version, "GET", code)
+                    served = self._routed(observed, batch.version, "GET", code, pods)
                 self._metrics.record(served, durations)
         return result
 
@@ -284,16 +302,16 @@ class App:
                 version = Version.PRIMARY if target is Target.PRIMARY else Version.CANARY
                 if _deployment(observed, version) is None:
                     return None
-            behaviours = self._behaviours
+            behaviours, pods = self._behaviours, self._pods
             code = 500 if self._errors.take(version, 1, behaviours[version].error_rate) else 200
             canary_rate = behaviours[Version.CANARY].error_rate
             mirror_code = 500 if mirror and self._errors.take(Version.CANARY, 1, canary_rate) else 200
         if target is Target.APEX:
-            served = self._routed(observed, version, request.method, code)
+            served = self._routed(observed, version, request.method, code, pods)
         else:
-            served = self._direct(version, request.method, code)
+            served = self._direct(version, request.method, code, pods)
         latency = float(self._sampler.sample(behaviours[version].latency_ms, 1)[0])
-        mirrored = self._mirrored(request.method, mirror_code) if mirror else None
+        mirrored = self._mirrored(request.method, mirror_code, pods) if mirror else None
         mirror_latency = float(self._sampler.sample(behaviours[Version.CANARY].latency_ms, 1)[0]) if mirror else 0.0
         return Answer(version, served, latency, mirrored, mirror_latency)
 
@@ -352,7 +370,8 @@ class App:
         self._requests[key] += count
         self._failures[key] += errors
 
-    def _routed(self, observed: routes.Observed, version: Version, method: str, code: int) -> telemetry.Served:
+    def _routed(self, observed: routes.Observed, version: Version, method: str, code: int,
+                pods: Mapping[Version, tuple[str, ...]]) -> telemetry.Served:
         """A request sent to the apex Service and routed there by the provider."""
         service = self.registration.service
         if observed.primary is not None and observed.provider != routes.KUBERNETES:
@@ -367,9 +386,11 @@ class App:
             code=code,
             ingress=self.registration.ingress if nginx else None,
             canary=f"{self.registration.service}-canary" if nginx and canary else "",
+            pods=pods[version],
         )
 
-    def _direct(self, version: Version, method: str, code: int) -> telemetry.Served:
+    def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
+                ) -> telemetry.Served:
         """A request sent straight to ``<svc>-primary`` or ``<svc>-canary``, past any ingress."""
         return telemetry.Served(
             namespace=self.namespace,
@@ -377,10 +398,11 @@ class App:
             service=f"{self.registration.service}-{version.value}",
             method=method,
             code=code,
+            pods=pods[version],
         )
 
-    def _mirrored(self, method: str, code: int) -> telemetry.Served:
-        return self._direct(Version.CANARY, method, code)
+    def _mirrored(self, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]) -> telemetry.Served:
+        return self._direct(Version.CANARY, method, code, pods)
 
 
 @dataclasses.dataclass

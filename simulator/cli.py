@@ -23,7 +23,7 @@ from typing import TextIO
 import kubernetes.client
 import kubernetes.config
 
-from simulator import server
+from simulator import server, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Options:
     poll: float
     seed: int | None
     log_level: str
+    pod_namespace_label: str = telemetry.POD_NAMESPACE_LABEL
+    pod_name_label: str = telemetry.POD_NAME_LABEL
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -50,6 +52,10 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--tick", type=_positive, default=0.25, help="seconds between synthetic traffic ticks")
     parser.add_argument("--poll", type=_positive, default=0.5, help="seconds between reads of the route objects")
     parser.add_argument("--seed", type=int, default=None, help="seed of the latency generator")
+    parser.add_argument("--pod-namespace-label", default=telemetry.POD_NAMESPACE_LABEL,
+                        help="label of a pod's namespace in the app metrics, as the pod scrape relabels it")
+    parser.add_argument("--pod-name-label", default=telemetry.POD_NAME_LABEL,
+                        help="label of a pod's name in the app metrics, as the pod scrape relabels it")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     host, sep, port = str(args.listen).rpartition(":")
@@ -63,6 +69,8 @@ def parse_args(argv: list[str] | None) -> Options:
         poll=args.poll,
         seed=args.seed,
         log_level=args.log_level,
+        pod_namespace_label=args.pod_namespace_label,
+        pod_name_label=args.pod_name_label,
     )
 
 
@@ -83,7 +91,8 @@ def run(options: Options, stop: threading.Event, out: TextIO) -> int:
         return 1
     with contextlib.closing(api_client):
         simulator = server.Simulator(
-            api_client, host=options.host, port=options.port, tick=options.tick, poll=options.poll, seed=options.seed
+            api_client, host=options.host, port=options.port, tick=options.tick, poll=options.poll, seed=options.seed,
+            pod_namespace_label=options.pod_namespace_label, pod_name_label=options.pod_name_label,
         )
         try:
             simulator.start()

@@ -47,11 +47,14 @@ class Simulator:
         tick: float = 0.25,
         poll: float = 0.5,
         seed: int | None = None,
+        pod_namespace_label: str = telemetry.POD_NAMESPACE_LABEL,
+        pod_name_label: str = telemetry.POD_NAME_LABEL,
     ) -> None:
         if isinstance(source, kubernetes.client.ApiClient):
             source = sources.KubeRouteSource(source)
         self.source: sources.RouteSource = source
-        self.metrics = telemetry.Telemetry()
+        # The label names the relabelling of a pod scrape gives; the same flags as the controller's.
+        self.metrics = telemetry.Telemetry(pod_namespace_label, pod_name_label)
         self._host = host
         self._port = port
         self._tick = tick

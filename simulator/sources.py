@@ -1,7 +1,8 @@
 """Where the simulator reads route objects and Deployments from: the API server, or a dict in tests.
 
 Why this exists: routing must follow what the controller actually wrote, so the simulator reads the
-real API server; unit tests must run without one.  Both sit behind ``RouteSource``, one method wide.
+real API server; unit tests must run without one.  Both sit behind ``RouteSource``: ``get`` one object,
+and ``pods``, the names of a Deployment's pods, which the metrics of a pod scrape are labelled with.
 
 What it must not do: write to the API server, cache, or interpret the objects it returns (that is
 ``simulator.routes``).  A missing object is ``None``; any other failure is ``SourceError``, so callers
@@ -26,6 +27,7 @@ SERVICE = "Service"
 INGRESS = "Ingress"
 HTTP_ROUTE = "HTTPRoute"
 VIRTUAL_SERVICE = "VirtualService"
+POD = "Pod"
 KINDS = (DEPLOYMENT, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
 
 # Custom resources: group, versions tried in order, plural.
@@ -45,6 +47,16 @@ class RouteSource(Protocol):
     def get(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
         """The object as its JSON dict, or None if it does not exist; raises SourceError on any other failure."""
         ...
+
+    def pods(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
+        """Names of the pods matching ``selector`` that are not being deleted, sorted; raises SourceError."""
+        ...
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return not metadata.get("deletionTimestamp") and status.get("phase", "Running") in ("Pending", "Running")
 
 
 class KubeRouteSource:
@@ -78,6 +90,20 @@ class KubeRouteSource:
             return _as_manifest(json.loads(response.data), kind, namespace, name)
         except ValueError as error:
             raise SourceError(f"GET {kind} {namespace}/{name}: invalid JSON: {error}") from error
+
+    def pods(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
+        if not selector:
+            return []  # an empty selector would match every pod of the namespace
+        labels = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        listed = self._call("Pod", namespace, labels, lambda: self._core.list_namespaced_pod(
+            namespace, label_selector=labels, _preload_content=False, _request_timeout=self._timeout))
+        if listed is None:
+            return []
+        try:
+            items = json.loads(listed.data).get("items") or []
+        except (ValueError, AttributeError) as error:
+            raise SourceError(f"LIST Pod {namespace} {labels}: invalid JSON: {error}") from error
+        return sorted(str(pod["metadata"]["name"]) for pod in items if _live(pod))
 
     def _get_custom(self, kind: str, namespace: str, name: str) -> routes.Manifest | None:
         group, versions, plural = _CUSTOM[kind]
@@ -141,3 +167,14 @@ class MemoryRouteSource:
             raise self.error
         with self._lock:
             return self._objects.get((kind, namespace, name))
+
+    def pods(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
+        if self.error is not None:
+            raise self.error
+        if not selector:
+            return []
+        with self._lock:
+            found = [pod for (kind, pod_namespace, _), pod in self._objects.items()
+                     if kind == POD and pod_namespace == namespace]
+        return sorted(str(pod["metadata"]["name"]) for pod in found if _live(pod) and all(
+            ((pod.get("metadata") or {}).get("labels") or {}).get(key) == value for key, value in selector.items()))

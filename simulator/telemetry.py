@@ -1,7 +1,12 @@
 """Expose served requests as the metrics Istio, ingress-nginx and an instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
-simulator must export the same metric names with the same label names.  prometheus_client appends
+simulator must export the same metric names with the same label names.  The app's own
+``http_request_duration_seconds`` is what Prometheus stores from a pod scrape (the ``kubernetes-pods`` job of
+Prometheus' example configuration): one series per pod, labelled by the relabelling with the pod's
+namespace and name (``kubernetes_namespace``, ``kubernetes_pod_name`` unless configured otherwise), beside
+the app's own ``method``, ``path`` and ``status``.  Requests are spread over the pods of the version that
+served them, whose names the simulator reads from the API server.  prometheus_client appends
 ``_total`` to every counter, yet ingress-nginx's ``nginx_ingress_controller_requests`` has no such
 suffix; a custom collector over a private ``CollectorRegistry`` gives exact control.  That one series
 is exposed untyped, the only type under which the Prometheus and OpenMetrics formats both allow a
@@ -43,7 +48,9 @@ ISTIO_LABELS = (
     "connection_security_policy",
 )
 NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
-HTTP_LABELS = ("namespace", "workload", "service", "status", "method")
+POD_NAMESPACE_LABEL = "kubernetes_namespace"
+POD_NAME_LABEL = "kubernetes_pod_name"
+HTTP_APP_LABELS = ("method", "path", "status")  # what an instrumented app (podinfo, for one) labels itself
 
 ISTIO_BUCKETS_MS = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
@@ -64,12 +71,15 @@ class Served:
     code: int
     ingress: str | None = None  # the user's Ingress when the request came through NGINX, else None
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
+    pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
 
 
 class Telemetry:
     """Thread-safe store of served requests and the private registry that exposes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, pod_namespace_label: str = POD_NAMESPACE_LABEL, pod_name_label: str = POD_NAME_LABEL
+                 ) -> None:
+        self.http_labels = (pod_namespace_label, pod_name_label, *HTTP_APP_LABELS)
         self._lock = threading.Lock()
         self._istio_requests = _Counter(ISTIO_REQUESTS, "Requests seen by the destination proxy.", "counter")
         self._istio_duration = _Histogram(ISTIO_DURATION, "Request duration in milliseconds.", ISTIO_BUCKETS_MS)
@@ -98,11 +108,14 @@ class Telemetry:
             "http",
             "none",
         )
-        http = (served.namespace, served.workload, served.service, status, served.method)
+        # A pod that does not exist is not scraped: without pods the app's own metrics record nothing.
+        per_pod = np.array_split(seconds, len(served.pods)) if served.pods else []
         with self._lock:
             self._istio_requests.add(istio, seconds.size)
             self._istio_duration.observe(istio, seconds * 1000.0)
-            self._http_duration.observe(http, seconds)
+            for pod, share in zip(served.pods, per_pod, strict=True):
+                if share.size:
+                    self._http_duration.observe((served.namespace, pod, served.method, "/", status), share)
             if served.ingress is not None:
                 nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
                 self._nginx_requests.add(nginx, seconds.size)
@@ -119,7 +132,7 @@ class Telemetry:
                 self._istio_duration.family(ISTIO_LABELS),
                 self._nginx_requests.family(NGINX_LABELS),
                 self._nginx_duration.family(NGINX_LABELS),
-                self._http_duration.family(HTTP_LABELS),
+                self._http_duration.family(self.http_labels),
             ]
 
 

@@ -57,11 +57,9 @@ from canary.models.refs import (
     GatewayRef,
     IngressRef,
     ObjectRef,
-    RouteRef,
     ScalerReplicas,
     SecretRef,
     TargetRef,
-    UpstreamRef,
 )
 from canary.models.statuses import (
     CanaryPhase,
@@ -123,7 +121,6 @@ __all__ = [
     "Percent",
     "Port",
     "ResourceStatus",
-    "RouteRef",
     "ScalerReplicas",
     "SecretRef",
     "ServiceSpec",
@@ -133,7 +130,6 @@ __all__ = [
     "Strategy",
     "TargetRef",
     "ThresholdRange",
-    "UpstreamRef",
     "WebhookSpec",
     "format_time",
     "parse_alert_provider",

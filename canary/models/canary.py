@@ -68,10 +68,6 @@ class ServiceSpec(base.ApiModel):
     """Istio CorsPolicy, copied as given."""
     mirror: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     """Gateway API RequestMirror filters added to the generated HTTPRoute."""
-    mesh_name: str | None = None
-    """App Mesh mesh name."""
-    backends: list[str] = pydantic.Field(default_factory=list)
-    """App Mesh backends."""
     apex: refs.CustomMetadata | None = None
     """Metadata added to the apex Service."""
     primary: refs.CustomMetadata | None = None
@@ -100,8 +96,6 @@ class SessionAffinity(base.ApiModel):
     """Cookie that pins a client to the canary."""
     max_age: int = pydantic.Field(default=86400, ge=1)
     """Lifetime of the cookie in seconds."""
-    primary_cookie_name: str | None = None
-    """Cookie that pins a client to the primary."""
 
 
 def _ascending(weights: list[int]) -> bool:
@@ -208,8 +202,6 @@ class CanarySpec(base.ApiModel):
     target_ref: refs.TargetRef
     autoscaler_ref: refs.AutoscalerRef | None = None
     ingress_ref: refs.IngressRef | None = None
-    route_ref: refs.RouteRef | None = None
-    upstream_ref: refs.UpstreamRef | None = None
     service: ServiceSpec
     analysis: AnalysisSpec
     progress_deadline_seconds: int = pydantic.Field(default=600, ge=1)

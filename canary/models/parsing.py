@@ -20,6 +20,22 @@ _R = TypeVar("_R", bound=base.ApiModel)
 # Pydantic names the member of a union in an error location; those names are not fields.
 _UNION_TAGS = frozenset({"int", "str", "float", "bool"})
 
+# Flagger fields that Fledge does not implement. The models leave them out, so they are refused (the CRD
+# schema refuses them to server-side apply and to kubectl's strict validation too) rather than accepted
+# and silently ignored; the message says why instead of suggesting a spelling mistake.
+_REMOVE = "; remove it"
+NOT_IMPLEMENTED = {
+    "spec.routeRef": "Flagger's field for the apisix provider, which Fledge does not implement" + _REMOVE,
+    "spec.upstreamRef": "Flagger's field for the gloo provider, which Fledge does not implement" + _REMOVE,
+    "spec.autoscalerRef.primaryScalerQueries": "Flagger's field for KEDA ScaledObjects, which Fledge does not "
+                                               "implement (only HorizontalPodAutoscalers)" + _REMOVE,
+    "spec.service.meshName": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
+    "spec.service.backends": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
+    "spec.analysis.sessionAffinity.primaryCookieName": "Fledge pins clients to the canary only (cookieName); "
+                                                       "a primary cookie is not implemented" + _REMOVE,
+    "spec.provider.region": "Flagger's field for CloudWatch, which Fledge does not implement" + _REMOVE,
+}
+
 
 def parse_canary(obj: Mapping[str, Any]) -> canary.Canary:
     """A Canary from its Kubernetes JSON (a kopf body, a dict read from YAML); raises SpecError."""
@@ -70,7 +86,8 @@ def spec_error(exc: pydantic.ValidationError) -> base.SpecError:
         if isinstance(cause, base.RuleBroken) and cause.field_path:
             path = path + cause.field_path if path != "(root)" else cause.field_path.lstrip(".")
         messages = found.setdefault(path, [])
-        message = _message(error)
+        message = NOT_IMPLEMENTED.get(path) if error["type"] == "extra_forbidden" else None
+        message = message or _message(error)
         if message not in messages:
             messages.append(message)
     details = [(path, _either(messages)) for path, messages in found.items()]

@@ -40,23 +40,6 @@ class IngressRef(base.ApiModel):
     name: str = pydantic.Field(min_length=1)
 
 
-class RouteRef(base.ApiModel):
-    """The APISIX route that the apisix provider copies."""
-
-    api_version: str
-    kind: Literal["ApisixRoute"]
-    name: str = pydantic.Field(min_length=1)
-
-
-class UpstreamRef(base.ApiModel):
-    """The Gloo upstream whose settings are copied to the generated upstreams."""
-
-    api_version: str
-    kind: Literal["Upstream"]
-    name: str = pydantic.Field(min_length=1)
-    namespace: str | None = None
-
-
 class ScalerReplicas(base.ApiModel):
     """Replica bounds that replace the target autoscaler's for the primary."""
 
@@ -70,8 +53,6 @@ class AutoscalerRef(base.ApiModel):
     api_version: str
     kind: Literal["HorizontalPodAutoscaler", "ScaledObject"]
     name: str = pydantic.Field(min_length=1)
-    primary_scaler_queries: dict[str, str] = pydantic.Field(default_factory=dict)
-    """Queries of a ScaledObject rewritten for the primary, keyed by trigger name."""
     primary_scaler_replicas: ScalerReplicas | None = None
     """Replica bounds for the primary's autoscaler."""
 

@@ -51,8 +51,6 @@ class MetricTemplateProvider(base.ApiModel):
     """Secret with the credentials of the provider."""
     headers: dict[str, str] = pydantic.Field(default_factory=dict)
     """HTTP headers sent with each query (Fledge extension), e.g. X-Scope-OrgID."""
-    region: str | None = None
-    """Region of the provider (cloudwatch)."""
     insecure_skip_verify: bool = False
     """Do not verify the provider's TLS certificate."""
 

@@ -19,6 +19,19 @@ def promql(env: environment.Environment, query: str) -> dict[str, float]:
     return {r["metric"].get("workload", ""): float(r["value"][1]) for r in answer["data"]["result"]}
 
 
+def pods_of(namespace: str, deployment_name: str) -> str:
+    """The selector of a Deployment's pods in pod-scraped metrics, as the builtin queries write it."""
+    return (f'kubernetes_namespace="{namespace}", '
+            f'kubernetes_pod_name=~"{deployment_name}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"')
+
+
+def by_workload(namespace: str, *names: str) -> str:
+    """Requests per Deployment (label ``workload``) from the per-pod series, over the last 30s."""
+    return " or ".join(
+        f'label_replace(sum(increase(http_request_duration_seconds_count{{{pods_of(namespace, name)}}}[30s])), '
+        f'"workload", "{name}", "", "")' for name in names)
+
+
 def with_annotations(body: dict[str, Any], **annotations: str) -> dict[str, Any]:
     body["spec"]["template"]["metadata"]["annotations"] = annotations
     return body
@@ -43,7 +56,7 @@ def test_httproute_weights_split_requests_in_prometheus(env: environment.Environ
                          timeout=5)
     assert response.status_code in (200, 201), response.text
 
-    query = f'sum by (workload) (increase(http_request_duration_seconds_count{{namespace="{namespace}"}}[30s]))'
+    query = by_workload(namespace, "shop", "shop-primary")
 
     def split() -> dict[str, float] | None:
         counts = promql(env, query)
@@ -66,14 +79,14 @@ def test_faulty_canary_error_rate_shows_in_prometheus(env: environment.Environme
     httpx.put(f"{env.simulator_url}/apps/{namespace}/shop", json={"provider": "gatewayapi", "rps": 200}, timeout=5)
 
     def ratio(workload: str) -> str:
-        selector = f'namespace="{namespace}", workload="{workload}"'
+        selector = pods_of(namespace, workload)
         return (f'sum(increase(http_request_duration_seconds_count{{{selector}, status=~"5.."}}[30s])) / '
                 f'sum(increase(http_request_duration_seconds_count{{{selector}}}[30s]))')
 
     def error_rates() -> tuple[float, float] | None:
         canary_rate = promql(env, ratio("shop"))
-        primary_rate = promql(env, f'sum(increase(http_request_duration_seconds_count{{namespace="{namespace}", '
-                                   f'workload="shop-primary"}}[30s]))')
+        primary_rate = promql(env, f'sum(increase(http_request_duration_seconds_count'
+                                   f'{{{pods_of(namespace, "shop-primary")}}}[30s]))')
         if not canary_rate or not primary_rate or primary_rate[""] < 200:
             return None
         return canary_rate[""], promql(env, ratio("shop-primary")).get("", 0.0)

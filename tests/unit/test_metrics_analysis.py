@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from canary import core, errors, models
-from metrics import analysis, base, providers
+from metrics import analysis, base, builtin, providers
 
 pytestmark = pytest.mark.unit
 
@@ -376,3 +376,14 @@ def test_validate_builtin_without_a_query_for_the_router() -> None:
         "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'linkerd' "
         "(only for gatewayapi, istio, kubernetes, nginx); use a templateRef"
     )
+
+
+def test_pod_labels_reach_the_pod_scraped_builtins() -> None:
+    factory = Factory(FakeProvider({}))
+    subject = canary({"name": "request-duration", "interval": "30s"}).model_copy(deep=True)
+    subject.spec.provider = "gatewayapi"
+    run(subject, factory, pod_labels=builtin.PodLabels(namespace="ns", pod="pod"))
+    assert factory.provider.queries == [
+        'histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{ns="prod",'
+        'pod=~"web-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"}[30s])) by (le)) * 1000'
+    ]

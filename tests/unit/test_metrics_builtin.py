@@ -15,13 +15,14 @@ VARIABLES = templates.Variables(
     name="podinfo", namespace="test", target="podinfo", service="podinfo-svc", ingress="podinfo-ing", interval="2m"
 )
 
+# Flagger's HTTP observer: the pod-scrape labels, and the canary Deployment's pods by name.
+PODS = 'kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
 HTTP_SUCCESS_RATE = (
-    'sum(rate(http_request_duration_seconds_count{namespace="test",workload="podinfo",status!~"5.*"}[2m]))'
-    ' / sum(rate(http_request_duration_seconds_count{namespace="test",workload="podinfo"}[2m])) * 100'
+    f'sum(rate(http_request_duration_seconds_count{{{PODS},status!~"5.*"}}[2m]))'
+    f" / sum(rate(http_request_duration_seconds_count{{{PODS}}}[2m])) * 100"
 )
 HTTP_DURATION = (
-    'histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{namespace="test",workload="podinfo"}'
-    "[2m])) by (le)) * 1000"
+    f"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{PODS}}}[2m])) by (le)) * 1000"
 )
 EXPECTED = {
     ("istio", "request-success-rate"): (
@@ -75,7 +76,8 @@ def test_no_builtin_query(provider: str, metric: str) -> None:
 FAMILIES = {
     "istio": ({telemetry.ISTIO_REQUESTS, telemetry.ISTIO_DURATION + "_bucket"}, telemetry.ISTIO_LABELS),
     "nginx": ({telemetry.NGINX_REQUESTS, telemetry.NGINX_DURATION + "_bucket"}, telemetry.NGINX_LABELS),
-    "kubernetes": ({telemetry.HTTP_DURATION + "_count", telemetry.HTTP_DURATION + "_bucket"}, telemetry.HTTP_LABELS),
+    "kubernetes": ({telemetry.HTTP_DURATION + "_count", telemetry.HTTP_DURATION + "_bucket"},
+                   telemetry.Telemetry().http_labels),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')
@@ -91,3 +93,39 @@ def test_builtin_queries_use_the_exported_names_and_labels(family: str, metric: 
     for name, matchers in selectors:
         assert name in names
         assert set(MATCHER.findall(matchers)) <= set(labels), matchers
+
+
+@pytest.mark.parametrize("provider", ["gatewayapi", "gatewayapi:v1beta1", "kubernetes"])
+def test_pod_label_names_are_configurable(provider: str) -> None:
+    labels = builtin.PodLabels(namespace="namespace", pod="pod")
+    query = builtin.builtin_query(provider, builtin.REQUEST_SUCCESS_RATE, labels)
+    assert query is not None
+    rendered = templates.render(query, VARIABLES, field="f", source="builtin")
+    assert rendered == HTTP_SUCCESS_RATE.replace("kubernetes_namespace=", "namespace=").replace(
+        "kubernetes_pod_name=~", "pod=~")
+    # and the simulator, told the same names, exports them
+    assert set(MATCHER.findall(rendered)) <= set(telemetry.Telemetry("namespace", "pod").http_labels)
+
+
+def test_other_providers_ignore_the_pod_labels() -> None:
+    labels = builtin.PodLabels(namespace="ns", pod="pod")
+    for family in ("istio", "nginx"):
+        assert builtin.builtin_query(family, builtin.REQUEST_DURATION, labels) == builtin.QUERIES[family][
+            builtin.REQUEST_DURATION]
+
+
+@pytest.mark.parametrize("name", ["", "kubernetes-pod-name", "1pod", 'pod"}'])
+def test_pod_label_names_must_be_prometheus_label_names(name: str) -> None:
+    with pytest.raises(ValueError, match="not a Prometheus label name"):
+        builtin.PodLabels(pod=name)
+
+
+@pytest.mark.parametrize(("pod", "matches"), [
+    ("podinfo-7f9c8d6b5-x2x9z", True),            # a pod of Deployment podinfo
+    ("podinfo-primary-7f9c8d6b5-x2x9z", False),   # a pod of the primary
+    ("podinfo-7f9c8d6b5", False),                  # no pod suffix: not a Deployment's pod
+    ("podinfo2-7f9c8d6b5-x2x9z", False),
+])
+def test_the_pod_name_pattern_selects_the_canary_pods_only(pod: str, matches: bool) -> None:
+    pattern = builtin.POD_NAME_PATTERN.replace("{{ target }}", "podinfo")
+    assert (re.fullmatch(pattern, pod) is not None) is matches

@@ -36,7 +36,7 @@ class Prometheus:
         self.asked: list[str] = []
 
     def _version(self, query: str) -> str:
-        return "web-primary" if 'workload="web-primary"' in query else "web"
+        return "web-primary" if 'kubernetes_pod_name=~"web-primary-' in query else "web"
 
     def run_query(self, query: str) -> float:
         self.asked.append(query)
@@ -61,8 +61,8 @@ def test_the_window_is_the_time_since_the_last_step_and_each_version_is_queried(
     prometheus = Prometheus(canary=(3000, 60), primary=(27000, 270))
     checks = run(canary(latency=False), prometheus, T0 + datetime.timedelta(seconds=61.7))
     assert all("[61s]" in q for q in prometheus.asked)
-    assert any('workload="web-primary"' in q for q in prometheus.asked)
-    assert any('workload="web"' in q for q in prometheus.asked)
+    assert any('kubernetes_namespace="prod",kubernetes_pod_name=~"web-primary-' in q for q in prometheus.asked)
+    assert any('kubernetes_pod_name=~"web-[0-9a-zA-Z]+' in q for q in prometheus.asked)
     [check] = checks
     assert (check.name, check.kind, check.passed) == ("judge-errors", "judge", False)
     assert check.judge is not None and check.judge.verdict == "Fail" and check.judge.window == "61s"

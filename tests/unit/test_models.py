@@ -258,8 +258,7 @@ def test_threshold_range_contains() -> None:
 def test_snake_case_names_populate_too() -> None:
     service = models.ServiceSpec(port=80, target_port="http", port_discovery=True)
     assert service.to_k8s() == {"port": 80, "targetPort": "http", "portDiscovery": True, "delegation": False,
-                                 "gateways": [], "gatewayRefs": [], "hosts": [], "match": [], "mirror": [],
-                                 "backends": []}
+                                 "gateways": [], "gatewayRefs": [], "hosts": [], "match": [], "mirror": []}
     assert models.ServiceSpec.model_validate({"port": 80, "target_port": 8080}).target_port == 8080
 
 

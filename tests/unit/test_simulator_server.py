@@ -27,8 +27,16 @@ def deployment(name: str, *, error_rate: float | None = None, latency_ms: float 
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {"template": {"metadata": {"labels": {"app": name}, "annotations": annotations}}},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}, "annotations": annotations}}},
     }
+
+
+def pod(deployment_name: str, suffix: str, app: str | None = None, **status: Any) -> dict[str, Any]:
+    """A pod of the Deployment, named as its ReplicaSet names it."""
+    return {"kind": "Pod", "metadata": {"name": f"{deployment_name}-6f7d9c-{suffix}", "namespace": NS,
+                                        "labels": {"app": app or deployment_name}},
+            "status": {"phase": "Running", **status}}
 
 
 def virtual_service(name: str, *http: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +58,8 @@ def source() -> sources.MemoryRouteSource:
     return sources.MemoryRouteSource(
         deployment("podinfo"),
         deployment("podinfo-primary"),
+        pod("podinfo", "aaaaa"),
+        pod("podinfo-primary", "bbbbb"),
         virtual_service("podinfo", weighted("podinfo", 50, 50)),
     )
 
@@ -166,7 +176,8 @@ def test_direct_requests_reach_the_named_version_and_are_counted(client: httpx.C
     }
     assert client.post(f"/proxy/{NS}/podinfo-primary", content=b"payload").json()["workload"] == "podinfo-primary"
     assert istio(client, destination_workload="podinfo", destination_service_name="podinfo-canary") == 1
-    assert metric(client, "http_request_duration_seconds_count", workload="podinfo-primary", method="POST") == 1
+    assert metric(client, "http_request_duration_seconds_count", kubernetes_namespace=NS,
+                  kubernetes_pod_name="podinfo-primary-6f7d9c-bbbbb", method="POST") == 1
     assert metric(client, "nginx_ingress_controller_requests") == 0  # istio apps have no ingress
 
 
@@ -371,3 +382,21 @@ def test_background_threads_poll_and_tick(source: sources.MemoryRouteSource) -> 
 
         eventually(canary_only, what="the new weights read and synthetic traffic generated")
         eventually(lambda: istio(client, destination_workload="podinfo") > 0, what="canary requests exposed")
+
+
+def test_app_metrics_are_spread_over_the_live_pods_of_the_version(source: sources.MemoryRouteSource,
+                                                                   simulator: server.Simulator,
+                                                                   client: httpx.Client) -> None:
+    source.put(pod("podinfo-primary", "ccccc"))
+    source.put(pod("podinfo-primary", "ddddd", phase="Succeeded"))  # a finished pod is not scraped
+    source.put(pod("podinfo-primary-extra", "eeeee", app="podinfo-primary"))  # another Deployment's pod
+    register(client, rps=40)
+    simulator.refresh()
+    simulator.advance(1.0)
+    by_pod = {name: metric(client, "http_request_duration_seconds_count", kubernetes_pod_name=name)
+              for name in ("podinfo-primary-6f7d9c-bbbbb", "podinfo-primary-6f7d9c-ccccc",
+                           "podinfo-primary-6f7d9c-ddddd", "podinfo-primary-extra-6f7d9c-eeeee",
+                           "podinfo-6f7d9c-aaaaa")}
+    assert by_pod["podinfo-primary-6f7d9c-bbbbb"] == by_pod["podinfo-primary-6f7d9c-ccccc"] == 10
+    assert by_pod["podinfo-primary-6f7d9c-ddddd"] == by_pod["podinfo-primary-extra-6f7d9c-eeeee"] == 0
+    assert by_pod["podinfo-6f7d9c-aaaaa"] == 20

@@ -11,8 +11,10 @@ from simulator import telemetry
 
 pytestmark = pytest.mark.unit
 
+PRIMARY_PODS = ("podinfo-primary-5d8f7c9b4-abcde", "podinfo-primary-5d8f7c9b4-fghij")
 PRIMARY = telemetry.Served(
-    namespace="test", workload="podinfo-primary", service="podinfo-primary", method="GET", code=200
+    namespace="test", workload="podinfo-primary", service="podinfo-primary", method="GET", code=200,
+    pods=PRIMARY_PODS,
 )
 CANARY_VIA_NGINX = telemetry.Served(
     namespace="test",
@@ -22,6 +24,7 @@ CANARY_VIA_NGINX = telemetry.Served(
     code=500,
     ingress="podinfo",
     canary="podinfo-canary",
+    pods=("podinfo-7f9c8d6b5-x2x9z",),
 )
 
 
@@ -101,24 +104,40 @@ def test_nginx_only_for_requests_through_the_ingress() -> None:
     }
 
 
-def test_generic_labels() -> None:
+def test_app_metrics_are_per_pod_with_the_labels_of_a_pod_scrape() -> None:
     counts = samples(recorded(), "http_request_duration_seconds_count")
-    assert sorted(
-        (labels["workload"], labels["service"], labels["status"], labels["method"], value) for labels, value in counts
-    ) == [
-        ("podinfo", "podinfo-canary", "500", "POST", 1),
-        ("podinfo-primary", "podinfo-primary", "200", "GET", 3),
-    ]
-    assert {labels["namespace"] for labels, _ in counts} == {"test"}
+    assert sorted(((labels, value) for labels, value in counts), key=str) == sorted([
+        ({"kubernetes_namespace": "test", "kubernetes_pod_name": "podinfo-7f9c8d6b5-x2x9z",
+          "method": "POST", "path": "/", "status": "500"}, 1),
+        # three requests spread over the primary's two pods
+        ({"kubernetes_namespace": "test", "kubernetes_pod_name": PRIMARY_PODS[0],
+          "method": "GET", "path": "/", "status": "200"}, 2),
+        ({"kubernetes_namespace": "test", "kubernetes_pod_name": PRIMARY_PODS[1],
+          "method": "GET", "path": "/", "status": "200"}, 1),
+    ], key=str)
+
+
+def test_pod_label_names_follow_the_configuration() -> None:
+    metrics = telemetry.Telemetry(pod_namespace_label="namespace", pod_name_label="pod")
+    metrics.record(PRIMARY, [0.01])
+    [(labels, _)] = samples(metrics.exposition().decode(), "http_request_duration_seconds_count")
+    assert labels == {"namespace": "test", "pod": PRIMARY_PODS[0], "method": "GET", "path": "/", "status": "200"}
+
+
+def test_a_workload_without_pods_exports_no_app_metrics() -> None:
+    metrics = telemetry.Telemetry()
+    metrics.record(telemetry.Served(namespace="test", workload="w", service="w", method="GET", code=200), [0.01])
+    text = metrics.exposition().decode()
+    assert samples(text, "http_request_duration_seconds_count") == []
+    assert samples(text, "istio_requests_total")  # the proxy still saw the request
 
 
 def test_buckets_are_cumulative_with_le_inclusive() -> None:
     text = recorded()
-    seconds = {
-        labels["le"]: value
-        for labels, value in samples(text, "http_request_duration_seconds_bucket")
-        if labels["workload"] == "podinfo-primary"
-    }
+    seconds: dict[str, float] = {}
+    for labels, value in samples(text, "http_request_duration_seconds_bucket"):
+        if labels["kubernetes_pod_name"] in PRIMARY_PODS:  # what sum by (le) adds up over the primary's pods
+            seconds[labels["le"]] = seconds.get(labels["le"], 0.0) + value
     assert list(seconds) == [
         "0.005",
         "0.01",

@@ -1,0 +1,129 @@
+"""analysis.sessionAffinity in the Gateway API and Istio route builders, field by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from canary import core, models
+from routers import gateway_api, istio, session
+
+
+def canary(phase: str = "Progressing", weight: int = 20, revision: str | None = "rev-2", **affinity: Any
+           ) -> models.Canary:
+    return models.parse_canary({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u-1"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "service": {"port": 80, "gatewayRefs": [{"name": "public"}]},
+                 "analysis": {"stepWeight": 20, "sessionAffinity": {"cookieName": "canary-session",
+                                                                    "maxAge": 60, **affinity}}},
+        "status": {"phase": phase, "canaryWeight": weight, "lastAppliedSpec": revision},
+    })
+
+
+WEIGHTS = core.Weights(primary=80, canary=20)
+
+
+def test_the_cookie_is_derived_from_the_canary_and_the_revision() -> None:
+    first = session.cookie(canary())
+    assert first is not None and first == session.cookie(canary())  # every tick names the same cookie
+    assert first.name == "canary-session" and len(first.value) == 24
+    assert session.cookie(canary(revision="rev-3")) != first  # a new release, a new cookie
+    assert first.set_cookie() == f"canary-session={first.value}; Max-Age=60"
+    assert first.clear_cookie() == f"canary-session={first.value}; Max-Age=-1"
+    assert first.match_regex == f".*canary-session={first.value}.*"
+
+
+@pytest.mark.parametrize(("subject", "weights", "expected"), [
+    (canary(), WEIGHTS, "sticky"),
+    (canary(phase="Progressing", weight=40), core.ALL_PRIMARY, "clear"),  # a rollback
+    (canary(phase="Finalising", weight=0), core.ALL_PRIMARY, "clear"),   # the end of promotion
+    (canary(phase="Succeeded", weight=0), core.ALL_PRIMARY, "clear"),
+    (canary(phase="Initialized", weight=0), core.ALL_PRIMARY, "none"),   # nobody ever got a cookie
+    (canary(phase="Progressing", weight=0), core.ALL_PRIMARY, "none"),
+    (canary(revision=None), WEIGHTS, "none"),
+])
+def test_plan(subject: models.Canary, weights: core.Weights, expected: str) -> None:
+    plan = session.plan(subject, weights)
+    assert ("sticky" if plan.sticky else "clear" if plan.clear else "none") == expected
+
+
+def test_no_affinity_no_session_rule() -> None:
+    subject = canary().model_copy(deep=True)
+    subject.spec.analysis.session_affinity = None
+    assert len(gateway_api.fledge_rules(subject, WEIGHTS)) == 1
+    assert len(istio.fledge_routes(subject, WEIGHTS)) == 1
+
+
+def test_gateway_api_sticky_rule_and_set_cookie_on_the_canary_backend() -> None:
+    subject = canary()
+    cookie = session.cookie(subject)
+    assert cookie is not None
+    sticky, weighted = gateway_api.fledge_rules(subject, WEIGHTS)
+    assert sticky["matches"] == [{"path": {"type": "PathPrefix", "value": "/"},
+                                  "headers": [{"name": "Cookie", "type": "RegularExpression",
+                                               "value": cookie.match_regex}]}]
+    assert sticky["backendRefs"] == [gateway_api.backend_ref("web-primary", 80, 0),
+                                     gateway_api.backend_ref("web-canary", 80, 100)]
+    assert weighted["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert weighted["backendRefs"][0] == gateway_api.backend_ref("web-primary", 80, 80)
+    assert weighted["backendRefs"][1] == {
+        **gateway_api.backend_ref("web-canary", 80, 20),
+        "filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+            "add": [{"name": "Set-Cookie", "value": f"canary-session={cookie.value}; Max-Age=60"}]}}]}
+    route = gateway_api.http_route(subject, WEIGHTS)
+    assert gateway_api.route_weights(route, subject) == WEIGHTS  # the sticky rule is not the weighted one
+
+
+def test_gateway_api_clearing_rule_after_the_run() -> None:
+    subject = canary(phase="Succeeded", weight=0)
+    cookie = session.cookie(subject)
+    assert cookie is not None
+    cleared, weighted = gateway_api.fledge_rules(subject, core.ALL_PRIMARY)
+    assert cleared["matches"][0]["headers"] == [{"name": "Cookie", "type": "RegularExpression",
+                                                 "value": cookie.match_regex}]
+    assert cleared["filters"] == [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "add": [{"name": "Set-Cookie", "value": f"canary-session={cookie.value}; Max-Age=-1"}]}}]
+    assert cleared["backendRefs"] == weighted["backendRefs"] == [gateway_api.backend_ref("web-primary", 80, 100),
+                                                                 gateway_api.backend_ref("web-canary", 80, 0)]
+    assert "filters" not in weighted["backendRefs"][1]
+    assert gateway_api.route_weights(gateway_api.http_route(subject, core.ALL_PRIMARY), subject) == core.ALL_PRIMARY
+
+
+def test_istio_sticky_route_and_set_cookie_on_the_canary_destination() -> None:
+    subject = canary()
+    cookie = session.cookie(subject)
+    assert cookie is not None
+    sticky, weighted = istio.fledge_routes(subject, WEIGHTS)
+    assert sticky["match"] == [{"headers": {"cookie": {"regex": cookie.match_regex}}}]
+    assert sticky["route"] == [istio.destination(subject, "web-primary", 0),
+                               istio.destination(subject, "web-canary", 100)]
+    assert "match" not in weighted
+    assert weighted["route"] == [
+        istio.destination(subject, "web-primary", 80),
+        {**istio.destination(subject, "web-canary", 20),
+         "headers": {"response": {"add": {"Set-Cookie": f"canary-session={cookie.value}; Max-Age=60"}}}}]
+    assert istio.route_weights(istio.virtual_service(subject, WEIGHTS), subject) == WEIGHTS
+
+
+def test_istio_clearing_route_keeps_the_service_headers() -> None:
+    subject = canary(phase="Failed", weight=0).model_copy(deep=True)
+    subject.spec.service.headers = {"response": {"set": {"x-app": "web"}}}
+    cookie = session.cookie(subject)
+    assert cookie is not None
+    cleared, weighted = istio.fledge_routes(subject, core.ALL_PRIMARY)
+    assert cleared["match"] == [{"headers": {"cookie": {"regex": cookie.match_regex}}}]
+    assert cleared["headers"] == {"response": {"set": {"x-app": "web"},
+                                               "add": {"Set-Cookie": f"canary-session={cookie.value}; Max-Age=-1"}}}
+    assert cleared["route"] == weighted["route"]
+    assert weighted["headers"] == {"response": {"set": {"x-app": "web"}}}
+
+
+def test_status_fields_name_the_cookie_handed_out_then_taken_back() -> None:
+    cookie = session.cookie(canary())
+    assert cookie is not None
+    assert session.status_fields(canary(), WEIGHTS) == {"session_affinity_cookie": cookie.pair}
+    assert session.status_fields(canary(weight=40), core.ALL_PRIMARY) == {
+        "session_affinity_cookie": None, "previous_session_affinity_cookie": cookie.pair}
