@@ -129,7 +129,7 @@ class Observed:
     # What observe supplied on request (see Need).  A missing key means "not asked yet", never "closed".
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
     checks: Mapping[str, Sequence[Check]] = dataclasses.field(default_factory=dict)  # "analysis"/"pre-rollout"
-    # What an operator asked for through the Canary's annotations (``canary.annotations``).
+    # What an operator asked for through the Canary's annotations (``canary.manual``).
     request: Request | None = None  # the latest request; acted on unless its id is the status' lastHandledRequest
     paused: bool = False  # ``fledge pause``: no step, no rollback by analysis, no new run until resumed
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from canary import annotations, core, models
+from canary import core, manual, models
 from tests.unit.test_core import FAIL, LATER, PASS, T0, World, decide, make, progressing, routes_of
 
 pytestmark = pytest.mark.unit
@@ -196,18 +196,18 @@ def test_a_request_before_initialization_is_refused_then_initialization_goes_on(
 
 
 def test_a_malformed_request_annotation_is_reported_once() -> None:
-    request = annotations.request({annotations.REQUEST: "promote please"})
+    request = manual.request({manual.REQUEST: "promote please"})
     assert request is not None and request.id.startswith("sha256:")
     decision = decide(World(make(status=SUCCEEDED), request=request))
     assert "unknown action" in (handled(decision).message or "")
-    assert annotations.request({annotations.REQUEST: "promote please"}) == request  # the same id next time
+    assert manual.request({manual.REQUEST: "promote please"}) == request  # the same id next time
 
 
 def test_request_annotation_round_trip() -> None:
     request = asking("abort", id_="0b5e", by="system:serviceaccount:ops:bot")
-    assert annotations.request({annotations.REQUEST: annotations.encode(request)}) == request
-    assert annotations.request({}) is None
-    assert annotations.paused({annotations.PAUSED: "true"}) and not annotations.paused({annotations.PAUSED: "no"})
+    assert manual.request({manual.REQUEST: manual.encode(request)}) == request
+    assert manual.request({}) is None
+    assert manual.paused({manual.PAUSED: "true"}) and not manual.paused({manual.PAUSED: "no"})
 
 
 # -- pause ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The annotations through which an operator's command talks to the controller.
+"""Manual actions: the annotations through which an operator's command talks to the controller.
 
 Why this exists: ``fledge promote`` and its siblings never write routes or
 status; they write a request on the Canary's metadata, and the controller acts
