@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -119,8 +120,8 @@ def _operator_parsers(sub: Any) -> None:
             command.add_argument("--timeout", type=float, default=60, help="seconds to wait for the answer")
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="fledge", description="Progressive delivery for Kubernetes.")
+def parser(prog: str = "fledge") -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog=prog, description="Progressive delivery for Kubernetes.")
     sub = root.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="regenerate crds/*.yaml from the API models")
@@ -171,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in PASS_THROUGH:
         return int(PASS_THROUGH[words[0]](argparse.Namespace(rest=words[1:])))
-    args = parser().parse_args(words)
+    # Run by kubectl as a plugin (kubectl-fledge on PATH), the usage says how it was called.
+    prog = "kubectl fledge" if pathlib.Path(sys.argv[0]).name == "kubectl-fledge" else "fledge"
+    args = parser(prog).parse_args(words)
     return int(args.func(args))
 
 
