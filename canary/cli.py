@@ -1,6 +1,7 @@
 """The ``fledge`` command: the controller, read-only views, and the programs that share the command.
 
-Why this exists: one entry point for operators (``fledge controller``, ``fledge loadtester``), app
+Why this exists: one entry point for operators (``fledge controller``, ``fledge loadtester``,
+``fledge status|promote|abort|retry|pause|resume``, also as ``kubectl fledge ...``), app
 teams (``fledge get canaries``, ``fledge watch``) and developers (``fledge dev``, ``fledge demo``,
 ``fledge simulator``).  Each sub-command imports its module lazily so that ``fledge get`` does not pay
 for kopf's start-up.
@@ -18,8 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +90,48 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="fledge", description="Progressive delivery for Kubernetes.")
+def _operate(args: argparse.Namespace) -> int:
+    from canary import operate
+
+    return operate.pause(args) if args.action in ("pause", "resume") else operate.act(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from canary import views
+
+    return views.status(args)
+
+
+# The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.operate).
+OPERATOR_COMMANDS = {
+    "promote": "skip the remaining steps and promote (a rollback webhook is still asked)",
+    "abort": "roll back now",
+    "retry": "run a Failed revision again",
+    "pause": "hold the release where it is: no step, no rollback by analysis, traffic unchanged",
+    "resume": "let a paused release go on",
+}
+
+
+def _operator_parsers(sub: Any) -> None:
+    status = sub.add_parser("status", help="phase, weight, checks, gates, the last decision and events of a canary")
+    status.add_argument("name")
+    status.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
+    status.add_argument("--kubeconfig")
+    status.add_argument("--events", type=int, default=8, help="how many of the last events to show")
+    status.set_defaults(func=_status)
+    for action, text in OPERATOR_COMMANDS.items():
+        command = sub.add_parser(action, help=text)
+        command.add_argument("name")
+        command.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
+        command.add_argument("--kubeconfig")
+        command.set_defaults(func=_operate, action=action)
+        if action not in ("pause", "resume"):
+            command.add_argument("--no-wait", action="store_true", help="do not wait for the controller's answer")
+            command.add_argument("--timeout", type=float, default=60, help="seconds to wait for the answer")
+
+
+def parser(prog: str = "fledge") -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog=prog, description="Progressive delivery for Kubernetes.")
     sub = root.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="regenerate crds/*.yaml from the API models")
@@ -131,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--kubeconfig")
     watch.add_argument("--timeout", type=float, default=1800)
     watch.set_defaults(func=_watch)
+    _operator_parsers(sub)
     return root
 
 
@@ -156,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in PASS_THROUGH:
         return int(PASS_THROUGH[words[0]](argparse.Namespace(rest=words[1:])))
-    args = parser().parse_args(words)
+    # Run by kubectl as a plugin (kubectl-fledge on PATH), the usage says how it was called.
+    prog = "kubectl fledge" if pathlib.Path(sys.argv[0]).name == "kubectl-fledge" else "fledge"
+    args = parser(prog).parse_args(words)
     return int(args.func(args))
 
 

@@ -18,7 +18,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from canary import core, errors, models, runtime, webhooks, workloads
+from canary import core, errors, manual, models, runtime, webhooks, workloads
 from metrics import analysis, judging
 from metrics import base as metric_base
 from routers import base as routers
@@ -75,7 +75,9 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     namespace = canary.namespace
     target = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name)
     primary = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.primary_target_name)
-    base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary))
+    base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
+                         request=manual.request(canary.metadata.annotations),
+                         paused=manual.paused(canary.metadata.annotations))
     try:
         router = router_for(rt, canary)
         if target is None:

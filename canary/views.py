@@ -1,7 +1,8 @@
-"""``fledge get canaries`` and ``fledge watch``: read-only views of Canary status for people.
+"""``fledge get canaries``, ``fledge watch`` and ``fledge status``: read-only views of Canary status for people.
 
-Why this exists: app teams want to see where a release stands without reading
-YAML.  Both commands only read (list or GET) Canaries.
+Why this exists: app teams and operators want to see where a release stands,
+and why, without reading YAML.  These commands only read (list or GET)
+Canaries and their Events.
 
 What it must not do: write anything.
 """
@@ -14,16 +15,46 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from canary import kube
+from canary import kube, manual
 
 FINAL = ("Succeeded", "Failed")
 CANARY_API = "fledge.dev/v1beta1"
 
 
-def _api(kubeconfig: str | None) -> Any:
+def api_client(kubeconfig: str | None) -> Any:
     from canary import controller
 
     return controller.api_client(kubeconfig)
+
+
+def kubeconfig_context(kubeconfig: str | None) -> dict[str, Any]:
+    """The current context of the kubeconfig ({} in a cluster or without one)."""
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        return {}
+    return dict((active or {}).get("context") or {})
+
+
+def namespace_of(args: argparse.Namespace) -> str:
+    return str(args.namespace or kubeconfig_context(args.kubeconfig).get("namespace") or "default")
+
+
+def canary_path(namespace: str, name: str) -> str:
+    return kube.resource_for(CANARY_API, "Canary").path(namespace, name)
+
+
+def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.request(api, "GET", canary_path(namespace, name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:
@@ -53,7 +84,7 @@ def table(canaries: Iterable[Mapping[str, Any]]) -> str:
 
 
 def get_canaries(args: argparse.Namespace) -> int:
-    print(table(_canaries(_api(args.kubeconfig), args.namespace)))
+    print(table(_canaries(api_client(args.kubeconfig), args.namespace)))
     return 0
 
 
@@ -67,7 +98,7 @@ def line(status: Mapping[str, Any]) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Print every change until the canary reaches Succeeded or Failed; exit 0 on Succeeded."""
-    api = _api(args.kubeconfig)
+    api = api_client(args.kubeconfig)
     path = kube.resource_for(CANARY_API, "Canary").path(args.namespace, args.name)
     started = time.monotonic()
     last = ""
@@ -82,3 +113,103 @@ def watch(args: argparse.Namespace) -> int:
         time.sleep(1)
     print(f"timed out after {args.timeout:.0f}s", file=sys.stderr)
     return 2
+
+
+# What a gate last answered is not kept in the status; the last decision says so when one held or ended the
+# release.  These are the core's own words for it (canary.core.analysis, canary.core.lifecycle).
+GATE_SIGNS = {
+    "confirm-rollout": ("waiting for rollout approval", "closed (the release waits for it)"),
+    "confirm-traffic-increase": ("waiting for traffic increase approval", "closed (the weight is held)"),
+    "confirm-promotion": ("waiting for promotion approval", "closed (promotion waits for it)"),
+    "rollback": ("rolled back by the rollback webhook", "answered 2xx: rolled back"),
+}
+
+
+def _bounds(check: Mapping[str, Any]) -> str:
+    parts = []
+    if check.get("min") is not None:
+        parts.append(f">= {check['min']:g}")
+    if check.get("max") is not None:
+        parts.append(f"<= {check['max']:g}")
+    return " and ".join(parts)
+
+
+def describe(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ()) -> str:
+    """``fledge status``: phase, weight, checks with values and bounds, gates, the last decision, recent events."""
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    analysis = spec.get("analysis") or {}
+    paused = " (paused)" if str(annotations.get(manual.PAUSED, "")).lower() == "true" else ""
+    lines = [f"Canary {meta.get('namespace', '')}/{meta['name']}",
+             f"  phase          {status.get('phase') or '-'}{paused}  since {status.get('lastTransitionTime') or '-'}",
+             f"  weight         canary {status.get('canaryWeight', 0)}, primary {100 - status.get('canaryWeight', 0)}"
+             + (f"  iterations {status.get('iterations', 0)}/{analysis['iterations']}"
+                if analysis.get("iterations") else ""),
+             f"  failed checks  {status.get('failedChecks', 0)} of threshold {analysis.get('threshold', '-')}",
+             f"  revision       {status.get('lastAppliedSpec') or '-'} "
+             f"(promoted {status.get('lastPromotedSpec') or '-'})"]
+    lines.append("Checks" + (f" (at {status['lastStepTime']})" if status.get("lastStepTime") else ""))
+    for check in status.get("checks") or []:
+        value = check.get("value")
+        shown = f"{value:.4g}" if value is not None else "n/a"
+        bounds = _bounds(check)
+        text = f"  {'pass' if check.get('passed') else 'FAIL'}  {check['name']:<28} {shown:>10}"
+        text += f"  (want {bounds})" if bounds else ""
+        text += f"  {check['message']}" if check.get("message") else ""
+        lines.append(text)
+    if not status.get("checks"):
+        lines.append("  none yet")
+    message = status.get("message") or ""
+    lines.append("Gates")
+    gate_hooks = [h for h in analysis.get("webhooks") or [] if h.get("type") in GATE_SIGNS]
+    for hook in gate_hooks:
+        sign, answer = GATE_SIGNS[hook["type"]]
+        last = answer if sign in message else "not recorded (asked at every step)"
+        lines.append(f"  {hook['type']:<25} {hook.get('name', '')}  {hook.get('url', '')}  last answer: {last}")
+    if not gate_hooks:
+        lines.append("  none (every step is taken without approval)")
+    lines.append("Last decision")
+    lines.append(f"  {message or 'no message: the release is on schedule'}")
+    promoted = next((c for c in status.get("conditions") or [] if c.get("type") == "Promoted"), None)
+    if promoted is not None:
+        lines.append(f"  Promoted={promoted.get('status')} ({promoted.get('reason')}): {promoted.get('message')}")
+    handled = status.get("lastHandledRequest")
+    if handled:
+        verdict = "done" if handled.get("accepted") else "refused"
+        lines.append(f"  last request: {handled.get('action')} by {handled.get('by') or '?'} at "
+                     f"{handled.get('time') or '?'}, {verdict}: {handled.get('message') or ''}")
+    pending = annotations.get(manual.REQUEST)
+    if pending and (not handled or handled.get("id") not in pending):
+        lines.append(f"  pending request: {pending}")
+    lines.append("Events")
+    shown_events = list(events)
+    for event in shown_events:
+        when = event.get("lastTimestamp") or event.get("eventTime") or (event.get("metadata") or {}).get(
+            "creationTimestamp") or ""
+        lines.append(f"  {when}  {event.get('type', ''):<7} {event.get('reason', ''):<16} {event.get('message', '')}")
+    if not shown_events:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def _last_events(api: Any, namespace: str, name: str, count: int) -> list[dict[str, Any]]:
+    path = kube.resource_for("v1", "Event").list_path(namespace)
+    selector = f"involvedObject.kind=Canary,involvedObject.name={name}"
+    items = list(kube.request(api, "GET", path, query=[("fieldSelector", selector)]).get("items") or [])
+
+    def when(event: Mapping[str, Any]) -> str:
+        return str(event.get("lastTimestamp") or event.get("eventTime")
+                   or (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+    return sorted(items, key=when)[-count:] if count > 0 else []
+
+
+def status(args: argparse.Namespace) -> int:
+    api = api_client(args.kubeconfig)
+    namespace = namespace_of(args)
+    body = get_canary(api, namespace, args.name)
+    if body is None:
+        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+        return 1
+    print(describe(body, _last_events(api, namespace, args.name, args.events)))
+    return 0

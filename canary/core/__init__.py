@@ -37,6 +37,7 @@ from canary.core.state import (
     Need,
     Observed,
     Promote,
+    Request,
     ScaleTarget,
     SetRoutes,
     Weights,
@@ -56,7 +57,7 @@ from canary.core.transitions import (
 
 __all__ = [
     "ALL_PRIMARY", "ANALYSING_PHASES", "FINAL_PHASES", "IDLE_PHASES", "MISSING", "POLL_SECONDS", "Action", "Alert",
-    "CallHooks", "Check", "Decision", "Event", "Initialize", "Need", "Observed", "Promote", "ScaleTarget",
+    "CallHooks", "Check", "Decision", "Event", "Initialize", "Need", "Observed", "Promote", "Request", "ScaleTarget",
     "SetRoutes", "Weights", "Workload", "analysis_routes", "decide", "format_time", "max_weight", "next_weight",
     "parse_time", "seconds_until_due", "set_condition", "weight_steps",
 ]

@@ -165,9 +165,25 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
             state.SetRoutes(state.Weights(primary=0, canary=100)),
             state.Event("Normal", "Synced", f"Routing all traffic to canary {_n(obs)}")),
             requeue_after=canary.spec.analysis.interval_seconds)
+    return _promote(obs, why)
+
+
+def _promote(obs: state.Observed, why: str) -> state.Decision:
     return state.Decision(status=transitions.transition(obs, Phase.PROMOTING), actions=(
         state.Promote(), state.Event("Normal", "Synced", f"Copying {_n(obs)} template spec to the primary ({why})")),
         requeue_after=transitions.POLL_SECONDS)
+
+
+def promote_requested(obs: state.Observed, by: str) -> state.Decision:
+    """``fledge promote``: skip the remaining steps and the approval gates, but still hear a rollback webhook.
+
+    The operator's request is the promotion approval (confirm-traffic-increase and confirm-promotion are
+    not asked, and a blue/green release skips its all-on-canary interval); a rollback webhook that answers
+    2xx still wins, because it says the release must not go on, whoever wants it to."""
+    if gates.rollback_requested(obs):
+        return transitions.rollback(obs, f"rolled back by the rollback webhook (promote requested by {by} "
+                                         "not carried out)")
+    return _promote(obs, f"promote requested by {by}")
 
 
 def _halt(obs: state.Observed, why: str, phase: models.CanaryPhase | None = None) -> state.Decision:

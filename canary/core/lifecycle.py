@@ -10,6 +10,9 @@ run, and ``canary.core.analysis`` holds the rest.  The phases follow Flagger::
                              Progressing ─► WaitingPromotion (confirm-promotion) ─┘
                              Progressing, WaitingPromotion, Waiting, Promoting ─► Failed
 
+An operator's requests (``fledge promote``, ``abort``, ``retry``; ``Observed.request``) are handled
+here too, once each (``status.lastHandledRequest``), and so is a pause (``Observed.paused``).
+
 What it must not do: read a clock, call anything, or ask for a gate in a second
 place: a gate is asked where the decision depends on it (``canary.core.gates``).
 """
@@ -19,11 +22,17 @@ from __future__ import annotations
 import dataclasses
 
 from canary import models
-from canary.core import analysis, gates, state, transitions
+from canary.core import analysis, gates, state, strategy, transitions
 
 Phase = models.CanaryPhase
 # Spec errors name a field of the Canary; such a message is cleared as soon as the spec is valid again.
 SPEC_ERROR_PREFIX = "spec."
+# The status message of a paused canary; cleared, and the resume reported, once the annotation is gone.
+PAUSED_MESSAGE = "Paused by an operator: no step, no rollback by analysis and no new run until resumed"
+# A pause holds the phases in which the controller would step, roll back or start a run.  Promoting and
+# Finalising complete: the primary already runs the promoted template, and stopping there would only keep
+# traffic on two copies longer.  A spec error still counts towards a rollback (it is not analysis).
+PAUSABLE_PHASES = transitions.ANALYSING_PHASES | transitions.IDLE_PHASES | {Phase.WAITING}
 
 
 def decide(obs: state.Observed) -> state.Decision:
@@ -46,7 +55,16 @@ def _decide(obs: state.Observed) -> state.Decision:
     if status.message and status.message.startswith(SPEC_ERROR_PREFIX):
         # The spec was fixed; a rollback reason, by contrast, stays until the next transition.
         obs = _with_status(obs, status.model_copy(update={"message": ""}))
+    if not obs.paused and obs.canary.status.message == PAUSED_MESSAGE:
+        decision = _decide(_with_status(obs, obs.canary.status.model_copy(update={"message": ""})))
+        resumed = state.Event("Normal", "Resumed", f"{transitions.name(obs)} resumed")
+        return dataclasses.replace(decision, actions=(resumed, *decision.actions))
+    request, handled = obs.request, obs.canary.status.last_handled_request
+    if request is not None and (handled is None or handled.id != request.id):
+        return _request(obs, request)
     phase = obs.canary.status.phase
+    if obs.paused and phase in PAUSABLE_PHASES:
+        return _paused(obs)
     if phase in (None, Phase.INITIALIZING) or not obs.canary.status.last_applied_spec:
         return _initialize(obs)
     if phase in transitions.IDLE_PHASES or phase == Phase.WAITING:
@@ -204,3 +222,88 @@ def missing_primary(obs: state.Observed, actions: list[state.Action]) -> state.D
     actions.append(state.Event("Warning", "Synced", reason))
     actions.append(state.Alert("error", f"{transitions.name(obs)}: {reason}"))
     return state.Decision(status=status.model_copy(update={"message": reason}), actions=tuple(actions))
+
+
+# -- an operator's requests and pause -------------------------------------------------------------------------
+
+
+def _request(obs: state.Observed, request: state.Request) -> state.Decision:
+    """Act on an operator's request once; one that means nothing in this phase is refused, and says why."""
+    why = _refusal(obs, request)
+    if why is not None:
+        return _handled(obs, request, state.Decision(status=obs.canary.status, requeue_after=transitions.POLL_SECONDS),
+                        accepted=False, message=why)
+    by = request.by or "an operator"
+    status = obs.canary.status
+    if request.action == "promote":
+        decision = analysis.promote_requested(obs, by)
+    elif request.action == "abort":
+        # The revision the target runs is rejected: it does not start again until the target changes or
+        # the operator retries it.
+        decision = transitions.rollback(obs, f"aborted by {by}", last_applied_spec=obs.revision,
+                                        tracked_configs=dict(obs.configs))
+    else:
+        # Retry: forget that the failed revision was handled, so that it starts as a new revision does,
+        # confirm-rollout included.
+        forgotten = status.model_copy(update={"last_applied_spec": status.last_promoted_spec})
+        decision = start_run(_with_status(obs, forgotten), restart=False)
+    if decision.need is not None:
+        return decision
+    outcome = f"now {decision.status.phase}" + (f": {decision.status.message}" if decision.status.message else "")
+    return _handled(obs, request, decision, accepted=True, message=outcome)
+
+
+def _refusal(obs: state.Observed, request: state.Request) -> str | None:
+    """Why a request means nothing now (None: act on it)."""
+    status, action = obs.canary.status, request.action
+    phase = status.phase or "not initialized"
+    if action not in ("promote", "abort", "retry"):
+        return f"unknown action {action!r}: Fledge acts on promote, abort and retry"
+    if obs.paused and action != "abort":
+        return f"{transitions.name(obs)} is paused; resume it first"
+    if action == "promote":
+        if status.phase not in transitions.ANALYSING_PHASES:
+            return (f"nothing to promote in phase {phase}: promote skips the remaining steps of a release "
+                    "that is Progressing or WaitingPromotion")
+        if obs.revision != status.last_applied_spec:
+            return "the target changed to a new revision since this release started; its analysis starts again"
+    if action == "abort" and status.phase not in transitions.ANALYSING_PHASES | {Phase.WAITING}:
+        return (f"nothing to abort in phase {phase}: abort rolls back a release that is Waiting, Progressing "
+                "or WaitingPromotion (once Promoting, the primary already runs the new revision)")
+    if action == "retry":
+        if status.phase != Phase.FAILED:
+            return f"only a Failed release can be retried; {transitions.name(obs)} is {phase}"
+        if obs.revision == status.last_promoted_spec:
+            return "the target runs the promoted revision again; there is nothing to retry"
+        if obs.revision != status.last_applied_spec:
+            return "the target runs a newer revision than the failed one; that one starts by itself"
+    return None
+
+
+def _handled(obs: state.Observed, request: state.Request, decision: state.Decision, accepted: bool,
+             message: str) -> state.Decision:
+    """``decision`` remembering the request as handled, with an event naming who asked and what came of it."""
+    record = models.HandledRequest(id=request.id, action=request.action, by=request.by or None, accepted=accepted,
+                                   message=message, time=transitions.format_time(obs.now))
+    verdict = "done" if accepted else "refused"
+    event = state.Event("Normal" if accepted else "Warning", "RequestHandled" if accepted else "RequestRefused",
+                        f"{request.action} of {transitions.name(obs)} requested by {request.by or 'an operator'} "
+                        f"{verdict}: {message}")
+    return dataclasses.replace(decision, status=decision.status.model_copy(update={"last_handled_request": record}),
+                               actions=(*decision.actions, event))
+
+
+def _paused(obs: state.Observed) -> state.Decision:
+    """Hold: no step, no rollback by analysis, no new run; keep the routes where the status says they are."""
+    canary, status = obs.canary, obs.canary.status
+    routes = state.ALL_PRIMARY
+    if status.phase in transitions.ANALYSING_PHASES and status.analysis_started:
+        routes = strategy.analysis_routes(canary, status.canary_weight, mirrored=status.mirrored)
+    actions: list[state.Action] = []
+    if obs.routes is not None and obs.routes != routes:
+        actions.append(state.SetRoutes(routes))  # drifted: put back what the paused step set, nothing new
+    if status.message != PAUSED_MESSAGE:
+        actions.append(state.Event("Normal", "Paused", f"{transitions.name(obs)} paused in phase {status.phase}: "
+                                                       f"traffic stays at {routes.primary}/{routes.canary}"))
+    return state.Decision(status=status.model_copy(update={"message": PAUSED_MESSAGE}), actions=tuple(actions),
+                          requeue_after=canary.spec.analysis.interval_seconds)

@@ -104,6 +104,19 @@ class Need:
 
 
 @dataclasses.dataclass(frozen=True)
+class Request:
+    """An operator's request (``fledge promote``, ``abort``, ``retry``), as written on the Canary.
+
+    ``id`` is unique per request: the core acts on a request once and remembers its id in the status
+    (``lastHandledRequest``), so a restarted controller does not act on it again."""
+
+    action: str  # "promote", "abort" or "retry"; anything else is reported as not understood
+    id: str
+    by: str = ""  # who asked, as the API server authenticated them
+    at: str = ""  # RFC 3339, when they asked
+
+
+@dataclasses.dataclass(frozen=True)
 class Observed:
     canary: models.Canary
     now: datetime.datetime
@@ -116,6 +129,9 @@ class Observed:
     # What observe supplied on request (see Need).  A missing key means "not asked yet", never "closed".
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
     checks: Mapping[str, Sequence[Check]] = dataclasses.field(default_factory=dict)  # "analysis"/"pre-rollout"
+    # What an operator asked for through the Canary's annotations (``canary.manual``).
+    request: Request | None = None  # the latest request; acted on unless its id is the status' lastHandledRequest
+    paused: bool = False  # ``fledge pause``: no step, no rollback by analysis, no new run until resumed
 
     def supplied(self, need: Need) -> bool:
         if need.what == "gate":

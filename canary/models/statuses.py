@@ -98,6 +98,21 @@ class CheckResult(base.StatusModel):
     """For a judge check: the verdict and its numbers."""
 
 
+class HandledRequest(base.StatusModel):
+    """The last operator's request (``fledge promote``, ``abort``, ``retry``) the controller handled, and how."""
+
+    id: str
+    """The request's id: a request with this id is not acted on again."""
+    action: str
+    by: str | None = None
+    """Who asked, as the API server authenticated them."""
+    accepted: bool
+    """False: the request meant nothing in the phase it found (``message`` says why) and changed nothing."""
+    message: str | None = None
+    time: str | None = None
+    """RFC 3339 time the controller handled it."""
+
+
 class CanaryStatus(base.StatusModel):
     """State of the release, so that a restarted controller carries on where the last one stopped."""
 
@@ -134,6 +149,8 @@ class CanaryStatus(base.StatusModel):
     deadline together with the workload's own last progress."""
     metrics_unavailable_since: str | None = None
     """RFC 3339 time the metrics provider became unreachable during this release; the step is held meanwhile."""
+    last_handled_request: HandledRequest | None = None
+    """The last operator's request acted on or refused; each request is handled once."""
 
     @pydantic.field_validator("phase", mode="before")
     @classmethod

@@ -1,0 +1,127 @@
+"""``fledge promote|abort|retry|pause|resume NAME``: an operator's hand on a release, through the API server.
+
+Why this exists: operators must be able to end a release early, stop a bad one
+now, run a failed one again, or hold one still, with their own kubeconfig and
+RBAC (as kubectl does; ``kubectl fledge ...`` runs the same commands as a
+kubectl plugin), and the cluster must remember who did it.
+
+One rule, one place: these commands never write routes or status.  They write
+a request on the Canary (``canary.manual``: an annotation, by merge patch, so a
+GitOps tool that owns the spec has nothing to fight) and record a Kubernetes
+Event naming who asked; the controller's decision core acts on the request at
+its next tick, once, and records the outcome in ``status.lastHandledRequest``.
+Without ``--no-wait`` the command waits for that outcome and prints it.
+
+Who asked is the identity the API server authenticated (a SelfSubjectReview);
+where that API is not served or allowed, the kubeconfig's user name.
+
+What it must not do: decide whether a request makes sense in the Canary's
+phase (the core does, and says so), or write anything but the annotation and
+the Event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+import uuid
+from typing import Any
+
+from canary import core, kube, manual, views
+
+REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+MERGE_PATCH = "application/merge-patch+json"
+# What a request asks for, as the Event's reason.
+REASONS = {"promote": "PromoteRequested", "abort": "AbortRequested", "retry": "RetryRequested",
+           "pause": "PauseRequested", "resume": "ResumeRequested"}
+
+
+def whoami(api: Any, kubeconfig: str | None) -> str:
+    """The user the API server authenticates; the kubeconfig's user name where SelfSubjectReview is not served."""
+    from kubernetes.client.exceptions import ApiException
+
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    try:
+        answer = kube.request(api, "POST", REVIEW_PATH, review)
+        name = ((answer.get("status") or {}).get("userInfo") or {}).get("username")
+        if name:
+            return str(name)
+    except ApiException:
+        pass  # an older API server, or RBAC without the review: the kubeconfig still names a user
+    return str(views.kubeconfig_context(kubeconfig).get("user") or "unknown")
+
+
+def annotate(api: Any, namespace: str, name: str, annotations: dict[str, str | None]) -> dict[str, Any]:
+    """Merge-patch the Canary's annotations (None removes one); nothing else of the object is sent."""
+    return kube.request(api, "PATCH", views.canary_path(namespace, name), {"metadata": {"annotations": annotations}},
+                        content_type=MERGE_PATCH)
+
+
+def record_event(api: Any, body: dict[str, Any], reason: str, message: str, now: datetime.datetime) -> None:
+    meta = body["metadata"]
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": views.CANARY_API, "kind": "Canary", "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta.get("uid", "")},
+        "type": "Normal", "reason": reason, "message": message[:1024],
+        "source": {"component": "fledge-cli"}, "reportingComponent": "fledge-cli",
+        "reportingInstance": "fledge-cli", "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+    kube.request(api, "POST", kube.resource_for("v1", "Event").path(meta["namespace"]), event)
+
+
+def act(args: argparse.Namespace) -> int:
+    """promote, abort, retry: write the request and its Event, then (unless --no-wait) print the outcome."""
+    api = views.api_client(args.kubeconfig)
+    namespace = views.namespace_of(args)
+    body = views.get_canary(api, namespace, args.name)
+    if body is None:
+        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+        return 1
+    now = datetime.datetime.now(datetime.UTC)
+    user = whoami(api, args.kubeconfig)
+    request = core.Request(action=args.action, id=str(uuid.uuid4()), by=user, at=core.format_time(now))
+    annotate(api, namespace, args.name, {manual.REQUEST: manual.encode(request)})
+    record_event(api, body, REASONS[args.action],
+                 f"{args.action} of {namespace}/{args.name} requested by {user} (request {request.id})", now)
+    print(f"{args.action} of {namespace}/{args.name} requested by {user} (request {request.id})")
+    if args.no_wait:
+        return 0
+    return wait_outcome(api, namespace, args.name, request.id, args.timeout)
+
+
+def wait_outcome(api: Any, namespace: str, name: str, request_id: str, timeout: float) -> int:
+    """0 when the controller carried the request out, 1 when it refused it (and why), 2 when it did not answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = (views.get_canary(api, namespace, name) or {}).get("status") or {}
+        handled = status.get("lastHandledRequest") or {}
+        if handled.get("id") == request_id:
+            verdict = "done" if handled.get("accepted") else "refused"
+            print(f"{verdict}: {handled.get('message') or status.get('phase')}")
+            return 0 if handled.get("accepted") else 1
+        time.sleep(0.5)
+    print(f"the controller has not handled request {request_id} within {timeout:.0f}s; it stays on the Canary "
+          f"and is acted on when the controller runs (see `fledge status {name} -n {namespace}`)", file=sys.stderr)
+    return 2
+
+
+def pause(args: argparse.Namespace) -> int:
+    """pause, resume: set or remove the paused annotation, and record who did it."""
+    api = views.api_client(args.kubeconfig)
+    namespace = views.namespace_of(args)
+    body = views.get_canary(api, namespace, args.name)
+    if body is None:
+        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+        return 1
+    now = datetime.datetime.now(datetime.UTC)
+    user = whoami(api, args.kubeconfig)
+    annotate(api, namespace, args.name, {manual.PAUSED: "true" if args.action == "pause" else None})
+    verb = "paused" if args.action == "pause" else "resumed"
+    record_event(api, body, REASONS[args.action], f"{namespace}/{args.name} {verb} by {user}", now)
+    print(f"{namespace}/{args.name} {verb} by {user}")
+    return 0
