@@ -199,7 +199,18 @@ def _halt(obs: state.Observed, why: str, phase: models.CanaryPhase | None = None
 
 
 def promoting(obs: state.Observed) -> state.Decision:
-    """Wait for the primary to roll out the promoted template, then hand traffic back to it."""
+    """Wait for the primary to roll out the promoted template, then hand traffic back to it.
+
+    A newer revision arriving meanwhile gets no traffic: the primary (rolling out the approved one) takes it."""
+    if obs.revision != obs.canary.status.last_applied_spec and obs.routes != state.ALL_PRIMARY:
+        status = obs.canary.status.model_copy(update={"canary_weight": 0, "mirrored": False})
+        decision = _promoting(_with_status(obs, status))
+        return dataclasses.replace(decision, actions=(state.SetRoutes(state.ALL_PRIMARY), *(
+            a for a in decision.actions if not isinstance(a, state.SetRoutes))))
+    return _promoting(obs)
+
+
+def _promoting(obs: state.Observed) -> state.Decision:
     canary, status, spec = obs.canary, obs.canary.status, obs.canary.spec
     analysis = spec.analysis
     primary = obs.primary

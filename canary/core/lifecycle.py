@@ -72,6 +72,8 @@ def _decide(obs: state.Observed) -> state.Decision:
     if not obs.primary.exists:
         return missing_primary(obs, [])
     if phase in transitions.ANALYSING_PHASES:
+        if obs.revision == obs.canary.status.last_promoted_spec:
+            return _reverted(obs)
         if obs.revision != obs.canary.status.last_applied_spec:
             return start_run(_with_status(obs, _stopped(obs)), restart=True)
         return analysis.analyse(obs)
@@ -86,6 +88,21 @@ def _with_status(obs: state.Observed, status: models.CanaryStatus) -> state.Obse
     return dataclasses.replace(obs, canary=obs.canary.model_copy(update={"status": status}))
 
 
+def _reverted(obs: state.Observed) -> state.Decision:
+    """Mid-analysis the target went back to what the primary runs: stop the run; there is nothing to release."""
+    actions: list[state.Action] = [state.ScaleTarget(0), state.Event(
+        "Normal", "Synced", f"{transitions.name(obs)} target is back on the promoted revision; the analysis of "
+                            f"{obs.canary.status.last_applied_spec} stopped and all traffic is on the primary")]
+    if obs.routes != state.ALL_PRIMARY:
+        actions.insert(0, state.SetRoutes(state.ALL_PRIMARY))
+    status = transitions.transition(obs, Phase.INITIALIZED, canary_weight=0, mirrored=False, iterations=0,
+                                    last_applied_spec=obs.revision, tracked_configs=dict(obs.configs),
+                                    metrics_unavailable_since=None)
+    status = transitions.promoted(status, "True", "Reverted", "The target is back on the promoted revision.",
+                                  obs.now)
+    return state.Decision(status=status, actions=tuple(actions))
+
+
 def _spec_error(obs: state.Observed) -> state.Decision:
     """A spec error (missing object, bad reference) counts as a failed check while a release is under way."""
     status = obs.canary.status
@@ -94,6 +111,13 @@ def _spec_error(obs: state.Observed) -> state.Decision:
     if status.message != message:
         actions.append(state.Event("Warning", "InvalidSpec", message))
     phase = status.phase
+    releasing = phase in transitions.ANALYSING_PHASES or phase in (Phase.PROMOTING, Phase.FINALISING)
+    if releasing and obs.revision is not None and obs.revision != status.last_applied_spec:
+        # A revision nobody analysed arrived while the spec cannot be analysed: it gets no traffic.
+        if obs.routes != state.ALL_PRIMARY:
+            actions.append(state.SetRoutes(state.ALL_PRIMARY))
+        stopped = _stopped(obs).model_copy(update={"message": message})
+        return state.Decision(status=stopped, actions=tuple(actions), requeue_after=transitions.POLL_SECONDS)
     if phase not in transitions.ANALYSING_PHASES and phase != Phase.PROMOTING:
         # Nothing is split outside a release: say why and wait for the fix.
         return state.Decision(status=status.model_copy(update={"message": message}), actions=tuple(actions))

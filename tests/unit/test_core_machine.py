@@ -58,9 +58,11 @@ LEGAL = {
     Phase.SUCCEEDED: {Phase.SUCCEEDED, Phase.WAITING, Phase.PROGRESSING},
     Phase.FAILED: {Phase.FAILED, Phase.WAITING, Phase.PROGRESSING},
     Phase.WAITING: {Phase.WAITING, Phase.PROGRESSING, Phase.INITIALIZED, Phase.FAILED},
-    Phase.PROGRESSING: {Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING, Phase.FAILED, Phase.WAITING},
+    # → Initialized: the target went back to the promoted revision mid-analysis (nothing left to release).
+    Phase.PROGRESSING: {Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING, Phase.FAILED, Phase.WAITING,
+                        Phase.INITIALIZED},
     Phase.WAITING_PROMOTION: {Phase.WAITING_PROMOTION, Phase.PROGRESSING, Phase.PROMOTING, Phase.FAILED,
-                              Phase.WAITING},
+                              Phase.WAITING, Phase.INITIALIZED},
     Phase.PROMOTING: {Phase.PROMOTING, Phase.FINALISING, Phase.FAILED},
     Phase.FINALISING: {Phase.FINALISING, Phase.SUCCEEDED},
 }
