@@ -119,6 +119,10 @@ def main(args: argparse.Namespace) -> int:
         settings.watching.client_timeout = 330
         settings.batching.worker_limit = 10000
         settings.networking.request_timeout = 60
+        if _literal_namespaces(args.namespace):
+            # Exact names need no namespace listing nor CRD watching (cluster-scoped reads that a
+            # namespaced install's Roles do not grant); kopf serves exactly those namespaces.
+            settings.scanning.disabled = True
         # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
@@ -133,6 +137,11 @@ def main(args: argparse.Namespace) -> int:
     kopf.on.login()(_login(client))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
+
+
+def _literal_namespaces(namespaces: list[str]) -> bool:
+    """True when namespaces are given and none is a kopf pattern (``team-*``, ``!kube-system``)."""
+    return bool(namespaces) and not any(ch in ns for ns in namespaces for ch in "*?[!,")
 
 
 def _dump_tasks_on_sigusr1() -> None:

@@ -36,6 +36,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
+HELM_VERSION = "v3.22.0"
 
 
 def cache_root() -> pathlib.Path:
@@ -92,7 +93,17 @@ KWOK = Component(
     version=KWOK_VERSION,
     packages=("sigs.k8s.io/kwok/cmd/kwok",),
 )
+HELM = Component(
+    key="helm",
+    module="helm.sh/helm/v3",
+    version=HELM_VERSION,
+    packages=("helm.sh/helm/v3/cmd/helm",),
+)
+# What the local control plane needs to start; every environment waits for these.
 COMPONENTS = (ETCD, KWOK, KUBERNETES)
+# Tools only some tests use: built by `python -m localkube.build` (so `./dev setup` and CI have them),
+# and on demand by the tests that need them, so a failed tool build never stops the control plane.
+TOOLS = (HELM,)
 
 
 class BuildError(RuntimeError):
@@ -174,6 +185,20 @@ def version_ldflags(version: str) -> str:
     return " ".join(["-s", "-w", *flags])
 
 
+def helm_ldflags(helm_dir: pathlib.Path, version: str) -> str:
+    """Stamp the version and the Kubernetes minor of helm's client-go, as helm's Makefile does.
+
+    Without the latter, ``helm template`` and ``helm lint`` assume Kubernetes 1.20."""
+    gomod = (helm_dir / "go.mod").read_text()
+    found = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", gomod, re.MULTILINE)
+    if not found:
+        raise BuildError(f"no k8s.io/client-go requirement in {helm_dir}/go.mod")
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={found.group(1)}"]
+    return " ".join(flags)
+
+
 def build(component: Component) -> dict[str, pathlib.Path]:
     """Build a component unless every one of its binaries is already cached."""
     if component.is_built():
@@ -187,6 +212,8 @@ def build(component: Component) -> dict[str, pathlib.Path]:
         source = module_dir(component.module, component.version, work)
         gomod += staging_pins(source, component.version)
         ldflags = version_ldflags(component.version)
+    elif component is HELM:
+        ldflags = helm_ldflags(module_dir(component.module, component.version, work), component.version)
     gomod.append(f"require {component.module} {component.version}")
     (work / "go.mod").write_text("\n".join(gomod) + "\n")
     run_go(["mod", "download"], work, f"resolve {component.key}")
@@ -209,20 +236,27 @@ def build(component: Component) -> dict[str, pathlib.Path]:
     return component.binaries()
 
 
-def ensure_all() -> dict[str, pathlib.Path]:
+def ensure_all(components: tuple[Component, ...] = COMPONENTS) -> dict[str, pathlib.Path]:
     """Build whatever is missing and return every binary by its name.
 
     One build at a time per cache: two shells (or a test run and ``./dev demo``) share the scratch folders."""
     cache_root().mkdir(parents=True, exist_ok=True)
     with open(cache_root() / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _ensure_all()
+        return _ensure_all(components)
 
 
-def _ensure_all() -> dict[str, pathlib.Path]:
+def ensure(component: Component) -> dict[str, pathlib.Path]:
+    """One component's binaries, built under the cache lock if missing (waits for a running build)."""
+    if component.is_built():
+        return component.binaries()
+    return ensure_all((component,))
+
+
+def _ensure_all(components: tuple[Component, ...]) -> dict[str, pathlib.Path]:
     started = time.monotonic()
     binaries: dict[str, pathlib.Path] = {}
-    for component in COMPONENTS:
+    for component in components:
         if component.is_built():
             log(f"{component.key} {component.version}: cached in {component.bin_dir()}")
         else:
@@ -239,4 +273,4 @@ def _ensure_all() -> dict[str, pathlib.Path]:
 
 
 if __name__ == "__main__":
-    ensure_all()
+    ensure_all(COMPONENTS + TOOLS)

@@ -5,7 +5,8 @@ binary entry point (kopf and all), so that killing and restarting it mid-release
 is a real test of resumption.  The process is recorded in the environment's
 state, so ``fledge dev down`` stops it too.
 
-What it must not do: start a controller against anything but the environment it is given.
+What it must not do: start a controller against anything but the environment it is given
+(another kubeconfig is allowed only for another identity on the same API server).
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from localkube import environment, processes
 
 class Controller:
     def __init__(self, env: environment.Environment, provider: str = "gatewayapi", name: str = "controller",
-                 namespaces: tuple[str, ...] = ()) -> None:
+                 namespaces: tuple[str, ...] = (), kubeconfig: pathlib.Path | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        """``kubeconfig`` runs it as another identity (a ServiceAccount's token) instead of the admin's;
+        ``extra_args`` are appended to the command line (flags a chart renders)."""
         self.env = env
+        self.kubeconfig = kubeconfig or env.kubeconfig
+        self.extra_args = extra_args
         self.provider = provider
         self.name = name
         self.namespaces = namespaces
@@ -39,10 +45,11 @@ class Controller:
 
     def start(self, timeout: float = 60) -> None:
         self.port = processes.free_port()
-        argv = [sys.executable, "-m", "canary.cli", "controller", f"--kubeconfig={self.env.kubeconfig}",
+        argv = [sys.executable, "-m", "canary.cli", "controller", f"--kubeconfig={self.kubeconfig}",
                 f"--provider={self.provider}", f"--metrics-server={self.env.prometheus_url}",
                 f"--listen=127.0.0.1:{self.port}", "--log-format=text"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
+        argv += list(self.extra_args)
         self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,))
         self.env.started.append(self.proc)
         self.env._save()

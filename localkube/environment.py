@@ -180,6 +180,9 @@ class Environment:
             # Pods need no service account tokens under kwok; skipping that admission
             # avoids a race with the service account controller in fresh namespaces.
             "--disable-admission-plugins=ServiceAccount",
+            # As production clusters do: setting blockOwnerDeletion needs update on the owner's finalizers,
+            # which the Helm chart's least-privilege RBAC grants and its test proves.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--endpoint-reconciler-type=none",
             # Room for the benchmarks' many concurrent clients.
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",

@@ -7,3 +7,4 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- define "fledge.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 {{- define "fledge.serviceAccount" -}}{{ .Values.serviceAccount.name | default (include "fledge.name" .) }}{{- end -}}
+{{- define "fledge.leaseNamespace" -}}{{ .Values.leaderElection.namespace | default .Release.Namespace }}{{- end -}}
