@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY apis apis
 COPY canary canary
 COPY metrics metrics
 COPY routers routers

@@ -32,7 +32,7 @@ import httpx
 
 import notifiers
 import redaction
-from canary import models
+from apis import models
 from notifiers import base
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import datetime
 import logging
 from typing import Any
 
-from canary import alerts, core, errors, kube, models, observe, runtime, telemetry, webhooks, workloads
+from apis import errors, models
+from canary import alerts, core, kube, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import kopf
 
-from canary import errors, kube, loops, runtime, telemetry, tick
+from apis import errors
+from canary import kube, loops, runtime, telemetry, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -94,7 +95,8 @@ async def stop_loops(**_: Any) -> None:
 
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for a Canary deleted without the revertOnDeletion finalizer: hand back the user's Services."""
-    from canary import models, revert
+    from apis import models
+    from canary import revert
 
     meta = body.get("metadata") or {}
     try:

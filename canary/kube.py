@@ -19,10 +19,10 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from apis import naming
 from canary import telemetry
 
 Manifest = dict[str, Any]
-FIELD_MANAGER = "fledge"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,7 +291,7 @@ class Writer:
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
         result = await asyncio.to_thread(self._call, "PATCH", path, manifest, "application/apply-patch+yaml",
-                                         [("fieldManager", FIELD_MANAGER), ("force", "true")])
+                                         [("fieldManager", naming.FIELD_MANAGER), ("force", "true")])
         self._store.upsert(result)
         return result
 

@@ -18,7 +18,8 @@ import dataclasses
 import datetime
 from typing import Any
 
-from canary import core, errors, manual, models, runtime, webhooks, workloads
+from apis import errors, models, naming
+from canary import core, manual, runtime, webhooks, workloads
 from metrics import analysis, judging
 from metrics import base as metric_base
 from routers import base as routers
@@ -83,7 +84,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         if target is None:
             raise errors.MissingTarget(f"spec.targetRef.name: Deployment {namespace}/{canary.spec.target_ref.name} "
                                        "not found; create it or fix spec.targetRef.name")
-        workloads.selector_label(target)
+        naming.selector_label(target)
         autoscaler(rt, canary)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
         analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary import errors, models, observe, runtime, workloads
+from apis import errors, models
+from canary import observe, runtime, services, workloads
 
 
 async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
@@ -44,6 +45,6 @@ async def release_services(rt: runtime.Runtime, canary: models.Canary) -> None:
     """
     for name in (canary.spec.service_name, canary.spec.primary_service_name, canary.spec.canary_service_name):
         current = rt.store.get("v1", "Service", canary.namespace, name)
-        patch = workloads.restore_patch(current, canary) if current is not None else None
+        patch = services.restore_patch(current, canary) if current is not None else None
         if patch is not None:
             await rt.writer.patch("v1", "Service", canary.namespace, name, patch)

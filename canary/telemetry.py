@@ -25,7 +25,7 @@ import time
 
 import prometheus_client
 
-from canary import models
+from apis import models
 
 REGISTRY = prometheus_client.CollectorRegistry()
 

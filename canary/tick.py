@@ -14,7 +14,8 @@ import datetime
 import logging
 import time
 
-from canary import core, errors, execute, kube, models, observe, runtime, telemetry, workloads
+from apis import errors, models
+from canary import core, execute, kube, observe, runtime, telemetry, workloads
 from routers import base as routers
 from routers import session
 

@@ -49,7 +49,8 @@ from typing import Any
 import httpx
 
 import redaction
-from canary import core, durations, models
+from apis import durations, models
+from canary import core
 
 log = logging.getLogger(__name__)
 

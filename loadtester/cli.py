@@ -18,7 +18,7 @@ import threading
 import types
 from collections.abc import Sequence
 
-from canary import durations
+from apis import durations
 from loadtester import server
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import shlex
 from collections.abc import Set
 
-from canary import durations
+from apis import durations
 
 OUTPUT_CHARS = 4_000
 

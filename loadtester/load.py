@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 import redaction
-from canary import durations
+from apis import durations
 from loadtester import payloads
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import prometheus_client
 
 import redaction
-from canary import durations
+from apis import durations
 from loadtester import commands, gates, load, payloads, tasks
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.

@@ -1,6 +1,6 @@
 """One analysis step of a canary: every metric of ``spec.analysis.metrics`` resolved, rendered, run and judged.
 
-Why this exists: the observe step of a tick needs the metric checks as data (``core.Check``), whatever went
+Why this exists: the observe step of a tick needs the metric checks as data (``vocabulary.Check``), whatever went
 wrong on the way: a deleted MetricTemplate, a Prometheus that is down, a query without data. Everything
 here is pure except the provider calls, which run in threads, concurrently, each bounded by a timeout.
 
@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable
 
 import redaction
-from canary import core, errors, models
+from apis import errors, models, vocabulary
 from metrics import base, builtin, providers, templates
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
 async def run_analysis(canary: models.Canary, resolve_template: TemplateResolver,
                        provider_factory: base.ProviderFactory, *, default_provider: str, metrics_server: str,
                        timeout: float = DEFAULT_TIMEOUT, pod_labels: builtin.PodLabels | None = None
-                       ) -> list[core.Check]:
+                       ) -> list[vocabulary.Check]:
     """One Check per metric, in spec order; the queries run concurrently, each within ``timeout`` seconds.
 
     Never raises for a metric: a metric that cannot be prepared or run is a failed Check saying why.
@@ -118,19 +118,19 @@ async def run_analysis(canary: models.Canary, resolve_template: TemplateResolver
     return list(await asyncio.gather(*runs))
 
 
-def evaluate(name: str, value: float, accepted: models.ThresholdRange) -> core.Check:
+def evaluate(name: str, value: float, accepted: models.ThresholdRange) -> vocabulary.Check:
     """Judge one value against its range (bounds included); NaN never passes."""
     low, high = accepted.min, accepted.max
     if math.isnan(value):
-        return core.Check(name=name, kind="metric", passed=False, min=low, max=high,
+        return vocabulary.Check(name=name, kind="metric", passed=False, min=low, max=high,
                           message="no values found: the query returned NaN")
     if low is not None and value < low:
         message = f"{name} {value:g} is below the minimum {low:g}"
     elif high is not None and value > high:
         message = f"{name} {value:g} is above the maximum {high:g}"
     else:
-        return core.Check(name=name, kind="metric", passed=True, value=value, min=low, max=high)
-    return core.Check(name=name, kind="metric", passed=False, value=value, min=low, max=high, message=message)
+        return vocabulary.Check(name=name, kind="metric", passed=True, value=value, min=low, max=high)
+    return vocabulary.Check(name=name, kind="metric", passed=False, value=value, min=low, max=high, message=message)
 
 
 # -- internals ----------------------------------------------------------------------------------
@@ -173,17 +173,17 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
 
 async def _check(canary: models.Canary, index: int, resolve_template: TemplateResolver,
                  provider_factory: base.ProviderFactory, default_provider: str, metrics_server: str,
-                 timeout: float, pod_labels: builtin.PodLabels | None) -> core.Check:
+                 timeout: float, pod_labels: builtin.PodLabels | None) -> vocabulary.Check:
     name = canary.spec.analysis.metrics[index].name
     try:
         query = prepare(canary, index, resolve_template, default_provider=default_provider,
                         metrics_server=metrics_server, pod_labels=pod_labels)
     except errors.SpecError as exc:
-        return core.Check(name=name, kind="metric", passed=False, message=str(exc))
+        return vocabulary.Check(name=name, kind="metric", passed=False, message=str(exc))
     config = query.provider
 
-    def failed(message: str, *, unavailable: bool = False) -> core.Check:
-        return core.Check(name=name, kind="metric", passed=False, min=query.range.min, max=query.range.max,
+    def failed(message: str, *, unavailable: bool = False) -> vocabulary.Check:
+        return vocabulary.Check(name=name, kind="metric", passed=False, min=query.range.min, max=query.range.max,
                           message=message, unavailable=unavailable)
 
     def scrubbed(exc: BaseException) -> str:  # text Fledge did not write may hold the address

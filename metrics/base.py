@@ -5,7 +5,7 @@ module implementing the same two methods, as Flagger's ``providers.Interface`` (
 ``IsOnline``). The analysis (``metrics.analysis``) only sees this protocol, so tests drive it with fakes.
 
 What it must not do: know about Canaries or thresholds, or turn a failed query into a decision. A failed
-query raises here and becomes a failed ``core.Check`` in ``metrics.analysis``; it never reaches the core
+query raises here and becomes a failed ``vocabulary.Check`` in ``metrics.analysis``; it never reaches the core
 as an exception. Nor put a provider's address in a message: it may carry credentials (``redaction``).
 
 Errors::
@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from canary import errors
+from apis import errors
 
 _SPACES = re.compile(r"\s+")
 _QUERY_CHARS_IN_MESSAGES = 300

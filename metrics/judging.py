@@ -2,7 +2,7 @@
 
 Why this exists: ``metrics.judge`` is pure statistics; something must fetch each version's counts over the
 window since the previous analysis step, continue the evidence the last step left in the Canary's status,
-and hand the verdicts to the core as ``core.Check``s (kind "judge"), whatever went wrong on the way.
+and hand the verdicts to the core as ``vocabulary.Check``s (kind "judge"), whatever went wrong on the way.
 
 What it must not do: decide what a verdict means for the release (the core does: Inconclusive holds, Fail
 counts, severe rolls back), raise for a failed query, or let a window reach back before the previous
@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 
-from canary import core, models
+from apis import models, vocabulary
 from metrics import base, builtin, judge, templates
 
 ERRORS = "judge-errors"
@@ -79,8 +79,8 @@ def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[ju
 
 
 def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, window: int,
-                queries: list[str], boundary: float | None) -> core.Check:
-    """A verdict as a core.Check, with every number a person needs in status."""
+                queries: list[str], boundary: float | None) -> vocabulary.Check:
+    """A verdict as a vocabulary.Check, with every number a person needs in status."""
     evidence = judgement.evidence
 
     def finite(value: float | None) -> float | None:
@@ -94,12 +94,12 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         step_samples=evidence.step_samples, boundary=boundary, window=f"{window}s", queries=queries,
         null_ratio=config.null, severe_ratio=config.severe,
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood])
-    return core.Check(name=name, kind="judge", passed=judgement.verdict == "Pass", value=finite(judgement.effect),
+    return vocabulary.Check(name=name, kind="judge", passed=judgement.verdict == "Pass", value=finite(judgement.effect),
                       max=config.null, message=judgement.reason, judge=result)
 
 
 async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, router_provider: str,
-                    now: datetime.datetime, timeout: float = 10.0) -> list[core.Check]:
+                    now: datetime.datetime, timeout: float = 10.0) -> list[vocabulary.Check]:
     """The judge's checks of this step, in order errors, latency.  Never raises for a query."""
     spec = canary.spec.analysis.judge
     if spec is None:
@@ -107,7 +107,7 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     names = [name for name, on in ((ERRORS, spec.errors), (LATENCY, spec.latency)) if on]
     queries = builtin.count_queries(router_provider)
     if queries is None:
-        return [core.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
+        return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                            f"count queries for provider {router_provider!r}") for n in names]
     window = window_seconds(canary, now)
     rendered = {v: _render(canary, queries, router_provider, v, window) for v in ("canary", "primary")}
@@ -115,12 +115,12 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
         counts = await asyncio.wait_for(asyncio.gather(
             *(asyncio.to_thread(_fetch, provider, rendered[v], spec.latency) for v in ("canary", "primary"))), timeout)
     except base.ProviderUnavailable as exc:
-        return [core.Check(name=n, kind="judge", passed=False, unavailable=True, message=str(exc)) for n in names]
+        return [vocabulary.Check(name=n, kind="judge", passed=False, unavailable=True, message=str(exc)) for n in names]
     except (base.QueryError, TimeoutError) as exc:
-        return [core.Check(name=n, kind="judge", passed=False, message=f"query failed: {exc}") for n in names]
+        return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"query failed: {exc}") for n in names]
     ours, theirs = counts
     config = config_of(spec)
-    checks: list[core.Check] = []
+    checks: list[vocabulary.Check] = []
     if spec.errors:
         evidence, _ = previous(canary, ERRORS, config)
         evidence = judge.update(evidence, judge.Counts.of(ours.requests, ours.errors),

@@ -45,7 +45,7 @@ from prometheus_api_client import prometheus_connect
 from urllib3.util import retry
 
 import redaction
-from canary import errors
+from apis import errors
 from metrics import base, statistics
 
 logger = logging.getLogger(__name__)

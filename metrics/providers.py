@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 
-from canary import errors, models
+from apis import errors, models
 from metrics import base, prometheus
 
 logger = logging.getLogger(__name__)

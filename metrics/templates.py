@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import jinja2
 from jinja2 import sandbox
 
-from canary import errors, models
+from apis import errors, models
 
 VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval", "variables")
 

@@ -4,7 +4,7 @@ Why this exists: the third plug-in family beside ``routers`` and ``metrics``.  A
 pure ``build(message, target) -> dict`` (the ``base.Notifier`` protocol); ``base.send`` is the one sender
 that posts any notifier's JSON and keeps the address secret.  ``NOTIFIERS`` maps the provider's ``type`` to
 its module.  To add a service: write ``notifiers/<type>.py`` with ``build``, register it here, and add the
-type to the ``AlertProviderType`` enum in ``canary/models/templates.py``.
+type to the ``AlertProviderType`` enum in ``apis/models/templates.py``.
 
 What it must not do: import the engine (``canary``): a ``Message`` is plain data, and ``canary.alerts``
 decides which canary's alerts go to which notifier.

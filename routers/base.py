@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from canary import core, errors, models
+from apis import errors, models, vocabulary
 
 Manifest = dict[str, Any]
 
@@ -47,11 +47,11 @@ class Router(Protocol):
         """Create or update the route objects Fledge owns (``desired``), keeping current weights; idempotent."""
         ...
 
-    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write the weights (and mirroring); idempotent; raises errors.RouterConflict on a write conflict."""
         ...
 
-    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Current weights from the cache; None when the route objects do not exist yet."""
         ...
 

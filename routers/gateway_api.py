@@ -24,7 +24,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from canary import core, errors, models, workloads
+from apis import errors, models, naming, vocabulary
 from routers import base, session
 
 GROUP = "gateway.networking.k8s.io"
@@ -187,7 +187,7 @@ def mirror_filter(canary: models.Canary) -> base.Manifest:
     return {"type": "RequestMirror", "requestMirror": mirror}
 
 
-def fledge_rules(canary: models.Canary, weights: core.Weights, api_version: str = V1) -> list[base.Manifest]:
+def fledge_rules(canary: models.Canary, weights: vocabulary.Weights, api_version: str = V1) -> list[base.Manifest]:
     """The rules Fledge owns, first in the route: weighted (canary, blue/green) or matched-then-default (A/B)."""
     spec, service = canary.spec, canary.spec.service
     matches = gateway_matches(service.match, "spec.service.match") or [copy.deepcopy(DEFAULT_MATCH)]
@@ -265,13 +265,13 @@ def metadata(canary: models.Canary, name: str) -> base.Manifest:
     """Name, Fledge's label, ``service.apex`` labels and annotations (plus Flux's off switches), the Canary as owner."""
     apex = canary.spec.service.apex or models.CustomMetadata()
     meta: base.Manifest = {"name": name, "namespace": canary.namespace,
-                           "labels": {**apex.labels, **workloads.MANAGED_BY},
-                           "annotations": workloads.gitops_disabled(apex.annotations)}
-    meta["ownerReferences"] = [workloads.owner_reference(canary)]
+                           "labels": {**apex.labels, **naming.MANAGED_BY},
+                           "annotations": naming.gitops_disabled(apex.annotations)}
+    meta["ownerReferences"] = [naming.owner_reference(canary)]
     return meta
 
 
-def http_route(canary: models.Canary, weights: core.Weights, existing: Mapping[str, Any] | None = None,
+def http_route(canary: models.Canary, weights: vocabulary.Weights, existing: Mapping[str, Any] | None = None,
                api_version: str = V1) -> base.Manifest:
     """The HTTPRoute ``<svc>`` to apply: Fledge's rules with ``weights``, then the user's rules of ``existing``."""
     service = canary.spec.service
@@ -301,10 +301,10 @@ def released_route(canary: models.Canary, existing: Mapping[str, Any], api_versi
             "metadata": {"name": canary.spec.service_name, "namespace": canary.namespace}, "spec": spec}
 
 
-def route_weights(route: Mapping[str, Any], canary: models.Canary) -> core.Weights | None:
+def route_weights(route: Mapping[str, Any], canary: models.Canary) -> vocabulary.Weights | None:
     """Weights of the first Fledge rule with the canary backend; mirrored when a Fledge rule mirrors to it."""
     primary_name, canary_name = canary.spec.primary_service_name, canary.spec.canary_service_name
-    found: core.Weights | None = None
+    found: vocabulary.Weights | None = None
     mirrored = False
     for rule in (route.get("spec") or {}).get("rules") or []:
         if not is_fledge_rule(rule, canary) or is_session_rule(rule, canary):
@@ -315,10 +315,10 @@ def route_weights(route: Mapping[str, Any], canary: models.Canary) -> core.Weigh
             for item in rule.get("filters") or [])
         weights = {ref.get("name"): int(ref.get("weight", 1)) for ref in rule.get("backendRefs") or []}
         if found is None and canary_name in weights:
-            found = core.Weights(primary=weights.get(primary_name, 0), canary=weights[canary_name])
+            found = vocabulary.Weights(primary=weights.get(primary_name, 0), canary=weights[canary_name])
     if found is None:
         return None
-    return core.Weights(primary=found.primary, canary=found.canary, mirrored=mirrored)
+    return vocabulary.Weights(primary=found.primary, canary=found.canary, mirrored=mirrored)
 
 
 # -- the router ---------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class GatewayAPIRouter:
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """The HTTPRoute as the spec says, with the weights and mirroring it has (100/0 when new)."""
         existing = self._route(canary)
-        weights = (route_weights(existing, canary) if existing is not None else None) or core.ALL_PRIMARY
+        weights = (route_weights(existing, canary) if existing is not None else None) or vocabulary.ALL_PRIMARY
         return [http_route(canary, weights, existing, self.api_version)]
 
     async def reconcile(self, canary: models.Canary) -> None:
@@ -346,11 +346,11 @@ class GatewayAPIRouter:
         for manifest in self.desired(canary):
             await self._writer.apply(manifest)
 
-    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` into Fledge's rules; idempotent; raises SpecError for matches with no equivalent."""
         await self._writer.apply(http_route(canary, weights, self._route(canary), self.api_version))
 
-    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights of the cached route; None when it does not exist or has no Fledge rule."""
         existing = self._route(canary)
         return route_weights(existing, canary) if existing is not None else None
@@ -358,7 +358,7 @@ class GatewayAPIRouter:
     async def finalize(self, canary: models.Canary) -> None:
         """Remove Fledge's rules; delete the route when nothing of the user's is left in it."""
         existing = self._route(canary)
-        if existing is None or not workloads.is_managed(existing):
+        if existing is None or not naming.is_managed(existing):
             return
         released = released_route(canary, existing, self.api_version)
         if released is None:
@@ -371,7 +371,7 @@ class GatewayAPIRouter:
         if not canary.spec.service.gateway_refs:
             raise errors.SpecError("spec.service.gatewayRefs",
                                    "the gatewayapi provider needs at least one Gateway to attach the HTTPRoute to")
-        http_route(canary, core.ALL_PRIMARY, None, self.api_version)
+        http_route(canary, vocabulary.ALL_PRIMARY, None, self.api_version)
 
 
 @base.register("gatewayapi", "gatewayapi:v1")

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from canary import core, errors, models, workloads
+from apis import errors, models, naming, vocabulary
 from routers import base, session
 
 API_VERSION = "networking.istio.io/v1beta1"  # served by every Istio release since 1.5, v1 included
@@ -78,7 +78,7 @@ def destination(canary: models.Canary, host: str, weight: int) -> base.Manifest:
     return {"destination": {"host": host, "port": {"number": canary.spec.service.port}}, "weight": weight}
 
 
-def fledge_routes(canary: models.Canary, weights: core.Weights) -> list[base.Manifest]:
+def fledge_routes(canary: models.Canary, weights: vocabulary.Weights) -> list[base.Manifest]:
     """The HTTP routes Fledge owns, first in the VirtualService: weighted, or matched-then-default for A/B."""
     spec, service = canary.spec, canary.spec.service
     decorations: base.Manifest = {}
@@ -178,7 +178,7 @@ def original_spec(existing: Mapping[str, Any] | None) -> str | None:
     if existing is None:
         return None
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
-    if workloads.is_managed(existing):
+    if naming.is_managed(existing):
         recorded = annotations.get(ORIGINAL_SPEC)
         return str(recorded) if recorded is not None else None
     return json.dumps(existing.get("spec") or {}, sort_keys=True, separators=(",", ":"))
@@ -187,13 +187,13 @@ def original_spec(existing: Mapping[str, Any] | None) -> str | None:
 def metadata(canary: models.Canary, name: str, annotations: Mapping[str, str] | None = None) -> base.Manifest:
     apex = canary.spec.service.apex or models.CustomMetadata()
     meta: base.Manifest = {"name": name, "namespace": canary.namespace,
-                           "labels": {**apex.labels, **workloads.MANAGED_BY}}
-    meta["annotations"] = workloads.gitops_disabled({**apex.annotations, **(annotations or {})})
-    meta["ownerReferences"] = [workloads.owner_reference(canary)]
+                           "labels": {**apex.labels, **naming.MANAGED_BY}}
+    meta["annotations"] = naming.gitops_disabled({**apex.annotations, **(annotations or {})})
+    meta["ownerReferences"] = [naming.owner_reference(canary)]
     return meta
 
 
-def virtual_service(canary: models.Canary, weights: core.Weights, existing: Mapping[str, Any] | None = None,
+def virtual_service(canary: models.Canary, weights: vocabulary.Weights, existing: Mapping[str, Any] | None = None,
                     api_version: str = API_VERSION) -> base.Manifest:
     """The VirtualService ``<svc>`` to apply: Fledge's routes with ``weights``, then the user's routes."""
     recorded = original_spec(existing)
@@ -210,9 +210,9 @@ def destination_rule(canary: models.Canary, name: str, api_version: str = API_VE
     if canary.spec.service.traffic_policy:
         spec["trafficPolicy"] = copy.deepcopy(canary.spec.service.traffic_policy)
     return {"apiVersion": api_version, "kind": DESTINATION_RULE,
-            "metadata": {"name": name, "namespace": canary.namespace, "labels": dict(workloads.MANAGED_BY),
-                         "annotations": workloads.gitops_disabled(),
-                         "ownerReferences": [workloads.owner_reference(canary)]},
+            "metadata": {"name": name, "namespace": canary.namespace, "labels": dict(naming.MANAGED_BY),
+                         "annotations": naming.gitops_disabled(),
+                         "ownerReferences": [naming.owner_reference(canary)]},
             "spec": spec}
 
 
@@ -234,7 +234,7 @@ def restored_virtual_service(canary: models.Canary, existing: Mapping[str, Any],
             "metadata": {"name": canary.spec.service_name, "namespace": canary.namespace}, "spec": spec}
 
 
-def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> core.Weights | None:
+def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> vocabulary.Weights | None:
     """Weights of the first HTTP route with the canary destination, and whether that route mirrors to it."""
     ours = fledge_hosts(canary)
     canary_name = canary.spec.canary_service_name
@@ -249,7 +249,7 @@ def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> core.Weights 
         if canary_name not in weights:
             continue
         mirrored = ours.get(str((http.get("mirror") or {}).get("host", ""))) == canary_name
-        return core.Weights(primary=weights.get(canary.spec.primary_service_name, 0), canary=weights[canary_name],
+        return vocabulary.Weights(primary=weights.get(canary.spec.primary_service_name, 0), canary=weights[canary_name],
                             mirrored=mirrored)
     return None
 
@@ -270,7 +270,7 @@ class IstioRouter:
         rules = [destination_rule(canary, name, self.api_version)
                  for name in (canary.spec.canary_service_name, canary.spec.primary_service_name)]
         existing = self._virtual_service(canary)
-        weights = (route_weights(existing, canary) if existing is not None else None) or core.ALL_PRIMARY
+        weights = (route_weights(existing, canary) if existing is not None else None) or vocabulary.ALL_PRIMARY
         return [*rules, virtual_service(canary, weights, existing, self.api_version)]
 
     async def reconcile(self, canary: models.Canary) -> None:
@@ -278,12 +278,12 @@ class IstioRouter:
         for manifest in self.desired(canary):
             await self._writer.apply(manifest)
 
-    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` (and the mirror) into Fledge's routes; idempotent."""
         existing = self._virtual_service(canary)
         await self._writer.apply(virtual_service(canary, weights, existing, self.api_version))
 
-    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights of the cached VirtualService; None when it does not exist or has no route to the canary."""
         existing = self._virtual_service(canary)
         return route_weights(existing, canary) if existing is not None else None
@@ -291,7 +291,7 @@ class IstioRouter:
     async def finalize(self, canary: models.Canary) -> None:
         """Write back the user's VirtualService (or delete Fledge's), then delete the DestinationRules."""
         existing = self._virtual_service(canary)
-        if existing is not None and workloads.is_managed(existing):
+        if existing is not None and naming.is_managed(existing):
             restored = restored_virtual_service(canary, existing, self.api_version)
             if restored is None:
                 await self._writer.delete(self.api_version, VIRTUAL_SERVICE, canary.namespace,
@@ -300,7 +300,7 @@ class IstioRouter:
                 await self._writer.apply(restored)
         for name in (canary.spec.primary_service_name, canary.spec.canary_service_name):
             rule = self._store.get(self.api_version, DESTINATION_RULE, canary.namespace, name)
-            if rule is not None and workloads.is_managed(rule):
+            if rule is not None and naming.is_managed(rule):
                 await self._writer.delete(self.api_version, DESTINATION_RULE, canary.namespace, name)
 
     def validate(self, canary: models.Canary) -> None:

@@ -4,7 +4,7 @@ Why this exists: with plain ClusterIP Services there is no weighted routing, onl
 Service ``<svc>`` selects.  The primary pods carry ``<label>: <value>-primary`` and the canary pods (the
 target's own) ``<label>: <value>``, where ``<label>`` is the first of ``app``, ``name`` and
 ``app.kubernetes.io/name`` in the target's ``spec.selector.matchLabels`` and ``<value>`` its value
-(``canary.workloads.selector_label``; ``app: <targetRef.name>`` when the target is not in the cache).
+(``canary.naming.selector_label``; ``app: <targetRef.name>`` when the target is not in the cache).
 So (100, 0) selects the primary, (0, 100) the canary, and nothing in between exists: blue/green only.
 
 Ownership and cooperation: ``canary.workloads`` creates the apex Service; this router owns one field of
@@ -25,15 +25,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from canary import core, errors, kube, models, workloads
+from apis import errors, models, naming, vocabulary
 from routers import base
 
 SERVICE_API_VERSION = "v1"
 SERVICE_KIND = "Service"
 SELECTOR_LABEL = "app"  # the selector label when the target Deployment is not in the cache
 PRIMARY_SUFFIX = "-primary"  # primary pods: <label>: <value>-primary; canary pods: <label>: <value>
-PRIMARY = core.ALL_PRIMARY
-CANARY = core.Weights(primary=0, canary=100)
+PRIMARY = vocabulary.ALL_PRIMARY
+CANARY = vocabulary.Weights(primary=0, canary=100)
 
 
 def selectors(canary: models.Canary, target: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -41,12 +41,13 @@ def selectors(canary: models.Canary, target: Mapping[str, Any] | None) -> tuple[
     if target is None:
         label, value = SELECTOR_LABEL, canary.spec.target_ref.name
     else:
-        label = workloads.selector_label(target)
+        label = naming.selector_label(target)
         value = str(target["spec"]["selector"]["matchLabels"][label])
     return {label: value + PRIMARY_SUFFIX}, {label: value}
 
 
-def apex_selector(canary: models.Canary, weights: core.Weights, target: Mapping[str, Any] | None) -> dict[str, str]:
+def apex_selector(canary: models.Canary, weights: vocabulary.Weights, target: Mapping[str, Any] | None
+                  ) -> dict[str, str]:
     """The selector for ``weights``; ValueError for a split or mirroring, which a selector cannot express."""
     primary, canary_pods = selectors(canary, target)
     if weights == PRIMARY:
@@ -57,7 +58,7 @@ def apex_selector(canary: models.Canary, weights: core.Weights, target: Mapping[
                      f"canary={weights.canary} mirrored={weights.mirrored}, expected 100/0 or 0/100 unmirrored")
 
 
-def owned_fields(obj: Mapping[str, Any], manager: str = kube.FIELD_MANAGER) -> base.Manifest:
+def owned_fields(obj: Mapping[str, Any], manager: str = naming.FIELD_MANAGER) -> base.Manifest:
     """The part of ``obj`` that ``manager`` applied, per ``metadata.managedFields`` (like client-go's Extract*).
 
     Re-applying it changes nothing; changing one field of it and applying changes only that field.  Empty
@@ -118,7 +119,7 @@ def _merge(into: base.Manifest, extra: Mapping[str, Any]) -> None:
             into[key] = copy.deepcopy(value)
 
 
-def apex_service(canary: models.Canary, weights: core.Weights, apex: Mapping[str, Any],
+def apex_service(canary: models.Canary, weights: vocabulary.Weights, apex: Mapping[str, Any],
                  target: Mapping[str, Any] | None) -> base.Manifest:
     """The apply manifest for the apex Service: what Fledge owns of ``apex``, with the selector for ``weights``."""
     manifest = owned_fields(apex)
@@ -130,7 +131,7 @@ def apex_service(canary: models.Canary, weights: core.Weights, apex: Mapping[str
 
 
 def service_weights(apex: Mapping[str, Any], canary: models.Canary, target: Mapping[str, Any] | None
-                    ) -> core.Weights | None:
+                    ) -> vocabulary.Weights | None:
     """(100, 0) when the apex selects the primary pods, (0, 100) for the canary pods, None for anything else."""
     selector = (apex.get("spec") or {}).get("selector") or {}
     primary, canary_pods = selectors(canary, target)
@@ -166,7 +167,7 @@ class KubernetesRouter:
         for manifest in self.desired(canary):
             await self._writer.apply(manifest)
 
-    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Select the primary (100/0) or the canary (0/100); ValueError for anything else; idempotent."""
         apex = self._apex(canary)
         if apex is None:
@@ -174,7 +175,7 @@ class KubernetesRouter:
                                         "yet; it is created when the canary initializes")
         await self._writer.apply(apex_service(canary, weights, apex, self._target(canary)))
 
-    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """From the cached apex selector; None when the Service is missing or selects neither side."""
         apex = self._apex(canary)
         return service_weights(apex, canary, self._target(canary)) if apex is not None else None

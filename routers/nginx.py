@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from canary import core, errors, models, workloads
+from apis import errors, models, naming, vocabulary
 from routers import base
 
 DEFAULT_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
@@ -102,7 +102,7 @@ def _cookie_name(kind: str, value: str, field: str) -> str:
                                   "{regex: '^(.*?;)?(NAME=always)(;.*)?$'} or {exact: NAME}")
 
 
-def canary_annotations(canary: models.Canary, weights: core.Weights) -> dict[str, str]:
+def canary_annotations(canary: models.Canary, weights: vocabulary.Weights) -> dict[str, str]:
     """The canary annotations (keys without the prefix) for ``weights``."""
     if weights.mirrored:
         raise ValueError("ingress-nginx cannot mirror traffic; the nginx router never receives mirrored weights")
@@ -113,7 +113,7 @@ def canary_annotations(canary: models.Canary, weights: core.Weights) -> dict[str
     return {"canary": "true", "canary-weight": str(weights.canary)}
 
 
-def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: core.Weights,
+def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: vocabulary.Weights,
                    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX) -> base.Manifest:
     """The Ingress ``<ingress>-canary``: a copy of ``ingress`` whose apex backends point at ``<svc>-canary``."""
     name = canary_ingress_name(canary)
@@ -124,15 +124,15 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: c
                                                        f"{canary.spec.service_name}; point a path at it")
     own = f"{annotation_prefix}/canary"
     # The user's Ingress may be Flux's; its copy must not claim to be (nor be reverted by Flux).
-    annotations = {key: str(value) for key, value in workloads.without_toolkit(meta.get("annotations")).items()
+    annotations = {key: str(value) for key, value in naming.without_toolkit(meta.get("annotations")).items()
                    if key not in _SKIPPED_ANNOTATIONS and not key.startswith(own)}
-    annotations = workloads.gitops_disabled(annotations)
+    annotations = naming.gitops_disabled(annotations)
     for key, value in canary_annotations(canary, weights).items():
         annotations[f"{annotation_prefix}/{key}"] = value
-    labels = {**workloads.without_toolkit(meta.get("labels")), **workloads.MANAGED_BY}
+    labels = {**naming.without_toolkit(meta.get("labels")), **naming.MANAGED_BY}
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": name, "namespace": canary.namespace, "labels": labels, "annotations": annotations,
-                         "ownerReferences": [workloads.owner_reference(canary)]},
+                         "ownerReferences": [naming.owner_reference(canary)]},
             "spec": spec}
 
 
@@ -151,7 +151,7 @@ def _retarget(spec: base.Manifest, names: set[str], canary_service: str) -> bool
 
 
 def ingress_weights(canary_ingress: Mapping[str, Any], annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
-                    ) -> core.Weights:
+                    ) -> vocabulary.Weights:
     """Weights from the canary Ingress annotations: by header or cookie is (0, 100), else canary-weight."""
     annotations = (canary_ingress.get("metadata") or {}).get("annotations") or {}
 
@@ -159,14 +159,14 @@ def ingress_weights(canary_ingress: Mapping[str, Any], annotation_prefix: str = 
         return str(annotations.get(f"{annotation_prefix}/{key}", "")).strip()
 
     if annotation("canary").lower() != "true":
-        return core.ALL_PRIMARY
+        return vocabulary.ALL_PRIMARY
     if annotation("canary-by-header") or annotation("canary-by-cookie"):
-        return core.Weights(primary=0, canary=100)
+        return vocabulary.Weights(primary=0, canary=100)
     try:
         weight = min(max(int(annotation("canary-weight") or 0), 0), 100)
     except ValueError:
         weight = 0  # ingress-nginx ignores a weight it cannot parse
-    return core.Weights(primary=100 - weight, canary=weight)
+    return vocabulary.Weights(primary=100 - weight, canary=weight)
 
 
 class NginxRouter:
@@ -192,7 +192,7 @@ class NginxRouter:
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """The canary Ingress copied from the user's, with the weights it has; SpecError without the Ingress."""
         current = self._canary_ingress(canary)
-        weights = ingress_weights(current, self.annotation_prefix) if current is not None else core.ALL_PRIMARY
+        weights = ingress_weights(current, self.annotation_prefix) if current is not None else vocabulary.ALL_PRIMARY
         return [canary_ingress(canary, self._user_ingress(canary), weights, self.annotation_prefix)]
 
     async def reconcile(self, canary: models.Canary) -> None:
@@ -200,12 +200,12 @@ class NginxRouter:
         for manifest in self.desired(canary):
             await self._writer.apply(manifest)
 
-    async def set_routes(self, canary: models.Canary, weights: core.Weights) -> None:
+    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights."""
         ingress = self._user_ingress(canary)
         await self._writer.apply(canary_ingress(canary, ingress, weights, self.annotation_prefix))
 
-    def get_routes(self, canary: models.Canary) -> core.Weights | None:
+    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights from the cached canary Ingress; None when it does not exist."""
         if canary.spec.ingress_ref is None:
             return None
@@ -224,7 +224,7 @@ class NginxRouter:
             raise errors.SpecError("spec.analysis.mirror", "ingress-nginx cannot mirror traffic to a canary; "
                                                            "remove analysis.mirror or use the istio or gatewayapi "
                                                            "provider")
-        canary_ingress(canary, self._user_ingress(canary), core.Weights(primary=0, canary=100),
+        canary_ingress(canary, self._user_ingress(canary), vocabulary.Weights(primary=0, canary=100),
                        self.annotation_prefix)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from canary import core, models
+from apis import models, vocabulary
 
 COOKIE_HEADER = "Cookie"
 SET_COOKIE_HEADER = "Set-Cookie"
@@ -77,7 +77,7 @@ def cookie(canary: models.Canary) -> Cookie | None:
     return Cookie(affinity.cookie_name, hashlib.sha256(seed.encode()).hexdigest()[:24], affinity.max_age)
 
 
-def plan(canary: models.Canary, weights: core.Weights) -> Plan:
+def plan(canary: models.Canary, weights: vocabulary.Weights) -> Plan:
     """Hand the cookie out while the canary has weight; take it back when a run that gave it weight ends.
 
     ``canary`` is the Canary as the tick found it: when weights go back to the primary, either its status
@@ -94,7 +94,7 @@ def plan(canary: models.Canary, weights: core.Weights) -> Plan:
     return Plan()
 
 
-def status_fields(canary: models.Canary, weights: core.Weights) -> dict[str, str | None]:
+def status_fields(canary: models.Canary, weights: vocabulary.Weights) -> dict[str, str | None]:
     """The status fields Flagger reports for the cookie, for the routes ``plan`` writes."""
     decided = plan(canary, weights)
     if decided.cookie is None:

@@ -23,14 +23,13 @@ rollback path), ``lifecycle`` (decide; the phases outside analysis),
 surface the rest of Fledge uses.
 """
 
+from apis.vocabulary import ALL_PRIMARY, Check, Weights
 from canary.core.lifecycle import decide
 from canary.core.state import (
-    ALL_PRIMARY,
     MISSING,
     Action,
     Alert,
     CallHooks,
-    Check,
     Decision,
     Event,
     Initialize,
@@ -40,7 +39,6 @@ from canary.core.state import (
     Request,
     ScaleTarget,
     SetRoutes,
-    Weights,
     Workload,
 )
 from canary.core.strategy import analysis_routes, max_weight, next_weight, weight_steps

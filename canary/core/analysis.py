@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from canary import models
+from apis import models, vocabulary
 from canary.core import gates, state, strategy, transitions
 
 Phase = models.CanaryPhase
@@ -77,7 +77,7 @@ def analyse(obs: state.Observed) -> state.Decision:
     return dataclasses.replace(decision, actions=tuple(started) + decision.actions)
 
 
-def _failed_checks(obs: state.Observed, failed: Sequence[state.Check]) -> state.Decision:
+def _failed_checks(obs: state.Observed, failed: Sequence[vocabulary.Check]) -> state.Decision:
     status = obs.canary.status
     count = status.failed_checks + 1
     actions: list[state.Action] = []
@@ -96,7 +96,7 @@ def _failed_checks(obs: state.Observed, failed: Sequence[state.Check]) -> state.
                           requeue_after=obs.canary.spec.analysis.interval_seconds)
 
 
-def _metrics_unavailable(obs: state.Observed, down: Sequence[state.Check]) -> state.Decision:
+def _metrics_unavailable(obs: state.Observed, down: Sequence[vocabulary.Check]) -> state.Decision:
     """No evidence either way: hold the step, warn once, and roll back only after the progress deadline."""
     status, spec = obs.canary.status, obs.canary.spec
     since_text = status.metrics_unavailable_since or transitions.format_time(obs.now)
@@ -162,7 +162,7 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
         # Approved: switch every user to the new version for one more analysed interval, then promote.
         switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False)
         return state.Decision(status=switched, actions=(
-            state.SetRoutes(state.Weights(primary=0, canary=100)),
+            state.SetRoutes(vocabulary.Weights(primary=0, canary=100)),
             state.Event("Normal", "Synced", f"Routing all traffic to canary {_n(obs)}")),
             requeue_after=canary.spec.analysis.interval_seconds)
     return _promote(obs, why)
@@ -202,10 +202,10 @@ def promoting(obs: state.Observed) -> state.Decision:
     """Wait for the primary to roll out the promoted template, then hand traffic back to it.
 
     A newer revision arriving meanwhile gets no traffic: the primary (rolling out the approved one) takes it."""
-    if obs.revision != obs.canary.status.last_applied_spec and obs.routes != state.ALL_PRIMARY:
+    if obs.revision != obs.canary.status.last_applied_spec and obs.routes != vocabulary.ALL_PRIMARY:
         status = obs.canary.status.model_copy(update={"canary_weight": 0, "mirrored": False})
         decision = _promoting(_with_status(obs, status))
-        return dataclasses.replace(decision, actions=(state.SetRoutes(state.ALL_PRIMARY), *(
+        return dataclasses.replace(decision, actions=(state.SetRoutes(vocabulary.ALL_PRIMARY), *(
             a for a in decision.actions if not isinstance(a, state.SetRoutes))))
     return _promoting(obs)
 
@@ -231,12 +231,12 @@ def _promoting(obs: state.Observed) -> state.Decision:
         weight = max(0, status.canary_weight - step)
         return state.Decision(status=status.model_copy(update={"canary_weight": weight,
                                                                "last_step_time": transitions.format_time(obs.now)}),
-                              actions=(state.SetRoutes(state.Weights(primary=100 - weight, canary=weight)),
+                              actions=(state.SetRoutes(vocabulary.Weights(primary=100 - weight, canary=weight)),
                                        state.Event("Normal", "Synced", f"Promotion: primary weight {100 - weight}")),
                               requeue_after=analysis.interval_seconds)
     new_status = transitions.transition(_with_status(obs, status), Phase.FINALISING, canary_weight=0, mirrored=False)
     event = state.Event("Normal", "Synced", f"Routing all traffic to primary {_n(obs)}")
-    return state.Decision(status=new_status, actions=(state.SetRoutes(state.ALL_PRIMARY), event),
+    return state.Decision(status=new_status, actions=(state.SetRoutes(vocabulary.ALL_PRIMARY), event),
                           requeue_after=transitions.POLL_SECONDS)
 
 
@@ -248,8 +248,8 @@ def finalise(obs: state.Observed) -> state.Decision:
         state.Alert("info", f"Canary analysis completed successfully, {_n(obs)} promoted"),
         state.CallHooks("post-rollout"),
     )
-    if obs.routes is not None and obs.routes != state.ALL_PRIMARY:
-        actions = (state.SetRoutes(state.ALL_PRIMARY), *actions)
+    if obs.routes is not None and obs.routes != vocabulary.ALL_PRIMARY:
+        actions = (state.SetRoutes(vocabulary.ALL_PRIMARY), *actions)
     new_status = transitions.transition(obs, Phase.SUCCEEDED, canary_weight=0,
                                         last_promoted_spec=status.last_applied_spec)
     new_status = transitions.promoted(new_status, "True", "Succeeded",
@@ -261,7 +261,7 @@ def _n(obs: state.Observed) -> str:
     return transitions.name(obs)
 
 
-def _failed_message(obs: state.Observed, check: state.Check) -> str:
+def _failed_message(obs: state.Observed, check: vocabulary.Check) -> str:
     if check.kind != "metric":
         return f"Halt {_n(obs)} advancement: {check.kind} {check.name} failed: {check.message}"
     if check.value is None:
@@ -275,6 +275,6 @@ def _failed_message(obs: state.Observed, check: state.Check) -> str:
             f"outside threshold {' and '.join(bounds) or 'range'}")
 
 
-def _check_status(check: state.Check, now_text: str) -> models.CheckResult:
+def _check_status(check: vocabulary.Check, now_text: str) -> models.CheckResult:
     return models.CheckResult(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
                               passed=check.passed, message=check.message, time=now_text, judge=check.judge)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from canary import models
+from apis import models, vocabulary
 from canary.core import state
 
 
@@ -49,7 +49,7 @@ def rollback_requested(obs: state.Observed) -> bool:
     return obs.gates[models.HookType.ROLLBACK]
 
 
-def analysis_checks(obs: state.Observed) -> Sequence[state.Check]:
+def analysis_checks(obs: state.Observed) -> Sequence[vocabulary.Check]:
     """The metric checks, judge comparisons and rollout webhooks of this step."""
     analysis = obs.canary.spec.analysis
     if not analysis.metrics and analysis.judge is None and not has_hooks(obs.canary, models.HookType.ROLLOUT):
@@ -59,7 +59,7 @@ def analysis_checks(obs: state.Observed) -> Sequence[state.Check]:
     return obs.checks["analysis"]
 
 
-def pre_rollout_checks(obs: state.Observed) -> Sequence[state.Check]:
+def pre_rollout_checks(obs: state.Observed) -> Sequence[vocabulary.Check]:
     """The pre-rollout webhooks, asked before the first step of a revision."""
     if not has_hooks(obs.canary, models.HookType.PRE_ROLLOUT):
         return ()

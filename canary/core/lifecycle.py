@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from canary import models
+from apis import models, vocabulary
 from canary.core import analysis, gates, state, strategy, transitions
 
 Phase = models.CanaryPhase
@@ -93,8 +93,8 @@ def _reverted(obs: state.Observed) -> state.Decision:
     actions: list[state.Action] = [state.ScaleTarget(0), state.Event(
         "Normal", "Synced", f"{transitions.name(obs)} target is back on the promoted revision; the analysis of "
                             f"{obs.canary.status.last_applied_spec} stopped and all traffic is on the primary")]
-    if obs.routes != state.ALL_PRIMARY:
-        actions.insert(0, state.SetRoutes(state.ALL_PRIMARY))
+    if obs.routes != vocabulary.ALL_PRIMARY:
+        actions.insert(0, state.SetRoutes(vocabulary.ALL_PRIMARY))
     status = transitions.transition(obs, Phase.INITIALIZED, canary_weight=0, mirrored=False, iterations=0,
                                     last_applied_spec=obs.revision, tracked_configs=dict(obs.configs),
                                     metrics_unavailable_since=None)
@@ -114,8 +114,8 @@ def _spec_error(obs: state.Observed) -> state.Decision:
     releasing = phase in transitions.ANALYSING_PHASES or phase in (Phase.PROMOTING, Phase.FINALISING)
     if releasing and obs.revision is not None and obs.revision != status.last_applied_spec:
         # A revision nobody analysed arrived while the spec cannot be analysed: it gets no traffic.
-        if obs.routes != state.ALL_PRIMARY:
-            actions.append(state.SetRoutes(state.ALL_PRIMARY))
+        if obs.routes != vocabulary.ALL_PRIMARY:
+            actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
         stopped = _stopped(obs).model_copy(update={"message": message})
         return state.Decision(status=stopped, actions=tuple(actions), requeue_after=transitions.POLL_SECONDS)
     if phase not in transitions.ANALYSING_PHASES and phase != Phase.PROMOTING:
@@ -141,8 +141,8 @@ def _spec_error(obs: state.Observed) -> state.Decision:
 def _initialize(obs: state.Observed) -> state.Decision:
     status = obs.canary.status
     actions: list[state.Action] = [state.Initialize()]
-    if obs.routes != state.ALL_PRIMARY:
-        actions.append(state.SetRoutes(state.ALL_PRIMARY))
+    if obs.routes != vocabulary.ALL_PRIMARY:
+        actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
     if status.phase != Phase.INITIALIZING:
         actions.append(state.Event("Normal", "Initializing",
                                    f"Initializing {transitions.name(obs)}: creating the primary"))
@@ -166,8 +166,8 @@ def _idle(obs: state.Observed) -> state.Decision:
     """Initialized, Succeeded, Failed or Waiting: keep traffic on the primary; look for a new revision."""
     status = obs.canary.status
     actions: list[state.Action] = []
-    if obs.routes != state.ALL_PRIMARY:
-        actions.append(state.SetRoutes(state.ALL_PRIMARY))
+    if obs.routes != vocabulary.ALL_PRIMARY:
+        actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
     if not obs.primary.exists:
         return missing_primary(obs, actions)
     if status.phase == Phase.WAITING and gates.rollback_requested(obs):
@@ -201,8 +201,8 @@ def _stopped(obs: state.Observed) -> models.CanaryStatus:
 def start_run(obs: state.Observed, restart: bool, actions: list[state.Action] | None = None) -> state.Decision:
     """A new revision: with confirm-rollout approved, start analysing it; otherwise wait, all on the primary."""
     actions = list(actions or [])
-    if restart and obs.routes != state.ALL_PRIMARY and state.SetRoutes(state.ALL_PRIMARY) not in actions:
-        actions.append(state.SetRoutes(state.ALL_PRIMARY))
+    if restart and obs.routes != vocabulary.ALL_PRIMARY and state.SetRoutes(vocabulary.ALL_PRIMARY) not in actions:
+        actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
     if not gates.gate_open(obs, models.HookType.CONFIRM_ROLLOUT):
         status = obs.canary.status
         if status.phase != Phase.WAITING:
@@ -320,7 +320,7 @@ def _handled(obs: state.Observed, request: state.Request, decision: state.Decisi
 def _paused(obs: state.Observed) -> state.Decision:
     """Hold: no step, no rollback by analysis, no new run; keep the routes where the status says they are."""
     canary, status = obs.canary, obs.canary.status
-    routes = state.ALL_PRIMARY
+    routes = vocabulary.ALL_PRIMARY
     if status.phase in transitions.ANALYSING_PHASES and status.analysis_started:
         routes = strategy.analysis_routes(canary, status.canary_weight, mirrored=status.mirrored)
     actions: list[state.Action] = []

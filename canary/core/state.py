@@ -17,19 +17,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from canary import models
-
-
-@dataclasses.dataclass(frozen=True)
-class Weights:
-    """Traffic split; ``mirrored`` copies primary traffic to the canary (its answers are dropped)."""
-
-    primary: int
-    canary: int
-    mirrored: bool = False
-
-
-ALL_PRIMARY = Weights(primary=100, canary=0)
+from apis import models, vocabulary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,34 +49,6 @@ class Workload:
 
 
 MISSING = Workload(exists=False, desired=0, updated=0, available=0, total=0, generation_observed=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """The outcome of one metric query, webhook or judge comparison that counts towards failed checks."""
-
-    name: str
-    kind: Literal["metric", "webhook", "judge"]
-    passed: bool
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
-    message: str = ""
-    mute_alert: bool = False  # a webhook's muteAlert: its failure is still counted and recorded, not alerted
-    # The metrics provider could not be reached (connection refused, timeout, 5xx): no evidence either way.
-    # A query that answers with no data is not this: it is a failed check.
-    unavailable: bool = False
-    judge: models.JudgeResult | None = None  # a judge check: its verdict, effect, interval and evidence
-
-    @property
-    def inconclusive(self) -> bool:
-        """Too few samples to judge: the step is held, and it is not a failed check."""
-        return self.judge is not None and self.judge.verdict == "Inconclusive"
-
-    @property
-    def severe(self) -> bool:
-        """A regression proven so large that the release rolls back at once, whatever the threshold."""
-        return self.judge is not None and self.judge.verdict == "Fail" and self.judge.severe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,11 +84,12 @@ class Observed:
     configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     target: Workload = MISSING
     primary: Workload = MISSING
-    routes: Weights | None = None  # None: the route objects do not exist yet
+    routes: vocabulary.Weights | None = None  # None: the route objects do not exist yet
     error: str | None = None  # a spec error or missing object; names the field
     # What observe supplied on request (see Need).  A missing key means "not asked yet", never "closed".
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
-    checks: Mapping[str, Sequence[Check]] = dataclasses.field(default_factory=dict)  # "analysis"/"pre-rollout"
+    # "analysis" / "pre-rollout" → their checks
+    checks: Mapping[str, Sequence[vocabulary.Check]] = dataclasses.field(default_factory=dict)
     # What an operator asked for through the Canary's annotations (``canary.manual``).
     request: Request | None = None  # the latest request; acted on unless its id is the status' lastHandledRequest
     paused: bool = False  # ``fledge pause``: no step, no rollback by analysis, no new run until resumed
@@ -152,7 +113,7 @@ class Initialize:
 
 @dataclasses.dataclass(frozen=True)
 class SetRoutes:
-    weights: Weights
+    weights: vocabulary.Weights
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,7 @@ What it must not do: look at gates, checks or the clock (``canary.core.analysis`
 
 from __future__ import annotations
 
-from canary import models
-from canary.core import state
+from apis import models, vocabulary
 
 
 def weight_steps(analysis: models.AnalysisSpec) -> list[int]:
@@ -35,7 +34,7 @@ def next_weight(analysis: models.AnalysisSpec, current: int) -> int:
     return max_weight(analysis)
 
 
-def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) -> state.Weights:
+def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) -> vocabulary.Weights:
     """Routes while analysing, for every strategy.
 
     A/B testing sends only the matching requests to the canary (the router writes the match, the weights
@@ -43,10 +42,11 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) 
     approved, optionally mirroring their requests to the canary."""
     strategy = canary.spec.analysis.strategy
     if strategy == "ab":
-        return state.Weights(primary=0, canary=100)
+        return vocabulary.Weights(primary=0, canary=100)
     if strategy == "bluegreen":
-        return state.Weights(primary=100 - weight, canary=weight, mirrored=canary.spec.analysis.mirror and weight == 0)
-    return state.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
+        mirrored = canary.spec.analysis.mirror and weight == 0
+        return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
+    return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
 
 
 def steps_done(canary: models.Canary) -> bool:

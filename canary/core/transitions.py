@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from canary import models
+from apis import models, vocabulary
 from canary.core import state
 
 Phase = models.CanaryPhase
@@ -99,7 +99,7 @@ def waiting_for(obs: state.Observed, status: models.CanaryStatus) -> models.Cana
 def rollback(obs: state.Observed, reason: str, **changes: object) -> state.Decision:
     """Every rollback, whatever its cause: routes back, canary down, condition, event, alert, hooks."""
     actions: tuple[state.Action, ...] = (
-        state.SetRoutes(state.ALL_PRIMARY),
+        state.SetRoutes(vocabulary.ALL_PRIMARY),
         state.ScaleTarget(0),
         state.Event("Warning", "Synced", f"Canary failed! Scaling down {name(obs)}: {reason}"),
         state.Alert("error", f"Canary analysis failed, {name(obs)} rolled back: {reason}"),

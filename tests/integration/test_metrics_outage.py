@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, models
+from apis import models
+from canary import core
 from localkube import environment
 from localkube import manifests as kubectl
 from metrics import analysis, providers

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from canary import models
+from apis import models
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl

@@ -13,7 +13,7 @@ import copy
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
-from canary import models
+from apis import models
 
 Manifest = dict[str, Any]
 Path = tuple[str, ...]

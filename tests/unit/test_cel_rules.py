@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from canary import crdgen, models
-from canary.models import base
+from apis import models
+from apis.models import base
+from canary import crdgen
 
 pytestmark = pytest.mark.unit
 

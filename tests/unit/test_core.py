@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from canary import core, models
+from apis import models
+from canary import core
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, models
+from apis import models
+from canary import core
 from tests.unit.test_core import LATER, PASS, T0, World, decide, make, progressing, routes_of
 
 pytestmark = pytest.mark.unit

@@ -32,7 +32,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from canary import core, models
+from apis import models
+from canary import core
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, manual, models
+from apis import models
+from canary import core, manual
 from tests.unit.test_core import FAIL, LATER, PASS, T0, World, decide, make, progressing, routes_of
 
 pytestmark = pytest.mark.unit

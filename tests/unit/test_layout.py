@@ -25,42 +25,6 @@ pytestmark = pytest.mark.unit
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAX_LINES = 400
 
-# Imports that close a cycle today (canary <-> metrics, canary <-> routers: the plug-in families reach up into
-# the engine for its vocabulary).  Each is an expected failure; when one goes away its test passes, strict
-# xfail turns that into a failure, and the entry must be deleted here.  Add nothing to this list.
-KNOWN_CYCLE_IMPORTS = [
-    ("metrics/analysis.py", "canary.core"),
-    ("metrics/analysis.py", "canary.errors"),
-    ("metrics/analysis.py", "canary.models"),
-    ("metrics/base.py", "canary.errors"),
-    ("metrics/judging.py", "canary.core"),
-    ("metrics/judging.py", "canary.models"),
-    ("metrics/prometheus.py", "canary.errors"),
-    ("metrics/providers.py", "canary.errors"),
-    ("metrics/providers.py", "canary.models"),
-    ("metrics/templates.py", "canary.errors"),
-    ("metrics/templates.py", "canary.models"),
-    ("routers/base.py", "canary.core"),
-    ("routers/base.py", "canary.errors"),
-    ("routers/base.py", "canary.models"),
-    ("routers/gateway_api.py", "canary.core"),
-    ("routers/gateway_api.py", "canary.errors"),
-    ("routers/gateway_api.py", "canary.models"),
-    ("routers/gateway_api.py", "canary.workloads"),
-    ("routers/istio.py", "canary.core"),
-    ("routers/istio.py", "canary.errors"),
-    ("routers/istio.py", "canary.models"),
-    ("routers/istio.py", "canary.workloads"),
-    ("routers/kubernetes.py", "canary.core"),
-    ("routers/kubernetes.py", "canary.errors"),
-    ("routers/kubernetes.py", "canary.kube"),
-    ("routers/kubernetes.py", "canary.models"),
-    ("routers/kubernetes.py", "canary.workloads"),
-    ("routers/nginx.py", "canary.core"),
-    ("routers/nginx.py", "canary.errors"),
-    ("routers/nginx.py", "canary.models"),
-    ("routers/nginx.py", "canary.workloads"),
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,22 +134,10 @@ def test_the_walk_sees_the_packages_and_their_imports() -> None:
 
 
 def test_no_import_cycle_between_top_level_packages() -> None:
-    known = {Import(path, target) for path, target in KNOWN_CYCLE_IMPORTS}
-    imports = tuple(item for item in _all_imports() if item not in known)
+    imports = tuple(_all_imports())
     graph = _package_graph(imports)
     cycles = [f"{item.path} imports {item.target}" for item in imports if _in_cycle(graph, item)]
     assert not cycles, "imports that close a cycle between top-level packages:\n" + "\n".join(cycles)
-
-
-@pytest.mark.parametrize(
-    ("path", "target"),
-    [pytest.param(path, target, marks=pytest.mark.xfail(strict=True, reason="known cycle; delete the entry once fixed"))
-     for path, target in KNOWN_CYCLE_IMPORTS],
-)
-def test_known_cycle_imports_are_gone(path: str, target: str) -> None:
-    graph = _package_graph(_all_imports())
-    item = Import(path, target)
-    assert item not in _all_imports() or not _in_cycle(graph, item), f"{path} imports {target}, closing a cycle"
 
 
 def test_the_runtime_never_imports_a_developer_tool() -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, errors, models
+from apis import errors, models
+from canary import core
 from metrics import analysis, base, builtin, providers
 
 pytestmark = pytest.mark.unit

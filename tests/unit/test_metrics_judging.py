@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, models
+from apis import models
+from canary import core
 from metrics import base, judging
 
 pytestmark = pytest.mark.unit

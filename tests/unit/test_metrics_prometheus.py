@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from canary import errors
+from apis import errors
 from metrics import base, prometheus
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from canary import errors, models
+from apis import errors, models
 from metrics import base, prometheus, providers
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from canary import errors, models
+from apis import errors, models
 from metrics import templates
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from canary import durations, errors, models
+from apis import durations, errors, models
 
 pytestmark = pytest.mark.unit
 

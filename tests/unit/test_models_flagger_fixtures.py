@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from canary import crdgen, models
+from apis import models
+from canary import crdgen
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from canary import crdgen, models
+from apis import models
+from canary import crdgen
 
 CANARY: dict[str, Any] = {
     "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": "shop"},

@@ -15,7 +15,8 @@ import pytest
 
 import notifiers
 import redaction
-from canary import alerts, models
+from apis import models
+from canary import alerts
 from notifiers import base, discord, gchat, generic, msteams, rocket, slack
 
 pytestmark = pytest.mark.unit

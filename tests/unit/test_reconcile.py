@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from canary import core, execute, kube, models, observe, tick, workloads
+from apis import models
+from canary import core, execute, kube, observe, services, tick, workloads
 from routers import gateway_api
 from tests.unit import routerfakes
 from tests.unit.test_workloads import canary, target
@@ -53,7 +54,7 @@ def test_matches_is_a_subset_comparison() -> None:
 
 
 def test_outdated_lists_missing_and_differing_objects_only() -> None:
-    same = served(workloads.services(canary(), target())[0])
+    same = served(services.desired(canary(), target())[0])
     store = routerfakes.FakeStore(same)
     changed = copy.deepcopy(same)
     changed["spec"]["ports"][0]["port"] = 8080
@@ -113,7 +114,7 @@ class Cluster:
 
 def initialized(body: models.Canary | None = None, hpa: dict[str, Any] | None = None) -> Cluster:
     body = body or canary()
-    objects = [served(service) for service in workloads.services(body, target())]
+    objects = [served(service) for service in services.desired(body, target())]
     objects.append(served(workloads.primary_deployment(body, target(), {}, 3)))
     if hpa is not None:
         objects.append(served(workloads.primary_autoscaler(body, hpa)))
@@ -184,7 +185,7 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     assert "ownerReferences" not in write.patch.get("metadata", {})
     assert write.patch["spec"] == {"selector": {"tier": None, "app": "web-primary"},
                                    "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}
-    recorded = json.loads(write.patch["metadata"]["annotations"][workloads.ORIGINAL_SERVICE])
+    recorded = json.loads(write.patch["metadata"]["annotations"][services.ORIGINAL_SERVICE])
     assert recorded == {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}
 
     taken = users_service()
@@ -193,11 +194,11 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     cluster.store.put(taken)
     assert workloads.plan(canary(), target(), cluster.lookup, None) == workloads.Plan()  # recorded once only
 
-    restore = workloads.restore_patch(taken, canary())
-    assert restore == {"metadata": {"annotations": {workloads.ORIGINAL_SERVICE: None}},
+    restore = services.restore_patch(taken, canary())
+    assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None}},
                        "spec": {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}}
-    owned = served(workloads.services(canary(), target())[0])
-    assert workloads.restore_patch(owned, canary()) is None  # garbage collection removes Fledge's own
+    owned = served(services.desired(canary(), target())[0])
+    assert services.restore_patch(owned, canary()) is None  # garbage collection removes Fledge's own
 
 
 def test_with_the_kubernetes_provider_the_routers_choice_of_side_is_kept() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, errors
+from apis import errors
+from canary import core
 from routers import gateway_api
 from simulator import routes as sim
 from tests.unit import routerfakes as fakes

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, errors, models
+from apis import errors, models
+from canary import core
 from routers import kubernetes
 from tests.unit import routerfakes as fakes
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, errors
+from apis import errors
+from canary import core
 from routers import base, nginx
 from simulator import routes as sim
 from tests.unit import routerfakes as fakes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary import errors
+from apis import errors
 from routers import base, gateway_api, istio, kubernetes, nginx
 from tests.unit import routerfakes as fakes
 

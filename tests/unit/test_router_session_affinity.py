@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from canary import core, models
+from apis import models
+from canary import core
 from routers import gateway_api, istio, session
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client import parser
 
-from canary import models, telemetry
+from apis import models
+from canary import telemetry
 
 pytestmark = pytest.mark.unit
 

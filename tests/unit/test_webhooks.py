@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from canary import core, models, webhooks
+from apis import models
+from canary import core, webhooks
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from canary import errors, kube, models, workloads
+from apis import errors, models, naming
+from canary import kube, services, workloads
 
 pytestmark = pytest.mark.unit
 
@@ -76,7 +77,7 @@ def test_primary_deployment_is_a_renamed_copy() -> None:
     meta = primary["metadata"]
     assert meta["name"] == "web-primary"
     assert meta["labels"] == {"team": "a", "app": "web-primary", "fledge.dev/managed": "true"}
-    assert meta["annotations"] == {"owner": "a", **workloads.GITOPS_DISABLED}
+    assert meta["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED}
     assert meta["ownerReferences"] == [{"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "web",
                                         "uid": "u-1", "controller": True, "blockOwnerDeletion": True}]
     spec = primary["spec"]
@@ -117,28 +118,28 @@ def test_primary_labels_follow_the_prefix_list_and_never_copy_fluxs(prefixes: tu
                                                                      kept: dict[str, str]) -> None:
     primary = workloads.primary_deployment(canary(), flux_target(), {}, replicas=1, label_prefixes=prefixes)
     # Fledge's own mark never replaces the user's (or Helm's) managed-by.
-    assert primary["metadata"]["labels"] == {**kept, "app": "web-primary", **workloads.MANAGED_BY}
-    assert primary["metadata"]["annotations"] == {"owner": "a", **workloads.GITOPS_DISABLED}
-    assert workloads.is_managed(primary)
+    assert primary["metadata"]["labels"] == {**kept, "app": "web-primary", **naming.MANAGED_BY}
+    assert primary["metadata"]["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED}
+    assert naming.is_managed(primary)
 
 
 def test_fledge_recognises_its_mark_old_and_new_but_not_helms() -> None:
-    assert workloads.is_managed({"metadata": {"labels": {"fledge.dev/managed": "true"}}})
-    assert workloads.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "fledge"}}})
-    assert not workloads.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}})
-    assert not workloads.is_managed({"metadata": {}})
+    assert naming.is_managed({"metadata": {"labels": {"fledge.dev/managed": "true"}}})
+    assert naming.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "fledge"}}})
+    assert not naming.is_managed({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}})
+    assert not naming.is_managed({"metadata": {}})
 
 
 def test_every_generated_object_tells_flux_and_helm_to_keep_off() -> None:
     source = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
               "metadata": {"name": "web-config", "labels": {**USER_LABELS, **FLUX_LABELS}}}
     copied = workloads.config_copy(canary(), source, ("team",))
-    assert copied["metadata"]["labels"] == {"team": "a", **workloads.MANAGED_BY}
-    assert copied["metadata"]["annotations"] == workloads.GITOPS_DISABLED
-    services = workloads.services(canary(apex={"annotations": {"a": "1"}}), target())
-    assert [s["metadata"]["annotations"] for s in services] == [
-        {"a": "1", **workloads.GITOPS_DISABLED}, workloads.GITOPS_DISABLED, workloads.GITOPS_DISABLED]
-    assert workloads.GITOPS_DISABLED == {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+    assert copied["metadata"]["labels"] == {"team": "a", **naming.MANAGED_BY}
+    assert copied["metadata"]["annotations"] == naming.GITOPS_DISABLED
+    generated = services.desired(canary(apex={"annotations": {"a": "1"}}), target())
+    assert [s["metadata"]["annotations"] for s in generated] == [
+        {"a": "1", **naming.GITOPS_DISABLED}, naming.GITOPS_DISABLED, naming.GITOPS_DISABLED]
+    assert naming.GITOPS_DISABLED == {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
                                          "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
 
 
@@ -169,12 +170,12 @@ def test_config_copy_keeps_data_and_type() -> None:
 
 
 def test_services_select_primary_and_canary_pods() -> None:
-    apex, primary, canary_svc = workloads.services(canary(portName="web", targetPort="http"), target())
+    apex, primary, canary_svc = services.desired(canary(portName="web", targetPort="http"), target())
     assert [s["metadata"]["name"] for s in (apex, primary, canary_svc)] == ["web", "web-primary", "web-canary"]
     assert apex["spec"]["selector"] == primary["spec"]["selector"] == {"app": "web-primary"}
     assert canary_svc["spec"]["selector"] == {"app": "web"}
     assert apex["spec"]["ports"] == [{"name": "web", "port": 80, "protocol": "TCP", "targetPort": "http"}]
-    without = workloads.services(canary(), target(), apex_selector=False)[0]
+    without = services.desired(canary(), target(), apex_selector=False)[0]
     assert "selector" not in without["spec"]
 
 
@@ -182,7 +183,7 @@ def test_target_without_a_known_selector_label_is_a_spec_error() -> None:
     body = target()
     body["spec"]["selector"] = {"matchLabels": {"component": "web"}}
     with pytest.raises(errors.SpecError) as raised:
-        workloads.selector_label(body)
+        naming.selector_label(body)
     assert raised.value.field == "spec.targetRef"
 
 
@@ -227,7 +228,7 @@ def test_primary_autoscaler_scales_the_primary_within_its_own_bounds() -> None:
     primary = workloads.primary_autoscaler(body, source)
     assert primary["metadata"]["name"] == "web-primary"
     assert primary["metadata"]["labels"] == {"team": "a", "fledge.dev/managed": "true"}
-    assert primary["metadata"]["annotations"] == workloads.GITOPS_DISABLED
+    assert primary["metadata"]["annotations"] == naming.GITOPS_DISABLED
     assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
     assert primary["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                                  "name": "web-primary"}

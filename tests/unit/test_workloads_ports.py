@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from canary import models, workloads
+from apis import models
+from canary import services
 
 
 def canary(**service: Any) -> models.Canary:
@@ -34,12 +35,12 @@ WORKER = {"name": "worker", "ports": [{"containerPort": 7000}, {"name": "grpc", 
 
 
 def test_without_discovery_only_the_main_port() -> None:
-    assert workloads.service_ports(canary(), target(APP)) == [
+    assert services.service_ports(canary(), target(APP)) == [
         {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]
 
 
 def test_discovery_adds_every_other_container_port_except_sidecars() -> None:
-    ports = workloads.service_ports(canary(portDiscovery=True), target(APP, ISTIO, ENVOY, WORKER))
+    ports = services.service_ports(canary(portDiscovery=True), target(APP, ISTIO, ENVOY, WORKER))
     assert ports == [
         {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80},
         {"name": "grpc", "port": 9090, "protocol": "TCP", "targetPort": 9090},
@@ -56,14 +57,14 @@ def test_discovery_adds_every_other_container_port_except_sidecars() -> None:
     ({"port": 9090}, 9090),                          # no targetPort: the port itself
 ])
 def test_discovery_skips_the_port_the_main_port_targets(service: dict[str, Any], skipped: int) -> None:
-    ports = workloads.service_ports(canary(portDiscovery=True, **service), target(APP))
+    ports = services.service_ports(canary(portDiscovery=True, **service), target(APP))
     assert skipped not in [port["port"] for port in ports[1:]]
     assert ports[0]["port"] == service["port"]
 
 
 def test_every_generated_service_carries_the_discovered_ports() -> None:
-    generated = workloads.services(canary(portDiscovery=True, appProtocol="http"), target(APP))
-    expected = workloads.service_ports(canary(portDiscovery=True, appProtocol="http"), target(APP))
+    generated = services.desired(canary(portDiscovery=True, appProtocol="http"), target(APP))
+    expected = services.service_ports(canary(portDiscovery=True, appProtocol="http"), target(APP))
     assert expected[0]["appProtocol"] == "http" and len(expected) == 4
     for service in generated:
         assert service["spec"]["ports"] == expected

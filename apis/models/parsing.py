@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pydantic
 import pydantic_core
 
-from canary.models import base, canary, templates
+from apis.models import base, canary, templates
 
 _R = TypeVar("_R", bound=base.ApiModel)
 # Pydantic names the member of a union in an error location; those names are not fields.

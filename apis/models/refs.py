@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from canary.models import base
+from apis.models import base
 
 
 class TargetRef(base.ApiModel):

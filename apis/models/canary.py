@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from canary import durations
-from canary.models import base, checks, refs, statuses
+from apis import durations
+from apis.models import base, checks, refs, statuses
 
 Strategy = Literal["canary", "ab", "bluegreen"]
 MAX_ITEMS = 32

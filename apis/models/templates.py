@@ -13,7 +13,7 @@ from typing import Literal
 
 import pydantic
 
-from canary.models import base, refs, statuses
+from apis.models import base, refs, statuses
 
 
 class MetricProviderType(enum.StrEnum):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from canary.models import base
+from apis.models import base
 
 
 class CanaryPhase(enum.StrEnum):

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 import pydantic
 
-from canary import durations
-from canary.models import base, refs
+from apis import durations
+from apis.models import base, refs
 
 BUILTIN_METRICS = frozenset({"request-success-rate", "request-duration"})
 

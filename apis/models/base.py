@@ -19,14 +19,14 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import alias_generators
 
-from canary import durations, errors
+from apis import durations, errors
 
 GROUP = "fledge.dev"
 VERSION = "v1beta1"
 API_VERSION = f"{GROUP}/{VERSION}"
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
 
-# The one SpecError of Fledge lives in canary.errors (a FatalError); it is re-exported here so that
+# The one SpecError of Fledge lives in apis.errors (a FatalError); it is re-exported here so that
 # ``except models.SpecError`` and ``except errors.SpecError`` catch the same thing.
 SpecError = errors.SpecError
 

@@ -19,7 +19,7 @@ beyond checking a spec and filling the defaults Flagger documents. An invalid ob
 written into ``status.message`` as it is.
 """
 
-from canary.models.base import (
+from apis.models.base import (
     API_VERSION,
     FLAGGER_API_VERSION,
     GROUP,
@@ -33,7 +33,7 @@ from canary.models.base import (
     SpecError,
     StatusModel,
 )
-from canary.models.canary import (
+from apis.models.canary import (
     AlertSeverity,
     AlertSpec,
     AnalysisSpec,
@@ -43,15 +43,15 @@ from canary.models.canary import (
     SessionAffinity,
     Strategy,
 )
-from canary.models.checks import BUILTIN_METRICS, HookType, JudgeSpec, MetricSpec, ThresholdRange, WebhookSpec
-from canary.models.parsing import (
+from apis.models.checks import BUILTIN_METRICS, HookType, JudgeSpec, MetricSpec, ThresholdRange, WebhookSpec
+from apis.models.parsing import (
     parse_alert_provider,
     parse_canary,
     parse_canary_for_routing,
     parse_metric_template,
     spec_error,
 )
-from canary.models.refs import (
+from apis.models.refs import (
     AutoscalerRef,
     CustomMetadata,
     GatewayRef,
@@ -61,7 +61,7 @@ from canary.models.refs import (
     SecretRef,
     TargetRef,
 )
-from canary.models.statuses import (
+from apis.models.statuses import (
     CanaryPhase,
     CanaryStatus,
     CheckResult,
@@ -73,7 +73,7 @@ from canary.models.statuses import (
     format_time,
     parse_time,
 )
-from canary.models.templates import (
+from apis.models.templates import (
     AlertProvider,
     AlertProviderSpec,
     AlertProviderType,

@@ -1,0 +1,55 @@
+"""Traffic weights and check outcomes: the words the decision core, the routers and the metric providers share.
+
+Why this exists: a router writes ``Weights`` and reads them back; a metric provider, a webhook call or the
+judge produces a ``Check``; the decision core reads both.  They live here, below all of them, so no plug-in
+family imports the engine.
+
+What it must not do: hold rules (when to step, what a failed check means): the decision core does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from apis import models
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """Traffic split; ``mirrored`` copies primary traffic to the canary (its answers are dropped)."""
+
+    primary: int
+    canary: int
+    mirrored: bool = False
+
+
+ALL_PRIMARY = Weights(primary=100, canary=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """The outcome of one metric query, webhook or judge comparison that counts towards failed checks."""
+
+    name: str
+    kind: Literal["metric", "webhook", "judge"]
+    passed: bool
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+    message: str = ""
+    mute_alert: bool = False  # a webhook's muteAlert: its failure is still counted and recorded, not alerted
+    # The metrics provider could not be reached (connection refused, timeout, 5xx): no evidence either way.
+    # A query that answers with no data is not this: it is a failed check.
+    unavailable: bool = False
+    judge: models.JudgeResult | None = None  # a judge check: its verdict, effect, interval and evidence
+
+    @property
+    def inconclusive(self) -> bool:
+        """Too few samples to judge: the step is held, and it is not a failed check."""
+        return self.judge is not None and self.judge.verdict == "Inconclusive"
+
+    @property
+    def severe(self) -> bool:
+        """A regression proven so large that the release rolls back at once, whatever the threshold."""
+        return self.judge is not None and self.judge.verdict == "Fail" and self.judge.severe

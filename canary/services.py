@@ -1,0 +1,166 @@
+"""The three Services of a canary, and how a Service the user created first is taken over and given back.
+
+Why this exists: the apex ``<svc>`` (what the app's clients call), ``<svc>-primary`` and ``<svc>-canary`` are
+built here as pure manifests, with the ports of ``spec.service`` (and, with ``portDiscovery``, every other
+container port of the target), so unit tests compare them field by field.  A Service named like one of them
+that existed before the Canary is the user's: Fledge takes it over without owning it, and gives it back.
+
+What it must not do: write anything (``canary.execute`` does, after ``canary.workloads.plan`` has compared
+these with the watch cache) or decide when the apex switches (the routers and the core do).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from apis import errors, models, naming
+from canary import kube
+
+Manifest = dict[str, Any]
+
+
+def desired(canary: models.Canary, target: Mapping[str, Any], apex_selector: bool = True) -> list[Manifest]:
+    """The apex ``<svc>``, ``<svc>-primary`` and ``<svc>-canary`` ClusterIP Services.
+
+    ``apex_selector=False`` leaves the apex selector to a router that switches it (the kubernetes provider).
+    """
+    svc = canary.spec.service
+    name = canary.spec.service_name
+    label = naming.selector_label(target)
+    value = target["spec"]["selector"]["matchLabels"][label]
+    ports = service_ports(canary, target)
+
+    def service(service_name: str, selector: Mapping[str, str] | None, meta: models.CustomMetadata | None
+                ) -> Manifest:
+        spec: Manifest = {"type": "ClusterIP", "ports": copy.deepcopy(ports)}
+        if selector is not None:
+            spec["selector"] = dict(selector)
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": service_name, "namespace": canary.namespace,
+                             "labels": {**((meta.labels if meta else None) or {}), label: service_name,
+                                        **naming.MANAGED_BY},
+                             "annotations": naming.gitops_disabled(meta.annotations if meta else None),
+                             "ownerReferences": [naming.owner_reference(canary)]},
+                "spec": spec}
+
+    return [
+        service(name, {label: naming.primary_name(value)} if apex_selector else None, svc.apex),
+        service(naming.primary_name(name), {label: naming.primary_name(value)}, svc.primary),
+        service(f"{name}-canary", {label: value}, svc.canary),
+    ]
+
+
+# -- Services Fledge did not create ------------------------------------------------------------
+#
+# A Service named like one of the three (usually the apex, which the user's clients already call) may exist
+# before the Canary.  As Flagger does, Fledge points its selector at the pods it should reach and replaces its
+# ports; unlike an object Fledge creates, it gets no owner reference (deleting the Canary must not delete it)
+# and what it had is recorded in ORIGINAL_SERVICE, so that deleting the Canary gives it back.  It is written
+# with a merge patch, not server-side apply: an apply would keep the user's port entry beside Fledge's.
+
+ORIGINAL_SERVICE = "fledge.dev/original-service"
+
+
+def owned_by(obj: Mapping[str, Any], canary: models.Canary) -> bool:
+    """Whether ``canary`` created ``obj``: it carries that Canary's owner reference."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(canary.metadata.uid) and any(ref.get("uid") == canary.metadata.uid for ref in refs)
+
+
+def _selector_patch(current: Mapping[str, Any] | None, wanted: Mapping[str, Any] | None) -> Manifest | None:
+    """A merge patch turning the selector ``current`` into ``wanted`` (keys only in ``current`` nulled)."""
+    if not wanted:
+        return None
+    return {**{key: None for key in current or {} if key not in wanted}, **wanted}
+
+
+def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Manifest | None:
+    """The merge patch taking the user's Service ``current`` over (selector and ports of ``desired``), recording
+    its original selector and ports the first time; None when it is taken over already."""
+    spec = current.get("spec") or {}
+    wanted = desired.get("spec") or {}
+    patch: Manifest = {}
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    if ORIGINAL_SERVICE not in annotations:
+        original = {"selector": spec.get("selector"), "ports": spec.get("ports")}
+        patch["metadata"] = {"annotations": {ORIGINAL_SERVICE: json.dumps(original, sort_keys=True,
+                                                                          separators=(",", ":"))}}
+    changes: Manifest = {}
+    if (spec.get("selector") or {}) != (wanted.get("selector") or {}):
+        changes["selector"] = _selector_patch(spec.get("selector"), wanted.get("selector"))
+    if not kube.matches(wanted.get("ports"), spec.get("ports")):
+        changes["ports"] = copy.deepcopy(wanted.get("ports"))
+    if changes:
+        patch["spec"] = changes
+    return patch or None
+
+
+def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest | None:
+    """The merge patch giving the user's Service back its recorded selector and ports; None when Fledge did not
+    take it over (or created it: garbage collection removes those)."""
+    recorded = ((current.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_SERVICE)
+    if recorded is None or owned_by(current, canary):
+        return None
+    name = (current.get("metadata") or {}).get("name")
+    try:
+        original = json.loads(recorded)
+        selector, ports = original.get("selector"), original.get("ports")
+    except (ValueError, AttributeError) as exc:
+        raise errors.SpecError(f"Service {name} metadata.annotations[{ORIGINAL_SERVICE}]",
+                               f"not the JSON Fledge wrote ({exc}); restore the Service's selector and ports "
+                               "by hand") from exc
+    spec: Manifest = {"selector": _selector_patch((current.get("spec") or {}).get("selector"), selector)}
+    if ports:
+        spec["ports"] = ports
+    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None}}, "spec": spec}
+
+
+# Proxies a mesh injects: their ports (admin, metrics, inbound capture) are not the app's, as in Flagger.
+SIDECARS = frozenset({"istio-proxy", "envoy"})
+
+
+def service_ports(canary: models.Canary, target: Mapping[str, Any]) -> list[Manifest]:
+    """The ports of the generated Services: ``service.port`` first, then, with ``service.portDiscovery``, every
+    other container port of the target's pod template, as Flagger exposes them.
+
+    Discovery skips the containers of mesh sidecars (``SIDECARS``) and the container port the main port already
+    targets (``targetPort`` by number or name, else ``port``). A discovered port keeps its name, else it is named
+    ``tcp-<container>-<index>``, and targets itself by number. A name or number already taken (a Service refuses
+    duplicates) keeps its first owner.
+    """
+    svc = canary.spec.service
+    main: Manifest = {"name": svc.port_name or "http", "port": svc.port, "protocol": "TCP",
+                      "targetPort": svc.target_port if svc.target_port is not None else svc.port}
+    if svc.app_protocol:
+        main["appProtocol"] = svc.app_protocol
+    ports = [main]
+    if not svc.port_discovery:
+        return ports
+    names, numbers = {main["name"]}, {(svc.port, "TCP")}
+    containers = ((target.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []
+    for container in containers:
+        if container.get("name") in SIDECARS:
+            continue
+        for index, port in enumerate(container.get("ports") or []):
+            number, port_name = port.get("containerPort"), port.get("name")
+            if not isinstance(number, int) or _is_main_port(svc, number, port_name):
+                continue
+            protocol = str(port.get("protocol") or "TCP")
+            discovered_name = str(port_name or f"tcp-{container.get('name')}-{index}")
+            if discovered_name in names or (number, protocol) in numbers:
+                continue
+            names.add(discovered_name)
+            numbers.add((number, protocol))
+            ports.append({"name": discovered_name, "port": number, "protocol": protocol, "targetPort": number})
+    return ports
+
+
+def _is_main_port(svc: models.ServiceSpec, number: int, name: str | None) -> bool:
+    if svc.target_port is None:
+        return number == svc.port
+    if isinstance(svc.target_port, str):
+        return name == svc.target_port
+    return number == svc.target_port
