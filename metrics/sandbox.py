@@ -10,7 +10,8 @@ budget, and a template that exceeds it raises ``LimitExceeded`` before the alloc
   and no integer wider than ``MAX_INT_BITS`` bits; sizes and repeat counts are checked *before* the
   operation (``*``, ``**``, ``%``, ``+``, ``str.ljust``, ``replace``, ``join``, ``format``, filters);
 - at most ``MAX_OUTPUT`` characters written in all, counted wherever they go (the query, a macro's body, a
-  ``{% set %}`` block);
+  ``{% set %}`` block), and at most ``MAX_BUILT`` in all the values built (so that many values each under
+  the size limit, kept in a list, cannot add up to gigabytes either);
 - at most ``MAX_STEPS`` loop iterations, calls and filter applications, and ``MAX_SECONDS`` of time.
 
 Loops, outputs and ``~`` are counted by rewriting the parsed template (a ``for`` iterates through
@@ -39,6 +40,8 @@ MAX_LENGTH = 65_536
 """Longest string or list a template may build; a PromQL query is a few hundred characters."""
 MAX_OUTPUT = 4 * MAX_LENGTH
 """Characters a render may write in all, macro bodies and set blocks included."""
+MAX_BUILT = 16 * MAX_LENGTH
+"""Total length of the strings and lists a render's calls, filters and operators build."""
 MAX_INT_BITS = 4096
 MAX_STEPS = 10_000
 """Loop iterations, calls and filter applications of one render."""
@@ -59,6 +62,7 @@ class _Budget:
     deadline: float
     steps: int = 0
     output: int = 0
+    built: int = 0
 
     def step(self, count: int = 1) -> None:
         self.steps += count
@@ -92,8 +96,12 @@ def bounded() -> Iterator[None]:
 
 
 def _sized(value: Any, what: str) -> Any:
-    if isinstance(value, str | bytes | list | tuple | dict) and len(value) > MAX_LENGTH:
-        raise LimitExceeded(f"{what} would be {len(value)} long; the limit is {MAX_LENGTH}")
+    if isinstance(value, str | bytes | list | tuple | dict):
+        if len(value) > MAX_LENGTH:
+            raise LimitExceeded(f"{what} would be {len(value)} long; the limit is {MAX_LENGTH}")
+        _budget().built += len(value)
+        if _budget().built > MAX_BUILT:
+            raise LimitExceeded(f"the template builds more than {MAX_BUILT} characters and items in all")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise LimitExceeded(f"{what} is an integer wider than {MAX_INT_BITS} bits")
     return value
@@ -147,6 +155,18 @@ def _format_length(template: str, args: tuple[Any, ...], kwargs: Mapping[str, An
     return total
 
 
+def _collect(items: Iterable[Any]) -> list[Any]:
+    """The items of an iterable (a ``map`` generator, say), counted against the budget as they come."""
+    budget = _budget()
+    collected = []
+    for item in items:
+        collected.append(item)
+        budget.built += len(item) if isinstance(item, str | list | tuple) else 1
+        if budget.built > MAX_BUILT:
+            raise LimitExceeded(f"the template builds more than {MAX_BUILT} characters and items in all")
+    return collected
+
+
 def _join_length(separator: str, items: list[Any]) -> int:
     return sum(len(item) if isinstance(item, str) else len(str(item)) for item in items) + \
         len(separator) * max(len(items) - 1, 0)
@@ -179,7 +199,7 @@ def _check_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     if not isinstance(owner, str):
         return args
     if name == "join" and len(args) == 1:
-        items = list(args[0])  # a generator would be consumed by the check; the call gets the list
+        items = _collect(args[0])  # a generator would be consumed by the check; the call gets the list
         _at_most(_join_length(owner, items), "the joined string")
         return (items,)
     estimate = _STR_METHODS.get(name)
@@ -202,7 +222,7 @@ def _filter_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
     if name == "replace" and isinstance(value, str) and len(rest) >= 2:
         _at_most(_replace_length(value, *rest[:3]), "the result of the replace filter")
     elif name == "join" and isinstance(value, Iterable) and not isinstance(value, str | Mapping):
-        items = list(value)
+        items = _collect(value)
         _at_most(_join_length(str(rest[0]) if rest else str(kwargs.get("d", "")), items),
                  "the result of the join filter")
     elif name == "indent" and isinstance(value, str):
@@ -226,7 +246,7 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         # A filter marked pass_context/pass_eval_context/pass_environment gets that object first.
         own = args[1:] if pass_arg is not None else args
         if name == "join" and own and isinstance(own[0], Iterable) and not isinstance(own[0], str | Mapping):
-            own = (list(own[0]), *own[1:])  # checked and joined from the same list
+            own = (_collect(own[0]), *own[1:])  # checked and joined from the same list
             args = (args[0], *own) if pass_arg is not None else own
         _filter_check(name, own, kwargs)
         return _sized(function(*args, **kwargs), f"the result of the {name} filter")

@@ -120,7 +120,7 @@ def render(template: str, variables: Variables, *, field: str, source: str) -> s
                                         f"(variables.<key> for templateVariables)") from exc
     except jinja2.exceptions.SecurityError as exc:
         raise QueryTemplateError(field, f"{source}: not allowed in a query template: {exc}") from exc
-    except RecursionError as exc:  # a macro that calls itself without end
-        raise QueryTemplateError(field, f"{source}: the query template recurses too deeply") from exc
+    except RecursionError as exc:  # a macro that calls itself without end, or ((((...)))) thousands deep
+        raise QueryTemplateError(field, f"{source}: the query template nests or recurses too deeply") from exc
     except Exception as exc:  # anything an expression can raise: 1/0, a filter on the wrong type
         raise QueryTemplateError(field, f"{source}: template error: {type(exc).__name__}: {exc}") from exc
