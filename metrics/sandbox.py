@@ -261,15 +261,15 @@ def _repeat_length(left: Any, right: Any) -> None:
     for sequence, times in ((left, right), (right, left)):
         if isinstance(sequence, str | list | tuple) and isinstance(times, int) and not isinstance(times, bool):
             _at_most(len(sequence) * max(times, 0), "a repeated string or list")
-    if all(isinstance(side, int) and not isinstance(side, bool) for side in (left, right)):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise LimitExceeded(f"a product wider than {MAX_INT_BITS} bits")
+    integers = all(isinstance(side, int) and not isinstance(side, bool) for side in (left, right))
+    if integers and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+        raise LimitExceeded(f"a product wider than {MAX_INT_BITS} bits")
 
 
 def _power_size(base: Any, exponent: Any) -> None:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        if (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
-            raise LimitExceeded(f"a power wider than {MAX_INT_BITS} bits")
+    integers = isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1
+    if integers and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
+        raise LimitExceeded(f"a power wider than {MAX_INT_BITS} bits")
 
 
 class BoundedSandbox(sandbox.ImmutableSandboxedEnvironment):
@@ -296,7 +296,7 @@ class BoundedSandbox(sandbox.ImmutableSandboxedEnvironment):
             _at_most(len(left) + len(right), "the sum")
         return _sized(super().call_binop(context, operator, left, right), f"the result of {operator!r}")
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,  # noqa: N805 (Jinja's own names)
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:
         _budget().step()
         for value in (*args, *kwargs.values()):
@@ -333,18 +333,18 @@ def _helper(name: str) -> nodes.ImportedName:
 class _Counted(visitor.NodeTransformer):
     """Route loops, outputs and concatenations of a parsed template through the budget."""
 
-    def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802 (the visitor's naming)
+    def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
         node.iter = nodes.Call(_helper("_loop"), [node.iter], [], None, None, lineno=node.lineno)
         return node
 
-    def visit_Output(self, node: nodes.Output) -> nodes.Node:  # noqa: N802
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
         node.nodes = [nodes.Call(_helper("_emit"), [child], [], None, None, lineno=child.lineno)
                       for child in node.nodes]
         return node
 
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         return nodes.Call(_helper("_concat"), list(node.nodes), [], None, None, lineno=node.lineno)
 

@@ -184,8 +184,9 @@ class Case:
         meta = body.setdefault("metadata", {}) if isinstance(body.get("metadata"), dict) else {}
         body["metadata"] = {**meta, "name": name, "namespace": namespace}
         spec = body.get("spec")
-        if isinstance(spec, dict) and isinstance(spec.get("targetRef"), dict) and spec["targetRef"].get("name") == "app":
-            spec["targetRef"]["name"] = name
+        target = spec.get("targetRef") if isinstance(spec, dict) else None
+        if isinstance(target, dict) and target.get("name") == "app":
+            target["name"] = name
         template = None
         if self.template is not None:
             template = copy.deepcopy(self.template)
