@@ -161,3 +161,16 @@ def test_ordinary_templates_still_render() -> None:
     query = analysis.prepare(models.parse_canary(body), 0, lambda *_: None, default_provider="gatewayapi",
                              metrics_server="")
     assert query.text == 'sum(rate(x{ns="fuzz", app=~"APP"}[1m])) > 0.50 k=v z=w    1'
+
+
+@pytest.mark.parametrize(("hook", "field"), [
+    ({"retries": 2**63 - 1}, "spec.analysis.webhooks[0].retries"),
+    ({"timeout": "99999999999h"}, "spec.analysis.webhooks[0].timeout"),
+])
+def test_a_webhook_that_would_hold_its_tick_for_ever_is_refused(hook: dict[str, Any], field: str) -> None:
+    body = hostile.canary("fuzz", "app")
+    body["spec"]["analysis"]["webhooks"] = [{"name": "w", "type": "confirm-rollout", "url": "http://127.0.0.1:9/",
+                                             **hook}]
+    with pytest.raises(models.SpecError) as caught:
+        models.parse_canary(body)
+    assert caught.value.field == field
