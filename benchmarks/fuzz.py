@@ -38,8 +38,10 @@ from localkube import manifests as kubectl
 from tests import hostile
 from tests.integration import apps
 
-# A field path in a message: spec.analysis.stepWeight, spec.analysis.metrics[0], metadata.name, spec: ...
-NAMES_A_FIELD = re.compile(r"\b(spec|metadata|status)(\.[A-Za-z]|\[\d+\]|:| in body)|templateVariables|spec\b")
+# A field path in a message: spec.analysis.stepWeight, spec.analysis.metrics[0], metadata.name, spec: ..., or
+# the API server's JSON decoder's "Go struct field ObjectMeta.annotations" for a metadata field of a wrong type.
+NAMES_A_FIELD = re.compile(r"\b(spec|metadata|status)(\.[A-Za-z]|\[\d+\]|:| in body)|templateVariables|spec\b"
+                           r"|Go struct field \w+\.\w+")
 HEALTHY = ("healthy-a", "healthy-b", "healthy-c")
 # FAST_ANALYSIS: stepWeight 20 up to maxWeight 60 every 3s: three steps, then promotion and finalisation.
 IDEAL_RELEASE_SECONDS = (3 + 2) * 3.0

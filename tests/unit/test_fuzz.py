@@ -16,9 +16,10 @@ import tracemalloc
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 
-from canary import core, errors, models
+from canary import core, errors, kube, models
 from metrics import analysis, sandbox
 from tests import hostile
 
@@ -174,3 +175,11 @@ def test_a_webhook_that_would_hold_its_tick_for_ever_is_refused(hook: dict[str, 
     with pytest.raises(models.SpecError) as caught:
         models.parse_canary(body)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("value", ["x\U0001f600", "\x0b\x85\u2028", "\\ud83d\\ude00", "\\\U0001f600", "\U0010ffff"])
+def test_an_apply_body_with_any_character_reads_back_through_yaml(value: str) -> None:
+    # Server-side apply bodies are YAML; "\ud83d\ude00" (JSON's escape of one emoji) is no YAML escape, and
+    # a label with an emoji in spec.service.apex failed every apply of the Service, one Traceback per tick.
+    body = {"metadata": {"labels": {"k": value}}}
+    assert yaml.safe_load(kube.yaml_json(body)) == body
