@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
@@ -81,6 +82,25 @@ CONFIG_TRACKING_ANNOTATIONS = ("flagger.app/config-tracking", "fledge.dev/config
 UNTRACKED = "untracked"
 
 
+# An escaped UTF-16 surrogate pair (\\ud83d\\ude00) that is not itself an escaped backslash and text.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def yaml_json(body: Any) -> str:
+    """``body`` as JSON that the API server's YAML decoder reads (server-side apply takes YAML only).
+
+    JSON is YAML 1.2 except for one thing: YAML has no surrogate-pair escapes, and refuses ``\\ud83d\\ude00``
+    ("found invalid Unicode character escape code"), so a character beyond the BMP in a user's label or
+    host would fail every apply of the object that carries it. It is written as ``\\U0001f600`` instead.
+    """
+
+    def joined(match: re.Match[str]) -> str:
+        high, low = int(match[2], 16), int(match[3], 16)
+        return f"{match[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _SURROGATE_PAIR.sub(joined, json.dumps(body))
+
+
 def request(api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json",
             query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Manifest:
     """One raw API call with the kubernetes client's auth and TLS; non-2xx raises ApiException (blocking)."""
@@ -89,6 +109,8 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type
+        if content_type.endswith("yaml") and not isinstance(body, str | bytes):
+            body = yaml_json(body)
     _, url, header_params, serialized, _ = api.param_serialize(
         method=method, resource_path=path, query_params=query or [], header_params=headers, body=body,
         auth_settings=["BearerToken"])

@@ -3,8 +3,9 @@
 Why this exists: MetricTemplates, inline queries and the builtin metrics are query templates written with
 Flagger's variables (``{{ name }} {{ namespace }} {{ target }} {{ service }} {{ ingress }} {{ interval }}``
 and ``{{ variables.<key> }}`` for the metric's templateVariables), so a Flagger template renders unchanged.
-Templates come from users, so they run in Jinja's immutable sandbox with no globals, and a missing
-variable is an error that names it instead of an empty string in the query. A templateVariables key that
+Templates come from users, so they run in Jinja's immutable sandbox with no globals and with a size,
+step and time budget (``metrics.sandbox``), and a missing variable is an error that names it instead of an
+empty string in the query. A templateVariables key that
 is also a method of a mapping (``items``, ``keys``, ``get``) is read as ``{{ variables['items'] }}``.
 
 What it must not do: run queries, or know where a template was found beyond the words it is given for
@@ -19,9 +20,9 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import jinja2
-from jinja2 import sandbox
 
 from apis import errors, models
+from metrics import sandbox as bounded_sandbox
 
 VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval", "variables")
 
@@ -83,18 +84,12 @@ for _attr, _member in {**vars(jinja2.Undefined), **vars(jinja2.StrictUndefined)}
         setattr(_Undefined, _attr, _Undefined._fail_with_undefined_error)
 
 
-def _environment() -> sandbox.ImmutableSandboxedEnvironment:
-    env = sandbox.ImmutableSandboxedEnvironment(undefined=_Undefined, autoescape=False)
-    env.globals.clear()  # no range(), cycler, joiner, namespace, lipsum: a query needs none of them
-    return env
-
-
-_ENV = _environment()
+_ENV = bounded_sandbox.BoundedSandbox(undefined=_Undefined, autoescape=False)
 
 
 @functools.lru_cache(maxsize=256)
 def _compile(source: str) -> jinja2.Template:
-    return _ENV.from_string(source)
+    return _ENV.bounded_template(source)
 
 
 def render(template: str, variables: Variables, *, field: str, source: str) -> str:
@@ -103,12 +98,16 @@ def render(template: str, variables: Variables, *, field: str, source: str) -> s
     ``field`` is the metric's path (``spec.analysis.metrics[1]``) and ``source`` names the template in
     messages (``MetricTemplate default/errors``). Raises QueryTemplateError: on ``<field>.templateVariables``
     for a missing ``variables.<key>``, on ``<field>`` for anything else (syntax, unknown variable, unsafe
-    attribute, an error inside an expression).
+    attribute, an error inside an expression, a template over the limits of ``metrics.sandbox``).
     """
     context = dataclasses.asdict(variables)
     context["variables"] = known = dict(variables.variables)
     try:
-        return _compile(template).render(context).strip()
+        with bounded_sandbox.bounded():
+            return _compile(template).render(context).strip()
+    except bounded_sandbox.LimitExceeded as exc:
+        raise QueryTemplateError(field, f"{source}: the query template is over a limit: {exc}; a query "
+                                        "template must stay small and finite") from exc
     except jinja2.TemplateSyntaxError as exc:
         raise QueryTemplateError(field, f"{source}: template syntax error on line {exc.lineno}: "
                                         f"{exc.message}") from exc
@@ -121,5 +120,7 @@ def render(template: str, variables: Variables, *, field: str, source: str) -> s
                                         f"(variables.<key> for templateVariables)") from exc
     except jinja2.exceptions.SecurityError as exc:
         raise QueryTemplateError(field, f"{source}: not allowed in a query template: {exc}") from exc
+    except RecursionError as exc:  # a macro that calls itself without end, or ((((...)))) thousands deep
+        raise QueryTemplateError(field, f"{source}: the query template nests or recurses too deeply") from exc
     except Exception as exc:  # anything an expression can raise: 1/0, a filter on the wrong type
         raise QueryTemplateError(field, f"{source}: template error: {type(exc).__name__}: {exc}") from exc

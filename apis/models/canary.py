@@ -32,7 +32,9 @@ class AlertSeverity(enum.StrEnum):
 class ServiceSpec(base.ApiModel):
     """How the apex, primary and canary Services and the router objects are generated."""
 
-    name: str | None = None
+    # A Service name is an RFC 1123 label of at most 63 characters, and Fledge adds "-primary" to it: an
+    # invalid one would fail every apply of the Services (a 422 per tick) instead of naming this field.
+    name: str | None = pydantic.Field(default=None, max_length=55, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Name of the apex Service; defaults to targetRef.name."""
     port: base.Port
     """Port of the generated Services."""

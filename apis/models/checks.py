@@ -99,8 +99,20 @@ class MetricSpec(base.ApiModel):
         return durations.parse_duration(self.interval)
 
 
+MAX_WEBHOOK_RETRIES = 10
+MAX_WEBHOOK_TIMEOUT = "1h"
+
+
 class WebhookSpec(base.ApiModel):
     """An HTTP call made at one point of the release; a non-2xx answer fails, halts or rolls back."""
+
+    # A tick waits for its hooks: without these bounds one hook (retries: 9223372036854775807, or a
+    # timeout of years) would hold its canary's tick for ever, with nothing said in its status.
+    cel_rules = (
+        base.CelRule(f"!has(self.timeout) || duration(self.timeout) <= duration('{MAX_WEBHOOK_TIMEOUT}')",
+                     lambda w: w.timeout_seconds <= durations.parse_duration(MAX_WEBHOOK_TIMEOUT),
+                     f"timeout must be at most {MAX_WEBHOOK_TIMEOUT}", ".timeout"),
+    )
 
     type: Annotated[HookType, base.empty_means(HookType.ROLLOUT)] = pydantic.Field(
         default=HookType.ROLLOUT, json_schema_extra={"enum": ["", *HookType]}
@@ -112,8 +124,8 @@ class WebhookSpec(base.ApiModel):
     """Address that is POSTed the canary's name, namespace, phase and metadata."""
     timeout: base.Duration = "10s"
     """Request timeout."""
-    retries: int | None = pydantic.Field(default=None, ge=0)
-    """Retries after an unsuccessful answer."""
+    retries: int | None = pydantic.Field(default=None, ge=0, le=MAX_WEBHOOK_RETRIES)
+    """Retries after an unsuccessful answer, at most 10."""
     mute_alert: bool = False
     """Send no alert when this webhook fails."""
     metadata: dict[str, str] = pydantic.Field(default_factory=dict)

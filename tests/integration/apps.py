@@ -73,9 +73,9 @@ def status(api: Any, namespace: str, name: str) -> dict[str, Any]:
 
 
 def wait_phase(api: Any, namespace: str, name: str, *phases: str, timeout: float = 120) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
+    def reached() -> dict[str, Any]:
         current = status(api, namespace, name)
-        return current if current.get("phase") in phases else None
+        return current if current.get("phase") in phases else {}
 
     return eventually(reached, timeout=timeout, interval=0.2, what=f"{namespace}/{name} in {phases}",
                       show=lambda: status(api, namespace, name))

@@ -58,6 +58,7 @@ PLACES = {
     models.AnalysisSpec: ("canaries.yaml", "spec.analysis"),
     models.MetricSpec: ("canaries.yaml", "spec.analysis.metrics.[]"),
     models.ThresholdRange: ("canaries.yaml", "spec.analysis.metrics.[].thresholdRange"),
+    models.WebhookSpec: ("canaries.yaml", "spec.analysis.webhooks.[]"),
     models.AlertProviderSpec: ("alertproviders.yaml", "spec"),
 }
 
