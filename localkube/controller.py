@@ -21,8 +21,9 @@ from localkube import environment, processes
 
 class Controller:
     def __init__(self, env: environment.Environment, provider: str = "gatewayapi", name: str = "controller",
-                 namespaces: tuple[str, ...] = ()) -> None:
+                 namespaces: tuple[str, ...] = (), args: tuple[str, ...] = ()) -> None:
         self.env = env
+        self.args = args  # more ``fledge controller`` flags (--leader-elect ...)
         self.provider = provider
         self.name = name
         self.namespaces = namespaces
@@ -43,6 +44,7 @@ class Controller:
                 f"--provider={self.provider}", f"--metrics-server={self.env.prometheus_url}",
                 f"--listen=127.0.0.1:{self.port}", "--log-format=text"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
+        argv += list(self.args)
         self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,))
         self.env.started.append(self.proc)
         self.env._save()
