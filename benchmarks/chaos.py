@@ -5,10 +5,10 @@
 
 Each scenario runs one release (weights 20, 40, 60, a confirm-promotion gate, no metrics, a 2 s interval) in a
 namespace of its own with a controller of its own, and records every weight the controller wrote into the
-HTTPRoute from a watch on it (every write, not samples).  A scenario survives when the release ends in
-``Succeeded``, the weights written are exactly 100/0, 80/20, 60/40, 40/60, 100/0 (no step lost, none taken
-twice) and the route stays 100/0 afterwards.  The figures: kills survived / total, steps lost or repeated, and
-the seconds from killing the leader of two replicas to the other's first tick.
+HTTPRoute (a watch on it and a 20 ms poll, in the order the API server stored them).  A scenario survives when
+the release ends in ``Succeeded``, the weights written are exactly 100/0, 80/20, 60/40, 40/60, 100/0 (no step
+lost, none taken twice) and the route stays 100/0 afterwards.  The figures: kills survived / total, steps lost
+or repeated, and the seconds from killing the leader of two replicas to the other's first tick.
 
 Prometheus outages and hanging webhooks are covered by tests/integration/test_metrics_outage.py and
 tests/integration/test_webhooks.py.  The integration test tests/integration/test_chaos.py runs a few of
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import pathlib
 import re
@@ -90,7 +91,7 @@ class Outcome:
     @property
     def survived(self) -> bool:
         return (self.reached and self.phase == "Succeeded" and self.weights == EXPECTED
-                and not self.split_after_end)
+                and not self.split_after_end and not self.notes)
 
 
 # -- the app, its gate and the route watch ------------------------------------------------------------------
@@ -154,19 +155,41 @@ def weights_of(route: dict[str, Any]) -> tuple[int, int] | None:
 
 
 class RouteWatch:
-    """Every distinct weight pair written into the HTTPRoute ``web``, from a watch resumed across outages."""
+    """Every distinct weight pair written into the HTTPRoute ``web``, in resourceVersion order.
+
+    A watch sees every write, but after an API server restart it cannot resume from a version older than
+    the new server's cache (410) and re-lists, which would hide the writes in between; a poll every 20 ms
+    fills that gap (every weight stays for at least a poll).  Both record (resourceVersion, weights), so the
+    merged history is the order in which the API server stored them.
+    """
 
     def __init__(self, api: Any, namespace: str) -> None:
         self.api = api
         self.namespace = namespace
-        self.weights: list[tuple[int, int]] = []
+        self._seen: dict[int, tuple[int, int]] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"route watch {namespace}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=run, name=f"route {run.__name__} {namespace}", daemon=True)
+                         for run in (self._watch, self._poll)]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _note(self, body: dict[str, Any]) -> None:
+        pair = weights_of(body)
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if pair is not None and version:
+            with self._lock:
+                self._seen[int(version)] = pair
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            with contextlib.suppress(Exception):
+                body = kubectl.get(self.api, f"{ROUTE_API[0]}/{ROUTE_API[1]}", "HTTPRoute", self.namespace, "web")
+                if body is not None:
+                    self._note(body)
+
+    def _watch(self) -> None:
         from kubernetes import client, watch
-        from kubernetes.client.exceptions import ApiException
 
         objects = client.CustomObjectsApi(self.api)
         version: str | None = None
@@ -178,24 +201,29 @@ class RouteWatch:
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     objects.list_namespaced_custom_object, *ROUTE_API[:2], self.namespace, ROUTE_API[2], **options)
                 for event in stream:
-                    body = event["object"]
-                    version = body["metadata"]["resourceVersion"]
-                    pair = weights_of(body) if event["type"] in ("ADDED", "MODIFIED") else None
-                    if pair is not None and (not self.weights or self.weights[-1] != pair):
-                        self.weights.append(pair)
+                    if event["type"] == "ERROR":  # 410 Gone: too old to resume; list again
+                        version = None
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._note(event["object"])
                     if self._stop.is_set():
                         return
-            except ApiException as exc:
-                if exc.status == 410:  # too old to resume: the list that follows re-adds the current state
-                    version = None
+            except Exception:  # the API server is down (restart scenario) or the version is gone: list again
+                version = None
                 time.sleep(0.2)
-            except Exception:  # the API server is down (restart scenario): resume when it is back
-                time.sleep(0.2)
+
+    @property
+    def weights(self) -> list[tuple[int, int]]:
+        with self._lock:
+            ordered = [self._seen[version] for version in sorted(self._seen)]
+        return [pair for i, pair in enumerate(ordered) if i == 0 or ordered[i - 1] != pair]
 
     def stop(self) -> list[tuple[int, int]]:
         self._stop.set()
-        self._thread.join(timeout=10)
-        return list(self.weights)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        return self.weights
 
 
 # -- one scenario ------------------------------------------------------------------------------------------
@@ -236,6 +264,14 @@ def namespace(api: Any) -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             kube.request(api, "DELETE", f"/api/v1/namespaces/{name}")
+
+
+def tracebacks(outcome: Outcome, controllers: list[local_controller.Controller]) -> None:
+    """A controller that logged a traceback treated a fault as a bug: noted, so the scenario fails."""
+    for ctl in controllers:
+        with contextlib.suppress(FileNotFoundError):
+            if "Traceback" in ctl.log_path.read_text(errors="replace"):
+                outcome.notes.append(f"{ctl.name} logged a traceback ({ctl.log_path})")
 
 
 def kill(ctl: local_controller.Controller) -> None:
@@ -284,6 +320,7 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
     finally:
         outcome.weights = routes.stop()
         gate.close()
+    tracebacks(outcome, controllers)
     return outcome
 
 
@@ -312,6 +349,10 @@ def apiserver_restart(env: environment.Environment, api: Any, point: Point = Poi
         def fault() -> None:
             env.restart("kube-apiserver")
 
+        # Every client retries while the API server is down; one warning per retry says nothing here.
+        quiet = logging.getLogger("urllib3.connectionpool")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
         try:
             outcome = release(api, point, fault, [ctl],
                               f"kube-apiserver restarted at {point}")
@@ -319,6 +360,7 @@ def apiserver_restart(env: environment.Environment, api: Any, point: Point = Poi
                 outcome.notes.append("the controller exited")
             return outcome
         finally:
+            quiet.setLevel(level)
             ctl.stop()
 
 

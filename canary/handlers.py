@@ -134,7 +134,12 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
             log.info("retrying %s/%s: %s", namespace, name, exc)
             delay = runtime_.settings.retry_seconds
         except Exception as exc:
-            if _namespace_terminating(exc):
+            if _api_unavailable(exc):
+                # The API server restarts or is overloaded: not a bug, the tick runs again from the status.
+                log.warning("the API server is unavailable; %s/%s retries: %s", namespace, name,
+                            str(exc).splitlines()[0][:200])
+                delay = runtime_.settings.retry_seconds
+            elif _namespace_terminating(exc):
                 # The Canary goes with its namespace; the writes refused meanwhile are not a bug.
                 log.info("namespace %s is being deleted; %s/%s waits for its deletion", namespace, namespace, name)
                 delay = runtime_.settings.retry_seconds
@@ -148,6 +153,16 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
         timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
+
+
+def _api_unavailable(exc: Exception) -> bool:
+    """A connection refused or reset, a timeout, or the API server saying it cannot answer now."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3 import exceptions as urllib3_errors
+
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 500, 502, 503, 504)
+    return isinstance(exc, urllib3_errors.HTTPError | ConnectionError | TimeoutError)
 
 
 def _namespace_terminating(exc: Exception) -> bool:

@@ -19,6 +19,7 @@ def assert_clean(outcome: chaos.Outcome) -> None:
     assert outcome.phase == "Succeeded", outcome
     assert outcome.weights == chaos.EXPECTED, f"steps lost {outcome.lost}, repeated {outcome.repeated}: {outcome}"
     assert not outcome.split_after_end, outcome
+    assert not outcome.notes, outcome  # a traceback in a controller's log, the controller exited
 
 
 @pytest.mark.parametrize("point", ["Initializing", "Progressing@40", "WaitingPromotion", "Promoting"])
