@@ -99,16 +99,16 @@ WATCHED = (
 
 
 def main(args: argparse.Namespace) -> int:
-    configure_logging(args.log_format)
-    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
-                              nginx_annotation_prefix=args.nginx_annotation_prefix,
-                              include_label_prefix=label_prefixes(args.include_label_prefix),
-                              flagger_metrics=args.flagger_metrics)
     try:
         election = election_config(args)
     except ValueError as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2
+    configure_logging(args.log_format)
+    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
+                              nginx_annotation_prefix=args.nginx_annotation_prefix,
+                              include_label_prefix=label_prefixes(args.include_label_prefix),
+                              flagger_metrics=args.flagger_metrics)
     client = api_client(args.kubeconfig)
     handlers.LEADING = election is None
     campaign: list[asyncio.Task[None]] = []
