@@ -130,6 +130,20 @@ def _operator_parsers(sub: Any) -> None:
             command.add_argument("--timeout", type=float, default=60, help="seconds to wait for the answer")
 
 
+def _seconds(text: str) -> float:
+    """A duration flag: Go's spelling (``15s``, ``1m30s``) or plain seconds (``15``)."""
+    from apis import durations
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return durations.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog=prog, description="Progressive delivery for Kubernetes.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -158,6 +172,19 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
                      help="label of a pod's namespace in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
     ctl.add_argument("--pod-name-label", default="kubernetes_pod_name", type=_label_name,
                      help="label of a pod's name in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
+    ctl.add_argument("--leader-elect", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
+                     help="tick canaries only while holding a coordination.k8s.io Lease, so that several replicas "
+                          "can run (default false for a single process; the Helm chart sets true)")
+    ctl.add_argument("--leader-election-lease-duration", type=_seconds, default=15.0, metavar="DURATION",
+                     help="how long the others wait after the leader's last renewal before taking over (15s)")
+    ctl.add_argument("--leader-election-renew-deadline", type=_seconds, default=10.0, metavar="DURATION",
+                     help="the leader stops ticking when it has not renewed for this long; below the lease "
+                          "duration (10s)")
+    ctl.add_argument("--leader-election-retry-period", type=_seconds, default=2.0, metavar="DURATION",
+                     help="time between attempts to take or renew the Lease (2s)")
+    ctl.add_argument("--leader-election-namespace", default="",
+                     help="namespace of the Lease (default: the pod's own namespace, else 'default')")
+    ctl.add_argument("--leader-election-id", default="fledge-leader", help="name of the Lease (fledge-leader)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
     ctl.set_defaults(func=_controller)

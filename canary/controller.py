@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canary import handlers, runtime, telemetry
+from canary import handlers, leader, runtime, telemetry
 from metrics import builtin
 from routers import nginx
 
@@ -99,6 +100,11 @@ WATCHED = (
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        election = election_config(args)
+    except ValueError as exc:
+        print(f"fledge controller: {exc}", file=sys.stderr)
+        return 2
     configure_logging(args.log_format)
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
                               nginx_annotation_prefix=args.nginx_annotation_prefix,
@@ -107,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
 
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     client = api_client(args.kubeconfig)
+    handlers.LEADING = election is None
+    campaign: list[asyncio.Task[None]] = []
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -133,6 +141,19 @@ def main(args: argparse.Namespace) -> int:
         telemetry.configure(flagger_names=config.flagger_metrics)
         await serve_http(args.listen)
         telemetry.set_info(VERSION, config.default_provider)
+        if election is None:
+            telemetry.LEADER.set(1)
+        else:
+            elector = leader.Elector(client, election, on_started=handlers.start_leading,
+                                     on_stopped=functools.partial(handlers.stop_leading, stop_grace(election)))
+            campaign.append(asyncio.create_task(elector.run(), name="leader-election"))
+
+    @kopf.on.cleanup()
+    async def resign(**_: Any) -> None:
+        # Cancelling the election stops the loops and releases the Lease: another replica takes over at once.
+        for task in campaign:
+            task.cancel()
+        await asyncio.gather(*campaign, return_exceptions=True)
 
     kopf.on.login()(_login(client))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
@@ -142,6 +163,29 @@ def main(args: argparse.Namespace) -> int:
 def _literal_namespaces(namespaces: list[str]) -> bool:
     """True when namespaces are given and none is a kopf pattern (``team-*``, ``!kube-system``)."""
     return bool(namespaces) and not any(ch in ns for ns in namespaces for ch in "*?[!,")
+
+
+def election_config(args: argparse.Namespace) -> leader.Config | None:
+    """The Lease to hold, from the --leader-elect* flags; None without --leader-elect."""
+    if not args.leader_elect:
+        return None
+    return leader.Config(namespace=args.leader_election_namespace or _own_namespace(), name=args.leader_election_id,
+                         identity=leader.default_identity(), lease_duration=args.leader_election_lease_duration,
+                         renew_deadline=args.leader_election_renew_deadline,
+                         retry_period=args.leader_election_retry_period)
+
+
+def stop_grace(config: leader.Config) -> float:
+    """How long a tick in flight may finish once leadership is lost: half the margin before others take over."""
+    return (config.lease_duration - config.renew_deadline) / 2
+
+
+def _own_namespace() -> str:
+    try:
+        with open(leader.SERVICE_ACCOUNT_NAMESPACE) as file:
+            return file.read().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _dump_tasks_on_sigusr1() -> None:

@@ -3,6 +3,8 @@
 Why this exists: the edge between kopf and Fledge.  Every handler is a few
 lines: feed the watch cache, wake the canaries an event concerns, or run the
 per-canary loop (started and stopped by the Canary's own events: canary.loops).
+Loops run only while this replica leads (canary.leader): a replica that does not
+lead still feeds its caches, so it can take over at once, but ticks nothing.
 Errors are converted here and only here: a retriable error
 retries after a pause, a bug in one canary's tick is logged and counted and
 never stops the others.
@@ -26,6 +28,8 @@ from canary import kube, loops, runtime, telemetry, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
+# False while another replica holds the leader Lease; True without --leader-elect (a single replica).
+LEADING = True
 log = logging.getLogger("fledge.handlers")
 
 
@@ -88,7 +92,27 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         rt().canary_seen(dict(body))
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
         # Canary (see canary.loops); the initial listing starts the loops of existing Canaries.
-        LOOPS.ensure(key, lambda: functools.partial(canary_loop, key))
+        if LEADING:
+            _ensure_loop(key)
+
+
+def _ensure_loop(key: runtime.Key) -> None:
+    LOOPS.ensure(key, lambda: functools.partial(canary_loop, key))
+
+
+async def start_leading() -> None:
+    """This replica took the Lease: a loop for every Canary in the (already warm) cache."""
+    global LEADING
+    LEADING = True
+    for key in rt().store.names(runtime.CANARY_API, "Canary"):
+        _ensure_loop(key)
+
+
+async def stop_leading(grace_seconds: float) -> None:
+    """The Lease is lost (or being released): every loop stops at once, a tick in flight within the grace."""
+    global LEADING
+    LEADING = False
+    await LOOPS.stop_all(grace_seconds)
 
 
 @kopf.on.cleanup()
@@ -128,7 +152,12 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
             log.info("retrying %s/%s: %s", namespace, name, exc)
             delay = runtime_.settings.retry_seconds
         except Exception as exc:
-            if _namespace_terminating(exc):
+            if _api_unavailable(exc):
+                # The API server restarts or is overloaded: not a bug, the tick runs again from the status.
+                log.warning("the API server is unavailable; %s/%s retries: %s", namespace, name,
+                            str(exc).splitlines()[0][:200])
+                delay = runtime_.settings.retry_seconds
+            elif _namespace_terminating(exc):
                 # The Canary goes with its namespace; the writes refused meanwhile are not a bug.
                 log.info("namespace %s is being deleted; %s/%s waits for its deletion", namespace, namespace, name)
                 delay = runtime_.settings.retry_seconds
@@ -142,6 +171,16 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
         timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
+
+
+def _api_unavailable(exc: Exception) -> bool:
+    """A connection refused or reset, a timeout, or the API server saying it cannot answer now."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3 import exceptions as urllib3_errors
+
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 500, 502, 503, 504)
+    return isinstance(exc, urllib3_errors.HTTPError | ConnectionError | TimeoutError)
 
 
 def _namespace_terminating(exc: Exception) -> bool:
@@ -158,6 +197,10 @@ def _namespace_terminating(exc: Exception) -> bool:
 async def canary_deleted(body: kopf.Body, **_: Any) -> None:
     """revertOnDeletion: give the user back their target and routes, then let the Canary go."""
     from canary import revert
+
+    if not LEADING:
+        # The leader reverts; this replica looks again later, in case it leads by then or the Canary is gone.
+        raise kopf.TemporaryError("another replica leads; it reverts this Canary", delay=rt().settings.retry_seconds)
 
     try:
         await revert.revert(rt(), dict(body))

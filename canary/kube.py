@@ -289,6 +289,12 @@ class Store:
         with self._lock:
             return self._objects.get(self._key(api_version, kind, namespace, name))
 
+    def names(self, api_version: str, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every cached object of a kind."""
+        group = group_of(api_version)
+        with self._lock:
+            return [(ns, name) for g, k, ns, name in self._objects if g == group and k == kind]
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)

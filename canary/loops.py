@@ -57,7 +57,7 @@ class Loops(Generic[K]):
         if not task.cancelled() and task.exception() is not None:
             log.error("the loop of %s ended with an error", key, exc_info=task.exception())
 
-    async def stop(self, key: K) -> None:
+    async def stop(self, key: K, grace_seconds: float | None = None) -> None:
         """Ask the loop of ``key`` to return; cancel it if it has not after the grace period."""
         entry = self._running.pop(key, None)
         if entry is None:
@@ -65,10 +65,11 @@ class Loops(Generic[K]):
         task, stopping = entry
         stopping.set()
         self.nudge(key)
-        await _finish(task, self.grace_seconds)
+        await _finish(task, self.grace_seconds if grace_seconds is None else grace_seconds)
 
-    async def stop_all(self) -> None:
-        await asyncio.gather(*(self.stop(key) for key in list(self._running)))
+    async def stop_all(self, grace_seconds: float | None = None) -> None:
+        """Stop every loop at once (leadership lost, shutdown); ``grace_seconds`` overrides the default."""
+        await asyncio.gather(*(self.stop(key, grace_seconds) for key in list(self._running)))
 
 
 async def _finish(task: asyncio.Task[None], grace_seconds: float) -> None:

@@ -48,6 +48,8 @@ FAILURES = prometheus_client.Counter("fledge_canary_failures", "Rolled back rele
                                      registry=REGISTRY)
 TICKS = prometheus_client.Histogram("fledge_tick_seconds", "Time one tick of one canary took",
                                     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10), registry=REGISTRY)
+LEADER = prometheus_client.Gauge("fledge_leader", "1 while this replica ticks canaries (holds the leader Lease, "
+                                 "or runs without --leader-elect)", registry=REGISTRY)
 ERRORS = prometheus_client.Counter("fledge_tick_errors", "Ticks that raised", ["name", "namespace"],
                                    registry=REGISTRY)
 API_REQUESTS = prometheus_client.Counter("fledge_api_requests", "Requests Fledge sent to the API server",

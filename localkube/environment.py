@@ -138,6 +138,22 @@ class Environment:
             self._save()
         return stopped
 
+    def restart(self, name: str, ready_timeout: float = 90) -> processes.Started:
+        """Stop one recorded process and start it again with the same command line (a chaos test's fault).
+
+        The command line is read from /proc before the stop, so the new process has exactly the old flags,
+        ports and data; the kube-apiserver is waited for until it answers /readyz again.
+        """
+        old = next(p for p in self.started if p.name == name)
+        argv = pathlib.Path(f"/proc/{old.pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+        processes.stop(old)
+        new, _ = processes.spawn(name, argv, pathlib.Path(old.log), old.ports)
+        self.started = [new if p == old else p for p in self.started]
+        self._save()
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver", lambda: self._api_ok("/readyz"), timeout=ready_timeout)
+        return new
+
     def wipe(self) -> None:
         """Stop and delete the folder, data and certificates included."""
         self.down()

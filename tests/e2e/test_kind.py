@@ -55,9 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         run("kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-", stdin=crds)
         run("helm", "--kubeconfig", kubeconfig, "install", "fledge", str(ROOT / "charts" / "fledge"),
             "--namespace", "fledge-system", "--create-namespace", "--wait",
-            "--set", "image.repository=fledge", "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never",
-            # Until the controller accepts the --leader-elect flags the chart renders by default.
-            "--set", "leaderElection.enabled=false", "--set", "replicas=1")
+            "--set", "image.repository=fledge", "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never")
         yield kubeconfig
     finally:
         subprocess.run(["kind", "delete", "cluster", "--name", name], capture_output=True, timeout=300)

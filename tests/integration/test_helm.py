@@ -4,8 +4,8 @@ The controller runs as the chart's ServiceAccount (a TokenRequest token in its o
 flags the installed Deployment carries, and drives a promotion and a rollback: a right the RBAC misses shows
 up as a Forbidden error in its log or a release that never ends.  Requests outside the rules are refused.
 
-The install commands are the README's (a test checks it quotes them).  Until the controller accepts the
-leader election flags, they run with ``leaderElection.enabled=false`` and one replica.
+The install commands are the README's (a test checks it quotes them), with the chart's defaults: two
+replicas and leader election, which the controller run here takes part in with the chart's Lease rights.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from tests.integration.waiting import eventually
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELEASE, RELEASE_NAMESPACE, APP_NAMESPACE = "fledge", "fledge-system", "shop"
-UNTIL_LEADER_ELECTION = "--set leaderElection.enabled=false --set replicas=1"
-INSTALL_CLUSTER = ("helm install fledge charts/fledge --namespace fledge-system --create-namespace "
-                   f"{UNTIL_LEADER_ELECTION}")
+INSTALL_CLUSTER = "helm install fledge charts/fledge --namespace fledge-system --create-namespace"
 INSTALL_NAMESPACED = f"{INSTALL_CLUSTER} --set 'namespaces={{shop}}'"
 UNINSTALL = "helm uninstall fledge --namespace fledge-system"
 
