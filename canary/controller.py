@@ -91,7 +91,7 @@ VERSION = "0.1.0"
 WORKER_THREADS = 64
 # Every kind the handlers watch, primed by one LIST at start-up.
 WATCHED = (
-    ("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
+    ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
     ("fledge.dev/v1beta1", "Canary"), ("fledge.dev/v1beta1", "MetricTemplate"),

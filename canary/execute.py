@@ -89,9 +89,9 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
 
 
 async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
-    """The ``-primary`` Deployment from the target (at initialization, or again after it was deleted)."""
+    """The ``-primary`` workload from the target (at initialization, or again after it was deleted)."""
     target = snap.target
-    if target is None or rt.store.get("apps/v1", "Deployment", canary.namespace,
+    if target is None or rt.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
                                       canary.spec.primary_target_name) is not None:
         return
     replicas = workloads.primary_replicas(target)
@@ -126,10 +126,10 @@ async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workl
 
 async def _scale_target(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any] | None,
                         replicas: int) -> None:
-    if target is None or int((target.get("spec") or {}).get("replicas", 1)) == replicas:
-        return
-    await rt.writer.patch("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name,
-                          workloads.scale(replicas))
+    patch = workloads.scale_patch(target, replicas) if target is not None else None  # a DaemonSet: (un)park it
+    if patch is not None:
+        await rt.writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name,
+                              patch)
 
 
 async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:

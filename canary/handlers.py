@@ -52,6 +52,7 @@ def _cache(body: kopf.Body, event_type: str) -> None:
 # pool, and these set the canaries' asyncio.Events, which only the event loop's thread may touch (from a
 # thread, one raced a loop waiting on it: "deque mutated during iteration", seen under 1000 fuzzed Canaries).
 @kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("apps", "v1", "daemonsets")
 async def deployment_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
     _cache(body, type)
     rt().workload_changed(namespace or "", name)

@@ -58,6 +58,7 @@ class Resource:
 
 RESOURCES: dict[tuple[str, str], Resource] = {
     ("apps/v1", "Deployment"): Resource("apps", "v1", "deployments"),
+    ("apps/v1", "DaemonSet"): Resource("apps", "v1", "daemonsets"),
     ("v1", "Service"): Resource("", "v1", "services"),
     ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
     ("v1", "Secret"): Resource("", "v1", "secrets"),

@@ -74,17 +74,19 @@ def _digest(rt: runtime.Runtime, namespace: str) -> Any:
 
 async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.datetime) -> Snapshot:
     namespace = canary.namespace
-    target = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.target_ref.name)
-    primary = rt.store.get("apps/v1", "Deployment", namespace, canary.spec.primary_target_name)
+    target = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
+    primary = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
     base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
                          request=manual.request(canary.metadata.annotations),
                          paused=manual.paused(canary.metadata.annotations))
     try:
         router = router_for(rt, canary)
         if target is None:
-            raise errors.MissingTarget(f"spec.targetRef.name: Deployment {namespace}/{canary.spec.target_ref.name} "
+            raise errors.MissingTarget(f"spec.targetRef.name: {canary.spec.target_ref.kind} "
+                                       f"{namespace}/{canary.spec.target_ref.name} "
                                        "not found; create it or fix spec.targetRef.name")
         naming.selector_label(target)
+        workloads.check_target(target)
         autoscaler(rt, canary)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
         analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,

@@ -117,10 +117,11 @@ async def _roll_back_invalid(rt: runtime.Runtime, body: dict[str, object], messa
             router = routers.for_provider(canary.spec.provider or rt.settings.default_provider, rt.store, rt.writer)
             if router.get_routes(canary) not in (None, core.ALL_PRIMARY):
                 await router.set_routes(canary, core.ALL_PRIMARY)
-        target = rt.store.get("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name)
-        if target is not None and int((target.get("spec") or {}).get("replicas", 1)) != 0:
-            await rt.writer.patch("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name,
-                                  workloads.scale(0))
+        kind = canary.spec.target_ref.kind
+        target = rt.store.get("apps/v1", kind, canary.namespace, canary.spec.target_ref.name)
+        park = workloads.scale_patch(target, 0) if target is not None else None
+        if park is not None:
+            await rt.writer.patch("apps/v1", kind, canary.namespace, canary.spec.target_ref.name, park)
     now = datetime.datetime.now(datetime.UTC)
     log.warning("invalid canary %s/%s mid-release, rolled back: %s", canary.namespace, canary.name, message)
     await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": {

@@ -1,9 +1,10 @@
-"""The primary Deployment, its config copies, the three Services, and the revision of a target.
+"""The primary workload, its config copies, the three Services, and the revision of a target.
 
 Why this exists: Fledge runs the stable version as ``<target>-primary``, a copy
-of the user's Deployment with ``-primary`` selector labels and ``-primary``
-copies of the ConfigMaps and Secrets it mounts.  The builders here are pure
-(manifest in, manifest out) so unit tests compare them field by field; the few
+of the user's Deployment or DaemonSet (same kind) with ``-primary`` selector labels
+and ``-primary`` copies of the ConfigMaps and Secrets it mounts (what only a
+DaemonSet needs, parking by a node selector, is in ``canary.daemonsets``).
+The builders here are pure (manifest in, manifest out) so unit tests compare them field by field; the few
 async functions at the bottom only apply what the builders return.
 
 Reconcile, don't initialize: ``plan`` compares what these objects should be with
@@ -26,11 +27,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
-from canary import core, kube, services
+from canary import core, daemonsets, kube, services
 
 Manifest = dict[str, Any]
-# Annotations that describe a Deployment rather than its pods; never copied to the primary.
-SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
+# Annotations that describe a Deployment or DaemonSet rather than its pods; never copied to the primary.
+SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision",
+                       "deprecated.daemonset.template.generation")
 # ``--include-label-prefix``: the target's labels copied to the primary and the config copies ("*": all).
 ALL_LABELS = ("*",)
 
@@ -102,9 +104,21 @@ def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str 
     return tracked
 
 
+def check_target(target: Mapping[str, Any]) -> None:
+    """SpecError for a target Fledge cannot release (today: a DaemonSet that does not roll out by itself)."""
+    if daemonsets.is_daemonset(target):
+        daemonsets.check(target)
+
+
+def _pod_template(target: Mapping[str, Any]) -> Manifest:
+    """The target's pod template as the user wrote it: a DaemonSet's without Fledge's scale-to-zero selector."""
+    template = (target.get("spec") or {}).get("template") or {}
+    return daemonsets.without_parking(template) if daemonsets.is_daemonset(target) else dict(template)
+
+
 def revision(target: Mapping[str, Any], configs: Mapping[str, str]) -> str:
     """The canonical hash of the target's pod template plus the checksums of its configs."""
-    template = (target.get("spec") or {}).get("template") or {}
+    template = _pod_template(target)
     canonical = json.dumps({"template": template, "configs": dict(sorted(configs.items()))}, sort_keys=True,
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -122,7 +136,7 @@ def _rename_configs(template: Manifest, names: set[tuple[str, str]]) -> None:
 
 def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> Manifest:
     """The target's pod template with primary selector labels and primary config names."""
-    template = copy.deepcopy((target.get("spec") or {}).get("template") or {})
+    template = copy.deepcopy(_pod_template(target))
     label = naming.selector_label(target)
     labels = template.setdefault("metadata", {}).setdefault("labels", {})
     labels[label] = naming.primary_name(str(labels.get(label, target["metadata"]["name"])))
@@ -132,10 +146,11 @@ def primary_template(target: Mapping[str, Any], configs: Mapping[str, str]) -> M
     return template
 
 
-def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
-                       replicas: int | None, revision: str | None = None,
-                       label_prefixes: Sequence[str] = ALL_LABELS) -> Manifest:
-    """The ``<target>-primary`` Deployment running the target's template (at init or at promotion).
+def primary_workload(canary: models.Canary, target: Mapping[str, Any], configs: Mapping[str, str],
+                     replicas: int | None, revision: str | None = None,
+                     label_prefixes: Sequence[str] = ALL_LABELS) -> Manifest:
+    """The ``<target>-primary`` Deployment or DaemonSet (the target's kind) running the target's template (at
+    init or at promotion).  ``replicas`` is ignored for a DaemonSet, which runs on every node it selects.
 
     Its labels are the target's that match ``label_prefixes``, the primary selector label and Fledge's;
     its annotations the target's without Flux's and with the two that keep Flux off it.
@@ -149,7 +164,7 @@ def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs
     if revision is not None:
         annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
     body: Manifest = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1", "kind": str(target.get("kind") or "Deployment"),
         "metadata": {
             "name": naming.primary_name(meta["name"]), "namespace": canary.namespace,
             "labels": {**included_labels(meta.get("labels"), label_prefixes),
@@ -163,10 +178,12 @@ def primary_deployment(canary: models.Canary, target: Mapping[str, Any], configs
             "template": primary_template(target, configs),
         },
     }
-    for key in ("strategy", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
+    copied = daemonsets.COPIED_SPEC if daemonsets.is_daemonset(target) else (
+        "strategy", "minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds")
+    for key in copied:
         if key in spec:
             body["spec"][key] = copy.deepcopy(spec[key])
-    if replicas is not None:
+    if replicas is not None and not daemonsets.is_daemonset(target):
         body["spec"]["replicas"] = replicas
     return body
 
@@ -257,7 +274,8 @@ class Plan:
 
 
 def primary_replicas(target: Mapping[str, Any]) -> int:
-    """Replicas of a primary created from ``target``: the target's, or 1 when it is scaled to zero (as Flagger)."""
+    """Replicas of a primary created from ``target``: the target's, or 1 when it is scaled to zero (as Flagger).
+    Ignored for a DaemonSet."""
     return int((target.get("spec") or {}).get("replicas") or 0) or 1
 
 
@@ -309,6 +327,25 @@ def scale(replicas: int) -> Manifest:
     return {"spec": {"replicas": replicas}}
 
 
+def scale_patch(target: Mapping[str, Any], replicas: int) -> Manifest | None:
+    """The merge patch that scales the target to ``replicas`` (0 parks it); None when it already is.
+
+    A DaemonSet has no replicas: 0 adds the scale-to-zero node selector, any other number removes it.
+    """
+    if daemonsets.is_daemonset(target):
+        return daemonsets.park_patch(target, park=replicas == 0)
+    if int((target.get("spec") or {}).get("replicas", 1)) == replicas:
+        return None
+    return scale(replicas)
+
+
+def parked(target: Mapping[str, Any]) -> bool:
+    """Whether the target is scaled to zero (a DaemonSet: carries the scale-to-zero node selector)."""
+    if daemonsets.is_daemonset(target):
+        return daemonsets.parked(target)
+    return int((target.get("spec") or {}).get("replicas", 0)) == 0
+
+
 REVISION_ANNOTATION = "fledge.dev/revision"
 
 
@@ -322,10 +359,12 @@ def _condition_time(status: Mapping[str, Any], type_: str, value: str | None, fi
 
 
 def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
-    """The rollout facts of a Deployment body, as the Deployment controller reports them."""
+    """The rollout facts of a Deployment (or DaemonSet) body, as its controller reports them."""
     if body is None:
         return core.MISSING
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    if daemonsets.is_daemonset(body):
+        return daemonsets.workload_state(body, (meta.get("annotations") or {}).get(REVISION_ANNOTATION))
     generation = int(meta.get("generation") or 0)
     # The last progress the Deployment controller recorded: a rollout step, or the moment availability was lost.
     moments = [_condition_time(status, "Progressing", None, "lastUpdateTime"),
@@ -343,11 +382,11 @@ def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
 async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,
                         configs: Mapping[str, str], replicas: int | None, revision: str | None = None,
                         label_prefixes: Sequence[str] = ALL_LABELS) -> None:
-    """Copy configs, then apply the primary Deployment (order matters: pods must find their configs)."""
+    """Copy configs, then apply the primary workload (order matters: pods must find their configs)."""
     for key in configs:
         kind = "ConfigMap" if key.startswith("configmap/") else "Secret"
         # The store keeps only digests of configs; copying needs the data, so read it (init and promotion only).
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
             await writer.apply(config_copy(canary, source, label_prefixes))
-    await writer.apply(primary_deployment(canary, target, configs, replicas, revision, label_prefixes))
+    await writer.apply(primary_workload(canary, target, configs, replicas, revision, label_prefixes))

@@ -108,6 +108,11 @@ def provider_family(provider: str) -> str:
     return provider.partition(":")[0]
 
 
+def pod_scraped(provider: str) -> bool:
+    """Whether the provider's builtin queries read a pod scrape and select the canary's pods by name."""
+    return provider_family(provider) in _POD_SCRAPED
+
+
 def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None = None) -> str | None:
     """The query template of a builtin metric for a router provider; None when there is none.
 

@@ -30,7 +30,7 @@ from routers import base
 
 SERVICE_API_VERSION = "v1"
 SERVICE_KIND = "Service"
-SELECTOR_LABEL = "app"  # the selector label when the target Deployment is not in the cache
+SELECTOR_LABEL = "app"  # the selector label when the target (Deployment or DaemonSet) is not in the cache
 PRIMARY_SUFFIX = "-primary"  # primary pods: <label>: <value>-primary; canary pods: <label>: <value>
 PRIMARY = vocabulary.ALL_PRIMARY
 CANARY = vocabulary.Weights(primary=0, canary=100)
@@ -143,7 +143,7 @@ def service_weights(apex: Mapping[str, Any], canary: models.Canary, target: Mapp
 
 
 class KubernetesRouter:
-    """Switches the apex Service's selector; reads it and the target Deployment from the watch cache."""
+    """Switches the apex Service's selector; reads it and the target workload from the watch cache."""
 
     def __init__(self, store: base.ObjectStore, writer: base.Writer) -> None:
         self._store = store
@@ -153,7 +153,7 @@ class KubernetesRouter:
         return self._store.get(SERVICE_API_VERSION, SERVICE_KIND, canary.namespace, canary.spec.service_name)
 
     def _target(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get("apps/v1", "Deployment", canary.namespace, canary.spec.target_ref.name)
+        return self._store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name)
 
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """The apex Service pointed at the primary when it selects neither side; nothing otherwise."""
@@ -181,7 +181,7 @@ class KubernetesRouter:
         return service_weights(apex, canary, self._target(canary)) if apex is not None else None
 
     async def finalize(self, canary: models.Canary) -> None:
-        """Point the apex Service at the target's own pods, as a plain Service for the Deployment would."""
+        """Point the apex Service at the target's own pods, as a plain Service for the workload would."""
         apex = self._apex(canary)
         if apex is not None:
             await self._writer.apply(apex_service(canary, CANARY, apex, self._target(canary)))

@@ -4,7 +4,7 @@ Why this module exists: a Canary names the objects it works with, and the same s
 a Secret, metadata to add) recur in the spec and in MetricTemplates and AlertProviders.
 
 What it must not do: look the objects up (the controller does, through its caches) or accept a target kind
-the controller cannot release (Deployment only, for now).
+the controller cannot release (Deployments and DaemonSets).
 """
 
 from typing import Any, Literal
@@ -19,16 +19,17 @@ class TargetRef(base.ApiModel):
 
     api_version: str
     """API version of the workload, e.g. apps/v1."""
-    kind: Literal["Deployment"]
-    """Kind of the workload; Fledge supports Deployment only for now."""
+    kind: Literal["Deployment", "DaemonSet"]
+    """Kind of the workload: Deployment or DaemonSet (a parked DaemonSet carries a node selector that no node
+    matches, flagger.app/scale-to-zero: "true")."""
     name: str = pydantic.Field(min_length=1)
     """Name of the workload in the Canary's namespace."""
 
     @pydantic.field_validator("kind", mode="before")
     @classmethod
-    def _only_deployments(cls, value: Any) -> Any:
-        if value != "Deployment":
-            raise ValueError(f"Fledge supports only Deployment targets for now, got {value!r}")
+    def _only_releasable(cls, value: Any) -> Any:
+        if value not in ("Deployment", "DaemonSet"):
+            raise ValueError(f"Fledge supports only Deployment and DaemonSet targets, got {value!r}")
         return value
 
 

@@ -126,7 +126,7 @@ def test_canary_schema_details() -> None:
     schema = root_schema("canaries.yaml")
     assert schema["required"] == ["spec"]
     assert at(schema, "spec")["required"] == ["analysis", "service", "targetRef"]
-    assert at(schema, "spec.targetRef.kind")["enum"] == ["Deployment"]
+    assert at(schema, "spec.targetRef.kind")["enum"] == ["Deployment", "DaemonSet"]
     assert at(schema, "spec.service.targetPort") == {
         "description": "Container port number or name; defaults to port.", "x-kubernetes-int-or-string": True}
     for free in ("trafficPolicy", "retries", "headers", "corsPolicy", "rewrite"):

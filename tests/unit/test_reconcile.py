@@ -115,7 +115,7 @@ class Cluster:
 def initialized(body: models.Canary | None = None, hpa: dict[str, Any] | None = None) -> Cluster:
     body = body or canary()
     objects = [served(service) for service in services.desired(body, target())]
-    objects.append(served(workloads.primary_deployment(body, target(), {}, 3)))
+    objects.append(served(workloads.primary_workload(body, target(), {}, 3)))
     if hpa is not None:
         objects.append(served(workloads.primary_autoscaler(body, hpa)))
     return Cluster(*objects)

@@ -72,7 +72,7 @@ def test_revision_changes_with_template_or_config_content_only() -> None:
 def test_primary_deployment_is_a_renamed_copy() -> None:
     configs = workloads.tracked_configs(target(), lambda kind, name: DIGESTS.get((kind, name)))
     original = copy.deepcopy(target())
-    primary = workloads.primary_deployment(canary(), target(), configs, replicas=3)
+    primary = workloads.primary_workload(canary(), target(), configs, replicas=3)
     assert target() == original  # the target is never mutated
     meta = primary["metadata"]
     assert meta["name"] == "web-primary"
@@ -116,7 +116,7 @@ def flux_target() -> dict[str, Any]:
 ])
 def test_primary_labels_follow_the_prefix_list_and_never_copy_fluxs(prefixes: tuple[str, ...],
                                                                      kept: dict[str, str]) -> None:
-    primary = workloads.primary_deployment(canary(), flux_target(), {}, replicas=1, label_prefixes=prefixes)
+    primary = workloads.primary_workload(canary(), flux_target(), {}, replicas=1, label_prefixes=prefixes)
     # Fledge's own mark never replaces the user's (or Helm's) managed-by.
     assert primary["metadata"]["labels"] == {**kept, "app": "web-primary", **naming.MANAGED_BY}
     assert primary["metadata"]["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED}
@@ -147,7 +147,7 @@ def test_configs_with_tracking_disabled_are_neither_tracked_nor_renamed() -> Non
     digests = {**DIGESTS, ("ConfigMap", "web-config"): kube.UNTRACKED}
     configs = workloads.tracked_configs(target(), lambda kind, name: digests.get((kind, name)))
     assert "configmap/web-config" not in configs and "secret/web-secret" in configs
-    pod = workloads.primary_deployment(canary(), target(), configs, replicas=1)["spec"]["template"]
+    pod = workloads.primary_workload(canary(), target(), configs, replicas=1)["spec"]["template"]
     assert pod["spec"]["volumes"][0]["configMap"]["name"] == "web-config"
     assert pod["spec"]["volumes"][1]["secret"]["secretName"] == "web-secret-primary"
 

@@ -1,0 +1,146 @@
+"""DaemonSet targets on the real control plane, with the kubernetes provider (blue/green).
+
+kwok runs a DaemonSet's pods on its three fake nodes, so the DaemonSet controller reports real rollout
+numbers.  A release must end with the primary DaemonSet running the promoted template (and never Fledge's
+scale-to-zero node selector), the canary DaemonSet parked by that selector with no node scheduled, and
+the apex Service selecting the primary's pods; a failed release must never give the canary the apex.
+Checks are webhooks: the simulator serves Deployments only, and the pod-name builtins are refused for
+DaemonSets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from localkube import controller as local_controller
+from localkube import environment
+from localkube import manifests as kubectl
+from tests.integration import apps
+from tests.integration.test_routers import ApexHistory
+from tests.integration.waiting import eventually
+
+PARKING_KEY = "flagger.app/scale-to-zero"
+NODES = 3  # localkube's kwok nodes
+PRIMARY_PODS, CANARY_PODS = {"app": "agent-primary"}, {"app": "agent"}
+
+
+def daemonset(namespace: str, version: str) -> dict[str, Any]:
+    labels = {"app": "agent"}
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": namespace},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"nodeSelector": {"type": "kwok"},
+                     "containers": [{"name": "agent", "image": f"example.invalid/agent:{version}"}]}}},
+    }
+
+
+def canary(namespace: str, hook_url: str) -> dict[str, Any]:
+    body = apps.canary(namespace, "agent", "kubernetes", {
+        "interval": "3s", "threshold": 2, "iterations": 2,
+        "webhooks": [{"name": "smoke", "type": "rollout", "url": hook_url, "timeout": "2s"}]})
+    body["spec"]["targetRef"]["kind"] = "DaemonSet"
+    return body
+
+
+def daemonset_of(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = kubectl.get(api, "apps/v1", "DaemonSet", namespace, name)
+    assert body is not None, f"DaemonSet {namespace}/{name} is missing"
+    return body
+
+
+def pod_spec(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(daemonset_of(api, namespace, name)["spec"]["template"]["spec"])
+
+
+def rolled_out_on_every_node(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = daemonset_of(api, namespace, name)
+    status = body.get("status") or {}
+    done = (status.get("observedGeneration") == body["metadata"]["generation"]
+            and status.get("desiredNumberScheduled") == NODES == status.get("updatedNumberScheduled")
+            and status.get("numberAvailable") == NODES)
+    return status if done else {}
+
+
+def parked(api: Any, namespace: str) -> None:
+    """The canary DaemonSet carries the scale-to-zero selector and its controller schedules it on no node."""
+    def stopped() -> bool:
+        body = daemonset_of(api, namespace, "agent")
+        status = body.get("status") or {}
+        return (body["spec"]["template"]["spec"].get("nodeSelector", {}).get(PARKING_KEY) == "true"
+                and status.get("observedGeneration") == body["metadata"]["generation"]
+                and status.get("desiredNumberScheduled") == 0 and status.get("currentNumberScheduled") == 0)
+
+    eventually(stopped, timeout=30, what="canary DaemonSet parked on no node",
+               show=lambda: (pod_spec(api, namespace, "agent"), daemonset_of(api, namespace, "agent").get("status")))
+
+
+@pytest.fixture
+def apex(api: Any, namespace: str) -> Iterator[ApexHistory]:
+    with ApexHistory(api, namespace, "agent") as history:
+        yield history
+
+
+def install(api: Any, namespace: str, hook_url: str) -> None:
+    kubectl.apply(api, daemonset(namespace, "1"))
+    eventually(lambda: rolled_out_on_every_node(api, namespace, "agent"), timeout=30,
+               what="kwok runs the DaemonSet on every fake node", show=lambda: daemonset_of(api, namespace, "agent"))
+    kubectl.apply(api, canary(namespace, hook_url))
+    apps.wait_phase(api, namespace, "agent", "Initialized", timeout=60)
+    primary = daemonset_of(api, namespace, "agent-primary")
+    assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    assert primary["spec"]["selector"] == {"matchLabels": PRIMARY_PODS}
+    assert pod_spec(api, namespace, "agent-primary")["nodeSelector"] == {"type": "kwok"}
+    assert rolled_out_on_every_node(api, namespace, "agent-primary"), daemonset_of(api, namespace, "agent-primary")
+    parked(api, namespace)
+    assert apps.apex_selector(api, namespace, "agent") == PRIMARY_PODS
+    canary_service = kubectl.get(api, "v1", "Service", namespace, "agent-canary") or {}
+    assert canary_service["spec"]["selector"] == CANARY_PODS
+
+
+def test_a_daemonset_release_is_promoted_through_the_apex_selector(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        apex: ApexHistory) -> None:
+    with apps.Receiver() as hooks:
+        install(api, namespace, f"{hooks.url}/smoke")
+        kubectl.apply(api, daemonset(namespace, "2"))
+        switched = apps.wait_weight(api, namespace, "agent", 100, timeout=60)
+        assert switched["phase"] == "Progressing" and switched["iterations"] == 2, switched
+        assert apps.apex_selector(api, namespace, "agent") == CANARY_PODS
+        # The canary serves on every node while it has the apex: started, i.e. no parking selector.
+        assert PARKING_KEY not in pod_spec(api, namespace, "agent").get("nodeSelector", {})
+        assert rolled_out_on_every_node(api, namespace, "agent")
+        final = apps.wait_phase(api, namespace, "agent", "Succeeded", "Failed", timeout=60)
+    assert final["phase"] == "Succeeded", final
+    assert hooks.received("/smoke"), "the rollout check never ran"
+    primary = pod_spec(api, namespace, "agent-primary")
+    assert primary["containers"][0]["image"] == "example.invalid/agent:2"
+    assert primary["nodeSelector"] == {"type": "kwok"}  # the user's selector, never the parking one
+    eventually(lambda: rolled_out_on_every_node(api, namespace, "agent-primary"), timeout=30,
+               what="primary DaemonSet runs v2 on every node")
+    eventually(lambda: apps.apex_selector(api, namespace, "agent") == PRIMARY_PODS, what="apex back on the primary")
+    parked(api, namespace)
+    # The user's template is untouched but for the parking selector: v2 stays what Git says.
+    assert pod_spec(api, namespace, "agent")["containers"][0]["image"] == "example.invalid/agent:2"
+    assert apex.changes() == [PRIMARY_PODS, CANARY_PODS, PRIMARY_PODS], apex.selectors
+
+
+def test_a_failing_daemonset_release_is_rolled_back_without_the_apex(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        apex: ApexHistory) -> None:
+    with apps.Receiver() as hooks:
+        install(api, namespace, f"{hooks.url}/smoke")
+    # The hook's server is gone: every rollout check of v2 fails, and threshold 2 rolls it back.
+    kubectl.apply(api, daemonset(namespace, "2"))
+    apps.wait_phase(api, namespace, "agent", "Progressing", timeout=60)
+    final = apps.wait_phase(api, namespace, "agent", "Succeeded", "Failed", timeout=60)
+    assert final["phase"] == "Failed", final
+    assert final["failedChecks"] == 2 and final["iterations"] < 2, final
+    assert pod_spec(api, namespace, "agent-primary")["containers"][0]["image"] == "example.invalid/agent:1"
+    assert rolled_out_on_every_node(api, namespace, "agent-primary")
+    parked(api, namespace)
+    assert apex.changes() == [PRIMARY_PODS], apex.selectors
