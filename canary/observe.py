@@ -41,21 +41,6 @@ def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
     return router
 
 
-def autoscaler(rt: runtime.Runtime, canary: models.Canary) -> dict[str, Any] | None:
-    """The target's HorizontalPodAutoscaler from the cache; a reference to a missing one is a spec error."""
-    ref = canary.spec.autoscaler_ref
-    if ref is None:
-        return None
-    if ref.kind != "HorizontalPodAutoscaler":
-        raise errors.SpecError("spec.autoscalerRef.kind", f"{ref.kind} is not supported yet; "
-                                                          "use a HorizontalPodAutoscaler (autoscaling/v2)")
-    body = rt.store.get(workloads.HPA_API, "HorizontalPodAutoscaler", canary.namespace, ref.name)
-    if body is None:
-        raise errors.SpecError("spec.autoscalerRef.name", f"HorizontalPodAutoscaler {canary.namespace}/{ref.name} "
-                                                          "not found; create it or fix spec.autoscalerRef.name")
-    return body
-
-
 def resolve_template(rt: runtime.Runtime) -> Any:
     def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
         body = rt.store.get(runtime.CANARY_API, "MetricTemplate", namespace, name)
@@ -85,7 +70,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
             raise errors.MissingTarget(f"spec.targetRef.name: Deployment {namespace}/{canary.spec.target_ref.name} "
                                        "not found; create it or fix spec.targetRef.name")
         naming.selector_label(target)
-        autoscaler(rt, canary)
+        workloads.autoscaler(canary, rt.store)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
         analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,
                                   rt.settings.pod_labels)

@@ -245,6 +245,21 @@ class Patch:
 
 
 Write = Create | Apply | Patch
+def autoscaler(canary: models.Canary, store: kube.Lookup) -> Manifest | None:
+    """The target's HorizontalPodAutoscaler (``spec.autoscalerRef``) from the cache; a missing one is a spec error."""
+    ref = canary.spec.autoscaler_ref
+    if ref is None:
+        return None
+    if ref.kind != "HorizontalPodAutoscaler":
+        raise errors.SpecError("spec.autoscalerRef.kind", f"{ref.kind} is not supported yet; "
+                                                          "use a HorizontalPodAutoscaler (autoscaling/v2)")
+    body = store.get(HPA_API, "HorizontalPodAutoscaler", canary.namespace, ref.name)
+    if body is None:
+        raise errors.SpecError("spec.autoscalerRef.name", f"HorizontalPodAutoscaler {canary.namespace}/{ref.name} "
+                                                          "not found; create it or fix spec.autoscalerRef.name")
+    return body
+
+
 Lookup = Callable[[str, str, str], Manifest | None]  # (apiVersion, kind, name) in the canary's namespace
 
 
