@@ -53,7 +53,7 @@ class Router(Protocol):
         ...
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write the weights (and mirroring); idempotent; raises errors.RouterConflict on a write conflict."""
+        """Write the weights (and mirroring); idempotent; a failed write raises (the tick retries)."""
         ...
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
