@@ -8,7 +8,6 @@ below the handlers imports kopf.
     FledgeError
     ├── RetriableError              try again on the next tick
     │   ├── TargetNotReady          a Deployment has not rolled out yet
-    │   ├── RouterConflict          the route object changed under us (HTTP 409)
     │   ├── CacheBehind             an object exists that the watch cache has not seen yet
     │   └── ProviderUnavailable     Prometheus or another provider did not answer
     └── FatalError                  nothing changes until the user edits something
@@ -33,10 +32,6 @@ class RetriableError(FledgeError):
 
 
 class TargetNotReady(RetriableError):
-    pass
-
-
-class RouterConflict(RetriableError):
     pass
 
 

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import alerts, core, kube, observe, runtime, telemetry, webhooks, workloads
+from canary import alerts, autoscalers, core, kube, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 
@@ -75,17 +75,17 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     target = snap.target
     if target is None or snap.observed.error is not None:
         return
-    provider = canary.spec.provider or rt.settings.default_provider
 
     def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         return rt.store.get(api_version, kind, canary.namespace, name)
 
-    plan = workloads.plan(canary, target, lookup, observe.autoscaler(rt, canary),
-                          switched_apex=provider == "kubernetes")
+    router = snap.router
+    plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, rt.store),
+                          switched_apex=router is not None and router.switches_apex)
     await _write(rt, canary, plan.services)
     await _write(rt, canary, plan.autoscaler)
-    if snap.router is not None and kube.outdated(snap.router.desired(canary), rt.store):
-        await snap.router.reconcile(canary)
+    if router is not None and kube.outdated(router.desired(canary), rt.store):
+        await router.reconcile(canary)
 
 
 async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
@@ -145,9 +145,9 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
 
 
 async def _apply_autoscaler(rt: runtime.Runtime, canary: models.Canary) -> None:
-    source = observe.autoscaler(rt, canary)
+    source = autoscalers.autoscaler(canary, rt.store)
     if source is not None:
-        await rt.writer.apply(workloads.primary_autoscaler(canary, source))
+        await rt.writer.apply(autoscalers.primary_autoscaler(canary, source))
 
 
 async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus,

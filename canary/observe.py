@@ -19,7 +19,7 @@ import datetime
 from typing import Any
 
 from apis import errors, models, naming
-from canary import core, manual, runtime, webhooks, workloads
+from canary import autoscalers, core, manual, runtime, webhooks, workloads
 from metrics import analysis, judging
 from metrics import base as metric_base
 from routers import base as routers
@@ -39,21 +39,6 @@ def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
     router = routers.for_provider(provider, rt.store, rt.writer)
     router.validate(canary)
     return router
-
-
-def autoscaler(rt: runtime.Runtime, canary: models.Canary) -> dict[str, Any] | None:
-    """The target's HorizontalPodAutoscaler from the cache; a reference to a missing one is a spec error."""
-    ref = canary.spec.autoscaler_ref
-    if ref is None:
-        return None
-    if ref.kind != "HorizontalPodAutoscaler":
-        raise errors.SpecError("spec.autoscalerRef.kind", f"{ref.kind} is not supported yet; "
-                                                          "use a HorizontalPodAutoscaler (autoscaling/v2)")
-    body = rt.store.get(workloads.HPA_API, "HorizontalPodAutoscaler", canary.namespace, ref.name)
-    if body is None:
-        raise errors.SpecError("spec.autoscalerRef.name", f"HorizontalPodAutoscaler {canary.namespace}/{ref.name} "
-                                                          "not found; create it or fix spec.autoscalerRef.name")
-    return body
 
 
 def resolve_template(rt: runtime.Runtime) -> Any:
@@ -87,7 +72,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
                                        "not found; create it or fix spec.targetRef.name")
         naming.selector_label(target)
         workloads.check_target(target)
-        autoscaler(rt, canary)
+        autoscalers.autoscaler(canary, rt.store)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
         analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,
                                   rt.settings.pod_labels)

@@ -23,6 +23,7 @@ the Event.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 import time
@@ -74,24 +75,47 @@ def record_event(api: Any, body: dict[str, Any], reason: str, message: str, now:
     kube.request(api, "POST", kube.resource_for("v1", "Event").path(meta["namespace"]), event)
 
 
-def act(args: argparse.Namespace) -> int:
-    """promote, abort, retry: write the request and its Event, then (unless --no-wait) print the outcome."""
+@dataclasses.dataclass(frozen=True)
+class _Hand:
+    """Who acts on which Canary, and when."""
+
+    api: Any
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    user: str
+    now: datetime.datetime
+
+
+def _reach(args: argparse.Namespace) -> _Hand | None:
+    """The Canary the command names and who runs it; None (having said so) when the Canary does not exist."""
     api = views.api_client(args.kubeconfig)
     namespace = views.namespace_of(args)
     body = views.get_canary(api, namespace, args.name)
     if body is None:
         print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+        return None
+    return _Hand(api, namespace, args.name, body, whoami(api, args.kubeconfig), datetime.datetime.now(datetime.UTC))
+
+
+def _write(hand: _Hand, action: str, annotations: dict[str, str | None], message: str) -> None:
+    """Write the annotations, record the Event that says ``message``, and print it."""
+    annotate(hand.api, hand.namespace, hand.name, annotations)
+    record_event(hand.api, hand.body, REASONS[action], message, hand.now)
+    print(message)
+
+
+def act(args: argparse.Namespace) -> int:
+    """promote, abort, retry: write the request and its Event, then (unless --no-wait) print the outcome."""
+    hand = _reach(args)
+    if hand is None:
         return 1
-    now = datetime.datetime.now(datetime.UTC)
-    user = whoami(api, args.kubeconfig)
-    request = core.Request(action=args.action, id=str(uuid.uuid4()), by=user, at=core.format_time(now))
-    annotate(api, namespace, args.name, {manual.REQUEST: manual.encode(request)})
-    record_event(api, body, REASONS[args.action],
-                 f"{args.action} of {namespace}/{args.name} requested by {user} (request {request.id})", now)
-    print(f"{args.action} of {namespace}/{args.name} requested by {user} (request {request.id})")
+    request = core.Request(action=args.action, id=str(uuid.uuid4()), by=hand.user, at=core.format_time(hand.now))
+    _write(hand, args.action, {manual.REQUEST: manual.encode(request)},
+           f"{args.action} of {hand.namespace}/{hand.name} requested by {hand.user} (request {request.id})")
     if args.no_wait:
         return 0
-    return wait_outcome(api, namespace, args.name, request.id, args.timeout)
+    return wait_outcome(hand.api, hand.namespace, hand.name, request.id, args.timeout)
 
 
 def wait_outcome(api: Any, namespace: str, name: str, request_id: str, timeout: float) -> int:
@@ -112,16 +136,10 @@ def wait_outcome(api: Any, namespace: str, name: str, request_id: str, timeout: 
 
 def pause(args: argparse.Namespace) -> int:
     """pause, resume: set or remove the paused annotation, and record who did it."""
-    api = views.api_client(args.kubeconfig)
-    namespace = views.namespace_of(args)
-    body = views.get_canary(api, namespace, args.name)
-    if body is None:
-        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+    hand = _reach(args)
+    if hand is None:
         return 1
-    now = datetime.datetime.now(datetime.UTC)
-    user = whoami(api, args.kubeconfig)
-    annotate(api, namespace, args.name, {manual.PAUSED: "true" if args.action == "pause" else None})
     verb = "paused" if args.action == "pause" else "resumed"
-    record_event(api, body, REASONS[args.action], f"{namespace}/{args.name} {verb} by {user}", now)
-    print(f"{namespace}/{args.name} {verb} by {user}")
+    _write(hand, args.action, {manual.PAUSED: "true" if args.action == "pause" else None},
+           f"{hand.namespace}/{hand.name} {verb} by {hand.user}")
     return 0

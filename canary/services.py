@@ -84,10 +84,16 @@ def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Ma
     wanted = desired.get("spec") or {}
     patch: Manifest = {}
     annotations = (current.get("metadata") or {}).get("annotations") or {}
+    added: Manifest = {}
     if ORIGINAL_SERVICE not in annotations:
-        original = {"selector": spec.get("selector"), "ports": spec.get("ports")}
-        patch["metadata"] = {"annotations": {ORIGINAL_SERVICE: json.dumps(original, sort_keys=True,
-                                                                          separators=(",", ":"))}}
+        # The GitOps keys it had (usually none) are recorded too, so that giving it back removes only ours.
+        original = {"selector": spec.get("selector"), "ports": spec.get("ports"),
+                    "annotations": {key: annotations.get(key) for key in naming.GITOPS_DISABLED}}
+        added[ORIGINAL_SERVICE] = json.dumps(original, sort_keys=True, separators=(",", ":"))
+    # Flux's drift detection would put the user's selector back at its next sync.
+    added.update({key: value for key, value in naming.GITOPS_DISABLED.items() if annotations.get(key) != value})
+    if added:
+        patch["metadata"] = {"annotations": added}
     changes: Manifest = {}
     if (spec.get("selector") or {}) != (wanted.get("selector") or {}):
         changes["selector"] = _selector_patch(spec.get("selector"), wanted.get("selector"))
@@ -108,6 +114,7 @@ def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest
     try:
         original = json.loads(recorded)
         selector, ports = original.get("selector"), original.get("ports")
+        gitops = {key: (original.get("annotations") or {}).get(key) for key in naming.GITOPS_DISABLED}
     except (ValueError, AttributeError) as exc:
         raise errors.SpecError(f"Service {name} metadata.annotations[{ORIGINAL_SERVICE}]",
                                f"not the JSON Fledge wrote ({exc}); restore the Service's selector and ports "
@@ -115,7 +122,7 @@ def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest
     spec: Manifest = {"selector": _selector_patch((current.get("spec") or {}).get("selector"), selector)}
     if ports:
         spec["ports"] = ports
-    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None}}, "spec": spec}
+    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None, **gitops}}, "spec": spec}
 
 
 # Proxies a mesh injects: their ports (admin, metrics, inbound capture) are not the app's, as in Flagger.

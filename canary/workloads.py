@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
-from canary import core, daemonsets, kube, services
+from canary import autoscalers, core, daemonsets, kube, services
 
 Manifest = dict[str, Any]
 # Annotations that describe a Deployment or DaemonSet rather than its pods; never copied to the primary.
@@ -205,34 +205,6 @@ def config_copy(canary: models.Canary, source: Mapping[str, Any], label_prefixes
     return body
 
 
-HPA_API = "autoscaling/v2"
-
-
-def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Manifest:
-    """A copy of the target's HorizontalPodAutoscaler, ``<name>-primary``, scaling the primary Deployment.
-
-    ``autoscalerRef.primaryScalerReplicas`` overrides the replica bounds for the primary.
-    """
-    spec = copy.deepcopy(dict(source.get("spec") or {}))
-    spec["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment",
-                              "name": canary.spec.primary_target_name}
-    ref = canary.spec.autoscaler_ref
-    bounds = ref.primary_scaler_replicas if ref is not None else None
-    if bounds is not None and bounds.min_replicas is not None:
-        spec["minReplicas"] = bounds.min_replicas
-    if bounds is not None and bounds.max_replicas is not None:
-        spec["maxReplicas"] = bounds.max_replicas
-    meta = source.get("metadata") or {}
-    return {
-        "apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": naming.primary_name(str(meta.get("name"))), "namespace": canary.namespace,
-                     "labels": {**naming.without_toolkit(meta.get("labels")), **naming.MANAGED_BY},
-                     "annotations": naming.gitops_disabled(),
-                     "ownerReferences": [naming.owner_reference(canary)]},
-        "spec": spec,
-    }
-
-
 # -- reconciling: what to write so the owned objects are as they should be ------------------------
 
 
@@ -315,8 +287,8 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
                 writes.append(Patch("v1", "Service", name, patch))
     scaler: list[Write] = []
     if autoscaler is not None:
-        desired = primary_autoscaler(canary, autoscaler)
-        current = lookup(HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
+        desired = autoscalers.primary_autoscaler(canary, autoscaler)
+        current = lookup(autoscalers.HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
         if current is None or not kube.matches(desired, current):
             scaler.append(Apply(desired))
     return Plan(services=tuple(writes), autoscaler=tuple(scaler))

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import prometheus_client
@@ -208,57 +208,54 @@ class LoadTester:
         refused = commands.refusal(command, self.allow_commands)
         if refused is not None:
             return Reply(403, refused)
-        blocking = payloads.flag(metadata, "blocking")
-
-        async def start() -> tuple[tasks.Entry, bool]:
-            entry, started = self._runner.submit(f"{canary} cmd {command}", canary, "cmd", command,
-                                                 lambda: commands.run_command(command, self.timeout))
-            if started:
-                self._tasks.labels(canary, "cmd").inc()
-            return entry, started
-
-        if not blocking:
-            _, started = self.on_loop(start(), timeout=10)
-            return Reply(202, f"started: {command}") if started else Reply(200, f"already running: {command}")
-
-        async def run() -> commands.CommandResult:
-            entry, _ = await start()
-            result: commands.CommandResult = await asyncio.shield(entry.task)
-            return result
-
-        result = self.on_loop(run(), timeout=self.timeout + 30)
+        reply, result = self._submit(canary, "cmd", f"{canary} cmd {command}", command,
+                                     lambda: commands.run_command(command, self.timeout),
+                                     blocking=payloads.flag(metadata, "blocking"), timeout=self.timeout + 30)
+        if reply is not None:
+            return reply
         if result.returncode == 0:
             return Reply(200, result.output or "command succeeded")
         code = "no exit code" if result.returncode is None else f"exit code {result.returncode}"
         return Reply(500, f"command failed ({code}): {result.output}")
+
+    def _submit(self, canary: str, kind: str, key: str, what: str, work: Callable[[], Awaitable[Any]], *,
+                blocking: bool, timeout: float, stats: load.LoadStats | None = None) -> tuple[Reply | None, Any]:
+        """Start ``work`` unless the task ``key`` runs already.
+
+        Not blocking: a reply saying whether it started.  Blocking: no reply and the result of the task
+        (this one or the one already running), waiting for it up to ``timeout`` seconds.
+        """
+        async def start() -> tuple[tasks.Entry, bool]:
+            entry, started = self._runner.submit(key, canary, kind, what, work, stats)
+            if started:
+                self._tasks.labels(canary, kind).inc()
+            return entry, started
+
+        if not blocking:
+            _, started = self.on_loop(start(), timeout=10)
+            return (Reply(202, f"started: {what}") if started else Reply(200, f"already running: {what}")), None
+
+        async def run() -> Any:
+            entry, _ = await start()
+            return await asyncio.shield(entry.task)
+
+        return None, self.on_loop(run(), timeout=timeout)
 
     def _load(self, spec: load.LoadSpec, canary: str) -> Reply:
         target = redaction.redact_url(spec.url)
         what = f"{spec.method} {target} at {spec.rps:g} rps x {spec.concurrency} for " \
                f"{durations.format_duration(spec.duration)}"
         counter = self._requests
+        progress = load.LoadStats()
 
         def count(ok: bool) -> None:
             counter.labels(canary, target, "ok" if ok else "error").inc()
 
-        async def start() -> tuple[tasks.Entry, bool]:
-            stats = load.LoadStats()
-            entry, started = self._runner.submit(f"{canary} load {spec.method} {spec.url}", canary, "load", what,
-                                                 lambda: load.generate(spec, stats, count), stats)
-            if started:
-                self._tasks.labels(canary, "load").inc()
-            return entry, started
-
-        if not spec.blocking:
-            _, started = self.on_loop(start(), timeout=10)
-            return Reply(202, f"started: {what}") if started else Reply(200, f"already running: {what}")
-
-        async def run() -> load.LoadStats:
-            entry, _ = await start()
-            stats: load.LoadStats = await asyncio.shield(entry.task)
-            return stats
-
-        stats = self.on_loop(run(), timeout=spec.duration + spec.timeout + 30)
+        reply, stats = self._submit(canary, "load", f"{canary} load {spec.method} {spec.url}", what,
+                                    lambda: load.generate(spec, progress, count), stats=progress,
+                                    blocking=spec.blocking, timeout=spec.duration + spec.timeout + 30)
+        if reply is not None:
+            return reply
         summary = (f"{stats.sent} requests, {stats.failed} failed ({stats.error_rate:.1f}%, "
                    f"maxErrorRate {spec.max_error_rate:g}%)")
         if stats.sent and stats.error_rate <= spec.max_error_rate:

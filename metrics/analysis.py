@@ -124,12 +124,12 @@ def evaluate(name: str, value: float, accepted: models.ThresholdRange) -> vocabu
     if math.isnan(value):
         return vocabulary.Check(name=name, kind="metric", passed=False, min=low, max=high,
                           message="no values found: the query returned NaN")
+    if accepted.contains(value):
+        return vocabulary.Check(name=name, kind="metric", passed=True, value=value, min=low, max=high)
     if low is not None and value < low:
         message = f"{name} {value:g} is below the minimum {low:g}"
-    elif high is not None and value > high:
-        message = f"{name} {value:g} is above the maximum {high:g}"
     else:
-        return vocabulary.Check(name=name, kind="metric", passed=True, value=value, min=low, max=high)
+        message = f"{name} {value:g} is above the maximum {high:g}"
     return vocabulary.Check(name=name, kind="metric", passed=False, value=value, min=low, max=high, message=message)
 
 

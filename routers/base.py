@@ -39,6 +39,11 @@ class Writer(Protocol):
 
 
 class Router(Protocol):
+    @property
+    def switches_apex(self) -> bool:
+        """True when the router routes by the apex Service's selector, which the Services' reconcile must keep."""
+        ...
+
     def desired(self, canary: models.Canary) -> list[Manifest]:
         """The route objects ``reconcile`` applies, built from the cache with their current weights; no I/O."""
         ...
@@ -48,7 +53,7 @@ class Router(Protocol):
         ...
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write the weights (and mirroring); idempotent; raises errors.RouterConflict on a write conflict."""
+        """Write the weights (and mirroring); idempotent; a failed write raises (the tick retries)."""
         ...
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
@@ -62,6 +67,27 @@ class Router(Protocol):
     def validate(self, canary: models.Canary) -> None:
         """Raise errors.SpecError naming the field when this router cannot serve the spec."""
         ...
+
+
+class CachedRouter:
+    """What every router class shares: it reads the watch cache, and ``reconcile`` applies what ``desired`` builds.
+
+    Routers extend it with their own ``desired``, ``set_routes``, ``get_routes``, ``finalize`` and ``validate``.
+    """
+
+    switches_apex = False
+
+    def __init__(self, store: ObjectStore, writer: Writer) -> None:
+        self._store = store
+        self._writer = writer
+
+    def desired(self, canary: models.Canary) -> list[Manifest]:
+        raise NotImplementedError
+
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Apply what ``desired`` builds (server-side apply, so an unchanged object is a no-op); idempotent."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest)
 
 
 RouterFactory = Callable[[ObjectStore, Writer], Router]

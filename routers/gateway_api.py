@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base, session
+from routers import base, http_rules, matching, session
 
 GROUP = "gateway.networking.k8s.io"
 V1 = f"{GROUP}/v1"
@@ -35,7 +35,6 @@ DEFAULT_MATCH: base.Manifest = {"path": {"type": "PathPrefix", "value": "/"}}
 # Istio StringMatch kind → Gateway API match type, per match field.
 _PATH_TYPES = {"exact": "Exact", "prefix": "PathPrefix", "regex": "RegularExpression"}
 _VALUE_TYPES = {"exact": "Exact", "regex": "RegularExpression"}
-_REGEX_SPECIALS = frozenset("\\.+*?()|[]{}^$")
 
 
 # -- matches ------------------------------------------------------------------------------------
@@ -54,14 +53,14 @@ def gateway_match(match: Mapping[str, Any], field: str) -> base.Manifest:
         if key == "name":
             continue  # a label for humans; nothing to route by
         if key == "uri":
-            kind, text = _string_match(value, where)
+            kind, text = matching.string_match(value, where)
             result["path"] = {"type": _PATH_TYPES[kind], "value": text}
         elif key in ("headers", "queryParams"):
             if not isinstance(value, Mapping):
                 raise errors.SpecError(where, "expected a map of name to {exact|prefix|regex}")
             result[key] = [_value_match(str(name), condition, f"{where}.{name}") for name, condition in value.items()]
         elif key == "method":
-            kind, text = _string_match(value, where)
+            kind, text = matching.string_match(value, where)
             if kind != "exact":
                 raise errors.SpecError(where, "Gateway API matches methods exactly; use {exact: GET} and the like")
             result["method"] = text.upper()
@@ -77,43 +76,25 @@ def merge_matches(analysis: Sequence[Mapping[str, Any]], service: Sequence[Mappi
     The analysis match adds its headers and query parameters (replacing a service condition on the same
     name) and its path or method when it has one; with no service match the analysis matches are used alone.
     """
-    if not service:
-        return [copy.deepcopy(dict(match)) for match in analysis]
-    merged: list[base.Manifest] = []
-    for extra in analysis:
-        for basis in service:
-            match = copy.deepcopy(dict(basis))
-            for key in ("path", "method"):
-                if key in extra:
-                    match[key] = copy.deepcopy(extra[key])
-            for key in ("headers", "queryParams"):
-                if key in extra:
-                    names = {condition["name"].lower() for condition in extra[key]}
-                    kept = [c for c in match.get(key, []) if c["name"].lower() not in names]
-                    match[key] = kept + copy.deepcopy(extra[key])
-            merged.append(match)
-    return merged
+    return matching.and_matches(analysis, service, _combine)
 
 
-def _string_match(condition: Any, field: str) -> tuple[str, str]:
-    if not isinstance(condition, Mapping) or len(condition) != 1:
-        raise errors.SpecError(field, "expected exactly one of exact, prefix or regex")
-    ((kind, text),) = condition.items()
-    if kind not in _PATH_TYPES:
-        raise errors.SpecError(field, f"unknown string match {kind!r}; use exact, prefix or regex")
-    return str(kind), str(text)
+def _combine(match: base.Manifest, extra: Mapping[str, Any]) -> None:
+    for key in ("path", "method"):
+        if key in extra:
+            match[key] = copy.deepcopy(extra[key])
+    for key in ("headers", "queryParams"):
+        if key in extra:
+            names = {condition["name"].lower() for condition in extra[key]}
+            kept = [c for c in match.get(key, []) if c["name"].lower() not in names]
+            match[key] = kept + copy.deepcopy(extra[key])
 
 
 def _value_match(name: str, condition: Any, field: str) -> base.Manifest:
-    kind, text = _string_match(condition, field)
+    kind, text = matching.string_match(condition, field)
     if kind == "prefix":  # Gateway API has no prefix match on values; a regex says the same
-        kind, text = "regex", _escape(text) + ".*"
+        kind, text = "regex", matching.escape(text) + ".*"
     return {"name": name, "type": _VALUE_TYPES[kind], "value": text}
-
-
-def _escape(text: str) -> str:
-    # Only the characters RE2 treats specially: Python's re.escape also escapes characters RE2 rejects escaped.
-    return "".join("\\" + char if char in _REGEX_SPECIALS else char for char in text)
 
 
 # -- filters ------------------------------------------------------------------------------------
@@ -189,44 +170,47 @@ def mirror_filter(canary: models.Canary) -> base.Manifest:
 
 def fledge_rules(canary: models.Canary, weights: vocabulary.Weights, api_version: str = V1) -> list[base.Manifest]:
     """The rules Fledge owns, first in the route: weighted (canary, blue/green) or matched-then-default (A/B)."""
-    spec, service = canary.spec, canary.spec.service
-    matches = gateway_matches(service.match, "spec.service.match") or [copy.deepcopy(DEFAULT_MATCH)]
-    filters = service_filters(service)
+    spec = canary.spec
+    matches = gateway_matches(spec.service.match, "spec.service.match") or [copy.deepcopy(DEFAULT_MATCH)]
+    ab: list[base.Manifest] = []
+    if spec.analysis.strategy == "ab":
+        ab = merge_matches(gateway_matches(spec.analysis.match, "spec.analysis.match"), matches)
+    return http_rules.layout(canary, weights, _Form(canary, matches, api_version), matches, ab)
 
-    def rule(rule_matches: list[base.Manifest], backends: list[base.Manifest], mirrored: bool) -> base.Manifest:
-        result: base.Manifest = {"matches": rule_matches}
-        rule_filters = filters + ([mirror_filter(canary)] if mirrored else [])
+
+class _Form:
+    """The Gateway API's dialect of a rule: an HTTPRoute rule with the service's filters."""
+
+    def __init__(self, canary: models.Canary, matches: list[base.Manifest], api_version: str) -> None:
+        self.canary = canary
+        self.matches = matches
+        self.api_version = api_version
+        self.filters = service_filters(canary.spec.service)
+
+    def rule(self, matches: Sequence[base.Manifest], backends: list[base.Manifest], mirrored: bool
+             ) -> base.Manifest:
+        service = self.canary.spec.service
+        result: base.Manifest = {"matches": list(matches)}
+        rule_filters = self.filters + ([mirror_filter(self.canary)] if mirrored else [])
         if rule_filters:
             result["filters"] = rule_filters
         result["backendRefs"] = backends
-        if service.timeout and api_version == V1:
+        if service.timeout and self.api_version == V1:
             result["timeouts"] = {"request": service.timeout}
         return result
 
-    weighted = [backend_ref(spec.primary_service_name, service.port, weights.primary),
-                backend_ref(spec.canary_service_name, service.port, weights.canary)]
-    affinity = session.plan(canary, weights)
-    sessions: list[base.Manifest] = []
-    if affinity.cookie is not None:
-        cookie = affinity.cookie
-        cookie_matches = merge_matches([{"headers": [{"name": session.COOKIE_HEADER, "type": "RegularExpression",
-                                                      "value": cookie.match_regex}]}], matches)
-        if affinity.sticky:
-            # The canary's answers hand out the cookie; its holders then reach the canary alone.
-            weighted[1]["filters"] = [set_cookie_filter(cookie.set_cookie())]
-            to_canary = [backend_ref(spec.primary_service_name, service.port, 0),
-                         backend_ref(spec.canary_service_name, service.port, 100)]
-            sessions.append(rule(cookie_matches, to_canary, False))
-        else:
-            cleared = rule(cookie_matches, copy.deepcopy(weighted), False)
-            cleared["filters"] = [*cleared.get("filters", []), set_cookie_filter(cookie.clear_cookie())]
-            sessions.append(cleared)
-    if spec.analysis.strategy != "ab":
-        return copy.deepcopy([*sessions, rule(matches, weighted, weights.mirrored)])
-    analysis = gateway_matches(spec.analysis.match, "spec.analysis.match")
-    primary_only = [backend_ref(spec.primary_service_name, service.port, 100)]
-    return copy.deepcopy([*sessions, rule(merge_matches(analysis, matches), weighted, False),
-                          rule(matches, primary_only, weights.mirrored)])
+    def backend(self, name: str, weight: int) -> base.Manifest:
+        return backend_ref(name, self.canary.spec.service.port, weight)
+
+    def cookie_matches(self, regex: str) -> list[base.Manifest]:
+        cookie = {"name": session.COOKIE_HEADER, "type": "RegularExpression", "value": regex}
+        return merge_matches([{"headers": [cookie]}], self.matches)
+
+    def hand_out(self, backend: base.Manifest, set_cookie: str) -> None:
+        backend["filters"] = [set_cookie_filter(set_cookie)]
+
+    def take_back(self, rule: base.Manifest, clear_cookie: str) -> None:
+        rule["filters"] = [*rule.get("filters", []), set_cookie_filter(clear_cookie)]
 
 
 def set_cookie_filter(value: str) -> base.Manifest:
@@ -324,40 +308,18 @@ def route_weights(route: Mapping[str, Any], canary: models.Canary) -> vocabulary
 # -- the router ---------------------------------------------------------------------------------
 
 
-class GatewayAPIRouter:
+class GatewayAPIRouter(http_rules.RouteObjectRouter):
     """Applies the HTTPRoute built by ``http_route``; reads it back from the watch cache."""
 
-    def __init__(self, store: base.ObjectStore, writer: base.Writer, api_version: str = V1) -> None:
-        self._store = store
-        self._writer = writer
-        self.api_version = api_version
+    kind = KIND
+    default_api_version = V1
 
-    def _route(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(self.api_version, KIND, canary.namespace, canary.spec.service_name)
-
-    def desired(self, canary: models.Canary) -> list[base.Manifest]:
-        """The HTTPRoute as the spec says, with the weights and mirroring it has (100/0 when new)."""
-        existing = self._route(canary)
-        weights = (route_weights(existing, canary) if existing is not None else None) or vocabulary.ALL_PRIMARY
-        return [http_route(canary, weights, existing, self.api_version)]
-
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Create or update the HTTPRoute, keeping the weights and mirroring it has; idempotent."""
-        for manifest in self.desired(canary):
-            await self._writer.apply(manifest)
-
-    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write ``weights`` into Fledge's rules; idempotent; raises SpecError for matches with no equivalent."""
-        await self._writer.apply(http_route(canary, weights, self._route(canary), self.api_version))
-
-    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        """Weights of the cached route; None when it does not exist or has no Fledge rule."""
-        existing = self._route(canary)
-        return route_weights(existing, canary) if existing is not None else None
+    build = staticmethod(http_route)
+    weights_of = staticmethod(route_weights)
 
     async def finalize(self, canary: models.Canary) -> None:
         """Remove Fledge's rules; delete the route when nothing of the user's is left in it."""
-        existing = self._route(canary)
+        existing = self.cached(canary)
         if existing is None or not naming.is_managed(existing):
             return
         released = released_route(canary, existing, self.api_version)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base, session
+from routers import base, http_rules, matching, session
 
 API_VERSION = "networking.istio.io/v1beta1"  # served by every Istio release since 1.5, v1 included
 VIRTUAL_SERVICE = "VirtualService"
@@ -40,19 +40,15 @@ def merge_matches(analysis: Sequence[Mapping[str, Any]], service: Sequence[Mappi
     withoutHeaders, sourceLabels) which are merged, the analysis winning on the same key.  Flagger replaces
     the headers outright, which drops a service header condition; merging keeps it.
     """
-    if not service:
-        return [copy.deepcopy(dict(match)) for match in analysis]
-    merged: list[base.Manifest] = []
-    for extra in analysis:
-        for basis in service:
-            match = copy.deepcopy(dict(basis))
-            for key, value in extra.items():
-                if key in _MAP_MATCH_FIELDS and isinstance(match.get(key), Mapping) and isinstance(value, Mapping):
-                    match[key] = {**match[key], **copy.deepcopy(dict(value))}
-                else:
-                    match[key] = copy.deepcopy(value)
-            merged.append(match)
-    return merged
+    return matching.and_matches(analysis, service, _combine)
+
+
+def _combine(match: base.Manifest, extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if key in _MAP_MATCH_FIELDS and isinstance(match.get(key), Mapping) and isinstance(value, Mapping):
+            match[key] = {**match[key], **copy.deepcopy(dict(value))}
+        else:
+            match[key] = copy.deepcopy(value)
 
 
 def hosts(canary: models.Canary) -> list[str]:
@@ -80,51 +76,52 @@ def destination(canary: models.Canary, host: str, weight: int) -> base.Manifest:
 
 def fledge_routes(canary: models.Canary, weights: vocabulary.Weights) -> list[base.Manifest]:
     """The HTTP routes Fledge owns, first in the VirtualService: weighted, or matched-then-default for A/B."""
-    spec, service = canary.spec, canary.spec.service
-    decorations: base.Manifest = {}
-    if service.rewrite:
-        # "type" is Flagger's hint for Gateway API rewrites; Istio does not know it.
-        decorations["rewrite"] = {k: v for k, v in service.rewrite.items() if k != "type"}
-    if service.timeout:
-        decorations["timeout"] = service.timeout
-    for key, value in (("retries", service.retries), ("corsPolicy", service.cors_policy),
-                       ("headers", service.headers)):
-        if value:
-            decorations[key] = value
+    spec = canary.spec
+    ab = merge_matches(spec.analysis.match, spec.service.match) if spec.analysis.strategy == "ab" else []
+    return http_rules.layout(canary, weights, _Form(canary), spec.service.match, ab)
 
-    def route(matches: Sequence[Mapping[str, Any]], destinations: list[base.Manifest], mirrored: bool
-              ) -> base.Manifest:
+
+class _Form:
+    """Istio's dialect of a rule: an HTTPRoute of the VirtualService, with the service's decorations."""
+
+    def __init__(self, canary: models.Canary) -> None:
+        self.canary = canary
+        service = canary.spec.service
+        self.decorations: base.Manifest = {}
+        if service.rewrite:
+            # "type" is Flagger's hint for Gateway API rewrites; Istio does not know it.
+            self.decorations["rewrite"] = {k: v for k, v in service.rewrite.items() if k != "type"}
+        if service.timeout:
+            self.decorations["timeout"] = service.timeout
+        for key, value in (("retries", service.retries), ("corsPolicy", service.cors_policy),
+                           ("headers", service.headers)):
+            if value:
+                self.decorations[key] = value
+
+    def rule(self, matches: Sequence[Mapping[str, Any]], backends: list[base.Manifest], mirrored: bool
+             ) -> base.Manifest:
+        spec = self.canary.spec
         result: base.Manifest = {"match": list(matches)} if matches else {}
-        result.update(decorations)
-        result["route"] = destinations
+        result.update(self.decorations)
+        result["route"] = backends
         if mirrored:
             result["mirror"] = {"host": spec.canary_service_name}
             if spec.analysis.mirror_weight:
                 result["mirrorPercentage"] = {"value": spec.analysis.mirror_weight}
         return result
 
-    weighted = [destination(canary, spec.primary_service_name, weights.primary),
-                destination(canary, spec.canary_service_name, weights.canary)]
-    affinity = session.plan(canary, weights)
-    sessions: list[base.Manifest] = []
-    if affinity.cookie is not None:
-        cookie = affinity.cookie
-        cookie_matches = merge_matches([{"headers": {session.COOKIE_HEADER.lower(): {"regex": cookie.match_regex}}}],
-                                       service.match)
-        if affinity.sticky:
-            # The canary's answers hand out the cookie; its holders then reach the canary alone.
-            weighted[1]["headers"] = set_cookie_headers(cookie.set_cookie())
-            sessions.append(route(cookie_matches, [destination(canary, spec.primary_service_name, 0),
-                                                   destination(canary, spec.canary_service_name, 100)], False))
-        else:
-            cleared = route(cookie_matches, copy.deepcopy(weighted), False)
-            cleared["headers"] = _with_set_cookie(cleared.get("headers"), cookie.clear_cookie())
-            sessions.append(cleared)
-    if spec.analysis.strategy != "ab":
-        return copy.deepcopy([*sessions, route(service.match, weighted, weights.mirrored)])
-    primary_only = [destination(canary, spec.primary_service_name, 100)]
-    return copy.deepcopy([*sessions, route(merge_matches(spec.analysis.match, service.match), weighted, False),
-                          route(service.match, primary_only, weights.mirrored)])
+    def backend(self, name: str, weight: int) -> base.Manifest:
+        return destination(self.canary, name, weight)
+
+    def cookie_matches(self, regex: str) -> list[base.Manifest]:
+        return merge_matches([{"headers": {session.COOKIE_HEADER.lower(): {"regex": regex}}}],
+                             self.canary.spec.service.match)
+
+    def hand_out(self, backend: base.Manifest, set_cookie: str) -> None:
+        backend["headers"] = set_cookie_headers(set_cookie)
+
+    def take_back(self, rule: base.Manifest, clear_cookie: str) -> None:
+        rule["headers"] = _with_set_cookie(rule.get("headers"), clear_cookie)
 
 
 def set_cookie_headers(value: str) -> base.Manifest:
@@ -254,43 +251,24 @@ def route_weights(vs: Mapping[str, Any], canary: models.Canary) -> vocabulary.We
     return None
 
 
-class IstioRouter:
+class IstioRouter(http_rules.RouteObjectRouter):
     """Applies the DestinationRules and the VirtualService built above; reads them back from the watch cache."""
 
-    def __init__(self, store: base.ObjectStore, writer: base.Writer, api_version: str = API_VERSION) -> None:
-        self._store = store
-        self._writer = writer
-        self.api_version = api_version
+    kind = VIRTUAL_SERVICE
+    default_api_version = API_VERSION
 
-    def _virtual_service(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(self.api_version, VIRTUAL_SERVICE, canary.namespace, canary.spec.service_name)
+    build = staticmethod(virtual_service)
+    weights_of = staticmethod(route_weights)
 
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """Both DestinationRules, then the VirtualService with the weights and mirroring it has."""
         rules = [destination_rule(canary, name, self.api_version)
                  for name in (canary.spec.canary_service_name, canary.spec.primary_service_name)]
-        existing = self._virtual_service(canary)
-        weights = (route_weights(existing, canary) if existing is not None else None) or vocabulary.ALL_PRIMARY
-        return [*rules, virtual_service(canary, weights, existing, self.api_version)]
-
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Apply both DestinationRules and the VirtualService, keeping its weights and mirroring; idempotent."""
-        for manifest in self.desired(canary):
-            await self._writer.apply(manifest)
-
-    async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write ``weights`` (and the mirror) into Fledge's routes; idempotent."""
-        existing = self._virtual_service(canary)
-        await self._writer.apply(virtual_service(canary, weights, existing, self.api_version))
-
-    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        """Weights of the cached VirtualService; None when it does not exist or has no route to the canary."""
-        existing = self._virtual_service(canary)
-        return route_weights(existing, canary) if existing is not None else None
+        return [*rules, *super().desired(canary)]
 
     async def finalize(self, canary: models.Canary) -> None:
         """Write back the user's VirtualService (or delete Fledge's), then delete the DestinationRules."""
-        existing = self._virtual_service(canary)
+        existing = self.cached(canary)
         if existing is not None and naming.is_managed(existing):
             restored = restored_virtual_service(canary, existing, self.api_version)
             if restored is None:

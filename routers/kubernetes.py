@@ -142,12 +142,14 @@ def service_weights(apex: Mapping[str, Any], canary: models.Canary, target: Mapp
     return None
 
 
-class KubernetesRouter:
-    """Switches the apex Service's selector; reads it and the target workload from the watch cache."""
+class KubernetesRouter(base.CachedRouter):
+    """Switches the apex Service's selector; reads it and the target workload from the watch cache.
 
-    def __init__(self, store: base.ObjectStore, writer: base.Writer) -> None:
-        self._store = store
-        self._writer = writer
+    ``reconcile`` points an apex Service that selects neither side at the primary, and does nothing before
+    workloads creates it.
+    """
+
+    switches_apex = True
 
     def _apex(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(SERVICE_API_VERSION, SERVICE_KIND, canary.namespace, canary.spec.service_name)
@@ -161,11 +163,6 @@ class KubernetesRouter:
         if apex is not None and service_weights(apex, canary, self._target(canary)) is None:
             return [apex_service(canary, PRIMARY, apex, self._target(canary))]
         return []
-
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Point an apex Service that selects neither side at the primary; nothing before workloads creates it."""
-        for manifest in self.desired(canary):
-            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Select the primary (100/0) or the canary (0/100); ValueError for anything else; idempotent."""

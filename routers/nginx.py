@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base
+from routers import base, matching
 
 DEFAULT_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
 API_VERSION = "networking.k8s.io/v1"
@@ -31,7 +31,6 @@ CANARY_SUFFIX = "-canary"
 _SKIPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 # A cookie name followed by =always inside a regex such as ^(.*?;)?(canary=always)(;.*)?$ (Flagger's style).
 _COOKIE_ALWAYS = re.compile(r"([\w.\-]+)=always")
-_REGEX_SPECIALS = frozenset("\\.+*?()|[]{}^$")
 
 
 def ingress_ref(canary: models.Canary) -> models.IngressRef:
@@ -65,14 +64,11 @@ def ab_annotations(match: Sequence[Mapping[str, Any]]) -> dict[str, str]:
                                                        "put each header or cookie in its own match entry")
         ((name, condition),) = headers.items()
         where = f"{field}.headers.{name}"
-        if not isinstance(condition, Mapping) or len(condition) != 1:
-            raise errors.SpecError(where, "expected exactly one of exact, prefix or regex")
-        ((kind, value),) = condition.items()
-        value = str(value)
+        kind, value = matching.string_match(condition, where)
         if str(name).lower() == "cookie":
             if "canary-by-cookie" in result:
                 raise errors.SpecError(where, "ingress-nginx takes one canary cookie; keep a single cookie match")
-            result["canary-by-cookie"] = _cookie_name(str(kind), value, where)
+            result["canary-by-cookie"] = _cookie_name(kind, value, where)
             continue
         if "canary-by-header" in result:
             raise errors.SpecError(where, "ingress-nginx takes one canary header; keep a single header match")
@@ -81,10 +77,8 @@ def ab_annotations(match: Sequence[Mapping[str, Any]]) -> dict[str, str]:
             result["canary-by-header-value"] = value
         elif kind == "regex":
             result["canary-by-header-pattern"] = value
-        elif kind == "prefix":
-            result["canary-by-header-pattern"] = "^" + "".join("\\" + c if c in _REGEX_SPECIALS else c for c in value)
-        else:
-            raise errors.SpecError(where, f"unknown string match {kind!r}; use exact, prefix or regex")
+        else:  # prefix
+            result["canary-by-header-pattern"] = "^" + matching.escape(value)
     return result
 
 
@@ -169,13 +163,12 @@ def ingress_weights(canary_ingress: Mapping[str, Any], annotation_prefix: str = 
     return vocabulary.Weights(primary=100 - weight, canary=weight)
 
 
-class NginxRouter:
+class NginxRouter(base.CachedRouter):
     """Applies the canary Ingress built by ``canary_ingress``; never writes the user's Ingress."""
 
     def __init__(self, store: base.ObjectStore, writer: base.Writer,
                  annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX) -> None:
-        self._store = store
-        self._writer = writer
+        super().__init__(store, writer)
         self.annotation_prefix = annotation_prefix
 
     def _user_ingress(self, canary: models.Canary) -> base.Manifest:
@@ -194,11 +187,6 @@ class NginxRouter:
         current = self._canary_ingress(canary)
         weights = ingress_weights(current, self.annotation_prefix) if current is not None else vocabulary.ALL_PRIMARY
         return [canary_ingress(canary, self._user_ingress(canary), weights, self.annotation_prefix)]
-
-    async def reconcile(self, canary: models.Canary) -> None:
-        """Copy the user's Ingress into the canary Ingress, keeping its weights; idempotent."""
-        for manifest in self.desired(canary):
-            await self._writer.apply(manifest)
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights."""

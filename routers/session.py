@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 
 from apis import models, vocabulary
+from routers import matching
 
 COOKIE_HEADER = "Cookie"
 SET_COOKIE_HEADER = "Set-Cookie"
@@ -52,7 +53,7 @@ class Cookie:
     @property
     def match_regex(self) -> str:
         """A regular expression (RE2, whole header) for a ``Cookie`` header that carries the cookie."""
-        return f".*{_escape(self.name)}={self.value}.*"
+        return f".*{matching.escape(self.name)}={self.value}.*"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,3 @@ def status_fields(canary: models.Canary, weights: vocabulary.Weights) -> dict[st
     if decided.sticky:
         return {"session_affinity_cookie": decided.cookie.pair}
     return {"session_affinity_cookie": None, "previous_session_affinity_cookie": decided.cookie.pair}
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + char if char in "\\.+*?()|[]{}^$" else char for char in text)

@@ -45,7 +45,7 @@ class ThresholdRange(base.ApiModel):
     max: pydantic.FiniteFloat | None = None
 
     def contains(self, value: float) -> bool:
-        """True when value is within the range."""
+        """True when value is within the range (bounds included); NaN is within an unbounded range only."""
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 

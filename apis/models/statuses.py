@@ -29,8 +29,6 @@ class CanaryPhase(enum.StrEnum):
     FINALISING = "Finalising"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-    TERMINATING = "Terminating"
-    TERMINATED = "Terminated"
 
 
 class ConditionStatus(enum.StrEnum):

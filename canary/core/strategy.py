@@ -47,11 +47,3 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) 
         mirrored = canary.spec.analysis.mirror and weight == 0
         return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
     return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
-
-
-def steps_done(canary: models.Canary) -> bool:
-    """Every weight step or iteration has been analysed: what remains is approval and promotion."""
-    analysis, status = canary.spec.analysis, canary.status
-    if analysis.strategy == "canary":
-        return status.canary_weight >= max_weight(analysis)
-    return status.iterations >= (analysis.iterations or 0)

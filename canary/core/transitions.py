@@ -31,9 +31,8 @@ def format_time(moment: datetime.datetime) -> str:
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """``models.parse_time`` for a status time that may be unset."""
+    return models.parse_time(text) if text else None
 
 
 def seconds_until_due(canary: models.Canary, now: datetime.datetime) -> float:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from apis import models
-from canary import core, execute, kube, observe, services, tick, workloads
+from apis import models, naming
+from canary import autoscalers, core, execute, kube, observe, services, tick, workloads
 from routers import gateway_api
 from tests.unit import routerfakes
 from tests.unit.test_workloads import canary, target
@@ -117,7 +117,7 @@ def initialized(body: models.Canary | None = None, hpa: dict[str, Any] | None = 
     objects = [served(service) for service in services.desired(body, target())]
     objects.append(served(workloads.primary_workload(body, target(), {}, 3)))
     if hpa is not None:
-        objects.append(served(workloads.primary_autoscaler(body, hpa)))
+        objects.append(served(autoscalers.primary_autoscaler(body, hpa)))
     return Cluster(*objects)
 
 
@@ -186,7 +186,10 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     assert write.patch["spec"] == {"selector": {"tier": None, "app": "web-primary"},
                                    "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}
     recorded = json.loads(write.patch["metadata"]["annotations"][services.ORIGINAL_SERVICE])
-    assert recorded == {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}
+    assert recorded == {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"],
+                        "annotations": {key: None for key in naming.GITOPS_DISABLED}}
+    assert {key: write.patch["metadata"]["annotations"][key] for key in naming.GITOPS_DISABLED} == \
+        naming.GITOPS_DISABLED
 
     taken = users_service()
     taken["metadata"]["annotations"] = write.patch["metadata"]["annotations"]
@@ -195,7 +198,8 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     assert workloads.plan(canary(), target(), cluster.lookup, None) == workloads.Plan()  # recorded once only
 
     restore = services.restore_patch(taken, canary())
-    assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None}},
+    assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None,
+                                                    **{key: None for key in naming.GITOPS_DISABLED}}},
                        "spec": {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}}
     owned = served(services.desired(canary(), target())[0])
     assert services.restore_patch(owned, canary()) is None  # garbage collection removes Fledge's own

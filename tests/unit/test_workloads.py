@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apis import errors, models, naming
-from canary import kube, services, workloads
+from canary import autoscalers, kube, services, workloads
 
 pytestmark = pytest.mark.unit
 
@@ -225,7 +225,7 @@ def test_primary_autoscaler_scales_the_primary_within_its_own_bounds() -> None:
                        "minReplicas": 2, "maxReplicas": 10,
                        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                            "type": "Utilization", "averageUtilization": 80}}}]}}
-    primary = workloads.primary_autoscaler(body, source)
+    primary = autoscalers.primary_autoscaler(body, source)
     assert primary["metadata"]["name"] == "web-primary"
     assert primary["metadata"]["labels"] == {"team": "a", "fledge.dev/managed": "true"}
     assert primary["metadata"]["annotations"] == naming.GITOPS_DISABLED
