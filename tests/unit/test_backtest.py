@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 from typing import Any
 
 from apis import models
@@ -78,7 +79,7 @@ def test_a_canary_with_twice_the_errors_is_rolled_back_with_the_queries_evaluate
     assert judged is not None and judged.verdict == "Fail" and judged.lower is not None and judged.lower >= 1.1
     times = sorted({moment for moment, _ in history.asked})
     assert times[0] == T0 + datetime.timedelta(seconds=10)  # the first step takes no checks
-    assert all((b - a).total_seconds() == 10 for a, b in zip(times, times[1:], strict=False))
+    assert all((b - a).total_seconds() == 10 for a, b in itertools.pairwise(times))
     assert all("[10s]" in query for _, query in history.asked)
 
 

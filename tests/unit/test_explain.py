@@ -17,8 +17,9 @@ def event(second: int, reason: str, message: str, version: int, kind: str = "Nor
             "lastTimestamp": models.format_time(T0 + datetime.timedelta(seconds=second))}
 
 
-JUDGED = models.CheckResult(name="judge-errors", kind="judge", passed=False, value=2.0, max=1.1, judge=models.JudgeResult(
-    verdict="Fail", effect=2.0, lower=1.3, upper=3.1, canary_requests=900, primary_requests=950, window="10s"))
+JUDGED = models.CheckResult(
+    name="judge-errors", kind="judge", passed=False, value=2.0, max=1.1, judge=models.JudgeResult(
+        verdict="Fail", effect=2.0, lower=1.3, upper=3.1, canary_requests=900, primary_requests=950, window="10s"))
 METRIC = models.CheckResult(name="request-success-rate", kind="metric", passed=True, value=99.2, min=99,
                             query="sum(rate(x[10s]))", window="10s")
 
