@@ -43,6 +43,8 @@ class Check:
     # A query that answers with no data is not this: it is a failed check.
     unavailable: bool = False
     judge: models.JudgeResult | None = None  # a judge check: its verdict, effect, interval and evidence
+    query: str = ""  # a metric check: the rendered query that ran (a judge's are in ``judge.queries``)
+    window: str = ""  # a metric check: the window of its query (the metric's interval)
 
     @property
     def inconclusive(self) -> bool:

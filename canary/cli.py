@@ -102,6 +102,35 @@ def _status(args: argparse.Namespace) -> int:
     return views.status(args)
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from canary import explain
+
+    return explain.main(args)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from canary import backtest
+
+    return backtest.main(args)
+
+
+def _history_parsers(sub: Any) -> None:
+    explain = sub.add_parser("explain", help="a canary's decision history: each tick's checks and decision")
+    explain.add_argument("name")
+    explain.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
+    explain.add_argument("--kubeconfig")
+    explain.set_defaults(func=_explain)
+    backtest = sub.add_parser("backtest", help="replay a Canary's decisions over past Prometheus data (no cluster)")
+    backtest.add_argument("-f", "--file", required=True, help="YAML with the Canary (and its MetricTemplates)")
+    backtest.add_argument("--start", required=True, help="RFC 3339 or Unix time at which the release started")
+    backtest.add_argument("--end", required=True, help="RFC 3339 or Unix time to replay until")
+    backtest.add_argument("--prometheus", help="Prometheus URL for every query (default: spec.metricsServer)")
+    backtest.add_argument("--step-seconds", type=float,
+                          help="tick every N seconds (default: when the controller would, every interval)")
+    backtest.add_argument("--provider", default="gatewayapi", help="router provider when the Canary names none")
+    backtest.set_defaults(func=_backtest)
+
+
 # The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.operate).
 OPERATOR_COMMANDS = {
     "promote": "skip the remaining steps and promote (a rollback webhook is still asked)",
@@ -202,6 +231,7 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, default=1800)
     watch.set_defaults(func=_watch)
     _operator_parsers(sub)
+    _history_parsers(sub)
     return root
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from apis import errors, models, naming
 from canary import autoscalers, core, manual, runtime, webhooks, workloads
-from metrics import analysis, judging
+from metrics import analysis, builtin, judging
 from metrics import base as metric_base
 from routers import base as routers
 
@@ -115,7 +115,7 @@ async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
 
 
 async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, router_provider: str, server: str,
-                 now: datetime.datetime) -> list[core.Check]:
+                 now: datetime.datetime, pod_labels: builtin.PodLabels | None = None) -> list[core.Check]:
     """The judge's comparisons of this step, on the metrics server (where the builtin counts are)."""
     if canary.spec.analysis.judge is None:
         return []
@@ -126,7 +126,7 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
     except Exception as exc:  # an empty or invalid address: a failed check that says so, as for a metric
         return [core.Check(name=judging.ERRORS, kind="judge", passed=False,
                            message=f"spec.analysis.judge: cannot use the metrics server {server!r}: {exc}")]
-    return await judging.run_judge(canary, provider, router_provider=router_provider, now=now)
+    return await judging.run_judge(canary, provider, router_provider=router_provider, now=now, pod_labels=pod_labels)
 
 
 async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> core.Observed:
@@ -147,7 +147,7 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
         metrics, judged, hooks = await asyncio.gather(
             analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
                                   metrics_server=server, pod_labels=rt.settings.pod_labels),
-            _judge(canary, factory, provider, server, obs.now),
+            _judge(canary, factory, provider, server, obs.now, rt.settings.pod_labels),
             webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
         checks += [*metrics, *judged, *hooks]
     return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

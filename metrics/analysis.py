@@ -186,10 +186,11 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
     except errors.SpecError as exc:
         return vocabulary.Check(name=name, kind="metric", passed=False, message=str(exc))
     config = query.provider
+    window = canary.spec.analysis.metrics[index].interval
 
     def failed(message: str, *, unavailable: bool = False) -> vocabulary.Check:
         return vocabulary.Check(name=name, kind="metric", passed=False, min=query.range.min, max=query.range.max,
-                          message=message, unavailable=unavailable)
+                                message=message, unavailable=unavailable, query=query.text, window=window)
 
     def scrubbed(exc: BaseException) -> str:  # text Fledge did not write may hold the address
         if isinstance(exc, errors.FledgeError):
@@ -223,4 +224,4 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         logger.exception("metric %s of %s/%s: the provider raised", name, canary.namespace, canary.name)
         return failed(f"query failed unexpectedly: {type(exc).__name__}: {scrubbed(exc)}; "
                       f"query: {base.short(query.text)}")
-    return evaluate(name, value, query.range)
+    return dataclasses.replace(evaluate(name, value, query.range), query=query.text, window=window)

@@ -99,8 +99,12 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
 
 
 async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, router_provider: str,
-                    now: datetime.datetime, timeout: float = 10.0) -> list[vocabulary.Check]:
-    """The judge's checks of this step, in order errors, latency.  Never raises for a query."""
+                    now: datetime.datetime, timeout: float = 10.0, pod_labels: builtin.PodLabels | None = None
+                    ) -> list[vocabulary.Check]:
+    """The judge's checks of this step, in order errors, latency.  Never raises for a query.
+
+    ``pod_labels`` names the pod-scrape labels of the gatewayapi and kubernetes count queries, as for the
+    builtin metrics (the controller's ``--pod-namespace-label`` and ``--pod-name-label``)."""
     spec = canary.spec.analysis.judge
     if spec is None:
         return []
@@ -110,7 +114,7 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                            f"count queries for provider {router_provider!r}") for n in names]
     window = window_seconds(canary, now)
-    rendered = {v: _render(canary, queries, router_provider, v, window) for v in ("canary", "primary")}
+    rendered = {v: render(canary, queries, router_provider, v, window, pod_labels) for v in ("canary", "primary")}
     try:
         counts = await asyncio.wait_for(asyncio.gather(
             *(asyncio.to_thread(_fetch, provider, rendered[v], spec.latency) for v in ("canary", "primary"))), timeout)
@@ -141,11 +145,12 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     return checks
 
 
-def _render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
-            window: int) -> tuple[str, str, str]:
+def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
+           window: int, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str]:
+    """One version's (requests, errors, buckets) count queries over the last ``window`` seconds."""
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
     selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
-                                        namespace=canary.namespace)
+                                        namespace=canary.namespace, pod_labels=pod_labels)
     spec = canary.spec
     variables = templates.Variables(
         name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,

@@ -84,7 +84,9 @@ class PrometheusProvider:
         insecure_skip_verify: bool = False,
         headers: Mapping[str, str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        at: float | None = None,
     ) -> None:
+        """``at``: a Unix time at which every instant query is evaluated (``fledge backtest``); None: now."""
         if not address.startswith(("http://", "https://")):
             raise errors.SpecError("spec.provider.address", f"{redaction.redact_host(address)} is not an http:// "
                                                             "or https:// URL")
@@ -93,6 +95,7 @@ class PrometheusProvider:
         self.timeout = timeout
         self._insecure = insecure_skip_verify
         self._headers = dict(headers or {})
+        self._params = {"time": f"{at:.3f}"} if at is not None else None  # the library takes None, typed dict
         self._auth: tuple[str, str] | None = None
         if secret is not None:
             self._use_credentials(secret)
@@ -141,7 +144,7 @@ class PrometheusProvider:
 
     def _result(self, query: str) -> Any:
         try:
-            return self._client().custom_query(query)
+            return self._client().custom_query(query, params=self._params)  # type: ignore[arg-type]
         except requests.exceptions.ConnectionError as exc:  # ConnectTimeout and SSLError are ConnectionErrors
             raise base.ProviderUnavailable(query, f"{self} unreachable: {self._connection_failure(exc)}") from exc
         except requests.exceptions.Timeout as exc:

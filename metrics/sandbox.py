@@ -301,7 +301,10 @@ class BoundedSandbox(sandbox.ImmutableSandboxedEnvironment):
         _budget().step()
         for value in (*args, *kwargs.values()):
             _sized(value, "an argument")
-        args = _check_method(__obj, args, kwargs)
+        # Inside loops and blocks Jinja passes its own _loop_vars/_block_vars, which Context.call strips later;
+        # the size estimate must see only the call's real arguments, or it fails and checks nothing.
+        real = {key: value for key, value in kwargs.items() if key not in ("_loop_vars", "_block_vars")}
+        args = _check_method(__obj, args, real)
         return _sized(super().call(__context, __obj, *args, **kwargs), "the result of a call")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:

@@ -94,6 +94,10 @@ class CheckResult(base.StatusModel):
     """RFC 3339."""
     judge: JudgeResult | None = None
     """For a judge check: the verdict and its numbers."""
+    query: str | None = None
+    """For a metric check: the rendered query that ran."""
+    window: str | None = None
+    """For a metric check: the window of its query (the metric's interval)."""
 
 
 class HandledRequest(base.StatusModel):

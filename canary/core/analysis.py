@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from apis import models, vocabulary
-from canary.core import gates, state, strategy, transitions
+from canary.core import gates, record, state, strategy, transitions
 
 Phase = models.CanaryPhase
 
@@ -29,7 +29,12 @@ def _with_status(obs: state.Observed, status: models.CanaryStatus) -> state.Obse
 
 
 def analyse(obs: state.Observed) -> state.Decision:
-    """Progressing or WaitingPromotion, with the revision under analysis still the target's."""
+    """Progressing or WaitingPromotion, with the revision under analysis still the target's; a tick that
+    ran checks is recorded in an Analysis Event (``record``)."""
+    return record.analysed(obs, _analyse(obs))
+
+
+def _analyse(obs: state.Observed) -> state.Decision:
     canary, status, spec = obs.canary, obs.canary.status, obs.canary.spec
     analysis = spec.analysis
     if status.failed_checks >= analysis.threshold:
@@ -277,4 +282,5 @@ def _failed_message(obs: state.Observed, check: vocabulary.Check) -> str:
 
 def _check_status(check: vocabulary.Check, now_text: str) -> models.CheckResult:
     return models.CheckResult(name=check.name, kind=check.kind, value=check.value, min=check.min, max=check.max,
-                              passed=check.passed, message=check.message, time=now_text, judge=check.judge)
+                              passed=check.passed, message=check.message, time=now_text, judge=check.judge,
+                              query=check.query or None, window=check.window or None)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 from apis import errors, models
 from canary import core, kube
-from metrics import analysis, sandbox
+from metrics import analysis, sandbox, templates
 from tests import hostile
 
 pytestmark = pytest.mark.unit
@@ -186,3 +186,18 @@ def test_an_apply_body_with_any_character_reads_back_through_yaml(value: str) ->
     # a label with an emoji in spec.service.apex failed every apply of the Service, one Traceback per tick.
     body = {"metadata": {"labels": {"k": value}}}
     assert yaml.safe_load(kube.yaml_json(body)) == body
+
+
+def test_a_method_call_inside_a_loop_is_checked_before_it_allocates() -> None:
+    """Inside loops Jinja passes ``_loop_vars`` to every call; the size check must not trip over it."""
+    variables = templates.Variables(name="app", namespace="fuzz", target="app", service="app", ingress="app",
+                                    interval="30s")
+    tracemalloc.start()
+    try:
+        with pytest.raises(templates.QueryTemplateError, match="a width would be 100000000 long"):
+            templates.render("{% for c in name %}{{ name.center(10**8) }}{% endfor %}", variables, field="f",
+                             source="a test")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"allocated {peak // 2**20} MiB before refusing"

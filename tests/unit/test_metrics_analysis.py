@@ -160,7 +160,7 @@ def test_a_failed_query_is_a_failed_check_with_the_reason(answer: Answer, messag
     metric = {"name": "errors", "query": "sum(errors)", "thresholdRange": {"max": 1}}
     [check] = run(canary(metric), Factory(FakeProvider({"sum(errors)": answer})))
     assert check == core.Check(name="errors", kind="metric", passed=False, value=None, min=None, max=1,
-                               message=message, unavailable=False)
+                               message=message, unavailable=False, query="sum(errors)", window="1m")
 
 
 def test_an_unavailable_provider_is_an_unavailable_check() -> None:
@@ -171,7 +171,7 @@ def test_an_unavailable_provider_is_an_unavailable_check() -> None:
     assert check == core.Check(
         name="errors", kind="metric", passed=False, value=None, min=None, max=1, unavailable=True,
         message="prometheus unavailable for metric errors: Prometheus at http://prometheus.monitoring:9090 "
-                "unreachable: connection refused; query: sum(errors)",
+                "unreachable: connection refused; query: sum(errors)", query="sum(errors)", window="1m",
     )
 
 

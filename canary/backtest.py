@@ -1,0 +1,217 @@
+"""``fledge backtest``: what the decision core would have done with a Canary over past Prometheus data.
+
+Why this exists: before trusting a new threshold or judge setting, or after an incident, one wants to see
+the decisions a Canary would have taken on real traffic.  The replay drives the same decision core as the
+controller (``canary.core.decide``, asked until it stops asking, as ``canary.tick`` does), feeding it the
+Canary's metric checks and the judge's comparisons computed from instant queries evaluated *at* each
+tick's historical time.  Gates are taken as open, no rollback webhook asks to roll back, and the workloads
+as rolled out: the replay isolates what the metrics decide.
+
+What it must not do: write anything, or need a cluster.  Prometheus comes in through ``History`` (an
+instant-query provider bound to a past time), so tests use a fake and the CLI the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import pathlib
+import sys
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import yaml
+
+from apis import errors, models
+from canary import core, explain
+from metrics import analysis, judging, prometheus
+from metrics import base as metric_base
+
+REVISION = "backtest"  # the revision under analysis; the primary runs "promoted"
+DEFAULT_PROVIDER = "gatewayapi"
+MAX_NEEDS = 8
+
+
+class History(Protocol):
+    def at(self, moment: datetime.datetime, address: str) -> metric_base.MetricProvider:
+        """A provider whose instant queries are evaluated at ``moment``, on the Prometheus at ``address``
+        (the one the Canary names; a replay may send every query to one Prometheus instead)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    """One tick of the replay: when, the decision's events, and the status after it."""
+
+    time: datetime.datetime
+    events: tuple[core.Event, ...]
+    status: models.CanaryStatus
+    weights: core.Weights
+
+
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    ticks: tuple[Tick, ...]
+
+    @property
+    def outcome(self) -> str:
+        """"promoted", "rolled back", or the phase the replay ended in."""
+        final = self.ticks[-1].status.phase if self.ticks else None
+        if final in (models.CanaryPhase.PROMOTING, models.CanaryPhase.FINALISING, models.CanaryPhase.SUCCEEDED):
+            return "promoted"
+        if final == models.CanaryPhase.FAILED:
+            return "rolled back"
+        return str(final or "not started")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The replayed events in the shape of Kubernetes Events, for ``explain.rows``."""
+        return [{"type": e.type, "reason": e.reason, "message": e.message,
+                 "lastTimestamp": models.format_time(t.time.replace(microsecond=0))}
+                for t in self.ticks for e in t.events]
+
+
+def start_status(start: datetime.datetime) -> models.CanaryStatus:
+    """A release that has just been detected: Progressing at weight 0, its first step not yet taken."""
+    return models.CanaryStatus(phase=models.CanaryPhase.PROGRESSING, last_applied_spec=REVISION,
+                               last_promoted_spec="promoted", last_transition_time=core.format_time(start))
+
+
+async def replay(canary: models.Canary, history: History, start: datetime.datetime, end: datetime.datetime, *,
+                 templates: Mapping[tuple[str, str], models.MetricTemplate] | None = None,
+                 metrics_server: str = "", default_provider: str = DEFAULT_PROVIDER,
+                 step_seconds: float | None = None) -> Replay:
+    """Tick from ``start`` until ``end`` or the release ends; each tick at the time the last one asked for
+    (``requeue_after``), or every ``step_seconds`` when given."""
+    canary = canary.model_copy(update={"status": start_status(start)})
+    routes = core.ALL_PRIMARY
+    primary = core.Workload.ready_with(1)
+    ticks: list[Tick] = []
+    now = start
+    while now <= end:
+        obs = core.Observed(canary=canary, now=now, revision=REVISION, target=core.Workload.ready_with(1),
+                            primary=primary, routes=routes)
+        decision = await _decide(obs, history, templates or {}, metrics_server, default_provider)
+        for action in decision.actions:
+            if isinstance(action, core.SetRoutes):
+                routes = action.weights
+            elif isinstance(action, core.Promote):
+                primary = core.Workload.ready_with(1, revision=REVISION)
+        canary = canary.model_copy(update={"status": decision.status})
+        ticks.append(Tick(now, tuple(a for a in decision.actions if isinstance(a, core.Event)), decision.status,
+                          routes))
+        if decision.status.phase in core.FINAL_PHASES:
+            break
+        delay = step_seconds or decision.requeue_after or canary.spec.analysis.interval_seconds
+        now += datetime.timedelta(seconds=max(delay, 1.0))
+    return Replay(tuple(ticks))
+
+
+async def _decide(obs: core.Observed, history: History, templates: Mapping[tuple[str, str], models.MetricTemplate],
+                  metrics_server: str, default_provider: str) -> core.Decision:
+    """Ask the core until it stops asking, as ``canary.tick`` does; gates open, no rollback asked."""
+    decision = core.decide(obs)
+    for _ in range(MAX_NEEDS):
+        need = decision.need
+        if need is None:
+            return decision
+        if need.what == "gate":
+            obs = dataclasses.replace(obs, gates={**obs.gates, need.hook_type: need.hook_type != "rollback"})
+        elif need.what == "pre-rollout":
+            obs = dataclasses.replace(obs, checks={**obs.checks, "pre-rollout": ()})
+        else:
+            checks = await _checks(obs, history, templates, metrics_server, default_provider)
+            obs = dataclasses.replace(obs, checks={**obs.checks, "analysis": tuple(checks)})
+        decision = core.decide(obs)
+    raise RuntimeError(f"the decision core kept asking for {decision.need}; this is a bug in Fledge")
+
+
+async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple[str, str], models.MetricTemplate],
+                  metrics_server: str, default_provider: str) -> list[core.Check]:
+    canary = obs.canary
+    server = canary.spec.metrics_server or metrics_server
+
+    def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
+        if config.type != models.MetricProviderType.PROMETHEUS.value:
+            raise errors.SpecError("provider.type", f"backtest replays Prometheus only, not {config.type}")
+        return history.at(obs.now, config.address)
+
+    provider = canary.spec.provider or default_provider
+    metrics = await analysis.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
+                                          default_provider=provider, metrics_server=server or "backtest")
+    judged: list[core.Check] = []
+    if canary.spec.analysis.judge is not None:
+        judged = await judging.run_judge(canary, history.at(obs.now, server), router_provider=provider, now=obs.now)
+    return [*metrics, *judged]
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+class PrometheusHistory:
+    """The real History: one Prometheus provider per tick, evaluating at that tick's time."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address  # when set, every query goes here, whatever the Canary names
+        self._open: list[prometheus.PrometheusProvider] = []
+
+    def at(self, moment: datetime.datetime, address: str) -> metric_base.MetricProvider:
+        provider = prometheus.PrometheusProvider(self.address or address, at=moment.timestamp())
+        self._open.append(provider)
+        return provider
+
+    def close(self) -> None:
+        for provider in self._open:
+            provider.close()
+
+
+def load(path: str) -> tuple[models.Canary, dict[tuple[str, str], models.MetricTemplate]]:
+    """The Canary of a YAML file (``-`` for stdin), and the MetricTemplates beside it."""
+    text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_text()
+    found: list[models.Canary] = []
+    templates: dict[tuple[str, str], models.MetricTemplate] = {}
+    for body in yaml.safe_load_all(text):
+        if not isinstance(body, dict):
+            continue
+        body.setdefault("metadata", {}).setdefault("namespace", "default")
+        if body.get("kind") == "Canary":
+            found.append(models.parse_canary({**body, "status": {}}))
+        elif body.get("kind") == "MetricTemplate":
+            template = models.parse_metric_template(body)
+            templates[(template.namespace, template.name)] = template
+    if len(found) != 1:
+        raise ValueError(f"{path}: expected one Canary, found {len(found)}")
+    return found[0], templates
+
+
+def parse_moment(text: str) -> datetime.datetime:
+    """RFC 3339, or a Unix time in seconds."""
+    try:
+        return datetime.datetime.fromtimestamp(float(text), datetime.UTC)
+    except ValueError:
+        return models.parse_time(text.replace("Z", "+00:00"))
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        canary, templates = load(args.file)
+    except (OSError, ValueError, yaml.YAMLError, models.SpecError, errors.FledgeError) as exc:
+        print(f"fledge backtest: {exc}", file=sys.stderr)
+        return 2
+    history = PrometheusHistory(args.prometheus)
+    try:
+        result = asyncio.run(replay(canary, history, parse_moment(args.start), parse_moment(args.end),
+                                    templates=templates, metrics_server=args.prometheus or "",
+                                    default_provider=args.provider, step_seconds=args.step_seconds))
+    finally:
+        history.close()
+    print(report(canary, result))
+    return 0
+
+
+def report(canary: models.Canary, result: Replay) -> str:
+    last = result.ticks[-1] if result.ticks else None
+    ending = f"{result.outcome} at {models.format_time(last.time)}" if last is not None else "no tick"
+    return "\n".join([f"Backtest of Canary {canary.namespace}/{canary.name}: {ending}",
+                      explain.table(explain.rows(result.events()))])

@@ -1,0 +1,125 @@
+"""``fledge explain``: a canary's decision history as a table a person can read in an incident.
+
+Why this exists: ``fledge status`` shows where a release stands; in an incident one asks how it got
+there.  Every tick that ran checks left an ``Analysis`` Event (``canary.core.record``) with the phase, the
+weight, each check's verdict with its value or effect, interval and bounds, and the decision; the other
+events (new revision, promotion, rollback) say what happened between.  ``rows`` folds them into one row per
+tick, ``table`` lays them out, and ``details`` adds what only the status holds for the last tick: the
+rendered queries, windows and sample sizes.  ``fledge backtest`` prints its replay with the same ``table``.
+
+What it must not do: write anything, or decide anything (it only reads back what the core recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from apis import models
+from canary.core import record
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    time: str
+    phase: str
+    weight: str
+    checks: tuple[str, ...]
+    decision: str
+
+
+def _when(event: Mapping[str, Any]) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime")
+               or (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _order(event: Mapping[str, Any]) -> tuple[str, int]:
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+    return _when(event), int(version) if version.isdigit() else 0
+
+
+def rows(events: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """One row per tick: an Analysis event with the events of the same second folded into it; any other
+    event (a new revision, the first step, promotion, rollback) is a row of its own."""
+    ordered = sorted(events, key=_order)
+    analysed = {_when(e) for e in ordered if e.get("reason") == record.REASON and record.parse(str(e.get("message")))}
+    result: list[Row] = []
+    for event in ordered:
+        when, message = _when(event), str(event.get("message") or "")
+        parsed = record.parse(message) if event.get("reason") == record.REASON else None
+        if parsed is not None:
+            result.append(Row(when, parsed.phase, str(parsed.weight), parsed.checks, parsed.decision))
+        elif when not in analysed:
+            result.append(Row(when, "", "", (), f"{event.get('reason', '')}: {message}"))
+    return result
+
+
+def table(history: Iterable[Row]) -> str:
+    """The rows as a text table; a row's checks go one per line."""
+    header = Row("TIME", "PHASE", "WEIGHT", ("CHECKS",), "DECISION")
+    listed = [header, *history]
+    width_time = max(len(r.time) for r in listed)
+    width_phase = max(len(r.phase) for r in listed)
+    width_weight = max(len(r.weight) for r in listed)
+    width_checks = max([len(c) for r in listed for c in r.checks] or [1])
+    lines = []
+    for row in listed:
+        checks = row.checks or ("-" if row is not header and row.phase else "",)
+        for index, check in enumerate(checks):
+            first = index == 0
+            lines.append("  ".join([(row.time if first else "").ljust(width_time),
+                                    (row.phase if first else "").ljust(width_phase),
+                                    (row.weight if first else "").rjust(width_weight),
+                                    check.ljust(width_checks),
+                                    row.decision if first else ""]).rstrip())
+    if len(listed) == 1:
+        lines.append("(no decisions recorded: the release has not run any checks yet, or its events expired)")
+    return "\n".join(lines)
+
+
+def details(status: Mapping[str, Any]) -> str:
+    """The last tick's checks as the status holds them: verdict, numbers, bounds, queries and windows."""
+    lines = ["Last checks" + (f" (at {status['lastStepTime']})" if status.get("lastStepTime") else "")]
+    for check in status.get("checks") or []:
+        result = record.summary(models.CheckResult.model_validate(check))
+        lines.append(f"  {result}")
+        judged = check.get("judge") or {}
+        if judged:
+            lines.append(f"    samples: canary {judged.get('canaryEvents', 0)}/{judged.get('canaryRequests', 0)}, "
+                         f"primary {judged.get('primaryEvents', 0)}/{judged.get('primaryRequests', 0)}, "
+                         f"this step {judged.get('stepSamples', 0)}; e-value {judged.get('eValue', 1.0):.3g}")
+        for query in ([check["query"]] if check.get("query") else []) + list(judged.get("queries") or []):
+            lines.append(f"    query: {query}")
+        if check.get("message"):
+            lines.append(f"    {check['message']}")
+    if not status.get("checks"):
+        lines.append("  none yet")
+    if status.get("message"):
+        lines.append(f"Last decision: {status['message']}")
+    return "\n".join(lines)
+
+
+def explain(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> str:
+    meta, status = body["metadata"], body.get("status") or {}
+    head = (f"Canary {meta.get('namespace', '')}/{meta['name']}: {status.get('phase') or '-'}, "
+            f"weight {status.get('canaryWeight', 0)}, failed checks {status.get('failedChecks', 0)}")
+    return "\n".join([head, "", table(rows(events)), "", details(status)])
+
+
+def main(args: argparse.Namespace) -> int:
+    from canary import kube, views
+
+    api = views.api_client(args.kubeconfig)
+    namespace = views.namespace_of(args)
+    body = views.get_canary(api, namespace, args.name)
+    if body is None:
+        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+        return 1
+    path = kube.resource_for("v1", "Event").list_path(namespace)
+    selector = f"involvedObject.kind=Canary,involvedObject.name={args.name}"
+    events = kube.request(api, "GET", path, query=[("fieldSelector", selector)]).get("items") or []
+    print(explain(body, events))
+    return 0
