@@ -38,6 +38,11 @@ def test_initialization_creates_primary_services_and_routes(api: Any, namespace:
     assert apps.route_weights(api, namespace, "web") == (100, 0)
     current = apps.status(api, namespace, "web")
     assert current["lastAppliedSpec"] == current["lastPromotedSpec"]
+    # What `kubectl wait --for=condition=Promoted canary/web` reads: a GitOps pipeline may wait on it right
+    # after the Canary is applied, before any release.
+    promoted = {c["type"]: c for c in current.get("conditions", [])}.get("Promoted")
+    assert promoted is not None and promoted["status"] == "True", current
+    assert promoted["reason"] == "Initialized", promoted
 
 
 def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: str, env: environment.Environment,
