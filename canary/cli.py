@@ -56,28 +56,20 @@ def run_program(name: str, argv: Sequence[str]) -> int:
     return int(module.main(list(argv)))
 
 
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A sub-command's entry point, imported only when it runs, so that ``fledge get`` does not pay for kopf."""
+
+    def run(args: argparse.Namespace) -> int:
+        entry: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+        return entry(args)
+
+    return run
+
+
 def _crds(args: argparse.Namespace) -> int:
     from canary import crdgen
 
     return crdgen.main(["--check"] if args.check else [])
-
-
-def _controller(args: argparse.Namespace) -> int:
-    from canary import controller
-
-    return controller.main(args)
-
-
-def _get(args: argparse.Namespace) -> int:
-    from canary import views
-
-    return views.get_canaries(args)
-
-
-def _watch(args: argparse.Namespace) -> int:
-    from canary import views
-
-    return views.watch(args)
 
 
 def _boolean(text: str) -> bool:
@@ -96,30 +88,12 @@ def _operate(args: argparse.Namespace) -> int:
     return operate.pause(args) if args.action in ("pause", "resume") else operate.act(args)
 
 
-def _status(args: argparse.Namespace) -> int:
-    from canary import views
-
-    return views.status(args)
-
-
-def _explain(args: argparse.Namespace) -> int:
-    from canary import explain
-
-    return explain.main(args)
-
-
-def _backtest(args: argparse.Namespace) -> int:
-    from canary import backtest
-
-    return backtest.main(args)
-
-
 def _history_parsers(sub: Any) -> None:
     explain = sub.add_parser("explain", help="a canary's decision history: each tick's checks and decision")
     explain.add_argument("name")
     explain.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
     explain.add_argument("--kubeconfig")
-    explain.set_defaults(func=_explain)
+    explain.set_defaults(func=_lazy("canary.explain", "main"))
     backtest = sub.add_parser("backtest", help="replay a Canary's decisions over past Prometheus data (no cluster)")
     backtest.add_argument("-f", "--file", required=True, help="YAML with the Canary (and its MetricTemplates)")
     backtest.add_argument("--start", required=True, help="RFC 3339 or Unix time at which the release started")
@@ -128,7 +102,7 @@ def _history_parsers(sub: Any) -> None:
     backtest.add_argument("--step-seconds", type=float,
                           help="tick every N seconds (default: when the controller would, every interval)")
     backtest.add_argument("--provider", default="gatewayapi", help="router provider when the Canary names none")
-    backtest.set_defaults(func=_backtest)
+    backtest.set_defaults(func=_lazy("canary.backtest", "main"))
 
 
 # The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.operate).
@@ -147,7 +121,7 @@ def _operator_parsers(sub: Any) -> None:
     status.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
     status.add_argument("--kubeconfig")
     status.add_argument("--events", type=int, default=8, help="how many of the last events to show")
-    status.set_defaults(func=_status)
+    status.set_defaults(func=_lazy("canary.views", "status"))
     for action, text in OPERATOR_COMMANDS.items():
         command = sub.add_parser(action, help=text)
         command.add_argument("name")
@@ -216,20 +190,20 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--leader-election-id", default="fledge-leader", help="name of the Lease (fledge-leader)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
-    ctl.set_defaults(func=_controller)
+    ctl.set_defaults(func=_lazy("canary.controller", "main"))
 
     get = sub.add_parser("get", help="list canaries")
     get.add_argument("what", choices=["canaries"])
     get.add_argument("-n", "--namespace", help="only this namespace (default: all)")
     get.add_argument("--kubeconfig")
-    get.set_defaults(func=_get)
+    get.set_defaults(func=_lazy("canary.views", "get_canaries"))
 
     watch = sub.add_parser("watch", help="follow one canary until it ends")
     watch.add_argument("name")
     watch.add_argument("-n", "--namespace", default="default")
     watch.add_argument("--kubeconfig")
     watch.add_argument("--timeout", type=float, default=1800)
-    watch.set_defaults(func=_watch)
+    watch.set_defaults(func=_lazy("canary.views", "watch"))
     _operator_parsers(sub)
     _history_parsers(sub)
     return root
