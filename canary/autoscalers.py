@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming
-from canary import kube
+from canary import diffing
 
 Manifest = dict[str, Any]
 
@@ -46,7 +46,7 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
     }
 
 
-def autoscaler(canary: models.Canary, store: kube.Lookup) -> Manifest | None:
+def autoscaler(canary: models.Canary, store: diffing.Lookup) -> Manifest | None:
     """The target's HorizontalPodAutoscaler (``spec.autoscalerRef``) from the cache; a missing one is a spec error."""
     ref = canary.spec.autoscaler_ref
     if ref is None:

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import alerts, autoscalers, core, kube, observe, runtime, telemetry, webhooks, workloads
+from canary import alerts, autoscalers, core, diffing, observe, runtime, telemetry, webhooks, workloads
 
 log = logging.getLogger("fledge.execute")
 
@@ -60,7 +60,7 @@ _background: set[asyncio.Task[None]] = set()
 async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus) -> None:
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
     # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
-    body = kube.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
+    body = diffing.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
     await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": body}, "status")
 
 
@@ -84,7 +84,7 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
                           switched_apex=router is not None and router.switches_apex)
     await _write(rt, canary, plan.services)
     await _write(rt, canary, plan.autoscaler)
-    if router is not None and kube.outdated(router.desired(canary), rt.store):
+    if router is not None and diffing.outdated(router.desired(canary), rt.store):
         await router.reconcile(canary)
 
 

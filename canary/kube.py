@@ -17,8 +17,8 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from apis import naming
 from canary import telemetry
@@ -155,61 +155,6 @@ def _object_of(path: str) -> str:
     return path or "the API server"
 
 
-def matches(desired: Any, live: Any) -> bool:
-    """Whether ``live`` already holds ``desired``: every field ``desired`` sets equals ``live``'s.
-
-    Maps compare as subsets (the API server adds defaults and others' fields); lists element by element
-    and of the same length; an empty map or list matches a missing field (the API server drops those),
-    and None matches only a missing field.  This is what lets a steady tick skip every write.
-    """
-    if isinstance(desired, Mapping):
-        if live is None:
-            return not desired
-        return isinstance(live, Mapping) and all(matches(value, live.get(key)) for key, value in desired.items())
-    if isinstance(desired, list):
-        if live is None:
-            return not desired
-        return (isinstance(live, list) and len(live) == len(desired)
-                and all(matches(want, have) for want, have in zip(desired, live, strict=True)))
-    if desired is None or live is None:
-        return desired is live
-    if isinstance(desired, bool) or isinstance(live, bool):
-        return desired is live
-    return bool(desired == live)
-
-
-class Lookup(Protocol):
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None: ...
-
-
-def outdated(desired: Iterable[Manifest], store: Lookup) -> list[Manifest]:
-    """The manifests whose live object (from ``store``) is missing or does not ``match`` them."""
-    stale = []
-    for manifest in desired:
-        meta = manifest.get("metadata") or {}
-        live = store.get(str(manifest.get("apiVersion")), str(manifest.get("kind")), str(meta.get("namespace", "")),
-                         str(meta.get("name")))
-        if live is None or not matches(manifest, live):
-            stale.append(manifest)
-    return stale
-
-
-def with_removals(old: Mapping[str, Any], new: Mapping[str, Any]) -> Manifest:
-    """``new`` as a JSON merge patch over ``old``: keys of ``old`` that ``new`` lacks are set to null, in maps
-    at any depth, so the patch deletes them instead of leaving them behind."""
-    patch: Manifest = {}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            patch[key] = with_removals(before, value)
-        else:
-            patch[key] = value
-    for key in old:
-        if key not in new:
-            patch[key] = None
-    return patch
-
-
 def resource_for(api_version: str, kind: str) -> Resource:
     try:
         return RESOURCES[(api_version, kind)]
@@ -250,6 +195,19 @@ def _kind_of(path: str) -> str:
     return next((part for part in reversed(parts) if part in plurals), "other")
 
 
+def _without_others_fields(body: Mapping[str, Any]) -> Manifest:
+    """``body`` keeping only Fledge's own entries of ``metadata.managedFields``.
+
+    The other managers' entries are often half of an object's JSON and no decision reads them; Fledge's
+    own tell the kubernetes router which fields it applied."""
+    meta = body.get("metadata") or {}
+    fields = meta.get("managedFields")
+    if not fields:
+        return dict(body)
+    ours = [entry for entry in fields if entry.get("manager") == naming.FIELD_MANAGER]
+    return {**body, "metadata": {**meta, "managedFields": ours}}
+
+
 class Store:
     """Latest bodies by (group, kind, namespace, name); thread-safe; never older than what we wrote."""
 
@@ -266,7 +224,7 @@ class Store:
         meta = body.get("metadata") or {}
         kind = str(body.get("kind", ""))
         key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
-        stored: Manifest = dict(body)
+        stored: Manifest = _without_others_fields(body)
         if kind in DIGEST_ONLY:
             stored = {"apiVersion": body.get("apiVersion"), "kind": kind,
                       "metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion", "uid")},

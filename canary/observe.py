@@ -20,7 +20,7 @@ from typing import Any
 
 from apis import errors, models, naming
 from canary import autoscalers, core, manual, runtime, webhooks, workloads
-from metrics import analysis, builtin, judging
+from metrics import analysis, builtin
 from metrics import base as metric_base
 from routers import base as routers
 
@@ -119,6 +119,9 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
     """The judge's comparisons of this step, on the metrics server (where the builtin counts are)."""
     if canary.spec.analysis.judge is None:
         return []
+    # The judge's statistics need numpy (13 MiB): loaded by the first Canary that asks for a judge, not by all.
+    from metrics import judging
+
     config = metric_base.ProviderConfig(type=models.MetricProviderType.PROMETHEUS.value, address=server,
                                         namespace=canary.namespace)
     try:

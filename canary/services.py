@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming
-from canary import kube
+from canary import diffing
 
 Manifest = dict[str, Any]
 
@@ -97,7 +97,7 @@ def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Ma
     changes: Manifest = {}
     if (spec.get("selector") or {}) != (wanted.get("selector") or {}):
         changes["selector"] = _selector_patch(spec.get("selector"), wanted.get("selector"))
-    if not kube.matches(wanted.get("ports"), spec.get("ports")):
+    if not diffing.matches(wanted.get("ports"), spec.get("ports")):
         changes["ports"] = copy.deepcopy(wanted.get("ports"))
     if changes:
         patch["spec"] = changes

@@ -21,12 +21,15 @@ What it must not do: drive any decision; these are outputs only.
 
 from __future__ import annotations
 
+import math
 import time
 
 import prometheus_client
 
 from apis import models
 
+# No ``*_created`` series: one more per counter and histogram child, read by no dashboard or alert.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = prometheus_client.CollectorRegistry()
 
 INFO = prometheus_client.Gauge("fledge_info", "Fledge version", ["version"], registry=REGISTRY)
@@ -161,8 +164,26 @@ def forget(namespace: str, name: str) -> None:
         _count(namespace)
 
 
-def exposition() -> bytes:
+# Rendering the exposition costs a walk over every series (thousands with hundreds of canaries); scrapers
+# that ask more often than this get the same bytes.
+EXPOSITION_MAX_AGE = 1.0
+_exposed: tuple[float, bytes] = (-math.inf, b"")
+
+
+def render() -> bytes:
+    """The text format of Fledge's metrics, and Flagger's names when they are on."""
     text = bytes(prometheus_client.generate_latest(REGISTRY))
     if _flagger_names:
         text += bytes(prometheus_client.generate_latest(FLAGGER_REGISTRY))
+    return text
+
+
+def exposition(now: float | None = None) -> bytes:
+    """What ``/metrics`` serves: ``render()``, at most once every EXPOSITION_MAX_AGE seconds."""
+    global _exposed
+    moment = time.monotonic() if now is None else now
+    rendered_at, text = _exposed
+    if moment - rendered_at >= EXPOSITION_MAX_AGE:
+        text = render()
+        _exposed = (moment, text)
     return text

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
-from canary import autoscalers, core, daemonsets, kube, services
+from canary import autoscalers, core, daemonsets, diffing, kube, services
 
 Manifest = dict[str, Any]
 # Annotations that describe a Deployment or DaemonSet rather than its pods; never copied to the primary.
@@ -279,7 +279,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
         if current is None:
             writes.append(Create(desired))
         elif services.owned_by(current, canary):
-            if not kube.matches(desired, current):
+            if not diffing.matches(desired, current):
                 writes.append(Apply(desired))
         else:
             patch = services.takeover_patch(desired, current)
@@ -289,7 +289,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
     if autoscaler is not None:
         desired = autoscalers.primary_autoscaler(canary, autoscaler)
         current = lookup(autoscalers.HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
-        if current is None or not kube.matches(desired, current):
+        if current is None or not diffing.matches(desired, current):
             scaler.append(Apply(desired))
     return Plan(services=tuple(writes), autoscaler=tuple(scaler))
 

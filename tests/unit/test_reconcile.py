@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from apis import models, naming
-from canary import autoscalers, core, execute, kube, observe, services, tick, workloads
+from canary import autoscalers, core, diffing, execute, kube, observe, services, tick, workloads
 from routers import gateway_api
 from tests.unit import routerfakes
 from tests.unit.test_workloads import canary, target
@@ -43,14 +43,14 @@ def test_matches_is_a_subset_comparison() -> None:
                "metadata": {"annotations": {}}}
     live = {"spec": {"ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}], "selector": {"app": "web"},
                      "clusterIP": "10.0.0.1"}, "metadata": {"name": "web"}}
-    assert kube.matches(desired, live)  # defaults and others' fields do not count; an empty map is no map
-    assert not kube.matches({"spec": {"ports": [{"port": 8080, "protocol": "TCP"}]}}, live)
-    assert not kube.matches({"spec": {"ports": []}}, {"spec": {"ports": [{"port": 80}]}})
-    assert not kube.matches({"spec": {"ports": [{"port": 80}, {"port": 81}]}}, {"spec": {"ports": [{"port": 80}]}})
-    assert not kube.matches({"spec": {"selector": {"app": "web"}}}, {"spec": {}})
-    assert kube.matches({"a": None}, {}) and not kube.matches({"a": None}, {"a": 1})
-    assert not kube.matches({"a": True}, {"a": 1})
-    assert kube.matches({"a": 1}, {"a": 1.0})
+    assert diffing.matches(desired, live)  # defaults and others' fields do not count; an empty map is no map
+    assert not diffing.matches({"spec": {"ports": [{"port": 8080, "protocol": "TCP"}]}}, live)
+    assert not diffing.matches({"spec": {"ports": []}}, {"spec": {"ports": [{"port": 80}]}})
+    assert not diffing.matches({"spec": {"ports": [{"port": 80}, {"port": 81}]}}, {"spec": {"ports": [{"port": 80}]}})
+    assert not diffing.matches({"spec": {"selector": {"app": "web"}}}, {"spec": {}})
+    assert diffing.matches({"a": None}, {}) and not diffing.matches({"a": None}, {"a": 1})
+    assert not diffing.matches({"a": True}, {"a": 1})
+    assert diffing.matches({"a": 1}, {"a": 1.0})
 
 
 def test_outdated_lists_missing_and_differing_objects_only() -> None:
@@ -60,13 +60,13 @@ def test_outdated_lists_missing_and_differing_objects_only() -> None:
     changed["spec"]["ports"][0]["port"] = 8080
     missing = copy.deepcopy(same)
     missing["metadata"]["name"] = "other"
-    assert kube.outdated([same, changed, missing], store) == [changed, missing]
+    assert diffing.outdated([same, changed, missing], store) == [changed, missing]
 
 
 def test_with_removals_nulls_keys_that_went_away() -> None:
     old = {"phase": "Succeeded", "trackedConfigs": {"configmap/a": "1", "secret/b": "2"}, "checks": [{"n": 1}]}
     new = {"phase": "Progressing", "trackedConfigs": {"configmap/a": "3"}, "checks": []}
-    assert kube.with_removals(old, new) == {"phase": "Progressing", "checks": [],
+    assert diffing.with_removals(old, new) == {"phase": "Progressing", "checks": [],
                                             "trackedConfigs": {"configmap/a": "3", "secret/b": None}}
 
 
@@ -228,12 +228,12 @@ def test_router_desired_is_what_reconcile_applies_and_matches_once_applied() -> 
     store = routerfakes.FakeStore()
     writer = routerfakes.FakeWriter(store)
     router = gateway_api.GatewayAPIRouter(store, writer)
-    assert len(kube.outdated(router.desired(body), store)) == 1
+    assert len(diffing.outdated(router.desired(body), store)) == 1
     routerfakes.run(router.reconcile(body))
     assert writer.applied == router.desired(body)
-    assert kube.outdated(router.desired(body), store) == []
+    assert diffing.outdated(router.desired(body), store) == []
     moved = routerfakes.canary(service={"port": 8080, "gatewayRefs": [{"name": "public"}]})
-    (stale,) = kube.outdated(router.desired(moved), store)
+    (stale,) = diffing.outdated(router.desired(moved), store)
     assert [ref["port"] for ref in stale["spec"]["rules"][0]["backendRefs"]] == [8080, 8080]
 
 

@@ -46,7 +46,7 @@ def status(phase: str, weight: int = 0, value: float | None = None) -> models.Ca
 def samples(namespace: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of the exposition for ``namespace``, keyed by name and sorted labels."""
     found = {}
-    for family in parser.text_string_to_metric_families(telemetry.exposition().decode()):
+    for family in parser.text_string_to_metric_families(telemetry.render().decode()):
         for sample in family.samples:
             if sample.labels.get("namespace") == namespace:
                 found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
@@ -55,13 +55,13 @@ def samples(namespace: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 def types() -> dict[str, str]:
     return {family.name: family.type
-            for family in parser.text_string_to_metric_families(telemetry.exposition().decode())}
+            for family in parser.text_string_to_metric_families(telemetry.render().decode())}
 
 
 def test_flagger_names_carry_flaggers_labels_and_types() -> None:
     ns = f"n{uuid.uuid4().hex[:8]}"
     telemetry.record(canary(ns, "Initialized"), status("Progressing", 20, 99.5))
-    text = telemetry.exposition().decode()
+    text = telemetry.render().decode()
     # What Flagger's Grafana dashboard queries, verbatim: name is the target's, not the Canary's.
     assert f'flagger_canary_status{{name="podinfo",namespace="{ns}"}} 0.0' in text
     assert f'flagger_canary_weight{{namespace="{ns}",workload="podinfo"}} 20.0' in text
@@ -127,6 +127,13 @@ def test_the_flag_hides_flaggers_names_only() -> None:
     ns = f"n{uuid.uuid4().hex[:8]}"
     telemetry.record(canary(ns), status("Progressing"))
     telemetry.configure(flagger_names=False)
-    text = telemetry.exposition().decode()
+    text = telemetry.render().decode()
     assert "flagger_" not in text
     assert f'fledge_canary_status{{name="release",namespace="{ns}"}} 0.0' in text
+
+
+def test_the_exposition_is_rendered_at_most_once_a_second() -> None:
+    first = telemetry.exposition(now=1000.0)
+    telemetry.TICKS.observe(0.01)
+    assert telemetry.exposition(now=1000.5) == first, "a scrape within the second gets the same bytes"
+    assert telemetry.exposition(now=1001.0) == telemetry.render()
