@@ -62,9 +62,12 @@ def test_new_revision_is_promoted_step_by_step(api: Any, namespace: str, app: st
     assert any("Promotion completed" in e for e in events), events
 
     # What operators see: the controller's own metrics and the CLI's table.
-    exposition = httpx.get(f"{controller.url}/metrics", timeout=5).text
-    assert f'fledge_canary_status{{name="web",namespace="{namespace}"}} 1.0' in exposition
-    assert f'fledge_canary_successes_total{{name="web",namespace="{namespace}"}} 1.0' in exposition
+    # /metrics is rendered at most once a second, so the promotion shows up within a scrape or two.
+    wanted = (f'fledge_canary_status{{name="web",namespace="{namespace}"}} 1.0',
+              f'fledge_canary_successes_total{{name="web",namespace="{namespace}"}} 1.0')
+    eventually(lambda: all(line in httpx.get(f"{controller.url}/metrics", timeout=5).text for line in wanted),
+               timeout=10, what="the promotion in the controller's /metrics",
+               show=lambda: httpx.get(f"{controller.url}/metrics", timeout=5).text[-2000:])
     table = subprocess.run([sys.executable, "-m", "canary.cli", "get", "canaries", "-n", namespace,
                             "--kubeconfig", str(env.kubeconfig)], capture_output=True, text=True, timeout=60)
     assert table.returncode == 0, table.stderr
