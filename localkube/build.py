@@ -36,6 +36,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
+FLAGGER_VERSION = "v1.44.0"
 
 
 def cache_root() -> pathlib.Path:
@@ -93,6 +94,14 @@ KWOK = Component(
     packages=("sigs.k8s.io/kwok/cmd/kwok",),
 )
 COMPONENTS = (ETCD, KWOK, KUBERNETES)
+# The baseline of benchmarks.compare only: built on demand by the benchmark (ensure(FLAGGER)), never by `./dev setup`.
+FLAGGER = Component(
+    key="flagger",
+    module="github.com/fluxcd/flagger",
+    version=FLAGGER_VERSION,
+    packages=("github.com/fluxcd/flagger/cmd/flagger",),
+)
+OPTIONAL = (FLAGGER,)
 
 
 class BuildError(RuntimeError):
@@ -219,6 +228,19 @@ def ensure_all() -> dict[str, pathlib.Path]:
         return _ensure_all()
 
 
+def ensure(component: Component) -> dict[str, pathlib.Path]:
+    """Build one component (an optional one such as FLAGGER) unless cached, under the same lock as ensure_all."""
+    if component.is_built():
+        return component.binaries()
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log(f"{component.key} {component.version}: building")
+        binaries = build(component)
+        _drop_build_cache()
+    return binaries
+
+
 def _ensure_all() -> dict[str, pathlib.Path]:
     started = time.monotonic()
     binaries: dict[str, pathlib.Path] = {}
@@ -229,14 +251,21 @@ def _ensure_all() -> dict[str, pathlib.Path]:
             log(f"{component.key} {component.version}: building (a cold Kubernetes build takes many minutes)")
         binaries.update(build(component))
     log(f"all binaries ready in {time.monotonic() - started:.0f}s")
+    _drop_build_cache()
+    return binaries
+
+
+def _drop_build_cache() -> None:
     # Go's build cache (3-4 GiB after a Kubernetes build) only speeds up rebuilding the same versions,
     # which never happens once the binaries are cached; a version bump rebuilds from modules anyway.
     build_cache = cache_root() / "go-build"
     if build_cache.exists() and "GOCACHE" not in os.environ:
         shutil.rmtree(build_cache, ignore_errors=True)
         log(f"removed the Go build cache {build_cache}")
-    return binaries
 
 
 if __name__ == "__main__":
-    ensure_all()
+    if sys.argv[1:] == ["flagger"]:
+        ensure(FLAGGER)
+    else:
+        ensure_all()
