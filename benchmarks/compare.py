@@ -37,6 +37,9 @@ import datetime
 import itertools
 import json
 import pathlib
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -84,6 +87,8 @@ class Scenario:
 
 
 def scenario(name: str, interval: int, steps: int) -> Scenario:
+    if interval < 10:
+        raise SystemExit(f"--interval {interval}: Flagger runs an analysis interval below 10s every 10s, use >= 10")
     if name == "bluegreen":
         return Scenario(name, "kubernetes", "kubernetes", interval, steps)
     if name in ("canary", "metrics"):
@@ -184,6 +189,16 @@ def wait_phases(recorder: Recorder, names: list[str], phases: frozenset[str], ti
     raise RuntimeError(f"not every canary reached {sorted(phases)} in {timeout:.0f}s: {dict(recorder.phases())}")
 
 
+def start_profile(pid: int, output: pathlib.Path) -> subprocess.Popen[bytes]:
+    """py-spy (from PyPI) sampling a process until it gets SIGINT; ``--nonblocking`` never pauses the target."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--format", "raw",
+                             "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wait_until(what: str, probe: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
@@ -207,6 +222,8 @@ def audit_counts(env: environment.Environment, user: str, offset: int) -> Counte
             event = json.loads(line)
             if event.get("user", {}).get("username") != user or event["auditID"] in seen:
                 continue
+            if event["verb"] == "watch" and event.get("stage") != "ResponseStarted":
+                continue  # a watch is logged when it starts and again when it ends: count its start
             seen.add(event["auditID"])
             ref = event.get("objectRef") or {}
             counts[f"{event['verb']} {ref.get('resource', event.get('requestURI', ''))}"] += 1
@@ -252,8 +269,13 @@ def detection(recorder: Recorder, names: list[str], applied: dict[str, float]) -
     return latencies
 
 
-def run(env: environment.Environment, which: str, count: int, sc: Scenario) -> dict[str, Any]:
-    """One controller's release of ``count`` canaries; returns its figures."""
+def run(env: environment.Environment, which: str, count: int, sc: Scenario,
+        profile: pathlib.Path | None = None) -> dict[str, Any]:
+    """One controller's release of ``count`` canaries; returns its figures.
+
+    ``profile``: sample Fledge's process with ``py-spy record`` during the release into this file (raw
+    collapsed stacks, which ``flamegraph.pl`` or speedscope read); the figures of such a run are not
+    comparable, since py-spy takes CPU from the same two cores."""
     api = env.api()
     namespace = f"cmp-{which}-{sc.name}-{count}"
     kubectl.apply(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -281,10 +303,14 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario) -> d
         offset = env.audit_log.stat().st_size
         cpu_before, api_cpu_before = contenders.cpu_seconds(pid), contenders.cpu_seconds(api_pid)
         queries_before = prometheus_queries(env) if env.prometheus_url else 0.0
+        sampler = start_profile(pid, profile) if profile and which == "fledge" else None
         started = time.monotonic()
         applied = apply_all(api, [deployment(namespace, name, "2") for name in names])
         wait_phases(recorder, names, DONE, timeout=sc.steps * sc.interval * 10 + 300 + 2 * count)
         release = time.monotonic() - started
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(timeout=120)
         cpu, api_cpu = contenders.cpu_seconds(pid) - cpu_before, contenders.cpu_seconds(api_pid) - api_cpu_before
         rss = contenders.peak_rss_mib(pid)
         queries = (prometheus_queries(env) - queries_before) if env.prometheus_url else 0.0
@@ -345,13 +371,14 @@ def table(fledge: dict[str, Any], flagger: dict[str, Any]) -> str:
     lines = ["| figure | Fledge | Flagger | Fledge / Flagger |", "| --- | ---: | ---: | ---: |"]
     for key, label, fmt in ROWS:
         a, b = fledge[key], flagger[key]
-        ratio = f"{a / b:.2f}" if b else "-"
+        ratio = f"{a / b:.2f}" if a > 0 and b > 0 else "-"  # a ratio of a negative lateness means nothing
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
     return "\n".join(lines)
 
 
-def compare(folder: pathlib.Path, count: int, sc: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start an environment in ``folder``, run Fledge then Flagger, stop it; returns both figures."""
+def compare(folder: pathlib.Path, count: int, sc: Scenario, which: tuple[str, ...] = ("fledge", "flagger"),
+            profile: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
+    """Start an environment in ``folder``, run each controller in turn, stop it; returns figures by controller."""
     env = environment.Environment(folder)
     env.up(users=contenders.USERS, audit=True, prometheus=True, simulator=True)
     try:
@@ -365,11 +392,9 @@ def compare(folder: pathlib.Path, count: int, sc: Scenario) -> tuple[dict[str, A
         wait_until("flagger.app Canaries served", lambda: kube.request(api, "GET", canaries_path("flagger.app",
                                                                                           "default")) is not None)
         print(f"environment up in {env.info['up_seconds']}s ({folder})", flush=True)
-        fledge = run(env, "fledge", count, sc)
-        flagger = run(env, "flagger", count, sc)
+        return {name: run(env, name, count, sc, profile) for name in which}
     finally:
         env.down()
-    return fledge, flagger
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,14 +404,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, default=10, help="analysis interval in seconds")
     parser.add_argument("--steps", type=int, default=5, help="iterations (blue/green) or weight steps of 10")
     parser.add_argument("--folder", help="environment folder (default: a temporary one)")
+    parser.add_argument("--only", choices=["fledge", "flagger"], help="run one controller (no table)")
+    parser.add_argument("--profile", type=pathlib.Path, help="py-spy record Fledge's release into this file")
     args = parser.parse_args(argv)
     sc = scenario(args.scenario, args.interval, args.steps)
     folder = pathlib.Path(args.folder or tempfile.mkdtemp(prefix="fledge-compare-"))
-    fledge, flagger = compare(folder, args.canaries, sc)
+    figures = compare(folder, args.canaries, sc, (args.only,) if args.only else ("fledge", "flagger"), args.profile)
     print()
     print(f"{args.canaries} canaries, scenario {sc.name} ({sc.steps} steps, {sc.interval}s interval), "
           f"{datetime.date.today().isoformat()}")
-    print(table(fledge, flagger))
+    if args.only:
+        print(json.dumps(figures[args.only], indent=1))
+    else:
+        print(table(figures["fledge"], figures["flagger"]))
     return 0
 
 
