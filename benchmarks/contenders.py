@@ -97,6 +97,8 @@ class Flagger:
         self.proc, _ = processes.spawn("flagger", argv, log_path, (port,))
         self.env.started.append(self.proc)
         self.env._save()
+        # Prometheus scrapes Fledge's /metrics (localkube.controller registers it); Flagger's pays the same.
+        self.env.write_scrape_targets({f"flagger-{self.namespace}": [f"127.0.0.1:{port}"]})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not processes.is_running(self.proc):
