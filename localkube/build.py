@@ -37,6 +37,7 @@ KWOK_VERSION = "v0.7.0"
 GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
+FLAGGER_VERSION = "v1.44.0"
 
 
 def cache_root() -> pathlib.Path:
@@ -104,6 +105,14 @@ COMPONENTS = (ETCD, KWOK, KUBERNETES)
 # Tools only some tests use: built by `python -m localkube.build` (so `./dev setup` and CI have them),
 # and on demand by the tests that need them, so a failed tool build never stops the control plane.
 TOOLS = (HELM,)
+
+# The baseline of benchmarks.compare only: built on demand by the benchmark (ensure(FLAGGER)), never by `./dev setup`.
+FLAGGER = Component(
+    key="flagger",
+    module="github.com/fluxcd/flagger",
+    version=FLAGGER_VERSION,
+    packages=("github.com/fluxcd/flagger/cmd/flagger",),
+)
 
 
 class BuildError(RuntimeError):
@@ -263,14 +272,21 @@ def _ensure_all(components: tuple[Component, ...]) -> dict[str, pathlib.Path]:
             log(f"{component.key} {component.version}: building (a cold Kubernetes build takes many minutes)")
         binaries.update(build(component))
     log(f"all binaries ready in {time.monotonic() - started:.0f}s")
+    _drop_build_cache()
+    return binaries
+
+
+def _drop_build_cache() -> None:
     # Go's build cache (3-4 GiB after a Kubernetes build) only speeds up rebuilding the same versions,
     # which never happens once the binaries are cached; a version bump rebuilds from modules anyway.
     build_cache = cache_root() / "go-build"
     if build_cache.exists() and "GOCACHE" not in os.environ:
         shutil.rmtree(build_cache, ignore_errors=True)
         log(f"removed the Go build cache {build_cache}")
-    return binaries
 
 
 if __name__ == "__main__":
-    ensure_all(COMPONENTS + TOOLS)
+    if sys.argv[1:] == ["flagger"]:
+        ensure(FLAGGER)
+    else:
+        ensure_all(COMPONENTS + TOOLS)

@@ -14,6 +14,8 @@ Layout of an environment folder::
 
     state.json          what was started (PIDs, ports, URLs); written as soon as a process starts
     kubeconfig          admin credentials (static token, group system:masters)
+    kubeconfig-<user>   one per extra identity asked for with ``up(users=...)`` (the benchmarks tell clients apart)
+    audit.log           the API server's audit log of those users' requests, with ``up(audit=True)`` only
     pki/                CA, serving certificate, service account key
     etcd/ prometheus/   data
     logs/<name>.log     each process's output
@@ -103,15 +105,22 @@ class Environment:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def up(self, *, prometheus: bool = True, simulator: bool = True, crds: bool = True) -> None:
-        """Start everything; on any failure or Ctrl-C stop what this call started and re-raise."""
+    def up(self, *, prometheus: bool = True, simulator: bool = True, crds: bool = True,
+           users: tuple[str, ...] = (), audit: bool = False) -> None:
+        """Start everything; on any failure or Ctrl-C stop what this call started and re-raise.
+
+        ``users``: extra identities (static tokens, group system:masters), each with its own
+        ``kubeconfig-<user>``, so that one client's requests can be told from another's.
+        ``audit``: log those users' requests at Metadata level to ``audit.log`` (off by default: it
+        costs the API server a write per request, which the tests do not need)."""
         if self.running():
             raise StartError(f"an environment is already running in {self.folder}; run `fledge dev down` first")
         self.started, self.info = [], {}
         started_at = time.monotonic()
         try:
             binaries = build.ensure_all()
-            self._start_control_plane(binaries)
+            self._write_tokens(users)
+            self._start_control_plane(binaries, users if audit else ())
             if crds:
                 self._install_crds()
             if prometheus or simulator:
@@ -161,10 +170,11 @@ class Environment:
 
     # -- control plane -----------------------------------------------------------------------------
 
-    def _start_control_plane(self, binaries: dict[str, pathlib.Path]) -> None:
+    def _start_control_plane(self, binaries: dict[str, pathlib.Path], audited: tuple[str, ...] = ()) -> None:
         pki_dir = pki.ensure(self.folder / "pki")
         logs = self.folder / "logs"
         token = self._admin_token()
+        audit_flags = self._audit_flags(audited)
         etcd_port, etcd_peer, api_port, kcm_port, sched_port, kwok_port = (processes.free_port() for _ in range(6))
 
         etcd_data = self.folder / "etcd"
@@ -202,10 +212,13 @@ class Environment:
             "--endpoint-reconciler-type=none",
             # Room for the benchmarks' many concurrent clients.
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
-            "--profiling=false", "--v=0",
+            "--profiling=false", "--v=0", *audit_flags,
         ], logs, (api_port,))
         self.info["apiserver"] = f"https://127.0.0.1:{api_port}"
         self._write_kubeconfigs(token, pki_dir)
+        for user, user_token in self._tokens().items():
+            if user != "fledge-admin":
+                self._write_kubeconfig(self.user_kubeconfig(user), user, user_token, pki_dir)
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"), timeout=90)
 
         self._launch("kube-controller-manager", [
@@ -246,18 +259,55 @@ class Environment:
             tokens.chmod(0o600)
         return tokens.read_text().split(",", 1)[0]
 
+    def _write_tokens(self, users: tuple[str, ...]) -> None:
+        """Add a static token for each extra user; the API server reads the file only at start."""
+        self._admin_token()
+        tokens = self.folder / "tokens.csv"
+        known = self._tokens()
+        with tokens.open("a") as out:
+            for user in users:
+                if user not in known:
+                    out.write(f'{secrets.token_hex(24)},{user},{user},"system:masters"\n')
+
+    def _tokens(self) -> dict[str, str]:
+        """Token by user name, from the static token file."""
+        rows = [line.split(",") for line in (self.folder / "tokens.csv").read_text().splitlines() if line]
+        return {row[1]: row[0] for row in rows}
+
+    def user_kubeconfig(self, user: str) -> pathlib.Path:
+        """The kubeconfig of an extra identity asked for with ``up(users=...)``."""
+        return self.folder / f"kubeconfig-{user}"
+
+    @property
+    def audit_log(self) -> pathlib.Path:
+        return self.folder / "audit.log"
+
+    def _audit_flags(self, users: tuple[str, ...]) -> list[str]:
+        if not users:
+            return []
+        policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                  "rules": [{"level": "Metadata", "users": list(users)}, {"level": "None"}]}
+        path = self.folder / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        self.audit_log.unlink(missing_ok=True)
+        return [f"--audit-policy-file={path}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
+                "--audit-log-maxbackup=0", "--audit-log-maxsize=0"]
+
     def _write_kubeconfigs(self, token: str, pki_dir: pathlib.Path) -> None:
+        self._write_kubeconfig(self.kubeconfig, "fledge-admin", token, pki_dir)
+        self.info["kubeconfig"] = str(self.kubeconfig)
+        self._save()
+
+    def _write_kubeconfig(self, path: pathlib.Path, user: str, token: str, pki_dir: pathlib.Path) -> None:
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "fledge-local",
             "clusters": [{"name": "fledge-local", "cluster": {
                 "server": self.api_url, "certificate-authority": str(pki_dir / "ca.crt")}}],
-            "users": [{"name": "fledge-admin", "user": {"token": token}}],
-            "contexts": [{"name": "fledge-local", "context": {"cluster": "fledge-local", "user": "fledge-admin"}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "fledge-local", "context": {"cluster": "fledge-local", "user": user}}],
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
-        self.info["kubeconfig"] = str(self.kubeconfig)
-        self._save()
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
 
     def _api_ok(self, path: str) -> bool:
         return _http_ok(self.api_url + path, token=self._admin_token(), ca=self.folder / "pki" / "ca.crt")
@@ -416,7 +466,7 @@ def _ignore_conflict() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def running(folder: pathlib.Path, **options: bool) -> Iterator[Environment]:
+def running(folder: pathlib.Path, **options: Any) -> Iterator[Environment]:
     """Start an environment for the duration of a block (the pytest fixture and the demo use this)."""
     env = Environment(folder)
     env.up(**options)

@@ -73,3 +73,9 @@ def kwok_stages() -> list[dict[str, Any]]:
     if not stages:
         raise build.BuildError(f"no kwok Stage objects found under {root}")
     return stages
+
+
+def flagger_crds() -> list[dict[str, Any]]:
+    """Flagger's own CRDs (canaries, metrictemplates, alertproviders of flagger.app), for benchmarks.compare."""
+    path = module_dir("github.com/fluxcd/flagger", build.FLAGGER_VERSION) / "artifacts" / "flagger" / "crd.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

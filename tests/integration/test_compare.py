@@ -1,0 +1,37 @@
+"""Smoke test of benchmarks.compare: three canaries, both controllers, the blue/green scenario.
+
+Why this exists: the side-by-side benchmark runs by hand (minutes at N = 200), never in CI; this keeps the
+script from rotting. It starts its own environment (the benchmark needs the audit log and one identity
+per controller, which the shared session environment does not have) and builds Flagger when it is not
+cached. It checks that both controllers finished every release and that every figure was measured, not
+how the figures compare.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import pytest
+
+from benchmarks import compare
+from localkube import build
+
+
+def test_compare_smoke_runs_both_controllers(tmp_path: pathlib.Path) -> None:
+    try:
+        build.ensure(build.FLAGGER)
+    except (build.BuildError, OSError) as exc:
+        pytest.skip(f"Flagger {build.FLAGGER_VERSION} is not built and cannot be built here: {exc}")
+    sc = compare.scenario("bluegreen", interval=10, steps=2)
+    figures_by = compare.compare(tmp_path / "env", 3, sc)
+    fledge, flagger = figures_by["fledge"], figures_by["flagger"]
+    for name, figures in (("Fledge", fledge), ("Flagger", flagger)):
+        assert figures["succeeded"] == 3, (name, figures)
+        # Fledge reads nothing during a release (its watches were opened before); both write status.
+        assert figures["reads_per_tick"] >= 0 and figures["writes_per_tick"] > 0, (name, figures)
+        assert figures["cpu_s"] > 0 and figures["peak_rss_mib"] > 10, (name, figures)
+        for key in ("detect_p50_s", "detect_p99_s", "late_p50_s", "release_over_ideal"):
+            assert math.isfinite(figures[key]) and figures[key] > -sc.interval, (name, key, figures)
+    rendered = compare.table(fledge, flagger)
+    assert rendered.count("\n") == len(compare.ROWS) + 1, rendered
