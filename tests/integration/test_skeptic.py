@@ -7,6 +7,10 @@ and drives one way of breaking it through the real control plane.
 
 from __future__ import annotations
 
+import os
+import signal
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -105,7 +109,7 @@ def test_a_deleted_configmap_mid_release_rolls_back_and_keeps_the_primarys_copy(
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config", "namespace": namespace},
               "data": {"color": "blue"}}
     kubectl.apply(api, config)
-    pod_spec = {"volumes": [{"name": "config", "configMap": {"name": "web-config"}}]}
+    pod_spec: dict[str, Any] = {"volumes": [{"name": "config", "configMap": {"name": "web-config"}}]}
     kubectl.apply(api, apps.deployment(namespace, "web", "1", **pod_spec))
     kubectl.apply(api, apps.canary(namespace, "web", analysis=SLOW))
     apps.simulate(env, namespace, "web")
@@ -119,3 +123,39 @@ def test_a_deleted_configmap_mid_release_rolls_back_and_keeps_the_primarys_copy(
     copy = kubectl.get(api, "v1", "ConfigMap", namespace, "web-config-primary")
     assert copy is not None and copy["data"] == {"color": "blue"}
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
+
+
+@pytest.fixture
+def own_namespace(api: Any) -> Iterator[str]:
+    """A namespace outside the shared controller's ``t-*`` scope, for a controller of the test's own."""
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(api).delete_namespace(name)
+
+
+def test_a_controller_killed_while_promoting_finishes_the_promotion(env: environment.Environment, api: Any,
+                                                                    own_namespace: str) -> None:
+    namespace = own_namespace
+    analysis = {**SLOW, "maxWeight": 20, "stepWeightPromotion": 20}
+    ctl = local_controller.Controller(env, name=f"controller-{namespace}", namespaces=(namespace,))
+    ctl.start()
+    try:
+        kubectl.apply(api, apps.deployment(namespace, "web", "1"))
+        kubectl.apply(api, apps.canary(namespace, "web", analysis=analysis))
+        apps.simulate(env, namespace, "web")
+        apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+        kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+        apps.wait_phase(api, namespace, "web", "Promoting", timeout=90)
+        assert ctl.proc is not None
+        os.kill(ctl.proc.pid, signal.SIGKILL)
+        ctl.stop()
+        ctl.start()
+        seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"})
+    finally:
+        ctl.stop()
+    assert final["phase"] == "Succeeded", final
+    assert all(p + c == 100 for p, c in seen), seen
+    assert apps.route_weights(api, namespace, "web") == (100, 0)
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, timeout=30, what="target scaled to 0")
