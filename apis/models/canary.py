@@ -135,6 +135,14 @@ class AnalysisSpec(base.ApiModel):
             "stepWeights must ascend strictly, for example [5, 10, 25, 50]",
             ".stepWeights"),
         base.CelRule(
+            # Flagger's routers apply analysis.match whenever it is set, so a Flagger Canary with match and
+            # stepWeight splits only the matched requests; Fledge's canary strategy would split every user's.
+            "!has(self.match) || size(self.match) == 0 || (has(self.iterations) && self.iterations > 0)",
+            lambda a: not a.match or bool(a.iterations),
+            "match needs iterations (A/B testing); Fledge does not weight only the matched requests of a "
+            "canary release as Flagger does: set iterations, or remove match",
+            ".match"),
+        base.CelRule(
             "!has(self.maxWeight) || !has(self.stepWeight) || self.maxWeight >= self.stepWeight",
             lambda a: a.max_weight is None or a.step_weight is None or a.max_weight >= a.step_weight,
             "maxWeight must be at least stepWeight",

@@ -203,12 +203,19 @@ def test_empty_enum_values_mean_flagger_defaults() -> None:
         ({"iterations": 10}, "bluegreen"),
         ({"iterations": 10, "mirror": True}, "bluegreen"),
         ({"iterations": 10, "match": [{"headers": {"x-canary": {"exact": "yes"}}}]}, "ab"),
-        ({"stepWeight": 10, "match": [{"headers": {"x-canary": {"exact": "yes"}}}]}, "canary"),
         ({"stepWeight": 10, "iterations": 0}, "canary"),
     ],
 )
 def test_strategy(analysis: dict[str, Any], strategy: str) -> None:
     assert models.parse_canary(with_value("spec.analysis", analysis)).spec.analysis.strategy == strategy
+
+
+def test_match_without_iterations_is_refused_rather_than_ignored() -> None:
+    # Flagger weights only the matched requests of a canary release with match and stepWeight; Fledge's
+    # canary strategy would split every user's traffic, so the spec is refused with the field named.
+    body = with_value("spec.analysis", {"stepWeight": 10, "match": [{"headers": {"x-canary": {"exact": "yes"}}}]})
+    with pytest.raises(models.SpecError, match=r"spec\.analysis\.match: match needs iterations"):
+        models.parse_canary(body)
 
 
 @pytest.mark.parametrize(
