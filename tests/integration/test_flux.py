@@ -91,11 +91,11 @@ def test_flux_apex_keeps_its_metadata_user_labels_reach_the_primary_and_flaggers
 
     # Flagger's dashboard and alert queries, on the controller's /metrics and through Prometheus scraping it.
     # /metrics is rendered at most once a second: the promotion shows up within a scrape or two.
-    text = eventually(lambda: (lambda t: t if f'flagger_canary_status{{name="web",namespace="{namespace}"}} 1.0' in t
-                               else "")(httpx.get(f"{controller.url}/metrics", timeout=5).text),
-                      timeout=10, what="flagger_canary_status 1 on /metrics")
-    assert f'flagger_canary_weight{{namespace="{namespace}",workload="web-primary"}} 100.0' in text
-    assert f'flagger_canary_total{{namespace="{namespace}"}} 1.0' in text
+    wanted = (f'flagger_canary_status{{name="web",namespace="{namespace}"}} 1.0',
+              f'flagger_canary_weight{{namespace="{namespace}",workload="web-primary"}} 100.0',
+              f'flagger_canary_total{{namespace="{namespace}"}} 1.0')
+    text = eventually(lambda: (lambda t: t if all(line in t for line in wanted) else "")(
+        httpx.get(f"{controller.url}/metrics", timeout=5).text), timeout=10, what="Flagger's metrics on /metrics")
     assert f'flagger_canary_duration_seconds_count{{name="web",namespace="{namespace}"}}' in text
     query = f'max by (name, namespace) (flagger_canary_status{{namespace="{namespace}"}})'
     result = eventually(lambda: prometheus(env, query), timeout=30, what=f"Prometheus answering {query}")

@@ -127,19 +127,19 @@ def test_kubernetes_provider_takes_over_a_users_service_with_another_port(
 
 def test_a_write_the_api_server_refuses_is_reported(env: environment.Environment, api: Any, namespace: str,
                                                     controller: local_controller.Controller) -> None:
-    long_name = "w" * 60  # "<name>-primary" is longer than the 63 characters a Service name may have
-    kubectl.apply(api, apps.deployment(namespace, "web", "1"))
-    body = apps.canary(namespace, "web")
-    body["spec"]["service"]["name"] = long_name
-    kubectl.apply(api, body)
+    # The schema caps spec.service.name, but a Service named after a long target is built by Fledge:
+    # "<target>-primary" is longer than the 63 characters a Service name may have.
+    long_name = "w" * 58
+    kubectl.apply(api, apps.deployment(namespace, long_name, "1"))
+    kubectl.apply(api, apps.canary(namespace, long_name))
 
     def message() -> str:
         # A first tick may still miss the just-created target in its cache and say so; wait for the refusal.
-        text = str(apps.status(api, namespace, "web").get("message") or "")
+        text = str(apps.status(api, namespace, long_name).get("message") or "")
         return text if text.startswith("Kubernetes API error: ") else ""
 
     reported = eventually(message, timeout=30, what="the refusal in status.message",
-                          show=lambda: apps.status(api, namespace, "web"))
+                          show=lambda: apps.status(api, namespace, long_name))
     assert f"Service {namespace}/{long_name}-primary: HTTP 422: " in reported, reported
     assert "must be no more than 63 characters" in reported, reported
     warnings = eventually(lambda: [e for e in apps.canary_events(api, namespace)
