@@ -127,8 +127,8 @@ def test_kubernetes_provider_takes_over_a_users_service_with_another_port(
 
 def test_a_write_the_api_server_refuses_is_reported(env: environment.Environment, api: Any, namespace: str,
                                                     controller: local_controller.Controller) -> None:
-    # The schema caps spec.service.name, but a Service named after a long target is built by Fledge:
-    # "<target>-primary" is longer than the 63 characters a Service name may have.
+    # The schema caps spec.service.name, but names built from a long target are Fledge's own:
+    # "<target>-primary" is longer than the 63 characters a label value or a Service name may have.
     long_name = "w" * 58
     kubectl.apply(api, apps.deployment(namespace, long_name, "1"))
     kubectl.apply(api, apps.canary(namespace, long_name))
@@ -140,8 +140,9 @@ def test_a_write_the_api_server_refuses_is_reported(env: environment.Environment
 
     reported = eventually(message, timeout=30, what="the refusal in status.message",
                           show=lambda: apps.status(api, namespace, long_name))
-    assert f"Service {namespace}/{long_name}-primary: HTTP 422: " in reported, reported
-    assert "must be no more than 63 characters" in reported, reported
+    # The apex comes first: its selector names the primary's pods, "<target>-primary", too long a label value.
+    assert f"Service {namespace}/{long_name}: HTTP 422: " in reported, reported
+    assert "must be no more than 63" in reported, reported
     warnings = eventually(lambda: [e for e in apps.canary_events(api, namespace)
                                    if e.type == "Warning" and e.reason == "ApiError"], what="ApiError event")
     assert warnings[0].message == reported
