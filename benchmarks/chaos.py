@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -182,11 +183,17 @@ class RouteWatch:
                 self._seen[int(version)] = pair
 
     def _poll(self) -> None:
+        # Its own client, without urllib3's retries and with a short timeout: while the API server restarts,
+        # a poll stuck in retries or on a dead connection would miss a weight that lasts only one interval.
+        from kubernetes import client
+
+        config = copy.copy(self.api.configuration)
+        config.retries = False
+        api = client.ApiClient(config)
+        path = f"/apis/{ROUTE_API[0]}/{ROUTE_API[1]}/namespaces/{self.namespace}/{ROUTE_API[2]}/web"
         while not self._stop.wait(0.02):
             with contextlib.suppress(Exception):
-                body = kubectl.get(self.api, f"{ROUTE_API[0]}/{ROUTE_API[1]}", "HTTPRoute", self.namespace, "web")
-                if body is not None:
-                    self._note(body)
+                self._note(kube.request(api, "GET", path, timeout=0.5))
 
     def _watch(self) -> None:
         from kubernetes import client, watch
