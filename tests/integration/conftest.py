@@ -42,6 +42,16 @@ def namespace(api: Any) -> Iterator[str]:
     core.delete_namespace(name)
 
 
+@pytest.fixture
+def own_namespace(api: Any) -> Iterator[str]:
+    """A namespace outside the shared controller's ``t-*`` scope, for a controller of the test's own."""
+    name = f"o-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
 @pytest.fixture(scope="session")
 def controller(env: environment.Environment) -> Iterator[local_controller.Controller]:
     """The controller under test, as a child process watching the test namespaces (``t-*``)."""

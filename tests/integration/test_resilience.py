@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,6 @@ from localkube import environment
 from localkube import manifests as kubectl
 from tests.integration import apps
 from tests.integration.waiting import eventually
-
-
-@pytest.fixture
-def own_namespace(api: Any) -> Iterator[str]:
-    """A namespace outside the shared controller's ``t-*`` scope, for a controller of the test's own."""
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(api).delete_namespace(name)
 
 
 def test_killed_controller_resumes_at_the_same_weight(env: environment.Environment, api: Any,

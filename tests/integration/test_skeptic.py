@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -123,15 +121,6 @@ def test_a_deleted_configmap_mid_release_rolls_back_and_keeps_the_primarys_copy(
     copy = kubectl.get(api, "v1", "ConfigMap", namespace, "web-config-primary")
     assert copy is not None and copy["data"] == {"color": "blue"}
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:1"
-
-
-@pytest.fixture
-def own_namespace(api: Any) -> Iterator[str]:
-    """A namespace outside the shared controller's ``t-*`` scope, for a controller of the test's own."""
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(api).delete_namespace(name)
 
 
 def test_a_controller_killed_while_promoting_finishes_the_promotion(env: environment.Environment, api: Any,
