@@ -98,7 +98,9 @@ def test_flux_apex_keeps_its_metadata_user_labels_reach_the_primary_and_flaggers
         httpx.get(f"{controller.url}/metrics", timeout=5).text), timeout=10, what="Flagger's metrics on /metrics")
     assert f'flagger_canary_duration_seconds_count{{name="web",namespace="{namespace}"}}' in text
     query = f'max by (name, namespace) (flagger_canary_status{{namespace="{namespace}"}})'
-    result = eventually(lambda: prometheus(env, query), timeout=30, what=f"Prometheus answering {query}")
+    # Prometheus may still hold a sample scraped while the release was Progressing (0): wait for the 1.
+    result = eventually(lambda: [r for r in prometheus(env, query) if r["value"][1] == "1"], timeout=30,
+                        what=f"Prometheus answering {query} with 1", show=lambda: prometheus(env, query))
     assert [(r["metric"]["name"], r["value"][1]) for r in result] == [("web", "1")], result
 
 
