@@ -31,7 +31,6 @@ from metrics import base as metric_base
 
 REVISION = "backtest"  # the revision under analysis; the primary runs "promoted"
 DEFAULT_PROVIDER = "gatewayapi"
-MAX_NEEDS = 8
 
 
 class History(Protocol):
@@ -111,20 +110,16 @@ async def replay(canary: models.Canary, history: History, start: datetime.dateti
 async def _decide(obs: core.Observed, history: History, templates: Mapping[tuple[str, str], models.MetricTemplate],
                   metrics_server: str, default_provider: str) -> core.Decision:
     """Ask the core until it stops asking, as ``canary.tick`` does; gates open, no rollback asked."""
-    decision = core.decide(obs)
-    for _ in range(MAX_NEEDS):
-        need = decision.need
-        if need is None:
-            return decision
+    async def supply(obs: core.Observed, need: core.Need) -> core.Observed:
         if need.what == "gate":
-            obs = dataclasses.replace(obs, gates={**obs.gates, need.hook_type: need.hook_type != "rollback"})
-        elif need.what == "pre-rollout":
-            obs = dataclasses.replace(obs, checks={**obs.checks, "pre-rollout": ()})
-        else:
-            checks = await _checks(obs, history, templates, metrics_server, default_provider)
-            obs = dataclasses.replace(obs, checks={**obs.checks, "analysis": tuple(checks)})
-        decision = core.decide(obs)
-    raise RuntimeError(f"the decision core kept asking for {decision.need}; this is a bug in Fledge")
+            return dataclasses.replace(obs, gates={**obs.gates, need.hook_type: need.hook_type != "rollback"})
+        if need.what == "pre-rollout":
+            return dataclasses.replace(obs, checks={**obs.checks, "pre-rollout": ()})
+        checks = await _checks(obs, history, templates, metrics_server, default_provider)
+        return dataclasses.replace(obs, checks={**obs.checks, "analysis": tuple(checks)})
+
+    _, decision = await core.settle(obs, supply)
+    return decision
 
 
 async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple[str, str], models.MetricTemplate],

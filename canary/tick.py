@@ -59,23 +59,13 @@ def _with_session_cookies(canary: models.Canary, decision: core.Decision) -> cor
     return dataclasses.replace(decision, status=decision.status.model_copy(update=fields))
 
 
-# A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.
-MAX_NEEDS = 8
-
-
 async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:
-    """Ask the core until it stops asking; supply each gate or set of checks it names, in its order."""
-    obs = snap.observed
-    decision = core.decide(obs)
-    for _ in range(MAX_NEEDS):
-        if decision.need is None:
-            return dataclasses.replace(snap, observed=obs), decision
-        if obs.supplied(decision.need):
-            break
-        obs = await observe.supply(rt, obs, decision.need)
-        decision = core.decide(obs)
-    raise RuntimeError(f"{obs.canary.namespace}/{obs.canary.name}: the decision core kept asking for "
-                       f"{decision.need}; this is a bug in Fledge")
+    """Ask the core until it stops asking; observe supplies each gate or set of checks it names, in its order."""
+    async def supply(obs: core.Observed, need: core.Need) -> core.Observed:
+        return await observe.supply(rt, obs, need)
+
+    obs, decision = await core.settle(snap.observed, supply)
+    return dataclasses.replace(snap, observed=obs), decision
 
 
 async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:

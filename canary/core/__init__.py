@@ -24,7 +24,7 @@ surface the rest of Fledge uses.
 """
 
 from apis.vocabulary import ALL_PRIMARY, Check, Weights
-from canary.core.lifecycle import decide
+from canary.core.lifecycle import decide, settle
 from canary.core.state import (
     MISSING,
     Action,
@@ -57,5 +57,5 @@ __all__ = [
     "ALL_PRIMARY", "ANALYSING_PHASES", "FINAL_PHASES", "IDLE_PHASES", "MISSING", "POLL_SECONDS", "Action", "Alert",
     "CallHooks", "Check", "Decision", "Event", "Initialize", "Need", "Observed", "Promote", "Request", "ScaleTarget",
     "SetRoutes", "Weights", "Workload", "analysis_routes", "decide", "format_time", "max_weight", "next_weight",
-    "parse_time", "seconds_until_due", "set_condition", "weight_steps",
+    "parse_time", "seconds_until_due", "set_condition", "settle", "weight_steps",
 ]

@@ -20,6 +20,7 @@ place: a gate is asked where the decision depends on it (``canary.core.gates``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 
 from apis import models, vocabulary
 from canary.core import analysis, gates, state, strategy, transitions
@@ -44,6 +45,28 @@ def decide(obs: state.Observed) -> state.Decision:
         return _decide(obs)
     except gates.NeedMore as more:
         return state.Decision(status=obs.canary.status, need=more.need)
+
+
+# A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.
+MAX_NEEDS = 8
+Supply = Callable[[state.Observed, state.Need], Awaitable[state.Observed]]
+
+
+async def settle(obs: state.Observed, supply: Supply) -> tuple[state.Observed, state.Decision]:
+    """``decide``, asked again with each need ``supply`` fills in, until it stops asking.
+
+    The one driver of the needs loop: the controller supplies from the cluster, the backtest from history.
+    The core stays pure; ``supply`` is where the I/O happens."""
+    decision = decide(obs)
+    for _ in range(MAX_NEEDS):
+        if decision.need is None:
+            return obs, decision
+        if obs.supplied(decision.need):
+            break
+        obs = await supply(obs, decision.need)
+        decision = decide(obs)
+    raise RuntimeError(f"{obs.canary.namespace}/{obs.canary.name}: the decision core kept asking for "
+                       f"{decision.need}; this is a bug in Fledge")
 
 
 def _decide(obs: state.Observed) -> state.Decision:
