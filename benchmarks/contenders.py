@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-import time
 from typing import Protocol
-
-import httpx
 
 from localkube import build, environment, processes
 from localkube import controller as local_controller
@@ -99,17 +96,7 @@ class Flagger:
         self.env._save()
         # Prometheus scrapes Fledge's /metrics (localkube.controller registers it); Flagger's pays the same.
         self.env.write_scrape_targets({f"flagger-{self.namespace}": [f"127.0.0.1:{port}"]})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not processes.is_running(self.proc):
-                raise RuntimeError(f"flagger exited at start; see {log_path}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"flagger not healthy after {timeout}s; see {log_path}")
+        processes.wait_healthy(self.proc, f"http://127.0.0.1:{port}/healthz", timeout, "flagger", log_path)
 
     def stop(self) -> None:
         if self.proc is None:

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import pathlib
 import sys
-import time
-
-import httpx
 
 from localkube import environment, processes
 
@@ -54,17 +51,7 @@ class Controller:
         self.env.started.append(self.proc)
         self.env._save()
         self.env.write_scrape_targets({self.name: [f"127.0.0.1:{self.port}"]})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not processes.is_running(self.proc):
-                raise RuntimeError(f"controller exited at start; see {self.log_path}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"controller not healthy after {timeout}s; see {self.log_path}")
+        processes.wait_healthy(self.proc, f"{self.url}/healthz", timeout, "controller", self.log_path, self.log_tail)
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:

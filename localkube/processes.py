@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,3 +138,23 @@ def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_healthy(proc: Started, url: str, timeout: float, what: str, log_path: pathlib.Path,
+                 tail: Callable[[], str] = lambda: "") -> None:
+    """Poll ``url`` until it answers 200; RuntimeError naming ``what`` and its log when the process exits
+    first or the deadline passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(proc):
+            raise RuntimeError(f"{what} exited at start; see {log_path}:\n{tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not healthy after {timeout}s; see {log_path}")
+
