@@ -137,3 +137,25 @@ def test_the_exposition_is_rendered_at_most_once_a_second() -> None:
     telemetry.TICKS.observe(0.01)
     assert telemetry.exposition(now=1000.5) == first, "a scrape within the second gets the same bytes"
     assert telemetry.exposition(now=1001.0) == telemetry.render()
+
+
+def test_a_forgotten_canary_takes_its_series_with_it() -> None:
+    ns = f"n{uuid.uuid4().hex[:8]}"
+    telemetry.record(canary(ns), status("Progressing", 30))
+    telemetry.tick_failed(ns, "release")
+    assert samples(ns)[("fledge_tick_errors_total", (("name", "release"), ("namespace", ns)))] == 1
+    telemetry.forget(ns, "release")
+    assert samples(ns) == {}
+
+
+def test_a_scrape_after_a_change_shows_the_new_value_and_keeps_the_others() -> None:
+    ns = f"n{uuid.uuid4().hex[:8]}"
+    telemetry.record(canary(ns), status("Progressing", 10))
+    before = samples(ns)
+    telemetry.record(canary(ns, "Progressing"), status("Progressing", 20))
+    after = samples(ns)
+    weight = ("fledge_canary_weight", (("namespace", ns), ("workload", "podinfo")))
+    assert (before[weight], after[weight]) == (10, 20)
+    phase = ("fledge_canary_phase", (("name", "release"), ("namespace", ns), ("phase", "Progressing")))
+    assert before[phase] == after[phase] == 1
+    assert len(after) == len(before)
