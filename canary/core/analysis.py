@@ -57,7 +57,7 @@ def _analyse(obs: state.Observed) -> state.Decision:
     now_text = transitions.format_time(obs.now)
     first = not status.analysis_started
     checks = gates.pre_rollout_checks(obs) if first else gates.analysis_checks(obs)
-    stepped = status.model_copy(update={"last_step_time": now_text,
+    stepped = status.model_copy(update={"last_step_time": transitions.step_time(canary, obs.now),
                                         "checks": [_check_status(c, now_text) for c in checks] or status.checks})
     obs = _with_status(obs, stepped)
     failed = [c for c in checks if not c.passed and not c.unavailable and not c.inconclusive]
@@ -234,8 +234,8 @@ def _promoting(obs: state.Observed) -> state.Decision:
         if wait > 0:
             return state.Decision(status=status, requeue_after=wait)
         weight = max(0, status.canary_weight - step)
-        return state.Decision(status=status.model_copy(update={"canary_weight": weight,
-                                                               "last_step_time": transitions.format_time(obs.now)}),
+        stamped = transitions.step_time(obs.canary, obs.now)
+        return state.Decision(status=status.model_copy(update={"canary_weight": weight, "last_step_time": stamped}),
                               actions=(state.SetRoutes(vocabulary.Weights(primary=100 - weight, canary=weight)),
                                        state.Event("Normal", "Synced", f"Promotion: primary weight {100 - weight}")),
                               requeue_after=analysis.interval_seconds)

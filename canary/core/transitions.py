@@ -43,6 +43,23 @@ def seconds_until_due(canary: models.Canary, now: datetime.datetime) -> float:
     return canary.spec.analysis.interval_seconds - (now - last).total_seconds()
 
 
+def step_time(canary: models.Canary, now: datetime.datetime) -> str:
+    """The ``lastStepTime`` of a step taken now: the time it was due, when it is late by less than an interval.
+
+    So lateness does not carry over: a step that ran 2 s late (ticks of many canaries fall due together)
+    leaves the next one due an interval after its schedule, not after it ran, as Flagger's fixed ticker
+    does.  Two steps are still never closer than ``interval`` minus that lateness, and a step late by a
+    whole interval or more (a pause, an outage) starts a new schedule from now.  With the judge, a step is
+    always stamped now: it counts the requests since the last step (``metrics.judging.window_seconds``),
+    and overlapping windows would count some twice."""
+    last = parse_time(canary.status.last_step_time)
+    interval = datetime.timedelta(seconds=canary.spec.analysis.interval_seconds)
+    if last is None or canary.spec.analysis.judge is not None:
+        return format_time(now)
+    due = last + interval
+    return format_time(due if due <= now < due + interval else now)
+
+
 def name(obs: state.Observed) -> str:
     return f"{obs.canary.namespace}/{obs.canary.name}"
 

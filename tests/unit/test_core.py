@@ -538,3 +538,19 @@ def test_failing_pre_rollout_hook_holds_traffic_and_is_retried_every_interval() 
     passed = decide(World(retry, now=LATER, pre_rollout=[dataclasses.replace(hook, passed=True)]))
     assert routes_of(passed) == [core.Weights(80, 20)]
     assert passed.status.analysis_started is True
+
+
+@pytest.mark.parametrize(("late", "stamped"), [
+    (datetime.timedelta(seconds=3), T0 + datetime.timedelta(minutes=1)),  # late by 3 s: stamped when due
+    (datetime.timedelta(0), T0 + datetime.timedelta(minutes=1)),
+    (datetime.timedelta(minutes=1, seconds=5), T0 + datetime.timedelta(minutes=2, seconds=5)),  # a new schedule
+])
+def test_a_late_step_does_not_delay_the_next_one(late: datetime.timedelta, stamped: datetime.datetime) -> None:
+    canary = make(status=progressing(canaryWeight=20, lastStepTime=core.format_time(T0)))
+    now = T0 + datetime.timedelta(minutes=1) + late
+    decision = decide(World(canary, now=now, checks=[PASS]))
+    assert routes_of(decision) == [core.Weights(60, 40)]
+    assert decision.status.last_step_time == core.format_time(stamped)
+    # The step after is due an interval after the schedule, not after the late tick.
+    assert core.seconds_until_due(canary.model_copy(update={"status": decision.status}), now) == pytest.approx(
+        60 - (now - stamped).total_seconds())
