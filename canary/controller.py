@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import concurrent.futures
 import functools
 import json
@@ -21,7 +22,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canary import handlers, leader, runtime, telemetry
+from canary import handlers, leader, runtime, telemetry, transport
 from metrics import builtin
 from routers import nginx
 
@@ -47,22 +48,6 @@ def configure_logging(fmt: str) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event otherwise
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def api_client(kubeconfig: str | None) -> Any:
-    from kubernetes import client, config
-
-    if kubeconfig:
-        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
-    # One pooled connection per worker thread, so concurrent writes never queue on the pool.
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = WORKER_THREADS
-    return api
 
 
 async def serve_http(listen: str) -> web.AppRunner:
@@ -112,7 +97,11 @@ def main(args: argparse.Namespace) -> int:
                               flagger_metrics=args.flagger_metrics,
 
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
-    client = api_client(args.kubeconfig)
+    try:
+        credentials = transport.load(args.kubeconfig)
+    except Exception as exc:  # no kubeconfig, not in a cluster, an unreadable file
+        print(f"fledge controller: cannot find the API server's address and credentials: {exc}", file=sys.stderr)
+        return 2
     handlers.LEADING = election is None
     campaign: list[asyncio.Task[None]] = []
 
@@ -131,9 +120,10 @@ def main(args: argparse.Namespace) -> int:
             # Exact names need no namespace listing nor CRD watching (cluster-scoped reads that a
             # namespaced install's Roles do not grant); kopf serves exactly those namespaces.
             settings.scanning.disabled = True
-        # Blocking kubernetes-client and Prometheus calls run in threads; give 1000 canaries room.
+        # Blocking Prometheus queries run in threads (API requests do not: canary.transport).
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
+        client = transport.Client(credentials)
         _dump_tasks_on_sigusr1()
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         handlers.RUNTIME = runtime.Runtime(client, config)
@@ -154,8 +144,10 @@ def main(args: argparse.Namespace) -> int:
         for task in campaign:
             task.cancel()
         await asyncio.gather(*campaign, return_exceptions=True)
+        if handlers.RUNTIME is not None:
+            await handlers.RUNTIME.writer.close()
 
-    kopf.on.login()(_login(client))
+    kopf.on.login()(_login(credentials))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
 
@@ -204,17 +196,23 @@ def _dump_tasks_on_sigusr1() -> None:
     loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
-def _login(client: Any) -> Any:
-    """kopf logs in with the same credentials as the kubernetes client (kubeconfig flag or in-cluster)."""
-    cfg = client.configuration
+def _login(credentials: transport.Credentials) -> Any:
+    """kopf watches with the same credentials as the controller's own requests (kubeconfig or in-cluster)."""
+    tokens = transport.Tokens(credentials)
 
     def login(**_: Any) -> kopf.ConnectionInfo:
-        keys = cfg.api_key or {}
-        raw = keys.get("BearerToken") or keys.get("authorization") or ""
-        token = raw.removeprefix("Bearer ").strip() or None
+        # kopf calls this again after a 401: a token from a file or a plugin is then read again.
+        tokens.expire()
+        cert = credentials.certificate
         return kopf.ConnectionInfo(
-            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl, token=token,
-            certificate_path=cfg.cert_file, private_key_path=cfg.key_file, default_namespace="default",
+            server=credentials.server, ca_path=credentials.ca_file,
+            ca_data=base64.b64encode(credentials.ca_data.encode()) if credentials.ca_data else None,
+            insecure=credentials.insecure, token=tokens.current(),
+            username=credentials.basic[0] if credentials.basic else None,
+            password=credentials.basic[1] if credentials.basic else None,
+            certificate_data=base64.b64encode(cert[0].encode()) if cert else None,
+            private_key_data=base64.b64encode(cert[1].encode()) if cert else None,
+            default_namespace="default",
         )
 
     return login

@@ -41,11 +41,12 @@ def rt() -> runtime.Runtime:
 # -- watch cache --------------------------------------------------------------------------------
 
 
-def _cache(body: kopf.Body, event_type: str) -> None:
+def _cache(body: kopf.Body, event_type: str) -> bool:
+    """Feed the store; True when the event is news (see ``kube.Store.upsert``): only news wakes canaries."""
     if event_type == "DELETED":
         rt().store.remove(body)
-    else:
-        rt().store.upsert(dict(body))
+        return True
+    return rt().store.upsert(dict(body))
 
 
 # The watch handlers are coroutines, although they do not await: kopf runs a plain function in a thread
@@ -54,8 +55,8 @@ def _cache(body: kopf.Body, event_type: str) -> None:
 @kopf.on.event("apps", "v1", "deployments")
 @kopf.on.event("apps", "v1", "daemonsets")
 async def deployment_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
-    _cache(body, type)
-    rt().workload_changed(namespace or "", name)
+    if _cache(body, type):
+        rt().workload_changed(namespace or "", name)
 
 
 @kopf.on.event("", "v1", "configmaps")
@@ -68,8 +69,8 @@ async def config_event(body: kopf.Body, type: str, namespace: str | None, **_: A
     # Objects a Canary names (configs, its autoscaler, the user's Ingress, templates, alert providers):
     # when one appears or changes, the canaries of that namespace look again, from the cache, instead of
     # at the next resync.
-    _cache(body, type)
-    rt().namespace_changed(namespace or "")
+    if _cache(body, type):
+        rt().namespace_changed(namespace or "")
 
 
 @kopf.on.event("", "v1", "services")
@@ -165,7 +166,7 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
             else:
                 # One canary's bug must not stop the others: log, count, retry later.
                 log.exception("tick of %s/%s failed", namespace, name)
-                telemetry.ERRORS.labels(name, namespace).inc()
+                telemetry.tick_failed(namespace, name)
                 delay = runtime_.settings.retry_seconds
         if stopping.is_set():
             return
@@ -176,19 +177,15 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
 
 def _api_unavailable(exc: Exception) -> bool:
     """A connection refused or reset, a timeout, or the API server saying it cannot answer now."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3 import exceptions as urllib3_errors
-
-    if isinstance(exc, ApiException):
-        return exc.status in (429, 500, 502, 503, 504)
-    return isinstance(exc, urllib3_errors.HTTPError | ConnectionError | TimeoutError)
+    status = kube.status_of(exc)
+    if status is not None:
+        return status in (429, 500, 502, 503, 504)
+    return isinstance(exc, ConnectionError | TimeoutError)  # kube.ApiUnavailable is a ConnectionError
 
 
 def _namespace_terminating(exc: Exception) -> bool:
     """The API server refuses to create objects in a namespace that is being deleted (403 NamespaceTerminating)."""
-    from kubernetes.client.exceptions import ApiException
-
-    return isinstance(exc, ApiException) and exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
+    return kube.status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")
 
 
 # The only handler that holds a Canary back with kopf's finalizer, and only while revertOnDeletion is true:

@@ -102,6 +102,20 @@ def yaml_json(body: Any) -> str:
     return _SURROGATE_PAIR.sub(joined, json.dumps(body))
 
 
+class ApiError(Exception):
+    """The API server answered with a non-2xx status; with the same attributes as the kubernetes
+    client's ApiException, which the command-line tools get."""
+
+    def __init__(self, status: int, reason: str, body: str, path: str) -> None:
+        super().__init__(f"HTTP {status} {reason} for {path}")
+        self.status, self.reason, self.body = status, reason, body
+        self.fledge_path = path  # the refused object, for kube.describe_api_error
+
+
+class ApiUnavailable(ConnectionError):
+    """No answer: the connection failed or timed out (the API server restarts, or is overloaded)."""
+
+
 def request(api: Any, method: str, path: str, body: Any = None, content_type: str = "application/json",
             query: list[tuple[str, str]] | None = None, timeout: float = 30) -> Manifest:
     """One raw API call with the kubernetes client's auth and TLS; non-2xx raises ApiException (blocking)."""
@@ -130,16 +144,30 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
 def describe_api_error(exc: BaseException) -> str | None:
     """``<Kind> <namespace>/<name>: HTTP <status>: <the API server's message>`` for a refused request; None
     for any other exception (a bug, not a refusal)."""
-    from kubernetes.client.exceptions import ApiException
-
-    if not isinstance(exc, ApiException):
+    if not is_api_error(exc):
         return None
+    assert isinstance(exc, Exception)
+    status, body, reason = getattr(exc, "status", None), getattr(exc, "body", None), getattr(exc, "reason", None)
     try:
-        message = str(json.loads(exc.body or "{}").get("message") or "")
+        message = str(json.loads(body or "{}").get("message") or "")
     except (ValueError, AttributeError):
         message = ""
-    message = message or str(exc.body or exc.reason or "").strip() or "no message"
-    return f"{_object_of(str(getattr(exc, 'fledge_path', '')))}: HTTP {exc.status}: {message}"
+    message = message or str(body or reason or "").strip() or "no message"
+    return f"{_object_of(str(getattr(exc, 'fledge_path', '')))}: HTTP {status}: {message}"
+
+
+def is_api_error(exc: BaseException) -> bool:
+    """An answer of the API server with an error status: the controller's ApiError, or the kubernetes client's
+    ApiException in the command-line tools (recognised by name: the controller never imports that client)."""
+    return isinstance(exc, ApiError) or (type(exc).__name__ == "ApiException"
+                                         and type(exc).__module__.startswith("kubernetes."))
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an API error; None for anything else."""
+    if not is_api_error(exc):
+        return None
+    return int(getattr(exc, "status", 0) or 0) or None
 
 
 def _object_of(path: str) -> str:
@@ -220,7 +248,10 @@ class Store:
         # Keyed by group, not version: the API server serves every version of the same object.
         return group_of(api_version), kind, namespace or "", name
 
-    def upsert(self, body: Mapping[str, Any]) -> None:
+    def upsert(self, body: Mapping[str, Any]) -> bool:
+        """Keep ``body`` unless the store holds a newer version; True when it is news: a version the store
+        did not hold yet.  The watch event of Fledge's own write is not news, since the write's response
+        was stored already, so it wakes nobody."""
         meta = body.get("metadata") or {}
         kind = str(body.get("kind", ""))
         key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
@@ -233,9 +264,10 @@ class Store:
             current = self._objects.get(key)
             if current is not None:
                 new_rv, old_rv = _resource_version(stored), _resource_version(current)
-                if new_rv is not None and old_rv is not None and new_rv < old_rv:
-                    return  # a late watch event for a version we already hold
+                if new_rv is not None and old_rv is not None and new_rv <= old_rv:
+                    return False  # a late watch event, or the echo of our own write: a version we hold
             self._objects[key] = stored
+            return True
 
     def remove(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -260,36 +292,43 @@ class Store:
 
 
 class Writer:
-    """Server-side apply and status patches through the kubernetes client, run in worker threads."""
+    """Server-side apply, merge patches, creates and deletes over the controller's ``transport.Client``."""
 
-    def __init__(self, api_client: Any, store: Store) -> None:
-        self._api = api_client
+    def __init__(self, client: Any, store: Store) -> None:
+        self._client = client
         self._store = store
 
-    def _call(self, method: str, path: str, body: Any, content_type: str,
-              query: list[tuple[str, str]] | None = None) -> Manifest:
-        result = request(self._api, method, path, body, content_type, query)
+    async def _call(self, method: str, path: str, body: Any, content_type: str,
+                    query: list[tuple[str, str]] | None = None) -> Manifest:
+        data = None
+        if body is not None:
+            data = yaml_json(body) if content_type.endswith("yaml") else json.dumps(body)
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         telemetry.API_REQUESTS.labels(verb, _kind_of(path)).inc()
+        try:
+            result: Manifest = await self._client.request(method, path, data, content_type, query)
+        except Exception as exc:
+            if isinstance(exc, ApiError) and method == "POST" and isinstance(body, dict):
+                # A create names the refused object in its body, not in its path.
+                exc.fledge_path = f"{path}/{(body.get('metadata') or {}).get('name') or ''}".rstrip("/")
+            raise
         return result
 
     async def apply(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
-        result = await asyncio.to_thread(self._call, "PATCH", path, manifest, "application/apply-patch+yaml",
-                                         [("fieldManager", naming.FIELD_MANAGER), ("force", "true")])
+        result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",
+                                  [("fieldManager", naming.FIELD_MANAGER), ("force", "true")])
         self._store.upsert(result)
         return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         path = resource_for(api_version, kind).path(namespace, name)
         try:
-            await asyncio.to_thread(self._call, "DELETE", path, None, "application/json")
-        except ApiException as exc:
-            if exc.status != 404:
+            await self._call("DELETE", path, None, "application/json")
+        except Exception as exc:
+            if status_of(exc) != 404:
                 raise
         self._store.remove({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace,
                                                                                   "name": name}})
@@ -298,38 +337,31 @@ class Writer:
                     subresource: str = "") -> Manifest:
         """A JSON merge patch (status, replicas); the response refreshes the store."""
         path = resource_for(api_version, kind).path(namespace, name, subresource)
-        result = await asyncio.to_thread(self._call, "PATCH", path, patch, "application/merge-patch+json")
+        result = await self._call("PATCH", path, patch, "application/merge-patch+json")
         self._store.upsert(result)
         return result
 
     async def read(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
         """A GET, for the rare reads the cache cannot answer (config data at init and promotion)."""
-        from kubernetes.client.exceptions import ApiException
-
-        path = resource_for(api_version, kind).path(namespace, name)
         try:
-            return await asyncio.to_thread(self._get, path)
-        except ApiException as exc:
-            if exc.status == 404:
+            return await self._call("GET", resource_for(api_version, kind).path(namespace, name), None,
+                                    "application/json")
+        except Exception as exc:
+            if status_of(exc) == 404:
                 return None
             raise
-
-    def _get(self, path: str) -> Manifest:
-        telemetry.API_REQUESTS.labels("GET", _kind_of(path)).inc()
-        return request(self._api, "GET", path)
 
     async def prime(self, kinds: list[tuple[str, str]], namespaces: list[str] | None) -> None:
         """LIST each kind once into the store before any tick runs, so no tick sees a half-filled cache.
 
         Kinds whose CRDs are not installed (404) are skipped: that router is simply unused here.
         """
-        from kubernetes.client.exceptions import ApiException
-
         async def one(api_version: str, kind: str, namespace: str | None) -> None:
             try:
-                listing = await asyncio.to_thread(self._get, resource_for(api_version, kind).list_path(namespace))
-            except ApiException as exc:
-                if exc.status in (403, 404):
+                listing = await self._call("GET", resource_for(api_version, kind).list_path(namespace), None,
+                                           "application/json")
+            except Exception as exc:
+                if status_of(exc) in (403, 404):
                     return
                 raise
             for item in listing.get("items") or []:
@@ -342,7 +374,10 @@ class Writer:
         scopes: list[str | None] = list(namespaces or []) if literal else [None]
         await asyncio.gather(*(one(v, k, ns) for v, k in kinds for ns in scopes))
 
+    async def close(self) -> None:
+        await self._client.close()
+
     async def create(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
         path = resource_for(manifest["apiVersion"], manifest["kind"]).path(meta.get("namespace", ""))
-        return await asyncio.to_thread(self._call, "POST", path, manifest, "application/json")
+        return await self._call("POST", path, manifest, "application/json")

@@ -18,7 +18,7 @@ The rules are client-go's (kube-controller-manager, kube-scheduler):
 
 ``attempt`` is the pure part (the Lease as read, when it was seen, now → what to write or how long to
 wait), unit-tested without a cluster.  ``Elector`` is the I/O: it reads and writes the Lease with the
-kubernetes client in worker threads and calls back when leadership starts and ends.
+controller's API client (``canary.transport``) and calls back when leadership starts and ends.
 
 What it must not do: touch canaries (``canary.handlers`` starts and stops their loops from the callbacks),
 or let a request outlive the renew deadline: each call's timeout is the time left before it.
@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import datetime
 import enum
+import json
 import logging
 import random
 import socket
@@ -177,11 +178,9 @@ Callback = Callable[[], Awaitable[None]]
 class Elector:
     """Runs the election for one process: campaign until leading, renew until lost, then campaign again."""
 
-    def __init__(self, api_client: Any, config: Config, on_started: Callback, on_stopped: Callback,
-                 clock: Callable[[], float] = time.monotonic, request: Callable[..., dict[str, Any]] = kube.request
-                 ) -> None:
-        self._api = api_client
-        self._request = request  # kube.request; a fake API server in the unit tests
+    def __init__(self, client: Any, config: Config, on_started: Callback, on_stopped: Callback,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client  # a transport.Client; a fake API server in the unit tests
         self.config = config
         self._on_started = on_started
         self._on_stopped = on_stopped
@@ -246,11 +245,9 @@ class Elector:
 
     async def _try(self, deadline: float) -> float | None:
         """One read and, when due, one write; None when this replica holds the Lease afterwards, else the wait."""
-        from kubernetes.client.exceptions import ApiException
-
         try:
             lease = await self._call("GET", None, deadline)
-        except ApiException as exc:
+        except kube.ApiError as exc:
             if exc.status != 404:
                 log.info("reading lease %s/%s failed: %s", self.config.namespace, self.config.name, exc.status)
                 return self.config.retry_period
@@ -267,7 +264,7 @@ class Elector:
         body = lease_body(self.config, step.record, self._seen.resource_version)
         try:
             written = await self._call("POST" if step.verb is Verb.CREATE else "PUT", body, deadline)
-        except ApiException as exc:
+        except kube.ApiError as exc:
             # 409: another replica wrote first (it holds the Lease, or renewed it); read again next time.
             log.info("writing lease %s/%s refused: %s", self.config.namespace, self.config.name, exc.status)
             return self.config.retry_period
@@ -282,9 +279,11 @@ class Elector:
         timeout = max(0.1, deadline - self._clock())
         path = self._path if method != "POST" else self._path.rsplit("/", 1)[0]
         telemetry.API_REQUESTS.labels(method, "leases").inc()
-        # wait_for as well: the HTTP timeout bounds each socket read, not the whole call.
-        return await asyncio.wait_for(asyncio.to_thread(self._request, self._api, method, path, body,
-                                                        "application/json", None, timeout), timeout)
+        # The client's timeout bounds the whole exchange (no asyncio.wait_for: on Python 3.11 it can swallow the
+        # cancellation of a shutdown that arrives as the request completes, and the elector would run on).
+        data = json.dumps(body) if body is not None else None
+        result: dict[str, Any] = await self._client.request(method, path, data, "application/json", None, timeout)
+        return result
 
     async def release(self) -> None:
         """On a clean shutdown: empty the holder so another replica takes over at once, not after expiry."""

@@ -41,9 +41,9 @@ class Settings:
 
 
 class Runtime:
-    def __init__(self, api_client: Any, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, client: Any, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
         self.store = kube.Store()
-        self.writer = kube.Writer(api_client, self.store)
+        self.writer = kube.Writer(client, self.store)  # client: a transport.Client
         self.settings = settings
         self.http = http or httpx.AsyncClient(timeout=10)
         self._wakers: dict[Key, asyncio.Event] = {}
@@ -77,7 +77,8 @@ class Runtime:
             event.set()
 
     def canary_seen(self, body: dict[str, Any]) -> None:
-        """Index a Canary by the Deployments it watches and wake it."""
+        """Index a Canary by the Deployments it watches and wake it, unless the event is the echo of its own
+        status write (the tick that wrote it already goes on from the written status)."""
         meta, spec = body.get("metadata") or {}, body.get("spec") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         target = ((spec.get("targetRef") or {}).get("name")) or ""
@@ -87,8 +88,8 @@ class Runtime:
         for workload in workloads:
             self._by_workload[workload].add(key)
         self._workloads_of[key] = workloads
-        self.store.upsert(body)
-        self.wake(key)
+        if self.store.upsert(body):
+            self.wake(key)
 
     def workload_changed(self, namespace: str, name: str) -> None:
         for key in list(self._by_workload.get((namespace, name), ())):

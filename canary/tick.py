@@ -44,6 +44,10 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
+    if delay is None and decision.status != canary.status:
+        # A transition without a wait of its own goes on at once from the status it wrote; the watch
+        # event of that write is no news and wakes nobody (kube.Store.upsert).
+        return 0.0
     return delay
 
 

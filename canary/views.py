@@ -22,9 +22,16 @@ CANARY_API = "fledge.dev/v1beta1"
 
 
 def api_client(kubeconfig: str | None) -> Any:
-    from canary import controller
+    """The kubernetes client of the command-line tools: the kubeconfig given, in-cluster, or the default one."""
+    from kubernetes import client, config
 
-    return controller.api_client(kubeconfig)
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
 
 
 def kubeconfig_context(kubeconfig: str | None) -> dict[str, Any]:

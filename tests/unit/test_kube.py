@@ -64,7 +64,7 @@ def test_resource_paths() -> None:
 
 def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
     async def scenario() -> tuple[bool, bool, bool]:
-        rt = runtime.Runtime(api_client=None, settings=runtime.Settings())
+        rt = runtime.Runtime(client=None, settings=runtime.Settings())
         for name, target in (("a", "web"), ("b", "api")):
             rt.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
                             "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
@@ -85,3 +85,29 @@ def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
     woke_a, woke_b, woke_after_retarget = asyncio.run(scenario())
     assert (woke_a, woke_b) == (True, False)
     assert woke_after_retarget is False  # a Canary that changed its target no longer wakes for the old one
+
+
+def test_only_a_version_the_store_did_not_hold_is_news() -> None:
+    store = kube.Store()
+    assert store.upsert(body("Deployment", "web", "5")) is True
+    assert store.upsert(body("Deployment", "web", "5")) is False, "the echo of our own write wakes nobody"
+    assert store.upsert(body("Deployment", "web", "4")) is False
+    assert store.upsert(body("Deployment", "web", "6")) is True
+
+
+def test_the_echo_of_a_canarys_own_status_write_does_not_wake_it() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        rt = runtime.Runtime(client=None, settings=runtime.Settings())
+        canary = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+                  "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "7"},
+                  "spec": {"targetRef": {"name": "web"}}}
+        rt.store.upsert(canary)  # what Writer.patch stores from the response of the status write
+        wake = rt.waker(("ns", "a"))
+        wake.clear()
+        rt.canary_seen(dict(canary))  # its watch event
+        echo = wake.is_set()
+        rt.canary_seen({**canary, "metadata": {**canary["metadata"], "resourceVersion": "8"}})  # a user's edit
+        await rt.http.aclose()
+        return echo, wake.is_set()
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import json
 from typing import Any
 
 import pytest
 
-from canary import cli, controller, leader
+from canary import cli, controller, kube, leader
 
 pytestmark = pytest.mark.unit
 
@@ -123,25 +124,36 @@ class FakeLeases:
         self.down = False
         self.holders: list[str] = []  # every holder written, in order
 
-    def request(self, _api: Any, method: str, path: str, body: Any = None, *_: Any) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
+    async def request(self, method: str, path: str, data: str | None = None, *_: Any) -> dict[str, Any]:
+        body = json.loads(data) if data else None
         if self.down:
             raise ConnectionRefusedError("API server down")
         if method == "GET":
             if self.body is None:
-                raise ApiException(status=404)
+                raise kube.ApiError(404, "Not Found", "", path)
             return copy.deepcopy(self.body)
         if (method == "POST") != (self.body is None):
-            raise ApiException(status=409)
+            raise kube.ApiError(409, "Conflict", "", path)
         current = (self.body or {}).get("metadata") or {}
         if method == "PUT" and body["metadata"].get("resourceVersion") != current.get("resourceVersion"):
-            raise ApiException(status=409)
+            raise kube.ApiError(409, "Conflict", "", path)
         self.version += 1
         self.body = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
         if not self.holders or self.holders[-1] != body["spec"]["holderIdentity"]:
             self.holders.append(body["spec"]["holderIdentity"])
         return copy.deepcopy(self.body)
+
+
+class Partitionable:
+    """One replica's connection to the shared fake API server, which a test can cut."""
+
+    def __init__(self, api: FakeLeases) -> None:
+        self.api, self.partitioned = api, False
+
+    async def request(self, *args: Any) -> dict[str, Any]:
+        if self.partitioned:
+            raise ConnectionRefusedError("partitioned")
+        return await self.api.request(*args)
 
 
 def fast(identity: str) -> leader.Config:
@@ -177,8 +189,9 @@ async def _two_electors_never_lead_together_and_the_leader_steps_down_before_the
             leading.discard(name)
             timeline.append((asyncio.get_running_loop().time(), f"{name}-"))
 
-        return leader.Elector(None, fast(name), started, stopped, request=api.request)
+        return leader.Elector(clients[name], fast(name), started, stopped)
 
+    clients = {"a": Partitionable(api), "b": Partitionable(api)}
     a, b = elector("a"), elector("b")
     task_a = asyncio.create_task(a.run())
     await poll(lambda: leading == {"a"})
@@ -187,10 +200,9 @@ async def _two_electors_never_lead_together_and_the_leader_steps_down_before_the
     assert leading == {"a"} and api.holders == ["a"]
 
     # a's renewals fail (a partition between a and the API server): it stops, then b takes over.
-    a_request = a._request
-    a._request = lambda *args: (_ for _ in ()).throw(ConnectionRefusedError("partitioned"))
+    clients["a"].partitioned = True
     await poll(lambda: leading == {"b"})
-    a._request = a_request
+    clients["a"].partitioned = False
     await asyncio.sleep(0.5)
     task_a.cancel()
     task_b.cancel()
@@ -213,7 +225,7 @@ async def _a_cancelled_leader_releases_the_lease_for_an_immediate_takeover() -> 
     async def note(text: str) -> None:
         events.append(text)
 
-    a = leader.Elector(None, fast("a"), lambda: note("a+"), lambda: note("a-"), request=api.request)
+    a = leader.Elector(api, fast("a"), lambda: note("a+"), lambda: note("a-"))
     task = asyncio.create_task(a.run())
     await poll(lambda: events == ["a+"])
     task.cancel()
@@ -233,7 +245,7 @@ async def _an_api_server_outage_longer_than_the_renew_deadline_ends_leadership()
     async def note(text: str) -> None:
         events.append(text)
 
-    a = leader.Elector(None, fast("a"), lambda: note("a+"), lambda: note("a-"), request=api.request)
+    a = leader.Elector(api, fast("a"), lambda: note("a+"), lambda: note("a-"))
     task = asyncio.create_task(a.run())
     await poll(lambda: events == ["a+"])
     api.down = True
