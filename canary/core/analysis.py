@@ -174,7 +174,10 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
 
 
 def _promote(obs: state.Observed, why: str) -> state.Decision:
-    return state.Decision(status=transitions.transition(obs, Phase.PROMOTING), actions=(
+    # The primary gets a new template now, so it is not rolled out from this moment: saying so in this
+    # status write spares the one the next tick would make (``transitions.waiting_for``).
+    promoting = transitions.transition(obs, Phase.PROMOTING, not_ready_since=transitions.format_time(obs.now))
+    return state.Decision(status=promoting, actions=(
         state.Promote(), state.Event("Normal", "Synced", f"Copying {_n(obs)} template spec to the primary ({why})")),
         requeue_after=transitions.POLL_SECONDS)
 

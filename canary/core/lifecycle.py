@@ -234,15 +234,19 @@ def start_run(obs: state.Observed, restart: bool, actions: list[state.Action] | 
             actions.append(state.Alert("info", f"{transitions.name(obs)} is waiting for rollout approval"))
         return state.Decision(status=transitions.transition(obs, Phase.WAITING), actions=tuple(actions),
                               requeue_after=obs.canary.spec.analysis.interval_seconds)
-    if obs.target.desired <= 0:
+    scaling_up = obs.target.desired <= 0
+    if scaling_up:
         actions.append(state.ScaleTarget(max(1, obs.primary.desired)))
+    # A target that is scaled up now, or not rolled out, is waited for from now: said in this status write
+    # rather than in one more at the next tick (transitions.waiting_for).
+    waiting = scaling_up or not obs.target.rolled_out(obs.canary.spec.analysis.canary_ready_threshold)
     verb = "New revision detected during analysis! Restarting" if restart else "New revision detected! Scaling up"
     actions.append(state.Event("Normal", "Synced", f"{verb} {transitions.name(obs)}"))
     actions.append(state.Alert("info", f"New revision detected, starting canary analysis of {transitions.name(obs)}"))
     new_status = transitions.transition(
         obs, Phase.PROGRESSING, canary_weight=0, failed_checks=0, iterations=0, last_applied_spec=obs.revision,
         tracked_configs=dict(obs.configs), last_step_time=None, analysis_started=False, mirrored=False, checks=[],
-        metrics_unavailable_since=None, not_ready_since=None)
+        metrics_unavailable_since=None, not_ready_since=transitions.format_time(obs.now) if waiting else None)
     new_status = transitions.promoted(new_status, "Unknown", "Progressing",
                                       "New revision detected, progressing canary analysis.", obs.now)
     return state.Decision(status=new_status, actions=tuple(actions), requeue_after=transitions.POLL_SECONDS)

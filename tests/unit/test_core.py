@@ -118,6 +118,12 @@ def test_new_revision_starts_progressing_and_scales_canary_up() -> None:
     assert decision.status.phase == Phase.PROGRESSING
     assert decision.status.last_applied_spec == "rev2"
     assert core.ScaleTarget(2) in decision.actions  # the primary's replica count
+    # Waited for from now, in this status write: the next tick, while it rolls out, writes nothing.
+    assert decision.status.not_ready_since == core.format_time(T0)
+    still_rolling = decide(World(canary.model_copy(update={"status": decision.status}),
+                                 now=T0 + datetime.timedelta(seconds=1),
+                                 target=dataclasses.replace(core.Workload.ready_with(2), available=0)))
+    assert still_rolling.status == decision.status
 
 
 def test_unchanged_revision_is_a_no_op() -> None:
@@ -192,6 +198,10 @@ def test_analysis_at_max_weight_promotes_then_finalises() -> None:
     decision = decide(World(canary, now=LATER, checks=[PASS]))
     assert decision.status.phase == Phase.PROMOTING
     assert core.Promote() in decision.actions
+    assert decision.status.not_ready_since == core.format_time(LATER), "the primary rolls out from now"
+    rolling = decide(World(canary.model_copy(update={"status": decision.status}), now=LATER,
+                           primary=dataclasses.replace(core.Workload.ready_with(2), updated=0)))
+    assert rolling.status == decision.status, "no second write while the primary rolls out"
     promoting = make(status={**progressing(canaryWeight=60), "phase": "Promoting"})
     rolled_out = decide(World(promoting, routes=core.Weights(40, 60)))
     assert rolled_out.status.phase == Phase.FINALISING
