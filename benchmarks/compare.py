@@ -294,6 +294,18 @@ def step_lateness(recorder: Recorder, sc: Scenario, names: list[str]) -> list[fl
     return lateness
 
 
+def status_changes(recorder: Recorder, names: list[str], since: float) -> int:
+    """Status changes of every canary seen after ``since`` (a watch event whose status differs from the last)."""
+    changes = 0
+    for name in names:
+        previous: dict[str, Any] | None = None
+        for at, status in recorder.changes.get(name, []):
+            if at >= since and previous is not None and status != previous:
+                changes += 1
+            previous = status
+    return changes
+
+
 def detection(recorder: Recorder, names: list[str], applied: dict[str, float]) -> list[float]:
     latencies = []
     for name in names:
@@ -359,6 +371,7 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario,
         recorder.stop()
     ticks = count * (sc.steps + 3)
     reads = sum(v for k, v in requests.items() if k.split()[0] in READS)
+    changed = max(1, status_changes(recorder, names, started))
     detect = detection(recorder, names, applied)
     late = step_lateness(recorder, sc, names)
     outcome = recorder.phases()
@@ -375,6 +388,8 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario,
         "succeeded": outcome["Succeeded"],
         "reads_per_tick": reads / ticks,
         "writes_per_tick": (sum(requests.values()) - reads) / ticks,
+        "writes_per_change": (sum(requests.values()) - reads) / changed,
+        "events_per_change": (requests["create events"] + requests["patch events"]) / changed,
         "gets": sum(v for k, v in requests.items() if k.startswith("get ")),
         "detect_p50_s": percentile(detect, 0.5),
         "detect_p99_s": percentile(detect, 0.99),
@@ -392,6 +407,8 @@ ROWS = (
     ("succeeded", "canaries Succeeded", "{:.0f}"),
     ("reads_per_tick", "API reads per canary tick (get/list/watch)", "{:.2f}"),
     ("writes_per_tick", "API writes per canary tick", "{:.2f}"),
+    ("writes_per_change", "API writes per status-changing tick", "{:.2f}"),
+    ("events_per_change", "of which Kubernetes Events", "{:.2f}"),
     ("gets", "GETs during the release", "{:.0f}"),
     ("detect_p50_s", "detection p50 (s)", "{:.2f}"),
     ("detect_p99_s", "detection p99 (s)", "{:.2f}"),

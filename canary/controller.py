@@ -181,7 +181,8 @@ def _own_namespace() -> str:
 
 
 def _dump_tasks_on_sigusr1() -> None:
-    """``kill -USR1 <pid>`` logs where every asyncio task waits: the tool for a controller that looks stuck."""
+    """``kill -USR1 <pid>`` logs where every asyncio task waits: the tool for a controller that looks stuck.
+    ``kill -USR2 <pid>`` starts tracing allocations; the next USR2 logs those that hold the most memory."""
     import io
     import signal
 
@@ -193,7 +194,22 @@ def _dump_tasks_on_sigusr1() -> None:
             task.print_stack(limit=12, file=out)
         logging.getLogger("fledge.debug").warning("asyncio tasks:\n%s", out.getvalue())
 
+    def memory() -> None:
+        import tracemalloc
+
+        log = logging.getLogger("fledge.debug")
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(8)
+            log.warning("tracing allocations from now on; send SIGUSR2 again for the largest")
+            return
+        out = io.StringIO()
+        for stat in tracemalloc.take_snapshot().statistics("traceback")[:25]:
+            where = "\n  ".join(stat.traceback.format())
+            out.write(f"{stat.size / 1024:.0f} KiB in {stat.count} blocks\n  {where}\n")
+        log.warning("largest allocations since tracing began:\n%s", out.getvalue())
+
     loop.add_signal_handler(signal.SIGUSR1, dump)
+    loop.add_signal_handler(signal.SIGUSR2, memory)
 
 
 def _login(credentials: transport.Credentials) -> Any:

@@ -75,16 +75,30 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     target = snap.target
     if target is None or snap.observed.error is not None:
         return
+    # What was reconciled depends only on the Canary, the target and the objects it read from the cache: while
+    # none of them changed, it is still reconciled and this tick need not build and compare it all again.
+    key = (canary.namespace, canary.name)
+    inputs = (canary.metadata.resource_version, (target.get("metadata") or {}).get("resourceVersion"))
+    done = rt.reconciled.get(key)
+    if done is not None and done[0] == inputs and rt.store.unchanged(done[1]):
+        return
 
     def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         return rt.store.get(api_version, kind, canary.namespace, name)
 
     router = snap.router
-    plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, rt.store),
-                          switched_apex=router is not None and router.switches_apex)
+    with rt.store.reading() as reads:
+        plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, rt.store),
+                              switched_apex=router is not None and router.switches_apex)
+        stale_routes = router is not None and bool(diffing.outdated(router.desired(canary), rt.store))
+    if not (plan.services or plan.autoscaler or stale_routes):
+        if all(inputs) and all(version != "" for _, version in reads):  # objects without versions: no memo
+            rt.reconciled[key] = (inputs, reads)
+        return
+    rt.reconciled.pop(key, None)
     await _write(rt, canary, plan.services)
     await _write(rt, canary, plan.autoscaler)
-    if router is not None and diffing.outdated(router.desired(canary), rt.store):
+    if router is not None and diffing.outdated(router.desired(canary), rt.store):  # again, after those writes
         await router.reconcile(canary)
 
 

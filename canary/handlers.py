@@ -42,7 +42,7 @@ def rt() -> runtime.Runtime:
 
 
 def _cache(body: kopf.Body, event_type: str) -> bool:
-    """Feed the store; True when the event is news (see ``kube.Store.upsert``): only news wakes canaries."""
+    """Feed the store; True when the event is news (see ``watchcache.Store.upsert``): only news wakes canaries."""
     if event_type == "DELETED":
         rt().store.remove(body)
         return True

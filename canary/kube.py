@@ -1,27 +1,23 @@
-"""Reads from watch caches and writes to the API server without blocking the event loop.
+"""Writes to the API server, and the paths and errors of the kinds Fledge manages.
 
-Why this exists: the scale target (1000 canaries on one replica) rules out GETs
-on every tick.  ``Store`` is fed by kopf watch events and answers every read;
-``Writer`` performs server-side applies and status patches with the kubernetes
-client in worker threads, and feeds each response back into the store so the
-next tick never acts on a status older than the one it just wrote.
+Why this exists: the scale target (1000 canaries on one replica) rules out GETs on every tick.  Reads
+come from the watch cache (``canary.watchcache``); ``Writer`` sends server-side applies, merge patches,
+creates and deletes over the controller's asynchronous client (``canary.transport``) and puts each
+response into the cache, so the next tick never acts on a status older than the one it just wrote.
+``request`` is the blocking call of the command-line tools, tests and benchmarks, on the kubernetes client.
 
 What it must not do: decide anything, or be called from the decision core.
 """
-
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import re
-import threading
-from collections.abc import Mapping
 from typing import Any
 
 from apis import naming
-from canary import telemetry
+from canary import telemetry, watchcache
 
 Manifest = dict[str, Any]
 
@@ -75,12 +71,6 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("fledge.dev/v1beta1", "AlertProvider"): Resource("fledge.dev", "v1beta1", "alertproviders"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
 }
-# Objects whose content is only needed as a checksum: the store keeps the digest, not the data.
-DIGEST_ONLY = frozenset({"ConfigMap", "Secret"})
-# A ConfigMap or Secret annotated with one of these set to "disabled" is not tracked (Flagger's key and
-# Fledge's own): its digest is UNTRACKED, so the revision never depends on it and it gets no -primary copy.
-CONFIG_TRACKING_ANNOTATIONS = ("flagger.app/config-tracking", "fledge.dev/config-tracking")
-UNTRACKED = "untracked"
 
 
 # An escaped UTF-16 surrogate pair (\\ud83d\\ude00) that is not itself an escaped backslash and text.
@@ -190,30 +180,7 @@ def resource_for(api_version: str, kind: str) -> Resource:
         raise ValueError(f"Fledge does not manage {kind} of {api_version}") from None
 
 
-def group_of(api_version: str) -> str:
-    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-
-
-def data_digest(body: Mapping[str, Any]) -> str:
-    """Checksum of a ConfigMap's or Secret's payload (data and binaryData), independent of key order.
-
-    ``UNTRACKED`` for one whose config tracking is disabled: no change of it is a new revision.
-    """
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
-    if any(annotations.get(key) == "disabled" for key in CONFIG_TRACKING_ANNOTATIONS):
-        return UNTRACKED
-    payload = {"data": body.get("data") or {}, "binaryData": body.get("binaryData") or {}}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _resource_version(body: Mapping[str, Any]) -> int | None:
-    text = (body.get("metadata") or {}).get("resourceVersion")
-    # resourceVersions are opaque by contract; every released API server uses etcd revisions,
-    # which are integers, and an unparsable one simply always replaces the cached copy.
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
+group_of = watchcache.group_of
 
 
 def _kind_of(path: str) -> str:
@@ -223,78 +190,10 @@ def _kind_of(path: str) -> str:
     return next((part for part in reversed(parts) if part in plurals), "other")
 
 
-def _without_others_fields(body: Mapping[str, Any]) -> Manifest:
-    """``body`` keeping only Fledge's own entries of ``metadata.managedFields``.
-
-    The other managers' entries are often half of an object's JSON and no decision reads them; Fledge's
-    own tell the kubernetes router which fields it applied."""
-    meta = body.get("metadata") or {}
-    fields = meta.get("managedFields")
-    if not fields:
-        return dict(body)
-    ours = [entry for entry in fields if entry.get("manager") == naming.FIELD_MANAGER]
-    return {**body, "metadata": {**meta, "managedFields": ours}}
-
-
-class Store:
-    """Latest bodies by (group, kind, namespace, name); thread-safe; never older than what we wrote."""
-
-    def __init__(self) -> None:
-        self._objects: dict[tuple[str, str, str, str], Manifest] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(api_version: str, kind: str, namespace: str, name: str) -> tuple[str, str, str, str]:
-        # Keyed by group, not version: the API server serves every version of the same object.
-        return group_of(api_version), kind, namespace or "", name
-
-    def upsert(self, body: Mapping[str, Any]) -> bool:
-        """Keep ``body`` unless the store holds a newer version; True when it is news: a version the store
-        did not hold yet.  The watch event of Fledge's own write is not news, since the write's response
-        was stored already, so it wakes nobody."""
-        meta = body.get("metadata") or {}
-        kind = str(body.get("kind", ""))
-        key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
-        stored: Manifest = _without_others_fields(body)
-        if kind in DIGEST_ONLY:
-            stored = {"apiVersion": body.get("apiVersion"), "kind": kind,
-                      "metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion", "uid")},
-                      "digest": data_digest(body)}
-        with self._lock:
-            current = self._objects.get(key)
-            if current is not None:
-                new_rv, old_rv = _resource_version(stored), _resource_version(current)
-                if new_rv is not None and old_rv is not None and new_rv <= old_rv:
-                    return False  # a late watch event, or the echo of our own write: a version we hold
-            self._objects[key] = stored
-            return True
-
-    def remove(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
-        key = self._key(str(body.get("apiVersion", "")), str(body.get("kind", "")), meta.get("namespace", ""),
-                        meta.get("name", ""))
-        with self._lock:
-            self._objects.pop(key, None)
-
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
-        with self._lock:
-            return self._objects.get(self._key(api_version, kind, namespace, name))
-
-    def names(self, api_version: str, kind: str) -> list[tuple[str, str]]:
-        """(namespace, name) of every cached object of a kind."""
-        group = group_of(api_version)
-        with self._lock:
-            return [(ns, name) for g, k, ns, name in self._objects if g == group and k == kind]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._objects)
-
-
 class Writer:
     """Server-side apply, merge patches, creates and deletes over the controller's ``transport.Client``."""
 
-    def __init__(self, client: Any, store: Store) -> None:
+    def __init__(self, client: Any, store: watchcache.Store) -> None:
         self._client = client
         self._store = store
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from canary import kube
+from apis import models
+from canary import kube, watchcache
 from metrics import base as metric_base
 from metrics import builtin, providers
 
@@ -42,7 +43,7 @@ class Settings:
 
 class Runtime:
     def __init__(self, client: Any, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
-        self.store = kube.Store()
+        self.store = watchcache.Store()
         self.writer = kube.Writer(client, self.store)  # client: a transport.Client
         self.settings = settings
         self.http = http or httpx.AsyncClient(timeout=10)
@@ -51,6 +52,25 @@ class Runtime:
         self._by_workload: dict[Key, set[Key]] = defaultdict(set)
         self._workloads_of: dict[Key, set[Key]] = {}
         self._providers = providers.Cache()
+        # (namespace, name) → (resourceVersion, the Canary parsed from it): a tick woken by a Deployment's
+        # event or its own timer reads an unchanged Canary, and parsing it again was a tenth of a tick.
+        self._parsed: dict[Key, tuple[str, models.Canary]] = {}
+        # (namespace, name) → the (Canary, target) versions and the cache reads of its last reconcile that found
+        # nothing to write (canary.execute.reconcile): while they are unchanged, it need not run again.
+        self.reconciled: dict[Key, tuple[tuple[str | None, str | None], list[watchcache.Read]]] = {}
+
+    def parse_canary(self, body: dict[str, Any]) -> models.Canary:
+        """``models.parse_canary``, once per resourceVersion of each Canary; raises SpecError as it does.
+
+        The models are never changed in place (every change is a ``model_copy``), so sharing one is safe."""
+        meta = body.get("metadata") or {}
+        key, version = (meta.get("namespace", ""), meta.get("name", "")), str(meta.get("resourceVersion") or "")
+        cached = self._parsed.get(key)
+        if version and cached is not None and cached[0] == version:
+            return cached[1]
+        canary = models.parse_canary(body)
+        self._parsed[key] = (version, canary)
+        return canary
 
     def metric_provider(self, config: metric_base.ProviderConfig, secret: dict[str, str] | None
                         ) -> metric_base.MetricProvider:
@@ -68,6 +88,8 @@ class Runtime:
 
     def forget(self, key: Key) -> None:
         self._wakers.pop(key, None)
+        self._parsed.pop(key, None)
+        self.reconciled.pop(key, None)
         for workload in self._workloads_of.pop(key, set()):
             self._by_workload[workload].discard(key)
 

@@ -30,7 +30,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         return None
     started = time.perf_counter()
     try:
-        canary = models.parse_canary(body)
+        canary = rt.parse_canary(body)
     except (models.SpecError, errors.SpecError) as exc:
         await _report_invalid(rt, body, str(exc))
         return None
@@ -46,7 +46,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     telemetry.tick_finished(canary, time.perf_counter() - started)
     if delay is None and decision.status != canary.status:
         # A transition without a wait of its own goes on at once from the status it wrote; the watch
-        # event of that write is no news and wakes nobody (kube.Store.upsert).
+        # event of that write is no news and wakes nobody (watchcache.Store.upsert).
         return 0.0
     return delay
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
-from canary import autoscalers, core, daemonsets, diffing, kube, services
+from canary import autoscalers, core, daemonsets, diffing, kube, services, watchcache
 
 Manifest = dict[str, Any]
 # Annotations that describe a Deployment or DaemonSet rather than its pods; never copied to the primary.
@@ -86,7 +86,7 @@ def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str 
     """``{"configmap/name": checksum}`` for every referenced config; ``digest(kind, name)`` reads the cache.
 
     A missing required config raises SpecError: the pods could not start anyway.  A config whose
-    digest is ``kube.UNTRACKED`` (annotated ``config-tracking: disabled``) is left out, as Flagger
+    digest is ``watchcache.UNTRACKED`` (annotated ``config-tracking: disabled``) is left out, as Flagger
     does: no ``-primary`` copy, no part in the revision, and the primary keeps its original name.
     """
     template = (target.get("spec") or {}).get("template") or {}
@@ -98,7 +98,7 @@ def tracked_configs(target: Mapping[str, Any], digest: Callable[[str, str], str 
                 continue
             raise errors.MissingTarget(f"spec.targetRef: {kind} {name} referenced by the target's pod template "
                                        "does not exist; create it")
-        if value == kube.UNTRACKED:
+        if value == watchcache.UNTRACKED:
             continue
         tracked[f"{kind.lower()}/{name}"] = value
     return tracked

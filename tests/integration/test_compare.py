@@ -30,6 +30,7 @@ def test_compare_smoke_runs_both_controllers(tmp_path: pathlib.Path) -> None:
         assert figures["succeeded"] == 3, (name, figures)
         # Fledge reads nothing during a release (its watches were opened before); both write status.
         assert figures["reads_per_tick"] >= 0 and figures["writes_per_tick"] > 0, (name, figures)
+        assert figures["writes_per_change"] > 0 and figures["events_per_change"] > 0, (name, figures)
         assert figures["cpu_s"] > 0 and figures["peak_rss_mib"] > 10, (name, figures)
         for key in ("detect_p50_s", "detect_p99_s", "late_p50_s", "release_over_ideal"):
             assert math.isfinite(figures[key]) and figures[key] > -sc.interval, (name, key, figures)

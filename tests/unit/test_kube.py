@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from canary import kube, runtime
+from canary import kube, runtime, watchcache
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ def body(kind: str, name: str, rv: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_a_late_watch_event_never_replaces_a_newer_write() -> None:
-    store = kube.Store()
+    store = watchcache.Store()
     store.upsert(body("Deployment", "web", "20", spec={"replicas": 0}))
     store.upsert(body("Deployment", "web", "19", spec={"replicas": 3}))
     cached = store.get("apps/v1", "Deployment", "ns", "web")
@@ -29,24 +29,24 @@ def test_a_late_watch_event_never_replaces_a_newer_write() -> None:
 
 
 def test_objects_are_keyed_by_group_not_version() -> None:
-    store = kube.Store()
+    store = watchcache.Store()
     store.upsert({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "HTTPRoute",
                   "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "1"}})
     assert store.get("gateway.networking.k8s.io/v1", "HTTPRoute", "ns", "r") is not None
 
 
 def test_secrets_are_kept_as_digests_only() -> None:
-    store = kube.Store()
+    store = watchcache.Store()
     store.upsert(body("Secret", "s", "1", data={"password": "c2VjcmV0"}))
     cached = store.get("v1", "Secret", "ns", "s")
     assert cached is not None and "data" not in cached
-    same_data_other_order = kube.data_digest({"data": {"b": "2", "a": "1"}})
-    assert same_data_other_order == kube.data_digest({"data": {"a": "1", "b": "2"}})
-    assert cached["digest"] == kube.data_digest({"data": {"password": "c2VjcmV0"}})
+    same_data_other_order = watchcache.data_digest({"data": {"b": "2", "a": "1"}})
+    assert same_data_other_order == watchcache.data_digest({"data": {"a": "1", "b": "2"}})
+    assert cached["digest"] == watchcache.data_digest({"data": {"password": "c2VjcmV0"}})
 
 
 def test_removed_objects_are_gone() -> None:
-    store = kube.Store()
+    store = watchcache.Store()
     store.upsert(body("Service", "web", "1"))
     store.remove(body("Service", "web", "2"))
     assert store.get("v1", "Service", "ns", "web") is None
@@ -88,7 +88,7 @@ def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
 
 
 def test_only_a_version_the_store_did_not_hold_is_news() -> None:
-    store = kube.Store()
+    store = watchcache.Store()
     assert store.upsert(body("Deployment", "web", "5")) is True
     assert store.upsert(body("Deployment", "web", "5")) is False, "the echo of our own write wakes nobody"
     assert store.upsert(body("Deployment", "web", "4")) is False
@@ -111,3 +111,37 @@ def test_the_echo_of_a_canarys_own_status_write_does_not_wake_it() -> None:
         return echo, wake.is_set()
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_canary_is_parsed_once_per_resource_version() -> None:
+    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    body = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "3"},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "service": {"port": 80}, "analysis": {"iterations": 2}}}
+    first = rt.parse_canary(body)
+    assert rt.parse_canary(body) is first
+    edited = {**body, "metadata": {**body["metadata"], "resourceVersion": "4"},
+              "spec": {**body["spec"], "analysis": {"iterations": 3}}}
+    assert rt.parse_canary(edited).spec.analysis.iterations == 3
+    rt.forget(("ns", "a"))
+    assert rt.parse_canary(edited) is not first
+    asyncio.run(rt.http.aclose())
+
+
+def test_the_reads_of_a_task_tell_whether_anything_it_read_changed() -> None:
+    store = watchcache.Store()
+    store.upsert(body("Service", "web", "1"))
+    with store.reading() as reads:
+        store.get("v1", "Service", "ns", "web")
+        store.get("v1", "Service", "ns", "web-canary")  # absent
+    store.get("v1", "Service", "ns", "other")  # outside the block: not recorded
+    assert len(reads) == 2 and store.unchanged(reads)
+    store.upsert(body("Service", "other", "5"))
+    assert store.unchanged(reads), "an object it did not read"
+    store.upsert(body("Service", "web-canary", "6"))
+    assert not store.unchanged(reads), "one it found absent appeared"
+    with store.reading() as again:
+        store.get("v1", "Service", "ns", "web")
+    store.remove(body("Service", "web", "7"))
+    assert not store.unchanged(again), "one it read was deleted"

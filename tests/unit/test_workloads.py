@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apis import errors, models, naming
-from canary import autoscalers, kube, services, workloads
+from canary import autoscalers, services, watchcache, workloads
 
 pytestmark = pytest.mark.unit
 
@@ -144,7 +144,7 @@ def test_every_generated_object_tells_flux_and_helm_to_keep_off() -> None:
 
 
 def test_configs_with_tracking_disabled_are_neither_tracked_nor_renamed() -> None:
-    digests = {**DIGESTS, ("ConfigMap", "web-config"): kube.UNTRACKED}
+    digests = {**DIGESTS, ("ConfigMap", "web-config"): watchcache.UNTRACKED}
     configs = workloads.tracked_configs(target(), lambda kind, name: digests.get((kind, name)))
     assert "configmap/web-config" not in configs and "secret/web-secret" in configs
     pod = workloads.primary_workload(canary(), target(), configs, replicas=1)["spec"]["template"]
@@ -152,12 +152,12 @@ def test_configs_with_tracking_disabled_are_neither_tracked_nor_renamed() -> Non
     assert pod["spec"]["volumes"][1]["secret"]["secretName"] == "web-secret-primary"
 
 
-@pytest.mark.parametrize("key", kube.CONFIG_TRACKING_ANNOTATIONS)
+@pytest.mark.parametrize("key", watchcache.CONFIG_TRACKING_ANNOTATIONS)
 def test_the_config_tracking_annotation_replaces_the_digest(key: str) -> None:
     body = {"data": {"a": "1"}, "metadata": {"annotations": {key: "disabled"}}}
-    assert kube.data_digest(body) == kube.UNTRACKED
+    assert watchcache.data_digest(body) == watchcache.UNTRACKED
     body["metadata"]["annotations"][key] = "enabled"
-    assert kube.data_digest(body) not in (kube.UNTRACKED, "")
+    assert watchcache.data_digest(body) not in (watchcache.UNTRACKED, "")
 
 
 def test_config_copy_keeps_data_and_type() -> None:

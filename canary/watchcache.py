@@ -1,0 +1,154 @@
+"""The watch cache: the latest body of every object the controller watches, fed by kopf's watch events.
+
+Why this exists: the scale target (1000 canaries on one replica) rules out GETs on every tick, so every
+read of a tick is answered here.  The store is never older than what Fledge wrote (``kube.Writer`` puts
+each response in), keeps digests instead of ConfigMap and Secret data, drops the other field managers'
+``managedFields``, and can record what a task read (``reading``) so that work depending only on those
+objects is skipped while they are unchanged (``canary.execute.reconcile``).
+
+What it must not do: talk to the API server, or decide anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from apis import naming
+
+Manifest = dict[str, Any]
+
+# Objects whose content is only needed as a checksum: the store keeps the digest, not the data.
+DIGEST_ONLY = frozenset({"ConfigMap", "Secret"})
+# A ConfigMap or Secret annotated with one of these set to "disabled" is not tracked (Flagger's key and
+# Fledge's own): its digest is UNTRACKED, so the revision never depends on it and it gets no -primary copy.
+CONFIG_TRACKING_ANNOTATIONS = ("flagger.app/config-tracking", "fledge.dev/config-tracking")
+UNTRACKED = "untracked"
+
+
+def data_digest(body: Mapping[str, Any]) -> str:
+    """Checksum of a ConfigMap's or Secret's payload (data and binaryData), independent of key order.
+
+    ``UNTRACKED`` for one whose config tracking is disabled: no change of it is a new revision.
+    """
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if any(annotations.get(key) == "disabled" for key in CONFIG_TRACKING_ANNOTATIONS):
+        return UNTRACKED
+    payload = {"data": body.get("data") or {}, "binaryData": body.get("binaryData") or {}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _resource_version(body: Mapping[str, Any]) -> int | None:
+    text = (body.get("metadata") or {}).get("resourceVersion")
+    # resourceVersions are opaque by contract; every released API server uses etcd revisions,
+    # which are integers, and an unparsable one simply always replaces the cached copy.
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _without_others_fields(body: Mapping[str, Any]) -> Manifest:
+    """``body`` keeping only Fledge's own entries of ``metadata.managedFields``.
+
+    The other managers' entries are often half of an object's JSON and no decision reads them; Fledge's
+    own tell the kubernetes router which fields it applied."""
+    meta = body.get("metadata") or {}
+    fields = meta.get("managedFields")
+    if not fields:
+        return dict(body)
+    ours = [entry for entry in fields if entry.get("manager") == naming.FIELD_MANAGER]
+    return {**body, "metadata": {**meta, "managedFields": ours}}
+
+
+def group_of(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+Read = tuple[tuple[str, str, str, str], str | None]  # a store key and the resourceVersion found there
+# The reads of the task inside Store.reading(); a context variable, so each canary's task has its own.
+_READS: contextvars.ContextVar[list[Read] | None] = contextvars.ContextVar("fledge_store_reads", default=None)
+
+
+def _version_text(body: Mapping[str, Any] | None) -> str | None:
+    return None if body is None else str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Store:
+    """Latest bodies by (group, kind, namespace, name); thread-safe; never older than what we wrote."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str, str], Manifest] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(api_version: str, kind: str, namespace: str, name: str) -> tuple[str, str, str, str]:
+        # Keyed by group, not version: the API server serves every version of the same object.
+        return group_of(api_version), kind, namespace or "", name
+
+    def upsert(self, body: Mapping[str, Any]) -> bool:
+        """Keep ``body`` unless the store holds a newer version; True when it is news: a version the store
+        did not hold yet.  The watch event of Fledge's own write is not news, since the write's response
+        was stored already, so it wakes nobody."""
+        meta = body.get("metadata") or {}
+        kind = str(body.get("kind", ""))
+        key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
+        stored: Manifest = _without_others_fields(body)
+        if kind in DIGEST_ONLY:
+            stored = {"apiVersion": body.get("apiVersion"), "kind": kind,
+                      "metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion", "uid")},
+                      "digest": data_digest(body)}
+        with self._lock:
+            current = self._objects.get(key)
+            if current is not None:
+                new_rv, old_rv = _resource_version(stored), _resource_version(current)
+                if new_rv is not None and old_rv is not None and new_rv <= old_rv:
+                    return False  # a late watch event, or the echo of our own write: a version we hold
+            self._objects[key] = stored
+            return True
+
+    def remove(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = self._key(str(body.get("apiVersion", "")), str(body.get("kind", "")), meta.get("namespace", ""),
+                        meta.get("name", ""))
+        with self._lock:
+            self._objects.pop(key, None)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        key = self._key(api_version, kind, namespace, name)
+        with self._lock:
+            body = self._objects.get(key)
+        reads = _READS.get()
+        if reads is not None:
+            reads.append((key, _version_text(body)))
+        return body
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[list[Read]]:
+        """Record what this task reads from the store (each key and the version it found) until the block ends."""
+        reads: list[Read] = []
+        token = _READS.set(reads)
+        try:
+            yield reads
+        finally:
+            _READS.reset(token)
+
+    def unchanged(self, reads: list[Read]) -> bool:
+        """Whether every key read still holds the version found then (absent ones still absent)."""
+        with self._lock:
+            return all(_version_text(self._objects.get(key)) == version for key, version in reads)
+
+    def names(self, api_version: str, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every cached object of a kind."""
+        group = group_of(api_version)
+        with self._lock:
+            return [(ns, name) for g, k, ns, name in self._objects if g == group and k == kind]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
