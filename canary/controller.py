@@ -115,6 +115,9 @@ def main(args: argparse.Namespace) -> int:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.batching.worker_limit = 10000
+        # kopf's per-object worker keeps the last event's body while it idles: after a burst of 1000 objects,
+        # 5 s (the default) of that held 8 MiB; a worker ended sooner is simply started again.
+        settings.batching.idle_timeout = 1.0
         settings.networking.request_timeout = 60
         if _literal_namespaces(args.namespace):
             # Exact names need no namespace listing nor CRD watching (cluster-scoped reads that a
