@@ -103,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"fledge controller: cannot find the API server's address and credentials: {exc}", file=sys.stderr)
         return 2
     handlers.LEADING = election is None
+    # Made once (kopf retries a failed start-up handler); their sessions open on the event loop at first use.
+    client, lease_client = transport.Client(credentials), transport.Client(credentials, connections=2)
     campaign: list[asyncio.Task[None]] = []
 
     @kopf.on.startup()
@@ -126,7 +128,6 @@ def main(args: argparse.Namespace) -> int:
         # Blocking Prometheus queries run in threads (API requests do not: canary.transport).
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
-        client = transport.Client(credentials)
         _dump_tasks_on_sigusr1()
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         handlers.RUNTIME = runtime.Runtime(client, config)
@@ -137,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
         if election is None:
             telemetry.LEADER.set(1)
         else:
-            elector = leader.Elector(client, election, on_started=handlers.start_leading,
+            # Its own connections: a renewal must not queue behind a burst of canary writes.
+            elector = leader.Elector(lease_client, election, on_started=handlers.start_leading,
                                      on_stopped=functools.partial(handlers.stop_leading, stop_grace(election)))
             campaign.append(asyncio.create_task(elector.run(), name="leader-election"))
 
@@ -147,8 +149,8 @@ def main(args: argparse.Namespace) -> int:
         for task in campaign:
             task.cancel()
         await asyncio.gather(*campaign, return_exceptions=True)
-        if handlers.RUNTIME is not None:
-            await handlers.RUNTIME.writer.close()
+        await client.close()
+        await lease_client.close()
 
     kopf.on.login()(_login(credentials))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))

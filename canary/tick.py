@@ -44,11 +44,32 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
-    if delay is None and decision.status != canary.status:
-        # A transition without a wait of its own goes on at once from the status it wrote; the watch
-        # event of that write is no news and wakes nobody (watchcache.Store.upsert).
+    stored = rt.store.get(runtime.CANARY_API, "Canary", namespace, name)
+    # When this tick wrote the Canary, the watch event of that write is no news: it wakes nobody
+    # (watchcache.Store.upsert).  So a transition without a wait of its own goes on at once, and so does a
+    # tick whose write came back with someone else's change in it (a spec edit or an operator's request
+    # committed in between, whose own event arrived after the response and woke nobody).  A write the API
+    # server found to change nothing (same resourceVersion) is not followed at once: nothing would differ.
+    wrote = stored is not None and _version(stored) != _version(body)
+    if wrote and (delay is None or _others_changes(body, stored or {})):
         return 0.0
     return delay
+
+
+def _version(body: dict[str, object]) -> object:
+    meta = body.get("metadata") or {}
+    assert isinstance(meta, dict)
+    return meta.get("resourceVersion")
+
+
+# What others change on a Canary, as opposed to its status, which this tick wrote.
+_NOT_STATUS = ("generation", "labels", "annotations", "deletionTimestamp", "finalizers")
+
+
+def _others_changes(before: dict[str, object], after: dict[str, object]) -> bool:
+    old, new = before.get("metadata") or {}, after.get("metadata") or {}
+    assert isinstance(old, dict) and isinstance(new, dict)
+    return any(old.get(key) != new.get(key) for key in _NOT_STATUS)
 
 
 def _with_session_cookies(canary: models.Canary, decision: core.Decision) -> core.Decision:

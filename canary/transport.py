@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -144,6 +145,10 @@ class Tokens:
             self._cached = self._exec(self.credentials.exec_plugin)
         return self._cached[0]
 
+    def due(self) -> bool:
+        """Whether the next ``current`` reads a file or runs a plugin (blocking)."""
+        return bool(self._clock() >= self._cached[1])
+
     def expire(self) -> None:
         """After a 401: read the file or run the plugin again before the next request."""
         if self.credentials.token_file or self.credentials.exec_plugin:
@@ -168,30 +173,48 @@ class Tokens:
 class Client:
     """One pooled HTTPS session to the API server, for coroutines on one event loop."""
 
-    # Each TLS connection holds asyncio's 256 KiB read buffer: 32 of them were 8 MiB at 200 canaries.  Eight
-    # requests in flight on loopback or a cluster network carry about a thousand writes a second.
-    def __init__(self, credentials: Credentials, connections: int = 8) -> None:
+    # Each TLS connection holds asyncio's 256 KiB read buffer (32 of them were 8 MiB at 200 canaries); 16
+    # requests in flight keep a burst of 200 detections from queueing for seconds.
+    def __init__(self, credentials: Credentials, connections: int = 16) -> None:
         self.credentials = credentials
         self.tokens = Tokens(credentials)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._refreshing = asyncio.Lock()
+        # aiohttp joins paths to the origin only: a server with a path (a proxy such as Rancher's
+        # https://host/k8s/clusters/c-1) has that path put before every request's.
+        url = urllib.parse.urlsplit(credentials.server)
+        self._origin = f"{url.scheme}://{url.netloc}"
+        self._prefix = url.path.rstrip("/")
 
     def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ApiUnavailable("the API client is closed (the controller is stopping)")
         if self._session is None or self._session.closed:
             secure = self.credentials.server.startswith("https:")
             connector = aiohttp.TCPConnector(limit=self._connections,
                                              ssl=self.credentials.ssl_context() if secure else False)
-            self._session = aiohttp.ClientSession(self.credentials.server, connector=connector)
+            self._session = aiohttp.ClientSession(self._origin, connector=connector)
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 
-    def _headers(self, content_type: str | None) -> dict[str, str]:
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "fledge"}
         if content_type:
             headers["Content-Type"] = content_type
+        if self.tokens.due():
+            # Reading a token file or running an exec plugin blocks: in a thread, once for all waiting requests.
+            async with self._refreshing:
+                if self.tokens.due():
+                    try:
+                        await asyncio.to_thread(self.tokens.current)
+                    except Exception as exc:  # an unreadable file, a failing plugin: no credentials, no request
+                        raise ApiUnavailable(f"cannot get a token for the API server: {exc}") from exc
         token = self.tokens.current()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -203,20 +226,23 @@ class Client:
     async def request(self, method: str, path: str, body: bytes | str | None = None,
                       content_type: str = "application/json", query: list[tuple[str, str]] | None = None,
                       timeout: float = 30) -> Manifest:
-        """One request; non-2xx raises ApiError, no answer raises ApiUnavailable.
+        """One request; non-2xx raises ApiError, no answer raises ApiUnavailable; never outlives ``timeout``
+        (waiting for a free connection included).
 
         Tried again, as client-go does, only when the server cannot have acted on it: a 429 with
         Retry-After (API priority and fairness, or a CRD's storage still initializing) up to
-        ``RETRIES`` times within ``timeout``; a refused connection; a 401 once, after reading a rotated
-        token again; a pooled connection found closed, for GET and PUT only."""
+        ``RETRIES`` times; a refused connection; a 401 once, after reading a rotated token again; a
+        pooled connection found closed, for GET and PUT only."""
         deadline = time.monotonic() + timeout
         refreshed = False
         for attempt in range(1, RETRIES + 2):
-            left = max(0.1, deadline - time.monotonic())
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
                 async with self._open().request(
-                        method, path, data=body, params=query or None,
-                        headers=self._headers(content_type if body is not None else None),
+                        method, self._prefix + path, data=body, params=query or None,
+                        headers=await self._headers(content_type if body is not None else None),
                         timeout=aiohttp.ClientTimeout(total=left)) as response:
                     data = await response.read()
                     retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -240,8 +266,7 @@ class Client:
                 await asyncio.sleep(retry_after)
                 continue
             raise ApiError(response.status, response.reason or "", data.decode(errors="replace"), path)
-        raise ApiUnavailable(f"{method} {path}: no answer after {RETRIES + 1} tries")
-
+        raise ApiUnavailable(f"{method} {path}: no answer within {timeout:g}s")
 
 RETRIES = 5
 

@@ -42,9 +42,21 @@ def decide(obs: state.Observed) -> state.Decision:
     Never raises on odd input, never reads a clock.  Call it again with the need supplied
     (``Observed.gates`` / ``Observed.checks``) until the decision has no ``need``."""
     try:
-        return _decide(obs)
+        return _on_schedule(obs, _decide(obs))
     except gates.NeedMore as more:
         return state.Decision(status=obs.canary.status, need=more.need)
+
+
+def _on_schedule(obs: state.Observed, decision: state.Decision) -> state.Decision:
+    """A step stamped with the time it was due (``transitions.step_time``) comes back when the next is due,
+    not a whole interval after this tick, or the lateness would carry over after all."""
+    stamped = decision.status.last_step_time
+    if decision.requeue_after is None or not stamped or stamped == obs.canary.status.last_step_time:
+        return decision
+    due = transitions.seconds_until_due(obs.canary.model_copy(update={"status": decision.status}), obs.now)
+    if due >= decision.requeue_after:
+        return decision
+    return dataclasses.replace(decision, requeue_after=max(transitions.POLL_SECONDS / 10, due))
 
 
 # A decision asks for at most a rollback gate, checks and an approval gate in one tick; more means a bug.

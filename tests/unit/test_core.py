@@ -564,3 +564,4 @@ def test_a_late_step_does_not_delay_the_next_one(late: datetime.timedelta, stamp
     # The step after is due an interval after the schedule, not after the late tick.
     assert core.seconds_until_due(canary.model_copy(update={"status": decision.status}), now) == pytest.approx(
         60 - (now - stamped).total_seconds())
+    assert decision.requeue_after == pytest.approx(60 - (now - stamped).total_seconds()), "it comes back when due"

@@ -89,7 +89,7 @@ def test_an_exec_plugin_runs_again_when_its_token_lapses(tmp_path: pathlib.Path)
     assert tokens.current() == "exec-2"
 
 
-async def _against(handler: Any, scenario: Any) -> Any:
+async def _against(handler: Any, scenario: Any, prefix: str = "") -> Any:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
@@ -97,7 +97,7 @@ async def _against(handler: Any, scenario: Any) -> Any:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    client = transport.Client(transport.Credentials(f"http://127.0.0.1:{port}", token="secret"))
+    client = transport.Client(transport.Credentials(f"http://127.0.0.1:{port}{prefix}", token="secret"))
     try:
         return await scenario(client)
     finally:
@@ -185,3 +185,24 @@ def test_a_429_with_retry_after_is_tried_again_and_other_errors_are_not() -> Non
 
     assert asyncio.run(_against(handler, scenario)) == ({"items": []}, 409)
     assert calls == ["/busy", "/busy", "/busy", "/conflict"]
+
+
+def test_a_server_address_with_a_path_prefixes_every_request_and_a_closed_client_refuses() -> None:
+    paths: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        paths.append(request.path)
+        return web.json_response({})
+
+    async def scenario(client: transport.Client) -> BaseException | None:
+        await client.request("GET", "/api/v1/namespaces")
+        await client.close()
+        try:
+            await client.request("GET", "/api/v1/namespaces")
+        except transport.ApiUnavailable as exc:
+            return exc
+        return None
+
+    refused = asyncio.run(_against(handler, scenario, prefix="/k8s/clusters/c-1/"))
+    assert paths == ["/k8s/clusters/c-1/api/v1/namespaces"]
+    assert refused is not None, "a request after close is refused, not sent on a new session"
