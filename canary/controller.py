@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
         await client.close()
         await lease_client.close()
 
-    kopf.on.login()(_login(credentials))
+    kopf.on.login()(_login(credentials, client.tokens))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
 
@@ -217,9 +217,8 @@ def _dump_tasks_on_sigusr1() -> None:
     loop.add_signal_handler(signal.SIGUSR2, memory)
 
 
-def _login(credentials: transport.Credentials) -> Any:
-    """kopf watches with the same credentials as the controller's own requests (kubeconfig or in-cluster)."""
-    tokens = transport.Tokens(credentials)
+def _login(credentials: transport.Credentials, tokens: transport.Tokens) -> Any:
+    """kopf watches with the same credentials, and the same token, as the controller's own requests."""
 
     def login(**_: Any) -> kopf.ConnectionInfo:
         # kopf calls this again after a 401: a token from a file or a plugin is then read again.

@@ -159,7 +159,7 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
                 log.warning("the API server is unavailable; %s/%s retries: %s", namespace, name,
                             str(exc).splitlines()[0][:200])
                 delay = runtime_.settings.retry_seconds
-            elif _namespace_terminating(exc):
+            elif kube.namespace_terminating(exc):
                 # The Canary goes with its namespace; the writes refused meanwhile are not a bug.
                 log.info("namespace %s is being deleted; %s/%s waits for its deletion", namespace, namespace, name)
                 delay = runtime_.settings.retry_seconds
@@ -181,11 +181,6 @@ def _api_unavailable(exc: Exception) -> bool:
     if status is not None:
         return status in (429, 500, 502, 503, 504)
     return isinstance(exc, ConnectionError | TimeoutError)  # kube.ApiUnavailable is a ConnectionError
-
-
-def _namespace_terminating(exc: Exception) -> bool:
-    """The API server refuses to create objects in a namespace that is being deleted (403 NamespaceTerminating)."""
-    return kube.status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")
 
 
 # The only handler that holds a Canary back with kopf's finalizer, and only while revertOnDeletion is true:

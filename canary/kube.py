@@ -153,6 +153,11 @@ def is_api_error(exc: BaseException) -> bool:
                                          and type(exc).__module__.startswith("kubernetes."))
 
 
+def namespace_terminating(exc: BaseException) -> bool:
+    """The API server refuses to create objects in a namespace that is being deleted (403 NamespaceTerminating)."""
+    return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")
+
+
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status of an API error; None for anything else."""
     if not is_api_error(exc):

@@ -15,7 +15,7 @@ import logging
 import time
 
 from apis import errors, models
-from canary import core, execute, kube, observe, runtime, telemetry, workloads
+from canary import core, execute, kube, observe, runtime, telemetry, watchcache, workloads
 from routers import base as routers
 from routers import session
 
@@ -50,16 +50,10 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     # tick whose write came back with someone else's change in it (a spec edit or an operator's request
     # committed in between, whose own event arrived after the response and woke nobody).  A write the API
     # server found to change nothing (same resourceVersion) is not followed at once: nothing would differ.
-    wrote = stored is not None and _version(stored) != _version(body)
+    wrote = stored is not None and watchcache.version_of(stored) != watchcache.version_of(body)
     if wrote and (delay is None or _others_changes(body, stored or {})):
         return 0.0
     return delay
-
-
-def _version(body: dict[str, object]) -> object:
-    meta = body.get("metadata") or {}
-    assert isinstance(meta, dict)
-    return meta.get("resourceVersion")
 
 
 # What others change on a Canary, as opposed to its status, which this tick wrote.
@@ -164,7 +158,7 @@ async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: ob
         await execute.execute(rt, canary, snap, decision)
     except Exception as exc:
         described = kube.describe_api_error(exc)
-        if described is None or _namespace_terminating(exc):
+        if described is None or kube.namespace_terminating(exc):
             raise
         message = f"{API_ERROR_PREFIX}{described}; retrying every {rt.settings.retry_seconds:g}s"
         log.warning("%s/%s: %s", canary.namespace, canary.name, message)
@@ -178,8 +172,3 @@ async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: ob
             await execute.post_event(rt, canary, "Warning", "ApiError", message, snap.observed.now)
         return rt.settings.retry_seconds
     return decision.requeue_after
-
-
-def _namespace_terminating(exc: BaseException) -> bool:
-    # A namespace being deleted refuses every create; the handler edge waits for the Canary to go with it.
-    return getattr(exc, "status", None) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")

@@ -75,7 +75,8 @@ Read = tuple[tuple[str, str, str, str], str | None]  # a store key and the resou
 _READS: contextvars.ContextVar[list[Read] | None] = contextvars.ContextVar("fledge_store_reads", default=None)
 
 
-def _version_text(body: Mapping[str, Any] | None) -> str | None:
+def version_of(body: Mapping[str, Any] | None) -> str | None:
+    """The resourceVersion of a body as text ('' without one); None for no body."""
     return None if body is None else str((body.get("metadata") or {}).get("resourceVersion") or "")
 
 
@@ -125,7 +126,7 @@ class Store:
             body = self._objects.get(key)
         reads = _READS.get()
         if reads is not None:
-            reads.append((key, _version_text(body)))
+            reads.append((key, version_of(body)))
         return body
 
     @contextlib.contextmanager
@@ -141,7 +142,7 @@ class Store:
     def unchanged(self, reads: list[Read]) -> bool:
         """Whether every key read still holds the version found then (absent ones still absent)."""
         with self._lock:
-            return all(_version_text(self._objects.get(key)) == version for key, version in reads)
+            return all(version_of(self._objects.get(key)) == version for key, version in reads)
 
     def names(self, api_version: str, kind: str) -> list[tuple[str, str]]:
         """(namespace, name) of every cached object of a kind."""
