@@ -109,10 +109,11 @@ def main(args: argparse.Namespace) -> int:
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # Progress and diff-base in annotations keep .status for Fledge alone.
+        # No kopf handler here reacts to changes (only to events), and kopf holds no finalizer: Fledge
+        # holds its own (canary.revert).  kopf still builds a diff base of every watched body at every
+        # event, two deep copies that nothing reads: measured at 200 canaries, a tenth of the CPU.
+        settings.persistence.diffbase_storage = _NoDiffBase()
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="fledge.dev")
-        settings.persistence.finalizer = "fledge.dev/finalizer"
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
@@ -155,6 +156,19 @@ def main(args: argparse.Namespace) -> int:
     kopf.on.login()(_login(credentials, client.tokens))
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
+
+
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """A diff base that is never built nor stored: for an operator without change handlers."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def _literal_namespaces(namespaces: list[str]) -> bool:

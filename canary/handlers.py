@@ -123,7 +123,8 @@ async def stop_loops(**_: Any) -> None:
 
 
 async def _release_services(body: dict[str, Any]) -> None:
-    """Best effort, for a Canary deleted without the revertOnDeletion finalizer: hand back the user's Services."""
+    """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
+    their loop: canary.revert): hand back the user's Services."""
     from apis import models
     from canary import revert
 
@@ -181,25 +182,3 @@ def _api_unavailable(exc: Exception) -> bool:
     if status is not None:
         return status in (429, 500, 502, 503, 504)
     return isinstance(exc, ConnectionError | TimeoutError)  # kube.ApiUnavailable is a ConnectionError
-
-
-# The only handler that holds a Canary back with kopf's finalizer, and only while revertOnDeletion is true:
-# kopf adds the finalizer when a non-optional deletion handler matches and removes it when none does, so
-# a Canary that turns revertOnDeletion off loses it at its next event.
-@kopf.on.delete(GROUP, VERSION, "canaries", when=lambda spec, **_: bool(spec.get("revertOnDeletion")))
-async def canary_deleted(body: kopf.Body, **_: Any) -> None:
-    """revertOnDeletion: give the user back their target and routes, then let the Canary go."""
-    from canary import revert
-
-    if not LEADING:
-        # The leader reverts; this replica looks again later, in case it leads by then or the Canary is gone.
-        raise kopf.TemporaryError("another replica leads; it reverts this Canary", delay=rt().settings.retry_seconds)
-
-    try:
-        await revert.revert(rt(), dict(body))
-    except errors.RetriableError as exc:
-        # The target is still scaling up: look again soon, not after kopf's default minute (and no traceback).
-        raise kopf.TemporaryError(str(exc), delay=rt().settings.retry_seconds) from exc
-    except errors.FatalError as exc:
-        # Nothing can be restored through a spec no router accepts; let the Canary go rather than hold it forever.
-        raise kopf.PermanentError(str(exc)) from exc

@@ -6,8 +6,8 @@ configurable; its maintainer chose so on purpose, nolar/kopf#896), so that it ca
 object goes.  A finalizer on every Canary means that, with the controller down or uninstalled, deleting a
 Canary or its namespace hangs forever.  Fledge's loop needs no such guarantee: it reads the Canary from the
 watch cache and stops by itself once the Canary is gone or being deleted.  So the loops live here, owned
-by the controller process, and only ``revertOnDeletion`` Canaries carry a finalizer (through their kopf
-on-delete handler, which must run before they go).
+by the controller process, and only ``revertOnDeletion`` Canaries carry a finalizer (held and released by
+their own loop: ``canary.revert``).
 
 What it must not do: run a tick itself or convert errors (``canary.handlers`` owns the loop body), or
 block the watch event that starts or stops a loop.

@@ -4,19 +4,81 @@ Why this exists: deleting a Canary must not leave an app with its target scaled
 to zero and its traffic pointing at a primary that garbage collection is about
 to remove.  Order: scale the target back up, wait for it, restore the routes
 the user had and the Services Fledge took over, then the finalizer is released
-and the owned objects go.
+and the owned objects go.  Fledge holds that finalizer itself (``hold``, from
+every tick, and ``on_deletion``), exactly while ``revertOnDeletion`` is true:
+with kopf's deletion handler, kopf would build and compare a copy of every
+Canary at every event, for this one rare field.
 
 What it must not do: run ``revert`` for a Canary without ``revertOnDeletion:
-true``.  ``release_services`` alone runs for every deleted Canary: a Service
-the user had is never left pointing at a primary that is about to go.
+true``, or hold its finalizer on any other Canary (with the controller down,
+deleting one would hang).  ``release_services`` alone runs for every deleted
+Canary: a Service the user had is never left pointing at a primary that is
+about to go.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from apis import errors, models
-from canary import observe, runtime, services, workloads
+from canary import kube, observe, runtime, services, workloads
+
+FINALIZER = "fledge.dev/finalizer"
+log = logging.getLogger("fledge.revert")
+
+
+def _finalizers(body: dict[str, Any]) -> list[str]:
+    return list((body.get("metadata") or {}).get("finalizers") or [])
+
+
+def _wants_finalizer(body: dict[str, Any]) -> bool:
+    spec = body.get("spec")
+    return isinstance(spec, dict) and spec.get("revertOnDeletion") is True
+
+
+async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) -> dict[str, Any]:
+    """Add or remove Fledge's finalizer, keeping the others'; the resourceVersion makes a concurrent edit
+    of the list a conflict (409) rather than a lost finalizer.  Returns the Canary as written."""
+    meta = body.get("metadata") or {}
+    others = [name for name in _finalizers(body) if name != FINALIZER]
+    patch = {"metadata": {"finalizers": [*others, FINALIZER] if held else others,
+                          "resourceVersion": meta.get("resourceVersion")}}
+    try:
+        return await rt.writer.patch(runtime.CANARY_API, "Canary", meta.get("namespace", ""), meta.get("name", ""),
+                                     patch)
+    except Exception as exc:
+        if kube.status_of(exc) == 409:
+            raise errors.RetriableError(f"the finalizers of canary {meta.get('namespace')}/{meta.get('name')} "
+                                        "changed meanwhile; looking again") from exc
+        raise
+
+
+async def hold(rt: runtime.Runtime, body: dict[str, Any]) -> dict[str, Any]:
+    """Hold the finalizer while spec.revertOnDeletion is true, and only then; no request when it already
+    matches.  Returns the Canary as it now is."""
+    wanted = _wants_finalizer(body)
+    if wanted == (FINALIZER in _finalizers(body)):
+        return body
+    return await _set_finalizer(rt, body, wanted)
+
+
+async def on_deletion(rt: runtime.Runtime, body: dict[str, Any]) -> None:
+    """A Canary being deleted: revert if it asked for it, then release the finalizer so that it goes.
+
+    Raises ``RetriableError`` while the target is still coming back (the finalizer stays meanwhile)."""
+    if FINALIZER not in _finalizers(body):
+        return
+    if _wants_finalizer(body):
+        try:
+            await revert(rt, body)
+        except (errors.FatalError, models.SpecError) as exc:
+            # Nothing can be restored through a spec that does not parse or that no router accepts: let the
+            # Canary go rather than hold it forever, and say what the user must restore.
+            meta = body.get("metadata") or {}
+            log.warning("canary %s/%s is deleted without reverting: %s", meta.get("namespace"), meta.get("name"),
+                        exc)
+    await _set_finalizer(rt, body, held=False)
 
 
 async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import logging
 import time
 
 from apis import errors, models
-from canary import core, execute, kube, observe, runtime, telemetry, watchcache, workloads
+from canary import core, execute, kube, observe, revert, runtime, telemetry, watchcache, workloads
 from routers import base as routers
 from routers import session
 
@@ -26,8 +26,12 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     """Run one tick; returns seconds until the next one is needed (None: wait for an event)."""
     namespace, name = key
     body = rt.store.get(runtime.CANARY_API, "Canary", namespace, name)
-    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+    if body is None:
         return None
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        await revert.on_deletion(rt, body)  # its next event is its last: the Canary goes
+        return None
+    body = await revert.hold(rt, body)
     started = time.perf_counter()
     try:
         canary = rt.parse_canary(body)

@@ -1,0 +1,91 @@
+"""canary.revert's finalizer: held exactly while revertOnDeletion is true, released once the Canary is deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from apis import errors
+from canary import kube, revert
+
+
+class Patches:
+    """A writer that records merge patches and answers with the patched Canary (a new resourceVersion)."""
+
+    def __init__(self, fail_with: int | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail_with = fail_with
+
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                    subresource: str = "") -> dict[str, Any]:
+        self.sent.append(copy.deepcopy(patch))
+        if self.fail_with is not None:
+            raise kube.ApiError(self.fail_with, "Conflict", "{}", f"/canaries/{name}")
+        return {"metadata": {**patch["metadata"], "name": name, "namespace": namespace, "resourceVersion": "8"}}
+
+
+class Runtime:
+    def __init__(self, writer: Patches) -> None:
+        self.writer = writer
+
+
+def canary(revert_on_deletion: bool | None, finalizers: list[str], deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "app", "namespace": "team", "resourceVersion": "7", "finalizers": finalizers}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-02T10:00:00Z"
+    spec: dict[str, Any] = {} if revert_on_deletion is None else {"revertOnDeletion": revert_on_deletion}
+    return {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": meta, "spec": spec}
+
+
+def hold(body: dict[str, Any], writer: Patches) -> dict[str, Any]:
+    return asyncio.run(revert.hold(Runtime(writer), body))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("wanted", "finalizers"), [
+    (True, [revert.FINALIZER]), (False, []), (None, []), (False, ["other.io/keep"]),
+])
+def test_a_finalizer_that_matches_the_spec_costs_no_request(wanted: bool | None, finalizers: list[str]) -> None:
+    writer = Patches()
+    body = canary(wanted, finalizers)
+    assert hold(body, writer) is body
+    assert writer.sent == []
+
+
+def test_revert_on_deletion_takes_the_finalizer_beside_the_others_guarded_by_the_version() -> None:
+    writer = Patches()
+    written = hold(canary(True, ["other.io/keep"]), writer)
+    assert writer.sent == [{"metadata": {"finalizers": ["other.io/keep", revert.FINALIZER], "resourceVersion": "7"}}]
+    assert written["metadata"]["resourceVersion"] == "8"
+
+
+def test_turning_revert_on_deletion_off_lets_go_of_the_finalizer_only() -> None:
+    writer = Patches()
+    hold(canary(False, [revert.FINALIZER, "other.io/keep"]), writer)
+    assert writer.sent == [{"metadata": {"finalizers": ["other.io/keep"], "resourceVersion": "7"}}]
+
+
+def test_a_concurrent_edit_of_the_finalizers_is_retried_not_overwritten() -> None:
+    with pytest.raises(errors.RetriableError, match="finalizers"):
+        hold(canary(True, []), Patches(fail_with=409))
+
+
+def test_other_refusals_are_not_disguised_as_retries() -> None:
+    with pytest.raises(kube.ApiError):
+        hold(canary(True, []), Patches(fail_with=403))
+
+
+def test_a_deleted_canary_without_the_finalizer_is_left_alone() -> None:
+    writer = Patches()
+    asyncio.run(revert.on_deletion(Runtime(writer), canary(True, ["other.io/keep"], deleting=True)))  # type: ignore[arg-type]
+    assert writer.sent == []
+
+
+def test_a_deleted_canary_that_no_longer_asks_for_a_revert_is_released_without_one() -> None:
+    # revertOnDeletion turned off and the Canary deleted before its loop let go: no revert (which would need
+    # the store), only the release.
+    writer = Patches()
+    asyncio.run(revert.on_deletion(Runtime(writer), canary(False, [revert.FINALIZER], deleting=True)))  # type: ignore[arg-type]
+    assert writer.sent == [{"metadata": {"finalizers": [], "resourceVersion": "7"}}]
