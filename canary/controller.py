@@ -154,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
         await lease_client.close()
 
     kopf.on.login()(_login(credentials, client.tokens))
+    transport.shrink_tls_buffers()  # before any connection opens: kopf's watches too
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
 

@@ -206,3 +206,13 @@ def test_a_server_address_with_a_path_prefixes_every_request_and_a_closed_client
     refused = asyncio.run(_against(handler, scenario, prefix="/k8s/clusters/c-1/"))
     assert paths == ["/k8s/clusters/c-1/api/v1/namespaces"]
     assert refused is not None, "a request after close is refused, not sent on a new session"
+
+
+def test_tls_read_buffers_shrink_and_never_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio.sslproto
+
+    monkeypatch.setattr(asyncio.sslproto.SSLProtocol, "max_size", 256 * 1024)
+    transport.shrink_tls_buffers()
+    assert asyncio.sslproto.SSLProtocol.max_size == transport.TLS_READ_BUFFER == 32 * 1024
+    transport.shrink_tls_buffers(1024 * 1024)
+    assert asyncio.sslproto.SSLProtocol.max_size == 32 * 1024
