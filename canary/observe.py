@@ -86,7 +86,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
             routes = unchecked.get_routes(canary)
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
 
-    revision = workloads.revision(target, configs)
+    revision = rt.revision((canary.namespace, canary.name), target, configs)
     observed = dataclasses.replace(base, revision=revision, configs=configs, target=workloads.workload_state(target),
                                    routes=router.get_routes(canary))
     return Snapshot(observed, target, router)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from apis import models
-from canary import kube, watchcache
+from canary import kube, watchcache, workloads
 from metrics import base as metric_base
 from metrics import builtin, providers
 
@@ -55,6 +55,7 @@ class Runtime:
         # (namespace, name) → (resourceVersion, the Canary parsed from it): a tick woken by a Deployment's
         # event or its own timer reads an unchanged Canary, and parsing it again was a tenth of a tick.
         self._parsed: dict[Key, tuple[str, models.Canary]] = {}
+        self._revisions: dict[Key, tuple[tuple[str, tuple[tuple[str, str], ...]], str]] = {}
         # (namespace, name) → the (Canary, target) versions and the cache reads of its last reconcile that found
         # nothing to write (canary.execute.reconcile): while they are unchanged, it need not run again.
         self.reconciled: dict[Key, tuple[tuple[str | None, str | None], list[watchcache.Read]]] = {}
@@ -71,6 +72,17 @@ class Runtime:
         canary = models.parse_canary(body)
         self._parsed[key] = (version, canary)
         return canary
+
+    def revision(self, key: Key, target: dict[str, Any], configs: dict[str, str]) -> str:
+        """``workloads.revision``, once per resourceVersion of the target and set of config checksums: the
+        hash of the pod template was a tenth of each tick's own CPU, and it changes only with them."""
+        inputs = (watchcache.version_of(target) or "", tuple(sorted(configs.items())))
+        cached = self._revisions.get(key)
+        if inputs[0] and cached is not None and cached[0] == inputs:
+            return cached[1]
+        revision = workloads.revision(target, configs)
+        self._revisions[key] = (inputs, revision)
+        return revision
 
     def metric_provider(self, config: metric_base.ProviderConfig, secret: dict[str, str] | None
                         ) -> metric_base.MetricProvider:
@@ -89,6 +101,7 @@ class Runtime:
     def forget(self, key: Key) -> None:
         self._wakers.pop(key, None)
         self._parsed.pop(key, None)
+        self._revisions.pop(key, None)
         self.reconciled.pop(key, None)
         for workload in self._workloads_of.pop(key, set()):
             self._by_workload[workload].discard(key)

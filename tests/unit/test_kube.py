@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from canary import kube, runtime, watchcache
+from canary import kube, runtime, watchcache, workloads
 
 pytestmark = pytest.mark.unit
 
@@ -126,6 +126,28 @@ def test_a_canary_is_parsed_once_per_resource_version() -> None:
     assert rt.parse_canary(edited).spec.analysis.iterations == 3
     rt.forget(("ns", "a"))
     assert rt.parse_canary(edited) is not first
+    asyncio.run(rt.http.aclose())
+
+
+def test_the_revision_is_hashed_once_per_target_version_and_config_checksums() -> None:
+    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    key = ("ns", "a")
+
+    def target(version: str, image: str) -> dict[str, Any]:
+        return {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "ns", "resourceVersion": version},
+                "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
+
+    first = rt.revision(key, target("5", "app:1"), {"configmap/cfg": "aa"})
+    assert first == workloads.revision(target("5", "app:1"), {"configmap/cfg": "aa"})
+    # The same version is trusted to hold the same template: the memo answers, not the body.
+    assert rt.revision(key, target("5", "app:2"), {"configmap/cfg": "aa"}) == first
+    assert rt.revision(key, target("6", "app:2"), {"configmap/cfg": "aa"}) != first
+    assert rt.revision(key, target("6", "app:2"), {"configmap/cfg": "bb"}) == workloads.revision(
+        target("6", "app:2"), {"configmap/cfg": "bb"})
+    # Without a resourceVersion (a body not from the API server) nothing is memoised.
+    assert rt.revision(key, target("", "app:3"), {}) == workloads.revision(target("", "app:3"), {})
+    assert rt.revision(key, target("", "app:4"), {}) == workloads.revision(target("", "app:4"), {})
     asyncio.run(rt.http.aclose())
 
 
