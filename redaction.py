@@ -19,8 +19,6 @@ import contextlib
 import logging
 import urllib.parse
 
-import httpx
-
 HIDDEN = "***"
 # Path segments and query values shorter than these are words ("v1", "id"), not credentials.
 _MIN_SEGMENT_CHARS = 6
@@ -105,6 +103,9 @@ class _HttpxLogRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and self.shown:
+            # Loaded already: only hide_in_httpx_log fills ``shown``, and it imports httpx.
+            import httpx
+
             record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
                                 for arg in record.args)
         return True
@@ -118,5 +119,8 @@ def hide_in_httpx_log(url: str, shown: str) -> None:
     """Have httpx's request log show ``shown`` instead of ``url`` (it logs every URL in full at INFO)."""
     if url == shown:
         return
+    # Not at module level: every controller imports redaction, few need httpx (3.6 MiB RSS) at all.
+    import httpx
+
     with contextlib.suppress(httpx.InvalidURL, TypeError):
         _HTTPX_LOG.shown[str(httpx.URL(url))] = shown

@@ -79,7 +79,7 @@ def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
                         "spec": {"targetRef": {"name": "other"}}})
         wake_a.clear()
         rt.workload_changed("ns", "web")
-        await rt.http.aclose()
+        await rt.close_http()
         return result[0], result[1], wake_a.is_set()
 
     woke_a, woke_b, woke_after_retarget = asyncio.run(scenario())
@@ -107,7 +107,7 @@ def test_the_echo_of_a_canarys_own_status_write_does_not_wake_it() -> None:
         rt.canary_seen(dict(canary))  # its watch event
         echo = wake.is_set()
         rt.canary_seen({**canary, "metadata": {**canary["metadata"], "resourceVersion": "8"}})  # a user's edit
-        await rt.http.aclose()
+        await rt.close_http()
         return echo, wake.is_set()
 
     assert asyncio.run(scenario()) == (False, True)
@@ -126,7 +126,7 @@ def test_a_canary_is_parsed_once_per_resource_version() -> None:
     assert rt.parse_canary(edited).spec.analysis.iterations == 3
     rt.forget(("ns", "a"))
     assert rt.parse_canary(edited) is not first
-    asyncio.run(rt.http.aclose())
+    asyncio.run(rt.close_http())
 
 
 def test_the_revision_is_hashed_once_per_target_version_and_config_checksums() -> None:

@@ -48,7 +48,7 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
         as_leader = sorted(ticking)
         await handlers.stop_leading(grace_seconds=1)
         running = [key for key in (("ns", "a"), ("ns", "b")) if key in handlers.LOOPS]
-        await handlers.RUNTIME.http.aclose()
+        await handlers.RUNTIME.close_http()
         return as_follower, as_leader, handlers.LEADING, running
 
     as_follower, as_leader, leading, running = asyncio.run(scenario())
