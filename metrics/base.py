@@ -32,6 +32,7 @@ from typing import Protocol
 
 from apis import errors
 
+DEFAULT_TIMEOUT = 10.0  # seconds a provider waits for one answer, unless told otherwise
 _SPACES = re.compile(r"\s+")
 _QUERY_CHARS_IN_MESSAGES = 300
 

@@ -50,7 +50,6 @@ from metrics import base, statistics
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 10.0
 ONLINE_QUERY = "vector(1)"  # as Flagger: any healthy Prometheus answers 1
 # One immediate retry of a failed connection (a restarted pod, a dropped keep-alive); nothing else.
 # read=False: a read timeout surfaces as requests' ReadTimeout, not wrapped in a ConnectionError.
@@ -83,7 +82,7 @@ class PrometheusProvider:
         secret: Mapping[str, str] | None = None,
         insecure_skip_verify: bool = False,
         headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = base.DEFAULT_TIMEOUT,
         at: float | None = None,
     ) -> None:
         """``at``: a Unix time at which every instant query is evaluated (``fledge backtest``); None: now."""

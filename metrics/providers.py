@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from apis import errors, models
-from metrics import base, prometheus
+from metrics import base
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ Builder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float], base.
 
 
 def _prometheus(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+    # Not at module level: requests and prometheus-api-client (5.2 MiB RSS) load with the first Prometheus provider.
+    from metrics import prometheus
+
     return prometheus.PrometheusProvider(config.address, secret=secret, headers=dict(config.headers),
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
@@ -50,7 +53,7 @@ def check_type(type_: str) -> None:
 
 
 def create(config: base.ProviderConfig, secret: Mapping[str, str] | None = None, *,
-           timeout: float = prometheus.DEFAULT_TIMEOUT) -> base.MetricProvider:
+           timeout: float = base.DEFAULT_TIMEOUT) -> base.MetricProvider:
     """A provider for ``config``; ``secret`` is the decoded data of ``config.secret_name``, None when the
     Secret does not exist.
 
