@@ -1,0 +1,78 @@
+"""What the controller process loads at start-up: not the libraries that only some canaries need.
+
+httpx (webhooks and alerts, 3.6 MiB resident), requests with prometheus-api-client (Prometheus queries,
+5.2 MiB) and jinja2 (query templates, 2-3 MiB) are imported at their first use, so a controller whose
+canaries never use them does not hold them.  A fresh interpreter is the only place where "not imported"
+can be seen: this test session has imported all of them long ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import httpx
+import pytest
+
+from canary import runtime
+
+pytestmark = pytest.mark.unit
+
+PROGRAM = textwrap.dedent("""
+    import asyncio, json, sys
+    from canary import cli
+    for package in cli.CONTROLLER_WITHOUT:  # as `fledge controller` does before importing its modules
+        sys.modules.setdefault(package, None)
+    import canary.controller, canary.handlers, canary.tick
+    from apis import models
+    from canary import runtime
+    from metrics import analysis, base, providers
+
+    def loaded():
+        return sorted(name for name in ("httpx", "requests", "prometheus_api_client", "jinja2")
+                      if sys.modules.get(name) is not None)
+
+    seen = {"start-up": loaded()}
+    rt = runtime.Runtime(None, runtime.Settings())
+    asyncio.run(rt.close_http())
+    seen["closing the unused webhook client"] = loaded()
+    canary = models.parse_canary({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "service": {"port": 80},
+                 "analysis": {"stepWeight": 10,
+                              "metrics": [{"name": "up", "query": "up{namespace='{{ namespace }}'}"}]}}})
+    analysis.validate_metrics(canary, lambda namespace, name: None, "kubernetes")
+    seen["rendering a query"] = loaded()
+    providers.create(base.ProviderConfig(type="prometheus", address="http://prometheus:9090", namespace="prod"))
+    seen["building a Prometheus provider"] = loaded()
+    assert rt.http is rt.http
+    asyncio.run(rt.close_http())
+    seen["using the webhook client"] = loaded()
+    print(json.dumps(seen))
+""")
+
+
+def test_the_controller_loads_httpx_requests_and_jinja2_only_at_their_first_use() -> None:
+    done = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "start-up": [],
+        "closing the unused webhook client": [],
+        "rendering a query": ["jinja2"],
+        "building a Prometheus provider": ["jinja2", "prometheus_api_client", "requests"],
+        "using the webhook client": ["httpx", "jinja2", "prometheus_api_client", "requests"],
+    }
+
+
+def test_a_client_given_to_the_runtime_is_the_one_it_uses() -> None:
+    async def scenario() -> bool:
+        async with httpx.AsyncClient() as client:
+            return runtime.Runtime(None, runtime.Settings(), http=client).http is client
+
+    assert asyncio.run(scenario())
