@@ -152,6 +152,8 @@ def main(args: argparse.Namespace) -> int:
         await asyncio.gather(*campaign, return_exceptions=True)
         await client.close()
         await lease_client.close()
+        if handlers.RUNTIME is not None:
+            await handlers.RUNTIME.close_http()
 
     kopf.on.login()(_login(credentials, client.tokens))
     transport.shrink_tls_buffers()  # before any connection opens: kopf's watches too

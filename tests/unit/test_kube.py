@@ -148,7 +148,7 @@ def test_the_revision_is_hashed_once_per_target_version_and_config_checksums() -
     # Without a resourceVersion (a body not from the API server) nothing is memoised.
     assert rt.revision(key, target("", "app:3"), {}) == workloads.revision(target("", "app:3"), {})
     assert rt.revision(key, target("", "app:4"), {}) == workloads.revision(target("", "app:4"), {})
-    asyncio.run(rt.http.aclose())
+    asyncio.run(rt.close_http())
 
 
 def test_the_reads_of_a_task_tell_whether_anything_it_read_changed() -> None:
