@@ -168,19 +168,21 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
                   actions: list[core.Action], now: datetime.datetime) -> None:
     phase = str(status.phase or "")
     checksum = status.last_applied_spec or ""
-    # Alerts describe the canary as this decision left it (Failed, 2/2 failed checks), not as it was before.
-    decided = canary.model_copy(update={"status": status})
+    # rt.http is made at first use: it is only asked for when there is a hook or an alert to send to.
     for action in actions:
         try:
             match action:
                 case core.Event(type=kind, reason=reason, message=message):
                     log.info(message, extra={"canary": f"{canary.namespace}/{canary.name}", "reason": reason})
                     await post_event(rt, canary, kind, reason, message, now)
-                    await webhooks.post_event(rt.http, canary, phase, checksum, kind, message, now)
-                case core.Alert(severity=severity, message=message):
+                    if webhooks.hooks_of(canary, models.HookType.EVENT):
+                        await webhooks.post_event(rt.http, canary, phase, checksum, kind, message, now)
+                case core.Alert(severity=severity, message=message) if canary.spec.analysis.alerts:
+                    # Alerts describe the canary as this decision left it (Failed, 2/2 failed checks).
+                    decided = canary.model_copy(update={"status": status})
                     await alerts.notify(rt.http, decided, severity, message, _alert_provider_resolver(rt, canary),
                                         now=now)
-                case core.CallHooks(type=hook_type):
+                case core.CallHooks(type=hook_type) if webhooks.hooks_of(canary, hook_type):
                     await webhooks.fire(rt.http, canary, models.HookType(hook_type), phase, checksum)
         except Exception:  # a notification failure must not end the others
             log.exception("notification failed for %s/%s", canary.namespace, canary.name)

@@ -132,6 +132,12 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
     return await judging.run_judge(canary, provider, router_provider=router_provider, now=now, pod_labels=pod_labels)
 
 
+async def _rollout_hooks(rt: runtime.Runtime, canary: models.Canary, phase: str, revision: str) -> list[core.Check]:
+    if not webhooks.hooks_of(canary, models.HookType.ROLLOUT):
+        return []  # and rt.http, made at first use, is not made for nothing
+    return await webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision)
+
+
 async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> core.Observed:
     """``obs`` with what the decision asked for: one gate's answer, or one set of checks."""
     canary = obs.canary
@@ -151,6 +157,6 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
             analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
                                   metrics_server=server, pod_labels=rt.settings.pod_labels),
             _judge(canary, factory, provider, server, obs.now, rt.settings.pod_labels),
-            webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision))
+            _rollout_hooks(rt, canary, phase, revision))
         checks += [*metrics, *judged, *hooks]
     return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

@@ -50,6 +50,16 @@ PROGRAM = textwrap.dedent("""
     seen["rendering a query"] = loaded()
     providers.create(base.ProviderConfig(type="prometheus", address="http://prometheus:9090", namespace="prod"))
     seen["building a Prometheus provider"] = loaded()
+    # Every transition posts a Kubernetes Event (here refused: this runtime has no API client) and may fire
+    # hooks and alerts; a canary with none of those must not make the webhook client.
+    import datetime
+    from canary import core, execute
+    now = datetime.datetime.now(datetime.UTC)
+    asyncio.run(execute._notify(rt, canary, canary.status, [
+        core.Event(type="Normal", reason="Synced", message="Advance web.prod canary weight 10"),
+        core.Alert(severity="info", message="Advance web.prod canary weight 10"),
+        core.CallHooks(type="post-rollout")], now))
+    seen["posting an event without hooks or alerts"] = loaded()
     assert rt.http is rt.http
     asyncio.run(rt.close_http())
     seen["using the webhook client"] = loaded()
@@ -66,6 +76,7 @@ def test_the_controller_loads_httpx_requests_and_jinja2_only_at_their_first_use(
         "closing the unused webhook client": [],
         "rendering a query": ["jinja2"],
         "building a Prometheus provider": ["jinja2", "prometheus_api_client", "requests"],
+        "posting an event without hooks or alerts": ["jinja2", "prometheus_api_client", "requests"],
         "using the webhook client": ["httpx", "jinja2", "prometheus_api_client", "requests"],
     }
 
