@@ -18,6 +18,21 @@ def body(kind: str, name: str, rv: str, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def test_cached_bodies_keep_their_content_and_share_their_keys() -> None:
+    import json
+
+    store = watchcache.Store()
+    spec = {"template": {"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 80}]}]}}}
+    for name in ("a", "b"):
+        store.upsert(json.loads(json.dumps(body("Deployment", name, "3", spec=spec))))  # decoded apart, as watched
+    first, second = store.get("apps/v1", "Deployment", "ns", "a"), store.get("apps/v1", "Deployment", "ns", "b")
+    assert first is not None and second is not None
+    assert first["spec"] == second["spec"] == spec
+    first_key = next(iter(first["spec"]["template"]["spec"]["containers"][0]["ports"][0]))
+    second_key = next(iter(second["spec"]["template"]["spec"]["containers"][0]["ports"][0]))
+    assert first_key == "containerPort" and first_key is second_key
+
+
 def test_a_late_watch_event_never_replaces_a_newer_write() -> None:
     store = watchcache.Store()
     store.upsert(body("Deployment", "web", "20", spec={"replicas": 0}))
