@@ -125,12 +125,11 @@ async def stop_loops(**_: Any) -> None:
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
     their loop: canary.revert): hand back the user's Services."""
-    from apis import models
     from canary import revert
 
     meta = body.get("metadata") or {}
     try:
-        await revert.release_services(rt(), models.parse_canary(body))
+        await revert.release_services(rt(), revert.canary_of(body))
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
         log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
                     meta.get("name"), kube.describe_api_error(exc) or exc)

@@ -22,7 +22,8 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import kube, observe, runtime, services, workloads
+from canary import kube, runtime, services, workloads
+from routers import base as routers
 
 FINALIZER = "fledge.dev/finalizer"
 log = logging.getLogger("fledge.revert")
@@ -48,6 +49,8 @@ async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) 
         return await rt.writer.patch(runtime.CANARY_API, "Canary", meta.get("namespace", ""), meta.get("name", ""),
                                      patch)
     except Exception as exc:
+        if kube.status_of(exc) == 404:
+            return body  # the Canary is gone already: there is nothing to hold or release
         if kube.status_of(exc) == 409:
             raise errors.RetriableError(f"the finalizers of canary {meta.get('namespace')}/{meta.get('name')} "
                                         "changed meanwhile; looking again") from exc
@@ -70,24 +73,44 @@ async def on_deletion(rt: runtime.Runtime, body: dict[str, Any]) -> None:
     if FINALIZER not in _finalizers(body):
         return
     if _wants_finalizer(body):
+        meta = body.get("metadata") or {}
         try:
             await revert(rt, body)
         except (errors.FatalError, models.SpecError) as exc:
-            # Nothing can be restored through a spec that does not parse or that no router accepts: let the
+            # Nothing can be restored through a spec that names no target or service, or no router: let the
             # Canary go rather than hold it forever, and say what the user must restore.
-            meta = body.get("metadata") or {}
             log.warning("canary %s/%s is deleted without reverting: %s", meta.get("namespace"), meta.get("name"),
                         exc)
+        except kube.ApiError as exc:
+            if exc.status != 404:
+                raise
+            # An object it restores went meanwhile (its namespace is being deleted): nothing left to restore.
+            log.info("canary %s/%s: %s is gone; released", meta.get("namespace"), meta.get("name"),
+                     kube.describe_api_error(exc))
     await _set_finalizer(rt, body, held=False)
 
 
+def canary_of(body: dict[str, Any]) -> models.Canary:
+    """The deleted Canary, for restoring: with an invalid analysis it still names its target, services and
+    routes (``parse_canary_for_routing``), and those must be handed back all the same.  Raises SpecError
+    when even they are invalid."""
+    try:
+        return models.parse_canary(body)
+    except (models.SpecError, errors.SpecError):
+        routable = models.parse_canary_for_routing(body)
+        if routable is None:
+            raise
+        return routable
+
+
 async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
-    canary = models.parse_canary(body)
+    canary = canary_of(body)
     namespace = canary.namespace
     kind = canary.spec.target_ref.kind
     target = rt.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name)
     primary = rt.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
-    if target is not None:
+    # A target being deleted will never be ready: waiting for it would hold the Canary (and its namespace).
+    if target is not None and not (target.get("metadata") or {}).get("deletionTimestamp"):
         replicas = int(((primary or {}).get("spec") or {}).get("replicas", 1)) or 1
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
@@ -96,7 +119,8 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
         if not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
-    router = observe.router_for(rt, canary)
+    # Not validated: the user's routes go back even when the spec's router fields are now refused.
+    router = routers.for_provider(canary.spec.provider or rt.settings.default_provider, rt.store, rt.writer)
     await router.finalize(canary)
     await release_services(rt, canary)
 

@@ -29,7 +29,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     if body is None:
         return None
     if (body.get("metadata") or {}).get("deletionTimestamp"):
-        await revert.on_deletion(rt, body)  # its next event is its last: the Canary goes
+        await revert.on_deletion(rt, body)  # then it goes, once any other finalizer is released too
         return None
     body = await revert.hold(rt, body)
     started = time.perf_counter()

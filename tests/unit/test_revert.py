@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from apis import errors
+from apis import errors, models
 from canary import kube, revert
 
 
@@ -89,3 +89,22 @@ def test_a_deleted_canary_that_no_longer_asks_for_a_revert_is_released_without_o
     writer = Patches()
     asyncio.run(revert.on_deletion(Runtime(writer), canary(False, [revert.FINALIZER], deleting=True)))  # type: ignore[arg-type]
     assert writer.sent == [{"metadata": {"finalizers": [], "resourceVersion": "7"}}]
+
+
+def test_a_canary_already_gone_needs_no_finalizer_change() -> None:
+    body = canary(True, [])
+    assert hold(body, Patches(fail_with=404)) is body
+
+
+def test_a_deleted_canary_with_an_invalid_analysis_is_still_restored_through_its_target_and_services() -> None:
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80}, "revertOnDeletion": True,
+                    "analysis": {"stepWeight": 10, "metrics": [{"name": "nothing-to-measure"}]}}
+    with pytest.raises(ValueError):
+        models.parse_canary(body)
+    restorable = revert.canary_of(body)
+    assert restorable.spec.target_ref.name == "web" and restorable.spec.service.port == 80
+    body["spec"]["targetRef"] = {"kind": "Deployment"}  # not even a target: nothing can be restored
+    with pytest.raises(ValueError):
+        revert.canary_of(body)
