@@ -47,6 +47,7 @@ from canary.core.transitions import (
     FINAL_PHASES,
     IDLE_PHASES,
     POLL_SECONDS,
+    ROLLOUT_POLL_MAX_SECONDS,
     format_time,
     parse_time,
     seconds_until_due,
@@ -54,8 +55,9 @@ from canary.core.transitions import (
 )
 
 __all__ = [
-    "ALL_PRIMARY", "ANALYSING_PHASES", "FINAL_PHASES", "IDLE_PHASES", "MISSING", "POLL_SECONDS", "Action", "Alert",
-    "CallHooks", "Check", "Decision", "Event", "Initialize", "Need", "Observed", "Promote", "Request", "ScaleTarget",
+    "ALL_PRIMARY", "ANALYSING_PHASES", "FINAL_PHASES", "IDLE_PHASES", "MISSING", "POLL_SECONDS",
+    "ROLLOUT_POLL_MAX_SECONDS", "Action", "Alert", "CallHooks", "Check", "Decision", "Event", "Initialize", "Need",
+    "Observed", "Promote", "Request", "ScaleTarget",
     "SetRoutes", "Weights", "Workload", "analysis_routes", "decide", "format_time", "max_weight", "next_weight",
     "parse_time", "seconds_until_due", "set_condition", "settle", "weight_steps",
 ]

@@ -43,7 +43,8 @@ def _analyse(obs: state.Observed) -> state.Decision:
         if transitions.deadline_passed(obs, obs.target):
             return transitions.rollback(obs, f"canary deployment {transitions.name(obs)} not ready after "
                                              f"progressDeadlineSeconds={spec.progress_deadline_seconds}")
-        return state.Decision(status=transitions.waiting_for(obs, status), requeue_after=transitions.POLL_SECONDS)
+        return state.Decision(status=transitions.waiting_for(obs, status),
+                              requeue_after=transitions.rollout_wait(obs, obs.target))
     if status.not_ready_since:
         status = status.model_copy(update={"not_ready_since": None})
         obs = _with_status(obs, status)
@@ -228,7 +229,8 @@ def _promoting(obs: state.Observed) -> state.Decision:
             return transitions.rollback(obs, f"primary deployment {canary.namespace}/{spec.primary_target_name} "
                                              f"not rolled out after progressDeadlineSeconds="
                                              f"{spec.progress_deadline_seconds}")
-        return state.Decision(status=transitions.waiting_for(obs, status), requeue_after=transitions.POLL_SECONDS)
+        return state.Decision(status=transitions.waiting_for(obs, status),
+                              requeue_after=transitions.rollout_wait(obs, primary))
     if status.not_ready_since:
         status = status.model_copy(update={"not_ready_since": None})
     step = analysis.step_weight_promotion

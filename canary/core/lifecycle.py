@@ -183,7 +183,7 @@ def _initialize(obs: state.Observed) -> state.Decision:
                                    f"Initializing {transitions.name(obs)}: creating the primary"))
     if not obs.primary.rolled_out(obs.canary.spec.analysis.primary_ready_threshold):
         return state.Decision(status=transitions.transition(obs, Phase.INITIALIZING), actions=tuple(actions),
-                              requeue_after=transitions.POLL_SECONDS)
+                              requeue_after=transitions.rollout_wait(obs, obs.primary))
     actions.append(state.ScaleTarget(0))
     done = f"Initialization done! {transitions.name(obs)} serves from the primary"
     actions.append(state.Event("Normal", "Initialized", done))

@@ -243,6 +243,19 @@ def test_progress_deadline_rolls_back_unready_canary() -> None:
     assert "progressDeadlineSeconds" in (late.status.message or "")
 
 
+def test_a_rollout_is_looked_at_again_by_its_deadline_not_every_second() -> None:
+    # Its watch events wake the canary as it changes; the timer only has to catch the deadline.
+    not_ready = dataclasses.replace(core.Workload.ready_with(2), available=0)
+    seen = make(status=progressing(notReadySince=core.format_time(T0)), progressDeadlineSeconds=60)
+    early = decide(World(seen, now=T0 + datetime.timedelta(seconds=5), target=not_ready))
+    assert early.requeue_after == core.ROLLOUT_POLL_MAX_SECONDS
+    near = decide(World(seen, now=T0 + datetime.timedelta(seconds=56), target=not_ready))
+    assert near.requeue_after == pytest.approx(4 + core.POLL_SECONDS / 10)
+    at = decide(World(seen, now=T0 + datetime.timedelta(seconds=60), target=not_ready))
+    assert at.status.phase == Phase.PROGRESSING and at.requeue_after == core.POLL_SECONDS
+    assert decide(World(seen, now=T0 + datetime.timedelta(seconds=60.2), target=not_ready)).status.phase == Phase.FAILED
+
+
 def test_rollback_gate_rolls_back() -> None:
     canary = make(status=progressing(canaryWeight=20, lastStepTime=core.format_time(T0)))
     decision = decide(World(canary, LATER, routes=core.Weights(80, 20), gates={"rollback": True}))
