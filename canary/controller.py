@@ -109,27 +109,7 @@ def main(args: argparse.Namespace) -> int:
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # No kopf handler here reacts to changes (only to events), and kopf holds no finalizer: Fledge
-        # holds its own (canary.revert).  kopf still builds a diff base of every watched body at every
-        # event, two deep copies that nothing reads: measured at 200 canaries, a tenth of the CPU.
-        settings.persistence.diffbase_storage = _NoDiffBase()
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
-        # kopf removes its finalizer from every watched object when no handler requires one, which none here
-        # does: its default name would strip other kopf operators' finalizers from their Deployments, and
-        # Fledge's own name would strip revertOnDeletion's.  So kopf gets a name nobody carries.
-        settings.persistence.finalizer = KOPF_FINALIZER
-        settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.batching.worker_limit = 10000
-        # kopf's per-object worker keeps the last event's body while it idles: after a burst of 1000 objects,
-        # 5 s (the default) of that held 8 MiB; a worker ended sooner is simply started again.
-        settings.batching.idle_timeout = 1.0
-        settings.networking.request_timeout = 60
-        if _literal_namespaces(args.namespace):
-            # Exact names need no namespace listing nor CRD watching (cluster-scoped reads that a
-            # namespaced install's Roles do not grant); kopf serves exactly those namespaces.
-            settings.scanning.disabled = True
+        configure_kopf(settings, literal_namespaces=_literal_namespaces(args.namespace))
         # Blocking Prometheus queries run in threads (API requests do not: canary.transport).
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
@@ -166,6 +146,33 @@ def main(args: argparse.Namespace) -> int:
 
 
 KOPF_FINALIZER = "fledge.dev/kopf-holds-nothing"
+
+
+def configure_kopf(settings: kopf.OperatorSettings, literal_namespaces: bool) -> None:
+    """kopf's settings for Fledge, applied at start-up."""
+    # No kopf handler here reacts to changes (only to events), and kopf holds no finalizer: Fledge
+    # holds its own (canary.revert).  kopf still builds a diff base of every watched body at every
+    # event, two deep copies that nothing reads: measured at 200 canaries, a tenth of the CPU.
+    settings.persistence.diffbase_storage = _NoDiffBase()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
+    # kopf removes its finalizer from every watched object when no handler requires one, which none here
+    # does: its default name would strip other kopf operators' finalizers from their Deployments, and
+    # Fledge's own name would strip revertOnDeletion's.  So kopf gets a name nobody carries.
+    settings.persistence.finalizer = KOPF_FINALIZER
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # kopf 1.45 renamed its batching settings to queueing (the old name still works, with a warning).
+    queueing = getattr(settings, "queueing", None) or settings.batching
+    queueing.worker_limit = 10000
+    # kopf's per-object worker keeps the last event's body while it idles: after a burst of 1000 objects,
+    # 5 s (the default) of that held 8 MiB; a worker ended sooner is simply started again.
+    queueing.idle_timeout = 1.0
+    settings.networking.request_timeout = 60
+    if literal_namespaces:
+        # Exact names need no namespace listing nor CRD watching (cluster-scoped reads that a
+        # namespaced install's Roles do not grant); kopf serves exactly those namespaces.
+        settings.scanning.disabled = True
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

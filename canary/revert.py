@@ -38,9 +38,10 @@ def _wants_finalizer(body: dict[str, Any]) -> bool:
     return isinstance(spec, dict) and spec.get("revertOnDeletion") is True
 
 
-async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) -> dict[str, Any]:
+async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) -> dict[str, Any] | None:
     """Add or remove Fledge's finalizer, keeping the others'; the resourceVersion makes a concurrent edit
-    of the list a conflict (409) rather than a lost finalizer.  Returns the Canary as written."""
+    of the list a conflict (409) rather than a lost finalizer.  Returns the Canary as written, None when
+    it is gone."""
     meta = body.get("metadata") or {}
     others = [name for name in _finalizers(body) if name != FINALIZER]
     patch = {"metadata": {"finalizers": [*others, FINALIZER] if held else others,
@@ -50,16 +51,16 @@ async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) 
                                      patch)
     except Exception as exc:
         if kube.status_of(exc) == 404:
-            return body  # the Canary is gone already: there is nothing to hold or release
+            return None  # the Canary is gone already: nothing to hold or release, and nothing to tick
         if kube.status_of(exc) == 409:
             raise errors.RetriableError(f"the finalizers of canary {meta.get('namespace')}/{meta.get('name')} "
                                         "changed meanwhile; looking again") from exc
         raise
 
 
-async def hold(rt: runtime.Runtime, body: dict[str, Any]) -> dict[str, Any]:
+async def hold(rt: runtime.Runtime, body: dict[str, Any]) -> dict[str, Any] | None:
     """Hold the finalizer while spec.revertOnDeletion is true, and only then; no request when it already
-    matches.  Returns the Canary as it now is."""
+    matches.  Returns the Canary as it now is, None when it is gone."""
     wanted = _wants_finalizer(body)
     if wanted == (FINALIZER in _finalizers(body)):
         return body
@@ -81,12 +82,6 @@ async def on_deletion(rt: runtime.Runtime, body: dict[str, Any]) -> None:
             # Canary go rather than hold it forever, and say what the user must restore.
             log.warning("canary %s/%s is deleted without reverting: %s", meta.get("namespace"), meta.get("name"),
                         exc)
-        except kube.ApiError as exc:
-            if exc.status != 404:
-                raise
-            # An object it restores went meanwhile (its namespace is being deleted): nothing left to restore.
-            log.info("canary %s/%s: %s is gone; released", meta.get("namespace"), meta.get("name"),
-                     kube.describe_api_error(exc))
     await _set_finalizer(rt, body, held=False)
 
 
@@ -100,6 +95,11 @@ def canary_of(body: dict[str, Any]) -> models.Canary:
         routable = models.parse_canary_for_routing(body)
         if routable is None:
             raise
+        # The neutral analysis would wait for 100 % of the target; the user's own threshold still applies.
+        threshold = ((body.get("spec") or {}).get("analysis") or {}).get("canaryReadyThreshold")
+        if isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold <= 100:
+            analysis = routable.spec.analysis.model_copy(update={"canary_ready_threshold": threshold})
+            routable = routable.model_copy(update={"spec": routable.spec.model_copy(update={"analysis": analysis})})
         return routable
 
 
@@ -114,9 +114,9 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
         replicas = int(((primary or {}).get("spec") or {}).get("replicas", 1)) or 1
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
-            await rt.writer.patch("apps/v1", kind, namespace, canary.spec.target_ref.name, start)
+            await _patch_present(rt, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)
         state = workloads.workload_state(rt.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name))
-        if not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
+        if state.exists and not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
@@ -134,4 +134,17 @@ async def release_services(rt: runtime.Runtime, canary: models.Canary) -> None:
         current = rt.store.get("v1", "Service", canary.namespace, name)
         patch = services.restore_patch(current, canary) if current is not None else None
         if patch is not None:
-            await rt.writer.patch("v1", "Service", canary.namespace, name, patch)
+            await _patch_present(rt, "v1", "Service", canary.namespace, name, patch)
+
+
+async def _patch_present(rt: runtime.Runtime, api_version: str, kind: str, namespace: str, name: str,
+                         patch: dict[str, Any]) -> None:
+    """Patch an object unless it is gone (404: the user deleted it with the Canary): each object is restored
+    or found gone on its own, so one already deleted never keeps the others, or the routes, from being
+    handed back."""
+    try:
+        await rt.writer.patch(api_version, kind, namespace, name, patch)
+    except Exception as exc:
+        if kube.status_of(exc) != 404:
+            raise
+        rt.store.remove({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}})

@@ -31,7 +31,10 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         await revert.on_deletion(rt, body)  # then it goes, once any other finalizer is released too
         return None
-    body = await revert.hold(rt, body)
+    held = await revert.hold(rt, body)
+    if held is None:
+        return None  # deleted meanwhile: its watch event stops this loop
+    body = held
     started = time.perf_counter()
     try:
         canary = rt.parse_canary(body)

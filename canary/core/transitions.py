@@ -25,7 +25,7 @@ FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 # How soon to look again while waiting on the cluster (a rollout, readiness) rather than on the interval.
 POLL_SECONDS = 1.0
 # While a workload rolls out, its watch events wake the canary as it changes: a timer is only needed for
-# its deadline (``rollout_wait``), and at most this long, in case a watch event was lost.
+# its deadline (``rollout_wait``), and at most this long, in case a wake-up was lost.
 ROLLOUT_POLL_MAX_SECONDS = 10.0
 
 

@@ -14,27 +14,26 @@ import pytest
 from kopf._cogs.structs import bodies, ephemera, patches, references
 from kopf._core.actions import lifecycles, loggers
 from kopf._core.engines import indexing
-from kopf._core.intents import registries
 from kopf._core.reactor import inventory, processing
 
-from canary import controller, revert
+from canary import controller, handlers, revert
 
 pytestmark = pytest.mark.unit
 
 OTHERS = "kopf.zalando.org/KopfFinalizerMarker"  # kopf's default, which other kopf operators hold
+assert handlers.GROUP  # imported for its handlers, registered in kopf's default registry
 
 
-def patch_after_event(finalizer: str, finalizers: list[str]) -> patches.Patch:
-    registry = registries.OperatorRegistry()
+def patch_after_event(finalizer: str | None, finalizers: list[str]) -> patches.Patch:
+    """kopf's patch for one watch event of a Deployment, with Fledge's handlers (``canary.handlers``, in kopf's
+    default registry) and Fledge's settings (``controller.configure_kopf``), or kopf's finalizer renamed."""
+    registry = kopf.get_default_registry()
     resource = references.Resource("apps", "v1", "deployments", namespaced=True)
-
-    def on_event(**_: Any) -> None:
-        return None
-
-    kopf.on.event("apps", "v1", "deployments", registry=registry)(on_event)  # Fledge's kind of handler
+    assert registry._watching.has_handlers(resource=resource), "canary.handlers watch Deployments"
     settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = finalizer
-    settings.persistence.diffbase_storage = controller._NoDiffBase()
+    controller.configure_kopf(settings, literal_namespaces=True)
+    if finalizer is not None:
+        settings.persistence.finalizer = finalizer
     raw: Any = {"apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": "web", "namespace": "prod", "uid": "u1", "resourceVersion": "5",
                              "finalizers": finalizers}, "spec": {}}
@@ -57,7 +56,7 @@ def finalizers_after(patch: patches.Patch, finalizers: list[str]) -> list[str]:
     body: dict[str, Any] = {"metadata": {"finalizers": list(finalizers)}}
     for fn in patch.fns:
         fn(body)
-    return list(body["metadata"].get("finalizers") or finalizers)
+    return list(body["metadata"].get("finalizers") or [])
 
 
 def test_kopf_would_strip_the_finalizer_it_is_named_after() -> None:
@@ -67,8 +66,7 @@ def test_kopf_would_strip_the_finalizer_it_is_named_after() -> None:
     assert finalizers_after(patch_after_event(revert.FINALIZER, held), held) == [OTHERS]
 
 
-def test_with_fledges_setting_every_finalizer_survives_a_watch_event() -> None:
+def test_with_fledges_settings_every_finalizer_survives_a_watch_event() -> None:
     held = [OTHERS, revert.FINALIZER]
-    assert controller.KOPF_FINALIZER not in held
-    assert finalizers_after(patch_after_event(controller.KOPF_FINALIZER, held), held) == held
+    assert finalizers_after(patch_after_event(None, held), held) == held
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from apis import errors, models
-from canary import kube, revert
+from canary import kube, revert, runtime, services, watchcache
 
 
 class Patches:
@@ -91,9 +91,49 @@ def test_a_deleted_canary_that_no_longer_asks_for_a_revert_is_released_without_o
     assert writer.sent == [{"metadata": {"finalizers": [], "resourceVersion": "7"}}]
 
 
-def test_a_canary_already_gone_needs_no_finalizer_change() -> None:
-    body = canary(True, [])
-    assert hold(body, Patches(fail_with=404)) is body
+def test_a_canary_already_gone_is_not_ticked_further() -> None:
+    assert hold(canary(True, []), Patches(fail_with=404)) is None
+
+
+class Cluster:
+    """A writer over a watch cache that answers 404 for the Deployments named ``gone``."""
+
+    def __init__(self, store: watchcache.Store, gone: set[str]) -> None:
+        self.store, self.gone = store, gone
+        self.sent: list[tuple[str, str]] = []
+
+    async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                    subresource: str = "") -> dict[str, Any]:
+        self.sent.append((kind, name))
+        if kind == "Deployment" and name in self.gone:
+            raise kube.ApiError(404, "Not Found", "{}", f"/{kind.lower()}s/{name}")
+        return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "9"}}
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append((manifest["kind"], manifest["metadata"]["name"]))
+        return manifest
+
+
+def test_a_target_deleted_with_its_canary_does_not_keep_the_rest_from_being_handed_back() -> None:
+    # `kubectl delete -f` of a file with both: the target's scale-up answers 404, and the revert goes on.
+    rt = runtime.Runtime(client=None, settings=runtime.Settings(default_provider="kubernetes"))
+    rt.store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                     "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
+                     "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web"}}}}})
+    rt.store.upsert({"apiVersion": "v1", "kind": "Service",  # the user's Service, taken over by Fledge
+                     "metadata": {"name": "web", "namespace": "team", "resourceVersion": "4",
+                                  "annotations": {services.ORIGINAL_SERVICE: '{"selector": {"app": "web"}}'}},
+                     "spec": {"selector": {"app": "web-primary"}}})
+    cluster = Cluster(rt.store, gone={"web"})
+    rt.writer = cluster  # type: ignore[assignment]
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80}, "revertOnDeletion": True}
+    asyncio.run(revert.on_deletion(rt, body))
+    assert cluster.sent[0] == ("Deployment", "web") and cluster.sent[-1] == ("Canary", "app")
+    assert ("Service", "web") in cluster.sent, "the user's Service gets its own selector back"
+    assert rt.store.get("apps/v1", "Deployment", "team", "web") is None
+    asyncio.run(rt.close_http())
 
 
 def test_a_deleted_canary_with_an_invalid_analysis_is_still_restored_through_its_target_and_services() -> None:
@@ -105,6 +145,9 @@ def test_a_deleted_canary_with_an_invalid_analysis_is_still_restored_through_its
         models.parse_canary(body)
     restorable = revert.canary_of(body)
     assert restorable.spec.target_ref.name == "web" and restorable.spec.service.port == 80
+    assert restorable.spec.analysis.canary_ready_threshold == 100
+    body["spec"]["analysis"]["canaryReadyThreshold"] = 50  # the user's own threshold survives the neutral analysis
+    assert revert.canary_of(body).spec.analysis.canary_ready_threshold == 50
     body["spec"]["targetRef"] = {"kind": "Deployment"}  # not even a target: nothing can be restored
     with pytest.raises(ValueError):
         revert.canary_of(body)
