@@ -89,9 +89,9 @@ def test_the_api_server_accepts_what_the_models_accept(api: Any, namespace: str)
                                                                       dry_run="All")
 
 
-def start_release(env: environment.Environment, api: Any, namespace: str) -> None:
+def start_release(env: environment.Environment, api: Any, namespace: str, **spec: Any) -> None:
     kubectl.apply(api, apps.deployment(namespace, "web", "1"))
-    kubectl.apply(api, apps.canary(namespace, "web", analysis=ANALYSIS))
+    kubectl.apply(api, apps.canary(namespace, "web", analysis=ANALYSIS, **spec))
     apps.simulate(env, namespace, "web")
     apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
     kubectl.apply(api, apps.deployment(namespace, "web", "2"))
@@ -145,6 +145,22 @@ def test_an_invalid_spec_past_the_schema_sends_all_traffic_back_to_the_primary(
     events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector="involvedObject.name=web").items
     warnings = [event.message for event in events if event.type == "Warning"]
     assert any("spec.analysis.stepWeights" in message for message in warnings), warnings
+
+
+def test_a_canary_with_an_invalid_spec_deleted_with_revert_on_deletion_hands_the_target_back(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        analysis_rules_relaxed: None) -> None:
+    start_release(env, api, namespace, revertOnDeletion=True)
+    eventually(lambda: _accepted(api, namespace), timeout=30, what="the edit accepted by the relaxed CRD")
+    apps.wait_phase(api, namespace, "web", "Failed", timeout=30)
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, timeout=30, what="canary scaled to 0")
+
+    # The analysis does not parse, yet the target, its Service and its route are still named: they go back.
+    kubectl.delete(api, f"{GROUP}/{VERSION}", "Canary", namespace, "web")
+    eventually(lambda: kubectl.get(api, f"{GROUP}/{VERSION}", "Canary", namespace, "web") is None, timeout=60,
+               what="the Canary released by its finalizer")
+    # Released only after the revert: the target was scaled back up first (before, it stayed at 0).
+    assert apps.replicas_of(api, namespace, "web") > 0, "the target serves again"
 
 
 def _accepted(api: Any, namespace: str) -> bool:
