@@ -32,6 +32,10 @@ def test_compare_smoke_runs_both_controllers(tmp_path: pathlib.Path) -> None:
         assert figures["reads_per_tick"] >= 0 and figures["writes_per_tick"] > 0, (name, figures)
         assert figures["writes_per_change"] > 0 and figures["events_per_change"] > 0, (name, figures)
         assert figures["cpu_s"] > 0 and figures["peak_rss_mib"] > 10, (name, figures)
+        # The control plane's processes are measured too: the API server served every write of the release.
+        spent = figures["cpu_by_process_s"]
+        assert {"kube-apiserver", "etcd", "kube-controller-manager", "kwok"} <= set(spent), (name, spent)
+        assert spent["kube-apiserver"] > 0 and figures["shared_cpu_s"] >= spent["kube-apiserver"], (name, spent)
         for key in ("detect_p50_s", "detect_p99_s", "late_p50_s", "release_over_ideal"):
             assert math.isfinite(figures[key]) and figures[key] > -sc.interval, (name, key, figures)
     rendered = compare.table(fledge, flagger)
