@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canary import handlers, leader, runtime, telemetry, transport
+from canary import handlers, informers, leader, runtime, telemetry, transport
 from metrics import builtin
 from routers import nginx
 
@@ -74,7 +74,7 @@ def label_prefixes(text: str) -> tuple[str, ...]:
 
 VERSION = "0.1.0"
 WORKER_THREADS = 64
-# Every kind the handlers watch, primed by one LIST at start-up.
+# Every kind the controller watches: the Canaries through kopf, the others through canary.informers.
 WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
@@ -105,7 +105,10 @@ def main(args: argparse.Namespace) -> int:
     handlers.LEADING = election is None
     # Made once (kopf retries a failed start-up handler); their sessions open on the event loop at first use.
     client, lease_client = transport.Client(credentials), transport.Client(credentials, connections=2)
+    # Watches hold their connections for minutes: a pool of their own, never the writes' (none is the limit).
+    watch_client = transport.Client(credentials, connections=0)
     campaign: list[asyncio.Task[None]] = []
+    watches: list[asyncio.Task[None]] = []
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -116,7 +119,14 @@ def main(args: argparse.Namespace) -> int:
         _dump_tasks_on_sigusr1()
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         handlers.RUNTIME = runtime.Runtime(client, config)
-        await handlers.RUNTIME.writer.prime(list(WATCHED), args.namespace or None)
+        # The Canaries are kopf's (listed here too, so the first loop sees every Canary); the kinds they refer
+        # to are watched by Fledge's informers, which list them before this returns.
+        await handlers.RUNTIME.writer.prime([CANARY_KIND], args.namespace or None)
+        watches.extend(await informers.start(
+            [informers.Informer(watch_client, handlers.RUNTIME.store, api_version, kind, namespace,
+                                handlers.watch_event)
+             for api_version, kind in WATCHED if (api_version, kind) != CANARY_KIND
+             for namespace in watch_scopes(args.namespace)]))
         telemetry.configure(flagger_names=config.flagger_metrics)
         await serve_http(args.listen)
         telemetry.set_info(VERSION, config.default_provider)
@@ -131,11 +141,12 @@ def main(args: argparse.Namespace) -> int:
     @kopf.on.cleanup()
     async def resign(**_: Any) -> None:
         # Cancelling the election stops the loops and releases the Lease: another replica takes over at once.
-        for task in campaign:
+        for task in campaign + watches:
             task.cancel()
-        await asyncio.gather(*campaign, return_exceptions=True)
+        await asyncio.gather(*campaign, *watches, return_exceptions=True)
         await client.close()
         await lease_client.close()
+        await watch_client.close()
         if handlers.RUNTIME is not None:
             await handlers.RUNTIME.close_http()
 
@@ -143,6 +154,15 @@ def main(args: argparse.Namespace) -> int:
     transport.shrink_tls_buffers()  # before any connection opens: kopf's watches too
     asyncio.run(kopf.operator(clusterwide=not args.namespace, namespaces=args.namespace, standalone=True))
     return 0
+
+
+CANARY_KIND = ("fledge.dev/v1beta1", "Canary")
+
+
+def watch_scopes(namespaces: list[str]) -> list[str | None]:
+    """The namespaces to watch one by one; all of them (None) without --namespace or with a kopf pattern,
+    which a watch cannot express (a Canary's objects are only ever read in its own namespace)."""
+    return list(namespaces) if _literal_namespaces(namespaces) else [None]
 
 
 KOPF_FINALIZER = "fledge.dev/kopf-holds-nothing"

@@ -1,8 +1,10 @@
-"""kopf handlers: translate watch events into cache updates, wake-ups and ticks.
+"""Watch event handlers: translate watch events into cache updates, wake-ups and ticks.
 
-Why this exists: the edge between kopf and Fledge.  Every handler is a few
+Why this exists: the edge between the watches and Fledge.  Every handler is a few
 lines: feed the watch cache, wake the canaries an event concerns, or run the
 per-canary loop (started and stopped by the Canary's own events: canary.loops).
+The Canaries' events come through kopf; those of the kinds Canaries refer to
+through canary.informers (``watch_event``).
 Loops run only while this replica leads (canary.leader): a replica that does not
 lead still feeds its caches, so it can take over at once, but ticks nothing.
 Errors are converted here and only here: a retriable error
@@ -41,44 +43,34 @@ def rt() -> runtime.Runtime:
 # -- watch cache --------------------------------------------------------------------------------
 
 
-def _cache(body: kopf.Body, event_type: str) -> bool:
+def _cache(body: dict[str, Any], event_type: str) -> bool:
     """Feed the store; True when the event is news (see ``watchcache.Store.upsert``): only news wakes canaries."""
     if event_type == "DELETED":
         rt().store.remove(body)
         return True
-    return rt().store.upsert(dict(body))
+    return rt().store.upsert(body)
 
 
-# The watch handlers are coroutines, although they do not await: kopf runs a plain function in a thread
-# pool, and these set the canaries' asyncio.Events, which only the event loop's thread may touch (from a
-# thread, one raced a loop waiting on it: "deque mutated during iteration", seen under 1000 fuzzed Canaries).
-@kopf.on.event("apps", "v1", "deployments")
-@kopf.on.event("apps", "v1", "daemonsets")
-async def deployment_event(body: kopf.Body, type: str, namespace: str | None, name: str, **_: Any) -> None:
-    if _cache(body, type):
-        rt().workload_changed(namespace or "", name)
+# Kinds whose change may change a canary's revision or what it may do: its workloads wake their canaries,
+# the objects a Canary names (configs, its autoscaler, the user's Ingress, templates, alert providers)
+# wake every canary of their namespace, which looks again from the cache instead of at the next resync.
+# The rest (Services, routes) are only cached: Fledge writes them and reads them back.
+WORKLOADS = frozenset({"Deployment", "DaemonSet"})
+NAMED_BY_CANARIES = frozenset({"ConfigMap", "Secret", "HorizontalPodAutoscaler", "Ingress", "MetricTemplate",
+                               "AlertProvider"})
 
 
-@kopf.on.event("", "v1", "configmaps")
-@kopf.on.event("", "v1", "secrets")
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
-@kopf.on.event(GROUP, VERSION, "metrictemplates")
-@kopf.on.event(GROUP, VERSION, "alertproviders")
-async def config_event(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
-    # Objects a Canary names (configs, its autoscaler, the user's Ingress, templates, alert providers):
-    # when one appears or changes, the canaries of that namespace look again, from the cache, instead of
-    # at the next resync.
-    if _cache(body, type):
-        rt().namespace_changed(namespace or "")
-
-
-@kopf.on.event("", "v1", "services")
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
-@kopf.on.event("networking.istio.io", "v1", "virtualservices")
-@kopf.on.event("networking.istio.io", "v1", "destinationrules")
-async def object_event(body: kopf.Body, type: str, **_: Any) -> None:
-    _cache(body, type)
+def watch_event(event_type: str, body: dict[str, Any]) -> None:
+    """One event of a kind watched by ``canary.informers``, on the event loop's thread: the canaries'
+    asyncio.Events may be set only there (from a thread, one raced a loop waiting on it: "deque mutated
+    during iteration", seen under 1000 fuzzed Canaries)."""
+    if not _cache(body, event_type):
+        return
+    kind, meta = body.get("kind"), body.get("metadata") or {}
+    if kind in WORKLOADS:
+        rt().workload_changed(meta.get("namespace") or "", meta.get("name") or "")
+    elif kind in NAMED_BY_CANARIES:
+        rt().namespace_changed(meta.get("namespace") or "")
 
 
 @kopf.on.event(GROUP, VERSION, "canaries")
@@ -86,7 +78,7 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
     key = (namespace or "", name)
     if type == "DELETED":
         await LOOPS.stop(key)
-        rt().store.remove(body)
+        rt().store.remove(dict(body))
         rt().forget(key)
         telemetry.forget(*key)
         await _release_services(dict(body))

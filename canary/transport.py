@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.parse
 from asyncio import sslproto
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -281,6 +282,39 @@ class Client:
                 continue
             raise ApiError(response.status, response.reason or "", data.decode(errors="replace"), path)
         raise ApiUnavailable(f"{method} {path}: no answer within {timeout:g}s")
+
+    async def watch(self, path: str, query: list[tuple[str, str]], server_timeout: int
+                    ) -> AsyncIterator[Manifest]:
+        """The events of one watch request, decoded, until the server ends it (``server_timeout`` seconds).
+
+        Non-2xx raises ApiError (410 Gone: the resourceVersion is too old), a broken or silent connection
+        ApiUnavailable.  Lines are split here rather than by aiohttp's ``readline``, which refuses a line
+        longer than its 64 KiB buffer: a watched ConfigMap may be a MiB."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=server_timeout + 30)
+        query = [*query, ("watch", "true"), ("timeoutSeconds", str(server_timeout))]
+        try:
+            async with self._open().get(self._prefix + path, params=query, headers=await self._headers(None),
+                                        timeout=timeout) as response:
+                if response.status == 401 and self.credentials.token is None:
+                    self.tokens.expire()  # a rotated token: the next watch reads it again
+                if not 200 <= response.status < 300:
+                    data = await response.read()
+                    raise ApiError(response.status, response.reason or "", data.decode(errors="replace"), path)
+                parts: list[bytes] = []  # of a line not yet ended: joined once, however many chunks it spans
+                async for chunk in response.content.iter_any():
+                    if b"\n" not in chunk:
+                        parts.append(chunk)
+                        continue
+                    *lines, rest = b"".join([*parts, chunk]).split(b"\n")
+                    parts = [rest] if rest else []
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+                if parts and b"".join(parts).strip():
+                    yield json.loads(b"".join(parts))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiUnavailable(f"watch {path}: {exc or type(exc).__name__}") from exc
+
 
 RETRIES = 5
 

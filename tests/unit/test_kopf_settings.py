@@ -1,8 +1,9 @@
 """kopf's handling of finalizers on the objects Fledge watches: it must touch no one's.
 
 kopf removes its own finalizer from any watched object that no handler needs it for; Fledge registers none
-that does, so the name kopf is given must be one that nobody carries.  Driven through kopf's own processing
-of one watch event."""
+that does, so the name kopf is given must be one that nobody carries.  kopf watches only the Canaries (the
+other kinds are canary.informers'), which carry Fledge's own revertOnDeletion finalizer.  Driven through
+kopf's own processing of one watch event."""
 
 from __future__ import annotations
 
@@ -25,16 +26,16 @@ assert handlers.GROUP  # imported for its handlers, registered in kopf's default
 
 
 def patch_after_event(finalizer: str | None, finalizers: list[str]) -> patches.Patch:
-    """kopf's patch for one watch event of a Deployment, with Fledge's handlers (``canary.handlers``, in kopf's
+    """kopf's patch for one watch event of a Canary, with Fledge's handlers (``canary.handlers``, in kopf's
     default registry) and Fledge's settings (``controller.configure_kopf``), or kopf's finalizer renamed."""
     registry = kopf.get_default_registry()
-    resource = references.Resource("apps", "v1", "deployments", namespaced=True)
-    assert registry._watching.has_handlers(resource=resource), "canary.handlers watch Deployments"
+    resource = references.Resource(handlers.GROUP, handlers.VERSION, "canaries", namespaced=True)
+    assert registry._watching.has_handlers(resource=resource), "canary.handlers watch Canaries through kopf"
     settings = kopf.OperatorSettings()
     controller.configure_kopf(settings, literal_namespaces=True)
     if finalizer is not None:
         settings.persistence.finalizer = finalizer
-    raw: Any = {"apiVersion": "apps/v1", "kind": "Deployment",
+    raw: Any = {"apiVersion": f"{handlers.GROUP}/{handlers.VERSION}", "kind": "Canary",
                 "metadata": {"name": "web", "namespace": "prod", "uid": "u1", "resourceVersion": "5",
                              "finalizers": finalizers}, "spec": {}}
     body = bodies.Body(raw)

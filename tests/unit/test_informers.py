@@ -1,0 +1,163 @@
+"""canary.informers against a scripted API server: list, watch, resume, relist, absent kinds, broken handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from canary import informers, kube, watchcache
+
+pytestmark = pytest.mark.unit
+
+
+def deployment(name: str, version: str, namespace: str = "prod") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": version}, "spec": {"replicas": 1}}
+
+
+class ScriptedServer:
+    """LIST answers and watch streams, each taken in turn; a watch script item is an event or an exception."""
+
+    def __init__(self, lists: list[Any], watches: list[list[Any]]) -> None:
+        self.lists, self.watches = lists, watches
+        self.requests: list[tuple[str, list[tuple[str, str]]]] = []
+        self.exhausted = asyncio.Event()
+
+    async def request(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+                      timeout: float = 30, **_: Any) -> dict[str, Any]:
+        self.requests.append((f"{method} {path}", list(query or [])))
+        answer = self.lists.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return dict(answer)
+
+    async def watch(self, path: str, query: list[tuple[str, str]], server_timeout: int
+                    ) -> AsyncIterator[dict[str, Any]]:
+        self.requests.append((f"WATCH {path}", list(query)))
+        if not self.watches:
+            self.exhausted.set()
+            await asyncio.Event().wait()  # the test cancels the informer here
+        for item in self.watches.pop(0):
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def run(server: ScriptedServer, informer_args: dict[str, Any] | None = None
+        ) -> tuple[list[tuple[str, str, str]], watchcache.Store]:
+    """Drive one Deployment informer until the script is used up; returns (event, name, version) handled."""
+    store = watchcache.Store()
+    seen: list[tuple[str, str, str]] = []
+
+    def handler(kind: str, body: dict[str, Any]) -> None:
+        assert body["apiVersion"] == "apps/v1" and body["kind"] == "Deployment"
+        meta = body["metadata"]
+        if meta["name"] == "broken":
+            raise RuntimeError("a bug in a handler")
+        seen.append((kind, meta["name"], meta["resourceVersion"]))
+        if kind == "DELETED":
+            store.remove(body)
+        else:
+            store.upsert(body)
+
+    async def go() -> None:
+        informer = informers.Informer(server, store, "apps/v1", "Deployment", "prod", handler,  # type: ignore[arg-type]
+                                      **(informer_args or {}))
+        tasks = await informers.start([informer])
+        await asyncio.wait_for(server.exhausted.wait(), timeout=10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(go())
+    return seen, store
+
+
+def watch_queries(server: ScriptedServer) -> list[str]:
+    return [dict(q).get("resourceVersion", "") for what, q in server.requests if what.startswith("WATCH")]
+
+
+def test_lists_then_watches_from_the_list_version_and_resumes_from_the_last_seen(monkeypatch: Any) -> None:
+    monkeypatch.setattr(informers, "BACKOFF_SECONDS", (0.0,))
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": [deployment("web", "7")]}],
+        watches=[[{"type": "MODIFIED", "object": deployment("web", "11")},
+                  {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}}],
+                 [{"type": "ADDED", "object": deployment("api", "16")},
+                  kube.ApiUnavailable("connection reset")],
+                 [{"type": "DELETED", "object": deployment("web", "17")}]])
+    seen, store = run(server)
+    assert seen == [("ADDED", "web", "7"), ("MODIFIED", "web", "11"), ("ADDED", "api", "16"),
+                    ("DELETED", "web", "17")]
+    # The first watch from the list, the next from the bookmark, after a broken stream from the last event.
+    assert watch_queries(server) == ["10", "15", "16", "17"]
+    assert store.names("apps/v1", "Deployment") == [("prod", "api")]
+    assert all(dict(q).get("allowWatchBookmarks") == "true" for what, q in server.requests if what.startswith("WATCH"))
+
+
+def test_a_version_too_old_relists_and_deletes_what_the_list_no_longer_has() -> None:
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": [deployment("web", "7"), deployment("api", "8")]},
+               {"metadata": {"resourceVersion": "40"}, "items": [deployment("web", "30")]}],
+        watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}]])
+    seen, store = run(server)
+    assert seen == [("ADDED", "web", "7"), ("ADDED", "api", "8"), ("ADDED", "web", "30"), ("DELETED", "api", "8")]
+    assert watch_queries(server) == ["10", "40"]
+    assert store.names("apps/v1", "Deployment") == [("prod", "web")]
+
+
+def test_a_410_answer_to_the_watch_request_relists_at_once() -> None:
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": []},
+               {"metadata": {"resourceVersion": "50"}, "items": [deployment("web", "45")]}],
+        watches=[[kube.ApiError(410, "Gone", "too old", "/apis/apps/v1/namespaces/prod/deployments")]])
+    seen, _ = run(server)
+    assert seen == [("ADDED", "web", "45")]
+    assert watch_queries(server) == ["10", "50"]
+
+
+def test_a_kind_not_served_is_tried_again_and_then_watched() -> None:
+    server = ScriptedServer(
+        lists=[kube.ApiError(404, "Not Found", "", "/apis/apps/v1/namespaces/prod/deployments"),
+               kube.ApiError(404, "Not Found", "", "/apis/apps/v1/namespaces/prod/deployments"),
+               {"metadata": {"resourceVersion": "5"}, "items": [deployment("web", "4")]}],
+        watches=[])
+    seen, _ = run(server, {"absent_retry": 0.01})
+    assert seen == [("ADDED", "web", "4")]
+    assert [what for what, _ in server.requests] == ["GET /apis/apps/v1/namespaces/prod/deployments"] * 3 + [
+        "WATCH /apis/apps/v1/namespaces/prod/deployments"]
+
+
+def test_pages_of_a_list_are_followed_with_their_continue_token() -> None:
+    server = ScriptedServer(
+        lists=[{"metadata": {"continue": "page2"}, "items": [deployment("a", "1")]},
+               {"metadata": {"resourceVersion": "9"}, "items": [deployment("b", "2")]}],
+        watches=[])
+    seen, _ = run(server)
+    assert seen == [("ADDED", "a", "1"), ("ADDED", "b", "2")]
+    assert dict(server.requests[1][1])["continue"] == "page2"
+    assert watch_queries(server) == ["9"]
+
+
+def test_a_failing_handler_loses_only_its_own_event(monkeypatch: Any) -> None:
+    monkeypatch.setattr(informers, "BACKOFF_SECONDS", (0.0,))
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": []}],
+        watches=[[{"type": "ADDED", "object": deployment("broken", "11")},
+                  {"type": "ADDED", "object": deployment("web", "12")}]])
+    seen, _ = run(server)
+    assert seen == [("ADDED", "web", "12")]
+    assert watch_queries(server) == ["10", "12"]
+
+
+def test_a_refused_watch_backs_off_and_keeps_its_version(monkeypatch: Any) -> None:
+    monkeypatch.setattr(informers, "BACKOFF_SECONDS", (0.0,))
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": []}],
+        watches=[[kube.ApiError(403, "Forbidden", "no", "/apis/apps/v1/namespaces/prod/deployments")],
+                 [{"type": "ADDED", "object": deployment("web", "12")}]])
+    seen, _ = run(server)
+    assert seen == [("ADDED", "web", "12")]
+    assert watch_queries(server) == ["10", "10", "12"]
