@@ -122,6 +122,9 @@ def main(args: argparse.Namespace) -> int:
         # The Canaries are kopf's (listed here too, so the first loop sees every Canary); the kinds they refer
         # to are watched by Fledge's informers, which list them before this returns.
         await handlers.RUNTIME.writer.prime([CANARY_KIND], args.namespace or None)
+        for task in watches:  # a start-up retried by kopf: the first try's informers fed another store
+            task.cancel()
+        watches.clear()
         watches.extend(await informers.start(
             [informers.Informer(watch_client, handlers.RUNTIME.store, api_version, kind, namespace,
                                 handlers.watch_event)

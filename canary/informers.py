@@ -18,7 +18,9 @@ and the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -83,57 +85,68 @@ class Informer:
             item_meta = item.get("metadata") or {}
             listed.add((item_meta.get("namespace", ""), item_meta.get("name", "")))
             self._handle("ADDED", item)
+        version = str(meta.get("resourceVersion") or "") or None
         for namespace, name in self.store.names(self.api_version, self.kind):
             if (namespace, name) in listed or (self.namespace is not None and namespace != self.namespace):
                 continue
             gone = self.store.get(self.api_version, self.kind, namespace, name)
-            if gone is not None:
+            # An object newer than the list (Fledge created it while the list was read) is not gone.
+            if gone is not None and not watchcache.newer(gone, version):
                 self._handle("DELETED", dict(gone))
-        self.resource_version = str(meta.get("resourceVersion") or "") or None
+        self.resource_version = version
         return True
 
     async def run(self) -> None:
-        """Watch for ever (until cancelled): from the last version seen, from a new LIST when there is none."""
+        """Watch for ever (until cancelled): from the last version seen, from a new LIST when there is none.
+
+        A watch that brought events resets the back-off; one that ended, failed or was refused without any
+        counts as a failure, so a server that ends every watch at once is not asked again in a tight loop."""
         failures = 0
         while True:
+            events = 0
             try:
                 if self.resource_version is None and not await self.list():
                     await asyncio.sleep(self.absent_retry)
                     continue
-                await self._watch()
-                failures = 0
+                events = await self._watch()
             except asyncio.CancelledError:
                 raise
             except kube.ApiError as exc:
-                if exc.status == 410:
-                    self.resource_version = None  # too old: list again, at once
-                    continue
-                failures += 1
-                log.warning("watch of %s refused: %s", self, kube.describe_api_error(exc) or exc)
+                if exc.status in (403, 404, 410):
+                    self.resource_version = None  # too old, or the kind or the right gone: list again
+                if exc.status != 410:
+                    log.warning("watch of %s refused: %s", self, kube.describe_api_error(exc) or exc)
             except Exception as exc:  # a broken stream, an API server restarting, an undecodable line
-                failures += 1
                 log.warning("watch of %s failed: %s", self, exc)
-            if failures:
-                await asyncio.sleep(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1])
+            failures = 0 if events else failures + 1
+            if failures > 1:  # the first retry at once: a 410 or the server's own timeout is routine
+                pause = BACKOFF_SECONDS[min(failures - 1, len(BACKOFF_SECONDS)) - 1]
+                await asyncio.sleep(pause * random.uniform(0.5, 1.0))  # jittered: informers do not retry in step
 
-    async def _watch(self) -> None:
+    async def _watch(self) -> int:
+        """One watch request; the number of events (bookmarks included) it brought."""
         query = [("resourceVersion", self.resource_version or ""), ("allowWatchBookmarks", "true")]
-        async for event in self.client.watch(self.resource.list_path(self.namespace), query, self.server_timeout):
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                code = int(obj.get("code") or 0)
-                if code == 410:
-                    self.resource_version = None
-                    return
-                raise kube.ApiError(code or 500, str(obj.get("reason") or "watch error"),
-                                    str(obj.get("message") or ""), self.resource.list_path(self.namespace))
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                obj.setdefault("apiVersion", self.api_version)
-                obj.setdefault("kind", self.kind)
-                self._handle(str(kind), obj)
-            if version:
-                self.resource_version = str(version)
+        count = 0
+        stream = self.client.watch(self.resource.list_path(self.namespace), query, self.server_timeout)
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                count += 1
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    code = int(obj.get("code") or 0)
+                    if code == 410:
+                        self.resource_version = None
+                        return count - 1
+                    raise kube.ApiError(code or 500, str(obj.get("reason") or "watch error"),
+                                        str(obj.get("message") or ""), self.resource.list_path(self.namespace))
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    obj.setdefault("apiVersion", self.api_version)
+                    obj.setdefault("kind", self.kind)
+                    self._handle(str(kind), obj)
+                if version:
+                    self.resource_version = str(version)
+        return count
 
     def _handle(self, kind: str, obj: Manifest) -> None:
         try:
@@ -143,10 +156,25 @@ class Informer:
             log.exception("handling %s of %s %s/%s failed", kind, self.kind, meta.get("namespace"), meta.get("name"))
 
 
-async def start(informers: list[Informer]) -> list[asyncio.Task[None]]:
-    """List every informer's kind (at once), then watch each in its own task: the store is full on return."""
-    listed = await asyncio.gather(*(i.list() for i in informers), return_exceptions=True)
-    for informer, outcome in zip(informers, listed, strict=True):
-        if isinstance(outcome, BaseException):
-            log.warning("first list of %s failed, retried by its watch: %s", informer, outcome)
+async def start(informers: list[Informer], concurrency: int = 8) -> list[asyncio.Task[None]]:
+    """List every informer's kind, then watch each in its own task.  Returns only when every kind is listed
+    or known absent (403, 404): no canary may tick on a half-filled cache, where a Deployment not yet listed
+    looks deleted.  A failed list is tried again with back-off, a few lists at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def first_list(informer: Informer) -> None:
+        failures = 0
+        while True:
+            try:
+                async with gate:
+                    await informer.list()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("first list of %s failed (try %d), trying again: %s", informer, failures, exc)
+                await asyncio.sleep(BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1])
+
+    await asyncio.gather(*(first_list(i) for i in informers))
     return [asyncio.create_task(i.run(), name=f"informer {i}") for i in informers]

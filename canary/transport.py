@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.parse
 from asyncio import sslproto
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -284,13 +284,15 @@ class Client:
         raise ApiUnavailable(f"{method} {path}: no answer within {timeout:g}s")
 
     async def watch(self, path: str, query: list[tuple[str, str]], server_timeout: int
-                    ) -> AsyncIterator[Manifest]:
+                    ) -> AsyncGenerator[Manifest, None]:
         """The events of one watch request, decoded, until the server ends it (``server_timeout`` seconds).
 
         Non-2xx raises ApiError (410 Gone: the resourceVersion is too old), a broken or silent connection
         ApiUnavailable.  Lines are split here rather than by aiohttp's ``readline``, which refuses a line
         longer than its 64 KiB buffer: a watched ConfigMap may be a MiB."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=server_timeout + 30)
+        # The API server sends a bookmark about every minute: two minutes of silence is a dead connection
+        # (a half-open one after a node or load balancer failover), resumed from the last version seen.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=min(server_timeout + 30, 120))
         query = [*query, ("watch", "true"), ("timeoutSeconds", str(server_timeout))]
         try:
             async with self._open().get(self._prefix + path, params=query, headers=await self._headers(None),

@@ -103,6 +103,16 @@ Read = tuple[tuple[str, str, str, str], str | None]  # a store key and the resou
 _READS: contextvars.ContextVar[list[Read] | None] = contextvars.ContextVar("fledge_store_reads", default=None)
 
 
+def newer(body: Mapping[str, Any], version: int | str | None) -> bool:
+    """True when ``body``'s resourceVersion is known to be above ``version`` (False when either is unreadable)."""
+    mine = _resource_version(body)
+    try:
+        other = int(version) if version not in (None, "") else None
+    except ValueError:
+        other = None
+    return mine is not None and other is not None and mine > other
+
+
 def version_of(body: Mapping[str, Any] | None) -> str | None:
     """The resourceVersion of a body as text ('' without one); None for no body."""
     return None if body is None else str((body.get("metadata") or {}).get("resourceVersion") or "")
@@ -150,10 +160,15 @@ class Store:
         return new_rv is None or old_rv is None or new_rv > old_rv
 
     def remove(self, body: Mapping[str, Any]) -> None:
+        """Forget the object, unless the store holds a version newer than ``body``'s: a late DELETED of an
+        object since created again (by Fledge, whose write's answer is stored at once) leaves the new one."""
         meta = body.get("metadata") or {}
         key = self._key(str(body.get("apiVersion", "")), str(body.get("kind", "")), meta.get("namespace", ""),
                         meta.get("name", ""))
         with self._lock:
+            current = self._objects.get(key)
+            if current is not None and newer(current, _resource_version(body)):
+                return
             self._objects.pop(key, None)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ class ScriptedServer:
         return dict(answer)
 
     async def watch(self, path: str, query: list[tuple[str, str]], server_timeout: int
-                    ) -> AsyncIterator[dict[str, Any]]:
+                    ) -> AsyncGenerator[dict[str, Any], None]:
         self.requests.append((f"WATCH {path}", list(query)))
         if not self.watches:
             self.exhausted.set()
@@ -152,12 +152,75 @@ def test_a_failing_handler_loses_only_its_own_event(monkeypatch: Any) -> None:
     assert watch_queries(server) == ["10", "12"]
 
 
-def test_a_refused_watch_backs_off_and_keeps_its_version(monkeypatch: Any) -> None:
-    monkeypatch.setattr(informers, "BACKOFF_SECONDS", (0.0,))
+def test_a_failed_watch_keeps_its_version_and_backs_off_after_the_first_retry(monkeypatch: Any) -> None:
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(informers.asyncio, "sleep", sleep)
     server = ScriptedServer(
         lists=[{"metadata": {"resourceVersion": "10"}, "items": []}],
-        watches=[[kube.ApiError(403, "Forbidden", "no", "/apis/apps/v1/namespaces/prod/deployments")],
+        watches=[[kube.ApiError(500, "Internal Server Error", "etcd", "/apis/apps/v1/namespaces/prod/deployments")],
+                 [kube.ApiUnavailable("connection refused")], [kube.ApiUnavailable("connection refused")],
                  [{"type": "ADDED", "object": deployment("web", "12")}]])
     seen, _ = run(server)
     assert seen == [("ADDED", "web", "12")]
-    assert watch_queries(server) == ["10", "10", "12"]
+    assert watch_queries(server) == ["10", "10", "10", "10", "12"]
+    # At once after the first failure, then jittered steps of the back-off; none after the watch that delivered.
+    assert len(pauses) == 2, pauses
+    assert informers.BACKOFF_SECONDS[0] / 2 <= pauses[0] <= informers.BACKOFF_SECONDS[0]
+    assert informers.BACKOFF_SECONDS[1] / 2 <= pauses[1] <= informers.BACKOFF_SECONDS[1]
+
+
+def test_a_watch_refused_for_want_of_the_kind_or_the_right_lists_again() -> None:
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"}, "items": [deployment("web", "7")]},
+               {"metadata": {"resourceVersion": "20"}, "items": []}],
+        watches=[[kube.ApiError(403, "Forbidden", "no", "/apis/apps/v1/namespaces/prod/deployments")]])
+    seen, store = run(server)
+    assert seen == [("ADDED", "web", "7"), ("DELETED", "web", "7")]
+    assert watch_queries(server) == ["10", "20"]
+    assert store.names("apps/v1", "Deployment") == []
+
+
+def test_a_relist_keeps_objects_newer_than_the_list_and_those_of_other_namespaces() -> None:
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("web-primary", "900")})
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("other", "5", namespace="dev")})
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("old", "5")})
+    server = ScriptedServer(lists=[{"metadata": {"resourceVersion": "899"}, "items": []}], watches=[])
+    deleted: list[str] = []
+
+    def handler(kind: str, body: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            deleted.append(body["metadata"]["name"])
+            store.remove(body)
+
+    informer = informers.Informer(server, store, "apps/v1", "Deployment", "prod", handler)  # type: ignore[arg-type]
+    assert asyncio.run(informer.list())
+    # web-primary was written by Fledge after the list's snapshot; dev is another informer's namespace.
+    assert deleted == ["old"]
+    assert sorted(store.names("apps/v1", "Deployment")) == [("dev", "other"), ("prod", "web-primary")]
+
+
+def test_a_late_deleted_leaves_an_object_created_again_since() -> None:
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("web", "30")})
+    store.remove({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("web", "20")})
+    assert store.get("apps/v1", "Deployment", "prod", "web") is not None
+    store.remove({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("web", "31")})
+    assert store.get("apps/v1", "Deployment", "prod", "web") is None
+
+
+def test_the_first_list_is_tried_again_until_it_succeeds(monkeypatch: Any) -> None:
+    monkeypatch.setattr(informers, "BACKOFF_SECONDS", (0.0,))
+    server = ScriptedServer(
+        lists=[kube.ApiUnavailable("timed out"), kube.ApiError(429, "Too Many Requests", "", "/x"),
+               {"metadata": {"resourceVersion": "10"}, "items": [deployment("web", "7")]}],
+        watches=[])
+    seen, _ = run(server)
+    assert seen == [("ADDED", "web", "7")]
+    assert [what.split()[0] for what, _ in server.requests] == ["GET", "GET", "GET", "WATCH"]
