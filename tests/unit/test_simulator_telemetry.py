@@ -117,6 +117,16 @@ def test_app_metrics_are_per_pod_with_the_labels_of_a_pod_scrape() -> None:
     ], key=str)
 
 
+def test_requests_one_at_a_time_go_round_every_pod() -> None:
+    # A proxied request is recorded alone; kube-proxy would not send each one to the same pod.
+    metrics = telemetry.Telemetry()
+    for _ in range(4):
+        metrics.record(PRIMARY, [0.01])
+    counts = samples(metrics.exposition().decode(), "http_request_duration_seconds_count")
+    assert sorted((labels["kubernetes_pod_name"], value) for labels, value in counts) == [
+        (PRIMARY_PODS[0], 2), (PRIMARY_PODS[1], 2)]
+
+
 def test_pod_label_names_follow_the_configuration() -> None:
     metrics = telemetry.Telemetry(pod_namespace_label="namespace", pod_name_label="pod")
     metrics.record(PRIMARY, [0.01])
