@@ -28,6 +28,7 @@ from apis import errors, models
 from canary import core, explain
 from metrics import analysis, judging, prometheus
 from metrics import base as metric_base
+from routers import base as routers
 
 REVISION = "backtest"  # the revision under analysis; the primary runs "promoted"
 DEFAULT_PROVIDER = "gatewayapi"
@@ -90,7 +91,8 @@ async def replay(canary: models.Canary, history: History, start: datetime.dateti
     now = start
     while now <= end:
         obs = core.Observed(canary=canary, now=now, revision=REVISION, target=core.Workload.ready_with(1),
-                            primary=primary, routes=routes)
+                            primary=primary, routes=routes,
+                            shifts_traffic=routers.shifts_traffic(canary.spec.provider or default_provider))
         decision = await _decide(obs, history, templates or {}, metrics_server, default_provider)
         for action in decision.actions:
             if isinstance(action, core.SetRoutes):

@@ -63,7 +63,8 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     primary = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
     base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
                          request=manual.request(canary.metadata.annotations),
-                         paused=manual.paused(canary.metadata.annotations))
+                         paused=manual.paused(canary.metadata.annotations),
+                         shifts_traffic=routers.shifts_traffic(canary.spec.provider or rt.settings.default_provider))
     try:
         router = router_for(rt, canary)
         if target is None:

@@ -44,6 +44,12 @@ class Router(Protocol):
         """True when the router routes by the apex Service's selector, which the Services' reconcile must keep."""
         ...
 
+    @property
+    def shifts_traffic(self) -> bool:
+        """False when the router never sends users to the canary (``kubernetes``): a blue/green release then
+        analyses and promotes with every user on the primary, as Flagger does for that provider."""
+        ...
+
     def desired(self, canary: models.Canary) -> list[Manifest]:
         """The route objects ``reconcile`` applies, built from the cache with their current weights; no I/O."""
         ...
@@ -76,6 +82,7 @@ class CachedRouter:
     """
 
     switches_apex = False
+    shifts_traffic = True
 
     def __init__(self, store: ObjectStore, writer: Writer) -> None:
         self._store = store
@@ -115,6 +122,12 @@ def for_provider(provider: str, store: ObjectStore, writer: Writer) -> Router:
     if factory is None:
         raise errors.SpecError("spec.provider", f"unknown provider {provider!r}; use one of {', '.join(known())}")
     return factory(store, writer)
+
+
+def shifts_traffic(provider: str) -> bool:
+    """The router's ``shifts_traffic`` without building it (the backtest has no cache); True when unknown."""
+    _load_all()
+    return bool(getattr(_REGISTRY.get(provider), "shifts_traffic", True))
 
 
 def _load_all() -> None:

@@ -1,4 +1,4 @@
-"""Kubernetes router: blue/green without a mesh or ingress, by switching the apex Service's selector.
+"""Kubernetes router: blue/green without a mesh or ingress; it owns the apex Service's selector.
 
 Why this exists: with plain ClusterIP Services there is no weighted routing, only which pods the apex
 Service ``<svc>`` selects.  The primary pods carry ``<label>: <value>-primary`` and the canary pods (the
@@ -6,6 +6,11 @@ target's own) ``<label>: <value>``, where ``<label>`` is the first of ``app``, `
 ``app.kubernetes.io/name`` in the target's ``spec.selector.matchLabels`` and ``<value>`` its value
 (``canary.naming.selector_label``; ``app: <targetRef.name>`` when the target is not in the cache).
 So (100, 0) selects the primary, (0, 100) the canary, and nothing in between exists: blue/green only.
+During a release the apex stays on the primary (``shifts_traffic`` is False, so the core never asks for the
+canary): users reach the new version only once the primary runs it, as with Flagger's ``kubernetes``
+provider; the analysis sees the traffic sent to ``<svc>-canary`` (a load tester).  The selector points at
+the canary pods only in ``finalize``, when the Canary is deleted with ``revertOnDeletion`` and the target
+serves alone again.
 
 Ownership and cooperation: ``canary.workloads`` creates the apex Service; this router owns one field of
 it, ``spec.selector``.  Both write by server-side apply under the same field manager, ``fledge``, and an
@@ -150,6 +155,7 @@ class KubernetesRouter(base.CachedRouter):
     """
 
     switches_apex = True
+    shifts_traffic = False  # the apex stays on the primary during a release; only ``finalize`` moves it
 
     def _apex(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(SERVICE_API_VERSION, SERVICE_KIND, canary.namespace, canary.spec.service_name)

@@ -164,8 +164,10 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
     canary, status = obs.canary, obs.canary.status
     if not gates.gate_open(obs, models.HookType.CONFIRM_PROMOTION):
         return _halt(obs, "waiting for promotion approval", phase=Phase.WAITING_PROMOTION)
-    if canary.spec.analysis.strategy == "bluegreen" and status.canary_weight < 100 and not canary.spec.skip_analysis:
-        # Approved: switch every user to the new version for one more analysed interval, then promote.
+    if (canary.spec.analysis.strategy == "bluegreen" and status.canary_weight < 100 and obs.shifts_traffic
+            and not canary.spec.skip_analysis):
+        # Approved: switch every user to the new version for one more analysed interval, then promote.  A
+        # router that cannot send users to the canary (kubernetes) has nothing to analyse in that interval.
         switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False)
         return state.Decision(status=switched, actions=(
             state.SetRoutes(vocabulary.Weights(primary=0, canary=100)),
@@ -245,9 +247,10 @@ def _promoting(obs: state.Observed) -> state.Decision:
                                        state.Event("Normal", "Synced", f"Promotion: primary weight {100 - weight}")),
                               requeue_after=analysis.interval_seconds)
     new_status = transitions.transition(_with_status(obs, status), Phase.FINALISING, canary_weight=0, mirrored=False)
-    event = state.Event("Normal", "Synced", f"Routing all traffic to primary {_n(obs)}")
-    return state.Decision(status=new_status, actions=(state.SetRoutes(vocabulary.ALL_PRIMARY), event),
-                          requeue_after=transitions.POLL_SECONDS)
+    actions: tuple[state.Action, ...] = (state.SetRoutes(vocabulary.ALL_PRIMARY),)
+    if obs.routes != vocabulary.ALL_PRIMARY:  # nothing to say where every user already is on the primary
+        actions += (state.Event("Normal", "Synced", f"Routing all traffic to primary {_n(obs)}"),)
+    return state.Decision(status=new_status, actions=actions, requeue_after=transitions.POLL_SECONDS)
 
 
 def finalise(obs: state.Observed) -> state.Decision:

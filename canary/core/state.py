@@ -93,6 +93,7 @@ class Observed:
     # What an operator asked for through the Canary's annotations (``canary.manual``).
     request: Request | None = None  # the latest request; acted on unless its id is the status' lastHandledRequest
     paused: bool = False  # ``fledge pause``: no step, no rollback by analysis, no new run until resumed
+    shifts_traffic: bool = True  # False: the router never sends users to the canary (``kubernetes``)
 
     def supplied(self, need: Need) -> bool:
         if need.what == "gate":

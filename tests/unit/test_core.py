@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from apis import models
 from canary import core
+from routers import base as routers
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +50,8 @@ class World:
                  gates: dict[str, bool] | None = None, pre_rollout: list[core.Check] | None = None,
                  **changes: Any) -> None:
         base = core.Observed(canary=canary, now=now, revision="rev2", target=core.Workload.ready_with(2),
-                             primary=core.Workload.ready_with(2), routes=core.ALL_PRIMARY)
+                             primary=core.Workload.ready_with(2), routes=core.ALL_PRIMARY,
+                             shifts_traffic=routers.shifts_traffic(canary.spec.provider or "gatewayapi"))
         self.obs = dataclasses.replace(base, **changes)
         self.answers = {"analysis": list(checks or []), "pre-rollout": list(pre_rollout or [])}
         self.gates = {t: t != "rollback" for t in GATE_TYPES} | (gates or {})
@@ -393,7 +395,11 @@ def test_blue_green_switches_no_user_before_promotion_is_approved(provider: str 
     assert held.status.phase == Phase.WAITING_PROMOTION
     assert all(w.canary == 0 for w in routes_of(held))
     opened = decide(World(one, LATER, checks=[PASS]))
-    assert routes_of(opened) == [core.Weights(0, 100)]
+    if provider == "kubernetes":  # users stay on the primary, which is promoted at once, as with Flagger
+        assert routes_of(opened) == [] and core.Promote() in opened.actions
+        assert opened.status.phase == Phase.PROMOTING and opened.status.canary_weight == 0
+    else:
+        assert routes_of(opened) == [core.Weights(0, 100)]
 
 
 def test_a_rollback_hook_rolls_back_a_waiting_canary() -> None:

@@ -34,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from apis import models
 from canary import core
+from routers import base as routers
 
 pytestmark = pytest.mark.unit
 
@@ -223,7 +224,8 @@ class ReleaseMachine(RuleBasedStateMachine):
 
     def observe(self) -> core.Observed:
         return core.Observed(canary=self.canary, now=self.now, revision=self.revision, target=self.target(),
-                             primary=self.primary(), routes=self.routes, error=self.error)
+                             primary=self.primary(), routes=self.routes, error=self.error,
+                             shifts_traffic=routers.shifts_traffic(self.canary.spec.provider or "gatewayapi"))
 
     def answer(self, obs: core.Observed, need: core.Need) -> core.Observed:
         """Supply one need from the world: a webhook's answer, the pre-rollout hooks or this step's checks."""
@@ -390,7 +392,7 @@ class ReleaseMachine(RuleBasedStateMachine):
             assert analysis.mirror and self.canary.spec.provider != "kubernetes", f"{weights} without mirror"
             assert weights.canary == 0, f"mirrored and weighted at once: {weights}"
         if self.canary.spec.provider == "kubernetes":
-            assert weights in (core.ALL_PRIMARY, core.Weights(0, 100)), f"a Service selector cannot do {weights}"
+            assert weights == core.ALL_PRIMARY, f"users must stay on the primary's pods: {weights}"
 
     def check_decision(self, before: models.Canary, routes_before: core.Weights | None, obs: core.Observed,
                        decision: core.Decision) -> None:
@@ -508,7 +510,8 @@ TestReleaseMachine.settings = settings(max_examples=200, stateful_step_count=60,
 def observed(canary: models.Canary, revision: str = "rev2", **changes: Any) -> core.Observed:
     """rev1 is promoted and runs on a rolled-out primary; the target runs ``revision`` on 2 ready pods."""
     base = core.Observed(canary=canary, now=T0, revision=revision, target=core.Workload.ready_with(2),
-                         primary=core.Workload.ready_with(2, revision="rev1"), routes=core.ALL_PRIMARY)
+                         primary=core.Workload.ready_with(2, revision="rev1"), routes=core.ALL_PRIMARY,
+                         shifts_traffic=routers.shifts_traffic(canary.spec.provider or "gatewayapi"))
     return dataclasses.replace(base, **changes)
 
 
