@@ -388,6 +388,7 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario,
     return {
         "succeeded": outcome["Succeeded"],
         "reads_per_tick": reads / ticks,
+        "writes_per_release": (sum(requests.values()) - reads) / count,
         "writes_per_tick": (sum(requests.values()) - reads) / ticks,
         "writes_per_change": (sum(requests.values()) - reads) / changed,
         "events_per_change": (requests["create events"] + requests["patch events"]) / changed,
@@ -425,6 +426,7 @@ def shared_cpu(pids: dict[str, int]) -> dict[str, float]:
 ROWS = (
     ("succeeded", "canaries Succeeded", "{:.0f}"),
     ("reads_per_tick", "API reads per canary tick (get/list/watch)", "{:.2f}"),
+    ("writes_per_release", "API writes per canary release", "{:.1f}"),
     ("writes_per_tick", "API writes per canary tick", "{:.2f}"),
     ("writes_per_change", "API writes per status-changing tick", "{:.2f}"),
     ("events_per_change", "of which Kubernetes Events", "{:.2f}"),

@@ -75,10 +75,15 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     target = snap.target
     if target is None or snap.observed.error is not None:
         return
-    # What was reconciled depends only on the Canary, the target and the objects it read from the cache: while
-    # none of them changed, it is still reconciled and this tick need not build and compare it all again.
+    # What was reconciled depends only on the Canary's spec, the target and the objects it read from the cache
+    # (and, for session affinity, the revision under analysis): while none of them changed, it is still
+    # reconciled and this tick need not build and compare it all again.  The spec's version is its
+    # generation, which Fledge's own status writes leave alone; without one (never from the API server) the
+    # resourceVersion stands in.
     key = (canary.namespace, canary.name)
-    inputs = (canary.metadata.resource_version, (target.get("metadata") or {}).get("resourceVersion"))
+    meta = canary.metadata
+    spec_version = f"{meta.uid}/{meta.generation}" if meta.generation else meta.resource_version
+    inputs = (spec_version, (target.get("metadata") or {}).get("resourceVersion"), canary.status.last_applied_spec)
     done = rt.reconciled.get(key)
     if done is not None and done[0] == inputs and rt.store.unchanged(done[1]):
         return
@@ -92,7 +97,7 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
                               switched_apex=router is not None and router.switches_apex)
         stale_routes = router is not None and bool(diffing.outdated(router.desired(canary), rt.store))
     if not (plan.services or plan.autoscaler or stale_routes):
-        if all(inputs) and all(version != "" for _, version in reads):  # objects without versions: no memo
+        if all(inputs[:2]) and all(version != "" for _, version in reads):  # objects without versions: no memo
             rt.reconciled[key] = (inputs, reads)
         return
     rt.reconciled.pop(key, None)

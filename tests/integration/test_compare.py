@@ -31,6 +31,8 @@ def test_compare_smoke_runs_both_controllers(tmp_path: pathlib.Path) -> None:
         # Fledge reads nothing during a release (its watches were opened before); both write status.
         assert figures["reads_per_tick"] >= 0 and figures["writes_per_tick"] > 0, (name, figures)
         assert figures["writes_per_change"] > 0 and figures["events_per_change"] > 0, (name, figures)
+        # A release writes at least its status (new revision, promotion, success) and Events.
+        assert figures["writes_per_release"] >= 6, (name, figures)
         assert figures["cpu_s"] > 0 and figures["peak_rss_mib"] > 10, (name, figures)
         # The control plane's processes are measured too: the API server served every write of the release.
         spent = figures["cpu_by_process_s"]

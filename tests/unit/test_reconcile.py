@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from apis import models, naming
-from canary import autoscalers, core, diffing, execute, kube, observe, services, tick, workloads
+from canary import autoscalers, core, diffing, execute, kube, observe, services, tick, watchcache, workloads
 from routers import gateway_api
 from tests.unit import routerfakes
 from tests.unit.test_workloads import canary, target
@@ -297,3 +297,34 @@ def test_the_refusal_message_goes_once_a_tick_succeeds(monkeypatch: pytest.Monke
                           requeue_after=30)
     assert asyncio.run(tick.execute_reporting(rt, canary(), snap, stale)) == 30
     assert saved[0].status.message == ""
+
+
+# -- reconcile runs again only when what it reads changed ---------------------------------------------------
+
+
+def test_reconcile_is_skipped_after_a_status_write_and_runs_again_after_a_spec_edit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    planned: list[str | None] = []
+
+    def plan(canary: models.Canary, *_: Any, **__: Any) -> workloads.Plan:
+        planned.append(canary.metadata.resource_version)
+        return workloads.Plan()
+
+    monkeypatch.setattr(workloads, "plan", plan)
+    monkeypatch.setattr(autoscalers, "autoscaler", lambda *_: None)
+    live = {**target(), "metadata": {**target()["metadata"], "resourceVersion": "40"}}
+    rt: Any = SimpleNamespace(store=watchcache.Store(), reconciled={})
+
+    def tick_with(resource_version: str, generation: int, revision: str | None = "rev1") -> None:
+        body = canary().model_copy(deep=True)
+        body.metadata.resource_version, body.metadata.generation = resource_version, generation
+        body.status.last_applied_spec = revision
+        snap = observe.Snapshot(core.Observed(canary=body, now=NOW, revision=None, primary=core.MISSING), live, None)
+        asyncio.run(execute.reconcile(rt, body, snap))
+
+    tick_with("1", 1)
+    tick_with("2", 1)  # Fledge's own status write: a new resourceVersion, the same spec
+    assert planned == ["1"]
+    tick_with("3", 2)  # the user edited the spec
+    tick_with("4", 2, revision="rev2")  # a new revision under analysis (session affinity is seeded by it)
+    assert planned == ["1", "3", "4"]
