@@ -59,7 +59,7 @@ class Runtime:
         self._revisions: dict[Key, tuple[tuple[str, tuple[tuple[str, str], ...]], str]] = {}
         # (namespace, name) → the (Canary, target) versions and the cache reads of its last reconcile that found
         # nothing to write (canary.execute.reconcile): while they are unchanged, it need not run again.
-        self.reconciled: dict[Key, tuple[tuple[str | None, ...], list[watchcache.Read]]] = {}
+        self.reconciled: dict[Key, tuple[tuple[object, ...], list[watchcache.Read]]] = {}
 
     def parse_canary(self, body: dict[str, Any]) -> models.Canary:
         """``models.parse_canary``, once per resourceVersion of each Canary; raises SpecError as it does.

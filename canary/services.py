@@ -6,7 +6,7 @@ container port of the target), so unit tests compare them field by field.  A Ser
 that existed before the Canary is the user's: Fledge takes it over without owning it, and gives it back.
 
 What it must not do: write anything (``canary.execute`` does, after ``canary.workloads.plan`` has compared
-these with the watch cache) or decide when the apex switches (the routers and the core do).
+these with the watch cache) or decide where the apex points (the routers and the core do).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ Manifest = dict[str, Any]
 def desired(canary: models.Canary, target: Mapping[str, Any], apex_selector: bool = True) -> list[Manifest]:
     """The apex ``<svc>``, ``<svc>-primary`` and ``<svc>-canary`` ClusterIP Services.
 
-    ``apex_selector=False`` leaves the apex selector to a router that switches it (the kubernetes provider).
+    ``apex_selector=False`` leaves the apex selector to a router that owns it (the kubernetes provider).
     """
     svc = canary.spec.service
     name = canary.spec.service_name

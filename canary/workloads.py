@@ -262,9 +262,9 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
     """What to write for the Services and the primary's autoscaler to be as ``canary`` says.
 
     Compares with the live objects (``lookup`` reads the watch cache), so it asks for nothing when they
-    already are.  ``switched_apex``: a router switches the apex selector between the primary's and the
-    canary's pods (the kubernetes provider); the one it chose is kept, and only a selector that is neither
-    (or one the user had before the takeover) is pointed at the primary.
+    already are.  ``switched_apex``: a router owns the apex selector (the kubernetes provider); a selector
+    of either side is left to it (it points the canary's back at the primary), and only one that is
+    neither (or one the user had before the takeover) is pointed at the primary here.
     """
     writes: list[Write] = []
     for desired in services.desired(canary, target):

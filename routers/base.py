@@ -13,7 +13,7 @@ the Kubernetes client directly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from apis import errors, models, vocabulary
 
@@ -125,9 +125,11 @@ def for_provider(provider: str, store: ObjectStore, writer: Writer) -> Router:
 
 
 def shifts_traffic(provider: str) -> bool:
-    """The router's ``shifts_traffic`` without building it (the backtest has no cache); True when unknown."""
+    """The router's ``shifts_traffic``, read from a router built without a cache (no router reads it when
+    built); True for an unknown provider, whose spec error is reported elsewhere."""
     _load_all()
-    return bool(getattr(_REGISTRY.get(provider), "shifts_traffic", True))
+    factory = _REGISTRY.get(provider)
+    return factory is None or bool(factory(cast(ObjectStore, None), cast(Writer, None)).shifts_traffic)
 
 
 def _load_all() -> None:

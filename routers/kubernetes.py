@@ -148,10 +148,10 @@ def service_weights(apex: Mapping[str, Any], canary: models.Canary, target: Mapp
 
 
 class KubernetesRouter(base.CachedRouter):
-    """Switches the apex Service's selector; reads it and the target workload from the watch cache.
+    """Owns the apex Service's selector; reads it and the target workload from the watch cache.
 
-    ``reconcile`` points an apex Service that selects neither side at the primary, and does nothing before
-    workloads creates it.
+    ``reconcile`` points an apex Service that selects anything but the primary's pods (someone's edit) back
+    at the primary, and does nothing before workloads creates it.
     """
 
     switches_apex = True
@@ -164,9 +164,9 @@ class KubernetesRouter(base.CachedRouter):
         return self._store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name)
 
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
-        """The apex Service pointed at the primary when it selects neither side; nothing otherwise."""
+        """The apex Service pointed at the primary when it selects anything else; nothing otherwise."""
         apex = self._apex(canary)
-        if apex is not None and service_weights(apex, canary, self._target(canary)) is None:
+        if apex is not None and service_weights(apex, canary, self._target(canary)) != PRIMARY:
             return [apex_service(canary, PRIMARY, apex, self._target(canary))]
         return []
 

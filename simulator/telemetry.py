@@ -81,7 +81,8 @@ class Telemetry:
                  ) -> None:
         self.http_labels = (pod_namespace_label, pod_name_label, *HTTP_APP_LABELS)
         self._lock = threading.Lock()
-        self._turn = 0  # requests recorded so far: where the next one starts among the pods
+        # Per workload, where its next request starts among its pods (requests recorded so far, modulo).
+        self._turns: dict[tuple[str, str], int] = {}
         self._istio_requests = _Counter(ISTIO_REQUESTS, "Requests seen by the destination proxy.", "counter")
         self._istio_duration = _Histogram(ISTIO_DURATION, "Request duration in milliseconds.", ISTIO_BUCKETS_MS)
         self._nginx_requests = _Counter(NGINX_REQUESTS, "Requests handled by the ingress controller.", "unknown")
@@ -114,9 +115,10 @@ class Telemetry:
         with self._lock:
             # Requests go round the pods as kube-proxy spreads them: a batch smaller than the pods (one
             # proxied request) starts where the last one ended, so it does not always land on the first pod.
-            turn = self._turn % len(served.pods) if served.pods else 0
+            workload = (served.namespace, served.workload)
+            turn = self._turns.get(workload, 0) % len(served.pods) if served.pods else 0
             pods = served.pods[turn:] + served.pods[:turn]
-            self._turn += seconds.size
+            self._turns[workload] = turn + seconds.size
             self._istio_requests.add(istio, seconds.size)
             self._istio_duration.observe(istio, seconds * 1000.0)
             for pod, share in zip(pods, per_pod, strict=True):

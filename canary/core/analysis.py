@@ -164,10 +164,14 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
     canary, status = obs.canary, obs.canary.status
     if not gates.gate_open(obs, models.HookType.CONFIRM_PROMOTION):
         return _halt(obs, "waiting for promotion approval", phase=Phase.WAITING_PROMOTION)
-    if (canary.spec.analysis.strategy == "bluegreen" and status.canary_weight < 100 and obs.shifts_traffic
-            and not canary.spec.skip_analysis):
-        # Approved: switch every user to the new version for one more analysed interval, then promote.  A
-        # router that cannot send users to the canary (kubernetes) has nothing to analyse in that interval.
+    bluegreen = canary.spec.analysis.strategy == "bluegreen" and not canary.spec.skip_analysis
+    if bluegreen and not obs.shifts_traffic and status.iterations <= (canary.spec.analysis.iterations or 0):
+        # A router that cannot send users to the canary (kubernetes): one more analysed interval with users
+        # where they are, counted as an extra iteration, as Flagger counts it; promotion comes after its checks.
+        counted = transitions.transition(obs, Phase.PROGRESSING, iterations=status.iterations + 1)
+        return state.Decision(status=counted, requeue_after=canary.spec.analysis.interval_seconds)
+    if bluegreen and obs.shifts_traffic and status.canary_weight < 100:
+        # Approved: switch every user to the new version for one more analysed interval, then promote.
         switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False)
         return state.Decision(status=switched, actions=(
             state.SetRoutes(vocabulary.Weights(primary=0, canary=100)),
@@ -216,8 +220,9 @@ def promoting(obs: state.Observed) -> state.Decision:
     if obs.revision != obs.canary.status.last_applied_spec and obs.routes != vocabulary.ALL_PRIMARY:
         status = obs.canary.status.model_copy(update={"canary_weight": 0, "mirrored": False})
         decision = _promoting(_with_status(obs, status))
-        return dataclasses.replace(decision, actions=(state.SetRoutes(vocabulary.ALL_PRIMARY), *(
-            a for a in decision.actions if not isinstance(a, state.SetRoutes))))
+        routed = state.Event("Normal", "Synced", f"Routing all traffic to primary {_n(obs)}")
+        return dataclasses.replace(decision, actions=(state.SetRoutes(vocabulary.ALL_PRIMARY), routed, *(
+            a for a in decision.actions if not isinstance(a, state.SetRoutes) and a != routed)))
     return _promoting(obs)
 
 

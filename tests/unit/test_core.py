@@ -395,9 +395,15 @@ def test_blue_green_switches_no_user_before_promotion_is_approved(provider: str 
     assert held.status.phase == Phase.WAITING_PROMOTION
     assert all(w.canary == 0 for w in routes_of(held))
     opened = decide(World(one, LATER, checks=[PASS]))
-    if provider == "kubernetes":  # users stay on the primary, which is promoted at once, as with Flagger
-        assert routes_of(opened) == [] and core.Promote() in opened.actions
-        assert opened.status.phase == Phase.PROMOTING and opened.status.canary_weight == 0
+    if provider == "kubernetes":  # users stay on the primary; one more analysed interval, counted as Flagger does
+        assert routes_of(opened) == [] and core.Promote() not in opened.actions
+        assert opened.status.phase == Phase.PROGRESSING and opened.status.iterations == 2, opened.status
+        extra = make(analysis, status=opened.status.model_dump(by_alias=True), **extra)
+        later = LATER + datetime.timedelta(minutes=1)
+        assert core.Promote() not in decide(World(extra, later, checks=[FAIL])).actions
+        promoted = decide(World(extra, later, checks=[PASS]))
+        assert routes_of(promoted) == [] and core.Promote() in promoted.actions
+        assert promoted.status.phase == Phase.PROMOTING and promoted.status.canary_weight == 0
     else:
         assert routes_of(opened) == [core.Weights(0, 100)]
 

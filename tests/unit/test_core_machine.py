@@ -620,6 +620,10 @@ def test_a_new_revision_while_promoting_gets_no_traffic() -> None:
     _, decision, _ = settle(observed(canary, revision="rev3", primary=rolling, routes=core.Weights(40, 60)),
                             answers({}))
     assert routes_of(decision) == [core.ALL_PRIMARY]
+    # Users move, so the Events say so (once).
+    said = [a.message for a in decision.actions if isinstance(a, core.Event)]
+    assert [m for m in said if m.startswith("Routing all traffic to primary")] != [], said
+    assert len([m for m in said if m.startswith("Routing all traffic to primary")]) == 1, said
 
 
 def test_reverting_to_the_promoted_revision_mid_analysis_starts_no_run() -> None:

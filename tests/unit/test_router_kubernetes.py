@@ -128,6 +128,19 @@ def test_reconcile_points_a_selectorless_apex_at_the_primary() -> None:
     assert router.get_routes(c) == core.ALL_PRIMARY
 
 
+def test_reconcile_takes_the_apex_back_from_the_canary_pods() -> None:
+    # Someone pointed the apex at the canary's pods mid-release: users must not stay on an unpromoted version.
+    service = apex()
+    service["spec"]["selector"] = {"app": "podinfo"}
+    store = fakes.FakeStore(service, target())
+    router = kubernetes.KubernetesRouter(store, fakes.FakeWriter(store))
+    c = fakes.canary(analysis=fakes.BLUE_GREEN)
+    assert router.get_routes(c) == core.Weights(0, 100)
+    fakes.run(router.reconcile(c))
+    assert router.get_routes(c) == core.ALL_PRIMARY
+    assert router.shifts_traffic is False
+
+
 def test_set_routes_before_the_apex_exists_is_retried() -> None:
     store = fakes.FakeStore()
     router = kubernetes.KubernetesRouter(store, fakes.FakeWriter(store))

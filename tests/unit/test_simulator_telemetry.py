@@ -119,12 +119,17 @@ def test_app_metrics_are_per_pod_with_the_labels_of_a_pod_scrape() -> None:
 
 def test_requests_one_at_a_time_go_round_every_pod() -> None:
     # A proxied request is recorded alone; kube-proxy would not send each one to the same pod.
+    # Each workload goes round its own pods, even when requests of two workloads alternate (mirroring).
+    canary_pods = ("podinfo-7f9c8d6b5-aaaaa", "podinfo-7f9c8d6b5-bbbbb")
+    canary = telemetry.Served(namespace="test", workload="podinfo", service="podinfo-canary", method="GET",
+                              code=200, pods=canary_pods)
     metrics = telemetry.Telemetry()
     for _ in range(4):
         metrics.record(PRIMARY, [0.01])
+        metrics.record(canary, [0.01])
     counts = samples(metrics.exposition().decode(), "http_request_duration_seconds_count")
-    assert sorted((labels["kubernetes_pod_name"], value) for labels, value in counts) == [
-        (PRIMARY_PODS[0], 2), (PRIMARY_PODS[1], 2)]
+    assert sorted((labels["kubernetes_pod_name"], value) for labels, value in counts) == sorted([
+        (PRIMARY_PODS[0], 2), (PRIMARY_PODS[1], 2), (canary_pods[0], 2), (canary_pods[1], 2)])
 
 
 def test_pod_label_names_follow_the_configuration() -> None:
