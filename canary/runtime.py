@@ -64,13 +64,21 @@ class Runtime:
     def parse_canary(self, body: dict[str, Any]) -> models.Canary:
         """``models.parse_canary``, once per resourceVersion of each Canary; raises SpecError as it does.
 
-        The models are never changed in place (every change is a ``model_copy``), so sharing one is safe."""
+        A new version with the same uid and generation has the same spec (the API server bumps the generation
+        at every spec change), so only its metadata and status are parsed again: most versions are Fledge's
+        own status writes.  The models are never changed in place (every change is a ``model_copy``), so
+        sharing one is safe."""
         meta = body.get("metadata") or {}
         key, version = (meta.get("namespace", ""), meta.get("name", "")), str(meta.get("resourceVersion") or "")
         cached = self._parsed.get(key)
         if version and cached is not None and cached[0] == version:
             return cached[1]
-        canary = models.parse_canary(body)
+        previous = cached[1].metadata if cached is not None else None
+        if (previous is not None and cached is not None and meta.get("generation")
+                and previous.generation == meta.get("generation") and previous.uid == meta.get("uid")):
+            canary = models.reparse_canary(cached[1], body)
+        else:
+            canary = models.parse_canary(body)
         self._parsed[key] = (version, canary)
         return canary
 

@@ -49,6 +49,7 @@ from apis.models.parsing import (
     parse_canary,
     parse_canary_for_routing,
     parse_metric_template,
+    reparse_canary,
     spec_error,
 )
 from apis.models.refs import (
@@ -139,5 +140,6 @@ __all__ = [
     "parse_canary_for_routing",
     "parse_metric_template",
     "parse_time",
+    "reparse_canary",
     "spec_error",
 ]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pydantic
 import pydantic_core
 
-from apis.models import base, canary, templates
+from apis.models import base, canary, statuses, templates
 
 _R = TypeVar("_R", bound=base.ApiModel)
 # Pydantic names the member of a union in an error location; those names are not fields.
@@ -40,6 +40,18 @@ NOT_IMPLEMENTED = {
 def parse_canary(obj: Mapping[str, Any]) -> canary.Canary:
     """A Canary from its Kubernetes JSON (a kopf body, a dict read from YAML); raises SpecError."""
     return _parse(canary.Canary, obj)
+
+
+def reparse_canary(previous: canary.Canary, obj: Mapping[str, Any]) -> canary.Canary:
+    """``parse_canary`` for a newer version of ``previous`` with the same spec (the caller knows it by the
+    same uid and generation: a status write, or a label or annotation edit): only the metadata and the
+    status are validated again.  Anything invalid goes through the full parse, which names the field."""
+    try:
+        metadata = base.ObjectMeta.model_validate(_plain(obj.get("metadata") or {}))
+        status = statuses.CanaryStatus.model_validate(_plain(obj.get("status") or {}))
+    except pydantic.ValidationError:
+        return parse_canary(obj)
+    return previous.model_copy(update={"metadata": metadata, "status": status})
 
 
 def parse_canary_for_routing(obj: Mapping[str, Any]) -> canary.Canary | None:

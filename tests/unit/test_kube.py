@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from apis import models
 from canary import kube, runtime, watchcache, workloads
 
 pytestmark = pytest.mark.unit
@@ -141,6 +142,34 @@ def test_a_canary_is_parsed_once_per_resource_version() -> None:
     assert rt.parse_canary(edited).spec.analysis.iterations == 3
     rt.forget(("ns", "a"))
     assert rt.parse_canary(edited) is not first
+    asyncio.run(rt.close_http())
+
+
+def test_a_status_write_reparses_only_metadata_and_status() -> None:
+    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    meta = {"name": "a", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "3"}
+    body = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": meta,
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "service": {"port": 80}, "analysis": {"iterations": 2}}}
+    first = rt.parse_canary(body)
+    # The same generation: the spec object is shared, the new status and annotations are read.
+    written = {**body, "metadata": {**meta, "resourceVersion": "4", "annotations": {"x": "y"}},
+               "status": {"phase": "Progressing", "iterations": 1}}
+    second = rt.parse_canary(written)
+    assert second.spec is first.spec and second.status.iterations == 1
+    assert second.metadata.annotations == {"x": "y"} and second.metadata.resource_version == "4"
+    # A status that does not validate goes through the full parse, which names the field.
+    with pytest.raises(models.SpecError) as raised:
+        rt.parse_canary({**written, "metadata": {**meta, "resourceVersion": "5"},
+                         "status": {"iterations": "many"}})
+    assert raised.value.field == "status.iterations"
+    # A new generation, or the same name re-created (another uid), is parsed in full.
+    edited = {**body, "metadata": {**meta, "generation": 2, "resourceVersion": "6"},
+              "spec": {**body["spec"], "analysis": {"iterations": 3}}}
+    assert rt.parse_canary(edited).spec.analysis.iterations == 3
+    recreated = {**body, "metadata": {**meta, "uid": "u2", "resourceVersion": "7"},
+                 "spec": {**body["spec"], "analysis": {"iterations": 4}}}
+    assert rt.parse_canary(recreated).spec.analysis.iterations == 4
     asyncio.run(rt.close_http())
 
 
