@@ -233,6 +233,57 @@ class RouteWatch:
         return self.weights
 
 
+class PhaseTrigger:
+    """Calls ``fault`` once, from a watch on the Canary ``web``, on the first version stored in ``phase``.
+
+    A poll can miss a phase that lasts less than one poll under load (Initializing lasts as long as the
+    primary's pods take to become Ready, which kwok does at once); a watch sees every stored version.
+    """
+
+    def __init__(self, api: Any, namespace: str, phase: str, fault: Callable[[], None]) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.phase = phase
+        self.fault = fault
+        self.fired = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"phase {phase} {namespace}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        from kubernetes import client, watch
+
+        objects = client.CustomObjectsApi(self.api)
+        version: str | None = None
+        while not self._stop.is_set() and not self.fired.is_set():
+            options: dict[str, Any] = {"timeout_seconds": 2}
+            if version:
+                options["resource_version"] = version
+            try:
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    objects.list_namespaced_custom_object, "fledge.dev", "v1beta1", self.namespace, "canaries",
+                    **options)
+                for event in stream:
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    phase = (event["object"].get("status") or {}).get("phase")
+                    if event["type"] in ("ADDED", "MODIFIED") and phase == self.phase:
+                        self.fault()
+                        self.fired.set()
+                        return
+                    if self._stop.is_set():
+                        return
+            except Exception:
+                version = None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 # -- one scenario ------------------------------------------------------------------------------------------
 
 
@@ -294,6 +345,8 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
     ns = controllers[0].namespaces[0]
     gate = Gate()
     routes = RouteWatch(api, ns)
+    # A phase alone is caught by a watch, at once; a weight needs the status and the route both stored.
+    trigger = PhaseTrigger(api, ns, point.phase, fault) if point.weight is None else None
     try:
         kubectl.apply(api, deployment(ns, "1"))
         kubectl.apply(api, canary(ns, gate.url))
@@ -302,7 +355,9 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
         while time.monotonic() < deadline:
             current = status(api, ns)
             phase = current.get("phase")
-            if not outcome.reached and at(api, ns, point):
+            if trigger is not None:
+                outcome.reached = trigger.fired.is_set()
+            elif not outcome.reached and at(api, ns, point):
                 fault()
                 outcome.reached = True
             if phase == "Initialized" and not released:
@@ -325,6 +380,9 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
                 outcome.split_after_end = True
             time.sleep(0.1)
     finally:
+        if trigger is not None:
+            trigger.stop()
+            outcome.reached = trigger.fired.is_set()
         outcome.weights = routes.stop()
         gate.close()
     tracebacks(outcome, controllers)
