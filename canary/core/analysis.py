@@ -57,7 +57,14 @@ def _analyse(obs: state.Observed) -> state.Decision:
         return _approve_promotion(obs, "analysis skipped (skipAnalysis)")
     now_text = transitions.format_time(obs.now)
     first = not status.analysis_started
-    checks = gates.pre_rollout_checks(obs) if first else gates.analysis_checks(obs)
+    if first:
+        checks = gates.pre_rollout_checks(obs)
+    elif strategy.reaches_canary(analysis, status):
+        checks = gates.analysis_checks(obs)
+    else:
+        # Held at weight 0 (confirm-traffic-increase closed): the canary's metrics would be empty and count as
+        # failed checks; as in Flagger, nothing is analysed before traffic (or a mirror) reaches it.
+        checks = ()
     stepped = status.model_copy(update={"last_step_time": transitions.step_time(canary, obs.now),
                                         "checks": [_check_status(c, now_text) for c in checks] or status.checks})
     obs = _with_status(obs, stepped)

@@ -34,6 +34,15 @@ def next_weight(analysis: models.AnalysisSpec, current: int) -> int:
     return max_weight(analysis)
 
 
+def reaches_canary(analysis: models.AnalysisSpec, status: models.CanaryStatus) -> bool:
+    """Whether requests reach the canary at this step, so that its metrics and rollout hooks mean something.
+
+    Only a weighted canary sits at weight 0 after its first step (confirm-traffic-increase closed): nothing
+    reaches it unless a mirror does.  A/B sends the matching requests from the first step, and blue/green
+    is analysed on the load tester's requests to the canary's own Service."""
+    return analysis.strategy != "canary" or status.canary_weight > 0 or status.mirrored
+
+
 def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) -> vocabulary.Weights:
     """Routes while analysing, for every strategy.
 

@@ -122,7 +122,11 @@ BLUE_GREEN = Strategy("bluegreen", "gatewayapi", ITERATIONS, gateway, (100, 0), 
 MIRROR = Strategy("bluegreen-mirror", "istio", {**ITERATIONS, "mirror": True}, virtualservice,
                   (100, 0, False), (100, 0, True))
 KUBERNETES = Strategy("kubernetes", "kubernetes", ITERATIONS, apex, PRIMARY_PODS, PRIMARY_PODS)
-STRATEGIES = {s.id: s for s in (CANARY, AB, BLUE_GREEN, MIRROR, KUBERNETES)}
+# Judged on the builtin metrics of the simulator's traffic, from the real Prometheus.
+MEASURED = Strategy("canary-measured", "gatewayapi",
+                    {**BASE, "stepWeight": 20, "maxWeight": 40, "metrics": apps.FAST_ANALYSIS["metrics"]},
+                    gateway, (100, 0))
+STRATEGIES = {s.id: s for s in (CANARY, AB, BLUE_GREEN, MIRROR, KUBERNETES, MEASURED)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +239,26 @@ def test_canary_asks_each_gate_before_each_step(release: Release, gates: Gates) 
     assert release.until_phase(*FINAL, timeout=AFTER_OPEN + 20)[-1] == Seen("Succeeded", (100, 0), "2")
     release.parked()
     assert left_waiting < AFTER_OPEN, f"Waiting left {left_waiting:.0f}s after confirm-rollout opened"
+
+
+@pytest.mark.parametrize("release", ["canary-measured"], indirect=True)
+def test_a_release_held_at_weight_zero_is_not_judged_on_traffic_it_never_got(
+        release: Release, gates: Gates, env: environment.Environment) -> None:
+    # The canary's success rate and latency have no samples while no request reaches it; judged anyway,
+    # "no value" would count as failed checks and roll back a release its gate merely holds.
+    apps.simulate(env, release.namespace, "web")
+    release.install(gates.hooks("confirm-traffic-increase"))
+    release.ship()
+    release.until_phase("Progressing", *FINAL)
+    threshold = release.strategy.analysis["threshold"]
+    held = waiting.during(lambda: (release.look(), apps.status(release.api, release.namespace, "web")
+                                   .get("failedChecks", 0)), (threshold + 3) * INTERVAL)
+    assert held == [(Seen("Progressing", (100, 0), "1"), 0)], held
+
+    gates.open("confirm-traffic-increase")
+    seen = release.until_phase(*FINAL, timeout=90)
+    assert (60, 40) in [s.routes for s in seen] and all(canary_weight(s) <= 40 for s in seen), seen
+    assert seen[-1] == Seen("Succeeded", (100, 0), "2"), seen
 
 
 @pytest.mark.parametrize("release", ["ab", "bluegreen", "bluegreen-mirror", "kubernetes"], indirect=True)

@@ -377,6 +377,32 @@ def test_the_first_traffic_increase_is_approved_too() -> None:
     assert decision.status.canary_weight == 0
 
 
+def test_held_at_weight_zero_nothing_is_analysed_so_nothing_fails() -> None:
+    # confirm-traffic-increase closed after the first step: no request reaches the canary, so its metrics are
+    # empty; were they asked, "no value" would count as failed checks and roll back an unstarted release.
+    held = make(status=progressing(lastStepTime=core.format_time(T0)))
+    now = LATER
+    for _ in range(held.spec.analysis.threshold + 2):
+        world = World(held, now, checks=[FAIL], gates={"confirm-traffic-increase": False})
+        decision = world.decide()
+        assert ("analysis", "") not in [(need.what, need.hook_type) for need in world.asked]
+        assert decision.status.phase == Phase.PROGRESSING and decision.status.failed_checks == 0
+        assert routes_of(decision) == [] and decision.status.canary_weight == 0
+        held = held.model_copy(update={"status": decision.status})
+        now += datetime.timedelta(minutes=1, seconds=1)
+    opened = World(held, now, checks=[PASS], gates={"confirm-traffic-increase": True}).decide()
+    assert routes_of(opened) == [core.Weights(80, 20)]
+    # Once traffic reaches it (or a mirror does), every step is analysed again.
+    stepped = held.model_copy(update={"status": opened.status})
+    world = World(stepped, now + datetime.timedelta(minutes=1, seconds=1), checks=[FAIL],
+                  gates={"confirm-traffic-increase": False})
+    assert world.decide().status.failed_checks == 1
+    mirrored = make({"interval": "1m", "stepWeight": 20, "maxWeight": 60, "mirror": True,
+                     "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]},
+                    status=progressing(mirrored=True, lastStepTime=core.format_time(T0)))
+    assert World(mirrored, LATER, checks=[FAIL]).decide().status.failed_checks == 1
+
+
 def test_ab_testing_never_promotes_past_a_closed_promotion_gate() -> None:
     analysis = {"interval": "1m", "iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
     two = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)))
