@@ -27,6 +27,9 @@ Tasks (``metadata.type``):
   schedule; fewer when the target is slower than ``concurrency`` allows.
 - ``cmd`` (also when ``cmd`` is set without a type, as in Flagger): runs ``metadata.cmd`` with the shell,
   but only when that exact string was given to ``--allow-command``; otherwise 403.  No allowlist, no commands.
+- ``bash``: as ``cmd``, run with ``bash -c`` and always blocking, as Flagger's tester runs its ``bash`` tasks
+  (the acceptance tests of Flagger's tutorials).  Flagger's ``helm``, ``kubectl`` and ``concord`` are not
+  supported (400): give the command as ``bash``.
 
 At most one task runs per key (canary + command, or canary + method + URL).  ``blocking: "true"`` runs the
 task before answering, as pre-rollout smoke tests need; a request for a key already running joins that

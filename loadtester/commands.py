@@ -37,10 +37,11 @@ class CommandResult:
     output: str
 
 
-async def run_command(command: str, timeout: float) -> CommandResult:
-    """Run an (allowlisted) command with the shell; kill it at the timeout or when cancelled."""
-    process = await asyncio.create_subprocess_shell(
-        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+async def run_command(command: str, timeout: float, shell: str = "sh") -> CommandResult:
+    """Run an (allowlisted) command with ``shell -c``; kill it at the timeout or when cancelled."""
+    process = await asyncio.create_subprocess_exec(
+        shell, "-c", command,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
         async with asyncio.timeout(timeout):

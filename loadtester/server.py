@@ -193,24 +193,27 @@ class LoadTester:
         metadata = payloads.parse_metadata(payload)
         kind = metadata.get("type", "").strip() or ("cmd" if "cmd" in metadata else "load")
         try:
-            if kind == "cmd":
-                return self._command(metadata, canary)
+            if kind in ("cmd", "bash"):
+                return self._command(metadata, canary, kind)
             if kind == "load":
                 return self._load(load.parse_load(metadata, self.timeout), canary)
         except payloads.BadRequest as exc:
             return Reply(400, str(exc))
-        return Reply(400, f"metadata.type {kind!r} is not supported; use \"load\" or \"cmd\"")
+        return Reply(400, f"metadata.type {kind!r} is not supported; use \"load\", \"cmd\" or \"bash\"")
 
-    def _command(self, metadata: Mapping[str, str], canary: str) -> Reply:
+    def _command(self, metadata: Mapping[str, str], canary: str, kind: str) -> Reply:
         command = metadata.get("cmd", "")
         if not command.strip():
             raise payloads.BadRequest("metadata.cmd is empty; set the command to run")
         refused = commands.refusal(command, self.allow_commands)
         if refused is not None:
             return Reply(403, refused)
-        reply, result = self._submit(canary, "cmd", f"{canary} cmd {command}", command,
-                                     lambda: commands.run_command(command, self.timeout),
-                                     blocking=payloads.flag(metadata, "blocking"), timeout=self.timeout + 30)
+        # bash: Flagger's tester runs it with bash -c and always answers with its outcome (blocking).
+        blocking = kind == "bash" or payloads.flag(metadata, "blocking")
+        shell = "bash" if kind == "bash" else "sh"
+        reply, result = self._submit(canary, kind, f"{canary} {kind} {command}", command,
+                                     lambda: commands.run_command(command, self.timeout, shell),
+                                     blocking=blocking, timeout=self.timeout + 30)
         if reply is not None:
             return reply
         if result.returncode == 0:

@@ -85,9 +85,13 @@ def serve(**options: Any) -> Iterator[httpx.Client]:
         yield client
 
 
+# Prints "bash" under bash and nothing under a POSIX sh such as dash.
+BASH_ONLY = "echo ${BASH_VERSION:+bash}"
+
+
 @pytest.fixture
 def tester() -> Iterator[httpx.Client]:
-    yield from serve(allow_commands=["echo hello-fledge", "exit 3"], timeout=60)
+    yield from serve(allow_commands=["echo hello-fledge", "exit 3", BASH_ONLY], timeout=60)
 
 
 @pytest.fixture
@@ -312,6 +316,16 @@ def test_a_failing_blocking_command_is_a_500(tester: httpx.Client) -> None:
     response = hook(tester, {"type": "cmd", "cmd": "exit 3", "blocking": "true"})
     assert response.status_code == 500
     assert "exit code 3" in response.text
+
+
+def test_a_bash_task_runs_with_bash_and_answers_with_its_outcome_as_in_flagger(tester: httpx.Client) -> None:
+    # Flagger's tutorials run acceptance tests as {type: bash, cmd: ...}: blocking, without a blocking flag.
+    response = hook(tester, {"type": "bash", "cmd": BASH_ONLY})
+    assert (response.status_code, response.text.strip()) == (200, "bash")
+    failed = hook(tester, {"type": "bash", "cmd": "exit 3"})
+    assert failed.status_code == 500 and "exit code 3" in failed.text
+    refused = hook(tester, {"type": "bash", "cmd": "echo hello"})
+    assert refused.status_code == 403 and "--allow-command" in refused.text
 
 
 def test_an_allowed_command_runs_in_the_background(tester: httpx.Client) -> None:
