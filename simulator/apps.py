@@ -296,6 +296,9 @@ class App:
                     self._requests["unrouted"] += 1
                     return None
                 share = self._real.divide(1, split)
+                if share.lost:
+                    self._requests["unrouted"] += 1
+                    return None
                 version = Version.CANARY if share.canary else Version.PRIMARY
                 mirror = share.mirrored > 0
             else:

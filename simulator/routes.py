@@ -75,10 +75,16 @@ class Split:
     primary: float = 0.0
     canary: float = 0.0
     mirror: float = 0.0  # fraction 0..1 of requests of which the canary also receives a copy
+    lost: float = 0.0  # weight routed to a version whose Deployment is gone: no endpoint, the request fails
 
     @property
     def total(self) -> float:
         return self.primary + self.canary
+
+    @property
+    def lost_share(self) -> float:
+        routed = self.total + self.lost
+        return self.lost / routed if routed > 0 else 0.0
 
     @property
     def canary_share(self) -> float:
@@ -111,12 +117,11 @@ def decide(observed: Observed, request: Request) -> Split | None:
     """The split for ``request``; None when no backend of this app would receive it (no rule, no workload)."""
     if observed.primary is None and observed.canary is None:
         return None
-    if observed.primary is None:
-        return ALL_CANARY  # before Fledge initialised the app, everything reaches Deployment <name>
     split: Split | None
     if observed.route is None:
-        split = ALL_PRIMARY
-    elif observed.provider == GATEWAY_API:
+        # No route object: before Fledge initialised the app, its own Service reaches Deployment <name>.
+        return ALL_PRIMARY if observed.primary is not None else ALL_CANARY
+    if observed.provider == GATEWAY_API:
         split = gateway_split(observed.route, observed.service, observed.namespace, request)
     elif observed.provider == ISTIO:
         split = istio_split(observed.route, observed.service, observed.namespace, request)
@@ -128,8 +133,12 @@ def decide(observed: Observed, request: Request) -> Split | None:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
         return None
+    # A Deployment deleted under its routes (the primary mid-release, say) has no endpoints: what the routes
+    # send it fails, as a real proxy answers 503, instead of landing on the other version.
+    if observed.primary is None:
+        split = Split(canary=split.canary, mirror=split.mirror, lost=split.lost + split.primary)
     if observed.canary is None:
-        split = Split(primary=split.primary)
+        split = Split(primary=split.primary, lost=split.lost + split.canary)
     return split if split.total > 0 else None
 
 

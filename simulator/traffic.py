@@ -131,9 +131,11 @@ class Share:
     primary: int = 0
     canary: int = 0
     mirrored: int = 0
+    lost: int = 0  # routed to a version that has no Deployment: nobody serves them
 
     def __add__(self, other: Share) -> Share:
-        return Share(self.primary + other.primary, self.canary + other.canary, self.mirrored + other.mirrored)
+        return Share(self.primary + other.primary, self.canary + other.canary, self.mirrored + other.mirrored,
+                     self.lost + other.lost)
 
     def of(self, version: routes.Version) -> int:
         return self.primary if version is routes.Version.PRIMARY else self.canary
@@ -143,13 +145,16 @@ class Splitter:
     """Divides requests between the versions by a ``Split``, deterministically, remainder carried."""
 
     def __init__(self) -> None:
+        self._lost = Carry()
         self._canary = Carry()
         self._mirror = Carry()
 
     def divide(self, count: int, split: routes.Split) -> Share:
-        canary = self._canary.take(count * split.canary_share, limit=count)
-        mirrored = self._mirror.take(count * split.mirror, limit=count)
-        return Share(primary=count - canary, canary=canary, mirrored=mirrored)
+        lost = self._lost.take(count * split.lost_share, limit=count) if split.lost else 0
+        served = count - lost
+        canary = self._canary.take(served * split.canary_share, limit=served)
+        mirrored = self._mirror.take(served * split.mirror, limit=served)
+        return Share(primary=served - canary, canary=canary, mirrored=mirrored, lost=lost)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +186,7 @@ class SyntheticTraffic:
                 unrouted += size
                 continue
             share += self._splitters[group].divide(size, split)
-        return Tick(share=share, unrouted=unrouted)
+        return Tick(share=share, unrouted=unrouted + share.lost)
 
 
 class Errors:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from simulator import routes
+from simulator import routes, traffic
 
 pytestmark = pytest.mark.unit
 
@@ -438,7 +438,8 @@ DECIDE_CASES = [
     ("routes followed", observed(WEIGHTED), (0.4, 1.0)),
     ("missing route object: all primary", observed(None), (0.0, 0.0)),
     ("missing nginx canary ingress: all primary", observed(None, provider=routes.NGINX), (0.0, 0.0)),
-    ("no primary yet: all to <name>", observed(WEIGHTED, primary=False), (1.0, 0.0)),
+    ("no primary and no route yet: all to <name>", observed(None, primary=False), (1.0, 0.0)),
+    ("primary deleted under its routes: served only by the canary", observed(WEIGHTED, primary=False), (1.0, 1.0)),
     ("missing canary Deployment: no canary traffic, no mirror", observed(WEIGHTED, canary=False), (0.0, 0.0)),
     (
         "only canary weighted but canary missing: no backend",
@@ -459,6 +460,18 @@ DECIDE_CASES = [
 )
 def test_decide(state: routes.Observed, expected: tuple[float, float] | None) -> None:
     assert share(routes.decide(state, plain)) == expected
+
+
+def test_what_the_routes_send_to_a_deleted_deployment_fails() -> None:
+    # Primary at 60 deleted mid-release: its 60 % have no endpoint (a real proxy answers 503), and are not
+    # quietly served by the canary, which would hide the outage from every test.
+    assert routes.decide(observed(WEIGHTED, primary=False), plain).lost_share == pytest.approx(0.6)
+    assert routes.decide(observed(WEIGHTED, canary=False), plain).lost_share == pytest.approx(0.4)
+    selecting_primary = apex({"app": PRIMARY})
+    assert routes.decide(observed(selecting_primary, primary=False, provider=routes.KUBERNETES), plain) is None
+    splitter = traffic.Splitter()
+    share = splitter.divide(100, routes.decide(observed(WEIGHTED, primary=False), plain))
+    assert (share.lost, share.canary, share.primary, share.mirrored) == (60, 40, 0, 40)
 
 
 def test_decide_rejects_unknown_provider() -> None:
