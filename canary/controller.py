@@ -15,6 +15,7 @@ import concurrent.futures
 import functools
 import json
 import logging
+import socket
 import sys
 import time
 from typing import Any
@@ -50,7 +51,22 @@ def configure_logging(fmt: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-async def serve_http(listen: str) -> web.AppRunner:
+def bind(listen: str) -> socket.socket:
+    """The listening socket of /metrics and /healthz, bound before kopf starts: a port that is taken or an
+    address that is not this host's fails the start at once (exit 2), instead of a start-up handler retried
+    forever."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen {listen!r}: expected HOST:PORT, for example 0.0.0.0:8080")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, int(port)), family=family)
+    except OSError as exc:
+        raise ValueError(f"--listen {listen}: cannot listen there: {exc.strerror or exc}") from exc
+
+
+async def serve_http(sock: socket.socket) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=telemetry.exposition(), content_type="text/plain")
 
@@ -62,8 +78,7 @@ async def serve_http(listen: str) -> web.AppRunner:
     app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, port = listen.rsplit(":", 1)
-    await web.TCPSite(runner, host, int(port)).start()
+    await web.SockSite(runner, sock).start()
     return runner
 
 
@@ -87,6 +102,7 @@ WATCHED = (
 def main(args: argparse.Namespace) -> int:
     try:
         election = election_config(args)
+        listening = bind(args.listen)
     except ValueError as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2
@@ -109,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
     watch_client = transport.Client(credentials, connections=0)
     campaign: list[asyncio.Task[None]] = []
     watches: list[asyncio.Task[None]] = []
+    served: list[web.AppRunner] = []
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -131,7 +148,8 @@ def main(args: argparse.Namespace) -> int:
              for api_version, kind in WATCHED if (api_version, kind) != CANARY_KIND
              for namespace in watch_scopes(args.namespace)]))
         telemetry.configure(flagger_names=config.flagger_metrics)
-        await serve_http(args.listen)
+        if not served:  # once: kopf retries a start-up handler that failed after this line
+            served.append(await serve_http(listening))
         telemetry.set_info(VERSION, config.default_provider)
         if election is None:
             telemetry.LEADER.set(1)

@@ -36,3 +36,31 @@ def test_flagger_metrics_takes_gos_boolean_spelling(text: str, value: bool) -> N
 def test_a_misspelt_boolean_is_refused() -> None:
     with pytest.raises(SystemExit):
         controller_args("--flagger-metrics=nope")
+
+
+def test_a_taken_listen_port_stops_the_start_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # Bound before kopf starts: a start-up handler that fails is retried forever, with the controller half up.
+    taken = controller.bind("127.0.0.1:0")
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"--listen 127.0.0.1:{port}: cannot listen there"):
+            controller.bind(f"127.0.0.1:{port}")
+        args = controller_args(f"--listen=127.0.0.1:{port}", "--kubeconfig=/nonexistent")
+        assert controller.main(args) == 2
+        assert "cannot listen there" in capsys.readouterr().err
+    finally:
+        taken.close()
+
+
+@pytest.mark.parametrize("listen", ["8080", "host:port", ":"])
+def test_a_malformed_listen_address_names_the_flag(listen: str) -> None:
+    with pytest.raises(ValueError, match=r"--listen .*expected HOST:PORT"):
+        controller.bind(listen)
+
+
+def test_listen_with_an_empty_host_listens_on_every_address() -> None:
+    sock = controller.bind(":0")
+    try:
+        assert sock.getsockname()[0] == "0.0.0.0"
+    finally:
+        sock.close()
