@@ -28,7 +28,7 @@ Tasks (``metadata.type``):
 - ``cmd`` (also when ``cmd`` is set without a type, as in Flagger): runs ``metadata.cmd`` with the shell,
   but only when that exact string was given to ``--allow-command``; otherwise 403.  No allowlist, no commands.
 - ``bash``: as ``cmd``, run with ``bash -c`` and always blocking, as Flagger's tester runs its ``bash`` tasks
-  (the acceptance tests of Flagger's tutorials).  Flagger's ``helm``, ``kubectl`` and ``concord`` are not
+  (the acceptance tests of Flagger's tutorials).  Flagger's ``helm``, ``kubectl``, ``concord`` and ``ngrinder`` are not
   supported (400): give the command as ``bash``.
 
 At most one task runs per key (canary + command, or canary + method + URL).  ``blocking: "true"`` runs the

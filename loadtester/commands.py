@@ -11,8 +11,11 @@ What it must not do: run a command that ``refusal`` refused (callers check first
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import shlex
+import signal
 from collections.abc import Set
 
 from apis import durations
@@ -37,19 +40,22 @@ class CommandResult:
     output: str
 
 
-async def run_command(command: str, timeout: float, shell: str = "sh") -> CommandResult:
-    """Run an (allowlisted) command with ``shell -c``; kill it at the timeout or when cancelled."""
+async def run_command(command: str, timeout: float, shell: str = "/bin/sh") -> CommandResult:
+    """Run an (allowlisted) command with ``shell -c``; kill it, and every process it started, at the timeout or
+    when cancelled."""
+    # A session of its own: `curl ... | grep ...` or `sleep 4; echo` start children that hold the output pipe;
+    # killing only the shell would leave them running, and the wait for the pipe would outlast the timeout.
     process = await asyncio.create_subprocess_exec(
-        shell, "-c", command,
+        shell, "-c", command, start_new_session=True,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     try:
         async with asyncio.timeout(timeout):
             output, _ = await process.communicate()
     except BaseException as exc:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
         if isinstance(exc, TimeoutError):
             return CommandResult(None, f"killed after {durations.format_duration(timeout)} (--timeout)")
         raise

@@ -210,7 +210,7 @@ class LoadTester:
             return Reply(403, refused)
         # bash: Flagger's tester runs it with bash -c and always answers with its outcome (blocking).
         blocking = kind == "bash" or payloads.flag(metadata, "blocking")
-        shell = "bash" if kind == "bash" else "sh"
+        shell = "bash" if kind == "bash" else "/bin/sh"
         reply, result = self._submit(canary, kind, f"{canary} {kind} {command}", command,
                                      lambda: commands.run_command(command, self.timeout, shell),
                                      blocking=blocking, timeout=self.timeout + 30)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
+import pathlib
 import re
 import threading
 import time
@@ -359,3 +361,14 @@ def test_stop_is_idempotent_and_url_needs_start() -> None:
     assert tester.url.startswith("http://127.0.0.1:")
     tester.stop()
     tester.stop()
+
+
+def test_a_timeout_kills_every_process_the_command_started(tmp_path: pathlib.Path) -> None:
+    # `sleep; touch` and pipes (Flagger's `curl ... | grep ...`) run children of the shell; a kill of the shell
+    # alone left them running, and the task waited for them past its timeout.
+    marker = tmp_path / "outlived"
+    for shell in ("/bin/sh", "bash"):
+        result = asyncio.run(loadtester.commands.run_command(f"(sleep 1.5; touch {marker}) | cat", 0.2, shell))
+        assert result.returncode is None and "killed after" in result.output
+    time.sleep(2)
+    assert not marker.exists(), "a child of the shell outlived the timeout"
