@@ -377,10 +377,11 @@ class App:
                 pods: Mapping[Version, tuple[str, ...]]) -> telemetry.Served:
         """A request sent to the apex Service and routed there by the provider."""
         service = self.registration.service
-        if observed.primary is not None and observed.provider != routes.KUBERNETES:
+        followed = observed.route is not None  # else the app's own Service, before Fledge initialised it
+        if followed and observed.provider != routes.KUBERNETES:
             service = f"{service}-{version.value}"  # the route objects name the version's own Service
         nginx = observed.provider == routes.NGINX
-        canary = version is Version.CANARY and observed.primary is not None
+        canary = version is Version.CANARY and followed
         return telemetry.Served(
             namespace=self.namespace,
             workload=self.workload(version),

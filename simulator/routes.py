@@ -91,9 +91,10 @@ class Split:
         return self.canary / self.total if self.total > 0 else 0.0
 
     def percentages(self) -> dict[str, float]:
-        """Weights as percentages, the way Flagger reports them."""
+        """Weights as percentages of the served requests, the way Flagger reports them, and the share lost."""
         canary = 100.0 * self.canary_share
-        return {"primary": 100.0 - canary, "canary": canary, "mirror": 100.0 * self.mirror}
+        return {"primary": 100.0 - canary, "canary": canary, "mirror": 100.0 * self.mirror,
+                "lost": 100.0 * self.lost_share}
 
 
 ALL_PRIMARY = Split(primary=1.0)

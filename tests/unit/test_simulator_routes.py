@@ -503,5 +503,6 @@ def test_split_percentages() -> None:
         "primary": 90.0,
         "canary": 10.0,
         "mirror": 50.0,
+        "lost": 0.0,
     }
     assert routes.Split().canary_share == 0.0

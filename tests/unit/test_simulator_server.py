@@ -123,7 +123,8 @@ def test_health_and_metrics_endpoints(client: httpx.Client) -> None:
 
 def test_registration_lifecycle(client: httpx.Client) -> None:
     view = register(client, rps=0)
-    assert view["weights"] == {"primary": 50.0, "canary": 50.0, "mirror": 0.0}  # read at once, not at the next poll
+    # Read at once, not at the next poll.
+    assert view["weights"] == {"primary": 50.0, "canary": 50.0, "mirror": 0.0, "lost": 0.0}
     assert view["versions"]["canary"] == {"workload": "podinfo", "present": True, "errorRate": 0.0, "latencyMs": 1.0}
     [listed] = client.get("/apps").json()["apps"]
     assert (listed["namespace"], listed["name"], listed["provider"], listed["service"]) == (
@@ -265,10 +266,26 @@ def test_before_initialisation_everything_reaches_the_target(
     source: sources.MemoryRouteSource, client: httpx.Client
 ) -> None:
     source.delete("Deployment", NS, "podinfo-primary")
+    source.delete("VirtualService", NS, "podinfo")
     register(client, rps=0)
     answer = client.get(f"/proxy/{NS}/podinfo/").json()
     assert (answer["workload"], answer["service"]) == ("podinfo", "podinfo")
     assert client.get(f"/proxy/{NS}/podinfo-primary").status_code == 503  # no such workload yet
+
+
+def test_the_share_of_a_primary_deleted_under_its_routes_fails(
+    source: sources.MemoryRouteSource, client: httpx.Client
+) -> None:
+    # Routes at 50/50 and no primary: half the requests have no endpoint; the other half reach the canary
+    # through its own Service, as the route names it.
+    source.delete("Deployment", NS, "podinfo-primary")
+    register(client, rps=0)
+    codes = [client.get(f"/proxy/{NS}/podinfo/") for _ in range(10)]
+    served = [response.json() for response in codes if response.status_code == 200]
+    assert sum(response.status_code == 503 for response in codes) == 5
+    assert {(answer["workload"], answer["service"]) for answer in served} == {("podinfo", "podinfo-canary")}
+    view = client.get(f"/apps/{NS}/podinfo").json()
+    assert view["requests"]["unrouted"] == 5 and view["weights"]["lost"] == 50.0
 
 
 def test_no_backend_is_503(source: sources.MemoryRouteSource, client: httpx.Client) -> None:
