@@ -56,11 +56,15 @@ def bind(listen: str) -> socket.socket:
     address that is not this host's fails the start at once (exit 2), instead of a start-up handler retried
     forever."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--listen {listen!r}: expected HOST:PORT, for example 0.0.0.0:8080")
-    host = host.strip("[]") or "0.0.0.0"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    host = host.strip("[]")
     try:
+        if not host:  # every address, IPv6 too where the host has it
+            if socket.has_dualstack_ipv6():
+                return socket.create_server(("::", int(port)), family=socket.AF_INET6, dualstack_ipv6=True)
+            return socket.create_server(("0.0.0.0", int(port)))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return socket.create_server((host, int(port)), family=family)
     except OSError as exc:
         raise ValueError(f"--listen {listen}: cannot listen there: {exc.strerror or exc}") from exc

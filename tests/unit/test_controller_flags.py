@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_a_taken_listen_port_stops_the_start_with_exit_2(capsys: pytest.CaptureF
         taken.close()
 
 
-@pytest.mark.parametrize("listen", ["8080", "host:port", ":"])
+@pytest.mark.parametrize("listen", ["8080", "host:port", ":", "127.0.0.1:99999"])
 def test_a_malformed_listen_address_names_the_flag(listen: str) -> None:
     with pytest.raises(ValueError, match=r"--listen .*expected HOST:PORT"):
         controller.bind(listen)
@@ -61,6 +62,8 @@ def test_a_malformed_listen_address_names_the_flag(listen: str) -> None:
 def test_listen_with_an_empty_host_listens_on_every_address() -> None:
     sock = controller.bind(":0")
     try:
-        assert sock.getsockname()[0] == "0.0.0.0"
+        assert sock.getsockname()[0] in ("0.0.0.0", "::")
+        with socket.create_connection(("127.0.0.1", sock.getsockname()[1]), timeout=2):
+            pass
     finally:
         sock.close()
