@@ -238,6 +238,7 @@ class PhaseTrigger:
 
     A poll can miss a phase that lasts less than one poll under load (Initializing lasts as long as the
     primary's pods take to become Ready, which kwok does at once); a watch sees every stored version.
+    ``fault`` runs at most once, even when it fails; ``stop`` waits for it and raises what it raised.
     """
 
     def __init__(self, api: Any, namespace: str, phase: str, fault: Callable[[], None]) -> None:
@@ -245,24 +246,40 @@ class PhaseTrigger:
         self.namespace = namespace
         self.phase = phase
         self.fault = fault
-        self.fired = threading.Event()
+        self.fired = threading.Event()  # fault() returned
+        self._started = threading.Event()  # fault() was called
+        self._done = threading.Event()
+        self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"phase {phase} {namespace}", daemon=True)
         self._thread.start()
+
+    def _inject(self) -> None:
+        self._started.set()
+        try:
+            self.fault()
+            self.fired.set()
+        except BaseException as exc:  # handed to the scenario by stop(), never retried
+            self._error = exc
+        finally:
+            self._done.set()
 
     def _watch(self) -> None:
         from kubernetes import client, watch
 
         objects = client.CustomObjectsApi(self.api)
+        where = ("fledge.dev", "v1beta1", self.namespace, "canaries")
         version: str | None = None
-        while not self._stop.is_set() and not self.fired.is_set():
-            options: dict[str, Any] = {"timeout_seconds": 2}
-            if version:
-                options["resource_version"] = version
+        while not self._stop.is_set():
             try:
+                if version is None:  # list first: a watch from "now" would skip a phase left between two watches
+                    listed: dict[str, Any] = objects.list_namespaced_custom_object(*where)  # type: ignore[assignment]
+                    if any((item.get("status") or {}).get("phase") == self.phase for item in listed["items"]):
+                        self._inject()
+                        return
+                    version = listed["metadata"]["resourceVersion"]
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    objects.list_namespaced_custom_object, "fledge.dev", "v1beta1", self.namespace, "canaries",
-                    **options)
+                    objects.list_namespaced_custom_object, *where, timeout_seconds=2, resource_version=version)
                 for event in stream:
                     if event["type"] == "ERROR":
                         version = None
@@ -270,18 +287,21 @@ class PhaseTrigger:
                     version = event["object"]["metadata"]["resourceVersion"]
                     phase = (event["object"].get("status") or {}).get("phase")
                     if event["type"] in ("ADDED", "MODIFIED") and phase == self.phase:
-                        self.fault()
-                        self.fired.set()
+                        self._inject()
                         return
                     if self._stop.is_set():
                         return
-            except Exception:
+            except Exception:  # the watch broke (not the fault: _inject keeps its own errors)
                 version = None
                 time.sleep(0.2)
 
     def stop(self) -> None:
         self._stop.set()
+        if self._started.is_set():
+            self._done.wait(timeout=180)  # a restarted controller may take a minute to become healthy
         self._thread.join(timeout=10)
+        if self._error is not None:
+            raise self._error
 
 
 # -- one scenario ------------------------------------------------------------------------------------------
@@ -380,11 +400,11 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
                 outcome.split_after_end = True
             time.sleep(0.1)
     finally:
-        if trigger is not None:
-            trigger.stop()
-            outcome.reached = trigger.fired.is_set()
         outcome.weights = routes.stop()
         gate.close()
+        if trigger is not None:
+            trigger.stop()  # raises what the fault raised
+            outcome.reached = trigger.fired.is_set()
     tracebacks(outcome, controllers)
     return outcome
 

@@ -158,8 +158,9 @@ def sends_cookie_holders_to(api: Any, namespace: str, provider: str, pair: str, 
 def versions(env: environment.Environment, namespace: str, cookie: str | None, count: int = 20) -> set[str]:
     headers = {"Cookie": f"theme=dark; {cookie}"} if cookie else {}
     with httpx.Client(timeout=5) as session:
-        return {session.get(f"{env.simulator_url}/proxy/{namespace}/web/", headers=headers).json()["version"]
-                for _ in range(count)}
+        answers = [session.get(f"{env.simulator_url}/proxy/{namespace}/web/", headers=headers)
+                   for _ in range(count)]
+    return {str(a.json()["version"]) if a.status_code == 200 else f"{a.status_code} {a.text}" for a in answers}
 
 
 @pytest.mark.parametrize("provider", ["gatewayapi", "istio"])
