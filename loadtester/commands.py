@@ -40,7 +40,11 @@ class CommandResult:
     output: str
 
 
-async def run_command(command: str, timeout: float, shell: str = "/bin/sh") -> CommandResult:
+# The task types that run a command, and the shell each runs it with (Flagger's tester: sh for cmd, bash for bash).
+SHELLS = {"cmd": "/bin/sh", "bash": "bash"}
+
+
+async def run_command(command: str, timeout: float, shell: str = SHELLS["cmd"]) -> CommandResult:
     """Run an (allowlisted) command with ``shell -c``; kill it, and every process it started, at the timeout or
     when cancelled."""
     # A session of its own: `curl ... | grep ...` or `sleep 4; echo` start children that hold the output pipe;

@@ -193,7 +193,7 @@ class LoadTester:
         metadata = payloads.parse_metadata(payload)
         kind = metadata.get("type", "").strip() or ("cmd" if "cmd" in metadata else "load")
         try:
-            if kind in ("cmd", "bash"):
+            if kind in commands.SHELLS:
                 return self._command(metadata, canary, kind)
             if kind == "load":
                 return self._load(load.parse_load(metadata, self.timeout), canary)
@@ -210,9 +210,8 @@ class LoadTester:
             return Reply(403, refused)
         # bash: Flagger's tester runs it with bash -c and always answers with its outcome (blocking).
         blocking = kind == "bash" or payloads.flag(metadata, "blocking")
-        shell = "bash" if kind == "bash" else "/bin/sh"
         reply, result = self._submit(canary, kind, f"{canary} {kind} {command}", command,
-                                     lambda: commands.run_command(command, self.timeout, shell),
+                                     lambda: commands.run_command(command, self.timeout, commands.SHELLS[kind]),
                                      blocking=blocking, timeout=self.timeout + 30)
         if reply is not None:
             return reply

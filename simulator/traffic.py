@@ -150,7 +150,7 @@ class Splitter:
         self._mirror = Carry()
 
     def divide(self, count: int, split: routes.Split) -> Share:
-        lost = self._lost.take(count * split.lost_share, limit=count) if split.lost else 0
+        lost = self._lost.take(count * split.lost_share, limit=count)
         served = count - lost
         canary = self._canary.take(served * split.canary_share, limit=served)
         mirrored = self._mirror.take(served * split.mirror, limit=served)
