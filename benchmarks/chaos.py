@@ -45,6 +45,7 @@ from localkube import environment
 from localkube import manifests as kubectl
 
 ROUTE_API = ("gateway.networking.k8s.io", "v1", "httproutes")
+CANARY_API = ("fledge.dev", "v1beta1", "canaries")
 EXPECTED = [(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)]
 DONE = {"Succeeded", "Failed"}
 
@@ -155,6 +156,38 @@ def weights_of(route: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def stored_versions(api: Any, resource: tuple[str, str, str], namespace: str,
+                    stop: threading.Event) -> Iterator[dict[str, Any]]:
+    """Each version of the namespace's objects of ``resource`` (group, version, plural) that the API server
+    stores, until ``stop``: a list, then a watch from the list's version.  After a 410 (an API server restart
+    forgets old versions) or a broken connection it lists again, so a version is missed only when it was
+    replaced while nobody could look."""
+    from kubernetes import client, watch
+
+    objects = client.CustomObjectsApi(api)
+    where = (*resource[:2], namespace, resource[2])
+    version: str | None = None
+    while not stop.is_set():
+        try:
+            if version is None:
+                listed: dict[str, Any] = objects.list_namespaced_custom_object(*where)  # type: ignore[assignment]
+                yield from listed["items"]
+                version = listed["metadata"]["resourceVersion"]
+            for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    objects.list_namespaced_custom_object, *where, timeout_seconds=2, resource_version=version):
+                if event["type"] == "ERROR":  # 410 Gone: too old to resume
+                    version = None
+                    break
+                version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    yield event["object"]
+                if stop.is_set():
+                    return
+        except Exception:  # the API server is down (restart scenario) or the version is gone: list again
+            version = None
+            time.sleep(0.2)
+
+
 class RouteWatch:
     """Every distinct weight pair written into the HTTPRoute ``web``, in resourceVersion order.
 
@@ -196,29 +229,8 @@ class RouteWatch:
                 self._note(kube.request(api, "GET", path, timeout=0.5))
 
     def _watch(self) -> None:
-        from kubernetes import client, watch
-
-        objects = client.CustomObjectsApi(self.api)
-        version: str | None = None
-        while not self._stop.is_set():
-            options: dict[str, Any] = {"timeout_seconds": 2}
-            if version:
-                options["resource_version"] = version
-            try:
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    objects.list_namespaced_custom_object, *ROUTE_API[:2], self.namespace, ROUTE_API[2], **options)
-                for event in stream:
-                    if event["type"] == "ERROR":  # 410 Gone: too old to resume; list again
-                        version = None
-                        break
-                    version = event["object"]["metadata"]["resourceVersion"]
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._note(event["object"])
-                    if self._stop.is_set():
-                        return
-            except Exception:  # the API server is down (restart scenario) or the version is gone: list again
-                version = None
-                time.sleep(0.2)
+        for body in stored_versions(self.api, ROUTE_API, self.namespace, self._stop):
+            self._note(body)
 
     @property
     def weights(self) -> list[tuple[int, int]]:
@@ -247,59 +259,28 @@ class PhaseTrigger:
         self.phase = phase
         self.fault = fault
         self.fired = threading.Event()  # fault() returned
-        self._started = threading.Event()  # fault() was called
-        self._done = threading.Event()
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"phase {phase} {namespace}", daemon=True)
         self._thread.start()
 
     def _inject(self) -> None:
-        self._started.set()
         try:
             self.fault()
             self.fired.set()
         except BaseException as exc:  # handed to the scenario by stop(), never retried
             self._error = exc
-        finally:
-            self._done.set()
 
     def _watch(self) -> None:
-        from kubernetes import client, watch
-
-        objects = client.CustomObjectsApi(self.api)
-        where = ("fledge.dev", "v1beta1", self.namespace, "canaries")
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:  # list first: a watch from "now" would skip a phase left between two watches
-                    listed: dict[str, Any] = objects.list_namespaced_custom_object(*where)  # type: ignore[assignment]
-                    if any((item.get("status") or {}).get("phase") == self.phase for item in listed["items"]):
-                        self._inject()
-                        return
-                    version = listed["metadata"]["resourceVersion"]
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    objects.list_namespaced_custom_object, *where, timeout_seconds=2, resource_version=version)
-                for event in stream:
-                    if event["type"] == "ERROR":
-                        version = None
-                        break
-                    version = event["object"]["metadata"]["resourceVersion"]
-                    phase = (event["object"].get("status") or {}).get("phase")
-                    if event["type"] in ("ADDED", "MODIFIED") and phase == self.phase:
-                        self._inject()
-                        return
-                    if self._stop.is_set():
-                        return
-            except Exception:  # the watch broke (not the fault: _inject keeps its own errors)
-                version = None
-                time.sleep(0.2)
+        for body in stored_versions(self.api, CANARY_API, self.namespace, self._stop):
+            if (body.get("status") or {}).get("phase") == self.phase:
+                self._inject()
+                return
 
     def stop(self) -> None:
         self._stop.set()
-        if self._started.is_set():
-            self._done.wait(timeout=180)  # a restarted controller may take a minute to become healthy
-        self._thread.join(timeout=10)
+        # The watch ends within its 2 s timeout; a fault under way may restart a controller, up to a minute.
+        self._thread.join(timeout=180)
         if self._error is not None:
             raise self._error
 
