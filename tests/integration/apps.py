@@ -356,13 +356,15 @@ def wait_weight(api: Any, namespace: str, name: str, weight: int, timeout: float
 
 
 @contextlib.contextmanager
-def loadtester(env: environment.Environment, name: str = "loadtester") -> Iterator[str]:
-    """A load tester child process (no ``--allow-command``) for the ``with`` block; yields its URL.
+def loadtester(env: environment.Environment, name: str = "loadtester", allow_commands: tuple[str, ...] = ()
+               ) -> Iterator[str]:
+    """A load tester child process (no ``--allow-command`` unless given) for the ``with`` block; yields its URL.
 
     Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
     """
     port = processes.free_port()
-    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m"]
+    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m",
+            *(f"--allow-command={command}" for command in allow_commands)]
     log_path = env.folder / "logs" / f"{name}.log"
     proc, _ = processes.spawn(name, argv, log_path, (port,))
     url = f"http://127.0.0.1:{port}"

@@ -164,6 +164,32 @@ def test_the_load_tester_refuses_commands_without_an_allowlist(loadtester: str) 
     assert not [t for t in tasks if t["canary"] == "t-none/web"]
 
 
+def test_flaggers_bash_acceptance_test_gates_the_release(
+        env: environment.Environment, api: Any, namespace: str, v1: Callable[..., None]) -> None:
+    # Flagger's tutorials check the canary with a pre-rollout {type: bash, cmd: "curl ... | grep ..."}: it
+    # passes, the release goes on; it fails, the release rolls back with the command's outcome in the status.
+    canary_url = f"{env.simulator_url}/proxy/{namespace}/web-canary/"
+    passes, fails = f"curl -s {canary_url} | grep -q canary", f"curl -s {canary_url} | grep -q no-such-answer"
+    with apps.loadtester(env, "bash-tester", allow_commands=(passes, fails)) as tester:
+        def acceptance(command: str) -> dict[str, Any]:
+            return with_hooks({"name": "acceptance-test", "type": "pre-rollout", "url": f"{tester}/",
+                               "timeout": "30s", "metadata": {"type": "bash", "cmd": command}})
+
+        v1("web", acceptance(passes))
+        kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+        final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=90)
+        assert final["phase"] == "Succeeded", final
+        ran = httpx.get(f"{tester}/metrics", timeout=5).text
+        assert f'fledge_loadtester_tasks_total{{canary="{namespace}/web",type="bash"}} 1.0' in ran, ran
+
+        kubectl.apply(api, apps.canary(namespace, "web", analysis=acceptance(fails)))
+        kubectl.apply(api, apps.deployment(namespace, "web", "3"))
+        apps.wait_phase(api, namespace, "web", "Progressing", timeout=30)
+        final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=90)
+        assert final["phase"] == "Failed" and "exit code 1" in final.get("message", ""), final
+        assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+
+
 # -- a hanging hook -------------------------------------------------------------------------------
 
 
