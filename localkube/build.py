@@ -50,6 +50,15 @@ def cache_root() -> pathlib.Path:
     return base / "fledge"
 
 
+def tools_cache_root() -> pathlib.Path:
+    """Where the tools that only some tests use are built: ``FLEDGE_TOOLS_CACHE``, else the cache root.
+
+    CI points it at an empty folder on every run, so the build step of those tools is proved on a cold cache
+    while the control plane's long build stays cached."""
+    configured = os.environ.get("FLEDGE_TOOLS_CACHE")
+    return pathlib.Path(configured) if configured else cache_root()
+
+
 @dataclasses.dataclass(frozen=True)
 class Component:
     """One Go module from which one or more commands are built."""
@@ -59,9 +68,13 @@ class Component:
     version: str
     packages: tuple[str, ...]
     names: tuple[str, ...] = ()  # binary names when a package path does not end in one
+    tool: bool = False  # built under tools_cache_root()
+
+    def root(self) -> pathlib.Path:
+        return tools_cache_root() if self.tool else cache_root()
 
     def bin_dir(self) -> pathlib.Path:
-        return cache_root() / f"{self.key}-{self.version}" / "bin"
+        return self.root() / f"{self.key}-{self.version}" / "bin"
 
     def binaries(self) -> dict[str, pathlib.Path]:
         names = self.names or tuple(pkg.rsplit("/", 1)[-1] for pkg in self.packages)
@@ -99,20 +112,22 @@ HELM = Component(
     module="helm.sh/helm/v3",
     version=HELM_VERSION,
     packages=("helm.sh/helm/v3/cmd/helm",),
+    tool=True,
 )
-# What the local control plane needs to start; every environment waits for these.
-COMPONENTS = (ETCD, KWOK, KUBERNETES)
-# Tools only some tests use: built by `python -m localkube.build` (so `./dev setup` and CI have them),
-# and on demand by the tests that need them, so a failed tool build never stops the control plane.
-TOOLS = (HELM,)
-
-# The baseline of benchmarks.compare only: built on demand by the benchmark (ensure(FLAGGER)), never by `./dev setup`.
+# The baseline of benchmarks.compare, which a smoke test in the suite also runs.
 FLAGGER = Component(
     key="flagger",
     module="github.com/fluxcd/flagger",
     version=FLAGGER_VERSION,
     packages=("github.com/fluxcd/flagger/cmd/flagger",),
+    tool=True,
 )
+# What the local control plane needs to start; every environment waits for these.
+COMPONENTS = (ETCD, KWOK, KUBERNETES)
+# Tools only some tests use.  `python -m localkube.build` (./dev's build step) builds them before pytest starts;
+# the tests only `require` them, so a build never runs inside a test (where warnings are errors and its minutes
+# count against the test), and a missing tool fails its test with the command to run instead of being skipped.
+TOOLS = (HELM, FLAGGER)
 
 
 class BuildError(RuntimeError):
@@ -137,24 +152,23 @@ def run_go(args: list[str], cwd: pathlib.Path, describe: str) -> str:
     """Run one go command, streaming a heartbeat so a long build shows progress."""
     log(f"{describe}: go {' '.join(args)}")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        ["go", *args],
-        cwd=cwd,
-        env=go_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     lines: list[str] = []
-    assert proc.stdout is not None
-    last_beat = started
-    for line in proc.stdout:
-        lines.append(line)
-        now = time.monotonic()
-        if now - last_beat > 30:
-            log(f"{describe}: still running ({now - started:.0f}s)")
-            last_beat = now
-    code = proc.wait()
+    # The context manager closes the pipe and reaps go even when reading fails or the build is interrupted.
+    with subprocess.Popen(["go", *args], cwd=cwd, env=go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        assert proc.stdout is not None
+        last_beat = started
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                now = time.monotonic()
+                if now - last_beat > 30:
+                    log(f"{describe}: still running ({now - started:.0f}s)")
+                    last_beat = now
+        except BaseException:
+            proc.kill()
+            raise
+        code = proc.wait()
     elapsed = time.monotonic() - started
     if code != 0:
         tail = "".join(lines[-40:])
@@ -208,11 +222,24 @@ def helm_ldflags(helm_dir: pathlib.Path, version: str) -> str:
     return " ".join(flags)
 
 
+# Set while pytest runs (tests/conftest.py): a build inside a test only happens on a cold machine, under the
+# suite's warnings-as-errors and its timeouts, so it fails there and passes everywhere else.  ./dev builds first.
+_forbidden: str | None = None
+
+
+def forbid(reason: str) -> None:
+    """Make every later build raise BuildError(reason); cached binaries are still returned."""
+    global _forbidden
+    _forbidden = reason
+
+
 def build(component: Component) -> dict[str, pathlib.Path]:
     """Build a component unless every one of its binaries is already cached."""
     if component.is_built():
         return component.binaries()
-    work = cache_root() / "scratch" / f"{component.key}-{component.version}"
+    if _forbidden is not None:
+        raise BuildError(f"{component.key} {component.version} is not built in {component.bin_dir()}: {_forbidden}")
+    work = component.root() / "scratch" / f"{component.key}-{component.version}"
     work.mkdir(parents=True, exist_ok=True)
     gomod = [f"module fledge.local/build/{component.key}", "", "go 1.25", ""]
     (work / "go.mod").write_text("\n".join(gomod))
@@ -262,6 +289,14 @@ def ensure(component: Component) -> dict[str, pathlib.Path]:
     return ensure_all((component,))
 
 
+def require(component: Component) -> dict[str, pathlib.Path]:
+    """A component's cached binaries, or a BuildError that says how to build them; never builds."""
+    if not component.is_built():
+        raise BuildError(f"{component.key} {component.version} is not built in {component.bin_dir()}: "
+                         "run `./dev setup` (or `python -m localkube.build`) first")
+    return component.binaries()
+
+
 def _ensure_all(components: tuple[Component, ...]) -> dict[str, pathlib.Path]:
     started = time.monotonic()
     binaries: dict[str, pathlib.Path] = {}
@@ -285,8 +320,18 @@ def _drop_build_cache() -> None:
         log(f"removed the Go build cache {build_cache}")
 
 
+def main(argv: list[str]) -> None:
+    """Build every binary the demo and the tests use, then fetch the Go modules their CRDs come from."""
+    by_key = {component.key: component for component in COMPONENTS + TOOLS}
+    unknown = [key for key in argv if key not in by_key]
+    if unknown:
+        raise SystemExit(f"unknown component {', '.join(unknown)}: choose from {', '.join(by_key)}")
+    ensure_all(tuple(by_key[key] for key in argv) or COMPONENTS + TOOLS)
+    if not argv:
+        from localkube import thirdparty  # imports this module: import it only once it is loaded
+
+        thirdparty.download_all()
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["flagger"]:
-        ensure(FLAGGER)
-    else:
-        ensure_all(COMPONENTS + TOOLS)
+    main(sys.argv[1:])

@@ -42,6 +42,20 @@ def module_dir(module: str, version: str) -> pathlib.Path:
     return pathlib.Path(json.loads(result.stdout)["Dir"])
 
 
+# Every module whose files the environment or a test reads: fetched by ./dev's build step, not inside a test.
+MODULES = (
+    (GATEWAY_API, build.GATEWAY_API_VERSION),
+    (ISTIO_API, build.ISTIO_API_VERSION),
+    ("sigs.k8s.io/kwok", build.KWOK_VERSION),
+    ("github.com/fluxcd/flagger", build.FLAGGER_VERSION),
+)
+
+
+def download_all() -> None:
+    for module, version in MODULES:
+        build.log(f"CRDs and stages: {module}@{version} in {module_dir(module, version)}")
+
+
 def _documents(path: pathlib.Path) -> Iterator[dict[str, Any]]:
     for doc in yaml.safe_load_all(path.read_text()):
         if isinstance(doc, dict):
@@ -65,7 +79,7 @@ def istio_crds() -> list[dict[str, Any]]:
 
 def kwok_stages() -> list[dict[str, Any]]:
     """kwok's own 'fast' stages: nodes become Ready with leases, pods become Ready at once."""
-    root = module_dir("sigs.k8s.io/kwok", build.KWOK_VERSION)
+    root = module_dir(*MODULES[2])
     stages = []
     for folder in KWOK_STAGES:
         for path in sorted((root / folder).glob("*.yaml")):
@@ -77,5 +91,5 @@ def kwok_stages() -> list[dict[str, Any]]:
 
 def flagger_crds() -> list[dict[str, Any]]:
     """Flagger's own CRDs (canaries, metrictemplates, alertproviders of flagger.app), for benchmarks.compare."""
-    path = module_dir("github.com/fluxcd/flagger", build.FLAGGER_VERSION) / "artifacts" / "flagger" / "crd.yaml"
+    path = module_dir(*MODULES[3]) / "artifacts" / "flagger" / "crd.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

@@ -39,8 +39,8 @@ UNINSTALL = "helm uninstall fledge --namespace fledge-system"
 
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Run helm (built from its Go module into the cache, waiting for a running build) from the repo root."""
-    binary = build.ensure(build.HELM)["helm"]
+    """Run helm (built from its Go module by ./dev's build step) from the repo root."""
+    binary = build.require(build.HELM)["helm"]
     home = tmp_path_factory.mktemp("helm")
     env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
            "HELM_DATA_HOME": str(home / "data")}

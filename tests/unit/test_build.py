@@ -1,0 +1,75 @@
+"""localkube.build: a go command leaves no open pipe behind, and tests never build.
+
+Issue 27: a cold build of Flagger inside a test left three unclosed pipes, which the suite's warnings-as-errors
+turned into a failure that warm machines never showed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import pathlib
+import warnings
+from collections.abc import Callable
+
+import pytest
+
+from localkube import build
+
+
+def leaked(call: Callable[[], object]) -> list[warnings.WarningMessage]:
+    """ResourceWarnings raised while running ``call`` and collecting what it dropped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(build.BuildError):
+            call()
+        gc.collect()
+    return [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_go_command_that_succeeds_closes_its_pipe(tmp_path: pathlib.Path) -> None:
+    assert leaked(lambda: build.run_go(["version"], tmp_path, "probe")) == []
+
+
+def test_a_go_command_that_fails_closes_its_pipe_and_says_why(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(build.BuildError, match="probe failed"):
+        build.run_go(["no-such-go-command"], tmp_path, "probe")
+    assert leaked(lambda: build.run_go(["no-such-go-command"], tmp_path, "probe")) == []
+
+
+@pytest.fixture
+def empty_cache(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    monkeypatch.setenv("FLEDGE_CACHE", str(tmp_path))
+    monkeypatch.delenv("FLEDGE_TOOLS_CACHE", raising=False)
+    return tmp_path
+
+
+def test_require_never_builds_and_names_the_command(empty_cache: pathlib.Path) -> None:
+    with pytest.raises(build.BuildError, match=r"flagger v[\d.]+ is not built .*\./dev setup"):
+        build.require(build.FLAGGER)
+    assert not (empty_cache / "scratch").exists()  # nothing was started
+
+
+def test_no_build_runs_inside_the_test_session(empty_cache: pathlib.Path) -> None:
+    # tests/conftest.py forbids builds for the whole session: a missing binary fails fast with the command to run.
+    with pytest.raises(build.BuildError, match=r"kwok v[\d.]+ is not built .*\./dev setup"):
+        build.ensure(build.KWOK)
+    assert not (empty_cache / "scratch").exists()
+
+
+def test_ci_builds_the_tools_in_a_cache_of_their_own(empty_cache: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    tools = tmp_path_factory.mktemp("tools")
+    monkeypatch.setenv("FLEDGE_TOOLS_CACHE", str(tools))
+    assert build.FLAGGER.bin_dir().is_relative_to(tools) and build.HELM.bin_dir().is_relative_to(tools)
+    assert build.KUBERNETES.bin_dir().is_relative_to(empty_cache)
+
+
+def test_the_build_step_builds_every_tool_a_test_requires() -> None:
+    # The tests `require` helm and Flagger; ./dev's build step (main with no arguments) must build both.
+    assert {build.HELM, build.FLAGGER} <= set(build.COMPONENTS + build.TOOLS)
+
+
+def test_an_unknown_component_is_refused_by_name() -> None:
+    with pytest.raises(SystemExit, match="unknown component nope"):
+        build.main(["nope"])
