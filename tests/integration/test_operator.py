@@ -52,10 +52,11 @@ def test_promote_mid_release_skips_the_remaining_steps(env: environment.Environm
                                                        controller: local_controller.Controller) -> None:
     start_release(env, api, namespace, SLOW_STEPS)
     # The weights are recorded while the command runs: the promotion may end before the command does.
-    promote = subprocess.Popen([sys.executable, "-m", "canary.cli", "promote", "web", "-n", namespace,
-                                "--kubeconfig", str(env.kubeconfig)], stdout=subprocess.PIPE, text=True)
-    seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"}, timeout=90)
-    out, _ = promote.communicate(timeout=60)
+    # The context manager closes the pipe and reaps the command even when the recording fails.
+    with subprocess.Popen([sys.executable, "-m", "canary.cli", "promote", "web", "-n", namespace,
+                           "--kubeconfig", str(env.kubeconfig)], stdout=subprocess.PIPE, text=True) as promote:
+        seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"}, timeout=90)
+        out, _ = promote.communicate(timeout=60)
     assert promote.returncode == 0 and "done: now Promoting" in out, out
     assert final["phase"] == "Succeeded", final
     assert seen == [(80, 20), (100, 0)], seen  # 40 and 60 were skipped
