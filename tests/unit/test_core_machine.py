@@ -431,9 +431,13 @@ class ReleaseMachine(RuleBasedStateMachine):
         if increased and self.strategy == "canary":
             assert gate_said_open(before, obs, HookType.CONFIRM_TRAFFIC_INCREASE), f"increase while closed: {why}"
 
-        # Never advance without evidence: any step forward follows passing checks of this very decision.
+        # Never advance without evidence: any step forward follows passing checks of this very decision. One
+        # exception, Flagger's: a weighted canary held at weight 0 (confirm-traffic-increase closed after the
+        # pre-rollout checks passed) has served nobody, so its first increase is not judged on empty metrics.
         advanced = increased or new.iterations > old.iterations or promoting
-        if advanced and not before.spec.skip_analysis:
+        served_nobody = (self.strategy == "canary" and old.analysis_started and weight_before == 0
+                         and old.canary_weight == 0 and not old.mirrored)
+        if advanced and not before.spec.skip_analysis and not (served_nobody and not promoting):
             kind = "analysis" if old.analysis_started else "pre-rollout"
             configured = (bool(before.spec.analysis.metrics) or has_hooks(before, HookType.ROLLOUT)
                           if kind == "analysis" else has_hooks(before, HookType.PRE_ROLLOUT))
@@ -502,6 +506,47 @@ TestReleaseMachine = ReleaseMachine.TestCase
 # One bug at a time: shrinking several distinct failures at once takes minutes.
 TestReleaseMachine.settings = settings(max_examples=200, stateful_step_count=60, deadline=None,
                                        report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow])
+
+
+# -- failures the random machine found, replayed step by step as hypothesis printed them ---------------------
+# (A state machine takes no @example; these replays are its explicit examples, run by every profile.)
+
+
+class Scripted:
+    """Stands in for hypothesis's data object in a replay: hands out the recorded draws in order."""
+
+    def __init__(self, *draws: Any) -> None:
+        self.draws = list(draws)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        assert self.draws, f"the replay drew more than was recorded ({label})"
+        return self.draws.pop(0)
+
+
+def test_replay_issue_27_a_canary_held_at_zero_then_released_steps_up_without_analysis() -> None:
+    """stepWeight = maxWeight = 10, every gate open but confirm-traffic-increase closed once after pre-rollout.
+
+    The canary sits at weight 0, then its gate opens: the core steps to 10 % without analysis, as Flagger does
+    (nothing reached the canary, so its metrics would be empty), and the machine's invariant allows it."""
+    every_hook = [{"name": f"{t}-hook", "type": t, "url": f"http://hooks.test/{t}"}
+                  for t in ("confirm-promotion", "confirm-rollout", "confirm-traffic-increase", "pre-rollout",
+                            "rollout")]
+    state = ReleaseMachine()
+    state.setup(spec=("canary", {"interval": "15s", "threshold": 1, "webhooks": every_hook, "stepWeight": 10,
+                                 "maxWeight": 10, "mirror": False},
+                      {"provider": "istio", "progressDeadlineSeconds": 60}),
+                gates={"confirm-rollout": True, "confirm-traffic-increase": True, "confirm-promotion": True,
+                       "rollback": False},
+                analysis="pass", pre_rollout=True)
+    state.new_revision()
+    state.ticks(data=Scripted(), ticks=[(0, 0), (0, 0)])  # type: ignore[arg-type]
+    state.edit_interval(interval="15s")
+    state.new_revision()
+    # confirm-rollout opens the run; confirm-traffic-increase holds it at 0, then opens 15 s later.
+    state.ticks(data=Scripted(True, False, True), ticks=[(0, 0), (0, 0), (15, 0)])  # type: ignore[arg-type]
+    assert state.routes == core.Weights(primary=90, canary=10)
+    assert state.canary.status.canary_weight == 10 and state.canary.status.phase == Phase.PROGRESSING
+    state.teardown()
 
 
 # -- issue 8 item 1, and what the machine found: single transitions that read clearly when they fail --------
