@@ -19,7 +19,8 @@ import datetime
 from typing import Any
 
 from apis import errors, models, naming
-from canary import autoscalers, core, manual, runtime, webhooks, workloads
+from canary import autoscalers, core, runtime, webhooks, workloads
+from canary.core import requests
 from metrics import analysis, builtin
 from metrics import base as metric_base
 from routers import base as routers
@@ -62,8 +63,8 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     target = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
     primary = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
     base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
-                         request=manual.request(canary.metadata.annotations),
-                         paused=manual.paused(canary.metadata.annotations),
+                         request=requests.request(canary.metadata.annotations),
+                         paused=requests.paused(canary.metadata.annotations),
                          shifts_traffic=routers.shifts_traffic(canary.spec.provider or rt.settings.default_provider))
     try:
         router = router_for(rt, canary)

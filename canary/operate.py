@@ -6,7 +6,7 @@ RBAC (as kubectl does; ``kubectl fledge ...`` runs the same commands as a
 kubectl plugin), and the cluster must remember who did it.
 
 One rule, one place: these commands never write routes or status.  They write
-a request on the Canary (``canary.manual``: an annotation, by merge patch, so a
+a request on the Canary (``canary.core.requests``: an annotation, by merge patch, so a
 GitOps tool that owns the spec has nothing to fight) and record a Kubernetes
 Event naming who asked; the controller's decision core acts on the request at
 its next tick, once, and records the outcome in ``status.lastHandledRequest``.
@@ -30,7 +30,8 @@ import time
 import uuid
 from typing import Any
 
-from canary import core, kube, manual, views
+from canary import core, kube, views
+from canary.core import requests
 
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 MERGE_PATCH = "application/merge-patch+json"
@@ -111,7 +112,7 @@ def act(args: argparse.Namespace) -> int:
     if hand is None:
         return 1
     request = core.Request(action=args.action, id=str(uuid.uuid4()), by=hand.user, at=core.format_time(hand.now))
-    _write(hand, args.action, {manual.REQUEST: manual.encode(request)},
+    _write(hand, args.action, {requests.REQUEST: requests.encode(request)},
            f"{args.action} of {hand.namespace}/{hand.name} requested by {hand.user} (request {request.id})")
     if args.no_wait:
         return 0
@@ -140,6 +141,6 @@ def pause(args: argparse.Namespace) -> int:
     if hand is None:
         return 1
     verb = "paused" if args.action == "pause" else "resumed"
-    _write(hand, args.action, {manual.PAUSED: "true" if args.action == "pause" else None},
+    _write(hand, args.action, {requests.PAUSED: "true" if args.action == "pause" else None},
            f"{hand.namespace}/{hand.name} {verb} by {hand.user}")
     return 0

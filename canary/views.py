@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from canary import kube, manual
+from canary import kube
+from canary.core import requests
 
 FINAL = ("Succeeded", "Failed")
 CANARY_API = "fledge.dev/v1beta1"
@@ -123,7 +124,7 @@ def watch(args: argparse.Namespace) -> int:
 
 
 # What a gate last answered is not kept in the status; the last decision says so when one held or ended the
-# release.  These are the core's own words for it (canary.core.analysis, canary.core.lifecycle).
+# release.  These are the core's own words for it (canary.core.steps, canary.core.lifecycle).
 GATE_SIGNS = {
     "confirm-rollout": ("waiting for rollout approval", "closed (the release waits for it)"),
     "confirm-traffic-increase": ("waiting for traffic increase approval", "closed (the weight is held)"),
@@ -146,7 +147,7 @@ def describe(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ()) 
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     annotations = meta.get("annotations") or {}
     analysis = spec.get("analysis") or {}
-    paused = " (paused)" if str(annotations.get(manual.PAUSED, "")).lower() == "true" else ""
+    paused = " (paused)" if str(annotations.get(requests.PAUSED, "")).lower() == "true" else ""
     lines = [f"Canary {meta.get('namespace', '')}/{meta['name']}",
              f"  phase          {status.get('phase') or '-'}{paused}  since {status.get('lastTransitionTime') or '-'}",
              f"  weight         canary {status.get('canaryWeight', 0)}, primary {100 - status.get('canaryWeight', 0)}"
@@ -185,7 +186,7 @@ def describe(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ()) 
         verdict = "done" if handled.get("accepted") else "refused"
         lines.append(f"  last request: {handled.get('action')} by {handled.get('by') or '?'} at "
                      f"{handled.get('time') or '?'}, {verdict}: {handled.get('message') or ''}")
-    pending = annotations.get(manual.REQUEST)
+    pending = annotations.get(requests.REQUEST)
     if pending and (not handled or handled.get("id") not in pending):
         lines.append(f"  pending request: {pending}")
     lines.append("Events")

@@ -7,7 +7,8 @@ and a rule can be tested without a cluster.
 
 What it must not do: import kopf, kubernetes or httpx, read a clock, or touch
 the network.  Time is passed in (``Observed.now``); I/O happens before
-(``canary.observe``) and after (``canary.execute``).
+(``canary.engine.observe``) and after (``canary.engine.execute``).
+It imports nothing but ``apis`` and the standard library (tests/unit/test_layout.py).
 
 A tick asks ``decide`` until it stops asking::
 
@@ -19,7 +20,9 @@ A tick asks ``decide`` until it stops asking::
 Modules: ``state`` (inputs, needs, actions), ``strategy`` (weights and
 iterations), ``gates`` (asking), ``transitions`` (phases, deadlines, the one
 rollback path), ``lifecycle`` (decide; the phases outside analysis),
-``analysis`` (steps, approval, promotion).  The names below are the public
+``steps`` (analysis steps, approval, promotion; not ``metrics.analysis``, which
+runs the checks), ``requests`` (the codec of an operator's requests), ``record``
+(the decision history).  The names below are the public
 surface the rest of Fledge uses.
 """
 

@@ -3,7 +3,7 @@
 Why this exists: ``decide`` is the single entry point of the decision core.  It
 dispatches on the phase; this module holds the phases in which no analysis step
 runs (Initializing, Initialized, Succeeded, Failed, Waiting) and the start of a
-run, and ``canary.core.analysis`` holds the rest.  The phases follow Flagger::
+run, and ``canary.core.steps`` holds the rest.  The phases follow Flagger::
 
     "" ─► Initializing ─► Initialized ─┬─► Progressing ─► Promoting ─► Finalising ─► Succeeded
                                         └─► Waiting (confirm-rollout)      ▲
@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from apis import models, vocabulary
-from canary.core import analysis, gates, state, strategy, transitions
+from canary.core import gates, state, steps, strategy, transitions
 
 Phase = models.CanaryPhase
 # Spec errors name a field of the Canary; such a message is cleared as soon as the spec is valid again.
@@ -111,11 +111,11 @@ def _decide(obs: state.Observed) -> state.Decision:
             return _reverted(obs)
         if obs.revision != obs.canary.status.last_applied_spec:
             return start_run(_with_status(obs, _stopped(obs)), restart=True)
-        return analysis.analyse(obs)
+        return steps.analyse(obs)
     if phase == Phase.PROMOTING:
-        return analysis.promoting(obs)
+        return steps.promoting(obs)
     if phase == Phase.FINALISING:
-        return analysis.finalise(obs)
+        return steps.finalise(obs)
     return state.Decision(status=obs.canary.status)
 
 
@@ -299,7 +299,7 @@ def _request(obs: state.Observed, request: state.Request) -> state.Decision:
     by = request.by or "an operator"
     status = obs.canary.status
     if request.action == "promote":
-        decision = analysis.promote_requested(obs, by)
+        decision = steps.promote_requested(obs, by)
     elif request.action == "abort":
         # The revision the target runs is rejected: it does not start again until the target changes or
         # the operator retries it.

@@ -7,7 +7,7 @@ These plain, frozen values are the whole contract between the three stages.
 
 What it must not do: hold rules.  A Workload says how a Deployment's rollout
 stands by Kubernetes' own rules; what the release does about it is decided in
-``canary.core.lifecycle`` and ``canary.core.analysis``.
+``canary.core.lifecycle`` and ``canary.core.steps``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Observed:
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
     # "analysis" / "pre-rollout" → their checks
     checks: Mapping[str, Sequence[vocabulary.Check]] = dataclasses.field(default_factory=dict)
-    # What an operator asked for through the Canary's annotations (``canary.manual``).
+    # What an operator asked for through the Canary's annotations (``canary.core.requests``).
     request: Request | None = None  # the latest request; acted on unless its id is the status' lastHandledRequest
     paused: bool = False  # ``fledge pause``: no step, no rollback by analysis, no new run until resumed
     shifts_traffic: bool = True  # False: the router never sends users to the canary (``kubernetes``)

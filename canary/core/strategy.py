@@ -4,7 +4,7 @@ Why this exists: the steps of a release (stepWeight, stepWeights, maxWeight,
 iterations) are arithmetic on the spec alone; keeping them apart from the phase
 machine lets both be read, and tested, on their own.
 
-What it must not do: look at gates, checks or the clock (``canary.core.analysis`` does).
+What it must not do: look at gates, checks or the clock (``canary.core.steps`` does).
 """
 
 from __future__ import annotations

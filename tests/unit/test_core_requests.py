@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import core, manual
+from canary import core
+from canary.core import requests as manual
 from tests.unit.test_core import FAIL, LATER, PASS, T0, World, decide, make, progressing, routes_of
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""Manual actions: the annotations through which an operator's command talks to the controller.
+"""Operator requests: the codec of the annotations through which an operator's command talks to the controller.
 
 Why this exists: ``fledge promote`` and its siblings never write routes or
 status; they write a request on the Canary's metadata, and the controller acts
@@ -25,7 +25,6 @@ from canary.core import state
 
 REQUEST = "fledge.dev/request"
 PAUSED = "fledge.dev/paused"
-ACTIONS = ("promote", "abort", "retry")
 
 
 def encode(request: state.Request) -> str:
