@@ -4,7 +4,7 @@ Why this exists: the routers, the workloads and the engine must agree on what ``
 selector label tells primary pods from canary pods, which label marks an object as Fledge's, how it is owned
 by its Canary, and which annotations keep GitOps tools off it.  One agreement, in one place.
 
-What it must not do: build whole manifests (``canary.workloads`` and the routers do) or call anything.
+What it must not do: build whole manifests (``canary.objects.workloads`` and the routers do) or call anything.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from canary import kube
+from canary.cluster import kube
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl

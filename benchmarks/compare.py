@@ -54,7 +54,7 @@ from typing import Any
 import httpx
 
 from benchmarks import contenders
-from canary import kube
+from canary.cluster import kube
 from localkube import environment, thirdparty
 from localkube import manifests as kubectl
 

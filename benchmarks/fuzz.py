@@ -112,7 +112,7 @@ def rss_mib(pid: int) -> float:
 def _create(api: Any, manifest: dict[str, Any]) -> str | None:
     """None when the API server took it, else its message. A JSON create, as kubectl create does: a YAML apply
     patch would refuse some strings (control characters) in the YAML decoder, before any schema."""
-    from canary import kube
+    from canary.cluster import kube
 
     meta = manifest["metadata"]
     path = kube.resource_for(manifest["apiVersion"], manifest["kind"]).path(meta["namespace"])
@@ -189,7 +189,7 @@ def settle(api: Any, namespace: str, pending: list[Outcome], figures: Figures, t
 
 
 def apps_statuses(api: Any, namespace: str) -> dict[str, dict[str, Any]]:
-    from canary import kube
+    from canary.cluster import kube
 
     listing = kube.request(api, "GET", f"/apis/fledge.dev/v1beta1/namespaces/{namespace}/canaries")
     return {item["metadata"]["name"]: item.get("status") or {} for item in listing.get("items") or []}

@@ -64,7 +64,7 @@ def _lazy(module: str, function: str, without: tuple[str, ...] = ()) -> Callable
     """A sub-command's entry point, imported only when it runs, so that ``fledge get`` does not pay for kopf.
 
     ``without``: packages this program must not load, made unimportable first.  The controller runs
-    without the kubernetes client (canary.transport says why); kopf would import it anyway, only to
+    without the kubernetes client (canary.cluster.transport says why); kopf would import it anyway, only to
     recognise that client's model objects, which Fledge never hands it (16 MiB of resident memory)."""
 
     def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canary import handlers, informers, leader, runtime, telemetry, transport
+from canary import handlers, runtime
+from canary.cluster import informers, leader, telemetry, transport
 from metrics import builtin
 from routers import nginx
 
@@ -93,7 +94,7 @@ def label_prefixes(text: str) -> tuple[str, ...]:
 
 VERSION = "0.1.0"
 WORKER_THREADS = 64
-# Every kind the controller watches: the Canaries through kopf, the others through canary.informers.
+# Every kind the controller watches: the Canaries through kopf, the others through canary.cluster.informers.
 WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
@@ -134,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, literal_namespaces=_literal_namespaces(args.namespace))
-        # Blocking Prometheus queries run in threads (API requests do not: canary.transport).
+        # Blocking Prometheus queries run in threads (API requests do not: canary.cluster.transport).
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
         _dump_tasks_on_sigusr1()

@@ -19,7 +19,9 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import alerts, autoscalers, core, diffing, observe, runtime, telemetry, webhooks, workloads
+from canary import alerts, core, observe, runtime, webhooks
+from canary.cluster import telemetry
+from canary.objects import autoscalers, diffing, workloads
 
 log = logging.getLogger("fledge.execute")
 

@@ -4,8 +4,8 @@ Why this exists: the edge between the watches and Fledge.  Every handler is a fe
 lines: feed the watch cache, wake the canaries an event concerns, or run the
 per-canary loop (started and stopped by the Canary's own events: canary.loops).
 The Canaries' events come through kopf; those of the kinds Canaries refer to
-through canary.informers (``watch_event``).
-Loops run only while this replica leads (canary.leader): a replica that does not
+through canary.cluster.informers (``watch_event``).
+Loops run only while this replica leads (canary.cluster.leader): a replica that does not
 lead still feeds its caches, so it can take over at once, but ticks nothing.
 Errors are converted here and only here: a retriable error
 retries after a pause, a bug in one canary's tick is logged and counted and
@@ -26,7 +26,8 @@ from typing import Any
 import kopf
 
 from apis import errors
-from canary import kube, loops, runtime, telemetry, tick
+from canary import loops, runtime, tick
+from canary.cluster import kube, telemetry
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -61,7 +62,7 @@ NAMED_BY_CANARIES = frozenset({"ConfigMap", "Secret", "HorizontalPodAutoscaler",
 
 
 def watch_event(event_type: str, body: dict[str, Any]) -> None:
-    """One event of a kind watched by ``canary.informers``, on the event loop's thread: the canaries'
+    """One event of a kind watched by ``canary.cluster.informers``, on the event loop's thread: the canaries'
     asyncio.Events may be set only there (from a thread, one raced a loop waiting on it: "deque mutated
     during iteration", seen under 1000 fuzzed Canaries)."""
     if not _cache(body, event_type):

@@ -19,8 +19,9 @@ import datetime
 from typing import Any
 
 from apis import errors, models, naming
-from canary import autoscalers, core, runtime, webhooks, workloads
+from canary import core, runtime, webhooks
 from canary.core import requests
+from canary.objects import autoscalers, workloads
 from metrics import analysis, builtin
 from metrics import base as metric_base
 from routers import base as routers

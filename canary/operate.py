@@ -30,7 +30,8 @@ import time
 import uuid
 from typing import Any
 
-from canary import core, kube, views
+from canary import core, views
+from canary.cluster import kube
 from canary.core import requests
 
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"

@@ -22,7 +22,9 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import kube, runtime, services, workloads
+from canary import runtime
+from canary.cluster import kube
+from canary.objects import services, workloads
 from routers import base as routers
 
 FINALIZER = "fledge.dev/finalizer"

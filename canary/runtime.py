@@ -17,7 +17,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from apis import models
-from canary import kube, watchcache, workloads
+from canary.cluster import kube, watchcache
+from canary.objects import workloads
 from metrics import base as metric_base
 from metrics import builtin, providers
 

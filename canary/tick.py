@@ -15,7 +15,9 @@ import logging
 import time
 
 from apis import errors, models
-from canary import core, execute, kube, observe, revert, runtime, telemetry, watchcache, workloads
+from canary import core, execute, observe, revert, runtime
+from canary.cluster import kube, telemetry, watchcache
+from canary.objects import workloads
 from routers import base as routers
 from routers import session
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from canary import kube
+from canary.cluster import kube
 from canary.core import requests
 
 FINAL = ("Succeeded", "Failed")

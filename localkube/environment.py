@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import yaml
 
-from canary import kube
+from canary.cluster import kube
 from localkube import build, pki, processes, thirdparty
 
 NODE_COUNT = 3

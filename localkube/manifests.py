@@ -5,14 +5,14 @@ apply whole YAML documents with their own field manager and read objects back.
 Routing paths come from the controller's resource table plus the few kinds only
 a user writes (Namespace, Gateway).
 
-What it must not do: be used by the controller itself (it writes through canary.kube).
+What it must not do: be used by the controller itself (it writes through canary.cluster.kube).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from canary import kube
+from canary.cluster import kube
 
 EXTRA = {
     ("v1", "Namespace"): kube.Resource("", "v1", "namespaces", namespaced=False),

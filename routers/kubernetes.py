@@ -12,7 +12,7 @@ provider; the analysis sees the traffic sent to ``<svc>-canary`` (a load tester)
 the canary pods only in ``finalize``, when the Canary is deleted with ``revertOnDeletion`` and the target
 serves alone again.
 
-Ownership and cooperation: ``canary.workloads`` creates the apex Service; this router owns one field of
+Ownership and cooperation: ``canary.objects.workloads`` creates the apex Service; this router owns one field of
 it, ``spec.selector``.  Both write by server-side apply under the same field manager, ``fledge``, and an
 apply is that manager's whole intent: a manifest holding only the selector would remove the ports,
 labels and owner reference Fledge applied before.  So the router sends the fields Fledge owns as they

@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from canary import kube
+from canary.cluster import kube
 from localkube import build, environment
 from localkube import controller as local_controller
 from localkube import manifests as kubectl

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from canary import cli, controller, runtime, workloads
+from canary import cli, controller, runtime
+from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
 

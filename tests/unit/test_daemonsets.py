@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from apis import errors, models
-from canary import daemonsets, kube, services, workloads
+from canary.cluster import kube
+from canary.objects import daemonsets, services, workloads
 from metrics import analysis
 
 pytestmark = pytest.mark.unit

@@ -20,7 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from apis import errors, models
-from canary import core, kube
+from canary import core
+from canary.cluster import kube
 from metrics import analysis, sandbox, templates
 from tests import hostile
 

@@ -1,4 +1,5 @@
-"""canary.informers against a scripted API server: list, watch, resume, relist, absent kinds, broken handlers."""
+"""canary.cluster.informers against a scripted API server: list, watch, resume, relist, absent kinds,
+broken handlers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from canary import informers, kube, watchcache
+from canary.cluster import informers, kube, watchcache
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 kopf removes its own finalizer from any watched object that no handler needs it for; Fledge registers none
 that does, so the name kopf is given must be one that nobody carries.  kopf watches only the Canaries (the
-other kinds are canary.informers'), which carry Fledge's own revertOnDeletion finalizer.  Driven through
+other kinds are canary.cluster.informers'), which carry Fledge's own revertOnDeletion finalizer.  Driven through
 kopf's own processing of one watch event."""
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import kube, runtime, watchcache, workloads
+from canary import runtime
+from canary.cluster import kube, watchcache
+from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from canary import cli, controller, kube, leader
+from canary import cli, controller
+from canary.cluster import kube, leader
 
 pytestmark = pytest.mark.unit
 

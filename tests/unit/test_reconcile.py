@@ -13,7 +13,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from apis import models, naming
-from canary import autoscalers, core, diffing, execute, kube, observe, services, tick, watchcache, workloads
+from canary import core, execute, observe, tick
+from canary.cluster import kube, watchcache
+from canary.objects import autoscalers, diffing, services, workloads
 from routers import gateway_api
 from tests.unit import routerfakes
 from tests.unit.test_workloads import canary, target

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from apis import errors, models
-from canary import kube, revert, runtime, services, watchcache
+from canary import revert, runtime
+from canary.cluster import kube, watchcache
+from canary.objects import services
 
 
 class Patches:

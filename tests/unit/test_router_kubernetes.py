@@ -15,7 +15,7 @@ from tests.unit import routerfakes as fakes
 pytestmark = pytest.mark.unit
 
 PORT = {"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}
-# What canary.workloads applies for the apex Service, as the API server records it after the apply.
+# What canary.objects.workloads applies for the apex Service, as the API server records it after the apply.
 FLEDGE_FIELDS = {
     "f:metadata": {
         "f:labels": {".": {}, "f:app": {}, "f:fledge.dev/managed": {}},

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import parser
 
 from apis import models
-from canary import telemetry
+from canary.cluster import telemetry
 
 pytestmark = pytest.mark.unit
 

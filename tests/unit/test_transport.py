@@ -15,7 +15,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from canary import kube, transport
+from canary.cluster import kube, transport
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from apis import errors, models, naming
-from canary import autoscalers, services, watchcache, workloads
+from canary.cluster import watchcache
+from canary.objects import autoscalers, services, workloads
 
 pytestmark = pytest.mark.unit
 

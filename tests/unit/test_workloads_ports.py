@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import services
+from canary.objects import services
 
 
 def canary(**service: Any) -> models.Canary:

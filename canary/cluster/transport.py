@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from canary.kube import ApiError, ApiUnavailable
+from canary.cluster.kube import ApiError, ApiUnavailable
 
 Manifest = dict[str, Any]
 SERVICE_ACCOUNT = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount")

@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from canary import kube, transport, watchcache
+from canary.cluster import kube, transport, watchcache
 
 Manifest = dict[str, Any]
 Handler = Callable[[str, Manifest], None]  # (ADDED, MODIFIED or DELETED, the object)

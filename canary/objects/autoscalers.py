@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming
-from canary import diffing
+from canary.objects import diffing
 
 Manifest = dict[str, Any]
 

@@ -11,7 +11,7 @@ migration then reads as parked, hashes as the user's template, and its selector 
 primary.  Fledge's own key would need Flagger's recognised as well, for no gain.
 
 What it must not do: decide when to park (the core does) or read from the API server (callers pass
-bodies from the watch cache).  Everything shared with Deployments stays in ``canary.workloads``.
+bodies from the watch cache).  Everything shared with Deployments stays in ``canary.objects.workloads``.
 """
 
 from __future__ import annotations

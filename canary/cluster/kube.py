@@ -1,8 +1,8 @@
 """Writes to the API server, and the paths and errors of the kinds Fledge manages.
 
 Why this exists: the scale target (1000 canaries on one replica) rules out GETs on every tick.  Reads
-come from the watch cache (``canary.watchcache``); ``Writer`` sends server-side applies, merge patches,
-creates and deletes over the controller's asynchronous client (``canary.transport``) and puts each
+come from the watch cache (``canary.cluster.watchcache``); ``Writer`` sends server-side applies, merge patches,
+creates and deletes over the controller's asynchronous client (``canary.cluster.transport``) and puts each
 response into the cache, so the next tick never acts on a status older than the one it just wrote.
 ``request`` is the blocking call of the command-line tools, tests and benchmarks, on the kubernetes client.
 
@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from apis import naming
-from canary import telemetry, watchcache
+from canary.cluster import telemetry, watchcache
 
 Manifest = dict[str, Any]
 

@@ -3,7 +3,7 @@
 Why this exists: Fledge runs the stable version as ``<target>-primary``, a copy
 of the user's Deployment or DaemonSet (same kind) with ``-primary`` selector labels
 and ``-primary`` copies of the ConfigMaps and Secrets it mounts (what only a
-DaemonSet needs, parking by a node selector, is in ``canary.daemonsets``).
+DaemonSet needs, parking by a node selector, is in ``canary.objects.daemonsets``).
 The builders here are pure (manifest in, manifest out) so unit tests compare them field by field; the few
 async functions at the bottom only apply what the builders return.
 
@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
-from canary import autoscalers, core, daemonsets, diffing, kube, services, watchcache
+from canary import core
+from canary.cluster import kube, watchcache
+from canary.objects import autoscalers, daemonsets, diffing, services
 
 Manifest = dict[str, Any]
 # Annotations that describe a Deployment or DaemonSet rather than its pods; never copied to the primary.

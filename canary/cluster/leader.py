@@ -18,7 +18,7 @@ The rules are client-go's (kube-controller-manager, kube-scheduler):
 
 ``attempt`` is the pure part (the Lease as read, when it was seen, now → what to write or how long to
 wait), unit-tested without a cluster.  ``Elector`` is the I/O: it reads and writes the Lease with the
-controller's API client (``canary.transport``) and calls back when leadership starts and ends.
+controller's API client (``canary.cluster.transport``) and calls back when leadership starts and ends.
 
 What it must not do: touch canaries (``canary.handlers`` starts and stops their loops from the callbacks),
 or let a request outlive the renew deadline: each call's timeout is the time left before it.
@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from canary import kube, telemetry
+from canary.cluster import kube, telemetry
 
 log = logging.getLogger("fledge.leader")
 
