@@ -1,6 +1,6 @@
 """Fledge's exceptions.
 
-Why this exists: one tree of errors that the handler edge (``canary.handlers``)
+Why this exists: one tree of errors that the handler edge (``canary.controller.handlers``)
 turns into kopf's ``TemporaryError`` (retry later) or a status message
 (``PermanentError`` semantics: wait for the user to fix the spec).  Nothing
 below the handlers imports kopf.

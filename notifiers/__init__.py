@@ -6,8 +6,8 @@ that posts any notifier's JSON and keeps the address secret.  ``NOTIFIERS`` maps
 its module.  To add a service: write ``notifiers/<type>.py`` with ``build``, register it here, and add the
 type to the ``AlertProviderType`` enum in ``apis/models/templates.py``.
 
-What it must not do: import the engine (``canary``): a ``Message`` is plain data, and ``canary.alerts``
-decides which canary's alerts go to which notifier.
+What it must not do: import the engine (``canary``): a ``Message`` is plain data, and ``notifiers.alerts``
+decides, from the Canary's spec alone, which of its alerts go to which notifier.
 """
 
 from __future__ import annotations

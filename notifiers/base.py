@@ -4,7 +4,7 @@ Why this exists: each chat service is one module of this package holding only a 
 (message and target in, JSON out); that module is the service's ``Notifier``.  The message they format, the
 POST, the way a post fails and the rule that a webhook address is a secret live here once.
 
-What it must not do: know any service's JSON, know about Canaries or Kubernetes (``canary.alerts`` turns a
+What it must not do: know any service's JSON, know about Canaries or Kubernetes (``notifiers.alerts`` turns a
 canary into a ``Message`` and picks the notifiers), or put an address, a token or a proxy's credentials into
 an exception, a log line or a return value: chat webhook URLs carry their token in the path, so only the
 scheme and host are ever shown (``redaction.redact_url(..., secret_path=True)``).

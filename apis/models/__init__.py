@@ -1,7 +1,7 @@
 """The Fledge API: Canary, MetricTemplate and AlertProvider in group fledge.dev, version v1beta1.
 
 Why this package exists: it is the single source of truth for the shape of Fledge's custom resources. The
-CRDs in crds/ are generated from these models (canary/crdgen.py); the controller parses every object it
+CRDs in crds/ are generated from these models (canary/cli/crds.py); the controller parses every object it
 receives with ``parse_canary`` and friends; the decision core, the CLI and the tests share the same typed
 view. Field names are Flagger's ``flagger.app/v1beta1`` names, so a Flagger manifest works after changing
 only its apiVersion. Python attributes are snake_case; the camelCase names are the aliases.

@@ -4,7 +4,7 @@ Why this module exists: on every analysis interval the controller runs each ``sp
 and calls the ``spec.analysis.webhooks`` of the current point of the release; these models say what to query
 or call, when, and which values pass.  ``HookType`` names those points as Flagger does.
 
-What it must not do: run a query or call a webhook (``metrics`` and ``canary.webhooks`` do), or decide what a
+What it must not do: run a query or call a webhook (``metrics`` and ``canary.engine.webhooks`` do), or decide what a
 failed check means for the release (the decision core does).
 """
 

@@ -5,7 +5,7 @@ Why this module exists: both are resources of their own that Canaries name (``te
 everything Flagger knows, so that a Flagger object parses and an unsupported type is reported by name.
 
 What it must not do: run a query, send a message, or read the Secret a ``secretRef`` names (``metrics`` and
-``canary.alerts`` do).
+``notifiers.alerts`` do).
 """
 
 import enum

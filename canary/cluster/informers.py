@@ -6,7 +6,7 @@ templates) the whole handling is one watch cache update and perhaps a wake-up, a
 kopf's machinery around that was about a fifth of the controller's CPU (README, "Fledge against
 Flagger").  An informer here is what client-go's is: a LIST, then a WATCH from the list's
 resourceVersion with bookmarks, started again from the last version seen when the stream ends, and
-from a new LIST when that version is gone (410).  The Canaries themselves stay kopf's (canary.handlers).
+from a new LIST when that version is gone (410).  The Canaries themselves stay kopf's (canary.controller.handlers).
 
 What it must not do: decide anything, or miss a change silently.  A relist hands every listed object
 to the handler (the watch cache ignores versions it holds) and a DELETED for every cached object the

@@ -20,7 +20,7 @@ The rules are client-go's (kube-controller-manager, kube-scheduler):
 wait), unit-tested without a cluster.  ``Elector`` is the I/O: it reads and writes the Lease with the
 controller's API client (``canary.cluster.transport``) and calls back when leadership starts and ends.
 
-What it must not do: touch canaries (``canary.handlers`` starts and stops their loops from the callbacks),
+What it must not do: touch canaries (``canary.controller.handlers`` starts and stops their loops from the callbacks),
 or let a request outlive the renew deadline: each call's timeout is the time left before it.
 """
 

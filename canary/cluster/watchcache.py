@@ -5,7 +5,7 @@ read of a tick is answered here.  The store is never older than what Fledge wrot
 each response in), keeps digests instead of ConfigMap and Secret data, drops the other field managers'
 ``managedFields``, shares the keys of the bodies it keeps, and can record what a task read (``reading``)
 so that work depending only on those objects is skipped while they are unchanged
-(``canary.execute.reconcile``).
+(``canary.engine.execute.reconcile``).
 
 What it must not do: talk to the API server, or decide anything.
 """

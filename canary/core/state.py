@@ -1,8 +1,8 @@
 """What a tick observed, what it still needs, and what it decided: the decision core's inputs and outputs.
 
-Why this exists: ``canary.observe`` fills an ``Observed``; ``decide`` answers with a
+Why this exists: ``canary.engine.observe`` fills an ``Observed``; ``decide`` answers with a
 ``Decision`` that either names one ``Need`` (a gate to ask, checks to run) or
-carries the next status and the actions; ``canary.execute`` carries those out.
+carries the next status and the actions; ``canary.engine.execute`` carries those out.
 These plain, frozen values are the whole contract between the three stages.
 
 What it must not do: hold rules.  A Workload says how a Deployment's rollout

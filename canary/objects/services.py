@@ -5,7 +5,8 @@ built here as pure manifests, with the ports of ``spec.service`` (and, with ``po
 container port of the target), so unit tests compare them field by field.  A Service named like one of them
 that existed before the Canary is the user's: Fledge takes it over without owning it, and gives it back.
 
-What it must not do: write anything (``canary.execute`` does, after ``canary.objects.workloads.plan`` has compared
+What it must not do: write anything (``canary.engine.execute`` does, after
+``canary.objects.workloads.plan`` has compared
 these with the watch cache) or decide where the apex points (the routers and the core do).
 """
 

@@ -8,7 +8,7 @@ import itertools
 from typing import Any
 
 from apis import models
-from canary import backtest, explain
+from canary.cli import backtest, explain
 from canary.core import record
 from metrics import base as metric_base
 

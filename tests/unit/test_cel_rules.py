@@ -14,7 +14,7 @@ import yaml
 
 from apis import models
 from apis.models import base
-from canary import crdgen
+from canary.cli import crds as crdgen
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,9 @@ import socket
 
 import pytest
 
-from canary import cli, controller, runtime
+from canary.cli import command as cli
+from canary.controller import process as controller
+from canary.engine import runtime
 from canary.objects import workloads
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,7 @@ revision while the primary is still rolling out, a threshold lowered while
 failed checks are counted), and the promises a progressive delivery tool makes
 are about those sequences.  ``ReleaseMachine`` plays the cluster, the webhooks
 and the metrics around ``core.decide`` (supplying each ``need`` and deciding
-again, as ``canary.tick`` does), applies the actions to a model of the world,
+again, as ``canary.engine.tick`` does), applies the actions to a model of the world,
 and after every step checks those promises for every strategy: canary
 (stepWeight and stepWeights, with and without mirroring), A/B testing,
 blue/green with and without mirroring, and kubernetes blue/green.
@@ -49,7 +49,7 @@ VARIANTS = ("canary", "canary-stepWeights", "ab", "bluegreen", "bluegreen-mirror
 SECONDS = st.one_of(st.sampled_from([0, 1, 16, 31, 61, 121]), st.integers(1, 700))
 MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}]
 SPEC_ERROR = "spec.analysis.metrics[0].templateRef: MetricTemplate ns/latency not found"
-# A decision asks for at most a rollback gate, checks and an approval gate; canary.tick gives up after 8.
+# A decision asks for at most a rollback gate, checks and an approval gate; canary.engine.tick gives up after 8.
 MAX_NEEDS = 8
 
 # Phase changes a release may make (Flagger's lifecycle, see canary.core.lifecycle); anything else is a bug.
@@ -98,7 +98,7 @@ def gate_said_open(canary: models.Canary, obs: core.Observed, hook_type: str) ->
 
 
 def settle(obs: core.Observed, answer: Any) -> tuple[core.Observed, core.Decision, list[core.Need]]:
-    """Decide, supplying each need with ``answer(obs, need)`` and deciding again, as canary.tick does."""
+    """Decide, supplying each need with ``answer(obs, need)`` and deciding again, as canary.engine.tick does."""
     asked: list[core.Need] = []
     decision = core.decide(obs)
     while decision.need is not None:

@@ -6,7 +6,8 @@ import datetime
 from typing import Any
 
 from apis import models
-from canary import core, explain
+from canary import core
+from canary.cli import explain
 from canary.core import record
 
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)

@@ -18,18 +18,18 @@ import textwrap
 import httpx
 import pytest
 
-from canary import runtime
+from canary.engine import runtime
 
 pytestmark = pytest.mark.unit
 
 PROGRAM = textwrap.dedent("""
     import asyncio, json, sys
-    from canary import cli
+    from canary.cli import command as cli
     for package in cli.CONTROLLER_WITHOUT:  # as `fledge controller` does before importing its modules
         sys.modules.setdefault(package, None)
-    import canary.controller, canary.handlers, canary.tick
+    import canary.controller.process, canary.controller.handlers, canary.engine.tick
     from apis import models
-    from canary import runtime
+    from canary.engine import runtime
     from metrics import analysis, base, providers
 
     def loaded():
@@ -53,7 +53,8 @@ PROGRAM = textwrap.dedent("""
     # Every transition posts a Kubernetes Event (here refused: this runtime has no API client) and may fire
     # hooks and alerts; a canary with none of those must not make the webhook client.
     import datetime
-    from canary import core, execute
+    from canary import core
+    from canary.engine import execute
     now = datetime.datetime.now(datetime.UTC)
     asyncio.run(execute._notify(rt, canary, canary.status, [
         core.Event(type="Normal", reason="Synced", message="Advance web.prod canary weight 10"),

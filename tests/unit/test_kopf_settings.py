@@ -17,7 +17,9 @@ from kopf._core.actions import lifecycles, loggers
 from kopf._core.engines import indexing
 from kopf._core.reactor import inventory, processing
 
-from canary import controller, handlers, revert
+from canary.controller import handlers
+from canary.controller import process as controller
+from canary.engine import revert
 
 pytestmark = pytest.mark.unit
 
@@ -26,11 +28,11 @@ assert handlers.GROUP  # imported for its handlers, registered in kopf's default
 
 
 def patch_after_event(finalizer: str | None, finalizers: list[str]) -> patches.Patch:
-    """kopf's patch for one watch event of a Canary, with Fledge's handlers (``canary.handlers``, in kopf's
+    """kopf's patch for one watch event of a Canary, with Fledge's handlers (``canary.controller.handlers``, in kopf's
     default registry) and Fledge's settings (``controller.configure_kopf``), or kopf's finalizer renamed."""
     registry = kopf.get_default_registry()
     resource = references.Resource(handlers.GROUP, handlers.VERSION, "canaries", namespaced=True)
-    assert registry._watching.has_handlers(resource=resource), "canary.handlers watch Canaries through kopf"
+    assert registry._watching.has_handlers(resource=resource), "canary.controller.handlers watch Canaries through kopf"
     settings = kopf.OperatorSettings()
     controller.configure_kopf(settings, literal_namespaces=True)
     if finalizer is not None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import runtime
 from canary.cluster import kube, watchcache
+from canary.engine import runtime
 from canary.objects import workloads
 
 pytestmark = pytest.mark.unit

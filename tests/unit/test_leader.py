@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from canary import cli, controller
+from canary.cli import command as cli
 from canary.cluster import kube, leader
+from canary.controller import process as controller
 
 pytestmark = pytest.mark.unit
 

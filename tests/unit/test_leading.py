@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from canary import handlers, runtime
+from canary.controller import handlers
+from canary.engine import runtime
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from canary import loops
+from canary.controller import loops
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from apis import models
-from canary import crdgen
+from canary.cli import crds as crdgen
 
 pytestmark = pytest.mark.unit
 

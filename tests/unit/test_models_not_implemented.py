@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import crdgen
+from canary.cli import crds as crdgen
 
 CANARY: dict[str, Any] = {
     "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": "shop"},

@@ -16,8 +16,7 @@ import pytest
 import notifiers
 import redaction
 from apis import models
-from canary import alerts
-from notifiers import base, discord, gchat, generic, msteams, rocket, slack
+from notifiers import alerts, base, discord, gchat, generic, msteams, rocket, slack
 
 pytestmark = pytest.mark.unit
 
@@ -342,7 +341,7 @@ def test_resolver_failures_and_unsupported_types_do_not_stop_other_alerts(caplog
         return alerts.ProviderConfig(provider(name, address=SLACK_URL))
 
     service = Service()
-    with caplog.at_level(logging.WARNING, logger="canary.alerts"):
+    with caplog.at_level(logging.WARNING, logger="notifiers.alerts"):
         errors = run(service, lambda c: alerts.notify(c, subject, "info", "hi", resolve))
     assert errors == ["alert missing (provider test/missing): LookupError: alertprovider test/missing not found"]
     assert len(service.received) == 1

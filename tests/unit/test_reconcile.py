@@ -13,8 +13,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from apis import models, naming
-from canary import core, execute, observe, tick
+from canary import core
 from canary.cluster import kube, watchcache
+from canary.engine import execute, observe, tick
 from canary.objects import autoscalers, diffing, services, workloads
 from routers import gateway_api
 from tests.unit import routerfakes

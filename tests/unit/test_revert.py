@@ -1,4 +1,5 @@
-"""canary.revert's finalizer: held exactly while revertOnDeletion is true, released once the Canary is deleted."""
+"""canary.engine.revert's finalizer: held exactly while revertOnDeletion is true, released once the Canary is
+deleted."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import pytest
 
 from apis import errors, models
-from canary import revert, runtime
 from canary.cluster import kube, watchcache
+from canary.engine import revert, runtime
 from canary.objects import services
 
 

@@ -150,10 +150,11 @@ def test_the_controller_process_never_loads_the_kubernetes_client() -> None:
     # and the handlers import.
     program = textwrap.dedent("""
         import sys
-        from canary import cli
+        from canary.cli import command as cli
         for package in cli.CONTROLLER_WITHOUT:
             sys.modules.setdefault(package, None)
-        import canary.controller, canary.handlers, canary.tick, canary.revert, metrics.prometheus, routers.istio
+        import canary.controller.process, canary.controller.handlers, canary.engine.tick, canary.engine.revert
+        import metrics.prometheus, routers.istio
         import routers.nginx, routers.gateway_api, routers.kubernetes, notifiers
         loaded = [name for name, module in sys.modules.items() if name.startswith("kubernetes") and module]
         print(loaded)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary import views
+from canary.cli import views
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +32,7 @@ def test_watch_line_shows_the_rollback_reason() -> None:
 
 
 def test_loadtester_and_simulator_flags_pass_through_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
-    from canary import cli
+    from canary.cli import command as cli
 
     seen: list[object] = []
     monkeypatch.setitem(cli.PASS_THROUGH, "loadtester", lambda args: seen.append(args.rest) or 0)

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from apis import models
-from canary import core, webhooks
+from canary import core
+from canary.engine import webhooks
 
 pytestmark = pytest.mark.unit
 
@@ -227,7 +228,7 @@ def test_post_rollout_logs_failures_and_never_raises(caplog: pytest.LogCaptureFi
 
     subject = canary(hook("notify", "post-rollout"), hook("broken", "post-rollout"), hook("load"))
     recorder = Recorder({"/broken": explode})
-    with caplog.at_level(logging.WARNING, logger="canary.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="canary.engine.webhooks"):
         results = run(recorder, lambda c: webhooks.fire(c, subject, "post-rollout", "Succeeded", "x"))
     assert [(result.name, result.ok) for result in results] == [("notify", True), ("broken", False)]
     assert "RuntimeError: transport bug" in caplog.text

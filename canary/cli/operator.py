@@ -30,7 +30,8 @@ import time
 import uuid
 from typing import Any
 
-from canary import core, views
+from canary import core
+from canary.cli import views
 from canary.cluster import kube
 from canary.core import requests
 

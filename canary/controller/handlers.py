@@ -2,7 +2,7 @@
 
 Why this exists: the edge between the watches and Fledge.  Every handler is a few
 lines: feed the watch cache, wake the canaries an event concerns, or run the
-per-canary loop (started and stopped by the Canary's own events: canary.loops).
+per-canary loop (started and stopped by the Canary's own events: canary.controller.loops).
 The Canaries' events come through kopf; those of the kinds Canaries refer to
 through canary.cluster.informers (``watch_event``).
 Loops run only while this replica leads (canary.cluster.leader): a replica that does not
@@ -26,8 +26,9 @@ from typing import Any
 import kopf
 
 from apis import errors
-from canary import loops, runtime, tick
 from canary.cluster import kube, telemetry
+from canary.controller import loops
+from canary.engine import runtime, tick
 
 GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
@@ -86,7 +87,7 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
     else:
         rt().canary_seen(dict(body))
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
-        # Canary (see canary.loops); the initial listing starts the loops of existing Canaries.
+        # Canary (see canary.controller.loops); the initial listing starts the loops of existing Canaries.
         if LEADING:
             _ensure_loop(key)
 
@@ -117,8 +118,8 @@ async def stop_loops(**_: Any) -> None:
 
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
-    their loop: canary.revert): hand back the user's Services."""
-    from canary import revert
+    their loop: canary.engine.revert): hand back the user's Services."""
+    from canary.engine import revert
 
     meta = body.get("metadata") or {}
     try:

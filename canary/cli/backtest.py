@@ -2,7 +2,7 @@
 
 Why this exists: before trusting a new threshold or judge setting, or after an incident, one wants to see
 the decisions a Canary would have taken on real traffic.  The replay drives the same decision core as the
-controller (``canary.core.decide``, asked until it stops asking, as ``canary.tick`` does), feeding it the
+controller (``canary.core.decide``, asked until it stops asking, as ``canary.engine.tick`` does), feeding it the
 Canary's metric checks and the judge's comparisons computed from instant queries evaluated *at* each
 tick's historical time.  Gates are taken as open, no rollback webhook asks to roll back, and the workloads
 as rolled out: the replay isolates what the metrics decide.
@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import yaml
 
 from apis import errors, models
-from canary import core, explain
+from canary import core
+from canary.cli import explain
 from metrics import analysis, judging, prometheus
 from metrics import base as metric_base
 from routers import base as routers
@@ -111,7 +112,7 @@ async def replay(canary: models.Canary, history: History, start: datetime.dateti
 
 async def _decide(obs: core.Observed, history: History, templates: Mapping[tuple[str, str], models.MetricTemplate],
                   metrics_server: str, default_provider: str) -> core.Decision:
-    """Ask the core until it stops asking, as ``canary.tick`` does; gates open, no rollback asked."""
+    """Ask the core until it stops asking, as ``canary.engine.tick`` does; gates open, no rollback asked."""
     async def supply(obs: core.Observed, need: core.Need) -> core.Observed:
         if need.what == "gate":
             return dataclasses.replace(obs, gates={**obs.gates, need.hook_type: need.hook_type != "rollback"})

@@ -22,8 +22,8 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import runtime
 from canary.cluster import kube
+from canary.engine import runtime
 from canary.objects import services, workloads
 from routers import base as routers
 

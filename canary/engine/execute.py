@@ -19,9 +19,11 @@ import logging
 from typing import Any
 
 from apis import errors, models
-from canary import alerts, core, observe, runtime, webhooks
+from canary import core
 from canary.cluster import telemetry
+from canary.engine import observe, runtime, webhooks
 from canary.objects import autoscalers, diffing, workloads
+from notifiers import alerts
 
 log = logging.getLogger("fledge.execute")
 

@@ -3,7 +3,7 @@
 Why this exists: the process entry point.  Settings come from flags (the Helm
 chart sets them) and are applied once, in the start-up handler.
 
-What it must not do: contain handlers (canary.handlers) or decisions (canary.core).
+What it must not do: contain handlers (canary.controller.handlers) or decisions (canary.core).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from canary import handlers, runtime
 from canary.cluster import informers, leader, telemetry, transport
+from canary.controller import handlers
+from canary.engine import runtime
 from metrics import builtin
 from routers import nginx
 
@@ -197,7 +198,7 @@ KOPF_FINALIZER = "fledge.dev/kopf-holds-nothing"
 def configure_kopf(settings: kopf.OperatorSettings, literal_namespaces: bool) -> None:
     """kopf's settings for Fledge, applied at start-up."""
     # No kopf handler here reacts to changes (only to events), and kopf holds no finalizer: Fledge
-    # holds its own (canary.revert).  kopf still builds a diff base of every watched body at every
+    # holds its own (canary.engine.revert).  kopf still builds a diff base of every watched body at every
     # event, two deep copies that nothing reads: measured at 200 canaries, a tenth of the CPU.
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")

@@ -77,9 +77,9 @@ def _lazy(module: str, function: str, without: tuple[str, ...] = ()) -> Callable
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from canary import crdgen
+    from canary.cli import crds
 
-    return crdgen.main(["--check"] if args.check else [])
+    return crds.main(["--check"] if args.check else [])
 
 
 def _boolean(text: str) -> bool:
@@ -93,9 +93,9 @@ def _boolean(text: str) -> bool:
 
 
 def _operate(args: argparse.Namespace) -> int:
-    from canary import operate
+    from canary.cli import operator
 
-    return operate.pause(args) if args.action in ("pause", "resume") else operate.act(args)
+    return operator.pause(args) if args.action in ("pause", "resume") else operator.act(args)
 
 
 def _history_parsers(sub: Any) -> None:
@@ -103,7 +103,7 @@ def _history_parsers(sub: Any) -> None:
     explain.add_argument("name")
     explain.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
     explain.add_argument("--kubeconfig")
-    explain.set_defaults(func=_lazy("canary.explain", "main"))
+    explain.set_defaults(func=_lazy("canary.cli.explain", "main"))
     backtest = sub.add_parser("backtest", help="replay a Canary's decisions over past Prometheus data (no cluster)")
     backtest.add_argument("-f", "--file", required=True, help="YAML with the Canary (and its MetricTemplates)")
     backtest.add_argument("--start", required=True, help="RFC 3339 or Unix time at which the release started")
@@ -112,10 +112,10 @@ def _history_parsers(sub: Any) -> None:
     backtest.add_argument("--step-seconds", type=float,
                           help="tick every N seconds (default: when the controller would, every interval)")
     backtest.add_argument("--provider", default="gatewayapi", help="router provider when the Canary names none")
-    backtest.set_defaults(func=_lazy("canary.backtest", "main"))
+    backtest.set_defaults(func=_lazy("canary.cli.backtest", "main"))
 
 
-# The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.operate).
+# The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.cli.operator).
 OPERATOR_COMMANDS = {
     "promote": "skip the remaining steps and promote (a rollback webhook is still asked)",
     "abort": "roll back now",
@@ -131,7 +131,7 @@ def _operator_parsers(sub: Any) -> None:
     status.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
     status.add_argument("--kubeconfig")
     status.add_argument("--events", type=int, default=8, help="how many of the last events to show")
-    status.set_defaults(func=_lazy("canary.views", "status"))
+    status.set_defaults(func=_lazy("canary.cli.views", "status"))
     for action, text in OPERATOR_COMMANDS.items():
         command = sub.add_parser(action, help=text)
         command.add_argument("name")
@@ -200,20 +200,20 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--leader-election-id", default="fledge-leader", help="name of the Lease (fledge-leader)")
     ctl.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics and /healthz")
     ctl.add_argument("--log-format", choices=["json", "text"], default="json")
-    ctl.set_defaults(func=_lazy("canary.controller", "main", without=CONTROLLER_WITHOUT))
+    ctl.set_defaults(func=_lazy("canary.controller.process", "main", without=CONTROLLER_WITHOUT))
 
     get = sub.add_parser("get", help="list canaries")
     get.add_argument("what", choices=["canaries"])
     get.add_argument("-n", "--namespace", help="only this namespace (default: all)")
     get.add_argument("--kubeconfig")
-    get.set_defaults(func=_lazy("canary.views", "get_canaries"))
+    get.set_defaults(func=_lazy("canary.cli.views", "get_canaries"))
 
     watch = sub.add_parser("watch", help="follow one canary until it ends")
     watch.add_argument("name")
     watch.add_argument("-n", "--namespace", default="default")
     watch.add_argument("--kubeconfig")
     watch.add_argument("--timeout", type=float, default=1800)
-    watch.set_defaults(func=_lazy("canary.views", "watch"))
+    watch.set_defaults(func=_lazy("canary.cli.views", "watch"))
     _operator_parsers(sub)
     _history_parsers(sub)
     return root
@@ -245,7 +245,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = "kubectl fledge" if pathlib.Path(sys.argv[0]).name == "kubectl-fledge" else "fledge"
     args = parser(prog).parse_args(words)
     return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

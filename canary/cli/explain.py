@@ -110,7 +110,7 @@ def explain(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> str
 
 
 def main(args: argparse.Namespace) -> int:
-    from canary import views
+    from canary.cli import views
     from canary.cluster import kube
 
     api = views.api_client(args.kubeconfig)

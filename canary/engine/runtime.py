@@ -59,7 +59,7 @@ class Runtime:
         self._parsed: dict[Key, tuple[str, models.Canary]] = {}
         self._revisions: dict[Key, tuple[tuple[str, tuple[tuple[str, str], ...]], str]] = {}
         # (namespace, name) → the (Canary, target) versions and the cache reads of its last reconcile that found
-        # nothing to write (canary.execute.reconcile): while they are unchanged, it need not run again.
+        # nothing to write (canary.engine.execute.reconcile): while they are unchanged, it need not run again.
         self.reconciled: dict[Key, tuple[tuple[object, ...], list[watchcache.Read]]] = {}
 
     def parse_canary(self, body: dict[str, Any]) -> models.Canary:

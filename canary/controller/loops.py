@@ -7,9 +7,9 @@ object goes.  A finalizer on every Canary means that, with the controller down o
 Canary or its namespace hangs forever.  Fledge's loop needs no such guarantee: it reads the Canary from the
 watch cache and stops by itself once the Canary is gone or being deleted.  So the loops live here, owned
 by the controller process, and only ``revertOnDeletion`` Canaries carry a finalizer (held and released by
-their own loop: ``canary.revert``).
+their own loop: ``canary.engine.revert``).
 
-What it must not do: run a tick itself or convert errors (``canary.handlers`` owns the loop body), or
+What it must not do: run a tick itself or convert errors (``canary.controller.handlers`` owns the loop body), or
 block the watch event that starts or stops a loop.
 """
 

@@ -4,7 +4,8 @@ Why this exists: the decision core emits ``core.Alert(severity, message)``; exec
 picks the alerts of ``spec.analysis.alerts`` whose severity admits the message, resolves each provider (and
 its Secret) through a callable the caller supplies, and posts to all of them concurrently with the notifier
 registered for the provider's type (``notifiers``: one module per service, slack, rocket, msteams, discord,
-gchat, generic).  This is the engine's side of alerting; the notifiers know nothing of Canaries.
+gchat, generic).  It imports nothing of ``canary``, so it lives with the notifiers; it is the one module here
+that reads a Canary's spec (``apis.models``), and the service modules still know nothing of Canaries.
 
 Severity: an alert of severity ``info`` gets every message, ``warn`` gets warn and error, ``error`` only
 error.  An alert without a severity is an ``info`` alert (Flagger's code drops those; Fledge does not).

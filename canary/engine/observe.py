@@ -19,8 +19,9 @@ import datetime
 from typing import Any
 
 from apis import errors, models, naming
-from canary import core, runtime, webhooks
+from canary import core
 from canary.core import requests
+from canary.engine import runtime, webhooks
 from canary.objects import autoscalers, workloads
 from metrics import analysis, builtin
 from metrics import base as metric_base

@@ -15,8 +15,9 @@ import logging
 import time
 
 from apis import errors, models
-from canary import core, execute, observe, revert, runtime
+from canary import core
 from canary.cluster import kube, telemetry, watchcache
+from canary.engine import execute, observe, revert, runtime
 from canary.objects import workloads
 from routers import base as routers
 from routers import session
