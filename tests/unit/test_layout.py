@@ -1,5 +1,6 @@
-"""The layout: imports flow one way between top-level packages, the runtime never imports a developer tool,
-and product modules stay small enough to read in one sitting.
+"""The layout: imports flow one way between top-level packages and between canary/'s rooms (core, cluster,
+objects, engine, controller, cli, bottom up), the decision core imports only apis/ and the standard library,
+the runtime never imports a developer tool, and product modules stay small enough to read in one sitting.
 
 The imports are read with ``ast`` (nothing is imported), including imports inside functions: a lazy import
 is still a dependency.  The ``fledge`` command loads its programs by name (``canary.cli.PROGRAMS``), which is
@@ -16,6 +17,7 @@ import collections
 import dataclasses
 import functools
 import pathlib
+import sys
 import tomllib
 
 import pytest
@@ -166,3 +168,52 @@ def test_every_program_of_the_fledge_command_exists() -> None:
 
     assert {name: _is_module(program.module) for name, program in cli.PROGRAMS.items()} == dict.fromkeys(
         cli.PROGRAMS, True)
+
+
+# canary/'s rooms from the bottom up: a room imports only rooms below it (and itself).
+CANARY_ROOMS = ("core", "cluster", "objects", "engine", "controller", "cli")
+
+
+def _canary_imports() -> list[tuple[str, str, str]]:
+    """(file, its room, imported module) for every import of every module under canary/, lazy ones included."""
+    found = []
+    for file in sorted((ROOT / "canary").rglob("*.py")):
+        rel = file.relative_to(ROOT / "canary")
+        room = rel.parts[0] if len(rel.parts) > 1 else ""
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            if isinstance(node, ast.Import):
+                found.extend((str(file.relative_to(ROOT)), room, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.level, f"{file}: relative import; import modules by their full name"
+                found.extend((str(file.relative_to(ROOT)), room, f"{node.module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def _room_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "canary" and len(parts) > 1 else None
+
+
+def test_every_canary_module_lives_in_a_room() -> None:
+    loose = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "canary").glob("*.py") if path.name != "__init__.py")
+    assert not loose, f"modules directly under canary/; put each in one of {CANARY_ROOMS}: {loose}"
+    rooms = {path.name for path in (ROOT / "canary").iterdir() if (path / "__init__.py").is_file()}
+    assert rooms == set(CANARY_ROOMS), f"canary/'s rooms changed; order them in CANARY_ROOMS: {sorted(rooms)}"
+
+
+def test_the_core_imports_only_apis_and_the_standard_library() -> None:
+    imports = [(path, module) for path, room, module in _canary_imports() if room == "core"]
+    assert len(imports) > 20, "the walk found too few imports in canary/core"
+    wrong = [f"{path} imports {module}" for path, module in imports
+             if module.split(".")[0] not in {"apis", "__future__", *sys.stdlib_module_names}
+             and not module.startswith("canary.core")]
+    assert not wrong, "canary/core is pure: apis/ and the standard library only:\n" + "\n".join(wrong)
+
+
+def test_no_canary_room_imports_a_higher_one() -> None:
+    imports = _canary_imports()
+    assert any(room == "engine" and _room_of(module) == "core" for _, room, module in imports), "the walk is empty"
+    upward = [f"{path} ({room}) imports {module}" for path, room, module in imports
+              if room and (target := _room_of(module)) in CANARY_ROOMS
+              and CANARY_ROOMS.index(target) > CANARY_ROOMS.index(room)]
+    assert not upward, f"imports running up {' < '.join(CANARY_ROOMS)}:\n" + "\n".join(upward)
