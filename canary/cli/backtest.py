@@ -60,7 +60,7 @@ class Replay:
     def outcome(self) -> str:
         """"promoted", "rolled back", or the phase the replay ended in."""
         final = self.ticks[-1].status.phase if self.ticks else None
-        if final in (models.CanaryPhase.PROMOTING, models.CanaryPhase.FINALISING, models.CanaryPhase.SUCCEEDED):
+        if final in core.PROMOTING_PHASES or final == models.CanaryPhase.SUCCEEDED:
             return "promoted"
         if final == models.CanaryPhase.FAILED:
             return "rolled back"

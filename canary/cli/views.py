@@ -15,10 +15,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from canary import core
 from canary.cluster import kube
 from canary.core import requests
 
-FINAL = ("Succeeded", "Failed")
+FINAL = frozenset(phase.value for phase in core.FINAL_PHASES)
 CANARY_API = "fledge.dev/v1beta1"
 
 

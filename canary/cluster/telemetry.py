@@ -38,6 +38,7 @@ import prometheus_client
 from prometheus_client.utils import floatToGoString
 
 from apis import models
+from canary import core
 
 # No ``*_created`` series: one more per counter and histogram child, read by no dashboard or alert.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -94,7 +95,8 @@ FLAGGER_DURATION_BUCKETS = tuple(float(b) for b in prometheus_client.Histogram.D
 # Flagger's deployment_strategy label values for Fledge's strategy names.
 FLAGGER_STRATEGIES = {"canary": "canary", "bluegreen": "blue-green", "ab": "ab-testing"}
 # The phases in which a tick runs the analysis: the ticks Flagger's duration histogram times.
-ANALYSING = frozenset({"Progressing", "WaitingPromotion", "Promoting", "Finalising"})
+# Series of a run under way: from the first step to the end of promotion.
+ANALYSING = frozenset(phase.value for phase in core.RUNNING_PHASES)
 PHASES = [phase.value for phase in models.CanaryPhase]
 
 

@@ -146,8 +146,7 @@ def _spec_error(obs: state.Observed) -> state.Decision:
     if status.message != message:
         actions.append(state.Event("Warning", "InvalidSpec", message))
     phase = status.phase
-    releasing = phase in transitions.ANALYSING_PHASES or phase in (Phase.PROMOTING, Phase.FINALISING)
-    if releasing and obs.revision is not None and obs.revision != status.last_applied_spec:
+    if phase in transitions.RUNNING_PHASES and obs.revision is not None and obs.revision != status.last_applied_spec:
         # A revision nobody analysed arrived while the spec cannot be analysed: it gets no traffic.
         if obs.routes != vocabulary.ALL_PRIMARY:
             actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))

@@ -102,7 +102,7 @@ async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message:
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     assert isinstance(meta, dict) and isinstance(status, dict)
-    if status.get("phase") in _RELEASING:
+    if status.get("phase") in core.RELEASING_PHASES:
         await _roll_back_invalid(rt, body, message)
         return
     if status.get("message") == message:
@@ -110,13 +110,6 @@ async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message:
     log.warning("invalid canary %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
     await rt.writer.patch(runtime.CANARY_API, "Canary", str(meta.get("namespace")), str(meta.get("name")),
                           {"status": {"message": message, "observedGeneration": meta.get("generation")}}, "status")
-
-
-# Phases in which the target serves as the canary and traffic may be split. Before initialization the
-# target is still the user's live Deployment and must not be touched.
-_RELEASING = frozenset({models.CanaryPhase.WAITING, models.CanaryPhase.PROGRESSING,
-                        models.CanaryPhase.WAITING_PROMOTION, models.CanaryPhase.PROMOTING,
-                        models.CanaryPhase.FINALISING})
 
 
 async def _roll_back_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:
