@@ -44,9 +44,10 @@ from canary.core.state import (
     SetRoutes,
     Workload,
 )
-from canary.core.strategy import analysis_routes, max_weight, next_weight, weight_steps
+from canary.core.strategy import analysis_routes, max_weight, next_weight, provider, weight_steps
 from canary.core.transitions import (
     ANALYSING_PHASES,
+    API_ERROR_PREFIX,
     FINAL_PHASES,
     IDLE_PHASES,
     POLL_SECONDS,
@@ -63,6 +64,7 @@ from canary.core.transitions import (
 __all__ = [
     "ALL_PRIMARY",
     "ANALYSING_PHASES",
+    "API_ERROR_PREFIX",
     "FINAL_PHASES",
     "IDLE_PHASES",
     "MISSING",
@@ -92,6 +94,7 @@ __all__ = [
     "max_weight",
     "next_weight",
     "parse_time",
+    "provider",
     "seconds_until_due",
     "set_condition",
     "settle",

@@ -42,9 +42,10 @@ def decide(obs: state.Observed) -> state.Decision:
     Never raises on odd input, never reads a clock.  Call it again with the need supplied
     (``Observed.gates`` / ``Observed.checks``) until the decision has no ``need``."""
     try:
-        return _on_schedule(obs, _decide(obs))
+        decision = _on_schedule(obs, _decide(obs))
     except gates.NeedMore as more:
         return state.Decision(status=obs.canary.status, need=more.need)
+    return dataclasses.replace(decision, status=transitions.reported(obs, decision.status))
 
 
 def _on_schedule(obs: state.Observed, decision: state.Decision) -> state.Decision:
@@ -82,6 +83,8 @@ async def settle(obs: state.Observed, supply: Supply) -> tuple[state.Observed, s
 
 
 def _decide(obs: state.Observed) -> state.Decision:
+    if obs.invalid is not None:
+        return _invalid(obs, obs.invalid)
     canary, status = obs.canary, obs.canary.status
     if obs.error is not None:
         return _spec_error(obs)
@@ -136,6 +139,20 @@ def _reverted(obs: state.Observed) -> state.Decision:
     status = transitions.promoted(status, "True", "Reverted", "The target is back on the promoted revision.",
                                   obs.now)
     return state.Decision(status=status, actions=tuple(actions))
+
+
+def _invalid(obs: state.Observed, message: str) -> state.Decision:
+    """A spec the models reject: mid-release it takes the one rollback path, otherwise the status says why.
+
+    The analysis cannot be read, so the rollback has none of its hooks or alerts to run (``obs.canary``
+    carries a neutral one); the routes, the canary's replicas, the Promoted condition and the event are
+    the same as for any rollback."""
+    status = obs.canary.status
+    if status.phase in transitions.RELEASING_PHASES:
+        return transitions.rollback(obs, message)
+    if status.message == message:
+        return state.Decision(status=status)
+    return state.Decision(status=status.model_copy(update={"message": message}))
 
 
 def _spec_error(obs: state.Observed) -> state.Decision:

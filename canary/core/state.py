@@ -86,6 +86,9 @@ class Observed:
     primary: Workload = MISSING
     routes: vocabulary.Weights | None = None  # None: the route objects do not exist yet
     error: str | None = None  # a spec error or missing object; names the field
+    # The models rejected the spec (one the CRD schema could not refuse); names the field.  ``canary`` then
+    # has a neutral analysis (no hooks, no alerts, no metrics), or no usable spec at all.
+    invalid: str | None = None
     # What observe supplied on request (see Need).  A missing key means "not asked yet", never "closed".
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
     # "analysis" / "pre-rollout" → their checks

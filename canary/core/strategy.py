@@ -56,3 +56,8 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) 
         mirrored = canary.spec.analysis.mirror and weight == 0
         return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
     return vocabulary.Weights(primary=100 - weight, canary=weight, mirrored=mirrored)
+
+
+def provider(canary: models.Canary, default: str) -> str:
+    """The router provider of a canary: ``spec.provider``, else the controller's default (``--provider``)."""
+    return canary.spec.provider or default

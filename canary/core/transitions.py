@@ -40,6 +40,22 @@ POLL_SECONDS = 1.0
 ROLLOUT_POLL_MAX_SECONDS = 10.0
 
 
+# A message this prefix starts is the engine's report of a write the API server refused
+# (``canary.engine.tick``); the next decision clears it, and the engine reports it again if it persists.
+API_ERROR_PREFIX = "Kubernetes API error: "
+
+
+def reported(obs: state.Observed, status: models.CanaryStatus) -> models.CanaryStatus:
+    """The fields every decided status carries: the generation it was decided for, and no stale refusal."""
+    update: dict[str, object] = {}
+    generation = obs.canary.metadata.generation
+    if generation is not None and status.observed_generation != generation:
+        update["observed_generation"] = generation
+    if status.message and status.message.startswith(API_ERROR_PREFIX):
+        update["message"] = ""
+    return status.model_copy(update=update) if update else status
+
+
 def format_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -61,6 +61,17 @@ async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snap
 _background: set[asyncio.Task[None]] = set()
 
 
+async def execute_unreadable(rt: runtime.Runtime, canary: models.Canary, decision: core.Decision) -> None:
+    """``execute`` for a Canary whose spec names no usable target or router (``observe.invalid``): only the
+    decided status and its events can be carried out; there is nothing else to act on."""
+    if decision.status != canary.status:
+        await save_status(rt, canary, decision.status)
+    for action in decision.actions:
+        if isinstance(action, core.Event):
+            await post_event(rt, canary, action.type, action.reason, action.message, datetime.datetime.now(
+                datetime.UTC))
+
+
 async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus) -> None:
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
     # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
@@ -77,7 +88,7 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     only when the core asks (``Initialize``): it may run only an approved revision.
     """
     target = snap.target
-    if target is None or snap.observed.error is not None:
+    if target is None or snap.observed.error is not None or snap.observed.invalid is not None:
         return
     # What was reconciled depends only on the Canary's spec, the target and the objects it read from the cache
     # (and, for session affinity, the revision under analysis): while none of them changed, it is still

@@ -96,6 +96,35 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     return Snapshot(observed, target, router)
 
 
+def invalid(rt: runtime.Runtime, body: dict[str, Any], message: str, now: datetime.datetime) -> Snapshot:
+    """A Canary the models reject (``message`` names the field), observed for the core's ``Observed.invalid``.
+
+    The spec does not parse, so the Canary is read with a neutral analysis (``models.parse_canary_for_routing``)
+    to reach its router and its target; without a router for spec.provider, with an invalid service, or
+    before the route objects exist, the routes are left alone.  When even that read fails, only the metadata
+    and the status are known (``Snapshot.target`` and ``Snapshot.router`` are None)."""
+    canary = models.parse_canary_for_routing(body)
+    if canary is None:
+        bare = models.Canary.model_construct(metadata=models.ObjectMeta.model_validate(body.get("metadata") or {}),
+                                             status=_status_of(body))
+        return Snapshot(core.Observed(canary=bare, now=now, revision=None, invalid=message), None, None)
+    router: routers.Router | None = None
+    routes = None
+    with contextlib.suppress(errors.FatalError):
+        router = routers.for_provider(core.provider(canary, rt.settings.default_provider), rt.store, rt.writer)
+        routes = router.get_routes(canary)
+    target = rt.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name)
+    observed = core.Observed(canary=canary, now=now, revision=None, routes=routes, invalid=message)
+    return Snapshot(observed, target, router if routes is not None else None)
+
+
+def _status_of(body: dict[str, Any]) -> models.CanaryStatus:
+    try:
+        return models.CanaryStatus.model_validate(body.get("status") or {})
+    except ValueError:  # pydantic's ValidationError: a status this version cannot read is no status
+        return models.CanaryStatus()
+
+
 async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
     """Metric providers by config, with the Secrets their templates name read up front (off the loop)."""
     secrets: dict[tuple[str, str], dict[str, str]] = {}

@@ -8,7 +8,6 @@ What it must not do: hold decisions (core) or I/O details (observe, execute).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -18,8 +17,6 @@ from apis import errors, models
 from canary import core
 from canary.cluster import kube, telemetry, watchcache
 from canary.engine import execute, observe, revert, runtime
-from canary.objects import workloads
-from routers import base as routers
 from routers import session
 
 log = logging.getLogger("fledge.tick")
@@ -39,18 +36,14 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         return None  # deleted meanwhile: its watch event stops this loop
     body = held
     started = time.perf_counter()
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         canary = rt.parse_canary(body)
     except (models.SpecError, errors.SpecError) as exc:
-        await _report_invalid(rt, body, str(exc))
+        await _invalid(rt, body, str(exc), now)
         return None
-    now = now or datetime.datetime.now(datetime.UTC)
     snap = await observe.observe(rt, canary, now)
     snap, decision = await _decide(rt, snap)
-    generation = canary.metadata.generation
-    if generation is not None and decision.status.observed_generation != generation:
-        decision = core.Decision(status=decision.status.model_copy(update={"observed_generation": generation}),
-                                 actions=decision.actions, requeue_after=decision.requeue_after)
     decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
@@ -97,54 +90,18 @@ async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.
     return dataclasses.replace(snap, observed=obs), decision
 
 
-async def _report_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:
-    """A Canary the models reject: roll back a release in progress, and say why in its status (once)."""
-    meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    assert isinstance(meta, dict) and isinstance(status, dict)
-    if status.get("phase") in core.RELEASING_PHASES:
-        await _roll_back_invalid(rt, body, message)
+async def _invalid(rt: runtime.Runtime, body: dict[str, object], message: str, now: datetime.datetime) -> None:
+    """A Canary the models reject: observed as such and decided by the core like any other tick (mid-release,
+    its one rollback path; otherwise the reason in status, once)."""
+    snap = observe.invalid(rt, body, message, now)
+    canary = snap.observed.canary
+    decision = core.decide(snap.observed)
+    if decision.status.message != canary.status.message:
+        log.warning("invalid canary %s/%s: %s", canary.namespace, canary.name, message)
+    if "spec" not in canary.model_fields_set:  # not even a target to act on (observe.invalid)
+        await execute.execute_unreadable(rt, canary, decision)
         return
-    if status.get("message") == message:
-        return
-    log.warning("invalid canary %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
-    await rt.writer.patch(runtime.CANARY_API, "Canary", str(meta.get("namespace")), str(meta.get("name")),
-                          {"status": {"message": message, "observedGeneration": meta.get("generation")}}, "status")
-
-
-async def _roll_back_invalid(rt: runtime.Runtime, body: dict[str, object], message: str) -> None:
-    """An invalid spec mid-release (one the CRD schema could not refuse): all traffic back to the primary,
-    the canary scaled to zero, phase Failed with the field named, and a Warning event.
-
-    The spec does not parse, so the router gets the Canary with a neutral analysis; without a router for
-    spec.provider, or with an invalid service, the routes cannot be touched and only the rest is done.
-    """
-    canary = models.parse_canary_for_routing(body)
-    if canary is None:
-        meta = body.get("metadata") or {}
-        assert isinstance(meta, dict)
-        canary = models.Canary.model_construct(metadata=models.ObjectMeta.model_validate(meta))
-    else:
-        with contextlib.suppress(errors.FatalError):
-            router = routers.for_provider(canary.spec.provider or rt.settings.default_provider, rt.store, rt.writer)
-            if router.get_routes(canary) not in (None, core.ALL_PRIMARY):
-                await router.set_routes(canary, core.ALL_PRIMARY)
-        kind = canary.spec.target_ref.kind
-        target = rt.store.get("apps/v1", kind, canary.namespace, canary.spec.target_ref.name)
-        park = workloads.scale_patch(target, 0) if target is not None else None
-        if park is not None:
-            await rt.writer.patch("apps/v1", kind, canary.namespace, canary.spec.target_ref.name, park)
-    now = datetime.datetime.now(datetime.UTC)
-    log.warning("invalid canary %s/%s mid-release, rolled back: %s", canary.namespace, canary.name, message)
-    await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": {
-        "phase": models.CanaryPhase.FAILED.value, "canaryWeight": 0, "message": message,
-        "observedGeneration": canary.metadata.generation, "lastTransitionTime": models.format_time(now)}}, "status")
-    await execute.post_event(rt, canary, "Warning", "Synced",
-                             f"Rolling back {canary.name}.{canary.namespace}: invalid spec, {message}", now)
-
-
-# A message this prefix starts is ours, about a refused write; the first tick that goes through clears it.
-API_ERROR_PREFIX = "Kubernetes API error: "
+    await execute_reporting(rt, canary, snap, decision)
 
 
 async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot,
@@ -152,18 +109,16 @@ async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: ob
     """``execute``, with a write the API server refuses reported on the Canary rather than raised.
 
     The refusal (object, HTTP status, the server's message) goes to ``status.message`` and a Warning event
-    once, and the tick is retried after ``retry_seconds``; anything else (a bug) still raises.
+    once, and the tick is retried after ``retry_seconds``; anything else (a bug) still raises.  The core
+    clears the report in the next status it decides (``core.API_ERROR_PREFIX``).
     """
-    status = decision.status
-    if status.message and status.message.startswith(API_ERROR_PREFIX):
-        decision = dataclasses.replace(decision, status=status.model_copy(update={"message": ""}))
     try:
         await execute.execute(rt, canary, snap, decision)
     except Exception as exc:
         described = kube.describe_api_error(exc)
         if described is None or kube.namespace_terminating(exc):
             raise
-        message = f"{API_ERROR_PREFIX}{described}; retrying every {rt.settings.retry_seconds:g}s"
+        message = f"{core.API_ERROR_PREFIX}{described}; retrying every {rt.settings.retry_seconds:g}s"
         log.warning("%s/%s: %s", canary.namespace, canary.name, message)
         if canary.status.message != message:
             try:

@@ -269,7 +269,7 @@ def test_a_refused_write_is_reported_in_status_and_an_event_and_retried(monkeypa
     decision = core.Decision(status=models.CanaryStatus(), requeue_after=30)
     assert asyncio.run(tick.execute_reporting(rt, canary(), snap, decision)) == 5.0
     message = patches[0]["status"]["message"]
-    assert message == (f"{tick.API_ERROR_PREFIX}Service shop/web: HTTP 422: spec.ports[1].name: Duplicate value; "
+    assert message == (f"{core.API_ERROR_PREFIX}Service shop/web: HTTP 422: spec.ports[1].name: Duplicate value; "
                        "retrying every 5s")
     assert [(e["type"], e["reason"], e["message"]) for e in created] == [("Warning", "ApiError", message)]
 
@@ -287,19 +287,13 @@ def test_a_refused_write_is_reported_in_status_and_an_event_and_retried(monkeypa
         asyncio.run(tick.execute_reporting(rt, canary(), snap, decision))
 
 
-def test_the_refusal_message_goes_once_a_tick_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
-    saved: list[core.Decision] = []
-
-    async def succeeding(rt: Any, body: Any, snap: Any, decision: core.Decision) -> None:
-        saved.append(decision)
-
-    monkeypatch.setattr(execute, "execute", succeeding)
-    rt: Any = SimpleNamespace(settings=SimpleNamespace(retry_seconds=5.0))
-    snap = observe.Snapshot(core.Observed(canary=canary(), now=NOW, revision=None, primary=core.MISSING), None, None)
-    stale = core.Decision(status=models.CanaryStatus(message=f"{tick.API_ERROR_PREFIX}Service shop/web: HTTP 422"),
-                          requeue_after=30)
-    assert asyncio.run(tick.execute_reporting(rt, canary(), snap, stale)) == 30
-    assert saved[0].status.message == ""
+def test_the_refusal_message_goes_once_a_tick_succeeds() -> None:
+    """The core clears the engine's report of a refused write in the next status it decides."""
+    stale = f"{core.API_ERROR_PREFIX}Service shop/web: HTTP 422"
+    reported = canary().model_copy(update={"status": models.CanaryStatus(phase=models.CanaryPhase.SUCCEEDED,
+                                                                          message=stale)})
+    decision = core.decide(core.Observed(canary=reported, now=NOW, revision=None, primary=core.MISSING))
+    assert decision.status.message == ""
 
 
 # -- reconcile runs again only when what it reads changed ---------------------------------------------------
