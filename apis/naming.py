@@ -55,7 +55,7 @@ def without_toolkit(meta: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def owner_reference(canary: models.Canary) -> Manifest:
-    return {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": canary.name,
+    return {"apiVersion": models.API_VERSION, "kind": "Canary", "name": canary.name,
             "uid": canary.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
 
 

@@ -93,7 +93,7 @@ async def replay(canary: models.Canary, history: History, start: datetime.dateti
     while now <= end:
         obs = core.Observed(canary=canary, now=now, revision=REVISION, target=core.Workload.ready_with(1),
                             primary=primary, routes=routes,
-                            shifts_traffic=routers.shifts_traffic(canary.spec.provider or default_provider))
+                            shifts_traffic=routers.shifts_traffic(core.provider(canary, default_provider)))
         decision = await _decide(obs, history, templates or {}, metrics_server, default_provider)
         for action in decision.actions:
             if isinstance(action, core.SetRoutes):
@@ -135,7 +135,7 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
             raise errors.SpecError("provider.type", f"backtest replays Prometheus only, not {config.type}")
         return history.at(obs.now, config.address)
 
-    provider = canary.spec.provider or default_provider
+    provider = core.provider(canary, default_provider)
     metrics = await analysis.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
                                           default_provider=provider, metrics_server=server or "backtest")
     judged: list[core.Check] = []

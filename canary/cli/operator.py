@@ -65,16 +65,8 @@ def annotate(api: Any, namespace: str, name: str, annotations: dict[str, str | N
 
 def record_event(api: Any, body: dict[str, Any], reason: str, message: str, now: datetime.datetime) -> None:
     meta = body["metadata"]
-    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {"apiVersion": views.CANARY_API, "kind": "Canary", "name": meta["name"],
-                           "namespace": meta["namespace"], "uid": meta.get("uid", "")},
-        "type": "Normal", "reason": reason, "message": message[:1024],
-        "source": {"component": "fledge-cli"}, "reportingComponent": "fledge-cli",
-        "reportingInstance": "fledge-cli", "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
+    event = kube.event(meta["namespace"], meta["name"], meta.get("uid", ""), "Normal", reason, message, now,
+                       "fledge-cli")
     kube.request(api, "POST", kube.resource_for("v1", "Event").path(meta["namespace"]), event)
 
 

@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from apis import models
 from canary import core
 from canary.cluster import kube
 from canary.core import requests
 
 FINAL = frozenset(phase.value for phase in core.FINAL_PHASES)
-CANARY_API = "fledge.dev/v1beta1"
 
 
 def api_client(kubeconfig: str | None) -> Any:
@@ -52,7 +52,7 @@ def namespace_of(args: argparse.Namespace) -> str:
 
 
 def canary_path(namespace: str, name: str) -> str:
-    return kube.resource_for(CANARY_API, "Canary").path(namespace, name)
+    return kube.resource_for(models.API_VERSION, "Canary").path(namespace, name)
 
 
 def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
@@ -67,7 +67,7 @@ def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def _canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:
-    path = kube.resource_for(CANARY_API, "Canary").list_path(namespace)
+    path = kube.resource_for(models.API_VERSION, "Canary").list_path(namespace)
     return list(kube.request(api, "GET", path).get("items") or [])
 
 
@@ -108,7 +108,7 @@ def line(status: Mapping[str, Any]) -> str:
 def watch(args: argparse.Namespace) -> int:
     """Print every change until the canary reaches Succeeded or Failed; exit 0 on Succeeded."""
     api = api_client(args.kubeconfig)
-    path = kube.resource_for(CANARY_API, "Canary").path(args.namespace, args.name)
+    path = kube.resource_for(models.API_VERSION, "Canary").path(args.namespace, args.name)
     started = time.monotonic()
     last = ""
     while time.monotonic() - started < args.timeout:

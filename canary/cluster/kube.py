@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import re
 from typing import Any
 
-from apis import naming
+from apis import models, naming
 from canary.cluster import telemetry, watchcache
 
 Manifest = dict[str, Any]
@@ -66,9 +67,9 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("networking.istio.io/v1", "DestinationRule"): Resource("networking.istio.io", "v1", "destinationrules"),
     ("networking.istio.io/v1beta1", "VirtualService"): Resource("networking.istio.io", "v1beta1", "virtualservices"),
     ("networking.istio.io/v1beta1", "DestinationRule"): Resource("networking.istio.io", "v1beta1", "destinationrules"),
-    ("fledge.dev/v1beta1", "Canary"): Resource("fledge.dev", "v1beta1", "canaries"),
-    ("fledge.dev/v1beta1", "MetricTemplate"): Resource("fledge.dev", "v1beta1", "metrictemplates"),
-    ("fledge.dev/v1beta1", "AlertProvider"): Resource("fledge.dev", "v1beta1", "alertproviders"),
+    (models.API_VERSION, "Canary"): Resource(models.GROUP, models.VERSION, "canaries"),
+    (models.API_VERSION, "MetricTemplate"): Resource(models.GROUP, models.VERSION, "metrictemplates"),
+    (models.API_VERSION, "AlertProvider"): Resource(models.GROUP, models.VERSION, "alertproviders"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
 }
 
@@ -129,6 +130,21 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
         error.fledge_path = f"{path}/{name}" if name else path  # type: ignore[attr-defined]
         raise error
     return dict(json.loads(data)) if data else {}
+
+
+def event(namespace: str, name: str, uid: str, type_: str, reason: str, message: str, now: datetime.datetime,
+          component: str) -> dict[str, Any]:
+    """The core/v1 Event about a Canary that the controller (``fledge``) or the CLI (``fledge-cli``) records."""
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": namespace},
+        "involvedObject": {"apiVersion": models.API_VERSION, "kind": "Canary", "name": name,
+                           "namespace": namespace, "uid": uid},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": component}, "reportingComponent": component, "reportingInstance": component,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
 
 
 def describe_api_error(exc: BaseException) -> str | None:

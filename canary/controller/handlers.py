@@ -25,15 +25,17 @@ from typing import Any
 
 import kopf
 
-from apis import errors
+from apis import errors, models
 from canary.cluster import kube, telemetry
 from canary.controller import loops
 from canary.engine import runtime, tick
 
-GROUP, VERSION = "fledge.dev", "v1beta1"
 RUNTIME: runtime.Runtime | None = None
 # False while another replica holds the leader Lease; True without --leader-elect (a single replica).
 LEADING = True
+# The resource kopf watches: the Canaries of the API models.
+GROUP, VERSION = models.GROUP, models.VERSION
+
 log = logging.getLogger("fledge.handlers")
 
 
@@ -100,7 +102,7 @@ async def start_leading() -> None:
     """This replica took the Lease: a loop for every Canary in the (already warm) cache."""
     global LEADING
     LEADING = True
-    for key in rt().store.names(runtime.CANARY_API, "Canary"):
+    for key in rt().store.names(models.API_VERSION, "Canary"):
         _ensure_loop(key)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from apis import models
 from canary.cluster import informers, leader, telemetry, transport
 from canary.controller import handlers
 from canary.engine import runtime
@@ -100,8 +101,8 @@ WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
-    ("fledge.dev/v1beta1", "Canary"), ("fledge.dev/v1beta1", "MetricTemplate"),
-    ("fledge.dev/v1beta1", "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
+    (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )
 
 
@@ -183,7 +184,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-CANARY_KIND = ("fledge.dev/v1beta1", "Canary")
+CANARY_KIND = (models.API_VERSION, "Canary")
 
 
 def watch_scopes(namespaces: list[str]) -> list[str | None]:
@@ -201,7 +202,7 @@ def configure_kopf(settings: kopf.OperatorSettings, literal_namespaces: bool) ->
     # holds its own (canary.engine.revert).  kopf still builds a diff base of every watched body at every
     # event, two deep copies that nothing reads: measured at 200 canaries, a tenth of the CPU.
     settings.persistence.diffbase_storage = _NoDiffBase()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="fledge.dev")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
     # kopf removes its finalizer from every watched object when no handler requires one, which none here
     # does: its default name would strip other kopf operators' finalizers from their Deployments, and
     # Fledge's own name would strip revertOnDeletion's.  So kopf gets a name nobody carries.

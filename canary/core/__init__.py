@@ -26,6 +26,7 @@ runs the checks), ``requests`` (the codec of an operator's requests), ``record``
 surface the rest of Fledge uses.
 """
 
+from apis.models import format_time  # status times are written one way, as Kubernetes writes them
 from apis.vocabulary import ALL_PRIMARY, Check, Weights
 from canary.core.lifecycle import decide, settle
 from canary.core.state import (
@@ -44,7 +45,7 @@ from canary.core.state import (
     SetRoutes,
     Workload,
 )
-from canary.core.strategy import analysis_routes, max_weight, next_weight, provider, weight_steps
+from canary.core.strategy import analysis_routes, max_weight, next_weight, provider, replicas, weight_steps
 from canary.core.transitions import (
     ANALYSING_PHASES,
     API_ERROR_PREFIX,
@@ -55,7 +56,6 @@ from canary.core.transitions import (
     RELEASING_PHASES,
     ROLLOUT_POLL_MAX_SECONDS,
     RUNNING_PHASES,
-    format_time,
     parse_time,
     seconds_until_due,
     set_condition,
@@ -95,6 +95,7 @@ __all__ = [
     "next_weight",
     "parse_time",
     "provider",
+    "replicas",
     "seconds_until_due",
     "set_condition",
     "settle",

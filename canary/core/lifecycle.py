@@ -178,7 +178,7 @@ def _spec_error(obs: state.Observed) -> state.Decision:
                               requeue_after=wait)
     count = status.failed_checks + 1
     threshold = obs.canary.spec.analysis.threshold
-    now_text = transitions.format_time(obs.now)
+    now_text = models.format_time(obs.now)
     if count >= threshold:
         rolled = transitions.rollback(obs, f"failed checks threshold reached {count}: {message}",
                                       failed_checks=count, last_step_time=now_text)
@@ -264,7 +264,7 @@ def start_run(obs: state.Observed, restart: bool, actions: list[state.Action] | 
                               requeue_after=obs.canary.spec.analysis.interval_seconds)
     scaling_up = obs.target.desired <= 0
     if scaling_up:
-        actions.append(state.ScaleTarget(max(1, obs.primary.desired)))
+        actions.append(state.ScaleTarget(strategy.replicas(obs.primary.desired)))
     # A target that is scaled up now, or not rolled out, is waited for from now: said in this status write
     # rather than in one more at the next tick (transitions.waiting_for).
     waiting = scaling_up or not obs.target.rolled_out(obs.canary.spec.analysis.canary_ready_threshold)
@@ -274,7 +274,7 @@ def start_run(obs: state.Observed, restart: bool, actions: list[state.Action] | 
     new_status = transitions.transition(
         obs, Phase.PROGRESSING, canary_weight=0, failed_checks=0, iterations=0, last_applied_spec=obs.revision,
         tracked_configs=dict(obs.configs), last_step_time=None, analysis_started=False, mirrored=False, checks=[],
-        metrics_unavailable_since=None, not_ready_since=transitions.format_time(obs.now) if waiting else None)
+        metrics_unavailable_since=None, not_ready_since=models.format_time(obs.now) if waiting else None)
     new_status = transitions.promoted(new_status, "Unknown", "Progressing",
                                       "New revision detected, progressing canary analysis.", obs.now)
     return state.Decision(status=new_status, actions=tuple(actions), requeue_after=transitions.POLL_SECONDS)
@@ -363,7 +363,7 @@ def _handled(obs: state.Observed, request: state.Request, decision: state.Decisi
              message: str) -> state.Decision:
     """``decision`` remembering the request as handled, with an event naming who asked and what came of it."""
     record = models.HandledRequest(id=request.id, action=request.action, by=request.by or None, accepted=accepted,
-                                   message=message, time=transitions.format_time(obs.now))
+                                   message=message, time=models.format_time(obs.now))
     verdict = "done" if accepted else "refused"
     event = state.Event("Normal" if accepted else "Warning", "RequestHandled" if accepted else "RequestRefused",
                         f"{request.action} of {transitions.name(obs)} requested by {request.by or 'an operator'} "

@@ -18,7 +18,7 @@ import dataclasses
 import re
 
 from apis import models
-from canary.core import state, transitions
+from canary.core import state
 
 Phase = models.CanaryPhase
 REASON = "Analysis"
@@ -29,7 +29,7 @@ def analysed(obs: state.Observed, decision: state.Decision) -> state.Decision:
     """``decision`` with its Analysis Event when this tick ran checks (they carry this tick's time)."""
     if decision.need is not None:
         return decision
-    now_text = transitions.format_time(obs.now)
+    now_text = models.format_time(obs.now)
     checks = [c for c in decision.status.checks if c.time == now_text]
     if not checks:
         return decision

@@ -55,7 +55,7 @@ def _analyse(obs: state.Observed) -> state.Decision:
         return transitions.rollback(obs, "rolled back by the rollback webhook")
     if spec.skip_analysis:
         return _approve_promotion(obs, "analysis skipped (skipAnalysis)")
-    now_text = transitions.format_time(obs.now)
+    now_text = models.format_time(obs.now)
     first = not status.analysis_started
     if first:
         checks = gates.pre_rollout_checks(obs)
@@ -112,7 +112,7 @@ def _failed_checks(obs: state.Observed, failed: Sequence[vocabulary.Check]) -> s
 def _metrics_unavailable(obs: state.Observed, down: Sequence[vocabulary.Check]) -> state.Decision:
     """No evidence either way: hold the step, warn once, and roll back only after the progress deadline."""
     status, spec = obs.canary.status, obs.canary.spec
-    since_text = status.metrics_unavailable_since or transitions.format_time(obs.now)
+    since_text = status.metrics_unavailable_since or models.format_time(obs.now)
     since = transitions.parse_time(since_text) or obs.now
     names = ", ".join(c.name for c in down)
     if (obs.now - since).total_seconds() > spec.progress_deadline_seconds:
@@ -190,7 +190,7 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
 def _promote(obs: state.Observed, why: str) -> state.Decision:
     # The primary gets a new template now, so it is not rolled out from this moment: saying so in this
     # status write spares the one the next tick would make (``transitions.waiting_for``).
-    promoting = transitions.transition(obs, Phase.PROMOTING, not_ready_since=transitions.format_time(obs.now))
+    promoting = transitions.transition(obs, Phase.PROMOTING, not_ready_since=models.format_time(obs.now))
     return state.Decision(status=promoting, actions=(
         state.Promote(), state.Event("Normal", "Synced", f"Copying {_n(obs)} template spec to the primary ({why})")),
         requeue_after=transitions.POLL_SECONDS)

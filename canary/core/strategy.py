@@ -61,3 +61,12 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) 
 def provider(canary: models.Canary, default: str) -> str:
     """The router provider of a canary: ``spec.provider``, else the controller's default (``--provider``)."""
     return canary.spec.provider or default
+
+
+def replicas(*counts: int) -> int:
+    """The replicas of a workload Fledge starts or copies: the first positive count, else 1 (never zero).
+
+    The one rule behind the primary's size at creation (the target's) and at promotion (the target's, else
+    the primary's own; the autoscaler's choice when there is one), the canary's at the start of a run (the
+    primary's) and the target's when a deletion hands it back (the primary's)."""
+    return next((count for count in counts if count > 0), 1)

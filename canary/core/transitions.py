@@ -56,10 +56,6 @@ def reported(obs: state.Observed, status: models.CanaryStatus) -> models.CanaryS
     return status.model_copy(update=update) if update else status
 
 
-def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(text: str | None) -> datetime.datetime | None:
     """``models.parse_time`` for a status time that may be unset."""
     return models.parse_time(text) if text else None
@@ -85,9 +81,9 @@ def step_time(canary: models.Canary, now: datetime.datetime) -> str:
     last = parse_time(canary.status.last_step_time)
     interval = datetime.timedelta(seconds=canary.spec.analysis.interval_seconds)
     if last is None or canary.spec.analysis.judge is not None:
-        return format_time(now)
+        return models.format_time(now)
     due = last + interval
-    return format_time(due if due <= now < due + interval else now)
+    return models.format_time(due if due <= now < due + interval else now)
 
 
 def name(obs: state.Observed) -> str:
@@ -99,7 +95,7 @@ def transition(obs: state.Observed, phase: models.CanaryPhase, **changes: object
     status = obs.canary.status
     update: dict[str, object] = {"phase": phase, **changes}
     if phase != status.phase:
-        update["last_transition_time"] = format_time(obs.now)
+        update["last_transition_time"] = models.format_time(obs.now)
         update.setdefault("message", "")
         update.setdefault("not_ready_since", None)
     return status.model_copy(update=update)
@@ -119,7 +115,7 @@ def set_condition(conditions: Sequence[models.Condition], type_: str, status: st
 
 def promoted(status: models.CanaryStatus, value: str, reason: str, message: str, now: datetime.datetime
              ) -> models.CanaryStatus:
-    conditions = set_condition(status.conditions, "Promoted", value, reason, message, format_time(now))
+    conditions = set_condition(status.conditions, "Promoted", value, reason, message, models.format_time(now))
     return status.model_copy(update={"conditions": conditions})
 
 
@@ -152,7 +148,7 @@ def waiting_for(obs: state.Observed, status: models.CanaryStatus) -> models.Cana
     """``status`` remembering since when the workload this phase waits on has not been rolled out."""
     if status.not_ready_since:
         return status
-    return status.model_copy(update={"not_ready_since": format_time(obs.now)})
+    return status.model_copy(update={"not_ready_since": models.format_time(obs.now)})
 
 
 def rollback(obs: state.Observed, reason: str, **changes: object) -> state.Decision:

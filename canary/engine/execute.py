@@ -20,7 +20,7 @@ from typing import Any
 
 from apis import errors, models
 from canary import core
-from canary.cluster import telemetry
+from canary.cluster import kube, telemetry
 from canary.engine import observe, runtime, webhooks
 from canary.objects import autoscalers, diffing, workloads
 from notifiers import alerts
@@ -76,7 +76,7 @@ async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
     # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
     body = diffing.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
-    await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name, {"status": body}, "status")
+    await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name, {"status": body}, "status")
 
 
 async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
@@ -172,10 +172,10 @@ async def _scale_target(rt: runtime.Runtime, canary: models.Canary, target: dict
 async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
     if snap.target is None:
         return
-    replicas = int((snap.target.get("spec") or {}).get("replicas", 0)) or max(1, snap.observed.primary.desired)
-    if canary.spec.autoscaler_ref is not None:
-        # The primary's autoscaler owns its size: promotion keeps the count it chose.
-        replicas = max(1, snap.observed.primary.desired)
+    target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
+    # The primary's autoscaler owns its size: promotion keeps the count it chose.
+    replicas = (core.replicas(snap.observed.primary.desired) if canary.spec.autoscaler_ref is not None
+                else core.replicas(target_replicas, snap.observed.primary.desired))
     await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, rt.settings.include_label_prefix)
     await _apply_autoscaler(rt, canary)
@@ -213,7 +213,7 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
 
 def _alert_provider_resolver(rt: runtime.Runtime, canary: models.Canary) -> Any:
     async def resolve(namespace: str, name: str) -> tuple[models.AlertProvider | None, dict[str, str]]:
-        body = rt.store.get(runtime.CANARY_API, "AlertProvider", namespace, name)
+        body = rt.store.get(models.API_VERSION, "AlertProvider", namespace, name)
         if body is None:
             return None, {}
         provider = models.parse_alert_provider(body)
@@ -228,16 +228,7 @@ def _alert_provider_resolver(rt: runtime.Runtime, canary: models.Canary) -> Any:
 
 async def post_event(rt: runtime.Runtime, canary: models.Canary, kind: str, reason: str, message: str,
                      now: datetime.datetime) -> None:
-    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{canary.name}.", "namespace": canary.namespace},
-        "involvedObject": {"apiVersion": runtime.CANARY_API, "kind": "Canary", "name": canary.name,
-                           "namespace": canary.namespace, "uid": canary.metadata.uid or ""},
-        "type": kind, "reason": reason, "message": message[:1024],
-        "source": {"component": "fledge"}, "reportingComponent": "fledge", "reportingInstance": "fledge",
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
+    event = kube.event(canary.namespace, canary.name, canary.metadata.uid or "", kind, reason, message, now, "fledge")
     try:
         await rt.writer.create(event)
     except Exception:

@@ -38,7 +38,7 @@ class Snapshot:
 
 
 def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
-    provider = canary.spec.provider or rt.settings.default_provider
+    provider = core.provider(canary, rt.settings.default_provider)
     router = routers.for_provider(provider, rt.store, rt.writer)
     router.validate(canary)
     return router
@@ -46,7 +46,7 @@ def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
 
 def resolve_template(rt: runtime.Runtime) -> Any:
     def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
-        body = rt.store.get(runtime.CANARY_API, "MetricTemplate", namespace, name)
+        body = rt.store.get(models.API_VERSION, "MetricTemplate", namespace, name)
         return models.parse_metric_template(body) if body is not None else None
 
     return resolve
@@ -67,7 +67,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
                          request=requests.request(canary.metadata.annotations),
                          paused=requests.paused(canary.metadata.annotations),
-                         shifts_traffic=routers.shifts_traffic(canary.spec.provider or rt.settings.default_provider))
+                         shifts_traffic=routers.shifts_traffic(core.provider(canary, rt.settings.default_provider)))
     try:
         router = router_for(rt, canary)
         if target is None:
@@ -78,14 +78,14 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         workloads.check_target(target)
         autoscalers.autoscaler(canary, rt.store)
         configs = workloads.tracked_configs(target, _digest(rt, namespace))
-        analysis.validate_metrics(canary, resolve_template(rt), canary.spec.provider or rt.settings.default_provider,
+        analysis.validate_metrics(canary, resolve_template(rt), core.provider(canary, rt.settings.default_provider),
                                   rt.settings.pod_labels)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
         routes = None
         with contextlib.suppress(errors.FatalError):
-            provider = canary.spec.provider or rt.settings.default_provider
+            provider = core.provider(canary, rt.settings.default_provider)
             unchecked = routers.for_provider(provider, rt.store, rt.writer)
             routes = unchecked.get_routes(canary)
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
@@ -184,7 +184,7 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
         checks += await webhooks.run_hooks(rt.http, canary, models.HookType.PRE_ROLLOUT, phase, revision)
     else:
         factory = await _provider_factory(rt, canary)
-        provider = canary.spec.provider or rt.settings.default_provider
+        provider = core.provider(canary, rt.settings.default_provider)
         server = canary.spec.metrics_server or rt.settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
             analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,

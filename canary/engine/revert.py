@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from apis import errors, models
+from canary import core
 from canary.cluster import kube
 from canary.engine import runtime
 from canary.objects import services, workloads
@@ -49,7 +50,7 @@ async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) 
     patch = {"metadata": {"finalizers": [*others, FINALIZER] if held else others,
                           "resourceVersion": meta.get("resourceVersion")}}
     try:
-        return await rt.writer.patch(runtime.CANARY_API, "Canary", meta.get("namespace", ""), meta.get("name", ""),
+        return await rt.writer.patch(models.API_VERSION, "Canary", meta.get("namespace", ""), meta.get("name", ""),
                                      patch)
     except Exception as exc:
         if kube.status_of(exc) == 404:
@@ -113,7 +114,7 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
     primary = rt.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
     # A target being deleted will never be ready: waiting for it would hold the Canary (and its namespace).
     if target is not None and not (target.get("metadata") or {}).get("deletionTimestamp"):
-        replicas = int(((primary or {}).get("spec") or {}).get("replicas", 1)) or 1
+        replicas = core.replicas(int(((primary or {}).get("spec") or {}).get("replicas") or 0))
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
             await _patch_present(rt, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)
@@ -122,7 +123,7 @@ async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
-    router = routers.for_provider(canary.spec.provider or rt.settings.default_provider, rt.store, rt.writer)
+    router = routers.for_provider(core.provider(canary, rt.settings.default_provider), rt.store, rt.writer)
     await router.finalize(canary)
     await release_services(rt, canary)
 

@@ -25,7 +25,6 @@ from metrics import builtin, providers
 if TYPE_CHECKING:
     import httpx
 
-CANARY_API = "fledge.dev/v1beta1"
 Key = tuple[str, str]  # (namespace, name)
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger("fledge.tick")
 async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | None = None) -> float | None:
     """Run one tick; returns seconds until the next one is needed (None: wait for an event)."""
     namespace, name = key
-    body = rt.store.get(runtime.CANARY_API, "Canary", namespace, name)
+    body = rt.store.get(models.API_VERSION, "Canary", namespace, name)
     if body is None:
         return None
     if (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -47,7 +47,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
-    stored = rt.store.get(runtime.CANARY_API, "Canary", namespace, name)
+    stored = rt.store.get(models.API_VERSION, "Canary", namespace, name)
     # When this tick wrote the Canary, the watch event of that write is no news: it wakes nobody
     # (watchcache.Store.upsert).  So a transition without a wait of its own goes on at once, and so does a
     # tick whose write came back with someone else's change in it (a spec edit or an operator's request
@@ -122,7 +122,7 @@ async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: ob
         log.warning("%s/%s: %s", canary.namespace, canary.name, message)
         if canary.status.message != message:
             try:
-                await rt.writer.patch(runtime.CANARY_API, "Canary", canary.namespace, canary.name,
+                await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name,
                                       {"status": {"message": message}}, "status")
             except Exception as report:  # the Canary itself may be gone or refused; the log has it
                 log.warning("could not report it on %s/%s: %s", canary.namespace, canary.name,
