@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -110,17 +109,11 @@ def explain(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> str
 
 
 def main(args: argparse.Namespace) -> int:
-    from canary.cli import views
-    from canary.cluster import kube
+    from canary.cli import client
 
-    api = views.api_client(args.kubeconfig)
-    namespace = views.namespace_of(args)
-    body = views.get_canary(api, namespace, args.name)
-    if body is None:
-        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+    reached = client.reach(args)
+    if reached is None:
         return 1
-    path = kube.resource_for("v1", "Event").list_path(namespace)
-    selector = f"involvedObject.kind=Canary,involvedObject.name={args.name}"
-    events = kube.request(api, "GET", path, query=[("fieldSelector", selector)]).get("items") or []
-    print(explain(body, events))
+    api, namespace, body = reached
+    print(explain(body, client.events(api, namespace, args.name)))
     return 0

@@ -31,7 +31,7 @@ import uuid
 from typing import Any
 
 from canary import core
-from canary.cli import views
+from canary.cli import client
 from canary.cluster import kube
 from canary.core import requests
 
@@ -54,12 +54,12 @@ def whoami(api: Any, kubeconfig: str | None) -> str:
             return str(name)
     except ApiException:
         pass  # an older API server, or RBAC without the review: the kubeconfig still names a user
-    return str(views.kubeconfig_context(kubeconfig).get("user") or "unknown")
+    return str(client.kubeconfig_context(kubeconfig).get("user") or "unknown")
 
 
 def annotate(api: Any, namespace: str, name: str, annotations: dict[str, str | None]) -> dict[str, Any]:
     """Merge-patch the Canary's annotations (None removes one); nothing else of the object is sent."""
-    return kube.request(api, "PATCH", views.canary_path(namespace, name), {"metadata": {"annotations": annotations}},
+    return kube.request(api, "PATCH", client.canary_path(namespace, name), {"metadata": {"annotations": annotations}},
                         content_type=MERGE_PATCH)
 
 
@@ -84,12 +84,10 @@ class _Hand:
 
 def _reach(args: argparse.Namespace) -> _Hand | None:
     """The Canary the command names and who runs it; None (having said so) when the Canary does not exist."""
-    api = views.api_client(args.kubeconfig)
-    namespace = views.namespace_of(args)
-    body = views.get_canary(api, namespace, args.name)
-    if body is None:
-        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+    reached = client.reach(args)
+    if reached is None:
         return None
+    api, namespace, body = reached
     return _Hand(api, namespace, args.name, body, whoami(api, args.kubeconfig), datetime.datetime.now(datetime.UTC))
 
 
@@ -117,7 +115,7 @@ def wait_outcome(api: Any, namespace: str, name: str, request_id: str, timeout: 
     """0 when the controller carried the request out, 1 when it refused it (and why), 2 when it did not answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = (views.get_canary(api, namespace, name) or {}).get("status") or {}
+        status = (client.get_canary(api, namespace, name) or {}).get("status") or {}
         handled = status.get("lastHandledRequest") or {}
         if handled.get("id") == request_id:
             verdict = "done" if handled.get("accepted") else "refused"

@@ -2,7 +2,7 @@
 
 Why this exists: app teams and operators want to see where a release stands,
 and why, without reading YAML.  These commands only read (list or GET)
-Canaries and their Events.
+Canaries and their Events, through ``canary.cli.client``.
 
 What it must not do: write anything.
 """
@@ -15,60 +15,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from apis import models
 from canary import core
+from canary.cli import client
 from canary.cluster import kube
 from canary.core import requests
 
 FINAL = frozenset(phase.value for phase in core.FINAL_PHASES)
-
-
-def api_client(kubeconfig: str | None) -> Any:
-    """The kubernetes client of the command-line tools: the kubeconfig given, in-cluster, or the default one."""
-    from kubernetes import client, config
-
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
-def kubeconfig_context(kubeconfig: str | None) -> dict[str, Any]:
-    """The current context of the kubeconfig ({} in a cluster or without one)."""
-    from kubernetes import config
-
-    try:
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError):
-        return {}
-    return dict((active or {}).get("context") or {})
-
-
-def namespace_of(args: argparse.Namespace) -> str:
-    return str(args.namespace or kubeconfig_context(args.kubeconfig).get("namespace") or "default")
-
-
-def canary_path(namespace: str, name: str) -> str:
-    return kube.resource_for(models.API_VERSION, "Canary").path(namespace, name)
-
-
-def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        return kube.request(api, "GET", canary_path(namespace, name))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:
-    path = kube.resource_for(models.API_VERSION, "Canary").list_path(namespace)
-    return list(kube.request(api, "GET", path).get("items") or [])
 
 
 def _checks(status: Mapping[str, Any]) -> str:
@@ -93,7 +45,7 @@ def table(canaries: Iterable[Mapping[str, Any]]) -> str:
 
 
 def get_canaries(args: argparse.Namespace) -> int:
-    print(table(_canaries(api_client(args.kubeconfig), args.namespace)))
+    print(table(client.canaries(client.api_client(args.kubeconfig), args.namespace)))
     return 0
 
 
@@ -107,8 +59,8 @@ def line(status: Mapping[str, Any]) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Print every change until the canary reaches Succeeded or Failed; exit 0 on Succeeded."""
-    api = api_client(args.kubeconfig)
-    path = kube.resource_for(models.API_VERSION, "Canary").path(args.namespace, args.name)
+    api = client.api_client(args.kubeconfig)
+    path = client.canary_path(args.namespace, args.name)
     started = time.monotonic()
     last = ""
     while time.monotonic() - started < args.timeout:
@@ -202,23 +154,17 @@ def describe(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = ()) 
 
 
 def _last_events(api: Any, namespace: str, name: str, count: int) -> list[dict[str, Any]]:
-    path = kube.resource_for("v1", "Event").list_path(namespace)
-    selector = f"involvedObject.kind=Canary,involvedObject.name={name}"
-    items = list(kube.request(api, "GET", path, query=[("fieldSelector", selector)]).get("items") or [])
-
     def when(event: Mapping[str, Any]) -> str:
         return str(event.get("lastTimestamp") or event.get("eventTime")
                    or (event.get("metadata") or {}).get("creationTimestamp") or "")
 
-    return sorted(items, key=when)[-count:] if count > 0 else []
+    return sorted(client.events(api, namespace, name), key=when)[-count:] if count > 0 else []
 
 
 def status(args: argparse.Namespace) -> int:
-    api = api_client(args.kubeconfig)
-    namespace = namespace_of(args)
-    body = get_canary(api, namespace, args.name)
-    if body is None:
-        print(f"Canary {namespace}/{args.name} not found", file=sys.stderr)
+    reached = client.reach(args)
+    if reached is None:
         return 1
+    api, namespace, body = reached
     print(describe(body, _last_events(api, namespace, args.name, args.events)))
     return 0
