@@ -56,6 +56,7 @@ import httpx
 from benchmarks import contenders
 from canary.cluster import kube
 from localkube import environment, thirdparty
+from localkube import load as canary_load
 from localkube import manifests as kubectl
 
 READS = frozenset({"get", "list", "watch"})
@@ -162,38 +163,6 @@ class Recorder:
             except Exception as exc:  # an expired resourceVersion or a dropped stream: list again
                 print(f"  (canary watch restarted: {exc})", file=sys.stderr, flush=True)
                 version = ""
-
-
-class CanaryLoad:
-    """Requests straight to every ``<name>-canary`` Service through the simulator, round-robin, ``rps`` in all.
-
-    What Flagger's load tester does in a real set-up: at weight 0 the canary gets no routed traffic, and
-    Flagger halts a step whose builtin query finds no values, so without it Flagger could never leave
-    step 0. Both controllers get the same load. Bounded: it stops when told or after ``limit`` seconds."""
-
-    def __init__(self, simulator_url: str, namespace: str, names: list[str], rps: float = 20,
-                 limit: float = 1800) -> None:
-        self.urls = [f"{simulator_url}/proxy/{namespace}/{name}-canary/" for name in names]
-        self.rps, self.limit = rps, limit
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> CanaryLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        with httpx.Client(timeout=5) as http:
-            for url in itertools.cycle(self.urls):
-                if self._stop.wait(1 / self.rps) or time.monotonic() > deadline:
-                    return
-                with contextlib.suppress(httpx.HTTPError):  # the canary Service may not exist yet
-                    http.get(url)
 
 
 def apply_all(api: Any, manifests: list[dict[str, Any]]) -> dict[str, float]:
@@ -352,7 +321,7 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario,
         cpu_before, shared_before = contenders.cpu_seconds(pid), shared_cpu(shared)
         queries_before = prometheus_queries(env) if env.prometheus_url else 0.0
         sampler = start_profile(pid, profile) if profile and which == "fledge" else None
-        load = CanaryLoad(env.simulator_url, namespace, names) if sc.metrics else contextlib.nullcontext()
+        load = canary_load.CanaryLoad(env.simulator_url, namespace, names) if sc.metrics else contextlib.nullcontext()
         with load:
             started = time.monotonic()
             applied = apply_all(api, [deployment(namespace, name, "2") for name in names])

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from localkube import environment, processes
+from localkube import environment, load, processes
 from localkube import manifests as kubectl
 from tests.integration.waiting import eventually
 
@@ -207,38 +207,9 @@ def record(probe: Any, api: Any, namespace: str, name: str, until: set[str], tim
                          f"status {status(api, namespace, name)}")
 
 
-class CanaryLoad:
-    """A load tester: real requests to ``<service>-canary`` through the simulator, as Flagger's tester sends them.
-
-    Blue/green without mirroring sends no user traffic to the canary during its iterations, so, as in
-    Flagger, something must call the canary Service for its metrics to have values.
-    """
-
-    def __init__(self, env: environment.Environment, namespace: str, service: str, rps: float = 20) -> None:
-        import threading
-
-        self.url = f"{env.simulator_url}/proxy/{namespace}/{service}-canary/"
-        self.pause = 1 / rps
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"load {namespace}/{service}", daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as session:
-            while not self._stop.wait(self.pause):
-                try:
-                    session.get(self.url)
-                    self.sent += 1
-                except httpx.HTTPError:
-                    pass  # a missed request only thins the load; the analysis decides what it means
-
-    def __enter__(self) -> CanaryLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+def CanaryLoad(env: environment.Environment, namespace: str, service: str, rps: float = 20) -> load.CanaryLoad:
+    """A load tester on ``<service>-canary`` (``localkube.load``), as Flagger's tester sends requests."""
+    return load.CanaryLoad(env.simulator_url, namespace, [service], rps=rps)
 
 
 BLUE_GREEN: dict[str, Any] = {**{k: v for k, v in FAST_ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
