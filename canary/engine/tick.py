@@ -40,8 +40,7 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
     try:
         canary = rt.parse_canary(body)
     except (models.SpecError, errors.SpecError) as exc:
-        await _invalid(rt, body, str(exc), now)
-        return None
+        return await _invalid(rt, body, str(exc), now)
     snap = await observe.observe(rt, canary, now)
     snap, decision = await _decide(rt, snap)
     decision = _with_session_cookies(canary, decision)
@@ -90,7 +89,8 @@ async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.
     return dataclasses.replace(snap, observed=obs), decision
 
 
-async def _invalid(rt: runtime.Runtime, body: dict[str, object], message: str, now: datetime.datetime) -> None:
+async def _invalid(rt: runtime.Runtime, body: dict[str, object], message: str, now: datetime.datetime
+                   ) -> float | None:
     """A Canary the models reject: observed as such and decided by the core like any other tick (mid-release,
     its one rollback path; otherwise the reason in status, once)."""
     snap = observe.invalid(rt, body, message, now)
@@ -100,8 +100,8 @@ async def _invalid(rt: runtime.Runtime, body: dict[str, object], message: str, n
         log.warning("invalid canary %s/%s: %s", canary.namespace, canary.name, message)
     if "spec" not in canary.model_fields_set:  # not even a target to act on (observe.invalid)
         await execute.execute_unreadable(rt, canary, decision)
-        return
-    await execute_reporting(rt, canary, snap, decision)
+        return None
+    return await execute_reporting(rt, canary, snap, decision)
 
 
 async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot,
