@@ -17,9 +17,11 @@ A tick asks ``decide`` until it stops asking::
         observed = <observe supplies decision.need>
         decision = decide(observed)
 
-Modules: ``state`` (inputs, needs, actions), ``strategy`` (weights and
-iterations), ``gates`` (asking), ``transitions`` (phases, deadlines, the one
-rollback path), ``lifecycle`` (decide; the phases outside analysis),
+Modules: ``state`` (inputs, needs, actions), ``strategy`` (weights,
+iterations, replica counts, the router provider), ``gates`` (asking),
+``transitions`` (every phase set, the fields every decided status carries,
+deadlines, the one rollback path), ``lifecycle`` (decide; the phases outside
+analysis, an invalid spec),
 ``steps`` (analysis steps, approval, promotion; not ``metrics.analysis``, which
 runs the checks), ``requests`` (the codec of an operator's requests), ``record``
 (the decision history).  The names below are the public
