@@ -8,6 +8,8 @@ load tester all use it.
 
 httpx logs every request URL in full at INFO; importing this module adds a filter to the ``httpx`` logger
 that shows the URLs registered with ``hide_in_httpx_log`` in their redacted form (and changes nothing else).
+The registry keeps the ``HTTPX_LOG_URLS`` most recently registered URLs: callers register a URL right before
+each request, so a URL in use is always among them, and tenants writing ever new URLs cannot grow it.
 
 What it must not do: import anything of Fledge (it sits at the bottom of the import graph, below the
 plug-in families and the engine), raise on a malformed URL, or return any piece of a secret.
@@ -15,14 +17,18 @@ plug-in families and the engine), raise on a malformed URL, or return any piece 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+import threading
 import urllib.parse
 
 HIDDEN = "***"
 # Path segments and query values shorter than these are words ("v1", "id"), not credentials.
 _MIN_SEGMENT_CHARS = 6
 _MIN_VALUE_CHARS = 3
+# URLs the httpx log filter remembers; far above the requests a controller has in flight at once.
+HTTPX_LOG_URLS = 4096
 
 
 def redact_url(url: str, *, secret_path: bool = False) -> str:
@@ -97,17 +103,28 @@ def scrub(text: str, *urls: str | None, secret_path: bool = False) -> str:
 class _HttpxLogRedactor(logging.Filter):
     """Replaces registered URLs in httpx's own "HTTP Request: POST <url>" records with their redacted form."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = HTTPX_LOG_URLS) -> None:
         super().__init__()
-        self.shown: dict[str, str] = {}
+        self.size = size
+        # Least recently registered first; a lock, since requests (and their log records) run on many threads.
+        self.shown: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, url: str, shown: str) -> None:
+        with self._lock:
+            self.shown[url] = shown
+            self.shown.move_to_end(url)
+            while len(self.shown) > self.size:
+                self.shown.popitem(last=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and self.shown:
             # Loaded already: only hide_in_httpx_log fills ``shown``, and it imports httpx.
             import httpx
 
-            record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
-                                for arg in record.args)
+            with self._lock:
+                record.args = tuple(self.shown.get(str(arg), arg) if isinstance(arg, httpx.URL) else arg
+                                    for arg in record.args)
         return True
 
 
@@ -123,4 +140,4 @@ def hide_in_httpx_log(url: str, shown: str) -> None:
     import httpx
 
     with contextlib.suppress(httpx.InvalidURL, TypeError):
-        _HTTPX_LOG.shown[str(httpx.URL(url))] = shown
+        _HTTPX_LOG.remember(str(httpx.URL(url)), shown)

@@ -33,8 +33,9 @@ with exponential backoff (0.5s, 1s, 2s, ... capped at 5s) after a transport erro
 so one hanging hook never delays the others by more than its own timeout.
 
 What it must not do: decide anything beyond "did this hook answer 2xx" (``core`` decides), raise on a
-failing hook (a failure is data), or write a URL's credentials (userinfo, query values) into a message or
-a log line: ``redaction`` shows each hook URL redacted, in messages and in httpx's own request log.
+failing hook (a failure is data), or write a URL's credentials (userinfo, query values, or the path, where
+chat services keep their tokens) into a message or a log line: ``redaction`` shows each hook URL as its
+scheme and host only, in messages and in httpx's own request log.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Ma
 async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any]) -> Result:
     """POST ``body`` to one hook with its timeout and retries; never raises (a failure is a Result)."""
     timeout = hook.timeout_seconds
-    redaction.hide_in_httpx_log(hook.url, redaction.redact_url(hook.url))
+    shown = redaction.redact_url(hook.url, secret_path=True)  # Slack-style hooks carry their token in the path
+    redaction.hide_in_httpx_log(hook.url, shown)
     attempts = (hook.retries or 0) + 1
     status_code: int | None = None
     text = "not called"
@@ -161,7 +163,7 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
     ok = status_code is not None and 200 <= status_code < 300
     if tried > 1:
         text += f" (after {tried} attempts)"
-    message = redaction.scrub(f"POST {redaction.redact_url(hook.url)} {text}", hook.url)
+    message = redaction.scrub(f"POST {shown} {text}", hook.url, secret_path=True)
     return Result(name=hook.name, type=hook.type, ok=ok, status_code=status_code, message=message, attempts=tried)
 
 

@@ -82,3 +82,20 @@ def test_scrub_hides_the_url_and_its_secret_pieces_but_not_ordinary_words() -> N
 
 def test_scrub_without_urls_changes_nothing() -> None:
     assert redaction.scrub("connection refused", None, "") == "connection refused"
+
+
+def test_the_httpx_log_registry_keeps_only_the_most_recent_urls() -> None:
+    # Tenants write URLs; each distinct one used to stay in memory for the life of the controller.
+    registry = redaction._HttpxLogRedactor(size=3)
+    for number in range(10):
+        registry.remember(f"https://hooks.test/{number}", "https://hooks.test/***")
+    registry.remember("https://hooks.test/7", "https://hooks.test/***")  # used again: the most recent now
+    assert list(registry.shown) == ["https://hooks.test/8", "https://hooks.test/9", "https://hooks.test/7"]
+
+
+def test_the_shared_registry_is_bounded() -> None:
+    for number in range(redaction.HTTPX_LOG_URLS + 50):
+        redaction.hide_in_httpx_log(f"https://hooks.test/bounded/{number}?token=t{number}", "https://hooks.test/***")
+    assert len(redaction._HTTPX_LOG.shown) == redaction.HTTPX_LOG_URLS
+    last = f"https://hooks.test/bounded/{redaction.HTTPX_LOG_URLS + 49}?token=t{redaction.HTTPX_LOG_URLS + 49}"
+    assert redaction._HTTPX_LOG.shown[last] == "https://hooks.test/***"

@@ -79,7 +79,7 @@ def test_payload_has_flaggers_fields() -> None:
     recorder = Recorder()
     checks = run(recorder, lambda c: webhooks.run_hooks(c, subject, "rollout", "Progressing", "85d557f47b"))
     assert checks == [core.Check(name="load", kind="webhook", passed=True,
-                                 message="POST http://hooks.test/load answered 200")]
+                                 message="POST http://hooks.test/*** answered 200")]
     assert recorder.received == [("/load", {
         "name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "85d557f47b",
         "metadata": {"cmd": "hey", "token": "x"},
@@ -259,7 +259,25 @@ def test_credentials_never_reach_a_check_message_or_a_log(caplog: pytest.LogCapt
         checks = run(Recorder({"/secure": echo}), lambda c: webhooks.run_hooks(c, subject, "rollout", "P", "x"))
     message = checks[0].message
     assert "answered 401" in message
-    assert "HTTP Request: POST https://***@hooks.test/secure?token=***" in caplog.text
-    for secret in ("hunter22", "tok-98765", "admin:"):
+    assert "HTTP Request: POST https://hooks.test/*** " in caplog.text
+    for secret in ("hunter22", "tok-98765", "admin:", "/secure"):
         assert secret not in message
+        assert secret not in caplog.text
+
+
+def test_a_token_in_the_path_never_reaches_a_check_message_or_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    # Slack's (and most chat services') incoming webhooks are authorised by their path alone.
+    url = "https://hooks.slack.test/services/T0AAAAAAA/B0BBBBBBB/XxXxXxXxXxXxXxXxXxXxXxXx"
+
+    async def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text=f"no hook at {request.url.path}")
+
+    path = "/services/T0AAAAAAA/B0BBBBBBB/XxXxXxXxXxXxXxXxXxXxXxXx"
+    subject = canary(hook("chat", "confirm-promotion", url=url))
+    with caplog.at_level(logging.DEBUG):
+        _, checks = run(Recorder({path: echo}), lambda c: webhooks.gate(c, subject, "confirm-promotion", "P", "x"))
+    assert checks[0].message.startswith("POST https://hooks.slack.test/*** answered 404"), checks[0].message
+    assert "HTTP Request: POST https://hooks.slack.test/*** " in caplog.text
+    for secret in ("XxXxXxXxXxXx", "T0AAAAAAA", "B0BBBBBBB", "/services"):
+        assert secret not in checks[0].message
         assert secret not in caplog.text
