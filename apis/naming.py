@@ -31,6 +31,9 @@ GITOPS_DISABLED = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
                    "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
 # Keys holding this mark tell Flux that it owns an object (its name, namespace, checksums); never copied.
 TOOLKIT_MARKER = "toolkit.fluxcd.io"
+# Keys with this prefix are Argo CD's (its tracking id, sync and compare options); never copied either: a copy
+# carrying them is one that Argo CD believes it manages, and prunes as unknown.
+ARGOCD_PREFIX = "argocd.argoproj.io/"
 
 
 def primary_name(name: str) -> str:
@@ -50,8 +53,10 @@ def gitops_disabled(annotations: Mapping[str, str] | None = None) -> dict[str, s
 
 
 def without_toolkit(meta: Mapping[str, str] | None) -> dict[str, str]:
-    """Labels or annotations without Flux's ``*toolkit.fluxcd.io*`` keys: a copy must not look like Flux's."""
-    return {key: value for key, value in (meta or {}).items() if TOOLKIT_MARKER not in key}
+    """Labels or annotations without Flux's ``*toolkit.fluxcd.io*`` keys and Argo CD's ``argocd.argoproj.io/*``
+    ones: a copy must not look like a GitOps tool's own object."""
+    return {key: value for key, value in (meta or {}).items()
+            if TOOLKIT_MARKER not in key and not key.startswith(ARGOCD_PREFIX)}
 
 
 def owner_reference(canary: models.Canary) -> Manifest:

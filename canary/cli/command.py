@@ -176,9 +176,9 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--metrics-server", default="http://prometheus:9090", help="default Prometheus address")
     ctl.add_argument("--nginx-annotation-prefix", default="nginx.ingress.kubernetes.io",
                      help="annotation prefix of the NGINX ingress controller (its --annotations-prefix)")
-    ctl.add_argument("--include-label-prefix", default="*",
+    ctl.add_argument("--include-label-prefix", default="",
                      help="comma-separated prefixes of the target's labels copied to the primary and its config "
-                          "copies; '*' copies all (default), '' none (Flagger's default)")
+                          "copies; '' none (the default, as Flagger's), '*' all; Argo CD's and Flux's never")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,

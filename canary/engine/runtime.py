@@ -35,8 +35,8 @@ class Settings:
     resync_seconds: float = 60.0  # a tick even without events, in case a watch event was lost
     retry_seconds: float = 5.0
     nginx_annotation_prefix: str = "nginx.ingress.kubernetes.io"
-    # Flagger's -include-label-prefix: the target's labels copied to the primary ("*": all; Flagger's default: none).
-    include_label_prefix: tuple[str, ...] = ("*",)
+    # Flagger's -include-label-prefix: the target's labels copied to the primary (none by default, as Flagger).
+    include_label_prefix: tuple[str, ...] = ()
     flagger_metrics: bool = True  # also expose flagger_canary_* for Flagger's dashboards and alerts
     # How the pod scrape labels the app metrics that the gatewayapi and kubernetes builtins read.
     pod_labels: builtin.PodLabels = dataclasses.field(default_factory=builtin.PodLabels)

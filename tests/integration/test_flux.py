@@ -1,7 +1,7 @@
 """Migrating from Flagger under Flux: the objects Fledge writes, the labels it keeps, and Flagger's metrics.
 
 A Flux user's apex Service and Deployment carry Flux's ownership labels; Fledge must tell Flux and Helm to
-keep off what it writes (as Flagger does), keep the user's own labels on the primary, leave configs whose
+keep off what it writes (as Flagger does), copy no label to the primary by default (as Flagger), leave configs whose
 tracking is disabled alone, and answer Flagger's dashboard queries.
 """
 
@@ -52,7 +52,7 @@ def prometheus(env: environment.Environment, query: str) -> list[dict[str, Any]]
     return list(answer["data"]["result"])
 
 
-def test_flux_apex_keeps_its_metadata_user_labels_reach_the_primary_and_flaggers_metrics_answer(
+def test_flux_apex_keeps_its_metadata_no_label_reaches_the_primary_and_flaggers_metrics_answer(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
     kubectl.apply(api, flux_service(namespace), manager="kustomize-controller")
     kubectl.apply(api, flux_deployment(namespace, "1"), manager="kustomize-controller")
@@ -70,9 +70,9 @@ def test_flux_apex_keeps_its_metadata_user_labels_reach_the_primary_and_flaggers
         meta = metadata(api, api_version, kind, namespace, name)
         assert {k: meta.get("annotations", {}).get(k) for k in GITOPS_DISABLED} == GITOPS_DISABLED, (kind, meta)
 
-    # The primary: the user's (and Helm's) labels under the default prefix '*', none of Flux's ownership keys.
+    # The primary: no label of the target under the default prefix '' (Flagger's), so none of Flux's keys.
     primary = metadata(api, "apps/v1", "Deployment", namespace, "web-primary")
-    assert primary["labels"] == {**USER_LABELS, "app": "web-primary", "fledge.dev/managed": "true"}, primary
+    assert primary["labels"] == {"app": "web-primary", "fledge.dev/managed": "true"}, primary
     # Besides what Fledge applied, only the Deployment controller's own revision annotation.
     written = {k: v for k, v in primary["annotations"].items()
                if k not in ("fledge.dev/revision", "deployment.kubernetes.io/revision")}
@@ -87,7 +87,7 @@ def test_flux_apex_keeps_its_metadata_user_labels_reach_the_primary_and_flaggers
     kept = {k: v for k, v in service["metadata"]["annotations"].items() if k != "fledge.dev/original-service"}
     assert kept == {**FLUX_ANNOTATIONS, **GITOPS_DISABLED}, service["metadata"]
     promoted = metadata(api, "apps/v1", "Deployment", namespace, "web-primary")
-    assert promoted["labels"]["app.kubernetes.io/managed-by"] == "Helm", promoted
+    assert promoted["labels"] == {"app": "web-primary", "fledge.dev/managed": "true"}, promoted
 
     # Flagger's dashboard and alert queries, on the controller's /metrics and through Prometheus scraping it.
     # /metrics is rendered at most once a second: the promotion shows up within a scrape or two.

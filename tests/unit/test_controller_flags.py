@@ -19,11 +19,26 @@ def controller_args(*flags: str) -> argparse.Namespace:
     return cli.parser().parse_args(["controller", *flags])
 
 
-def test_defaults_keep_every_user_label_and_expose_flaggers_metrics() -> None:
+def test_defaults_copy_no_label_as_flaggers_and_expose_flaggers_metrics() -> None:
+    # Copying every label handed Argo CD's tracking label (app.kubernetes.io/instance) to the primary, and
+    # Argo CD pruned the primary as an object of its app it did not know.
     args = controller_args()
-    assert controller.label_prefixes(args.include_label_prefix) == workloads.ALL_LABELS == runtime.Settings(
-        ).include_label_prefix
+    assert controller.label_prefixes(args.include_label_prefix) == () == runtime.Settings().include_label_prefix
     assert args.flagger_metrics is True
+
+
+def test_by_default_the_primary_carries_no_gitops_tracking_label() -> None:
+    target = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "namespace": "t", "labels": {
+                  "app": "web", "app.kubernetes.io/instance": "shop", "argocd.argoproj.io/instance": "shop",
+                  "kustomize.toolkit.fluxcd.io/name": "apps", "helm.toolkit.fluxcd.io/name": "web"}},
+              "spec": {"selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}}}
+    labels = workloads.included_labels(target["metadata"]["labels"],
+                                       controller.label_prefixes(controller_args().include_label_prefix))
+    assert labels == {}
+    everything = workloads.included_labels(target["metadata"]["labels"], workloads.ALL_LABELS)
+    assert everything == {"app": "web", "app.kubernetes.io/instance": "shop"}  # asked for: '*' minus GitOps keys
 
 
 @pytest.mark.parametrize(("text", "prefixes"), [("app.kubernetes.io,team", ("app.kubernetes.io", "team")),

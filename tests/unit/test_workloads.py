@@ -96,8 +96,11 @@ def test_primary_deployment_is_a_renamed_copy() -> None:
     assert container["env"][1]["valueFrom"]["secretKeyRef"]["name"] == "opt"  # untracked: left as is
 
 
-FLUX_LABELS = {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
-FLUX_ANNOTATIONS = {"kustomize.toolkit.fluxcd.io/checksum": "abc", "helm.toolkit.fluxcd.io/name": "web"}
+FLUX_LABELS = {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
+               "argocd.argoproj.io/instance": "shop"}
+FLUX_ANNOTATIONS = {"kustomize.toolkit.fluxcd.io/checksum": "abc", "helm.toolkit.fluxcd.io/name": "web",
+                    "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:t/web",
+                    "argocd.argoproj.io/sync-options": "Prune=false"}
 USER_LABELS = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/part-of": "shop", "team": "a"}
 
 
