@@ -3,8 +3,15 @@
 Why this exists: a canary that receives no traffic has no metrics, and manual approval needs something to
 answer the confirm-* and rollback hooks.  This is Fledge's counterpart of Flagger's flagger-loadtester: point
 a ``rollout`` hook at ``/`` and the load runs in the background for the whole analysis; point a
-confirm-* hook at ``/gate/check`` and open the gate with ``curl -d '{"name":"podinfo","namespace":"test"}'
-.../gate/open``.
+confirm-* hook at ``/gate/check`` and open the gate with ``fledge loadtester gate open test/podinfo --url ...``
+(or ``curl -H "Authorization: Bearer $TOKEN" -d '{"name":"podinfo","namespace":"test"}' .../gate/open``).
+
+Unlike Flagger's, it is no open door.  Started with ``--token-file`` (the chart always gives one), every
+request below that acts on or lists canaries needs ``Authorization: Bearer <token>``, the token of the
+payload's namespace (``apis.keys.namespace_token``), else 401: one team's token opens only its own gates.
+The controller, given the same key, sends it with each webhook call to the load tester, so Flagger's
+payloads and hooks work as they are.  Without a key it listens on loopback only.  Tasks are bounded per
+canary, per namespace and in all (``--max-tasks*``; 429 beyond).
 
 Endpoints (POST bodies are Flagger webhook payloads: ``{"name", "namespace", "phase", "metadata"}``)::
 
@@ -15,7 +22,8 @@ Endpoints (POST bodies are Flagger webhook payloads: ``{"name", "namespace", "ph
     POST /gate/approve      always 200          POST /gate/halt      always 403
     POST /rollback/check    200 = roll back, 403 = don't (closed by default)
     POST /rollback/open|close  202
-    GET  /gates             gate and rollback states as JSON      GET /tasks   running tasks as JSON
+    GET  /gates, /tasks     gate and rollback states, running tasks, as JSON: ``?namespace=NAME`` with
+                            that namespace's token, or every namespace with the operator's token
     GET  /healthz           200 "OK"                               GET /metrics Prometheus text
 
 Tasks (``metadata.type``):
@@ -43,13 +51,15 @@ hook at ``/`` to stop the load as soon as the analysis ends.
 State (gates and tasks) is in memory by design, as in Flagger's tester: a restart closes every gate and
 stops every task.
 
-The modules, one topic each: ``payloads`` reads webhook payloads (and defines BadRequest), ``gates`` holds
+The modules, one topic each: ``auth`` checks tokens, ``client`` is the person's side of the CLI (``gate``,
+``rollback``, ``token``), ``payloads`` reads webhook payloads (and defines BadRequest), ``gates`` holds
 the gate and rollback flags, ``load`` parses and runs load, ``commands`` decides and runs allowlisted
 commands, ``tasks`` keeps one task per key, ``server`` answers HTTP (``LoadTester``), ``cli`` is the
 command line, and ``__main__`` makes ``python -m loadtester`` work.  This file only re-exports the
 names callers use as ``loadtester.X``; it is the one place in the package that imports names, not modules.
 
-What it must not do: run a command that is not on the allowlist, run two tasks for one key, put a URL's
+What it must not do: act for a request without its namespace's token (when started with a key), run a
+command that is not on the allowlist, run two tasks for one key or more than the limits, put a URL's
 credentials into /tasks or /metrics, or decide anything about the canary.
 """
 

@@ -27,6 +27,8 @@ class Gates:
         with self._lock:
             return self._open.get(key, False)
 
-    def snapshot(self) -> dict[str, bool]:
+    def snapshot(self, namespace: str | None = None) -> dict[str, bool]:
+        """``{"namespace/name": open}`` of one namespace or (None) of all."""
         with self._lock:
-            return dict(sorted(self._open.items()))
+            return {key: value for key, value in sorted(self._open.items())
+                    if namespace is None or key.partition("/")[0] == namespace}

@@ -3,11 +3,14 @@
 Why this module exists: webhooks arrive over HTTP on handler threads, while tasks run on one asyncio event
 loop in its own thread.  ``LoadTester`` owns both, routes each request to the gates, the load generator or
 the command runner, hands coroutines to the loop with ``on_loop``, and counts requests and tasks for
-``/metrics``.
+``/metrics``.  Every route that acts on a canary, or lists canaries, first asks ``auth`` whether the
+request's bearer token is that of the canary's namespace (401 otherwise); a task beyond the limits of
+``tasks.Limits`` is a 429.
 
-What it must not do: run a command ``commands.refusal`` refused, touch the task runner from a handler thread
-other than through ``on_loop``, answer without a status for an error (every failure becomes a 4xx or 5xx
-with a message), or put a URL's credentials into an answer or a metric label.
+What it must not do: act on a canary for a request ``auth`` refused, run a command ``commands.refusal``
+refused, touch the task runner from a handler thread other than through ``on_loop``, answer without a status
+for an error (every failure becomes a 4xx or 5xx with a message), or put a URL's credentials into an answer
+or a metric label.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import prometheus_client
 
 import redaction
 from apis import durations
-from loadtester import commands, gates, load, payloads, tasks
+from loadtester import auth, commands, gates, load, payloads, tasks
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
 log = logging.getLogger("loadtester")
@@ -53,8 +56,9 @@ class LoadTester:
     """The load tester in-process: ``start()``, then use ``url``; ``stop()`` when done (or use ``with``)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, allow_commands: Sequence[str] = (),
-                 timeout: float = 3600.0) -> None:
+                 timeout: float = 3600.0, key: bytes | None = None, limits: tasks.Limits | None = None) -> None:
         self.allow_commands = frozenset(allow_commands)
+        self.authority = auth.Authority(key)
         self.timeout = timeout
         self.gates = gates.Gates()
         self.rollbacks = gates.Gates()
@@ -64,7 +68,7 @@ class LoadTester:
             registry=self.registry)
         self._tasks = prometheus_client.Counter(
             "fledge_loadtester_tasks", "Tasks started.", ["canary", "type"], registry=self.registry)
-        self._runner = tasks.Runner()
+        self._runner = tasks.Runner(limits)
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,10 +135,11 @@ class LoadTester:
             future.cancel()
             raise
 
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
-        """Answer one request; every route of the package docstring."""
+    def handle(self, method: str, path: str, body: bytes, authorization: str = "", query: str = "") -> Reply:
+        """Answer one request; every route of the package docstring.  ``authorization`` is the request's
+        Authorization header, ``query`` its query string."""
         if method == "GET":
-            return self._get(path)
+            return self._get(path, authorization, query)
         if path == "/gate/approve":
             return Reply(200, "Approved")
         if path == "/gate/halt":
@@ -144,6 +149,9 @@ class LoadTester:
             canary = payloads.canary_key(payload)
         except payloads.BadRequest as exc:
             return Reply(400, str(exc))
+        refused = self.authority.refusal(authorization, canary.partition("/")[0])
+        if refused is not None:
+            return Reply(401, refused)
         if path.startswith("/gate/"):
             return self._gate(self.gates, "gate", path.removeprefix("/gate/"), canary)
         if path.startswith("/rollback/"):
@@ -155,19 +163,28 @@ class LoadTester:
             return self._task(payload, canary)
         return Reply(404, f"no route POST {path}")
 
-    def _get(self, path: str) -> Reply:
+    def _get(self, path: str, authorization: str, query: str) -> Reply:
         if path == "/healthz":
             return Reply(200, "OK")
         if path == "/metrics":
             return Reply(200, prometheus_client.generate_latest(self.registry), prometheus_client.CONTENT_TYPE_LATEST)
+        if path not in ("/gates", "/tasks"):
+            return self._static(path)
+        wanted = urllib.parse.parse_qs(query).get("namespace", [""])[0]
+        namespace, refused = self.authority.scope(authorization, wanted)
+        if refused is not None:
+            return Reply(401, refused)
         if path == "/gates":
-            return Reply.of_json(200, {"gates": self.gates.snapshot(), "rollbacks": self.rollbacks.snapshot()})
-        if path == "/tasks":
+            return Reply.of_json(200, {"gates": self.gates.snapshot(namespace),
+                                       "rollbacks": self.rollbacks.snapshot(namespace)})
 
-            async def snapshot() -> list[dict[str, Any]]:
-                return self._runner.snapshot()
+        async def snapshot() -> list[dict[str, Any]]:
+            return self._runner.snapshot(namespace)
 
-            return Reply.of_json(200, {"tasks": self.on_loop(snapshot(), timeout=10)})
+        return Reply.of_json(200, {"tasks": self.on_loop(snapshot(), timeout=10)})
+
+    @staticmethod
+    def _static(path: str) -> Reply:
         if path == "/gate/approve":
             return Reply(200, "Approved")
         if path == "/gate/halt":
@@ -291,9 +308,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self, method: str, body: bytes) -> None:
         path = urllib.parse.urlsplit(self.path).path.rstrip("/") or "/"
         try:
-            reply = self.server.tester.handle(method, path, body)
+            reply = self.server.tester.handle(method, path, body, self.headers.get("Authorization") or "",
+                                              urllib.parse.urlsplit(self.path).query)
         except payloads.BadRequest as exc:
             reply = Reply(400, str(exc))
+        except tasks.Busy as exc:
+            reply = Reply(429, str(exc))
         except (asyncio.CancelledError, concurrent.futures.CancelledError, RuntimeError, TimeoutError) as exc:
             reply = Reply(503, f"the load tester is stopping or overloaded: {type(exc).__name__}")
         except Exception:

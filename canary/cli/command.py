@@ -179,6 +179,11 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--include-label-prefix", default="",
                      help="comma-separated prefixes of the target's labels copied to the primary and its config "
                           "copies; '' none (the default, as Flagger's), '*' all; Argo CD's and Flux's never")
+    ctl.add_argument("--loadtester-token-file", metavar="PATH",
+                     help="the load tester's --token-file: webhook calls to a --loadtester-url carry the token of "
+                          "their Canary's namespace")
+    ctl.add_argument("--loadtester-url", action="append", default=[], metavar="URL",
+                     help="a load tester's address (scheme, host, port); repeatable")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,

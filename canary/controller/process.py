@@ -23,7 +23,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from apis import models
+from apis import keys, models
 from canary.cluster import informers, leader, telemetry, transport
 from canary.controller import handlers
 from canary.engine import runtime
@@ -114,11 +114,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_format)
+    try:
+        loadtester_key = keys.read_key(args.loadtester_token_file) if args.loadtester_token_file else None
+    except (OSError, ValueError) as exc:
+        print(f"fledge controller: {exc}", file=sys.stderr)
+        return 2
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
                               nginx_annotation_prefix=args.nginx_annotation_prefix,
                               include_label_prefix=label_prefixes(args.include_label_prefix),
-                              flagger_metrics=args.flagger_metrics,
-
+                              flagger_metrics=args.flagger_metrics, loadtester_key=loadtester_key,
+                              loadtester_urls=tuple(args.loadtester_url),
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     try:
         credentials = transport.load(args.kubeconfig)

@@ -16,7 +16,7 @@ import dataclasses
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from apis import models
+from apis import keys, models
 from canary.cluster import kube, watchcache
 from canary.objects import workloads
 from metrics import base as metric_base
@@ -40,6 +40,9 @@ class Settings:
     flagger_metrics: bool = True  # also expose flagger_canary_* for Flagger's dashboards and alerts
     # How the pod scrape labels the app metrics that the gatewayapi and kubernetes builtins read.
     pod_labels: builtin.PodLabels = dataclasses.field(default_factory=builtin.PodLabels)
+    # The load tester's key and addresses: webhook calls there carry their namespace's token (apis.keys).
+    loadtester_key: bytes | None = None
+    loadtester_urls: tuple[str, ...] = ()
 
 
 class Runtime:
@@ -100,7 +103,8 @@ class Runtime:
             # At first use: a controller that calls no webhook and sends no alert never holds httpx (3.6 MiB RSS).
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=10)
+            key, urls = self.settings.loadtester_key, self.settings.loadtester_urls
+            self._http = httpx.AsyncClient(timeout=10, auth=keys.BearerForOrigins(key, urls) if key else None)
         return self._http
 
     async def close_http(self) -> None:
