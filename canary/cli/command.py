@@ -184,6 +184,9 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
                           "their Canary's namespace")
     ctl.add_argument("--loadtester-url", action="append", default=[], metavar="URL",
                      help="a load tester's address (scheme, host, port); repeatable")
+    ctl.add_argument("--config-digest-key-file", metavar="PATH",
+                     help="key (16 bytes or more) of the config digests in status.trackedConfigs; keep it across "
+                          "restarts (the chart keeps it in a Secret). Without it digests are only salted")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,

@@ -116,14 +116,18 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     try:
         loadtester_key = keys.read_key(args.loadtester_token_file) if args.loadtester_token_file else None
+        digest_key = keys.read_key(args.config_digest_key_file) if args.config_digest_key_file else b""
     except (OSError, ValueError) as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2
+    if not digest_key:
+        logging.getLogger("fledge").warning("no --config-digest-key-file: status.trackedConfigs digests are salted "
+                                            "per Canary but not keyed; give a key so they cannot be brute-forced")
     config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
                               nginx_annotation_prefix=args.nginx_annotation_prefix,
                               include_label_prefix=label_prefixes(args.include_label_prefix),
                               flagger_metrics=args.flagger_metrics, loadtester_key=loadtester_key,
-                              loadtester_urls=tuple(args.loadtester_url),
+                              loadtester_urls=tuple(args.loadtester_url), config_digest_key=digest_key,
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     try:
         credentials = transport.load(args.kubeconfig)

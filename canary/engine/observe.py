@@ -18,8 +18,9 @@ import dataclasses
 import datetime
 from typing import Any
 
-from apis import errors, models, naming
+from apis import errors, keys, models, naming
 from canary import core
+from canary.cluster import watchcache
 from canary.core import requests
 from canary.engine import runtime, webhooks
 from canary.objects import autoscalers, workloads
@@ -52,12 +53,41 @@ def resolve_template(rt: runtime.Runtime) -> Any:
     return resolve
 
 
-def _digest(rt: runtime.Runtime, namespace: str) -> Any:
+def _digest(rt: runtime.Runtime, namespace: str, canary_uid: str | None = None) -> Any:
+    """The cache's checksums of configs; keyed per Canary (``apis.keys.config_digest``) unless ``canary_uid``
+    is None, which gives the unkeyed ones that statuses held before (``migrate_digests``)."""
     def digest(kind: str, name: str) -> str | None:
         body = rt.store.get("v1", kind, namespace, name)
-        return str(body["digest"]) if body is not None else None
+        if body is None or canary_uid is None or body["digest"] == watchcache.UNTRACKED:
+            return str(body["digest"]) if body is not None else None
+        key = rt.settings.config_digest_key
+        return keys.config_digest(key, canary_uid, f"{kind.lower()}/{name}", str(body["digest"]))
 
     return digest
+
+
+def migrate_digests(status: models.CanaryStatus, configs: dict[str, str], revision: str, legacy_revision: str
+                    ) -> models.CanaryStatus:
+    """A status written with unkeyed digests (and revisions hashed from them) in keyed terms, so a controller
+    upgrade is no new revision: the tick then saves it, and the unkeyed digests are gone."""
+    update: dict[str, Any] = {"tracked_configs": dict(configs)}
+    for field in ("last_applied_spec", "last_promoted_spec"):
+        if getattr(status, field) == legacy_revision:
+            update[field] = revision
+    return status.model_copy(update=update)
+
+
+def _legacy_digests(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any], configs: dict[str, str],
+                    revision: str) -> tuple[dict[str, str], str, models.Canary]:
+    """(configs, revision, canary) for a Canary whose status may hold the unkeyed digests of an older Fledge."""
+    legacy = workloads.tracked_configs(target, _digest(rt, canary.namespace))
+    if canary.status.tracked_configs != legacy:
+        return configs, revision, canary  # a config changed, or the status is keyed already
+    old = workloads.revision(target, legacy)
+    if canary.status.phase in (models.CanaryPhase.PROMOTING, models.CanaryPhase.FINALISING):
+        return legacy, old, canary  # the primary was stamped with the old revision: promote it in the old terms
+    status = migrate_digests(canary.status, configs, revision, old)
+    return configs, revision, canary.model_copy(update={"status": status})
 
 
 async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.datetime) -> Snapshot:
@@ -77,7 +107,7 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         naming.selector_label(target)
         workloads.check_target(target)
         autoscalers.autoscaler(canary, rt.store)
-        configs = workloads.tracked_configs(target, _digest(rt, namespace))
+        configs = workloads.tracked_configs(target, _digest(rt, namespace, canary.metadata.uid or ""))
         analysis.validate_metrics(canary, resolve_template(rt), core.provider(canary, rt.settings.default_provider),
                                   rt.settings.pod_labels)
     except (errors.FatalError, models.SpecError) as exc:
@@ -91,8 +121,10 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
 
     revision = rt.revision((canary.namespace, canary.name), target, configs)
-    observed = dataclasses.replace(base, revision=revision, configs=configs, target=workloads.workload_state(target),
-                                   routes=router.get_routes(canary))
+    if configs and canary.status.tracked_configs and canary.status.tracked_configs != configs:
+        configs, revision, canary = _legacy_digests(rt, canary, target, configs, revision)
+    observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs,
+                                   target=workloads.workload_state(target), routes=router.get_routes(canary))
     return Snapshot(observed, target, router)
 
 

@@ -43,6 +43,7 @@ class Settings:
     # The load tester's key and addresses: webhook calls there carry their namespace's token (apis.keys).
     loadtester_key: bytes | None = None
     loadtester_urls: tuple[str, ...] = ()
+    config_digest_key: bytes = b""  # keys the digests of status.trackedConfigs (apis.keys.config_digest)
 
 
 class Runtime:
