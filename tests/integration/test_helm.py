@@ -109,6 +109,57 @@ def test_lint_and_template(helm: Any) -> None:
     assert unelected.returncode != 0 and "replicas > 1 needs leaderElection" in unelected.stderr
 
 
+def test_the_load_tester_is_locked_down(helm: Any) -> None:
+    docs = rendered(helm, "loadtester.enabled=true", "loadtester.extraUrls={https://lt.example}")
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    tester = by_kind[("Deployment", "fledge-loadtester")]["spec"]["template"]["spec"]
+    container = tester["containers"][0]
+    assert tester["automountServiceAccountToken"] is False
+    assert tester["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert tester["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["resources"]["limits"]["memory"]
+    assert "--token-file=/etc/fledge/keys/key" in container["args"]
+    assert {"--max-tasks-per-canary=4", "--max-tasks-per-namespace=16", "--max-tasks=64"} <= set(container["args"])
+    key_volume = next(v for v in tester["volumes"] if v["name"] == "key")
+    assert key_volume["secret"] == {"secretName": "fledge-keys", "items": [{"key": "loadtester-key", "path": "key"}]}
+
+    # Only the controller's pods reach it, on its port; load goes anywhere but link-local addresses.
+    policy = by_kind[("NetworkPolicy", "fledge-loadtester")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == by_kind[("Service", "fledge-loadtester")]["spec"]["selector"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "fledge", "app.kubernetes.io/instance": "fledge"}}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}]}]
+    controller_labels = by_kind[("Deployment", "fledge")]["spec"]["template"]["metadata"]["labels"]
+    assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"].items() <= controller_labels.items()
+    blocks = [peer["ipBlock"] for rule in policy["egress"] for peer in rule["to"] if "ipBlock" in peer]
+    assert {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]} in blocks
+
+    # The controller holds both keys and sends tokens only to the load tester's addresses.
+    args = by_kind[("Deployment", "fledge")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--config-digest-key-file=/etc/fledge/keys/config-digest-key" in args
+    assert "--loadtester-token-file=/etc/fledge/keys/loadtester-key" in args
+    assert [a for a in args if a.startswith("--loadtester-url=")] == [
+        "--loadtester-url=http://fledge-loadtester.fledge-system",
+        "--loadtester-url=http://fledge-loadtester.fledge-system.svc",
+        "--loadtester-url=http://fledge-loadtester.fledge-system.svc.cluster.local",
+        "--loadtester-url=https://lt.example"]
+    keys_secret = by_kind[("Secret", "fledge-keys")]
+    assert set(keys_secret["data"]) == {"config-digest-key", "loadtester-key"}
+    assert keys_secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    # A Secret of the operator's replaces the generated one; without the load tester no token is sent.
+    own = rendered(helm, "keys.existingSecret=my-keys")
+    assert not any(d["kind"] == "Secret" for d in own)
+    controller = next(d for d in own if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert controller["volumes"] == [{"name": "keys", "secret": {"secretName": "my-keys"}}]
+    assert not any(a.startswith("--loadtester") for a in controller["containers"][0]["args"])
+    open_policy = rendered(helm, "loadtester.enabled=true", "loadtester.networkPolicy.enabled=false")
+    assert not any(d["kind"] == "NetworkPolicy" for d in open_policy)
+
+
 def test_readme_quotes_the_tested_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     for command in (INSTALL_CLUSTER, INSTALL_NAMESPACED):
@@ -214,8 +265,11 @@ def test_namespaced_install_runs_a_promotion_and_a_rollback(helm: Any, env: envi
         chart_args = installed["spec"]["template"]["spec"]["containers"][0]["args"]
         assert chart_args[0] == "controller" and f"--namespace={APP_NAMESPACE}" in chart_args, chart_args
         # Local addresses replace the in-cluster ones; every other flag is the chart's.
-        replaced = ("--listen=", "--metrics-server=", "--log-format=")
+        replaced = ("--listen=", "--metrics-server=", "--log-format=", "--config-digest-key-file=")
+        key = tmp_path / "config-digest-key"
+        key.write_text("a-local-key-0123456789")
         local = tuple(arg for arg in chart_args[1:] if not arg.startswith(replaced))
+        local += (f"--config-digest-key-file={key}",)
         ctl = local_controller.Controller(env, name="controller-helm", kubeconfig=kubeconfig, extra_args=local)
         ctl.start()
 

@@ -8,3 +8,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "fledge.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 {{- define "fledge.serviceAccount" -}}{{ .Values.serviceAccount.name | default (include "fledge.name" .) }}{{- end -}}
 {{- define "fledge.leaseNamespace" -}}{{ .Values.leaderElection.namespace | default .Release.Namespace }}{{- end -}}
+{{- define "fledge.keysSecret" -}}{{ .Values.keys.existingSecret | default (printf "%s-keys" (include "fledge.name" .)) }}{{- end -}}
+{{- define "fledge.loadtesterLabels" -}}
+app.kubernetes.io/name: fledge-loadtester
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
