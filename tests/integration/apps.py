@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import pathlib
 import sys
 import threading
 import time
@@ -327,15 +328,17 @@ def wait_weight(api: Any, namespace: str, name: str, weight: int, timeout: float
 
 
 @contextlib.contextmanager
-def loadtester(env: environment.Environment, name: str = "loadtester", allow_commands: tuple[str, ...] = ()
-               ) -> Iterator[str]:
-    """A load tester child process (no ``--allow-command`` unless given) for the ``with`` block; yields its URL.
+def loadtester(env: environment.Environment, name: str = "loadtester", allow_commands: tuple[str, ...] = (),
+               token_file: pathlib.Path | None = None) -> Iterator[str]:
+    """A load tester child process (no ``--allow-command`` unless given; with ``token_file`` as its
+    ``--token-file``, requests need namespace tokens) for the ``with`` block; yields its URL.
 
     Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
     """
     port = processes.free_port()
     argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m",
-            *(f"--allow-command={command}" for command in allow_commands)]
+            *(f"--allow-command={command}" for command in allow_commands),
+            *([f"--token-file={token_file}"] if token_file is not None else [])]
     log_path = env.folder / "logs" / f"{name}.log"
     proc, _ = processes.spawn(name, argv, log_path, (port,))
     url = f"http://127.0.0.1:{port}"
