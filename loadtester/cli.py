@@ -60,7 +60,9 @@ def _loopback(host: str) -> bool:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="fledge loadtester", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    cli = argparse.ArgumentParser(prog="fledge loadtester", description=__doc__.split("\n\n")[0] if __doc__ else None,
+                                  epilog="To open or close a gate, or print a namespace's token: fledge loadtester "
+                                         "gate|rollback|token --help")
     cli.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT",
                      help="address to serve on (default 127.0.0.1:8080; 0.0.0.0:8080 in a cluster; port 0 = free)")
     cli.add_argument("--allow-command", action="append", default=[], metavar="CMD", dest="allow_commands",
