@@ -163,7 +163,8 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
     ok = status_code is not None and 200 <= status_code < 300
     if tried > 1:
         text += f" (after {tried} attempts)"
-    message = redaction.scrub(f"POST {shown} {text}", hook.url, secret_path=True)
+    # Only the answer is scrubbed: ``shown`` may start with the URL itself (a hook at "/"), and would grow.
+    message = f"POST {shown} " + redaction.scrub(text, hook.url, secret_path=True)
     return Result(name=hook.name, type=hook.type, ok=ok, status_code=status_code, message=message, attempts=tried)
 
 

@@ -265,6 +265,13 @@ def test_credentials_never_reach_a_check_message_or_a_log(caplog: pytest.LogCapt
         assert secret not in caplog.text
 
 
+@pytest.mark.parametrize("url", ["http://hooks.test/", "http://hooks.test"])
+def test_a_hook_at_the_root_is_shown_redacted_once(url: str) -> None:
+    subject = canary(hook("root", url=url))
+    checks = run(Recorder({"/": 403}), lambda c: webhooks.run_hooks(c, subject, "rollout", "P", "x"))
+    assert checks[0].message == "POST http://hooks.test/*** answered 403: nope 403", checks[0].message
+
+
 def test_a_token_in_the_path_never_reaches_a_check_message_or_a_log(caplog: pytest.LogCaptureFixture) -> None:
     # Slack's (and most chat services') incoming webhooks are authorised by their path alone.
     url = "https://hooks.slack.test/services/T0AAAAAAA/B0BBBBBBB/XxXxXxXxXxXxXxXxXxXxXxXx"
