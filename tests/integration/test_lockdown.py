@@ -1,4 +1,5 @@
-"""Nothing Fledge runs is an open door, and nothing it copies breaks Argo CD (issue 22, items 3 and 6).
+"""Nothing Fledge runs is an open door, nothing it copies breaks Argo CD, and its status gives no Secret
+away (issue 22, items 3, 6 and 7).
 
 The load tester runs as a child process with a key (``--token-file``), and a controller of the test's own is
 given the same key and the load tester's address, as the chart gives them.  A real Canary's webhooks then
@@ -13,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client
 
 from apis import keys
+from canary import watchcache, workloads
 from loadtester import cli as loadtester_cli
 from localkube import controller as local_controller
 from localkube import environment
@@ -127,3 +130,51 @@ def test_the_primary_carries_no_gitops_tracking_label_by_default(
     # Argo CD would prune a primary carrying its app's tracking label as an object it does not know.
     assert meta["labels"] == {"app": "web-primary", "fledge.dev/managed": "true"}, meta
     assert not any(key.startswith("argocd.argoproj.io/") for key in meta.get("annotations") or {}), meta
+
+
+def test_a_status_with_unkeyed_digests_is_carried_over_without_a_new_release(
+        env: environment.Environment, api: Any, own_namespace: str, tmp_path: pathlib.Path) -> None:
+    """What a controller upgrade from an earlier Fledge meets: trackedConfigs holding plain hashes of the data."""
+    namespace = own_namespace
+    key_file = tmp_path / "digest-key"
+    key_file.write_text("integration-digest-key-0123456789")
+    ctl = local_controller.Controller(env, name=f"controller-{namespace}", namespaces=(namespace,),
+                                      extra_args=(f"--config-digest-key-file={key_file}",))
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
+                        "stringData": {"password": "hunter2"}})
+    pod_spec = {"volumes": [{"name": "db", "secret": {"secretName": "db"}}]}
+    kubectl.apply(api, apps.deployment(namespace, "web", "1", **pod_spec))
+    kubectl.apply(api, apps.canary(namespace, "web"))
+    apps.simulate(env, namespace, "web")
+    ctl.start()
+    try:
+        keyed = apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    finally:
+        ctl.stop()
+    plain = watchcache.data_digest(kubectl.get(api, "v1", "Secret", namespace, "db") or {})
+    assert keyed["trackedConfigs"]["secret/db"] != plain  # the status no longer holds the plain hash
+
+    # The status as an earlier Fledge wrote it: plain digests and the revision hashed from them.
+    target = kubectl.get(api, "apps/v1", "Deployment", namespace, "web") or {}
+    legacy = {"secret/db": plain}
+    old_revision = workloads.revision(target, legacy)
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "fledge.dev", "v1beta1", namespace, "canaries", "web", {"status": {
+            "trackedConfigs": legacy, "lastAppliedSpec": old_revision, "lastPromotedSpec": old_revision}})
+    ctl.start()
+    try:
+        def migrated() -> dict[str, Any]:
+            current = apps.status(api, namespace, "web")
+            return current if current.get("trackedConfigs") != legacy else {}
+
+        carried = eventually(migrated, timeout=30, what="the unkeyed digests replaced",
+                             show=lambda: apps.status(api, namespace, "web"))
+        assert carried["trackedConfigs"] == keyed["trackedConfigs"], carried  # the same key: the same digests
+        assert carried["lastAppliedSpec"] == carried["lastPromotedSpec"] == keyed["lastAppliedSpec"], carried
+        assert carried["phase"] == "Initialized", carried
+        messages = [e.message for e in apps.canary_events(api, namespace)]
+        assert not any("New revision detected" in m for m in messages), messages
+        assert apps.replicas_of(api, namespace, "web") == 0  # the target was not scaled up for a release
+    finally:
+        ctl.stop()
+    assert "Traceback" not in ctl.log_path.read_text(), ctl.log_tail(80)
