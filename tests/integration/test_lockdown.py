@@ -17,7 +17,8 @@ import pytest
 from kubernetes import client
 
 from apis import keys
-from canary import watchcache, workloads
+from canary.cluster import watchcache
+from canary.objects import workloads
 from loadtester import cli as loadtester_cli
 from localkube import controller as local_controller
 from localkube import environment

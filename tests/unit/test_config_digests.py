@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary import observe, runtime, workloads
+from canary.engine import observe, runtime
+from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
 
