@@ -304,7 +304,7 @@ def _ensure_all(components: tuple[Component, ...]) -> dict[str, pathlib.Path]:
         if component.is_built():
             log(f"{component.key} {component.version}: cached in {component.bin_dir()}")
         else:
-            log(f"{component.key} {component.version}: building (a cold Kubernetes build takes many minutes)")
+            log(f"{component.key} {component.version}: building from its Go module (minutes; Kubernetes the longest)")
         binaries.update(build(component))
     log(f"all binaries ready in {time.monotonic() - started:.0f}s")
     _drop_build_cache()
