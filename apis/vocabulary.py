@@ -53,5 +53,14 @@ class Check:
 
     @property
     def severe(self) -> bool:
-        """A regression proven so large that the release rolls back at once, whatever the threshold."""
-        return self.judge is not None and self.judge.verdict == "Fail" and self.judge.severe
+        """The release rolls back at once, whatever the threshold: a regression proven so large, or a
+        comparison that stayed inconclusive for its limit."""
+        return self.judge is not None and self.judge.verdict == "Fail" and \
+            (self.judge.severe or self.judge.limit_reached)
+
+    @property
+    def cause(self) -> str:
+        """Why a ``severe`` check rolls back at once, for the rollback message."""
+        if self.judge is not None and self.judge.limit_reached:
+            return "judge inconclusive limit reached"
+        return "severe regression"

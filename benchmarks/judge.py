@@ -88,8 +88,8 @@ def judge_ticks(ticks: list[Tick], config: judge.Config) -> int | None:
         if boundary is None:
             boundary = judge.pick_boundary(_mapping(tick.primary_buckets), 0.99)
         if boundary is not None:
-            latency = judge.update(latency, judge.exceedance(_mapping(tick.canary_buckets), boundary),
-                                   judge.exceedance(_mapping(tick.primary_buckets), boundary), config)
+            latency = judge.update(latency, judge.exceedance(_mapping(tick.canary_buckets), boundary) or judge.ZERO,
+                                   judge.exceedance(_mapping(tick.primary_buckets), boundary) or judge.ZERO, config)
         verdicts = (judge.judge(errors, config).verdict, judge.judge(latency, config).verdict)
         if "Fail" in verdicts:
             return index

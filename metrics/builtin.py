@@ -125,9 +125,37 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
     return QUERIES.get(family, {}).get(metric_name)
 
 
-# -- the judge's counts: per version, over a window that starts where the current step started -----------
-# ``{{ variables.version }}`` is the label matcher of one version (``version_selector``); ``{{ interval }}``
-# is the window.  increase() rather than rate(): the judge needs counts, not proportions.
+# -- the judge's counts: per version, over a window that starts where the last one ended ------------------
+# ``{{ variables.version }}`` is the label matcher of one version (``version_selector``); ``{{ variables.start }}``
+# and ``{{ variables.end }}`` are the window's ends in Unix seconds, ``{{ interval }}`` its length.
+#
+# Exact counts, not increase(): Prometheus extrapolates increase() to the window's edges, scaling the count by
+# up to window / (window - scrape interval) (x2 for a 30 s window at 15 s scrapes), which inflates the
+# judge's evidence.  The count of each series is the difference of its counter values at the two ends
+# (instant selectors with the @ modifier: the last sample at or before each end), so consecutive windows
+# add up exactly to the count between their outer ends, however short a window is: a window shorter than
+# the scrape interval counts zero, and the next one counts what it missed.
+#
+# Per series, first match wins:
+# - present at both ends, no counter reset inside: end - start (exact);
+# - present at both ends, reset inside: (largest value before the end - start) + value at the end (exact
+#   for one reset, when the counter has not grown back past its value before the reset; an undercount
+#   otherwise);
+# - absent at the start (a new pod): its value at the end (counters start at zero).
+# A series that went stale inside the window (a deleted pod) counts up to its last sample
+# (``last_over_time`` skips staleness markers); one that went stale before the window counts nothing.
+
+
+def exact_count(series: str) -> str:
+    """The PromQL of each series' exact count over the window; ``series`` is a selector such as ``m{a="b"}``."""
+    end = "last_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"
+    start = "(" + series + " @ {{ variables.start }})"
+    reset = "(resets(" + series + "[{{ interval }}] @ {{ variables.end }}) > 0)"
+    largest = "max_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"
+    return (f"(({end} - {start}) unless {reset})"
+            f" or (({largest} - {start}) + {end})"
+            f" or ({end} unless {start})")
+
 
 _ISTIO_VERSION = 'reporter="destination",destination_workload_namespace="{{ namespace }}",{{ variables.version }}'
 _NGINX_VERSION = 'namespace="{{ namespace }}",ingress="{{ ingress }}",{{ variables.version }}'
@@ -145,10 +173,11 @@ class CountQueries:
 
 
 def _counts(requests: str, buckets: str, selector: str, status_label: str) -> CountQueries:
+    errors = f'{requests}{{{selector},{status_label}=~"5.*"}}'
     return CountQueries(
-        requests=f"sum(increase({requests}{{{selector}}}[{{{{ interval }}}}]))",
-        errors=f'sum(increase({requests}{{{selector},{status_label}=~"5.*"}}[{{{{ interval }}}}]))',
-        buckets=f"sum by (le) (increase({buckets}{{{selector}}}[{{{{ interval }}}}]))",
+        requests=f"sum({exact_count(requests + '{' + selector + '}')})",
+        errors=f"sum({exact_count(errors)})",
+        buckets=f"sum by (le) ({exact_count(buckets + '{' + selector + '}')})",
     )
 
 

@@ -23,20 +23,25 @@ guarantee):
   of likelihood ratios against the null reaches ``1/alpha``: a test supermartingale under H0 (each
   window's factor has conditional mean <= 1 when the true ``rho`` is at or below the null), so by Ville's
   inequality the probability that it *ever* reaches ``1/alpha`` is at most ``alpha``.
-- The interval is the confidence sequence of the same mixture (uniform over the whole grid): the grid
-  points ``rho`` whose mixture ratio ``sum_k w_k L(rho_k) / L(rho)`` stays below ``1/alpha``; it covers the
-  true ratio at every tick simultaneously with probability at least ``1 - alpha`` (at grid resolution).
+- The interval is the confidence sequence of the same mixture (uniform over the whole grid): the ratios
+  ``rho`` whose mixture ratio ``sum_k w_k L(rho_k) / L(rho)`` stays below ``1/alpha``, widened to the
+  next grid points outside them; it covers the true ratio at every tick simultaneously with probability
+  at least ``1 - alpha``.
 
 Approximations, stated: a request either fails or not (Bernoulli), so given a window's total events the
 canary's share is hypergeometric, not binomial.  At ``rho = 1`` (an A/A release) the hypergeometric is
 smaller in convex order than the binomial (Hoeffding 1963), so the binomial likelihood ratio keeps mean
-<= 1 and the guarantee holds; away from 1 the binomial is the rare-event (Poisson) limit.  Counts from
-Prometheus' ``increase()`` are extrapolated floats; they are rounded.
+<= 1 and the guarantee holds; away from 1 the binomial is the rare-event (Poisson) limit.  Counts must be
+exact (``metrics.judging`` takes differences of counter values, not Prometheus' extrapolated
+``increase()``, which inflates them by up to window / (window - scrape interval)).  Events must be
+independent: errors that come in bursts inflate the evidence (see the README's judge section).
 
-Verdicts: **Inconclusive** while the canary served fewer than ``min_samples`` requests since its step
-last advanced (or the primary none); **Fail** when ``H0`` is rejected, **severe** when in addition
-``H0: rho <= severe`` is rejected; **Pass** otherwise (no evidence of a regression so far: a sequential
-test never "accepts", the release simply moves on).
+Verdicts: **Fail** when ``H0`` is rejected, **severe** when in addition ``H0: rho <= severe`` is rejected;
+**Pass** only when the confidence sequence's upper bound is below ``pass_ratio`` (a regression that large
+is ruled out at level ``1 - alpha``) and the step holds ``min_samples`` canary requests from windows in
+which both versions served; **Inconclusive** otherwise, and after ``inconclusive_limit`` of those in a row
+on one step a Fail that says so (a release never waits forever).  Pass therefore means "no worse than
+``pass_ratio`` times the primary", not merely "no regression proven yet".
 
 What it must not do: query anything, read a clock, or know about Canaries.  Runtime needs numpy only.
 """
@@ -73,12 +78,20 @@ class Config:
     """Relative increase tolerated: Fail only above ``(1 + tolerance)`` times the primary's proportion."""
     severe: float = 10.0
     """Ratio that, once proven, rolls back at once."""
+    pass_ratio: float = 1.5
+    """Pass only once the confidence sequence rules out a ratio this large (its upper bound is below it)."""
+    inconclusive_limit: int = 20
+    """Consecutive Inconclusive verdicts on one step after which the comparison fails, saying why."""
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
         if self.tolerance < 0 or self.severe <= 1 + self.tolerance:
             raise ValueError(f"need tolerance >= 0 and severe > 1 + tolerance, not {self.tolerance}, {self.severe}")
+        if not 1 + self.tolerance < self.pass_ratio <= self.severe:
+            raise ValueError(f"need 1 + tolerance < pass ratio <= severe, not {self.pass_ratio}")
+        if self.inconclusive_limit < 1:
+            raise ValueError(f"inconclusive limit must be at least 1, not {self.inconclusive_limit}")
 
     @property
     def null(self) -> float:
@@ -102,10 +115,14 @@ class Counts:
 
     @classmethod
     def of(cls, requests: float, events: float) -> Counts:
-        """From Prometheus' extrapolated floats: rounded, and never more events than requests."""
-        total = max(0, round(requests)) if math.isfinite(requests) else 0
-        bad = max(0, round(events)) if math.isfinite(events) else 0
-        return cls(requests=total, events=min(bad, total))
+        """From differences of counters as Prometheus returns them (floats holding whole numbers): rounded,
+        never more events than requests; raises ValueError for NaN, an infinity or a negative count, which
+        no counter difference is (a wrong query, or a counter that is not one), never read as zero."""
+        for value in (requests, events):
+            if not math.isfinite(value) or value < -0.5:
+                raise ValueError(f"{value:g} is not a count")
+        total = max(0, round(requests))
+        return cls(requests=total, events=min(max(0, round(events)), total))
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(self.requests + other.requests, self.events + other.events)
@@ -125,9 +142,10 @@ class Evidence:
     log_likelihood: tuple[float, ...]  # at Config.grid(), summed over the windows so far
     null: float  # the grid it was kept on: Config.null and Config.severe
     severe: float
-    canary: Counts = ZERO  # accumulated since the release started
+    canary: Counts = ZERO  # accumulated since the release started, over the windows that compared
     primary: Counts = ZERO
-    step_samples: int = 0  # canary requests since the step last advanced
+    step_samples: int = 0  # canary requests since the step last advanced, in windows that compared
+    inconclusive: int = 0  # Inconclusive verdicts in a row on this step
 
     @classmethod
     def start(cls, config: Config) -> Evidence:
@@ -145,32 +163,41 @@ class Judgement:
 
     verdict: Verdict
     severe: bool
-    effect: float | None  # canary proportion / primary proportion, accumulated over the release
-    lower: float | None  # the confidence sequence, at grid resolution; None at the grid's edge (unbounded)
+    effect: float | None  # the ratio most likely given every window (its maximum-likelihood estimate)
+    lower: float | None  # the confidence sequence, widened to the grid; None at the grid's edge (unbounded)
     upper: float | None
     e_value: float  # evidence against "no worse than tolerance"; Fail at >= 1/alpha
     evidence: Evidence
     reason: str
+    limit_reached: bool = False  # Fail because the verdict stayed Inconclusive for the inconclusive limit
+
+
+def comparable(canary: Counts, primary: Counts) -> bool:
+    """Whether a window compares the versions at all: both served requests, and some were events."""
+    return canary.requests > 0 and primary.requests > 0 and canary.events + primary.events > 0
 
 
 def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
     """The log-likelihood of each ratio in ``grid`` from one window, up to a constant (the binomial
     coefficient): the canary's events out of both versions' events, with the canary's share of requests."""
     ratios = np.asarray(grid, dtype=np.float64)
-    total = canary.requests + primary.requests
-    events = canary.events + primary.events
-    if canary.requests == 0 or primary.requests == 0 or events == 0:
+    if not comparable(canary, primary):
         return np.zeros_like(ratios)  # no comparison possible: the window carries no evidence
-    share = canary.requests / total
+    share = canary.requests / (canary.requests + primary.requests)
     theta = ratios * share / (ratios * share + 1.0 - share)
     result: Floats = canary.events * np.log(theta) + primary.events * np.log1p(-theta)
     return result
 
 
 def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) -> Evidence:
-    """The evidence after one more window (its counts only, never reaching back into earlier windows)."""
+    """The evidence after one more window (its counts only, never reaching back into earlier windows).
+
+    Only a window in which both versions served requests counts towards the step's samples and the
+    totals: a canary window without primary traffic compares nothing, and must not help a Pass."""
     if not evidence.fits(config):
         evidence = Evidence.start(config)
+    if canary.requests == 0 or primary.requests == 0:
+        return evidence
     added = window_log_likelihood(config.grid(), canary, primary)
     summed = np.asarray(evidence.log_likelihood) + added
     return dataclasses.replace(evidence, log_likelihood=tuple(float(v) for v in summed),
@@ -192,44 +219,81 @@ def e_value(evidence: Evidence, config: Config, null: float) -> float:
 
 
 def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
-    """The ratios still plausible at level ``1 - alpha``; None for a bound at the grid's edge."""
+    """The ratios still plausible at level ``1 - alpha``, widened to the grid: the grid points just outside
+    the plausible ones (the set is an interval in ``log rho``, the log-likelihood being concave there, so
+    its true ends lie between a kept grid point and the next); None for a bound beyond the grid's edge."""
     grid = np.asarray(config.grid())
     ll = np.asarray(evidence.log_likelihood)
     mixture = _log_mean_exp(ll)
-    kept = grid[mixture - ll < math.log(1.0 / config.alpha)]
+    kept = np.flatnonzero(mixture - ll < math.log(1.0 / config.alpha))
     if kept.size == 0:  # cannot happen (the maximum of ll is always kept); say "anything" rather than crash
         return None, None
-    lower = float(kept.min()) if kept.min() > grid[0] else None
-    upper = float(kept.max()) if kept.max() < grid[-1] else None
+    low, high = int(kept.min()), int(kept.max())
+    lower = float(grid[low - 1]) if low > 0 else None
+    upper = float(grid[high + 1]) if high + 1 < grid.size else None
     return lower, upper
 
 
+def estimate(evidence: Evidence, config: Config) -> float | None:
+    """The maximum-likelihood ratio over every window (each at its own split), refined between grid points
+    by a parabola in ``log rho``; None without evidence, or at the grid's edge (0 or unbounded)."""
+    if evidence.canary.events + evidence.primary.events == 0:
+        return None
+    ll = np.asarray(evidence.log_likelihood)
+    logs = np.log(np.asarray(config.grid()))
+    best = int(np.argmax(ll))
+    if best in (0, ll.size - 1):
+        return math.inf if best else 0.0
+    # The parabola through the best grid point and its neighbours (unequally spaced where the null and
+    # severe ratios joined the grid), its peak kept between them.
+    x = logs[best - 1: best + 2]
+    a, b, _ = np.polyfit(x, ll[best - 1: best + 2], 2)
+    peak = -b / (2 * a) if a < 0 else logs[best]
+    return float(math.exp(min(max(peak, x[0]), x[2])))
+
+
 def judge(evidence: Evidence, config: Config, what: str = "error proportion") -> Judgement:
-    """The verdict on the evidence so far; ``what`` names the proportion in the reason."""
+    """The verdict on the evidence so far; ``what`` names the proportion in the reason.
+
+    Fail once ``rho <= 1 + tolerance`` is rejected; Pass only once the confidence sequence's upper bound is
+    below ``pass_ratio`` (a regression that large is ruled out at level ``1 - alpha``) and the step has
+    ``min_samples`` canary requests from windows that compared; else Inconclusive, which after
+    ``inconclusive_limit`` verdicts in a row on one step becomes a Fail that says why.  The returned
+    evidence counts the Inconclusive verdicts (none after a Pass or Fail)."""
     canary, primary = evidence.canary, evidence.primary
-    effect = _ratio(canary, primary)
+    effect = estimate(evidence, config)
     lower, upper = confidence_sequence(evidence, config)
     fail_e = e_value(evidence, config, config.null)
     bound = 1.0 / config.alpha
     facts = (f"canary {what} {_percent(canary)} ({canary.events}/{canary.requests}), primary {_percent(primary)} "
              f"({primary.events}/{primary.requests}), ratio {_fmt(effect)} [{_fmt(lower, 0.0)}, "
              f"{_fmt(upper, math.inf)}], e-value {fail_e:.3g}")
+    settled = dataclasses.replace(evidence, inconclusive=0)
     if fail_e >= bound:
         severe = e_value(evidence, config, config.severe) >= bound
         limit = config.severe if severe else config.null
         why = f"canary {what} is more than {limit:g}x the primary's at alpha={config.alpha:g}: {facts}"
-        return Judgement("Fail", severe, effect, lower, upper, fail_e, evidence, why)
-    if evidence.step_samples < config.min_samples or primary.requests == 0:
-        why = (f"too few samples: {evidence.step_samples} canary requests since the step advanced "
+        return Judgement("Fail", severe, effect, lower, upper, fail_e, settled, why)
+    if evidence.step_samples < config.min_samples:
+        why = (f"too few samples: {evidence.step_samples} canary requests compared since the step advanced "
                f"(minSamples {config.min_samples}); {facts}")
-        return Judgement("Inconclusive", False, effect, lower, upper, fail_e, evidence, why)
-    why = f"no evidence that the canary {what} exceeds {config.null:g}x the primary's: {facts}"
-    return Judgement("Pass", False, effect, lower, upper, fail_e, evidence, why)
+    elif upper is None or upper >= config.pass_ratio:
+        why = (f"not enough evidence yet: the interval's upper bound {_fmt(upper, math.inf)} is not below "
+               f"passRatio {config.pass_ratio:g}; {facts}")
+    else:
+        why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
+        return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
+    held = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
+    if held.inconclusive >= config.inconclusive_limit:
+        why = (f"inconclusive limit reached: {held.inconclusive} analyses in a row on this step were "
+               f"inconclusive (inconclusiveLimit {config.inconclusive_limit}); last: {why}")
+        return Judgement("Fail", False, effect, lower, upper, fail_e, settled, why, limit_reached=True)
+    return Judgement("Inconclusive", False, effect, lower, upper, fail_e, held, why)
 
 
 def advanced(evidence: Evidence) -> Evidence:
-    """The evidence once the step advanced: the samples of the next step start from zero."""
-    return dataclasses.replace(evidence, step_samples=0)
+    """The evidence once the step advanced: the samples and Inconclusive verdicts of the next step start at zero."""
+    return dataclasses.replace(evidence, step_samples=0, inconclusive=0)
 
 
 # -- latency: the requests slower than a bucket boundary ------------------------------------------------
@@ -258,13 +322,17 @@ def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99
     return best[1] if best is not None else None
 
 
-def exceedance(buckets: Mapping[float, float], boundary: float) -> Counts:
-    """Requests and those slower than ``boundary`` from cumulative bucket counts (``boundary`` must be a bucket)."""
+def exceedance(buckets: Mapping[float, float], boundary: float) -> Counts | None:
+    """Requests and those slower than ``boundary`` from cumulative bucket counts; None when the histogram has
+    requests but no bucket at ``boundary`` (other bucket boundaries): its slow requests cannot be counted,
+    and reading them as fast would pass any canary."""
     total = _total(buckets)
     at_or_below = buckets.get(boundary)
     if at_or_below is None:
         near = [le for le in buckets if math.isclose(le, boundary, rel_tol=1e-9)]
-        at_or_below = buckets[near[0]] if near else total
+        if not near:
+            return Counts(0, 0) if total <= 0 else None
+        at_or_below = buckets[near[0]]
     return Counts.of(total, total - at_or_below)
 
 
@@ -287,15 +355,6 @@ def _log_mean_exp(values: Floats) -> float:
         return 0.0
     top = float(values.max())
     return top + math.log(float(np.mean(np.exp(values - top))))
-
-
-def _ratio(canary: Counts, primary: Counts) -> float | None:
-    ours, theirs = canary.proportion, primary.proportion
-    if ours is None or theirs is None:
-        return None
-    if theirs == 0:
-        return math.inf if ours > 0 else None
-    return ours / theirs
 
 
 def _percent(counts: Counts) -> str:

@@ -1,17 +1,26 @@
 """One analysis step of the judge: its count queries per version, the evidence carried on, the verdicts as checks.
 
 Why this exists: ``metrics.judge`` is pure statistics; something must fetch each version's counts over the
-window since the previous analysis step, continue the evidence the last step left in the Canary's status,
+window since the last window counted, continue the evidence the last step left in the Canary's status,
 and hand the verdicts to the core as ``vocabulary.Check``s (kind "judge"), whatever went wrong on the way.
 
 What it must not do: decide what a verdict means for the release (the core does: Inconclusive holds, Fail
-counts, severe rolls back), raise for a failed query, or let a window reach back before the previous
-step: the window is exactly the time since ``status.lastStepTime`` (the interval before the first step).
+counts, severe or an exhausted inconclusive limit rolls back), raise for a failed query, or count any
+request twice: each window starts exactly where the last one counted ended (``JudgeResult.until``), so the
+windows of a release add up to its counts, across failed queries too.
 
-Evidence: the ``status.checks[].judge`` of the same name carries it.  The canary requests of the step
-(for minSamples) start afresh after a Pass, since the step then advanced; after Inconclusive or Fail the
-step was held, and they keep adding up.  The latency boundary is picked once, from the primary's buckets
-in the first window, and kept for the release.
+Evidence: the ``status.checks[].judge`` of the same name carries it, whatever this step's outcome: a query
+that failed or timed out (unavailable, as for metric checks) leaves a check with verdict "Error" that
+carries the last evidence, boundary and window end on, so nothing is restarted.  The canary requests of the
+step (for minSamples) and the Inconclusive count start afresh when the step changed (another canary weight
+or iteration), not after every Pass: a Pass on a step another check held keeps them.
+
+Level: ``alpha`` is the whole release's; each of the enabled comparisons (errors, latency) gets an equal
+share of it, so the probability that either fails a canary no worse than the primary is at most ``alpha``.
+
+Latency: the boundary is picked from the primary's buckets of the first window and kept for the release;
+that window is not tested with it (a boundary chosen from the data it tests favours it).  A version whose
+histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".
 """
 
 from __future__ import annotations
@@ -21,14 +30,13 @@ import dataclasses
 import datetime
 import math
 from collections.abc import Mapping
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from apis import models, vocabulary
 from metrics import base, builtin, judge, templates
 
 ERRORS = "judge-errors"
 LATENCY = "judge-latency"
-Comparison = Literal["errors", "latency"]
 
 
 @runtime_checkable
@@ -49,37 +57,74 @@ class VersionCounts:
     buckets: Mapping[float, float]
 
 
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """The time a step's queries count: from where the last window ended to now."""
+
+    start: datetime.datetime
+    end: datetime.datetime
+
+    @property
+    def milliseconds(self) -> int:
+        return max(1, round((self.end - self.start).total_seconds() * 1000))
+
+    def text(self) -> str:
+        return f"{self.milliseconds / 1000:g}s"
+
+
+def enabled(spec: models.JudgeSpec) -> list[str]:
+    return [name for name, on in ((ERRORS, spec.errors), (LATENCY, spec.latency)) if on]
+
+
 def config_of(spec: models.JudgeSpec) -> judge.Config:
-    return judge.Config(alpha=spec.alpha, min_samples=spec.min_samples, tolerance=spec.tolerance,
-                        severe=spec.severe)
+    """The statistics' configuration of one comparison: ``alpha`` split evenly over the enabled ones."""
+    return judge.Config(alpha=spec.alpha / len(enabled(spec)), min_samples=spec.min_samples,
+                        tolerance=spec.tolerance, severe=spec.severe, pass_ratio=spec.pass_ratio,
+                        inconclusive_limit=spec.inconclusive_limit)
 
 
-def window_seconds(canary: models.Canary, now: datetime.datetime) -> int:
-    """Seconds since the previous analysis step (the interval before the first), at least one."""
-    last = models.parse_time(canary.status.last_step_time) if canary.status.last_step_time else None
-    if last is None:
-        return max(1, round(canary.spec.analysis.interval_seconds))
-    return max(1, math.floor((now - last).total_seconds()))
+def step_of(canary: models.Canary) -> str:
+    """The step being analysed: it changes when the release advances, and only then."""
+    return f"weight {canary.status.canary_weight}, iteration {canary.status.iterations}"
+
+
+def last_result(canary: models.Canary, name: str) -> models.JudgeResult | None:
+    return next((c.judge for c in canary.status.checks if c.name == name and c.judge is not None), None)
+
+
+def window_of(canary: models.Canary, now: datetime.datetime) -> Window:
+    """From the end of the last window counted (any comparison's), else the last step, else one interval ago."""
+    ends = [models.parse_time(r.until) for r in (last_result(canary, n) for n in (ERRORS, LATENCY))
+            if r is not None and r.until]
+    if ends:
+        start = min(ends)
+    elif canary.status.last_step_time:
+        start = models.parse_time(canary.status.last_step_time)
+    else:
+        start = now - datetime.timedelta(seconds=canary.spec.analysis.interval_seconds)
+    return Window(start=min(start, now), end=now)
 
 
 def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[judge.Evidence, float | None]:
-    """The evidence and latency boundary the last step left in status; fresh evidence when there is none."""
-    result = next((c.judge for c in canary.status.checks if c.name == name and c.judge is not None), None)
+    """The evidence and latency boundary the last step left in status; fresh evidence when there is none
+    (or it was kept for another tolerance or severe).  A changed step restarts the step's counts."""
+    result = last_result(canary, name)
     if result is None or not result.log_likelihood:
         return judge.Evidence.start(config), None
     evidence = judge.Evidence(
         log_likelihood=tuple(result.log_likelihood), null=result.null_ratio, severe=result.severe_ratio,
         canary=judge.Counts(result.canary_requests, result.canary_events),
-        primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples)
-    if result.verdict == "Pass":
+        primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples,
+        inconclusive=result.inconclusive)
+    if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
         return judge.Evidence.start(config), None
     return evidence, result.boundary
 
 
-def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, window: int,
-                queries: list[str], boundary: float | None) -> vocabulary.Check:
+def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, window: Window,
+                queries: list[str], boundary: float | None, step: str, prefix: str = "") -> vocabulary.Check:
     """A verdict as a vocabulary.Check, with every number a person needs in status."""
     evidence = judgement.evidence
 
@@ -87,15 +132,28 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         return value if value is not None and math.isfinite(value) else None
 
     result = models.JudgeResult(
-        verdict=judgement.verdict, severe=judgement.severe, effect=finite(judgement.effect),
+        verdict=judgement.verdict, severe=judgement.severe, limit_reached=judgement.limit_reached,
+        inconclusive=evidence.inconclusive, effect=finite(judgement.effect),
         lower=judgement.lower, upper=judgement.upper, e_value=round(min(judgement.e_value, 1e300), 6),
         canary_requests=evidence.canary.requests, canary_events=evidence.canary.events,
         primary_requests=evidence.primary.requests, primary_events=evidence.primary.events,
-        step_samples=evidence.step_samples, boundary=boundary, window=f"{window}s", queries=queries,
-        null_ratio=config.null, severe_ratio=config.severe,
+        step_samples=evidence.step_samples, boundary=boundary, window=window.text(), queries=queries,
+        until=models.format_time(window.end), step=step, null_ratio=config.null, severe_ratio=config.severe,
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood])
     return vocabulary.Check(name=name, kind="judge", passed=judgement.verdict == "Pass", value=finite(judgement.effect),
-                      max=config.null, message=judgement.reason, judge=result)
+                            max=config.null, message=prefix + judgement.reason, judge=result)
+
+
+def carried(canary: models.Canary, name: str, window: Window, message: str, *, unavailable: bool
+            ) -> vocabulary.Check:
+    """A check whose queries failed: no verdict, the last evidence and window end carried on unchanged."""
+    last = last_result(canary, name)
+    if last is None:
+        last = models.JudgeResult(verdict="Error", until=models.format_time(window.start), step=step_of(canary))
+    result = last.model_copy(update={"verdict": "Error", "severe": False, "limit_reached": False,
+                                     "window": None})
+    return vocabulary.Check(name=name, kind="judge", passed=False, unavailable=unavailable, message=message,
+                            judge=result)
 
 
 async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, router_provider: str,
@@ -104,50 +162,88 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     """The judge's checks of this step, in order errors, latency.  Never raises for a query.
 
     ``pod_labels`` names the pod-scrape labels of the gatewayapi and kubernetes count queries, as for the
-    builtin metrics (the controller's ``--pod-namespace-label`` and ``--pod-name-label``)."""
+    builtin metrics (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).  A query that
+    gets no answer within ``timeout`` seconds is unavailable, as a metric's is."""
     spec = canary.spec.analysis.judge
     if spec is None:
         return []
-    names = [name for name, on in ((ERRORS, spec.errors), (LATENCY, spec.latency)) if on]
+    names = enabled(spec)
     queries = builtin.count_queries(router_provider)
     if queries is None:
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
-                           f"count queries for provider {router_provider!r}") for n in names]
-    window = window_seconds(canary, now)
+                                 f"count queries for provider {router_provider!r}") for n in names]
+    window = window_of(canary, now)
     rendered = {v: render(canary, queries, router_provider, v, window, pod_labels) for v in ("canary", "primary")}
     try:
         counts = await asyncio.wait_for(asyncio.gather(
             *(asyncio.to_thread(_fetch, provider, rendered[v], spec.latency) for v in ("canary", "primary"))), timeout)
     except base.ProviderUnavailable as exc:
-        return [vocabulary.Check(name=n, kind="judge", passed=False, unavailable=True, message=str(exc)) for n in names]
-    except (base.QueryError, TimeoutError) as exc:
-        return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"query failed: {exc}") for n in names]
+        return [carried(canary, n, window, str(exc), unavailable=True) for n in names]
+    except TimeoutError:
+        return [carried(canary, n, window, f"metrics server unavailable for the judge: no answer within "
+                        f"{timeout:g}s", unavailable=True) for n in names]
+    except base.QueryError as exc:
+        return [carried(canary, n, window, f"query failed: {exc}", unavailable=False) for n in names]
     ours, theirs = counts
     config = config_of(spec)
+    step = step_of(canary)
+    quiet = "" if ours.requests or theirs.requests else (
+        f"no new samples in the {window.text()} since the last window (shorter than the scrape interval?): "
+        "it counts in the next; ")
     checks: list[vocabulary.Check] = []
     if spec.errors:
-        evidence, _ = previous(canary, ERRORS, config)
-        evidence = judge.update(evidence, judge.Counts.of(ours.requests, ours.errors),
-                                judge.Counts.of(theirs.requests, theirs.errors), config)
         texts = [rendered["canary"][1], rendered["primary"][1]]
-        checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
-                                  boundary=None))
+        try:
+            canary_counts = judge.Counts.of(ours.requests, ours.errors)
+            primary_counts = judge.Counts.of(theirs.requests, theirs.errors)
+        except ValueError as exc:
+            checks.append(carried(canary, ERRORS, window, f"the judge's counts are not counts: {exc}; queries: "
+                                  f"{'; '.join(base.short(t) for t in texts)}", unavailable=False))
+        else:
+            evidence, _ = previous(canary, ERRORS, config)
+            evidence = judge.update(evidence, canary_counts, primary_counts, config)
+            checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
+                                      boundary=None, step=step, prefix=quiet))
     if spec.latency:
-        evidence, boundary = previous(canary, LATENCY, config)
-        boundary = boundary if boundary is not None else judge.pick_boundary(theirs.buckets, spec.latency_quantile)
-        if boundary is not None:
-            evidence = judge.update(evidence, judge.exceedance(ours.buckets, boundary),
-                                    judge.exceedance(theirs.buckets, boundary), config)
-        what = f"proportion slower than le={boundary:g}" if boundary is not None else "latency"
-        texts = [rendered["canary"][2], rendered["primary"][2]]
-        checks.append(judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window,
-                                  queries=texts, boundary=boundary))
+        checks.append(_latency(canary, spec, config, ours, theirs, window, step, rendered, quiet))
     return checks
 
 
+def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
+             theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str]],
+             quiet: str) -> vocabulary.Check:
+    texts = [rendered["canary"][2], rendered["primary"][2]]
+    evidence, boundary = previous(canary, LATENCY, config)
+    prefix = quiet
+    if boundary is None:
+        boundary = judge.pick_boundary(theirs.buckets, spec.latency_quantile)
+        if boundary is not None:
+            prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
+                       "comparison starts with the next; ")
+        what = "latency" if boundary is None else f"proportion slower than le={boundary:g}"
+        return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
+                           boundary=boundary, step=step, prefix=prefix or "no boundary: the primary's requests "
+                           "all fall in one bucket, or there are none; ")
+    slow = {v: judge.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
+    missing = [v for v, c in slow.items() if c is None]
+    if missing:
+        shown = {v: sorted(le for le in c.buckets if math.isfinite(le)) for v, c in (("canary", ours),
+                                                                                    ("primary", theirs))}
+        return carried(canary, LATENCY, window, f"the {' and '.join(missing)} latency histogram has no bucket "
+                       f"le={boundary:g} (canary buckets {shown['canary']}, primary {shown['primary']}): the "
+                       "versions cannot be compared; give both the same buckets or set judge.latency: false",
+                       unavailable=False)
+    canary_slow, primary_slow = slow["canary"], slow["primary"]
+    assert canary_slow is not None and primary_slow is not None
+    evidence = judge.update(evidence, canary_slow, primary_slow, config)
+    what = f"proportion slower than le={boundary:g}"
+    return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
+                       boundary=boundary, step=step, prefix=prefix)
+
+
 def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
-           window: int, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str]:
-    """One version's (requests, errors, buckets) count queries over the last ``window`` seconds."""
+           window: Window, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str]:
+    """One version's (requests, errors, buckets) count queries over ``window``."""
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
     selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
                                         namespace=canary.namespace, pod_labels=pod_labels)
@@ -155,7 +251,9 @@ def render(canary: models.Canary, queries: builtin.CountQueries, router_provider
     variables = templates.Variables(
         name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,
         ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
-        interval=f"{window}s", variables={"version": selector})
+        interval=f"{window.milliseconds}ms",
+        variables={"version": selector, "start": f"{window.start.timestamp():.3f}",
+                   "end": f"{window.end.timestamp():.3f}"})
     source = f"the builtin judge queries for {builtin.provider_family(router_provider)}"
     field = "spec.analysis.judge"
     return (templates.render(queries.requests, variables, field=field, source=source),
@@ -178,7 +276,10 @@ def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: 
 
 
 def _count(provider: base.MetricProvider, query: str) -> float:
+    """A count: no series is zero requests; NaN (a series whose value is not a number) is a failed query."""
     try:
         return provider.run_query(query)
-    except base.NoValuesFound:
+    except base.NoValuesFound as exc:
+        if "NaN" in exc.reason:
+            raise base.QueryFailed(query, f"the count is not a number ({exc.reason})") from exc
         return 0.0

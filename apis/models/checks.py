@@ -140,15 +140,21 @@ class JudgeSpec(base.ApiModel):
     """The statistical judge: compares the canary with the primary over the same windows at every interval.
 
     An anytime-valid sequential test (``metrics.judge``): checked at every interval, it fails a canary that is
-    no worse than the primary with probability at most ``alpha`` over the whole release.  Each comparison is a
-    check: Pass, Fail (a failed check), or Inconclusive (too few samples: the step is held, nothing is
-    counted); a severe Fail rolls back at once, whatever ``threshold`` says."""
+    no worse than the primary with probability at most ``alpha`` over the whole release (``alpha`` is split
+    evenly between the errors and the latency comparisons).  Each comparison is a check: Pass (a regression
+    of ``passRatio`` or more is ruled out), Fail (a failed check), or Inconclusive (not enough evidence yet:
+    the step is held, nothing is counted, and after ``inconclusiveLimit`` of them in a row on one step the
+    release rolls back, saying why); a severe Fail rolls back at once, whatever ``threshold`` says."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {"rule": "!has(self.severe) || self.severe > 1.0 + (has(self.tolerance) ? self.tolerance : 0.1)",
                  "message": "severe must be greater than 1 + tolerance"},
+                {"rule": "(has(self.passRatio) ? self.passRatio : 1.5) > 1.0 + "
+                         "(has(self.tolerance) ? self.tolerance : 0.1) && "
+                         "(has(self.passRatio) ? self.passRatio : 1.5) <= (has(self.severe) ? self.severe : 10.0)",
+                 "message": "passRatio must be greater than 1 + tolerance and at most severe"},
             ]
         }
     )
@@ -156,11 +162,15 @@ class JudgeSpec(base.ApiModel):
     alpha: float = pydantic.Field(default=0.01, ge=1e-9, le=0.5)
     """Probability of ever failing a canary that is no worse than the primary (within tolerance)."""
     min_samples: int = pydantic.Field(default=200, ge=0)
-    """Canary requests a step must have served before it can pass; fewer is Inconclusive."""
+    """Canary requests a step must have served (while the primary served too) before it can pass."""
     tolerance: float = pydantic.Field(default=0.1, ge=0, le=10)
     """Relative increase tolerated: Fail only when the canary's proportion exceeds (1 + tolerance) x primary's."""
     severe: float = pydantic.Field(default=10.0, ge=1.01, le=60)
     """Ratio to the primary's proportion that, once proven, rolls back at once."""
+    pass_ratio: float = pydantic.Field(default=1.5, ge=1.01, le=60)
+    """Pass only once the data rule out a ratio this large (the confidence sequence's upper bound is below it)."""
+    inconclusive_limit: int = pydantic.Field(default=20, ge=1, le=10000)
+    """Inconclusive analyses in a row on one step after which the release rolls back, saying why."""
     errors: bool = True
     """Compare the proportions of 5xx answers."""
     latency: bool = True
@@ -172,6 +182,9 @@ class JudgeSpec(base.ApiModel):
     def _severe_above_tolerance(self) -> "JudgeSpec":
         if self.severe <= 1 + self.tolerance:
             raise ValueError(f"severe {self.severe:g} must be greater than 1 + tolerance ({1 + self.tolerance:g})")
+        if not 1 + self.tolerance < self.pass_ratio <= self.severe:
+            raise ValueError(f"passRatio {self.pass_ratio:g} must be greater than 1 + tolerance "
+                             f"({1 + self.tolerance:g}) and at most severe ({self.severe:g})")
         if not (self.errors or self.latency):
             raise ValueError("enable at least one of errors and latency")
         return self

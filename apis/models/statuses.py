@@ -53,8 +53,13 @@ class Condition(base.StatusModel):
 class JudgeResult(base.StatusModel):
     """One comparison of the judge: its verdict, the numbers behind it, and the evidence it carries on."""
 
-    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    verdict: Literal["Pass", "Fail", "Inconclusive", "Error"]
+    """Error: this step's queries failed or could not be compared; the evidence below is the last step's."""
     severe: bool = False
+    limit_reached: bool = False
+    """A Fail because the verdict stayed Inconclusive for inconclusiveLimit analyses in a row."""
+    inconclusive: int = 0
+    """Inconclusive verdicts in a row on this step."""
     effect: float | None = None
     """Canary proportion / primary proportion over the release; unset when either is unknown or infinite."""
     lower: float | None = None
@@ -71,7 +76,11 @@ class JudgeResult(base.StatusModel):
     boundary: float | None = None
     """Latency: the bucket boundary (le) above which a request is slow."""
     window: str | None = None
-    """The window of this check's queries: the time since the previous analysis step."""
+    """The window of this check's queries: since the end of the last window counted."""
+    until: str | None = None
+    """RFC 3339: the end of the last window counted; the next window starts there."""
+    step: str | None = None
+    """The step (canary weight, iterations) this evidence was judged on: another step restarts stepSamples."""
     queries: list[str] = pydantic.Field(default_factory=list)
     null_ratio: float = 1.1
     severe_ratio: float = 10.0

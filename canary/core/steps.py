@@ -77,9 +77,10 @@ def _analyse(obs: state.Observed) -> state.Decision:
     if status.metrics_unavailable_since:
         obs = _with_status(obs, obs.canary.status.model_copy(update={"metrics_unavailable_since": None,
                                                                       "message": ""}))
-    inconclusive = [c.name for c in checks if c.inconclusive]
+    inconclusive = [c for c in checks if c.inconclusive]
     if inconclusive:
-        return _halt(obs, f"{', '.join(inconclusive)} inconclusive: too few samples")
+        why = (inconclusive[0].message or "").split(";")[0]  # the judge's reason, before its numbers
+        return _halt(obs, f"{', '.join(c.name for c in inconclusive)} inconclusive: {why}")
     started: list[state.Action] = []
     if first:
         # Pre-rollout hooks passed (or there are none): the release has started.  Until then a failing
@@ -102,7 +103,7 @@ def _failed_checks(obs: state.Observed, failed: Sequence[vocabulary.Check]) -> s
     severe = next((c for c in failed if c.severe), None)
     if count >= obs.canary.spec.analysis.threshold or severe is not None:
         why = (severe or failed[0]).message or (severe or failed[0]).name
-        cause = "severe regression" if severe is not None else f"failed checks threshold reached {count}"
+        cause = severe.cause if severe is not None else f"failed checks threshold reached {count}"
         rolled = transitions.rollback(obs, f"{cause}: {why}", failed_checks=count)
         return dataclasses.replace(rolled, actions=tuple(actions) + rolled.actions)
     return state.Decision(status=status.model_copy(update={"failed_checks": count}), actions=tuple(actions),

@@ -60,3 +60,24 @@ def test_a_severe_fail_rolls_back_at_once_whatever_the_threshold() -> None:
     assert decision.status.phase == Phase.FAILED
     assert routes_of(decision) == [core.ALL_PRIMARY]
     assert (decision.status.message or "").startswith("severe regression: verdict Fail")
+
+
+def test_an_exhausted_inconclusive_limit_rolls_back_at_once_saying_why() -> None:
+    # Defect 5: at 81bad25 Inconclusive held the step with no deadline.
+    result = models.JudgeResult(verdict="Fail", limit_reached=True, inconclusive=20)
+    check = core.Check(name="judge-errors", kind="judge", passed=False, judge=result,
+                       message="inconclusive limit reached: 20 analyses in a row on this step were inconclusive")
+    decision = decide(World(canary_at(20), now=LATER, routes=core.Weights(80, 20), checks=[check]))
+    assert decision.status.phase == Phase.FAILED
+    assert routes_of(decision) == [core.ALL_PRIMARY]
+    assert (decision.status.message or "").startswith("judge inconclusive limit reached: inconclusive limit")
+
+
+def test_a_hold_names_the_judges_reason() -> None:
+    check = core.Check(name="judge-errors", kind="judge", passed=False,
+                       judge=models.JudgeResult(verdict="Inconclusive"),
+                       message="not enough evidence yet: the interval's upper bound 2 is not below passRatio 1.5; "
+                               "canary error proportion ...")
+    decision = decide(World(canary_at(20), now=LATER, checks=[PASS, check]))
+    assert decision.status.message is not None
+    assert "judge-errors inconclusive: not enough evidence yet" in decision.status.message

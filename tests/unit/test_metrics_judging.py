@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
+import time
 from typing import Any
 
 import pytest
@@ -58,50 +58,141 @@ def run(c: models.Canary, prometheus: Prometheus, now: datetime.datetime) -> lis
     return asyncio.run(judging.run_judge(c, prometheus, router_provider="kubernetes", now=now))
 
 
-def test_the_window_is_the_time_since_the_last_step_and_each_version_is_queried() -> None:
+def status_after(*checks: core.Check, **status: Any) -> dict[str, Any]:
+    """The status the core writes after a tick with ``checks`` (the judge's numbers carried in them)."""
+    return {"lastStepTime": core.format_time(T0), **status, "checks": [
+        models.CheckResult(name=c.name, kind="judge", passed=c.passed, judge=c.judge).to_k8s() for c in checks]}
+
+
+def test_the_counts_are_differences_of_counter_values_at_the_windows_ends_not_increase() -> None:
+    # Defect 1: at 81bad25 the counts were sum(increase(...[61s])), extrapolated by Prometheus to the window's
+    # edges (up to x2 at 30 s windows and 15 s scrapes) and rounded.
     prometheus = Prometheus(canary=(3000, 60), primary=(27000, 270))
-    checks = run(canary(latency=False), prometheus, T0 + datetime.timedelta(seconds=61.7))
-    assert all("[61s]" in q for q in prometheus.asked)
+    now = T0 + datetime.timedelta(seconds=61.7)
+    checks = run(canary(latency=False), prometheus, now)
+    assert prometheus.asked and not any("increase(" in q for q in prometheus.asked)
+    assert all("[61700ms]" in q for q in prometheus.asked)
+    assert all(f"@ {T0.timestamp():.3f}" in q and f"@ {now.timestamp():.3f}" in q for q in prometheus.asked)
+    assert all("resets(" in q for q in prometheus.asked)  # a counter reset inside the window is handled
     assert any('kubernetes_namespace="prod",kubernetes_pod_name=~"web-primary-' in q for q in prometheus.asked)
     assert any('kubernetes_pod_name=~"web-[0-9a-zA-Z]+' in q for q in prometheus.asked)
     [check] = checks
     assert (check.name, check.kind, check.passed) == ("judge-errors", "judge", False)
-    assert check.judge is not None and check.judge.verdict == "Fail" and check.judge.window == "61s"
-    assert check.value == pytest.approx(2.0)
-    assert check.judge.lower is not None and 1.1 < check.judge.lower < 2
+    assert check.judge is not None and check.judge.verdict == "Fail" and check.judge.window == "61.7s"
+    assert check.judge.until is not None and models.parse_time(check.judge.until) == now
+    assert check.value == pytest.approx(2.0, rel=0.03)
+    assert check.judge.lower is not None and 1.0 <= check.judge.lower < 2
 
 
-def test_evidence_carries_over_from_status_and_the_step_samples_restart_after_a_pass() -> None:
-    quiet = Prometheus(canary=(150, 1), primary=(1350, 14))
-    first = run(canary(latency=False), quiet, T0 + datetime.timedelta(minutes=1))[0]
-    assert first.judge is not None and first.judge.verdict == "Inconclusive" and not first.passed
-    status = {"lastStepTime": core.format_time(T0), "checks": [
-        models.CheckResult(name=first.name, kind="judge", passed=False, judge=first.judge).to_k8s()]}
-    second = run(canary(status, latency=False), quiet, T0 + datetime.timedelta(minutes=1))[0]
-    assert second.judge is not None and second.judge.verdict == "Pass"
-    assert (second.judge.canary_requests, second.judge.step_samples) == (300, 300)
-    status["checks"] = [models.CheckResult(name=first.name, kind="judge", passed=True, judge=second.judge).to_k8s()]
-    third = run(canary(status, latency=False), quiet, T0 + datetime.timedelta(minutes=1))[0]
-    assert third.judge is not None and (third.judge.canary_requests, third.judge.step_samples) == (450, 150)
+def test_the_next_window_starts_where_the_last_one_counted_ended() -> None:
+    prometheus = Prometheus(canary=(3000, 30), primary=(27000, 270))
+    first = run(canary(latency=False), prometheus, T0 + datetime.timedelta(seconds=60))[0]
+    # The core stamps lastStepTime later than the window's end (or a failed tick moved it): the judge's own
+    # window end rules, so no request is counted twice or lost.
+    later = status_after(first, lastStepTime=core.format_time(T0 + datetime.timedelta(seconds=75)))
+    prometheus.asked.clear()
+    run(canary(later, latency=False), prometheus, T0 + datetime.timedelta(seconds=90))
+    assert all("[30000ms]" in q for q in prometheus.asked)
 
 
-def test_latency_counts_the_requests_above_the_primarys_p99_bucket() -> None:
-    buckets = {"web-primary": {"0.1": 9000.0, "0.25": 9950.0, "0.5": 10000.0, "+Inf": 10000.0},
-               "web": {"0.1": 900.0, "0.25": 995.0, "0.5": 1000.0, "+Inf": 1000.0}}
-    checks = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), buckets), T0 + datetime.timedelta(minutes=1))
-    [check] = checks
-    assert check.judge is not None and check.judge.boundary == 0.25
-    assert check.judge.verdict == "Pass" and (check.judge.canary_events, check.judge.primary_events) == (5, 50)
-    buckets["web"] = {"0.1": 700.0, "0.25": 900.0, "0.5": 900.0, "+Inf": 1000.0}
-    [slow] = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), buckets), T0 + datetime.timedelta(minutes=1))
-    assert slow.judge is not None and slow.judge.verdict == "Fail" and slow.judge.severe
-    assert slow.judge.effect is None or math.isfinite(slow.judge.effect)
+def test_a_window_without_new_samples_says_so_and_counts_in_the_next() -> None:
+    [check] = run(canary(latency=False), Prometheus((0, 0), (0, 0)), T0 + datetime.timedelta(seconds=5))
+    assert check.judge is not None and check.judge.verdict == "Inconclusive"
+    assert check.message.startswith("no new samples in the 5s since the last window (shorter than the scrape "
+                                    "interval?)")
 
 
-def test_an_unreachable_prometheus_is_unavailable_not_failed() -> None:
+def test_a_pass_on_a_step_another_check_held_keeps_the_steps_samples() -> None:
+    # Defect 5 (livelock): at 81bad25 any Pass restarted the step's samples, even when another check held the
+    # step, so two checks one tick out of step alternated Pass and Inconclusive for ever.
+    plenty = Prometheus(canary=(20000, 200), primary=(180000, 1800))
+    spec = {"latency": False, "minSamples": 30000}
+    first = run(canary(status_after(canaryWeight=10), **spec), plenty, T0 + datetime.timedelta(minutes=1))[0]
+    assert first.judge is not None and first.judge.verdict == "Inconclusive"
+    second = run(canary(status_after(first, canaryWeight=10), **spec), plenty, T0 + datetime.timedelta(minutes=2))[0]
+    assert second.judge is not None and second.judge.verdict == "Pass" and second.judge.step_samples == 40000
+    # Held at weight 10 (another check was inconclusive): the step's samples keep adding up, and it passes.
+    held = run(canary(status_after(second, canaryWeight=10), **spec), plenty, T0 + datetime.timedelta(minutes=3))[0]
+    assert held.judge is not None and held.judge.verdict == "Pass" and held.judge.step_samples == 60000
+    # Advanced to weight 20: the next step starts from zero.
+    moved = run(canary(status_after(second, canaryWeight=20), **spec), plenty, T0 + datetime.timedelta(minutes=3))[0]
+    assert moved.judge is not None and moved.judge.verdict == "Inconclusive" and moved.judge.step_samples == 20000
+    assert (moved.judge.canary_requests, moved.judge.canary_events) == (60000, 600)
+
+
+def test_alpha_is_split_over_the_enabled_comparisons() -> None:
+    # Defect 7: at 81bad25 the errors and the latency checks each spent alpha.
+    assert judging.config_of(models.JudgeSpec(alpha=0.01)).alpha == pytest.approx(0.005)
+    assert judging.config_of(models.JudgeSpec(alpha=0.01, latency=False)).alpha == pytest.approx(0.01)
+
+
+BUCKETS = {"web-primary": {"0.1": 9000.0, "0.25": 9950.0, "0.5": 10000.0, "+Inf": 10000.0},
+           "web": {"0.1": 900.0, "0.25": 995.0, "0.5": 1000.0, "+Inf": 1000.0}}
+
+
+def test_the_latency_boundary_is_picked_from_one_window_and_tested_from_the_next() -> None:
+    # Defect 8: at 81bad25 the boundary was chosen from the window it was then tested on.
+    prometheus = Prometheus((1000, 0), (10000, 0), BUCKETS)
+    [first] = run(canary(errors=False), prometheus, T0 + datetime.timedelta(minutes=1))
+    assert first.judge is not None and first.judge.boundary == 0.25 and first.judge.verdict == "Inconclusive"
+    assert first.judge.canary_requests == 0 and "picked from the primary's buckets of this window" in first.message
+    slow = {**BUCKETS, "web": {"0.1": 700.0, "0.25": 900.0, "0.5": 900.0, "+Inf": 1000.0}}
+    [second] = run(canary(status_after(first), errors=False), Prometheus((1000, 0), (10000, 0), slow),
+                   T0 + datetime.timedelta(minutes=2))
+    assert second.judge is not None and second.judge.boundary == 0.25
+    assert (second.judge.canary_events, second.judge.primary_events) == (100, 50)
+    assert second.judge.verdict == "Fail" and second.judge.severe
+
+
+def test_a_canary_with_other_latency_buckets_is_a_failed_check_not_fast() -> None:
+    # Defect 4: at 81bad25 a 10x slower canary with other buckets passed (effect 0).
+    [first] = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
+    other = {**BUCKETS, "web": {"0.2": 10.0, "2.0": 100.0, "5.0": 1000.0, "+Inf": 1000.0}}
+    [check] = run(canary(status_after(first), errors=False), Prometheus((1000, 0), (10000, 0), other),
+                  T0 + datetime.timedelta(minutes=2))
+    assert not check.passed and not check.unavailable and not check.inconclusive
+    assert "canary latency histogram has no bucket le=0.25" in check.message
+    assert check.judge is not None and check.judge.verdict == "Error" and check.judge.boundary == 0.25
+
+
+def test_an_unreachable_prometheus_is_unavailable_and_the_evidence_is_kept() -> None:
+    [first] = run(canary(latency=False), Prometheus((3000, 30), (27000, 270)), T0 + datetime.timedelta(minutes=1))
+
     class Down(Prometheus):
         def run_query(self, query: str) -> float:
             raise base.ProviderUnavailable(query, "connection refused")
 
-    [check] = run(canary(latency=False), Down((0, 0), (0, 0)), T0 + datetime.timedelta(minutes=1))
+    [check] = run(canary(status_after(first), latency=False), Down((0, 0), (0, 0)), T0 + datetime.timedelta(minutes=2))
     assert check.unavailable and not check.passed
+    # Defect 6: at 81bad25 the check carried no judge data, and the next tick started the evidence afresh.
+    assert check.judge is not None and check.judge.verdict == "Error"
+    assert check.judge.log_likelihood == first.judge.log_likelihood if first.judge else False
+    assert check.judge.until == first.judge.until if first.judge else False
+
+
+def test_a_judge_query_timeout_is_unavailable_as_for_metrics() -> None:
+    # Defect 6: at 81bad25 a timeout was a failed check, counted against the threshold.
+    [first] = run(canary(latency=False), Prometheus((3000, 30), (27000, 270)), T0 + datetime.timedelta(minutes=1))
+
+    class Slow(Prometheus):
+        def run_query(self, query: str) -> float:
+            time.sleep(0.3)
+            return 0.0
+
+    c = canary(status_after(first), latency=False)
+    [check] = asyncio.run(judging.run_judge(c, Slow((0, 0), (0, 0)), router_provider="kubernetes",
+                                            now=T0 + datetime.timedelta(minutes=2), timeout=0.05))
+    assert check.unavailable and "no answer within 0.05s" in check.message
+    assert check.judge is not None and check.judge.canary_requests == 3000
+
+
+def test_a_failed_query_keeps_the_evidence_and_a_nan_count_is_not_zero() -> None:
+    [first] = run(canary(latency=False), Prometheus((3000, 30), (27000, 270)), T0 + datetime.timedelta(minutes=1))
+
+    class NaN(Prometheus):
+        def run_query(self, query: str) -> float:
+            raise base.NoValuesFound(query, "the query returned NaN (no data in the window, or 0/0)")
+
+    [check] = run(canary(status_after(first), latency=False), NaN((0, 0), (0, 0)), T0 + datetime.timedelta(minutes=2))
+    assert not check.passed and not check.unavailable and "the count is not a number" in check.message
+    assert check.judge is not None and check.judge.canary_requests == 3000
