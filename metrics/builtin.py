@@ -139,7 +139,7 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
 # Per series, first match wins:
 # - present at both ends, no counter reset inside: end - start (exact);
 # - present at both ends, reset inside: (largest value before the end - start) + value at the end (exact
-#   for one reset, when the counter has not grown back past its value before the reset; an undercount
+#   for one reset, when the counter has not grown back past its value before the reset; miscounted
 #   otherwise);
 # - absent at the start (a new pod): its value at the end (counters start at zero).
 # A series that went stale inside the window (a deleted pod) counts up to its last sample

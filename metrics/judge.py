@@ -33,8 +33,11 @@ canary's share is hypergeometric, not binomial.  At ``rho = 1`` (an A/A release)
 smaller in convex order than the binomial (Hoeffding 1963), so the binomial likelihood ratio keeps mean
 <= 1 and the guarantee holds; away from 1 the binomial is the rare-event (Poisson) limit.  Counts must be
 exact (``metrics.judging`` takes differences of counter values, not Prometheus' extrapolated
-``increase()``, which inflates them by up to window / (window - scrape interval)).  Events must be
-independent: errors that come in bursts inflate the evidence (see the README's judge section).
+``increase()``, which inflates them by up to window / (window - scrape interval)).  The likelihood needs
+independent events: errors that come in bursts inflate its evidence.  So by default (``robust``) the
+verdicts come from ``metrics.betting``'s test instead, valid whatever the bursts within a window, at the
+price of power; the likelihood still gives the estimate shown (``estimate``), the Pass side (``confidence_sequence``
+says why), and everything with ``robust=False``.
 
 Verdicts: **Fail** when ``H0`` is rejected, **severe** when in addition ``H0: rho <= severe`` is rejected;
 **Pass** only when the confidence sequence's upper bound is below ``pass_ratio`` (a regression that large
@@ -50,11 +53,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from metrics import betting
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 Floats = npt.NDArray[np.float64]
@@ -78,10 +83,12 @@ class Config:
     """Relative increase tolerated: Fail only above ``(1 + tolerance)`` times the primary's proportion."""
     severe: float = 10.0
     """Ratio that, once proven, rolls back at once."""
-    pass_ratio: float = 1.5
+    pass_ratio: float = 2.0
     """Pass only once the confidence sequence rules out a ratio this large (its upper bound is below it)."""
     inconclusive_limit: int = 20
     """Consecutive Inconclusive verdicts on one step after which the comparison fails, saying why."""
+    robust: bool = True
+    """Decide with ``metrics.betting`` (valid when events come in bursts) rather than the likelihood ratio."""
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -146,15 +153,21 @@ class Evidence:
     primary: Counts = ZERO
     step_samples: int = 0  # canary requests since the step last advanced, in windows that compared
     inconclusive: int = 0  # Inconclusive verdicts in a row on this step
+    wealth_up: tuple[float, ...] = ()  # metrics.betting's log wealth, grid x fractions, flattened
+    wealth_down: tuple[float, ...] = ()
 
     @classmethod
     def start(cls, config: Config) -> Evidence:
-        return cls(log_likelihood=(0.0,) * len(config.grid()), null=config.null, severe=config.severe)
+        size = len(config.grid())
+        bets = (0.0,) * (size * len(betting.FRACTIONS))
+        return cls(log_likelihood=(0.0,) * size, null=config.null, severe=config.severe, wealth_up=bets,
+                   wealth_down=bets)
 
     def fits(self, config: Config) -> bool:
         """Whether this evidence was kept on ``config``'s grid (a changed tolerance or severe starts afresh)."""
-        return (self.null, self.severe) == (config.null, config.severe) and \
-            len(self.log_likelihood) == len(config.grid())
+        size = len(config.grid())
+        return (self.null, self.severe) == (config.null, config.severe) and len(self.log_likelihood) == size \
+            and len(self.wealth_up) == len(self.wealth_down) == size * len(betting.FRACTIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,14 +211,25 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) 
         evidence = Evidence.start(config)
     if canary.requests == 0 or primary.requests == 0:
         return evidence
-    added = window_log_likelihood(config.grid(), canary, primary)
-    summed = np.asarray(evidence.log_likelihood) + added
+    grid = config.grid()
+    summed = np.asarray(evidence.log_likelihood) + window_log_likelihood(grid, canary, primary)
+    up, down = betting.window_log_factors(grid, canary.requests, canary.events, primary.requests, primary.events)
     return dataclasses.replace(evidence, log_likelihood=tuple(float(v) for v in summed),
+                               wealth_up=tuple(float(v) for v in np.asarray(evidence.wealth_up) + up.ravel()),
+                               wealth_down=tuple(float(v) for v in np.asarray(evidence.wealth_down) + down.ravel()),
                                canary=evidence.canary + canary, primary=evidence.primary + primary,
                                step_samples=evidence.step_samples + canary.requests)
 
 
 def e_value(evidence: Evidence, config: Config, null: float) -> float:
+    """The evidence against ``rho <= null`` (``null`` must be on the grid): the betting e-value when
+    ``config.robust``, else the mixture likelihood ratio (``likelihood_e_value``)."""
+    if config.robust:
+        return betting.at(config.grid(), evidence.wealth_up, null)
+    return likelihood_e_value(evidence, config, null)
+
+
+def likelihood_e_value(evidence: Evidence, config: Config, null: float) -> float:
     """The mixture likelihood ratio against ``rho <= null`` (``null`` must be on the grid): the grid points
     above the null weighted by a half-normal on ``log(rho / null)`` with scale ``PRIOR_SCALE``."""
     grid = np.asarray(config.grid())
@@ -219,6 +243,18 @@ def e_value(evidence: Evidence, config: Config, null: float) -> float:
 
 
 def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
+    """The ratios still plausible, each side at level ``1 - alpha``: from ``likelihood_interval``, except that
+    with ``config.robust`` the lower bound is the largest ratio the burst-robust up bets reject (the side a
+    Fail is decided on).  The upper bound, on which a Pass is decided, stays the likelihood's: one bet per
+    window is too weak there to ever pass at a small canary share (its factor is at most
+    ``1 / (1 - theta)``), so a Pass assumes independent events (the README says so)."""
+    lower, upper = likelihood_interval(evidence, config)
+    if config.robust:
+        lower, _ = betting.bounds(config.grid(), evidence.wealth_up, evidence.wealth_down, config.alpha)
+    return lower, upper
+
+
+def likelihood_interval(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
     """The ratios still plausible at level ``1 - alpha``, widened to the grid: the grid points just outside
     the plausible ones (the set is an interval in ``log rho``, the log-likelihood being concave there, so
     its true ends lie between a kept grid point and the next); None for a bound beyond the grid's edge."""
@@ -277,8 +313,8 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     if evidence.step_samples < config.min_samples:
         why = (f"too few samples: {evidence.step_samples} canary requests compared since the step advanced "
                f"(minSamples {config.min_samples}); {facts}")
-    elif upper is None or upper >= config.pass_ratio:
-        why = (f"not enough evidence yet: the interval's upper bound {_fmt(upper, math.inf)} is not below "
+    elif upper is None or upper > config.pass_ratio:
+        why = (f"not enough evidence yet: the interval's upper bound {_fmt(upper, math.inf)} is above "
                f"passRatio {config.pass_ratio:g}; {facts}")
     else:
         why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
@@ -296,53 +332,7 @@ def advanced(evidence: Evidence) -> Evidence:
     return dataclasses.replace(evidence, step_samples=0, inconclusive=0)
 
 
-# -- latency: the requests slower than a bucket boundary ------------------------------------------------
-
-
-def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99) -> float | None:
-    """The finite bucket boundary (``le``) nearest the primary's ``quantile``: the one whose share of slower
-    primary requests is closest, as a ratio, to ``1 - quantile``; None without data.
-
-    Buckets are coarse (Istio's jump from 100 to 250 ms): the first boundary above the quantile may leave
-    almost no slow requests to compare, the one just below it plenty.  ``primary_buckets`` are cumulative
-    counts by upper bound, as Prometheus histograms are (``+Inf`` is the total).  The boundary is chosen
-    once per release and kept, so every window counts the same event."""
-    total = _total(primary_buckets)
-    if total <= 0:
-        return None
-    target = math.log(1.0 - quantile)
-    best: tuple[float, float] | None = None
-    for le in sorted(le for le in primary_buckets if math.isfinite(le)):
-        slower = (total - primary_buckets[le]) / total
-        if slower <= 0:
-            continue
-        distance = abs(math.log(slower) - target)
-        if best is None or distance < best[0]:
-            best = (distance, le)
-    return best[1] if best is not None else None
-
-
-def exceedance(buckets: Mapping[float, float], boundary: float) -> Counts | None:
-    """Requests and those slower than ``boundary`` from cumulative bucket counts; None when the histogram has
-    requests but no bucket at ``boundary`` (other bucket boundaries): its slow requests cannot be counted,
-    and reading them as fast would pass any canary."""
-    total = _total(buckets)
-    at_or_below = buckets.get(boundary)
-    if at_or_below is None:
-        near = [le for le in buckets if math.isclose(le, boundary, rel_tol=1e-9)]
-        if not near:
-            return Counts(0, 0) if total <= 0 else None
-        at_or_below = buckets[near[0]]
-    return Counts.of(total, total - at_or_below)
-
-
 # -- internals ------------------------------------------------------------------------------------------
-
-
-def _total(buckets: Mapping[float, float]) -> float:
-    if math.inf in buckets:
-        return buckets[math.inf]
-    return max(buckets.values(), default=0.0)
 
 
 def _log_sum_exp(values: Floats) -> float:

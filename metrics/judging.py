@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from apis import models, vocabulary
-from metrics import base, builtin, judge, templates
+from metrics import base, builtin, histograms, judge, templates
 
 ERRORS = "judge-errors"
 LATENCY = "judge-latency"
@@ -80,7 +80,7 @@ def config_of(spec: models.JudgeSpec) -> judge.Config:
     """The statistics' configuration of one comparison: ``alpha`` split evenly over the enabled ones."""
     return judge.Config(alpha=spec.alpha / len(enabled(spec)), min_samples=spec.min_samples,
                         tolerance=spec.tolerance, severe=spec.severe, pass_ratio=spec.pass_ratio,
-                        inconclusive_limit=spec.inconclusive_limit)
+                        inconclusive_limit=spec.inconclusive_limit, robust=spec.burst_robust)
 
 
 def step_of(canary: models.Canary) -> str:
@@ -115,7 +115,8 @@ def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[ju
         log_likelihood=tuple(result.log_likelihood), null=result.null_ratio, severe=result.severe_ratio,
         canary=judge.Counts(result.canary_requests, result.canary_events),
         primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples,
-        inconclusive=result.inconclusive)
+        inconclusive=result.inconclusive, wealth_up=tuple(result.log_wealth_up),
+        wealth_down=tuple(result.log_wealth_down))
     if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
@@ -139,7 +140,9 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         primary_requests=evidence.primary.requests, primary_events=evidence.primary.events,
         step_samples=evidence.step_samples, boundary=boundary, window=window.text(), queries=queries,
         until=models.format_time(window.end), step=step, null_ratio=config.null, severe_ratio=config.severe,
-        log_likelihood=[round(v, 6) for v in evidence.log_likelihood])
+        log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
+        log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
+        log_wealth_down=[round(v, 6) for v in evidence.wealth_down])
     return vocabulary.Check(name=name, kind="judge", passed=judgement.verdict == "Pass", value=finite(judgement.effect),
                             max=config.null, message=prefix + judgement.reason, judge=result)
 
@@ -216,7 +219,7 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
     evidence, boundary = previous(canary, LATENCY, config)
     prefix = quiet
     if boundary is None:
-        boundary = judge.pick_boundary(theirs.buckets, spec.latency_quantile)
+        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile)
         if boundary is not None:
             prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
                        "comparison starts with the next; ")
@@ -224,7 +227,7 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
         return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
                            boundary=boundary, step=step, prefix=prefix or "no boundary: the primary's requests "
                            "all fall in one bucket, or there are none; ")
-    slow = {v: judge.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
+    slow = {v: histograms.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
     missing = [v for v, c in slow.items() if c is None]
     if missing:
         shown = {v: sorted(le for le in c.buckets if math.isfinite(le)) for v, c in (("canary", ours),

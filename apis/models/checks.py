@@ -151,9 +151,9 @@ class JudgeSpec(base.ApiModel):
             "x-kubernetes-validations": [
                 {"rule": "!has(self.severe) || self.severe > 1.0 + (has(self.tolerance) ? self.tolerance : 0.1)",
                  "message": "severe must be greater than 1 + tolerance"},
-                {"rule": "(has(self.passRatio) ? self.passRatio : 1.5) > 1.0 + "
+                {"rule": "(has(self.passRatio) ? self.passRatio : 2.0) > 1.0 + "
                          "(has(self.tolerance) ? self.tolerance : 0.1) && "
-                         "(has(self.passRatio) ? self.passRatio : 1.5) <= (has(self.severe) ? self.severe : 10.0)",
+                         "(has(self.passRatio) ? self.passRatio : 2.0) <= (has(self.severe) ? self.severe : 10.0)",
                  "message": "passRatio must be greater than 1 + tolerance and at most severe"},
             ]
         }
@@ -167,10 +167,14 @@ class JudgeSpec(base.ApiModel):
     """Relative increase tolerated: Fail only when the canary's proportion exceeds (1 + tolerance) x primary's."""
     severe: float = pydantic.Field(default=10.0, ge=1.01, le=60)
     """Ratio to the primary's proportion that, once proven, rolls back at once."""
-    pass_ratio: float = pydantic.Field(default=1.5, ge=1.01, le=60)
+    pass_ratio: float = pydantic.Field(default=2.0, ge=1.01, le=60)
     """Pass only once the data rule out a ratio this large (the confidence sequence's upper bound is below it)."""
     inconclusive_limit: int = pydantic.Field(default=20, ge=1, le=10000)
     """Inconclusive analyses in a row on one step after which the release rolls back, saying why."""
+    burst_robust: bool = True
+    """Fail only on a test that stays valid when errors come in bursts (a bet per window on the canary's share
+    of events); false: the likelihood-ratio test, faster to fail but valid only when events are independent.
+    A Pass is decided on the likelihood either way."""
     errors: bool = True
     """Compare the proportions of 5xx answers."""
     latency: bool = True

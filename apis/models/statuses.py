@@ -63,7 +63,8 @@ class JudgeResult(base.StatusModel):
     effect: float | None = None
     """Canary proportion / primary proportion over the release; unset when either is unknown or infinite."""
     lower: float | None = None
-    """Lower bound of the anytime-valid confidence sequence of the ratio; unset: unbounded."""
+    """Lower bound of the anytime-valid confidence sequence of the ratio (the side a Fail is decided on, by
+    the burst-robust test unless burstRobust is false); unset: unbounded."""
     upper: float | None = None
     e_value: float = 1.0
     """Evidence against "no worse than tolerance"; Fail at 1/alpha or more."""
@@ -86,6 +87,9 @@ class JudgeResult(base.StatusModel):
     severe_ratio: float = 10.0
     log_likelihood: list[float] = pydantic.Field(default_factory=list)
     """The evidence so far, on the judge's grid of ratios; carried to the next step."""
+    log_wealth_up: list[float] = pydantic.Field(default_factory=list)
+    """The burst-robust test's log wealth against each ratio, per betting fraction; carried to the next step."""
+    log_wealth_down: list[float] = pydantic.Field(default_factory=list)
 
 
 class CheckResult(base.StatusModel):

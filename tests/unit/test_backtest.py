@@ -21,7 +21,7 @@ def make_canary(**analysis: Any) -> models.Canary:
         "spec": {"provider": "gatewayapi", "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                  "service": {"port": 80},
                  "analysis": {"interval": "10s", "threshold": 1, "stepWeight": 25, "maxWeight": 50,
-                              "judge": {"minSamples": 100, "latency": False}, **analysis}}})
+                              "judge": {"minSamples": 100, "latency": False, "burstRobust": False}, **analysis}}})
 
 
 class Counts:

@@ -76,7 +76,7 @@ def test_an_exhausted_inconclusive_limit_rolls_back_at_once_saying_why() -> None
 def test_a_hold_names_the_judges_reason() -> None:
     check = core.Check(name="judge-errors", kind="judge", passed=False,
                        judge=models.JudgeResult(verdict="Inconclusive"),
-                       message="not enough evidence yet: the interval's upper bound 2 is not below passRatio 1.5; "
+                       message="not enough evidence yet: the interval's upper bound 2 is above passRatio 1.5; "
                                "canary error proportion ...")
     decision = decide(World(canary_at(20), now=LATER, checks=[PASS, check]))
     assert decision.status.message is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -10,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from metrics import judge
+from metrics import betting, histograms, judge
 
 pytestmark = pytest.mark.unit
 
-CONFIG = judge.Config()
+# The likelihood-ratio test; metrics.betting's has its own tests below.
+CONFIG = judge.Config(robust=False, pass_ratio=1.5)
 
 
 def test_window_log_likelihood_is_the_binomial_of_the_canarys_share_of_events() -> None:
@@ -68,7 +71,7 @@ def test_a_tenfold_error_proportion_is_severe() -> None:
 
 
 def test_few_canary_requests_are_inconclusive_until_the_step_has_enough() -> None:
-    config = judge.Config(min_samples=20000)
+    config = judge.Config(min_samples=20000, robust=False)
     evidence = judge.update(judge.Evidence.start(config), judge.Counts(12000, 120), judge.Counts(50000, 500), config)
     assert judge.judge(evidence, config).verdict == "Inconclusive"
     assert "too few samples" in judge.judge(evidence, config).reason
@@ -97,10 +100,10 @@ def test_no_errors_anywhere_is_no_evidence_and_no_pass() -> None:
 
 def test_a_doubled_error_rate_with_too_little_evidence_to_fail_is_not_passed() -> None:
     # Defect 3: at 81bad25 minSamples requests and no rejection were a Pass; a 2x canary was promoted.
-    config = judge.Config(min_samples=100)
+    config = judge.Config(min_samples=100, robust=False, pass_ratio=1.5)
     evidence = judge.update(judge.Evidence.start(config), judge.Counts(500, 10), judge.Counts(4500, 45), config)
     verdict = judge.judge(evidence, config)
-    assert verdict.verdict == "Inconclusive" and "not below passRatio 1.5" in verdict.reason
+    assert verdict.verdict == "Inconclusive" and "above passRatio 1.5" in verdict.reason
     assert verdict.upper is None or verdict.upper >= config.pass_ratio
 
 
@@ -140,7 +143,7 @@ def test_the_effect_is_estimated_over_the_windows_each_at_its_own_split() -> Non
 
 def test_evidence_kept_on_another_grid_starts_afresh() -> None:
     old = judge.update(judge.Evidence.start(CONFIG), judge.Counts(100, 50), judge.Counts(100, 1), CONFIG)
-    other = judge.Config(tolerance=0.25, severe=20)
+    other = judge.Config(tolerance=0.25, severe=20, robust=False)
     assert not old.fits(other)
     fresh = judge.update(old, judge.Counts(10, 0), judge.Counts(10, 0), other)
     assert fresh.canary == judge.Counts(10, 0)
@@ -162,18 +165,18 @@ def test_a_count_that_is_not_one_is_an_error_not_zero(requests: float, events: f
 
 def test_pick_boundary_takes_the_bucket_whose_slow_share_is_nearest_the_quantile() -> None:
     buckets = {0.1: 500.0, 0.25: 980.0, 0.5: 993.0, 1.0: 1000.0, math.inf: 1000.0}
-    assert judge.pick_boundary(buckets, 0.99) == 0.5  # 0.7 % slower is nearer 1 % than 2 % is, as a ratio
-    assert judge.pick_boundary(buckets, 0.98) == 0.25
-    assert judge.pick_boundary({0.1: 9660.0, 0.25: 9999.0, math.inf: 10000.0}, 0.99) == 0.1
-    assert judge.pick_boundary({math.inf: 0.0}) is None
-    assert judge.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
+    assert histograms.pick_boundary(buckets, 0.99) == 0.5  # 0.7 % slower is nearer 1 % than 2 % is, as a ratio
+    assert histograms.pick_boundary(buckets, 0.98) == 0.25
+    assert histograms.pick_boundary({0.1: 9660.0, 0.25: 9999.0, math.inf: 10000.0}, 0.99) == 0.1
+    assert histograms.pick_boundary({math.inf: 0.0}) is None
+    assert histograms.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
 
 
 def test_a_histogram_without_the_boundary_bucket_is_not_read_as_fast() -> None:
     # Defect 4: at 81bad25 every request of a canary lacking the chosen le counted as fast.
     other = {0.2: 10.0, 0.4: 30.0, 2.0: 1000.0, math.inf: 1000.0}
-    assert judge.exceedance(other, 0.25) is None
-    assert judge.exceedance({}, 0.25) == judge.ZERO  # no requests at all: nothing to count
+    assert histograms.exceedance(other, 0.25) is None
+    assert histograms.exceedance({}, 0.25) == judge.ZERO  # no requests at all: nothing to count
 
 
 def _aa_release(rng: np.random.Generator, rate: float, canary_rps: float, primary_rps: float, ticks: int,
@@ -198,10 +201,69 @@ def _aa_release(rng: np.random.Generator, rate: float, canary_rps: float, primar
 def test_aa_streams_are_failed_at_most_alpha_of_the_time_over_many_looks(
         seed: int, rate: float, canary_rps: float, share: float, tolerance: float) -> None:
     alpha = 0.05  # a larger alpha than the default, so that 200 releases measure the error rate
-    config = judge.Config(alpha=alpha, tolerance=tolerance, min_samples=0)
+    config = judge.Config(alpha=alpha, tolerance=tolerance, min_samples=0, robust=False)
     rng = np.random.default_rng(seed)
     releases = 200
     primary_rps = canary_rps * (1 - share) / share
     failed = sum(_aa_release(rng, rate, canary_rps, primary_rps, 25, config) for _ in range(releases))
     # alpha plus three binomial standard deviations of Monte-Carlo noise
     assert failed / releases <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / releases)
+
+
+# -- the burst-robust test (metrics.betting) -------------------------------------------------------------
+
+
+def test_a_windows_bets_have_mean_one_at_their_ratio_whatever_the_burst_sizes() -> None:
+    # Three bursts of 1, 4 and 10 errors, each the canary's with probability theta: enumerate the 8 cases.
+    grid, sizes = CONFIG.grid(), (1, 4, 10)
+    theta = betting.shares(grid, 1000, 9000)
+    up_mean = np.zeros((len(grid), len(betting.FRACTIONS)))
+    down_mean = np.zeros_like(up_mean)
+    for j in range(len(grid)):
+        for owners in itertools.product((0, 1), repeat=3):
+            chance = math.prod(theta[j] if o else 1 - theta[j] for o in owners)
+            canary = sum(s for s, o in zip(sizes, owners, strict=True) if o)
+            up, down = betting.window_log_factors(grid, 1000, canary, 9000, sum(sizes) - canary)
+            up_mean[j] += chance * np.exp(up[j])
+            down_mean[j] += chance * np.exp(down[j])
+    np.testing.assert_allclose(up_mean, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(down_mean, 1.0, rtol=1e-9)
+
+
+def _bursty_aa(rng: np.random.Generator, config: judge.Config, burst: float, windows: int) -> bool:
+    """Whether one A/A release whose errors come in bursts (geometric, mean ``burst``) is ever failed."""
+    evidence = judge.Evidence.start(config)
+    for _ in range(windows):
+        counts = []
+        for requests in (int(rng.poisson(500)), int(rng.poisson(4500))):
+            bursts = int(rng.poisson(requests * 0.01 / burst))
+            counts.append(judge.Counts(requests, min(requests, int(rng.geometric(1 / burst, bursts).sum()))))
+        evidence = judge.update(evidence, counts[0], counts[1], config)
+        if judge.judge(evidence, config).verdict == "Fail":
+            return True
+    return False
+
+
+def test_bursty_errors_keep_the_robust_test_within_alpha_where_the_likelihood_fails() -> None:
+    # Defect 2: at 81bad25 bursts of 10 errors failed about 43 % of A/A releases at alpha = 1 %.
+    alpha, releases = 0.05, 200
+    robust = judge.Config(alpha=alpha, tolerance=0.0, min_samples=0, inconclusive_limit=10000)
+    likelihood = dataclasses.replace(robust, robust=False)
+    rng = np.random.default_rng(23)
+    failed = sum(_bursty_aa(rng, robust, 10.0, 25) for _ in range(releases))
+    assert failed / releases <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / releases)
+    naive = sum(_bursty_aa(rng, likelihood, 10.0, 25) for _ in range(releases))
+    assert naive / releases > 0.2
+
+
+def test_the_robust_test_fails_a_clear_regression_and_passes_a_healthy_canary_over_windows() -> None:
+    # One bet per window caps each window's evidence (here at a 50 % split): it takes windows, not events.
+    config = judge.Config(alpha=0.01, min_samples=0, pass_ratio=2.0)
+    bad = good = judge.Evidence.start(config)
+    for _ in range(20):
+        bad = judge.update(bad, judge.Counts(5000, 150), judge.Counts(5000, 50), config)
+        good = judge.update(good, judge.Counts(5000, 50), judge.Counts(5000, 50), config)
+    assert judge.judge(bad, config).verdict == "Fail"
+    assert judge.judge(good, config).verdict == "Pass"
+    lower, upper = judge.confidence_sequence(good, config)
+    assert lower is not None and upper is not None and lower < 1.0 < upper <= config.pass_ratio

@@ -19,6 +19,7 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def canary(status: dict[str, Any] | None = None, **judge: Any) -> models.Canary:
+    judge.setdefault("burstRobust", False)  # one window decides; the betting test is pinned in test_metrics_judge
     return models.parse_canary({
         "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": "prod"},
         "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},

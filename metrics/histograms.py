@@ -1,0 +1,60 @@
+"""The judge's latency events: the requests slower than one histogram bucket boundary, per version.
+
+Why this exists: the judge compares proportions of events; for latency an event is a request slower than
+a boundary, and a Prometheus histogram can only answer that at one of its bucket boundaries (``le``).  The
+boundary must be one both versions have: a version without it cannot be counted, and reading its requests
+as fast would pass any canary (issue 23).
+
+What it must not do: query anything, or choose when a boundary is picked (``metrics.judging`` keeps it for
+the release, picked from a window it does not test).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from metrics import judge
+
+
+def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99) -> float | None:
+    """The finite bucket boundary (``le``) nearest the primary's ``quantile``: the one whose share of slower
+    primary requests is closest, as a ratio, to ``1 - quantile``; None without data.
+
+    Buckets are coarse (Istio's jump from 100 to 250 ms): the first boundary above the quantile may leave
+    almost no slow requests to compare, the one just below it plenty.  ``primary_buckets`` are cumulative
+    counts by upper bound, as Prometheus histograms are (``+Inf`` is the total).  The boundary is chosen
+    once per release and kept, so every window counts the same event."""
+    total = _total(primary_buckets)
+    if total <= 0:
+        return None
+    target = math.log(1.0 - quantile)
+    best: tuple[float, float] | None = None
+    for le in sorted(le for le in primary_buckets if math.isfinite(le)):
+        slower = (total - primary_buckets[le]) / total
+        if slower <= 0:
+            continue
+        distance = abs(math.log(slower) - target)
+        if best is None or distance < best[0]:
+            best = (distance, le)
+    return best[1] if best is not None else None
+
+
+def exceedance(buckets: Mapping[float, float], boundary: float) -> judge.Counts | None:
+    """Requests and those slower than ``boundary`` from cumulative bucket counts; None when the histogram has
+    requests but no bucket at ``boundary`` (other bucket boundaries): its slow requests cannot be counted,
+    and reading them as fast would pass any canary."""
+    total = _total(buckets)
+    at_or_below = buckets.get(boundary)
+    if at_or_below is None:
+        near = [le for le in buckets if math.isclose(le, boundary, rel_tol=1e-9)]
+        if not near:
+            return judge.ZERO if total <= 0 else None
+        at_or_below = buckets[near[0]]
+    return judge.Counts.of(total, total - at_or_below)
+
+
+def _total(buckets: Mapping[float, float]) -> float:
+    if math.inf in buckets:
+        return buckets[math.inf]
+    return max(buckets.values(), default=0.0)
