@@ -92,12 +92,12 @@ def last_result(canary: models.Canary, name: str) -> models.JudgeResult | None:
     return next((c.judge for c in canary.status.checks if c.name == name and c.judge is not None), None)
 
 
-def window_of(canary: models.Canary, now: datetime.datetime) -> Window:
-    """From the end of the last window counted (any comparison's), else the last step, else one interval ago."""
-    ends = [models.parse_time(r.until) for r in (last_result(canary, n) for n in (ERRORS, LATENCY))
-            if r is not None and r.until]
-    if ends:
-        start = min(ends)
+def window_of(canary: models.Canary, name: str, now: datetime.datetime) -> Window:
+    """From the end of the last window the comparison ``name`` counted, else the last step, else one interval
+    ago.  Each comparison keeps its own: one whose queries failed starts further back than the other."""
+    last = last_result(canary, name)
+    if last is not None and last.until:
+        start = models.parse_time(last.until)
     elif canary.status.last_step_time:
         start = models.parse_time(canary.status.last_step_time)
     else:
@@ -175,18 +175,24 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     if queries is None:
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                                  f"count queries for provider {router_provider!r}") for n in names]
-    window = window_of(canary, now)
-    rendered = {v: render(canary, queries, router_provider, v, window, pod_labels) for v in ("canary", "primary")}
+    windows = {n: window_of(canary, n, now) for n in names}
+    window = windows.get(ERRORS) or windows[LATENCY]  # the requests' and errors' window
+    rendered: dict[str, tuple[str, str, str]] = {}
+    for v in ("canary", "primary"):
+        own = render(canary, queries, router_provider, v, window, pod_labels)
+        if spec.latency and windows[LATENCY] != window:
+            own = (*own[:2], render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2])
+        rendered[v] = own
     try:
         counts = await asyncio.wait_for(asyncio.gather(
             *(asyncio.to_thread(_fetch, provider, rendered[v], spec.latency) for v in ("canary", "primary"))), timeout)
     except base.ProviderUnavailable as exc:
-        return [carried(canary, n, window, str(exc), unavailable=True) for n in names]
+        return [carried(canary, n, windows[n], str(exc), unavailable=True) for n in names]
     except TimeoutError:
-        return [carried(canary, n, window, f"metrics server unavailable for the judge: no answer within "
+        return [carried(canary, n, windows[n], f"metrics server unavailable for the judge: no answer within "
                         f"{timeout:g}s", unavailable=True) for n in names]
     except base.QueryError as exc:
-        return [carried(canary, n, window, f"query failed: {exc}", unavailable=False) for n in names]
+        return [carried(canary, n, windows[n], f"query failed: {exc}", unavailable=False) for n in names]
     ours, theirs = counts
     config = config_of(spec)
     step = step_of(canary)
@@ -208,7 +214,7 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
             checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
                                       boundary=None, step=step, prefix=quiet))
     if spec.latency:
-        checks.append(_latency(canary, spec, config, ours, theirs, window, step, rendered, quiet))
+        checks.append(_latency(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet))
     return checks
 
 

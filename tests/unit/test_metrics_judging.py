@@ -197,3 +197,20 @@ def test_a_failed_query_keeps_the_evidence_and_a_nan_count_is_not_zero() -> None
     [check] = run(canary(status_after(first), latency=False), NaN((0, 0), (0, 0)), T0 + datetime.timedelta(minutes=2))
     assert not check.passed and not check.unavailable and "the count is not a number" in check.message
     assert check.judge is not None and check.judge.canary_requests == 3000
+
+
+def test_each_comparison_counts_from_where_it_last_counted() -> None:
+    # The latency check failed (other buckets) while the errors check counted: errors must not count its
+    # window twice, and latency counts the failed window too.
+    prometheus = Prometheus((1000, 0), (10000, 0), BUCKETS)
+    both = run(canary(), prometheus, T0 + datetime.timedelta(minutes=1))
+    other = {**BUCKETS, "web": {"0.2": 10.0, "2.0": 100.0, "5.0": 1000.0, "+Inf": 1000.0}}
+    failed = run(canary(status_after(*both)), Prometheus((1000, 0), (10000, 0), other),
+                 T0 + datetime.timedelta(minutes=2))
+    assert failed[1].judge is not None and failed[1].judge.verdict == "Error"
+    prometheus.asked.clear()
+    run(canary(status_after(*failed)), prometheus, T0 + datetime.timedelta(minutes=3))
+    counts = [q for q in prometheus.asked if "_bucket" not in q]
+    buckets = [q for q in prometheus.asked if "_bucket" in q]
+    assert counts and all("[60000ms]" in q for q in counts), counts
+    assert buckets and all("[120000ms]" in q for q in buckets), buckets
