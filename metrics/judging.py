@@ -143,8 +143,11 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
         log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
         log_wealth_down=[round(v, 6) for v in evidence.wealth_down])
+    # An exhausted limit says so first: the rollback message is built from it.
+    message = (judgement.reason + (f"; {prefix.rstrip('; ')}" if prefix else "") if judgement.limit_reached
+               else prefix + judgement.reason)
     return vocabulary.Check(name=name, kind="judge", passed=judgement.verdict == "Pass", value=finite(judgement.effect),
-                            max=config.null, message=prefix + judgement.reason, judge=result)
+                            max=config.null, message=message, judge=result)
 
 
 def carried(canary: models.Canary, name: str, window: Window, message: str, *, unavailable: bool
@@ -197,8 +200,8 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     config = config_of(spec)
     step = step_of(canary)
     quiet = "" if ours.requests or theirs.requests else (
-        f"no new samples in the {window.text()} since the last window (shorter than the scrape interval?): "
-        "it counts in the next; ")
+        f"no new samples in the {window.text()} since the last window (no traffic, or a window shorter than the "
+        "scrape interval: what it missed counts in the next); ")
     checks: list[vocabulary.Check] = []
     if spec.errors:
         texts = [rendered["canary"][1], rendered["primary"][1]]

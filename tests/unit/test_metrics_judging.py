@@ -99,8 +99,8 @@ def test_the_next_window_starts_where_the_last_one_counted_ended() -> None:
 def test_a_window_without_new_samples_says_so_and_counts_in_the_next() -> None:
     [check] = run(canary(latency=False), Prometheus((0, 0), (0, 0)), T0 + datetime.timedelta(seconds=5))
     assert check.judge is not None and check.judge.verdict == "Inconclusive"
-    assert check.message.startswith("no new samples in the 5s since the last window (shorter than the scrape "
-                                    "interval?)")
+    assert check.message.startswith("no new samples in the 5s since the last window (no traffic, or a window "
+                                    "shorter than the scrape interval: what it missed counts in the next)")
 
 
 def test_a_pass_on_a_step_another_check_held_keeps_the_steps_samples() -> None:
@@ -214,3 +214,11 @@ def test_each_comparison_counts_from_where_it_last_counted() -> None:
     buckets = [q for q in prometheus.asked if "_bucket" in q]
     assert counts and all("[60000ms]" in q for q in counts), counts
     assert buckets and all("[120000ms]" in q for q in buckets), buckets
+
+
+def test_without_traffic_the_limit_fails_the_check_and_says_so_first() -> None:
+    [check] = run(canary(latency=False, inconclusiveLimit=1), Prometheus((0, 0), (0, 0)),
+                  T0 + datetime.timedelta(seconds=30))
+    assert check.severe and check.cause == "judge inconclusive limit reached"
+    assert check.message.startswith("inconclusive limit reached: 1 analyses in a row on this step were inconclusive")
+    assert "no new samples in the 30s" in check.message
