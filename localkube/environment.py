@@ -367,26 +367,36 @@ class Environment:
         self._wait("traffic simulator", lambda: _http_ok(f"{self.simulator_url}/healthz"))
 
     def _start_prometheus(self) -> None:
+        self.write_scrape_targets({"simulator": [self.simulator_url.removeprefix("http://")]})
+        self.info["prometheus"] = self.start_prometheus("prometheus", scrape_seconds=1)
+
+    def start_prometheus(self, name: str, *, scrape_seconds: float) -> str:
+        """Start a Prometheus called ``name`` that scrapes the environment's targets every ``scrape_seconds``
+        (the default one scrapes every second; a real cluster's every 15 or 30 s); returns its URL.  It is
+        stopped with the environment."""
         binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         if not pathlib.Path(binary).exists():
             raise StartError("prometheus is not installed: run `apt-get install prometheus` (Debian package)")
         port = processes.free_port()
-        folder = self.folder / "prometheus"
+        folder = self.folder / name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        self.write_scrape_targets({"simulator": [self.simulator_url.removeprefix("http://")]})
+        scrape = f"{scrape_seconds:g}s"
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "5s"},
+            "global": {"scrape_interval": scrape, "scrape_timeout": f"{min(scrape_seconds, 10):g}s",
+                       "evaluation_interval": "5s"},
             "scrape_configs": [{"job_name": "fledge", "file_sd_configs": [
                 {"files": [str(self.folder / "targets" / "*.json")], "refresh_interval": "1s"}]}],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self._launch("prometheus", [
+        self._launch(name, [
             binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d", "--log.level=warn",
         ], self.folder / "logs", (port,))
-        self.info["prometheus"] = f"http://127.0.0.1:{port}"
-        self._wait("prometheus", lambda: _http_ok(f"{self.prometheus_url}/-/ready"), timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        self._wait(name, lambda: _http_ok(f"{url}/-/ready"), timeout=60)
+        self._save()
+        return url
 
     def write_scrape_targets(self, targets: dict[str, list[str]]) -> None:
         """Add or replace scrape targets (job label → host:port list); Prometheus reloads them within a second."""

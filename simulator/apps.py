@@ -280,6 +280,7 @@ class App:
                     served = self._mirrored("GET", code, pods)
                 else:
                     served = self._routed(observed, batch.version, "GET", code, pods)
+                served = dataclasses.replace(served, buckets=behaviours[batch.version].buckets)
                 self._metrics.record(served, durations)
         return result
 

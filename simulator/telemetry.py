@@ -72,6 +72,7 @@ class Served:
     ingress: str | None = None  # the user's Ingress when the request came through NGINX, else None
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
     pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
+    buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
 
 
 class Telemetry:
@@ -123,7 +124,8 @@ class Telemetry:
             self._istio_duration.observe(istio, seconds * 1000.0)
             for pod, share in zip(pods, per_pod, strict=True):
                 if share.size:
-                    self._http_duration.observe((served.namespace, pod, served.method, "/", status), share)
+                    self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
+                                                served.buckets)
             if served.ingress is not None:
                 nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
                 self._nginx_requests.add(nginx, seconds.size)
@@ -178,6 +180,8 @@ class _Counter:
 @dataclasses.dataclass
 class _Series:
     buckets: npt.NDArray[np.int64]  # per bucket, not cumulative; the last one is +Inf
+    bounds: npt.NDArray[np.float64]
+    les: list[str]
     total: float = 0.0
 
 
@@ -190,19 +194,23 @@ class _Histogram:
         self.les = [f"{bound:g}" for bound in bounds] + ["+Inf"]
         self.series: dict[tuple[str, ...], _Series] = {}
 
-    def observe(self, labels: tuple[str, ...], values: npt.NDArray[np.float64]) -> None:
+    def observe(self, labels: tuple[str, ...], values: npt.NDArray[np.float64], bounds: Sequence[float] = ()) -> None:
+        """Count ``values``; ``bounds`` (when given) are a new series' own bucket bounds, as an app that
+        changed its buckets exports them."""
         series = self.series.get(labels)
         if series is None:
-            series = self.series[labels] = _Series(buckets=np.zeros(len(self.les), dtype=np.int64))
+            own = np.asarray(bounds, dtype=np.float64) if len(bounds) else self.bounds
+            les = [f"{bound:g}" for bound in own] + ["+Inf"] if len(bounds) else self.les
+            series = self.series[labels] = _Series(buckets=np.zeros(len(les), dtype=np.int64), bounds=own, les=les)
         # side="left" puts a value equal to a bound into that bound's bucket, as `le` requires
-        indexes = np.searchsorted(self.bounds, values, side="left")
-        series.buckets += np.bincount(indexes, minlength=len(self.les)).astype(np.int64)
+        indexes = np.searchsorted(series.bounds, values, side="left")
+        series.buckets += np.bincount(indexes, minlength=len(series.les)).astype(np.int64)
         series.total += float(values.sum())
 
     def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
         histogram = metrics_core.HistogramMetricFamily(self.name, self.documentation, labels=label_names)
         for labels, series in self.series.items():
             cumulative = np.cumsum(series.buckets)
-            buckets = [(le, float(count)) for le, count in zip(self.les, cumulative, strict=True)]
+            buckets = [(le, float(count)) for le, count in zip(series.les, cumulative, strict=True)]
             histogram.add_metric(labels, buckets, series.total)
         return histogram

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import math
 import threading
 from collections.abc import Callable, Mapping
@@ -25,6 +26,9 @@ from simulator import routes
 
 ERROR_RATE_ANNOTATION = "simulator.fledge.dev/error-rate"
 LATENCY_ANNOTATION = "simulator.fledge.dev/latency-ms"
+# The app's own latency histogram's bucket bounds, in seconds, comma-separated (telemetry.SECONDS_BUCKETS
+# when absent): a new version that changed its buckets, which the judge must not read as fast.
+BUCKETS_ANNOTATION = "simulator.fledge.dev/buckets"
 DEFAULT_LATENCY_MS = 20.0
 LATENCY_SIGMA = 0.25
 
@@ -56,6 +60,7 @@ class Behaviour:
 
     error_rate: float = 0.0
     latency_ms: float = DEFAULT_LATENCY_MS
+    buckets: tuple[float, ...] = ()  # the app histogram's bounds in seconds; () for the default ones
 
     @classmethod
     def from_deployment(cls, deployment: routes.Manifest | None) -> Behaviour:
@@ -68,7 +73,18 @@ class Behaviour:
             return cls()
         error_rate = _parse(annotations, ERROR_RATE_ANNOTATION, 0.0)
         latency_ms = _parse(annotations, LATENCY_ANNOTATION, DEFAULT_LATENCY_MS)
-        return cls(error_rate=min(max(error_rate, 0.0), 1.0), latency_ms=max(latency_ms, 0.0))
+        return cls(error_rate=min(max(error_rate, 0.0), 1.0), latency_ms=max(latency_ms, 0.0),
+                   buckets=_bounds(annotations.get(BUCKETS_ANNOTATION)))
+
+
+def _bounds(raw: object) -> tuple[float, ...]:
+    """Increasing positive finite bounds from "0.2,2,5"; () (the defaults) for anything else."""
+    try:
+        bounds = tuple(float(part) for part in str(raw).split(",")) if raw is not None else ()
+    except ValueError:
+        return ()
+    increasing = all(a < b for a, b in itertools.pairwise(bounds))
+    return bounds if bounds and increasing and all(0 < b < math.inf for b in bounds) else ()
 
 
 def _parse(annotations: Mapping[str, object], key: str, default: float) -> float:
