@@ -47,7 +47,8 @@ import numpy as np
 import numpy.typing as npt
 
 from apis import models
-from canary import backtest, core
+from canary import core
+from canary.cli import backtest
 from metrics import analysis, base, judging
 from simulator import telemetry
 
