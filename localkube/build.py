@@ -224,21 +224,24 @@ def helm_ldflags(helm_dir: pathlib.Path, version: str) -> str:
 
 # Set while pytest runs (tests/conftest.py): a build inside a test only happens on a cold machine, under the
 # suite's warnings-as-errors and its timeouts, so it fails there and passes everywhere else.  ./dev builds first.
-_forbidden: str | None = None
+# An environment variable rather than a global, so that the processes a test starts (`fledge dev up`, the demo)
+# refuse as well.
+FORBID_ENV = "FLEDGE_BUILD_FORBIDDEN"
 
 
 def forbid(reason: str) -> None:
-    """Make every later build raise BuildError(reason); cached binaries are still returned."""
-    global _forbidden
-    _forbidden = reason
+    """Make every later build, in this process and the ones it starts, raise BuildError(reason); cached
+    binaries are still returned."""
+    os.environ[FORBID_ENV] = reason
 
 
 def build(component: Component) -> dict[str, pathlib.Path]:
     """Build a component unless every one of its binaries is already cached."""
     if component.is_built():
         return component.binaries()
-    if _forbidden is not None:
-        raise BuildError(f"{component.key} {component.version} is not built in {component.bin_dir()}: {_forbidden}")
+    forbidden = os.environ.get(FORBID_ENV)
+    if forbidden:
+        raise BuildError(f"{component.key} {component.version} is not built in {component.bin_dir()}: {forbidden}")
     work = component.root() / "scratch" / f"{component.key}-{component.version}"
     work.mkdir(parents=True, exist_ok=True)
     gomod = [f"module fledge.local/build/{component.key}", "", "go 1.25", ""]

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import pathlib
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 
 import pytest
 
 from localkube import build
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def leaked(call: Callable[[], object]) -> list[warnings.WarningMessage]:
@@ -73,3 +78,15 @@ def test_the_build_step_builds_every_tool_a_test_requires() -> None:
 def test_an_unknown_component_is_refused_by_name() -> None:
     with pytest.raises(SystemExit, match="unknown component nope"):
         build.main(["nope"])
+
+
+def test_a_process_a_test_starts_does_not_build_either(empty_cache: pathlib.Path) -> None:
+    # Tests run `python -m canary.cli dev up` and the like as subprocesses, and `dev up` builds what is missing:
+    # the refusal must reach them too, or a cold cache builds inside the test after all.  Without go on the PATH
+    # a build that does start fails at once rather than compiling.
+    done = subprocess.run([sys.executable, "-c", "from localkube import build; build.build(build.KWOK)"],
+                          cwd=ROOT, env={**os.environ, "PATH": "/nonexistent"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "./dev setup" in done.stderr, done.stderr[-2000:]
+    assert not (empty_cache / "scratch").exists()  # nothing was started
