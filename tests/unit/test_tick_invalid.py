@@ -100,3 +100,41 @@ def test_a_spec_without_a_usable_target_still_gets_its_status() -> None:
     assert [kind for kind, _, _ in writer.patches] == ["Canary"]
     assert status_patch(writer)["phase"] == "Failed"
     assert [e["reason"] for e in writer.created] == ["Synced"]
+
+
+class ApplyingWriter(Writer):
+    """A Writer whose applies land in the store, as the watch cache would show them."""
+
+    applied = 0
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applied += 1
+        body = copy.deepcopy(manifest)
+        body.setdefault("metadata", {})["resourceVersion"] = str(100 + self.applied)
+        self.store.upsert(body)
+        return body
+
+
+def test_mid_release_with_split_routes_all_traffic_goes_back_to_the_primary() -> None:
+    from apis import vocabulary
+    from routers import base as routers
+
+    spec = {"provider": "istio", "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "service": {"port": 80}, "analysis": {"stepWeight": 10, "stepWeights": [10, 20]}}
+    rt, _ = setup({"phase": "Progressing", "canaryWeight": 20, "lastAppliedSpec": "rev2"}, spec=spec)
+    writer = ApplyingWriter(rt.store)
+    rt.writer = writer  # type: ignore[assignment]
+    body = rt.store.get(models.API_VERSION, "Canary", "team", "app")
+    routable = models.parse_canary_for_routing(body or {})
+    assert routable is not None
+    router = routers.for_provider("istio", rt.store, writer)  # type: ignore[arg-type]
+
+    async def split() -> None:
+        await router.reconcile(routable)
+        await router.set_routes(routable, vocabulary.Weights(primary=80, canary=20))
+
+    asyncio.run(split())
+    assert router.get_routes(routable) == vocabulary.Weights(primary=80, canary=20)
+    run(rt)
+    assert router.get_routes(routable) == vocabulary.Weights(primary=100, canary=0)
+    assert status_patch(writer)["phase"] == "Failed"
