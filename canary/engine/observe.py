@@ -84,7 +84,7 @@ def _legacy_digests(rt: runtime.Runtime, canary: models.Canary, target: dict[str
     if canary.status.tracked_configs != legacy:
         return configs, revision, canary  # a config changed, or the status is keyed already
     old = workloads.revision(target, legacy)
-    if canary.status.phase in (models.CanaryPhase.PROMOTING, models.CanaryPhase.FINALISING):
+    if canary.status.phase in core.PROMOTING_PHASES:
         return legacy, old, canary  # the primary was stamped with the old revision: promote it in the old terms
     status = migrate_digests(canary.status, configs, revision, old)
     return configs, revision, canary.model_copy(update={"status": status})
