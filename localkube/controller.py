@@ -44,7 +44,10 @@ class Controller:
         self.port = processes.free_port()
         argv = [sys.executable, "-m", "canary.cli", "controller", f"--kubeconfig={self.kubeconfig}",
                 f"--provider={self.provider}", f"--metrics-server={self.env.prometheus_url}",
-                f"--listen=127.0.0.1:{self.port}", "--log-format=text"]
+                f"--listen=127.0.0.1:{self.port}", "--log-format=text",
+                # Prometheus, the simulator and the load tester listen on this host's loopback: in a cluster
+                # that would be the controller's own pod, which the default refuses.
+                "--allow-loopback"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         argv += list(self.extra_args)
         self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,))

@@ -44,6 +44,7 @@ from prometheus_api_client import exceptions as prometheus_exceptions
 from prometheus_api_client import prometheus_connect
 from urllib3.util import retry
 
+import egress
 import redaction
 from apis import errors
 from metrics import base, statistics
@@ -54,12 +55,13 @@ ONLINE_QUERY = "vector(1)"  # as Flagger: any healthy Prometheus answers 1
 # One immediate retry of a failed connection (a restarted pod, a dropped keep-alive); nothing else.
 # read=False: a read timeout surfaces as requests' ReadTimeout, not wrapped in a ConnectionError.
 _RETRY = retry.Retry(total=1, connect=1, read=False, status=0, redirect=0, other=0, backoff_factor=0)
-_ERROR_BODY_CHARS = 300
+_ERROR_BODY_CHARS = 200  # a tenant's server answers: quoted short, without control characters
 # Statuses that say "not now" rather than "not this query": a proxy's or query frontend's back-pressure.
 _TRY_LATER = frozenset({408, 425, 429})
 # How a connection fails, first match wins; the class names differ between urllib3 1.x and 2.x, the
 # socket errors underneath do not.
 _CONNECTION_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (egress.Refused, "refused by the controller's address guard"),
     (ssl.SSLError, "TLS handshake failed"),
     (socket.gaierror, "cannot resolve the host"),
     (ConnectionRefusedError, "connection refused"),
@@ -120,6 +122,7 @@ class PrometheusProvider:
             found = next((cause for cause in causes if isinstance(cause, kinds)), None)
             if found is not None:
                 reason = getattr(found, "reason", None) if isinstance(found, ssl.SSLError) else None
+                reason = str(found) if isinstance(found, egress.Refused) else reason
                 return f"{words} ({self._scrub(str(reason))})" if reason else words
         return f"connection failed ({type(causes[-1]).__name__})"
 
@@ -189,6 +192,12 @@ class PrometheusProvider:
                 auth=self._auth,  # type: ignore[arg-type]
                 timeout=self.timeout,  # type: ignore[arg-type]
             )
+            # The address is a tenant's: every connection through the address guard, and no redirect followed
+            # (requests follows them by default, to hosts the adapter mounted at the address does not cover).
+            guarded = egress.requests_adapter(max_retries=_RETRY)
+            for prefix in ("http://", "https://", client.url):
+                client._session.mount(prefix, guarded)
+            client._session.max_redirects = 0
             with self._lock:
                 self._local.client = client
                 self._clients.append(client)
@@ -206,12 +215,12 @@ def _value(query: str, result: Any) -> float:
             raise base.QueryFailed(query, "the query returned a range vector; an analysis needs one number: "
                                           "wrap it in rate(), increase() or an *_over_time() function")
         if not all(_is_sample(series.get("value")) for series in result):
-            raise base.QueryFailed(query, f"unexpected result from Prometheus: {str(result)[:_ERROR_BODY_CHARS]}")
+            raise base.QueryFailed(query, f"unexpected result from Prometheus: {_excerpt(result)}")
         samples = [_number(query, series["value"][1]) for series in result]
         if len(samples) > 1:
             logger.debug("query returned %d series; their sum is its value: %s", len(samples), base.short(query))
     else:
-        raise base.QueryFailed(query, f"unexpected result from Prometheus: {str(result)[:_ERROR_BODY_CHARS]}")
+        raise base.QueryFailed(query, f"unexpected result from Prometheus: {_excerpt(result)}")
     value = statistics.reduce_series(samples)
     if math.isnan(value):
         raise base.NoValuesFound(query, "the query returned NaN (no data in the window, or 0/0)")
@@ -220,12 +229,12 @@ def _value(query: str, result: Any) -> float:
 
 def _by_label(query: str, result: Any, label: str) -> dict[str, float]:
     if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
-        raise base.QueryFailed(query, f"expected an instant vector, got {str(result)[:_ERROR_BODY_CHARS]}")
+        raise base.QueryFailed(query, f"expected an instant vector, got {_excerpt(result)}")
     samples: dict[str, float] = {}
     for series in result:
         key = (series.get("metric") or {}).get(label)
         if key is None or not _is_sample(series.get("value")):
-            raise base.QueryFailed(query, f"expected one series per {label!r}: {str(series)[:_ERROR_BODY_CHARS]}")
+            raise base.QueryFailed(query, f"expected one series per {label!r}: {_excerpt(series)}")
         value = _number(query, series["value"][1])
         if not math.isnan(value):
             samples[str(key)] = samples.get(str(key), 0.0) + value
@@ -253,12 +262,17 @@ def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> tupl
     match = re.fullmatch(r"HTTP Status Code (\d{3})", head)
     status = int(match.group(1)) if match else None
     if len(body) > 100_000:
-        return status, text[:_ERROR_BODY_CHARS]
+        return status, _excerpt(text)
     try:
         data = json.loads(ast.literal_eval(body.removesuffix(")")))
-        return status, f"{status}: {data['errorType']}: {data['error']}"
+        return status, _excerpt(f"{status}: {data['errorType']}: {data['error']}")
     except (ValueError, SyntaxError, TypeError, KeyError):
-        return status, text[:_ERROR_BODY_CHARS]
+        return status, _excerpt(text)
+
+
+def _excerpt(answer: object) -> str:
+    """An answer of the tenant's server as a message may quote it."""
+    return egress.excerpt(str(answer), _ERROR_BODY_CHARS)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -19,6 +19,7 @@ import pathlib
 import pytest
 from hypothesis import HealthCheck, settings
 
+import egress
 from localkube import build
 
 ROOT = pathlib.Path(__file__).parent
@@ -30,6 +31,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 
 def pytest_configure() -> None:
+    # The tests' servers (Prometheus, the simulator, the load tester, unit tests' stubs) listen on loopback, as
+    # they do for the controller that localkube starts with --allow-loopback; tests/unit/test_egress.py sets
+    # the policies it checks itself.
+    egress.configure(egress.Policy(allow_loopback=True))
     # Builds belong to ./dev's build step: inside a test they would run only on cold machines, under
     # warnings-as-errors and the test's deadlines (issue 27).
     build.forbid("builds run in ./dev's build step, before pytest starts: run `./dev setup` "

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import yaml
 
+import egress
 from apis import errors, models
 from canary import core
 from canary.cli import explain
@@ -192,6 +193,9 @@ def parse_moment(text: str) -> datetime.datetime:
 
 
 def main(args: argparse.Namespace) -> int:
+    # The user's own process, reaching what the user can reach: a port-forwarded Prometheus on loopback is the
+    # common case. Link-local stays refused (the file's addresses may be a tenant's).
+    egress.configure(egress.Policy(allow_loopback=True))
     try:
         canary, templates = load(args.file)
     except (OSError, ValueError, yaml.YAMLError, models.SpecError, errors.FledgeError) as exc:

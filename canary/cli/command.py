@@ -187,6 +187,15 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--config-digest-key-file", metavar="PATH",
                      help="key (16 bytes or more) of the config digests in status.trackedConfigs; keep it across "
                           "restarts (the chart keeps it in a Secret). Without it digests are only salted")
+    ctl.add_argument("--deny-cidr", action="append", default=[], metavar="CIDR",
+                     help="refuse webhook, alert and metric addresses of specs that resolve into this range "
+                          "(the cluster's service and pod ranges, say); repeatable. Link-local is always refused")
+    ctl.add_argument("--allow-cidr", action="append", default=[], metavar="CIDR",
+                     help="allow this range even where --deny-cidr, link-local or loopback would refuse it "
+                          "(a shared Prometheus, the load tester); repeatable")
+    ctl.add_argument("--allow-loopback", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
+                     help="let spec addresses reach 127.0.0.0/8 and ::1, the controller's own pod (default false; "
+                          "for a controller run outside a cluster, as the local environment does)")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,

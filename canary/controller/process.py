@@ -23,6 +23,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+import egress
 from apis import keys, models
 from canary.cluster import informers, leader, telemetry, transport
 from canary.controller import handlers
@@ -117,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         loadtester_key = keys.read_key(args.loadtester_token_file) if args.loadtester_token_file else None
         digest_key = keys.read_key(args.config_digest_key_file) if args.config_digest_key_file else b""
+        egress.configure(egress.Policy.of(args.deny_cidr, args.allow_cidr, args.allow_loopback))
     except (OSError, ValueError) as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import egress
 import redaction
 from apis import durations, models
 from canary import core
@@ -117,8 +118,7 @@ def _retriable(status_code: int | None) -> bool:
 
 
 def _body_excerpt(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())
-    return text if len(text) <= _BODY_CHARS else text[:_BODY_CHARS] + "..."
+    return egress.excerpt(response.text, _BODY_CHARS)  # a tenant's answer: short, no control characters
 
 
 async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any],

@@ -1,0 +1,229 @@
+"""Where the controller may connect when a tenant wrote the URL: the address guard.
+
+Why this exists: webhook, alert, ``metricsServer`` and MetricTemplate addresses come from specs that any team
+writes, yet the controller calls them from its own pod, and their answers are quoted back into the Canary's
+status and Events. Unguarded, a tenant reads cloud metadata (169.254.169.254) or in-cluster services it
+could not reach itself. So every connection made for a tenant's URL is checked here *at connect time*:
+the name is resolved once, every address it resolves to is checked, and the connection goes to a checked
+address, never to a second resolution (a name that rebinds between check and connect gains nothing).
+Redirects are never followed by the clients built here, and each connection of a redirect would be checked
+again anyway.
+
+The rule (``Policy.refusal``), first match wins:
+1. an address in ``allow`` (``--allow-cidr``) is allowed: the operator's explicit word wins over everything;
+2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused;
+3. loopback and the unspecified address (the controller's own pod) are refused unless ``allow_loopback``
+   (``--allow-loopback``; the local environment runs Prometheus, the simulator and the load tester there);
+4. an address in ``deny`` (``--deny-cidr``: the chart denies the cluster's service and pod ranges) is refused.
+
+What it must not do: import anything of Fledge (every plug-in family uses it), import httpx, httpcore or
+urllib3 at module level (a controller that calls no URL never loads them), or show a URL in a message (it
+may hold credentials: messages name the host and the address only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+LINK_LOCAL: tuple[Network, ...] = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+
+
+class Refused(ConnectionError):
+    """A connection the policy refuses; the message names the host, the address and the flag that decides."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    deny: tuple[Network, ...] = ()
+    allow: tuple[Network, ...] = ()
+    allow_loopback: bool = False
+
+    @classmethod
+    def of(cls, deny: Iterable[str] = (), allow: Iterable[str] = (), allow_loopback: bool = False) -> Policy:
+        """A policy from flag values; raises ValueError naming a CIDR that does not parse."""
+        return cls(deny=tuple(_network(text) for text in deny), allow=tuple(_network(text) for text in allow),
+                   allow_loopback=allow_loopback)
+
+    def refusal(self, address: str) -> str | None:
+        """Why the controller must not connect to ``address`` (an IP literal), or None when it may."""
+        ip = _plain(ipaddress.ip_address(address.split("%", 1)[0]))  # drop an IPv6 zone ("fe80::1%eth0")
+        if any(ip in network for network in self.allow):
+            return None
+        if ip.is_link_local or any(ip in network for network in LINK_LOCAL):
+            return "a link-local address (cloud metadata endpoints live there)"
+        if (ip.is_loopback or ip.is_unspecified) and not self.allow_loopback:
+            return "a loopback address (the controller's own pod; --allow-loopback allows it)"
+        denied = next((network for network in self.deny if ip in network), None)
+        if denied is not None:
+            return f"in {denied}, denied by --deny-cidr (--allow-cidr allows a part of it)"
+        return None
+
+    def check(self, host: str, addresses: Sequence[str]) -> list[str]:
+        """``addresses`` (what ``host`` resolved to), each checked; raises Refused if any is refused: a name
+        that also resolves to a denied address is not trusted with the others."""
+        if not addresses:
+            raise Refused(f"{host} resolves to no address")
+        for address in addresses:
+            reason = self.refusal(address)
+            if reason is not None:
+                shown = f"{host} is" if host == address else f"{host} resolves to {address}, which is"
+                raise Refused(f"refused to connect: {shown} {reason}")
+        return list(dict.fromkeys(addresses))
+
+
+_policy = Policy()
+
+
+def configure(policy: Policy) -> None:
+    """Set the process's policy (the controller does at start-up, from its flags)."""
+    global _policy
+    _policy = policy
+
+
+def current() -> Policy:
+    return _policy
+
+
+def _network(text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a CIDR such as 10.96.0.0/12") from None
+
+
+def _plain(ip: Address) -> Address:
+    """An IPv4-mapped IPv6 address (::ffff:169.254.169.254) as the IPv4 address it is."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[str]:
+    return [str(info[4][0]) for info in infos]
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The checked addresses of ``host``, blocking (for threads); raises socket.gaierror or Refused."""
+    return _policy.check(host, _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+
+async def aresolve(host: str, port: int) -> list[str]:
+    """The checked addresses of ``host``, on the event loop's resolver; raises socket.gaierror or Refused."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return _policy.check(host, _addresses(infos))
+
+
+# -- httpx --------------------------------------------------------------------------------------------
+
+
+def async_transport(**kwargs: Any) -> Any:
+    """An ``httpx.AsyncHTTPTransport`` (``kwargs`` as its own, ``proxy=`` included) whose every connection
+    goes through the policy; a refused one fails as ``httpx.ConnectError`` with the reason."""
+    import httpx
+
+    transport = httpx.AsyncHTTPTransport(**kwargs)
+    pool = transport._pool  # httpx takes no network backend; tests/unit/test_egress.py fails if this moves
+    pool._network_backend = _guarded_backend(pool._network_backend)
+    return transport
+
+
+def async_client(**kwargs: Any) -> Any:
+    """An ``httpx.AsyncClient`` on ``async_transport``, never following redirects."""
+    import httpx
+
+    proxy = kwargs.pop("proxy", None)
+    return httpx.AsyncClient(transport=async_transport(proxy=proxy), follow_redirects=False, trust_env=False,
+                             **kwargs)
+
+
+def _guarded_backend(inner: Any) -> Any:
+    import httpcore
+
+    class GuardedBackend(httpcore.AsyncNetworkBackend):
+        async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                              local_address: str | None = None, socket_options: Any = None) -> Any:
+            try:
+                addresses = await asyncio.wait_for(aresolve(host, port), timeout)
+            except Refused as exc:
+                raise httpcore.ConnectError(str(exc)) from exc
+            except (socket.gaierror, TimeoutError) as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            failure: Exception | None = None
+            for address in addresses:  # the checked addresses only, never the name again
+                try:
+                    return await inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                   socket_options=socket_options)
+                except httpcore.ConnectError as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+
+        async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                      socket_options: Any = None) -> Any:
+            raise httpcore.ConnectError("refused to connect: a Unix socket is never a tenant's address")
+
+        async def sleep(self, seconds: float) -> None:
+            await inner.sleep(seconds)
+
+    return GuardedBackend()
+
+
+# -- requests (the Prometheus provider) ---------------------------------------------------------------
+
+
+def requests_adapter(**kwargs: Any) -> Any:
+    """A ``requests`` HTTPAdapter (``kwargs`` as its own) whose every connection goes through the policy; a
+    refused one fails as ``requests.ConnectionError`` caused by ``Refused``."""
+    from requests import adapters
+    from urllib3 import connection, connectionpool, exceptions
+
+    def guarded(base: type[connection.HTTPConnection]) -> type[connection.HTTPConnection]:
+        class Guarded(base):  # type: ignore[valid-type, misc]
+            def _new_conn(self) -> socket.socket:
+                name: str = getattr(self, "_dns_host")  # noqa: B009 (urllib3 leaves it untyped)
+                try:
+                    self._dns_host = resolve(name, self.port)[0]  # TLS still verifies self.host
+                except socket.gaierror as exc:
+                    raise exceptions.NameResolutionError(self.host, self, exc) from exc
+                try:
+                    return super()._new_conn()  # type: ignore[no-any-return]
+                finally:
+                    self._dns_host = name
+
+        return Guarded
+
+    class HTTPPool(connectionpool.HTTPConnectionPool):
+        ConnectionCls = guarded(connection.HTTPConnection)
+
+    class HTTPSPool(connectionpool.HTTPSConnectionPool):
+        ConnectionCls = guarded(connection.HTTPSConnection)  # type: ignore[assignment]
+
+    class GuardedAdapter(adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
+            super().init_poolmanager(*args, **pool_kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    return GuardedAdapter(**kwargs)
+
+
+# -- answers ------------------------------------------------------------------------------------------
+
+EXCERPT_CHARS = 160
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """What may be quoted of an answer into a status or an Event: whitespace runs as one space, no control
+    or format characters (no terminal escapes, no bidi overrides), at most ``limit`` characters."""
+    import unicodedata
+
+    kept = "".join(char if unicodedata.category(char)[0] != "C" else " " for char in text)
+    flat = " ".join(kept.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."

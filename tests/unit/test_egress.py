@@ -1,0 +1,174 @@
+"""The address guard (egress.py): which addresses a tenant's URL may reach, checked when connecting."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+import egress
+from metrics import base, prometheus
+
+pytestmark = pytest.mark.unit
+
+REAL_GETADDRINFO = socket.getaddrinfo
+
+
+@pytest.mark.parametrize(("address", "policy", "refused"), [
+    ("169.254.169.254", egress.Policy(), "link-local"),
+    ("fe80::1", egress.Policy(), "link-local"),
+    ("::ffff:169.254.169.254", egress.Policy(), "link-local"),
+    ("127.0.0.1", egress.Policy(), "loopback"),
+    ("::1", egress.Policy(), "loopback"),
+    ("0.0.0.0", egress.Policy(), "loopback"),
+    ("127.0.0.1", egress.Policy(allow_loopback=True), None),
+    ("169.254.169.254", egress.Policy(allow_loopback=True), "link-local"),
+    ("10.96.0.1", egress.Policy.of(deny=["10.96.0.0/12"]), "--deny-cidr"),
+    ("10.96.0.10", egress.Policy.of(deny=["10.96.0.0/12"], allow=["10.96.0.10/32"]), None),
+    ("169.254.20.10", egress.Policy.of(allow=["169.254.20.10/32"]), None),  # the operator's word wins
+    ("93.184.216.34", egress.Policy.of(deny=["10.0.0.0/8"]), None),
+])
+def test_the_policy_refuses_link_local_loopback_and_denied_ranges(address: str, policy: egress.Policy,
+                                                                  refused: str | None) -> None:
+    reason = policy.refusal(address)
+    assert (reason is None) if refused is None else (reason is not None and refused in reason), reason
+
+
+def test_a_cidr_that_does_not_parse_is_named() -> None:
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a CIDR"):
+        egress.Policy.of(deny=["10.0.0.0/33"])
+
+
+@pytest.fixture
+def names(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Host names this test resolves itself: name -> the addresses the fake DNS answers."""
+    table: dict[str, list[str]] = {}
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host in table:
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                    for a in table[host]]
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return table
+
+
+@pytest.fixture
+def policy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    previous = egress.current()
+    egress.configure(egress.Policy(allow_loopback=True))
+    yield
+    egress.configure(previous)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _Handler.hits.append(self.path)
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+            return
+        body = b'{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    _Handler.hits = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _get(url: str) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with egress.async_client(timeout=5) as client:
+            return await client.get(url)
+    return asyncio.run(go())
+
+
+def test_a_name_that_resolves_to_a_link_local_address_is_refused_when_connecting(
+        names: dict[str, list[str]], policy: None) -> None:
+    names["metadata.example"] = ["169.254.169.254"]
+    refused = r"metadata\.example resolves to 169\.254\.169\.254, which is a link-local"
+    with pytest.raises(httpx.ConnectError, match=refused):
+        _get("http://metadata.example/latest/meta-data/")
+
+
+def test_a_name_with_one_denied_address_among_allowed_ones_is_refused(
+        names: dict[str, list[str]], policy: None, server: int) -> None:
+    names["mixed.example"] = ["127.0.0.1", "169.254.169.254"]
+    with pytest.raises(httpx.ConnectError, match="link-local"):
+        _get(f"http://mixed.example:{server}/")
+    assert _Handler.hits == []
+
+
+def test_the_connection_goes_to_the_checked_address_not_to_a_second_lookup(
+        names: dict[str, list[str]], policy: None, server: int) -> None:
+    names["hooks.example"] = ["127.0.0.1"]  # no real DNS knows this name: only the checked answer is used
+    assert _get(f"http://hooks.example:{server}/ok").status_code == 200
+    assert _Handler.hits == ["/ok"]
+
+
+def test_a_redirect_is_answered_not_followed(policy: None, server: int) -> None:
+    response = _get(f"http://127.0.0.1:{server}/redirect")
+    assert response.status_code == 302
+    assert _Handler.hits == ["/redirect"]
+
+
+def test_loopback_is_refused_by_default(server: int) -> None:
+    previous = egress.current()
+    egress.configure(egress.Policy())
+    try:
+        with pytest.raises(httpx.ConnectError, match="loopback"):
+            _get(f"http://127.0.0.1:{server}/")
+    finally:
+        egress.configure(previous)
+    assert _Handler.hits == []
+
+
+def test_the_prometheus_provider_is_guarded_when_connecting(names: dict[str, list[str]], policy: None) -> None:
+    names["prometheus.example"] = ["169.254.169.254"]
+    provider = prometheus.PrometheusProvider("http://prometheus.example:9090", timeout=2)
+    try:
+        with pytest.raises(base.ProviderUnavailable, match="link-local"):
+            provider.run_query("vector(1)")
+    finally:
+        provider.close()
+
+
+def test_the_prometheus_provider_does_not_follow_a_redirect(policy: None, server: int) -> None:
+    provider = prometheus.PrometheusProvider(f"http://127.0.0.1:{server}/redirect", timeout=2)
+    try:
+        with pytest.raises(base.QueryError):
+            provider.run_query("vector(1)")
+    finally:
+        provider.close()
+    assert all(hit.startswith("/redirect") for hit in _Handler.hits) and _Handler.hits
+
+
+def test_an_answer_quoted_back_is_short_and_without_control_characters() -> None:
+    answer = "ok\x1b[31m red\x00\u202e evil\r\nnext" + "x" * 500
+    shown = egress.excerpt(answer, 40)
+    assert shown.startswith("ok [31m red evil next")
+    assert len(shown) == 43 and shown.endswith("...")
+    assert all(ch.isprintable() for ch in shown)
