@@ -14,7 +14,9 @@ The rule (``Policy.refusal``), first match wins:
 2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused;
 3. loopback and the unspecified address (the controller's own pod) are refused unless ``allow_loopback``
    (``--allow-loopback``; the local environment runs Prometheus, the simulator and the load tester there);
-4. an address in ``deny`` (``--deny-cidr``: the chart denies the cluster's service and pod ranges) is refused.
+4. an address in ``deny`` (``--deny-cidr``: the chart denies the cluster's service and pod ranges) is refused,
+   unless the host is one the operator named (``allow_hosts``: ``--allow-host``, the ``--metrics-server`` and
+   ``--loadtester-url`` hosts), whose Service addresses nobody knows when the chart renders.
 
 What it must not do: import anything of Fledge (every plug-in family uses it), import httpx, httpcore or
 urllib3 at module level (a controller that calls no URL never loads them), or show a URL in a message (it
@@ -45,14 +47,16 @@ class Policy:
     deny: tuple[Network, ...] = ()
     allow: tuple[Network, ...] = ()
     allow_loopback: bool = False
+    allow_hosts: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, deny: Iterable[str] = (), allow: Iterable[str] = (), allow_loopback: bool = False) -> Policy:
+    def of(cls, deny: Iterable[str] = (), allow: Iterable[str] = (), allow_loopback: bool = False,
+           allow_hosts: Iterable[str] = ()) -> Policy:
         """A policy from flag values; raises ValueError naming a CIDR that does not parse."""
         return cls(deny=tuple(_network(text) for text in deny), allow=tuple(_network(text) for text in allow),
-                   allow_loopback=allow_loopback)
+                   allow_loopback=allow_loopback, allow_hosts=frozenset(host.lower() for host in allow_hosts if host))
 
-    def refusal(self, address: str) -> str | None:
+    def refusal(self, address: str, host: str = "") -> str | None:
         """Why the controller must not connect to ``address`` (an IP literal), or None when it may."""
         ip = _plain(ipaddress.ip_address(address.split("%", 1)[0]))  # drop an IPv6 zone ("fe80::1%eth0")
         if any(ip in network for network in self.allow):
@@ -62,8 +66,8 @@ class Policy:
         if (ip.is_loopback or ip.is_unspecified) and not self.allow_loopback:
             return "a loopback address (the controller's own pod; --allow-loopback allows it)"
         denied = next((network for network in self.deny if ip in network), None)
-        if denied is not None:
-            return f"in {denied}, denied by --deny-cidr (--allow-cidr allows a part of it)"
+        if denied is not None and host.lower().rstrip(".") not in self.allow_hosts:
+            return f"in {denied}, denied by --deny-cidr (--allow-cidr or --allow-host allow a part of it)"
         return None
 
     def check(self, host: str, addresses: Sequence[str]) -> list[str]:
@@ -72,7 +76,7 @@ class Policy:
         if not addresses:
             raise Refused(f"{host} resolves to no address")
         for address in addresses:
-            reason = self.refusal(address)
+            reason = self.refusal(address, host)
             if reason is not None:
                 shown = f"{host} is" if host == address else f"{host} resolves to {address}, which is"
                 raise Refused(f"refused to connect: {shown} {reason}")
@@ -97,6 +101,16 @@ def _network(text: str) -> Network:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{text!r} is not a CIDR such as 10.96.0.0/12") from None
+
+
+def host_of(url: str) -> str:
+    """The host of ``url`` ("" when it has none), for ``allow_hosts``."""
+    import urllib.parse
+
+    try:
+        return (urllib.parse.urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _plain(ip: Address) -> Address:
@@ -136,7 +150,8 @@ def async_transport(**kwargs: Any) -> Any:
 
 
 def async_client(**kwargs: Any) -> Any:
-    """An ``httpx.AsyncClient`` on ``async_transport``, never following redirects."""
+    """An ``httpx.AsyncClient`` on ``async_transport``, never following redirects, and deaf to HTTP_PROXY and
+    the like (httpx would mount unguarded transports for them; a proxy must be given as ``proxy=``)."""
     import httpx
 
     proxy = kwargs.pop("proxy", None)

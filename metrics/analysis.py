@@ -156,7 +156,10 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
     if metric.template_ref is not None:
         ref = metric.template_ref
         namespace = ref.namespace or canary.namespace
-        template = resolve_template(namespace, ref.name)
+        try:
+            template = resolve_template(namespace, ref.name)
+        except errors.SpecError as exc:  # a reference the template's owner did not allow
+            raise errors.SpecError(f"{field}.templateRef", exc.message) from exc
         if template is None:
             raise errors.SpecError(f"{field}.templateRef", f"MetricTemplate {namespace}/{ref.name} not found; "
                                                            "create it or correct templateRef")

@@ -198,6 +198,7 @@ class PrometheusProvider:
             for prefix in ("http://", "https://", client.url):
                 client._session.mount(prefix, guarded)
             client._session.max_redirects = 0
+            client._session.trust_env = False  # an HTTP_PROXY would carry the connection past the guard
             with self._lock:
                 self._local.client = client
                 self._clients.append(client)

@@ -2,7 +2,8 @@
 
 Why this exists: MetricTemplates, inline queries and the builtin metrics are query templates written with
 Flagger's variables (``{{ name }} {{ namespace }} {{ target }} {{ service }} {{ ingress }} {{ interval }}``
-and ``{{ variables.<key> }}`` for the metric's templateVariables), so a Flagger template renders unchanged.
+and ``{{ variables.<key> }}`` for the metric's templateVariables, escaped as PromQL string content), so a
+Flagger template renders unchanged.
 Templates come from users, so they run in Jinja's immutable sandbox with no globals and with a size,
 step and time budget (``metrics.sandbox``), and a missing variable is an error that names it instead of an
 empty string in the query. A templateVariables key that
@@ -54,8 +55,22 @@ class Variables:
             service=spec.service_name,
             ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
             interval=metric.interval,
-            variables=dict(metric.template_variables),
+            variables={key: promql_string(value) for key, value in metric.template_variables.items()},
         )
+
+
+_PROMQL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNQUOTABLE = frozenset("'`")  # no escape of them is valid in every kind of PromQL string: dropped
+
+
+def promql_string(value: str) -> str:
+    """``value`` escaped to sit inside a PromQL string literal (``job="{{ variables.job }}"``), so that a
+    Canary's templateVariables cannot close the quotes and add selectors or operators to a template another
+    team wrote. Quotes ' and ` and control characters are dropped: a ``'...'`` or raw string has no valid
+    escape for them. (A variable placed outside quotes is still spliced as text: template authors quote
+    variables, as Flagger's examples do.)"""
+    return "".join(_PROMQL_ESCAPES.get(char, char) for char in value
+                   if char not in _UNQUOTABLE and (char in _PROMQL_ESCAPES or char.isprintable()))
 
 
 class _MissingVariable(jinja2.UndefinedError):

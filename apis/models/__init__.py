@@ -82,6 +82,8 @@ from apis.models.templates import (
     MetricTemplate,
     MetricTemplateProvider,
     MetricTemplateSpec,
+    consents,
+    refusal,
 )
 
 __all__ = [
@@ -134,12 +136,14 @@ __all__ = [
     "TargetRef",
     "ThresholdRange",
     "WebhookSpec",
+    "consents",
     "format_time",
     "parse_alert_provider",
     "parse_canary",
     "parse_canary_for_routing",
     "parse_metric_template",
     "parse_time",
+    "refusal",
     "reparse_canary",
     "spec_error",
 ]

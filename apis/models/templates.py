@@ -9,6 +9,7 @@ What it must not do: run a query, send a message, or read the Secret a ``secretR
 """
 
 import enum
+from collections.abc import Collection
 from typing import Literal
 
 import pydantic
@@ -40,6 +41,23 @@ class AlertProviderType(enum.StrEnum):
     GENERIC = "generic"
 
 
+EVERY_NAMESPACE = "*"
+
+
+def consents(owner_namespace: str, allowed_namespaces: Collection[str], namespace: str,
+             shared_namespaces: Collection[str] = ()) -> bool:
+    """Whether a Canary of ``namespace`` may use an object of ``owner_namespace`` that allows
+    ``allowed_namespaces``; objects of the operator's ``shared_namespaces`` (``--shared-namespace``) serve all."""
+    return (namespace == owner_namespace or owner_namespace in shared_namespaces
+            or EVERY_NAMESPACE in allowed_namespaces or namespace in allowed_namespaces)
+
+
+def refusal(kind: str, owner_namespace: str, name: str, namespace: str) -> str:
+    """What a Canary's status says when a reference to another team's object is refused."""
+    return (f"{kind} {owner_namespace}/{name} does not allow Canaries of namespace {namespace} to use it; its "
+            f"owner adds {namespace!r} to its spec.allowedNamespaces (or \"*\"), or copy it into {namespace}")
+
+
 class MetricTemplateProvider(base.ApiModel):
     """Where a MetricTemplate's query runs."""
 
@@ -60,6 +78,9 @@ class MetricTemplateSpec(base.ApiModel):
     """Where the query runs."""
     query: str = pydantic.Field(min_length=1)
     """Query template; Jinja with Flagger's variables (name, namespace, target, service, ingress, interval)."""
+    allowed_namespaces: list[str] = pydantic.Field(default_factory=list, max_length=256)
+    """Namespaces whose Canaries may use this template besides its own; "*" for every namespace (Fledge
+    extension: Flagger lets any namespace use any template, and so its Secret and headers)."""
 
 
 class MetricTemplate(base.Resource):
@@ -89,6 +110,9 @@ class AlertProviderSpec(base.ApiModel):
     """HTTP(S) proxy for the calls."""
     secret_ref: refs.SecretRef | None = None
     """Secret whose key address holds the webhook URL."""
+    allowed_namespaces: list[str] = pydantic.Field(default_factory=list, max_length=256)
+    """Namespaces whose Canaries may send alerts through this provider besides its own; "*" for every
+    namespace (Fledge extension: Flagger lets any namespace use any provider, and so its Secret)."""
 
 
 class AlertProvider(base.Resource):

@@ -193,9 +193,15 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--allow-cidr", action="append", default=[], metavar="CIDR",
                      help="allow this range even where --deny-cidr, link-local or loopback would refuse it "
                           "(a shared Prometheus, the load tester); repeatable")
+    ctl.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                     help="a host name whose addresses --deny-cidr does not refuse (a shared Prometheus Service); "
+                          "the --metrics-server and --loadtester-url hosts are allowed already; repeatable")
     ctl.add_argument("--allow-loopback", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
                      help="let spec addresses reach 127.0.0.0/8 and ::1, the controller's own pod (default false; "
                           "for a controller run outside a cluster, as the local environment does)")
+    ctl.add_argument("--shared-namespace", action="append", default=[], metavar="NAMESPACE",
+                     help="MetricTemplates and AlertProviders of this namespace serve Canaries of every namespace "
+                          "(others only those their spec.allowedNamespaces lists); repeatable")
     ctl.add_argument("--flagger-metrics", type=_boolean, default=True, metavar="true|false",
                      help="also expose Flagger's flagger_canary_* metrics for its dashboards (default true)")
     ctl.add_argument("--pod-namespace-label", default="kubernetes_namespace", type=_label_name,

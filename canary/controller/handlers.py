@@ -75,6 +75,9 @@ def watch_event(event_type: str, body: dict[str, Any]) -> None:
         rt().workload_changed(meta.get("namespace") or "", meta.get("name") or "")
     elif kind in NAMED_BY_CANARIES:
         rt().namespace_changed(meta.get("namespace") or "")
+        # A template or provider shared with other namespaces (spec.allowedNamespaces) concerns their canaries too.
+        for other in (body.get("spec") or {}).get("allowedNamespaces") or ():
+            rt().namespace_changed(other)
 
 
 @kopf.on.event(GROUP, VERSION, "canaries")

@@ -118,7 +118,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         loadtester_key = keys.read_key(args.loadtester_token_file) if args.loadtester_token_file else None
         digest_key = keys.read_key(args.config_digest_key_file) if args.config_digest_key_file else b""
-        egress.configure(egress.Policy.of(args.deny_cidr, args.allow_cidr, args.allow_loopback))
+        # The operator's own addresses pass --deny-cidr: their Service IPs are not known when the chart renders.
+        operators = [args.metrics_server, *args.loadtester_url]
+        egress.configure(egress.Policy.of(args.deny_cidr, args.allow_cidr, args.allow_loopback,
+                                          [*args.allow_host, *map(egress.host_of, operators)]))
     except (OSError, ValueError) as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
         return 2
@@ -130,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
                               include_label_prefix=label_prefixes(args.include_label_prefix),
                               flagger_metrics=args.flagger_metrics, loadtester_key=loadtester_key,
                               loadtester_urls=tuple(args.loadtester_url), config_digest_key=digest_key,
+                              shared_namespaces=tuple(args.shared_namespace),
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
     try:
         credentials = transport.load(args.kubeconfig)

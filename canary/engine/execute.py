@@ -217,6 +217,10 @@ def _alert_provider_resolver(rt: runtime.Runtime, canary: models.Canary) -> Any:
         if body is None:
             return None, {}
         provider = models.parse_alert_provider(body)
+        if not models.consents(namespace, provider.spec.allowed_namespaces, canary.namespace,
+                               rt.settings.shared_namespaces):
+            # Never its Secret: observe reports the refusal in the Canary's status.
+            raise PermissionError(models.refusal("AlertProvider", namespace, name, canary.namespace))
         secret_data: dict[str, str] = {}
         if provider.spec.secret_ref is not None:
             secret = await rt.writer.read("v1", "Secret", namespace, provider.spec.secret_ref.name)

@@ -45,12 +45,33 @@ def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
     return router
 
 
-def resolve_template(rt: runtime.Runtime) -> Any:
+def resolve_template(rt: runtime.Runtime, user: str) -> Any:
+    """The MetricTemplates a Canary of namespace ``user`` may use; one of another namespace that does not
+    allow it raises SpecError (its Secret and headers are another team's)."""
     def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
         body = rt.store.get(models.API_VERSION, "MetricTemplate", namespace, name)
-        return models.parse_metric_template(body) if body is not None else None
+        if body is None:
+            return None
+        template = models.parse_metric_template(body)
+        if not models.consents(namespace, template.spec.allowed_namespaces, user, rt.settings.shared_namespaces):
+            raise models.SpecError("templateRef", models.refusal("MetricTemplate", namespace, name, user))
+        return template
 
     return resolve
+
+
+def check_alert_providers(rt: runtime.Runtime, canary: models.Canary) -> None:
+    """Raise SpecError naming ``spec.analysis.alerts[i].providerRef`` for an AlertProvider of another namespace
+    that does not allow this Canary's (a missing one is reported when an alert is sent, as before)."""
+    for index, alert in enumerate(canary.spec.analysis.alerts):
+        namespace = alert.provider_ref.namespace or canary.namespace
+        body = rt.store.get(models.API_VERSION, "AlertProvider", namespace, alert.provider_ref.name)
+        if body is None:
+            continue
+        allowed = ((body.get("spec") or {}).get("allowedNamespaces")) or []
+        if not models.consents(namespace, allowed, canary.namespace, rt.settings.shared_namespaces):
+            raise models.SpecError(f"spec.analysis.alerts[{index}].providerRef", models.refusal(
+                "AlertProvider", namespace, alert.provider_ref.name, canary.namespace))
 
 
 def _digest(rt: runtime.Runtime, namespace: str, canary_uid: str | None = None) -> Any:
@@ -108,8 +129,9 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         workloads.check_target(target)
         autoscalers.autoscaler(canary, rt.store)
         configs = workloads.tracked_configs(target, _digest(rt, namespace, canary.metadata.uid or ""))
-        analysis.validate_metrics(canary, resolve_template(rt), core.provider(canary, rt.settings.default_provider),
-                                  rt.settings.pod_labels)
+        analysis.validate_metrics(canary, resolve_template(rt, namespace),
+                                  core.provider(canary, rt.settings.default_provider), rt.settings.pod_labels)
+        check_alert_providers(rt, canary)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
@@ -160,12 +182,15 @@ def _status_of(body: dict[str, Any]) -> models.CanaryStatus:
 async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
     """Metric providers by config, with the Secrets their templates name read up front (off the loop)."""
     secrets: dict[tuple[str, str], dict[str, str]] = {}
-    resolve = resolve_template(rt)
+    resolve = resolve_template(rt, canary.namespace)
     for metric in canary.spec.analysis.metrics:
         if metric.template_ref is None:
             continue
         namespace = metric.template_ref.namespace or canary.namespace
-        template = resolve(namespace, metric.template_ref.name)
+        try:
+            template = resolve(namespace, metric.template_ref.name)
+        except models.SpecError:  # refused: its Secret is never read (the metric's check says why)
+            continue
         if template is not None and template.spec.provider.secret_ref is not None:
             name = template.spec.provider.secret_ref.name
             body = await rt.writer.read("v1", "Secret", namespace, name)
@@ -219,7 +244,7 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
         provider = core.provider(canary, rt.settings.default_provider)
         server = canary.spec.metrics_server or rt.settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
-            analysis.run_analysis(canary, resolve_template(rt), factory, default_provider=provider,
+            analysis.run_analysis(canary, resolve_template(rt, canary.namespace), factory, default_provider=provider,
                                   metrics_server=server, pod_labels=rt.settings.pod_labels),
             _judge(canary, factory, provider, server, obs.now, rt.settings.pod_labels),
             _rollout_hooks(rt, canary, phase, revision))

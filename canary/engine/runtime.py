@@ -44,6 +44,9 @@ class Settings:
     # The load tester's key and addresses: webhook calls there carry their namespace's token (apis.keys).
     loadtester_key: bytes | None = None
     loadtester_urls: tuple[str, ...] = ()
+    # Namespaces whose MetricTemplates and AlertProviders serve every namespace without spec.allowedNamespaces
+    # (--shared-namespace; the chart passes its own namespace, where platform teams keep shared templates).
+    shared_namespaces: tuple[str, ...] = ()
     config_digest_key: bytes = b""  # keys the digests of status.trackedConfigs (apis.keys.config_digest)
 
 
@@ -160,9 +163,10 @@ class Runtime:
             self.wake(key)
 
     def namespace_changed(self, namespace: str) -> None:
-        """A ConfigMap or Secret changed: every canary of that namespace re-checks its revision from the cache."""
+        """A ConfigMap or Secret changed: every canary of that namespace re-checks its revision from the cache
+        (``*``, a template shared with every namespace: every canary)."""
         for key in list(self._wakers):
-            if key[0] == namespace:
+            if namespace in (key[0], "*"):
                 self.wake(key)
 
 

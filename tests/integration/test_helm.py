@@ -303,3 +303,19 @@ def test_namespaced_install_runs_a_promotion_and_a_rollback(helm: Any, env: envi
         if ctl is not None:
             ctl.stop()
         helm(UNINSTALL, "--kubeconfig", str(env.kubeconfig))
+
+
+def test_the_chart_denies_the_ranges_it_is_given_and_shares_its_own_namespace(helm: Any) -> None:
+    def args(*values: str) -> list[str]:
+        deployment = next(d for d in rendered(helm, *values) if d["kind"] == "Deployment")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    defaults = args()
+    assert "--shared-namespace=fledge-system" in defaults
+    assert not any(arg.startswith(("--deny-cidr", "--allow-cidr", "--allow-host", "--allow-loopback"))
+                   for arg in defaults), defaults
+    hardened = args("egress.denyCidrs={10.96.0.0/12,10.244.0.0/16}", "egress.allowCidrs={10.96.0.10/32}",
+                    "egress.allowHosts={prometheus.monitoring.svc}", "shareReleaseNamespace=false")
+    assert [arg for arg in hardened if arg.startswith(("--deny-cidr", "--allow-", "--shared-namespace"))] == [
+        "--deny-cidr=10.96.0.0/12", "--deny-cidr=10.244.0.0/16", "--allow-cidr=10.96.0.10/32",
+        "--allow-host=prometheus.monitoring.svc"]

@@ -40,6 +40,16 @@ def test_the_policy_refuses_link_local_loopback_and_denied_ranges(address: str, 
     assert (reason is None) if refused is None else (reason is not None and refused in reason), reason
 
 
+def test_a_host_the_operator_named_passes_deny_cidr_but_never_link_local() -> None:
+    policy = egress.Policy.of(deny=["10.96.0.0/12"], allow_hosts=["prometheus.monitoring"])
+    assert policy.check("prometheus.monitoring", ["10.96.4.2"]) == ["10.96.4.2"]
+    with pytest.raises(egress.Refused, match="--deny-cidr"):
+        policy.check("grafana.monitoring", ["10.96.4.3"])
+    with pytest.raises(egress.Refused, match="link-local"):
+        policy.check("prometheus.monitoring", ["169.254.169.254"])
+    assert egress.host_of("http://user:pw@Prometheus.Monitoring:9090/x") == "prometheus.monitoring"
+
+
 def test_a_cidr_that_does_not_parse_is_named() -> None:
     with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a CIDR"):
         egress.Policy.of(deny=["10.0.0.0/33"])
