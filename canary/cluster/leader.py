@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from canary.cluster import kube, telemetry
+from canary.cluster import fence, kube, telemetry
 
 log = logging.getLogger("fledge.leader")
 
@@ -179,7 +179,7 @@ class Elector:
     """Runs the election for one process: campaign until leading, renew until lost, then campaign again."""
 
     def __init__(self, client: Any, config: Config, on_started: Callback, on_stopped: Callback,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, guard: fence.Fence | None = None) -> None:
         self._client = client  # a transport.Client; a fake API server in the unit tests
         self.config = config
         self._on_started = on_started
@@ -187,6 +187,8 @@ class Elector:
         self._clock = clock
         self._seen: Seen | None = None
         self.leading = False
+        # What every write checks (canary.cluster.fence): moved on by each successful take or renewal.
+        self.guard = guard if guard is not None else fence.Fence(config.renew_deadline, clock)
 
     @property
     def _path(self) -> str:
@@ -204,13 +206,15 @@ class Elector:
                 await self._on_started()
                 await self._renew(began)
                 await self._stop_leading("the renew deadline passed without a renewal")
-        except asyncio.CancelledError:
+        except BaseException:
+            self.guard.lost()  # cancelled or crashed: no write from now on, whatever the callbacks manage
             if self.leading:
                 await self._stop_leading("the controller is shutting down")
                 await self.release()
             raise
 
     async def _stop_leading(self, why: str) -> None:
+        self.guard.lost()
         self.leading = False
         telemetry.LEADER.set(0)
         log.warning("%s stopped leading: %s", self.config.identity, why)
@@ -222,6 +226,7 @@ class Elector:
             began = self._clock()
             wait = await self._try(began + self.config.renew_deadline)
             if wait is None:
+                self.guard.renewed(began)
                 return began
             await asyncio.sleep(min(wait, self.config.retry_period) * random.uniform(1, JITTER))
 
@@ -240,6 +245,7 @@ class Elector:
                     return
                 if await self._try(deadline) is None:
                     last_success = started
+                    self.guard.renewed(started)
                     break
                 await asyncio.sleep(min(self.config.retry_period, max(0.0, deadline - self._clock())))
 

@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from canary.cluster import fence
 from canary.cluster.kube import ApiError, ApiUnavailable
 
 Manifest = dict[str, Any]
@@ -190,8 +191,10 @@ class Client:
 
     # Each TLS connection holds a read buffer (shrink_tls_buffers); 16 requests in flight keep a burst of 200
     # detections from queueing for seconds.
-    def __init__(self, credentials: Credentials, connections: int = 16) -> None:
+    def __init__(self, credentials: Credentials, connections: int = 16, guard: fence.Fence | None = None) -> None:
         self.credentials = credentials
+        # Checked right before each write is sent (every verb but GET): canary.cluster.fence.
+        self.guard = guard
         self.tokens = Tokens(credentials)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -254,10 +257,13 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            headers = await self._headers(content_type if body is not None else None)
+            if self.guard is not None and method != "GET":
+                # The last check before the bytes go: raises LeaseLost, or bounds the write by the Lease's deadline.
+                left = min(left, self.guard.remaining())
             try:
                 async with self._open().request(
-                        method, self._prefix + path, data=body, params=query or None,
-                        headers=await self._headers(content_type if body is not None else None),
+                        method, self._prefix + path, data=body, params=query or None, headers=headers,
                         timeout=aiohttp.ClientTimeout(total=left)) as response:
                     data = await response.read()
                     retry_after = _retry_after(response.headers.get("Retry-After"))

@@ -26,9 +26,9 @@ from typing import Any
 import kopf
 
 from apis import errors, models
-from canary.cluster import kube, telemetry
+from canary.cluster import fence, kube, telemetry
 from canary.controller import loops
-from canary.engine import runtime, tick
+from canary.engine import execute, runtime, tick
 
 RUNTIME: runtime.Runtime | None = None
 # False while another replica holds the leader Lease; True without --leader-elect (a single replica).
@@ -88,7 +88,8 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         rt().store.remove(dict(body))
         rt().forget(key)
         telemetry.forget(*key)
-        await _release_services(dict(body))
+        if LEADING:  # a follower only caches: the leader hands the Services back (and the fence checks it)
+            await _release_services(dict(body))
     else:
         rt().canary_seen(dict(body))
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
@@ -113,7 +114,7 @@ async def stop_leading(grace_seconds: float) -> None:
     """The Lease is lost (or being released): every loop stops at once, a tick in flight within the grace."""
     global LEADING
     LEADING = False
-    await LOOPS.stop_all(grace_seconds)
+    await asyncio.gather(LOOPS.stop_all(grace_seconds), execute.stop_notifications())
 
 
 @kopf.on.cleanup()
@@ -129,6 +130,9 @@ async def _release_services(body: dict[str, Any]) -> None:
     meta = body.get("metadata") or {}
     try:
         await revert.release_services(rt(), revert.canary_of(body))
+    except fence.LeaseLost:
+        log.warning("the Services of deleted canary %s/%s are left to the replica that leads now",
+                    meta.get("namespace"), meta.get("name"))
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
         log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
                     meta.get("name"), kube.describe_api_error(exc) or exc)
@@ -149,6 +153,11 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
         delay: float | None
         try:
             delay = await tick.tick(runtime_, key)
+        except fence.LeaseLost:
+            # The Lease was not renewed in time (a stalled loop, a paused process): this replica writes nothing
+            # more; the election stops every loop, and starts them again if it takes the Lease back.
+            log.warning("%s/%s stops: this replica no longer holds the leader Lease", namespace, name)
+            return
         except errors.RetriableError as exc:
             log.info("retrying %s/%s: %s", namespace, name, exc)
             delay = runtime_.settings.retry_seconds

@@ -25,8 +25,8 @@ from aiohttp import web
 
 import egress
 from apis import keys, models
-from canary.cluster import informers, leader, telemetry, transport
-from canary.controller import handlers
+from canary.cluster import fence, informers, leader, telemetry, transport
+from canary.controller import handlers, health
 from canary.engine import runtime
 from metrics import builtin
 from routers import nginx
@@ -74,11 +74,14 @@ def bind(listen: str) -> socket.socket:
         raise ValueError(f"--listen {listen}: cannot listen there: {exc.strerror or exc}") from exc
 
 
-async def serve_http(sock: socket.socket) -> web.AppRunner:
+async def serve_http(sock: socket.socket, checks: health.Health | None = None) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=telemetry.exposition(), content_type="text/plain")
 
     async def healthz(_: web.Request) -> web.Response:
+        problems = checks.problems() if checks is not None else []
+        if problems:
+            return web.Response(status=500, text="; ".join(problems))
         return web.Response(text="ok")
 
     app = web.Application()
@@ -96,6 +99,7 @@ def label_prefixes(text: str) -> tuple[str, ...]:
 
 
 VERSION = "0.1.0"
+MAX_LOOP_LAG = 10.0  # seconds: without --leader-elect, /healthz fails when the event loop lags longer
 WORKER_THREADS = 64
 # Every kind the controller watches: the Canaries through kopf, the others through canary.cluster.informers.
 WATCHED = (
@@ -141,8 +145,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"fledge controller: cannot find the API server's address and credentials: {exc}", file=sys.stderr)
         return 2
     handlers.LEADING = election is None
+    # Every write of the controller is checked against the Lease right before it is sent (canary.cluster.fence).
+    guard = fence.Open() if election is None else fence.Fence(election.renew_deadline)
+    # A loop stalled for longer than the renew deadline has lost the Lease: liveness fails past it.
+    checks = health.Health(max_lag=election.renew_deadline if election is not None else MAX_LOOP_LAG)
     # Made once (kopf retries a failed start-up handler); their sessions open on the event loop at first use.
-    client, lease_client = transport.Client(credentials), transport.Client(credentials, connections=2)
+    client, lease_client = transport.Client(credentials, guard=guard), transport.Client(credentials, connections=2)
     # Watches hold their connections for minutes: a pool of their own, never the writes' (none is the limit).
     watch_client = transport.Client(credentials, connections=0)
     campaign: list[asyncio.Task[None]] = []
@@ -171,15 +179,19 @@ def main(args: argparse.Namespace) -> int:
              for namespace in watch_scopes(args.namespace)]))
         telemetry.configure(flagger_names=config.flagger_metrics)
         if not served:  # once: kopf retries a start-up handler that failed after this line
-            served.append(await serve_http(listening))
+            served.append(await serve_http(listening, checks))
+            campaign.append(asyncio.create_task(checks.heartbeat(), name="heartbeat"))
         telemetry.set_info(VERSION, config.default_provider)
         if election is None:
             telemetry.LEADER.set(1)
         else:
             # Its own connections: a renewal must not queue behind a burst of canary writes.
             elector = leader.Elector(lease_client, election, on_started=handlers.start_leading,
-                                     on_stopped=functools.partial(handlers.stop_leading, stop_grace(election)))
-            campaign.append(asyncio.create_task(elector.run(), name="leader-election"))
+                                     on_stopped=functools.partial(handlers.stop_leading, stop_grace(election)),
+                                     guard=guard)
+            task = asyncio.create_task(elector.run(), name="leader-election")
+            campaign.append(task)
+            checks.supervise("the leader election", task)
 
     @kopf.on.cleanup()
     async def resign(**_: Any) -> None:
@@ -222,7 +234,9 @@ def configure_kopf(settings: kopf.OperatorSettings, literal_namespaces: bool) ->
     # does: its default name would strip other kopf operators' finalizers from their Deployments, and
     # Fledge's own name would strip revertOnDeletion's.  So kopf gets a name nobody carries.
     settings.persistence.finalizer = KOPF_FINALIZER
-    settings.posting.level = logging.WARNING
+    # kopf would post its own Events (a handler's error) from a task of its own, which no Lease check reaches:
+    # every write of Fledge goes through canary.cluster.fence, so kopf posts none.
+    settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # kopf 1.45 renamed its batching settings to queueing (the old name still works, with a warning).

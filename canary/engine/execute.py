@@ -20,7 +20,7 @@ from typing import Any
 
 from apis import errors, models
 from canary import core
-from canary.cluster import kube, telemetry
+from canary.cluster import fence, kube, telemetry
 from canary.engine import observe, runtime, webhooks
 from canary.objects import autoscalers, diffing, workloads
 from notifiers import alerts
@@ -59,6 +59,14 @@ async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snap
 
 
 _background: set[asyncio.Task[None]] = set()
+
+
+async def stop_notifications() -> None:
+    """Leadership is lost: every notification still being sent stops now (the fence refuses their writes too)."""
+    tasks = list(_background)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def execute_unreadable(rt: runtime.Runtime, canary: models.Canary, decision: core.Decision) -> None:
@@ -207,6 +215,9 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
                                         now=now)
                 case core.CallHooks(type=hook_type) if webhooks.hooks_of(canary, hook_type):
                     await webhooks.fire(rt.http, canary, models.HookType(hook_type), phase, checksum)
+        except fence.LeaseLost:  # another replica leads: it sends what is still due, from the status
+            log.info("lease lost: notifications of %s/%s not sent", canary.namespace, canary.name)
+            return
         except Exception:  # a notification failure must not end the others
             log.exception("notification failed for %s/%s", canary.namespace, canary.name)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import egress
 from apis import keys, models
-from canary.cluster import kube, watchcache
+from canary.cluster import fence, kube, watchcache
 from canary.objects import workloads
 from metrics import base as metric_base
 from metrics import builtin, providers
@@ -51,8 +51,12 @@ class Settings:
 
 
 class Runtime:
-    def __init__(self, client: Any, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, client: Any, settings: Settings, http: httpx.AsyncClient | None = None,
+                 guard: fence.Fence | None = None) -> None:
         self.store = watchcache.Store()
+        # Whether this replica may write (canary.cluster.fence): the API client checks it, and so does rt.http.
+        shared = getattr(client, "guard", None)
+        self.guard = guard or (shared if isinstance(shared, fence.Fence) else fence.Open())
         self.writer = kube.Writer(client, self.store)  # client: a transport.Client
         self.settings = settings
         self._http = http
@@ -107,9 +111,16 @@ class Runtime:
         if self._http is None:
             # At first use: a controller that calls no webhook and sends no alert never holds httpx (3.6 MiB RSS).
             key, urls = self.settings.loadtester_key, self.settings.loadtester_urls
-            # Tenants write these URLs: every connection goes through the address guard, no redirect is followed.
-            self._http = egress.async_client(timeout=10, auth=keys.BearerForOrigins(key, urls) if key else None)
+            # Tenants write these URLs: every connection goes through the address guard, no redirect is followed,
+            # and every request is fenced by the Lease (_fenced).
+            self._http = egress.async_client(timeout=10, auth=keys.BearerForOrigins(key, urls) if key else None,
+                                             event_hooks={"request": [self._fenced]})
         return self._http
+
+    async def _fenced(self, _: httpx.Request) -> None:
+        # httpx runs request hooks right before each request (and each redirect) is sent: a hook or an alert
+        # is a write to the world like any other, made only with a fresh Lease.
+        self.guard.remaining()
 
     async def close_http(self) -> None:
         """Close the client of webhooks and alerts, if one was made (closing never makes one)."""

@@ -4,6 +4,7 @@ cached Canary, losing it stops them all at once."""
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,3 +57,45 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
     assert as_follower == []
     assert as_leader == [("ns", "a"), ("ns", "b")]
     assert leading is False and running == []
+
+
+def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
+        ticking: list[runtime.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary.engine import revert
+
+    released: list[str] = []
+
+    async def release(_: Any, canary: Any) -> None:
+        released.append(canary.name)
+
+    monkeypatch.setattr(revert, "release_services", release)
+    monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
+
+    async def scenario() -> None:
+        handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
+        event: Any = handlers.canary_event
+        await event(body=body("a"), type="ADDED", namespace="ns", name="a")
+        await event(body=body("a"), type="DELETED", namespace="ns", name="a")  # as a follower
+        await handlers.start_leading()
+        await event(body=body("b"), type="ADDED", namespace="ns", name="b")
+        await event(body=body("b"), type="DELETED", namespace="ns", name="b")  # as the leader
+        await handlers.stop_leading(grace_seconds=1)
+
+    asyncio.run(scenario())
+    assert released == ["b"]
+
+
+def test_a_tick_refused_by_the_fence_ends_its_loop_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary.cluster import fence
+    from canary.engine import tick
+
+    ticks: list[runtime.Key] = []
+
+    async def refused(_: Any, key: runtime.Key) -> float | None:
+        ticks.append(key)
+        raise fence.LeaseLost("not renewed")
+
+    monkeypatch.setattr(tick, "tick", refused)
+    monkeypatch.setattr(handlers, "RUNTIME", runtime.Runtime(None, runtime.Settings()))
+    asyncio.run(asyncio.wait_for(handlers.canary_loop(("ns", "a"), asyncio.Event()), timeout=5))
+    assert ticks == [("ns", "a")]  # one tick, no retry: a replica without the Lease writes nothing more

@@ -1,0 +1,73 @@
+"""May this replica write now?  The Lease it holds, turned into a check made right before every write.
+
+Why this exists: client-go's leader election says of itself that it is not fencing.  A leader learns that it
+lost the Lease only when its election coroutine runs again; a process paused (SIGSTOP, a stalled event loop,
+a node under memory pressure) for longer than the lease duration wakes up with its ticks in the middle of
+their work while another replica already leads, and each of them would go on writing.  So the election
+(``canary.cluster.leader``) records here when its last successful renewal *began*, and every write of the
+controller asks ``remaining()`` immediately before it is sent: the API client's (``canary.cluster.transport``,
+for everything but GET) and the webhook and alert client's (``canary.engine.runtime``).  A write is sent only
+within ``renew_deadline`` of the start of the last renewal that succeeded, which is before any other replica
+can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when *they* saw
+the renewal, which is later).
+
+What it guarantees and what not: a write is never *begun* after the deadline; a write whose bytes were handed
+to the socket before it (or in the instants between the check and the socket) may still reach the API server
+after another replica took over.  Its time to get a connection and an answer is bounded by what is left of the
+deadline, so only that window remains.  True fencing would need the API server to check a token with each
+write, which Kubernetes does not offer.
+
+What it must not do: renew anything or decide what to write; it only answers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+
+class LeaseLost(Exception):
+    """This replica does not hold a Lease renewed within the renew deadline: it must not write."""
+
+
+class Fence:
+    """The deadline before which this replica may write, moved forward by each successful renewal."""
+
+    def __init__(self, renew_deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.renew_deadline = renew_deadline
+        self._clock = clock
+        self._valid_until = -math.inf  # not held until the first renewal
+
+    def renewed(self, began: float) -> None:
+        """A take or renewal of the Lease that began at ``began`` (this replica's monotonic clock) succeeded."""
+        self._valid_until = max(self._valid_until, began + self.renew_deadline)
+
+    def lost(self) -> None:
+        """Leadership ended (deadline passed, shutdown, release): no write from now on."""
+        self._valid_until = -math.inf
+
+    @property
+    def held(self) -> bool:
+        return self._clock() < self._valid_until
+
+    def remaining(self) -> float:
+        """Seconds a write may still take; raises LeaseLost when there are none."""
+        left = self._valid_until - self._clock()
+        if left <= 0:
+            raise LeaseLost("this replica does not hold the leader Lease (not renewed within the renew deadline)")
+        return left
+
+
+class Open(Fence):
+    """A single replica without --leader-elect: always allowed to write."""
+
+    def __init__(self) -> None:
+        super().__init__(math.inf)
+        self._valid_until = math.inf
+
+    def lost(self) -> None:
+        return None
+
+    def remaining(self) -> float:
+        return math.inf
