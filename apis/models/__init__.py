@@ -63,6 +63,8 @@ from apis.models.refs import (
     TargetRef,
 )
 from apis.models.statuses import (
+    MAX_QUERY_IN_STATUS,
+    TRUNCATED,
     CanaryPhase,
     CanaryStatus,
     CheckResult,
@@ -91,6 +93,8 @@ __all__ = [
     "BUILTIN_METRICS",
     "FLAGGER_API_VERSION",
     "GROUP",
+    "MAX_QUERY_IN_STATUS",
+    "TRUNCATED",
     "VERSION",
     "AlertProvider",
     "AlertProviderSpec",

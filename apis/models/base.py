@@ -91,6 +91,27 @@ Duration = Annotated[
         **_cel("duration(self) > duration('0s')", "must be a duration greater than zero, such as 30s or 1m"),
     }),
 ]
+# The shortest analysis interval the API server accepts: one tick a second per canary at most, each with its
+# queries, hooks, an Event and a status write.  The controller's --min-interval (10 s by default, Flagger's
+# scheduler period) runs anything shorter at that floor; the schema's is the hard bound a tenant cannot pass.
+MIN_INTERVAL_SECONDS = 1
+
+
+def _interval(value: str) -> str:
+    if durations.parse_duration(value) < MIN_INTERVAL_SECONDS:
+        raise ValueError(f"interval {value!r} is shorter than the minimum of {MIN_INTERVAL_SECONDS}s")
+    return value
+
+
+Interval = Annotated[
+    str,
+    pydantic.AfterValidator(_interval),
+    pydantic.Field(max_length=64, json_schema_extra={
+        "pattern": durations.PATTERN,
+        **_cel(f"duration(self) >= duration('{MIN_INTERVAL_SECONDS}s')",
+               f"must be a duration of at least {MIN_INTERVAL_SECONDS}s, such as 30s or 1m"),
+    }),
+]
 HttpAddress = Annotated[
     str,
     pydantic.AfterValidator(_http_url),

@@ -19,6 +19,9 @@ from apis.models import base, checks, refs, statuses
 
 Strategy = Literal["canary", "ab", "bluegreen"]
 MAX_ITEMS = 32
+# Analysis steps of an A/B or blue/green release: a million would tick for years; a thousand at the
+# 10 s floor is close to three hours, at 1m close to a day.
+MAX_ITERATIONS = 1000
 
 
 class AlertSeverity(enum.StrEnum):
@@ -149,9 +152,10 @@ class AnalysisSpec(base.ApiModel):
             ".maxWeight"),
     )
 
-    interval: base.Duration = "1m"
-    """Time between two analysis steps."""
-    iterations: int | None = pydantic.Field(default=None, ge=0)
+    interval: base.Interval = "1m"
+    """Time between two analysis steps; at least 1s (the controller runs shorter ones than --min-interval,
+    10s by default, at that floor)."""
+    iterations: int | None = pydantic.Field(default=None, ge=0, le=MAX_ITERATIONS)
     """Number of analysis steps for A/B testing (with match) and blue/green (without)."""
     mirror: bool = False
     """Mirror traffic to the canary during blue/green analysis."""

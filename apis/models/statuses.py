@@ -10,7 +10,7 @@ the clock (callers pass the time in), or decide the next phase (the decision cor
 
 import enum
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -92,6 +92,18 @@ class JudgeResult(base.StatusModel):
     log_wealth_down: list[float] = pydantic.Field(default_factory=list)
 
 
+# A rendered query is stored up to this many characters: 32 metrics of 256 KiB each made a status etcd refused
+# (and a release that could never write its next weight).  ``fledge explain`` renders the full query again.
+MAX_QUERY_IN_STATUS = 1024
+TRUNCATED = " …(truncated)"
+
+
+def truncate_query(value: object) -> object:
+    if isinstance(value, str) and len(value) > MAX_QUERY_IN_STATUS:
+        return value[:MAX_QUERY_IN_STATUS - len(TRUNCATED)] + TRUNCATED
+    return value
+
+
 class CheckResult(base.StatusModel):
     """Outcome of one metric, webhook or judge check of the last analysis step."""
 
@@ -107,8 +119,10 @@ class CheckResult(base.StatusModel):
     """RFC 3339."""
     judge: JudgeResult | None = None
     """For a judge check: the verdict and its numbers."""
-    query: str | None = None
-    """For a metric check: the rendered query that ran."""
+    query: Annotated[str, pydantic.BeforeValidator(truncate_query),
+                     pydantic.Field(max_length=MAX_QUERY_IN_STATUS)] | None = None
+    """For a metric check: the rendered query that ran, truncated to 1024 characters (``fledge explain`` renders
+    it in full)."""
     window: str | None = None
     """For a metric check: the window of its query (the metric's interval)."""
 

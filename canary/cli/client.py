@@ -61,6 +61,18 @@ def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def get_object(api: Any, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """One object of a kind Fledge knows (``kube.RESOURCES``); None when it does not exist."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return kube.request(api, "GET", kube.resource_for(api_version, kind).path(namespace, name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:
     path = kube.resource_for(models.API_VERSION, "Canary").list_path(namespace)
     return list(kube.request(api, "GET", path).get("items") or [])

@@ -208,6 +208,9 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
                      help="label of a pod's namespace in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
     ctl.add_argument("--pod-name-label", default="kubernetes_pod_name", type=_label_name,
                      help="label of a pod's name in pod-scraped app metrics (gatewayapi, kubernetes builtins)")
+    ctl.add_argument("--min-interval", type=_seconds, default=10.0, metavar="DURATION",
+                     help="run a Canary whose analysis.interval is shorter at this interval instead, as Flagger runs "
+                          "anything below 10s every 10s (default 10s; the CRD refuses intervals below 1s)")
     ctl.add_argument("--leader-elect", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
                      help="tick canaries only while holding a coordination.k8s.io Lease, so that several replicas "
                           "can run (default false for a single process; the Helm chart sets true)")

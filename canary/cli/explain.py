@@ -79,8 +79,9 @@ def table(history: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
-def details(status: Mapping[str, Any]) -> str:
-    """The last tick's checks as the status holds them: verdict, numbers, bounds, queries and windows."""
+def details(status: Mapping[str, Any], full_queries: Mapping[str, str] | None = None) -> str:
+    """The last tick's checks as the status holds them: verdict, numbers, bounds, queries and windows; a query
+    the status holds truncated is shown as ``full_queries`` renders it again (by check name), when it can."""
     lines = ["Last checks" + (f" (at {status['lastStepTime']})" if status.get("lastStepTime") else "")]
     for check in status.get("checks") or []:
         result = record.summary(models.CheckResult.model_validate(check))
@@ -90,7 +91,10 @@ def details(status: Mapping[str, Any]) -> str:
             lines.append(f"    samples: canary {judged.get('canaryEvents', 0)}/{judged.get('canaryRequests', 0)}, "
                          f"primary {judged.get('primaryEvents', 0)}/{judged.get('primaryRequests', 0)}, "
                          f"this step {judged.get('stepSamples', 0)}; e-value {judged.get('eValue', 1.0):.3g}")
-        for query in ([check["query"]] if check.get("query") else []) + list(judged.get("queries") or []):
+        stored = check.get("query")
+        if stored and stored.endswith(models.TRUNCATED) and (full_queries or {}).get(check.get("name", "")):
+            stored = (full_queries or {})[check["name"]]  # rendered again from the spec and its template
+        for query in ([stored] if stored else []) + list(judged.get("queries") or []):
             lines.append(f"    query: {query}")
         if check.get("message"):
             lines.append(f"    {check['message']}")
@@ -101,11 +105,37 @@ def details(status: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def explain(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> str:
+def explain(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]],
+            full_queries: Mapping[str, str] | None = None) -> str:
     meta, status = body["metadata"], body.get("status") or {}
     head = (f"Canary {meta.get('namespace', '')}/{meta['name']}: {status.get('phase') or '-'}, "
             f"weight {status.get('canaryWeight', 0)}, failed checks {status.get('failedChecks', 0)}")
-    return "\n".join([head, "", table(rows(events)), "", details(status)])
+    return "\n".join([head, "", table(rows(events)), "", details(status, full_queries)])
+
+
+def render_queries(body: Mapping[str, Any], read_template: Any, default_provider: str = "gatewayapi"
+                   ) -> dict[str, str]:
+    """Each metric's query rendered again from the Canary's spec and its MetricTemplates (``read_template``:
+    namespace, name → the MetricTemplate's body or None), by check name; a metric that no longer renders is
+    left out.  The status keeps only the first characters of a long query (``models.MAX_QUERY_IN_STATUS``)."""
+    from metrics import analysis
+
+    def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
+        found = read_template(namespace, name)
+        return models.parse_metric_template(found) if found is not None else None
+
+    try:
+        canary = models.parse_canary(dict(body))
+    except Exception:  # a spec the controller refuses renders nothing
+        return {}
+    rendered = {}
+    for index, metric in enumerate(canary.spec.analysis.metrics):
+        try:
+            rendered[metric.name] = analysis.prepare(canary, index, resolve, default_provider=default_provider,
+                                                     metrics_server="").text
+        except Exception:  # a template gone or broken since: the status's excerpt is all there is
+            continue
+    return rendered
 
 
 def main(args: argparse.Namespace) -> int:
@@ -115,5 +145,9 @@ def main(args: argparse.Namespace) -> int:
     if reached is None:
         return 1
     api, namespace, body = reached
-    print(explain(body, client.events(api, namespace, args.name)))
+    truncated = any(str(check.get("query") or "").endswith(models.TRUNCATED)
+                    for check in (body.get("status") or {}).get("checks") or [])
+    full = render_queries(body, lambda ns, name: client.get_object(
+        api, models.API_VERSION, "MetricTemplate", ns, name)) if truncated else None
+    print(explain(body, client.events(api, namespace, args.name), full))
     return 0

@@ -138,7 +138,8 @@ def main(args: argparse.Namespace) -> int:
                               flagger_metrics=args.flagger_metrics, loadtester_key=loadtester_key,
                               loadtester_urls=tuple(args.loadtester_url), config_digest_key=digest_key,
                               shared_namespaces=tuple(args.shared_namespace),
-                              pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label))
+                              pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label),
+                              min_interval_seconds=args.min_interval)
     try:
         credentials = transport.load(args.kubeconfig)
     except Exception as exc:  # no kubeconfig, not in a cluster, an unreadable file

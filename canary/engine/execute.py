@@ -84,7 +84,23 @@ async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
     # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
     body = diffing.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
-    await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name, {"status": body}, "status")
+    try:
+        await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name, {"status": body}, "status")
+    except Exception as exc:
+        if not _too_large(exc) or not any(check.query or check.message for check in status.checks):
+            raise
+        # The queries are truncated (models.MAX_QUERY_IN_STATUS), yet the status is still refused as too large:
+        # saved without the checks' texts, the release goes on (and ends on the primary) rather than stay split.
+        log.warning("status of %s/%s refused as too large (%s); saving it without the checks' queries and messages",
+                    canary.namespace, canary.name, kube.describe_api_error(exc))
+        bare = [check.model_copy(update={"query": None, "message": None}) for check in status.checks]
+        await save_status(rt, canary, status.model_copy(update={"checks": bare}))
+
+
+def _too_large(exc: BaseException) -> bool:
+    """The API server's 413, or etcd's "request is too large" passed on as an error status."""
+    status = kube.status_of(exc)
+    return status == 413 or (status is not None and "too large" in str(getattr(exc, "body", "") or "").lower())
 
 
 async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:

@@ -48,6 +48,8 @@ class Settings:
     # (--shared-namespace; the chart passes its own namespace, where platform teams keep shared templates).
     shared_namespaces: tuple[str, ...] = ()
     config_digest_key: bytes = b""  # keys the digests of status.trackedConfigs (apis.keys.config_digest)
+    # A shorter analysis.interval runs at this one (--min-interval; Flagger's scheduler runs every 10 s at most).
+    min_interval_seconds: float = 10.0
 
 
 class Runtime:
@@ -90,7 +92,7 @@ class Runtime:
                 and previous.generation == meta.get("generation") and previous.uid == meta.get("uid")):
             canary = models.reparse_canary(cached[1], body)
         else:
-            canary = models.parse_canary(body)
+            canary = at_least(models.parse_canary(body), self.settings.min_interval_seconds)
         self._parsed[key] = (version, canary)
         return canary
 
@@ -179,6 +181,16 @@ class Runtime:
         for key in list(self._wakers):
             if namespace in (key[0], "*"):
                 self.wake(key)
+
+
+def at_least(canary: models.Canary, min_interval_seconds: float) -> models.Canary:
+    """The Canary as the controller runs it: an analysis interval below the floor becomes the floor (the spec as
+    stored is left alone; ``fledge status`` shows what the user wrote)."""
+    analysis = canary.spec.analysis
+    if analysis.interval_seconds >= min_interval_seconds:
+        return canary
+    floored = analysis.model_copy(update={"interval": f"{min_interval_seconds:g}s"})
+    return canary.model_copy(update={"spec": canary.spec.model_copy(update={"analysis": floored})})
 
 
 def decode_secret(body: dict[str, Any]) -> dict[str, str]:

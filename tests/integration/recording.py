@@ -65,6 +65,8 @@ class Proxy:
             asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _start(self) -> int:
         context = ssl.create_default_context(cafile=str(self.env.folder / "pki" / "ca.crt"))

@@ -92,10 +92,13 @@ def test_each_rule_names_existing_fields() -> None:
 
 def test_field_rules_of_shared_types_appear_wherever_the_type_is_used() -> None:
     canary = schemas()["canaries.yaml"]
-    for path in ("spec.analysis.interval", "spec.analysis.metrics.[].interval", "spec.analysis.webhooks.[].timeout",
-                 "spec.service.timeout"):
+    for path in ("spec.analysis.metrics.[].interval", "spec.analysis.webhooks.[].timeout", "spec.service.timeout"):
         assert at(canary, path)["x-kubernetes-validations"][0]["rule"] == "duration(self) > duration('0s')", path
         assert at(canary, path)["maxLength"] == 64
+    # The analysis interval has a floor of its own (tests/unit/test_bounded_specs.py).
+    interval = at(canary, "spec.analysis.interval")
+    assert interval["x-kubernetes-validations"][0]["rule"] == "duration(self) >= duration('1s')"
+    assert interval["maxLength"] == 64
     for path in ("spec.metricsServer", "spec.analysis.webhooks.[].url"):
         assert "isURL(self)" in at(canary, path)["x-kubernetes-validations"][0]["rule"], path
 

@@ -94,7 +94,7 @@ INVALID = [
     pytest.param(with_value("spec.analysis.interval", "1x"),
                  "spec.analysis.interval", "unknown unit 'x'", id="interval-bad-unit"),
     pytest.param(with_value("spec.analysis.interval", "0s"),
-                 "spec.analysis.interval", "greater than zero", id="interval-zero"),
+                 "spec.analysis.interval", "shorter than the minimum of 1s", id="interval-zero"),
     pytest.param(with_value("spec.analysis.threshold", 0),
                  "spec.analysis.threshold", "greater than or equal to 1", id="threshold-zero"),
     pytest.param(with_value("spec.analysis.primaryReadyThreshold", 101),
