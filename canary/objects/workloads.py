@@ -284,7 +284,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
             if not diffing.matches(desired, current):
                 writes.append(Apply(desired))
         else:
-            patch = services.takeover_patch(desired, current)
+            patch = services.takeover_patch(desired, current, canary)
             if patch is not None:
                 writes.append(Patch("v1", "Service", name, patch))
     scaler: list[Write] = []
@@ -362,5 +362,6 @@ async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Mani
         # The store keeps only digests of configs; copying needs the data, so read it (init and promotion only).
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
-            await writer.apply(config_copy(canary, source, label_prefixes))
-    await writer.apply(primary_workload(canary, target, configs, replicas, revision, label_prefixes))
+            await writer.apply(config_copy(canary, source, label_prefixes), naming.field_manager(canary))
+    await writer.apply(primary_workload(canary, target, configs, replicas, revision, label_prefixes),
+                       naming.field_manager(canary))

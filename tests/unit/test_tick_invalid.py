@@ -38,7 +38,7 @@ class Writer:
         self.created.append(manifest)
         return manifest
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], manager: str = "") -> dict[str, Any]:
         raise AssertionError(f"nothing is applied for an invalid spec: {manifest['kind']}")
 
 

@@ -1,0 +1,138 @@
+"""Fledge creates only where nothing exists: an object at a name it needs that it did not make for this
+Canary (the user's, or another Canary's) is left as it is, through the Canary's life and its deletion, and
+the conflict is reported in the Canary's status and in an Event naming the object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localkube import controller as local_controller
+from localkube import environment
+from localkube import manifests as kubectl
+from tests.integration import apps
+from tests.integration.waiting import eventually
+
+CANARY_API = "fledge.dev/v1beta1"
+ROUTE_API = "gateway.networking.k8s.io/v1"
+
+
+def message(api: Any, namespace: str, name: str = "web") -> str:
+    return str(apps.status(api, namespace, name).get("message") or "")
+
+
+def wait_conflict(api: Any, namespace: str, *names: str, canary: str = "web") -> str:
+    """The Canary's conflict message, once it names every one of ``names``."""
+    def reported() -> str:
+        text = message(api, namespace, canary)
+        return text if text.startswith("Conflict: ") and all(name in text for name in names) else ""
+
+    return eventually(reported, timeout=60, what=f"a conflict naming {names}",
+                      show=lambda: apps.status(api, namespace, canary))
+
+
+def delete_canary(api: Any, namespace: str, name: str = "web") -> None:
+    kubectl.delete(api, CANARY_API, "Canary", namespace, name)
+    eventually(lambda: kubectl.get(api, CANARY_API, "Canary", namespace, name) is None, timeout=60,
+               what=f"Canary {name} deleted")
+
+
+def kept(body: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What must not change on the user's object: its uid, resourceVersion, labels, owners and content."""
+    assert body is not None, "the user's object is gone"
+    meta = body["metadata"]
+    return (meta["uid"], meta["resourceVersion"], meta.get("labels"), meta.get("ownerReferences"),
+            meta.get("annotations"), body.get("spec"), body.get("data"))
+
+
+def owned_sentinel(api: Any, namespace: str, canary: dict[str, Any]) -> None:
+    """A ConfigMap owned by the Canary: once garbage collection removed it, it has seen the Canary gone."""
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "gc-sentinel", "namespace": namespace,
+        "ownerReferences": [{"apiVersion": CANARY_API, "kind": "Canary", "name": canary["metadata"]["name"],
+                             "uid": canary["metadata"]["uid"]}]}})
+
+
+def test_a_users_httproute_survives_a_canary_deleted_while_the_controller_is_down(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    route = kubectl.apply(api, {
+        "apiVersion": ROUTE_API, "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": namespace, "labels": {"team": "shop"}},
+        "spec": {"parentRefs": [{"name": "public", "namespace": namespace}],
+                 "rules": [{"backendRefs": [{"name": "legacy", "port": 8080}]}]}})
+    before = kept(route)
+    kubectl.apply(api, apps.deployment(namespace, "web", "1"))
+    canary = kubectl.apply(api, apps.canary(namespace, "web"))
+
+    reported = wait_conflict(api, namespace, f"HTTPRoute {namespace}/web")
+    assert "not created by Fledge" in reported, reported
+    events = eventually(lambda: [e for e in apps.canary_events(api, namespace) if e.reason == "Conflict"],
+                        what="a Conflict event")
+    assert events[0].type == "Warning" and f"HTTPRoute {namespace}/web" in events[0].message
+    assert kept(kubectl.get(api, ROUTE_API, "HTTPRoute", namespace, "web")) == before
+    assert kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is None
+
+    controller.stop()
+    try:
+        owned_sentinel(api, namespace, canary)
+        delete_canary(api, namespace)
+        eventually(lambda: kubectl.get(api, "v1", "ConfigMap", namespace, "gc-sentinel") is None, timeout=60,
+                   what="garbage collection of what the Canary owned")
+        assert kept(kubectl.get(api, ROUTE_API, "HTTPRoute", namespace, "web")) == before
+    finally:
+        controller.start()
+    assert kept(kubectl.get(api, ROUTE_API, "HTTPRoute", namespace, "web")) == before
+
+
+def test_a_users_primary_secret_and_canary_ingress_survive_a_canary(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    kubectl.apply(api, apps.ingress(namespace, "web"))
+    users_ingress = kubectl.apply(api, {**apps.ingress(namespace, "web-canary", service="legacy"),
+                                        "metadata": {"name": "web-canary", "namespace": namespace,
+                                                     "labels": {"team": "shop"}}})
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
+                        "stringData": {"password": "target"}})
+    users_secret = kubectl.apply(api, {"apiVersion": "v1", "kind": "Secret",
+                                       "metadata": {"name": "db-primary", "namespace": namespace},
+                                       "stringData": {"password": "the user's own"}})
+    secret_before, ingress_before = kept(users_secret), kept(users_ingress)
+    kubectl.apply(api, apps.deployment(namespace, "web", "1", volumes=[{"name": "db", "secret": {"secretName": "db"}}]))
+    body = apps.canary(namespace, "web", "nginx", revertOnDeletion=True)
+    body["spec"]["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web"}
+    kubectl.apply(api, body)
+
+    reported = wait_conflict(api, namespace, f"Secret {namespace}/db-primary", f"Ingress {namespace}/web-canary")
+    assert "not created by Fledge" in reported, reported
+    assert kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is None
+
+    delete_canary(api, namespace)  # revertOnDeletion: the router's finalize runs, and must spare the user's
+    assert kept(kubectl.get(api, "v1", "Secret", namespace, "db-primary")) == secret_before
+    assert kept(kubectl.get(api, "networking.k8s.io/v1", "Ingress", namespace, "web-canary")) == ingress_before
+
+
+def test_a_second_canary_on_a_managed_target_is_refused_and_its_deletion_leaves_the_first_intact(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    apps.install(env, api, namespace, "gatewayapi")
+
+    def snapshot() -> dict[str, Any]:
+        found: dict[str, Any] = {name: kept(kubectl.get(api, "v1", "Service", namespace, name))
+                                 for name in ("web", "web-primary", "web-canary")}
+        found["route"] = kept(kubectl.get(api, ROUTE_API, "HTTPRoute", namespace, "web"))
+        primary = kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") or {}
+        found["primary"] = (primary["metadata"]["uid"], primary["metadata"]["generation"], primary["spec"])
+        return found
+
+    before = snapshot()
+    second = apps.canary(namespace, "web-2")
+    second["spec"]["targetRef"]["name"] = "web"
+    second["spec"]["service"]["name"] = "web"
+    kubectl.apply(api, second)
+
+    reported = wait_conflict(api, namespace, f"Canary {namespace}/web,", canary="web-2")
+    assert apps.status(api, namespace, "web-2").get("phase") in (None, "Initializing"), reported
+
+    delete_canary(api, namespace, "web-2")
+    assert snapshot() == before
+    assert apps.status(api, namespace, "web").get("phase") == "Initialized"
+    assert not message(api, namespace, "web")
+
