@@ -165,6 +165,9 @@ def primary_workload(canary: models.Canary, target: Mapping[str, Any], configs: 
                                    if k not in SKIPPED_ANNOTATIONS})
     if revision is not None:
         annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
+    # Marked, not owned: garbage collection must not take the primary while nothing has taken its traffic back
+    # (README "Deleting a Canary"); the controller, or ``fledge cleanup``, removes it after the hand-back.
+    annotations.update(naming.owner_annotations(canary))
     body: Manifest = {
         "apiVersion": "apps/v1", "kind": str(target.get("kind") or "Deployment"),
         "metadata": {
@@ -173,7 +176,6 @@ def primary_workload(canary: models.Canary, target: Mapping[str, Any], configs: 
                        label: naming.primary_name(selector_value),
                        **naming.MANAGED_BY},
             "annotations": annotations,
-            "ownerReferences": [naming.owner_reference(canary)],
         },
         "spec": {
             "selector": {"matchLabels": {label: naming.primary_name(selector_value)}},
@@ -198,8 +200,8 @@ def config_copy(canary: models.Canary, source: Mapping[str, Any], label_prefixes
         "apiVersion": "v1", "kind": source["kind"],
         "metadata": {"name": naming.primary_name(meta["name"]), "namespace": canary.namespace,
                      "labels": {**included_labels(meta.get("labels"), label_prefixes), **naming.MANAGED_BY},
-                     "annotations": naming.gitops_disabled(),
-                     "ownerReferences": [naming.owner_reference(canary)]},
+                     # No ownerReference: the primary mounts it, and must keep serving while the controller is away.
+                     "annotations": naming.gitops_disabled(naming.owner_annotations(canary))},
     }
     for key in ("data", "binaryData", "type"):
         if key in source:

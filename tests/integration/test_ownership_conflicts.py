@@ -136,3 +136,68 @@ def test_a_second_canary_on_a_managed_target_is_refused_and_its_deletion_leaves_
     assert apps.status(api, namespace, "web").get("phase") == "Initialized"
     assert not message(api, namespace, "web")
 
+
+def simulated(env: environment.Environment, namespace: str) -> dict[str, int]:
+    """The simulator's request counters of the app ``web``: primary, canary, mirrored, unrouted."""
+    import httpx
+
+    return dict(httpx.get(f"{env.simulator_url}/apps/{namespace}/web", timeout=5).json()["requests"])
+
+
+def test_deleting_a_canary_without_revert_on_deletion_loses_no_request(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "web", "namespace": namespace, "labels": {"team": "shop"}},
+                        "spec": {"selector": {"app": "web"},
+                                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}})
+    apps.install(env, api, namespace, "kubernetes", canary_body=apps.canary(namespace, "web", "kubernetes",
+                                                                            apps.BLUE_GREEN), rps=100)
+    assert apps.apex_selector(api, namespace, "web") == {"app": "web-primary"}
+    eventually(lambda: apps.replicas_of(api, namespace, "web") == 0, timeout=30, what="the target parked")
+    # Traffic flows on the primary, every request of it served; losses while the primary came up do not count.
+    baseline = eventually(lambda: (lambda c: c if c["primary"] > 200 else None)(simulated(env, namespace)),
+                          timeout=30, what="simulated traffic on the primary")
+
+    delete_canary(api, namespace)
+    eventually(lambda: kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is None, timeout=120,
+               what="the primary removed after the hand-back",
+               show=lambda: (apps.apex_selector(api, namespace, "web"), apps.replicas_of(api, namespace, "web")))
+    assert apps.apex_selector(api, namespace, "web") == {"app": "web"}
+    assert apps.replicas_of(api, namespace, "web") == 2
+    served = baseline["primary"] + baseline["canary"]
+    after = eventually(lambda: (lambda c: c if c["primary"] + c["canary"] > served + 500 else None)(
+        simulated(env, namespace)), timeout=30, what="traffic after the hand-back")
+    assert after["canary"] > baseline["canary"], after  # the target's own pods serve now
+    assert after["unrouted"] == baseline["unrouted"], (baseline, after)
+
+
+def test_a_canary_deleted_while_the_controller_is_down_keeps_serving_until_fledge_cleanup(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    import subprocess
+    import sys
+
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+                        "spec": {"selector": {"app": "web"},
+                                 "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}})
+    apps.install(env, api, namespace, "kubernetes", canary_body=apps.canary(namespace, "web", "kubernetes",
+                                                                            apps.BLUE_GREEN))
+    canary = kubectl.get(api, CANARY_API, "Canary", namespace, "web") or {}
+    controller.stop()
+    try:
+        owned_sentinel(api, namespace, canary)
+        delete_canary(api, namespace)
+        eventually(lambda: kubectl.get(api, "v1", "ConfigMap", namespace, "gc-sentinel") is None, timeout=60,
+                   what="garbage collection of what the Canary owned")
+        # Nothing collected the primary: the user's apex still reaches pods that serve.
+        assert kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is not None
+        assert apps.apex_selector(api, namespace, "web") == {"app": "web-primary"}
+        done = subprocess.run([sys.executable, "-m", "canary.cli", "cleanup", "web", "-n", namespace,
+                               "--kubeconfig", str(env.kubeconfig), "--timeout", "60"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        controller.start()
+    assert kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is None
+    assert apps.apex_selector(api, namespace, "web") == {"app": "web"}
+    assert apps.replicas_of(api, namespace, "web") == 2
+    assert kubectl.get(api, "v1", "Service", namespace, "web") is not None
