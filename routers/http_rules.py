@@ -17,7 +17,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from apis import models, naming, vocabulary
+from apis import models, vocabulary
 from routers import base, session
 
 Manifest = dict[str, Any]
@@ -108,8 +108,7 @@ class RouteObjectRouter(base.CachedRouter):
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` (and the mirror) into Fledge's rules; idempotent."""
-        await self._writer.apply(self.build(canary, weights, self.cached(canary), self.api_version),
-                                 naming.field_manager(canary))
+        await self._writer.apply(self.build(canary, weights, self.cached(canary), self.api_version))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights of the cached route object; None when it does not exist or has no rule to the canary."""

@@ -194,21 +194,6 @@ def _object_of(path: str) -> str:
     return path or "the API server"
 
 
-_CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]*)"')
-
-
-def legacy_conflict(exc: BaseException) -> bool:
-    """Whether an apply conflict (409) is only with the field manager of Fledge versions before per-Canary
-    managers (``naming.FIELD_MANAGER``): then the fields were Fledge's, and the apply may take them."""
-    try:
-        body = json.loads(str(getattr(exc, "body", "") or "{}"))
-    except ValueError:
-        return False
-    causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
-    managers = {match for cause in causes for match in _CONFLICT_MANAGER.findall(str(cause.get("message") or ""))}
-    return bool(managers) and managers == {naming.FIELD_MANAGER}
-
-
 def resource_for(api_version: str, kind: str) -> Resource:
     try:
         return RESOURCES[(api_version, kind)]
@@ -249,21 +234,12 @@ class Writer:
             raise
         return result
 
-    async def apply(self, manifest: Manifest, manager: str) -> Manifest:
-        """Server-side apply as ``manager`` (a Canary's, ``naming.field_manager``), never forced over another
-        manager's fields: such a conflict is raised (409) for the tick to report.  Only fields the single
-        manager of earlier Fledge versions holds are taken over, as they were Fledge's all along."""
+    async def apply(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
-        query = [("fieldManager", manager)]
-        try:
-            result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml", query)
-        except Exception as exc:
-            if status_of(exc) != 409 or not legacy_conflict(exc):
-                raise
-            result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",
-                                      [*query, ("force", "true")])
+        result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",
+                                  [("fieldManager", naming.FIELD_MANAGER), ("force", "true")])
         self._store.upsert(result)
         return result
 

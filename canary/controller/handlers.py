@@ -88,7 +88,7 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         rt().store.remove(dict(body))
         rt().forget(key)
         telemetry.forget(*key)
-        if LEADING:  # a follower only caches; without a leader the primary keeps serving (`fledge cleanup`)
+        if LEADING:  # a follower only caches: the leader hands the Services back (and the fence checks it)
             await _release_services(dict(body))
     else:
         rt().canary_seen(dict(body))
@@ -124,29 +124,18 @@ async def stop_loops(**_: Any) -> None:
 
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
-    their loop: canary.engine.revert): target ready, the user's Services back, then the primary deleted
-    (canary.engine.handover), in a task of its own: the wait must not hold the watch."""
-    task = asyncio.create_task(_hand_back(body))
-    _HANDOVERS.add(task)
-    task.add_done_callback(_HANDOVERS.discard)
-
-
-_HANDOVERS: set[asyncio.Task[None]] = set()
-
-
-async def _hand_back(body: dict[str, Any]) -> None:
-    from canary.engine import handover
+    their loop: canary.engine.revert): hand back the user's Services."""
+    from canary.engine import revert
 
     meta = body.get("metadata") or {}
     try:
-        await handover.hand_back(rt(), body)
+        await revert.release_services(rt(), revert.canary_of(body))
     except fence.LeaseLost:
-        log.warning("the traffic of deleted canary %s/%s is left to the replica that leads now",
+        log.warning("the Services of deleted canary %s/%s are left to the replica that leads now",
                     meta.get("namespace"), meta.get("name"))
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
-        log.warning("could not hand back the traffic of deleted canary %s/%s (run `fledge cleanup %s -n %s`): %s",
-                    meta.get("namespace"), meta.get("name"), meta.get("name"), meta.get("namespace"),
-                    kube.describe_api_error(exc) or exc)
+        log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
+                    meta.get("name"), kube.describe_api_error(exc) or exc)
 
 
 # -- the per-canary loop ------------------------------------------------------------------------

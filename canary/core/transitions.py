@@ -163,20 +163,3 @@ def rollback(obs: state.Observed, reason: str, **changes: object) -> state.Decis
     status = transition(obs, Phase.FAILED, canary_weight=0, mirrored=False, message=reason,
                         metrics_unavailable_since=None, **changes)
     return state.Decision(status=promoted(status, "False", "Failed", reason, obs.now), actions=actions)
-
-
-# An object at a name the Canary needs belongs to someone else: nothing is written until it is gone.
-CONFLICT_PREFIX = "Conflict: "
-
-
-def conflict(obs: state.Observed, conflict: str) -> state.Decision:
-    """An object at a name the Canary needs is not its own: write nothing, say which and what to do, once.
-
-    Nothing is taken over, and nothing is rolled back either: rolling back would write the routes."""
-    status = obs.canary.status
-    message = f"{CONFLICT_PREFIX}{conflict}"
-    if status.message == message:
-        return state.Decision(status=status, requeue_after=obs.canary.spec.analysis.interval_seconds)
-    return state.Decision(status=status.model_copy(update={"message": message}),
-                          actions=(state.Event("Warning", "Conflict", message),),
-                          requeue_after=obs.canary.spec.analysis.interval_seconds)

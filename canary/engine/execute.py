@@ -18,7 +18,7 @@ import datetime
 import logging
 from typing import Any
 
-from apis import errors, models, naming
+from apis import errors, models
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import observe, runtime, webhooks
@@ -112,8 +112,7 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     only when the core asks (``Initialize``): it may run only an approved revision.
     """
     target = snap.target
-    obs = snap.observed
-    if target is None or obs.error is not None or obs.invalid is not None or obs.conflict is not None:
+    if target is None or snap.observed.error is not None or snap.observed.invalid is not None:
         return
     # What was reconciled depends only on the Canary's spec, the target and the objects it read from the cache
     # (and, for session affinity, the revision under analysis): while none of them changed, it is still
@@ -161,14 +160,14 @@ async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: obse
                                   rt.settings.include_label_prefix)
 
 
-async def _create(rt: runtime.Runtime, canary: models.Canary, manifest: dict[str, Any]) -> None:
+async def _create(rt: runtime.Runtime, manifest: dict[str, Any]) -> None:
     """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
     into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
     only when the cache has no such object, so an apply never adopts the user's Service."""
     meta = manifest["metadata"]
     live = await rt.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
     if live is None:
-        await rt.writer.apply(manifest, naming.field_manager(canary))
+        await rt.writer.apply(manifest)
         return
     rt.store.upsert(live)
     raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
@@ -179,9 +178,9 @@ async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workl
     for write in writes:
         match write:
             case workloads.Create(manifest=manifest):
-                await _create(rt, canary, manifest)
+                await _create(rt, manifest)
             case workloads.Apply(manifest=manifest):
-                await rt.writer.apply(manifest, naming.field_manager(canary))
+                await rt.writer.apply(manifest)
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
                 await rt.writer.patch(api_version, kind, canary.namespace, name, patch)
 
@@ -209,7 +208,7 @@ async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sna
 async def _apply_autoscaler(rt: runtime.Runtime, canary: models.Canary) -> None:
     source = autoscalers.autoscaler(canary, rt.store)
     if source is not None:
-        await rt.writer.apply(autoscalers.primary_autoscaler(canary, source), naming.field_manager(canary))
+        await rt.writer.apply(autoscalers.primary_autoscaler(canary, source))
 
 
 async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus,

@@ -23,7 +23,7 @@ from canary import core
 from canary.cluster import watchcache
 from canary.core import requests
 from canary.engine import runtime, webhooks
-from canary.objects import autoscalers, ownership, workloads
+from canary.objects import autoscalers, workloads
 from metrics import analysis, builtin
 from metrics import base as metric_base
 from routers import base as routers
@@ -132,7 +132,6 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         analysis.validate_metrics(canary, resolve_template(rt, namespace),
                                   core.provider(canary, rt.settings.default_provider), rt.settings.pod_labels)
         check_alert_providers(rt, canary)
-        conflict = _conflict(rt, canary, configs, router)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
@@ -146,28 +145,9 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
     revision = rt.revision((canary.namespace, canary.name), target, configs)
     if configs and canary.status.tracked_configs and canary.status.tracked_configs != configs:
         configs, revision, canary = _legacy_digests(rt, canary, target, configs, revision)
-    observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs, conflict=conflict,
+    observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs,
                                    target=workloads.workload_state(target), routes=router.get_routes(canary))
     return Snapshot(observed, target, router)
-
-
-def _conflict(rt: runtime.Runtime, canary: models.Canary, configs: dict[str, str], router: routers.Router
-              ) -> str | None:
-    """Why this Canary must not write (an object at a name it needs is not its own), None when it may."""
-    namespace = canary.namespace
-
-    def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        return rt.store.get(api_version, kind, namespace, name)
-
-    found = ownership.conflicts(canary, ownership.needed(canary, configs, router.desired(canary)), lookup)
-    if found:
-        return "; ".join(found)
-    primary = lookup("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
-    if primary is not None:
-        return None  # this Canary's own: it manages the target
-    others = (rt.store.get(models.API_VERSION, "Canary", ns, name)
-              for ns, name in rt.store.names(models.API_VERSION, "Canary") if ns == namespace)
-    return ownership.first_claim(canary, (body for body in others if body is not None))
 
 
 def invalid(rt: runtime.Runtime, body: dict[str, Any], message: str, now: datetime.datetime) -> Snapshot:

@@ -4,6 +4,7 @@ cached Canary, losing it stops them all at once."""
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,14 +61,15 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
 
 def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
         ticking: list[runtime.Key], monkeypatch: pytest.MonkeyPatch) -> None:
-    from canary.engine import handover
+    from canary.engine import revert
 
     released: list[str] = []
 
-    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
-        released.append(deleted["metadata"]["name"])
+    async def release(_: Any, canary: Any) -> None:
+        released.append(canary.name)
 
-    monkeypatch.setattr(handover, "hand_back", hand_back)
+    monkeypatch.setattr(revert, "release_services", release)
+    monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
 
     async def scenario() -> None:
         handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
@@ -77,10 +79,6 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
         await handlers.start_leading()
         await event(body=body("b"), type="ADDED", namespace="ns", name="b")
         await event(body=body("b"), type="DELETED", namespace="ns", name="b")  # as the leader
-        for _ in range(100):  # the hand-back runs in a task of its own
-            if released:
-                break
-            await asyncio.sleep(0.01)
         await handlers.stop_leading(grace_seconds=1)
 
     asyncio.run(scenario())
