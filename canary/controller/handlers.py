@@ -154,10 +154,12 @@ async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
         try:
             delay = await tick.tick(runtime_, key)
         except fence.LeaseLost:
-            # The Lease was not renewed in time (a stalled loop, a paused process): this replica writes nothing
-            # more; the election stops every loop, and starts them again if it takes the Lease back.
-            log.warning("%s/%s stops: this replica no longer holds the leader Lease", namespace, name)
-            return
+            # The Lease was not renewed in time (a stalled loop, a paused process): nothing was written. The loop
+            # waits and tries again rather than ending: if the election says leadership is lost it stops every
+            # loop; if the renewal that was late lands after all, no start_leading follows, and a loop that had
+            # ended here would leave its canary (split, perhaps) untended until someone edited it.
+            log.warning("%s/%s waits: this replica's leader Lease is not fresh", namespace, name)
+            delay = runtime_.settings.retry_seconds
         except errors.RetriableError as exc:
             log.info("retrying %s/%s: %s", namespace, name, exc)
             delay = runtime_.settings.retry_seconds

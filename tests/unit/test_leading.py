@@ -85,17 +85,24 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
     assert released == ["b"]
 
 
-def test_a_tick_refused_by_the_fence_ends_its_loop_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_stopped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A renewal that was late but landed re-arms the fence without a new start_leading: a loop that ended at
+    # the refusal would leave its canary untended for good. It retries; stopping (the election) ends it.
     from canary.cluster import fence
     from canary.engine import tick
 
     ticks: list[runtime.Key] = []
+    stopping = asyncio.Event()
 
-    async def refused(_: Any, key: runtime.Key) -> float | None:
+    async def refused_then_fresh(_: Any, key: runtime.Key) -> float | None:
         ticks.append(key)
-        raise fence.LeaseLost("not renewed")
+        if len(ticks) == 1:
+            raise fence.LeaseLost("not renewed")
+        stopping.set()  # the second tick ran: the Lease is fresh again; end the test's loop
+        return None
 
-    monkeypatch.setattr(tick, "tick", refused)
-    monkeypatch.setattr(handlers, "RUNTIME", runtime.Runtime(None, runtime.Settings()))
-    asyncio.run(asyncio.wait_for(handlers.canary_loop(("ns", "a"), asyncio.Event()), timeout=5))
-    assert ticks == [("ns", "a")]  # one tick, no retry: a replica without the Lease writes nothing more
+    monkeypatch.setattr(tick, "tick", refused_then_fresh)
+    monkeypatch.setattr(handlers, "RUNTIME", runtime.Runtime(None, runtime.Settings(retry_seconds=0.01)))
+    asyncio.run(asyncio.wait_for(handlers.canary_loop(("ns", "a"), stopping), timeout=5))
+    assert ticks == [("ns", "a"), ("ns", "a")]
