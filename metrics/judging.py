@@ -79,7 +79,7 @@ def enabled(spec: models.JudgeSpec) -> list[str]:
 def config_of(spec: models.JudgeSpec) -> judge.Config:
     """The statistics' configuration of one comparison: ``alpha`` split evenly over the enabled ones."""
     return judge.Config(alpha=spec.alpha / len(enabled(spec)), min_samples=spec.min_samples,
-                        tolerance=spec.tolerance, severe=spec.severe, pass_ratio=spec.pass_ratio,
+                        tolerance=spec.tolerance, severe=spec.severe, pass_ratio=spec.effective_pass_ratio,
                         inconclusive_limit=spec.inconclusive_limit, robust=spec.burst_robust)
 
 

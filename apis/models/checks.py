@@ -151,9 +151,9 @@ class JudgeSpec(base.ApiModel):
             "x-kubernetes-validations": [
                 {"rule": "!has(self.severe) || self.severe > 1.0 + (has(self.tolerance) ? self.tolerance : 0.1)",
                  "message": "severe must be greater than 1 + tolerance"},
-                {"rule": "(has(self.passRatio) ? self.passRatio : 2.0) > 1.0 + "
+                {"rule": "!has(self.passRatio) || (self.passRatio > 1.0 + "
                          "(has(self.tolerance) ? self.tolerance : 0.1) && "
-                         "(has(self.passRatio) ? self.passRatio : 2.0) <= (has(self.severe) ? self.severe : 10.0)",
+                         "self.passRatio <= (has(self.severe) ? self.severe : 10.0))",
                  "message": "passRatio must be greater than 1 + tolerance and at most severe"},
             ]
         }
@@ -167,8 +167,10 @@ class JudgeSpec(base.ApiModel):
     """Relative increase tolerated: Fail only when the canary's proportion exceeds (1 + tolerance) x primary's."""
     severe: float = pydantic.Field(default=10.0, ge=1.01, le=60)
     """Ratio to the primary's proportion that, once proven, rolls back at once."""
-    pass_ratio: float = pydantic.Field(default=2.0, ge=1.01, le=60)
-    """Pass only once the data rule out a ratio this large (the confidence sequence's upper bound is below it)."""
+    pass_ratio: float | None = pydantic.Field(default=None, ge=1.01, le=60)
+    """Pass only once the data rule out a ratio this large (the confidence sequence's upper bound is below it).
+    Unset: 2, or 1.5 x (1 + tolerance) when that is larger, and never above ``severe``; so a spec written before
+    this field existed (any tolerance and severe it allowed) stays valid."""
     inconclusive_limit: int = pydantic.Field(default=20, ge=1, le=10000)
     """Inconclusive analyses in a row on one step after which the release rolls back, saying why."""
     burst_robust: bool = True
@@ -182,11 +184,18 @@ class JudgeSpec(base.ApiModel):
     latency_quantile: float = pydantic.Field(default=0.99, ge=0.5, le=0.9999)
     """Quantile of the primary's latency whose histogram bucket boundary separates slow requests."""
 
+    @property
+    def effective_pass_ratio(self) -> float:
+        """``passRatio``, or its default for this tolerance and severe (always in (1 + tolerance, severe])."""
+        if self.pass_ratio is not None:
+            return self.pass_ratio
+        return min(self.severe, max(2.0, 1.5 * (1 + self.tolerance)))
+
     @pydantic.model_validator(mode="after")
     def _severe_above_tolerance(self) -> "JudgeSpec":
         if self.severe <= 1 + self.tolerance:
             raise ValueError(f"severe {self.severe:g} must be greater than 1 + tolerance ({1 + self.tolerance:g})")
-        if not 1 + self.tolerance < self.pass_ratio <= self.severe:
+        if self.pass_ratio is not None and not 1 + self.tolerance < self.pass_ratio <= self.severe:
             raise ValueError(f"passRatio {self.pass_ratio:g} must be greater than 1 + tolerance "
                              f"({1 + self.tolerance:g}) and at most severe ({self.severe:g})")
         if not (self.errors or self.latency):

@@ -7,6 +7,7 @@ import datetime
 import time
 from typing import Any
 
+import pydantic
 import pytest
 
 from apis import models
@@ -222,3 +223,20 @@ def test_without_traffic_the_limit_fails_the_check_and_says_so_first() -> None:
     assert check.severe and check.cause == "judge inconclusive limit reached"
     assert check.message.startswith("inconclusive limit reached: 1 analyses in a row on this step were inconclusive")
     assert "no new samples in the 30s" in check.message
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({}, 2.0),
+    ({"tolerance": 1.5}, 3.75),  # valid before passRatio existed: its default follows the tolerance
+    ({"severe": 1.5}, 1.5),  # ... and never exceeds severe
+    ({"passRatio": 3}, 3.0),
+])
+def test_specs_written_before_pass_ratio_existed_stay_valid(fields: dict[str, float], expected: float) -> None:
+    spec = models.JudgeSpec.model_validate(fields)
+    assert spec.effective_pass_ratio == expected
+    assert 1 + spec.tolerance < spec.effective_pass_ratio <= spec.severe
+
+
+def test_an_explicit_pass_ratio_outside_its_bounds_is_refused_by_name() -> None:
+    with pytest.raises(pydantic.ValidationError, match=r"passRatio 1\.05 must be greater than 1 \+ tolerance"):
+        models.JudgeSpec.model_validate({"passRatio": 1.05})
