@@ -81,9 +81,17 @@ class Proxy:
         return int(self._runner.addresses[0][1])
 
     async def _stop(self) -> None:
-        # The upstream session first: it ends the watches still streaming, whose handlers cleanup would await.
+        # The upstream session first: it ends the watches still streaming. Then every handler still relaying
+        # (a watch the controller held open) is cancelled and awaited before the runner's cleanup, which would
+        # otherwise wait for them past __exit__'s timeout: left pending, they are destroyed with the loop later,
+        # and their "Event loop is closed" is raised as an unraisable exception into whichever test runs then.
         if self._session is not None:
             await self._session.close()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=3)
         if self._runner is not None:
             await self._runner.cleanup()
 
