@@ -122,6 +122,10 @@ async def stop_loops(**_: Any) -> None:
     await LOOPS.stop_all()
 
 
+HAND_BACK_ATTEMPTS = 30
+HAND_BACK_RETRY_SECONDS = 1.0
+
+
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
     their loop: canary.engine.revert): hand back the user's Services."""
@@ -129,10 +133,19 @@ async def _release_services(body: dict[str, Any]) -> None:
 
     meta = body.get("metadata") or {}
     try:
-        await revert.release_services(rt(), revert.canary_of(body))
+        # No other replica saw this DELETED as a leader, so a refusal by the fence (a renewal landing late, a
+        # short pause) is waited out while this replica still leads, instead of dropping the hand-back.
+        for attempt in range(HAND_BACK_ATTEMPTS):
+            try:
+                await revert.release_services(rt(), revert.canary_of(body))
+                return
+            except fence.LeaseLost:
+                if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(HAND_BACK_RETRY_SECONDS)
     except fence.LeaseLost:
-        log.warning("the Services of deleted canary %s/%s are left to the replica that leads now",
-                    meta.get("namespace"), meta.get("name"))
+        log.warning("the Services of deleted canary %s/%s were not handed back: this replica lost the Lease; "
+                    "restore their selectors by hand", meta.get("namespace"), meta.get("name"))
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
         log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
                     meta.get("name"), kube.describe_api_error(exc) or exc)

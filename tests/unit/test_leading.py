@@ -85,6 +85,35 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
     assert released == ["b"]
 
 
+def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
+        ticking: list[runtime.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the leader sees a DELETED as one: a refusal while its renewal lands late must not drop the hand-back.
+    from canary.cluster import fence
+    from canary.engine import revert
+
+    attempts: list[str] = []
+
+    async def release(_: Any, canary: Any) -> None:
+        attempts.append(canary.name)
+        if len(attempts) == 1:
+            raise fence.LeaseLost("not renewed yet")
+
+    monkeypatch.setattr(revert, "release_services", release)
+    monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
+    monkeypatch.setattr(handlers, "HAND_BACK_RETRY_SECONDS", 0.01)
+
+    async def scenario() -> None:
+        handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
+        event: Any = handlers.canary_event
+        await handlers.start_leading()
+        await event(body=body("b"), type="ADDED", namespace="ns", name="b")
+        await event(body=body("b"), type="DELETED", namespace="ns", name="b")
+        await handlers.stop_leading(grace_seconds=1)
+
+    asyncio.run(scenario())
+    assert attempts == ["b", "b"]
+
+
 def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_stopped(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A renewal that was late but landed re-arms the fence without a new start_leading: a loop that ended at
