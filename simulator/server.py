@@ -134,6 +134,15 @@ class Simulator:
         with self._lock:
             return self._apps.pop((namespace, name), None) is not None
 
+    def forget_namespace(self, namespace: str) -> tuple[int, int]:
+        """Forget every app of a deleted namespace and drop its metric series; returns (apps, series) dropped."""
+        with self._lock:
+            gone = [key for key in self._apps if key[0] == namespace]
+            for key in gone:
+                del self._apps[key]
+            self._reported = {key: error for key, error in self._reported.items() if key[0] != namespace}
+        return len(gone), self.metrics.forget(namespace)
+
     def app(self, namespace: str, name: str) -> apps.App | None:
         with self._lock:
             return self._apps.get((namespace, name))
@@ -279,8 +288,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self._only("GET"):
                 self._json(200, {"apps": [app.view() for app in simulator.list_apps()]})
             return
+        if len(parts) == 2 and parts[1] and self.command == "DELETE":
+            self._drain()
+            forgotten, series = simulator.forget_namespace(parts[1])
+            self._json(200, {"namespace": parts[1], "apps": forgotten, "series": series})
+            return
         if len(parts) != 3 or not all(parts):
-            self._json(404, {"error": "expected /apps/{namespace}/{name}"})
+            self._json(404, {"error": "expected /apps/{namespace}/{name} (or DELETE /apps/{namespace})"})
             return
         _, namespace, name = parts
         if self.command == "PUT":

@@ -58,6 +58,7 @@ ISTIO_BUCKETS_MS = (
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 SOURCE_WORKLOAD = "fledge-simulator"
+_ISTIO_NAMESPACE = ISTIO_LABELS.index("destination_workload_namespace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +132,18 @@ class Telemetry:
                 self._nginx_requests.add(nginx, seconds.size)
                 self._nginx_duration.observe(nginx, seconds)
 
+    def forget(self, namespace: str) -> int:
+        """Drop every series of ``namespace``, as its exporters vanish with the namespace's pods; returns how
+        many series went.  Without this a long-lived simulator's scrape grows with every namespace it ever
+        served, until rendering it outlasts the scrape timeout and Prometheus stores nothing at all."""
+        with self._lock:
+            self._turns = {key: turn for key, turn in self._turns.items() if key[0] != namespace}
+            return (self._istio_requests.forget(_ISTIO_NAMESPACE, namespace)
+                    + self._istio_duration.forget(_ISTIO_NAMESPACE, namespace)
+                    + self._nginx_requests.forget(0, namespace)
+                    + self._nginx_duration.forget(0, namespace)
+                    + self._http_duration.forget(0, namespace))
+
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric."""
         return exposition.generate_latest(self.registry)
@@ -163,6 +176,12 @@ class _Counter:
 
     def add(self, labels: tuple[str, ...], amount: float) -> None:
         self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def forget(self, position: int, value: str) -> int:
+        gone = [labels for labels in self.values if labels[position] == value]
+        for labels in gone:
+            del self.values[labels]
+        return len(gone)
 
     def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
         if self.kind == "counter":
@@ -206,6 +225,12 @@ class _Histogram:
         indexes = np.searchsorted(series.bounds, values, side="left")
         series.buckets += np.bincount(indexes, minlength=len(series.les)).astype(np.int64)
         series.total += float(values.sum())
+
+    def forget(self, position: int, value: str) -> int:
+        gone = [labels for labels in self.series if labels[position] == value]
+        for labels in gone:
+            del self.series[labels]
+        return len(gone)
 
     def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
         histogram = metrics_core.HistogramMetricFamily(self.name, self.documentation, labels=label_names)

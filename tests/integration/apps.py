@@ -14,11 +14,13 @@ import pathlib
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http import server as http_server
 from typing import Any
 
 import httpx
+import kubernetes.client
 
 from localkube import environment, load, processes
 from localkube import manifests as kubectl
@@ -67,6 +69,26 @@ def simulate(env: environment.Environment, namespace: str, name: str, provider: 
     response = httpx.put(f"{env.simulator_url}/apps/{namespace}/{name}",
                          json={"provider": provider.split(":")[0], "rps": rps, **extra}, timeout=5)
     assert response.status_code in (200, 201), response.text
+
+
+@contextlib.contextmanager
+def scratch_namespace(env: environment.Environment, api: Any, prefix: str = "t") -> Iterator[str]:
+    """A new namespace ``<prefix>-<random>``, deleted afterwards together with everything the simulator
+    exports for it: a session's scrape must not grow with every test that ran before."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+        forget_namespace(env, name)
+
+
+def forget_namespace(env: environment.Environment, namespace: str) -> None:
+    """Drop the simulator's apps and metric series of a deleted namespace."""
+    response = httpx.delete(f"{env.simulator_url}/apps/{namespace}", timeout=10)
+    assert response.status_code == 200, response.text
 
 
 def status(api: Any, namespace: str, name: str) -> dict[str, Any]:

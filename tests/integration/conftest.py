@@ -9,12 +9,10 @@ themselves by namespace, never by restarting the cluster.
 from __future__ import annotations
 
 import pathlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from localkube import controller as local_controller
 from localkube import environment
@@ -34,22 +32,16 @@ def api(env: environment.Environment) -> Any:
 
 
 @pytest.fixture
-def namespace(api: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+def namespace(env: environment.Environment, api: Any) -> Iterator[str]:
+    with apps.scratch_namespace(env, api) as name:
+        yield name
 
 
 @pytest.fixture
-def own_namespace(api: Any) -> Iterator[str]:
+def own_namespace(env: environment.Environment, api: Any) -> Iterator[str]:
     """A namespace outside the shared controller's ``t-*`` scope, for a controller of the test's own."""
-    name = f"o-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with apps.scratch_namespace(env, api, "o") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,10 @@ host's loopback); link-local addresses, where cloud metadata endpoints live, are
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from localkube import controller as local_controller
 from localkube import environment
@@ -48,13 +46,10 @@ def test_a_webhook_pointed_at_a_link_local_address_is_refused_with_a_clear_check
 
 
 @pytest.fixture
-def other_namespace(api: Any) -> Iterator[str]:
+def other_namespace(env: environment.Environment, api: Any) -> Iterator[str]:
     """Another team's namespace, inside the shared controller's ``t-*`` scope."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
+    with apps.scratch_namespace(env, api) as name:
+        yield name
 
 
 def test_another_namespaces_metric_template_is_refused_without_its_consent_and_works_with_it(

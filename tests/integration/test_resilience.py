@@ -140,6 +140,7 @@ def test_only_revert_on_deletion_canaries_hold_a_finalizer(env: environment.Envi
     eventually(lambda: kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, "plain") is None, timeout=15,
                what="the Canary deleted", show=lambda: finalizers(api, namespace, "plain"))
     core.delete_namespace(namespace)
+    apps.forget_namespace(env, namespace)
 
     def namespace_gone() -> bool:
         try:

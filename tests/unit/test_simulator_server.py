@@ -139,6 +139,19 @@ def test_registration_lifecycle(client: httpx.Client) -> None:
     assert client.get("/apps").json() == {"apps": []}
 
 
+def test_deleting_a_namespace_forgets_its_apps_and_their_series(client: httpx.Client) -> None:
+    register(client, rps=0)
+    assert client.get(f"/proxy/{NS}/podinfo-canary/").status_code == 200
+    assert istio(client, destination_workload_namespace=NS) == 1
+
+    response = client.delete(f"/apps/{NS}")
+    assert response.json() == {"namespace": NS, "apps": 1, "series": 3}  # istio counter and histogram, one pod's
+    assert client.get("/apps").json() == {"apps": []}
+    assert "podinfo" not in client.get("/metrics").text
+    assert client.delete(f"/apps/{NS}").json() == {"namespace": NS, "apps": 0, "series": 0}  # idempotent
+    assert client.get(f"/apps/{NS}").status_code == 404  # only DELETE addresses a whole namespace
+
+
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [

@@ -221,3 +221,22 @@ def test_a_version_may_export_its_own_histogram_buckets() -> None:
     assert canary == {"0.2": 0, "2": 1, "5": 2, "+Inf": 2}
     primary = {labels["le"] for labels, _ in buckets if labels["kubernetes_pod_name"] == PRIMARY_PODS[0]}
     assert "0.25" in primary and "0.2" not in primary
+
+
+def test_forgetting_a_namespace_drops_its_series_and_only_its() -> None:
+    metrics = telemetry.Telemetry()
+    metrics.record(PRIMARY, [0.004])
+    metrics.record(CANARY_VIA_NGINX, [0.02])
+    elsewhere = telemetry.Served(namespace="other", workload="shop", service="shop", method="GET", code=200,
+                                 ingress="shop", pods=("shop-7f9c8d6b5-abcde",))
+    metrics.record(elsewhere, [0.01])
+
+    # istio counter + histogram per kind of request (2), nginx counter + histogram (1), app histogram per pod (2)
+    assert metrics.forget("test") == 2 + 2 + 1 + 1 + 2
+    text = metrics.exposition().decode()
+    assert 'namespace="test"' not in text and "test" not in re.findall(r'namespace="([^"]*)"', text)
+    assert samples(text, "istio_requests_total")[0][1] == 1.0
+    assert {labels["namespace"] for labels, _ in samples(text, "nginx_ingress_controller_requests")} == {"other"}
+    assert {labels["kubernetes_namespace"] for labels, _ in samples(text, "http_request_duration_seconds_count")
+            } == {"other"}
+    assert metrics.forget("test") == 0
