@@ -11,14 +11,10 @@ in all, the canary's share of them ``s = X / N`` lies in [0, 1].  Under ``rho``,
 events and traffic split ``pi``, its conditional mean is ``theta(rho) = rho*pi / (rho*pi + 1 - pi)`` as
 long as each *burst* (not each event) comes from the canary independently of the others, with that
 probability: whatever the bursts' sizes, ``E[s] = sum_i size_i * theta / sum_i size_i = theta``.  So
-for each ``rho_j`` on the grid and each betting fraction ``c`` in ``FRACTIONS``,
-
-- up (against "the canary is at most ``rho_j``"): ``1 + c * (s - theta_j) / theta_j``,
-- down (against "at least ``rho_j``"): ``1 - c * (s - theta_j) / (1 - theta_j)``,
-
-are non-negative, with conditional mean at most 1 under their null (the up factor decreases in ``rho_j``,
-so it is valid for every ``rho <= rho_j`` too; the down factor likewise for ``rho >= rho_j``).  Their
-products over windows are test supermartingales; the mean over ``c`` is one too, and by Ville's
+for each ``rho_j`` on the grid and each betting fraction ``c`` in ``FRACTIONS``, the "up" factor against
+"the canary is at most ``rho_j``", ``1 + c * (s - theta_j) / theta_j``, is non-negative, with conditional
+mean at most 1 under its null (it decreases in ``rho_j``, so it is valid for every ``rho <= rho_j`` too).
+Its products over windows are test supermartingales; the mean over ``c`` is one too, and by Ville's
 inequality it reaches ``1/alpha`` with probability at most ``alpha``.
 
 The assumption, stated: bursts are shorter than a window and, given the past, each burst belongs to the
@@ -52,19 +48,17 @@ def shares(grid: Sequence[float], canary_requests: int, primary_requests: int) -
 
 
 def window_log_factors(grid: Sequence[float], canary_requests: int, canary_events: int, primary_requests: int,
-                       primary_events: int) -> tuple[Floats, Floats]:
-    """The log of one window's up and down betting factors, shape (len(grid), len(FRACTIONS)); zeros when the
-    window compares nothing (a version without requests, or no events at all)."""
+                       primary_events: int) -> Floats:
+    """The log of one window's up betting factors, shape (len(grid), len(FRACTIONS)); zeros when the window
+    compares nothing (a version without requests, or no events at all)."""
     events = canary_events + primary_events
-    zeros = np.zeros((len(grid), len(FRACTIONS)))
     if canary_requests == 0 or primary_requests == 0 or events == 0:
-        return zeros, zeros.copy()
+        return np.zeros((len(grid), len(FRACTIONS)))
     theta = shares(grid, canary_requests, primary_requests)[:, None]
     fractions = np.asarray(FRACTIONS)[None, :]
     share = canary_events / events
     up: Floats = np.log1p(fractions * (share - theta) / theta)
-    down: Floats = np.log1p(-fractions * (share - theta) / (1.0 - theta))
-    return up, down
+    return up
 
 
 def e_values(log_wealth: Sequence[float], size: int) -> Floats:
@@ -75,15 +69,12 @@ def e_values(log_wealth: Sequence[float], size: int) -> Floats:
     return result
 
 
-def bounds(grid: Sequence[float], up: Sequence[float], down: Sequence[float], alpha: float
-           ) -> tuple[float | None, float | None]:
-    """The largest ratio rejected from above and the smallest rejected from below at ``1/alpha``: every ratio
-    up to the first, and from the second on, is ruled out; None where none is."""
+def lower_bound(grid: Sequence[float], up: Sequence[float], alpha: float) -> float | None:
+    """The largest ratio the up bets reject at ``1/alpha`` (every ratio up to it is ruled out); None where
+    none is."""
     ratios = np.asarray(grid, dtype=np.float64)
-    bound = 1.0 / alpha
-    low = ratios[e_values(up, ratios.size) >= bound]
-    high = ratios[e_values(down, ratios.size) >= bound]
-    return (float(low.max()) if low.size else None), (float(high.min()) if high.size else None)
+    low = ratios[e_values(up, ratios.size) >= 1.0 / alpha]
+    return float(low.max()) if low.size else None
 
 
 def at(grid: Sequence[float], log_wealth: Sequence[float], ratio: float) -> float:

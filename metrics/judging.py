@@ -116,7 +116,8 @@ def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[ju
         canary=judge.Counts(result.canary_requests, result.canary_events),
         primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples,
         inconclusive=result.inconclusive, wealth_up=tuple(result.log_wealth_up),
-        wealth_down=tuple(result.log_wealth_down))
+        # A status written before the dispersion was kept: its windows start counting now.
+        pearson=tuple(result.pearson) or (0.0,) * len(result.log_likelihood), windows=result.windows)
     if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
@@ -128,6 +129,7 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
                 queries: list[str], boundary: float | None, step: str, prefix: str = "") -> vocabulary.Check:
     """A verdict as a vocabulary.Check, with every number a person needs in status."""
     evidence = judgement.evidence
+    spread = judge.dispersion(evidence) if config.robust else None
 
     def finite(value: float | None) -> float | None:
         return value if value is not None and math.isfinite(value) else None
@@ -142,7 +144,8 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         until=models.format_time(window.end), step=step, null_ratio=config.null, severe_ratio=config.severe,
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
         log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
-        log_wealth_down=[round(v, 6) for v in evidence.wealth_down])
+        pearson=[round(v, 6) for v in evidence.pearson], windows=evidence.windows,
+        dispersion=None if spread is None else round(spread, 6))
     # An exhausted limit says so first: the rollback message is built from it.
     message = (judgement.reason + (f"; {prefix.rstrip('; ')}" if prefix else "") if judgement.limit_reached
                else prefix + judgement.reason)

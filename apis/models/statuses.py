@@ -89,7 +89,15 @@ class JudgeResult(base.StatusModel):
     """The evidence so far, on the judge's grid of ratios; carried to the next step."""
     log_wealth_up: list[float] = pydantic.Field(default_factory=list)
     """The burst-robust test's log wealth against each ratio, per betting fraction; carried to the next step."""
+    pearson: list[float] = pydantic.Field(default_factory=list)
+    """Squared Pearson residuals summed over the windows, per ratio: how bursty the events are."""
+    windows: int = 0
+    """Windows that compared the versions (both served, some events)."""
+    dispersion: float | None = None
+    """How many times more the canary's share of events varies than independent events would make it (at
+    least 1); a Pass's interval is widened by it.  Unset until two windows compared."""
     log_wealth_down: list[float] = pydantic.Field(default_factory=list)
+    """No longer written (Fledge before 2026-12 kept a bet that no verdict used); read and ignored."""
 
 
 # A rendered query is stored up to this many characters: 32 metrics of 256 KiB each made a status etcd refused
