@@ -62,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metrics import betting
+from metrics import dispersion as dispersion_
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
 Floats = npt.NDArray[np.float64]
@@ -71,11 +72,6 @@ BASE_GRID = tuple(float(2.0 ** (k / 4)) for k in range(-16, 25))
 # The mixing prior of the test puts most weight on ratios up to e (about 2.7) times the null: regressions
 # worth catching early are there, and the likelihood of larger ones is overwhelming anyway.
 PRIOR_SCALE = 1.0
-# The dispersion is read at the lower quartile of its chi-squared (the standard normal's quartile, below): a
-# canary at passRatio with errors in bursts of 10 was passed in 51 % of first verdicts without it, 4 % with
-# it (alpha 5 %), for three windows instead of one before a healthy canary's first Pass.
-DISPERSION_QUANTILE = 0.25
-DISPERSION_Z = -0.6745
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,35 +205,11 @@ def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts
     return result
 
 
-def window_pearson(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
-    """Each ratio's squared Pearson residual of one window: how far the canary's events are from their
-    expected share of the window's events, in binomial standard deviations (squared); zeros when the window
-    compares nothing."""
-    ratios = np.asarray(grid, dtype=np.float64)
-    if not comparable(canary, primary):
-        return np.zeros_like(ratios)
-    events = canary.events + primary.events
-    theta = betting.shares(grid, canary.requests, primary.requests)
-    result: Floats = (canary.events - events * theta) ** 2 / (events * theta * (1.0 - theta))
-    return result
-
-
 def dispersion(evidence: Evidence) -> float | None:
-    """How much more the canary's share of events varies between windows than independent events would make
-    it, at least 1; None before two windows compared (one window cannot show it).  Events in bursts of mean
-    square size ``m2`` over mean size ``m1`` give about ``m2 / m1``.
-
-    The Pearson statistic at the most likely ratio is about ``dispersion * chi2(windows - 1)``; it is divided
-    by the lower ``DISPERSION_QUANTILE`` of that chi-squared (Wilson and Hilferty's approximation), so that
-    few windows, which may show little of the bursts by chance, overstate the dispersion rather than
-    understate it (``benchmarks/judge.py`` measures what this buys: Passes of a canary at ``passRatio``)."""
-    if evidence.windows < 2 or not evidence.pearson:
+    """``metrics.dispersion.estimate`` of the evidence so far: None before two windows compared."""
+    if not evidence.pearson:
         return None
-    freedom = evidence.windows - 1
-    spread = 2.0 / (9.0 * freedom)
-    quantile = freedom * max(1e-3, 1.0 - spread + DISPERSION_Z * math.sqrt(spread)) ** 3
-    best = int(np.argmax(np.asarray(evidence.log_likelihood)))
-    return max(1.0, evidence.pearson[best] / quantile)
+    return dispersion_.estimate(evidence.pearson, evidence.windows, evidence.log_likelihood)
 
 
 def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) -> Evidence:
@@ -252,7 +224,8 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) 
     grid = config.grid()
     summed = np.asarray(evidence.log_likelihood) + window_log_likelihood(grid, canary, primary)
     up = betting.window_log_factors(grid, canary.requests, canary.events, primary.requests, primary.events)
-    pearson = np.asarray(evidence.pearson) + window_pearson(grid, canary, primary)
+    pearson = np.asarray(evidence.pearson) + dispersion_.window_pearson(grid, canary.requests, canary.events,
+                                                                      primary.requests, primary.events)
     return dataclasses.replace(evidence, log_likelihood=tuple(float(v) for v in summed),
                                wealth_up=tuple(float(v) for v in np.asarray(evidence.wealth_up) + up.ravel()),
                                pearson=tuple(float(v) for v in pearson),
