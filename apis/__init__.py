@@ -3,9 +3,9 @@
 Why this exists: the engine (``canary``), the plug-in families (``routers``,
 ``metrics``, ``notifiers``) and the programs beside them all speak about the
 same things: a Canary and its spec (``models``), the errors that name a field
-(``errors``), durations, traffic weights and check outcomes (``vocabulary``),
-and how Fledge names and marks the objects it writes (``naming``).  Keeping
-them here lets imports flow one way::
+(``errors``), durations, traffic weights, check outcomes and phase sets
+(``vocabulary``), and how Fledge names and marks the objects it writes
+(``naming``).  Keeping them here lets imports flow one way::
 
     apis  ◄──  routers, metrics, notifiers, loadtester  ◄──  canary (observe → decide → execute, CLI)
 

@@ -1,8 +1,11 @@
-"""Traffic weights and check outcomes: the words the decision core, the routers and the metric providers share.
+"""Traffic weights, check outcomes and phase sets: the words the decision core, the routers and the metric
+providers share.
 
 Why this exists: a router writes ``Weights`` and reads them back; a metric provider, a webhook call or the
-judge produces a ``Check``; the decision core reads both.  They live here, below all of them, so no plug-in
-family imports the engine.
+judge produces a ``Check``; the decision core reads both.  The phase sets say what a phase means (a run is
+under way, the analysis runs, the release ended) for the core, the routers (``routers.session``: when a
+cookie is taken back) and the controller alike, so the word has one meaning.  They live here, below all of
+them, so no plug-in family imports the engine.
 
 What it must not do: hold rules (when to step, what a failed check means): the decision core does.
 """
@@ -25,6 +28,22 @@ class Weights:
 
 
 ALL_PRIMARY = Weights(primary=100, canary=0)
+
+Phase = models.CanaryPhase
+# Every set of phases Fledge reasons about, defined here once (the core re-exports them as ``core.*_PHASES``).
+# No run under way: the primary serves everyone and the target is parked.
+IDLE_PHASES = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED})
+# The analysis runs: steps, checks, approval.
+ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
+# The analysed revision is being copied into the primary.
+PROMOTING_PHASES = frozenset({Phase.PROMOTING, Phase.FINALISING})
+# A run is under way, from the first step to the end of promotion.
+RUNNING_PHASES = ANALYSING_PHASES | PROMOTING_PHASES
+# The target serves as the canary and traffic may be split.  Before initialization the target is still the
+# user's live workload and must not be touched.
+RELEASING_PHASES = RUNNING_PHASES | {Phase.WAITING}
+# How a release ended.
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,8 +27,7 @@ from routers import matching
 COOKIE_HEADER = "Cookie"
 SET_COOKIE_HEADER = "Set-Cookie"
 # Phases that follow a run in which the canary had traffic: its cookie holders must be told to drop it.
-_AFTER_RUN = frozenset({models.CanaryPhase.PROMOTING, models.CanaryPhase.FINALISING,
-                        models.CanaryPhase.SUCCEEDED, models.CanaryPhase.FAILED})
+_AFTER_RUN = vocabulary.PROMOTING_PHASES | vocabulary.FINAL_PHASES
 
 
 @dataclasses.dataclass(frozen=True)

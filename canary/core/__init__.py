@@ -19,17 +19,28 @@ A tick asks ``decide`` until it stops asking::
 
 Modules: ``state`` (inputs, needs, actions), ``strategy`` (weights,
 iterations, replica counts, the router provider), ``gates`` (asking),
-``transitions`` (every phase set, the fields every decided status carries,
-deadlines, the one rollback path), ``lifecycle`` (decide; the phases outside
-analysis, an invalid spec),
+``transitions`` (the fields every decided status carries, deadlines, the one
+rollback path), ``lifecycle`` (decide; the phases outside analysis, an invalid
+spec),
 ``steps`` (analysis steps, approval, promotion; not ``metrics.analysis``, which
 runs the checks), ``requests`` (the codec of an operator's requests), ``record``
 (the decision history).  The names below are the public
-surface the rest of Fledge uses.
+surface the rest of Fledge uses; the phase sets among them are defined in
+``apis.vocabulary``, below the core, so the routers read the same ones.
 """
 
 from apis.models import format_time  # status times are written one way, as Kubernetes writes them
-from apis.vocabulary import ALL_PRIMARY, Check, Weights
+from apis.vocabulary import (  # the phase sets live below the core, where the routers can read them too
+    ALL_PRIMARY,
+    ANALYSING_PHASES,
+    FINAL_PHASES,
+    IDLE_PHASES,
+    PROMOTING_PHASES,
+    RELEASING_PHASES,
+    RUNNING_PHASES,
+    Check,
+    Weights,
+)
 from canary.core.lifecycle import decide, settle
 from canary.core.state import (
     MISSING,
@@ -49,15 +60,9 @@ from canary.core.state import (
 )
 from canary.core.strategy import analysis_routes, max_weight, next_weight, provider, replicas, weight_steps
 from canary.core.transitions import (
-    ANALYSING_PHASES,
     API_ERROR_PREFIX,
-    FINAL_PHASES,
-    IDLE_PHASES,
     POLL_SECONDS,
-    PROMOTING_PHASES,
-    RELEASING_PHASES,
     ROLLOUT_POLL_MAX_SECONDS,
-    RUNNING_PHASES,
     parse_time,
     seconds_until_due,
     set_condition,

@@ -33,7 +33,7 @@ PAUSED_MESSAGE = "Paused by an operator: no step, no rollback by analysis and no
 # A pause holds the phases in which the controller would step, roll back or start a run.  Promoting and
 # Finalising complete: the primary already runs the promoted template, and stopping there would only keep
 # traffic on two copies longer.  A spec error still counts towards a rollback (it is not analysis).
-PAUSABLE_PHASES = transitions.ANALYSING_PHASES | transitions.IDLE_PHASES | {Phase.WAITING}
+PAUSABLE_PHASES = vocabulary.ANALYSING_PHASES | vocabulary.IDLE_PHASES | {Phase.WAITING}
 
 
 def decide(obs: state.Observed) -> state.Decision:
@@ -105,11 +105,11 @@ def _decide(obs: state.Observed) -> state.Decision:
         return _paused(obs)
     if phase in (None, Phase.INITIALIZING) or not obs.canary.status.last_applied_spec:
         return _initialize(obs)
-    if phase in transitions.IDLE_PHASES or phase == Phase.WAITING:
+    if phase in vocabulary.IDLE_PHASES or phase == Phase.WAITING:
         return _idle(obs)
     if not obs.primary.exists:
         return missing_primary(obs, [])
-    if phase in transitions.ANALYSING_PHASES:
+    if phase in vocabulary.ANALYSING_PHASES:
         if obs.revision == obs.canary.status.last_promoted_spec:
             return _reverted(obs)
         if obs.revision != obs.canary.status.last_applied_spec:
@@ -148,7 +148,7 @@ def _invalid(obs: state.Observed, message: str) -> state.Decision:
     carries a neutral one); the routes, the canary's replicas, the Promoted condition and the event are
     the same as for any rollback."""
     status = obs.canary.status
-    if status.phase in transitions.RELEASING_PHASES:
+    if status.phase in vocabulary.RELEASING_PHASES:
         return transitions.rollback(obs, message)
     if status.message == message:
         return state.Decision(status=status)
@@ -163,13 +163,13 @@ def _spec_error(obs: state.Observed) -> state.Decision:
     if status.message != message:
         actions.append(state.Event("Warning", "InvalidSpec", message))
     phase = status.phase
-    if phase in transitions.RUNNING_PHASES and obs.revision is not None and obs.revision != status.last_applied_spec:
+    if phase in vocabulary.RUNNING_PHASES and obs.revision is not None and obs.revision != status.last_applied_spec:
         # A revision nobody analysed arrived while the spec cannot be analysed: it gets no traffic.
         if obs.routes != vocabulary.ALL_PRIMARY:
             actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
         stopped = _stopped(obs).model_copy(update={"message": message})
         return state.Decision(status=stopped, actions=tuple(actions), requeue_after=transitions.POLL_SECONDS)
-    if phase not in transitions.ANALYSING_PHASES and phase != Phase.PROMOTING:
+    if phase not in vocabulary.ANALYSING_PHASES and phase != Phase.PROMOTING:
         # Nothing is split outside a release: say why and wait for the fix.
         return state.Decision(status=status.model_copy(update={"message": message}), actions=tuple(actions))
     wait = transitions.seconds_until_due(obs.canary, obs.now)
@@ -294,7 +294,7 @@ def missing_primary(obs: state.Observed, actions: list[state.Action]) -> state.D
     reason = (f"primary Deployment {obs.canary.namespace}/{obs.canary.spec.primary_target_name} is missing and "
               "the target runs a revision that was never promoted; revert the target to the promoted revision "
               "so that Fledge re-creates the primary from it")
-    if status.phase in transitions.ANALYSING_PHASES:
+    if status.phase in vocabulary.ANALYSING_PHASES:
         return transitions.rollback(obs, reason)
     if status.message == reason:
         return state.Decision(status=status, actions=tuple(actions))
@@ -341,12 +341,12 @@ def _refusal(obs: state.Observed, request: state.Request) -> str | None:
     if obs.paused and action != "abort":
         return f"{transitions.name(obs)} is paused; resume it first"
     if action == "promote":
-        if status.phase not in transitions.ANALYSING_PHASES:
+        if status.phase not in vocabulary.ANALYSING_PHASES:
             return (f"nothing to promote in phase {phase}: promote skips the remaining steps of a release "
                     "that is Progressing or WaitingPromotion")
         if obs.revision != status.last_applied_spec:
             return "the target changed to a new revision since this release started; its analysis starts again"
-    if action == "abort" and status.phase not in transitions.ANALYSING_PHASES | {Phase.WAITING}:
+    if action == "abort" and status.phase not in vocabulary.ANALYSING_PHASES | {Phase.WAITING}:
         return (f"nothing to abort in phase {phase}: abort rolls back a release that is Waiting, Progressing "
                 "or WaitingPromotion (once Promoting, the primary already runs the new revision)")
     if action == "retry":
@@ -376,7 +376,7 @@ def _paused(obs: state.Observed) -> state.Decision:
     """Hold: no step, no rollback by analysis, no new run; keep the routes where the status says they are."""
     canary, status = obs.canary, obs.canary.status
     routes = vocabulary.ALL_PRIMARY
-    if status.phase in transitions.ANALYSING_PHASES and status.analysis_started:
+    if status.phase in vocabulary.ANALYSING_PHASES and status.analysis_started:
         routes = strategy.analysis_routes(canary, status.canary_weight, mirrored=status.mirrored)
     actions: list[state.Action] = []
     if obs.routes is not None and obs.routes != routes:

@@ -19,20 +19,6 @@ from apis import models, vocabulary
 from canary.core import state
 
 Phase = models.CanaryPhase
-# Every set of phases Fledge reasons about, defined here once (the rest of Fledge imports them from the core).
-# No run under way: the primary serves everyone and the target is parked.
-IDLE_PHASES = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED})
-# The analysis runs: steps, checks, approval.
-ANALYSING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
-# The analysed revision is being copied into the primary.
-PROMOTING_PHASES = frozenset({Phase.PROMOTING, Phase.FINALISING})
-# A run is under way, from the first step to the end of promotion.
-RUNNING_PHASES = ANALYSING_PHASES | PROMOTING_PHASES
-# The target serves as the canary and traffic may be split.  Before initialization the target is still the
-# user's live workload and must not be touched.
-RELEASING_PHASES = RUNNING_PHASES | {Phase.WAITING}
-# How a release ended.
-FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 # How soon to look again while waiting on the cluster (a rollout, readiness) rather than on the interval.
 POLL_SECONDS = 1.0
 # While a workload rolls out, its watch events wake the canary as it changes: a timer is only needed for
