@@ -3,7 +3,7 @@ providers share.
 
 Why this exists: a router writes ``Weights`` and reads them back; a metric provider, a webhook call or the
 judge produces a ``Check``; the decision core reads both.  The phase sets say what a phase means (a run is
-under way, the analysis runs, the release ended) for the core, the routers (``routers.session``: when a
+under way, the analysis runs, the release ended) for the core, the routers (``apis.affinity``: when a
 cookie is taken back) and the controller alike, so the word has one meaning.  They live here, below all of
 them, so no plug-in family imports the engine.
 

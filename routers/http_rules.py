@@ -17,7 +17,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from apis import models, vocabulary
+from apis import affinity, models, vocabulary
 from routers import base, session
 
 Manifest = dict[str, Any]
@@ -56,18 +56,18 @@ def layout(canary: models.Canary, weights: vocabulary.Weights, form: Form, match
     """
     primary, canary_name = canary.spec.primary_service_name, canary.spec.canary_service_name
     weighted = [form.backend(primary, weights.primary), form.backend(canary_name, weights.canary)]
-    affinity = session.plan(canary, weights)
+    cookies = affinity.plan(canary, weights)
     sessions: list[Manifest] = []
-    if affinity.cookie is not None:
-        cookie_matches = form.cookie_matches(affinity.cookie.match_regex)
-        if affinity.sticky:
+    if cookies.cookie is not None:
+        cookie_matches = form.cookie_matches(session.match_regex(cookies.cookie))
+        if cookies.sticky:
             # The canary's answers hand out the cookie; its holders then reach the canary alone.
-            form.hand_out(weighted[1], affinity.cookie.set_cookie())
+            form.hand_out(weighted[1], cookies.cookie.set_cookie())
             to_canary = [form.backend(primary, 0), form.backend(canary_name, 100)]
             sessions.append(form.rule(cookie_matches, to_canary, False))
         else:
             cleared = form.rule(cookie_matches, copy.deepcopy(weighted), False)
-            form.take_back(cleared, affinity.cookie.clear_cookie())
+            form.take_back(cleared, cookies.cookie.clear_cookie())
             sessions.append(cleared)
     if canary.spec.analysis.strategy != "ab":
         return copy.deepcopy([*sessions, form.rule(matches, weighted, weights.mirrored)])

@@ -1,104 +1,23 @@
-"""Session affinity (``analysis.sessionAffinity``): a cookie that keeps a client on the canary once it got there.
+"""The session cookie in HTTP terms: the headers that carry it and the match that recognises it.
 
-Why this exists: the Gateway API and Istio routers both implement Flagger's cookie stickiness, and must agree
-on the cookie, on when it is handed out and on when it is taken back.  While the canary has weight, its
-responses set ``Set-Cookie: <cookieName>=<value>; Max-Age=<maxAge>`` and a route rule placed before the
-weighted one sends every request carrying that cookie to the canary.  When the canary loses its weight after
-a run (promotion or rollback), that rule is replaced by one that answers the cookie's holders from the
-primary with ``Max-Age=-1``, which makes browsers drop it; it stays until the next run hands out a new cookie.
+Why this exists: the Gateway API and Istio routers both implement Flagger's cookie stickiness
+(``analysis.sessionAffinity``) and must match the cookie the same way.  Which cookie, and whether the routes
+hand it out or take it back, is ``apis.affinity``'s derivation, which the decision core reads too when it
+reports the cookie in status; this module only says how a route recognises it.
 
-The value is derived, not drawn: a digest of the Canary's uid and the revision under analysis
-(``status.lastAppliedSpec``).  Every tick, a restarted controller and a re-applied route therefore name the
-same cookie without storing it first, each release gets a new one, and it cannot be guessed without the
-Canary's uid.  (Flagger draws a random value and keeps it in status; Fledge reports the same
-``sessionAffinityCookie``/``previousSessionAffinityCookie`` status fields from this derivation.)
-
-What it must not do: build route objects (each router does, in its own form) or read the cluster.
+What it must not do: decide about the cookie (``apis.affinity`` does), build route objects (each router does,
+in its own form) or read the cluster.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-
-from apis import models, vocabulary
+from apis import affinity
 from routers import matching
 
 COOKIE_HEADER = "Cookie"
 SET_COOKIE_HEADER = "Set-Cookie"
-# Phases that follow a run in which the canary had traffic: its cookie holders must be told to drop it.
-_AFTER_RUN = vocabulary.PROMOTING_PHASES | vocabulary.FINAL_PHASES
 
 
-@dataclasses.dataclass(frozen=True)
-class Cookie:
-    name: str
-    value: str
-    max_age: int
-
-    @property
-    def pair(self) -> str:
-        """``name=value``, as status reports it and as a request carries it."""
-        return f"{self.name}={self.value}"
-
-    def set_cookie(self) -> str:
-        """The ``Set-Cookie`` value the canary's responses carry."""
-        return f"{self.pair}; Max-Age={self.max_age}"
-
-    def clear_cookie(self) -> str:
-        """The ``Set-Cookie`` value that makes a client drop the cookie."""
-        return f"{self.pair}; Max-Age=-1"
-
-    @property
-    def match_regex(self) -> str:
-        """A regular expression (RE2, whole header) for a ``Cookie`` header that carries the cookie."""
-        return f".*{matching.escape(self.name)}={self.value}.*"
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What the routes do about the cookie: hand it out (``sticky``), take it back (``clear``), or nothing."""
-
-    cookie: Cookie | None = None
-    sticky: bool = False
-
-    @property
-    def clear(self) -> bool:
-        return self.cookie is not None and not self.sticky
-
-
-def cookie(canary: models.Canary) -> Cookie | None:
-    """The cookie of the revision under analysis; None without ``sessionAffinity.cookieName`` or a revision."""
-    affinity = canary.spec.analysis.session_affinity
-    revision = canary.status.last_applied_spec
-    if affinity is None or not affinity.cookie_name or not revision:
-        return None
-    seed = f"{canary.metadata.uid or ''}/{canary.namespace}/{canary.name}/{revision}"
-    return Cookie(affinity.cookie_name, hashlib.sha256(seed.encode()).hexdigest()[:24], affinity.max_age)
-
-
-def plan(canary: models.Canary, weights: vocabulary.Weights) -> Plan:
-    """Hand the cookie out while the canary has weight; take it back when a run that gave it weight ends.
-
-    ``canary`` is the Canary as the tick found it: when weights go back to the primary, either its status
-    still shows the canary's weight (a rollback or the end of promotion) or its phase follows such a run.
-    """
-    found = cookie(canary)
-    if found is None:
-        return Plan()
-    if weights.canary > 0:
-        return Plan(found, sticky=True)
-    status = canary.status
-    if status.canary_weight > 0 or status.phase in _AFTER_RUN:
-        return Plan(found, sticky=False)
-    return Plan()
-
-
-def status_fields(canary: models.Canary, weights: vocabulary.Weights) -> dict[str, str | None]:
-    """The status fields Flagger reports for the cookie, for the routes ``plan`` writes."""
-    decided = plan(canary, weights)
-    if decided.cookie is None:
-        return {}
-    if decided.sticky:
-        return {"session_affinity_cookie": decided.cookie.pair}
-    return {"session_affinity_cookie": None, "previous_session_affinity_cookie": decided.cookie.pair}
+def match_regex(cookie: affinity.Cookie) -> str:
+    """A regular expression (RE2, whole header) for a ``Cookie`` header that carries ``cookie``."""
+    return f".*{matching.escape(cookie.name)}={cookie.value}.*"

@@ -45,7 +45,7 @@ def decide(obs: state.Observed) -> state.Decision:
         decision = _on_schedule(obs, _decide(obs))
     except gates.NeedMore as more:
         return state.Decision(status=obs.canary.status, need=more.need)
-    return dataclasses.replace(decision, status=transitions.reported(obs, decision.status))
+    return dataclasses.replace(decision, status=transitions.reported(obs, decision))
 
 
 def _on_schedule(obs: state.Observed, decision: state.Decision) -> state.Decision:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from apis import models, vocabulary
+from apis import affinity, models, vocabulary
 from canary.core import state
 
 Phase = models.CanaryPhase
@@ -31,14 +31,23 @@ ROLLOUT_POLL_MAX_SECONDS = 10.0
 API_ERROR_PREFIX = "Kubernetes API error: "
 
 
-def reported(obs: state.Observed, status: models.CanaryStatus) -> models.CanaryStatus:
-    """The fields every decided status carries: the generation it was decided for, and no stale refusal."""
+def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStatus:
+    """The fields every decided status carries: the generation it was decided for, no stale refusal, and the
+    session cookie that the decided routes hand out or take back (``apis.affinity``: Flagger's
+    sessionAffinityCookie and previousSessionAffinityCookie, named as the routers name them)."""
+    status = decision.status
     update: dict[str, object] = {}
     generation = obs.canary.metadata.generation
     if generation is not None and status.observed_generation != generation:
         update["observed_generation"] = generation
     if status.message and status.message.startswith(API_ERROR_PREFIX):
         update["message"] = ""
+    routes = [action.weights for action in decision.actions if isinstance(action, state.SetRoutes)]
+    # An invalid spec is routed with a neutral analysis, which has no cookie (``models.parse_canary_for_routing``).
+    if routes and obs.invalid is None:
+        # The routers read the Canary as the tick found it (obs.canary) and the last weights set.
+        cookie = affinity.status_fields(obs.canary, routes[-1])
+        update.update({key: value for key, value in cookie.items() if getattr(status, key) != value})
     return status.model_copy(update=update) if update else status
 
 

@@ -124,7 +124,7 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
     spec_version = f"{meta.uid}/{meta.generation}" if meta.generation else meta.resource_version
     inputs: tuple[object, ...] = (spec_version, (target.get("metadata") or {}).get("resourceVersion"),
                                   canary.status.last_applied_spec)
-    if canary.spec.analysis.session_affinity is not None:  # the cookie rules follow the run (routers.session)
+    if canary.spec.analysis.session_affinity is not None:  # the cookie rules follow the run (apis.affinity)
         inputs += (canary.status.phase, canary.status.canary_weight)
     done = rt.reconciled.get(key)
     if done is not None and done[0] == inputs and rt.store.unchanged(done[1]):

@@ -3,7 +3,9 @@
 Why this exists: the only place the three stages meet, shared by the kopf
 daemon, the integration tests and the benchmarks.
 
-What it must not do: hold decisions (core) or I/O details (observe, execute).
+What it must not do: hold decisions (core) or I/O details (observe, execute), or
+edit the status the core decided.  The one status it writes itself is the report
+of a write the API server refused (``execute_reporting``), which the core clears.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from apis import errors, models
 from canary import core
 from canary.cluster import kube, telemetry, watchcache
 from canary.engine import execute, observe, revert, runtime
-from routers import session
 
 log = logging.getLogger("fledge.tick")
 
@@ -43,7 +44,6 @@ async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | N
         return await _invalid(rt, body, str(exc), now)
     snap = await observe.observe(rt, canary, now)
     snap, decision = await _decide(rt, snap)
-    decision = _with_session_cookies(canary, decision)
     delay = await execute_reporting(rt, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
     stored = rt.store.get(models.API_VERSION, "Canary", namespace, name)
@@ -66,18 +66,6 @@ def _others_changes(before: dict[str, object], after: dict[str, object]) -> bool
     old, new = before.get("metadata") or {}, after.get("metadata") or {}
     assert isinstance(old, dict) and isinstance(new, dict)
     return any(old.get(key) != new.get(key) for key in _NOT_STATUS)
-
-
-def _with_session_cookies(canary: models.Canary, decision: core.Decision) -> core.Decision:
-    """Report in status the session cookie that the routes of this decision hand out or take back
-    (``routers.session``: Flagger's sessionAffinityCookie and previousSessionAffinityCookie)."""
-    weights = [action.weights for action in decision.actions if isinstance(action, core.SetRoutes)]
-    if not weights:
-        return decision
-    fields = session.status_fields(canary, weights[-1])
-    if all(getattr(decision.status, key) == value for key, value in fields.items()):
-        return decision
-    return dataclasses.replace(decision, status=decision.status.model_copy(update=fields))
 
 
 async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:

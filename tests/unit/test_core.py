@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apis import models
+from apis import affinity, models
 from canary import core
 from routers import base as routers
 
@@ -616,3 +616,22 @@ def test_a_late_step_does_not_delay_the_next_one(late: datetime.timedelta, stamp
     assert core.seconds_until_due(canary.model_copy(update={"status": decision.status}), now) == pytest.approx(
         60 - (now - stamped).total_seconds())
     assert decision.requeue_after == pytest.approx(60 - (now - stamped).total_seconds()), "it comes back when due"
+
+
+def test_the_core_reports_the_session_cookie_its_routes_hand_out_then_take_back() -> None:
+    sticky = {"sessionAffinity": {"cookieName": "canary-session", "maxAge": 60}}
+    analysis = {"interval": "1m", "stepWeight": 20, "maxWeight": 60, "threshold": 2, **sticky}
+    canary = make(analysis, status=progressing(canaryWeight=20, lastStepTime=core.format_time(T0)))
+    cookie = affinity.cookie(canary)
+    assert cookie is not None
+    step = decide(World(canary, now=LATER, routes=core.Weights(80, 20), checks=[PASS]))
+    assert routes_of(step) == [core.Weights(60, 40)]
+    assert step.status.session_affinity_cookie == cookie.pair
+    held = decide(World(canary, now=T0 + datetime.timedelta(seconds=20), routes=core.Weights(80, 20)))
+    assert held.actions == () and held.status.session_affinity_cookie is None, "no routes set: nothing to report"
+    failing = make(analysis, status=progressing(canaryWeight=40, failedChecks=1, lastStepTime=core.format_time(T0),
+                                                 sessionAffinityCookie=cookie.pair))
+    rollback = decide(World(failing, now=LATER, routes=core.Weights(60, 40), checks=[FAIL]))
+    assert routes_of(rollback) == [core.ALL_PRIMARY]
+    assert rollback.status.session_affinity_cookie is None
+    assert rollback.status.previous_session_affinity_cookie == cookie.pair

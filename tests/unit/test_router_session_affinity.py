@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from apis import models
+from apis import affinity, models
 from canary import core
 from routers import gateway_api, istio, session
 
@@ -28,13 +28,13 @@ WEIGHTS = core.Weights(primary=80, canary=20)
 
 
 def test_the_cookie_is_derived_from_the_canary_and_the_revision() -> None:
-    first = session.cookie(canary())
-    assert first is not None and first == session.cookie(canary())  # every tick names the same cookie
+    first = affinity.cookie(canary())
+    assert first is not None and first == affinity.cookie(canary())  # every tick names the same cookie
     assert first.name == "canary-session" and len(first.value) == 24
-    assert session.cookie(canary(revision="rev-3")) != first  # a new release, a new cookie
+    assert affinity.cookie(canary(revision="rev-3")) != first  # a new release, a new cookie
     assert first.set_cookie() == f"canary-session={first.value}; Max-Age=60"
     assert first.clear_cookie() == f"canary-session={first.value}; Max-Age=-1"
-    assert first.match_regex == f".*canary-session={first.value}.*"
+    assert session.match_regex(first) == f".*canary-session={first.value}.*"
 
 
 @pytest.mark.parametrize(("subject", "weights", "expected"), [
@@ -47,7 +47,7 @@ def test_the_cookie_is_derived_from_the_canary_and_the_revision() -> None:
     (canary(revision=None), WEIGHTS, "none"),
 ])
 def test_plan(subject: models.Canary, weights: core.Weights, expected: str) -> None:
-    plan = session.plan(subject, weights)
+    plan = affinity.plan(subject, weights)
     assert ("sticky" if plan.sticky else "clear" if plan.clear else "none") == expected
 
 
@@ -60,12 +60,12 @@ def test_no_affinity_no_session_rule() -> None:
 
 def test_gateway_api_sticky_rule_and_set_cookie_on_the_canary_backend() -> None:
     subject = canary()
-    cookie = session.cookie(subject)
+    cookie = affinity.cookie(subject)
     assert cookie is not None
     sticky, weighted = gateway_api.fledge_rules(subject, WEIGHTS)
     assert sticky["matches"] == [{"path": {"type": "PathPrefix", "value": "/"},
                                   "headers": [{"name": "Cookie", "type": "RegularExpression",
-                                               "value": cookie.match_regex}]}]
+                                               "value": session.match_regex(cookie)}]}]
     assert sticky["backendRefs"] == [gateway_api.backend_ref("web-primary", 80, 0),
                                      gateway_api.backend_ref("web-canary", 80, 100)]
     assert weighted["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
@@ -80,11 +80,11 @@ def test_gateway_api_sticky_rule_and_set_cookie_on_the_canary_backend() -> None:
 
 def test_gateway_api_clearing_rule_after_the_run() -> None:
     subject = canary(phase="Succeeded", weight=0)
-    cookie = session.cookie(subject)
+    cookie = affinity.cookie(subject)
     assert cookie is not None
     cleared, weighted = gateway_api.fledge_rules(subject, core.ALL_PRIMARY)
     assert cleared["matches"][0]["headers"] == [{"name": "Cookie", "type": "RegularExpression",
-                                                 "value": cookie.match_regex}]
+                                                 "value": session.match_regex(cookie)}]
     assert cleared["filters"] == [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
         "add": [{"name": "Set-Cookie", "value": f"canary-session={cookie.value}; Max-Age=-1"}]}}]
     assert cleared["backendRefs"] == weighted["backendRefs"] == [gateway_api.backend_ref("web-primary", 80, 100),
@@ -95,10 +95,10 @@ def test_gateway_api_clearing_rule_after_the_run() -> None:
 
 def test_istio_sticky_route_and_set_cookie_on_the_canary_destination() -> None:
     subject = canary()
-    cookie = session.cookie(subject)
+    cookie = affinity.cookie(subject)
     assert cookie is not None
     sticky, weighted = istio.fledge_routes(subject, WEIGHTS)
-    assert sticky["match"] == [{"headers": {"cookie": {"regex": cookie.match_regex}}}]
+    assert sticky["match"] == [{"headers": {"cookie": {"regex": session.match_regex(cookie)}}}]
     assert sticky["route"] == [istio.destination(subject, "web-primary", 0),
                                istio.destination(subject, "web-canary", 100)]
     assert "match" not in weighted
@@ -112,10 +112,10 @@ def test_istio_sticky_route_and_set_cookie_on_the_canary_destination() -> None:
 def test_istio_clearing_route_keeps_the_service_headers() -> None:
     subject = canary(phase="Failed", weight=0).model_copy(deep=True)
     subject.spec.service.headers = {"response": {"set": {"x-app": "web"}}}
-    cookie = session.cookie(subject)
+    cookie = affinity.cookie(subject)
     assert cookie is not None
     cleared, weighted = istio.fledge_routes(subject, core.ALL_PRIMARY)
-    assert cleared["match"] == [{"headers": {"cookie": {"regex": cookie.match_regex}}}]
+    assert cleared["match"] == [{"headers": {"cookie": {"regex": session.match_regex(cookie)}}}]
     assert cleared["headers"] == {"response": {"set": {"x-app": "web"},
                                                "add": {"Set-Cookie": f"canary-session={cookie.value}; Max-Age=-1"}}}
     assert cleared["route"] == weighted["route"]
@@ -123,8 +123,8 @@ def test_istio_clearing_route_keeps_the_service_headers() -> None:
 
 
 def test_status_fields_name_the_cookie_handed_out_then_taken_back() -> None:
-    cookie = session.cookie(canary())
+    cookie = affinity.cookie(canary())
     assert cookie is not None
-    assert session.status_fields(canary(), WEIGHTS) == {"session_affinity_cookie": cookie.pair}
-    assert session.status_fields(canary(weight=40), core.ALL_PRIMARY) == {
+    assert affinity.status_fields(canary(), WEIGHTS) == {"session_affinity_cookie": cookie.pair}
+    assert affinity.status_fields(canary(weight=40), core.ALL_PRIMARY) == {
         "session_affinity_cookie": None, "previous_session_affinity_cookie": cookie.pair}
