@@ -8,9 +8,9 @@ in a timed test.
 
 Each release: a Canary (provider ``kubernetes``, ``interval`` 30 s, ``stepWeight`` 5 up to ``maxWeight``
 50, ``threshold`` 1) ticks through ``canary.core`` (asked until it stops asking, as the controller does)
-with the judge's checks from ``metrics.judging.run_judge`` (its real queries, answered by a fake
+with the judge's checks from ``metrics.judge_checks.run_judge`` (its real queries, answered by a fake
 Prometheus below) or, for "flagger", the builtin ``request-success-rate`` (min 99) and
-``request-duration`` (max 500 ms) through ``metrics.analysis``.  The traffic follows the weights the core
+``request-duration`` (max 500 ms) through ``metrics.metric_checks``.  The traffic follows the weights the core
 sets: Poisson requests at ``rps`` in total, 5xx answers at the baseline (times the scenario's factor on
 the canary), alone or in bursts of geometric size; lognormal latency in the simulator's Istio buckets.
 Prometheus is a list of counter samples per version every ``scrape`` seconds, at a random phase of the
@@ -49,7 +49,7 @@ import numpy.typing as npt
 from apis import models
 from canary import core
 from canary.cli import backtest
-from metrics import analysis, base, judging
+from metrics import base, judge_checks, metric_checks
 from simulator import telemetry
 
 BUCKETS_MS = np.array([b for b in telemetry.ISTIO_BUCKETS_MS if b <= 10000], dtype=np.float64)
@@ -244,10 +244,10 @@ async def release(scenario: Scenario, method: str, rng: np.random.Generator, min
                 return dataclasses.replace(obs, checks={**obs.checks, "pre-rollout": ()})
             checks: list[core.Check] = []
             if obs.canary.spec.analysis.judge is not None:
-                checks = await judging.run_judge(obs.canary, prometheus, router_provider="kubernetes", now=obs.now)
+                checks = await judge_checks.run_judge(obs.canary, prometheus, router_provider="kubernetes", now=obs.now)
             else:
-                checks = await analysis.run_analysis(obs.canary, lambda ns, n: None, lambda c: prometheus,
-                                                     default_provider="kubernetes", metrics_server="bench")
+                checks = await metric_checks.run_analysis(obs.canary, lambda ns, n: None, lambda c: prometheus,
+                                                          default_provider="kubernetes", metrics_server="bench")
             return dataclasses.replace(obs, checks={**obs.checks, "analysis": tuple(checks)})
 
         obs = core.Observed(canary=canary, now=now, revision=backtest.REVISION, target=core.Workload.ready_with(1),

@@ -2,10 +2,10 @@
 
 Why this exists: every metric back-end (Prometheus now; Datadog, CloudWatch and the rest later) is one
 module implementing the same two methods, as Flagger's ``providers.Interface`` (``RunQuery``,
-``IsOnline``). The analysis (``metrics.analysis``) only sees this protocol, so tests drive it with fakes.
+``IsOnline``). The metric checks (``metrics.metric_checks``) only see this protocol, so tests drive it with fakes.
 
 What it must not do: know about Canaries or thresholds, or turn a failed query into a decision. A failed
-query raises here and becomes a failed ``vocabulary.Check`` in ``metrics.analysis``; it never reaches the core
+query raises here and becomes a failed ``vocabulary.Check`` in ``metrics.metric_checks``; it never reaches the core
 as an exception. Nor put a provider's address in a message: it may carry credentials (``redaction``).
 
 Errors::

@@ -24,7 +24,7 @@ Providers:
   plain Service has no proxy. Scrape configurations that name those labels otherwise are served by
   ``PodLabels`` (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).
 
-What it must not do: render or run the queries (``metrics.templates`` and ``metrics.analysis`` do).
+What it must not do: render or run the queries (``metrics.templates`` and ``metrics.metric_checks`` do).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ a boundary, and a Prometheus histogram can only answer that at one of its bucket
 boundary must be one both versions have: a version without it cannot be counted, and reading its requests
 as fast would pass any canary (issue 23).
 
-What it must not do: query anything, or choose when a boundary is picked (``metrics.judging`` keeps it for
+What it must not do: query anything, or choose when a boundary is picked (``metrics.judge_checks`` keeps it for
 the release, picked from a window it does not test).
 """
 

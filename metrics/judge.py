@@ -32,7 +32,7 @@ Approximations, stated: a request either fails or not (Bernoulli), so given a wi
 canary's share is hypergeometric, not binomial.  At ``rho = 1`` (an A/A release) the hypergeometric is
 smaller in convex order than the binomial (Hoeffding 1963), so the binomial likelihood ratio keeps mean
 <= 1 and the guarantee holds; away from 1 the binomial is the rare-event (Poisson) limit.  Counts must be
-exact (``metrics.judging`` takes differences of counter values, not Prometheus' extrapolated
+exact (``metrics.judge_checks`` takes differences of counter values, not Prometheus' extrapolated
 ``increase()``, which inflates them by up to window / (window - scrape interval)).  The likelihood needs
 independent events: errors that come in bursts inflate its evidence.  So by default (``robust``) the
 Fail comes from ``metrics.betting``'s test instead, valid whatever the bursts within a window, at the

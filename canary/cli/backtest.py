@@ -28,8 +28,8 @@ import egress
 from apis import errors, models
 from canary import core
 from canary.cli import explain
-from metrics import analysis, judging, prometheus
 from metrics import base as metric_base
+from metrics import judge_checks, metric_checks, prometheus
 from routers import base as routers
 
 REVISION = "backtest"  # the revision under analysis; the primary runs "promoted"
@@ -137,11 +137,12 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
         return history.at(obs.now, config.address)
 
     provider = core.provider(canary, default_provider)
-    metrics = await analysis.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
-                                          default_provider=provider, metrics_server=server or "backtest")
+    metrics = await metric_checks.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
+                                               default_provider=provider, metrics_server=server or "backtest")
     judged: list[core.Check] = []
     if canary.spec.analysis.judge is not None:
-        judged = await judging.run_judge(canary, history.at(obs.now, server), router_provider=provider, now=obs.now)
+        judged = await judge_checks.run_judge(canary, history.at(obs.now, server), router_provider=provider,
+                                              now=obs.now)
     return [*metrics, *judged]
 
 

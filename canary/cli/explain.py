@@ -118,7 +118,7 @@ def render_queries(body: Mapping[str, Any], read_template: Any, default_provider
     """Each metric's query rendered again from the Canary's spec and its MetricTemplates (``read_template``:
     namespace, name → the MetricTemplate's body or None), by check name; a metric that no longer renders is
     left out.  The status keeps only the first characters of a long query (``models.MAX_QUERY_IN_STATUS``)."""
-    from metrics import analysis
+    from metrics import metric_checks
 
     def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
         found = read_template(namespace, name)
@@ -131,8 +131,8 @@ def render_queries(body: Mapping[str, Any], read_template: Any, default_provider
     rendered = {}
     for index, metric in enumerate(canary.spec.analysis.metrics):
         try:
-            rendered[metric.name] = analysis.prepare(canary, index, resolve, default_provider=default_provider,
-                                                     metrics_server="").text
+            rendered[metric.name] = metric_checks.prepare(canary, index, resolve, default_provider=default_provider,
+                                                          metrics_server="").text
         except Exception:  # a template gone or broken since: the status's excerpt is all there is
             continue
     return rendered

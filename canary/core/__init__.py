@@ -22,8 +22,8 @@ iterations, replica counts, the router provider), ``gates`` (asking),
 ``transitions`` (the fields every decided status carries, deadlines, the one
 rollback path), ``lifecycle`` (decide; the phases outside analysis, an invalid
 spec),
-``steps`` (analysis steps, approval, promotion; not ``metrics.analysis``, which
-runs the checks), ``requests`` (the codec of an operator's requests), ``record``
+``steps`` (analysis steps, approval, promotion; not ``metrics.metric_checks``,
+which runs the checks), ``requests`` (the codec of an operator's requests), ``record``
 (the decision history).  The names below are the public
 surface the rest of Fledge uses; the phase sets among them are defined in
 ``apis.vocabulary``, below the core, so the routers read the same ones.

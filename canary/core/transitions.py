@@ -71,7 +71,7 @@ def step_time(canary: models.Canary, now: datetime.datetime) -> str:
     leaves the next one due an interval after its schedule, not after it ran, as Flagger's fixed ticker
     does.  Two steps are still never closer than ``interval`` minus that lateness, and a step late by a
     whole interval or more (a pause, an outage) starts a new schedule from now.  With the judge, a step is
-    always stamped now: it counts the requests since the last step (``metrics.judging.window_seconds``),
+    always stamped now: it counts the requests since the last step (``metrics.judge_checks.window_of``),
     and overlapping windows would count some twice."""
     last = parse_time(canary.status.last_step_time)
     interval = datetime.timedelta(seconds=canary.spec.analysis.interval_seconds)

@@ -24,8 +24,8 @@ from canary.cluster import watchcache
 from canary.core import requests
 from canary.engine import runtime, webhooks
 from canary.objects import autoscalers, workloads
-from metrics import analysis, builtin
 from metrics import base as metric_base
+from metrics import builtin, metric_checks
 from routers import base as routers
 
 
@@ -129,8 +129,8 @@ async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.date
         workloads.check_target(target)
         autoscalers.autoscaler(canary, rt.store)
         configs = workloads.tracked_configs(target, _digest(rt, namespace, canary.metadata.uid or ""))
-        analysis.validate_metrics(canary, resolve_template(rt, namespace),
-                                  core.provider(canary, rt.settings.default_provider), rt.settings.pod_labels)
+        metric_checks.validate_metrics(canary, resolve_template(rt, namespace),
+                                       core.provider(canary, rt.settings.default_provider), rt.settings.pod_labels)
         check_alert_providers(rt, canary)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
@@ -210,16 +210,17 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
     if canary.spec.analysis.judge is None:
         return []
     # The judge's statistics need numpy (13 MiB): loaded by the first Canary that asks for a judge, not by all.
-    from metrics import judging
+    from metrics import judge_checks
 
     config = metric_base.ProviderConfig(type=models.MetricProviderType.PROMETHEUS.value, address=server,
                                         namespace=canary.namespace)
     try:
         provider = factory(config)
     except Exception as exc:  # an empty or invalid address: a failed check that says so, as for a metric
-        return [core.Check(name=judging.ERRORS, kind="judge", passed=False,
+        return [core.Check(name=judge_checks.ERRORS, kind="judge", passed=False,
                            message=f"spec.analysis.judge: cannot use the metrics server {server!r}: {exc}")]
-    return await judging.run_judge(canary, provider, router_provider=router_provider, now=now, pod_labels=pod_labels)
+    return await judge_checks.run_judge(canary, provider, router_provider=router_provider, now=now,
+                                        pod_labels=pod_labels)
 
 
 async def _rollout_hooks(rt: runtime.Runtime, canary: models.Canary, phase: str, revision: str) -> list[core.Check]:
@@ -244,8 +245,9 @@ async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> co
         provider = core.provider(canary, rt.settings.default_provider)
         server = canary.spec.metrics_server or rt.settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
-            analysis.run_analysis(canary, resolve_template(rt, canary.namespace), factory, default_provider=provider,
-                                  metrics_server=server, pod_labels=rt.settings.pod_labels),
+            metric_checks.run_analysis(canary, resolve_template(rt, canary.namespace), factory,
+                                       default_provider=provider, metrics_server=server,
+                                       pod_labels=rt.settings.pod_labels),
             _judge(canary, factory, provider, server, obs.now, rt.settings.pod_labels),
             _rollout_hooks(rt, canary, phase, revision))
         checks += [*metrics, *judged, *hooks]

@@ -1,6 +1,6 @@
 """A metrics provider that does not answer is no evidence against a canary; one that answers without data is.
 
-Runs the analysis of one Canary (``metrics.analysis``, as the controller's observe step does) with
+Runs the analysis of one Canary (``metrics.metric_checks``, as the controller's observe step does) with
 MetricTemplates and a Secret read back from the real API server, against the real Prometheus of the
 local environment and against a loopback port where nothing listens. The decision core decides what an
 ``unavailable`` check means (it holds the step); this proves the metrics side tells the two apart, on a
@@ -20,7 +20,7 @@ from apis import models
 from canary import core
 from localkube import environment
 from localkube import manifests as kubectl
-from metrics import analysis, providers
+from metrics import metric_checks, providers
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +78,8 @@ def analyse(api: Any, env: environment.Environment, subject: models.Canary, cach
         return cached.get(config, secret)
 
     try:
-        checks = asyncio.run(analysis.run_analysis(subject, resolve, factory, default_provider="gatewayapi",
-                                                   metrics_server=env.prometheus_url, timeout=10))
+        checks = asyncio.run(metric_checks.run_analysis(subject, resolve, factory, default_provider="gatewayapi",
+                                                        metrics_server=env.prometheus_url, timeout=10))
     finally:
         if cache is None:
             cached.close()

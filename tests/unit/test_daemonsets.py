@@ -10,7 +10,7 @@ import pytest
 from apis import errors, models
 from canary.cluster import kube
 from canary.objects import daemonsets, services, workloads
-from metrics import analysis
+from metrics import metric_checks
 
 pytestmark = pytest.mark.unit
 PARKING = {daemonsets.SCALE_TO_ZERO_KEY: "true"}
@@ -182,5 +182,6 @@ def test_daemonsets_are_cached_and_written_through_their_resource() -> None:
 def test_pod_name_builtins_are_refused_for_a_daemonset_and_mesh_builtins_are_not() -> None:
     metrics = [{"name": "request-success-rate", "interval": "1m", "thresholdRange": {"min": 99}}]
     with pytest.raises(errors.SpecError, match="DaemonSet"):
-        analysis.validate_metrics(canary("kubernetes", metrics=metrics), lambda namespace, name: None, "kubernetes")
-    analysis.validate_metrics(canary("istio", metrics=metrics), lambda namespace, name: None, "istio")
+        metric_checks.validate_metrics(canary("kubernetes", metrics=metrics), lambda namespace, name: None,
+                                       "kubernetes")
+    metric_checks.validate_metrics(canary("istio", metrics=metrics), lambda namespace, name: None, "istio")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from apis import errors, models
 from canary import core
 from canary.cluster import kube
-from metrics import analysis, sandbox, templates
+from metrics import metric_checks, sandbox, templates
 from tests import hostile
 
 pytestmark = pytest.mark.unit
@@ -94,7 +94,7 @@ def handle(case: hostile.Case) -> str:
 
     error = None
     try:
-        analysis.validate_metrics(canary, resolve, canary.spec.provider or "gatewayapi")
+        metric_checks.validate_metrics(canary, resolve, canary.spec.provider or "gatewayapi")
     except errors.SpecError as exc:
         assert_names_a_field(exc)
         error = str(exc)
@@ -127,7 +127,7 @@ def test_every_template_bomb_is_a_spec_error_on_the_metric_or_renders_small(quer
     tracemalloc.start()
     started = time.monotonic()
     try:
-        analysis.prepare(canary, 0, lambda *_: None, default_provider="gatewayapi", metrics_server="http://p:9090")
+        metric_checks.prepare(canary, 0, lambda *_: None, default_provider="gatewayapi", metrics_server="http://p:9090")
     except errors.SpecError as exc:
         assert exc.field.startswith("spec.analysis.metrics[0]"), exc
     finally:
@@ -152,8 +152,8 @@ def test_a_template_over_a_limit_says_which_limit_and_names_the_field(query: str
     body: dict[str, Any] = hostile.canary("fuzz", "app")
     body["spec"]["analysis"]["metrics"] = [{"name": "q", "query": query}]
     with pytest.raises(errors.SpecError) as caught:
-        analysis.prepare(models.parse_canary(body), 0, lambda *_: None, default_provider="gatewayapi",
-                         metrics_server="")
+        metric_checks.prepare(models.parse_canary(body), 0, lambda *_: None, default_provider="gatewayapi",
+                              metrics_server="")
     assert caught.value.field == "spec.analysis.metrics[0]"
     assert "the inline query: the query template is over a limit: " + limit in str(caught.value)
 
@@ -163,8 +163,8 @@ def test_ordinary_templates_still_render() -> None:
     body["spec"]["analysis"]["metrics"] = [{"name": "q", "templateVariables": {"k": "v", "z": "w"}, "query": (
         'sum(rate(x{ns="{{ namespace }}", app=~"{{ target | upper }}"}[{{ interval }}])) > {{ "%.2f" % 0.5 }}'
         '{% for key in variables | sort %} {{ key }}={{ variables[key] }}{% endfor %} {{ "{:>4}".format(1) }}')}]
-    query = analysis.prepare(models.parse_canary(body), 0, lambda *_: None, default_provider="gatewayapi",
-                             metrics_server="")
+    query = metric_checks.prepare(models.parse_canary(body), 0, lambda *_: None, default_provider="gatewayapi",
+                                  metrics_server="")
     assert query.text == 'sum(rate(x{ns="fuzz", app=~"APP"}[1m])) > 0.50 k=v z=w    1'
 
 

@@ -30,7 +30,7 @@ PROGRAM = textwrap.dedent("""
     import canary.controller.process, canary.controller.handlers, canary.engine.tick
     from apis import models
     from canary.engine import runtime
-    from metrics import analysis, base, providers
+    from metrics import base, metric_checks, providers
 
     def loaded():
         return sorted(name for name in ("httpx", "requests", "prometheus_api_client", "jinja2")
@@ -46,7 +46,7 @@ PROGRAM = textwrap.dedent("""
                  "service": {"port": 80},
                  "analysis": {"stepWeight": 10,
                               "metrics": [{"name": "up", "query": "up{namespace='{{ namespace }}'}"}]}}})
-    analysis.validate_metrics(canary, lambda namespace, name: None, "kubernetes")
+    metric_checks.validate_metrics(canary, lambda namespace, name: None, "kubernetes")
     seen["rendering a query"] = loaded()
     providers.create(base.ProviderConfig(type="prometheus", address="http://prometheus:9090", namespace="prod"))
     seen["building a Prometheus provider"] = loaded()

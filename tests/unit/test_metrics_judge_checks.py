@@ -12,7 +12,7 @@ import pytest
 
 from apis import models
 from canary import core
-from metrics import base, judging
+from metrics import base, judge_checks
 
 pytestmark = pytest.mark.unit
 
@@ -57,7 +57,7 @@ class Prometheus:
 
 
 def run(c: models.Canary, prometheus: Prometheus, now: datetime.datetime) -> list[core.Check]:
-    return asyncio.run(judging.run_judge(c, prometheus, router_provider="kubernetes", now=now))
+    return asyncio.run(judge_checks.run_judge(c, prometheus, router_provider="kubernetes", now=now))
 
 
 def status_after(*checks: core.Check, **status: Any) -> dict[str, Any]:
@@ -124,8 +124,8 @@ def test_a_pass_on_a_step_another_check_held_keeps_the_steps_samples() -> None:
 
 def test_alpha_is_split_over_the_enabled_comparisons() -> None:
     # Defect 7: at 81bad25 the errors and the latency checks each spent alpha.
-    assert judging.config_of(models.JudgeSpec(alpha=0.01)).alpha == pytest.approx(0.005)
-    assert judging.config_of(models.JudgeSpec(alpha=0.01, latency=False)).alpha == pytest.approx(0.01)
+    assert judge_checks.config_of(models.JudgeSpec(alpha=0.01)).alpha == pytest.approx(0.005)
+    assert judge_checks.config_of(models.JudgeSpec(alpha=0.01, latency=False)).alpha == pytest.approx(0.01)
 
 
 BUCKETS = {"web-primary": {"0.1": 9000.0, "0.25": 9950.0, "0.5": 10000.0, "+Inf": 10000.0},
@@ -182,8 +182,8 @@ def test_a_judge_query_timeout_is_unavailable_as_for_metrics() -> None:
             return 0.0
 
     c = canary(status_after(first), latency=False)
-    [check] = asyncio.run(judging.run_judge(c, Slow((0, 0), (0, 0)), router_provider="kubernetes",
-                                            now=T0 + datetime.timedelta(minutes=2), timeout=0.05))
+    [check] = asyncio.run(judge_checks.run_judge(c, Slow((0, 0), (0, 0)), router_provider="kubernetes",
+                                                 now=T0 + datetime.timedelta(minutes=2), timeout=0.05))
     assert check.unavailable and "no answer within 0.05s" in check.message
     assert check.judge is not None and check.judge.canary_requests == 3000
 

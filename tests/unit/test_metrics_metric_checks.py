@@ -11,7 +11,7 @@ import pytest
 
 from apis import errors, models
 from canary import core
-from metrics import analysis, base, builtin, providers
+from metrics import base, builtin, metric_checks, providers
 
 pytestmark = pytest.mark.unit
 
@@ -83,15 +83,15 @@ def template(name: str, namespace: str, query: str, **provider: Any) -> models.M
     })
 
 
-def resolver(*found: models.MetricTemplate) -> analysis.TemplateResolver:
+def resolver(*found: models.MetricTemplate) -> metric_checks.TemplateResolver:
     by_key = {(t.namespace, t.name): t for t in found}
     return lambda namespace, name: by_key.get((namespace, name))
 
 
-def run(subject: models.Canary, factory: Factory, resolve: analysis.TemplateResolver | None = None,
+def run(subject: models.Canary, factory: Factory, resolve: metric_checks.TemplateResolver | None = None,
         **options: Any) -> list[core.Check]:
     options = {"default_provider": "kubernetes", "metrics_server": SERVER, **options}
-    return asyncio.run(analysis.run_analysis(subject, resolve or resolver(), factory, **options))
+    return asyncio.run(metric_checks.run_analysis(subject, resolve or resolver(), factory, **options))
 
 
 # -- thresholds ---------------------------------------------------------------------------------
@@ -113,13 +113,13 @@ def run(subject: models.Canary, factory: Factory, resolve: analysis.TemplateReso
     ],
 )
 def test_evaluate(accepted: dict[str, float], value: float, passed: bool, message: str) -> None:
-    check = analysis.evaluate("m", value, models.ThresholdRange(**accepted))
+    check = metric_checks.evaluate("m", value, models.ThresholdRange(**accepted))
     assert check == core.Check(name="m", kind="metric", passed=passed, value=value, min=accepted.get("min"),
                                max=accepted.get("max"), message=message)
 
 
 def test_evaluate_nan_never_passes() -> None:
-    check = analysis.evaluate("m", float("nan"), models.ThresholdRange())
+    check = metric_checks.evaluate("m", float("nan"), models.ThresholdRange())
     assert (check.passed, check.value, check.message) == (False, None, "no values found: the query returned NaN")
 
 
@@ -186,8 +186,8 @@ def test_a_query_that_does_not_answer_in_time_is_an_unavailable_check() -> None:
         metrics = [{"name": "slow", "query": "slow"}, {"name": "fast", "query": "fast"}]
         factory = Factory(FakeProvider({"slow": hang, "fast": 2.0}))
         try:
-            return await analysis.run_analysis(canary(*metrics), resolver(), factory, default_provider="istio",
-                                               metrics_server=SERVER, timeout=0.05)
+            return await metric_checks.run_analysis(canary(*metrics), resolver(), factory, default_provider="istio",
+                                                    metrics_server=SERVER, timeout=0.05)
         finally:
             release.set()  # before asyncio.run joins the executor's threads
 
@@ -241,8 +241,8 @@ def test_a_provider_that_cannot_be_built_is_a_failed_check() -> None:
 
     metric = {"name": "latency", "templateRef": {"name": "latency"}}
     found = template("latency", "prod", "sum(x)", secretRef={"name": "prom-auth"})
-    checks = asyncio.run(analysis.run_analysis(canary(metric), resolver(found), factory,
-                                               default_provider="istio", metrics_server=SERVER))
+    checks = asyncio.run(metric_checks.run_analysis(canary(metric), resolver(found), factory,
+                                                    default_provider="istio", metrics_server=SERVER))
     assert checks[0].message == (
         "spec.analysis.metrics[0]: cannot use the prometheus provider at http://thanos.monitoring:9090: "
         "spec.provider.secretRef: Secret prod/prom-auth not found; create it, or remove secretRef"
@@ -342,7 +342,7 @@ def test_valid_metrics_validate() -> None:
     metrics: list[dict[str, Any]] = [{"name": "request-success-rate"},
                                      {"name": "errors", "templateRef": {"name": "errors"}},
                                      {"name": "inline", "query": 'up{ns="{{ namespace }}"}'}]
-    analysis.validate_metrics(canary(*metrics), resolver(found), "istio")
+    metric_checks.validate_metrics(canary(*metrics), resolver(found), "istio")
 
 
 @pytest.mark.parametrize(
@@ -366,13 +366,14 @@ def test_valid_metrics_validate() -> None:
 def test_validate_metrics_names_the_field(metrics: list[dict[str, Any]], templates_found: list[models.MetricTemplate],
                                           field: str, message: str) -> None:
     with pytest.raises(errors.SpecError) as caught:
-        analysis.validate_metrics(canary(*metrics), resolver(*templates_found), "istio")
+        metric_checks.validate_metrics(canary(*metrics), resolver(*templates_found), "istio")
     assert (caught.value.field, caught.value.message) == (field, message)
 
 
 def test_validate_builtin_without_a_query_for_the_router() -> None:
     with pytest.raises(errors.SpecError) as caught:
-        analysis.validate_metrics(canary({"name": "request-success-rate"}, provider="linkerd"), resolver(), "istio")
+        metric_checks.validate_metrics(canary({"name": "request-success-rate"}, provider="linkerd"), resolver(),
+                                       "istio")
     assert str(caught.value) == (
         "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'linkerd' "
         "(only for gatewayapi, istio, kubernetes, nginx); use a templateRef"
