@@ -16,6 +16,7 @@ import os
 import pathlib
 from typing import Protocol
 
+from apis import models
 from localkube import build, environment, processes
 from localkube import controller as local_controller
 
@@ -52,7 +53,7 @@ def peak_rss_mib(pid: int) -> float:
 class Fledge:
     name = "Fledge"
     user = FLEDGE_USER
-    group = "fledge.dev"
+    group = models.GROUP
 
     def __init__(self, env: environment.Environment, namespace: str, provider: str) -> None:
         self._ctl = local_controller.Controller(env, provider=provider, name=f"fledge-{namespace}",

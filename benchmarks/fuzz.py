@@ -189,9 +189,10 @@ def settle(api: Any, namespace: str, pending: list[Outcome], figures: Figures, t
 
 
 def apps_statuses(api: Any, namespace: str) -> dict[str, dict[str, Any]]:
+    from apis import models
     from canary.cluster import kube
 
-    listing = kube.request(api, "GET", f"/apis/fledge.dev/v1beta1/namespaces/{namespace}/canaries")
+    listing = kube.request(api, "GET", kube.resource_for(models.API_VERSION, "Canary").list_path(namespace))
     return {item["metadata"]["name"]: item.get("status") or {} for item in listing.get("items") or []}
 
 

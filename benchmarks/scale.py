@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from apis import models
 from canary.cluster import kube
 from localkube import controller as local_controller
 from localkube import environment
@@ -60,7 +61,7 @@ def canary(namespace: str, name: str) -> dict[str, Any]:
 
 
 def list_phases(api: Any, namespace: str) -> dict[str, dict[str, Any]]:
-    listing = kube.request(api, "GET", f"/apis/fledge.dev/v1beta1/namespaces/{namespace}/canaries")
+    listing = kube.request(api, "GET", kube.resource_for(models.API_VERSION, "Canary").list_path(namespace))
     return {item["metadata"]["name"]: item.get("status") or {} for item in listing.get("items") or []}
 
 

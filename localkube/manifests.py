@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apis import models
 from canary.cluster import kube
 
 EXTRA = {
@@ -56,5 +57,5 @@ def delete(api: Any, api_version: str, kind: str, namespace: str, name: str) -> 
 
 
 def canary_status(api: Any, namespace: str, name: str) -> dict[str, Any]:
-    body = get(api, "fledge.dev/v1beta1", "Canary", namespace, name) or {}
+    body = get(api, models.API_VERSION, "Canary", namespace, name) or {}
     return dict(body.get("status") or {})

@@ -50,17 +50,6 @@ def canary_path(namespace: str, name: str) -> str:
     return kube.resource_for(models.API_VERSION, "Canary").path(namespace, name)
 
 
-def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        return kube.request(api, "GET", canary_path(namespace, name))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def get_object(api: Any, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """One object of a kind Fledge knows (``kube.RESOURCES``); None when it does not exist."""
     from kubernetes.client.exceptions import ApiException
@@ -71,6 +60,10 @@ def get_object(api: Any, api_version: str, kind: str, namespace: str, name: str)
         if exc.status == 404:
             return None
         raise
+
+
+def get_canary(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(api, models.API_VERSION, "Canary", namespace, name)
 
 
 def canaries(api: Any, namespace: str | None) -> list[dict[str, Any]]:

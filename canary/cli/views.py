@@ -20,8 +20,6 @@ from canary.cli import client
 from canary.cluster import kube
 from canary.core import requests
 
-FINAL = frozenset(phase.value for phase in core.FINAL_PHASES)
-
 
 def _checks(status: Mapping[str, Any]) -> str:
     parts = []
@@ -69,7 +67,7 @@ def watch(args: argparse.Namespace) -> int:
         if text != last:
             print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)
             last = text
-        if status.get("phase") in FINAL:
+        if status.get("phase") in core.FINAL_PHASES:
             return 0 if status.get("phase") == "Succeeded" else 1
         time.sleep(1)
     print(f"timed out after {args.timeout:.0f}s", file=sys.stderr)

@@ -94,9 +94,6 @@ DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.
 FLAGGER_DURATION_BUCKETS = tuple(float(b) for b in prometheus_client.Histogram.DEFAULT_BUCKETS if b != math.inf)
 # Flagger's deployment_strategy label values for Fledge's strategy names.
 FLAGGER_STRATEGIES = {"canary": "canary", "bluegreen": "blue-green", "ab": "ab-testing"}
-# The phases in which a tick runs the analysis: the ticks Flagger's duration histogram times.
-# Series of a run under way: from the first step to the end of promotion.
-ANALYSING = frozenset(phase.value for phase in core.RUNNING_PHASES)
 PHASES = [phase.value for phase in models.CanaryPhase]
 
 
@@ -249,9 +246,9 @@ def record(canary: models.Canary, status: models.CanaryStatus) -> None:
         series.changed(FLAGGER_STATUS)
     if phase == "Progressing" and previous != "Progressing" and series.started is None:
         series.started = time.monotonic()
-    if phase in ("Succeeded", "Failed") and previous != phase:
+    if phase in core.FINAL_PHASES and previous != phase:
         _outcome(canary, series, phase)
-    elif phase in ANALYSING and series.status != 0:
+    elif phase in core.RUNNING_PHASES and series.status != 0:  # a run under way, promotion included
         series.status = 0
         series.changed(STATUS)
 
@@ -276,7 +273,8 @@ def _outcome(canary: models.Canary, series: Series, phase: str) -> None:
 def tick_finished(canary: models.Canary, seconds: float) -> None:
     """Time a tick; one that ran the analysis also counts for Flagger's duration histogram."""
     TICKS.observe(seconds)
-    if canary.status.phase is not None and canary.status.phase.value in ANALYSING:
+    # The ticks of a run under way, promotion included: those Flagger's duration histogram times.
+    if canary.status.phase in core.RUNNING_PHASES:
         series = _of(canary)
         series.flagger_duration = series.flagger_duration or Histogram.of(FLAGGER_DURATION_BUCKETS)
         series.flagger_duration.observe(seconds)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from apis import models
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
 from tests.integration import apps
 from tests.integration.waiting import eventually
 
-CANARY_API = "fledge.dev/v1beta1"
 ORIGINAL = "fledge.dev/original-service"
 
 
@@ -42,9 +42,9 @@ def users_service(namespace: str, port: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_canary(api: Any, namespace: str) -> None:
-    kubectl.delete(api, CANARY_API, "Canary", namespace, "web")
-    eventually(lambda: kubectl.get(api, CANARY_API, "Canary", namespace, "web") is None, timeout=60,
-               what="Canary deleted", show=lambda: kubectl.get(api, CANARY_API, "Canary", namespace, "web"))
+    kubectl.delete(api, models.API_VERSION, "Canary", namespace, "web")
+    eventually(lambda: kubectl.get(api, models.API_VERSION, "Canary", namespace, "web") is None, timeout=60,
+               what="Canary deleted", show=lambda: kubectl.get(api, models.API_VERSION, "Canary", namespace, "web"))
 
 
 def test_a_service_port_edit_mid_release_reaches_the_services_and_routes(

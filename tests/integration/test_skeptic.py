@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from apis import models
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
@@ -22,7 +23,6 @@ from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-CANARY_API = "fledge.dev/v1beta1"
 ROUTE_API = "gateway.networking.k8s.io/v1"
 SLOW: dict[str, Any] = {**apps.FAST_ANALYSIS, "interval": "4s", "maxWeight": 80, "stepWeight": 20}
 
@@ -55,8 +55,8 @@ def test_revert_on_deletion_mid_release_leaves_no_split_and_the_target_serving(
     apps.install(env, api, namespace, "gatewayapi", canary_body=body)
     kubectl.apply(api, apps.deployment(namespace, "web", "2"))
     apps.wait_weight(api, namespace, "web", 20)
-    kubectl.delete(api, CANARY_API, "Canary", namespace, "web")
-    eventually(lambda: kubectl.get(api, CANARY_API, "Canary", namespace, "web") is None, timeout=60,
+    kubectl.delete(api, models.API_VERSION, "Canary", namespace, "web")
+    eventually(lambda: kubectl.get(api, models.API_VERSION, "Canary", namespace, "web") is None, timeout=60,
                what="Canary deleted")
     eventually(lambda: kubectl.get(api, "apps/v1", "Deployment", namespace, "web-primary") is None, timeout=60,
                what="web-primary collected")
