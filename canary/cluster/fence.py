@@ -6,10 +6,10 @@ a node under memory pressure) for longer than the lease duration wakes up with i
 their work while another replica already leads, and each of them would go on writing.  So the election
 (``canary.cluster.leader``) records here when its last successful renewal *began*, and every write of the
 controller asks ``remaining()`` immediately before it is sent: the API client's (``canary.cluster.transport``,
-for everything but GET) and the webhook and alert client's (``canary.engine.runtime``).  A write is sent only
-within ``renew_deadline`` of the start of the last renewal that succeeded, which is before any other replica
-can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when *they* saw
-the renewal, which is later).
+for everything but GET) and the webhook and alert client's (``canary.engine.context.Outbound``).  A write is
+sent only within ``renew_deadline`` of the start of the last renewal that succeeded, which is before any other
+replica can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when *they*
+saw the renewal, which is later).
 
 What it guarantees and what not: a write is never *begun* after the deadline; a write whose bytes were handed
 to the socket before it (or in the instants between the check and the socket) may still reach the API server

@@ -12,7 +12,7 @@ retries after a pause, a bug in one canary's tick is logged and counted and
 never stops the others.
 
 What it must not do: decide anything or talk to the API server except through
-the runtime.
+the engine's context.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ import kopf
 
 from apis import errors, models
 from canary.cluster import fence, kube, telemetry
-from canary.controller import loops
-from canary.engine import execute, runtime, tick
+from canary.controller import loops, wakeups
+from canary.engine import context, execute, tick
 
-RUNTIME: runtime.Runtime | None = None
+# What every tick uses, and which canaries an event wakes; both made at start-up (``install``).
+CONTEXT: context.Context | None = None
+WAKEUPS: wakeups.Wakeups | None = None
 # False while another replica holds the leader Lease; True without --leader-elect (a single replica).
 LEADING = True
 # The resource kopf watches: the Canaries of the API models.
@@ -39,9 +41,20 @@ GROUP, VERSION = models.GROUP, models.VERSION
 log = logging.getLogger("fledge.handlers")
 
 
-def rt() -> runtime.Runtime:
-    assert RUNTIME is not None, "the controller runtime is created at start-up"
-    return RUNTIME
+def install(ctx: context.Context) -> None:
+    """Use ``ctx`` for every tick, and wake-ups over its watch cache."""
+    global CONTEXT, WAKEUPS
+    CONTEXT, WAKEUPS = ctx, wakeups.Wakeups(ctx.cluster.store)
+
+
+def _context() -> context.Context:
+    assert CONTEXT is not None, "the engine's context is made at start-up"
+    return CONTEXT
+
+
+def _wakeups() -> wakeups.Wakeups:
+    assert WAKEUPS is not None, "the wake-ups are made at start-up"
+    return WAKEUPS
 
 
 # -- watch cache --------------------------------------------------------------------------------
@@ -49,10 +62,11 @@ def rt() -> runtime.Runtime:
 
 def _cache(body: dict[str, Any], event_type: str) -> bool:
     """Feed the store; True when the event is news (see ``watchcache.Store.upsert``): only news wakes canaries."""
+    store = _context().cluster.store
     if event_type == "DELETED":
-        rt().store.remove(body)
+        store.remove(body)
         return True
-    return rt().store.upsert(body)
+    return store.upsert(body)
 
 
 # Kinds whose change may change a canary's revision or what it may do: its workloads wake their canaries,
@@ -72,12 +86,12 @@ def watch_event(event_type: str, body: dict[str, Any]) -> None:
         return
     kind, meta = body.get("kind"), body.get("metadata") or {}
     if kind in WORKLOADS:
-        rt().workload_changed(meta.get("namespace") or "", meta.get("name") or "")
+        _wakeups().workload_changed(meta.get("namespace") or "", meta.get("name") or "")
     elif kind in NAMED_BY_CANARIES:
-        rt().namespace_changed(meta.get("namespace") or "")
+        _wakeups().namespace_changed(meta.get("namespace") or "")
         # A template or provider shared with other namespaces (spec.allowedNamespaces) concerns their canaries too.
         for other in (body.get("spec") or {}).get("allowedNamespaces") or ():
-            rt().namespace_changed(other)
+            _wakeups().namespace_changed(other)
 
 
 @kopf.on.event(GROUP, VERSION, "canaries")
@@ -85,20 +99,21 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
     key = (namespace or "", name)
     if type == "DELETED":
         await LOOPS.stop(key)
-        rt().store.remove(dict(body))
-        rt().forget(key)
+        _context().cluster.store.remove(dict(body))
+        _context().memos.forget(key)
+        _wakeups().forget(key)
         telemetry.forget(*key)
         if LEADING:  # a follower only caches: the leader hands the Services back (and the fence checks it)
             await _release_services(dict(body))
     else:
-        rt().canary_seen(dict(body))
+        _wakeups().canary_seen(dict(body))
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
         # Canary (see canary.controller.loops); the initial listing starts the loops of existing Canaries.
         if LEADING:
             _ensure_loop(key)
 
 
-def _ensure_loop(key: runtime.Key) -> None:
+def _ensure_loop(key: context.Key) -> None:
     LOOPS.ensure(key, lambda: functools.partial(canary_loop, key))
 
 
@@ -106,7 +121,7 @@ async def start_leading() -> None:
     """This replica took the Lease: a loop for every Canary in the (already warm) cache."""
     global LEADING
     LEADING = True
-    for key in rt().store.names(models.API_VERSION, "Canary"):
+    for key in _context().cluster.store.names(models.API_VERSION, "Canary"):
         _ensure_loop(key)
 
 
@@ -137,7 +152,7 @@ async def _release_services(body: dict[str, Any]) -> None:
         # short pause) is waited out while this replica still leads, instead of dropping the hand-back.
         for attempt in range(HAND_BACK_ATTEMPTS):
             try:
-                await revert.release_services(rt(), revert.canary_of(body))
+                await revert.release_services(_context().cluster, revert.canary_of(body))
                 return
             except fence.LeaseLost:
                 if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:
@@ -154,46 +169,46 @@ async def _release_services(body: dict[str, Any]) -> None:
 # -- the per-canary loop ------------------------------------------------------------------------
 
 
-LOOPS: loops.Loops[runtime.Key] = loops.Loops(nudge=lambda key: rt().wake(key))
+LOOPS: loops.Loops[context.Key] = loops.Loops(nudge=lambda key: _wakeups().wake(key))
 
 
-async def canary_loop(key: runtime.Key, stopping: asyncio.Event) -> None:
+async def canary_loop(key: context.Key, stopping: asyncio.Event) -> None:
     namespace, name = key
-    runtime_ = rt()
-    wake = runtime_.waker(key)
+    ctx = _context()
+    wake = _wakeups().waker(key)
     while not stopping.is_set():
         wake.clear()
         delay: float | None
         try:
-            delay = await tick.tick(runtime_, key)
+            delay = await tick.tick(ctx, key)
         except fence.LeaseLost:
             # The Lease was not renewed in time (a stalled loop, a paused process): nothing was written. The loop
             # waits and tries again rather than ending: if the election says leadership is lost it stops every
             # loop; if the renewal that was late lands after all, no start_leading follows, and a loop that had
             # ended here would leave its canary (split, perhaps) untended until someone edited it.
             log.warning("%s/%s waits: this replica's leader Lease is not fresh", namespace, name)
-            delay = runtime_.settings.retry_seconds
+            delay = ctx.settings.retry_seconds
         except errors.RetriableError as exc:
             log.info("retrying %s/%s: %s", namespace, name, exc)
-            delay = runtime_.settings.retry_seconds
+            delay = ctx.settings.retry_seconds
         except Exception as exc:
             if _api_unavailable(exc):
                 # The API server restarts or is overloaded: not a bug, the tick runs again from the status.
                 log.warning("the API server is unavailable; %s/%s retries: %s", namespace, name,
                             str(exc).splitlines()[0][:200])
-                delay = runtime_.settings.retry_seconds
+                delay = ctx.settings.retry_seconds
             elif kube.namespace_terminating(exc):
                 # The Canary goes with its namespace; the writes refused meanwhile are not a bug.
                 log.info("namespace %s is being deleted; %s/%s waits for its deletion", namespace, namespace, name)
-                delay = runtime_.settings.retry_seconds
+                delay = ctx.settings.retry_seconds
             else:
                 # One canary's bug must not stop the others: log, count, retry later.
                 log.exception("tick of %s/%s failed", namespace, name)
                 telemetry.tick_failed(namespace, name)
-                delay = runtime_.settings.retry_seconds
+                delay = ctx.settings.retry_seconds
         if stopping.is_set():
             return
-        timeout = runtime_.settings.resync_seconds if delay is None else max(0.05, delay)
+        timeout = ctx.settings.resync_seconds if delay is None else max(0.05, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""``fledge controller``: configure logging and the runtime, then run kopf.
+"""``fledge controller``: configure logging and the engine's context, then run kopf.
 
 Why this exists: the process entry point.  Settings come from flags (the Helm
 chart sets them) and are applied once, in the start-up handler.
@@ -27,7 +27,7 @@ import egress
 from apis import keys, models
 from canary.cluster import fence, informers, leader, telemetry, transport
 from canary.controller import handlers, health
-from canary.engine import runtime
+from canary.engine import context
 from metrics import builtin
 from routers import nginx
 
@@ -132,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     if not digest_key:
         logging.getLogger("fledge").warning("no --config-digest-key-file: status.trackedConfigs digests are salted "
                                             "per Canary but not keyed; give a key so they cannot be brute-forced")
-    config = runtime.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
+    config = context.Settings(default_provider=args.provider, metrics_server=args.metrics_server,
                               nginx_annotation_prefix=args.nginx_annotation_prefix,
                               include_label_prefix=label_prefixes(args.include_label_prefix),
                               flagger_metrics=args.flagger_metrics, loadtester_key=loadtester_key,
@@ -166,15 +166,16 @@ def main(args: argparse.Namespace) -> int:
             concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS))
         _dump_tasks_on_sigusr1()
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
-        handlers.RUNTIME = runtime.Runtime(client, config)
+        engine = context.make(client, config)
+        handlers.install(engine)
         # The Canaries are kopf's (listed here too, so the first loop sees every Canary); the kinds they refer
         # to are watched by Fledge's informers, which list them before this returns.
-        await handlers.RUNTIME.writer.prime([CANARY_KIND], args.namespace or None)
+        await engine.cluster.writer.prime([CANARY_KIND], args.namespace or None)
         for task in watches:  # a start-up retried by kopf: the first try's informers fed another store
             task.cancel()
         watches.clear()
         watches.extend(await informers.start(
-            [informers.Informer(watch_client, handlers.RUNTIME.store, api_version, kind, namespace,
+            [informers.Informer(watch_client, engine.cluster.store, api_version, kind, namespace,
                                 handlers.watch_event)
              for api_version, kind in WATCHED if (api_version, kind) != CANARY_KIND
              for namespace in watch_scopes(args.namespace)]))
@@ -203,8 +204,8 @@ def main(args: argparse.Namespace) -> int:
         await client.close()
         await lease_client.close()
         await watch_client.close()
-        if handlers.RUNTIME is not None:
-            await handlers.RUNTIME.close_http()
+        if handlers.CONTEXT is not None:
+            await handlers.CONTEXT.outbound.close_http()
 
     kopf.on.login()(_login(credentials, client.tokens))
     transport.shrink_tls_buffers()  # before any connection opens: kopf's watches too

@@ -21,39 +21,41 @@ from typing import Any
 from apis import errors, models
 from canary import core
 from canary.cluster import fence, kube, telemetry
-from canary.engine import observe, runtime, webhooks
+from canary.engine import context, observe, webhooks
 from canary.objects import autoscalers, diffing, workloads
 from notifiers import alerts
 
 log = logging.getLogger("fledge.execute")
 
 
-async def execute(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot, decision: core.Decision
+async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Snapshot, decision: core.Decision
                   ) -> None:
+    cluster, settings = ctx.cluster, ctx.settings
     obs = snap.observed
-    await reconcile(rt, canary, snap)
+    await reconcile(cluster, ctx.memos, canary, snap)
     side_effects: list[core.Action] = []
     for action in decision.actions:
         match action:
             case core.Initialize():
-                await _create_primary(rt, canary, snap)  # reconcile, just above, made the rest
+                await _create_primary(cluster, settings, canary, snap)  # reconcile, just above, made the rest
             case core.SetRoutes(weights=weights):
                 if snap.router is not None and obs.routes != weights:
                     if obs.routes is None:
                         await snap.router.reconcile(canary)
                     await snap.router.set_routes(canary, weights)
             case core.ScaleTarget(replicas=replicas):
-                await _scale_target(rt, canary, snap.target, replicas)
+                await _scale_target(cluster.writer, canary, snap.target, replicas)
             case core.Promote():
-                await _promote(rt, canary, snap)
+                await _promote(cluster, settings, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
                 side_effects.append(action)
     if decision.status != canary.status:
-        await save_status(rt, canary, decision.status)
+        await save_status(cluster.writer, canary, decision.status)
     telemetry.record(canary, decision.status)
     if side_effects:
         # Notifications must never delay the next tick of this canary or any other.
-        task = asyncio.create_task(_notify(rt, canary, decision.status, side_effects, obs.now))
+        task = asyncio.create_task(_notify(cluster, settings, ctx.outbound, canary, decision.status, side_effects,
+                                           obs.now))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
@@ -69,23 +71,23 @@ async def stop_notifications() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def execute_unreadable(rt: runtime.Runtime, canary: models.Canary, decision: core.Decision) -> None:
+async def execute_unreadable(writer: kube.Writer, canary: models.Canary, decision: core.Decision) -> None:
     """``execute`` for a Canary whose spec names no usable target or router (``observe.invalid``): only the
     decided status and its events can be carried out; there is nothing else to act on."""
     if decision.status != canary.status:
-        await save_status(rt, canary, decision.status)
+        await save_status(writer, canary, decision.status)
     for action in decision.actions:
         if isinstance(action, core.Event):
-            await post_event(rt, canary, action.type, action.reason, action.message, datetime.datetime.now(
+            await post_event(writer, canary, action.type, action.reason, action.message, datetime.datetime.now(
                 datetime.UTC))
 
 
-async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus) -> None:
+async def save_status(writer: kube.Writer, canary: models.Canary, status: models.CanaryStatus) -> None:
     body = status.model_dump(mode="json", by_alias=True)  # None values become null and clear the field
     # A merge patch merges maps: a trackedConfigs key the target no longer uses must be nulled to go.
     body = diffing.with_removals(canary.status.model_dump(mode="json", by_alias=True), body)
     try:
-        await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name, {"status": body}, "status")
+        await writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name, {"status": body}, "status")
     except Exception as exc:
         if not _too_large(exc) or not any(check.query or check.message for check in status.checks):
             raise
@@ -94,7 +96,7 @@ async def save_status(rt: runtime.Runtime, canary: models.Canary, status: models
         log.warning("status of %s/%s refused as too large (%s); saving it without the checks' queries and messages",
                     canary.namespace, canary.name, kube.describe_api_error(exc))
         bare = [check.model_copy(update={"query": None, "message": None}) for check in status.checks]
-        await save_status(rt, canary, status.model_copy(update={"checks": bare}))
+        await save_status(writer, canary, status.model_copy(update={"checks": bare}))
 
 
 def _too_large(exc: BaseException) -> bool:
@@ -103,7 +105,8 @@ def _too_large(exc: BaseException) -> bool:
     return status == 413 or (status is not None and "too large" in str(getattr(exc, "body", "") or "").lower())
 
 
-async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: models.Canary, snap: observe.Snapshot
+                    ) -> None:
     """Bring the Services, the primary's autoscaler and the route objects in line with the spec.
 
     Runs on every tick before the decision's actions, writing only what differs from the watch cache, so an
@@ -126,111 +129,115 @@ async def reconcile(rt: runtime.Runtime, canary: models.Canary, snap: observe.Sn
                                   canary.status.last_applied_spec)
     if canary.spec.analysis.session_affinity is not None:  # the cookie rules follow the run (apis.affinity)
         inputs += (canary.status.phase, canary.status.canary_weight)
-    done = rt.reconciled.get(key)
-    if done is not None and done[0] == inputs and rt.store.unchanged(done[1]):
+    store = cluster.store
+    done = memos.reconciled.get(key)
+    if done is not None and done[0] == inputs and store.unchanged(done[1]):
         return
 
     def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        return rt.store.get(api_version, kind, canary.namespace, name)
+        return store.get(api_version, kind, canary.namespace, name)
 
     router = snap.router
-    with rt.store.reading() as reads:
-        plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, rt.store),
+    with store.reading() as reads:
+        plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, store),
                               switched_apex=router is not None and router.switches_apex)
-        stale_routes = router is not None and bool(diffing.outdated(router.desired(canary), rt.store))
+        stale_routes = router is not None and bool(diffing.outdated(router.desired(canary), store))
     if not (plan.services or plan.autoscaler or stale_routes):
         if all(inputs[:2]) and all(version != "" for _, version in reads):  # objects without versions: no memo
-            rt.reconciled[key] = (inputs, reads)
+            memos.reconciled[key] = (inputs, reads)
         return
-    rt.reconciled.pop(key, None)
-    await _write(rt, canary, plan.services)
-    await _write(rt, canary, plan.autoscaler)
-    if router is not None and diffing.outdated(router.desired(canary), rt.store):  # again, after those writes
+    memos.reconciled.pop(key, None)
+    await _write(cluster, canary, plan.services)
+    await _write(cluster, canary, plan.autoscaler)
+    if router is not None and diffing.outdated(router.desired(canary), store):  # again, after those writes
         await router.reconcile(canary)
 
 
-async def _create_primary(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+async def _create_primary(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
+                          snap: observe.Snapshot) -> None:
     """The ``-primary`` workload from the target (at initialization, or again after it was deleted)."""
     target = snap.target
-    if target is None or rt.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+    if target is None or cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
                                       canary.spec.primary_target_name) is not None:
         return
     replicas = workloads.primary_replicas(target)
-    await workloads.apply_primary(rt.writer, canary, target, snap.observed.configs, replicas, snap.observed.revision,
-                                  rt.settings.include_label_prefix)
+    await workloads.apply_primary(cluster.writer, canary, target, snap.observed.configs, replicas,
+                                  snap.observed.revision, settings.include_label_prefix)
 
 
-async def _create(rt: runtime.Runtime, manifest: dict[str, Any]) -> None:
+async def _create(cluster: context.Cluster, manifest: dict[str, Any]) -> None:
     """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
     into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
     only when the cache has no such object, so an apply never adopts the user's Service."""
     meta = manifest["metadata"]
-    live = await rt.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    live = await cluster.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
     if live is None:
-        await rt.writer.apply(manifest)
+        await cluster.writer.apply(manifest)
         return
-    rt.store.upsert(live)
+    cluster.store.upsert(live)
     raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
                              "watch cache yet; looking again")
 
 
-async def _write(rt: runtime.Runtime, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
+async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
     for write in writes:
         match write:
             case workloads.Create(manifest=manifest):
-                await _create(rt, manifest)
+                await _create(cluster, manifest)
             case workloads.Apply(manifest=manifest):
-                await rt.writer.apply(manifest)
+                await cluster.writer.apply(manifest)
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
-                await rt.writer.patch(api_version, kind, canary.namespace, name, patch)
+                await cluster.writer.patch(api_version, kind, canary.namespace, name, patch)
 
 
-async def _scale_target(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any] | None,
+async def _scale_target(writer: kube.Writer, canary: models.Canary, target: dict[str, Any] | None,
                         replicas: int) -> None:
     patch = workloads.scale_patch(target, replicas) if target is not None else None  # a DaemonSet: (un)park it
     if patch is not None:
-        await rt.writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name,
+        await writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name,
                               patch)
 
 
-async def _promote(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot) -> None:
+async def _promote(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
+                   snap: observe.Snapshot) -> None:
     if snap.target is None:
         return
     target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
     # The primary's autoscaler owns its size: promotion keeps the count it chose.
     replicas = (core.replicas(snap.observed.primary.desired) if canary.spec.autoscaler_ref is not None
                 else core.replicas(target_replicas, snap.observed.primary.desired))
-    await workloads.apply_primary(rt.writer, canary, snap.target, snap.observed.configs, replicas,
-                                  snap.observed.revision, rt.settings.include_label_prefix)
-    await _apply_autoscaler(rt, canary)
+    await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
+                                  snap.observed.revision, settings.include_label_prefix)
+    await _apply_autoscaler(cluster, canary)
 
 
-async def _apply_autoscaler(rt: runtime.Runtime, canary: models.Canary) -> None:
-    source = autoscalers.autoscaler(canary, rt.store)
+async def _apply_autoscaler(cluster: context.Cluster, canary: models.Canary) -> None:
+    source = autoscalers.autoscaler(canary, cluster.store)
     if source is not None:
-        await rt.writer.apply(autoscalers.primary_autoscaler(canary, source))
+        await cluster.writer.apply(autoscalers.primary_autoscaler(canary, source))
 
 
-async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.CanaryStatus,
-                  actions: list[core.Action], now: datetime.datetime) -> None:
+async def _notify(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,
+                  canary: models.Canary, status: models.CanaryStatus, actions: list[core.Action],
+                  now: datetime.datetime) -> None:
     phase = str(status.phase or "")
     checksum = status.last_applied_spec or ""
-    # rt.http is made at first use: it is only asked for when there is a hook or an alert to send to.
+    # outbound.http is made at first use: it is only asked for when there is a hook or an alert to send to.
     for action in actions:
         try:
             match action:
                 case core.Event(type=kind, reason=reason, message=message):
                     log.info(message, extra={"canary": f"{canary.namespace}/{canary.name}", "reason": reason})
-                    await post_event(rt, canary, kind, reason, message, now)
+                    await post_event(cluster.writer, canary, kind, reason, message, now)
                     if webhooks.hooks_of(canary, models.HookType.EVENT):
-                        await webhooks.post_event(rt.http, canary, phase, checksum, kind, message, now)
+                        await webhooks.post_event(outbound.http, canary, phase, checksum, kind, message, now)
                 case core.Alert(severity=severity, message=message) if canary.spec.analysis.alerts:
                     # Alerts describe the canary as this decision left it (Failed, 2/2 failed checks).
                     decided = canary.model_copy(update={"status": status})
-                    await alerts.notify(rt.http, decided, severity, message, _alert_provider_resolver(rt, canary),
-                                        now=now)
+                    resolver = _alert_provider_resolver(cluster, settings, canary)
+                    await alerts.notify(outbound.http, decided, severity, message, resolver, now=now)
                 case core.CallHooks(type=hook_type) if webhooks.hooks_of(canary, hook_type):
-                    await webhooks.fire(rt.http, canary, models.HookType(hook_type), phase, checksum)
+                    await webhooks.fire(outbound.http, canary, models.HookType(hook_type), phase, checksum)
         except fence.LeaseLost:  # another replica leads: it sends what is still due, from the status
             log.info("lease lost: notifications of %s/%s not sent", canary.namespace, canary.name)
             return
@@ -238,30 +245,30 @@ async def _notify(rt: runtime.Runtime, canary: models.Canary, status: models.Can
             log.exception("notification failed for %s/%s", canary.namespace, canary.name)
 
 
-def _alert_provider_resolver(rt: runtime.Runtime, canary: models.Canary) -> Any:
+def _alert_provider_resolver(cluster: context.Cluster, settings: context.Settings, canary: models.Canary) -> Any:
     async def resolve(namespace: str, name: str) -> tuple[models.AlertProvider | None, dict[str, str]]:
-        body = rt.store.get(models.API_VERSION, "AlertProvider", namespace, name)
+        body = cluster.store.get(models.API_VERSION, "AlertProvider", namespace, name)
         if body is None:
             return None, {}
         provider = models.parse_alert_provider(body)
         if not models.consents(namespace, provider.spec.allowed_namespaces, canary.namespace,
-                               rt.settings.shared_namespaces):
+                               settings.shared_namespaces):
             # Never its Secret: observe reports the refusal in the Canary's status.
             raise PermissionError(models.refusal("AlertProvider", namespace, name, canary.namespace))
         secret_data: dict[str, str] = {}
         if provider.spec.secret_ref is not None:
-            secret = await rt.writer.read("v1", "Secret", namespace, provider.spec.secret_ref.name)
+            secret = await cluster.writer.read("v1", "Secret", namespace, provider.spec.secret_ref.name)
             secret_data = dict((secret or {}).get("data") or {})
         return provider, secret_data
 
     return resolve
 
 
-async def post_event(rt: runtime.Runtime, canary: models.Canary, kind: str, reason: str, message: str,
+async def post_event(writer: kube.Writer, canary: models.Canary, kind: str, reason: str, message: str,
                      now: datetime.datetime) -> None:
     event = kube.event(canary.namespace, canary.name, canary.metadata.uid or "", kind, reason, message, now, "fledge")
     try:
-        await rt.writer.create(event)
+        await writer.create(event)
     except Exception:
         log.warning("could not record event %s for %s/%s", reason, canary.namespace, canary.name)
 

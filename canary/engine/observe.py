@@ -13,6 +13,7 @@ query becomes a ``core.Check`` that did not pass; the core decides what follows)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -22,7 +23,7 @@ from apis import errors, keys, models, naming
 from canary import core
 from canary.cluster import watchcache
 from canary.core import requests
-from canary.engine import runtime, webhooks
+from canary.engine import context, webhooks
 from canary.objects import autoscalers, workloads
 from metrics import base as metric_base
 from metrics import builtin, metric_checks
@@ -38,50 +39,51 @@ class Snapshot:
     router: routers.Router | None
 
 
-def router_for(rt: runtime.Runtime, canary: models.Canary) -> routers.Router:
-    provider = core.provider(canary, rt.settings.default_provider)
-    router = routers.for_provider(provider, rt.store, rt.writer)
+def router_for(cluster: context.Cluster, settings: context.Settings, canary: models.Canary) -> routers.Router:
+    provider = core.provider(canary, settings.default_provider)
+    router = routers.for_provider(provider, cluster.store, cluster.writer)
     router.validate(canary)
     return router
 
 
-def resolve_template(rt: runtime.Runtime, user: str) -> Any:
+def resolve_template(store: watchcache.Store, settings: context.Settings, user: str) -> Any:
     """The MetricTemplates a Canary of namespace ``user`` may use; one of another namespace that does not
     allow it raises SpecError (its Secret and headers are another team's)."""
     def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
-        body = rt.store.get(models.API_VERSION, "MetricTemplate", namespace, name)
+        body = store.get(models.API_VERSION, "MetricTemplate", namespace, name)
         if body is None:
             return None
         template = models.parse_metric_template(body)
-        if not models.consents(namespace, template.spec.allowed_namespaces, user, rt.settings.shared_namespaces):
+        if not models.consents(namespace, template.spec.allowed_namespaces, user, settings.shared_namespaces):
             raise models.SpecError("templateRef", models.refusal("MetricTemplate", namespace, name, user))
         return template
 
     return resolve
 
 
-def check_alert_providers(rt: runtime.Runtime, canary: models.Canary) -> None:
+def check_alert_providers(store: watchcache.Store, settings: context.Settings, canary: models.Canary) -> None:
     """Raise SpecError naming ``spec.analysis.alerts[i].providerRef`` for an AlertProvider of another namespace
     that does not allow this Canary's (a missing one is reported when an alert is sent, as before)."""
     for index, alert in enumerate(canary.spec.analysis.alerts):
         namespace = alert.provider_ref.namespace or canary.namespace
-        body = rt.store.get(models.API_VERSION, "AlertProvider", namespace, alert.provider_ref.name)
+        body = store.get(models.API_VERSION, "AlertProvider", namespace, alert.provider_ref.name)
         if body is None:
             continue
         allowed = ((body.get("spec") or {}).get("allowedNamespaces")) or []
-        if not models.consents(namespace, allowed, canary.namespace, rt.settings.shared_namespaces):
+        if not models.consents(namespace, allowed, canary.namespace, settings.shared_namespaces):
             raise models.SpecError(f"spec.analysis.alerts[{index}].providerRef", models.refusal(
                 "AlertProvider", namespace, alert.provider_ref.name, canary.namespace))
 
 
-def _digest(rt: runtime.Runtime, namespace: str, canary_uid: str | None = None) -> Any:
+def _digest(store: watchcache.Store, settings: context.Settings, namespace: str, canary_uid: str | None = None
+            ) -> Any:
     """The cache's checksums of configs; keyed per Canary (``apis.keys.config_digest``) unless ``canary_uid``
     is None, which gives the unkeyed ones that statuses held before (``migrate_digests``)."""
     def digest(kind: str, name: str) -> str | None:
-        body = rt.store.get("v1", kind, namespace, name)
+        body = store.get("v1", kind, namespace, name)
         if body is None or canary_uid is None or body["digest"] == watchcache.UNTRACKED:
             return str(body["digest"]) if body is not None else None
-        key = rt.settings.config_digest_key
+        key = settings.config_digest_key
         return keys.config_digest(key, canary_uid, f"{kind.lower()}/{name}", str(body["digest"]))
 
     return digest
@@ -98,10 +100,11 @@ def migrate_digests(status: models.CanaryStatus, configs: dict[str, str], revisi
     return status.model_copy(update=update)
 
 
-def _legacy_digests(rt: runtime.Runtime, canary: models.Canary, target: dict[str, Any], configs: dict[str, str],
-                    revision: str) -> tuple[dict[str, str], str, models.Canary]:
+def _legacy_digests(store: watchcache.Store, settings: context.Settings, canary: models.Canary,
+                    target: dict[str, Any], configs: dict[str, str], revision: str
+                    ) -> tuple[dict[str, str], str, models.Canary]:
     """(configs, revision, canary) for a Canary whose status may hold the unkeyed digests of an older Fledge."""
-    legacy = workloads.tracked_configs(target, _digest(rt, canary.namespace))
+    legacy = workloads.tracked_configs(target, _digest(store, settings, canary.namespace))
     if canary.status.tracked_configs != legacy:
         return configs, revision, canary  # a config changed, or the status is keyed already
     old = workloads.revision(target, legacy)
@@ -111,46 +114,48 @@ def _legacy_digests(rt: runtime.Runtime, canary: models.Canary, target: dict[str
     return configs, revision, canary.model_copy(update={"status": status})
 
 
-async def observe(rt: runtime.Runtime, canary: models.Canary, now: datetime.datetime) -> Snapshot:
-    namespace = canary.namespace
-    target = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
-    primary = rt.store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
+async def observe(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
+                  canary: models.Canary, now: datetime.datetime) -> Snapshot:
+    namespace, store = canary.namespace, cluster.store
+    target = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
+    primary = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
     base = core.Observed(canary=canary, now=now, revision=None, primary=workloads.workload_state(primary),
                          request=requests.request(canary.metadata.annotations),
                          paused=requests.paused(canary.metadata.annotations),
-                         shifts_traffic=routers.shifts_traffic(core.provider(canary, rt.settings.default_provider)))
+                         shifts_traffic=routers.shifts_traffic(core.provider(canary, settings.default_provider)))
     try:
-        router = router_for(rt, canary)
+        router = router_for(cluster, settings, canary)
         if target is None:
             raise errors.MissingTarget(f"spec.targetRef.name: {canary.spec.target_ref.kind} "
                                        f"{namespace}/{canary.spec.target_ref.name} "
                                        "not found; create it or fix spec.targetRef.name")
         naming.selector_label(target)
         workloads.check_target(target)
-        autoscalers.autoscaler(canary, rt.store)
-        configs = workloads.tracked_configs(target, _digest(rt, namespace, canary.metadata.uid or ""))
-        metric_checks.validate_metrics(canary, resolve_template(rt, namespace),
-                                       core.provider(canary, rt.settings.default_provider), rt.settings.pod_labels)
-        check_alert_providers(rt, canary)
+        autoscalers.autoscaler(canary, store)
+        configs = workloads.tracked_configs(target, _digest(store, settings, namespace, canary.metadata.uid or ""))
+        metric_checks.validate_metrics(canary, resolve_template(store, settings, namespace),
+                                       core.provider(canary, settings.default_provider), settings.pod_labels)
+        check_alert_providers(store, settings, canary)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
         routes = None
         with contextlib.suppress(errors.FatalError):
-            provider = core.provider(canary, rt.settings.default_provider)
-            unchecked = routers.for_provider(provider, rt.store, rt.writer)
+            provider = core.provider(canary, settings.default_provider)
+            unchecked = routers.for_provider(provider, store, cluster.writer)
             routes = unchecked.get_routes(canary)
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), target, unchecked)
 
-    revision = rt.revision((canary.namespace, canary.name), target, configs)
+    revision = memos.revision((canary.namespace, canary.name), target, configs)
     if configs and canary.status.tracked_configs and canary.status.tracked_configs != configs:
-        configs, revision, canary = _legacy_digests(rt, canary, target, configs, revision)
+        configs, revision, canary = _legacy_digests(store, settings, canary, target, configs, revision)
     observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs,
                                    target=workloads.workload_state(target), routes=router.get_routes(canary))
     return Snapshot(observed, target, router)
 
 
-def invalid(rt: runtime.Runtime, body: dict[str, Any], message: str, now: datetime.datetime) -> Snapshot:
+def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,
+            now: datetime.datetime) -> Snapshot:
     """A Canary the models reject (``message`` names the field), observed for the core's ``Observed.invalid``.
 
     The spec does not parse, so the Canary is read with a neutral analysis (``models.parse_canary_for_routing``)
@@ -165,9 +170,9 @@ def invalid(rt: runtime.Runtime, body: dict[str, Any], message: str, now: dateti
     router: routers.Router | None = None
     routes = None
     with contextlib.suppress(errors.FatalError):
-        router = routers.for_provider(core.provider(canary, rt.settings.default_provider), rt.store, rt.writer)
+        router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
         routes = router.get_routes(canary)
-    target = rt.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name)
+    target = cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name)
     observed = core.Observed(canary=canary, now=now, revision=None, routes=routes, invalid=message)
     return Snapshot(observed, target, router if routes is not None else None)
 
@@ -179,10 +184,11 @@ def _status_of(body: dict[str, Any]) -> models.CanaryStatus:
         return models.CanaryStatus()
 
 
-async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
+async def _provider_factory(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,
+                            canary: models.Canary) -> Any:
     """Metric providers by config, with the Secrets their templates name read up front (off the loop)."""
     secrets: dict[tuple[str, str], dict[str, str]] = {}
-    resolve = resolve_template(rt, canary.namespace)
+    resolve = resolve_template(cluster.store, settings, canary.namespace)
     for metric in canary.spec.analysis.metrics:
         if metric.template_ref is None:
             continue
@@ -193,15 +199,20 @@ async def _provider_factory(rt: runtime.Runtime, canary: models.Canary) -> Any:
             continue
         if template is not None and template.spec.provider.secret_ref is not None:
             name = template.spec.provider.secret_ref.name
-            body = await rt.writer.read("v1", "Secret", namespace, name)
+            body = await cluster.writer.read("v1", "Secret", namespace, name)
             if body is not None:
-                secrets[(namespace, name)] = runtime.decode_secret(body)
+                secrets[(namespace, name)] = decode_secret(body)
 
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
         secret = secrets.get((config.namespace, config.secret_name)) if config.secret_name else None
-        return rt.metric_provider(config, secret)
+        return outbound.metric_provider(config, secret)
 
     return factory
+
+
+def decode_secret(body: dict[str, Any]) -> dict[str, str]:
+    """A Secret's data, base64-decoded (stringData is folded into data by the API server)."""
+    return {key: base64.b64decode(value).decode(errors="replace") for key, value in (body.get("data") or {}).items()}
 
 
 async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, router_provider: str, server: str,
@@ -223,32 +234,34 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
                                         pod_labels=pod_labels)
 
 
-async def _rollout_hooks(rt: runtime.Runtime, canary: models.Canary, phase: str, revision: str) -> list[core.Check]:
+async def _rollout_hooks(outbound: context.Outbound, canary: models.Canary, phase: str, revision: str
+                         ) -> list[core.Check]:
     if not webhooks.hooks_of(canary, models.HookType.ROLLOUT):
-        return []  # and rt.http, made at first use, is not made for nothing
-    return await webhooks.run_hooks(rt.http, canary, models.HookType.ROLLOUT, phase, revision)
+        return []  # and outbound.http, made at first use, is not made for nothing
+    return await webhooks.run_hooks(outbound.http, canary, models.HookType.ROLLOUT, phase, revision)
 
 
-async def supply(rt: runtime.Runtime, obs: core.Observed, need: core.Need) -> core.Observed:
+async def supply(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,
+                 obs: core.Observed, need: core.Need) -> core.Observed:
     """``obs`` with what the decision asked for: one gate's answer, or one set of checks."""
     canary = obs.canary
     phase = str(canary.status.phase or "")
     revision = obs.revision or ""
     if need.what == "gate":
-        is_open, _ = await webhooks.gate(rt.http, canary, models.HookType(need.hook_type), phase, revision)
+        is_open, _ = await webhooks.gate(outbound.http, canary, models.HookType(need.hook_type), phase, revision)
         return dataclasses.replace(obs, gates={**obs.gates, need.hook_type: is_open})
     checks: list[core.Check] = []
     if need.what == "pre-rollout":
-        checks += await webhooks.run_hooks(rt.http, canary, models.HookType.PRE_ROLLOUT, phase, revision)
+        checks += await webhooks.run_hooks(outbound.http, canary, models.HookType.PRE_ROLLOUT, phase, revision)
     else:
-        factory = await _provider_factory(rt, canary)
-        provider = core.provider(canary, rt.settings.default_provider)
-        server = canary.spec.metrics_server or rt.settings.metrics_server
+        factory = await _provider_factory(cluster, settings, outbound, canary)
+        provider = core.provider(canary, settings.default_provider)
+        server = canary.spec.metrics_server or settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
-            metric_checks.run_analysis(canary, resolve_template(rt, canary.namespace), factory,
+            metric_checks.run_analysis(canary, resolve_template(cluster.store, settings, canary.namespace), factory,
                                        default_provider=provider, metrics_server=server,
-                                       pod_labels=rt.settings.pod_labels),
-            _judge(canary, factory, provider, server, obs.now, rt.settings.pod_labels),
-            _rollout_hooks(rt, canary, phase, revision))
+                                       pod_labels=settings.pod_labels),
+            _judge(canary, factory, provider, server, obs.now, settings.pod_labels),
+            _rollout_hooks(outbound, canary, phase, revision))
         checks += [*metrics, *judged, *hooks]
     return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

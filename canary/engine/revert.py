@@ -24,7 +24,7 @@ from typing import Any
 from apis import errors, models
 from canary import core
 from canary.cluster import kube
-from canary.engine import runtime
+from canary.engine import context
 from canary.objects import services, workloads
 from routers import base as routers
 
@@ -41,7 +41,7 @@ def _wants_finalizer(body: dict[str, Any]) -> bool:
     return isinstance(spec, dict) and spec.get("revertOnDeletion") is True
 
 
-async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) -> dict[str, Any] | None:
+async def _set_finalizer(writer: kube.Writer, body: dict[str, Any], held: bool) -> dict[str, Any] | None:
     """Add or remove Fledge's finalizer, keeping the others'; the resourceVersion makes a concurrent edit
     of the list a conflict (409) rather than a lost finalizer.  Returns the Canary as written, None when
     it is gone."""
@@ -50,7 +50,7 @@ async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) 
     patch = {"metadata": {"finalizers": [*others, FINALIZER] if held else others,
                           "resourceVersion": meta.get("resourceVersion")}}
     try:
-        return await rt.writer.patch(models.API_VERSION, "Canary", meta.get("namespace", ""), meta.get("name", ""),
+        return await writer.patch(models.API_VERSION, "Canary", meta.get("namespace", ""), meta.get("name", ""),
                                      patch)
     except Exception as exc:
         if kube.status_of(exc) == 404:
@@ -61,16 +61,16 @@ async def _set_finalizer(rt: runtime.Runtime, body: dict[str, Any], held: bool) 
         raise
 
 
-async def hold(rt: runtime.Runtime, body: dict[str, Any]) -> dict[str, Any] | None:
+async def hold(writer: kube.Writer, body: dict[str, Any]) -> dict[str, Any] | None:
     """Hold the finalizer while spec.revertOnDeletion is true, and only then; no request when it already
     matches.  Returns the Canary as it now is, None when it is gone."""
     wanted = _wants_finalizer(body)
     if wanted == (FINALIZER in _finalizers(body)):
         return body
-    return await _set_finalizer(rt, body, wanted)
+    return await _set_finalizer(writer, body, wanted)
 
 
-async def on_deletion(rt: runtime.Runtime, body: dict[str, Any]) -> None:
+async def on_deletion(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any]) -> None:
     """A Canary being deleted: revert if it asked for it, then release the finalizer so that it goes.
 
     Raises ``RetriableError`` while the target is still coming back (the finalizer stays meanwhile)."""
@@ -79,13 +79,13 @@ async def on_deletion(rt: runtime.Runtime, body: dict[str, Any]) -> None:
     if _wants_finalizer(body):
         meta = body.get("metadata") or {}
         try:
-            await revert(rt, body)
+            await revert(cluster, settings, body)
         except (errors.FatalError, models.SpecError) as exc:
             # Nothing can be restored through a spec that names no target or service, or no router: let the
             # Canary go rather than hold it forever, and say what the user must restore.
             log.warning("canary %s/%s is deleted without reverting: %s", meta.get("namespace"), meta.get("name"),
                         exc)
-    await _set_finalizer(rt, body, held=False)
+    await _set_finalizer(cluster.writer, body, held=False)
 
 
 def canary_of(body: dict[str, Any]) -> models.Canary:
@@ -106,48 +106,49 @@ def canary_of(body: dict[str, Any]) -> models.Canary:
         return routable
 
 
-async def revert(rt: runtime.Runtime, body: dict[str, Any]) -> None:
+async def revert(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any]) -> None:
     canary = canary_of(body)
     namespace = canary.namespace
     kind = canary.spec.target_ref.kind
-    target = rt.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name)
-    primary = rt.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
+    target = cluster.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name)
+    primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
     # A target being deleted will never be ready: waiting for it would hold the Canary (and its namespace).
     if target is not None and not (target.get("metadata") or {}).get("deletionTimestamp"):
         replicas = core.replicas(int(((primary or {}).get("spec") or {}).get("replicas") or 0))
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
-            await _patch_present(rt, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)
-        state = workloads.workload_state(rt.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name))
+            await _patch_present(cluster, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)
+        state = workloads.workload_state(cluster.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name))
         if state.exists and not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
-    router = routers.for_provider(core.provider(canary, rt.settings.default_provider), rt.store, rt.writer)
+    router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     await router.finalize(canary)
-    await release_services(rt, canary)
+    await release_services(cluster, canary)
 
 
-async def release_services(rt: runtime.Runtime, canary: models.Canary) -> None:
+async def release_services(cluster: context.Cluster, canary: models.Canary) -> None:
     """Give the Services Fledge took over (it did not create them) their own selector and ports back.
 
     The ones Fledge created carry the Canary's owner reference; garbage collection removes those.
     """
     for name in (canary.spec.service_name, canary.spec.primary_service_name, canary.spec.canary_service_name):
-        current = rt.store.get("v1", "Service", canary.namespace, name)
+        current = cluster.store.get("v1", "Service", canary.namespace, name)
         patch = services.restore_patch(current, canary) if current is not None else None
         if patch is not None:
-            await _patch_present(rt, "v1", "Service", canary.namespace, name, patch)
+            await _patch_present(cluster, "v1", "Service", canary.namespace, name, patch)
 
 
-async def _patch_present(rt: runtime.Runtime, api_version: str, kind: str, namespace: str, name: str,
+async def _patch_present(cluster: context.Cluster, api_version: str, kind: str, namespace: str, name: str,
                          patch: dict[str, Any]) -> None:
     """Patch an object unless it is gone (404: the user deleted it with the Canary): each object is restored
     or found gone on its own, so one already deleted never keeps the others, or the routes, from being
     handed back."""
     try:
-        await rt.writer.patch(api_version, kind, namespace, name, patch)
+        await cluster.writer.patch(api_version, kind, namespace, name, patch)
     except Exception as exc:
         if kube.status_of(exc) != 404:
             raise
-        rt.store.remove({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}})
+        gone = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}}
+        cluster.store.remove(gone)

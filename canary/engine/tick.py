@@ -18,35 +18,36 @@ import time
 from apis import errors, models
 from canary import core
 from canary.cluster import kube, telemetry, watchcache
-from canary.engine import execute, observe, revert, runtime
+from canary.engine import context, execute, observe, revert
 
 log = logging.getLogger("fledge.tick")
 
 
-async def tick(rt: runtime.Runtime, key: runtime.Key, now: datetime.datetime | None = None) -> float | None:
+async def tick(ctx: context.Context, key: context.Key, now: datetime.datetime | None = None) -> float | None:
     """Run one tick; returns seconds until the next one is needed (None: wait for an event)."""
     namespace, name = key
-    body = rt.store.get(models.API_VERSION, "Canary", namespace, name)
+    cluster, settings = ctx.cluster, ctx.settings
+    body = cluster.store.get(models.API_VERSION, "Canary", namespace, name)
     if body is None:
         return None
     if (body.get("metadata") or {}).get("deletionTimestamp"):
-        await revert.on_deletion(rt, body)  # then it goes, once any other finalizer is released too
+        await revert.on_deletion(cluster, settings, body)  # then it goes, once any other finalizer is released too
         return None
-    held = await revert.hold(rt, body)
+    held = await revert.hold(cluster.writer, body)
     if held is None:
         return None  # deleted meanwhile: its watch event stops this loop
     body = held
     started = time.perf_counter()
     now = now or datetime.datetime.now(datetime.UTC)
     try:
-        canary = rt.parse_canary(body)
+        canary = ctx.memos.parse_canary(body)
     except (models.SpecError, errors.SpecError) as exc:
-        return await _invalid(rt, body, str(exc), now)
-    snap = await observe.observe(rt, canary, now)
-    snap, decision = await _decide(rt, snap)
-    delay = await execute_reporting(rt, canary, snap, decision)
+        return await _invalid(ctx, body, str(exc), now)
+    snap = await observe.observe(cluster, settings, ctx.memos, canary, now)
+    snap, decision = await _decide(cluster, settings, ctx.outbound, snap)
+    delay = await execute_reporting(ctx, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)
-    stored = rt.store.get(models.API_VERSION, "Canary", namespace, name)
+    stored = cluster.store.get(models.API_VERSION, "Canary", namespace, name)
     # When this tick wrote the Canary, the watch event of that write is no news: it wakes nobody
     # (watchcache.Store.upsert).  So a transition without a wait of its own goes on at once, and so does a
     # tick whose write came back with someone else's change in it (a spec edit or an operator's request
@@ -68,31 +69,32 @@ def _others_changes(before: dict[str, object], after: dict[str, object]) -> bool
     return any(old.get(key) != new.get(key) for key in _NOT_STATUS)
 
 
-async def _decide(rt: runtime.Runtime, snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:
+async def _decide(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,
+                  snap: observe.Snapshot) -> tuple[observe.Snapshot, core.Decision]:
     """Ask the core until it stops asking; observe supplies each gate or set of checks it names, in its order."""
     async def supply(obs: core.Observed, need: core.Need) -> core.Observed:
-        return await observe.supply(rt, obs, need)
+        return await observe.supply(cluster, settings, outbound, obs, need)
 
     obs, decision = await core.settle(snap.observed, supply)
     return dataclasses.replace(snap, observed=obs), decision
 
 
-async def _invalid(rt: runtime.Runtime, body: dict[str, object], message: str, now: datetime.datetime
+async def _invalid(ctx: context.Context, body: dict[str, object], message: str, now: datetime.datetime
                    ) -> float | None:
     """A Canary the models reject: observed as such and decided by the core like any other tick (mid-release,
     its one rollback path; otherwise the reason in status, once)."""
-    snap = observe.invalid(rt, body, message, now)
+    snap = observe.invalid(ctx.cluster, ctx.settings, body, message, now)
     canary = snap.observed.canary
     decision = core.decide(snap.observed)
     if decision.status.message != canary.status.message:
         log.warning("invalid canary %s/%s: %s", canary.namespace, canary.name, message)
     if "spec" not in canary.model_fields_set:  # not even a target to act on (observe.invalid)
-        await execute.execute_unreadable(rt, canary, decision)
+        await execute.execute_unreadable(ctx.cluster.writer, canary, decision)
         return None
-    return await execute_reporting(rt, canary, snap, decision)
+    return await execute_reporting(ctx, canary, snap, decision)
 
 
-async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: observe.Snapshot,
+async def execute_reporting(ctx: context.Context, canary: models.Canary, snap: observe.Snapshot,
                             decision: core.Decision) -> float | None:
     """``execute``, with a write the API server refuses reported on the Canary rather than raised.
 
@@ -101,20 +103,20 @@ async def execute_reporting(rt: runtime.Runtime, canary: models.Canary, snap: ob
     clears the report in the next status it decides (``core.API_ERROR_PREFIX``).
     """
     try:
-        await execute.execute(rt, canary, snap, decision)
+        await execute.execute(ctx, canary, snap, decision)
     except Exception as exc:
         described = kube.describe_api_error(exc)
         if described is None or kube.namespace_terminating(exc):
             raise
-        message = f"{core.API_ERROR_PREFIX}{described}; retrying every {rt.settings.retry_seconds:g}s"
+        message = f"{core.API_ERROR_PREFIX}{described}; retrying every {ctx.settings.retry_seconds:g}s"
         log.warning("%s/%s: %s", canary.namespace, canary.name, message)
         if canary.status.message != message:
             try:
-                await rt.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name,
-                                      {"status": {"message": message}}, "status")
+                await ctx.cluster.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name,
+                                               {"status": {"message": message}}, "status")
             except Exception as report:  # the Canary itself may be gone or refused; the log has it
                 log.warning("could not report it on %s/%s: %s", canary.namespace, canary.name,
                             kube.describe_api_error(report) or report)
-            await execute.post_event(rt, canary, "Warning", "ApiError", message, snap.observed.now)
-        return rt.settings.retry_seconds
+            await execute.post_event(ctx.cluster.writer, canary, "Warning", "ApiError", message, snap.observed.now)
+        return ctx.settings.retry_seconds
     return decision.requeue_after

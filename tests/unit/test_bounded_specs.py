@@ -11,7 +11,7 @@ from apis import models
 from apis.models import canary as canary_model
 from canary.cli import crds as crdgen
 from canary.cli import explain
-from canary.engine import runtime
+from canary.engine import context
 
 pytestmark = pytest.mark.unit
 
@@ -45,10 +45,10 @@ def test_iterations_are_capped() -> None:
 
 
 def test_the_controller_runs_an_interval_below_its_floor_at_the_floor() -> None:
-    rt = runtime.Runtime(None, runtime.Settings(min_interval_seconds=10))
-    assert rt.parse_canary(canary(interval="2s")).spec.analysis.interval_seconds == 10
-    assert rt.parse_canary(canary(interval="30s")).spec.analysis.interval_seconds == 30
-    fast = runtime.Runtime(None, runtime.Settings(min_interval_seconds=1))
+    memos = context.Memos(min_interval_seconds=10)
+    assert memos.parse_canary(canary(interval="2s")).spec.analysis.interval_seconds == 10
+    assert memos.parse_canary(canary(interval="30s")).spec.analysis.interval_seconds == 30
+    fast = context.Memos(min_interval_seconds=1)
     assert fast.parse_canary(canary(interval="2s")).spec.analysis.interval_seconds == 2
 
 
@@ -94,10 +94,10 @@ def test_a_status_refused_as_too_large_is_saved_without_the_checks_texts() -> No
                                 "/apis/fledge.dev/v1beta1/namespaces/ns/canaries/web/status")
         return {}
 
-    rt: Any = SimpleNamespace(writer=SimpleNamespace(patch=patch))
+    writer: Any = SimpleNamespace(patch=patch)
     check = models.CheckResult(name="m", kind="metric", passed=True, value=100, query="vector(100)", message="ok")
     status = models.CanaryStatus(phase=models.CanaryPhase.PROGRESSING, canary_weight=20, checks=[check])
-    asyncio.run(execute.save_status(rt, models.parse_canary(canary()), status))
+    asyncio.run(execute.save_status(writer, models.parse_canary(canary()), status))
     assert len(patches) == 2
     saved = patches[1]["status"]
     assert saved["canaryWeight"] == 20 and saved["checks"][0]["passed"] is True

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary.engine import observe, runtime
+from canary.engine import context, observe
 from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
@@ -44,11 +44,11 @@ def canary(status: dict[str, Any]) -> models.Canary:
         "status": status})
 
 
-def runtime_with(key: bytes, password: str = "aHVudGVyMg==") -> runtime.Runtime:
-    rt = runtime.Runtime(None, runtime.Settings(config_digest_key=key, default_provider="kubernetes"))
-    rt.store.upsert(target())
-    rt.store.upsert(secret(password))
-    return rt
+def context_with(key: bytes, password: str = "aHVudGVyMg==") -> context.Context:
+    ctx = context.make(None, context.Settings(config_digest_key=key, default_provider="kubernetes"))
+    ctx.cluster.store.upsert(target())
+    ctx.cluster.store.upsert(secret(password))
+    return ctx
 
 
 def unkeyed(password: str) -> str:
@@ -57,19 +57,19 @@ def unkeyed(password: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def observed(rt: runtime.Runtime, subject: models.Canary) -> Any:
-    return asyncio.run(observe.observe(rt, subject, NOW)).observed
+def observed(ctx: context.Context, subject: models.Canary) -> Any:
+    return asyncio.run(observe.observe(ctx.cluster, ctx.settings, ctx.memos, subject, NOW)).observed
 
 
 def test_the_status_digest_is_keyed_and_not_the_plain_hash_of_the_secret() -> None:
-    obs = observed(runtime_with(KEY), canary({}))
+    obs = observed(context_with(KEY), canary({}))
     digest = obs.configs["secret/db"]
     assert digest != unkeyed("aHVudGVyMg==")
-    # Stable across controller restarts (a new runtime, the same key), different under another key.
-    assert observed(runtime_with(KEY), canary({})).configs == obs.configs
-    assert observed(runtime_with(b"another-key-0123456789"), canary({})).configs != obs.configs
+    # Stable across controller restarts (a new context, the same key), different under another key.
+    assert observed(context_with(KEY), canary({})).configs == obs.configs
+    assert observed(context_with(b"another-key-0123456789"), canary({})).configs != obs.configs
     # A change of the Secret is still a change.
-    assert observed(runtime_with(KEY, "b3RoZXI="), canary({})).configs != obs.configs
+    assert observed(context_with(KEY, "b3RoZXI="), canary({})).configs != obs.configs
 
 
 @pytest.mark.parametrize("phase", ["Succeeded", "Progressing", "Initialized"])
@@ -78,7 +78,7 @@ def test_a_status_with_unkeyed_digests_is_migrated_without_a_new_revision(phase:
     old_revision = workloads.revision(target(), legacy)
     old = canary({"phase": phase, "lastAppliedSpec": old_revision, "lastPromotedSpec": old_revision,
                   "trackedConfigs": legacy})
-    obs = observed(runtime_with(KEY), old)
+    obs = observed(context_with(KEY), old)
     status = obs.canary.status
     assert status.last_applied_spec == status.last_promoted_spec == obs.revision != old_revision
     assert status.tracked_configs == obs.configs != legacy  # saved by the tick: the unkeyed hash is gone
@@ -90,7 +90,7 @@ def test_a_promotion_under_way_at_the_upgrade_finishes_in_the_old_terms() -> Non
     old_revision = workloads.revision(target(), legacy)
     old = canary({"phase": "Promoting", "lastAppliedSpec": old_revision, "lastPromotedSpec": "0" * 16,
                   "trackedConfigs": legacy})
-    obs = observed(runtime_with(KEY), old)
+    obs = observed(context_with(KEY), old)
     assert (obs.revision, obs.configs, obs.canary.status) == (old_revision, legacy, old.status)
 
 
@@ -99,6 +99,6 @@ def test_a_secret_changed_during_the_upgrade_is_a_new_revision() -> None:
     old_revision = workloads.revision(target(), legacy)
     old = canary({"phase": "Succeeded", "lastAppliedSpec": old_revision, "lastPromotedSpec": old_revision,
                   "trackedConfigs": legacy})
-    obs = observed(runtime_with(KEY), old)
+    obs = observed(context_with(KEY), old)
     assert obs.canary.status == old.status
     assert obs.revision != old_revision

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from apis import models
-from canary.engine import observe, runtime
+from canary.cluster import watchcache
+from canary.engine import context, observe
 from metrics import templates
 
 pytestmark = pytest.mark.unit
@@ -34,11 +35,11 @@ def _template(namespace: str, **spec: Any) -> dict[str, Any]:
 
 
 def test_the_controller_resolves_another_namespaces_template_only_with_consent() -> None:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings(shared_namespaces=("platform",)))
-    rt.store.upsert(_template("team-b"))
-    rt.store.upsert(_template("team-c", allowedNamespaces=["team-a"]))
-    rt.store.upsert(_template("platform"))
-    resolve = observe.resolve_template(rt, "team-a")
+    store = watchcache.Store()
+    store.upsert(_template("team-b"))
+    store.upsert(_template("team-c", allowedNamespaces=["team-a"]))
+    store.upsert(_template("platform"))
+    resolve = observe.resolve_template(store, context.Settings(shared_namespaces=("platform",)), "team-a")
     with pytest.raises(models.SpecError, match="MetricTemplate team-b/errors does not allow Canaries of namespace "
                                                "team-a to use it") as refused:
         resolve("team-b", "errors")
@@ -75,10 +76,10 @@ def test_a_template_variable_cannot_leave_its_quotes() -> None:
 
 
 def test_an_alert_provider_of_another_namespace_is_refused_naming_the_alert_field() -> None:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings())
-    rt.store.upsert({"apiVersion": models.API_VERSION, "kind": "AlertProvider",
-                     "metadata": {"name": "slack", "namespace": "platform", "resourceVersion": "1"},
-                     "spec": {"type": "slack", "address": "https://hooks.slack.com/services/x"}})
+    store = watchcache.Store()
+    store.upsert({"apiVersion": models.API_VERSION, "kind": "AlertProvider",
+                  "metadata": {"name": "slack", "namespace": "platform", "resourceVersion": "1"},
+                  "spec": {"type": "slack", "address": "https://hooks.slack.com/services/x"}})
     canary = models.parse_canary({
         "apiVersion": models.API_VERSION, "kind": "Canary", "metadata": {"name": "web", "namespace": "team-a"},
         "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
@@ -87,8 +88,7 @@ def test_an_alert_provider_of_another_namespace_is_refused_naming_the_alert_fiel
                      {"name": "on-call", "providerRef": {"name": "slack", "namespace": "platform"}}]}},
     })
     with pytest.raises(models.SpecError, match="AlertProvider platform/slack does not allow") as refused:
-        observe.check_alert_providers(rt, canary)
+        observe.check_alert_providers(store, context.Settings(), canary)
     assert refused.value.field == "spec.analysis.alerts[0].providerRef"
-    shared = runtime.Runtime(client=None, settings=runtime.Settings(shared_namespaces=("platform",)))
-    shared.store.upsert(rt.store.get(models.API_VERSION, "AlertProvider", "platform", "slack") or {})
-    observe.check_alert_providers(shared, canary)  # the operator's shared namespace serves every team
+    shared = context.Settings(shared_namespaces=("platform",))
+    observe.check_alert_providers(store, shared, canary)  # the operator's shared namespace serves every team

@@ -9,7 +9,7 @@ import pytest
 
 from canary.cli import command as cli
 from canary.controller import process as controller
-from canary.engine import runtime
+from canary.engine import context
 from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
@@ -23,7 +23,7 @@ def test_defaults_copy_no_label_as_flaggers_and_expose_flaggers_metrics() -> Non
     # Copying every label handed Argo CD's tracking label (app.kubernetes.io/instance) to the primary, and
     # Argo CD pruned the primary as an object of its app it did not know.
     args = controller_args()
-    assert controller.label_prefixes(args.include_label_prefix) == () == runtime.Settings().include_label_prefix
+    assert controller.label_prefixes(args.include_label_prefix) == () == context.Settings().include_label_prefix
     assert args.flagger_metrics is True
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from canary.cluster import fence, leader, transport
 from canary.controller import health
-from canary.engine import runtime
+from canary.engine import context
 from tests.unit import test_leader
 
 pytestmark = pytest.mark.unit
@@ -98,16 +98,16 @@ async def _hooks_and_alerts_are_not_sent_without_the_lease() -> None:
 
     clock = Clock()
     guard = fence.Fence(renew_deadline=10.0, clock=clock)
-    rt = runtime.Runtime(object(), runtime.Settings(), guard=guard)
-    rt.http._transport = httpx.MockTransport(answer)  # the client the controller makes, with its request hook
+    outbound = context.Outbound(context.Settings(), guard)
+    outbound.http._transport = httpx.MockTransport(answer)  # the client the controller makes, with its request hook
     try:
         guard.renewed(began=clock.now)
-        await rt.http.post("http://hooks.example/ok")
+        await outbound.http.post("http://hooks.example/ok")
         guard.lost()
         with pytest.raises(fence.LeaseLost):
-            await rt.http.post("http://hooks.example/late")
+            await outbound.http.post("http://hooks.example/late")
     finally:
-        await rt.close_http()
+        await outbound.close_http()
     assert sent == ["http://hooks.example/ok"]
 
 

@@ -18,7 +18,7 @@ import textwrap
 import httpx
 import pytest
 
-from canary.engine import runtime
+from canary.engine import context
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ PROGRAM = textwrap.dedent("""
         sys.modules.setdefault(package, None)
     import canary.controller.process, canary.controller.handlers, canary.engine.tick
     from apis import models
-    from canary.engine import runtime
+    from canary.engine import context
     from metrics import base, metric_checks, providers
 
     def loaded():
@@ -37,8 +37,8 @@ PROGRAM = textwrap.dedent("""
                       if sys.modules.get(name) is not None)
 
     seen = {"start-up": loaded()}
-    rt = runtime.Runtime(None, runtime.Settings())
-    asyncio.run(rt.close_http())
+    ctx = context.make(None, context.Settings())
+    asyncio.run(ctx.outbound.close_http())
     seen["closing the unused webhook client"] = loaded()
     canary = models.parse_canary({
         "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": "prod"},
@@ -50,19 +50,19 @@ PROGRAM = textwrap.dedent("""
     seen["rendering a query"] = loaded()
     providers.create(base.ProviderConfig(type="prometheus", address="http://prometheus:9090", namespace="prod"))
     seen["building a Prometheus provider"] = loaded()
-    # Every transition posts a Kubernetes Event (here refused: this runtime has no API client) and may fire
+    # Every transition posts a Kubernetes Event (here refused: this context has no API client) and may fire
     # hooks and alerts; a canary with none of those must not make the webhook client.
     import datetime
     from canary import core
     from canary.engine import execute
     now = datetime.datetime.now(datetime.UTC)
-    asyncio.run(execute._notify(rt, canary, canary.status, [
+    asyncio.run(execute._notify(ctx.cluster, ctx.settings, ctx.outbound, canary, canary.status, [
         core.Event(type="Normal", reason="Synced", message="Advance web.prod canary weight 10"),
         core.Alert(severity="info", message="Advance web.prod canary weight 10"),
         core.CallHooks(type="post-rollout")], now))
     seen["posting an event without hooks or alerts"] = loaded()
-    assert rt.http is rt.http
-    asyncio.run(rt.close_http())
+    assert ctx.outbound.http is ctx.outbound.http
+    asyncio.run(ctx.outbound.close_http())
     seen["using the webhook client"] = loaded()
     print(json.dumps(seen))
 """)
@@ -82,9 +82,9 @@ def test_the_controller_loads_httpx_requests_and_jinja2_only_at_their_first_use(
     }
 
 
-def test_a_client_given_to_the_runtime_is_the_one_it_uses() -> None:
+def test_a_client_given_to_the_context_is_the_one_it_uses() -> None:
     async def scenario() -> bool:
         async with httpx.AsyncClient() as client:
-            return runtime.Runtime(None, runtime.Settings(), http=client).http is client
+            return context.make(None, context.Settings(), http=client).outbound.http is client
 
     assert asyncio.run(scenario())

@@ -9,7 +9,8 @@ import pytest
 
 from apis import models
 from canary.cluster import kube, watchcache
-from canary.engine import runtime
+from canary.controller import wakeups
+from canary.engine import context
 from canary.objects import workloads
 
 pytestmark = pytest.mark.unit
@@ -82,22 +83,21 @@ def test_resource_paths() -> None:
 
 def test_a_deployment_change_wakes_only_the_canaries_watching_it() -> None:
     async def scenario() -> tuple[bool, bool, bool]:
-        rt = runtime.Runtime(client=None, settings=runtime.Settings())
+        wakes = wakeups.Wakeups(watchcache.Store())
         for name, target in (("a", "web"), ("b", "api")):
-            rt.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+            wakes.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
                             "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
                             "spec": {"targetRef": {"name": target}}})
-        wake_a, wake_b = rt.waker(("ns", "a")), rt.waker(("ns", "b"))
+        wake_a, wake_b = wakes.waker(("ns", "a")), wakes.waker(("ns", "b"))
         wake_a.clear()
         wake_b.clear()
-        rt.workload_changed("ns", "web-primary")
+        wakes.workload_changed("ns", "web-primary")
         result = (wake_a.is_set(), wake_b.is_set())
-        rt.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        wakes.canary_seen({"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
                         "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "2"},
                         "spec": {"targetRef": {"name": "other"}}})
         wake_a.clear()
-        rt.workload_changed("ns", "web")
-        await rt.close_http()
+        wakes.workload_changed("ns", "web")
         return result[0], result[1], wake_a.is_set()
 
     woke_a, woke_b, woke_after_retarget = asyncio.run(scenario())
@@ -115,68 +115,66 @@ def test_only_a_version_the_store_did_not_hold_is_news() -> None:
 
 def test_the_echo_of_a_canarys_own_status_write_does_not_wake_it() -> None:
     async def scenario() -> tuple[bool, bool]:
-        rt = runtime.Runtime(client=None, settings=runtime.Settings())
+        store = watchcache.Store()
+        wakes = wakeups.Wakeups(store)
         canary = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
                   "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "7"},
                   "spec": {"targetRef": {"name": "web"}}}
-        rt.store.upsert(canary)  # what Writer.patch stores from the response of the status write
-        wake = rt.waker(("ns", "a"))
+        store.upsert(canary)  # what Writer.patch stores from the response of the status write
+        wake = wakes.waker(("ns", "a"))
         wake.clear()
-        rt.canary_seen(dict(canary))  # its watch event
+        wakes.canary_seen(dict(canary))  # its watch event
         echo = wake.is_set()
-        rt.canary_seen({**canary, "metadata": {**canary["metadata"], "resourceVersion": "8"}})  # a user's edit
-        await rt.close_http()
+        wakes.canary_seen({**canary, "metadata": {**canary["metadata"], "resourceVersion": "8"}})  # a user's edit
         return echo, wake.is_set()
 
     assert asyncio.run(scenario()) == (False, True)
 
 
 def test_a_canary_is_parsed_once_per_resource_version() -> None:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    memos = context.Memos(min_interval_seconds=10)
     body = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
             "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "3"},
             "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "service": {"port": 80}, "analysis": {"iterations": 2}}}
-    first = rt.parse_canary(body)
-    assert rt.parse_canary(body) is first
+    first = memos.parse_canary(body)
+    assert memos.parse_canary(body) is first
     edited = {**body, "metadata": {**body["metadata"], "resourceVersion": "4"},
               "spec": {**body["spec"], "analysis": {"iterations": 3}}}
-    assert rt.parse_canary(edited).spec.analysis.iterations == 3
-    rt.forget(("ns", "a"))
-    assert rt.parse_canary(edited) is not first
-    asyncio.run(rt.close_http())
+    assert memos.parse_canary(edited).spec.analysis.iterations == 3
+    memos.forget(("ns", "a"))
+    assert memos.parse_canary(edited) is not first
 
 
 def test_a_status_write_reparses_only_metadata_and_status() -> None:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    memos = context.Memos(min_interval_seconds=10)
     meta = {"name": "a", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": "3"}
     body = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": meta,
             "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "service": {"port": 80}, "analysis": {"iterations": 2}}}
-    first = rt.parse_canary(body)
+    first = memos.parse_canary(body)
     # The same generation: the spec object is shared, the new status and annotations are read.
     written = {**body, "metadata": {**meta, "resourceVersion": "4", "annotations": {"x": "y"}},
                "status": {"phase": "Progressing", "iterations": 1}}
-    second = rt.parse_canary(written)
+    second = memos.parse_canary(written)
     assert second.spec is first.spec and second.status.iterations == 1
     assert second.metadata.annotations == {"x": "y"} and second.metadata.resource_version == "4"
     # A status that does not validate goes through the full parse, which names the field.
     with pytest.raises(models.SpecError) as raised:
-        rt.parse_canary({**written, "metadata": {**meta, "resourceVersion": "5"},
+        memos.parse_canary({**written, "metadata": {**meta, "resourceVersion": "5"},
                          "status": {"iterations": "many"}})
     assert raised.value.field == "status.iterations"
     # A new generation, or the same name re-created (another uid), is parsed in full.
     edited = {**body, "metadata": {**meta, "generation": 2, "resourceVersion": "6"},
               "spec": {**body["spec"], "analysis": {"iterations": 3}}}
-    assert rt.parse_canary(edited).spec.analysis.iterations == 3
+    assert memos.parse_canary(edited).spec.analysis.iterations == 3
     recreated = {**body, "metadata": {**meta, "uid": "u2", "resourceVersion": "7"},
                  "spec": {**body["spec"], "analysis": {"iterations": 4}}}
-    assert rt.parse_canary(recreated).spec.analysis.iterations == 4
-    asyncio.run(rt.close_http())
+    assert memos.parse_canary(recreated).spec.analysis.iterations == 4
 
 
 def test_the_revision_is_hashed_once_per_target_version_and_config_checksums() -> None:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings())
+    memos = context.Memos(min_interval_seconds=10)
     key = ("ns", "a")
 
     def target(version: str, image: str) -> dict[str, Any]:
@@ -184,17 +182,16 @@ def test_the_revision_is_hashed_once_per_target_version_and_config_checksums() -
                 "metadata": {"name": "web", "namespace": "ns", "resourceVersion": version},
                 "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
 
-    first = rt.revision(key, target("5", "app:1"), {"configmap/cfg": "aa"})
+    first = memos.revision(key, target("5", "app:1"), {"configmap/cfg": "aa"})
     assert first == workloads.revision(target("5", "app:1"), {"configmap/cfg": "aa"})
     # The same version is trusted to hold the same template: the memo answers, not the body.
-    assert rt.revision(key, target("5", "app:2"), {"configmap/cfg": "aa"}) == first
-    assert rt.revision(key, target("6", "app:2"), {"configmap/cfg": "aa"}) != first
-    assert rt.revision(key, target("6", "app:2"), {"configmap/cfg": "bb"}) == workloads.revision(
+    assert memos.revision(key, target("5", "app:2"), {"configmap/cfg": "aa"}) == first
+    assert memos.revision(key, target("6", "app:2"), {"configmap/cfg": "aa"}) != first
+    assert memos.revision(key, target("6", "app:2"), {"configmap/cfg": "bb"}) == workloads.revision(
         target("6", "app:2"), {"configmap/cfg": "bb"})
     # Without a resourceVersion (a body not from the API server) nothing is memoised.
-    assert rt.revision(key, target("", "app:3"), {}) == workloads.revision(target("", "app:3"), {})
-    assert rt.revision(key, target("", "app:4"), {}) == workloads.revision(target("", "app:4"), {})
-    asyncio.run(rt.close_http())
+    assert memos.revision(key, target("", "app:3"), {}) == workloads.revision(target("", "app:3"), {})
+    assert memos.revision(key, target("", "app:4"), {}) == workloads.revision(target("", "app:4"), {})
 
 
 def test_the_reads_of_a_task_tell_whether_anything_it_read_changed() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from canary.controller import handlers
-from canary.engine import runtime
+from canary.engine import context
 
 pytestmark = pytest.mark.unit
 
@@ -22,24 +22,25 @@ def body(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ticking(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[runtime.Key]]:
+def ticking(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[context.Key]]:
     """The keys whose loop body ran; each loop waits until it is asked to stop."""
-    started: list[runtime.Key] = []
+    started: list[context.Key] = []
 
-    async def loop(key: runtime.Key, stopping: asyncio.Event) -> None:
+    async def loop(key: context.Key, stopping: asyncio.Event) -> None:
         started.append(key)
         await stopping.wait()
 
     monkeypatch.setattr(handlers, "canary_loop", loop)
-    monkeypatch.setattr(handlers, "RUNTIME", None)
+    monkeypatch.setattr(handlers, "CONTEXT", None)
+    monkeypatch.setattr(handlers, "WAKEUPS", None)
     monkeypatch.setattr(handlers, "LEADING", False)
     yield started
 
 
 def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_loses(
-        ticking: list[runtime.Key]) -> None:
-    async def scenario() -> tuple[list[runtime.Key], list[runtime.Key], bool, list[runtime.Key]]:
-        handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
+        ticking: list[context.Key]) -> None:
+    async def scenario() -> tuple[list[context.Key], list[context.Key], bool, list[context.Key]]:
+        handlers.install(context.make(None, context.Settings()))
         event: Any = handlers.canary_event  # called as kopf calls it, with the kwargs the handler reads
         for name in ("a", "b"):
             await event(body=body(name), type="ADDED", namespace="ns", name=name)
@@ -50,7 +51,7 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
         as_leader = sorted(ticking)
         await handlers.stop_leading(grace_seconds=1)
         running = [key for key in (("ns", "a"), ("ns", "b")) if key in handlers.LOOPS]
-        await handlers.RUNTIME.close_http()
+        await handlers._context().outbound.close_http()
         return as_follower, as_leader, handlers.LEADING, running
 
     as_follower, as_leader, leading, running = asyncio.run(scenario())
@@ -60,7 +61,7 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
 
 
 def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
-        ticking: list[runtime.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
     from canary.engine import revert
 
     released: list[str] = []
@@ -72,7 +73,7 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
     monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
 
     async def scenario() -> None:
-        handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
+        handlers.install(context.make(None, context.Settings()))
         event: Any = handlers.canary_event
         await event(body=body("a"), type="ADDED", namespace="ns", name="a")
         await event(body=body("a"), type="DELETED", namespace="ns", name="a")  # as a follower
@@ -86,7 +87,7 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
 
 
 def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
-        ticking: list[runtime.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
     # Only the leader sees a DELETED as one: a refusal while its renewal lands late must not drop the hand-back.
     from canary.cluster import fence
     from canary.engine import revert
@@ -103,7 +104,7 @@ def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
     monkeypatch.setattr(handlers, "HAND_BACK_RETRY_SECONDS", 0.01)
 
     async def scenario() -> None:
-        handlers.RUNTIME = runtime.Runtime(None, runtime.Settings())
+        handlers.install(context.make(None, context.Settings()))
         event: Any = handlers.canary_event
         await handlers.start_leading()
         await event(body=body("b"), type="ADDED", namespace="ns", name="b")
@@ -121,10 +122,10 @@ def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_sto
     from canary.cluster import fence
     from canary.engine import tick
 
-    ticks: list[runtime.Key] = []
+    ticks: list[context.Key] = []
     stopping = asyncio.Event()
 
-    async def refused_then_fresh(_: Any, key: runtime.Key) -> float | None:
+    async def refused_then_fresh(_: Any, key: context.Key) -> float | None:
         ticks.append(key)
         if len(ticks) == 1:
             raise fence.LeaseLost("not renewed")
@@ -132,6 +133,8 @@ def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_sto
         return None
 
     monkeypatch.setattr(tick, "tick", refused_then_fresh)
-    monkeypatch.setattr(handlers, "RUNTIME", runtime.Runtime(None, runtime.Settings(retry_seconds=0.01)))
+    monkeypatch.setattr(handlers, "CONTEXT", None)
+    monkeypatch.setattr(handlers, "WAKEUPS", None)
+    handlers.install(context.make(None, context.Settings(retry_seconds=0.01)))
     asyncio.run(asyncio.wait_for(handlers.canary_loop(("ns", "a"), stopping), timeout=5))
     assert ticks == [("ns", "a"), ("ns", "a")]

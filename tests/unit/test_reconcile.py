@@ -80,11 +80,11 @@ def test_save_status_deletes_tracked_configs_that_disappeared() -> None:
         patches.append(args[4])
         return {}
 
-    rt: Any = SimpleNamespace(writer=SimpleNamespace(patch=patch))
+    writer: Any = SimpleNamespace(patch=patch)
     old = canary()
     old = old.model_copy(update={"status": models.CanaryStatus(tracked_configs={"configmap/a": "1",
                                                                                 "secret/b": "2"})})
-    asyncio.run(execute.save_status(rt, old, models.CanaryStatus(tracked_configs={"configmap/a": "1"})))
+    asyncio.run(execute.save_status(writer, old, models.CanaryStatus(tracked_configs={"configmap/a": "1"})))
     assert patches[0]["status"]["trackedConfigs"] == {"configmap/a": "1", "secret/b": None}
 
 
@@ -263,11 +263,11 @@ def test_a_refused_write_is_reported_in_status_and_an_event_and_retried(monkeypa
         return {}
 
     monkeypatch.setattr(execute, "execute", failing)
-    rt: Any = SimpleNamespace(writer=SimpleNamespace(patch=patch, create=create),
-                              settings=SimpleNamespace(retry_seconds=5.0))
+    ctx: Any = SimpleNamespace(cluster=SimpleNamespace(writer=SimpleNamespace(patch=patch, create=create)),
+                               settings=SimpleNamespace(retry_seconds=5.0))
     snap = observe.Snapshot(core.Observed(canary=canary(), now=NOW, revision=None, primary=core.MISSING), None, None)
     decision = core.Decision(status=models.CanaryStatus(), requeue_after=30)
-    assert asyncio.run(tick.execute_reporting(rt, canary(), snap, decision)) == 5.0
+    assert asyncio.run(tick.execute_reporting(ctx, canary(), snap, decision)) == 5.0
     message = patches[0]["status"]["message"]
     assert message == (f"{core.API_ERROR_PREFIX}Service shop/web: HTTP 422: spec.ports[1].name: Duplicate value; "
                        "retrying every 5s")
@@ -275,7 +275,7 @@ def test_a_refused_write_is_reported_in_status_and_an_event_and_retried(monkeypa
 
     # Reported once: the same refusal on the next tick writes nothing more.
     reported = canary().model_copy(update={"status": models.CanaryStatus(message=message)})
-    asyncio.run(tick.execute_reporting(rt, reported, snap, decision))
+    asyncio.run(tick.execute_reporting(ctx, reported, snap, decision))
     assert len(patches) == 1 and len(created) == 1
 
     # A bug is not a refusal: it still raises.
@@ -284,7 +284,7 @@ def test_a_refused_write_is_reported_in_status_and_an_event_and_retried(monkeypa
 
     monkeypatch.setattr(execute, "execute", buggy)
     with pytest.raises(KeyError):
-        asyncio.run(tick.execute_reporting(rt, canary(), snap, decision))
+        asyncio.run(tick.execute_reporting(ctx, canary(), snap, decision))
 
 
 def test_the_refusal_message_goes_once_a_tick_succeeds() -> None:
@@ -310,14 +310,15 @@ def test_reconcile_is_skipped_after_a_status_write_and_runs_again_after_a_spec_e
     monkeypatch.setattr(workloads, "plan", plan)
     monkeypatch.setattr(autoscalers, "autoscaler", lambda *_: None)
     live = {**target(), "metadata": {**target()["metadata"], "resourceVersion": "40"}}
-    rt: Any = SimpleNamespace(store=watchcache.Store(), reconciled={})
+    cluster: Any = SimpleNamespace(store=watchcache.Store())
+    memos: Any = SimpleNamespace(reconciled={})
 
     def tick_with(resource_version: str, generation: int, revision: str | None = "rev1") -> None:
         body = canary().model_copy(deep=True)
         body.metadata.resource_version, body.metadata.generation = resource_version, generation
         body.status.last_applied_spec = revision
         snap = observe.Snapshot(core.Observed(canary=body, now=NOW, revision=None, primary=core.MISSING), live, None)
-        asyncio.run(execute.reconcile(rt, body, snap))
+        asyncio.run(execute.reconcile(cluster, memos, body, snap))
 
     tick_with("1", 1)
     tick_with("2", 1)  # Fledge's own status write: a new resourceVersion, the same spec

@@ -11,7 +11,7 @@ import pytest
 
 from apis import errors, models
 from canary.cluster import kube, watchcache
-from canary.engine import revert, runtime
+from canary.engine import context, revert
 from canary.objects import services
 
 
@@ -30,11 +30,6 @@ class Patches:
         return {"metadata": {**patch["metadata"], "name": name, "namespace": namespace, "resourceVersion": "8"}}
 
 
-class Runtime:
-    def __init__(self, writer: Patches) -> None:
-        self.writer = writer
-
-
 def canary(revert_on_deletion: bool | None, finalizers: list[str], deleting: bool = False) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "app", "namespace": "team", "resourceVersion": "7", "finalizers": finalizers}
     if deleting:
@@ -44,7 +39,7 @@ def canary(revert_on_deletion: bool | None, finalizers: list[str], deleting: boo
 
 
 def hold(body: dict[str, Any], writer: Patches) -> dict[str, Any]:
-    return asyncio.run(revert.hold(Runtime(writer), body))  # type: ignore[arg-type]
+    return asyncio.run(revert.hold(writer, body))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("wanted", "finalizers"), [
@@ -82,7 +77,8 @@ def test_other_refusals_are_not_disguised_as_retries() -> None:
 
 def test_a_deleted_canary_without_the_finalizer_is_left_alone() -> None:
     writer = Patches()
-    asyncio.run(revert.on_deletion(Runtime(writer), canary(True, ["other.io/keep"], deleting=True)))  # type: ignore[arg-type]
+    cluster = context.Cluster(watchcache.Store(), writer)  # type: ignore[arg-type]
+    asyncio.run(revert.on_deletion(cluster, context.Settings(), canary(True, ["other.io/keep"], deleting=True)))
     assert writer.sent == []
 
 
@@ -90,7 +86,8 @@ def test_a_deleted_canary_that_no_longer_asks_for_a_revert_is_released_without_o
     # revertOnDeletion turned off and the Canary deleted before its loop let go: no revert (which would need
     # the store), only the release.
     writer = Patches()
-    asyncio.run(revert.on_deletion(Runtime(writer), canary(False, [revert.FINALIZER], deleting=True)))  # type: ignore[arg-type]
+    cluster = context.Cluster(watchcache.Store(), writer)  # type: ignore[arg-type]
+    asyncio.run(revert.on_deletion(cluster, context.Settings(), canary(False, [revert.FINALIZER], deleting=True)))
     assert writer.sent == [{"metadata": {"finalizers": [], "resourceVersion": "7"}}]
 
 
@@ -98,7 +95,7 @@ def test_a_canary_already_gone_is_not_ticked_further() -> None:
     assert hold(canary(True, []), Patches(fail_with=404)) is None
 
 
-class Cluster:
+class Writer:
     """A writer over a watch cache that answers 404 for the Deployments named ``gone``."""
 
     def __init__(self, store: watchcache.Store, gone: set[str]) -> None:
@@ -119,24 +116,23 @@ class Cluster:
 
 def test_a_target_deleted_with_its_canary_does_not_keep_the_rest_from_being_handed_back() -> None:
     # `kubectl delete -f` of a file with both: the target's scale-up answers 404, and the revert goes on.
-    rt = runtime.Runtime(client=None, settings=runtime.Settings(default_provider="kubernetes"))
-    rt.store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
-                     "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
-                     "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web"}}}}})
-    rt.store.upsert({"apiVersion": "v1", "kind": "Service",  # the user's Service, taken over by Fledge
-                     "metadata": {"name": "web", "namespace": "team", "resourceVersion": "4",
-                                  "annotations": {services.ORIGINAL_SERVICE: '{"selector": {"app": "web"}}'}},
-                     "spec": {"selector": {"app": "web-primary"}}})
-    cluster = Cluster(rt.store, gone={"web"})
-    rt.writer = cluster  # type: ignore[assignment]
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
+                  "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web"}}}}})
+    store.upsert({"apiVersion": "v1", "kind": "Service",  # the user's Service, taken over by Fledge
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "4",
+                               "annotations": {services.ORIGINAL_SERVICE: '{"selector": {"app": "web"}}'}},
+                  "spec": {"selector": {"app": "web-primary"}}})
+    writer = Writer(store, gone={"web"})
+    cluster = context.Cluster(store, writer)  # type: ignore[arg-type]
     body = canary(True, [revert.FINALIZER], deleting=True)
     body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                     "service": {"port": 80}, "revertOnDeletion": True}
-    asyncio.run(revert.on_deletion(rt, body))
-    assert cluster.sent[0] == ("Deployment", "web") and cluster.sent[-1] == ("Canary", "app")
-    assert ("Service", "web") in cluster.sent, "the user's Service gets its own selector back"
-    assert rt.store.get("apps/v1", "Deployment", "team", "web") is None
-    asyncio.run(rt.close_http())
+    asyncio.run(revert.on_deletion(cluster, context.Settings(default_provider="kubernetes"), body))
+    assert writer.sent[0] == ("Deployment", "web") and writer.sent[-1] == ("Canary", "app")
+    assert ("Service", "web") in writer.sent, "the user's Service gets its own selector back"
+    assert store.get("apps/v1", "Deployment", "team", "web") is None
 
 
 def test_a_deleted_canary_with_an_invalid_analysis_is_still_restored_through_its_target_and_services() -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import datetime
 from typing import Any
 
 import pytest
 
 from apis import models
-from canary.engine import execute, runtime, tick
+from canary.engine import context, execute, tick
 
 pytestmark = pytest.mark.unit
 
@@ -42,27 +43,27 @@ class Writer:
         raise AssertionError(f"nothing is applied for an invalid spec: {manifest['kind']}")
 
 
-def setup(status: dict[str, Any], spec: dict[str, Any] | None = None) -> tuple[runtime.Runtime, Writer]:
-    rt = runtime.Runtime(client=None, settings=runtime.Settings(default_provider="kubernetes"))
-    rt.store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
-                     "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
-                     "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}}})
-    rt.store.upsert({"apiVersion": models.API_VERSION, "kind": "Canary",
-                     "metadata": {"name": "app", "namespace": "team", "resourceVersion": "7", "generation": 4},
-                     "spec": spec or {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                                      "service": {"port": 80},
-                                      "analysis": {"stepWeight": 10, "stepWeights": [10, 20]}},
-                     "status": status})
-    writer = Writer(rt.store)
-    rt.writer = writer  # type: ignore[assignment]
-    return rt, writer
+def setup(status: dict[str, Any], spec: dict[str, Any] | None = None) -> tuple[context.Context, Writer]:
+    ctx = context.make(None, context.Settings(default_provider="kubernetes"))
+    store = ctx.cluster.store
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
+                  "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}}})
+    store.upsert({"apiVersion": models.API_VERSION, "kind": "Canary",
+                  "metadata": {"name": "app", "namespace": "team", "resourceVersion": "7", "generation": 4},
+                  "spec": spec or {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                                   "service": {"port": 80},
+                                   "analysis": {"stepWeight": 10, "stepWeights": [10, 20]}},
+                  "status": status})
+    writer = Writer(store)
+    return dataclasses.replace(ctx, cluster=context.Cluster(store, writer)), writer  # type: ignore[arg-type]
 
 
-def run(rt: runtime.Runtime) -> float | None:
+def run(ctx: context.Context) -> float | None:
     async def scenario() -> float | None:
-        delay = await tick.tick(rt, ("team", "app"), NOW)
+        delay = await tick.tick(ctx, ("team", "app"), NOW)
         await asyncio.gather(*execute._background)  # the events, sent off the tick
-        await rt.close_http()
+        await ctx.outbound.close_http()
         return delay
 
     return asyncio.run(scenario())
@@ -74,8 +75,8 @@ def status_patch(writer: Writer) -> dict[str, Any]:
 
 
 def test_mid_release_the_core_rolls_back_through_its_one_path() -> None:
-    rt, writer = setup({"phase": "Progressing", "canaryWeight": 20, "lastAppliedSpec": "rev2"})
-    assert run(rt) is None
+    ctx, writer = setup({"phase": "Progressing", "canaryWeight": 20, "lastAppliedSpec": "rev2"})
+    assert run(ctx) is None
     assert ("Deployment", "web", {"spec": {"replicas": 0}}) in writer.patches
     status = status_patch(writer)
     assert (status["phase"], status["canaryWeight"], status["observedGeneration"]) == ("Failed", 0, 4)
@@ -86,8 +87,8 @@ def test_mid_release_the_core_rolls_back_through_its_one_path() -> None:
 
 
 def test_outside_a_release_the_status_says_why_and_nothing_else_is_touched() -> None:
-    rt, writer = setup({"phase": "Succeeded", "lastAppliedSpec": "rev2"})
-    run(rt)
+    ctx, writer = setup({"phase": "Succeeded", "lastAppliedSpec": "rev2"})
+    run(ctx)
     assert [kind for kind, _, _ in writer.patches] == ["Canary"]
     status = status_patch(writer)
     assert status["phase"] == "Succeeded" and "spec.analysis" in status["message"]
@@ -95,8 +96,8 @@ def test_outside_a_release_the_status_says_why_and_nothing_else_is_touched() -> 
 
 
 def test_a_spec_without_a_usable_target_still_gets_its_status() -> None:
-    rt, writer = setup({"phase": "Progressing", "canaryWeight": 20}, spec={"targetRef": {"kind": "Deployment"}})
-    run(rt)
+    ctx, writer = setup({"phase": "Progressing", "canaryWeight": 20}, spec={"targetRef": {"kind": "Deployment"}})
+    run(ctx)
     assert [kind for kind, _, _ in writer.patches] == ["Canary"]
     assert status_patch(writer)["phase"] == "Failed"
     assert [e["reason"] for e in writer.created] == ["Synced"]
@@ -121,13 +122,14 @@ def test_mid_release_with_split_routes_all_traffic_goes_back_to_the_primary() ->
 
     spec = {"provider": "istio", "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "service": {"port": 80}, "analysis": {"stepWeight": 10, "stepWeights": [10, 20]}}
-    rt, _ = setup({"phase": "Progressing", "canaryWeight": 20, "lastAppliedSpec": "rev2"}, spec=spec)
-    writer = ApplyingWriter(rt.store)
-    rt.writer = writer  # type: ignore[assignment]
-    body = rt.store.get(models.API_VERSION, "Canary", "team", "app")
+    ctx, _ = setup({"phase": "Progressing", "canaryWeight": 20, "lastAppliedSpec": "rev2"}, spec=spec)
+    store = ctx.cluster.store
+    writer = ApplyingWriter(store)
+    ctx = dataclasses.replace(ctx, cluster=context.Cluster(store, writer))  # type: ignore[arg-type]
+    body = store.get(models.API_VERSION, "Canary", "team", "app")
     routable = models.parse_canary_for_routing(body or {})
     assert routable is not None
-    router = routers.for_provider("istio", rt.store, writer)  # type: ignore[arg-type]
+    router = routers.for_provider("istio", store, writer)  # type: ignore[arg-type]
 
     async def split() -> None:
         await router.reconcile(routable)
@@ -135,6 +137,6 @@ def test_mid_release_with_split_routes_all_traffic_goes_back_to_the_primary() ->
 
     asyncio.run(split())
     assert router.get_routes(routable) == vocabulary.Weights(primary=80, canary=20)
-    run(rt)
+    run(ctx)
     assert router.get_routes(routable) == vocabulary.Weights(primary=100, canary=0)
     assert status_patch(writer)["phase"] == "Failed"
