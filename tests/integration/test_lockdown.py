@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kubernetes import client
 
-from apis import keys
+from apis import keys, models
 from canary.cluster import watchcache
 from canary.objects import workloads
 from loadtester import cli as loadtester_cli
@@ -160,7 +160,7 @@ def test_a_status_with_unkeyed_digests_is_carried_over_without_a_new_release(
     legacy = {"secret/db": plain}
     old_revision = workloads.revision(target, legacy)
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        "fledge.dev", "v1beta1", namespace, "canaries", "web", {"status": {
+        models.GROUP, models.VERSION, namespace, "canaries", "web", {"status": {
             "trackedConfigs": legacy, "lastAppliedSpec": old_revision, "lastPromotedSpec": old_revision}})
     ctl.start()
     try:

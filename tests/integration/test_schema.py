@@ -23,7 +23,7 @@ from localkube import manifests as kubectl
 from tests.integration import apps
 from tests.integration.waiting import eventually
 
-GROUP, VERSION = "fledge.dev", "v1beta1"
+GROUP, VERSION = models.GROUP, models.VERSION
 ANALYSIS = {**apps.FAST_ANALYSIS, "interval": "3s", "maxWeight": 80, "stepWeight": 20}
 
 

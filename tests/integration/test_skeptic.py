@@ -43,8 +43,8 @@ def test_flagger_match_with_step_weight_is_refused_rather_than_splitting_every_u
     analysis = {**SLOW, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
     body = apps.canary(namespace, "web", analysis=analysis)
     with pytest.raises(client.ApiException) as refused:
-        client.CustomObjectsApi(api).create_namespaced_custom_object("fledge.dev", "v1beta1", namespace, "canaries",
-                                                                      body, dry_run="All")
+        client.CustomObjectsApi(api).create_namespaced_custom_object(models.GROUP, models.VERSION, namespace,
+                                                                      "canaries", body, dry_run="All")
     assert refused.value.status == 422
     assert "spec.analysis.match" in str(refused.value.body) and "match needs iterations" in str(refused.value.body)
 
