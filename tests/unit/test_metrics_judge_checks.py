@@ -240,3 +240,53 @@ def test_specs_written_before_pass_ratio_existed_stay_valid(fields: dict[str, fl
 def test_an_explicit_pass_ratio_outside_its_bounds_is_refused_by_name() -> None:
     with pytest.raises(pydantic.ValidationError, match=r"passRatio 1\.05 must be greater than 1 \+ tolerance"):
         models.JudgeSpec.model_validate({"passRatio": 1.05})
+
+
+WIDE = {"0.05": 400.0, "0.1": 500.0, "0.25": 900.0, "0.5": 990.0, "1": 1000.0, "+Inf": 1000.0}  # per 1000
+
+
+def test_the_latency_check_counts_the_boundaries_of_the_median_p90_and_latency_quantile() -> None:
+    buckets = {"web-primary": {le: 10 * count for le, count in WIDE.items()}, "web": WIDE}
+    [first] = run(canary(errors=False, burstRobust=True), Prometheus((1000, 0), (10000, 0), buckets),
+                  T0 + datetime.timedelta(minutes=1))
+    assert first.judge is not None and first.judge.boundaries == [0.1, 0.25, 0.5] and first.judge.boundary == 0.5
+    assert "boundaries le=0.1,0.25,0.5 picked" in first.message
+
+
+def test_a_canary_slower_at_its_median_fails_though_its_tail_is_the_primarys() -> None:
+    # Issue 23: one boundary near p99 saw only the tail: a canary slower than 0.1 s for all its requests
+    # (against half the primary's), with the primary's share slower than 0.25 s and 0.5 s, showed a ratio
+    # of 1 there and passed.  Counted at the median's, p90's and p99's boundaries, its ratio is
+    # (1 + 0.1 + 0.01) / (0.5 + 0.1 + 0.01) = 1.8.
+    primary = {le: 10 * count for le, count in WIDE.items()}
+    slow = {"0.05": 0.0, "0.1": 0.0, "0.25": 900.0, "0.5": 990.0, "1": 1000.0, "+Inf": 1000.0}
+    status: dict[str, Any] | None = None
+    verdicts = []
+    for minute in range(1, 16):
+        [check] = run(canary(status, errors=False, burstRobust=True, alpha=0.05, tolerance=0, passRatio=1.5),
+                      Prometheus((1000, 0), (10000, 0), {"web-primary": primary, "web": slow if minute > 1 else WIDE}),
+                      T0 + datetime.timedelta(minutes=minute))
+        assert check.judge is not None
+        verdicts.append(check.judge.verdict)
+        status = status_after(check)
+        if check.judge.verdict == "Fail":
+            assert check.judge.effect == pytest.approx(1.11 / 0.61, rel=0.02)
+            break
+    assert verdicts[-1] == "Fail" and "Pass" not in verdicts, verdicts
+    one = run(canary(errors=False, burstRobust=True), Prometheus((1000, 0), (10000, 0), {
+        "web-primary": {"0.5": 9900.0, "+Inf": 10000.0}, "web": {"0.5": 990.0, "+Inf": 1000.0}}),
+        T0 + datetime.timedelta(minutes=1))[0]
+    assert one.judge is not None and one.judge.boundaries == [0.5]  # one boundary: nothing else to count
+
+
+def test_a_release_begun_with_one_latency_boundary_keeps_it() -> None:
+    buckets = {"web-primary": {le: 10 * count for le, count in WIDE.items()}, "web": WIDE}
+    [first] = run(canary(errors=False, burstRobust=True), Prometheus((1000, 0), (10000, 0), buckets),
+                  T0 + datetime.timedelta(minutes=1))
+    assert first.judge is not None
+    before = status_after(first.__class__(**{**first.__dict__, "judge": first.judge.model_copy(
+        update={"boundaries": [], "boundary": 0.25})}))
+    [second] = run(canary(before, errors=False, burstRobust=True), Prometheus((1000, 0), (10000, 0), buckets),
+                   T0 + datetime.timedelta(minutes=2))
+    assert second.judge is not None and second.judge.boundaries == [0.25]
+    assert (second.judge.canary_requests, second.judge.canary_events) == (1000, 100)
