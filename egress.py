@@ -18,9 +18,14 @@ The rule (``Policy.refusal``), first match wins:
    unless the host is one the operator named (``allow_hosts``: ``--allow-host``, the ``--metrics-server`` and
    ``--loadtester-url`` hosts), whose Service addresses nobody knows when the chart renders.
 
-What it must not do: import anything of Fledge (every plug-in family uses it), import httpx, httpcore or
-urllib3 at module level (a controller that calls no URL never loads them), or show a URL in a message (it
-may hold credentials: messages name the host and the address only).
+Answers are budgeted too, since the server is the tenant's: a metric provider's exchange ends within its
+timeout *as a whole* (``requests_adapter``: a per-read timeout alone lets a server that sends one byte a second
+hold a thread for ever) and is cut off past ``QUERY_ANSWER_BYTES``. It is not inflated: the adapter asks for
+``identity``, so a small compressed answer cannot unpack into gigabytes.
+
+What it must not do: import anything of Fledge but the bottom module ``deadlines`` (every plug-in family uses
+it), import httpx, httpcore, requests or urllib3 at module level (a controller that calls no URL never loads
+them), or show a URL in a message (it may hold credentials: messages name the host and the address only).
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import asyncio
 import dataclasses
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import deadlines
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -193,10 +201,51 @@ def _guarded_backend(inner: Any) -> Any:
 
 # -- requests (the Prometheus provider) ---------------------------------------------------------------
 
+QUERY_ANSWER_BYTES = 8 * 2**20
+"""The most of a metric provider's answer that is read (8 MiB). A query's answer is a number or a few series
+(a vector of 10,000 series is about 2 MiB of JSON); past this the connection is closed and the query is
+unavailable, rather than a tenant's server filling the controller's memory."""
+DEFAULT_ANSWER_SECONDS = 30.0  # the budget of an exchange sent without a timeout (the provider always sets one)
+_CHUNK_BYTES = 64 * 1024
 
-def requests_adapter(**kwargs: Any) -> Any:
-    """A ``requests`` HTTPAdapter (``kwargs`` as its own) whose every connection goes through the policy; a
-    refused one fails as ``requests.ConnectionError`` caused by ``Refused``."""
+
+class AnswerTooLarge(Exception):
+    """An answer longer than its cap; the rest was never read and the connection was closed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer larger than {size_text(limit)}")
+        self.limit = limit
+
+
+def size_text(count: int) -> str:
+    """``8 MiB``, ``64 KiB``, ``500 bytes``."""
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
+
+
+def _budget(timeout: Any) -> float:
+    """The whole exchange's seconds: requests' timeout, or the sum of a (connect, read) pair."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    if isinstance(timeout, tuple) and any(part is not None for part in timeout):
+        return float(sum(part for part in timeout if part is not None))
+    return DEFAULT_ANSWER_SECONDS
+
+
+def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> Any:
+    """A ``requests`` HTTPAdapter (``kwargs`` as its own) for a tenant's server:
+
+    - every connection goes through the policy; a refused one fails as ``requests.ConnectionError`` caused by
+      ``Refused``;
+    - the whole exchange (connecting, the status line, headers and body) ends within the request's timeout (for
+      a (connect, read) pair, their sum): past it the connection is shut down and ``requests.ReadTimeout`` is
+      raised, however slowly the server sends;
+    - the body is read here, whatever ``stream`` the caller asked for, in chunks, and never past ``max_bytes``:
+      a longer one closes the connection and raises ``requests.RequestException`` caused by ``AnswerTooLarge``;
+    - the answer is asked for uncompressed (``Accept-Encoding: identity``) and read as sent."""
+    import requests
     from requests import adapters
     from urllib3 import connection, connectionpool, exceptions
 
@@ -213,6 +262,12 @@ def requests_adapter(**kwargs: Any) -> Any:
                 finally:
                     self._dns_host = name
 
+            def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+                exchange: deadlines.Exchange | None = getattr(deadlines.current, "exchange", None)
+                if exchange is not None:  # from here on, reads of this socket end at the exchange's deadline
+                    exchange.attach(self.sock)
+                return super().getresponse(*args, **kwargs)
+
         return Guarded
 
     class HTTPPool(connectionpool.HTTPConnectionPool):
@@ -221,10 +276,60 @@ def requests_adapter(**kwargs: Any) -> Any:
     class HTTPSPool(connectionpool.HTTPSConnectionPool):
         ConnectionCls = guarded(connection.HTTPSConnection)  # type: ignore[assignment]
 
+    def late(request: Any, seconds: float) -> Exception:
+        return requests.exceptions.ReadTimeout(f"no whole answer within {seconds:g}s", request=request)
+
+    def read(response: Any, exchange: deadlines.Exchange, seconds: float) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = response.raw.read(_CHUNK_BYTES, decode_content=False)
+            except exceptions.ReadTimeoutError as exc:
+                raise late(response.request, seconds) from exc
+            except (exceptions.HTTPError, OSError) as exc:
+                if exchange.expired:
+                    raise late(response.request, seconds) from exc
+                raise requests.exceptions.ChunkedEncodingError(exc, request=response.request) from exc
+            if exchange.expired or time.monotonic() > exchange.deadline:  # an EOF after a shutdown too
+                raise late(response.request, seconds)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > max_bytes:
+                too_large = AnswerTooLarge(max_bytes)
+                raise requests.exceptions.RequestException(str(too_large), request=response.request) from too_large
+            chunks.append(chunk)
+
     class GuardedAdapter(adapters.HTTPAdapter):
         def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
             super().init_poolmanager(*args, **pool_kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+        def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True,
+                 cert: Any = None, proxies: Any = None) -> Any:
+            seconds = _budget(timeout)
+            exchange = deadlines.start(seconds)
+            request.headers["Accept-Encoding"] = "identity"
+            deadlines.current.exchange = exchange
+            try:
+                try:
+                    response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert,
+                                            proxies=proxies)
+                except requests.exceptions.RequestException as exc:
+                    if exchange.expired:
+                        raise late(request, seconds) from exc
+                    raise
+                try:
+                    response._content = read(response, exchange, seconds)
+                except BaseException:
+                    response.close()  # unread bytes left: the connection is closed, not pooled
+                    raise
+                response._content_consumed = True
+                return response
+            finally:
+                exchange.finish()
+                deadlines.current.exchange = None
 
     return GuardedAdapter(**kwargs)
 

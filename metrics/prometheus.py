@@ -4,8 +4,9 @@ Why this exists: Prometheus is the provider of the builtin metrics and of most M
 module turns an instant query's answer into one float, and every way it can fail into ``NoValuesFound``,
 ``QueryFailed`` or ``ProviderUnavailable`` with a message a user can act on.
 
-Which failure is which (``metrics.base`` says why it matters): no connection, no answer within the timeout,
-an answer broken off, HTTP 5xx, and the "not now" statuses 408, 425 and 429 are ``ProviderUnavailable``;
+Which failure is which (``metrics.base`` says why it matters): no connection, no whole answer within the
+timeout, an answer broken off or larger than ``egress.QUERY_ANSWER_BYTES``, HTTP 5xx, and the "not now"
+statuses 408, 425 and 429 are ``ProviderUnavailable``;
 HTTP 4xx (bad PromQL, 422 execution errors, 401/403 wrong credentials) and answers that are not a number
 are ``QueryFailed``, because a fix of the query or the template is needed, not patience.
 
@@ -18,8 +19,9 @@ Answers: a scalar is its value; a vector of one sample is that sample; a vector 
 vector is ``QueryFailed`` (wrap it in ``rate`` or ``*_over_time``).
 
 Timeouts: prometheus-api-client >= 0.5.7 takes ``timeout=`` and hands it to requests, which applies it to
-connecting and to each read, not to the whole exchange; the analysis adds an overall bound around each
-query (``asyncio.wait_for``).
+connecting and to each read, not to the whole exchange; the adapter mounted on every session
+(``egress.requests_adapter``) makes it the bound of the whole exchange, so the thread that runs a query is
+free again within ``timeout`` whatever the server does (waiting in the analysis would only stop the waiting).
 
 Thread safety: a ``requests.Session`` is not documented as thread-safe, so each thread that runs queries
 gets its own ``PrometheusConnect`` (and session); they are closed together by ``close``.
@@ -159,6 +161,9 @@ class PrometheusProvider:
                 raise base.ProviderUnavailable(query, f"{self} unavailable: {self._scrub(words)}") from exc
             raise base.QueryFailed(query, f"{self} refused the query: {self._scrub(words)}") from exc
         except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
+            too_large = next((cause for cause in _causes(exc) if isinstance(cause, egress.AnswerTooLarge)), None)
+            if too_large is not None:
+                raise base.ProviderUnavailable(query, f"{self} gave an {too_large}; the rest was not read") from exc
             # JSONDecodeError is a RequestException and a ValueError; KeyError/TypeError: not Prometheus's JSON.
             raise base.QueryFailed(query, f"{self} gave an unreadable answer: "
                                           f"{self._scrub(f'{type(exc).__name__}: {exc}')}") from exc
@@ -194,6 +199,7 @@ class PrometheusProvider:
             )
             # The address is a tenant's: every connection through the address guard, and no redirect followed
             # (requests follows them by default, to hosts the adapter mounted at the address does not cover).
+            # Each exchange ends within the timeout as a whole and reads at most egress.QUERY_ANSWER_BYTES.
             guarded = egress.requests_adapter(max_retries=_RETRY)
             for prefix in ("http://", "https://", client.url):
                 client._session.mount(prefix, guarded)
