@@ -20,8 +20,9 @@ The rule (``Policy.refusal``), first match wins:
 
 Answers are budgeted too, since the server is the tenant's: a metric provider's exchange ends within its
 timeout *as a whole* (``requests_adapter``: a per-read timeout alone lets a server that sends one byte a second
-hold a thread for ever) and is cut off past ``QUERY_ANSWER_BYTES``. It is not inflated: the adapter asks for
-``identity``, so a small compressed answer cannot unpack into gigabytes.
+hold a thread for ever) and is cut off past ``QUERY_ANSWER_BYTES``; a webhook's or an alert's answer is only
+quoted, so no more than ``SHORT_ANSWER_BYTES`` of it is read (``read_head``). Neither is inflated: the clients
+ask for ``identity``, so a small compressed answer cannot unpack into gigabytes.
 
 What it must not do: import anything of Fledge but the bottom module ``deadlines`` (every plug-in family uses
 it), import httpx, httpcore, requests or urllib3 at module level (a controller that calls no URL never loads
@@ -31,6 +32,7 @@ them), or show a URL in a message (it may hold credentials: messages name the ho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import socket
@@ -332,6 +334,28 @@ def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> A
                 deadlines.current.exchange = None
 
     return GuardedAdapter(**kwargs)
+
+
+# -- httpx answers that are only quoted (webhooks, alerts) --------------------------------------------
+
+SHORT_ANSWER_BYTES = 64 * 1024
+"""The most of a webhook's or an alert's answer that is read (64 KiB): only its status counts and a few
+hundred characters are quoted; the rest is never read (the connection is closed instead of drained)."""
+IDENTITY = {"Accept-Encoding": "identity"}  # headers asking for an answer as sent, nothing to inflate
+
+
+async def read_head(response: Any, limit: int = SHORT_ANSWER_BYTES) -> bytes:
+    """At most ``limit`` bytes of an ``httpx`` streamed response's body, as sent (not decompressed); the rest
+    stays unread, so closing the response closes its connection."""
+    if response.is_stream_consumed:  # a response made whole (httpx reads one built from bytes at once)
+        return bytes(response.content[:limit])
+    head = bytearray()
+    async with contextlib.aclosing(response.aiter_raw()) as chunks:
+        async for chunk in chunks:
+            head += chunk[: limit - len(head)]
+            if len(head) >= limit:
+                break
+    return bytes(head)
 
 
 # -- answers ------------------------------------------------------------------------------------------

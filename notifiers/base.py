@@ -12,10 +12,12 @@ scheme and host are ever shown (``redaction.redact_url(..., secret_path=True)``)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import egress
 import redaction
 
 if TYPE_CHECKING:
@@ -81,7 +83,10 @@ class NotifyError(Exception):
 
 async def send(client: httpx.AsyncClient, service: str, notifier: Notifier, target: Target,
                message: Message) -> None:
-    """POST ``notifier``'s JSON for ``message`` to ``target.address``; raise NotifyError unless the answer is 2xx."""
+    """POST ``notifier``'s JSON for ``message`` to ``target.address``; raise NotifyError unless the answer is 2xx.
+
+    The whole exchange ends within ``TIMEOUT_SECONDS`` (httpx's own timeout bounds each read, not the
+    exchange), and at most ``egress.SHORT_ANSWER_BYTES`` of the answer are read: only its status counts."""
     # Not at module level: a controller that sends no alert never holds httpx (3.6 MiB RSS).
     import httpx
 
@@ -89,15 +94,18 @@ async def send(client: httpx.AsyncClient, service: str, notifier: Notifier, targ
     shown = redaction.redact_url(address, secret_path=True)
     redaction.hide_in_httpx_log(address, shown)
     try:
-        response = await client.post(address, json=notifier.build(message, target), timeout=TIMEOUT_SECONDS)
-    except httpx.TimeoutException:
+        async with (asyncio.timeout(TIMEOUT_SECONDS),
+                    client.stream("POST", address, json=notifier.build(message, target), headers=egress.IDENTITY,
+                                  timeout=TIMEOUT_SECONDS) as response):
+            head = await egress.read_head(response)
+    except (TimeoutError, httpx.TimeoutException):
         raise NotifyError(f"{service} at {shown} did not answer within {TIMEOUT_SECONDS:g}s") from None
     except httpx.HTTPError as exc:
         # ``from None``: the httpx exception holds the request, and with it the address.
         raise NotifyError(redaction.scrub(f"{service} at {shown}: {type(exc).__name__}: {exc}", address,
                                            secret_path=True)) from None
     if not 200 <= response.status_code < 300:
-        body_text = " ".join(response.text.split())[:_BODY_CHARS]
+        body_text = egress.excerpt(head.decode("utf-8", errors="replace"), _BODY_CHARS)
         detail = f": {body_text}" if body_text else ""
         text = f"{service} at {shown} answered {response.status_code}{detail}"
         raise NotifyError(redaction.scrub(text, address, secret_path=True))

@@ -30,7 +30,9 @@ hook's own metadata is merged in without overriding those three keys.
 Every call has the hook's ``timeout`` (10s by default) as a hard limit, and is retried ``retries`` times
 with exponential backoff (0.5s, 1s, 2s, ... capped at 5s) after a transport error, a timeout, a 429 or a
 5xx answer; any other answer is final, so a closed gate (403) is not asked again.  Hooks run concurrently,
-so one hanging hook never delays the others by more than its own timeout.
+so one hanging hook never delays the others by more than its own timeout.  Only the status of an answer
+counts, and only its first ``egress.SHORT_ANSWER_BYTES`` are read (a few hundred characters are quoted); the
+rest is never downloaded.
 
 What it must not do: decide anything beyond "did this hook answer 2xx" (``core`` decides), raise on a
 failing hook (a failure is data), or write a URL's credentials (userinfo, query values, or the path, where
@@ -117,8 +119,9 @@ def _retriable(status_code: int | None) -> bool:
     return status_code is None or status_code == 429 or status_code >= 500
 
 
-def _body_excerpt(response: httpx.Response) -> str:
-    return egress.excerpt(response.text, _BODY_CHARS)  # a tenant's answer: short, no control characters
+def _body_excerpt(head: bytes) -> str:
+    # A tenant's answer: short, no control characters, decoded whatever charset it claims.
+    return egress.excerpt(head.decode("utf-8", errors="replace"), _BODY_CHARS)
 
 
 async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any],
@@ -128,13 +131,15 @@ async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Ma
     import httpx
 
     try:
-        async with asyncio.timeout(timeout):
-            response = await client.post(hook.url, json=body, timeout=httpx.Timeout(timeout))
+        async with (asyncio.timeout(timeout),
+                    client.stream("POST", hook.url, json=body, headers=egress.IDENTITY,
+                                  timeout=httpx.Timeout(timeout)) as response):
+            head = await egress.read_head(response)
     except (TimeoutError, httpx.TimeoutException):
         return None, f"timed out after {durations.format_duration(timeout)} (timeout)"
     except httpx.HTTPError as exc:
         return None, f"request failed: {type(exc).__name__}: {exc}"
-    excerpt = _body_excerpt(response)
+    excerpt = _body_excerpt(head)
     text = f"answered {response.status_code}" + (f": {excerpt}" if excerpt else "")
     return response.status_code, text
 

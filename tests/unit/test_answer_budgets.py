@@ -1,19 +1,27 @@
 """A tenant's server gets a budget in time and bytes for every answer, tried against a real loopback tarpit
 (tests/tarpit.py): the thread of a Prometheus query is free again at its deadline however slowly the server
-sends, and a huge answer is cut off."""
+sends, a huge answer is cut off, and webhooks and alerts read only the head of an answer."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 import deadlines
+import egress
+from apis import models
+from canary.engine import webhooks
 from metrics import base, prometheus
+from notifiers import alerts
+from notifiers import base as notifier_base
 from tests import tarpit
 
 pytestmark = pytest.mark.unit
@@ -98,3 +106,88 @@ def test_a_finished_exchange_never_touches_its_socket() -> None:
         theirs.sendall(b"x")
         ours.settimeout(1)
         assert ours.recv(1) == b"x" and not done.expired
+
+
+# -- webhooks and alerts ------------------------------------------------------------------------------
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """An answer of ``total`` bytes that counts how much of it was pulled."""
+
+    def __init__(self, total: int = 50 * 2**20) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.pulled < self.total:
+            self.pulled += 65536
+            yield b"y" * 65536
+
+
+def _canary(*hooks: dict[str, Any], namespace: str = "prod", alerts_: tuple[dict[str, Any], ...] = ()
+            ) -> models.Canary:
+    return models.parse_canary({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "service": {"port": 80},
+                 "analysis": {"stepWeight": 10, "webhooks": list(hooks), "alerts": list(alerts_)}},
+    })
+
+
+def test_a_hooks_answer_is_read_only_up_to_its_cap_and_its_status_counts() -> None:
+    body = EndlessBody()
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("accept-encoding", ""))
+        return httpx.Response(200, stream=body)
+
+    async def scenario() -> list[Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            hook = {"name": "gate", "type": "confirm-promotion", "url": "http://hooks.test/gate"}
+            is_open, checks = await webhooks.gate(client, _canary(hook), models.HookType.CONFIRM_PROMOTION,
+                                                  "Progressing", "abc")
+            return [is_open, checks[0].message]
+
+    is_open, message = asyncio.run(scenario())
+    assert is_open and message == "POST http://hooks.test/*** answered 200: " + "y" * 200 + "..."
+    assert body.pulled <= 128 * 1024, f"{body.pulled} bytes of the answer were read"  # 64 KiB and a chunk
+    assert seen == ["identity"]
+
+
+def test_an_alerts_answer_is_read_only_up_to_its_cap() -> None:
+    body = EndlessBody()
+
+    async def scenario() -> list[str]:
+        transport = httpx.MockTransport(lambda request: httpx.Response(500, stream=body))
+        async with httpx.AsyncClient(transport=transport) as client:
+            provider = models.parse_alert_provider({
+                "apiVersion": "fledge.dev/v1beta1", "kind": "AlertProvider",
+                "metadata": {"name": "chat", "namespace": "prod"},
+                "spec": {"type": "generic", "address": "http://alerts.test/hook"}})
+            canary = _canary(alerts_=({"name": "on-call", "providerRef": {"name": "chat"}},))
+            return await alerts.notify(client, canary, "error", "rolled back", lambda ns, name: (provider, None))
+
+    [failure] = asyncio.run(scenario())
+    assert failure.startswith("alert on-call (provider prod/chat): generic at http://alerts.test/*** answered 500:")
+    assert body.pulled <= 128 * 1024, f"{body.pulled} bytes of the answer were read"  # 64 KiB and a chunk
+
+
+def test_an_alert_to_a_server_that_dribbles_ends_within_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notifier_base, "TIMEOUT_SECONDS", 1.0)  # httpx's own timeout bounds each read only
+
+    async def scenario(url: str) -> tuple[list[str], float]:
+        provider = models.parse_alert_provider({
+            "apiVersion": "fledge.dev/v1beta1", "kind": "AlertProvider",
+            "metadata": {"name": "chat", "namespace": "prod"}, "spec": {"type": "generic", "address": url}})
+        canary = _canary(alerts_=({"name": "on-call", "providerRef": {"name": "chat"}},))
+        started = time.monotonic()
+        async with egress.async_client() as client:
+            failures = await asyncio.wait_for(
+                alerts.notify(client, canary, "error", "rolled back", lambda ns, name: (provider, None)), 15)
+        return failures, time.monotonic() - started
+
+    with tarpit.Tarpit(tarpit.dribbled_body, every=0.05) as pit:
+        failures, elapsed = asyncio.run(scenario(pit.url + "/hook"))
+    assert failures == [f"alert on-call (provider prod/chat): generic at {pit.url}/*** did not answer within 1s"]
+    assert elapsed < 3, elapsed
