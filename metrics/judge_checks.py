@@ -30,9 +30,11 @@ import asyncio
 import dataclasses
 import datetime
 import math
+import time
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
+import fairness
 from apis import models, vocabulary
 from metrics import base, builtin, histograms, judge, templates
 
@@ -171,13 +173,14 @@ def carried(canary: models.Canary, name: str, window: Window, message: str, *, u
 
 
 async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, router_provider: str,
-                    now: datetime.datetime, timeout: float = 10.0, pod_labels: builtin.PodLabels | None = None
-                    ) -> list[vocabulary.Check]:
+                    now: datetime.datetime, timeout: float = 10.0, pod_labels: builtin.PodLabels | None = None,
+                    shares: fairness.Shares | None = None) -> list[vocabulary.Check]:
     """The judge's checks of this step, in order errors, latency.  Never raises for a query.
 
     ``pod_labels`` names the pod-scrape labels of the gatewayapi and kubernetes count queries, as for the
-    builtin metrics (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).  A query that
-    gets no answer within ``timeout`` seconds is unavailable, as a metric's is."""
+    builtin metrics (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).  A version's queries
+    that get no answer within ``timeout`` seconds are unavailable, as a metric's are; each version's queries
+    hold one of the namespace's ``shares`` (one thread) while they run."""
     spec = canary.spec.analysis.judge
     if spec is None:
         return []
@@ -195,10 +198,14 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
             own = (*own[:2], render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2])
         rendered[v] = own
     try:
-        counts = await asyncio.wait_for(asyncio.gather(
-            *(asyncio.to_thread(_fetch, provider, rendered[v], spec.latency) for v in ("canary", "primary"))), timeout)
+        counts = await asyncio.gather(
+            *(fairness.run_in_thread(shares, canary.namespace, timeout, _fetch, provider, rendered[v], spec.latency,
+                                     timeout) for v in ("canary", "primary")))
     except base.ProviderUnavailable as exc:
         return [carried(canary, n, windows[n], str(exc), unavailable=True) for n in names]
+    except fairness.Busy as exc:
+        return [carried(canary, n, windows[n], f"metrics server unavailable for the judge: not run within "
+                        f"{timeout:g}s: {exc}", unavailable=True) for n in names]
     except TimeoutError:
         return [carried(canary, n, windows[n], f"metrics server unavailable for the judge: no answer within "
                         f"{timeout:g}s", unavailable=True) for n in names]
@@ -295,9 +302,14 @@ def render(canary: models.Canary, queries: builtin.CountQueries, router_provider
             templates.render(queries.buckets, variables, field=field, source=source))
 
 
-def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: bool) -> VersionCounts:
-    """One version's counts; no series at all means no requests in the window, which is a count of zero."""
+def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: bool, timeout: float
+           ) -> VersionCounts:
+    """One version's counts; no series at all means no requests in the window, which is a count of zero.
+
+    Runs in a thread, query after query: none starts once ``timeout`` seconds have passed (the caller has
+    stopped waiting by then), so the thread is free again within about that."""
     requests, errors, buckets_query = texts
+    deadline = time.monotonic() + timeout
     buckets: dict[float, float] = {}
     if latency:
         if not isinstance(provider, VectorProvider):
@@ -306,7 +318,15 @@ def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: 
             buckets = {float(le): value for le, value in provider.run_vector(buckets_query, "le").items()}
         except base.NoValuesFound:
             buckets = {}
-    return VersionCounts(requests=_count(provider, requests), errors=_count(provider, errors), buckets=buckets)
+    requests_count = _count(provider, _in_time(requests, deadline, timeout))
+    errors_count = _count(provider, _in_time(errors, deadline, timeout))
+    return VersionCounts(requests=requests_count, errors=errors_count, buckets=buckets)
+
+
+def _in_time(query: str, deadline: float, timeout: float) -> str:
+    if time.monotonic() > deadline:
+        raise base.ProviderUnavailable(query, f"not run: the judge's queries took longer than {timeout:g}s")
+    return query
 
 
 def _count(provider: base.MetricProvider, query: str) -> float:

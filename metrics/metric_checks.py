@@ -2,7 +2,9 @@
 
 Why this exists: the observe step of a tick needs the metric checks as data (``vocabulary.Check``), whatever went
 wrong on the way: a deleted MetricTemplate, a Prometheus that is down, a query without data. Everything
-here is pure except the provider calls, which run in threads, concurrently, each bounded by a timeout.
+here is pure except the provider calls, which run in threads, concurrently, each bounded by a timeout, and at
+most ``shares.limit`` at once for one namespace (``fairness``): a namespace whose queries hang holds that many of
+the controller's threads, never all of them.
 
 What it must not do: raise for a failed metric (it is a failed Check with the reason in its message),
 read the cluster (templates come through ``resolve_template``, providers and their Secrets through the
@@ -34,6 +36,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import fairness
 import redaction
 from apis import errors, models, vocabulary
 from metrics import base, builtin, providers
@@ -106,14 +109,16 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
 
 async def run_analysis(canary: models.Canary, resolve_template: TemplateResolver,
                        provider_factory: base.ProviderFactory, *, default_provider: str, metrics_server: str,
-                       timeout: float = DEFAULT_TIMEOUT, pod_labels: builtin.PodLabels | None = None
-                       ) -> list[vocabulary.Check]:
-    """One Check per metric, in spec order; the queries run concurrently, each within ``timeout`` seconds.
+                       timeout: float = DEFAULT_TIMEOUT, pod_labels: builtin.PodLabels | None = None,
+                       shares: fairness.Shares | None = None) -> list[vocabulary.Check]:
+    """One Check per metric, in spec order; the queries run concurrently, each within ``timeout`` seconds, and
+    with ``shares`` at most its limit at once for the Canary's namespace (a query waits at most ``timeout``
+    seconds for its turn).
 
     Never raises for a metric: a metric that cannot be prepared or run is a failed Check saying why.
     """
     runs = [_check(canary, index, resolve_template, provider_factory, default_provider, metrics_server, timeout,
-                   pod_labels)
+                   pod_labels, shares)
             for index in range(len(canary.spec.analysis.metrics))]
     return list(await asyncio.gather(*runs))
 
@@ -184,7 +189,8 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
 
 async def _check(canary: models.Canary, index: int, resolve_template: TemplateResolver,
                  provider_factory: base.ProviderFactory, default_provider: str, metrics_server: str,
-                 timeout: float, pod_labels: builtin.PodLabels | None) -> vocabulary.Check:
+                 timeout: float, pod_labels: builtin.PodLabels | None, shares: fairness.Shares | None
+                 ) -> vocabulary.Check:
     name = canary.spec.analysis.metrics[index].name
     try:
         query = prepare(canary, index, resolve_template, default_provider=default_provider,
@@ -214,7 +220,7 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         return failed(f"{query.field}: cannot use the {config.type} provider at "
                       f"{redaction.redact_host(config.address)}: {scrubbed(exc)}")
     try:
-        value = await asyncio.wait_for(asyncio.to_thread(provider.run_query, query.text), timeout)
+        value = await fairness.run_in_thread(shares, canary.namespace, timeout, provider.run_query, query.text)
     except base.NoValuesFound as exc:
         target = f"{canary.namespace}/{canary.spec.target_ref.name}"
         return failed(f"no values found ({exc.reason}); probably {target} is not receiving traffic; "
@@ -223,6 +229,9 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         return failed(f"{config.type} unavailable for metric {name}: {exc}", unavailable=True)
     except base.QueryError as exc:
         return failed(f"query failed: {exc}")
+    except fairness.Busy as exc:
+        return failed(f"{config.type} unavailable for metric {name}: not run within {timeout:g}s: {exc}; "
+                      f"query: {base.short(query.text)}", unavailable=True)
     except TimeoutError:
         return failed(f"{config.type} unavailable for metric {name}: no answer within {timeout:g}s; "
                       f"query: {base.short(query.text)}", unavailable=True)

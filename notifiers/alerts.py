@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 import egress
+import fairness
 import notifiers
 import redaction
 from apis import models
@@ -130,7 +131,7 @@ async def _resolve(resolve_provider: ResolveProvider, namespace: str, name: str)
 
 
 async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: str, message: base.Message,
-                resolve_provider: ResolveProvider) -> str | None:
+                resolve_provider: ResolveProvider, shares: fairness.Shares | None) -> str | None:
     """Post one alert; None when delivered, else a line saying why not (with no secret in it)."""
     ref = alert.provider_ref
     provider_namespace = ref.namespace or namespace
@@ -145,13 +146,17 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
             return f"{where}: provider type {kind!r} is not supported; use one of {known}"
         target, proxy = target_of(config)
         secrets = (target.address, proxy)
-        if proxy:
-            # Not at module level: a controller that sends no alert never holds httpx (3.6 MiB RSS).
-            # The proxy is the tenant's too: the guard checks it (what it reaches is its own reach).
-            async with egress.async_client(proxy=proxy, timeout=client.timeout) as proxied:
-                await base.send(proxied, kind, notifier, target, message)
-        else:
-            await base.send(client, kind, notifier, target, message)
+        # One of the namespace's shares of connections (the proxied client's included: the same servers wait).
+        async with fairness.held(shares, namespace, timeout=base.TIMEOUT_SECONDS):
+            if proxy:
+                # Not at module level: a controller that sends no alert never holds httpx (3.6 MiB RSS).
+                # The proxy is the tenant's too: the guard checks it (what it reaches is its own reach).
+                async with egress.async_client(proxy=proxy, timeout=client.timeout) as proxied:
+                    await base.send(proxied, kind, notifier, target, message)
+            else:
+                await base.send(client, kind, notifier, target, message)
+    except fairness.Busy as exc:
+        return f"{where}: not sent within {base.TIMEOUT_SECONDS:g}s: {exc}"
     except base.NotifyError as exc:
         return redaction.scrub(f"{where}: {exc}", *secrets, secret_path=True)
     except Exception as exc:  # a resolver, a proxy or a notifier bug must not stop the other alerts
@@ -160,8 +165,10 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
 
 
 async def notify(client: httpx.AsyncClient, canary: models.Canary, severity: str, text: str,
-                 resolve_provider: ResolveProvider, *, now: datetime.datetime | None = None) -> list[str]:
-    """Post ``text`` to every alert of the canary whose severity admits it, concurrently.
+                 resolve_provider: ResolveProvider, *, now: datetime.datetime | None = None,
+                 shares: fairness.Shares | None = None) -> list[str]:
+    """Post ``text`` to every alert of the canary whose severity admits it, concurrently (with ``shares``, at
+    most its limit at once for the Canary's namespace).
 
     Returns one line per alert that was not delivered (empty when all were); logs the same lines as
     warnings; never raises and never returns or logs a secret."""
@@ -169,7 +176,7 @@ async def notify(client: httpx.AsyncClient, canary: models.Canary, severity: str
         message = message_for(canary, severity, text, now)
         wanted = [alert for alert in canary.spec.analysis.alerts if admits(alert.severity, severity)]
         outcomes = await asyncio.gather(
-            *(_send(client, alert, canary.namespace, message, resolve_provider) for alert in wanted)
+            *(_send(client, alert, canary.namespace, message, resolve_provider, shares) for alert in wanted)
         )
     except Exception as exc:  # never raise into execute
         errors = [f"alerts of {canary.namespace}/{canary.name}: {type(exc).__name__}"]

@@ -211,6 +211,12 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--min-interval", type=_seconds, default=10.0, metavar="DURATION",
                      help="run a Canary whose analysis.interval is shorter at this interval instead, as Flagger runs "
                           "anything below 10s every 10s (default 10s; the CRD refuses intervals below 1s)")
+    ctl.add_argument("--max-queries-per-namespace", type=_positive, default=8, metavar="N",
+                     help="metric queries one namespace may run at once, each on one of the controller's 64 query "
+                          "threads (default 8): a namespace whose metrics servers hang cannot hold them all")
+    ctl.add_argument("--max-hooks-per-namespace", type=_positive, default=8, metavar="N",
+                     help="webhook and alert calls one namespace may have in flight at once, each on one of the "
+                          "100 connections every namespace shares (default 8)")
     ctl.add_argument("--leader-elect", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
                      help="tick canaries only while holding a coordination.k8s.io Lease, so that several replicas "
                           "can run (default false for a single process; the Helm chart sets true)")
@@ -247,6 +253,16 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
 
 def _pass_through(name: str) -> Callable[[argparse.Namespace], int]:
     return lambda args: run_program(name, args.rest)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 1 or more")
+    return number
 
 
 def _label_name(value: str) -> str:

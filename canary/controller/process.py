@@ -100,7 +100,7 @@ def label_prefixes(text: str) -> tuple[str, ...]:
 
 VERSION = "0.1.0"
 MAX_LOOP_LAG = 10.0  # seconds: without --leader-elect, /healthz fails when the event loop lags longer
-WORKER_THREADS = 64
+WORKER_THREADS = 64  # Prometheus queries (one thread each); one namespace holds --max-queries-per-namespace of them
 # Every kind the controller watches: the Canaries through kopf, the others through canary.cluster.informers.
 WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
@@ -114,6 +114,7 @@ WATCHED = (
 def main(args: argparse.Namespace) -> int:
     try:
         election = election_config(args)
+        check_shares(args)
         listening = bind(args.listen)
     except ValueError as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
@@ -139,7 +140,9 @@ def main(args: argparse.Namespace) -> int:
                               loadtester_urls=tuple(args.loadtester_url), config_digest_key=digest_key,
                               shared_namespaces=tuple(args.shared_namespace),
                               pod_labels=builtin.PodLabels(args.pod_namespace_label, args.pod_name_label),
-                              min_interval_seconds=args.min_interval)
+                              min_interval_seconds=args.min_interval,
+                              max_queries_per_namespace=args.max_queries_per_namespace,
+                              max_hooks_per_namespace=args.max_hooks_per_namespace)
     try:
         credentials = transport.load(args.kubeconfig)
     except Exception as exc:  # no kubeconfig, not in a cluster, an unreadable file
@@ -270,6 +273,17 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 def _literal_namespaces(namespaces: list[str]) -> bool:
     """True when namespaces are given and none is a kopf pattern (``team-*``, ``!kube-system``)."""
     return bool(namespaces) and not any(ch in ns for ns in namespaces for ch in "*?[!,")
+
+
+def check_shares(args: argparse.Namespace) -> None:
+    """Raise ValueError when one namespace's share would be the whole of what every namespace shares."""
+    for flag, share, pool, what in (
+            ("--max-queries-per-namespace", args.max_queries_per_namespace, WORKER_THREADS, "query threads"),
+            ("--max-hooks-per-namespace", args.max_hooks_per_namespace, context.HOOK_CONNECTIONS,
+             "webhook and alert connections")):
+        if share > pool // 2:
+            raise ValueError(f"{flag} {share}: at most {pool // 2}, half of the {pool} {what} every namespace "
+                             "shares, so that one namespace never holds them all")
 
 
 def election_config(args: argparse.Namespace) -> leader.Config | None:

@@ -16,6 +16,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import egress
+import fairness
 from apis import keys, models
 from canary.cluster import fence, kube, watchcache
 from canary.objects import workloads
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import httpx
 
 Key = tuple[str, str]  # (namespace, name)
+
+HOOK_CONNECTIONS = 100  # the pool of the webhook and alert client, which every namespace shares
 
 
 @dataclasses.dataclass
@@ -49,6 +52,11 @@ class Settings:
     config_digest_key: bytes = b""  # keys the digests of status.trackedConfigs (apis.keys.config_digest)
     # A shorter analysis.interval runs at this one (--min-interval; Flagger's scheduler runs every 10 s at most).
     min_interval_seconds: float = 10.0
+    # What one namespace may hold at once (fairness.Shares): metric queries, each a worker thread (8 of the
+    # controller's 64: --max-queries-per-namespace), and webhook and alert calls, each a connection of the
+    # shared client (8 of HOOK_CONNECTIONS: --max-hooks-per-namespace).
+    max_queries_per_namespace: int = 8
+    max_hooks_per_namespace: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +76,11 @@ class Outbound:
         self._guard = guard
         self._http = http
         self._providers = providers.Cache()
+        # A namespace whose servers hang holds its share of threads and connections, never every one of them.
+        self.query_shares = fairness.Shares(settings.max_queries_per_namespace, what="metric queries",
+                                            setting="--max-queries-per-namespace")
+        self.hook_shares = fairness.Shares(settings.max_hooks_per_namespace, what="webhook and alert calls",
+                                           setting="--max-hooks-per-namespace")
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -77,8 +90,13 @@ class Outbound:
             key, urls = self._settings.loadtester_key, self._settings.loadtester_urls
             # Tenants write these URLs: every connection goes through the address guard, no redirect is followed,
             # and every request is fenced by the Lease (_fenced).
+            # The pool is every namespace's: each holds at most hook_shares.limit of its connections
+            # (canary.engine.webhooks, notifiers.alerts).
+            import httpx
+
             self._http = egress.async_client(timeout=10, auth=keys.BearerForOrigins(key, urls) if key else None,
-                                             event_hooks={"request": [self._fenced]})
+                                             event_hooks={"request": [self._fenced]},
+                                             limits=httpx.Limits(max_connections=HOOK_CONNECTIONS))
         return self._http
 
     async def _fenced(self, _: httpx.Request) -> None:

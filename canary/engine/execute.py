@@ -230,14 +230,17 @@ async def _notify(cluster: context.Cluster, settings: context.Settings, outbound
                     log.info(message, extra={"canary": f"{canary.namespace}/{canary.name}", "reason": reason})
                     await post_event(cluster.writer, canary, kind, reason, message, now)
                     if webhooks.hooks_of(canary, models.HookType.EVENT):
-                        await webhooks.post_event(outbound.http, canary, phase, checksum, kind, message, now)
+                        await webhooks.post_event(outbound.http, canary, phase, checksum, kind, message, now,
+                                                  shares=outbound.hook_shares)
                 case core.Alert(severity=severity, message=message) if canary.spec.analysis.alerts:
                     # Alerts describe the canary as this decision left it (Failed, 2/2 failed checks).
                     decided = canary.model_copy(update={"status": status})
                     resolver = _alert_provider_resolver(cluster, settings, canary)
-                    await alerts.notify(outbound.http, decided, severity, message, resolver, now=now)
+                    await alerts.notify(outbound.http, decided, severity, message, resolver, now=now,
+                                        shares=outbound.hook_shares)
                 case core.CallHooks(type=hook_type) if webhooks.hooks_of(canary, hook_type):
-                    await webhooks.fire(outbound.http, canary, models.HookType(hook_type), phase, checksum)
+                    await webhooks.fire(outbound.http, canary, models.HookType(hook_type), phase, checksum,
+                                        shares=outbound.hook_shares)
         except fence.LeaseLost:  # another replica leads: it sends what is still due, from the status
             log.info("lease lost: notifications of %s/%s not sent", canary.namespace, canary.name)
             return

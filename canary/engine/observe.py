@@ -215,8 +215,9 @@ def decode_secret(body: dict[str, Any]) -> dict[str, str]:
     return {key: base64.b64decode(value).decode(errors="replace") for key, value in (body.get("data") or {}).items()}
 
 
-async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, router_provider: str, server: str,
-                 now: datetime.datetime, pod_labels: builtin.PodLabels | None = None) -> list[core.Check]:
+async def _judge(outbound: context.Outbound, canary: models.Canary, factory: metric_base.ProviderFactory,
+                 router_provider: str, server: str, now: datetime.datetime,
+                 pod_labels: builtin.PodLabels | None = None) -> list[core.Check]:
     """The judge's comparisons of this step, on the metrics server (where the builtin counts are)."""
     if canary.spec.analysis.judge is None:
         return []
@@ -231,14 +232,15 @@ async def _judge(canary: models.Canary, factory: metric_base.ProviderFactory, ro
         return [core.Check(name=judge_checks.ERRORS, kind="judge", passed=False,
                            message=f"spec.analysis.judge: cannot use the metrics server {server!r}: {exc}")]
     return await judge_checks.run_judge(canary, provider, router_provider=router_provider, now=now,
-                                        pod_labels=pod_labels)
+                                        pod_labels=pod_labels, shares=outbound.query_shares)
 
 
 async def _rollout_hooks(outbound: context.Outbound, canary: models.Canary, phase: str, revision: str
                          ) -> list[core.Check]:
     if not webhooks.hooks_of(canary, models.HookType.ROLLOUT):
         return []  # and outbound.http, made at first use, is not made for nothing
-    return await webhooks.run_hooks(outbound.http, canary, models.HookType.ROLLOUT, phase, revision)
+    return await webhooks.run_hooks(outbound.http, canary, models.HookType.ROLLOUT, phase, revision,
+                                    shares=outbound.hook_shares)
 
 
 async def supply(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,
@@ -248,11 +250,13 @@ async def supply(cluster: context.Cluster, settings: context.Settings, outbound:
     phase = str(canary.status.phase or "")
     revision = obs.revision or ""
     if need.what == "gate":
-        is_open, _ = await webhooks.gate(outbound.http, canary, models.HookType(need.hook_type), phase, revision)
+        is_open, _ = await webhooks.gate(outbound.http, canary, models.HookType(need.hook_type), phase, revision,
+                                         shares=outbound.hook_shares)
         return dataclasses.replace(obs, gates={**obs.gates, need.hook_type: is_open})
     checks: list[core.Check] = []
     if need.what == "pre-rollout":
-        checks += await webhooks.run_hooks(outbound.http, canary, models.HookType.PRE_ROLLOUT, phase, revision)
+        checks += await webhooks.run_hooks(outbound.http, canary, models.HookType.PRE_ROLLOUT, phase, revision,
+                                           shares=outbound.hook_shares)
     else:
         factory = await _provider_factory(cluster, settings, outbound, canary)
         provider = core.provider(canary, settings.default_provider)
@@ -260,8 +264,8 @@ async def supply(cluster: context.Cluster, settings: context.Settings, outbound:
         metrics, judged, hooks = await asyncio.gather(
             metric_checks.run_analysis(canary, resolve_template(cluster.store, settings, canary.namespace), factory,
                                        default_provider=provider, metrics_server=server,
-                                       pod_labels=settings.pod_labels),
-            _judge(canary, factory, provider, server, obs.now, settings.pod_labels),
+                                       pod_labels=settings.pod_labels, shares=outbound.query_shares),
+            _judge(outbound, canary, factory, provider, server, obs.now, settings.pod_labels),
             _rollout_hooks(outbound, canary, phase, revision))
         checks += [*metrics, *judged, *hooks]
     return dataclasses.replace(obs, checks={**obs.checks, need.what: tuple(checks)})

@@ -30,9 +30,13 @@ hook's own metadata is merged in without overriding those three keys.
 Every call has the hook's ``timeout`` (10s by default) as a hard limit, and is retried ``retries`` times
 with exponential backoff (0.5s, 1s, 2s, ... capped at 5s) after a transport error, a timeout, a 429 or a
 5xx answer; any other answer is final, so a closed gate (403) is not asked again.  Hooks run concurrently,
-so one hanging hook never delays the others by more than its own timeout.  Only the status of an answer
-counts, and only its first ``egress.SHORT_ANSWER_BYTES`` are read (a few hundred characters are quoted); the
-rest is never downloaded.
+so one hanging hook never delays the others by more than its own timeout.
+
+The hooks of one namespace share the connections of every team's hooks and alerts: with ``shares`` they hold
+at most its limit at once (a call waits at most its timeout for its turn, then fails as not sent), so a
+namespace whose hooks hang cannot take the client's whole pool.  Only the status of an answer counts, and
+only its first ``egress.SHORT_ANSWER_BYTES`` are read (a few hundred characters are quoted); the rest is never
+downloaded.
 
 What it must not do: decide anything beyond "did this hook answer 2xx" (``core`` decides), raise on a
 failing hook (a failure is data), or write a URL's credentials (userinfo, query values, or the path, where
@@ -50,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import egress
+import fairness
 import redaction
 from apis import durations, models
 from canary import core
@@ -125,16 +130,19 @@ def _body_excerpt(head: bytes) -> str:
 
 
 async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any],
-                   timeout: float) -> tuple[int | None, str]:
+                   timeout: float, shares: fairness.Shares | None, namespace: str) -> tuple[int | None, str]:
     """One POST: the status code (None without an answer) and what to say about it."""
     # Not at module level: a controller whose canaries have no webhook never holds httpx (3.6 MiB RSS).
     import httpx
 
     try:
-        async with (asyncio.timeout(timeout),
+        async with (fairness.held(shares, namespace, timeout=timeout),  # the wait for a turn is not the hook's
+                    asyncio.timeout(timeout),
                     client.stream("POST", hook.url, json=body, headers=egress.IDENTITY,
                                   timeout=httpx.Timeout(timeout)) as response):
             head = await egress.read_head(response)
+    except fairness.Busy as exc:
+        return None, f"not sent within {durations.format_duration(timeout)}: {exc}"
     except (TimeoutError, httpx.TimeoutException):
         return None, f"timed out after {durations.format_duration(timeout)} (timeout)"
     except httpx.HTTPError as exc:
@@ -144,8 +152,10 @@ async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Ma
     return response.status_code, text
 
 
-async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any]) -> Result:
-    """POST ``body`` to one hook with its timeout and retries; never raises (a failure is a Result)."""
+async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any], *,
+               shares: fairness.Shares | None = None, namespace: str = "") -> Result:
+    """POST ``body`` to one hook with its timeout and retries; never raises (a failure is a Result). With
+    ``shares``, each attempt holds one of ``namespace``'s shares."""
     timeout = hook.timeout_seconds
     shown = redaction.redact_url(hook.url, secret_path=True)  # Slack-style hooks carry their token in the path
     redaction.hide_in_httpx_log(hook.url, shown)
@@ -158,7 +168,7 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
             await asyncio.sleep(_backoff(attempt - 1))
         tried += 1
         try:
-            status_code, text = await _attempt(client, hook, body, timeout)
+            status_code, text = await _attempt(client, hook, body, timeout, shares, namespace)
         except Exception as exc:  # a broken transport must not take the other hooks down with it
             status_code, text = None, f"request failed: {type(exc).__name__}: {exc}"
         if status_code is not None and 200 <= status_code < 300:
@@ -173,10 +183,12 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
     return Result(name=hook.name, type=hook.type, ok=ok, status_code=status_code, message=message, attempts=tried)
 
 
-async def call_all(client: httpx.AsyncClient, calls: Iterable[tuple[models.WebhookSpec, Mapping[str, Any]]],
-                   ) -> list[Result]:
-    """Run hook calls concurrently; results in the order of ``calls``."""
-    return list(await asyncio.gather(*(call(client, hook, body) for hook, body in calls)))
+async def call_all(client: httpx.AsyncClient, calls: Iterable[tuple[models.WebhookSpec, Mapping[str, Any]]], *,
+                   shares: fairness.Shares | None = None, namespace: str = "") -> list[Result]:
+    """Run hook calls concurrently (with ``shares``, at most its limit at once for ``namespace``); results in the
+    order of ``calls``."""
+    return list(await asyncio.gather(*(call(client, hook, body, shares=shares, namespace=namespace)
+                                       for hook, body in calls)))
 
 
 def hooks_of(canary: models.Canary, hook_type: models.HookType | str) -> list[models.WebhookSpec]:
@@ -191,26 +203,29 @@ def _check(result: Result, hook: models.WebhookSpec) -> core.Check:
 
 
 async def _run(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
-               phase: str | None, checksum: str) -> list[Result]:
+               phase: str | None, checksum: str, shares: fairness.Shares | None) -> list[Result]:
     hooks = hooks_of(canary, hook_type)
-    return await call_all(client, ((hook, payload(canary, phase, checksum, hook.metadata)) for hook in hooks))
+    return await call_all(client, ((hook, payload(canary, phase, checksum, hook.metadata)) for hook in hooks),
+                          shares=shares, namespace=canary.namespace)
 
 
 # -- the API observe and execute use ------------------------------------------------------------
 
 
 async def run_hooks(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
-                    phase: str | None, checksum: str) -> list[core.Check]:
+                    phase: str | None, checksum: str, *, shares: fairness.Shares | None = None) -> list[core.Check]:
     """Call every hook of one type (pre-rollout, rollout) and return one check per hook, passed on 2xx.
 
     Each check is named after its hook; its message holds the redacted URL and the status code or error, and
-    ``mute_alert`` is the hook's muteAlert."""
-    results = await _run(client, canary, hook_type, phase, checksum)
+    ``mute_alert`` is the hook's muteAlert.  With ``shares``, the calls hold the Canary's namespace's shares
+    (as in every function below)."""
+    results = await _run(client, canary, hook_type, phase, checksum, shares)
     return [_check(result, hook) for hook, result in zip(hooks_of(canary, hook_type), results, strict=True)]
 
 
 async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
-               phase: str | None, checksum: str) -> tuple[bool, list[core.Check]]:
+               phase: str | None, checksum: str, *, shares: fairness.Shares | None = None
+               ) -> tuple[bool, list[core.Check]]:
     """The state of a gate and one check per hook (``passed`` = answered 2xx), for status and events.
 
     confirm-*: True (open) when every hook of that type answered 2xx, or there is none.
@@ -219,7 +234,7 @@ async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
     kind = models.HookType(hook_type)
     if kind not in CONFIRM_TYPES and kind != models.HookType.ROLLBACK:
         raise ValueError(f"{kind} hooks are not a gate; gates are {', '.join(sorted(CONFIRM_TYPES))} and rollback")
-    results = await _run(client, canary, kind, phase, checksum)
+    results = await _run(client, canary, kind, phase, checksum, shares)
     checks = [_check(result, hook) for hook, result in zip(hooks_of(canary, kind), results, strict=True)]
     if kind == models.HookType.ROLLBACK:
         return any(result.ok for result in results), checks
@@ -227,10 +242,10 @@ async def gate(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
 
 
 async def fire(client: httpx.AsyncClient, canary: models.Canary, hook_type: models.HookType | str,
-               phase: str | None, checksum: str) -> list[Result]:
+               phase: str | None, checksum: str, *, shares: fairness.Shares | None = None) -> list[Result]:
     """Call every hook of one type and only log failures (post-rollout); never raises."""
     try:
-        results = await _run(client, canary, hook_type, phase, checksum)
+        results = await _run(client, canary, hook_type, phase, checksum, shares)
     except Exception:  # fire and forget: nothing here may stop the executor
         log.exception("calling %s hooks of %s/%s failed", hook_type, canary.namespace, canary.name)
         return []
@@ -241,14 +256,15 @@ async def fire(client: httpx.AsyncClient, canary: models.Canary, hook_type: mode
 
 
 async def post_event(client: httpx.AsyncClient, canary: models.Canary, phase: str | None, checksum: str,
-                     event_type: str, message: str, now: datetime.datetime) -> None:
+                     event_type: str, message: str, now: datetime.datetime, *,
+                     shares: fairness.Shares | None = None) -> None:
     """Send one Kubernetes event to every ``event`` hook; failures are logged, never raised."""
     try:
         hooks = hooks_of(canary, models.HookType.EVENT)
         if not hooks:
             return
         bodies = [(hook, event_payload(canary, hook, phase, checksum, event_type, message, now)) for hook in hooks]
-        results = await call_all(client, bodies)
+        results = await call_all(client, bodies, shares=shares, namespace=canary.namespace)
     except Exception:  # an event hook must never break the reconciliation that emitted the event
         log.exception("sending an event of %s/%s to its event hooks failed", canary.namespace, canary.name)
         return

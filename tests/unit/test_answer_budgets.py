@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import http.server
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 
 import deadlines
 import egress
+import fairness
 from apis import models
 from canary.engine import webhooks
 from metrics import base, prometheus
@@ -191,3 +193,69 @@ def test_an_alert_to_a_server_that_dribbles_ends_within_its_timeout(monkeypatch:
         failures, elapsed = asyncio.run(scenario(pit.url + "/hook"))
     assert failures == [f"alert on-call (provider prod/chat): generic at {pit.url}/*** did not answer within 1s"]
     assert elapsed < 3, elapsed
+
+
+class _Quick(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def quick() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quick)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_namespaces_hooks_at_a_tarpit_leave_the_shared_pool_to_the_others(quick: str) -> None:
+    """Without shares, ten hanging hooks take the six connections and the other team's gate fails with a pool
+    timeout; with them, the noisy namespace holds two and the gate opens."""
+    async def scenario(pit: str) -> tuple[bool, str, int]:
+        shares = fairness.Shares(2, what="webhook and alert calls", setting="--max-hooks-per-namespace")
+        noisy = _canary(*({"name": f"slow-{i}", "type": "rollout", "url": f"{pit}/{i}", "timeout": "20s"}
+                          for i in range(10)), namespace="noisy")
+        quiet = _canary({"name": "approve", "type": "confirm-promotion", "url": f"{quick}/gate", "timeout": "2s"},
+                        namespace="quiet")
+        async with egress.async_client(limits=httpx.Limits(max_connections=6)) as client:
+            hanging = asyncio.create_task(webhooks.run_hooks(client, noisy, models.HookType.ROLLOUT, "Progressing",
+                                                             "abc", shares=shares))
+            async with asyncio.timeout(5):
+                while shares.in_flight("noisy") < 2:
+                    await asyncio.sleep(0.01)
+            is_open, checks = await webhooks.gate(client, quiet, models.HookType.CONFIRM_PROMOTION, "Progressing",
+                                                  "abc", shares=shares)
+            held = shares.in_flight("noisy")
+            hanging.cancel()
+            await asyncio.gather(hanging, return_exceptions=True)
+        return is_open, checks[0].message, held
+
+    with tarpit.Tarpit(tarpit.dribbled_headers, every=0.5) as pit:
+        is_open, message, held = asyncio.run(scenario(pit.url))
+    assert (is_open, held) == (True, 2), message
+    assert message == f"POST {quick}/*** answered 200: ok"
+
+
+def test_a_hook_that_finds_no_share_in_its_timeout_says_so() -> None:
+    async def scenario() -> str:
+        shares = fairness.Shares(1, what="webhook and alert calls", setting="--max-hooks-per-namespace")
+        hook = {"name": "gate", "type": "confirm-promotion", "url": "http://hooks.test/gate", "timeout": "100ms"}
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client, \
+                shares.hold("prod"):
+            _, checks = await webhooks.gate(client, _canary(hook), models.HookType.CONFIRM_PROMOTION, "Progressing",
+                                            "abc", shares=shares)
+        return checks[0].message
+
+    assert asyncio.run(scenario()) == (
+        "POST http://hooks.test/*** not sent within 100ms: namespace prod already has 1 webhook and alert calls in "
+        "flight, the most one namespace may (--max-hooks-per-namespace)")

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from canary.cli import command as cli
+from canary.cluster import fence
 from canary.controller import process as controller
 from canary.engine import context
 from canary.objects import workloads
@@ -85,3 +86,30 @@ def test_listen_with_an_empty_host_listens_on_every_address() -> None:
             pass
     finally:
         sock.close()
+
+
+def test_one_namespace_holds_an_eighth_of_the_query_threads_and_8_of_the_hook_connections_by_default() -> None:
+    args = controller_args()
+    assert (args.max_queries_per_namespace, args.max_hooks_per_namespace) == (8, 8)
+    assert args.max_queries_per_namespace == max(2, controller.WORKER_THREADS // 8)
+    settings = context.Settings()
+    assert (settings.max_queries_per_namespace, settings.max_hooks_per_namespace) == (8, 8)
+    outbound = context.Outbound(settings, fence.Open())
+    assert (outbound.query_shares.limit, outbound.hook_shares.limit) == (8, 8)
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--max-queries-per-namespace=33", "--max-queries-per-namespace 33: at most 32, half of the 64 query threads"),
+    ("--max-hooks-per-namespace=51", "--max-hooks-per-namespace 51: at most 50, half of the 100 webhook and alert "
+                                     "connections"),
+])
+def test_a_share_as_large_as_what_everyone_shares_is_refused(flag: str, message: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert controller.main(controller_args(flag, "--listen=127.0.0.1:0")) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "eight"])
+def test_a_share_must_be_a_whole_number_of_one_or_more(value: str) -> None:
+    with pytest.raises(SystemExit):
+        controller_args(f"--max-hooks-per-namespace={value}")

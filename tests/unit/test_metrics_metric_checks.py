@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import fairness
 from apis import errors, models
 from canary import core
 from metrics import base, builtin, metric_checks, providers
@@ -227,6 +228,62 @@ def test_queries_run_concurrently() -> None:
     metrics = [{"name": "a", "query": "a"}, {"name": "b", "query": "b"}]
     checks = run(canary(*metrics), Factory(FakeProvider({"a": meet, "b": meet})))
     assert [(c.name, c.passed) for c in checks] == [("a", True), ("b", True)]
+
+
+def test_one_namespaces_hanging_queries_leave_worker_threads_to_another_namespace() -> None:
+    """With 4 worker threads, 8 hanging queries of one namespace would pin all 4 and the other namespace's
+    query would wait behind them until its timeout; with a share of 2 threads per namespace it runs at once."""
+    release = threading.Event()
+    running: list[str] = []
+
+    def hang() -> float:
+        running.append("noisy")
+        release.wait(timeout=30)
+        return 1.0
+
+    def of(namespace: str, *metrics: dict[str, Any]) -> models.Canary:
+        one = canary(*metrics)
+        return one.model_copy(update={"metadata": one.metadata.model_copy(update={"namespace": namespace})})
+
+    async def analyse() -> tuple[list[core.Check], int]:
+        import concurrent.futures
+
+        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=4))
+        shares = fairness.Shares(2, what="metric queries", setting="--max-queries-per-namespace")
+        noisy = of("noisy", *({"name": f"slow-{i}", "query": "slow"} for i in range(8)))
+        quiet = of("quiet", {"name": "fast", "query": "fast"})
+        factory = Factory(FakeProvider({"slow": hang, "fast": 2.0}))
+        try:
+            hanging = asyncio.create_task(metric_checks.run_analysis(
+                noisy, resolver(), factory, default_provider="istio", metrics_server=SERVER, timeout=5, shares=shares))
+            async with asyncio.timeout(5):
+                while len(running) < 2:
+                    await asyncio.sleep(0.01)
+            checks = await metric_checks.run_analysis(quiet, resolver(), factory, default_provider="istio",
+                                                 metrics_server=SERVER, timeout=1, shares=shares)
+            held = shares.in_flight("noisy")
+        finally:
+            release.set()  # before asyncio.run joins the executor's threads
+        await hanging
+        return checks, held
+
+    [fast], held = asyncio.run(analyse())
+    assert (fast.passed, fast.unavailable, fast.value, held) == (True, False, 2.0, 2), fast.message
+
+
+def test_a_query_that_finds_no_share_in_its_timeout_is_unavailable_and_says_why() -> None:
+    async def analyse() -> core.Check:
+        shares = fairness.Shares(1, what="metric queries", setting="--max-queries-per-namespace")
+        async with shares.hold("prod"):
+            [check] = await metric_checks.run_analysis(canary({"name": "q", "query": "q"}), resolver(),
+                                                  Factory(FakeProvider({})), default_provider="istio",
+                                                  metrics_server=SERVER, timeout=0.05, shares=shares)
+        return check
+
+    check = asyncio.run(analyse())
+    assert (check.passed, check.unavailable, check.message) == (
+        False, True, "prometheus unavailable for metric q: not run within 0.05s: namespace prod already has 1 "
+                     "metric queries in flight, the most one namespace may (--max-queries-per-namespace); query: q")
 
 
 def test_no_metrics_server_is_a_failed_check() -> None:
