@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 
+import fairness
 from apis import models
 from canary import core
 from metrics import base, judge_checks
@@ -186,6 +187,24 @@ def test_a_judge_query_timeout_is_unavailable_as_for_metrics() -> None:
                                                  now=T0 + datetime.timedelta(minutes=2), timeout=0.05))
     assert check.unavailable and "no answer within 0.05s" in check.message
     assert check.judge is not None and check.judge.canary_requests == 3000
+
+
+def test_the_judges_queries_hold_the_namespaces_query_shares_and_wait_their_turn() -> None:
+    [first] = run(canary(latency=False), Prometheus((3000, 30), (27000, 270)), T0 + datetime.timedelta(minutes=1))
+    c = canary(status_after(first), latency=False)
+
+    async def judged() -> core.Check:
+        shares = fairness.Shares(2, what="metric queries", setting="--max-queries-per-namespace")
+        async with shares.hold("prod"), shares.hold("prod"):  # the namespace's other queries hold both
+            [check] = await judging.run_judge(c, Prometheus((0, 0), (0, 0)), router_provider="kubernetes",
+                                              now=T0 + datetime.timedelta(minutes=2), timeout=0.05, shares=shares)
+        return check
+
+    check = asyncio.run(judged())
+    assert check.unavailable and check.message == (
+        "metrics server unavailable for the judge: not run within 0.05s: namespace prod already has 2 metric "
+        "queries in flight, the most one namespace may (--max-queries-per-namespace)")
+    assert check.judge is not None and check.judge.canary_requests == 3000  # the evidence is carried on
 
 
 def test_a_failed_query_keeps_the_evidence_and_a_nan_count_is_not_zero() -> None:
