@@ -196,7 +196,7 @@ def test_the_judges_queries_hold_the_namespaces_query_shares_and_wait_their_turn
     async def judged() -> core.Check:
         shares = fairness.Shares(2, what="metric queries", setting="--max-queries-per-namespace")
         async with shares.hold("prod"), shares.hold("prod"):  # the namespace's other queries hold both
-            [check] = await judging.run_judge(c, Prometheus((0, 0), (0, 0)), router_provider="kubernetes",
+            [check] = await judge_checks.run_judge(c, Prometheus((0, 0), (0, 0)), router_provider="kubernetes",
                                               now=T0 + datetime.timedelta(minutes=2), timeout=0.05, shares=shares)
         return check
 
