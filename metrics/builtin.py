@@ -137,11 +137,17 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
 # the scrape interval counts zero, and the next one counts what it missed.
 #
 # Per series, first match wins:
-# - present at both ends, no counter reset inside: end - start (exact);
+# - present at both ends, no counter reset inside and none before the window's first sample: end - start
+#   (exact);
+# - a reset between the start's sample (the last at or before the start) and the window's first sample,
+#   seen as a sample in the window below the start's value, and none inside: the value at the end (exact
+#   when the reset came right after the start's sample; what the counter gained before it is lost);
 # - present at both ends, reset inside: (largest value before the end - start) + value at the end (exact
 #   for one reset, when the counter has not grown back past its value before the reset; miscounted
 #   otherwise);
 # - absent at the start (a new pod): its value at the end (counters start at zero).
+# ``resets()`` alone missed the second case (issue 23's review: -950 counted where 50 was right), because
+# the start's sample lies before the range it looks at.
 # A series that went stale inside the window (a deleted pod) counts up to its last sample
 # (``last_over_time`` skips staleness markers); one that went stale before the window counts nothing.
 
@@ -151,8 +157,10 @@ def exact_count(series: str) -> str:
     end = "last_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"
     start = "(" + series + " @ {{ variables.start }})"
     reset = "(resets(" + series + "[{{ interval }}] @ {{ variables.end }}) > 0)"
+    before_first = "(min_over_time(" + series + "[{{ interval }}] @ {{ variables.end }}) < " + start + ")"
     largest = "max_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"
-    return (f"(({end} - {start}) unless {reset})"
+    return (f"(({end} - {start}) unless {reset} unless {before_first})"
+            f" or (({end} and {before_first}) unless {reset})"
             f" or (({largest} - {start}) + {end})"
             f" or ({end} unless {start})")
 
