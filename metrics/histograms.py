@@ -1,14 +1,9 @@
-"""The judge's latency events: the requests slower than each of a few histogram bucket boundaries.
+"""The judge's latency events: the requests slower than one histogram bucket boundary, per version.
 
 Why this exists: the judge compares proportions of events; for latency an event is a request slower than
-a boundary, and a Prometheus histogram can only answer that at one of its bucket boundaries (``le``).  One
-boundary sees one part of the distribution (a canary slower at the median but not at p99 passes a p99
-test); so the boundaries nearest the primary's median, p90 and ``latencyQuantile`` are all counted, and a
-request slower than k of them is k events (``slow_counts``): the judge then compares the versions' mean
-number of boundaries crossed per request, which moves when any part of the distribution does.  A request's
-k events are a burst, which the judge's burst-robust test and its dispersion allow for.  Every boundary
-must be one both versions have: a version without it cannot be counted, and reading its requests as fast
-would pass any canary (issue 23).
+a boundary, and a Prometheus histogram can only answer that at one of its bucket boundaries (``le``).  The
+boundary must be one both versions have: a version without it cannot be counted, and reading its requests
+as fast would pass any canary (issue 23).
 
 What it must not do: query anything, or choose when a boundary is picked (``metrics.judge_checks`` keeps it for
 the release, picked from a window it does not test).
@@ -43,30 +38,6 @@ def pick_boundary(primary_buckets: Mapping[float, float], quantile: float = 0.99
         if best is None or distance < best[0]:
             best = (distance, le)
     return best[1] if best is not None else None
-
-
-QUANTILES = (0.5, 0.9)
-"""Quantiles of the primary whose boundaries join ``latencyQuantile``'s."""
-
-
-def pick_boundaries(primary_buckets: Mapping[float, float], quantile: float = 0.99) -> tuple[float, ...]:
-    """The distinct boundaries ``pick_boundary`` gives for the primary's median, p90 and ``quantile``, in order;
-    empty without data."""
-    picked = {pick_boundary(primary_buckets, q) for q in (*QUANTILES, quantile)}
-    return tuple(sorted(le for le in picked if le is not None))
-
-
-def slow_counts(buckets: Mapping[float, float], boundaries: tuple[float, ...]
-                ) -> tuple[judge.Counts | None, list[float]]:
-    """Request-boundary pairs and those in which the request was slower than the boundary: requests times the
-    number of boundaries, and the sum over boundaries of the requests slower than each; with the boundaries
-    the histogram lacks (then None: ``exceedance`` says why it must not be guessed)."""
-    counts = [(boundary, exceedance(buckets, boundary)) for boundary in boundaries]
-    missing = [boundary for boundary, count in counts if count is None]
-    if missing or not counts:
-        return None, missing
-    found = [count for _, count in counts if count is not None]
-    return judge.Counts(found[0].requests * len(found), sum(count.events for count in found)), []
 
 
 def exceedance(buckets: Mapping[float, float], boundary: float) -> judge.Counts | None:

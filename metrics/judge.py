@@ -212,13 +212,11 @@ def dispersion(evidence: Evidence) -> float | None:
     return dispersion_.estimate(evidence.pearson, evidence.windows, evidence.log_likelihood)
 
 
-def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config, samples: int | None = None
-           ) -> Evidence:
+def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) -> Evidence:
     """The evidence after one more window (its counts only, never reaching back into earlier windows).
 
-    Only a window in which both versions served requests counts towards the step's samples (``samples``
-    canary requests, when the counts are not of requests; else ``canary.requests``) and the totals: a canary
-    window without primary traffic compares nothing, and must not help a Pass."""
+    Only a window in which both versions served requests counts towards the step's samples and the
+    totals: a canary window without primary traffic compares nothing, and must not help a Pass."""
     if not evidence.fits(config):
         evidence = Evidence.start(config)
     if canary.requests == 0 or primary.requests == 0:
@@ -233,8 +231,7 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config, 
                                pearson=tuple(float(v) for v in pearson),
                                windows=evidence.windows + int(comparable(canary, primary)),
                                canary=evidence.canary + canary, primary=evidence.primary + primary,
-                               step_samples=evidence.step_samples + (canary.requests if samples is None
-                                                                     else samples))
+                               step_samples=evidence.step_samples + canary.requests)
 
 
 def e_value(evidence: Evidence, config: Config, null: float) -> float:

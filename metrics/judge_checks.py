@@ -18,10 +18,9 @@ or iteration), not after every Pass: a Pass on a step another check held keeps t
 Level: ``alpha`` is the whole release's; each of the enabled comparisons (errors, latency) gets an equal
 share of it, so the probability that either fails a canary no worse than the primary is at most ``alpha``.
 
-Latency: the boundaries (``metrics.histograms``: the median's, p90's and ``latencyQuantile``'s) are picked
-from the primary's buckets of the first window and kept for the release; that window is not tested with
-them (a boundary chosen from the data it tests favours it).  A version whose histogram lacks one is a
-failed check that says so, never "no slow requests".
+Latency: the boundary is picked from the primary's buckets of the first window and kept for the release;
+that window is not tested with it (a boundary chosen from the data it tests favours it).  A version whose
+histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".
 """
 
 from __future__ import annotations
@@ -108,14 +107,12 @@ def window_of(canary: models.Canary, name: str, now: datetime.datetime) -> Windo
     return Window(start=min(start, now), end=now)
 
 
-def previous(canary: models.Canary, name: str, config: judge.Config
-             ) -> tuple[judge.Evidence, tuple[float, ...]]:
-    """The evidence and latency boundaries the last step left in status; fresh evidence when there is none
-    (or it was kept for another tolerance or severe).  A changed step restarts the step's counts.  A status
-    of a release that began with one boundary (before several were counted) keeps that one."""
+def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[judge.Evidence, float | None]:
+    """The evidence and latency boundary the last step left in status; fresh evidence when there is none
+    (or it was kept for another tolerance or severe).  A changed step restarts the step's counts."""
     result = last_result(canary, name)
     if result is None or not result.log_likelihood:
-        return judge.Evidence.start(config), ()
+        return judge.Evidence.start(config), None
     evidence = judge.Evidence(
         log_likelihood=tuple(result.log_likelihood), null=result.null_ratio, severe=result.severe_ratio,
         canary=judge.Counts(result.canary_requests, result.canary_events),
@@ -126,13 +123,12 @@ def previous(canary: models.Canary, name: str, config: judge.Config
     if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
-        return judge.Evidence.start(config), ()
-    boundaries = tuple(result.boundaries) or ((result.boundary,) if result.boundary is not None else ())
-    return evidence, boundaries
+        return judge.Evidence.start(config), None
+    return evidence, result.boundary
 
 
 def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, window: Window,
-                queries: list[str], boundaries: tuple[float, ...], step: str, prefix: str = "") -> vocabulary.Check:
+                queries: list[str], boundary: float | None, step: str, prefix: str = "") -> vocabulary.Check:
     """A verdict as a vocabulary.Check, with every number a person needs in status."""
     evidence = judgement.evidence
     spread = judge.dispersion(evidence) if config.robust else None
@@ -146,8 +142,7 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         lower=judgement.lower, upper=judgement.upper, e_value=round(min(judgement.e_value, 1e300), 6),
         canary_requests=evidence.canary.requests, canary_events=evidence.canary.events,
         primary_requests=evidence.primary.requests, primary_events=evidence.primary.events,
-        step_samples=evidence.step_samples, boundary=boundaries[-1] if boundaries else None,
-        boundaries=list(boundaries), window=window.text(), queries=queries,
+        step_samples=evidence.step_samples, boundary=boundary, window=window.text(), queries=queries,
         until=models.format_time(window.end), step=step, null_ratio=config.null, severe_ratio=config.severe,
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
         log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
@@ -230,7 +225,7 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
             evidence, _ = previous(canary, ERRORS, config)
             evidence = judge.update(evidence, canary_counts, primary_counts, config)
             checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
-                                      boundaries=(), step=step, prefix=quiet))
+                                      boundary=None, step=step, prefix=quiet))
     if spec.latency:
         checks.append(_latency(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet))
     return checks
@@ -240,46 +235,32 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
              theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str]],
              quiet: str) -> vocabulary.Check:
     texts = [rendered["canary"][2], rendered["primary"][2]]
-    evidence, boundaries = previous(canary, LATENCY, config)
+    evidence, boundary = previous(canary, LATENCY, config)
     prefix = quiet
-    if not boundaries:
-        # The likelihood (burstRobust: false) needs independent events: one boundary, one event per request.
-        boundaries = histograms.pick_boundaries(theirs.buckets, spec.latency_quantile) if config.robust else \
-            tuple(le for le in [histograms.pick_boundary(theirs.buckets, spec.latency_quantile)] if le is not None)
-        if boundaries:
-            prefix += (f"boundaries {_les(boundaries)} picked from the primary's buckets of this window; the "
+    if boundary is None:
+        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile)
+        if boundary is not None:
+            prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
                        "comparison starts with the next; ")
-        return judge_check(LATENCY, judge.judge(evidence, config, _slower(boundaries)), config, window=window,
-                           queries=texts, boundaries=boundaries, step=step, prefix=prefix or "no boundary: the "
-                           "primary's requests all fall in one bucket, or there are none; ")
-    slow = {v: histograms.slow_counts(c.buckets, boundaries) for v, c in (("canary", ours), ("primary", theirs))}
-    missing = {v: gone for v, (_, gone) in slow.items() if gone}
+        what = "latency" if boundary is None else f"proportion slower than le={boundary:g}"
+        return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
+                           boundary=boundary, step=step, prefix=prefix or "no boundary: the primary's requests "
+                           "all fall in one bucket, or there are none; ")
+    slow = {v: histograms.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
+    missing = [v for v, c in slow.items() if c is None]
     if missing:
         shown = {v: sorted(le for le in c.buckets if math.isfinite(le)) for v, c in (("canary", ours),
                                                                                     ("primary", theirs))}
-        lacks = "; ".join(f"the {v} latency histogram has no bucket {_les(tuple(gone))}" for v, gone in missing.items())
-        return carried(canary, LATENCY, window, f"{lacks} (canary buckets {shown['canary']}, primary "
-                       f"{shown['primary']}): the versions cannot be compared; give both the same buckets or set "
-                       "judge.latency: false", unavailable=False)
-    canary_slow, primary_slow = slow["canary"][0], slow["primary"][0]
+        return carried(canary, LATENCY, window, f"the {' and '.join(missing)} latency histogram has no bucket "
+                       f"le={boundary:g} (canary buckets {shown['canary']}, primary {shown['primary']}): the "
+                       "versions cannot be compared; give both the same buckets or set judge.latency: false",
+                       unavailable=False)
+    canary_slow, primary_slow = slow["canary"], slow["primary"]
     assert canary_slow is not None and primary_slow is not None
-    evidence = judge.update(evidence, canary_slow, primary_slow, config,
-                            samples=canary_slow.requests // len(boundaries))
-    return judge_check(LATENCY, judge.judge(evidence, config, _slower(boundaries)), config, window=window,
-                       queries=texts, boundaries=boundaries, step=step, prefix=prefix)
-
-
-def _les(boundaries: tuple[float, ...]) -> str:
-    return "le=" + ",".join(f"{le:g}" for le in boundaries)
-
-
-def _slower(boundaries: tuple[float, ...]) -> str:
-    """What the latency check's events are, for its messages."""
-    if not boundaries:
-        return "latency"
-    if len(boundaries) == 1:
-        return f"proportion slower than le={boundaries[0]:g}"
-    return f"share of request-boundary pairs slower than the boundary ({_les(boundaries)})"
+    evidence = judge.update(evidence, canary_slow, primary_slow, config)
+    what = f"proportion slower than le={boundary:g}"
+    return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
+                       boundary=boundary, step=step, prefix=prefix)
 
 
 def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,

@@ -75,10 +75,7 @@ class JudgeResult(base.StatusModel):
     step_samples: int = 0
     """Canary requests since the step last advanced."""
     boundary: float | None = None
-    """Latency: the highest of ``boundaries`` (the one nearest latencyQuantile)."""
-    boundaries: list[float] = pydantic.Field(default_factory=list)
-    """Latency: the bucket boundaries (le) counted; a request slower than k of them is k events, and the
-    counts above are of request-boundary pairs."""
+    """Latency: the bucket boundary (le) above which a request is slow."""
     window: str | None = None
     """The window of this check's queries: since the end of the last window counted."""
     until: str | None = None
