@@ -70,8 +70,23 @@ def gateways(canary: models.Canary) -> list[str]:
     return list(service.gateways) or [MESH_GATEWAY]
 
 
+def names_port(service: models.ServiceSpec) -> bool:
+    """Whether the destinations name ``service.port``: only with ``portDiscovery`` on a VirtualService bound first
+    to an ingress gateway, or a delegate one, which is Flagger's rule.
+
+    Elsewhere a destination without a port keeps the port the request came in on: on the mesh gateway each
+    discovered port (metrics, gRPC) then reaches its own port of the primary or the canary, not ``service.port``;
+    without ``portDiscovery`` the Services have that one port, which Istio picks by itself.
+    """
+    ingress = bool(service.gateways) and service.gateways[0] != MESH_GATEWAY
+    return service.port_discovery and (ingress or service.delegation)
+
+
 def destination(canary: models.Canary, host: str, weight: int) -> base.Manifest:
-    return {"destination": {"host": host, "port": {"number": canary.spec.service.port}}, "weight": weight}
+    target: base.Manifest = {"host": host}
+    if names_port(canary.spec.service):
+        target["port"] = {"number": canary.spec.service.port}
+    return {"destination": target, "weight": weight}
 
 
 def fledge_routes(canary: models.Canary, weights: vocabulary.Weights) -> list[base.Manifest]:

@@ -106,6 +106,42 @@ def test_port_discovery_exposes_every_container_port_but_the_sidecars(
         assert ports == expected, (name, service["spec"]["ports"])
 
 
+@pytest.mark.parametrize(("gateways", "port"), [([], None), (["public-gateway"], {"number": 80})],
+                         ids=["mesh", "ingress-gateway"])
+def test_port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        gateways: list[str], port: dict[str, int] | None) -> None:
+    """On the mesh, the VirtualService's destinations carry no port, so each discovered port keeps its own; behind
+    an ingress gateway they name service.port (Flagger's makeDestination).  A release promotes either way."""
+    body = apps.canary(namespace, "web", "istio")
+    body["spec"]["service"].update(portDiscovery=True, **({"gateways": gateways} if gateways else {}))
+    target = apps.deployment(namespace, "web", "1")
+    target["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9090}]
+    kubectl.apply(api, target)
+    kubectl.apply(api, body)
+    apps.simulate(env, namespace, "web", "istio")
+    apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    service = kubectl.get(api, "v1", "Service", namespace, "web-canary") or {}
+    assert sorted(p["port"] for p in service["spec"]["ports"]) == [80, 9090], service["spec"]["ports"]
+    vs = kubectl.get(api, apps.ISTIO_API, "VirtualService", namespace, "web") or {}
+    assert vs["spec"]["gateways"] == (gateways or ["mesh"]), vs["spec"]
+    expected = [{"host": "web-primary"}, {"host": "web-canary"}]
+    if port is not None:
+        expected = [{**destination, "port": port} for destination in expected]
+    assert [route["destination"] for route in vs["spec"]["http"][0]["route"]] == expected, vs["spec"]["http"]
+
+    release = apps.deployment(namespace, "web", "2")
+    release["spec"]["template"]["spec"]["containers"][0]["ports"] = target["spec"]["template"]["spec"][
+        "containers"][0]["ports"]
+    kubectl.apply(api, release)
+    final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
+    assert final["phase"] == "Succeeded", final
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+    vs = kubectl.get(api, apps.ISTIO_API, "VirtualService", namespace, "web") or {}
+    assert [route["destination"] for route in vs["spec"]["http"][0]["route"]] == expected, vs["spec"]["http"]
+
+
 # -- Flagger fields Fledge does not implement --------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY, "ann
 
 
 def destination(host: str, weight: int) -> dict[str, Any]:
-    return {"destination": {"host": host, "port": {"number": 9898}}, "weight": weight}
+    return {"destination": {"host": host}, "weight": weight}
 
 
 def weighted(primary: int, canary: int, **extra: Any) -> dict[str, Any]:
@@ -41,6 +41,25 @@ def virtual_service(*http: dict[str, Any], hosts: list[str] | None = None, gatew
 ])
 def test_canary_strategy_routes(weights: core.Weights, expected: dict[str, Any]) -> None:
     assert istio.virtual_service(fakes.canary(analysis=fakes.CANARY), weights) == expected
+
+
+@pytest.mark.parametrize(("service", "port"), [
+    ({}, None),  # one Service port: Istio picks it
+    ({"gateways": ["public-gateway.istio-system.svc.cluster.local"]}, None),
+    # portDiscovery on the mesh: each discovered port keeps its own port (metrics, gRPC)
+    ({"portDiscovery": True}, None),
+    ({"portDiscovery": True, "gateways": ["mesh", "public-gateway"]}, None),
+    # portDiscovery behind an ingress gateway, or on a delegate: the gateway needs the port named
+    ({"portDiscovery": True, "gateways": ["public-gateway", "mesh"]}, 9898),
+    ({"portDiscovery": True, "delegation": True}, 9898),
+], ids=["single-port", "gateway", "discovery-mesh", "discovery-mesh-first", "discovery-gateway",
+        "discovery-delegate"])
+def test_destination_port_is_named_where_flagger_names_it(service: dict[str, Any], port: int | None) -> None:
+    canary = fakes.canary(service, analysis=fakes.CANARY)
+    expected = {"host": "podinfo-canary"} | ({"port": {"number": port}} if port else {})
+    for http in istio.virtual_service(canary, core.Weights(80, 20))["spec"]["http"]:
+        assert [item["destination"] for item in http["route"]] == [
+            {**expected, "host": "podinfo-primary"}, expected]
 
 
 def test_destination_rules() -> None:
