@@ -2,8 +2,8 @@
 
 Why this exists: the routes and the status must name the same cookie at the same moment.  The routers
 (``routers.http_rules``, for the Gateway API and Istio) write the rules that hand it out or take it back;
-the decision core reports it in status (Flagger's ``sessionAffinityCookie`` and
-``previousSessionAffinityCookie``) for the routes it decided.  Both read this one derivation, which lives
+the decision core reports it in status (Flagger's ``sessionAffinityCookie``, ``previousSessionAffinityCookie``
+and ``primarySessionAffinityCookie``) for the routes it decided.  Both read this one derivation, which lives
 here, below them, because the core may import nothing but ``apis``.
 
 While the canary has weight, its responses set ``Set-Cookie: <cookieName>=<value>; Max-Age=<maxAge>`` and
@@ -12,11 +12,18 @@ the canary loses its weight after a run (promotion or rollback), that rule is re
 the cookie's holders from the primary with ``Max-Age=-1``, which makes browsers drop it; it stays until the
 next run hands out a new cookie.
 
-The value is derived, not drawn: a digest of the Canary's uid and the revision under analysis
-(``status.lastAppliedSpec``).  Every tick, a restarted controller and a re-applied route therefore name the
-same cookie without storing it first, each release gets a new one, and it cannot be guessed without the
-Canary's uid.  (Flagger draws a random value and keeps it in status; Fledge reports the same status fields
-from this derivation.)
+With ``primaryCookieName`` the primary pins its clients too, as Flagger's does: while the canary has weight,
+the primary's responses set that cookie with a ``Max-Age`` of one analysis interval, and a rule after the
+canary's sends its holders to the primary.  Without it a client that once reached the canary stays there
+while every other request is weighted afresh, so the canary's share of clients outgrows its weight; with it
+a client the weights sent to the primary stays there until the next step, then takes its chance with the new
+weights.  Nothing takes that cookie back: it expires within the interval.
+
+The values are derived, not drawn: a digest of the Canary's uid and the revision under analysis
+(``status.lastAppliedSpec``), and of the side for the primary's cookie.  Every tick, a restarted controller
+and a re-applied route therefore name the same cookies without storing them first, each release gets new
+ones, and they cannot be guessed without the Canary's uid.  (Flagger draws random values and keeps them in
+status; Fledge reports the same status fields from this derivation.)
 
 What it must not do: build route objects or matches (each router does, in its own form, with the header
 names in ``routers.session``), or read the cluster.
@@ -55,10 +62,12 @@ class Cookie:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What the routes do about the cookie: hand it out (``sticky``), take it back (``clear``), or nothing."""
+    """What the routes do about the cookie: hand it out (``sticky``), take it back (``clear``), or nothing;
+    ``primary`` is the primary's cookie, handed out while ``sticky`` (``primaryCookieName``)."""
 
     cookie: Cookie | None = None
     sticky: bool = False
+    primary: Cookie | None = None
 
     @property
     def clear(self) -> bool:
@@ -71,8 +80,33 @@ def cookie(canary: models.Canary) -> Cookie | None:
     revision = canary.status.last_applied_spec
     if affinity is None or not affinity.cookie_name or not revision:
         return None
+    return Cookie(affinity.cookie_name, _value(canary, revision), affinity.max_age)
+
+
+def primary_cookie(canary: models.Canary) -> Cookie | None:
+    """The primary's cookie during the analysis of this revision, living one analysis interval; None without
+    ``sessionAffinity.primaryCookieName`` (or without the canary's cookie)."""
+    affinity = canary.spec.analysis.session_affinity
+    revision = canary.status.last_applied_spec
+    if affinity is None or not affinity.primary_cookie_name or cookie(canary) is None or not revision:
+        return None
+    max_age = max(1, int(canary.spec.analysis.interval_seconds))  # whole seconds, as Flagger writes it
+    return Cookie(affinity.primary_cookie_name, _value(canary, revision, "primary"), max_age)
+
+
+def cookie_names(canary: models.Canary) -> tuple[str, ...]:
+    """The names of the cookies that Fledge's session rules match, for telling those rules apart."""
+    affinity = canary.spec.analysis.session_affinity
+    if affinity is None or not affinity.cookie_name:
+        return ()
+    return tuple(name for name in (affinity.cookie_name, affinity.primary_cookie_name) if name)
+
+
+def _value(canary: models.Canary, revision: str, side: str = "") -> str:
     seed = f"{canary.metadata.uid or ''}/{canary.namespace}/{canary.name}/{revision}"
-    return Cookie(affinity.cookie_name, hashlib.sha256(seed.encode()).hexdigest()[:24], affinity.max_age)
+    if side:
+        seed += f"/{side}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:24]
 
 
 def plan(canary: models.Canary, weights: vocabulary.Weights) -> Plan:
@@ -85,7 +119,7 @@ def plan(canary: models.Canary, weights: vocabulary.Weights) -> Plan:
     if found is None:
         return Plan()
     if weights.canary > 0:
-        return Plan(found, sticky=True)
+        return Plan(found, sticky=True, primary=primary_cookie(canary))
     status = canary.status
     if status.canary_weight > 0 or status.phase in _AFTER_RUN:
         return Plan(found, sticky=False)
@@ -93,10 +127,14 @@ def plan(canary: models.Canary, weights: vocabulary.Weights) -> Plan:
 
 
 def status_fields(canary: models.Canary, weights: vocabulary.Weights) -> dict[str, str | None]:
-    """The status fields Flagger reports for the cookie, for the routes ``plan`` writes."""
+    """The status fields Flagger reports for the cookies, for the routes ``plan`` writes.  As in Flagger, the
+    primary's cookie stays reported after the run (it expires by itself)."""
     decided = plan(canary, weights)
     if decided.cookie is None:
         return {}
     if decided.sticky:
-        return {"session_affinity_cookie": decided.cookie.pair}
+        fields: dict[str, str | None] = {"session_affinity_cookie": decided.cookie.pair}
+        if decided.primary is not None:
+            fields["primary_session_affinity_cookie"] = decided.primary.pair
+        return fields
     return {"session_affinity_cookie": None, "previous_session_affinity_cookie": decided.cookie.pair}

@@ -24,7 +24,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apis import errors, models, naming, vocabulary
+from apis import affinity, errors, models, naming, vocabulary
 from routers import base, http_rules, matching, session
 
 GROUP = "gateway.networking.k8s.io"
@@ -220,13 +220,13 @@ def set_cookie_filter(value: str) -> base.Manifest:
 
 
 def is_session_rule(rule: Mapping[str, Any], canary: models.Canary) -> bool:
-    """True for the rule that matches the session cookie (``analysis.sessionAffinity``), sticky or clearing."""
-    affinity = canary.spec.analysis.session_affinity
-    if affinity is None or not affinity.cookie_name:
-        return False
+    """True for a rule that matches a session cookie (``analysis.sessionAffinity``): the canary's, sticky or
+    clearing, or the primary's."""
+    names = affinity.cookie_names(canary)
     return any(header.get("name", "").lower() == session.COOKIE_HEADER.lower()
-               and f"{affinity.cookie_name}=" in str(header.get("value", "")).replace("\\", "")
-               for match in rule.get("matches") or [] for header in match.get("headers") or [])
+               and f"{cookie}=" in str(header.get("value", "")).replace("\\", "")
+               for match in rule.get("matches") or [] for header in match.get("headers") or []
+               for cookie in names)
 
 
 def is_fledge_rule(rule: Mapping[str, Any], canary: models.Canary) -> bool:

@@ -2,7 +2,8 @@
 
 Why this exists: a VirtualService and an HTTPRoute are different objects, but Fledge puts the same rules at
 their head in the same order: the session cookie's rule first (``analysis.sessionAffinity``: its holders go
-to the canary while it has weight, and are told to drop the cookie after the run), then either one weighted
+to the canary while it has weight, and are told to drop the cookie after the run), the primary cookie's rule
+next (``primaryCookieName``: its holders stay on the primary while the canary has weight), then either one weighted
 rule (canary, blue/green, mirroring) or, for A/B testing, the rule for ``analysis.match`` followed by the
 default rule to the primary.  ``layout`` decides that order and which backend gets which weight; a ``Form``
 writes the pieces in its router's dialect.  ``RouteObjectRouter`` is the part of both router classes that
@@ -65,6 +66,12 @@ def layout(canary: models.Canary, weights: vocabulary.Weights, form: Form, match
             form.hand_out(weighted[1], cookies.cookie.set_cookie())
             to_canary = [form.backend(primary, 0), form.backend(canary_name, 100)]
             sessions.append(form.rule(cookie_matches, to_canary, False))
+            if cookies.primary is not None:
+                # The primary's answers hand out its own cookie (for an interval); its holders stay on the primary.
+                form.hand_out(weighted[0], cookies.primary.set_cookie())
+                to_primary = [form.backend(primary, 100), form.backend(canary_name, 0)]
+                sessions.append(form.rule(form.cookie_matches(session.match_regex(cookies.primary)), to_primary,
+                                          False))
         else:
             cleared = form.rule(cookie_matches, copy.deepcopy(weighted), False)
             form.take_back(cleared, cookies.cookie.clear_cookie())

@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apis import errors, models, naming, vocabulary
+from apis import affinity, errors, models, naming, vocabulary
 from routers import base, http_rules, matching, session
 
 API_VERSION = "networking.istio.io/v1beta1"  # served by every Istio release since 1.5, v1 included
@@ -152,14 +152,14 @@ def _with_set_cookie(headers: Mapping[str, Any] | None, value: str) -> base.Mani
 
 
 def is_session_route(http: Mapping[str, Any], canary: models.Canary) -> bool:
-    """True for the route that matches the session cookie (``analysis.sessionAffinity``), sticky or clearing."""
-    affinity = canary.spec.analysis.session_affinity
-    if affinity is None or not affinity.cookie_name:
-        return False
-    return any(f"{affinity.cookie_name}=" in str((condition or {}).get("regex", "")).replace("\\", "")
+    """True for a route that matches a session cookie (``analysis.sessionAffinity``): the canary's, sticky or
+    clearing, or the primary's."""
+    names = affinity.cookie_names(canary)
+    return any(f"{cookie}=" in str((condition or {}).get("regex", "")).replace("\\", "")
                for match in http.get("match") or []
                for name, condition in (match.get("headers") or {}).items()
-               if str(name).lower() == session.COOKIE_HEADER.lower())
+               if str(name).lower() == session.COOKIE_HEADER.lower()
+               for cookie in names)
 
 
 def fledge_hosts(canary: models.Canary) -> dict[str, str]:

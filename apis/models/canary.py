@@ -22,6 +22,7 @@ MAX_ITEMS = 32
 # Analysis steps of an A/B or blue/green release: a million would tick for years; a thousand at the
 # 10 s floor is close to three hours, at 1m close to a day.
 MAX_ITERATIONS = 1000
+MAX_COOKIE_NAME = 256
 
 
 class AlertSeverity(enum.StrEnum):
@@ -97,10 +98,23 @@ class AlertSpec(base.ApiModel):
 class SessionAffinity(base.ApiModel):
     """Keep a client on the side (primary or canary) it first reached, with a cookie."""
 
-    cookie_name: str | None = None
+    cel_rules = (
+        base.CelRule(
+            # Flagger refuses one name for both cookies; a primary cookie without the canary's would be ignored.
+            "!has(self.primaryCookieName) || self.primaryCookieName == ''"
+            " || (has(self.cookieName) && self.cookieName != '' && self.cookieName != self.primaryCookieName)",
+            lambda a: not a.primary_cookie_name or (bool(a.cookie_name) and a.cookie_name != a.primary_cookie_name),
+            "primaryCookieName needs cookieName, and the two cookies need different names",
+            ".primaryCookieName"),
+    )
+
+    # Bounded so that the API server can cost the rule that compares them.
+    cookie_name: str | None = pydantic.Field(default=None, max_length=MAX_COOKIE_NAME)
     """Cookie that pins a client to the canary."""
     max_age: int = pydantic.Field(default=86400, ge=1)
     """Lifetime of the cookie in seconds."""
+    primary_cookie_name: str | None = pydantic.Field(default=None, max_length=MAX_COOKIE_NAME)
+    """Cookie that pins a client to the primary for one analysis interval while the canary has weight."""
 
 
 def _ascending(weights: list[int]) -> bool:

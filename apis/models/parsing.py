@@ -31,9 +31,10 @@ NOT_IMPLEMENTED = {
                                                "implement (only HorizontalPodAutoscalers)" + _REMOVE,
     "spec.service.meshName": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     "spec.service.backends": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
-    "spec.analysis.sessionAffinity.primaryCookieName": "Fledge pins clients to the canary only (cookieName); "
-                                                       "a primary cookie is not implemented" + _REMOVE,
     "spec.provider.region": "Flagger's field for CloudWatch, which Fledge does not implement" + _REMOVE,
+    **{f"spec.analysis.sessionAffinity.{name}": "Flagger's cookie attribute, which Fledge does not implement yet "
+                                                "(its cookies carry Max-Age only)" + _REMOVE
+       for name in ("domain", "httpOnly", "partitioned", "path", "sameSite", "secure")},
 }
 
 

@@ -33,8 +33,9 @@ API_ERROR_PREFIX = "Kubernetes API error: "
 
 def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStatus:
     """The fields every decided status carries: the generation it was decided for, no stale refusal, and the
-    session cookie that the decided routes hand out or take back (``apis.affinity``: Flagger's
-    sessionAffinityCookie and previousSessionAffinityCookie, named as the routers name them)."""
+    session cookies that the decided routes hand out or take back (``apis.affinity``: Flagger's
+    sessionAffinityCookie, previousSessionAffinityCookie and primarySessionAffinityCookie, named as the routers
+    name them)."""
     status = decision.status
     update: dict[str, object] = {}
     generation = obs.canary.metadata.generation

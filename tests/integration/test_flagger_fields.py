@@ -234,3 +234,50 @@ def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_coo
     assert f"{pair}; Max-Age=-1" in str(cleared) and "Max-Age=120" not in str(cleared)
     eventually(lambda: versions(env, namespace, pair) == {"primary"}, timeout=10, what="cookie holders on the primary",
                show=lambda: versions(env, namespace, pair))
+
+
+PRIMARY_COOKIE = "primary-flagger-cookie"
+
+
+def session_weights(api: Any, namespace: str, provider: str, pair: str) -> dict[str, int] | None:
+    """The weights of the one session rule that matches this cookie, by host; None when there is none."""
+    rules = [rule for rule in session_rules(api, namespace, provider) if pair.split("=")[1] in str(rule)]
+    if len(rules) != 1:
+        return None
+    if provider == "istio":
+        return {d["destination"]["host"]: d["weight"] for d in rules[0]["route"]}
+    return {ref["name"]: ref["weight"] for ref in rules[0]["backendRefs"]}
+
+
+@pytest.mark.parametrize("provider", ["gatewayapi", "istio"])
+def test_primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        provider: str) -> None:
+    """Flagger's documented session-affinity Canary (primaryCookieName), with only apiVersion changed: while the
+    canary has weight, the primary's answers set a cookie living one interval, and its holders reach the primary
+    alone; after the run no rule is left for it."""
+    affinity = {"cookieName": COOKIE, "maxAge": 120, "primaryCookieName": PRIMARY_COOKIE}
+    analysis = {**apps.FAST_ANALYSIS, "interval": "5s", "sessionAffinity": affinity}
+    apps.install(env, api, namespace, provider, analysis)
+
+    kubectl.apply(api, apps.deployment(namespace, "web", "2"))
+    running = eventually(lambda: apps.status(api, namespace, "web").get("primarySessionAffinityCookie"), timeout=60,
+                         what="a primary cookie handed out", show=lambda: apps.status(api, namespace, "web"))
+    pair, canary_pair = str(running), str(apps.status(api, namespace, "web")["sessionAffinityCookie"])
+    assert pair.startswith(f"{PRIMARY_COOKIE}=") and canary_pair.startswith(f"{COOKIE}=")
+    eventually(lambda: session_weights(api, namespace, provider, pair) == {"web-primary": 100, "web-canary": 0},
+               timeout=10, what="the primary's sticky rule", show=lambda: session_rules(api, namespace, provider))
+    assert session_weights(api, namespace, provider, canary_pair) == {"web-primary": 0, "web-canary": 100}
+    route = str(kubectl.get(api, apps.ISTIO_API if provider == "istio" else "gateway.networking.k8s.io/v1",
+                            "VirtualService" if provider == "istio" else "HTTPRoute", namespace, "web"))
+    assert f"{pair}; Max-Age=5" in route and f"{canary_pair}; Max-Age=120" in route
+    assert 0 < apps.status(api, namespace, "web")["canaryWeight"] < 100
+    eventually(lambda: versions(env, namespace, pair) == {"primary"}, timeout=10,
+               what="primary cookie holders on the primary", show=lambda: versions(env, namespace, pair))
+
+    final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
+    assert final["phase"] == "Succeeded", final
+    assert final.get("primarySessionAffinityCookie") == pair, final  # reported on, as Flagger leaves it
+    eventually(lambda: session_weights(api, namespace, provider, pair) is None
+               and len(session_rules(api, namespace, provider)) == 1, timeout=10,
+               what="only the canary cookie's clearing rule left", show=lambda: session_rules(api, namespace, provider))

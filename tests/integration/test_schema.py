@@ -57,6 +57,8 @@ BROKEN = [
     pytest.param({"stepWeight": 10, "interval": "0s"}, "spec.analysis.interval", id="interval-zero"),
     pytest.param({"stepWeight": 10, "webhooks": [{"name": "load", "url": "ftp://files.test/"}]},
                  "spec.analysis.webhooks[0].url", id="webhook-url-scheme"),
+    pytest.param({"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "c"}},
+                 "spec.analysis.sessionAffinity.primaryCookieName", id="one-cookie-for-both"),
 ]
 
 
@@ -76,13 +78,14 @@ def test_the_api_server_refuses_what_the_models_refuse(api: Any, namespace: str,
 
 def _all_rules() -> list[models.base.CelRule]:
     return [rule for model in (models.AnalysisSpec, models.MetricSpec, models.ThresholdRange,
-                               models.AlertProviderSpec) for rule in model.cel_rules]
+                               models.AlertProviderSpec, models.SessionAffinity) for rule in model.cel_rules]
 
 
 def test_the_api_server_accepts_what_the_models_accept(api: Any, namespace: str) -> None:
     for analysis in ({"stepWeights": [1, 5, 100]}, {"iterations": 3, "match": [{"headers": {"x": {"exact": "1"}}}]},
                      {"stepWeight": 10, "maxWeight": 10, "interval": "1m30s",
-                      "webhooks": [{"name": "load", "url": "http://loadtester.test/"}]}):
+                      "webhooks": [{"name": "load", "url": "http://loadtester.test/"}]},
+                     {"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}}):
         body = apps.canary(namespace, "web", analysis=analysis)
         models.parse_canary(body)
         client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, "canaries", body,

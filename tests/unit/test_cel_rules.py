@@ -60,6 +60,7 @@ PLACES = {
     models.ThresholdRange: ("canaries.yaml", "spec.analysis.metrics.[].thresholdRange"),
     models.WebhookSpec: ("canaries.yaml", "spec.analysis.webhooks.[]"),
     models.AlertProviderSpec: ("alertproviders.yaml", "spec"),
+    models.SessionAffinity: ("canaries.yaml", "spec.analysis.sessionAffinity"),
 }
 
 
@@ -138,6 +139,10 @@ BROKEN = [
                  id="metric-without-source"),
     pytest.param({"stepWeight": 10, "metrics": [{"name": "request-duration", "thresholdRange": {"min": 2, "max": 1}}]},
                  "spec.analysis.metrics[0].thresholdRange.min", id="range-inverted"),
+    pytest.param({"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "c"}},
+                 "spec.analysis.sessionAffinity.primaryCookieName", id="one-cookie-for-both"),
+    pytest.param({"stepWeight": 10, "sessionAffinity": {"primaryCookieName": "p"}},
+                 "spec.analysis.sessionAffinity.primaryCookieName", id="primary-cookie-alone"),
 ]
 
 
@@ -154,6 +159,8 @@ def test_a_broken_rule_is_reported_with_its_message_and_field(analysis: dict[str
     {"stepWeight": 10}, {"stepWeight": 10, "maxWeight": 10}, {"stepWeights": [1, 5, 100]}, {"stepWeights": [50]},
     {"iterations": 3}, {"iterations": 0, "stepWeight": 5}, {"iterations": 3, "stepWeights": []},
     {"stepWeight": 10, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99, "max": 99}}]},
+    {"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}},
+    {"stepWeight": 10, "sessionAffinity": {"cookieName": "c", "primaryCookieName": ""}},
 ])
 def test_specs_that_keep_every_rule_parse(analysis: dict[str, Any]) -> None:
     models.parse_canary(canary(analysis))

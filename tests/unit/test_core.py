@@ -635,3 +635,21 @@ def test_the_core_reports_the_session_cookie_its_routes_hand_out_then_take_back(
     assert routes_of(rollback) == [core.ALL_PRIMARY]
     assert rollback.status.session_affinity_cookie is None
     assert rollback.status.previous_session_affinity_cookie == cookie.pair
+
+
+def test_the_core_reports_the_primary_cookie_and_leaves_it_after_the_run() -> None:
+    """primaryCookieName: reported while the canary has weight, and left in status after the run (it expires by
+    itself), as Flagger leaves it."""
+    pinned = {"sessionAffinity": {"cookieName": "canary-session", "primaryCookieName": "primary-session"}}
+    analysis = {"interval": "1m", "stepWeight": 20, "maxWeight": 60, "threshold": 2, **pinned}
+    canary = make(analysis, status=progressing(canaryWeight=20, lastStepTime=core.format_time(T0)))
+    primary = affinity.primary_cookie(canary)
+    assert primary is not None and primary.max_age == 60
+    step = decide(World(canary, now=LATER, routes=core.Weights(80, 20), checks=[PASS]))
+    assert routes_of(step) == [core.Weights(60, 40)]
+    assert step.status.primary_session_affinity_cookie == primary.pair
+    failing = make(analysis, status=progressing(canaryWeight=40, failedChecks=1, lastStepTime=core.format_time(T0),
+                                                 primarySessionAffinityCookie=primary.pair))
+    rollback = decide(World(failing, now=LATER, routes=core.Weights(60, 40), checks=[FAIL]))
+    assert routes_of(rollback) == [core.ALL_PRIMARY]
+    assert rollback.status.primary_session_affinity_cookie == primary.pair

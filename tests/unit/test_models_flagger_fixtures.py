@@ -160,6 +160,7 @@ def test_gateway_api_canary() -> None:
     assert (parent.group, parent.kind) == ("gateway.networking.k8s.io", "Gateway")
     affinity = spec.analysis.session_affinity
     assert affinity is not None and (affinity.cookie_name, affinity.max_age) == ("search-canary", 3600)
+    assert affinity.primary_cookie_name == "search-primary"
     assert (spec.analysis.strategy, spec.analysis.effective_max_weight) == ("canary", 40)
 
 
