@@ -20,9 +20,12 @@ Providers:
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
   the canary Deployment by their names: ``{{ target }}-<replicaset hash>-<suffix>``, the pattern of Flagger's
-  HTTP observer, which no pod of ``{{ target }}-primary`` matches. Gateway API has no standard metrics and a
-  plain Service has no proxy. Scrape configurations that name those labels otherwise are served by
-  ``PodLabels`` (the controller's ``--pod-namespace-label`` and ``--pod-name-label``).
+  HTTP observer, which no pod of ``{{ target }}-primary`` matches. A DaemonSet names its pods
+  ``{{ target }}-<suffix of five>``, which that pattern misses while it does match the primary DaemonSet's
+  ``{{ target }}-primary-<suffix>`` (so Flagger's builtins measure the primary there); for a DaemonSet target
+  the pods are matched as a DaemonSet names them. Gateway API has no standard metrics and a plain Service has
+  no proxy. Scrape configurations that name those labels otherwise are served by ``PodLabels`` (the
+  controller's ``--pod-namespace-label`` and ``--pod-name-label``).
 
 What it must not do: render or run the queries (``metrics.templates`` and ``metrics.metric_checks`` do).
 """
@@ -61,8 +64,19 @@ _NGINX_DURATION = (
 )
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+DEPLOYMENT = "Deployment"
+DAEMONSET = "DaemonSet"
 # The pods of Deployment {{ target }}: <target>-<pod-template-hash>-<random suffix>.
 POD_NAME_PATTERN = "{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
+# The pods of DaemonSet {{ target }}: <target>- and the five characters the API server adds to a generateName.
+# (A name of 58 characters or more is cut before the suffix, and no longer matches.)
+DAEMONSET_POD_NAME_PATTERN = "{{ target }}-[0-9a-z]{5}"
+
+
+def pod_name_pattern(kind: str, workload: str = "{{ target }}") -> str:
+    """The regular expression of the names of ``workload``'s pods, as a workload of ``kind`` names them."""
+    pattern = DAEMONSET_POD_NAME_PATTERN if kind == DAEMONSET else POD_NAME_PATTERN
+    return pattern.replace("{{ target }}", workload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +92,8 @@ class PodLabels:
                 raise ValueError(f"{name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
 
 
-def _http_queries(labels: PodLabels) -> dict[str, str]:
-    pods = f'{labels.namespace}="{{{{ namespace }}}}",{labels.pod}=~"{POD_NAME_PATTERN}"'
+def _http_queries(labels: PodLabels, kind: str = DEPLOYMENT) -> dict[str, str]:
+    pods = f'{labels.namespace}="{{{{ namespace }}}}",{labels.pod}=~"{pod_name_pattern(kind)}"'
     return {
         REQUEST_SUCCESS_RATE: (
             f'sum(rate(http_request_duration_seconds_count{{{pods},status!~"5.*"}}[{{{{ interval }}}}]))'
@@ -113,15 +127,17 @@ def pod_scraped(provider: str) -> bool:
     return provider_family(provider) in _POD_SCRAPED
 
 
-def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None = None) -> str | None:
+def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None = None,
+                  kind: str = DEPLOYMENT) -> str | None:
     """The query template of a builtin metric for a router provider; None when there is none.
 
     ``pod_labels`` names the labels of the pod-scraped metrics (gatewayapi, kubernetes); the default is
-    Prometheus' example relabelling.
+    Prometheus' example relabelling.  ``kind`` is the target's (Deployment or DaemonSet), whose pods those
+    metrics select by name.
     """
     family = provider_family(provider)
-    if family in _POD_SCRAPED and pod_labels is not None:
-        return _http_queries(pod_labels).get(metric_name)
+    if family in _POD_SCRAPED and (pod_labels is not None or kind != DEPLOYMENT):
+        return _http_queries(pod_labels or PodLabels(), kind).get(metric_name)
     return QUERIES.get(family, {}).get(metric_name)
 
 
@@ -207,16 +223,16 @@ def count_queries(provider: str) -> CountQueries | None:
 
 
 def version_selector(provider: str, workload: str, canary: bool, namespace: str = "",
-                     pod_labels: PodLabels | None = None) -> str:
+                     pod_labels: PodLabels | None = None, kind: str = DEPLOYMENT) -> str:
     """The label matcher of one version: its workload (the target, or ``<target>-primary``), or for NGINX
     whether the canary Ingress served the request (the primary has ``canary=""``).  The pod-scraped families
-    (gatewayapi, kubernetes) match the workload's pod names as Flagger's HTTP observer does: the anchored
-    ``<workload>-<hash>(-<suffix>)`` keeps ``web`` from matching the pods of ``web-primary``."""
+    (gatewayapi, kubernetes) match the workload's pod names as a workload of ``kind`` names them: the anchored
+    ``<workload>-<hash>(-<suffix>)`` of a Deployment (Flagger's HTTP observer) or ``<workload>-<suffix>`` of a
+    DaemonSet keeps ``web`` from matching the pods of ``web-primary``."""
     family = provider_family(provider)
     if family == "nginx":
         return 'canary!=""' if canary else 'canary=""'
     if family in _POD_SCRAPED:
         labels = pod_labels or PodLabels()
-        return (f'{labels.namespace}="{namespace}",'
-                f'{labels.pod}=~"{workload}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"')
+        return f'{labels.namespace}="{namespace}",{labels.pod}=~"{pod_name_pattern(kind, workload)}"'
     return f'destination_workload="{workload}"'

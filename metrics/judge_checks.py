@@ -268,7 +268,8 @@ def render(canary: models.Canary, queries: builtin.CountQueries, router_provider
     """One version's (requests, errors, buckets) count queries over ``window``."""
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
     selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
-                                        namespace=canary.namespace, pod_labels=pod_labels)
+                                        namespace=canary.namespace, pod_labels=pod_labels,
+                                        kind=canary.spec.target_ref.kind)
     spec = canary.spec
     variables = templates.Variables(
         name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,

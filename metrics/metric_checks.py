@@ -173,12 +173,7 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
     if metric.query:
         return templates.render(metric.query, variables, field=field, source="the inline query"), None
     provider = router_provider(canary, default_provider)
-    if canary.spec.target_ref.kind == "DaemonSet" and builtin.pod_scraped(provider):
-        # Its pattern <target>-<hash>-<suffix> would match the primary's DaemonSet pods (<target>-primary-<suffix>).
-        raise errors.SpecError(f"{field}.name", f"the builtin {metric.name!r} query for {provider!r} selects "
-                                                "Deployment pods by name; for a DaemonSet use a templateRef whose "
-                                                "query selects its pods ({{ target }}-[a-z0-9]{5})")
-    query = builtin.builtin_query(provider, metric.name, pod_labels)
+    query = builtin.builtin_query(provider, metric.name, pod_labels, canary.spec.target_ref.kind)
     if query is None:
         families = ", ".join(sorted(builtin.QUERIES))
         raise errors.SpecError(f"{field}.name", f"Fledge has no builtin {metric.name!r} query for provider "

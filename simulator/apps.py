@@ -119,9 +119,9 @@ def _strings(body: Mapping[str, Any], key: str) -> dict[str, str]:
 
 
 def observe(source: sources.RouteSource, namespace: str, name: str, registration: Registration) -> routes.Observed:
-    """Read the app's Deployments and route object; raises SourceError (the caller keeps its last state)."""
-    canary = source.get(sources.DEPLOYMENT, namespace, name)
-    primary = source.get(sources.DEPLOYMENT, namespace, f"{name}-primary")
+    """Read the app's workloads and route object; raises SourceError (the caller keeps its last state)."""
+    canary = workload(source, namespace, name)
+    primary = workload(source, namespace, f"{name}-primary")
     service = registration.service
     candidates = {
         routes.GATEWAY_API: (sources.HTTP_ROUTE, service),
@@ -148,16 +148,22 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
     )
 
 
-def pods_of(source: sources.RouteSource, deployment: routes.Manifest | None) -> tuple[str, ...]:
-    """The pods of a Deployment: matched by its selector and named as its ReplicaSets name them; raises
-    SourceError."""
-    if deployment is None:
+def workload(source: sources.RouteSource, namespace: str, name: str) -> routes.Manifest | None:
+    """The Deployment ``name``, else the DaemonSet ``name`` (a Canary's target is either); raises SourceError."""
+    return source.get(sources.DEPLOYMENT, namespace, name) or source.get(sources.DAEMONSET, namespace, name)
+
+
+def pods_of(source: sources.RouteSource, workload: routes.Manifest | None) -> tuple[str, ...]:
+    """The pods of a Deployment or DaemonSet: matched by its selector and named as its controller names them;
+    raises SourceError."""
+    if workload is None:
         return ()
-    metadata, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
+    metadata, spec = workload.get("metadata") or {}, workload.get("spec") or {}
     selector = (spec.get("selector") or {}).get("matchLabels") or {}
-    # <deployment>-<pod-template-hash>-<suffix>: a pod of another Deployment that the selector also matches
-    # (web-primary-extra's pods for web-primary) is not one of these.
-    own = re.compile(re.escape(str(metadata.get("name"))) + r"-[0-9a-zA-Z]+-[0-9a-zA-Z]+")
+    # A Deployment's <name>-<pod-template-hash>-<suffix>, a DaemonSet's <name>-<suffix of five>: a pod of
+    # another workload that the selector also matches (web-primary-extra's pods for web-primary) is not one.
+    suffix = r"-[0-9a-z]{5}" if workload.get("kind") == sources.DAEMONSET else r"-[0-9a-zA-Z]+-[0-9a-zA-Z]+"
+    own = re.compile(re.escape(str(metadata.get("name"))) + suffix)
     found = source.pods(str(metadata.get("namespace", "")), selector)
     return tuple(name for name in found if own.fullmatch(name))
 

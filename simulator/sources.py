@@ -1,8 +1,9 @@
-"""Where the simulator reads route objects and Deployments from: the API server, or a dict in tests.
+"""Where the simulator reads route objects and workloads from: the API server, or a dict in tests.
 
 Why this exists: routing must follow what the controller actually wrote, so the simulator reads the
 real API server; unit tests must run without one.  Both sit behind ``RouteSource``: ``get`` one object,
-and ``pods``, the names of a Deployment's pods, which the metrics of a pod scrape are labelled with.
+and ``pods``, the names of a workload's pods (a Deployment's or a DaemonSet's), which the metrics of a pod
+scrape are labelled with.
 
 What it must not do: write to the API server, cache, or interpret the objects it returns (that is
 ``simulator.routes``).  A missing object is ``None``; any other failure is ``SourceError``, so callers
@@ -23,12 +24,13 @@ import urllib3
 from simulator import routes
 
 DEPLOYMENT = "Deployment"
+DAEMONSET = "DaemonSet"
 SERVICE = "Service"
 INGRESS = "Ingress"
 HTTP_ROUTE = "HTTPRoute"
 VIRTUAL_SERVICE = "VirtualService"
 POD = "Pod"
-KINDS = (DEPLOYMENT, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
+KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
@@ -74,6 +76,7 @@ class KubeRouteSource:
             return self._get_custom(kind, namespace, name)
         reads = {
             DEPLOYMENT: self._apps.read_namespaced_deployment,
+            DAEMONSET: self._apps.read_namespaced_daemon_set,
             SERVICE: self._core.read_namespaced_service,
             INGRESS: self._networking.read_namespaced_ingress,
         }

@@ -4,8 +4,8 @@ kwok runs a DaemonSet's pods on its three fake nodes, so the DaemonSet controlle
 numbers.  A release must end with the primary DaemonSet running the promoted template (and never Fledge's
 scale-to-zero node selector), the canary DaemonSet parked by that selector with no node scheduled, and
 the apex Service selecting the primary's pods throughout; the canary never gets the apex.
-Checks are webhooks: the simulator serves Deployments only, and the pod-name builtins are refused for
-DaemonSets.
+Checks are webhooks, except in Flagger's own DaemonSet e2e, whose builtin metrics are read from the canary
+DaemonSet's pods (the simulator serves DaemonSets as it serves Deployments).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ NODES = 3  # localkube's kwok nodes
 PRIMARY_PODS, CANARY_PODS = {"app": "agent-primary"}, {"app": "agent"}
 
 
-def daemonset(namespace: str, version: str) -> dict[str, Any]:
+def daemonset(namespace: str, version: str, error_rate: float = 0.0) -> dict[str, Any]:
     labels = {"app": "agent"}
+    annotations = {"simulator.fledge.dev/error-rate": str(error_rate), "simulator.fledge.dev/latency-ms": "20"}
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "agent", "namespace": namespace},
         "spec": {"selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
+            "metadata": {"labels": labels, "annotations": annotations},
             "spec": {"nodeSelector": {"type": "kwok"},
                      "containers": [{"name": "agent", "image": f"example.invalid/agent:{version}"}]}}},
     }
@@ -145,5 +146,47 @@ def test_a_failing_daemonset_release_is_rolled_back_without_the_apex(
     assert final["failedChecks"] == 2 and final["iterations"] < 2, final
     assert pod_spec(api, namespace, "agent-primary")["containers"][0]["image"] == "example.invalid/agent:1"
     assert rolled_out_on_every_node(api, namespace, "agent-primary")
+    parked(api, namespace)
+    assert apex.changes() == [PRIMARY_PODS], apex.selectors
+
+
+def test_flaggers_daemonset_canary_is_analysed_by_the_builtins_on_the_daemonsets_own_pods(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
+        apex: ApexHistory) -> None:
+    """Flagger's DaemonSet e2e with only apiVersion changed (kubernetes provider, blue/green, portDiscovery, both
+    builtin metrics, a load tester on <svc>-canary): it initializes, a healthy version is promoted and one failing
+    30 % of its requests is rolled back, each judged on the canary DaemonSet's pods, never the primary's."""
+    kubectl.apply(api, daemonset(namespace, "1"))
+    eventually(lambda: rolled_out_on_every_node(api, namespace, "agent"), timeout=30,
+               what="kwok runs the DaemonSet on every fake node", show=lambda: daemonset_of(api, namespace, "agent"))
+    body = apps.canary(namespace, "agent", "kubernetes", {**apps.BLUE_GREEN, "interval": "3s", "iterations": 3})
+    body["spec"]["targetRef"]["kind"] = "DaemonSet"
+    body["spec"]["service"]["portDiscovery"] = True
+    kubectl.apply(api, body)
+    apps.simulate(env, namespace, "agent", "kubernetes", rps=10)
+    apps.wait_phase(api, namespace, "agent", "Initialized", timeout=60)
+
+    with apps.CanaryLoad(env, namespace, "agent"):
+        kubectl.apply(api, daemonset(namespace, "2"))
+        healthy = apps.wait_phase(api, namespace, "agent", "Succeeded", "Failed", timeout=120)
+    assert healthy["phase"] == "Succeeded", healthy
+    by_name = {check["name"]: check for check in healthy["checks"]}
+    assert set(by_name) == {"request-success-rate", "request-duration"}, healthy["checks"]
+    assert all(check["passed"] for check in by_name.values()), healthy["checks"]
+    assert by_name["request-success-rate"]["value"] >= 99, healthy["checks"]
+    assert 'kubernetes_pod_name=~"agent-[0-9a-z]{5}"' in by_name["request-success-rate"]["query"], by_name
+    assert pod_spec(api, namespace, "agent-primary")["containers"][0]["image"] == "example.invalid/agent:2"
+    parked(api, namespace)
+
+    with apps.CanaryLoad(env, namespace, "agent"):
+        kubectl.apply(api, daemonset(namespace, "3", error_rate=0.3))
+        apps.wait_phase(api, namespace, "agent", "Progressing", timeout=60)
+        faulty = apps.wait_phase(api, namespace, "agent", "Failed", "Succeeded", timeout=120)
+    assert faulty["phase"] == "Failed", faulty
+    failed = [check for check in faulty["checks"] if not check["passed"]]
+    assert [check["name"] for check in failed] == ["request-success-rate"], faulty["checks"]
+    # The primary (v2) answers every request; a query that read its pods would have passed.
+    assert failed[0]["value"] is not None and failed[0]["value"] < 99, failed
+    assert pod_spec(api, namespace, "agent-primary")["containers"][0]["image"] == "example.invalid/agent:2"
     parked(api, namespace)
     assert apex.changes() == [PRIMARY_PODS], apex.selectors

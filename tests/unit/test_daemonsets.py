@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from apis import errors, models
 from canary.cluster import kube
 from canary.objects import daemonsets, services, workloads
-from metrics import metric_checks
+from metrics import builtin, metric_checks
 
 pytestmark = pytest.mark.unit
 PARKING = {daemonsets.SCALE_TO_ZERO_KEY: "true"}
@@ -179,9 +180,32 @@ def test_daemonsets_are_cached_and_written_through_their_resource() -> None:
     assert path == "/apis/apps/v1/namespaces/ops/daemonsets/agent"
 
 
-def test_pod_name_builtins_are_refused_for_a_daemonset_and_mesh_builtins_are_not() -> None:
-    metrics = [{"name": "request-success-rate", "interval": "1m", "thresholdRange": {"min": 99}}]
-    with pytest.raises(errors.SpecError, match="DaemonSet"):
-        metric_checks.validate_metrics(canary("kubernetes", metrics=metrics), lambda namespace, name: None,
-                                       "kubernetes")
-    metric_checks.validate_metrics(canary("istio", metrics=metrics), lambda namespace, name: None, "istio")
+BUILTINS = [{"name": "request-success-rate", "interval": "1m", "thresholdRange": {"min": 99}},
+            {"name": "request-duration", "interval": "30s", "thresholdRange": {"max": 500}}]
+
+
+@pytest.mark.parametrize("provider", ["kubernetes", "gatewayapi", "gatewayapi:v1beta1"])
+def test_the_pod_name_builtins_select_the_daemonset_pods_not_the_primarys(provider: str) -> None:
+    """Flagger's DaemonSet e2e (kubernetes provider, both builtins) initializes, and its queries read the canary
+    DaemonSet's pods: <target>-<five characters>, not <target>-primary-<five>, which Flagger's pattern selects."""
+    subject = canary(provider, metrics=BUILTINS)
+    metric_checks.validate_metrics(subject, lambda namespace, name: None, provider)
+    for index in range(len(BUILTINS)):
+        query = metric_checks.prepare(subject, index, lambda namespace, name: None, default_provider=provider,
+                                      metrics_server="http://prometheus:9090").text
+        selected = re.findall(r'kubernetes_namespace="ops",kubernetes_pod_name=~"([^"]+)"', query)
+        assert selected and set(selected) == {"agent-[0-9a-z]{5}"}, query
+        pattern = selected[0]
+        assert re.fullmatch(pattern, "agent-x2x9z") and re.fullmatch(pattern, "agent-4bqk7")
+        for other in ("agent-primary-x2x9z", "agent-7f9c8d6b5-x2x9z", "agent2-x2x9z", "agent-x2x9"):
+            assert not re.fullmatch(pattern, other), other
+    metric_checks.validate_metrics(canary("istio", metrics=BUILTINS), lambda namespace, name: None, "istio")
+
+
+def test_the_judge_counts_each_daemonset_by_its_own_pods() -> None:
+    canary_pods = builtin.version_selector("kubernetes", "agent", canary=True, namespace="ops", kind="DaemonSet")
+    primary_pods = builtin.version_selector("kubernetes", "agent-primary", canary=False, namespace="ops",
+                                            kind="DaemonSet")
+    assert canary_pods == 'kubernetes_namespace="ops",kubernetes_pod_name=~"agent-[0-9a-z]{5}"'
+    assert primary_pods == 'kubernetes_namespace="ops",kubernetes_pod_name=~"agent-primary-[0-9a-z]{5}"'
+    assert re.fullmatch("agent-primary-[0-9a-z]{5}", "agent-primary-x2x9z")

@@ -430,3 +430,30 @@ def test_app_metrics_are_spread_over_the_live_pods_of_the_version(source: source
     assert by_pod["podinfo-primary-6f7d9c-bbbbb"] == by_pod["podinfo-primary-6f7d9c-ccccc"] == 10
     assert by_pod["podinfo-primary-6f7d9c-ddddd"] == by_pod["podinfo-primary-extra-6f7d9c-eeeee"] == 0
     assert by_pod["podinfo-6f7d9c-aaaaa"] == 20
+
+
+def test_daemonset_apps_are_served_and_their_metrics_named_by_their_own_pods() -> None:
+    """A DaemonSet target (and its -primary DaemonSet) is an app like a Deployment's; its pods are
+    <name>-<five characters>, so the primary's pods are never counted as the canary's."""
+    def daemonset(name: str) -> dict[str, Any]:
+        return {**deployment(name), "kind": "DaemonSet"}
+
+    def daemon_pod(name: str, suffix: str, app: str) -> dict[str, Any]:
+        return {"kind": "Pod", "metadata": {"name": f"{name}-{suffix}", "namespace": NS, "labels": {"app": app}},
+                "status": {"phase": "Running"}}
+
+    source = sources.MemoryRouteSource(
+        daemonset("agent"), daemonset("agent-primary"),
+        daemon_pod("agent", "x2x9z", "agent"), daemon_pod("agent", "4bqk7", "agent"),
+        daemon_pod("agent-primary", "b7d2k", "agent-primary"),
+        daemon_pod("agent-primary", "q9wz2", "agent"),  # another workload's pod that the selector also matches
+        virtual_service("agent", weighted("agent", 50, 50)),
+    )
+    with (server.Simulator(source, tick=0, poll=0, seed=1) as simulator,
+          httpx.Client(base_url=simulator.url, timeout=10) as client):
+        assert client.put(f"/apps/{NS}/agent", json={"provider": "istio", "rps": 40}).status_code in (200, 201)
+        simulator.refresh()
+        simulator.advance(1.0)
+        by_pod = {name: metric(client, "http_request_duration_seconds_count", kubernetes_pod_name=name)
+                  for name in ("agent-x2x9z", "agent-4bqk7", "agent-primary-b7d2k", "agent-primary-q9wz2")}
+    assert by_pod == {"agent-x2x9z": 10, "agent-4bqk7": 10, "agent-primary-b7d2k": 20, "agent-primary-q9wz2": 0}
