@@ -264,7 +264,7 @@ def start_run(obs: state.Observed, restart: bool, actions: list[state.Action] | 
                               requeue_after=obs.canary.spec.analysis.interval_seconds)
     scaling_up = obs.target.desired <= 0
     if scaling_up:
-        actions.append(state.ScaleTarget(strategy.replicas(obs.primary.desired)))
+        actions.append(state.ScaleTarget(strategy.canary_replicas(obs.primary.desired, obs.autoscaler_min_replicas)))
     # A target that is scaled up now, or not rolled out, is waited for from now: said in this status write
     # rather than in one more at the next tick (transitions.waiting_for).
     waiting = scaling_up or not obs.target.rolled_out(obs.canary.spec.analysis.canary_ready_threshold)

@@ -84,6 +84,8 @@ class Observed:
     configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     target: Workload = MISSING
     primary: Workload = MISSING
+    # The minReplicas of the target's autoscaler (spec.autoscalerRef; 1 when unset); None without one.
+    autoscaler_min_replicas: int | None = None
     routes: vocabulary.Weights | None = None  # None: the route objects do not exist yet
     error: str | None = None  # a spec error or missing object; names the field
     # The models rejected the spec (one the CRD schema could not refuse); names the field.  ``canary`` then

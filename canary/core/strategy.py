@@ -67,6 +67,15 @@ def replicas(*counts: int) -> int:
     """The replicas of a workload Fledge starts or copies: the first positive count, else 1 (never zero).
 
     The one rule behind the primary's size at creation (the target's) and at promotion (the target's, else
-    the primary's own; the autoscaler's choice when there is one), the canary's at the start of a run (the
-    primary's) and the target's when a deletion hands it back (the primary's)."""
+    the primary's own; the autoscaler's choice when there is one), the canary's at the start of a run
+    (``canary_replicas``) and the target's when a deletion hands it back (the primary's)."""
     return next((count for count in counts if count > 0), 1)
+
+
+def canary_replicas(primary_desired: int, autoscaler_min_replicas: int | None) -> int:
+    """The replicas a parked canary starts a run with, by Flagger's rule: with an autoscaler, its minReplicas
+    (the autoscaler owns the size from there, and would raise a smaller start to it anyway); without one,
+    the primary's replicas."""
+    if autoscaler_min_replicas is not None:
+        return replicas(autoscaler_min_replicas)
+    return replicas(primary_desired)

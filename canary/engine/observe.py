@@ -131,7 +131,7 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
                                        "not found; create it or fix spec.targetRef.name")
         naming.selector_label(target)
         workloads.check_target(target)
-        autoscalers.autoscaler(canary, store)
+        autoscaler = autoscalers.autoscaler(canary, store)
         configs = workloads.tracked_configs(target, _digest(store, settings, namespace, canary.metadata.uid or ""))
         metric_checks.validate_metrics(canary, resolve_template(store, settings, namespace),
                                        core.provider(canary, settings.default_provider), settings.pod_labels)
@@ -150,7 +150,9 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
     if configs and canary.status.tracked_configs and canary.status.tracked_configs != configs:
         configs, revision, canary = _legacy_digests(store, settings, canary, target, configs, revision)
     observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs,
-                                   target=workloads.workload_state(target), routes=router.get_routes(canary))
+                                   target=workloads.workload_state(target), routes=router.get_routes(canary),
+                                   autoscaler_min_replicas=autoscalers.min_replicas(autoscaler)
+                                   if autoscaler is not None else None)
     return Snapshot(observed, target, router)
 
 

@@ -46,6 +46,12 @@ def primary_autoscaler(canary: models.Canary, source: Mapping[str, Any]) -> Mani
     }
 
 
+def min_replicas(autoscaler: Mapping[str, Any]) -> int:
+    """The HorizontalPodAutoscaler's ``spec.minReplicas``; 1, the API's default, when it is unset."""
+    value = (autoscaler.get("spec") or {}).get("minReplicas")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
 def autoscaler(canary: models.Canary, store: diffing.Lookup) -> Manifest | None:
     """The target's HorizontalPodAutoscaler (``spec.autoscalerRef``) from the cache; a missing one is a spec error."""
     ref = canary.spec.autoscaler_ref

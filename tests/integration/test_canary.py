@@ -178,6 +178,37 @@ def test_the_primary_gets_its_own_autoscaler(api: Any, namespace: str, env: envi
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
 
 
+def test_an_autoscaled_canary_starts_at_the_autoscalers_min_replicas(
+        api: Any, namespace: str, env: environment.Environment, controller: local_controller.Controller) -> None:
+    """As Flagger's ScaleFromZero: with an HPA the parked canary is scaled straight to its minReplicas, not to the
+    primary's count (4 here) nor to 1.  Without a metrics API the HPAs keep any count within their bounds."""
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "minReplicas": 2, "maxReplicas": 6,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": 75}}}]}}
+    kubectl.apply(api, hpa)
+    # Sized once by hand; the manifests that Git then applies leave replicas to the autoscaler.
+    kubectl.apply(api, apps.deployment(namespace, "web", "1", replicas=4), manager="bootstrap")
+    kubectl.apply(api, apps.canary(namespace, "web", autoscalerRef={
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "web"}))
+    apps.simulate(env, namespace, "web")
+    apps.wait_phase(api, namespace, "web", "Initialized", timeout=60)
+    eventually(lambda: apps.replicas_of(api, namespace, "web-primary") == 4 and apps.replicas_of(
+        api, namespace, "web") == 0, what="a primary of 4 and the target parked",
+        show=lambda: (apps.replicas_of(api, namespace, "web-primary"), apps.replicas_of(api, namespace, "web")))
+
+    release = apps.deployment(namespace, "web", "2")
+    del release["spec"]["replicas"]
+    kubectl.apply(api, release)
+    seen, final = apps.record(lambda: apps.replicas_of(api, namespace, "web"), api, namespace, "web",
+                              {"Succeeded", "Failed"})
+    assert final["phase"] == "Succeeded", final
+    assert [count for count in seen if count > 0][:1] == [2], seen
+    assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
+
+
 def api_events(api: Any, namespace: str, kind: str | None = None) -> list[str]:
     from kubernetes import client
 
