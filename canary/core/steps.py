@@ -151,19 +151,15 @@ def _step(obs: state.Observed, first: bool) -> state.Decision:
             state.SetRoutes(strategy.analysis_routes(canary, weight)),
             state.Event("Normal", "Synced", f"Advance {_n(obs)} canary weight {weight}")), requeue_after=interval)
     target = analysis.iterations or 0
-    if first:
-        routes = strategy.analysis_routes(canary, 0)
-        actions = (state.SetRoutes(routes),) if obs.routes != routes else ()
-        return state.Decision(status=status.model_copy(update={"iterations": 0}), actions=actions,
-                              requeue_after=interval)
     if status.iterations < target:
+        # Each step counts one iteration, the first (opened by the pre-rollout hooks) included, and the step
+        # that counts the last one ends there: promotion is asked at the next, as Flagger counts and asks.
         iterations = status.iterations + 1
-        advanced = status.model_copy(update={"iterations": iterations})
-        event = state.Event("Normal", "Synced", f"Advance {_n(obs)} iteration {iterations}/{target}")
-        if iterations < target:
-            return state.Decision(status=advanced, actions=(event,), requeue_after=interval)
-        decision = _approve_promotion(_with_status(obs, advanced), "analysis passed")
-        return dataclasses.replace(decision, actions=(event, *decision.actions))
+        routes = strategy.analysis_routes(canary, 0)
+        actions: list[state.Action] = [state.SetRoutes(routes)] if first and obs.routes != routes else []
+        actions.append(state.Event("Normal", "Synced", f"Advance {_n(obs)} iteration {iterations}/{target}"))
+        return state.Decision(status=status.model_copy(update={"iterations": iterations}), actions=tuple(actions),
+                              requeue_after=interval)
     return _approve_promotion(obs, "analysis passed")
 
 
@@ -173,14 +169,15 @@ def _approve_promotion(obs: state.Observed, why: str) -> state.Decision:
     if not gates.gate_open(obs, models.HookType.CONFIRM_PROMOTION):
         return _halt(obs, "waiting for promotion approval", phase=Phase.WAITING_PROMOTION)
     bluegreen = canary.spec.analysis.strategy == "bluegreen" and not canary.spec.skip_analysis
+    # Approved: one more analysed interval, counted as one more iteration as Flagger counts it, then promotion.
     if bluegreen and not obs.shifts_traffic and status.iterations <= (canary.spec.analysis.iterations or 0):
-        # A router that cannot send users to the canary (kubernetes): one more analysed interval with users
-        # where they are, counted as an extra iteration, as Flagger counts it; promotion comes after its checks.
+        # A router that cannot send users to the canary (kubernetes) leaves them where they are.
         counted = transitions.transition(obs, Phase.PROGRESSING, iterations=status.iterations + 1)
         return state.Decision(status=counted, requeue_after=canary.spec.analysis.interval_seconds)
     if bluegreen and obs.shifts_traffic and status.canary_weight < 100:
-        # Approved: switch every user to the new version for one more analysed interval, then promote.
-        switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False)
+        # The others switch every user to the new version for it.
+        switched = transitions.transition(obs, Phase.PROGRESSING, canary_weight=100, mirrored=False,
+                                          iterations=status.iterations + 1)
         return state.Decision(status=switched, actions=(
             state.SetRoutes(vocabulary.Weights(primary=0, canary=100)),
             state.Event("Normal", "Synced", f"Routing all traffic to canary {_n(obs)}")),

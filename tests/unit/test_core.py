@@ -315,10 +315,11 @@ def test_ab_testing_counts_iterations_then_promotes() -> None:
     analysis = {"interval": "1m", "iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
     first = decide(World(make(analysis, status=progressing())))
     assert routes_of(first) == [core.Weights(0, 100)]
-    one = make(analysis, status=progressing(lastStepTime=core.format_time(T0)))
+    assert first.status.iterations == 1  # the first step counts, as in Flagger
+    one = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)))
     step = decide(World(one, now=LATER, routes=core.Weights(0, 100), checks=[PASS]))
-    assert step.status.iterations == 1 and step.status.phase == Phase.PROGRESSING
-    two = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)))
+    assert step.status.iterations == 2 and step.status.phase == Phase.PROGRESSING
+    two = make(analysis, status=progressing(iterations=2, lastStepTime=core.format_time(T0)))
     done = decide(World(two, now=LATER, routes=core.Weights(0, 100), checks=[PASS]))
     assert done.status.phase == Phase.PROMOTING
 
@@ -327,10 +328,11 @@ def test_blue_green_switches_all_traffic_before_promoting() -> None:
     analysis = {"interval": "1m", "iterations": 1, "mirror": True}
     first = decide(World(make(analysis, status=progressing())))
     assert routes_of(first) == [core.Weights(100, 0, mirrored=True)]
-    one = make(analysis, status=progressing(lastStepTime=core.format_time(T0)))
+    one = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)))
     switched = decide(World(one, now=LATER, routes=core.Weights(100, 0, True), checks=[PASS]))
     assert routes_of(switched) == [core.Weights(0, 100)]
-    full = make(analysis, status=progressing(iterations=1, canaryWeight=100, lastStepTime=core.format_time(LATER)))
+    assert switched.status.iterations == 2  # the interval with every user on the canary counts, as in Flagger
+    full = make(analysis, status=progressing(iterations=2, canaryWeight=100, lastStepTime=core.format_time(LATER)))
     later = LATER + datetime.timedelta(minutes=1, seconds=1)
     promote = decide(World(full, now=later, routes=core.Weights(0, 100), checks=[PASS]))
     assert promote.status.phase == Phase.PROMOTING
@@ -405,7 +407,7 @@ def test_held_at_weight_zero_nothing_is_analysed_so_nothing_fails() -> None:
 
 def test_ab_testing_never_promotes_past_a_closed_promotion_gate() -> None:
     analysis = {"interval": "1m", "iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
-    two = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)))
+    two = make(analysis, status=progressing(iterations=2, lastStepTime=core.format_time(T0)))
     held = decide(World(two, LATER, routes=core.Weights(0, 100), checks=[PASS], gates={"confirm-promotion": False}))
     assert held.status.phase == Phase.WAITING_PROMOTION
     assert core.Promote() not in held.actions
@@ -416,7 +418,7 @@ def test_ab_testing_never_promotes_past_a_closed_promotion_gate() -> None:
 def test_blue_green_switches_no_user_before_promotion_is_approved(provider: str | None, mirror: bool) -> None:
     analysis = {"interval": "1m", "iterations": 1, "mirror": mirror}
     extra = {"provider": provider} if provider else {}
-    one = make(analysis, status=progressing(lastStepTime=core.format_time(T0)), **extra)
+    one = make(analysis, status=progressing(iterations=1, lastStepTime=core.format_time(T0)), **extra)
     held = decide(World(one, LATER, checks=[PASS], gates={"confirm-promotion": False}))
     assert held.status.phase == Phase.WAITING_PROMOTION
     assert all(w.canary == 0 for w in routes_of(held))
@@ -432,6 +434,29 @@ def test_blue_green_switches_no_user_before_promotion_is_approved(provider: str 
         assert promoted.status.phase == Phase.PROMOTING and promoted.status.canary_weight == 0
     else:
         assert routes_of(opened) == [core.Weights(0, 100)]
+
+
+@pytest.mark.parametrize(("analysis", "provider", "walk"), [
+    ({"iterations": 5}, "kubernetes", [1, 2, 3, 4, 5, 6]),  # was 0, 1, 2, 3, 4, 6: two counts in one tick
+    ({"iterations": 5}, "gatewayapi", [1, 2, 3, 4, 5, 6]),  # the 6th is the interval on the canary
+    ({"iterations": 5, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}, "gatewayapi", [1, 2, 3, 4, 5]),
+], ids=["kubernetes-bluegreen", "bluegreen", "ab"])
+def test_iterations_advance_one_a_tick_as_flaggers_do(analysis: dict[str, Any], provider: str,
+                                                     walk: list[int]) -> None:
+    """From the first step (pre-rollout) to promotion, each tick counts one iteration, in the ticks Flagger's
+    scheduler takes: status.iterations never skips, and promotion comes the tick after the last count."""
+    canary = make({"interval": "1m", **analysis}, status=progressing(), provider=provider)
+    now, routes, seen = T0, core.ALL_PRIMARY, []
+    for _ in range(10):
+        decision = World(canary, now, checks=[PASS], routes=routes).decide()
+        if decision.status.phase == Phase.PROMOTING:
+            break
+        seen.append(decision.status.iterations)
+        routes = (routes_of(decision) or [routes])[-1]
+        canary = canary.model_copy(update={"status": decision.status})
+        now += datetime.timedelta(minutes=1, seconds=1)
+    assert seen == walk
+    assert core.Promote() in decision.actions
 
 
 def test_a_rollback_hook_rolls_back_a_waiting_canary() -> None:

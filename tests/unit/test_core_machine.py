@@ -578,7 +578,7 @@ BLUE_GREEN = {
 def test_ab_testing_with_a_closed_promotion_gate_does_not_promote() -> None:
     analysis = {"interval": "1m", "iterations": 2, "match": MATCH, "metrics": METRICS,
                 "webhooks": hooks("confirm-promotion")}
-    canary = make(analysis, progressing(iterations=1, analysisStarted=True, lastStepTime=core.format_time(T0)))
+    canary = make(analysis, progressing(iterations=2, analysisStarted=True, lastStepTime=core.format_time(T0)))
     obs = observed(canary, now=LATER, routes=core.Weights(0, 100))
     _, decision, asked = settle(obs, answers({"confirm-promotion": False}, {"analysis": [PASS]}))
     assert core.Need("gate", "confirm-promotion") in asked
@@ -590,7 +590,7 @@ def test_ab_testing_with_a_closed_promotion_gate_does_not_promote() -> None:
 def test_blue_green_with_a_closed_promotion_gate_never_switches(variant: str) -> None:
     analysis, spec = BLUE_GREEN[variant]
     canary = make({"interval": "1m", "metrics": METRICS, "webhooks": hooks("confirm-promotion"), **analysis},
-                  progressing(iterations=1, analysisStarted=True, lastStepTime=core.format_time(T0)), **spec)
+                  progressing(iterations=2, analysisStarted=True, lastStepTime=core.format_time(T0)), **spec)
     routes = core.Weights(100, 0, mirrored=canary.spec.analysis.mirror)
     now = LATER
     for _ in range(3):  # the gate stays closed for several intervals: every user stays on the primary
