@@ -1,6 +1,7 @@
 """The layout: imports flow one way between top-level packages and between canary/'s rooms (core, cluster,
 objects, engine, controller, cli, bottom up), the decision core imports only apis/ and the standard library,
-the runtime never imports a developer tool, and product modules stay small enough to read in one sitting.
+no two modules of canary/ import each other (directly or round a longer loop, inside a room too), the runtime
+never imports a developer tool, and product modules stay small enough to read in one sitting.
 
 The imports are read with ``ast`` (nothing is imported), including imports inside functions: a lazy import
 is still a dependency.  The ``fledge`` command loads its programs by name (``canary.cli.PROGRAMS``), which is
@@ -217,3 +218,22 @@ def test_no_canary_room_imports_a_higher_one() -> None:
               if room and (target := _room_of(module)) in CANARY_ROOMS
               and CANARY_ROOMS.index(target) > CANARY_ROOMS.index(room)]
     assert not upward, f"imports running up {' < '.join(CANARY_ROOMS)}:\n" + "\n".join(upward)
+
+
+def _canary_module_graph() -> dict[str, set[str]]:
+    """canary/'s modules and the canary/ modules each imports, lazy imports included."""
+    graph: dict[str, set[str]] = collections.defaultdict(set)
+    for path, _, module in _canary_imports():
+        source, target = _module_name(ROOT / path), _resolve(module)
+        if target is not None and target.startswith("canary.") and target != source:
+            graph[source].add(target)
+    return graph
+
+
+def test_no_import_cycle_between_canary_modules() -> None:
+    """The room rule above allows any import inside one room; this one forbids a loop there too."""
+    graph = _canary_module_graph()
+    assert "canary.objects.diffing" in graph["canary.objects.workloads"], "the walk misses imports inside a room"
+    cycles = sorted(f"{source} imports {target}" for source, targets in graph.items() for target in targets
+                    if _reaches(graph, target, source))
+    assert not cycles, "imports that close a cycle between canary/ modules:\n" + "\n".join(cycles)
