@@ -60,11 +60,6 @@ class Query:
     range: models.ThresholdRange
 
 
-def router_provider(canary: models.Canary, default_provider: str) -> str:
-    """The router provider that picks the builtin queries: ``spec.provider``, else the controller's."""
-    return canary.spec.provider or default_provider
-
-
 def validate_metrics(canary: models.Canary, resolve_template: TemplateResolver, default_provider: str,
                      pod_labels: builtin.PodLabels | None = None) -> None:
     """Raise SpecError, naming ``spec.analysis.metrics[i]...``, for the first metric that cannot run: a missing
@@ -172,7 +167,7 @@ def _render(canary: models.Canary, index: int, metric: models.MetricSpec, resolv
         return text, template
     if metric.query:
         return templates.render(metric.query, variables, field=field, source="the inline query"), None
-    provider = router_provider(canary, default_provider)
+    provider = canary.spec.router_provider(default_provider)
     query = builtin.builtin_query(provider, metric.name, pod_labels, canary.spec.target_ref.kind)
     if query is None:
         families = ", ".join(sorted(builtin.QUERIES))

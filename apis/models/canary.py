@@ -241,6 +241,13 @@ class CanarySpec(base.ApiModel):
     suspend: bool = False
     """Start no release and pause a running one."""
 
+    def router_provider(self, default: str) -> str:
+        """The router of this canary: ``provider``, else the controller's default (``--provider``).
+
+        The one place the rule lives: the core (``canary.core.provider``) and the builtin metric queries
+        (``metrics.metric_checks``, which may not import canary/) both ask here."""
+        return self.provider or default
+
     @property
     def service_name(self) -> str:
         """Name of the apex Service: service.name, else targetRef.name."""

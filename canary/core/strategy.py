@@ -60,7 +60,7 @@ def analysis_routes(canary: models.Canary, weight: int, mirrored: bool = False) 
 
 def provider(canary: models.Canary, default: str) -> str:
     """The router provider of a canary: ``spec.provider``, else the controller's default (``--provider``)."""
-    return canary.spec.provider or default
+    return canary.spec.router_provider(default)
 
 
 def replicas(*counts: int) -> int:
