@@ -23,7 +23,9 @@ CPU, and each series object cost memory.  Here each canary keeps its values and 
 family, formatted again only when one of its values changes (at most once per tick); a scrape joins
 those lines.  A deleted Canary's series go with it.
 
-What it must not do: drive any decision; these are outputs only.
+What it must not do: drive any decision; these are outputs only.  It reads the phase sets from
+``apis.vocabulary``, not from ``canary.core``: it lives in ``canary.cluster`` because the client
+(``kube``) and the Lease (``leader``) count into it, and the cluster room imports no release rule.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from collections.abc import Iterable
 import prometheus_client
 from prometheus_client.utils import floatToGoString
 
-from apis import models
-from canary import core
+from apis import models, vocabulary
 
 # No ``*_created`` series: one more per counter and histogram child, read by no dashboard or alert.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -246,9 +247,9 @@ def record(canary: models.Canary, status: models.CanaryStatus) -> None:
         series.changed(FLAGGER_STATUS)
     if phase == "Progressing" and previous != "Progressing" and series.started is None:
         series.started = time.monotonic()
-    if phase in core.FINAL_PHASES and previous != phase:
+    if phase in vocabulary.FINAL_PHASES and previous != phase:
         _outcome(canary, series, phase)
-    elif phase in core.RUNNING_PHASES and series.status != 0:  # a run under way, promotion included
+    elif phase in vocabulary.RUNNING_PHASES and series.status != 0:  # a run under way, promotion included
         series.status = 0
         series.changed(STATUS)
 
@@ -274,7 +275,7 @@ def tick_finished(canary: models.Canary, seconds: float) -> None:
     """Time a tick; one that ran the analysis also counts for Flagger's duration histogram."""
     TICKS.observe(seconds)
     # The ticks of a run under way, promotion included: those Flagger's duration histogram times.
-    if canary.status.phase in core.RUNNING_PHASES:
+    if canary.status.phase in vocabulary.RUNNING_PHASES:
         series = _of(canary)
         series.flagger_duration = series.flagger_duration or Histogram.of(FLAGGER_DURATION_BUCKETS)
         series.flagger_duration.observe(seconds)

@@ -211,6 +211,15 @@ def test_the_core_imports_only_apis_and_the_standard_library() -> None:
     assert not wrong, "canary/core is pure: apis/ and the standard library only:\n" + "\n".join(wrong)
 
 
+def test_the_cluster_room_imports_no_other_canary_room() -> None:
+    """canary/cluster talks to the API server and knows no release rule: not even canary/core, below it."""
+    imports = [(path, module) for path, room, module in _canary_imports() if room == "cluster"]
+    assert any(module.startswith("canary.cluster.") for _, module in imports), "the walk found no cluster imports"
+    wrong = [f"{path} imports {module}" for path, module in imports
+             if module.split(".")[0] == "canary" and _room_of(module) != "cluster"]
+    assert not wrong, "canary/cluster imports apis/, never another room of canary/:\n" + "\n".join(wrong)
+
+
 def test_no_canary_room_imports_a_higher_one() -> None:
     imports = _canary_imports()
     assert any(room == "engine" and _room_of(module) == "core" for _, room, module in imports), "the walk is empty"
