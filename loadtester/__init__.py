@@ -45,7 +45,7 @@ run.  A blocking load test answers 200 when its share of failed requests (non-2x
 ``maxErrorRate`` percent (default 5, that is at least 95% 2xx) and at least one request was sent, else 500,
 as Flagger's tester answers a failed blocking task.  A blocking command answers 200 when it exits with 0.
 Tasks end when their duration (or ``--timeout`` for commands) is over, on ``POST /stop``, or when any
-payload arrives with a final phase (Succeeded, Failed, Terminating, Terminated): point a post-rollout
+payload arrives in a ``STOP_PHASES`` phase (Succeeded, Failed, Terminating, Terminated): point a post-rollout
 hook at ``/`` to stop the load as soon as the analysis ends.
 
 State (gates and tasks) is in memory by design, as in Flagger's tester: a restart closes every gate and
@@ -77,16 +77,16 @@ from loadtester.load import (
     parse_load,
 )
 from loadtester.payloads import BadRequest
-from loadtester.server import FINAL_PHASES, MAX_BODY_BYTES, LoadTester, Reply
+from loadtester.server import MAX_BODY_BYTES, STOP_PHASES, LoadTester, Reply
 from loadtester.tasks import Entry, Runner
 
 __all__ = [
-    "FINAL_PHASES",
     "MAX_BODY_BYTES",
     "MAX_CONCURRENCY",
     "MAX_RPS",
     "METHODS",
     "OUTPUT_CHARS",
+    "STOP_PHASES",
     "BadRequest",
     "CommandResult",
     "Entry",

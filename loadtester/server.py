@@ -30,13 +30,15 @@ from typing import Any, TypeVar
 import prometheus_client
 
 import redaction
-from apis import durations
+from apis import durations, vocabulary
 from loadtester import auth, commands, gates, load, payloads, tasks
 
 # The package's name, as before it was split into modules: log lines and logging settings stay as they were.
 log = logging.getLogger("loadtester")
 
-FINAL_PHASES = frozenset({"Succeeded", "Failed", "Terminating", "Terminated"})
+# A hook payload in one of these phases stops the canary's tasks: a release that ended (the core's final
+# phases) or, as Flagger posts them, a canary being deleted (Terminating, Terminated: not Fledge's phases).
+STOP_PHASES = vocabulary.FINAL_PHASES | {"Terminating", "Terminated"}
 MAX_BODY_BYTES = 1 << 20
 _T = TypeVar("_T")
 
@@ -204,7 +206,7 @@ class LoadTester:
 
     def _task(self, payload: Mapping[str, Any], canary: str) -> Reply:
         phase = str(payload.get("phase") or "")
-        if phase in FINAL_PHASES:
+        if phase in STOP_PHASES:
             stopped = self.on_loop(self._runner.stop(canary), timeout=60)
             return Reply(200, f"{canary} is {phase}: stopped {stopped} task(s)")
         metadata = payloads.parse_metadata(payload)
