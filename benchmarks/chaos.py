@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from apis import models
+from apis import models, vocabulary
 from canary.cluster import kube
 from localkube import controller as local_controller
 from localkube import environment
@@ -48,7 +48,7 @@ from localkube import manifests as kubectl
 ROUTE_API = ("gateway.networking.k8s.io", "v1", "httproutes")
 CANARY_API = (models.GROUP, models.VERSION, "canaries")
 EXPECTED = [(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)]
-DONE = {"Succeeded", "Failed"}
+DONE = vocabulary.FINAL_PHASES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,6 +53,7 @@ from typing import Any
 
 import httpx
 
+from apis import vocabulary
 from benchmarks import contenders
 from canary.cluster import kube
 from localkube import environment, thirdparty
@@ -60,7 +61,10 @@ from localkube import load as canary_load
 from localkube import manifests as kubectl
 
 READS = frozenset({"get", "list", "watch"})
-DONE = frozenset({"Succeeded", "Failed"})
+DONE = vocabulary.FINAL_PHASES
+# A release seen under way: analysing (not yet waiting for approval), promoting, or already done when a
+# fast one slipped between two samples.
+STARTED = vocabulary.PROMOTING_PHASES | {vocabulary.Phase.PROGRESSING, vocabulary.Phase.SUCCEEDED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +283,7 @@ def detection(recorder: Recorder, names: list[str], applied: dict[str, float]) -
     latencies = []
     for name in names:
         seen = [at for at, status in recorder.changes.get(name, [])
-                if at >= applied[name] and status.get("phase") in ("Progressing", "Promoting", "Finalising",
-                                                                     "Succeeded")]
+                if at >= applied[name] and status.get("phase") in STARTED]
         if seen:
             latencies.append(seen[0] - applied[name])
     return latencies

@@ -32,6 +32,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from kubernetes.client.exceptions import ApiException
 
+from apis import vocabulary
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
@@ -45,6 +46,10 @@ NAMES_A_FIELD = re.compile(r"\b(spec|metadata|status)(\.[A-Za-z]|\[\d+\]|:| in b
 HEALTHY = ("healthy-a", "healthy-b", "healthy-c")
 # FAST_ANALYSIS: stepWeight 20 up to maxWeight 60 every 3s: three steps, then promotion and finalisation.
 IDEAL_RELEASE_SECONDS = (3 + 2) * 3.0
+CanaryPhase = vocabulary.Phase
+# A spec the controller took (when no message says otherwise): it initialized the canary, or runs or ran a
+# release.
+ACCEPTED = frozenset({CanaryPhase.INITIALIZED, CanaryPhase.SUCCEEDED, CanaryPhase.PROGRESSING, CanaryPhase.WAITING})
 
 
 @dataclasses.dataclass
@@ -178,7 +183,7 @@ def settle(api: Any, namespace: str, pending: list[Outcome], figures: Figures, t
                 else:
                     outcome.result = "unnamed"
                     figures.unnamed.append(outcome)
-            elif status.get("phase") in ("Initialized", "Succeeded", "Progressing", "Waiting"):
+            elif status.get("phase") in ACCEPTED:
                 outcome.result = "valid"
                 figures.valid += 1
             if outcome.result:
@@ -214,8 +219,9 @@ class Sampler(threading.Thread):
             except FileNotFoundError:
                 return  # the controller is gone; the caller sees it
             for name in HEALTHY:
-                if name not in self.finished and apps.status(self.api, self.namespace, name).get("phase") in (
-                        "Succeeded", "Failed"):
+                if name in self.finished:
+                    continue
+                if apps.status(self.api, self.namespace, name).get("phase") in vocabulary.FINAL_PHASES:
                     self.finished[name] = time.monotonic() - self.started
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from apis import models
+from apis import models, vocabulary
 from canary.cluster import kube
 from localkube import controller as local_controller
 from localkube import environment
@@ -41,6 +41,8 @@ from localkube import manifests as kubectl
 
 INTERVAL_SECONDS = 5
 STEPS = 5  # stepWeight 10 up to maxWeight 50
+# A release seen started: analysing, promoting, or already done when it slipped between two samples.
+STARTED = frozenset({vocabulary.Phase.PROGRESSING, vocabulary.Phase.PROMOTING, vocabulary.Phase.SUCCEEDED})
 
 
 def deployment(namespace: str, name: str, version: str) -> dict[str, Any]:
@@ -142,7 +144,7 @@ def run(env: environment.Environment, count: int, label: str) -> dict[str, float
             while not stop.is_set() and len(detected) < count:
                 now = time.monotonic()
                 for name, status in list_phases(api, namespace).items():
-                    if name not in detected and status.get("phase") in ("Progressing", "Promoting", "Succeeded"):
+                    if name not in detected and status.get("phase") in STARTED:
                         detected[name] = now
                 time.sleep(0.05)
 

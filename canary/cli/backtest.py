@@ -53,6 +53,10 @@ class Tick:
     weights: core.Weights
 
 
+# A replay that ended promoting or promoted counts as promoted.
+PROMOTED = core.PROMOTING_PHASES | {models.CanaryPhase.SUCCEEDED}
+
+
 @dataclasses.dataclass(frozen=True)
 class Replay:
     ticks: tuple[Tick, ...]
@@ -61,7 +65,7 @@ class Replay:
     def outcome(self) -> str:
         """"promoted", "rolled back", or the phase the replay ended in."""
         final = self.ticks[-1].status.phase if self.ticks else None
-        if final in core.PROMOTING_PHASES or final == models.CanaryPhase.SUCCEEDED:
+        if final in PROMOTED:
             return "promoted"
         if final == models.CanaryPhase.FAILED:
             return "rolled back"
