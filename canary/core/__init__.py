@@ -58,7 +58,17 @@ from canary.core.state import (
     SetRoutes,
     Workload,
 )
-from canary.core.strategy import analysis_routes, max_weight, next_weight, provider, replicas, weight_steps
+from canary.core.strategy import (
+    analysis_routes,
+    created_primary_replicas,
+    handed_back_replicas,
+    max_weight,
+    next_weight,
+    promoted_primary_replicas,
+    provider,
+    replicas,
+    weight_steps,
+)
 from canary.core.transitions import (
     API_ERROR_PREFIX,
     POLL_SECONDS,
@@ -96,11 +106,14 @@ __all__ = [
     "Weights",
     "Workload",
     "analysis_routes",
+    "created_primary_replicas",
     "decide",
     "format_time",
+    "handed_back_replicas",
     "max_weight",
     "next_weight",
     "parse_time",
+    "promoted_primary_replicas",
     "provider",
     "replicas",
     "seconds_until_due",

@@ -64,12 +64,29 @@ def provider(canary: models.Canary, default: str) -> str:
 
 
 def replicas(*counts: int) -> int:
-    """The replicas of a workload Fledge starts or copies: the first positive count, else 1 (never zero).
-
-    The one rule behind the primary's size at creation (the target's) and at promotion (the target's, else
-    the primary's own; the autoscaler's choice when there is one), the canary's at the start of a run
-    (``canary_replicas``) and the target's when a deletion hands it back (the primary's)."""
+    """The first positive count, else 1: a workload Fledge starts or copies never gets zero.  The rule under
+    the four named ones below: the primary's size at creation, at promotion, the canary's at the start of a
+    run, and the target's when a deletion hands it back; the engine asks those, never counts itself."""
     return next((count for count in counts if count > 0), 1)
+
+
+def created_primary_replicas(target_replicas: int) -> int:
+    """The replicas of a primary created from the target: the target's, or 1 when it is scaled to zero (as
+    Flagger)."""
+    return replicas(target_replicas)
+
+
+def promoted_primary_replicas(target_replicas: int, primary_desired: int, autoscaled: bool) -> int:
+    """The replicas the primary keeps when the canary is promoted into it: with an autoscaler, the count the
+    primary's autoscaler chose (it owns the size); else the target's, or the primary's own when the target is
+    parked."""
+    return replicas(primary_desired) if autoscaled else replicas(target_replicas, primary_desired)
+
+
+def handed_back_replicas(primary_replicas: int) -> int:
+    """The replicas a parked target gets back when its Canary is deleted: the primary's, which carried the
+    traffic until then."""
+    return replicas(primary_replicas)
 
 
 def canary_replicas(primary_desired: int, autoscaler_min_replicas: int | None) -> int:

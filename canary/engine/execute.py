@@ -203,9 +203,8 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
     if snap.target is None:
         return
     target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
-    # The primary's autoscaler owns its size: promotion keeps the count it chose.
-    replicas = (core.replicas(snap.observed.primary.desired) if canary.spec.autoscaler_ref is not None
-                else core.replicas(target_replicas, snap.observed.primary.desired))
+    replicas = core.promoted_primary_replicas(target_replicas, snap.observed.primary.desired,
+                                              autoscaled=canary.spec.autoscaler_ref is not None)
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)

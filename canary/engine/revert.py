@@ -114,7 +114,7 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
     primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
     # A target being deleted will never be ready: waiting for it would hold the Canary (and its namespace).
     if target is not None and not (target.get("metadata") or {}).get("deletionTimestamp"):
-        replicas = core.replicas(int(((primary or {}).get("spec") or {}).get("replicas") or 0))
+        replicas = core.handed_back_replicas(int(((primary or {}).get("spec") or {}).get("replicas") or 0))
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
             await _patch_present(cluster, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)

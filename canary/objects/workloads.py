@@ -250,7 +250,7 @@ class Plan:
 def primary_replicas(target: Mapping[str, Any]) -> int:
     """Replicas of a primary created from ``target``: the target's, or 1 when it is scaled to zero (as Flagger).
     Ignored for a DaemonSet."""
-    return core.replicas(int((target.get("spec") or {}).get("replicas") or 0))
+    return core.created_primary_replicas(int((target.get("spec") or {}).get("replicas") or 0))
 
 
 def _apex_sides(target: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
