@@ -158,7 +158,7 @@ def weights_of(route: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def stored_versions(api: Any, resource: tuple[str, str, str], namespace: str,
-                    stop: threading.Event) -> Iterator[dict[str, Any]]:
+                    stop: threading.Event, listed: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Each version of the namespace's objects of ``resource`` (group, version, plural) that the API server
     stores, until ``stop``: a list, then a watch from the list's version.  After a 410 (an API server restart
     forgets old versions) or a broken connection it lists again, so a version is missed only when it was
@@ -171,9 +171,11 @@ def stored_versions(api: Any, resource: tuple[str, str, str], namespace: str,
     while not stop.is_set():
         try:
             if version is None:
-                listed: dict[str, Any] = objects.list_namespaced_custom_object(*where)  # type: ignore[assignment]
-                yield from listed["items"]
-                version = listed["metadata"]["resourceVersion"]
+                found: dict[str, Any] = objects.list_namespaced_custom_object(*where)  # type: ignore[assignment]
+                version = found["metadata"]["resourceVersion"]
+                if listed is not None:
+                    listed.set()  # every later version reaches this watch
+                yield from found["items"]
             for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
                     objects.list_namespaced_custom_object, *where, timeout_seconds=2, resource_version=version):
                 if event["type"] == "ERROR":  # 410 Gone: too old to resume
@@ -260,6 +262,7 @@ class PhaseTrigger:
         self.phase = phase
         self.fault = fault
         self.fired = threading.Event()  # fault() returned
+        self.listening = threading.Event()  # the watch has listed: no later version escapes it
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"phase {phase} {namespace}", daemon=True)
@@ -273,7 +276,7 @@ class PhaseTrigger:
             self._error = exc
 
     def _watch(self) -> None:
-        for body in stored_versions(self.api, CANARY_API, self.namespace, self._stop):
+        for body in stored_versions(self.api, CANARY_API, self.namespace, self._stop, self.listening):
             if (body.get("status") or {}).get("phase") == self.phase:
                 self._inject()
                 return
@@ -350,6 +353,10 @@ def release(api: Any, point: Point, fault: Callable[[], None], controllers: list
     # A phase alone is caught by a watch, at once; a weight needs the status and the route both stored.
     trigger = PhaseTrigger(api, ns, point.phase, fault) if point.weight is None else None
     try:
+        # Initializing lasts some 70 ms: a Canary created before the watch listed went through it unseen
+        # ("the fault was never injected"), so the watch lists first.
+        if trigger is not None and not trigger.listening.wait(30):
+            raise TimeoutError(f"the watch of {ns}'s Canaries did not list within 30 s")
         kubectl.apply(api, deployment(ns, "1"))
         kubectl.apply(api, canary(ns, gate.url))
         deadline = time.monotonic() + timeout
