@@ -293,5 +293,7 @@ def _created(api: Any, path: str, manifest: dict[str, Any]) -> dict[str, Any] | 
     try:
         created: dict[str, Any] = kube.request(api, "POST", path, manifest)
         return created
-    except Exception:  # the CRD is not served yet
-        return None
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:  # the CRD is not served yet
+            return None
+        raise
