@@ -260,7 +260,8 @@ def test_a_canary_moved_from_flagger_adopts_what_flagger_made_for_it(
     flaggers = eventually(lambda: _created(api, flagger_canaries, {
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary", "metadata": {"name": "web", "namespace": namespace},
         "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                 "service": {"port": 80}, "analysis": {"interval": "1m"}}}), timeout=60,
+                 "service": {"port": 80}, "analysis": {"interval": "1m", "threshold": 5, "iterations": 10}}}),
+        timeout=60,
         what="a flagger.app Canary (its CRD served)")
     owner = {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "web",
              "uid": flaggers["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
