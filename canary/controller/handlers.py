@@ -27,12 +27,15 @@ import kopf
 
 from apis import errors, models
 from canary.cluster import fence, kube, telemetry
-from canary.controller import loops, wakeups
+from canary.controller import configscopes, loops, wakeups
 from canary.engine import context, execute, tick
 
 # What every tick uses, and which canaries an event wakes; both made at start-up (``install``).
 CONTEXT: context.Context | None = None
 WAKEUPS: wakeups.Wakeups | None = None
+# The ConfigMap and Secret watches of the namespaces that hold a Canary; None where nothing watches them
+# (unit tests of the handlers alone).
+CONFIG_SCOPES: configscopes.ConfigScopes | None = None
 # False while another replica holds the leader Lease; True without --leader-elect (a single replica).
 LEADING = True
 # The resource kopf watches: the Canaries of the API models.
@@ -103,14 +106,26 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         _context().memos.forget(key)
         _wakeups().forget(key)
         telemetry.forget(*key)
+        await _release_configs(key[0])
         if LEADING:  # a follower only caches; without a leader the primary keeps serving (`fledge cleanup`)
             await _release_services(dict(body))
     else:
         _wakeups().canary_seen(dict(body))
+        if CONFIG_SCOPES is not None:  # every replica: a follower keeps its cache warm to take over at once
+            await CONFIG_SCOPES.need(key[0])  # before the loop: its first tick reads the namespace's configs
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
         # Canary (see canary.controller.loops); the initial listing starts the loops of existing Canaries.
         if LEADING:
             _ensure_loop(key)
+
+
+async def _release_configs(namespace: str) -> None:
+    """Stop watching the namespace's configs once it holds no Canary (canary.controller.configscopes)."""
+    if CONFIG_SCOPES is None:
+        return
+    if any(ns == namespace for ns, _ in _context().cluster.store.names(models.API_VERSION, "Canary")):
+        return
+    await CONFIG_SCOPES.release(namespace)
 
 
 def _ensure_loop(key: context.Key) -> None:
