@@ -97,6 +97,11 @@ class ProviderConfig:
     secret_name: str | None = None
     insecure_skip_verify: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    region: str = ""
+    """``spec.provider.region`` (cloudwatch)."""
+    interval: float = 60.0
+    """Seconds of the metric's ``interval``: the window of the providers that send one (Flagger: Datadog,
+    CloudWatch and Dynatrace look back 10 intervals, New Relic and Splunk one or 10)."""
 
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]
