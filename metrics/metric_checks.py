@@ -210,8 +210,8 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
     except Exception as exc:  # a missing Secret, a bad address; anything else is a bug in the factory
         if not isinstance(exc, errors.FledgeError):
             logger.exception("metric %s of %s/%s: the provider factory raised", name, canary.namespace, canary.name)
-        return failed(f"{query.field}: cannot use the {config.type} provider at "
-                      f"{redaction.redact_host(config.address)}: {scrubbed(exc)}")
+        where = redaction.redact_host(config.address) if config.address else "its default address"
+        return failed(f"{query.field}: cannot use the {config.type} provider at {where}: {scrubbed(exc)}")
     try:
         value = await fairness.run_in_thread(shares, canary.namespace, timeout, provider.run_query, query.text)
     except base.NoValuesFound as exc:
