@@ -1,6 +1,6 @@
 """The MetricProvider protocol, the errors a query raises, and the configuration a provider is built from.
 
-Why this exists: every metric back-end (Prometheus now; Datadog, CloudWatch and the rest later) is one
+Why this exists: every metric back-end (Prometheus, Datadog, CloudWatch and the rest) is one
 module implementing the same two methods, as Flagger's ``providers.Interface`` (``RunQuery``,
 ``IsOnline``). The metric checks (``metrics.metric_checks``) only see this protocol, so tests drive it with fakes.
 

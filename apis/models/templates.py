@@ -18,7 +18,7 @@ from apis.models import base, refs, statuses
 
 
 class MetricProviderType(enum.StrEnum):
-    """Metric back-ends Flagger knows; Fledge implements prometheus and reports the others as unsupported."""
+    """Metric back-ends Flagger knows; ``metrics.providers`` says which Fledge runs and refuses the others."""
 
     PROMETHEUS = "prometheus"
     INFLUXDB = "influxdb"
