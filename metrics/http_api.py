@@ -108,6 +108,10 @@ class Client:
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # Touched on the loop thread only: exchanges in flight per client, and clients closed while in use,
+        # closed by their last exchange (a query running when its provider is replaced finishes first).
+        self._users: dict[httpx.AsyncClient, int] = {}
+        self._retired: set[httpx.AsyncClient] = set()
         self._lock = threading.Lock()
 
     def __str__(self) -> str:
@@ -181,11 +185,17 @@ class Client:
             client, self._client = self._client, None
         if client is not None:
             try:
-                _LOOP.run(client.aclose(), self.timeout + _GRACE_SECONDS)
+                _LOOP.run(self._retire(client), self.timeout + _GRACE_SECONDS)
             except Exception:  # closing a pool must not fail a tick
                 logger.warning("closing the connections of %s failed", self, exc_info=True)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    async def _retire(self, client: httpx.AsyncClient) -> None:
+        if self._users.get(client):
+            self._retired.add(client)
+        else:
+            await client.aclose()
 
     def _async_client(self) -> httpx.AsyncClient:
         with self._lock:
@@ -201,9 +211,23 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
 
     async def _exchange(self, query: str, request: httpx.Request, seconds: float) -> Answer:
+        client = self._async_client()
+        self._users[client] = self._users.get(client, 0) + 1
+        try:
+            return await self._exchange_on(client, query, request, seconds)
+        finally:
+            self._users[client] -= 1
+            if not self._users[client]:
+                del self._users[client]
+                if client in self._retired:
+                    self._retired.discard(client)
+                    await client.aclose()
+
+    async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request,
+                           seconds: float) -> Answer:
         try:
             async with asyncio.timeout(seconds):
-                response = await self._async_client().send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     body = await self._read(query, response)
                 finally:
