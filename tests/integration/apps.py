@@ -275,6 +275,13 @@ class Received:
     arrived: float  # time.monotonic() when the request came in
 
 
+class _ReceiverServer(http_server.ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5: a burst of hooks (a benchmark's 50 releases stepping
+    # at once) would be refused or reset before the server accepts them, and read as failed hooks.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class Receiver:
     """A local HTTP server that records every POST and answers 200, after ``delay`` seconds when set.
 
@@ -312,8 +319,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+        server = _ReceiverServer(("127.0.0.1", 0), Handler)
         self._server = server
         threading.Thread(target=server.serve_forever, args=(0.05,), name="receiver", daemon=True).start()
         return self
