@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import signal
@@ -150,6 +151,8 @@ def verdicts(quiet: dict[str, Any], noisy: dict[str, Any], interval: float) -> l
 
     def within(key: str, factor: float, offset: float = 0.0) -> tuple[bool, str]:
         a, b = quiet[key] + offset, noisy[key] + offset
+        if math.isnan(a) or math.isnan(b):  # no canary took two steps in one of the runs
+            return False, f"{noisy[key]:.2f} vs {quiet[key]:.2f} (no step measured)"
         return b <= factor * a, f"{noisy[key]:.2f} vs {quiet[key]:.2f} ({b / a:.2f}x)" if a > 0 else "-"
 
     lines = []

@@ -106,3 +106,9 @@ def test_verdicts_say_not_met_when_a_figure_is_past_its_target() -> None:
     assert [what for what, ok, _ in lines if not ok] == [
         "ordinary canaries' release time / ideal within 10 % of the quiet run", "no ordinary canary rolled back",
         "controller peak RSS within 1.5x of the quiet run", "0 writes without the Lease"]
+
+
+def test_a_lateness_with_no_step_measured_is_not_met() -> None:
+    lines = neighbours.verdicts(figures(), figures(late_p50_s=float("nan"), late_p99_s=float("nan")), 10)
+    assert [shown for what, ok, shown in lines if not ok] == ["nan vs 0.10 (no step measured)",
+                                                             "nan vs 1.00 (no step measured)"]
