@@ -18,11 +18,12 @@ from apis.models import base, refs, statuses
 
 
 class MetricProviderType(enum.StrEnum):
-    """Metric back-ends Flagger knows; Fledge implements prometheus and reports the others as unsupported."""
+    """Metric back-ends Flagger knows; Fledge reports those it does not run as unsupported (``metrics.providers``)."""
 
     PROMETHEUS = "prometheus"
     INFLUXDB = "influxdb"
     DATADOG = "datadog"
+    EXTERNALMETRICS = "externalmetrics"
     STACKDRIVER = "stackdriver"
     CLOUDWATCH = "cloudwatch"
     NEWRELIC = "newrelic"
