@@ -39,6 +39,13 @@ def _prometheus(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
+def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+    from metrics import graphite
+
+    return graphite.GraphiteProvider(config.address, secret=secret, headers=dict(config.headers),
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
 ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
                           base.MetricProvider]
 
@@ -60,7 +67,10 @@ def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | No
     return externalmetrics.ExternalMetricsProvider(reader, timeout=timeout)
 
 
-BUILDERS: Mapping[str, Builder] = {models.MetricProviderType.PROMETHEUS.value: _prometheus}
+BUILDERS: Mapping[str, Builder] = {
+    models.MetricProviderType.PROMETHEUS.value: _prometheus,
+    models.MetricProviderType.GRAPHITE.value: _graphite,
+}
 CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
     models.MetricProviderType.KEPTN.value: _keptn,
     models.MetricProviderType.EXTERNALMETRICS.value: _externalmetrics,
