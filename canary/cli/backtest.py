@@ -135,14 +135,30 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
     canary = obs.canary
     server = canary.spec.metrics_server or metrics_server
 
+    opened: list[metric_base.MetricProvider] = []
+
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
+        if config.type == models.MetricProviderType.GRAPHITE.value:
+            # graphite-web evaluates relative times against now=, so the template's query runs as it was then.
+            from metrics import graphite
+
+            past = graphite.GraphiteProvider(config.address, headers=dict(config.headers),
+                                             insecure_skip_verify=config.insecure_skip_verify,
+                                             at=obs.now.timestamp())
+            opened.append(past)
+            return past
         if config.type != models.MetricProviderType.PROMETHEUS.value:
-            raise errors.SpecError("provider.type", f"backtest replays Prometheus only, not {config.type}")
+            raise errors.SpecError("provider.type", f"backtest replays Prometheus and Graphite only, not "
+                                                    f"{config.type}")
         return history.at(obs.now, config.address)
 
     provider = core.provider(canary, default_provider)
-    metrics = await metric_checks.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
-                                               default_provider=provider, metrics_server=server or "backtest")
+    try:
+        metrics = await metric_checks.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
+                                                   default_provider=provider, metrics_server=server or "backtest")
+    finally:
+        for past in opened:
+            past.close()
     judged: list[core.Check] = []
     if canary.spec.analysis.judge is not None:
         judged = await judge_checks.run_judge(canary, history.at(obs.now, server), router_provider=provider,
