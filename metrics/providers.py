@@ -46,6 +46,13 @@ def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, tim
                                      insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
+def _influxdb(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+    from metrics import influxdb
+
+    return influxdb.InfluxdbProvider(config.address, secret=secret, headers=dict(config.headers),
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
 ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
                           base.MetricProvider]
 
@@ -70,6 +77,7 @@ def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | No
 BUILDERS: Mapping[str, Builder] = {
     models.MetricProviderType.PROMETHEUS.value: _prometheus,
     models.MetricProviderType.GRAPHITE.value: _graphite,
+    models.MetricProviderType.INFLUXDB.value: _influxdb,
 }
 CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
     models.MetricProviderType.KEPTN.value: _keptn,
