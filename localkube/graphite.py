@@ -49,6 +49,7 @@ server.serve_forever()
 class Graphite:
     url: str  # graphite-web, the render API's root
     carbon: tuple[str, int]  # carbon-cache's plaintext line receiver
+    names: tuple[str, ...]  # the processes, as the environment records them
 
     def send(self, points: list[tuple[str, float, float]]) -> None:
         """Send ``(path, value, unix time)`` points to carbon over one plaintext connection."""
@@ -108,7 +109,16 @@ def start(env: environment.Environment, name: str = "graphite") -> Graphite:
     env._wait(f"{name} graphite-web", lambda: environment._http_ok(f"{url}/render?target=none&format=json"),
               timeout=30)
     env._save()
-    return Graphite(url=url, carbon=("127.0.0.1", line_port))
+    return Graphite(url=url, carbon=("127.0.0.1", line_port), names=(f"{name}-carbon", f"{name}-web"))
+
+
+def stop(env: environment.Environment, graphite: Graphite) -> None:
+    """Stop the processes of ``graphite`` (before the environment stops, e.g. at the end of a test module)."""
+    for proc in [p for p in env.started if p.name in graphite.names]:
+        if processes.is_running(proc):
+            processes.stop(proc)
+        env.started.remove(proc)
+    env._save()
 
 
 def _listening(port: int) -> bool:

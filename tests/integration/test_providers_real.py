@@ -12,13 +12,15 @@ The servers start once for the module; every Canary runs at the same time under 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from localkube import controller as local_controller
-from localkube import environment
+from localkube import environment, graphite
 from localkube import manifests as kubectl
 from tests.integration import apps, metric_servers
 
@@ -38,6 +40,61 @@ def keptn_crd(api: Any) -> None:
     metric_servers.install_keptn_metric_crd(api)
 
 
+@pytest.fixture(scope="module")
+def graphite_server(env: environment.Environment) -> Iterator[graphite.Graphite]:
+    server = graphite.start(env)
+    yield server
+    graphite.stop(env, server)
+
+
+class Reporter:
+    """What a Spring Boot app's StatsD reporting leaves in Graphite: request counts by outcome, every second."""
+
+    PATH = "stats.timers.httpServerRequests.app.{app}.exception.None.method.GET.outcome.{outcome}.status.{status}" \
+           ".uri.root.count"
+
+    def __init__(self, server: graphite.Graphite, apps: dict[str, tuple[float, float]]) -> None:
+        self.server, self.apps = server, apps  # app -> (successful, failed) requests a second
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Reporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            points = []
+            for app, (ok, failed) in self.apps.items():
+                points.append((self.PATH.format(app=app, outcome="SUCCESS", status=200), ok, now))
+                points.append((self.PATH.format(app=app, outcome="SERVER_ERROR", status=500), failed, now))
+            self.server.send(points)
+            self._stop.wait(0.5)
+
+
+# Flagger's documented Graphite template, word for word.
+GRAPHITE_DOC_QUERY = """target=summarize(
+  asPercent(
+    sumSeries(
+      stats.timers.httpServerRequests.app.{{target}}.exception.*.method.*.outcome.{CLIENT_ERROR,INFORMATIONAL,REDIRECTION,SUCCESS}.status.*.uri.*.count
+    ),
+    sumSeries(
+      stats.timers.httpServerRequests.app.{{target}}.exception.*.method.*.outcome.*.status.*.uri.*.count
+    )
+  ),
+  {{interval}},
+  'avg'
+)"""
+# The same with the interval quoted, which Graphite 1.1 needs (it reads an unquoted 1m, 60s or 1min as a
+# number and divides by zero), and an interval in Graphite's units ('1m' is not one of them: '60s' or '1min').
+GRAPHITE_QUERY = GRAPHITE_DOC_QUERY.replace("{{interval}},", "'{{interval}}',")
+
+
 def template(namespace: str, name: str, provider: dict[str, Any], query: str) -> dict[str, Any]:
     return {"apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
             "metadata": {"name": name, "namespace": namespace}, "spec": {"provider": provider, "query": query}}
@@ -49,9 +106,9 @@ def release(api: Any, namespace: str, name: str, metric: dict[str, Any]) -> None
     kubectl.apply(api, apps.canary(namespace, name, analysis={**ANALYSIS, "metrics": [metric]}))
 
 
-def test_flagger_templates_of_keptn_and_externalmetrics_gate_releases(
+def test_flagger_templates_gate_releases_on_real_servers(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        external: metric_servers.ExternalMetrics, keptn_crd: None) -> None:
+        external: metric_servers.ExternalMetrics, keptn_crd: None, graphite_server: graphite.Graphite) -> None:
     # keptn: the documented template reads a KeptnMetric; status.value is what Keptn's operator last fetched.
     metric_servers.keptn_metric(api, namespace, "response-time", "120")
     metric_servers.keptn_metric(api, namespace, "response-time-slow", "900")
@@ -65,6 +122,14 @@ def test_flagger_templates_of_keptn_and_externalmetrics_gate_releases(
         kubectl.apply(api, template(namespace, f"job-success-rate-{env_label}", {"type": "externalmetrics"},
                                     f"{namespace}/job-success-rate?labelSelector=env%3D{env_label}"))
 
+    # graphite: Debian's carbon-cache and graphite-web, fed as a StatsD reporter would.
+    kubectl.apply(api, template(namespace, "graphite-request-success-rate",
+                                {"type": "graphite", "address": graphite_server.url}, GRAPHITE_QUERY))
+    kubectl.apply(api, template(namespace, "graphite-doc", {"type": "graphite", "address": graphite_server.url},
+                                GRAPHITE_DOC_QUERY))
+    graphite_metric = {"name": "success rate", "templateRef": {"name": "graphite-request-success-rate"},
+                       "thresholdRange": {"min": 90}, "interval": "60s"}
+
     cases = {
         "keptn-good": ({"name": "response-time", "templateRef": {"name": "response-time"},
                         "thresholdRange": {"max": 500}, "interval": "2m"}, "Succeeded"),
@@ -74,20 +139,27 @@ def test_flagger_templates_of_keptn_and_externalmetrics_gate_releases(
                            "thresholdRange": {"min": 95}}, "Succeeded"),
         "external-bad": ({"name": "job-success-rate", "templateRef": {"name": "job-success-rate-staging"},
                           "thresholdRange": {"min": 95}}, "Failed"),
+        "graphite-good": (graphite_metric, "Succeeded"),
+        "graphite-bad": (graphite_metric, "Failed"),
+        # As documented, the interval unquoted: Graphite cannot evaluate it, and the release does not pass.
+        "graphite-doc": ({**graphite_metric, "templateRef": {"name": "graphite-doc"}}, "Failed"),
     }
-    for name, (metric, _) in cases.items():
-        release(api, namespace, name, metric)
-    for name in cases:
-        apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
-    for name in cases:
-        kubectl.apply(api, apps.deployment(namespace, name, "2"))
-
-    finals = {name: apps.wait_phase(api, namespace, name, "Succeeded", "Failed", timeout=90) for name in cases}
+    reported = {"graphite-good": (98.0, 2.0), "graphite-bad": (60.0, 40.0), "graphite-doc": (98.0, 2.0)}
+    with Reporter(graphite_server, reported):
+        for name, (metric, _) in cases.items():
+            release(api, namespace, name, metric)
+        for name in cases:
+            apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
+        for name in cases:
+            kubectl.apply(api, apps.deployment(namespace, name, "2"))
+        finals = {name: apps.wait_phase(api, namespace, name, "Succeeded", "Failed", timeout=90) for name in cases}
     assert {name: final["phase"] for name, final in finals.items()} == {
         name: phase for name, (_, phase) in cases.items()}, finals
     assert finals["keptn-bad"]["failedChecks"] == 2, finals["keptn-bad"]
     events = [event.message for event in apps.canary_events(api, namespace)]
     assert any("response-time" in message and "900" in message for message in events), events
     assert any("job-success-rate" in message and "80.5" in message for message in events), events
+    assert any("success rate" in message and "60" in message for message in events), events
+    assert any("could not evaluate the query (HTTP 500): ZeroDivisionError" in message for message in events), events
     # The requests went through the aggregator, with the selector of each template.
     assert any("labelSelector=env%3Dproduction" in path for path in external.requests), external.requests
