@@ -97,6 +97,9 @@ class ProviderConfig:
     secret_name: str | None = None
     insecure_skip_verify: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    interval: float = 60.0
+    """Seconds of the metric's ``interval``: the window of the providers that are sent one (SkyWalking's
+    duration runs from ``interval`` ago to now, as in Flagger)."""
 
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import fairness
 import redaction
-from apis import errors, models, vocabulary
+from apis import durations, errors, models, vocabulary
 from metrics import base, builtin, providers
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
             secret_name=provider.secret_ref.name if provider.secret_ref is not None else None,
             insecure_skip_verify=provider.insecure_skip_verify,
             headers=tuple(sorted(provider.headers.items())),
+            interval=durations.parse_duration(metric.interval),
         )
     return Query(name=metric.name, field=_field(index), text=text, provider=config, range=metric.effective_range)
 

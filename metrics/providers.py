@@ -53,6 +53,14 @@ def _influxdb(config: base.ProviderConfig, secret: Mapping[str, str] | None, tim
                                      insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
+def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
+                ) -> base.MetricProvider:
+    from metrics import skywalking
+
+    return skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=dict(config.headers),
+                                         insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
 ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
                           base.MetricProvider]
 
@@ -78,6 +86,7 @@ BUILDERS: Mapping[str, Builder] = {
     models.MetricProviderType.PROMETHEUS.value: _prometheus,
     models.MetricProviderType.GRAPHITE.value: _graphite,
     models.MetricProviderType.INFLUXDB.value: _influxdb,
+    models.MetricProviderType.SKYWALKING.value: _skywalking,
 }
 CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
     models.MetricProviderType.KEPTN.value: _keptn,

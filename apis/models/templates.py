@@ -31,6 +31,7 @@ class MetricProviderType(enum.StrEnum):
     DYNATRACE = "dynatrace"
     KEPTN = "keptn"
     SPLUNK = "splunk"
+    SKYWALKING = "skywalking"
 
 
 class AlertProviderType(enum.StrEnum):

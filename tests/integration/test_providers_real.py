@@ -5,7 +5,10 @@ is within range is promoted, one whose metric is out of range is rolled back.
 The back-ends are real where one runs here: KeptnMetric objects on the local API server (their status written
 as Keptn's metrics operator writes it), the external metrics API served through the kube-apiserver's
 aggregator by an APIService (``metric_servers.ExternalMetrics``), and Debian's Graphite (carbon-cache and
-graphite-web, ``localkube.graphite``) fed by a reporter thread as an application's StatsD would.
+graphite-web, ``localkube.graphite``) fed by a reporter thread as an application's StatsD would. InfluxDB is
+a contract server (``tests.contract.influxdb``): Flagger's provider speaks InfluxDB 2's Flux API, which
+Debian's InfluxDB 1.6 does not have. SkyWalking is a contract server of its OAP's GraphQL API
+(``tests.contract.skywalking``).
 
 The servers start once for the module; every Canary runs at the same time under the one shared controller.
 """
@@ -22,6 +25,9 @@ import pytest
 from localkube import controller as local_controller
 from localkube import environment, graphite
 from localkube import manifests as kubectl
+from tests.contract import influxdb as influxdb_contract
+from tests.contract import server as contract_server
+from tests.contract import skywalking as skywalking_contract
 from tests.integration import apps, metric_servers
 
 pytestmark = pytest.mark.integration
@@ -95,6 +101,42 @@ GRAPHITE_DOC_QUERY = """target=summarize(
 GRAPHITE_QUERY = GRAPHITE_DOC_QUERY.replace("{{interval}},", "'{{interval}}',")
 
 
+INFLUX_TOKEN, INFLUX_ORG = "influx-t0ken-for-tests", "acme"
+# Flagger's documented InfluxDB template's query, word for word.
+INFLUX_QUERY = """from(bucket: "default")
+|> range(start: -2h)
+|> filter(fn: (r) => r["_measurement"] == "istio_requests_total")
+|> filter(fn: (r) => r[" destination_workload_namespace"] == "{{ namespace }}")
+|> filter(fn: (r) => r["destination_workload"] == "{{ target }}")
+|> filter(fn: (r) => r["response_code"] == "500")
+|> count()
+|> yield(name: "count")"""
+
+
+@pytest.fixture(scope="module")
+def influx() -> Iterator[tuple[contract_server.ContractServer, contract_server.Answers]]:
+    """InfluxDB 2's query API as a contract: Debian's InfluxDB 1.6 has no Flux endpoint (README)."""
+    answers = contract_server.Answers()
+    with contract_server.ContractServer(influxdb_contract.contract(answers, token=INFLUX_TOKEN,
+                                                                   org=INFLUX_ORG)) as served:
+        yield served, answers
+
+
+# The query of Flagger's skywalking provider tests: the apdex of a service over the metric's interval.
+SKYWALKING_QUERY = """query queryData($duration: Duration!) {
+  service_apdex: readMetricsValues(
+    condition: { name: "service_apdex", entity: { scope: Service, serviceName: "agent::{{ target }}", normal: true } },
+    duration: $duration) { label values { values { value } } }
+}"""
+
+
+@pytest.fixture(scope="module")
+def skywalking() -> Iterator[tuple[contract_server.ContractServer, contract_server.Answers]]:
+    answers = contract_server.Answers()
+    with contract_server.ContractServer(skywalking_contract.contract(answers)) as served:
+        yield served, answers
+
+
 def template(namespace: str, name: str, provider: dict[str, Any], query: str) -> dict[str, Any]:
     return {"apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
             "metadata": {"name": name, "namespace": namespace}, "spec": {"provider": provider, "query": query}}
@@ -108,7 +150,9 @@ def release(api: Any, namespace: str, name: str, metric: dict[str, Any]) -> None
 
 def test_flagger_templates_gate_releases_on_real_servers(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        external: metric_servers.ExternalMetrics, keptn_crd: None, graphite_server: graphite.Graphite) -> None:
+        external: metric_servers.ExternalMetrics, keptn_crd: None, graphite_server: graphite.Graphite,
+        influx: tuple[contract_server.ContractServer, contract_server.Answers],
+        skywalking: tuple[contract_server.ContractServer, contract_server.Answers]) -> None:
     # keptn: the documented template reads a KeptnMetric; status.value is what Keptn's operator last fetched.
     metric_servers.keptn_metric(api, namespace, "response-time", "120")
     metric_servers.keptn_metric(api, namespace, "response-time-slow", "900")
@@ -130,6 +174,26 @@ def test_flagger_templates_gate_releases_on_real_servers(
     graphite_metric = {"name": "success rate", "templateRef": {"name": "graphite-request-success-rate"},
                        "thresholdRange": {"min": 90}, "interval": "60s"}
 
+    # influxdb: the documented template (and the Secret's token and org, which Flagger needs both of).
+    influx_server, influx_answers = influx
+    influx_answers.set('"influx-good"', contract_server.NO_DATA)  # no 500s at all: no table, 0 as in Flagger
+    influx_answers.set('"influx-bad"', 25)
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "influx-token",
+                                                                           "namespace": namespace},
+                        "stringData": {"token": INFLUX_TOKEN, "org": INFLUX_ORG}})
+    kubectl.apply(api, template(namespace, "not-found", {"type": "influxdb", "address": influx_server.url,
+                                                         "secretRef": {"name": "influx-token"}}, INFLUX_QUERY))
+    influx_metric = {"name": "not found", "templateRef": {"name": "not-found"}, "thresholdRange": {"max": 5}}
+
+    # skywalking: a contract of the OAP's GraphQL API; the apdex is in 1/10000.
+    skywalking_server, skywalking_answers = skywalking
+    skywalking_answers.set("agent::skywalking-good", 9800)
+    skywalking_answers.set("agent::skywalking-bad", 6200)
+    kubectl.apply(api, template(namespace, "apdex", {"type": "skywalking", "address": skywalking_server.url},
+                                SKYWALKING_QUERY))
+    apdex_metric = {"name": "apdex", "templateRef": {"name": "apdex"}, "thresholdRange": {"min": 9000},
+                    "interval": "2m"}
+
     cases = {
         "keptn-good": ({"name": "response-time", "templateRef": {"name": "response-time"},
                         "thresholdRange": {"max": 500}, "interval": "2m"}, "Succeeded"),
@@ -139,6 +203,10 @@ def test_flagger_templates_gate_releases_on_real_servers(
                            "thresholdRange": {"min": 95}}, "Succeeded"),
         "external-bad": ({"name": "job-success-rate", "templateRef": {"name": "job-success-rate-staging"},
                           "thresholdRange": {"min": 95}}, "Failed"),
+        "influx-good": (influx_metric, "Succeeded"),
+        "influx-bad": (influx_metric, "Failed"),
+        "skywalking-good": (apdex_metric, "Succeeded"),
+        "skywalking-bad": (apdex_metric, "Failed"),
         "graphite-good": (graphite_metric, "Succeeded"),
         "graphite-bad": (graphite_metric, "Failed"),
         # As documented, the interval unquoted: Graphite cannot evaluate it, and the release does not pass.
@@ -161,5 +229,12 @@ def test_flagger_templates_gate_releases_on_real_servers(
     assert any("job-success-rate" in message and "80.5" in message for message in events), events
     assert any("success rate" in message and "60" in message for message in events), events
     assert any("could not evaluate the query (HTTP 500): ZeroDivisionError" in message for message in events), events
+    assert any("not found" in message and "25" in message for message in events), events
+    assert not any(INFLUX_TOKEN in message for message in events), events
+    flux = [seen.json()["query"] for seen in influx_server.requests("/api/v2/query")]
+    assert any('r["destination_workload"] == "influx-bad"' in query for query in flux), flux
+    assert any("apdex" in message and "6200" in message for message in events), events
+    durations = [seen.json()["variables"]["duration"] for seen in skywalking_server.requests("/graphql")]
+    assert durations and all(duration["step"] == "MINUTE" for duration in durations), durations
     # The requests went through the aggregator, with the selector of each template.
     assert any("labelSelector=env%3Dproduction" in path for path in external.requests), external.requests

@@ -170,4 +170,5 @@ def test_a_provider_without_a_past_is_refused_in_the_checks() -> None:
                                          templates={("shop", "k"): template}, metrics_server="http://prom"))
     assert result.outcome != "promoted"
     messages = [check.message for tick in result.ticks for check in tick.status.checks or []]
-    assert any("backtest replays Prometheus and Graphite only, not keptn" in message for message in messages), messages
+    refusal = "backtest replays Prometheus, Graphite and SkyWalking only, not keptn"
+    assert any(refusal in message for message in messages), messages

@@ -315,7 +315,7 @@ def test_an_unsupported_provider_type_is_a_failed_check() -> None:
     [check] = run(canary({"name": "dd", "templateRef": {"name": "dd"}}), Factory(FakeProvider({})), resolver(found))
     assert check.message == ("spec.analysis.metrics[0].templateRef: MetricTemplate prod/dd spec.provider.type: "
                              "provider 'datadog' is not supported yet by Fledge; "
-                             "supported: externalmetrics, graphite, influxdb, keptn, prometheus")
+                             "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking")
 
 
 # -- where queries come from --------------------------------------------------------------------
@@ -412,7 +412,7 @@ def test_valid_metrics_validate() -> None:
         ([{"name": "dd", "templateRef": {"name": "dd"}}],
          [template("dd", "prod", "avg:errors{*}", type="datadog")], "spec.analysis.metrics[0].templateRef",
          "MetricTemplate prod/dd spec.provider.type: provider 'datadog' is not supported yet by Fledge; "
-         "supported: externalmetrics, graphite, influxdb, keptn, prometheus"),
+         "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"),
         ([{"name": "errors", "templateRef": {"name": "errors"}}],
          [template("errors", "prod", "{{ variables.region }}")], "spec.analysis.metrics[0].templateVariables",
          "variable 'region' is undefined in MetricTemplate prod/errors; set it in templateVariables"),
