@@ -61,6 +61,15 @@ def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
+def _appdynamicscloud(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
+                      ) -> base.MetricProvider:
+    from metrics import appdynamicscloud
+
+    return appdynamicscloud.AppDynamicsCloudProvider(config.address, secret=secret, headers=dict(config.headers),
+                                                     insecure_skip_verify=config.insecure_skip_verify,
+                                                     timeout=timeout)
+
+
 ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
                           base.MetricProvider]
 
@@ -87,6 +96,7 @@ BUILDERS: Mapping[str, Builder] = {
     models.MetricProviderType.GRAPHITE.value: _graphite,
     models.MetricProviderType.INFLUXDB.value: _influxdb,
     models.MetricProviderType.SKYWALKING.value: _skywalking,
+    models.MetricProviderType.APPDYNAMICSCLOUD.value: _appdynamicscloud,
 }
 CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
     models.MetricProviderType.KEPTN.value: _keptn,

@@ -32,6 +32,7 @@ class MetricProviderType(enum.StrEnum):
     KEPTN = "keptn"
     SPLUNK = "splunk"
     SKYWALKING = "skywalking"
+    APPDYNAMICSCLOUD = "appdynamicscloud"
 
 
 class AlertProviderType(enum.StrEnum):

@@ -8,7 +8,8 @@ aggregator by an APIService (``metric_servers.ExternalMetrics``), and Debian's G
 graphite-web, ``localkube.graphite``) fed by a reporter thread as an application's StatsD would. InfluxDB is
 a contract server (``tests.contract.influxdb``): Flagger's provider speaks InfluxDB 2's Flux API, which
 Debian's InfluxDB 1.6 does not have. SkyWalking is a contract server of its OAP's GraphQL API
-(``tests.contract.skywalking``).
+(``tests.contract.skywalking``), AppDynamics Cloud one of its token endpoint and query service
+(``tests.contract.appdynamicscloud``).
 
 The servers start once for the module; every Canary runs at the same time under the one shared controller.
 """
@@ -25,6 +26,7 @@ import pytest
 from localkube import controller as local_controller
 from localkube import environment, graphite
 from localkube import manifests as kubectl
+from tests.contract import appdynamicscloud as appd_contract
 from tests.contract import influxdb as influxdb_contract
 from tests.contract import server as contract_server
 from tests.contract import skywalking as skywalking_contract
@@ -137,6 +139,19 @@ def skywalking() -> Iterator[tuple[contract_server.ContractServer, contract_serv
         yield served, answers
 
 
+APPD_TENANT, APPD_CLIENT, APPD_SECRET = "tenant-0f1e", "fledge-client", "appd-client-s3cret"
+APPD_QUERY = ("fetch errorRate: metrics(apm:error_rate) from entities(apm:service)"
+              "[attributes(service.name) = '{{ target }}'] since -{{ interval }}")
+
+
+@pytest.fixture(scope="module")
+def appd() -> Iterator[tuple[contract_server.ContractServer, contract_server.Answers]]:
+    answers = contract_server.Answers()
+    with contract_server.ContractServer(appd_contract.contract(answers, tenant=APPD_TENANT, client_id=APPD_CLIENT,
+                                                               client_secret=APPD_SECRET)) as served:
+        yield served, answers
+
+
 def template(namespace: str, name: str, provider: dict[str, Any], query: str) -> dict[str, Any]:
     return {"apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
             "metadata": {"name": name, "namespace": namespace}, "spec": {"provider": provider, "query": query}}
@@ -152,7 +167,8 @@ def test_flagger_templates_gate_releases_on_real_servers(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
         external: metric_servers.ExternalMetrics, keptn_crd: None, graphite_server: graphite.Graphite,
         influx: tuple[contract_server.ContractServer, contract_server.Answers],
-        skywalking: tuple[contract_server.ContractServer, contract_server.Answers]) -> None:
+        skywalking: tuple[contract_server.ContractServer, contract_server.Answers],
+        appd: tuple[contract_server.ContractServer, contract_server.Answers]) -> None:
     # keptn: the documented template reads a KeptnMetric; status.value is what Keptn's operator last fetched.
     metric_servers.keptn_metric(api, namespace, "response-time", "120")
     metric_servers.keptn_metric(api, namespace, "response-time-slow", "900")
@@ -194,6 +210,19 @@ def test_flagger_templates_gate_releases_on_real_servers(
     apdex_metric = {"name": "apdex", "templateRef": {"name": "apdex"}, "thresholdRange": {"min": 9000},
                     "interval": "2m"}
 
+    # appdynamicscloud: a contract of the OAuth token endpoint and the query service; the tenant id is in the
+    # Secret (Fledge's extension), so no lookup leaves the machine.
+    appd_server, appd_answers = appd
+    appd_answers.set("'appd-good'", 0.4)
+    appd_answers.set("'appd-bad'", 7.5)
+    kubectl.apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "appdcloud", "namespace": namespace},
+                        "stringData": {"appdcloud_client_secret_id": APPD_CLIENT,
+                                       "appdcloud_client_secret_key": APPD_SECRET,
+                                       "appdcloud_tenant_id": APPD_TENANT}})
+    kubectl.apply(api, template(namespace, "error-rate", {"type": "appdynamicscloud", "address": appd_server.url,
+                                                          "secretRef": {"name": "appdcloud"}}, APPD_QUERY))
+    appd_metric = {"name": "error rate", "templateRef": {"name": "error-rate"}, "thresholdRange": {"max": 1}}
+
     cases = {
         "keptn-good": ({"name": "response-time", "templateRef": {"name": "response-time"},
                         "thresholdRange": {"max": 500}, "interval": "2m"}, "Succeeded"),
@@ -207,6 +236,8 @@ def test_flagger_templates_gate_releases_on_real_servers(
         "influx-bad": (influx_metric, "Failed"),
         "skywalking-good": (apdex_metric, "Succeeded"),
         "skywalking-bad": (apdex_metric, "Failed"),
+        "appd-good": (appd_metric, "Succeeded"),
+        "appd-bad": (appd_metric, "Failed"),
         "graphite-good": (graphite_metric, "Succeeded"),
         "graphite-bad": (graphite_metric, "Failed"),
         # As documented, the interval unquoted: Graphite cannot evaluate it, and the release does not pass.
@@ -236,5 +267,9 @@ def test_flagger_templates_gate_releases_on_real_servers(
     assert any("apdex" in message and "6200" in message for message in events), events
     durations = [seen.json()["variables"]["duration"] for seen in skywalking_server.requests("/graphql")]
     assert durations and all(duration["step"] == "MINUTE" for duration in durations), durations
+    assert any("error rate" in message and "7.5" in message for message in events), events
+    assert not any(APPD_SECRET in message for message in events), events
+    logins = list(appd_server.requests(f"/auth/{APPD_TENANT}/default/oauth2/token"))
+    assert 1 <= len(logins) <= 2, logins  # the token is kept across queries (one per provider at most)
     # The requests went through the aggregator, with the selector of each template.
     assert any("labelSelector=env%3Dproduction" in path for path in external.requests), external.requests

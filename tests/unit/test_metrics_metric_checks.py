@@ -16,6 +16,8 @@ from metrics import base, builtin, metric_checks, providers
 
 pytestmark = pytest.mark.unit
 
+SUPPORTED = "appdynamicscloud, externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"
+
 SERVER = "http://prometheus.monitoring:9090"
 ISTIO_SUCCESS_RATE = (
     'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="prod",'
@@ -315,7 +317,7 @@ def test_an_unsupported_provider_type_is_a_failed_check() -> None:
     [check] = run(canary({"name": "dd", "templateRef": {"name": "dd"}}), Factory(FakeProvider({})), resolver(found))
     assert check.message == ("spec.analysis.metrics[0].templateRef: MetricTemplate prod/dd spec.provider.type: "
                              "provider 'datadog' is not supported yet by Fledge; "
-                             "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking")
+                             f"supported: {SUPPORTED}")
 
 
 # -- where queries come from --------------------------------------------------------------------
@@ -412,7 +414,7 @@ def test_valid_metrics_validate() -> None:
         ([{"name": "dd", "templateRef": {"name": "dd"}}],
          [template("dd", "prod", "avg:errors{*}", type="datadog")], "spec.analysis.metrics[0].templateRef",
          "MetricTemplate prod/dd spec.provider.type: provider 'datadog' is not supported yet by Fledge; "
-         "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"),
+         f"supported: {SUPPORTED}"),
         ([{"name": "errors", "templateRef": {"name": "errors"}}],
          [template("errors", "prod", "{{ variables.region }}")], "spec.analysis.metrics[0].templateVariables",
          "variable 'region' is undefined in MetricTemplate prod/errors; set it in templateVariables"),

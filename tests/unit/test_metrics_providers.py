@@ -12,6 +12,8 @@ from metrics import base, prometheus, providers
 
 pytestmark = pytest.mark.unit
 
+SUPPORTED = "appdynamicscloud, externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"
+
 
 PROMETHEUS = base.ProviderConfig(type="prometheus", address="http://prometheus.monitoring:9090", namespace="prod")
 
@@ -24,21 +26,21 @@ def test_prometheus_is_built_with_the_config() -> None:
 
 def test_every_flagger_type_without_a_builder_is_not_supported_yet() -> None:
     flagger_types = {kind.value for kind in models.MetricProviderType}
-    running = {"prometheus", "graphite", "influxdb", "keptn", "externalmetrics", "skywalking"}
+    running = {"prometheus", "graphite", "influxdb", "keptn", "externalmetrics", "skywalking", "appdynamicscloud"}
     assert flagger_types - running == providers.NOT_SUPPORTED
     for kind in sorted(providers.NOT_SUPPORTED):
         with pytest.raises(errors.SpecError) as caught:
             providers.create(dataclasses.replace(PROMETHEUS, type=kind))
         assert caught.value.field == "spec.provider.type"
         assert caught.value.message == (f"provider {kind!r} is not supported yet by Fledge; "
-                                        "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking")
+                                        f"supported: {SUPPORTED}")
 
 
 def test_unknown_type_is_a_spec_error() -> None:
     with pytest.raises(errors.SpecError) as caught:
         providers.check_type("promethus")
     assert str(caught.value) == ("spec.provider.type: unknown provider 'promethus'; "
-                                 "supported: externalmetrics, graphite, influxdb, keptn, prometheus, skywalking")
+                                 f"supported: {SUPPORTED}")
 
 
 def test_missing_secret_is_a_spec_error_on_secret_ref() -> None:
