@@ -108,6 +108,10 @@ class Client:
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # Touched on the loop thread only: exchanges in flight per client, and clients closed while in use,
+        # closed by their last exchange (a query running when its provider is replaced finishes first).
+        self._users: dict[httpx.AsyncClient, int] = {}
+        self._retired: set[httpx.AsyncClient] = set()
         self._lock = threading.Lock()
 
     def __str__(self) -> str:
@@ -115,6 +119,11 @@ class Client:
 
     def __repr__(self) -> str:
         return f"http_api.Client({self.provider!r}, {self.shown!r})"
+
+    def add_secret(self, value: str) -> None:
+        """Scrub ``value`` (a token obtained later, e.g. an OAuth access token) from messages too."""
+        if len(value) >= _MIN_SECRET_CHARS and value not in self._secrets:
+            self._secrets = sorted([*self._secrets, value], key=len, reverse=True)
 
     def url(self, path: str) -> str:
         """The address joined with ``path`` ("/api/v1/query")."""
@@ -134,13 +143,15 @@ class Client:
 
     def send(self, query: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
-             accept: Collection[int] = ()) -> Answer:
+             accept: Collection[int] = (), timeout: float | None = None) -> Answer:
         """The answer to ``method`` on the address + ``path``; ``query`` is what messages name. A 2xx answer,
-        or one whose status is in ``accept``, is returned; any other raises (see the module docstring)."""
+        or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
+        ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline."""
         request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
                                 json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
-        answer = self._run(query, self._exchange(query, request))
+        seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
+        answer = self._run(query, self._exchange(query, request, seconds), seconds)
         if 200 <= answer.status < 300 or answer.status in accept:
             return answer
         raise self.status_error(query, answer)
@@ -174,11 +185,17 @@ class Client:
             client, self._client = self._client, None
         if client is not None:
             try:
-                _LOOP.run(client.aclose(), self.timeout + _GRACE_SECONDS)
+                _LOOP.run(self._retire(client), self.timeout + _GRACE_SECONDS)
             except Exception:  # closing a pool must not fail a tick
                 logger.warning("closing the connections of %s failed", self, exc_info=True)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    async def _retire(self, client: httpx.AsyncClient) -> None:
+        if self._users.get(client):
+            self._retired.add(client)
+        else:
+            await client.aclose()
 
     def _async_client(self) -> httpx.AsyncClient:
         with self._lock:
@@ -187,24 +204,36 @@ class Client:
                 self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
             return self._client
 
-    def _run(self, query: str, exchange: Coroutine[Any, Any, Answer]) -> Answer:
+    def _run(self, query: str, exchange: Coroutine[Any, Any, Answer], seconds: float) -> Answer:
         try:
-            return _LOOP.run(exchange, self.timeout + _GRACE_SECONDS)
+            return _LOOP.run(exchange, seconds + _GRACE_SECONDS)
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {self.timeout:g}s") from exc
+            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
 
-    async def _exchange(self, query: str, request: httpx.Request) -> Answer:
+    async def _exchange(self, query: str, request: httpx.Request, seconds: float) -> Answer:
+        client = self._async_client()
+        self._users[client] = self._users.get(client, 0) + 1
         try:
-            async with asyncio.timeout(self.timeout):
-                response = await self._async_client().send(request, stream=True)
+            return await self._exchange_on(client, query, request, seconds)
+        finally:
+            self._users[client] -= 1
+            if not self._users[client]:
+                del self._users[client]
+                if client in self._retired:
+                    self._retired.discard(client)
+                    await client.aclose()
+
+    async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request,
+                           seconds: float) -> Answer:
+        try:
+            async with asyncio.timeout(seconds):
+                response = await client.send(request, stream=True)
                 try:
                     body = await self._read(query, response)
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
-        except TimeoutError as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {self.timeout:g}s") from exc
-        except httpx.TimeoutException as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {self.timeout:g}s") from exc
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
             words = str(refused) if refused is not None else (str(exc) or type(exc).__name__)
@@ -268,3 +297,74 @@ class _Loop:
 
 
 _LOOP = _Loop()
+
+
+# -- reading answers --------------------------------------------------------------------------------
+
+
+def number(query: str, value: Any, where: str) -> float:
+    """``value`` (a JSON number, or a number written as a string) as a float: None and NaN are
+    NoValuesFound (every vendor writes "no data" so), anything else that is not a number QueryFailed.
+    ``where`` names it in messages ("Datadog's pointlist[0]")."""
+    if value is None:
+        raise base.NoValuesFound(query, f"{where} is null (no data in the window)")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise base.QueryFailed(query, f"{where} is {egress.excerpt(json.dumps(value), 80)}, not a number")
+    try:
+        result = float(value)
+    except ValueError:
+        raise base.QueryFailed(query, f"{where} is {egress.excerpt(repr(value), 80)}, not a number") from None
+    if result != result:  # NaN
+        raise base.NoValuesFound(query, f"{where} is NaN (no data in the window, or 0/0)")
+    return result
+
+
+def field(query: str, answer: Any, key: str, kind: type, where: str) -> Any:
+    """``answer[key]`` when ``answer`` is an object and the value is of ``kind``; QueryFailed naming ``where``
+    otherwise (a malformed answer: not the vendor's shape)."""
+    if not isinstance(answer, dict):
+        raise base.QueryFailed(query, f"{where} is not a JSON object: {egress.excerpt(json.dumps(answer), 80)}")
+    value = answer.get(key)
+    if not isinstance(value, kind):
+        raise base.QueryFailed(query, f"{where} has no {key!r} {kind.__name__}: "
+                                      f"{egress.excerpt(json.dumps(answer), 120)}")
+    return value
+
+
+class Provider:
+    """What every provider on one ``Client`` shares: ``is_online`` by ``check_online``, ``close``, a
+    representation without the address's credentials. Subclasses set ``api`` and write ``run_query``."""
+
+    api: Client
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.api.shown!r})"
+
+    def __str__(self) -> str:
+        return str(self.api)
+
+    def run_query(self, query: str) -> float:
+        raise NotImplementedError
+
+    def check_online(self) -> None:
+        """Raise a QueryError unless the provider answers as a healthy one does."""
+        raise NotImplementedError
+
+    def is_online(self) -> bool:
+        try:
+            self.check_online()
+        except base.QueryError as exc:
+            logger.info("%s is not online: %s", self, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def client_for(config: base.ProviderConfig, provider: str, timeout: float, *, default: str = "",
+               secrets: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> Client:
+    """A Client for a MetricTemplate's provider: its address (else ``default``), headers and TLS setting."""
+    return Client(check_address(config.address, default=default), provider=provider, timeout=timeout,
+                  insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers), secrets=secrets,
+                  transport=transport)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -91,12 +92,32 @@ def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | No
     return externalmetrics.ExternalMetricsProvider(reader, timeout=timeout)
 
 
+def _vendor(module: str, cls: str) -> Builder:
+    """A builder of a vendor-API provider (``metrics.http_api``); the module (and httpx) loads at first use."""
+
+    def build(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+        provider: base.MetricProvider = getattr(importlib.import_module(f"metrics.{module}"), cls)(
+            config, secret, timeout=timeout)
+        return provider
+
+    return build
+
+
+_TYPES = models.MetricProviderType
 BUILDERS: Mapping[str, Builder] = {
-    models.MetricProviderType.PROMETHEUS.value: _prometheus,
-    models.MetricProviderType.GRAPHITE.value: _graphite,
-    models.MetricProviderType.INFLUXDB.value: _influxdb,
-    models.MetricProviderType.SKYWALKING.value: _skywalking,
-    models.MetricProviderType.APPDYNAMICSCLOUD.value: _appdynamicscloud,
+    _TYPES.PROMETHEUS.value: _prometheus,
+    _TYPES.DATADOG.value: _vendor("datadog", "DatadogProvider"),
+    _TYPES.NEWRELIC.value: _vendor("newrelic", "NewRelicProvider"),
+    _TYPES.CLOUDWATCH.value: _vendor("cloudwatch", "CloudWatchProvider"),
+    _TYPES.STACKDRIVER.value: _vendor("stackdriver", "StackdriverProvider"),
+    _TYPES.DYNATRACE.value: _vendor("dynatrace", "DynatraceProvider"),
+    _TYPES.SPLUNK.value: _vendor("splunk", "SplunkProvider"),
+    _TYPES.SIGNOZ.value: _vendor("signoz", "SignozProvider"),
+    _TYPES.CHRONOSPHERE.value: _vendor("chronosphere", "ChronosphereProvider"),
+    _TYPES.GRAPHITE.value: _graphite,
+    _TYPES.INFLUXDB.value: _influxdb,
+    _TYPES.SKYWALKING.value: _skywalking,
+    _TYPES.APPDYNAMICSCLOUD.value: _appdynamicscloud,
 }
 CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
     models.MetricProviderType.KEPTN.value: _keptn,

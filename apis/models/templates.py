@@ -18,7 +18,7 @@ from apis.models import base, refs, statuses
 
 
 class MetricProviderType(enum.StrEnum):
-    """Metric back-ends Flagger knows; Fledge reports those it does not run as unsupported (``metrics.providers``)."""
+    """Metric back-ends Flagger knows; ``metrics.providers`` says which Fledge runs and refuses the others."""
 
     PROMETHEUS = "prometheus"
     INFLUXDB = "influxdb"
@@ -33,6 +33,8 @@ class MetricProviderType(enum.StrEnum):
     SPLUNK = "splunk"
     SKYWALKING = "skywalking"
     APPDYNAMICSCLOUD = "appdynamicscloud"
+    SIGNOZ = "signoz"
+    CHRONOSPHERE = "chronosphere"
 
 
 class AlertProviderType(enum.StrEnum):
@@ -74,6 +76,8 @@ class MetricTemplateProvider(base.ApiModel):
     """HTTP headers sent with each query (Fledge extension), e.g. X-Scope-OrgID."""
     insecure_skip_verify: bool = False
     """Do not verify the provider's TLS certificate."""
+    region: str | None = pydantic.Field(default=None, max_length=64)
+    """AWS region of the metrics (cloudwatch)."""
 
 
 class MetricTemplateSpec(base.ApiModel):

@@ -155,8 +155,9 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
         elif config.type == models.MetricProviderType.PROMETHEUS.value:
             return history.at(obs.now, config.address)
         else:
-            raise errors.SpecError("provider.type", f"backtest replays Prometheus, Graphite and SkyWalking only, "
-                                                    f"not {config.type}")
+            raise errors.SpecError("spec.provider.type", f"fledge backtest replays Prometheus, Graphite and "
+                                   f"SkyWalking only; the {config.type} provider cannot be asked for a past time "
+                                   "here (the CLI reads no Secrets), so this metric fails every replayed tick")
         opened.append(past)
         return past
 

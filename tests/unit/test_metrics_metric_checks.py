@@ -16,7 +16,8 @@ from metrics import base, builtin, metric_checks, providers
 
 pytestmark = pytest.mark.unit
 
-SUPPORTED = "appdynamicscloud, externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"
+# What the datadog_not_supported fixture leaves running.
+SUPPORTED = "prometheus"
 
 SERVER = "http://prometheus.monitoring:9090"
 ISTIO_SUCCESS_RATE = (
@@ -308,6 +309,15 @@ def test_a_provider_that_cannot_be_built_is_a_failed_check() -> None:
     )
 
 
+@pytest.fixture
+def datadog_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Flagger type Fledge does not run (every one runs now: datadog is taken away for these tests)."""
+    monkeypatch.setattr(providers, "BUILDERS", {"prometheus": providers.BUILDERS["prometheus"]})
+    monkeypatch.setattr(providers, "CLUSTER_BUILDERS", {})
+    monkeypatch.setattr(providers, "NOT_SUPPORTED", frozenset({"datadog"}))
+
+
+@pytest.mark.usefixtures("datadog_not_supported")
 def test_an_unsupported_provider_type_is_a_failed_check() -> None:
     found = models.parse_metric_template({
         "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
@@ -423,6 +433,7 @@ def test_valid_metrics_validate() -> None:
          "ingress, interval, variables (variables.<key> for templateVariables)"),
     ],
 )
+@pytest.mark.usefixtures("datadog_not_supported")
 def test_validate_metrics_names_the_field(metrics: list[dict[str, Any]], templates_found: list[models.MetricTemplate],
                                           field: str, message: str) -> None:
     with pytest.raises(errors.SpecError) as caught:

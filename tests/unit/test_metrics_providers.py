@@ -12,7 +12,8 @@ from metrics import base, prometheus, providers
 
 pytestmark = pytest.mark.unit
 
-SUPPORTED = "appdynamicscloud, externalmetrics, graphite, influxdb, keptn, prometheus, skywalking"
+SUPPORTED = ("appdynamicscloud, chronosphere, cloudwatch, datadog, dynatrace, externalmetrics, graphite, influxdb, "
+             "keptn, newrelic, prometheus, signoz, skywalking, splunk, stackdriver")
 
 
 PROMETHEUS = base.ProviderConfig(type="prometheus", address="http://prometheus.monitoring:9090", namespace="prod")
@@ -24,9 +25,13 @@ def test_prometheus_is_built_with_the_config() -> None:
     assert (provider.address, provider.timeout) == ("http://prometheus.monitoring:9090", 3.0)
 
 
+HTTP_API_TYPES = {"datadog", "newrelic", "cloudwatch", "stackdriver", "dynatrace", "splunk", "signoz", "chronosphere"}
+
+
 def test_every_flagger_type_without_a_builder_is_not_supported_yet() -> None:
     flagger_types = {kind.value for kind in models.MetricProviderType}
-    running = {"prometheus", "graphite", "influxdb", "keptn", "externalmetrics", "skywalking", "appdynamicscloud"}
+    running = {"prometheus", "graphite", "influxdb", "keptn", "externalmetrics", "skywalking", "appdynamicscloud",
+               *HTTP_API_TYPES}
     assert flagger_types - running == providers.NOT_SUPPORTED
     for kind in sorted(providers.NOT_SUPPORTED):
         with pytest.raises(errors.SpecError) as caught:
