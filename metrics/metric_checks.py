@@ -201,8 +201,9 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
             return str(exc)
         return redaction.scrub(str(exc), config.address, secret_path=True)
 
+    # Only Prometheus falls back to a metrics server; every other provider says itself what it needs (the
+    # cluster readers need no address, the cloud APIs have a default endpoint).
     if not config.address and config.type == models.MetricProviderType.PROMETHEUS.value:
-        # The other types have a public endpoint as their default, or say themselves that they need an address.
         return failed(f"{query.field}: no {config.type} address; set spec.metricsServer, the controller's "
                       "metrics server, or the MetricTemplate's spec.provider.address")
     try:
@@ -210,8 +211,8 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
     except Exception as exc:  # a missing Secret, a bad address; anything else is a bug in the factory
         if not isinstance(exc, errors.FledgeError):
             logger.exception("metric %s of %s/%s: the provider factory raised", name, canary.namespace, canary.name)
-        where = redaction.redact_host(config.address) if config.address else "its default address"
-        return failed(f"{query.field}: cannot use the {config.type} provider at {where}: {scrubbed(exc)}")
+        at = f" at {redaction.redact_host(config.address)}" if config.address else ""
+        return failed(f"{query.field}: cannot use the {config.type} provider{at}: {scrubbed(exc)}")
     try:
         value = await fairness.run_in_thread(shares, canary.namespace, timeout, provider.run_query, query.text)
     except base.NoValuesFound as exc:

@@ -7,6 +7,10 @@ clear spec error rather than Flagger's silent fall-back to Prometheus.
 bounded: one provider per configuration (the newest Secret content wins, the one it replaces is closed)
 and at most ``Cache.size`` configurations.
 
+Two kinds of builders: ``BUILDERS`` for the providers that call a server at the template's address, and
+``CLUSTER_BUILDERS`` for those that read the Kubernetes API the controller runs against (``keptn``, and
+``externalmetrics`` without an address); the second kind is handed the controller's ``cluster.Reader``.
+
 What it must not do: read Secrets (the controller reads them and passes their data in), or query anything
 while building a provider.
 """
@@ -21,7 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from apis import errors, models
-from metrics import base
+from metrics import base, cluster
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,58 @@ def _prometheus(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
 
     return prometheus.PrometheusProvider(config.address, secret=secret, headers=dict(config.headers),
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
+def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+    from metrics import graphite
+
+    return graphite.GraphiteProvider(config.address, secret=secret, headers=dict(config.headers),
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
+def _influxdb(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+    from metrics import influxdb
+
+    return influxdb.InfluxdbProvider(config.address, secret=secret, headers=dict(config.headers),
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
+def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
+                ) -> base.MetricProvider:
+    from metrics import skywalking
+
+    return skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=dict(config.headers),
+                                         insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+
+
+def _appdynamicscloud(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
+                      ) -> base.MetricProvider:
+    from metrics import appdynamicscloud
+
+    return appdynamicscloud.AppDynamicsCloudProvider(config.address, secret=secret, headers=dict(config.headers),
+                                                     insecure_skip_verify=config.insecure_skip_verify,
+                                                     timeout=timeout)
+
+
+ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
+                          base.MetricProvider]
+
+
+def _keptn(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float,
+           reader: cluster.Reader | None) -> base.MetricProvider:
+    from metrics import keptn
+
+    return keptn.KeptnProvider(reader, timeout=timeout)
+
+
+def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float,
+                     reader: cluster.Reader | None) -> base.MetricProvider:
+    from metrics import externalmetrics
+
+    if config.address:
+        raise errors.SpecError("spec.provider.address", "Fledge reads external metrics through the API server "
+                                                        "only; remove address (the APIService routes the request)")
+    return externalmetrics.ExternalMetricsProvider(reader, timeout=timeout)
 
 
 def _vendor(module: str, cls: str) -> Builder:
@@ -58,17 +114,25 @@ BUILDERS: Mapping[str, Builder] = {
     _TYPES.SPLUNK.value: _vendor("splunk", "SplunkProvider"),
     _TYPES.SIGNOZ.value: _vendor("signoz", "SignozProvider"),
     _TYPES.CHRONOSPHERE.value: _vendor("chronosphere", "ChronosphereProvider"),
+    _TYPES.GRAPHITE.value: _graphite,
+    _TYPES.INFLUXDB.value: _influxdb,
+    _TYPES.SKYWALKING.value: _skywalking,
+    _TYPES.APPDYNAMICSCLOUD.value: _appdynamicscloud,
+}
+CLUSTER_BUILDERS: Mapping[str, ClusterBuilder] = {
+    models.MetricProviderType.KEPTN.value: _keptn,
+    models.MetricProviderType.EXTERNALMETRICS.value: _externalmetrics,
 }
 # Types Flagger runs that Fledge does not yet: valid in a MetricTemplate, refused when used.
-NOT_SUPPORTED = frozenset(kind.value for kind in models.MetricProviderType) - BUILDERS.keys()
+NOT_SUPPORTED = frozenset(kind.value for kind in models.MetricProviderType) - BUILDERS.keys() - CLUSTER_BUILDERS.keys()
 
 
 def check_type(type_: str) -> None:
     """Raise SpecError on ``spec.provider.type`` unless Fledge can run this type; the caller adds the path of
     the template in front of the field."""
-    if type_ in BUILDERS:
+    if type_ in BUILDERS or type_ in CLUSTER_BUILDERS:
         return
-    supported = ", ".join(sorted(BUILDERS))
+    supported = ", ".join(sorted([*BUILDERS, *CLUSTER_BUILDERS]))
     if type_ in NOT_SUPPORTED:
         raise errors.SpecError("spec.provider.type", f"provider {type_!r} is not supported yet by Fledge; "
                                                      f"supported: {supported}")
@@ -76,9 +140,10 @@ def check_type(type_: str) -> None:
 
 
 def create(config: base.ProviderConfig, secret: Mapping[str, str] | None = None, *,
-           timeout: float = base.DEFAULT_TIMEOUT) -> base.MetricProvider:
+           timeout: float = base.DEFAULT_TIMEOUT, reader: cluster.Reader | None = None) -> base.MetricProvider:
     """A provider for ``config``; ``secret`` is the decoded data of ``config.secret_name``, None when the
-    Secret does not exist.
+    Secret does not exist; ``reader`` reaches the controller's API server (None where there is none: the
+    providers that need it then refuse to be built).
 
     Raises SpecError for an unsupported type, an invalid address, or a Secret without the keys needed.
     """
@@ -86,6 +151,8 @@ def create(config: base.ProviderConfig, secret: Mapping[str, str] | None = None,
     if config.secret_name is not None and secret is None:
         raise errors.SpecError("spec.provider.secretRef", f"Secret {config.namespace}/{config.secret_name} "
                                                           "not found; create it, or remove secretRef")
+    if config.type in CLUSTER_BUILDERS:
+        return CLUSTER_BUILDERS[config.type](config, secret, timeout, reader)
     return BUILDERS[config.type](config, secret, timeout)
 
 

@@ -23,6 +23,7 @@ class MetricProviderType(enum.StrEnum):
     PROMETHEUS = "prometheus"
     INFLUXDB = "influxdb"
     DATADOG = "datadog"
+    EXTERNALMETRICS = "externalmetrics"
     STACKDRIVER = "stackdriver"
     CLOUDWATCH = "cloudwatch"
     NEWRELIC = "newrelic"
@@ -30,6 +31,8 @@ class MetricProviderType(enum.StrEnum):
     DYNATRACE = "dynatrace"
     KEPTN = "keptn"
     SPLUNK = "splunk"
+    SKYWALKING = "skywalking"
+    APPDYNAMICSCLOUD = "appdynamicscloud"
     SIGNOZ = "signoz"
     CHRONOSPHERE = "chronosphere"
 

@@ -1,4 +1,4 @@
-"""``fledge backtest``: what the decision core would have done with a Canary over past Prometheus data.
+"""``fledge backtest``: what the decision core would have done with a Canary over past metrics data.
 
 Why this exists: before trusting a new threshold or judge setting, or after an incident, one wants to see
 the decisions a Canary would have taken on real traffic.  The replay drives the same decision core as the
@@ -8,7 +8,9 @@ tick's historical time.  Gates are taken as open, no rollback webhook asks to ro
 as rolled out: the replay isolates what the metrics decide.
 
 What it must not do: write anything, or need a cluster.  Prometheus comes in through ``History`` (an
-instant-query provider bound to a past time), so tests use a fake and the CLI the real one.
+instant-query provider bound to a past time), so tests use a fake and the CLI the real one; Graphite and
+SkyWalking templates are asked for the past by their providers' ``at``; other provider types are refused
+by name (they have no past to ask for, or Fledge does not ask it yet).
 """
 
 from __future__ import annotations
@@ -135,16 +137,37 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
     canary = obs.canary
     server = canary.spec.metrics_server or metrics_server
 
+    opened: list[metric_base.MetricProvider] = []
+
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
-        if config.type != models.MetricProviderType.PROMETHEUS.value:
-            raise errors.SpecError("spec.provider.type", f"fledge backtest replays Prometheus only; the "
-                                   f"{config.type} provider cannot be asked for a past time here (the CLI "
-                                   "reads no Secrets), so this metric fails every replayed tick")
-        return history.at(obs.now, config.address)
+        at, headers, insecure = obs.now.timestamp(), dict(config.headers), config.insecure_skip_verify
+        past: metric_base.MetricProvider
+        if config.type == models.MetricProviderType.GRAPHITE.value:
+            # graphite-web evaluates relative times against now=, so the template's query runs as it was then.
+            from metrics import graphite
+
+            past = graphite.GraphiteProvider(config.address, headers=headers, insecure_skip_verify=insecure, at=at)
+        elif config.type == models.MetricProviderType.SKYWALKING.value:
+            from metrics import skywalking  # its $duration is a window: the one that ended then
+
+            past = skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=headers,
+                                                 insecure_skip_verify=insecure, at=at)
+        elif config.type == models.MetricProviderType.PROMETHEUS.value:
+            return history.at(obs.now, config.address)
+        else:
+            raise errors.SpecError("spec.provider.type", f"fledge backtest replays Prometheus, Graphite and "
+                                   f"SkyWalking only; the {config.type} provider cannot be asked for a past time "
+                                   "here (the CLI reads no Secrets), so this metric fails every replayed tick")
+        opened.append(past)
+        return past
 
     provider = core.provider(canary, default_provider)
-    metrics = await metric_checks.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
-                                               default_provider=provider, metrics_server=server or "backtest")
+    try:
+        metrics = await metric_checks.run_analysis(canary, lambda ns, name: templates.get((ns, name)), factory,
+                                                   default_provider=provider, metrics_server=server or "backtest")
+    finally:
+        for past in opened:
+            past.close()
     judged: list[core.Check] = []
     if canary.spec.analysis.judge is not None:
         judged = await judge_checks.run_judge(canary, history.at(obs.now, server), router_provider=provider,

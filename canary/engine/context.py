@@ -12,6 +12,8 @@ event concerns (the controller's wake-ups do: ``canary.controller.wakeups``).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ from apis import keys, models
 from canary.cluster import fence, kube, watchcache
 from canary.objects import workloads
 from metrics import base as metric_base
-from metrics import builtin, providers
+from metrics import builtin, cluster, providers
 
 if TYPE_CHECKING:
     import httpx
@@ -71,11 +73,16 @@ class Cluster:
 class Outbound:
     """Calls that leave the cluster: the HTTP client of webhooks and alerts, and the metric providers."""
 
-    def __init__(self, settings: Settings, guard: fence.Fence, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, guard: fence.Fence, http: httpx.AsyncClient | None = None,
+                 client: Any = None) -> None:
+        """``client``: the controller's API client (a ``transport.Client``), which the keptn and
+        externalmetrics providers read through; None where no provider needs it."""
         self._settings = settings
         self._guard = guard
         self._http = http
-        self._providers = providers.Cache()
+        self._client = client
+        self._reader: LoopReader | None = None
+        self._providers = providers.Cache(self._build_provider)
         # A namespace whose servers hang holds its share of threads and connections, never every one of them.
         self.query_shares = fairness.Shares(settings.max_queries_per_namespace, what="metric queries",
                                             setting="--max-queries-per-namespace")
@@ -113,7 +120,36 @@ class Outbound:
                         ) -> metric_base.MetricProvider:
         """One provider (and its HTTP session pool) per configuration, reused across ticks while the Secret's
         content stays the same (``providers.Cache`` closes the ones replaced)."""
+        if self._reader is None and self._client is not None:
+            # Called on the event loop (the analysis builds its providers there); the providers run in threads.
+            self._reader = LoopReader(self._client, asyncio.get_running_loop())
         return self._providers.get(config, secret)
+
+    def _build_provider(self, config: metric_base.ProviderConfig, secret: Any) -> metric_base.MetricProvider:
+        return providers.create(config, secret, reader=self._reader)
+
+
+class LoopReader:
+    """``metrics.cluster.Reader`` over the controller's asynchronous API client: a provider's thread hands each
+    GET to the event loop and waits for its answer, at most its timeout (then the request is cancelled)."""
+
+    def __init__(self, client: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self._loop = loop
+
+    def get(self, path: str, query: list[tuple[str, str]], timeout: float) -> cluster.Reply:
+        future = asyncio.run_coroutine_threadsafe(self._get(path, query, timeout), self._loop)
+        try:
+            return future.result(timeout + 1)  # the request ends within timeout; the second is the loop's
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"GET {path}: no answer within {timeout:g}s") from None
+
+    async def _get(self, path: str, query: list[tuple[str, str]], timeout: float) -> cluster.Reply:
+        try:
+            return cluster.Reply(200, await self._client.request("GET", path, query=query, timeout=timeout))
+        except kube.ApiError as exc:
+            return cluster.Reply(exc.status, cluster.body_of(exc.body))
 
 
 class Memos:
@@ -187,7 +223,7 @@ def make(client: Any, settings: Settings, http: httpx.AsyncClient | None = None,
     store = watchcache.Store()
     shared = getattr(client, "guard", None)
     guard = guard or (shared if isinstance(shared, fence.Fence) else fence.Open())
-    return Context(cluster=Cluster(store, kube.Writer(client, store)), outbound=Outbound(settings, guard, http),
+    return Context(cluster=Cluster(store, kube.Writer(client, store)), outbound=Outbound(settings, guard, http, client),
                    memos=Memos(settings.min_interval_seconds), settings=settings)
 
 

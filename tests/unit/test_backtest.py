@@ -128,6 +128,52 @@ spec:
     assert backtest.parse_moment("2024-05-01T12:00:00Z") == T0
 
 
+def test_a_graphite_template_is_replayed_with_graphite_evaluating_at_each_tick(monkeypatch: Any) -> None:
+    from metrics import graphite
+
+    asked: list[tuple[float | None, str]] = []
+
+    class PastGraphite:
+        def __init__(self, address: str, *, at: float | None = None, **_: Any) -> None:
+            self.at = at
+
+        def run_query(self, query: str) -> float:
+            asked.append((self.at, query))
+            return 99.0
+
+        def is_online(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(graphite, "GraphiteProvider", PastGraphite)
+    template = models.parse_metric_template({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "ok", "namespace": "shop"},
+        "spec": {"provider": {"type": "graphite", "address": "http://graphite:8080"},
+                 "query": "target=app.{{ target }}.success&from=-{{ interval }}"}})
+    canary = make_canary(judge=None, metrics=[{"name": "ok", "templateRef": {"name": "ok"}, "interval": "60s",
+                                               "thresholdRange": {"min": 90}}])
+    result = asyncio.run(backtest.replay(canary, Counts(0.01), T0, T0 + datetime.timedelta(seconds=120),
+                                         templates={("shop", "ok"): template}, metrics_server="http://prom"))
+    assert result.outcome == "promoted", result.ticks[-1].status
+    assert asked[0] == ((T0 + datetime.timedelta(seconds=10)).timestamp(), "target=app.web.success&from=-60s")
+    assert len({at for at, _ in asked}) > 1  # each tick at its own time
+
+
+def test_a_provider_without_a_past_is_refused_in_the_checks() -> None:
+    template = models.parse_metric_template({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "k", "namespace": "shop"},
+        "spec": {"provider": {"type": "keptn"}, "query": "keptnmetric/shop/response-time"}})
+    canary = make_canary(judge=None, metrics=[{"name": "k", "templateRef": {"name": "k"}}])
+    result = asyncio.run(backtest.replay(canary, Counts(0.01), T0, T0 + datetime.timedelta(seconds=30),
+                                         templates={("shop", "k"): template}, metrics_server="http://prom"))
+    assert result.outcome != "promoted"
+    messages = [check.message for tick in result.ticks for check in tick.status.checks or []]
+    refusal = "fledge backtest replays Prometheus, Graphite and SkyWalking only; the keptn provider cannot"
+    assert any(refusal in message for message in messages), messages
+
+
 def test_a_vendor_api_metric_is_refused_by_name_at_every_replayed_tick() -> None:
     template = models.parse_metric_template({
         "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "dd", "namespace": "shop"},
@@ -139,5 +185,5 @@ def test_a_vendor_api_metric_is_refused_by_name_at_every_replayed_tick() -> None
     assert replay.outcome == "rolled back"
     failed = [check for tick in replay.ticks for check in tick.status.checks if check.name == "errors"]
     assert failed and all(not check.passed for check in failed)
-    assert "fledge backtest replays Prometheus only; the datadog provider cannot be asked for a past time" in (
+    assert "fledge backtest replays Prometheus, Graphite and SkyWalking only; the datadog provider cannot be asked" in (
         failed[-1].message or "")

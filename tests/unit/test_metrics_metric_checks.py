@@ -16,6 +16,9 @@ from metrics import base, builtin, metric_checks, providers
 
 pytestmark = pytest.mark.unit
 
+# What the datadog_not_supported fixture leaves running.
+SUPPORTED = "prometheus"
+
 SERVER = "http://prometheus.monitoring:9090"
 ISTIO_SUCCESS_RATE = (
     'sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="prod",'
@@ -310,6 +313,7 @@ def test_a_provider_that_cannot_be_built_is_a_failed_check() -> None:
 def datadog_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Flagger type Fledge does not run (every one runs now: datadog is taken away for these tests)."""
     monkeypatch.setattr(providers, "BUILDERS", {"prometheus": providers.BUILDERS["prometheus"]})
+    monkeypatch.setattr(providers, "CLUSTER_BUILDERS", {})
     monkeypatch.setattr(providers, "NOT_SUPPORTED", frozenset({"datadog"}))
 
 
@@ -322,7 +326,8 @@ def test_an_unsupported_provider_type_is_a_failed_check() -> None:
     })
     [check] = run(canary({"name": "dd", "templateRef": {"name": "dd"}}), Factory(FakeProvider({})), resolver(found))
     assert check.message == ("spec.analysis.metrics[0].templateRef: MetricTemplate prod/dd spec.provider.type: "
-                             "provider 'datadog' is not supported yet by Fledge; supported: prometheus")
+                             "provider 'datadog' is not supported yet by Fledge; "
+                             f"supported: {SUPPORTED}")
 
 
 # -- where queries come from --------------------------------------------------------------------
@@ -419,7 +424,7 @@ def test_valid_metrics_validate() -> None:
         ([{"name": "dd", "templateRef": {"name": "dd"}}],
          [template("dd", "prod", "avg:errors{*}", type="datadog")], "spec.analysis.metrics[0].templateRef",
          "MetricTemplate prod/dd spec.provider.type: provider 'datadog' is not supported yet by Fledge; "
-         "supported: prometheus"),
+         f"supported: {SUPPORTED}"),
         ([{"name": "errors", "templateRef": {"name": "errors"}}],
          [template("errors", "prod", "{{ variables.region }}")], "spec.analysis.metrics[0].templateVariables",
          "variable 'region' is undefined in MetricTemplate prod/errors; set it in templateVariables"),
