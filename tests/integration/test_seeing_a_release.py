@@ -1,4 +1,4 @@
-"""Seeing a release where operators look (issue 26): Argo CD's health, Flux's kstatus and CEL.
+"""Seeing a release where operators look (issue 26): Argo CD's health, Flux's kstatus and CEL, Grafana's panels.
 
 One namespace, four canaries released at once, every version of each Canary recorded by a watch:
 
@@ -11,7 +11,8 @@ One namespace, four canaries released at once, every version of each Canary reco
 
 Every recorded Canary is then read by the Argo CD Lua health check (run in Lua 5.1 with lupa), by kstatus
 (sigs.k8s.io/cli-utils, through the checker ./dev builds) and by the documented Flux CEL expressions, and each
-answer is compared with what the phase means.
+answer is compared with what the phase means.  While ``held`` and ``waiting`` still wait, every query of the
+Grafana dashboard, as the chart renders it, is run against the local Prometheus that scrapes the controller.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 from kubernetes import client, watch
 
 from localkube import build, environment
@@ -93,9 +98,35 @@ def gate(loadtester: str, kind: str) -> list[dict[str, Any]]:
     return [{"name": kind, "type": kind, "url": f"{loadtester}/gate/check"}]
 
 
-def test_argocd_and_flux_see_every_phase_of_a_release(
+def dashboard_queries(helm_binary: pathlib.Path) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of the dashboard, as the chart's sidecar ConfigMap carries it."""
+    out = subprocess.run([str(helm_binary), "template", "fledge", "charts/fledge", "--set",
+                          "grafana.dashboard.enabled=true"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "HELM_CACHE_HOME": "/nonexistent", "HELM_CONFIG_HOME": "/nonexistent"})
+    assert out.returncode == 0, out.stderr
+    maps = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "ConfigMap"
+            and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    assert len(maps) == 1, maps
+    dashboard = json.loads(maps[0]["data"]["fledge.json"])
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def render(expr: str, namespace: str, canaries: str) -> str:
+    """The query Grafana sends with the namespace and the canaries chosen (multi-value: ``(a|b)``)."""
+    values = {"namespace": namespace, "canary": canaries, "target": canaries, "__rate_interval": "2m"}
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
+
+
+def prometheus(env: environment.Environment, query: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{env.prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()
+    assert answer["status"] == "success", (query, answer)
+    return list(answer["data"]["result"])
+
+
+def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
         loadtester: str, history: CanaryHistory) -> None:
+    helm_binary = build.require(build.HELM)["helm"]
     build.require(build.KSTATUS)
     specs = {"good": {**ANALYSIS, "webhooks": gate(loadtester, "confirm-promotion")},
              "bad": {**ANALYSIS, "judge": JUDGE},
@@ -118,6 +149,19 @@ def test_argocd_and_flux_see_every_phase_of_a_release(
         show=lambda: apps.status(api, namespace, "held"))
     apps.tell(loadtester, "/gate/open", namespace, "good")
     apps.wait_phase(api, namespace, "good", "Succeeded", timeout=60)
+
+    # Grafana: every panel's query answers for these canaries, while two releases still wait on their gates.
+    chosen = "(good|bad)"
+    for title, expr in dashboard_queries(helm_binary):
+        query = render(expr, namespace, chosen)
+
+        def answered(query: str = query) -> list[dict[str, Any]]:
+            return [r for r in prometheus(env, query) if r["value"][1] not in ("NaN", "+Inf", "-Inf")
+                    and r["metric"].get("name", r["metric"].get("workload", "good")).split("-")[0] in ("good", "bad")
+                    and r["metric"].get("namespace", namespace) == namespace]
+
+        eventually(answered, timeout=15, what=f"panel {title!r}: {query} answering for good or bad",
+                   show=lambda query=query: prometheus(env, query))  # type: ignore[misc]
 
     # Argo CD, kstatus and Flux's CEL on every version of every Canary the watch saw.
     objects = [o for o in history.seen() if (o.get("status") or {}).get("phase")]
