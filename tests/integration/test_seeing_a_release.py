@@ -13,6 +13,8 @@ Every recorded Canary is then read by the Argo CD Lua health check (run in Lua 5
 (sigs.k8s.io/cli-utils, through the checker ./dev builds) and by the documented Flux CEL expressions, and each
 answer is compared with what the phase means.  While ``held`` and ``waiting`` still wait, every query of the
 Grafana dashboard, as the chart renders it, is run against the local Prometheus that scrapes the controller.
+Throughout, ``fledge dashboard`` (the admin kubeconfig, this namespace) is open in a headless Chromium: its page
+shows ``good``'s weight moving and, after the rollback, ``bad``'s failing check highlighted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +36,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from localkube import build, environment
+from localkube import build, environment, processes
 from localkube import controller as local_controller
 from localkube import manifests as kubectl
 from tests import gitops
@@ -98,6 +103,54 @@ def gate(loadtester: str, kind: str) -> list[dict[str, Any]]:
     return [{"name": kind, "type": kind, "url": f"{loadtester}/gate/check"}]
 
 
+@pytest.fixture
+def browser(env: environment.Environment, namespace: str) -> Iterator[Any]:
+    """``fledge dashboard`` for the test's namespace, and a headless Chromium (Debian's, through its driver)
+    that has its page open; ``browser.show(name)`` selects a canary."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    port, token = processes.free_port(), "t0ken"
+    argv = [sys.executable, "-m", "canary.cli", "dashboard", f"--kubeconfig={env.kubeconfig}", "-n", namespace,
+            f"--port={port}", f"--token={token}"]
+    log_path = env.folder / "logs" / "dashboard.log"
+    proc, _ = processes.spawn("dashboard", argv, log_path, (port,))
+    url = f"http://127.0.0.1:{port}/?token={token}"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1100,1300"):
+        options.add_argument(flag)
+    driver = None
+    try:
+        def serving() -> bool:
+            assert processes.is_running(proc), log_path.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(serving, timeout=30, what="fledge dashboard answering")
+        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver.get(url)
+        driver.show = lambda name: driver.execute_script(  # type: ignore[attr-defined]
+            "location.hash = arguments[0]", urllib.parse.quote(f"{namespace}/{name}", safe=""))
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        processes.stop(proc)
+
+
+def text_of(driver: Any, css: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", css).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def dashboard_queries(helm_binary: pathlib.Path) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of the dashboard, as the chart's sidecar ConfigMap carries it."""
     out = subprocess.run([str(helm_binary), "template", "fledge", "charts/fledge", "--set",
@@ -125,7 +178,7 @@ def prometheus(env: environment.Environment, query: str) -> list[dict[str, Any]]
 
 def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        loadtester: str, history: CanaryHistory) -> None:
+        loadtester: str, history: CanaryHistory, browser: Any) -> None:
     helm_binary = build.require(build.HELM)["helm"]
     build.require(build.KSTATUS)
     specs = {"good": {**ANALYSIS, "webhooks": gate(loadtester, "confirm-promotion")},
@@ -138,11 +191,33 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
         apps.simulate(env, namespace, name, rps=100)
     for name in specs:
         apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
+    browser.show("good")
+    eventually(lambda: text_of(browser, "#detail .phase") == "Initialized", timeout=15,
+               what="the dashboard showing good Initialized", show=lambda: text_of(browser, "body"))
     for name in specs:
         kubectl.apply(api, apps.deployment(namespace, name, "2", replicas=1, error_rate=0.5 if name == "bad" else 0))
 
-    apps.wait_phase(api, namespace, "good", "WaitingPromotion", timeout=60)
+    # The page shows the weight moving, live, as the release steps (0 → 20 → 40).
+    shown: list[str] = []
+    deadline = time.monotonic() + 60
+    while apps.status(api, namespace, "good").get("phase") != "WaitingPromotion" and time.monotonic() < deadline:
+        weight = text_of(browser, "#detail .weight-now")
+        if weight and (not shown or shown[-1] != weight):
+            shown.append(weight)
+        time.sleep(0.1)
+    apps.wait_phase(api, namespace, "good", "WaitingPromotion", timeout=5)
+    eventually(lambda: text_of(browser, "#detail .weight-now") == "40", timeout=10, what="the page at weight 40")
+    assert {"20", "40"} <= set(shown), f"weights the page showed: {shown}"
+    chart = browser.find_element("css selector", "#weight-chart polyline").get_attribute("points")
+    assert len(chart.split()) >= 4, chart
+
     apps.wait_phase(api, namespace, "bad", "Failed", timeout=60)
+    browser.show("bad")
+    failing = '#checks .check.failing[data-name="request-success-rate"]'
+    eventually(lambda: "FAIL" in text_of(browser, failing), timeout=15,
+               what="bad's failing check highlighted on the page", show=lambda: text_of(browser, "#detail"))
+    assert "Failed" in text_of(browser, f'#canaries tr[data-key="{namespace}/bad"] .phase')
+    assert "failed checks threshold reached" in text_of(browser, f'#canaries tr[data-key="{namespace}/bad"]')
     apps.wait_phase(api, namespace, "waiting", "Waiting", timeout=30)
     eventually(lambda: "waiting for traffic increase approval" in (apps.status(api, namespace, "held").get(
         "message") or ""), timeout=30, what="held waiting on confirm-traffic-increase",
@@ -186,6 +261,7 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
     folder = os.environ.get(RECORD)
     if folder:
         pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(pathlib.Path(folder) / "dashboard.png"))
         for i, body in enumerate(objects):
             path = pathlib.Path(folder) / f"{i:03d}-{body['metadata']['name']}-{body['status']['phase']}.json"
             path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
