@@ -64,6 +64,93 @@ def owner_reference(canary: models.Canary) -> Manifest:
             "uid": canary.metadata.uid or "", "controller": True, "blockOwnerDeletion": True}
 
 
+# -- ownership: what Fledge made for which Canary -----------------------------------------------------
+#
+# The rule, here and nowhere else: an object was made by Fledge for a Canary when it carries that Canary's
+# uid, as the controller ownerReference (everything Fledge creates, so garbage collection removes it with
+# the Canary) or in OWNER_UID (the primary workload, which has no ownerReference so that it keeps serving
+# while the controller is away; ``fledge cleanup`` or the controller removes it).  Fledge writes and deletes
+# only such objects, plus the apex Service it adopts as Flagger documents (``canary.objects.services``); any
+# other object at a name it needs is a conflict, reported and left alone, as controller-runtime's
+# SetControllerReference refuses an object another controller owns.
+
+OWNER_NAME = "fledge.dev/canary"
+OWNER_UID = "fledge.dev/canary-uid"
+
+
+def owner_annotations(canary: models.Canary) -> dict[str, str]:
+    """The mark of an object made for ``canary`` that carries no ownerReference (the primary workload)."""
+    return {OWNER_NAME: canary.name, OWNER_UID: canary.metadata.uid or ""}
+
+
+def made_for(obj: Mapping[str, Any], canary: models.Canary) -> bool:
+    """Whether Fledge made ``obj`` for ``canary`` (this Canary, by uid: not an earlier one of the same name),
+    or Flagger made it for the ``flagger.app`` Canary of the same name, which this one replaces (README
+    "Moving from Flagger"): such an object is adopted at the first write (``kube.Writer.apply``)."""
+    uid = canary.metadata.uid
+    if bool(uid) and uid in _owner_uids(obj):
+        return True
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs)
+
+
+FLAGGER_GROUP = "flagger.app/"
+
+
+def is_flagger_canary(ref: Mapping[str, Any]) -> bool:
+    """Whether an ownerReference is the controller reference of a Flagger Canary."""
+    return (ref.get("kind") == "Canary" and bool(ref.get("controller"))
+            and str(ref.get("apiVersion") or "").startswith(FLAGGER_GROUP))
+
+
+def flagger_owned(obj: Mapping[str, Any]) -> bool:
+    """Whether a Flagger Canary is ``obj``'s controller (its ownerReference), to be dropped on adoption."""
+    return any(is_flagger_canary(ref) for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _owner_uids(obj: Mapping[str, Any]) -> set[str]:
+    meta = obj.get("metadata") or {}
+    uids = {str(ref.get("uid")) for ref in meta.get("ownerReferences") or []
+            if ref.get("kind") == "Canary" and ref.get("controller")}
+    annotated = (meta.get("annotations") or {}).get(OWNER_UID)
+    return uids | ({str(annotated)} if annotated else set())
+
+
+def owning_canary(obj: Mapping[str, Any]) -> str | None:
+    """The name of the Canary (same namespace) an object was made for, None when no Canary made it."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "Canary" and ref.get("controller"):
+            return str(ref.get("name"))
+    return (meta.get("annotations") or {}).get(OWNER_NAME)
+
+
+def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None:
+    """Why ``canary`` must not write ``obj`` (an object at a name it needs), None when it may (absent or its own).
+
+    Names the object (kind namespace/name) and what to do."""
+    if obj is None or made_for(obj, canary):
+        return None
+    meta = obj.get("metadata") or {}
+    what = f"{obj.get('kind')} {meta.get('namespace', canary.namespace)}/{meta.get('name')}"
+    other = owning_canary(obj)
+    if other is not None and other != canary.name:
+        return (f"{what} belongs to Canary {canary.namespace}/{other}, which manages this target already; "
+                f"a target takes one Canary: delete Canary {canary.namespace}/{canary.name}")
+    return (f"{what} exists and was not created by Fledge for this Canary; Fledge leaves it untouched: "
+            "rename or delete it, or point the Canary at another name")
+
+
+def field_manager(canary: models.Canary) -> str:
+    """The server-side apply field manager of ``canary``'s writes: one per Canary, so two never share fields."""
+    return f"{FIELD_MANAGER}/{canary.name}"[:128]
+
+
+def is_fledge_manager(manager: str | None) -> bool:
+    """A field manager of Fledge's: a Canary's, or the single one versions before per-Canary managers used."""
+    return manager == FIELD_MANAGER or str(manager or "").startswith(f"{FIELD_MANAGER}/")
+
+
 def selector_label(target: Mapping[str, Any]) -> str:
     """The label key that distinguishes primary pods from canary pods."""
     match = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}

@@ -1,6 +1,6 @@
 """The MetricProvider protocol, the errors a query raises, and the configuration a provider is built from.
 
-Why this exists: every metric back-end (Prometheus now; Datadog, CloudWatch and the rest later) is one
+Why this exists: every metric back-end (Prometheus, Datadog, CloudWatch and the rest) is one
 module implementing the same two methods, as Flagger's ``providers.Interface`` (``RunQuery``,
 ``IsOnline``). The metric checks (``metrics.metric_checks``) only see this protocol, so tests drive it with fakes.
 
@@ -97,6 +97,11 @@ class ProviderConfig:
     secret_name: str | None = None
     insecure_skip_verify: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    region: str = ""
+    """``spec.provider.region`` (cloudwatch)."""
+    interval: float = 60.0
+    """Seconds of the metric's ``interval``: the window of the providers that send one (Flagger: Datadog,
+    CloudWatch and Dynatrace look back 10 intervals, New Relic and Splunk one or 10)."""
 
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import fairness
 import redaction
-from apis import errors, models, vocabulary
+from apis import durations, errors, models, vocabulary
 from metrics import base, builtin, providers
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
             secret_name=provider.secret_ref.name if provider.secret_ref is not None else None,
             insecure_skip_verify=provider.insecure_skip_verify,
             headers=tuple(sorted(provider.headers.items())),
+            region=provider.region or "",
+            interval=durations.parse_duration(metric.interval),
         )
     return Query(name=metric.name, field=_field(index), text=text, provider=config, range=metric.effective_range)
 
@@ -199,7 +201,8 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
             return str(exc)
         return redaction.scrub(str(exc), config.address, secret_path=True)
 
-    if not config.address:
+    if not config.address and config.type == models.MetricProviderType.PROMETHEUS.value:
+        # The other types have a public endpoint as their default, or say themselves that they need an address.
         return failed(f"{query.field}: no {config.type} address; set spec.metricsServer, the controller's "
                       "metrics server, or the MetricTemplate's spec.provider.address")
     try:
@@ -207,8 +210,8 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
     except Exception as exc:  # a missing Secret, a bad address; anything else is a bug in the factory
         if not isinstance(exc, errors.FledgeError):
             logger.exception("metric %s of %s/%s: the provider factory raised", name, canary.namespace, canary.name)
-        return failed(f"{query.field}: cannot use the {config.type} provider at "
-                      f"{redaction.redact_host(config.address)}: {scrubbed(exc)}")
+        where = redaction.redact_host(config.address) if config.address else "its default address"
+        return failed(f"{query.field}: cannot use the {config.type} provider at {where}: {scrubbed(exc)}")
     try:
         value = await fairness.run_in_thread(shares, canary.namespace, timeout, provider.run_query, query.text)
     except base.NoValuesFound as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -35,7 +36,29 @@ def _prometheus(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
-BUILDERS: Mapping[str, Builder] = {models.MetricProviderType.PROMETHEUS.value: _prometheus}
+def _vendor(module: str, cls: str) -> Builder:
+    """A builder of a vendor-API provider (``metrics.http_api``); the module (and httpx) loads at first use."""
+
+    def build(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
+        provider: base.MetricProvider = getattr(importlib.import_module(f"metrics.{module}"), cls)(
+            config, secret, timeout=timeout)
+        return provider
+
+    return build
+
+
+_TYPES = models.MetricProviderType
+BUILDERS: Mapping[str, Builder] = {
+    _TYPES.PROMETHEUS.value: _prometheus,
+    _TYPES.DATADOG.value: _vendor("datadog", "DatadogProvider"),
+    _TYPES.NEWRELIC.value: _vendor("newrelic", "NewRelicProvider"),
+    _TYPES.CLOUDWATCH.value: _vendor("cloudwatch", "CloudWatchProvider"),
+    _TYPES.STACKDRIVER.value: _vendor("stackdriver", "StackdriverProvider"),
+    _TYPES.DYNATRACE.value: _vendor("dynatrace", "DynatraceProvider"),
+    _TYPES.SPLUNK.value: _vendor("splunk", "SplunkProvider"),
+    _TYPES.SIGNOZ.value: _vendor("signoz", "SignozProvider"),
+    _TYPES.CHRONOSPHERE.value: _vendor("chronosphere", "ChronosphereProvider"),
+}
 # Types Flagger runs that Fledge does not yet: valid in a MetricTemplate, refused when used.
 NOT_SUPPORTED = frozenset(kind.value for kind in models.MetricProviderType) - BUILDERS.keys()
 

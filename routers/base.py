@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from apis import errors, models, vocabulary
+from apis import errors, models, naming, vocabulary
 
 Manifest = dict[str, Any]
 
@@ -29,7 +29,7 @@ class ObjectStore(Protocol):
 class Writer(Protocol):
     """Writes to the API server without blocking the event loop."""
 
-    async def apply(self, manifest: Manifest) -> Manifest:
+    async def apply(self, manifest: Manifest, manager: str) -> Manifest:
         """Create, or replace the fields Fledge manages (server-side apply, field manager 'fledge')."""
         ...
 
@@ -94,7 +94,7 @@ class CachedRouter:
     async def reconcile(self, canary: models.Canary) -> None:
         """Apply what ``desired`` builds (server-side apply, so an unchanged object is a no-op); idempotent."""
         for manifest in self.desired(canary):
-            await self._writer.apply(manifest)
+            await self._writer.apply(manifest, naming.field_manager(canary))
 
 
 RouterFactory = Callable[[ObjectStore, Writer], Router]

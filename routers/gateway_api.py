@@ -320,13 +320,13 @@ class GatewayAPIRouter(http_rules.RouteObjectRouter):
     async def finalize(self, canary: models.Canary) -> None:
         """Remove Fledge's rules; delete the route when nothing of the user's is left in it."""
         existing = self.cached(canary)
-        if existing is None or not naming.is_managed(existing):
+        if existing is None or not naming.made_for(existing, canary):
             return
         released = released_route(canary, existing, self.api_version)
         if released is None:
             await self._writer.delete(self.api_version, KIND, canary.namespace, canary.spec.service_name)
         else:
-            await self._writer.apply(released)
+            await self._writer.apply(released, naming.field_manager(canary))
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError when no gatewayRefs are set or a match, header or rewrite has no Gateway API form."""

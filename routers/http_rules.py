@@ -18,7 +18,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from apis import affinity, models, vocabulary
+from apis import affinity, models, naming, vocabulary
 from routers import base, session
 
 Manifest = dict[str, Any]
@@ -115,7 +115,8 @@ class RouteObjectRouter(base.CachedRouter):
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` (and the mirror) into Fledge's rules; idempotent."""
-        await self._writer.apply(self.build(canary, weights, self.cached(canary), self.api_version))
+        await self._writer.apply(self.build(canary, weights, self.cached(canary), self.api_version),
+                                 naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights of the cached route object; None when it does not exist or has no rule to the canary."""

@@ -284,16 +284,16 @@ class IstioRouter(http_rules.RouteObjectRouter):
     async def finalize(self, canary: models.Canary) -> None:
         """Write back the user's VirtualService (or delete Fledge's), then delete the DestinationRules."""
         existing = self.cached(canary)
-        if existing is not None and naming.is_managed(existing):
+        if existing is not None and naming.made_for(existing, canary):
             restored = restored_virtual_service(canary, existing, self.api_version)
             if restored is None:
                 await self._writer.delete(self.api_version, VIRTUAL_SERVICE, canary.namespace,
                                           canary.spec.service_name)
             else:
-                await self._writer.apply(restored)
+                await self._writer.apply(restored, naming.field_manager(canary))
         for name in (canary.spec.primary_service_name, canary.spec.canary_service_name):
             rule = self._store.get(self.api_version, DESTINATION_RULE, canary.namespace, name)
-            if rule is not None and naming.is_managed(rule):
+            if rule is not None and naming.made_for(rule, canary):
                 await self._writer.delete(self.api_version, DESTINATION_RULE, canary.namespace, name)
 
     def validate(self, canary: models.Canary) -> None:

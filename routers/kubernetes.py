@@ -127,7 +127,8 @@ def _merge(into: base.Manifest, extra: Mapping[str, Any]) -> None:
 def apex_service(canary: models.Canary, weights: vocabulary.Weights, apex: Mapping[str, Any],
                  target: Mapping[str, Any] | None) -> base.Manifest:
     """The apply manifest for the apex Service: what Fledge owns of ``apex``, with the selector for ``weights``."""
-    manifest = owned_fields(apex)
+    # The Canary's own fields; before its first apply, those of the single manager of earlier versions.
+    manifest = owned_fields(apex, naming.field_manager(canary)) or owned_fields(apex)
     manifest.update({"apiVersion": SERVICE_API_VERSION, "kind": SERVICE_KIND})
     meta = manifest.setdefault("metadata", {})
     meta.update({"name": canary.spec.service_name, "namespace": canary.namespace})
@@ -176,7 +177,8 @@ class KubernetesRouter(base.CachedRouter):
         if apex is None:
             raise errors.TargetNotReady(f"Service {canary.namespace}/{canary.spec.service_name} does not exist "
                                         "yet; it is created when the canary initializes")
-        await self._writer.apply(apex_service(canary, weights, apex, self._target(canary)))
+        await self._writer.apply(apex_service(canary, weights, apex, self._target(canary)),
+                                 naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """From the cached apex selector; None when the Service is missing or selects neither side."""
@@ -187,7 +189,8 @@ class KubernetesRouter(base.CachedRouter):
         """Point the apex Service at the target's own pods, as a plain Service for the workload would."""
         apex = self._apex(canary)
         if apex is not None:
-            await self._writer.apply(apex_service(canary, CANARY, apex, self._target(canary)))
+            await self._writer.apply(apex_service(canary, CANARY, apex, self._target(canary)),
+                                     naming.field_manager(canary))
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a canary (weighted) or A/B analysis, or mirroring: a selector cannot split traffic."""

@@ -191,7 +191,8 @@ class NginxRouter(base.CachedRouter):
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights."""
         ingress = self._user_ingress(canary)
-        await self._writer.apply(canary_ingress(canary, ingress, weights, self.annotation_prefix))
+        await self._writer.apply(canary_ingress(canary, ingress, weights, self.annotation_prefix),
+                                 naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights from the cached canary Ingress; None when it does not exist."""
@@ -201,8 +202,9 @@ class NginxRouter(base.CachedRouter):
         return ingress_weights(current, self.annotation_prefix) if current is not None else None
 
     async def finalize(self, canary: models.Canary) -> None:
-        """Delete the canary Ingress; the user's Ingress was never changed."""
-        if canary.spec.ingress_ref is not None:
+        """Delete the canary Ingress if this Canary made it; the user's Ingress was never changed."""
+        current = self._canary_ingress(canary) if canary.spec.ingress_ref is not None else None
+        if current is not None and naming.made_for(current, canary):
             await self._writer.delete(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
 
     def validate(self, canary: models.Canary) -> None:

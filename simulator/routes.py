@@ -134,11 +134,12 @@ def decide(observed: Observed, request: Request) -> Split | None:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
         return None
-    # A Deployment deleted under its routes (the primary mid-release, say) has no endpoints: what the routes
-    # send it fails, as a real proxy answers 503, instead of landing on the other version.
-    if observed.primary is None:
+    # A Deployment deleted under its routes (the primary mid-release, say), or one with no ready pod (a target
+    # still scaled to zero), has no endpoints: what the routes send it fails, as a real proxy answers 503,
+    # instead of landing on the other version.
+    if not serving(observed.primary):
         split = Split(canary=split.canary, mirror=split.mirror, lost=split.lost + split.primary)
-    if observed.canary is None:
+    if not serving(observed.canary):
         split = Split(primary=split.primary, lost=split.lost + split.canary)
     return split if split.total > 0 else None
 
@@ -332,6 +333,21 @@ def nginx_split(canary_ingress: Manifest, prefix: str, request: Request) -> Spli
 
 
 # Kubernetes ----------------------------------------------------------------------------------------
+
+
+def serving(deployment: Manifest | None) -> bool:
+    """Whether a Deployment has endpoints: it exists, wants pods and, once it reports a status, has a ready one.
+
+    A manifest without a status (a test's, never the API server's) counts as serving."""
+    if deployment is None:
+        return False
+    if _number(_mapping(deployment.get("spec")).get("replicas"), 1.0) <= 0:
+        return False
+    if "status" not in deployment:
+        return True
+    status = _mapping(deployment.get("status"))
+    ready = "numberReady" if deployment.get("kind") == "DaemonSet" else "readyReplicas"  # a DaemonSet target
+    return _number(status.get(ready), 0.0) > 0
 
 
 def kubernetes_split(apex: Manifest, primary: Manifest | None, canary: Manifest | None) -> Split | None:

@@ -31,7 +31,6 @@ NOT_IMPLEMENTED = {
                                                "implement (only HorizontalPodAutoscalers)" + _REMOVE,
     "spec.service.meshName": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     "spec.service.backends": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
-    "spec.provider.region": "Flagger's field for CloudWatch, which Fledge does not implement" + _REMOVE,
     **{f"spec.analysis.sessionAffinity.{name}": "Flagger's cookie attribute, which Fledge does not implement yet "
                                                 "(its cookies carry Max-Age only)" + _REMOVE
        for name in ("domain", "httpOnly", "partitioned", "path", "sameSite", "secure")},

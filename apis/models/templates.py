@@ -18,7 +18,7 @@ from apis.models import base, refs, statuses
 
 
 class MetricProviderType(enum.StrEnum):
-    """Metric back-ends Flagger knows; Fledge implements prometheus and reports the others as unsupported."""
+    """Metric back-ends Flagger knows; ``metrics.providers`` says which Fledge runs and refuses the others."""
 
     PROMETHEUS = "prometheus"
     INFLUXDB = "influxdb"
@@ -30,6 +30,8 @@ class MetricProviderType(enum.StrEnum):
     DYNATRACE = "dynatrace"
     KEPTN = "keptn"
     SPLUNK = "splunk"
+    SIGNOZ = "signoz"
+    CHRONOSPHERE = "chronosphere"
 
 
 class AlertProviderType(enum.StrEnum):
@@ -71,6 +73,8 @@ class MetricTemplateProvider(base.ApiModel):
     """HTTP headers sent with each query (Fledge extension), e.g. X-Scope-OrgID."""
     insecure_skip_verify: bool = False
     """Do not verify the provider's TLS certificate."""
+    region: str | None = pydantic.Field(default=None, max_length=64)
+    """AWS region of the metrics (cloudwatch)."""
 
 
 class MetricTemplateSpec(base.ApiModel):

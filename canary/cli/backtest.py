@@ -137,7 +137,9 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
 
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
         if config.type != models.MetricProviderType.PROMETHEUS.value:
-            raise errors.SpecError("provider.type", f"backtest replays Prometheus only, not {config.type}")
+            raise errors.SpecError("spec.provider.type", f"fledge backtest replays Prometheus only; the "
+                                   f"{config.type} provider cannot be asked for a past time here (the CLI "
+                                   "reads no Secrets), so this metric fails every replayed tick")
         return history.at(obs.now, config.address)
 
     provider = core.provider(canary, default_provider)

@@ -153,6 +153,17 @@ def _operator_parsers(sub: Any) -> None:
             command.add_argument("--timeout", type=float, default=60, help="seconds to wait for the answer")
 
 
+def _cleanup_parser(sub: Any) -> None:
+    cleanup = sub.add_parser("cleanup", help="hand back the traffic of a Canary deleted while the controller was "
+                                             "down, then delete its primary")
+    cleanup.add_argument("name")
+    cleanup.add_argument("-n", "--namespace", help="default: the kubeconfig context's namespace, else default")
+    cleanup.add_argument("--kubeconfig")
+    cleanup.add_argument("--timeout", type=float, default=300, help="seconds to wait for the target to be ready")
+    cleanup.add_argument("--force", action="store_true", help="delete the primary even if the target is not ready")
+    cleanup.set_defaults(func=_lazy("canary.cli.cleanup", "cleanup"))
+
+
 def _seconds(text: str) -> float:
     """A duration flag: Go's spelling (``15s``, ``1m30s``) or plain seconds (``15``)."""
     from apis import durations
@@ -257,6 +268,7 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, default=1800)
     watch.set_defaults(func=_lazy("canary.cli.views", "watch"))
     _operator_parsers(sub)
+    _cleanup_parser(sub)
     _history_parsers(sub)
     _dashboard_parser(sub)
     return root

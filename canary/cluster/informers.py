@@ -52,8 +52,11 @@ class Informer:
         return f"{self.kind}.{self.api_version} in {self.namespace or 'all namespaces'}"
 
     async def list(self) -> bool:
-        """LIST into the handler (and DELETED for what is gone); False when the kind cannot be listed (403, 404)."""
-        items: list[Manifest] = []
+        """LIST into the handler (and DELETED for what is gone); False when the kind cannot be listed (403, 404).
+
+        Each page goes to the handler as it arrives and is then dropped: only the listed names are kept to
+        the end, so a kind with thousands of large objects never sits in memory whole."""
+        listed: set[tuple[str, str]] = set()
         query: list[tuple[str, str]] = [("limit", str(PAGE))]
         while True:
             try:
@@ -61,7 +64,7 @@ class Informer:
                                                  timeout=60)
             except kube.ApiError as exc:
                 if exc.status == 410 and len(query) > 1:  # the continue token expired: list again from the start
-                    items, query = [], [("limit", str(PAGE))]
+                    listed, query = set(), [("limit", str(PAGE))]
                     continue
                 if exc.status in (403, 404):
                     if not self._said_absent:
@@ -70,7 +73,12 @@ class Informer:
                         self._said_absent = True
                     return False
                 raise
-            items.extend(page.get("items") or [])
+            for item in page.pop("items", None) or []:
+                item.setdefault("apiVersion", self.api_version)
+                item.setdefault("kind", self.kind)
+                item_meta = item.get("metadata") or {}
+                listed.add((item_meta.get("namespace", ""), item_meta.get("name", "")))
+                self._handle("ADDED", item)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 break
@@ -78,13 +86,6 @@ class Informer:
         if self._said_absent:
             log.info("watching %s", self)
             self._said_absent = False
-        listed = set()
-        for item in items:
-            item.setdefault("apiVersion", self.api_version)
-            item.setdefault("kind", self.kind)
-            item_meta = item.get("metadata") or {}
-            listed.add((item_meta.get("namespace", ""), item_meta.get("name", "")))
-            self._handle("ADDED", item)
         version = str(meta.get("resourceVersion") or "") or None
         for namespace, name in self.store.names(self.api_version, self.kind):
             if (namespace, name) in listed or (self.namespace is not None and namespace != self.namespace):

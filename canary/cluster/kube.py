@@ -234,12 +234,27 @@ class Writer:
             raise
         return result
 
-    async def apply(self, manifest: Manifest) -> Manifest:
+    async def apply(self, manifest: Manifest, manager: str) -> Manifest:
+        """Server-side apply as ``manager`` (a Canary's, ``naming.field_manager``), forced.
+
+        Forced because the caller applies only what this Canary made or is about to create: observe finds
+        every object at a name the Canary needs that is not its own (``canary.objects.ownership``) and the
+        Canary then writes nothing.  Fields of Fledge's own objects that someone else's manager holds (a
+        ``kubectl edit`` during an incident) are taken back rather than refusing every later write, the
+        rollback's routes included.  An object Flagger made for the Canary of the same name (a Canary moved
+        from ``flagger.app`` by changing its apiVersion) first loses Flagger's ownerReference, so that it is
+        neither collected with Flagger's Canary nor refused for having two controllers."""
         meta = manifest["metadata"]
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
+        cached = self._store.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+        if cached is not None and naming.flagger_owned(cached):
+            kept = [ref for ref in (cached.get("metadata") or {}).get("ownerReferences") or []
+                    if not naming.is_flagger_canary(ref)]
+            await self._call("PATCH", path, {"metadata": {"ownerReferences": kept or None}},
+                             "application/merge-patch+json")
         result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",
-                                  [("fieldManager", naming.FIELD_MANAGER), ("force", "true")])
+                                  [("fieldManager", manager), ("force", "true")])
         self._store.upsert(result)
         return result
 

@@ -63,7 +63,7 @@ def _without_others_fields(body: Mapping[str, Any]) -> Manifest:
     fields = meta.get("managedFields")
     if not fields:
         return dict(body)
-    ours = [entry for entry in fields if entry.get("manager") == naming.FIELD_MANAGER]
+    ours = [entry for entry in fields if naming.is_fledge_manager(entry.get("manager"))]
     return {**body, "metadata": {**meta, "managedFields": ours}}
 
 
@@ -141,8 +141,13 @@ class Store:
             return False  # a late watch event, or the echo of our own write: a version we hold
         stored: Manifest
         if kind in DIGEST_ONLY:
+            # Besides the digest, only what says whose it is (naming.made_for): Fledge's -primary copies.
+            marks = {k: v for k, v in (meta.get("annotations") or {}).items()
+                     if k in (naming.OWNER_NAME, naming.OWNER_UID)}
+            kept = {k: meta.get(k) for k in ("name", "namespace", "resourceVersion", "uid", "ownerReferences")
+                    if k != "ownerReferences" or meta.get(k)}
             stored = {"apiVersion": body.get("apiVersion"), "kind": kind,
-                      "metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion", "uid")},
+                      "metadata": {**kept, **({"annotations": marks} if marks else {})},
                       "digest": data_digest(body)}
         else:
             stored = _compact(_without_others_fields(body))

@@ -27,12 +27,15 @@ import kopf
 
 from apis import errors, models
 from canary.cluster import fence, kube, telemetry
-from canary.controller import loops, wakeups
+from canary.controller import configscopes, loops, wakeups
 from canary.engine import context, execute, tick
 
 # What every tick uses, and which canaries an event wakes; both made at start-up (``install``).
 CONTEXT: context.Context | None = None
 WAKEUPS: wakeups.Wakeups | None = None
+# The ConfigMap and Secret watches of the namespaces that hold a Canary; None where nothing watches them
+# (unit tests of the handlers alone).
+CONFIG_SCOPES: configscopes.ConfigScopes | None = None
 # False while another replica holds the leader Lease; True without --leader-elect (a single replica).
 LEADING = True
 # The resource kopf watches: the Canaries of the API models.
@@ -103,14 +106,26 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         _context().memos.forget(key)
         _wakeups().forget(key)
         telemetry.forget(*key)
-        if LEADING:  # a follower only caches: the leader hands the Services back (and the fence checks it)
+        await _release_configs(key[0])
+        if LEADING:  # a follower only caches; without a leader the primary keeps serving (`fledge cleanup`)
             await _release_services(dict(body))
     else:
         _wakeups().canary_seen(dict(body))
+        if CONFIG_SCOPES is not None:  # every replica: a follower keeps its cache warm to take over at once
+            await CONFIG_SCOPES.need(key[0])  # before the loop: its first tick reads the namespace's configs
         # The loop is Fledge's own task rather than a kopf daemon, which would put a finalizer on every
         # Canary (see canary.controller.loops); the initial listing starts the loops of existing Canaries.
         if LEADING:
             _ensure_loop(key)
+
+
+async def _release_configs(namespace: str) -> None:
+    """Stop watching the namespace's configs once it holds no Canary (canary.controller.configscopes)."""
+    if CONFIG_SCOPES is None:
+        return
+    if any(ns == namespace for ns, _ in _context().cluster.store.names(models.API_VERSION, "Canary")):
+        return
+    await CONFIG_SCOPES.release(namespace)
 
 
 def _ensure_loop(key: context.Key) -> None:
@@ -143,27 +158,40 @@ HAND_BACK_RETRY_SECONDS = 1.0
 
 async def _release_services(body: dict[str, Any]) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
-    their loop: canary.engine.revert): hand back the user's Services."""
-    from canary.engine import revert
+    their loop: canary.engine.revert): target ready, the user's Services back, then the primary deleted
+    (canary.engine.handover), in a task of its own: the wait must not hold the watch."""
+    task = asyncio.create_task(_hand_back(body))
+    _HANDOVERS.add(task)
+    task.add_done_callback(_HANDOVERS.discard)
+
+
+_HANDOVERS: set[asyncio.Task[None]] = set()
+
+
+async def _hand_back(body: dict[str, Any]) -> None:
+    from canary.engine import handover
 
     meta = body.get("metadata") or {}
     try:
         # No other replica saw this DELETED as a leader, so a refusal by the fence (a renewal landing late, a
-        # short pause) is waited out while this replica still leads, instead of dropping the hand-back.
+        # short pause) is waited out while this replica still leads, instead of dropping the hand-back; every
+        # step of the hand-back is idempotent, so it starts again from the top.
         for attempt in range(HAND_BACK_ATTEMPTS):
             try:
-                await revert.release_services(_context().cluster, revert.canary_of(body))
+                await handover.hand_back(_context().cluster, body)
                 return
             except fence.LeaseLost:
                 if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(HAND_BACK_RETRY_SECONDS)
     except fence.LeaseLost:
-        log.warning("the Services of deleted canary %s/%s were not handed back: this replica lost the Lease; "
-                    "restore their selectors by hand", meta.get("namespace"), meta.get("name"))
+        log.warning("the traffic of deleted canary %s/%s was not handed back: this replica lost the Lease; its "
+                    "primary keeps serving: run `fledge cleanup %s -n %s`", meta.get("namespace"),
+                    meta.get("name"), meta.get("name"), meta.get("namespace"))
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
-        log.warning("could not restore the Services of deleted canary %s/%s: %s", meta.get("namespace"),
-                    meta.get("name"), kube.describe_api_error(exc) or exc)
+        log.warning("could not hand back the traffic of deleted canary %s/%s (run `fledge cleanup %s -n %s`): %s",
+                    meta.get("namespace"), meta.get("name"), meta.get("name"), meta.get("namespace"),
+                    kube.describe_api_error(exc) or exc)
 
 
 # -- the per-canary loop ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from aiohttp import web
 import egress
 from apis import keys, models
 from canary.cluster import fence, informers, leader, telemetry, transport
-from canary.controller import handlers, health
+from canary.controller import configscopes, handlers, health
 from canary.engine import context
 from metrics import builtin
 from routers import nginx
@@ -101,9 +101,11 @@ def label_prefixes(text: str) -> tuple[str, ...]:
 VERSION = "0.1.0"
 MAX_LOOP_LAG = 10.0  # seconds: without --leader-elect, /healthz fails when the event loop lags longer
 WORKER_THREADS = 64  # Prometheus queries (one thread each); one namespace holds --max-queries-per-namespace of them
-# Every kind the controller watches: the Canaries through kopf, the others through canary.cluster.informers.
+# Every kind the controller watches everywhere: the Canaries through kopf, the others through
+# canary.cluster.informers.  ConfigMaps and Secrets are watched only in namespaces that hold a Canary
+# (canary.controller.configscopes).
 WATCHED = (
-    ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"), ("v1", "ConfigMap"), ("v1", "Secret"),
+    ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
@@ -182,6 +184,14 @@ def main(args: argparse.Namespace) -> int:
                                 handlers.watch_event)
              for api_version, kind in WATCHED if (api_version, kind) != CANARY_KIND
              for namespace in watch_scopes(args.namespace)]))
+        if handlers.CONFIG_SCOPES is not None:  # a start-up retried by kopf: the first try's watches go
+            await handlers.CONFIG_SCOPES.stop_all()
+        handlers.CONFIG_SCOPES = configscopes.ConfigScopes(
+            lambda api_version, kind, namespace: informers.Informer(
+                watch_client, engine.cluster.store, api_version, kind, namespace, handlers.watch_event),
+            engine.cluster.store)
+        # The configs of every namespace with a Canary, listed before any loop starts.
+        await handlers.CONFIG_SCOPES.need(*{ns for ns, _ in engine.cluster.store.names(*CANARY_KIND)})
         telemetry.configure(flagger_names=config.flagger_metrics)
         if not served:  # once: kopf retries a start-up handler that failed after this line
             served.append(await serve_http(listening, checks))
@@ -204,6 +214,8 @@ def main(args: argparse.Namespace) -> int:
         for task in campaign + watches:
             task.cancel()
         await asyncio.gather(*campaign, *watches, return_exceptions=True)
+        if handlers.CONFIG_SCOPES is not None:
+            await handlers.CONFIG_SCOPES.stop_all()
         await client.close()
         await lease_client.close()
         await watch_client.close()

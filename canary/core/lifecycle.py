@@ -88,9 +88,11 @@ def _decide(obs: state.Observed) -> state.Decision:
     canary, status = obs.canary, obs.canary.status
     if obs.error is not None:
         return _spec_error(obs)
+    if obs.conflict is not None:
+        return transitions.conflict(obs, obs.conflict)
     if canary.spec.suspend:
         return state.Decision(status=status)
-    if status.message and status.message.startswith(SPEC_ERROR_PREFIX):
+    if status.message and status.message.startswith((SPEC_ERROR_PREFIX, transitions.CONFLICT_PREFIX)):
         # The spec was fixed; a rollback reason, by contrast, stays until the next transition.
         obs = _with_status(obs, status.model_copy(update={"message": ""}))
     if not obs.paused and obs.canary.status.message == PAUSED_MESSAGE:

@@ -91,6 +91,11 @@ class Observed:
     # The models rejected the spec (one the CRD schema could not refuse); names the field.  ``canary`` then
     # has a neutral analysis (no hooks, no alerts, no metrics), or no usable spec at all.
     invalid: str | None = None
+    # An object at a name the Canary needs is not its own (``apis.naming.conflict``); names it.  Nothing is
+    # written while it lasts.
+    conflict: str | None = None
+    # Whether one of the conflicting objects is a route object: the routes cannot be written back then.
+    conflict_in_routes: bool = False
     # What observe supplied on request (see Need).  A missing key means "not asked yet", never "closed".
     gates: Mapping[str, bool] = dataclasses.field(default_factory=dict)  # webhook type → open
     # "analysis" / "pre-rollout" → their checks

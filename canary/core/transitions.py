@@ -12,6 +12,7 @@ What it must not do: read a clock (the time is ``Observed.now``) or decide
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 
@@ -163,3 +164,30 @@ def rollback(obs: state.Observed, reason: str, **changes: object) -> state.Decis
     status = transition(obs, Phase.FAILED, canary_weight=0, mirrored=False, message=reason,
                         metrics_unavailable_since=None, **changes)
     return state.Decision(status=promoted(status, "False", "Failed", reason, obs.now), actions=actions)
+
+
+# An object at a name the Canary needs belongs to someone else: nothing is written until it is gone.
+CONFLICT_PREFIX = "Conflict: "
+
+
+def conflict(obs: state.Observed, conflict: str) -> state.Decision:
+    """An object at a name the Canary needs is not its own: nothing of it is taken over; say which and what to
+    do, once.
+
+    Before a release or after one nothing else is written.  During one (the object appeared mid-release) the
+    release is rolled back, since it can neither go on nor stay split: the routes go back to the primary and
+    the canary is scaled down, both objects this Canary owns.  Only when a route object itself is someone
+    else's can the routes not be written: then nothing is, and the message says so."""
+    status = obs.canary.status
+    message = f"{CONFLICT_PREFIX}{conflict}"
+    if status.phase in vocabulary.RUNNING_PHASES:
+        if not obs.conflict_in_routes:
+            rolled = rollback(obs, message)
+            return dataclasses.replace(rolled, actions=(state.Event("Warning", "Conflict", message), *rolled.actions),
+                                       requeue_after=obs.canary.spec.analysis.interval_seconds)
+        message += "; the routes are not Fledge's now, so the traffic stays as their owner set it"
+    if status.message == message:
+        return state.Decision(status=status, requeue_after=obs.canary.spec.analysis.interval_seconds)
+    return state.Decision(status=status.model_copy(update={"message": message}),
+                          actions=(state.Event("Warning", "Conflict", message),),
+                          requeue_after=obs.canary.spec.analysis.interval_seconds)

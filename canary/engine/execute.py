@@ -18,11 +18,11 @@ import datetime
 import logging
 from typing import Any
 
-from apis import errors, models
+from apis import errors, models, naming
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import context, observe, webhooks
-from canary.objects import autoscalers, diffing, workloads
+from canary.objects import autoscalers, diffing, ownership, workloads
 from notifiers import alerts
 
 log = logging.getLogger("fledge.execute")
@@ -115,7 +115,8 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
     only when the core asks (``Initialize``): it may run only an approved revision.
     """
     target = snap.target
-    if target is None or snap.observed.error is not None or snap.observed.invalid is not None:
+    obs = snap.observed
+    if target is None or obs.error is not None or obs.invalid is not None or obs.conflict is not None:
         return
     # What was reconciled depends only on the Canary's spec, the target and the objects it read from the cache
     # (and, for session affinity, the revision under analysis): while none of them changed, it is still
@@ -157,22 +158,27 @@ async def _create_primary(cluster: context.Cluster, settings: context.Settings, 
                           snap: observe.Snapshot) -> None:
     """The ``-primary`` workload from the target (at initialization, or again after it was deleted)."""
     target = snap.target
-    if target is None or cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
-                                      canary.spec.primary_target_name) is not None:
+
+    def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        return cluster.store.get(api_version, kind, canary.namespace, name)
+
+    for api_version, kind, name, patch in ownership.adoption_patches(canary, snap.observed.configs, lookup):
+        await cluster.writer.patch(api_version, kind, canary.namespace, name, patch)
+    if target is None or lookup("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name) is not None:
         return
     replicas = workloads.primary_replicas(target)
     await workloads.apply_primary(cluster.writer, canary, target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
 
 
-async def _create(cluster: context.Cluster, manifest: dict[str, Any]) -> None:
+async def _create(cluster: context.Cluster, canary: models.Canary, manifest: dict[str, Any]) -> None:
     """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
     into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
     only when the cache has no such object, so an apply never adopts the user's Service."""
     meta = manifest["metadata"]
     live = await cluster.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
     if live is None:
-        await cluster.writer.apply(manifest)
+        await cluster.writer.apply(manifest, naming.field_manager(canary))
         return
     cluster.store.upsert(live)
     raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
@@ -183,9 +189,9 @@ async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[
     for write in writes:
         match write:
             case workloads.Create(manifest=manifest):
-                await _create(cluster, manifest)
+                await _create(cluster, canary, manifest)
             case workloads.Apply(manifest=manifest):
-                await cluster.writer.apply(manifest)
+                await cluster.writer.apply(manifest, naming.field_manager(canary))
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
                 await cluster.writer.patch(api_version, kind, canary.namespace, name, patch)
 
@@ -213,7 +219,7 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
 async def _apply_autoscaler(cluster: context.Cluster, canary: models.Canary) -> None:
     source = autoscalers.autoscaler(canary, cluster.store)
     if source is not None:
-        await cluster.writer.apply(autoscalers.primary_autoscaler(canary, source))
+        await cluster.writer.apply(autoscalers.primary_autoscaler(canary, source), naming.field_manager(canary))
 
 
 async def _notify(cluster: context.Cluster, settings: context.Settings, outbound: context.Outbound,

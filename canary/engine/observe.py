@@ -24,7 +24,7 @@ from canary import core
 from canary.cluster import watchcache
 from canary.core import requests
 from canary.engine import context, webhooks
-from canary.objects import autoscalers, workloads
+from canary.objects import autoscalers, ownership, workloads
 from metrics import base as metric_base
 from metrics import builtin, metric_checks
 from routers import base as routers
@@ -136,6 +136,7 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
         metric_checks.validate_metrics(canary, resolve_template(store, settings, namespace),
                                        core.provider(canary, settings.default_provider), settings.pod_labels)
         check_alert_providers(store, settings, canary)
+        conflict, conflict_in_routes = _conflict(store, canary, configs, router)
     except (errors.FatalError, models.SpecError) as exc:
         # The router without validation: a spec error must still be able to send traffic back to the primary.
         unchecked: routers.Router | None = None
@@ -150,10 +151,33 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
     if configs and canary.status.tracked_configs and canary.status.tracked_configs != configs:
         configs, revision, canary = _legacy_digests(store, settings, canary, target, configs, revision)
     observed = dataclasses.replace(base, canary=canary, revision=revision, configs=configs,
+                                   conflict=conflict, conflict_in_routes=conflict_in_routes,
                                    target=workloads.workload_state(target), routes=router.get_routes(canary),
                                    autoscaler_min_replicas=autoscalers.min_replicas(autoscaler)
                                    if autoscaler is not None else None)
     return Snapshot(observed, target, router)
+
+
+def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str, str], router: routers.Router
+              ) -> tuple[str | None, bool]:
+    """Why this Canary must not write (an object at a name it needs is not its own), None when it may; and
+    whether one of the conflicting objects is a route object, which then cannot be written back either."""
+    namespace = canary.namespace
+
+    def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        return store.get(api_version, kind, namespace, name)
+
+    routes = router.desired(canary)
+    found = ownership.conflicts(canary, ownership.needed(canary, configs, routes), lookup)
+    if found:
+        in_routes = bool(ownership.conflicts(canary, ownership.route_ids(routes), lookup))
+        return "; ".join(found), in_routes
+    primary = lookup("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
+    if primary is not None:
+        return None, False  # this Canary's own: it manages the target
+    others = (store.get(models.API_VERSION, "Canary", ns, name)
+              for ns, name in store.names(models.API_VERSION, "Canary") if ns == namespace)
+    return ownership.first_claim(canary, (body for body in others if body is not None)), False
 
 
 def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from apis import errors, models
+from apis import errors, models, naming
 from canary import core
 from canary.cluster import kube
 from canary.engine import context
@@ -112,6 +112,12 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
     kind = canary.spec.target_ref.kind
     target = cluster.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name)
     primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
+    if primary is not None and not naming.made_for(primary, canary):
+        # Another Canary (or the user) has the primary: this one was refused and changed nothing, so it
+        # restores nothing either; the target, its routes and its Services are the other one's.
+        log.info("canary %s/%s is deleted without reverting: %s is not its primary", namespace, canary.name,
+                 canary.spec.primary_target_name)
+        return
     # A target being deleted will never be ready: waiting for it would hold the Canary (and its namespace).
     if target is not None and not (target.get("metadata") or {}).get("deletionTimestamp"):
         replicas = core.handed_back_replicas(int(((primary or {}).get("spec") or {}).get("replicas") or 0))

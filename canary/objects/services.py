@@ -68,6 +68,8 @@ ORIGINAL_SERVICE = "fledge.dev/original-service"
 def owned_by(obj: Mapping[str, Any], canary: models.Canary) -> bool:
     """Whether ``canary`` created ``obj``: it carries that Canary's owner reference."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    if any(naming.is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
+        return True  # Flagger made it for the Canary this one replaces: adopted (naming.made_for)
     return bool(canary.metadata.uid) and any(ref.get("uid") == canary.metadata.uid for ref in refs)
 
 
@@ -78,7 +80,8 @@ def _selector_patch(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]
     return {**{key: None for key in current or {} if key not in wanted}, **wanted}
 
 
-def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Manifest | None:
+def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any], canary: models.Canary
+                   ) -> Manifest | None:
     """The merge patch taking the user's Service ``current`` over (selector and ports of ``desired``), recording
     its original selector and ports the first time; None when it is taken over already."""
     spec = current.get("spec") or {}
@@ -87,6 +90,7 @@ def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Ma
     annotations = (current.get("metadata") or {}).get("annotations") or {}
     added: Manifest = {}
     if ORIGINAL_SERVICE not in annotations:
+        added.update(naming.owner_annotations(canary))  # which Canary took it over, and so gives it back
         # The GitOps keys it had (usually none) are recorded too, so that giving it back removes only ours.
         original = {"selector": spec.get("selector"), "ports": spec.get("ports"),
                     "annotations": {key: annotations.get(key) for key in naming.GITOPS_DISABLED}}
@@ -108,9 +112,18 @@ def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any]) -> Ma
 def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest | None:
     """The merge patch giving the user's Service back its recorded selector and ports; None when Fledge did not
     take it over (or created it: garbage collection removes those)."""
-    recorded = ((current.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_SERVICE)
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    recorded = annotations.get(ORIGINAL_SERVICE)
     if recorded is None or owned_by(current, canary):
         return None
+    if naming.OWNER_UID in annotations and not naming.made_for(current, canary):
+        return None  # another Canary took it over (this one was refused): that one gives it back
+    return restore_patch_of(current)
+
+
+def restore_patch_of(current: Mapping[str, Any]) -> Manifest:
+    """The merge patch giving a taken-over Service (one with ORIGINAL_SERVICE) its recorded selector and ports."""
+    recorded = ((current.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_SERVICE) or "{}"
     name = (current.get("metadata") or {}).get("name")
     try:
         original = json.loads(recorded)
@@ -123,7 +136,8 @@ def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest
     spec: Manifest = {"selector": _selector_patch((current.get("spec") or {}).get("selector"), selector)}
     if ports:
         spec["ports"] = ports
-    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None, **gitops}}, "spec": spec}
+    marks = {naming.OWNER_NAME: None, naming.OWNER_UID: None}
+    return {"metadata": {"annotations": {ORIGINAL_SERVICE: None, **marks, **gitops}}, "spec": spec}
 
 
 # Proxies a mesh injects: their ports (admin, metrics, inbound capture) are not the app's, as in Flagger.

@@ -165,6 +165,9 @@ def primary_workload(canary: models.Canary, target: Mapping[str, Any], configs: 
                                    if k not in SKIPPED_ANNOTATIONS})
     if revision is not None:
         annotations[REVISION_ANNOTATION] = revision  # lets promotion wait for the primary to run this revision
+    # Marked, not owned: garbage collection must not take the primary while nothing has taken its traffic back
+    # (README "Deleting a Canary"); the controller, or ``fledge cleanup``, removes it after the hand-back.
+    annotations.update(naming.owner_annotations(canary))
     body: Manifest = {
         "apiVersion": "apps/v1", "kind": str(target.get("kind") or "Deployment"),
         "metadata": {
@@ -173,7 +176,6 @@ def primary_workload(canary: models.Canary, target: Mapping[str, Any], configs: 
                        label: naming.primary_name(selector_value),
                        **naming.MANAGED_BY},
             "annotations": annotations,
-            "ownerReferences": [naming.owner_reference(canary)],
         },
         "spec": {
             "selector": {"matchLabels": {label: naming.primary_name(selector_value)}},
@@ -198,8 +200,8 @@ def config_copy(canary: models.Canary, source: Mapping[str, Any], label_prefixes
         "apiVersion": "v1", "kind": source["kind"],
         "metadata": {"name": naming.primary_name(meta["name"]), "namespace": canary.namespace,
                      "labels": {**included_labels(meta.get("labels"), label_prefixes), **naming.MANAGED_BY},
-                     "annotations": naming.gitops_disabled(),
-                     "ownerReferences": [naming.owner_reference(canary)]},
+                     # No ownerReference: the primary mounts it, and must keep serving while the controller is away.
+                     "annotations": naming.gitops_disabled(naming.owner_annotations(canary))},
     }
     for key in ("data", "binaryData", "type"):
         if key in source:
@@ -284,7 +286,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
             if not diffing.matches(desired, current):
                 writes.append(Apply(desired))
         else:
-            patch = services.takeover_patch(desired, current)
+            patch = services.takeover_patch(desired, current, canary)
             if patch is not None:
                 writes.append(Patch("v1", "Service", name, patch))
     scaler: list[Write] = []
@@ -362,5 +364,6 @@ async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Mani
         # The store keeps only digests of configs; copying needs the data, so read it (init and promotion only).
         source = await writer.read("v1", kind, canary.namespace, key.split("/", 1)[1])
         if source is not None:
-            await writer.apply(config_copy(canary, source, label_prefixes))
-    await writer.apply(primary_workload(canary, target, configs, replicas, revision, label_prefixes))
+            await writer.apply(config_copy(canary, source, label_prefixes), naming.field_manager(canary))
+    await writer.apply(primary_workload(canary, target, configs, replicas, revision, label_prefixes),
+                       naming.field_manager(canary))

@@ -93,7 +93,8 @@ def install(api: Any, namespace: str, hook_url: str) -> None:
     kubectl.apply(api, canary(namespace, hook_url))
     apps.wait_phase(api, namespace, "agent", "Initialized", timeout=60)
     primary = daemonset_of(api, namespace, "agent-primary")
-    assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    assert primary["metadata"]["annotations"]["fledge.dev/canary"] == "agent"  # marked, not owned
+    assert "ownerReferences" not in primary["metadata"]
     assert primary["spec"]["selector"] == {"matchLabels": PRIMARY_PODS}
     assert pod_spec(api, namespace, "agent-primary")["nodeSelector"] == {"type": "kwok"}
     assert rolled_out_on_every_node(api, namespace, "agent-primary"), daemonset_of(api, namespace, "agent-primary")

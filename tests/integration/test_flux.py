@@ -62,8 +62,11 @@ def test_flux_apex_keeps_its_metadata_no_label_reaches_the_primary_and_flaggers_
 
     apex = metadata(api, "v1", "Service", namespace, "web")
     assert {k: apex["labels"].get(k) for k in FLUX_LABELS} == FLUX_LABELS, apex
+    # Besides Flux's and the GitOps off switches, the mark of the Canary that adopted it (and gives it back).
+    uid = (kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, "web") or {})["metadata"]["uid"]
+    marks = {"fledge.dev/canary": "web", "fledge.dev/canary-uid": uid}
     kept = {k: v for k, v in apex["annotations"].items() if k != "fledge.dev/original-service"}
-    assert kept == {**FLUX_ANNOTATIONS, **GITOPS_DISABLED}, apex
+    assert kept == {**FLUX_ANNOTATIONS, **GITOPS_DISABLED, **marks}, apex
     for kind, api_version, name in (("Service", "v1", "web-primary"), ("Service", "v1", "web-canary"),
                                     ("Deployment", "apps/v1", "web-primary"),
                                     ("HTTPRoute", "gateway.networking.k8s.io/v1", "web")):
@@ -76,7 +79,7 @@ def test_flux_apex_keeps_its_metadata_no_label_reaches_the_primary_and_flaggers_
     # Besides what Fledge applied, only the Deployment controller's own revision annotation.
     written = {k: v for k, v in primary["annotations"].items()
                if k not in ("fledge.dev/revision", "deployment.kubernetes.io/revision")}
-    assert written == {**HELM_ANNOTATIONS, **GITOPS_DISABLED}, primary
+    assert written == {**HELM_ANNOTATIONS, **GITOPS_DISABLED, **marks}, primary
 
     kubectl.apply(api, flux_deployment(namespace, "2"), manager="kustomize-controller")
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=120)
@@ -85,7 +88,7 @@ def test_flux_apex_keeps_its_metadata_no_label_reaches_the_primary_and_flaggers_
     service = kubectl.get(api, "v1", "Service", namespace, "web") or {}
     assert service["spec"]["selector"] == {"app": "web-primary"}, service
     kept = {k: v for k, v in service["metadata"]["annotations"].items() if k != "fledge.dev/original-service"}
-    assert kept == {**FLUX_ANNOTATIONS, **GITOPS_DISABLED}, service["metadata"]
+    assert kept == {**FLUX_ANNOTATIONS, **GITOPS_DISABLED, **marks}, service["metadata"]
     promoted = metadata(api, "apps/v1", "Deployment", namespace, "web-primary")
     assert promoted["labels"] == {"app": "web-primary", "fledge.dev/managed": "true"}, promoted
 

@@ -80,7 +80,10 @@ def test_a_deleted_primary_deployment_is_recreated(env: environment.Environment,
     again = eventually(recreated, timeout=30, what="web-primary recreated")
     assert again["spec"]["template"]["spec"]["containers"][0]["image"] == "example.invalid/web:1"
     assert again["spec"]["selector"] == {"matchLabels": {"app": "web-primary"}}
-    assert again["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    # Marked as the Canary's, not owned by it: garbage collection must not take a primary that still serves.
+    uid = (kubectl.get(api, models.API_VERSION, "Canary", namespace, "web") or {})["metadata"]["uid"]
+    assert again["metadata"]["annotations"]["fledge.dev/canary-uid"] == uid
+    assert "ownerReferences" not in again["metadata"]
 
     # And it serves the next release: promoted into the recreated primary.
     kubectl.apply(api, apps.deployment(namespace, "web", "2"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from apis import models
+from apis import models, naming
 from canary import core
 from canary.engine import context, observe
 
@@ -55,8 +55,12 @@ def scale_up(subject: models.Canary, *objects: dict[str, Any], primary: int = 5)
     ctx = context.make(None, context.Settings(default_provider="kubernetes"))
     store = ctx.cluster.store
     store.upsert(deployment("web", 0, "web:2"))  # parked after the last run, new template from Git
-    store.upsert(deployment("web-primary", primary, "web:1"))  # as its own autoscaler left it
+    made = deployment("web-primary", primary, "web:1")  # as its own autoscaler left it
+    made["metadata"]["annotations"] = naming.owner_annotations(subject)  # Fledge made it for this Canary
+    store.upsert(made)
     for body in objects:
+        if body["metadata"]["name"].endswith("-primary"):  # the primary's autoscaler, made by Fledge too
+            body = {**body, "metadata": {**body["metadata"], "ownerReferences": [naming.owner_reference(subject)]}}
         store.upsert(body)
     snapshot = asyncio.run(observe.observe(ctx.cluster, ctx.settings, ctx.memos, subject, NOW))
     assert snapshot.observed.error is None, snapshot.observed.error

@@ -126,3 +126,18 @@ spec:
     assert canary.name == "web" and list(templates) == [("shop", "errors")]
     assert backtest.parse_moment("1714564800") == T0
     assert backtest.parse_moment("2024-05-01T12:00:00Z") == T0
+
+
+def test_a_vendor_api_metric_is_refused_by_name_at_every_replayed_tick() -> None:
+    template = models.parse_metric_template({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "dd", "namespace": "shop"},
+        "spec": {"provider": {"type": "datadog", "secretRef": {"name": "datadog"}}, "query": "avg:errors{*}"}})
+    canary = make_canary(metrics=[{"name": "errors", "templateRef": {"name": "dd"}, "thresholdRange": {"max": 1}}])
+    history = Counts(canary_error=0.01, requests=10000)
+    replay = asyncio.run(backtest.replay(canary, history, T0, T0 + datetime.timedelta(seconds=60),
+                                         templates={("shop", "dd"): template}, metrics_server="http://prometheus:9090"))
+    assert replay.outcome == "rolled back"
+    failed = [check for tick in replay.ticks for check in tick.status.checks if check.name == "errors"]
+    assert failed and all(not check.passed for check in failed)
+    assert "fledge backtest replays Prometheus only; the datadog provider cannot be asked for a past time" in (
+        failed[-1].message or "")

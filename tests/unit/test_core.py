@@ -686,3 +686,39 @@ def test_the_core_reports_the_primary_cookie_and_leaves_it_after_the_run() -> No
     rollback = decide(World(failing, now=LATER, routes=core.Weights(60, 40), checks=[FAIL]))
     assert routes_of(rollback) == [core.ALL_PRIMARY]
     assert rollback.status.primary_session_affinity_cookie == primary.pair
+
+
+# -- a conflict: an object at a name the Canary needs is someone else's -----------------------------------
+
+
+def test_a_conflict_before_a_release_writes_nothing_and_says_so_once() -> None:
+    world = World(make(status={"phase": "Succeeded", "lastAppliedSpec": "rev1", "lastPromotedSpec": "rev1"}),
+                  conflict="Secret ns/db-primary exists and was not created by Fledge for this Canary")
+    decision = world.decide()
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.status.message.startswith("Conflict: Secret ns/db-primary")
+    assert [type(action) for action in decision.actions] == [core.Event]
+    again = World(make(status={"phase": "Succeeded", "message": decision.status.message}),
+                  conflict="Secret ns/db-primary exists and was not created by Fledge for this Canary").decide()
+    assert again.actions == ()
+
+
+@pytest.mark.parametrize("phase", ["Progressing", "WaitingPromotion", "Promoting", "Finalising"])
+def test_a_conflict_mid_release_rolls_back_to_the_primary_rather_than_stay_split(phase: str) -> None:
+    world = World(make(status=progressing(phase=phase, canaryWeight=40, lastAppliedSpec="rev2")),
+                  routes=core.Weights(60, 40), conflict="Secret ns/db-primary exists and was not created by "
+                                                        "Fledge for this Canary")
+    decision = world.decide()
+    assert decision.status.phase == Phase.FAILED
+    assert core.SetRoutes(core.ALL_PRIMARY) in decision.actions
+    assert core.ScaleTarget(0) in decision.actions
+    assert decision.status.message.startswith("Conflict: Secret ns/db-primary")
+
+
+def test_a_conflict_on_a_route_object_mid_release_writes_no_route() -> None:
+    world = World(make(status=progressing(canaryWeight=40, lastAppliedSpec="rev2")), routes=core.Weights(60, 40),
+                  conflict="HTTPRoute ns/app exists and was not created by Fledge for this Canary",
+                  conflict_in_routes=True)
+    decision = world.decide()
+    assert not any(isinstance(action, core.SetRoutes | core.ScaleTarget) for action in decision.actions)
+    assert "the routes are not Fledge's now" in decision.status.message

@@ -51,7 +51,8 @@ def test_the_primary_is_a_daemonset_copy_without_the_parking_selector() -> None:
     assert primary["metadata"]["annotations"]["fledge.dev/revision"] == "r1"
     assert "deprecated.daemonset.template.generation" not in primary["metadata"]["annotations"]
     assert primary["metadata"]["annotations"]["owner"] == "a"
-    assert primary["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+    assert primary["metadata"]["annotations"]["fledge.dev/canary-uid"] == "u-1"
+    assert "ownerReferences" not in primary["metadata"]
     assert primary["spec"]["selector"] == {"matchLabels": {"app": "agent-primary"}}
     assert "replicas" not in primary["spec"] and "strategy" not in primary["spec"]
     assert primary["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}

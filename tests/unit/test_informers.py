@@ -225,3 +225,66 @@ def test_the_first_list_is_tried_again_until_it_succeeds(monkeypatch: Any) -> No
     seen, _ = run(server)
     assert seen == [("ADDED", "web", "7")]
     assert [what.split()[0] for what, _ in server.requests] == ["GET", "GET", "GET", "WATCH"]
+
+
+def test_each_page_reaches_the_handler_before_the_next_page_is_asked_for() -> None:
+    # A kind with thousands of large objects must never be held whole: the handler sees page 1 while the
+    # server still has page 2 to send.
+    server = ScriptedServer(lists=[{"metadata": {"continue": "page2"}, "items": [deployment("a", "1")]},
+                                   {"metadata": {"resourceVersion": "9"}, "items": [deployment("b", "2")]}],
+                            watches=[])
+    handled_before: list[int] = []
+    store = watchcache.Store()
+
+    def handler(kind: str, body: dict[str, Any]) -> None:
+        handled_before.append(len(server.requests))  # how many requests were sent when this one was handled
+        store.upsert(body)
+
+    informer = informers.Informer(server, store, "apps/v1", "Deployment", "prod", handler)  # type: ignore[arg-type]
+    assert asyncio.run(informer.list())
+    assert handled_before == [1, 2]
+    assert informer.resource_version == "9"
+
+
+def test_config_watches_start_with_a_namespaces_first_canary_and_go_with_its_last() -> None:
+    from canary.controller import configscopes
+
+    store = watchcache.Store()
+    lists: list[tuple[str, str]] = []
+
+    class Server:
+        async def request(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+                          **_: Any) -> dict[str, Any]:
+            lists.append((method, path))
+            namespace = path.split("/")[4]
+            kind = "ConfigMap" if path.endswith("configmaps") else "Secret"
+            return {"metadata": {"resourceVersion": "5"},
+                    "items": [{"metadata": {"name": f"{kind.lower()}-1", "namespace": namespace,
+                                            "resourceVersion": "5"}, "data": {"k": "v"}}]}
+
+        async def watch(self, path: str, query: list[tuple[str, str]], server_timeout: int
+                        ) -> AsyncGenerator[dict[str, Any], None]:
+            await asyncio.Event().wait()
+            yield {}
+
+    def make(api_version: str, kind: str, namespace: str) -> informers.Informer:
+        return informers.Informer(Server(), store, api_version, kind, namespace,  # type: ignore[arg-type]
+                                  lambda _, body: store.upsert(body) and None)
+
+    async def scenario() -> tuple[list[str], list[tuple[str, str]], list[str]]:
+        scopes = configscopes.ConfigScopes(make, store)
+        await asyncio.gather(scopes.need("team-a"), scopes.need("team-a", "team-b"))
+        watching = scopes.watching()
+        cached = sorted(store.names("v1", "Secret") + store.names("v1", "ConfigMap"))
+        await scopes.release("team-a")
+        after = sorted(ns for ns, _ in store.names("v1", "Secret") + store.names("v1", "ConfigMap"))
+        await scopes.stop_all()
+        return watching, cached, after
+
+    watching, cached, after = asyncio.run(scenario())
+    assert watching == ["team-a", "team-b"]
+    assert sorted(lists) == sorted(("GET", f"/api/v1/namespaces/{ns}/{plural}")
+                                   for ns in ("team-a", "team-b") for plural in ("configmaps", "secrets"))
+    assert cached == [("team-a", "configmap-1"), ("team-a", "secret-1"), ("team-b", "configmap-1"),
+                      ("team-b", "secret-1")]
+    assert after == ["team-b", "team-b"], "team-a's configs leave the cache with its last Canary"

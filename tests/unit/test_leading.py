@@ -4,7 +4,6 @@ cached Canary, losing it stops them all at once."""
 from __future__ import annotations
 
 import asyncio
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,15 +61,14 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
 
 def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
         ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
-    from canary.engine import revert
+    from canary.engine import handover
 
     released: list[str] = []
 
-    async def release(_: Any, canary: Any) -> None:
-        released.append(canary.name)
+    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+        released.append(deleted["metadata"]["name"])
 
-    monkeypatch.setattr(revert, "release_services", release)
-    monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
+    monkeypatch.setattr(handover, "hand_back", hand_back)
 
     async def scenario() -> None:
         handlers.install(context.make(None, context.Settings()))
@@ -80,6 +78,10 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
         await handlers.start_leading()
         await event(body=body("b"), type="ADDED", namespace="ns", name="b")
         await event(body=body("b"), type="DELETED", namespace="ns", name="b")  # as the leader
+        for _ in range(100):  # the hand-back runs in a task of its own
+            if released:
+                break
+            await asyncio.sleep(0.01)
         await handlers.stop_leading(grace_seconds=1)
 
     asyncio.run(scenario())
@@ -90,17 +92,16 @@ def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
         ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
     # Only the leader sees a DELETED as one: a refusal while its renewal lands late must not drop the hand-back.
     from canary.cluster import fence
-    from canary.engine import revert
+    from canary.engine import handover
 
     attempts: list[str] = []
 
-    async def release(_: Any, canary: Any) -> None:
-        attempts.append(canary.name)
+    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+        attempts.append(deleted["metadata"]["name"])
         if len(attempts) == 1:
             raise fence.LeaseLost("not renewed yet")
 
-    monkeypatch.setattr(revert, "release_services", release)
-    monkeypatch.setattr(revert, "canary_of", lambda deleted: types.SimpleNamespace(name=deleted["metadata"]["name"]))
+    monkeypatch.setattr(handover, "hand_back", hand_back)
     monkeypatch.setattr(handlers, "HAND_BACK_RETRY_SECONDS", 0.01)
 
     async def scenario() -> None:
@@ -109,6 +110,7 @@ def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
         await handlers.start_leading()
         await event(body=body("b"), type="ADDED", namespace="ns", name="b")
         await event(body=body("b"), type="DELETED", namespace="ns", name="b")
+        await asyncio.gather(*handlers._HANDOVERS)  # the hand-back runs in a task of its own
         await handlers.stop_leading(grace_seconds=1)
 
     asyncio.run(scenario())

@@ -306,6 +306,14 @@ def test_a_provider_that_cannot_be_built_is_a_failed_check() -> None:
     )
 
 
+@pytest.fixture
+def datadog_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Flagger type Fledge does not run (every one runs now: datadog is taken away for these tests)."""
+    monkeypatch.setattr(providers, "BUILDERS", {"prometheus": providers.BUILDERS["prometheus"]})
+    monkeypatch.setattr(providers, "NOT_SUPPORTED", frozenset({"datadog"}))
+
+
+@pytest.mark.usefixtures("datadog_not_supported")
 def test_an_unsupported_provider_type_is_a_failed_check() -> None:
     found = models.parse_metric_template({
         "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
@@ -420,6 +428,7 @@ def test_valid_metrics_validate() -> None:
          "ingress, interval, variables (variables.<key> for templateVariables)"),
     ],
 )
+@pytest.mark.usefixtures("datadog_not_supported")
 def test_validate_metrics_names_the_field(metrics: list[dict[str, Any]], templates_found: list[models.MetricTemplate],
                                           field: str, message: str) -> None:
     with pytest.raises(errors.SpecError) as caught:

@@ -41,13 +41,11 @@ def test_unimplemented_flagger_field_is_refused_by_name(where: tuple[str, ...], 
     assert says in refused.value.message and "remove it" in refused.value.message
 
 
-def test_cloudwatch_region_is_refused_by_name() -> None:
+def test_cloudwatch_region_is_accepted() -> None:
     template = {"apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
                 "metadata": {"name": "m", "namespace": "shop"},
-                "spec": {"provider": {"type": "prometheus", "region": "eu-west-1"}, "query": "up"}}
-    with pytest.raises(models.SpecError) as refused:
-        models.parse_metric_template(template)
-    assert refused.value.field == "spec.provider.region"
+                "spec": {"provider": {"type": "cloudwatch", "region": "eu-west-1"}, "query": "[]"}}
+    assert models.parse_metric_template(template).spec.provider.region == "eu-west-1"
 
 
 def test_the_crd_schema_has_none_of_them() -> None:

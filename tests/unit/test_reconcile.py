@@ -193,6 +193,9 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
                         "annotations": {key: None for key in naming.GITOPS_DISABLED}}
     assert {key: write.patch["metadata"]["annotations"][key] for key in naming.GITOPS_DISABLED} == \
         naming.GITOPS_DISABLED
+    # Marked with the Canary that took it over: only that one gives it back (a refused second one does not).
+    marks = naming.owner_annotations(canary())
+    assert {key: write.patch["metadata"]["annotations"][key] for key in marks} == marks
 
     taken = users_service()
     taken["metadata"]["annotations"] = write.patch["metadata"]["annotations"]
@@ -201,7 +204,10 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     assert workloads.plan(canary(), target(), cluster.lookup, None) == workloads.Plan()  # recorded once only
 
     restore = services.restore_patch(taken, canary())
-    assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None,
+    second = canary().model_copy(update={"metadata": canary().metadata.model_copy(update={"uid": "other"})})
+    assert services.restore_patch(taken, second) is None
+    assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None, naming.OWNER_NAME: None,
+                                                    naming.OWNER_UID: None,
                                                     **{key: None for key in naming.GITOPS_DISABLED}}},
                        "spec": {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}}
     owned = served(services.desired(canary(), target())[0])

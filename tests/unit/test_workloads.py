@@ -78,9 +78,10 @@ def test_primary_deployment_is_a_renamed_copy() -> None:
     meta = primary["metadata"]
     assert meta["name"] == "web-primary"
     assert meta["labels"] == {"team": "a", "app": "web-primary", "fledge.dev/managed": "true"}
-    assert meta["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED}
-    assert meta["ownerReferences"] == [{"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "web",
-                                        "uid": "u-1", "controller": True, "blockOwnerDeletion": True}]
+    # Marked as the Canary's, not owned by it: garbage collection must not take it while it still serves.
+    assert meta["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED, "fledge.dev/canary": "web",
+                                   "fledge.dev/canary-uid": "u-1"}
+    assert "ownerReferences" not in meta
     spec = primary["spec"]
     assert spec["replicas"] == 3 and spec["minReadySeconds"] == 5
     assert spec["selector"] == {"matchLabels": {"app": "web-primary"}}
@@ -123,7 +124,8 @@ def test_primary_labels_follow_the_prefix_list_and_never_copy_fluxs(prefixes: tu
     primary = workloads.primary_workload(canary(), flux_target(), {}, replicas=1, label_prefixes=prefixes)
     # Fledge's own mark never replaces the user's (or Helm's) managed-by.
     assert primary["metadata"]["labels"] == {**kept, "app": "web-primary", **naming.MANAGED_BY}
-    assert primary["metadata"]["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED}
+    assert primary["metadata"]["annotations"] == {"owner": "a", **naming.GITOPS_DISABLED,
+                                                  **naming.owner_annotations(canary())}
     assert naming.is_managed(primary)
 
 
@@ -139,7 +141,7 @@ def test_every_generated_object_tells_flux_and_helm_to_keep_off() -> None:
               "metadata": {"name": "web-config", "labels": {**USER_LABELS, **FLUX_LABELS}}}
     copied = workloads.config_copy(canary(), source, ("team",))
     assert copied["metadata"]["labels"] == {"team": "a", **naming.MANAGED_BY}
-    assert copied["metadata"]["annotations"] == naming.GITOPS_DISABLED
+    assert copied["metadata"]["annotations"] == {**naming.GITOPS_DISABLED, **naming.owner_annotations(canary())}
     generated = services.desired(canary(apex={"annotations": {"a": "1"}}), target())
     assert [s["metadata"]["annotations"] for s in generated] == [
         {"a": "1", **naming.GITOPS_DISABLED}, naming.GITOPS_DISABLED, naming.GITOPS_DISABLED]

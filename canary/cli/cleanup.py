@@ -1,0 +1,98 @@
+"""``fledge cleanup NAME``: finish the hand-back of a Canary deleted while the controller was away.
+
+Why this exists: a Canary's primary workload and its ``-primary`` configs carry no ownerReference (README
+"Deleting a Canary"), so garbage collection never removes them while they serve.  The controller hands the
+traffic back when it sees the deletion; deleted while it was down, the primary keeps serving until this
+command does the same steps: scale the target up and wait until it is ready, give the Services the Canary
+took over their own selector back, then delete what carries the Canary's mark (``apis.naming``).
+
+What it must not do: run while the Canary still exists, or touch an object without that Canary's mark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from apis import naming
+from canary.cli import client
+from canary.cluster import kube
+from canary.objects import services, workloads
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def _items(api: Any, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+    items = kube.request(api, "GET", kube.resource_for(api_version, kind).list_path(namespace)).get("items") or []
+    return [{**item, "apiVersion": api_version, "kind": kind} for item in items]
+
+
+def _marked(item: dict[str, Any], name: str) -> bool:
+    return ((item.get("metadata") or {}).get("annotations") or {}).get(naming.OWNER_NAME) == name
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    api = client.api_client(args.kubeconfig)
+    namespace = client.namespace_of(args)
+    try:
+        kube.request(api, "GET", client.canary_path(namespace, args.name))
+        print(f"Canary {namespace}/{args.name} still exists; delete it first (the controller then hands back)")
+        return 1
+    except Exception as exc:
+        if kube.status_of(exc) != 404:
+            raise
+    primaries = [item for kind in ("Deployment", "DaemonSet") for item in _items(api, "apps/v1", kind, namespace)
+                 if _marked(item, args.name)]
+    for primary in primaries:
+        if not _target_ready(api, namespace, primary, args.timeout) and not args.force:
+            print(f"the target of {primary['kind']} {namespace}/{primary['metadata']['name']} is not ready "
+                  f"after {args.timeout:.0f} s; nothing deleted (--force deletes the primary anyway)")
+            return 1
+    _release(api, namespace, args.name)
+    for api_version, kind in (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "ConfigMap"),
+                              ("v1", "Secret")):
+        for item in _items(api, api_version, kind, namespace):
+            if _marked(item, args.name):
+                kube.request(api, "DELETE", kube.resource_for(api_version, kind).path(namespace,
+                                                                                      item["metadata"]["name"]))
+                print(f"deleted {kind} {namespace}/{item['metadata']['name']}")
+    return 0
+
+
+def _target_ready(api: Any, namespace: str, primary: dict[str, Any], timeout: float) -> bool:
+    kind, name = primary["kind"], primary["metadata"]["name"].removesuffix("-primary")
+    path = kube.resource_for("apps/v1", kind).path(namespace, name)
+    deadline = time.monotonic() + timeout
+    scaled = False
+    while True:
+        try:
+            target = kube.request(api, "GET", path)
+        except Exception as exc:
+            if kube.status_of(exc) == 404:
+                return True  # no target: nothing would take the traffic anyway
+            raise
+        if not scaled and workloads.parked(target):
+            patch = workloads.scale_patch(target, max(1, int((primary.get("spec") or {}).get("replicas") or 1)))
+            if patch is not None:
+                kube.request(api, "PATCH", path, patch, MERGE_PATCH)
+                print(f"scaled {kind} {namespace}/{name} up")
+            scaled = True
+            continue
+        if workloads.workload_state(target).rolled_out(100):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
+
+
+def _release(api: Any, namespace: str, name: str) -> None:
+    """Give back each Service the Canary took over: its recorded selector and ports (``services.restore_patch``)."""
+    for service in _items(api, "v1", "Service", namespace):
+        annotations = (service.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(naming.OWNER_NAME) != name or services.ORIGINAL_SERVICE not in annotations:
+            continue
+        patch = services.restore_patch_of(service)
+        kube.request(api, "PATCH", kube.resource_for("v1", "Service").path(namespace, service["metadata"]["name"]),
+                     patch, MERGE_PATCH)
+        print(f"handed Service {namespace}/{service['metadata']['name']} back")

@@ -1,0 +1,98 @@
+"""A deleted Canary hands its traffic back before its primary goes, so deleting one is no outage.
+
+Why this exists: the primary workload (and its ``-primary`` configs) carry no ownerReference, only the
+Canary's mark (``apis.naming.owner_annotations``), so garbage collection cannot remove them while they still
+serve.  When the controller sees a Canary deleted, ``hand_back`` scales the target up again, waits until it is
+ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
+configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup`` (or the
+next deletion the controller sees) finishes the job.  With ``revertOnDeletion`` the target is ready already
+(``canary.engine.revert`` waited for it), and the same steps remove the primary.
+
+What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
+while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from apis import models, naming
+from canary import core
+from canary.cluster import kube
+from canary.engine import context, revert
+from canary.objects import workloads
+
+log = logging.getLogger("fledge.handover")
+WAIT_SECONDS = 600.0  # a target that is not ready by then keeps the primary: `fledge cleanup --force` ends it
+# Between handing the apex back and deleting the primary: kube-proxies and meshes learn the new endpoints a
+# few seconds after the selector changes, and requests already on their way to the primary must finish.
+DRAIN_SECONDS = 5.0
+
+
+async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds: float = WAIT_SECONDS,
+                    poll_seconds: float = 1.0, drain_seconds: float = DRAIN_SECONDS) -> None:
+    """The target serving again, then the apex Service handed back, then the primary deleted."""
+    canary = revert.canary_of(body)
+    namespace, kind = canary.namespace, canary.spec.target_ref.kind
+    primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
+    mine = primary is not None and naming.made_for(primary, canary)
+    if primary is not None and not mine:
+        return  # the target is another Canary's (this one was refused): nothing here is this Canary's to give back
+    if mine and not await _target_ready(cluster, canary, primary or {}, wait_seconds, poll_seconds):
+        log.warning("canary %s/%s: target %s is not ready after %.0f s; its primary keeps serving, run "
+                    "`fledge cleanup %s -n %s` once it is", namespace, canary.name, canary.spec.target_ref.name,
+                    wait_seconds, canary.name, namespace)
+        return
+    await revert.release_services(cluster, canary)
+    if mine:
+        await asyncio.sleep(drain_seconds)
+        await remove_primary(cluster, canary, body)
+
+
+async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary: Mapping[str, Any],
+                        wait_seconds: float, poll_seconds: float) -> bool:
+    namespace, kind, name = canary.namespace, canary.spec.target_ref.kind, canary.spec.target_ref.name
+    target = cluster.store.get("apps/v1", kind, namespace, name)
+    if target is None or (target.get("metadata") or {}).get("deletionTimestamp"):
+        return True  # the app itself is going: nothing would take the traffic, and nothing is lost by waiting
+    replicas = core.replicas(int((primary.get("spec") or {}).get("replicas") or 0))
+    start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
+    if start is not None:
+        await cluster.writer.patch("apps/v1", kind, namespace, name, start)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        state = workloads.workload_state(cluster.store.get("apps/v1", kind, namespace, name))
+        if not state.exists or state.rolled_out(canary.spec.analysis.canary_ready_threshold):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(poll_seconds)
+
+
+async def remove_primary(cluster: context.Cluster, canary: models.Canary, body: Mapping[str, Any]) -> None:
+    """Delete the primary workload and the ``-primary`` configs this Canary made (404: gone already)."""
+    kind = canary.spec.target_ref.kind
+    await _delete_mine(cluster, canary, "apps/v1", kind, canary.spec.primary_target_name)
+    tracked = ((body.get("status") or {}).get("trackedConfigs") or {})
+    for key in tracked:
+        config_kind, name = str(key).split("/", 1) if "/" in str(key) else ("", "")
+        if config_kind in ("configmap", "secret"):
+            await _delete_mine(cluster, canary, "v1", "ConfigMap" if config_kind == "configmap" else "Secret",
+                               naming.primary_name(name))
+
+
+async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_version: str, kind: str, name: str) -> None:
+    try:
+        current = cluster.store.get(api_version, kind, canary.namespace, name)
+        if current is None or kind in ("ConfigMap", "Secret"):
+            # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
+            current = await cluster.writer.read(api_version, kind, canary.namespace, name)
+        if current is not None and naming.made_for(current, canary):
+            await cluster.writer.delete(api_version, kind, canary.namespace, name)
+    except Exception as exc:
+        log.warning("could not delete %s %s/%s of deleted canary %s: %s", kind, canary.namespace, name,
+                    canary.name, kube.describe_api_error(exc) or exc)

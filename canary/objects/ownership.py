@@ -1,0 +1,95 @@
+"""Which objects a Canary needs at which names, and whether any of them is someone else's.
+
+Why this exists: Fledge creates an object only where none exists (the rule is ``apis.naming.conflict``).
+Before a tick writes anything, observe asks here for every object at a name the Canary needs (the primary
+workload, its ``-primary`` ConfigMaps and Secrets, the primary autoscaler, the router's objects) and for the
+other Canaries on the same target; any conflict stops the Canary's writes, and its status and an Event name
+the object.  Services are not checked here: the apex Service is adopted as Flagger documents
+(``canary.objects.services``).
+
+What it must not do: write, or decide what a conflict does to a release (``canary.core`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from apis import models, naming
+from canary.objects import autoscalers
+
+Manifest = dict[str, Any]
+Lookup = Callable[[str, str, str], Manifest | None]  # (apiVersion, kind, name) in the Canary's namespace
+ObjectId = tuple[str, str, str]  # apiVersion, kind, name
+
+
+def needed(canary: models.Canary, configs: Iterable[str], routes: Iterable[Mapping[str, Any]]) -> list[ObjectId]:
+    """The objects Fledge would create for ``canary``: the primary workload, a ``-primary`` copy of each tracked
+    config (``configmap/<name>`` or ``secret/<name>``), the primary autoscaler and the router's ``routes``."""
+    ids: list[ObjectId] = [("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)]
+    for key in configs:
+        kind, name = key.split("/", 1)
+        ids.append(("v1", "ConfigMap" if kind == "configmap" else "Secret", naming.primary_name(name)))
+    if canary.spec.autoscaler_ref is not None:
+        ids.append((autoscalers.HPA_API, "HorizontalPodAutoscaler",
+                    naming.primary_name(canary.spec.autoscaler_ref.name)))
+    return ids + route_ids(routes)
+
+
+def route_ids(routes: Iterable[Mapping[str, Any]]) -> list[ObjectId]:
+    """The router's objects among ``routes`` (Services are adopted, not checked: ``canary.objects.services``)."""
+    return [(str(route.get("apiVersion")), str(route.get("kind")), str((route.get("metadata") or {}).get("name")))
+            for route in routes if route.get("kind") != "Service"]
+
+
+def conflicts(canary: models.Canary, ids: Iterable[ObjectId], lookup: Lookup) -> list[str]:
+    """A message for each object at a needed name that Fledge did not make for ``canary``."""
+    found = (naming.conflict(lookup(*object_id), canary) for object_id in ids)
+    return [message for message in found if message is not None]
+
+
+def first_claim(canary: models.Canary, others: Iterable[Mapping[str, Any]]) -> str | None:
+    """The conflict with an earlier Canary on the same target, while neither has made the primary yet.
+
+    Two Canaries created together would both find the primary's name free; the older one (by creation
+    time, then name) manages the target and the other is refused, naming it."""
+    ref = canary.spec.target_ref
+    mine = (str((canary.metadata.model_extra or {}).get("creationTimestamp") or ""), canary.name)
+    for other in others:
+        meta = other.get("metadata") or {}
+        target = (other.get("spec") or {}).get("targetRef") or {}
+        if (meta.get("name") == canary.name or meta.get("deletionTimestamp")
+                or target.get("name") != ref.name or (target.get("kind") or "Deployment") != ref.kind):
+            continue
+        if (str(meta.get("creationTimestamp") or ""), str(meta.get("name"))) < mine:
+            return (f"{ref.kind} {canary.namespace}/{ref.name} is the target of Canary {canary.namespace}/"
+                    f"{meta.get('name')} already; a target takes one Canary: delete Canary "
+                    f"{canary.namespace}/{canary.name}")
+    return None
+
+
+def adoption_patches(canary: models.Canary, configs: Iterable[str], lookup: Lookup
+                     ) -> list[tuple[str, str, str, Manifest]]:
+    """Merge patches ``(apiVersion, kind, name, patch)`` that make what Flagger made for the ``flagger.app``
+    Canary of the same name this Canary's (README "Moving from Flagger"): the primary workload and its
+    ``-primary`` configs, which Fledge does not apply again while they serve.  Each loses Flagger's
+    ownerReference, so that pruning Flagger's Canary does not collect it, and gets this Canary's mark (the
+    primary) or ownerReference (the configs).  The objects Fledge applies (routes, autoscaler, Services) are
+    adopted by the apply itself (``canary.cluster.kube.Writer.apply``)."""
+    primary_id = ("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
+    patches: list[tuple[str, str, str, Manifest]] = []
+    for api_version, kind, name in [primary_id, *needed(canary, configs, ())[1:]]:
+        if kind == "HorizontalPodAutoscaler":
+            continue  # applied every reconcile: the apply adopts it
+        current = lookup(api_version, kind, name)
+        if current is None or not naming.flagger_owned(current):
+            continue
+        refs = [ref for ref in (current.get("metadata") or {}).get("ownerReferences") or []
+                if not naming.is_flagger_canary(ref)]
+        meta: Manifest
+        if (api_version, kind, name) == primary_id:
+            meta = {"ownerReferences": refs or None, "annotations": naming.owner_annotations(canary)}
+        else:
+            meta = {"ownerReferences": [*refs, naming.owner_reference(canary)]}
+        patches.append((api_version, kind, name, {"metadata": meta}))
+    return patches
