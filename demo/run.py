@@ -6,24 +6,29 @@ Canary and a MetricTemplate; ships v2 the way a GitOps sync would and follows it
 to Succeeded; ships v3 with injected errors and follows the rollback to Failed.
 It exits 0 only if both outcomes happened, and prints how long each took.
 
+While it runs, ``fledge dashboard`` serves the release live; the demo prints its URL first.
+
 What it must not do: help the controller along (it only applies YAML and reads status).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
+import secrets
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from demo import manifests
 from localkube import controller as local_controller
-from localkube import environment
+from localkube import environment, processes
 from localkube import manifests as kubectl
 
 TIMEOUT = 300
@@ -76,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
     env.up()
     ctl = local_controller.Controller(env, provider=provider)
     try:
-        return _run(env, ctl, provider)
+        with dashboard(env, keep=args.keep):
+            return _run(env, ctl, provider)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
@@ -86,6 +92,21 @@ def main(args: argparse.Namespace) -> int:
         else:
             ctl.stop()
             env.down()
+
+
+@contextlib.contextmanager
+def dashboard(env: environment.Environment, keep: bool) -> Iterator[None]:
+    """``fledge dashboard`` on the demo's cluster for as long as the demo runs (and after, with --keep)."""
+    port, token = processes.free_port(), secrets.token_urlsafe(18)
+    argv = [sys.executable, "-m", "canary.cli", "dashboard", f"--kubeconfig={env.kubeconfig}",
+            f"--port={port}", f"--token={token}"]
+    proc, _ = processes.spawn("dashboard", argv, env.folder / "logs" / "dashboard.log", (port,))
+    say(f"== watch it live: http://127.0.0.1:{port}/?token={token}")
+    try:
+        yield
+    finally:
+        if not keep:
+            processes.stop(proc)
 
 
 def _run(env: environment.Environment, ctl: local_controller.Controller, provider: str) -> int:

@@ -38,6 +38,7 @@ GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
 FLAGGER_VERSION = "v1.44.0"
+CLI_UTILS_VERSION = "v0.37.2"
 
 
 def cache_root() -> pathlib.Path:
@@ -69,6 +70,9 @@ class Component:
     packages: tuple[str, ...]
     names: tuple[str, ...] = ()  # binary names when a package path does not end in one
     tool: bool = False  # built under tools_cache_root()
+    # A command of Fledge's own (a folder of this repository holding one main package) built against the
+    # module: copied into the scratch module, never built in place.
+    source: str = ""
 
     def root(self) -> pathlib.Path:
         return tools_cache_root() if self.tool else cache_root()
@@ -122,12 +126,23 @@ FLAGGER = Component(
     packages=("github.com/fluxcd/flagger/cmd/flagger",),
     tool=True,
 )
+# Flux's kstatus, the library behind a Kustomization's wait and healthChecks, wrapped in a small command
+# (localkube/kstatus/main.go) that tests run against Canaries.
+KSTATUS = Component(
+    key="kstatus-check",
+    module="sigs.k8s.io/cli-utils",
+    version=CLI_UTILS_VERSION,
+    packages=(".",),
+    names=("kstatus-check",),
+    tool=True,
+    source="localkube/kstatus",
+)
 # What the local control plane needs to start; every environment waits for these.
 COMPONENTS = (ETCD, KWOK, KUBERNETES)
 # Tools only some tests use.  `python -m localkube.build` (./dev's build step) builds them before pytest starts;
 # the tests only `require` them, so a build never runs inside a test (where warnings are errors and its minutes
 # count against the test), and a missing tool fails its test with the command to run instead of being skipped.
-TOOLS = (HELM, FLAGGER)
+TOOLS = (HELM, FLAGGER, KSTATUS)
 
 
 class BuildError(RuntimeError):
@@ -255,6 +270,8 @@ def build(component: Component) -> dict[str, pathlib.Path]:
         ldflags = helm_ldflags(module_dir(component.module, component.version, work), component.version)
     gomod.append(f"require {component.module} {component.version}")
     (work / "go.mod").write_text("\n".join(gomod) + "\n")
+    if component.source:
+        return _build_source(component, work)
     run_go(["mod", "download"], work, f"resolve {component.key}")
     staging_dir = work / "out"
     if staging_dir.exists():
@@ -272,6 +289,22 @@ def build(component: Component) -> dict[str, pathlib.Path]:
     component.bin_dir().mkdir(parents=True, exist_ok=True)
     for name, target in component.binaries().items():
         os.replace(staging_dir / name, target)
+    return component.binaries()
+
+
+def _build_source(component: Component, work: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Build a command of this repository (``component.source``) in the scratch module that requires the
+    component's module; its other requirements are resolved through the module proxy by ``go mod tidy``."""
+    source = pathlib.Path(__file__).resolve().parent.parent / component.source
+    for path in source.glob("*.go"):
+        shutil.copy(path, work / path.name)
+    run_go(["mod", "tidy"], work, f"resolve {component.key}")
+    (name, target), = component.binaries().items()
+    staging = work / "out" / name
+    staging.parent.mkdir(exist_ok=True)
+    run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(staging), "."], work, f"build {name}")
+    component.bin_dir().mkdir(parents=True, exist_ok=True)
+    os.replace(staging, target)
     return component.binaries()
 
 

@@ -115,6 +115,16 @@ def _history_parsers(sub: Any) -> None:
     backtest.set_defaults(func=_lazy("canary.cli.backtest", "main"))
 
 
+def _dashboard_parser(sub: Any) -> None:
+    board = sub.add_parser("dashboard", help="a read-only web page of every canary, live from the watch stream")
+    board.add_argument("-n", "--namespace", help="only this namespace (default: every namespace you may list)")
+    board.add_argument("--kubeconfig")
+    board.add_argument("--address", default="127.0.0.1", help="address to listen on (default loopback)")
+    board.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    board.add_argument("--token", help="the token the URL carries (default: a random one)")
+    board.set_defaults(func=_lazy("canary.cli.dashboard", "main"))
+
+
 # The operator's commands: each writes a request on the Canary and an Event naming who asked (canary.cli.operator).
 OPERATOR_COMMANDS = {
     "promote": "skip the remaining steps and promote (a rollback webhook is still asked)",
@@ -260,6 +270,7 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     _operator_parsers(sub)
     _cleanup_parser(sub)
     _history_parsers(sub)
+    _dashboard_parser(sub)
     return root
 
 

@@ -16,6 +16,10 @@ the same facts are also exposed under Flagger's names, labels and meanings
   (Flagger's "seconds spent performing canary analysis"), not a whole release;
 - ``flagger_canary_total`` counts the canaries of each namespace.
 
+For the Grafana dashboard (charts/fledge/dashboards/fledge.json), each metric check's thresholdRange bounds
+(``fledge_canary_metric_threshold``) and the judge's last verdict and interval (``fledge_canary_judge``,
+``fledge_canary_judge_effect``) are exported beside the values, so a check can be drawn against its bounds.
+
 How: the process-wide metrics (ticks, API requests, leadership) are prometheus_client objects.  The
 per-canary series (about 50 per canary) are not: with prometheus_client, every scrape walked and
 formatted each of them, which at 200 canaries and a scrape a second was a fifth of the controller's
@@ -72,6 +76,12 @@ STATUS = Family("fledge_canary_status", "gauge", "Last canary outcome: 0 running
 PHASE = Family("fledge_canary_phase", "gauge", "1 for the current phase of each canary")
 WEIGHT = Family("fledge_canary_weight", "gauge", "Traffic weight per workload")
 ANALYSIS = Family("fledge_canary_metric_analysis", "gauge", "Last value of each analysis check")
+THRESHOLD = Family("fledge_canary_metric_threshold", "gauge",
+                   "Bounds of each metric check's thresholdRange (bound: min or max); a value outside fails")
+JUDGE = Family("fledge_canary_judge", "gauge",
+               "The judge's last comparison of each check: 1 for its verdict (Pass, Fail, Inconclusive, Error)")
+JUDGE_EFFECT = Family("fledge_canary_judge_effect", "gauge",
+                      "The judge's canary/primary ratio (bound: effect) and its confidence interval (lower, upper)")
 DURATION = Family("fledge_canary_duration_seconds", "histogram",
                   "Duration of canary releases, from Progressing to Succeeded or Failed")
 SUCCESSES = Family("fledge_canary_successes", "counter", "Promoted releases")
@@ -88,14 +98,16 @@ FLAGGER_ANALYSIS = Family("flagger_canary_metric_analysis", "gauge", "Last value
                           flagger=True)
 FLAGGER_SUCCESSES = Family("flagger_canary_successes", "counter", "Promoted releases", flagger=True)
 FLAGGER_FAILURES = Family("flagger_canary_failures", "counter", "Rolled back releases", flagger=True)
-PER_CANARY = (STATUS, PHASE, WEIGHT, ANALYSIS, DURATION, SUCCESSES, FAILURES, ERRORS, FLAGGER_DURATION,
-              FLAGGER_STATUS, FLAGGER_WEIGHT, FLAGGER_ANALYSIS, FLAGGER_SUCCESSES, FLAGGER_FAILURES)
+PER_CANARY = (STATUS, PHASE, WEIGHT, ANALYSIS, THRESHOLD, JUDGE, JUDGE_EFFECT, DURATION, SUCCESSES, FAILURES,
+              ERRORS, FLAGGER_DURATION, FLAGGER_STATUS, FLAGGER_WEIGHT, FLAGGER_ANALYSIS, FLAGGER_SUCCESSES,
+              FLAGGER_FAILURES)
 
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 FLAGGER_DURATION_BUCKETS = tuple(float(b) for b in prometheus_client.Histogram.DEFAULT_BUCKETS if b != math.inf)
 # Flagger's deployment_strategy label values for Fledge's strategy names.
 FLAGGER_STRATEGIES = {"canary": "canary", "bluegreen": "blue-green", "ab": "ab-testing"}
 PHASES = [phase.value for phase in models.CanaryPhase]
+VERDICTS = ("Pass", "Fail", "Inconclusive", "Error")
 
 
 def _number(value: float) -> str:
@@ -149,6 +161,9 @@ class Series:
     phase: str | None = None
     weight: int | None = None
     checks: dict[str, float] = dataclasses.field(default_factory=dict)
+    thresholds: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # (metric, min|max) → bound
+    verdicts: dict[str, str] = dataclasses.field(default_factory=dict)  # judge check → its last verdict
+    effects: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # (check, bound) → ratio
     duration: Histogram | None = None
     flagger_duration: Histogram | None = None
     successes: int | None = None
@@ -182,6 +197,16 @@ class Series:
             labels = own if family is ANALYSIS else flagger
             return "".join(_line(family.name, {**labels, "metric": metric}, value)
                            for metric, value in self.checks.items())
+        if family is THRESHOLD:
+            return "".join(_line(family.name, {**own, "metric": metric, "bound": bound}, value)
+                           for (metric, bound), value in self.thresholds.items())
+        if family is JUDGE:
+            return "".join(_line(family.name, {**own, "metric": metric, "verdict": verdict},
+                                 1 if verdict == last else 0)
+                           for metric, last in self.verdicts.items() for verdict in VERDICTS)
+        if family is JUDGE_EFFECT:
+            return "".join(_line(family.name, {**own, "metric": metric, "bound": bound}, value)
+                           for (metric, bound), value in self.effects.items())
         if family is DURATION:
             return "" if self.duration is None else self.duration.lines(family.name, own)
         if family is FLAGGER_DURATION:
@@ -241,6 +266,7 @@ def record(canary: models.Canary, status: models.CanaryStatus) -> None:
     if checks != series.checks:
         series.checks = checks
         series.changed(ANALYSIS, FLAGGER_ANALYSIS)
+    _record_checks(series, status.checks)
     flagger_status = 0 if phase == "Progressing" else 2 if phase == "Failed" else 1
     if series.flagger_status != flagger_status:
         series.flagger_status = flagger_status
@@ -252,6 +278,30 @@ def record(canary: models.Canary, status: models.CanaryStatus) -> None:
     elif phase in vocabulary.RUNNING_PHASES and series.status != 0:  # a run under way, promotion included
         series.status = 0
         series.changed(STATUS)
+
+
+def _record_checks(series: Series, checks: Iterable[models.CheckResult]) -> None:
+    """Thresholds and the judge's verdicts of the checks in a status; a check's last known ones stay."""
+    thresholds, verdicts, effects = dict(series.thresholds), dict(series.verdicts), dict(series.effects)
+    for check in checks:
+        for bound, value in (("min", check.min), ("max", check.max)):
+            if value is not None:
+                thresholds[check.name, bound] = value
+        if check.judge is not None:
+            verdicts[check.name] = check.judge.verdict
+            for bound, value in (("effect", check.judge.effect), ("lower", check.judge.lower),
+                                 ("upper", check.judge.upper)):
+                if value is not None and math.isfinite(value):
+                    effects[check.name, bound] = value
+    if thresholds != series.thresholds:
+        series.thresholds = thresholds
+        series.changed(THRESHOLD)
+    if verdicts != series.verdicts:
+        series.verdicts = verdicts
+        series.changed(JUDGE)
+    if effects != series.effects:
+        series.effects = effects
+        series.changed(JUDGE_EFFECT)
 
 
 def _outcome(canary: models.Canary, series: Series, phase: str) -> None:

@@ -17,7 +17,7 @@ import datetime
 from collections.abc import Sequence
 
 from apis import affinity, models, vocabulary
-from canary.core import state
+from canary.core import conditions, state
 
 Phase = models.CanaryPhase
 # How soon to look again while waiting on the cluster (a rollout, readiness) rather than on the interval.
@@ -33,10 +33,10 @@ API_ERROR_PREFIX = "Kubernetes API error: "
 
 
 def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStatus:
-    """The fields every decided status carries: the generation it was decided for, no stale refusal, and the
-    session cookies that the decided routes hand out or take back (``apis.affinity``: Flagger's
-    sessionAffinityCookie, previousSessionAffinityCookie and primarySessionAffinityCookie, named as the routers
-    name them)."""
+    """The fields every decided status carries: the generation it was decided for, no stale refusal, the
+    conditions GitOps tools read (``canary.core.conditions``), and the session cookies that the decided routes
+    hand out or take back (``apis.affinity``: Flagger's sessionAffinityCookie, previousSessionAffinityCookie and
+    primarySessionAffinityCookie, named as the routers name them)."""
     status = decision.status
     update: dict[str, object] = {}
     generation = obs.canary.metadata.generation
@@ -50,7 +50,11 @@ def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStat
         # The routers read the Canary as the tick found it (obs.canary) and the last weights set.
         cookie = affinity.status_fields(obs.canary, routes[-1])
         update.update({key: value for key, value in cookie.items() if getattr(status, key) != value})
-    return status.model_copy(update=update) if update else status
+    status = status.model_copy(update=update) if update else status
+    # A Canary the models reject may have no spec at all (``observe.invalid``): it is not suspended.
+    spec = obs.canary.spec if "spec" in obs.canary.model_fields_set else None
+    return conditions.apply(obs.canary.status, status, obs.gates, obs.now, paused=obs.paused,
+                            suspended=spec is not None and bool(spec.suspend))
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:

@@ -132,7 +132,11 @@ def test_unchanged_revision_is_a_no_op() -> None:
     canary = make(status={"phase": "Succeeded", "lastAppliedSpec": "rev2", "lastPromotedSpec": "rev2"})
     decision = decide(World(canary, target=dataclasses.replace(core.Workload.ready_with(0), exists=True)))
     assert decision.actions == ()
-    assert decision.status == canary.status
+    # The first tick adds only the conditions GitOps tools read; the next one writes nothing.
+    assert decision.status.model_copy(update={"conditions": []}) == canary.status
+    settled = canary.model_copy(update={"status": decision.status})
+    again = decide(World(settled, now=LATER, target=dataclasses.replace(core.Workload.ready_with(0), exists=True)))
+    assert again.actions == () and again.status == settled.status
 
 
 def test_closed_confirm_rollout_gate_waits() -> None:
@@ -291,7 +295,11 @@ def test_skip_analysis_promotes_directly() -> None:
 def test_suspend_freezes() -> None:
     canary = make(status=progressing(canaryWeight=20), suspend=True)
     decision = decide(World(canary, now=LATER, checks=[FAIL]))
-    assert decision.actions == () and decision.status == canary.status
+    assert decision.actions == ()
+    # Nothing moves; only the Ready condition says why (kstatus and Argo CD read it).
+    assert decision.status.model_copy(update={"conditions": []}) == canary.status
+    ready = next(c for c in decision.status.conditions if c.type == "Ready")
+    assert (ready.status.value, ready.reason) == ("False", "Suspended")
 
 
 def test_spec_error_is_reported_and_never_leaves_traffic_split() -> None:

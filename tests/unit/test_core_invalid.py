@@ -51,8 +51,10 @@ def test_an_invalid_spec_mid_release_takes_the_one_rollback_path(phase: str) -> 
 def test_an_invalid_spec_outside_a_release_is_reported_once(phase: str) -> None:
     first = core.decide(core.Observed(canary=routable(phase), now=T0, revision=None, invalid=MESSAGE))
     assert (first.actions, first.status.message, first.status.phase) == ((), MESSAGE, models.CanaryPhase(phase))
-    again = core.decide(core.Observed(canary=routable(phase, MESSAGE), now=T0, revision=None, invalid=MESSAGE))
-    assert again.actions == () and again.status == routable(phase, MESSAGE).status.model_copy(
+    reported = routable(phase, MESSAGE).model_copy(update={"status": first.status})
+    again = core.decide(core.Observed(canary=reported, now=T0, revision=None, invalid=MESSAGE))
+    assert again.actions == () and again.status == first.status
+    assert first.status.model_copy(update={"conditions": []}) == routable(phase, MESSAGE).status.model_copy(
         update={"observed_generation": 3})
 
 

@@ -159,3 +159,33 @@ def test_a_scrape_after_a_change_shows_the_new_value_and_keeps_the_others() -> N
     phase = ("fledge_canary_phase", (("name", "release"), ("namespace", ns), ("phase", "Progressing")))
     assert before[phase] == after[phase] == 1
     assert len(after) == len(before)
+
+
+def test_thresholds_and_the_judges_verdicts_are_exported_for_the_dashboard() -> None:
+    namespace = f"ns-{uuid.uuid4().hex[:8]}"
+    target = canary(namespace, "Progressing")
+    judge = models.JudgeResult(verdict="Inconclusive", effect=1.4, lower=0.9, upper=2.2)
+    checks = [models.CheckResult(name="request-success-rate", kind="metric", value=97.5, min=99, passed=False),
+              models.CheckResult(name="request-duration", kind="metric", value=120, max=500, passed=True),
+              models.CheckResult(name="judge-errors", kind="judge", value=1.4, passed=False, judge=judge)]
+    telemetry.record(target, models.CanaryStatus(phase=models.CanaryPhase.PROGRESSING, checks=checks))
+    found = samples(namespace)
+    own = (("name", "release"), ("namespace", namespace))
+
+    def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted((*own, *labels.items())))
+
+    assert found[key("fledge_canary_metric_threshold", metric="request-success-rate", bound="min")] == 99
+    assert found[key("fledge_canary_metric_threshold", metric="request-duration", bound="max")] == 500
+    assert key("fledge_canary_metric_threshold", metric="request-duration", bound="min") not in found
+    assert [found[key("fledge_canary_judge", metric="judge-errors", verdict=v)] for v in telemetry.VERDICTS] == [
+        0, 0, 1, 0]
+    assert {bound: found[key("fledge_canary_judge_effect", metric="judge-errors", bound=bound)]
+            for bound in ("effect", "lower", "upper")} == {"effect": 1.4, "lower": 0.9, "upper": 2.2}
+    # The next step's verdict replaces the last; a status without the judge's check keeps what it said last.
+    passed = [*checks[:2], checks[2].model_copy(update={"judge": judge.model_copy(update={"verdict": "Pass"})})]
+    telemetry.record(target, models.CanaryStatus(phase=models.CanaryPhase.PROGRESSING, checks=passed))
+    telemetry.record(target, models.CanaryStatus(phase=models.CanaryPhase.PROGRESSING, checks=[]))
+    assert samples(namespace)[key("fledge_canary_judge", metric="judge-errors", verdict="Pass")] == 1
+    assert types()["fledge_canary_metric_threshold"] == "gauge"
+    telemetry.forget(namespace, "release")
