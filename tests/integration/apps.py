@@ -77,7 +77,7 @@ def scratch_namespace(env: environment.Environment, api: Any, prefix: str = "t")
     exports for it: a session's scrape must not grow with every test that ran before."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     core = kubernetes.client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
     try:
         yield name
     finally:
