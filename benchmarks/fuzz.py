@@ -57,7 +57,7 @@ RELEASE_ENDS = frozenset({CanaryPhase.SUCCEEDED, CanaryPhase.FAILED})
 TEMPLATE = "MetricTemplate:"
 # What may stand right before a path in a message: nothing of a longer path, except the API server's JSON
 # decoder's struct name for metadata ("Go struct field ObjectMeta.metadata.labels").
-_BEFORE = r"(?:(?<![\w.\[\]])|(?<=ObjectMeta\.))"
+_BEFORE = r"(?:(?<![\w.])|(?<=ObjectMeta\.))"
 # What follows a path that is named, not just a word: a field under it, "path: ...", the API server's
 # "path in body must be ...", or the decoder's "ObjectMeta.metadata.labels of type ...".
 _AFTER = r"(?=[.\[:]| in body| of type)"
@@ -91,6 +91,8 @@ class Figures:
     unnamed: list[Outcome] = dataclasses.field(default_factory=list)
     undecided: list[Outcome] = dataclasses.field(default_factory=list)
     hook_calls: int = 0
+    # Why the released objects that ended Failed failed: their last message, digits blanked, counted.
+    failed_because: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     canary_events: int = 0
     namespaces: int = 0
     tracebacks: int = 0
@@ -134,8 +136,10 @@ class Figures:
         ]
 
     def misses(self, limit: int = 20) -> list[str]:
-        return [f"  {o.namespace}/{o.name} ({o.how}) expected {list(o.paths)}: {o.result} phase={o.phase or '-'} "
-                f"{o.message[:300]}" for o in [*self.unnamed, *self.undecided][:limit]]
+        """The objects that broke a rule, then the commonest reasons of the Failed releases."""
+        reasons = [f"  Failed x{count}: {reason}" for reason, count in self.failed_because.most_common(8)]
+        return reasons + [f"  {o.namespace}/{o.name} ({o.how}) expected {list(o.paths)}: {o.result} "
+                          f"phase={o.phase or '-'} {o.message[:300]}" for o in [*self.unnamed, *self.undecided][:limit]]
 
 
 def draw_cases(count: int, seed_value: int = 0) -> list[hostile.Case]:
@@ -218,7 +222,7 @@ def apply_cases(env: environment.Environment, api: Any, namespaces: Sequence[str
                 outcome.result = "unnamed"
                 figures.unnamed.append(outcome)
             continue
-        apps.simulate(env, namespace, name, rps=2)  # traffic, so the builtin metric has something to measure
+        apps.simulate(env, namespace, name, rps=10)  # traffic, so the builtin metric has something to measure
         pending.append(outcome)
     return pending
 
@@ -230,6 +234,8 @@ def _judge(api: Any, outcome: Outcome, status: dict[str, Any], figures: Figures)
     released = outcome.revision is not None and status.get("lastAppliedSpec") != outcome.revision
     if released and phase in RELEASE_ENDS:
         outcome.result = phase
+        if phase == CanaryPhase.FAILED:
+            figures.failed_because[re.sub(r"\d+", "N", message)[:160]] += 1
     elif message and names_path(message, outcome.paths):
         outcome.result = "reported"
     elif outcome.revision is None and phase == CanaryPhase.INITIALIZED:

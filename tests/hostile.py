@@ -173,7 +173,8 @@ CANARY_PATHS: tuple[tuple[str | int, ...], ...] = (
 )
 UNKNOWN_FIELD_PARENTS = (("spec",), ("spec", "analysis"), ("spec", "service"), ("spec", "targetRef"))
 EXTRAS: dict[str, Any] = {
-    "metric": {"name": "m", "interval": "30s", "thresholdRange": {"min": 0}},
+    # Valid as it stands (a name that is no builtin metric needs a query), so the damage is the drawn key's.
+    "metric": {"name": "m", "interval": "30s", "thresholdRange": {"min": 0}, "query": "sum(up)"},
     "webhook": {"name": "w", "type": "rollout", "url": HOOK_PLACEHOLDER},
     "alert": {"name": "a", "providerRef": {"name": "missing-provider"}},
 }

@@ -209,6 +209,7 @@ def test_a_method_call_inside_a_loop_is_checked_before_it_allocates() -> None:
     ("spec.analysis.stepWeight: Invalid value: -1", ["spec.analysis.stepWeight"], True),
     ('spec.analysis.stepWeight in body must be of type integer: "string"', ["spec.analysis.stepWeight"], True),
     ("spec.analysis.interval: Required value", ["spec.analysis"], True),  # a field under the damaged one
+    ('Canary "x" is invalid: [spec: Required value, <nil>: Invalid value: null', ["spec"], True),
     ("spec.analysis.metrics[1].templateRef: MetricTemplate x/y not found", ["spec.analysis.metrics[1]"], True),
     ("json: cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string",
      ["metadata.labels"], True),
