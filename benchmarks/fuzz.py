@@ -55,9 +55,8 @@ IDEAL_RELEASE_SECONDS = (3 + 2) * 3.0
 CanaryPhase = vocabulary.Phase
 RELEASE_ENDS = frozenset({CanaryPhase.SUCCEEDED, CanaryPhase.FAILED})
 TEMPLATE = "MetricTemplate:"
-# What may stand right before a path in a message: nothing of a longer path, except the API server's JSON
-# decoder's struct name for metadata ("Go struct field ObjectMeta.metadata.labels").
-_BEFORE = r"(?:(?<![\w.])|(?<=ObjectMeta\.))"
+# What may stand right before a path in a message: nothing of a longer path.
+_BEFORE = r"(?<![\w.])"
 # What follows a path that is named, not just a word: a field under it, "path: ...", the API server's
 # "path in body must be ...", or the decoder's "ObjectMeta.metadata.labels of type ...".
 _AFTER = r"(?=[.\[:]| in body| of type)"
@@ -67,7 +66,16 @@ def names_path(message: str, paths: Iterable[str]) -> bool:
     """Whether ``message`` names one of ``paths`` or a field under one (``spec.analysis`` is named by
     "spec.analysis.interval: Required value" and by "spec.analysis: Invalid value", not by "spec: ..." nor
     by "spec.analysisX", nor by the words "the canary spec")."""
-    return any(re.search(_BEFORE + re.escape(path) + _AFTER, message) for path in paths)
+    return any(re.search(_BEFORE + re.escape(spelling) + _AFTER, message) for spelling in _spellings(paths))
+
+
+def _spellings(paths: Iterable[str]) -> Iterable[str]:
+    """Each path, and for metadata the API server's JSON decoder's own ("Go struct field ObjectMeta.labels of
+    type map[string]string" for metadata.labels)."""
+    for path in paths:
+        yield path
+        if path.startswith("metadata."):
+            yield "Go struct field ObjectMeta." + path.removeprefix("metadata.")
 
 
 @dataclasses.dataclass

@@ -211,8 +211,10 @@ def test_a_method_call_inside_a_loop_is_checked_before_it_allocates() -> None:
     ("spec.analysis.interval: Required value", ["spec.analysis"], True),  # a field under the damaged one
     ('Canary "x" is invalid: [spec: Required value, <nil>: Invalid value: null', ["spec"], True),
     ("spec.analysis.metrics[1].templateRef: MetricTemplate x/y not found", ["spec.analysis.metrics[1]"], True),
-    ("json: cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string",
+    ("json: cannot unmarshal array into Go struct field ObjectMeta.labels of type map[string]string",
      ["metadata.labels"], True),
+    ("json: cannot unmarshal array into Go struct field ObjectMeta.labels of type string", ["metadata.labels"], True),
+    ("json: cannot unmarshal bool into Go struct field ObjectMeta.labels of type map", ["metadata.annotations"], False),
     ("spec: Invalid value", ["spec.analysis.stepWeight"], False),  # a parent is not the damaged field
     ("spec.analysis.metrics[10].query: x", ["spec.analysis.metrics[1]"], False),
     ("spec.analysis.stepWeights[0]: must be under 100", ["spec.analysis.stepWeight"], False),
