@@ -128,8 +128,17 @@ queries = st.one_of(
 # -- objects ----------------------------------------------------------------------------------------
 
 
+# Where the valid objects' webhooks point; benchmarks/fuzz.py points them at a receiver of its own instead.
+HOOK_PLACEHOLDER = "http://127.0.0.1:9/hook"
+BASE_ANALYSIS: dict[str, Any] = {
+    "interval": "3s", "threshold": 2, "stepWeight": 20, "maxWeight": 60,
+    "metrics": [{"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 0}}],
+    "webhooks": [{"name": "gate", "type": "confirm-rollout", "url": HOOK_PLACEHOLDER}],
+}
+
+
 def canary(namespace: str, name: str, analysis: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A valid Canary of the Deployment ``name`` (Gateway API router, no metrics)."""
+    """A valid Canary of the Deployment ``name`` (Gateway API router, one builtin metric, one gate)."""
     return {
         "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
         "metadata": {"name": name, "namespace": namespace},
@@ -137,7 +146,7 @@ def canary(namespace: str, name: str, analysis: dict[str, Any] | None = None) ->
                  "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                  "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": namespace}]},
                  "progressDeadlineSeconds": 120,
-                 "analysis": analysis or {"interval": "3s", "threshold": 2, "stepWeight": 20, "maxWeight": 60}},
+                 "analysis": copy.deepcopy(analysis or BASE_ANALYSIS)},
     }
 
 
@@ -164,8 +173,9 @@ CANARY_PATHS: tuple[tuple[str | int, ...], ...] = (
 )
 UNKNOWN_FIELD_PARENTS = (("spec",), ("spec", "analysis"), ("spec", "service"), ("spec", "targetRef"))
 EXTRAS: dict[str, Any] = {
-    "metric": {"name": "m", "interval": "30s", "thresholdRange": {"min": 0}},
-    "webhook": {"name": "w", "type": "rollout", "url": "http://127.0.0.1:9/hook"},
+    # Valid as it stands (a name that is no builtin metric needs a query), so the damage is the drawn key's.
+    "metric": {"name": "m", "interval": "30s", "thresholdRange": {"min": 0}, "query": "sum(up)"},
+    "webhook": {"name": "w", "type": "rollout", "url": HOOK_PLACEHOLDER},
     "alert": {"name": "a", "providerRef": {"name": "missing-provider"}},
 }
 
@@ -177,6 +187,10 @@ class Case:
     canary: dict[str, Any]
     template: dict[str, Any] | None
     how: str  # what was done to the valid object, for reports
+    # The field paths each mutation damaged, as the API server spells them (``spec.analysis.stepWeight``,
+    # ``spec.analysis.metrics[1].templateRef``): a refusal or a status message must name one of them (or a
+    # field under one). A template's own paths are prefixed ``MetricTemplate:``.
+    paths: tuple[str, ...] = ()
 
     def renamed(self, namespace: str, name: str) -> Case:
         """The same case for the Deployment ``name`` in ``namespace`` (templates named ``name`` too)."""
@@ -187,6 +201,10 @@ class Case:
         target = spec.get("targetRef") if isinstance(spec, dict) else None
         if isinstance(target, dict) and target.get("name") == "app":
             target["name"] = name
+        service = spec.get("service") if isinstance(spec, dict) else None
+        for ref in _list(service.get("gatewayRefs") if isinstance(service, dict) else None):
+            if isinstance(ref, dict) and ref.get("namespace") == "fuzz":
+                ref["namespace"] = namespace
         template = None
         if self.template is not None:
             template = copy.deepcopy(self.template)
@@ -194,7 +212,7 @@ class Case:
             for metric in _metrics(body):
                 if isinstance(metric.get("templateRef"), dict) and metric["templateRef"].get("name") == "tpl":
                     metric["templateRef"]["name"] = name
-        return Case(body, template, self.how)
+        return Case(body, template, self.how, self.paths)
 
 
 def _metrics(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,9 +238,15 @@ def _set(body: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
 _DELETE = object()
 
 
-def _append(body: dict[str, Any], key: str, item: dict[str, Any]) -> None:
-    """Add ``item`` to spec.analysis.<key> when the earlier mutations left a list (or nothing) there."""
-    _set(body, ("spec", "analysis", key), [*_list(_get(body, ("spec", "analysis", key))), item])
+def _append(body: dict[str, Any], key: str, item: dict[str, Any]) -> str:
+    """Add ``item`` to spec.analysis.<key> when the earlier mutations left a list (or nothing) there; its path."""
+    items = [*_list(_get(body, ("spec", "analysis", key))), item]
+    _set(body, ("spec", "analysis", key), items)
+    return f"spec.analysis.{key}[{len(items) - 1}]"
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, path))
 
 
 def _list(value: Any) -> list[Any]:
@@ -233,49 +257,61 @@ def _list(value: Any) -> list[Any]:
 def canary_cases(draw: st.DrawFn) -> Case:
     """A Canary broken in one to three ways (or, now and then, left valid)."""
     body = canary("fuzz", "app")
-    hows = []
+    hows, paths = [], []
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(("value", "value", "delete", "unknown", "missing-ref", "extra", "query")))
         if kind == "value":
             path = draw(st.sampled_from(CANARY_PATHS))
             _set(body, path, draw(hostile_values))
-            hows.append(f"{'.'.join(map(str, path))}=<{type(_get(body, path)).__name__}>")
+            hows.append(f"{dotted(path)}=<{type(_get(body, path)).__name__}>")
+            paths.append(dotted(path))
         elif kind == "delete":
             path = draw(st.sampled_from(CANARY_PATHS))
             _set(body, path, _DELETE)
-            hows.append(f"delete {'.'.join(map(str, path))}")
+            hows.append(f"delete {dotted(path)}")
+            paths.append(dotted(path))
         elif kind == "unknown":
             parent = draw(st.sampled_from(UNKNOWN_FIELD_PARENTS))
             _set(body, (*parent, "fuzzField"), draw(hostile_values))
-            hows.append(f"unknown field under {'.'.join(parent)}")
+            hows.append(f"unknown field under {dotted(parent)}")
+            paths.append(dotted((*parent, "fuzzField")))
         elif kind == "missing-ref":
             ref = draw(st.sampled_from(("target", "template", "alert", "autoscaler")))
             if ref == "target":
                 _set(body, ("spec", "targetRef"), {"apiVersion": "apps/v1", "kind": "Deployment",
                                                    "name": "no-such-target"})
+                paths.append("spec.targetRef")
             elif ref == "template":
-                _append(body, "metrics", {"name": "t", "templateRef": {"name": "no-such-template"}})
+                paths.append(_append(body, "metrics", {"name": "t", "templateRef": {"name": "no-such-template"}})
+                             + ".templateRef")
             elif ref == "alert":
-                _append(body, "alerts", copy.deepcopy(EXTRAS["alert"]))
+                paths.append(_append(body, "alerts", copy.deepcopy(EXTRAS["alert"])) + ".providerRef")
             else:
                 _set(body, ("spec", "autoscalerRef"), {"apiVersion": "autoscaling/v2",
                                                        "kind": "HorizontalPodAutoscaler", "name": "no-such-hpa"})
+                paths.append("spec.autoscalerRef")
             hows.append(f"missing {ref}")
         elif kind == "extra":
             which = draw(st.sampled_from(("metric", "webhook")))
             item = copy.deepcopy(EXTRAS[which])
-            item[draw(st.sampled_from(sorted(item)))] = draw(hostile_values)
-            _append(body, "metrics" if which == "metric" else "webhooks", item)
+            key = draw(st.sampled_from(sorted(item)))
+            item[key] = draw(hostile_values)
+            path = _append(body, "metrics" if which == "metric" else "webhooks", item)
+            # A metric's name and query are one rule (a name that is no builtin needs a query): the API
+            # server names the item's name when the query is broken, so the damage is the item's.
+            paths.append(path if which == "metric" and key in ("name", "query") else f"{path}.{key}")
             hows.append(f"hostile {which}")
         else:
             query = draw(queries)
             variables = draw(st.dictionaries(st.sampled_from(("k", "items", "__class__")),
                                              st.one_of(st.text(max_size=10), st.builds(long_text, st.just(70_000))),
                                              max_size=2))
-            _append(body, "metrics", {"name": "q", "query": query, "interval": "30s",
-                                      "templateVariables": variables})
+            # The query's own errors are on the metric (spec.analysis.metrics[1]), a missing variable's on
+            # its templateVariables: the metric's path covers both.
+            paths.append(_append(body, "metrics", {"name": "q", "query": query, "interval": "30s",
+                                                   "templateVariables": variables}))
             hows.append(f"inline query {query[:40]!r}")
-    return Case(body, None, "; ".join(hows) or "valid")
+    return Case(body, None, "; ".join(hows) or "valid", tuple(paths))
 
 
 def _get(body: Any, path: tuple[str | int, ...]) -> Any:
@@ -290,17 +326,22 @@ def template_cases(draw: st.DrawFn) -> Case:
     query = draw(queries)
     template = metric_template("fuzz", "tpl", query)
     how = [f"template query {query[:40]!r}"]
+    paths = ["MetricTemplate:spec.query"]
     if draw(st.booleans()):
         path = draw(st.sampled_from((("spec", "provider", "type"), ("spec", "provider", "address"),
                                      ("spec", "provider", "headers"), ("spec", "provider", "secretRef"),
                                      ("spec", "query"), ("spec", "provider"), ("spec",))))
         _set(template, path, draw(st.one_of(hostile_values, st.sampled_from(("datadog", "ftp://x", "http://")))))
-        how.append(f"template {'.'.join(map(str, path))} broken")
+        how.append(f"template {dotted(path)} broken")
+        paths.append(f"MetricTemplate:{dotted(path)}")
     body = canary("fuzz", "app")
     variables = draw(st.dictionaries(st.sampled_from(("k", "items")), st.text(max_size=10), max_size=2))
     body["spec"]["analysis"]["metrics"] = [{"name": "tpl", "templateRef": {"name": "tpl"}, "interval": "30s",
                                             "thresholdRange": {"max": 1}, "templateVariables": variables}]
-    return Case(body, template, "; ".join(how))
+    # The Canary's side of any template error: a missing or unreadable template is on templateRef, the
+    # query's errors on the metric.
+    paths.append("spec.analysis.metrics[0]")
+    return Case(body, template, "; ".join(how), tuple(paths))
 
 
 cases = st.one_of(canary_cases(), template_cases())

@@ -20,6 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from apis import errors, models
+from benchmarks import fuzz
 from canary import core
 from canary.cluster import kube
 from metrics import metric_checks, sandbox, templates
@@ -202,3 +203,37 @@ def test_a_method_call_inside_a_loop_is_checked_before_it_allocates() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"allocated {peak // 2**20} MiB before refusing"
+
+
+@pytest.mark.parametrize(("message", "paths", "named"), [
+    ("spec.analysis.stepWeight: Invalid value: -1", ["spec.analysis.stepWeight"], True),
+    ('spec.analysis.stepWeight in body must be of type integer: "string"', ["spec.analysis.stepWeight"], True),
+    ("spec.analysis.interval: Required value", ["spec.analysis"], True),  # a field under the damaged one
+    ('Canary "x" is invalid: [spec: Required value, <nil>: Invalid value: null', ["spec"], True),
+    ("spec.analysis.metrics[1].templateRef: MetricTemplate x/y not found", ["spec.analysis.metrics[1]"], True),
+    ("json: cannot unmarshal array into Go struct field ObjectMeta.labels of type map[string]string",
+     ["metadata.labels"], True),
+    ("json: cannot unmarshal array into Go struct field ObjectMeta.labels of type string", ["metadata.labels"], True),
+    ("json: cannot unmarshal bool into Go struct field ObjectMeta.labels of type map", ["metadata.annotations"], False),
+    ("spec: Invalid value", ["spec.analysis.stepWeight"], False),  # a parent is not the damaged field
+    ("spec.analysis.metrics[10].query: x", ["spec.analysis.metrics[1]"], False),
+    ("spec.analysis.stepWeights[0]: must be under 100", ["spec.analysis.stepWeight"], False),
+    ("the canary spec is wrong", ["spec"], False),  # the word, not the path
+    ("metadata.spec.analysis: x", ["spec.analysis"], False),
+    ("anything", [], False),
+])
+def test_a_message_names_a_field_only_when_it_names_the_damaged_path(message: str, paths: list[str],
+                                                                   named: bool) -> None:
+    assert fuzz.names_path(message, paths) is named
+
+
+def test_every_mutation_records_the_path_it_damaged() -> None:
+    for case in bench_cases(200):
+        mutated = case.how != "valid"
+        assert bool(case.paths) == mutated, case
+        for path in case.paths:
+            assert FIELD.match(path.removeprefix("MetricTemplate:")), case
+
+
+def bench_cases(count: int) -> list[hostile.Case]:
+    return fuzz.draw_cases(count, seed_value=3)
