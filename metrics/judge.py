@@ -344,12 +344,27 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     else:
         why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
         return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
-    held = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
-    if held.inconclusive >= config.inconclusive_limit:
-        why = (f"inconclusive limit reached: {held.inconclusive} analyses in a row on this step were "
+    return _held(evidence, config, why, effect, lower, upper, fail_e)
+
+
+def held(evidence: Evidence, config: Config, why: str) -> Judgement:
+    """An Inconclusive verdict whatever the evidence says, for a window that could not be compared (``why``
+    says how): the evidence is kept, the verdict is counted towards ``inconclusive_limit`` as any other
+    Inconclusive, and it is never a Pass (nor a Fail the window did not show)."""
+    lower, upper = confidence_sequence(evidence, config)
+    return _held(evidence, config, why, estimate(evidence, config), lower, upper,
+                 e_value(evidence, config, config.null))
+
+
+def _held(evidence: Evidence, config: Config, why: str, effect: float | None, lower: float | None,
+          upper: float | None, fail_e: float) -> Judgement:
+    counted = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
+    if counted.inconclusive >= config.inconclusive_limit:
+        why = (f"inconclusive limit reached: {counted.inconclusive} analyses in a row on this step were "
                f"inconclusive (inconclusiveLimit {config.inconclusive_limit}); last: {why}")
-        return Judgement("Fail", False, effect, lower, upper, fail_e, settled, why, limit_reached=True)
-    return Judgement("Inconclusive", False, effect, lower, upper, fail_e, held, why)
+        return Judgement("Fail", False, effect, lower, upper, fail_e, dataclasses.replace(evidence, inconclusive=0),
+                         why, limit_reached=True)
+    return Judgement("Inconclusive", False, effect, lower, upper, fail_e, counted, why)
 
 
 def advanced(evidence: Evidence) -> Evidence:

@@ -20,7 +20,9 @@ share of it, so the probability that either fails a canary no worse than the pri
 
 Latency: the boundary is picked from the primary's buckets of the first window and kept for the release;
 that window is not tested with it (a boundary chosen from the data it tests favours it).  A version whose
-histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".
+histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".  A window
+in which only some of a version's series have it (pods of two builds with other buckets) is Inconclusive,
+saying so, and not counted: its sum at the boundary would read some requests as all slow or fast.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class VersionCounts:
     requests: float
     errors: float
     buckets: Mapping[float, float]
+    series: Mapping[float, float] = dataclasses.field(default_factory=dict)  # how many series counted per le
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,11 +189,11 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
                                  f"count queries for provider {router_provider!r}") for n in names]
     windows = {n: window_of(canary, n, now) for n in names}
     window = windows.get(ERRORS) or windows[LATENCY]  # the requests' and errors' window
-    rendered: dict[str, tuple[str, str, str]] = {}
+    rendered: dict[str, tuple[str, str, str, str]] = {}
     for v in ("canary", "primary"):
         own = render(canary, queries, router_provider, v, window, pod_labels)
         if spec.latency and windows[LATENCY] != window:
-            own = (*own[:2], render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2])
+            own = (*own[:2], *render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2:])
         rendered[v] = own
     try:
         counts = await asyncio.gather(
@@ -232,13 +235,13 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
 
 
 def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
-             theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str]],
+             theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str, str]],
              quiet: str) -> vocabulary.Check:
     texts = [rendered["canary"][2], rendered["primary"][2]]
     evidence, boundary = previous(canary, LATENCY, config)
     prefix = quiet
     if boundary is None:
-        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile)
+        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile, theirs.series)
         if boundary is not None:
             prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
                        "comparison starts with the next; ")
@@ -249,12 +252,21 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
     slow = {v: histograms.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
     missing = [v for v, c in slow.items() if c is None]
     if missing:
-        shown = {v: sorted(le for le in c.buckets if math.isfinite(le)) for v, c in (("canary", ours),
-                                                                                    ("primary", theirs))}
         return carried(canary, LATENCY, window, f"the {' and '.join(missing)} latency histogram has no bucket "
-                       f"le={boundary:g} (canary buckets {shown['canary']}, primary {shown['primary']}): the "
+                       f"le={boundary:g} (canary buckets {_les(ours)}, primary {_les(theirs)}): the "
                        "versions cannot be compared; give both the same buckets or set judge.latency: false",
                        unavailable=False)
+    mixed = {v: histograms.partial(c.series, boundary) for v, c in (("canary", ours), ("primary", theirs))}
+    if any(mixed.values()):
+        # Counting it would read some pods' requests as all slow (or the canary as fast): this window's latency
+        # is not counted, and it is no Pass; the next window starts after it, once the old series are gone.
+        said = "; ".join(f"only {m[0]} of the {m[1]} {v} series counted in this window have a bucket "
+                         f"le={boundary:g}" for v, m in mixed.items() if m is not None)
+        why = (f"mixed latency buckets: {said} (pods with other buckets, such as an earlier build's, are "
+               f"still in the window; canary buckets {_les(ours)}, primary {_les(theirs)}): the window's "
+               f"latency is not compared")
+        return judge_check(LATENCY, judge.held(evidence, config, why), config, window=window, queries=texts,
+                           boundary=boundary, step=step, prefix=prefix)
     canary_slow, primary_slow = slow["canary"], slow["primary"]
     assert canary_slow is not None and primary_slow is not None
     evidence = judge.update(evidence, canary_slow, primary_slow, config)
@@ -263,9 +275,13 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
                        boundary=boundary, step=step, prefix=prefix)
 
 
+def _les(counts: VersionCounts) -> list[float]:
+    return sorted(le for le in counts.buckets if math.isfinite(le))
+
+
 def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
-           window: Window, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str]:
-    """One version's (requests, errors, buckets) count queries over ``window``."""
+           window: Window, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str, str]:
+    """One version's (requests, errors, buckets, series per bucket) count queries over ``window``."""
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
     selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
                                         namespace=canary.namespace, pod_labels=pod_labels,
@@ -281,28 +297,37 @@ def render(canary: models.Canary, queries: builtin.CountQueries, router_provider
     field = "spec.analysis.judge"
     return (templates.render(queries.requests, variables, field=field, source=source),
             templates.render(queries.errors, variables, field=field, source=source),
-            templates.render(queries.buckets, variables, field=field, source=source))
+            templates.render(queries.buckets, variables, field=field, source=source),
+            templates.render(queries.series, variables, field=field, source=source))
 
 
-def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: bool, timeout: float
+def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str, str], latency: bool, timeout: float
            ) -> VersionCounts:
     """One version's counts; no series at all means no requests in the window, which is a count of zero.
 
     Runs in a thread, query after query: none starts once ``timeout`` seconds have passed (the caller has
     stopped waiting by then), so the thread is free again within about that."""
-    requests, errors, buckets_query = texts
+    requests, errors, buckets_query, series_query = texts
     deadline = time.monotonic() + timeout
     buckets: dict[float, float] = {}
+    series: dict[float, float] = {}
     if latency:
         if not isinstance(provider, VectorProvider):
             raise base.QueryFailed(buckets_query, "this metrics provider cannot return histogram buckets")
-        try:
-            buckets = {float(le): value for le, value in provider.run_vector(buckets_query, "le").items()}
-        except base.NoValuesFound:
-            buckets = {}
+        buckets = _vector(provider, buckets_query)
+        if buckets:
+            series = _vector(provider, _in_time(series_query, deadline, timeout))
     requests_count = _count(provider, _in_time(requests, deadline, timeout))
     errors_count = _count(provider, _in_time(errors, deadline, timeout))
-    return VersionCounts(requests=requests_count, errors=errors_count, buckets=buckets)
+    return VersionCounts(requests=requests_count, errors=errors_count, buckets=buckets, series=series)
+
+
+def _vector(provider: VectorProvider, query: str) -> dict[float, float]:
+    """Samples by ``le``; no series is none."""
+    try:
+        return {float(le): value for le, value in provider.run_vector(query, "le").items()}
+    except base.NoValuesFound:
+        return {}
 
 
 def _in_time(query: str, deadline: float, timeout: float) -> str:

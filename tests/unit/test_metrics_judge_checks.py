@@ -34,9 +34,12 @@ class Prometheus:
     """Answers by version (the workload in the query) and kind of query; records what it was asked."""
 
     def __init__(self, canary: tuple[float, float], primary: tuple[float, float],
-                 buckets: dict[str, dict[str, float]] | None = None) -> None:
+                 buckets: dict[str, dict[str, float]] | None = None,
+                 series: dict[str, dict[str, float]] | None = None) -> None:
         self.answers = {"web-primary": primary, "web": canary}
         self.buckets = buckets or {}
+        # How many series counted at each le: one histogram per version unless stated.
+        self.series = series or {v: dict.fromkeys(b, 1.0) for v, b in self.buckets.items()}
         self.asked: list[str] = []
 
     def _version(self, query: str) -> str:
@@ -49,9 +52,10 @@ class Prometheus:
 
     def run_vector(self, query: str, label: str) -> dict[str, float]:
         self.asked.append(query)
-        if self._version(query) not in self.buckets:
+        answers = self.series if query.startswith("count by (le)") else self.buckets
+        if self._version(query) not in answers:
             raise base.NoValuesFound(query, "no series")
-        return self.buckets[self._version(query)]
+        return answers[self._version(query)]
 
     def is_online(self) -> bool:
         return True
@@ -156,6 +160,30 @@ def test_a_canary_with_other_latency_buckets_is_a_failed_check_not_fast() -> Non
     assert not check.passed and not check.unavailable and not check.inconclusive
     assert "canary latency histogram has no bucket le=0.25" in check.message
     assert check.judge is not None and check.judge.verdict == "Error" and check.judge.boundary == 0.25
+
+
+def test_a_version_whose_series_mix_bucket_sets_is_not_compared_nor_read_as_slow_or_fast() -> None:
+    # At 829c77a the sum by le of a canary whose new pods lack le=0.25 while its old pods' series still count
+    # in the window held only the old pods' requests at 0.25: the new pods read as all slow (a severe Fail);
+    # the same on the primary's side read the canary as fast.
+    [first] = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
+    old = {"0.1": 180.0, "0.25": 199.0, "0.5": 200.0, "+Inf": 200.0}
+    new = {"0.1": 720.0, "0.5": 800.0, "+Inf": 800.0}
+    summed = {le: old[le] + new.get(le, 0.0) for le in old}
+    series = {"0.1": 2.0, "0.25": 1.0, "0.5": 2.0, "+Inf": 2.0}
+    for mixed in ("web", "web-primary"):
+        buckets = {**BUCKETS, mixed: summed if mixed == "web" else {le: 10 * v for le, v in summed.items()}}
+        answers = Prometheus((1000, 0), (10000, 0), buckets, series={**{v: dict.fromkeys(b, 1.0) for v, b in
+                                                                        BUCKETS.items()}, mixed: series})
+        [check] = run(canary(status_after(first), errors=False), answers, T0 + datetime.timedelta(minutes=2))
+        assert check.inconclusive and not check.passed, check.message
+        who = "canary" if mixed == "web" else "primary"
+        assert f"mixed latency buckets: only 1 of the 2 {who} series counted in this window have a bucket " \
+               "le=0.25" in check.message
+        assert any(q.startswith("count by (le) (") for q in answers.asked)
+        assert check.judge is not None and check.judge.canary_requests == 0 and check.judge.inconclusive == 2
+        # The next window starts after it: the old pods' series, gone by then, are not asked about again.
+        assert check.judge.until == core.format_time(T0 + datetime.timedelta(minutes=2))
 
 
 def test_an_unreachable_prometheus_is_unavailable_and_the_evidence_is_kept() -> None:
