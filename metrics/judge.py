@@ -159,6 +159,7 @@ class Evidence:
     wealth_up: tuple[float, ...] = ()  # metrics.betting's log wealth, grid x fractions, flattened
     pearson: tuple[float, ...] = ()  # at Config.grid(), summed Pearson residuals squared (``dispersion``)
     windows: int = 0  # windows that compared (both versions served, some events)
+    one_sided: int = 0  # windows in which only one version served (or was scraped): they compare nothing
 
     @classmethod
     def start(cls, config: Config) -> Evidence:
@@ -193,6 +194,14 @@ def comparable(canary: Counts, primary: Counts) -> bool:
     return canary.requests > 0 and primary.requests > 0 and canary.events + primary.events > 0
 
 
+def alone(canary: Counts, primary: Counts) -> str | None:
+    """The version that alone served requests in a window ("canary" or "primary"), else None: such a window
+    compares nothing (the other version was not scraped, or got no traffic)."""
+    if (canary.requests > 0) == (primary.requests > 0):
+        return None
+    return "canary" if canary.requests > 0 else "primary"
+
+
 def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
     """The log-likelihood of each ratio in ``grid`` from one window, up to a constant (the binomial
     coefficient): the canary's events out of both versions' events, with the canary's share of requests."""
@@ -216,9 +225,12 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) 
     """The evidence after one more window (its counts only, never reaching back into earlier windows).
 
     Only a window in which both versions served requests counts towards the step's samples and the
-    totals: a canary window without primary traffic compares nothing, and must not help a Pass."""
+    totals: a canary window without primary traffic compares nothing, and must not help a Pass.  A window
+    in which only one version served is counted in ``one_sided`` (``alone`` names it; it is no Pass)."""
     if not evidence.fits(config):
         evidence = Evidence.start(config)
+    if alone(canary, primary) is not None:
+        return dataclasses.replace(evidence, one_sided=evidence.one_sided + 1)
     if canary.requests == 0 or primary.requests == 0:
         return evidence
     grid = config.grid()

@@ -122,7 +122,8 @@ def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[ju
         primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples,
         inconclusive=result.inconclusive, wealth_up=tuple(result.log_wealth_up),
         # A status written before the dispersion was kept: its windows start counting now.
-        pearson=tuple(result.pearson) or (0.0,) * len(result.log_likelihood), windows=result.windows)
+        pearson=tuple(result.pearson) or (0.0,) * len(result.log_likelihood), windows=result.windows,
+        one_sided=result.one_sided_windows)
     if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
@@ -150,6 +151,7 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
         log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
         pearson=[round(v, 6) for v in evidence.pearson], windows=evidence.windows,
+        one_sided_windows=evidence.one_sided,
         dispersion=None if spread is None else round(spread, 6))
     # An exhausted limit says so first: the rollback message is built from it.
     message = (judgement.reason + (f"; {prefix.rstrip('; ')}" if prefix else "") if judgement.limit_reached
@@ -227,8 +229,9 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
         else:
             evidence, _ = previous(canary, ERRORS, config)
             evidence = judge.update(evidence, canary_counts, primary_counts, config)
-            checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
-                                      boundary=None, step=step, prefix=quiet))
+            judgement, note = _verdict(evidence, config, "error proportion", canary_counts, primary_counts)
+            checks.append(judge_check(ERRORS, judgement, config, window=window, queries=texts,
+                                      boundary=None, step=step, prefix=quiet + note))
     if spec.latency:
         checks.append(_latency(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet))
     return checks
@@ -270,9 +273,30 @@ def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config
     canary_slow, primary_slow = slow["canary"], slow["primary"]
     assert canary_slow is not None and primary_slow is not None
     evidence = judge.update(evidence, canary_slow, primary_slow, config)
-    what = f"proportion slower than le={boundary:g}"
-    return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
-                       boundary=boundary, step=step, prefix=prefix)
+    judgement, note = _verdict(evidence, config, f"proportion slower than le={boundary:g}", canary_slow,
+                               primary_slow)
+    return judge_check(LATENCY, judgement, config, window=window, queries=texts, boundary=boundary, step=step,
+                       prefix=prefix + note)
+
+
+def _verdict(evidence: judge.Evidence, config: judge.Config, what: str, ours: judge.Counts,
+             theirs: judge.Counts) -> tuple[judge.Judgement, str]:
+    """The verdict on the evidence after a window with counts ``ours`` and ``theirs``, and what to say first
+    about the window: one in which only one version served compares nothing, and its analysis is no Pass
+    (the evidence of earlier windows would otherwise pass requests nobody compared)."""
+    judgement = judge.judge(evidence, config, what)
+    alone = judge.alone(ours, theirs)
+    if alone is None:
+        return judgement, ""
+    other = "primary" if alone == "canary" else "canary"
+    served = (ours if alone == "canary" else theirs).requests
+    note = (f"only the {alone} served in this window ({served} requests, none from the {other}, or the "
+            f"{other} was not scraped): it compares nothing and is not counted ({evidence.one_sided} such "
+            f"windows in this release); ")
+    if judgement.verdict == "Pass":
+        judgement = judge.held(evidence, config, "no Pass after a window that compared nothing, though the "
+                               f"earlier windows would pass: {judgement.reason}")
+    return judgement, note
 
 
 def _les(counts: VersionCounts) -> list[float]:

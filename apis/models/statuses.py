@@ -93,6 +93,9 @@ class JudgeResult(base.StatusModel):
     """Squared Pearson residuals summed over the windows, per ratio: how bursty the events are."""
     windows: int = 0
     """Windows that compared the versions (both served, some events)."""
+    one_sided_windows: int = 0
+    """Windows in which only one version served requests (or was scraped): they compare nothing, are not
+    counted, and an analysis with one is never a Pass."""
     dispersion: float | None = None
     """How many times more the canary's share of events varies than independent events would make it (at
     least 1); a Pass's interval is widened by it.  Unset until two windows compared."""

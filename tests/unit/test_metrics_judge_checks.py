@@ -127,6 +127,25 @@ def test_a_pass_on_a_step_another_check_held_keeps_the_steps_samples() -> None:
     assert (moved.judge.canary_requests, moved.judge.canary_events) == (60000, 600)
 
 
+@pytest.mark.parametrize(("canary_counts", "primary_counts", "alone"), [
+    ((20000, 200), (0, 0), "canary"), ((0, 0), (180000, 1800), "primary")])
+def test_a_window_in_which_only_one_version_served_is_counted_said_and_never_a_pass(
+        canary_counts: tuple[float, float], primary_counts: tuple[float, float], alone: str) -> None:
+    # At 829c77a such a window was dropped silently, and the earlier windows' evidence passed the step on it.
+    plenty = Prometheus(canary=(20000, 200), primary=(180000, 1800))
+    spec = {"latency": False, "minSamples": 100}
+    first = run(canary(status_after(canaryWeight=10), **spec), plenty, T0 + datetime.timedelta(minutes=1))[0]
+    second = run(canary(status_after(first, canaryWeight=10), **spec), plenty, T0 + datetime.timedelta(minutes=2))[0]
+    assert second.judge is not None and second.judge.verdict == "Pass"
+    [check] = run(canary(status_after(second, canaryWeight=10), **spec), Prometheus(canary_counts, primary_counts),
+                  T0 + datetime.timedelta(minutes=3))
+    assert check.inconclusive and not check.passed, check.message
+    assert check.judge is not None and check.judge.one_sided_windows == 1
+    assert check.message.startswith(f"only the {alone} served in this window (")
+    assert "it compares nothing and is not counted (1 such windows in this release)" in check.message
+    assert (check.judge.canary_requests, check.judge.primary_requests) == (40000, 360000)
+
+
 def test_alpha_is_split_over_the_enabled_comparisons() -> None:
     # Defect 7: at 81bad25 the errors and the latency checks each spent alpha.
     assert judge_checks.config_of(models.JudgeSpec(alpha=0.01)).alpha == pytest.approx(0.005)
