@@ -44,7 +44,9 @@ the estimate shown (``estimate``), and everything with ``robust=False``.
 Verdicts: **Fail** when ``H0`` is rejected, **severe** when in addition ``H0: rho <= severe`` is rejected;
 **Pass** only when the confidence sequence's upper bound is below ``pass_ratio`` (a regression that large
 is ruled out at level ``1 - alpha``) and the step holds ``min_samples`` canary requests from windows in
-which both versions served; **Inconclusive** otherwise, and after ``inconclusive_limit`` of those in a row
+which both versions served; **Inconclusive** otherwise, and after ``inconclusive_limit`` of those on one step
+(counted over the step: a Pass between them does not restart the count, or two comparisons that take turns
+holding a step would hold it for ever)
 on one step a Fail that says so (a release never waits forever).  Pass therefore means "no worse than
 ``pass_ratio`` times the primary", not merely "no regression proven yet".
 
@@ -155,7 +157,7 @@ class Evidence:
     canary: Counts = ZERO  # accumulated since the release started, over the windows that compared
     primary: Counts = ZERO
     step_samples: int = 0  # canary requests since the step last advanced, in windows that compared
-    inconclusive: int = 0  # Inconclusive verdicts in a row on this step
+    inconclusive: int = 0  # Inconclusive verdicts on this step (not restarted by a Pass: ``judge``)
     wealth_up: tuple[float, ...] = ()  # metrics.betting's log wealth, grid x fractions, flattened
     pearson: tuple[float, ...] = ()  # at Config.grid(), summed Pearson residuals squared (``dispersion``)
     windows: int = 0  # windows that compared (both versions served, some events)
@@ -327,7 +329,7 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     Fail once ``rho <= 1 + tolerance`` is rejected; Pass only once the confidence sequence's upper bound is
     below ``pass_ratio`` (a regression that large is ruled out at level ``1 - alpha``) and the step has
     ``min_samples`` canary requests from windows that compared; else Inconclusive, which after
-    ``inconclusive_limit`` verdicts in a row on one step becomes a Fail that says why.  The returned
+    ``inconclusive_limit`` verdicts on one step becomes a Fail that says why.  The returned
     evidence counts the Inconclusive verdicts (none after a Pass or Fail)."""
     canary, primary = evidence.canary, evidence.primary
     effect = estimate(evidence, config)
@@ -338,7 +340,9 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     facts = (f"canary {what} {_percent(canary)} ({canary.events}/{canary.requests}), primary {_percent(primary)} "
              f"({primary.events}/{primary.requests}), ratio {_fmt(effect)} [{_fmt(lower, 0.0)}, "
              f"{_fmt(upper, math.inf)}], e-value {fail_e:.3g}" + (f", dispersion {spread:.3g}" if spread else ""))
-    settled = dataclasses.replace(evidence, inconclusive=0)
+    # A Pass or Fail does not restart the step's Inconclusive count: the step advances only once every
+    # comparison passes, and two that took turns being Inconclusive would otherwise hold it for ever.
+    settled = evidence
     if fail_e >= bound:
         severe = e_value(evidence, config, config.severe) >= bound
         limit = config.severe if severe else config.null
@@ -372,10 +376,10 @@ def _held(evidence: Evidence, config: Config, why: str, effect: float | None, lo
           upper: float | None, fail_e: float) -> Judgement:
     counted = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
     if counted.inconclusive >= config.inconclusive_limit:
-        why = (f"inconclusive limit reached: {counted.inconclusive} analyses in a row on this step were "
-               f"inconclusive (inconclusiveLimit {config.inconclusive_limit}); last: {why}")
-        return Judgement("Fail", False, effect, lower, upper, fail_e, dataclasses.replace(evidence, inconclusive=0),
-                         why, limit_reached=True)
+        why = (f"inconclusive limit reached: {counted.inconclusive} analyses on this step were inconclusive "
+               f"(inconclusiveLimit {config.inconclusive_limit}, counted over the step: a Pass while another "
+               f"check held it does not restart the count); last: {why}")
+        return Judgement("Fail", False, effect, lower, upper, fail_e, counted, why, limit_reached=True)
     return Judgement("Inconclusive", False, effect, lower, upper, fail_e, counted, why)
 
 

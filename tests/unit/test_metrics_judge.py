@@ -118,7 +118,7 @@ def test_inconclusive_is_bounded_by_the_limit_then_fails_saying_why() -> None:
         evidence = judged.evidence
     assert verdicts == ["Inconclusive", "Inconclusive", "Fail"]
     assert judged.limit_reached and not judged.severe
-    assert judged.reason.startswith("inconclusive limit reached: 3 analyses in a row")
+    assert judged.reason.startswith("inconclusive limit reached: 3 analyses on this step were inconclusive")
     assert judge.advanced(evidence).inconclusive == 0
 
 

@@ -146,6 +146,33 @@ def test_a_window_in_which_only_one_version_served_is_counted_said_and_never_a_p
     assert (check.judge.canary_requests, check.judge.primary_requests) == (40000, 360000)
 
 
+def test_a_check_taking_turns_between_pass_and_inconclusive_cannot_hold_a_step_for_ever() -> None:
+    # At 829c77a a Pass restarted the Inconclusive count: a comparison Inconclusive every other analysis (here
+    # every other window served by the canary alone), the step held by it or another check on the others,
+    # never reached inconclusiveLimit and the release never ended.
+    plenty = Prometheus(canary=(20000, 200), primary=(180000, 1800))
+    alone = Prometheus(canary=(20000, 200), primary=(0, 0))
+    spec = {"latency": False, "minSamples": 100, "inconclusiveLimit": 3}
+    status = status_after(canaryWeight=10)
+    verdicts = []
+    for minute in range(1, 9):
+        answers = alone if minute % 2 == 0 else plenty
+        [check] = run(canary(status, **spec), answers, T0 + datetime.timedelta(minutes=minute))
+        assert check.judge is not None
+        verdicts.append(check.judge.verdict)
+        status = status_after(check, canaryWeight=10)
+        if check.judge.verdict == "Fail":
+            break
+    assert verdicts == ["Pass", "Inconclusive", "Pass", "Inconclusive", "Pass", "Fail"]
+    assert check.severe and check.cause == "judge inconclusive limit reached"
+    assert check.message.startswith("inconclusive limit reached: 3 analyses on this step were inconclusive "
+                                    "(inconclusiveLimit 3, counted over the step: a Pass while another check held "
+                                    "it does not restart the count); last: ")
+    # A step that advanced starts counting afresh.
+    [moved] = run(canary(status_after(check, canaryWeight=20), **spec), alone, T0 + datetime.timedelta(minutes=9))
+    assert moved.judge is not None and moved.judge.verdict == "Inconclusive" and moved.judge.inconclusive == 1
+
+
 def test_alpha_is_split_over_the_enabled_comparisons() -> None:
     # Defect 7: at 81bad25 the errors and the latency checks each spent alpha.
     assert judge_checks.config_of(models.JudgeSpec(alpha=0.01)).alpha == pytest.approx(0.005)
@@ -287,7 +314,7 @@ def test_without_traffic_the_limit_fails_the_check_and_says_so_first() -> None:
     [check] = run(canary(latency=False, inconclusiveLimit=1), Prometheus((0, 0), (0, 0)),
                   T0 + datetime.timedelta(seconds=30))
     assert check.severe and check.cause == "judge inconclusive limit reached"
-    assert check.message.startswith("inconclusive limit reached: 1 analyses in a row on this step were inconclusive")
+    assert check.message.startswith("inconclusive limit reached: 1 analyses on this step were inconclusive")
     assert "no new samples in the 30s" in check.message
 
 
