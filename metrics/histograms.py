@@ -68,6 +68,31 @@ def _total(buckets: Mapping[float, float]) -> float:
     return max(buckets.values(), default=0.0)
 
 
+EXTRA_QUANTILES = (0.9, 0.95)
+"""Quantiles of the primary whose boundaries are tested beside ``latencyQuantile``'s, each on its own.  Tail
+ones only: the judge's ratio model is that of rare events, and at a boundary that many requests cross (the
+median's) a canary exactly at ``1 + tolerance`` would look worse to it than it is: an extra boundary is
+kept only where at most ``EXTRA_MAX_SHARE`` of the primary's requests were slower."""
+EXTRA_MAX_SHARE = 0.1
+
+
+def pick_boundaries(primary_buckets: Mapping[float, float], quantile: float = 0.99,
+                    series: Mapping[float, float] | None = None) -> list[tuple[float, float]]:
+    """``(quantile, boundary)`` of ``quantile`` (first) and of each of ``EXTRA_QUANTILES`` whose boundary
+    (``pick_boundary``) no earlier one took and that at most ``EXTRA_MAX_SHARE`` of the primary's requests were
+    slower than: coarse buckets often leave one or two; empty without data."""
+    picked: list[tuple[float, float]] = []
+    total = _total(primary_buckets)
+    for q in (quantile, *EXTRA_QUANTILES):
+        le = pick_boundary(primary_buckets, q, series)
+        if le is None or any(math.isclose(le, other, rel_tol=1e-9) for _, other in picked):
+            continue
+        if picked and (total - primary_buckets[le]) / total > EXTRA_MAX_SHARE:
+            continue
+        picked.append((q, le))
+    return picked
+
+
 def partial(series: Mapping[float, float], boundary: float) -> tuple[int, int] | None:
     """``(with, of)`` when only ``with`` of the ``of`` series a version counted in the window have a bucket at
     ``boundary`` (its series mix bucket sets there), else None.  ``series`` is how many series counted at each

@@ -266,7 +266,8 @@ def likelihood_e_value(evidence: Evidence, config: Config, null: float) -> float
     distance = np.log(grid[mask]) - math.log(null)
     log_weights = -(distance**2) / (2 * PRIOR_SCALE**2)
     log_weights -= _log_sum_exp(log_weights)
-    return float(np.exp(_log_sum_exp(ll[mask] - at_null + log_weights)))
+    log_e = _log_sum_exp(ll[mask] - at_null + log_weights)
+    return math.inf if log_e > 700 else math.exp(log_e)  # overwhelming evidence (a 100x regression) is no overflow
 
 
 def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:

@@ -18,8 +18,12 @@ or iteration), not after every Pass: a Pass on a step another check held keeps t
 Level: ``alpha`` is the whole release's; each of the enabled comparisons (errors, latency) gets an equal
 share of it, so the probability that either fails a canary no worse than the primary is at most ``alpha``.
 
-Latency: the boundary is picked from the primary's buckets of the first window and kept for the release;
-that window is not tested with it (a boundary chosen from the data it tests favours it).  A version whose
+Latency: the boundaries (``metrics.histograms.pick_boundaries``: ``latencyQuantile``'s, p90's, p95's) are
+picked from the primary's buckets of the first window and kept for the release; that window is not tested
+with them (a boundary chosen from the data it tests favours it).  Each boundary is a check and a test of its
+own, at the latency comparison's ``alpha`` split evenly over them, so each reads its own ratio: a tail
+regression is not diluted, and ``severe`` stays reachable (summing the boundaries' crossings into one test,
+tried and reverted, did both).  A version whose
 histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".  A window
 in which only some of a version's series have it (pods of two builds with other buckets) is Inconclusive,
 saying so, and not counted: its sum at the boundary would read some requests as all slow or fast.
@@ -189,6 +193,8 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     if queries is None:
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                                  f"count queries for provider {router_provider!r}") for n in names]
+    # Every check this step makes: latency has one per boundary the release's first window picked.
+    names = [n for e in names for n in (latency_names(canary) if e == LATENCY else [e])]
     windows = {n: window_of(canary, n, now) for n in names}
     window = windows.get(ERRORS) or windows[LATENCY]  # the requests' and errors' window
     rendered: dict[str, tuple[str, str, str, str]] = {}
@@ -233,50 +239,82 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
             checks.append(judge_check(ERRORS, judgement, config, window=window, queries=texts,
                                       boundary=None, step=step, prefix=quiet + note))
     if spec.latency:
-        checks.append(_latency(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet))
+        checks += _latencies(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet)
     return checks
 
 
-def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
-             theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str, str]],
-             quiet: str) -> vocabulary.Check:
+def latency_name(quantile: float, spec: models.JudgeSpec) -> str:
+    """The check of one latency boundary: ``judge-latency`` for ``latencyQuantile``'s, ``judge-latency-p90``
+    for the extra boundary of the primary's p90."""
+    return LATENCY if quantile == spec.latency_quantile else f"{LATENCY}-p{quantile * 100:g}"
+
+
+def latency_names(canary: models.Canary) -> list[str]:
+    """``judge-latency`` and the checks of the extra boundaries the release's first window picked."""
+    extra = [c.name for c in canary.status.checks if c.kind == "judge" and c.name.startswith(LATENCY + "-")]
+    return [LATENCY, *extra]
+
+
+def _latencies(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
+               theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str, str]],
+               quiet: str) -> list[vocabulary.Check]:
+    """One check per boundary, each its own test at the latency comparison's ``alpha`` split evenly over
+    the boundaries: a Fail (or severe) at any boundary is one, and a Pass needs every one."""
     texts = [rendered["canary"][2], rendered["primary"][2]]
-    evidence, boundary = previous(canary, LATENCY, config)
-    prefix = quiet
-    if boundary is None:
-        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile, theirs.series)
-        if boundary is not None:
-            prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
-                       "comparison starts with the next; ")
-        what = "latency" if boundary is None else f"proportion slower than le={boundary:g}"
-        return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
-                           boundary=boundary, step=step, prefix=prefix or "no boundary: the primary's requests "
-                           "all fall in one bucket, or there are none; ")
-    slow = {v: histograms.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
-    missing = [v for v, c in slow.items() if c is None]
+    names = latency_names(canary)
+    kept = {n: previous(canary, n, config) for n in names}
+    if kept[LATENCY][1] is None:
+        return _pick(spec, config, kept[LATENCY][0], theirs, window, step, texts, quiet)
+    boundaries = {n: b for n, (_, b) in kept.items() if b is not None}
+    split = dataclasses.replace(config, alpha=config.alpha / len(boundaries))
+    slow = {(n, v): histograms.exceedance(c.buckets, b) for n, b in boundaries.items()
+            for v, c in (("canary", ours), ("primary", theirs))}
+    missing = sorted({(v, boundaries[n]) for (n, v), c in slow.items() if c is None})
     if missing:
-        return carried(canary, LATENCY, window, f"the {' and '.join(missing)} latency histogram has no bucket "
-                       f"le={boundary:g} (canary buckets {_les(ours)}, primary {_les(theirs)}): the "
-                       "versions cannot be compared; give both the same buckets or set judge.latency: false",
-                       unavailable=False)
-    mixed = {v: histograms.partial(c.series, boundary) for v, c in (("canary", ours), ("primary", theirs))}
-    if any(mixed.values()):
+        lacks = "; ".join(f"the {v} latency histogram has no bucket le={b:g}" for v, b in missing)
+        return [carried(canary, n, window, f"{lacks} (canary buckets {_les(ours)}, primary {_les(theirs)}): the "
+                        "versions cannot be compared; give both the same buckets or set judge.latency: false",
+                        unavailable=False) for n in boundaries]
+    mixed = [(v, b, m) for b in boundaries.values() for v, c in (("canary", ours), ("primary", theirs))
+             if (m := histograms.partial(c.series, b)) is not None]
+    if mixed:
         # Counting it would read some pods' requests as all slow (or the canary as fast): this window's latency
         # is not counted, and it is no Pass; the next window starts after it, once the old series are gone.
-        said = "; ".join(f"only {m[0]} of the {m[1]} {v} series counted in this window have a bucket "
-                         f"le={boundary:g}" for v, m in mixed.items() if m is not None)
+        said = "; ".join(f"only {m[0]} of the {m[1]} {v} series counted in this window have a bucket le={b:g}"
+                         for v, b, m in mixed)
         why = (f"mixed latency buckets: {said} (pods with other buckets, such as an earlier build's, are "
                f"still in the window; canary buckets {_les(ours)}, primary {_les(theirs)}): the window's "
                f"latency is not compared")
-        return judge_check(LATENCY, judge.held(evidence, config, why), config, window=window, queries=texts,
-                           boundary=boundary, step=step, prefix=prefix)
-    canary_slow, primary_slow = slow["canary"], slow["primary"]
-    assert canary_slow is not None and primary_slow is not None
-    evidence = judge.update(evidence, canary_slow, primary_slow, config)
-    judgement, note = _verdict(evidence, config, f"proportion slower than le={boundary:g}", canary_slow,
-                               primary_slow)
-    return judge_check(LATENCY, judgement, config, window=window, queries=texts, boundary=boundary, step=step,
-                       prefix=prefix + note)
+        return [judge_check(n, judge.held(kept[n][0], split, why), split, window=window, queries=texts,
+                            boundary=b, step=step, prefix=quiet) for n, b in boundaries.items()]
+    checks = []
+    for n, b in boundaries.items():
+        canary_slow, primary_slow = slow[(n, "canary")], slow[(n, "primary")]
+        assert canary_slow is not None and primary_slow is not None
+        evidence = judge.update(kept[n][0], canary_slow, primary_slow, split)
+        judgement, note = _verdict(evidence, split, f"proportion slower than le={b:g}", canary_slow, primary_slow)
+        checks.append(judge_check(n, judgement, split, window=window, queries=texts, boundary=b, step=step,
+                                  prefix=quiet + note))
+    return checks
+
+
+def _pick(spec: models.JudgeSpec, config: judge.Config, evidence: judge.Evidence, theirs: VersionCounts,
+          window: Window, step: str, texts: list[str], quiet: str) -> list[vocabulary.Check]:
+    """The boundaries, picked from the primary's buckets of this window, which none of them tests."""
+    picked = histograms.pick_boundaries(theirs.buckets, spec.latency_quantile, theirs.series)
+    if not picked:
+        return [judge_check(LATENCY, judge.judge(evidence, config, "latency"), config, window=window, queries=texts,
+                            boundary=None, step=step, prefix=quiet or "no boundary: the primary's requests all "
+                            "fall in one bucket, or there are none; ")]
+    split = dataclasses.replace(config, alpha=config.alpha / len(picked))
+    les = ", ".join(f"le={le:g} (p{q * 100:g})" for q, le in picked)
+    prefix = (f"{quiet}boundaries {les} picked from the primary's buckets of this window, each tested at "
+              f"alpha/{len(picked)}; the comparison starts with the next; ")
+    return [judge_check(latency_name(q, spec), judge.judge(evidence if q == spec.latency_quantile else
+                                                           judge.Evidence.start(split), split,
+                                                           f"proportion slower than le={le:g}"),
+                        split, window=window, queries=texts, boundary=le, step=step, prefix=prefix)
+            for q, le in picked]
 
 
 def _verdict(evidence: judge.Evidence, config: judge.Config, what: str, ours: judge.Counts,

@@ -181,7 +181,8 @@ class JudgeSpec(base.ApiModel):
     errors: bool = True
     """Compare the proportions of 5xx answers."""
     latency: bool = True
-    """Compare the proportions of requests slower than the primary's latencyQuantile bucket."""
+    """Compare the proportions of requests slower than each of the buckets nearest the primary's latencyQuantile,
+    p90 and p95 (one check each, alpha split over them)."""
     latency_quantile: float = pydantic.Field(default=0.99, ge=0.5, le=0.9999)
     """Quantile of the primary's latency whose histogram bucket boundary separates slow requests."""
 

@@ -172,6 +172,15 @@ def test_pick_boundary_takes_the_bucket_whose_slow_share_is_nearest_the_quantile
     assert histograms.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
 
 
+def test_pick_boundaries_adds_the_p90_and_p95_boundaries_only_in_the_tail() -> None:
+    wide = {0.05: 4000.0, 0.1: 9000.0, 0.25: 9600.0, 0.5: 9950.0, 1.0: 10000.0, math.inf: 10000.0}
+    assert histograms.pick_boundaries(wide, 0.99) == [(0.99, 0.5), (0.9, 0.1), (0.95, 0.25)]
+    # The p90's nearest boundary has 30 % of the primary's requests above it: not a rare event, left out.
+    coarse = {0.05: 7000.0, 0.5: 9950.0, 1.0: 10000.0, math.inf: 10000.0}
+    assert histograms.pick_boundaries(coarse, 0.99) == [(0.99, 0.5)]
+    assert histograms.pick_boundaries({math.inf: 0.0}) == []
+
+
 def test_a_histogram_without_the_boundary_bucket_is_not_read_as_fast() -> None:
     # Defect 4: at 81bad25 every request of a canary lacking the chosen le counted as fast.
     other = {0.2: 10.0, 0.4: 30.0, 2.0: 1000.0, math.inf: 1000.0}

@@ -186,23 +186,74 @@ BUCKETS = {"web-primary": {"0.1": 9000.0, "0.25": 9950.0, "0.5": 10000.0, "+Inf"
 def test_the_latency_boundary_is_picked_from_one_window_and_tested_from_the_next() -> None:
     # Defect 8: at 81bad25 the boundary was chosen from the window it was then tested on.
     prometheus = Prometheus((1000, 0), (10000, 0), BUCKETS)
-    [first] = run(canary(errors=False), prometheus, T0 + datetime.timedelta(minutes=1))
-    assert first.judge is not None and first.judge.boundary == 0.25 and first.judge.verdict == "Inconclusive"
+    firsts = run(canary(errors=False), prometheus, T0 + datetime.timedelta(minutes=1))
+    assert [(c.name, c.judge.boundary if c.judge else None) for c in firsts] == [
+        ("judge-latency", 0.25), ("judge-latency-p90", 0.1)]
+    first = firsts[0]
+    assert first.judge is not None and first.judge.verdict == "Inconclusive"
     assert first.judge.canary_requests == 0 and "picked from the primary's buckets of this window" in first.message
     slow = {**BUCKETS, "web": {"0.1": 700.0, "0.25": 900.0, "0.5": 900.0, "+Inf": 1000.0}}
-    [second] = run(canary(status_after(first), errors=False), Prometheus((1000, 0), (10000, 0), slow),
-                   T0 + datetime.timedelta(minutes=2))
+    second, p90 = run(canary(status_after(*firsts), errors=False), Prometheus((1000, 0), (10000, 0), slow),
+                      T0 + datetime.timedelta(minutes=2))
+    assert p90.judge is not None and p90.judge.boundary == 0.1 and p90.judge.verdict == "Fail"
     assert second.judge is not None and second.judge.boundary == 0.25
     assert (second.judge.canary_events, second.judge.primary_events) == (100, 50)
     assert second.judge.verdict == "Fail" and second.judge.severe
 
 
+WIDE = {"0.05": 4000.0, "0.1": 9000.0, "0.25": 9600.0, "0.5": 9950.0, "1": 10000.0, "+Inf": 10000.0}
+
+
+def latency_release(canary_buckets: dict[str, float], minutes: int = 12) -> list[list[core.Check]]:
+    """Latency checks over a release whose first window (the canary as the primary) picks the boundaries."""
+    status: dict[str, Any] | None = None
+    ticks = []
+    for minute in range(1, minutes + 1):
+        own = WIDE if minute == 1 else canary_buckets
+        checks = run(canary(status, errors=False), Prometheus((10000, 0), (10000, 0), {
+            "web-primary": WIDE, "web": own}), T0 + datetime.timedelta(minutes=minute))
+        ticks.append(checks)
+        status = status_after(*checks)
+        if any(c.judge is not None and c.judge.verdict == "Fail" for c in checks):
+            break
+    return ticks
+
+
+def test_latency_is_tested_at_each_boundary_of_the_primarys_p90_p95_and_latency_quantile() -> None:
+    # At 829c77a one boundary (nearest p99) was tested: a canary twice as often slower than the primary's
+    # p90, its tail the primary's, passed.  Each boundary is now a test of its own at alpha / 3.
+    ticks = latency_release({**WIDE, "0.1": 8000.0})
+    first = ticks[0]
+    assert [(c.name, c.judge.boundary if c.judge else None) for c in first] == [
+        ("judge-latency", 0.5), ("judge-latency-p90", 0.1), ("judge-latency-p95", 0.25)]
+    assert "boundaries le=0.5 (p99), le=0.1 (p90), le=0.25 (p95) picked from the primary's buckets of this " \
+           "window, each tested at alpha/3" in first[0].message
+    verdicts = {c.name: c.judge.verdict for c in ticks[-1] if c.judge is not None}
+    assert verdicts["judge-latency-p90"] == "Fail", verdicts
+    assert all(c.judge is not None and c.judge.verdict != "Fail" for c in ticks[-1] if c.name != "judge-latency-p90")
+    p90 = next(c for c in ticks[-1] if c.name == "judge-latency-p90")
+    assert p90.value == pytest.approx(2.0, rel=0.05)
+
+
+def test_a_tail_regression_is_read_at_its_own_boundary_undiluted_and_severe_stays_reachable() -> None:
+    # 63b00d4 summed the boundaries' crossings: a tail-only regression read 1.23 instead of 2.45, and a 100x
+    # slower canary could not reach severe 10 (reverted in 27ec180).
+    tail = latency_release({**WIDE, "0.5": 9875.0})  # 2.5 x the primary's share slower than 0.5 s, same below
+    p99 = next(c for c in tail[-1] if c.name == "judge-latency")
+    assert p99.judge is not None and p99.judge.verdict == "Fail" and not p99.judge.severe
+    assert p99.value == pytest.approx(2.5, rel=0.05)
+    slow = {"0.05": 0.0, "0.1": 0.0, "0.25": 0.0, "0.5": 0.0, "1": 0.0, "+Inf": 10000.0}  # 100 x slower
+    [*_, last] = latency_release(slow)
+    assert any(c.severe for c in last), [(c.name, c.message) for c in last]
+    assert next(c for c in last if c.name == "judge-latency").severe
+
+
 def test_a_canary_with_other_latency_buckets_is_a_failed_check_not_fast() -> None:
     # Defect 4: at 81bad25 a 10x slower canary with other buckets passed (effect 0).
-    [first] = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
+    firsts = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
     other = {**BUCKETS, "web": {"0.2": 10.0, "2.0": 100.0, "5.0": 1000.0, "+Inf": 1000.0}}
-    [check] = run(canary(status_after(first), errors=False), Prometheus((1000, 0), (10000, 0), other),
-                  T0 + datetime.timedelta(minutes=2))
+    check, *_ = run(canary(status_after(*firsts), errors=False), Prometheus((1000, 0), (10000, 0), other),
+                    T0 + datetime.timedelta(minutes=2))
     assert not check.passed and not check.unavailable and not check.inconclusive
     assert "canary latency histogram has no bucket le=0.25" in check.message
     assert check.judge is not None and check.judge.verdict == "Error" and check.judge.boundary == 0.25
@@ -212,7 +263,7 @@ def test_a_version_whose_series_mix_bucket_sets_is_not_compared_nor_read_as_slow
     # At 829c77a the sum by le of a canary whose new pods lack le=0.25 while its old pods' series still count
     # in the window held only the old pods' requests at 0.25: the new pods read as all slow (a severe Fail);
     # the same on the primary's side read the canary as fast.
-    [first] = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
+    firsts = run(canary(errors=False), Prometheus((1000, 0), (10000, 0), BUCKETS), T0 + datetime.timedelta(minutes=1))
     old = {"0.1": 180.0, "0.25": 199.0, "0.5": 200.0, "+Inf": 200.0}
     new = {"0.1": 720.0, "0.5": 800.0, "+Inf": 800.0}
     summed = {le: old[le] + new.get(le, 0.0) for le in old}
@@ -221,7 +272,9 @@ def test_a_version_whose_series_mix_bucket_sets_is_not_compared_nor_read_as_slow
         buckets = {**BUCKETS, mixed: summed if mixed == "web" else {le: 10 * v for le, v in summed.items()}}
         answers = Prometheus((1000, 0), (10000, 0), buckets, series={**{v: dict.fromkeys(b, 1.0) for v, b in
                                                                         BUCKETS.items()}, mixed: series})
-        [check] = run(canary(status_after(first), errors=False), answers, T0 + datetime.timedelta(minutes=2))
+        checks = run(canary(status_after(*firsts), errors=False), answers, T0 + datetime.timedelta(minutes=2))
+        assert all(c.inconclusive for c in checks) and len(checks) == 2
+        check = checks[0]
         assert check.inconclusive and not check.passed, check.message
         who = "canary" if mixed == "web" else "primary"
         assert f"mixed latency buckets: only 1 of the 2 {who} series counted in this window have a bucket " \
