@@ -63,7 +63,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from metrics import betting
+from metrics import betting, counts
 from metrics import dispersion as dispersion_
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -114,37 +114,11 @@ class Config:
         return tuple(sorted({*BASE_GRID, round(self.null, 9), round(self.severe, 9)}))
 
 
-@dataclasses.dataclass(frozen=True)
-class Counts:
-    """Requests and events (errors, or slow requests) of one version over one window, or accumulated."""
-
-    requests: int
-    events: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.events <= self.requests:
-            raise ValueError(f"counts must be non-negative, not {self.requests} requests, {self.events} events")
-
-    @classmethod
-    def of(cls, requests: float, events: float) -> Counts:
-        """From differences of counters as Prometheus returns them (floats holding whole numbers): rounded,
-        never more events than requests; raises ValueError for NaN, an infinity or a negative count, which
-        no counter difference is (a wrong query, or a counter that is not one), never read as zero."""
-        for value in (requests, events):
-            if not math.isfinite(value) or value < -0.5:
-                raise ValueError(f"{value:g} is not a count")
-        total = max(0, round(requests))
-        return cls(requests=total, events=min(max(0, round(events)), total))
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(self.requests + other.requests, self.events + other.events)
-
-    @property
-    def proportion(self) -> float | None:
-        return self.events / self.requests if self.requests else None
-
-
-ZERO = Counts(0, 0)
+# One window's counts, and whether it compares the versions: ``metrics.counts``.
+Counts = counts.Counts
+ZERO = counts.ZERO
+comparable = counts.comparable
+alone = counts.alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,19 +163,6 @@ class Judgement:
     evidence: Evidence
     reason: str
     limit_reached: bool = False  # Fail because the verdict stayed Inconclusive for the inconclusive limit
-
-
-def comparable(canary: Counts, primary: Counts) -> bool:
-    """Whether a window compares the versions at all: both served requests, and some were events."""
-    return canary.requests > 0 and primary.requests > 0 and canary.events + primary.events > 0
-
-
-def alone(canary: Counts, primary: Counts) -> str | None:
-    """The version that alone served requests in a window ("canary" or "primary"), else None: such a window
-    compares nothing (the other version was not scraped, or got no traffic)."""
-    if (canary.requests > 0) == (primary.requests > 0):
-        return None
-    return "canary" if canary.requests > 0 else "primary"
 
 
 def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
