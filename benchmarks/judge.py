@@ -54,6 +54,9 @@ from simulator import telemetry
 
 BUCKETS_MS = np.array([b for b in telemetry.ISTIO_BUCKETS_MS if b <= 10000], dtype=np.float64)
 OTHER_BUCKETS_MS = np.array([7.0, 30.0, 70.0, 300.0, 700.0, 3000.0], dtype=np.float64)  # "mismatched"
+# "fine": buckets close enough that the primary's p90, p95 and p99 fall at two or three boundaries
+FINE_BUCKETS_MS = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 150.0, 200.0, 300.0,
+                            500.0, 1000.0], dtype=np.float64)
 LATENCY_MEDIAN_MS = 40.0
 LATENCY_SIGMA = 0.5
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -73,6 +76,7 @@ class Scenario:
     counts: str = "exact"  # or "increase()"
     latency: bool = False  # judge latency too (alpha then split over two comparisons)
     mismatched: bool = False  # the canary's histogram has other buckets
+    fine: bool = False  # both versions' histograms have FINE_BUCKETS_MS: three latency boundaries are tested
     pass_ratio: float = 2.0
 
     @property
@@ -118,8 +122,9 @@ class World:
 
     def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
         self.scenario, self.rng = scenario, rng
-        self.primary = Version(BUCKETS_MS)
-        self.canary = Version(OTHER_BUCKETS_MS if scenario.mismatched else BUCKETS_MS)
+        buckets = FINE_BUCKETS_MS if scenario.fine else BUCKETS_MS
+        self.primary = Version(buckets)
+        self.canary = Version(OTHER_BUCKETS_MS if scenario.mismatched else buckets)
         # Scrapes fall at a random phase of the analysis ticks, as they do in a cluster: aligned, increase()
         # would find a sample at both ends of every window and never extrapolate.
         self.clock = float(rng.uniform(0, scenario.scrape)) - scenario.scrape
@@ -181,6 +186,8 @@ class Prometheus:
         if counts is None:
             raise base.NoValuesFound(query, "the query matched no series")
         les = [f"{b / 1000:g}" for b in version.buckets] + ["+Inf"]
+        if query.startswith("count by (le)"):  # one histogram per version: every le in its one series
+            return dict.fromkeys(les, 1.0)
         return dict(zip(les, (float(v) for v in counts[2:]), strict=True))
 
     def _p99(self, version: Version) -> float:
@@ -317,6 +324,8 @@ def scenarios() -> list[Scenario]:
         Scenario("latency A/A", latency=True),
         Scenario("latency x2", latency=True, latency_factor=2.0),
         Scenario("latency x2, other buckets", latency=True, latency_factor=2.0, mismatched=True),
+        Scenario("latency A/A, fine buckets", latency=True, fine=True),
+        Scenario("latency x1.2, fine buckets", latency=True, latency_factor=1.2, fine=True),
     ]
 
 

@@ -189,11 +189,14 @@ _HTTP_VERSION = " {{ variables.version }} "
 
 @dataclasses.dataclass(frozen=True)
 class CountQueries:
-    """Query templates of one version's requests, 5xx answers and cumulative latency buckets (by ``le``)."""
+    """Query templates of one version's requests, 5xx answers and cumulative latency buckets (by ``le``), and
+    how many series counted at each ``le`` (``series``): a version whose series do not all have the same
+    buckets (pods of two builds in one window) sums counts of different requests at some ``le``."""
 
     requests: str
     errors: str
     buckets: str
+    series: str
 
 
 def _counts(requests: str, buckets: str, selector: str, status_label: str) -> CountQueries:
@@ -202,6 +205,7 @@ def _counts(requests: str, buckets: str, selector: str, status_label: str) -> Co
         requests=f"sum({exact_count(requests + '{' + selector + '}')})",
         errors=f"sum({exact_count(errors)})",
         buckets=f"sum by (le) ({exact_count(buckets + '{' + selector + '}')})",
+        series=f"count by (le) ({exact_count(buckets + '{' + selector + '}')})",
     )
 
 

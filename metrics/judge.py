@@ -44,7 +44,9 @@ the estimate shown (``estimate``), and everything with ``robust=False``.
 Verdicts: **Fail** when ``H0`` is rejected, **severe** when in addition ``H0: rho <= severe`` is rejected;
 **Pass** only when the confidence sequence's upper bound is below ``pass_ratio`` (a regression that large
 is ruled out at level ``1 - alpha``) and the step holds ``min_samples`` canary requests from windows in
-which both versions served; **Inconclusive** otherwise, and after ``inconclusive_limit`` of those in a row
+which both versions served; **Inconclusive** otherwise, and after ``inconclusive_limit`` of those on one step
+(counted over the step: a Pass between them does not restart the count, or two comparisons that take turns
+holding a step would hold it for ever)
 on one step a Fail that says so (a release never waits forever).  Pass therefore means "no worse than
 ``pass_ratio`` times the primary", not merely "no regression proven yet".
 
@@ -61,7 +63,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from metrics import betting
+from metrics import betting, counts
 from metrics import dispersion as dispersion_
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -112,37 +114,11 @@ class Config:
         return tuple(sorted({*BASE_GRID, round(self.null, 9), round(self.severe, 9)}))
 
 
-@dataclasses.dataclass(frozen=True)
-class Counts:
-    """Requests and events (errors, or slow requests) of one version over one window, or accumulated."""
-
-    requests: int
-    events: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.events <= self.requests:
-            raise ValueError(f"counts must be non-negative, not {self.requests} requests, {self.events} events")
-
-    @classmethod
-    def of(cls, requests: float, events: float) -> Counts:
-        """From differences of counters as Prometheus returns them (floats holding whole numbers): rounded,
-        never more events than requests; raises ValueError for NaN, an infinity or a negative count, which
-        no counter difference is (a wrong query, or a counter that is not one), never read as zero."""
-        for value in (requests, events):
-            if not math.isfinite(value) or value < -0.5:
-                raise ValueError(f"{value:g} is not a count")
-        total = max(0, round(requests))
-        return cls(requests=total, events=min(max(0, round(events)), total))
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(self.requests + other.requests, self.events + other.events)
-
-    @property
-    def proportion(self) -> float | None:
-        return self.events / self.requests if self.requests else None
-
-
-ZERO = Counts(0, 0)
+# One window's counts, and whether it compares the versions: ``metrics.counts``.
+Counts = counts.Counts
+ZERO = counts.ZERO
+comparable = counts.comparable
+alone = counts.alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,10 +131,11 @@ class Evidence:
     canary: Counts = ZERO  # accumulated since the release started, over the windows that compared
     primary: Counts = ZERO
     step_samples: int = 0  # canary requests since the step last advanced, in windows that compared
-    inconclusive: int = 0  # Inconclusive verdicts in a row on this step
+    inconclusive: int = 0  # Inconclusive verdicts on this step (not restarted by a Pass: ``judge``)
     wealth_up: tuple[float, ...] = ()  # metrics.betting's log wealth, grid x fractions, flattened
     pearson: tuple[float, ...] = ()  # at Config.grid(), summed Pearson residuals squared (``dispersion``)
     windows: int = 0  # windows that compared (both versions served, some events)
+    one_sided: int = 0  # windows in which only one version served (or was scraped): they compare nothing
 
     @classmethod
     def start(cls, config: Config) -> Evidence:
@@ -188,11 +165,6 @@ class Judgement:
     limit_reached: bool = False  # Fail because the verdict stayed Inconclusive for the inconclusive limit
 
 
-def comparable(canary: Counts, primary: Counts) -> bool:
-    """Whether a window compares the versions at all: both served requests, and some were events."""
-    return canary.requests > 0 and primary.requests > 0 and canary.events + primary.events > 0
-
-
 def window_log_likelihood(grid: Sequence[float], canary: Counts, primary: Counts) -> Floats:
     """The log-likelihood of each ratio in ``grid`` from one window, up to a constant (the binomial
     coefficient): the canary's events out of both versions' events, with the canary's share of requests."""
@@ -216,9 +188,12 @@ def update(evidence: Evidence, canary: Counts, primary: Counts, config: Config) 
     """The evidence after one more window (its counts only, never reaching back into earlier windows).
 
     Only a window in which both versions served requests counts towards the step's samples and the
-    totals: a canary window without primary traffic compares nothing, and must not help a Pass."""
+    totals: a canary window without primary traffic compares nothing, and must not help a Pass.  A window
+    in which only one version served is counted in ``one_sided`` (``alone`` names it; it is no Pass)."""
     if not evidence.fits(config):
         evidence = Evidence.start(config)
+    if alone(canary, primary) is not None:
+        return dataclasses.replace(evidence, one_sided=evidence.one_sided + 1)
     if canary.requests == 0 or primary.requests == 0:
         return evidence
     grid = config.grid()
@@ -252,7 +227,8 @@ def likelihood_e_value(evidence: Evidence, config: Config, null: float) -> float
     distance = np.log(grid[mask]) - math.log(null)
     log_weights = -(distance**2) / (2 * PRIOR_SCALE**2)
     log_weights -= _log_sum_exp(log_weights)
-    return float(np.exp(_log_sum_exp(ll[mask] - at_null + log_weights)))
+    log_e = _log_sum_exp(ll[mask] - at_null + log_weights)
+    return math.inf if log_e > 700 else math.exp(log_e)  # overwhelming evidence (a 100x regression) is no overflow
 
 
 def confidence_sequence(evidence: Evidence, config: Config) -> tuple[float | None, float | None]:
@@ -315,7 +291,7 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     Fail once ``rho <= 1 + tolerance`` is rejected; Pass only once the confidence sequence's upper bound is
     below ``pass_ratio`` (a regression that large is ruled out at level ``1 - alpha``) and the step has
     ``min_samples`` canary requests from windows that compared; else Inconclusive, which after
-    ``inconclusive_limit`` verdicts in a row on one step becomes a Fail that says why.  The returned
+    ``inconclusive_limit`` verdicts on one step becomes a Fail that says why.  The returned
     evidence counts the Inconclusive verdicts (none after a Pass or Fail)."""
     canary, primary = evidence.canary, evidence.primary
     effect = estimate(evidence, config)
@@ -326,7 +302,9 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     facts = (f"canary {what} {_percent(canary)} ({canary.events}/{canary.requests}), primary {_percent(primary)} "
              f"({primary.events}/{primary.requests}), ratio {_fmt(effect)} [{_fmt(lower, 0.0)}, "
              f"{_fmt(upper, math.inf)}], e-value {fail_e:.3g}" + (f", dispersion {spread:.3g}" if spread else ""))
-    settled = dataclasses.replace(evidence, inconclusive=0)
+    # A Pass or Fail does not restart the step's Inconclusive count: the step advances only once every
+    # comparison passes, and two that took turns being Inconclusive would otherwise hold it for ever.
+    settled = evidence
     if fail_e >= bound:
         severe = e_value(evidence, config, config.severe) >= bound
         limit = config.severe if severe else config.null
@@ -344,12 +322,27 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     else:
         why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
         return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
-    held = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
-    if held.inconclusive >= config.inconclusive_limit:
-        why = (f"inconclusive limit reached: {held.inconclusive} analyses in a row on this step were "
-               f"inconclusive (inconclusiveLimit {config.inconclusive_limit}); last: {why}")
-        return Judgement("Fail", False, effect, lower, upper, fail_e, settled, why, limit_reached=True)
-    return Judgement("Inconclusive", False, effect, lower, upper, fail_e, held, why)
+    return _held(evidence, config, why, effect, lower, upper, fail_e)
+
+
+def held(evidence: Evidence, config: Config, why: str) -> Judgement:
+    """An Inconclusive verdict whatever the evidence says, for a window that could not be compared (``why``
+    says how): the evidence is kept, the verdict is counted towards ``inconclusive_limit`` as any other
+    Inconclusive, and it is never a Pass (nor a Fail the window did not show)."""
+    lower, upper = confidence_sequence(evidence, config)
+    return _held(evidence, config, why, estimate(evidence, config), lower, upper,
+                 e_value(evidence, config, config.null))
+
+
+def _held(evidence: Evidence, config: Config, why: str, effect: float | None, lower: float | None,
+          upper: float | None, fail_e: float) -> Judgement:
+    counted = dataclasses.replace(evidence, inconclusive=evidence.inconclusive + 1)
+    if counted.inconclusive >= config.inconclusive_limit:
+        why = (f"inconclusive limit reached: {counted.inconclusive} analyses on this step were inconclusive "
+               f"(inconclusiveLimit {config.inconclusive_limit}, counted over the step: a Pass while another "
+               f"check held it does not restart the count); last: {why}")
+        return Judgement("Fail", False, effect, lower, upper, fail_e, counted, why, limit_reached=True)
+    return Judgement("Inconclusive", False, effect, lower, upper, fail_e, counted, why)
 
 
 def advanced(evidence: Evidence) -> Evidence:

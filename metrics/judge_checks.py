@@ -18,9 +18,15 @@ or iteration), not after every Pass: a Pass on a step another check held keeps t
 Level: ``alpha`` is the whole release's; each of the enabled comparisons (errors, latency) gets an equal
 share of it, so the probability that either fails a canary no worse than the primary is at most ``alpha``.
 
-Latency: the boundary is picked from the primary's buckets of the first window and kept for the release;
-that window is not tested with it (a boundary chosen from the data it tests favours it).  A version whose
-histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".
+Latency: the boundaries (``metrics.histograms.pick_boundaries``: ``latencyQuantile``'s, p90's, p95's) are
+picked from the primary's buckets of the first window and kept for the release; that window is not tested
+with them (a boundary chosen from the data it tests favours it).  Each boundary is a check and a test of its
+own, at the latency comparison's ``alpha`` split evenly over them, so each reads its own ratio: a tail
+regression is not diluted, and ``severe`` stays reachable (summing the boundaries' crossings into one test,
+tried and reverted, did both).  A version whose
+histogram has no bucket at the boundary is a failed check that says so, never "no slow requests".  A window
+in which only some of a version's series have it (pods of two builds with other buckets) is Inconclusive,
+saying so, and not counted: its sum at the boundary would read some requests as all slow or fast.
 """
 
 from __future__ import annotations
@@ -29,49 +35,21 @@ import asyncio
 import dataclasses
 import datetime
 import math
-import time
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
 
 import fairness
 from apis import models, vocabulary
-from metrics import base, builtin, histograms, judge, templates
+from metrics import base, builtin, histograms, judge, judge_queries
 
 ERRORS = "judge-errors"
 LATENCY = "judge-latency"
 
 
-@runtime_checkable
-class VectorProvider(Protocol):
-    """A metric provider that can also answer with one sample per label value (histogram buckets)."""
-
-    def run_query(self, query: str) -> float: ...
-
-    def run_vector(self, query: str, label: str) -> dict[str, float]:
-        """Samples by the value of ``label``; raises NoValuesFound or QueryFailed."""
-        ...
-
-
-@dataclasses.dataclass(frozen=True)
-class VersionCounts:
-    requests: float
-    errors: float
-    buckets: Mapping[float, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """The time a step's queries count: from where the last window ended to now."""
-
-    start: datetime.datetime
-    end: datetime.datetime
-
-    @property
-    def milliseconds(self) -> int:
-        return max(1, round((self.end - self.start).total_seconds() * 1000))
-
-    def text(self) -> str:
-        return f"{self.milliseconds / 1000:g}s"
+# The queries of one version and their answers: ``metrics.judge_queries``.
+VectorProvider = judge_queries.VectorProvider
+VersionCounts = judge_queries.VersionCounts
+Window = judge_queries.Window
+render = judge_queries.render
 
 
 def enabled(spec: models.JudgeSpec) -> list[str]:
@@ -119,7 +97,8 @@ def previous(canary: models.Canary, name: str, config: judge.Config) -> tuple[ju
         primary=judge.Counts(result.primary_requests, result.primary_events), step_samples=result.step_samples,
         inconclusive=result.inconclusive, wealth_up=tuple(result.log_wealth_up),
         # A status written before the dispersion was kept: its windows start counting now.
-        pearson=tuple(result.pearson) or (0.0,) * len(result.log_likelihood), windows=result.windows)
+        pearson=tuple(result.pearson) or (0.0,) * len(result.log_likelihood), windows=result.windows,
+        one_sided=result.one_sided_windows)
     if result.step != step_of(canary):
         evidence = judge.advanced(evidence)
     if not evidence.fits(config):
@@ -147,6 +126,7 @@ def judge_check(name: str, judgement: judge.Judgement, config: judge.Config, *, 
         log_likelihood=[round(v, 6) for v in evidence.log_likelihood],
         log_wealth_up=[round(v, 6) for v in evidence.wealth_up],
         pearson=[round(v, 6) for v in evidence.pearson], windows=evidence.windows,
+        one_sided_windows=evidence.one_sided,
         dispersion=None if spread is None else round(spread, 6))
     # An exhausted limit says so first: the rollback message is built from it.
     message = (judgement.reason + (f"; {prefix.rstrip('; ')}" if prefix else "") if judgement.limit_reached
@@ -184,18 +164,20 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     if queries is None:
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                                  f"count queries for provider {router_provider!r}") for n in names]
+    # Every check this step makes: latency has one per boundary the release's first window picked.
+    names = [n for e in names for n in (latency_names(canary) if e == LATENCY else [e])]
     windows = {n: window_of(canary, n, now) for n in names}
     window = windows.get(ERRORS) or windows[LATENCY]  # the requests' and errors' window
-    rendered: dict[str, tuple[str, str, str]] = {}
+    rendered: dict[str, tuple[str, str, str, str]] = {}
     for v in ("canary", "primary"):
         own = render(canary, queries, router_provider, v, window, pod_labels)
         if spec.latency and windows[LATENCY] != window:
-            own = (*own[:2], render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2])
+            own = (*own[:2], *render(canary, queries, router_provider, v, windows[LATENCY], pod_labels)[2:])
         rendered[v] = own
     try:
         counts = await asyncio.gather(
-            *(fairness.run_in_thread(shares, canary.namespace, timeout, _fetch, provider, rendered[v], spec.latency,
-                                     timeout) for v in ("canary", "primary")))
+            *(fairness.run_in_thread(shares, canary.namespace, timeout, judge_queries.fetch, provider, rendered[v],
+                                     spec.latency, timeout) for v in ("canary", "primary")))
     except base.ProviderUnavailable as exc:
         return [carried(canary, n, windows[n], str(exc), unavailable=True) for n in names]
     except fairness.Busy as exc:
@@ -224,98 +206,107 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
         else:
             evidence, _ = previous(canary, ERRORS, config)
             evidence = judge.update(evidence, canary_counts, primary_counts, config)
-            checks.append(judge_check(ERRORS, judge.judge(evidence, config), config, window=window, queries=texts,
-                                      boundary=None, step=step, prefix=quiet))
+            judgement, note = _verdict(evidence, config, "error proportion", canary_counts, primary_counts)
+            checks.append(judge_check(ERRORS, judgement, config, window=window, queries=texts,
+                                      boundary=None, step=step, prefix=quiet + note))
     if spec.latency:
-        checks.append(_latency(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet))
+        checks += _latencies(canary, spec, config, ours, theirs, windows[LATENCY], step, rendered, quiet)
     return checks
 
 
-def _latency(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
-             theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str]],
-             quiet: str) -> vocabulary.Check:
+def latency_name(quantile: float, spec: models.JudgeSpec) -> str:
+    """The check of one latency boundary: ``judge-latency`` for ``latencyQuantile``'s, ``judge-latency-p90``
+    for the extra boundary of the primary's p90."""
+    return LATENCY if quantile == spec.latency_quantile else f"{LATENCY}-p{quantile * 100:g}"
+
+
+def latency_names(canary: models.Canary) -> list[str]:
+    """``judge-latency`` and the checks of the extra boundaries the release's first window picked."""
+    extra = [c.name for c in canary.status.checks if c.kind == "judge" and c.name.startswith(LATENCY + "-")]
+    return [LATENCY, *extra]
+
+
+def _latencies(canary: models.Canary, spec: models.JudgeSpec, config: judge.Config, ours: VersionCounts,
+               theirs: VersionCounts, window: Window, step: str, rendered: Mapping[str, tuple[str, str, str, str]],
+               quiet: str) -> list[vocabulary.Check]:
+    """One check per boundary, each its own test at the latency comparison's ``alpha`` split evenly over
+    the boundaries: a Fail (or severe) at any boundary is one, and a Pass needs every one."""
     texts = [rendered["canary"][2], rendered["primary"][2]]
-    evidence, boundary = previous(canary, LATENCY, config)
-    prefix = quiet
-    if boundary is None:
-        boundary = histograms.pick_boundary(theirs.buckets, spec.latency_quantile)
-        if boundary is not None:
-            prefix += (f"boundary le={boundary:g} picked from the primary's buckets of this window; the "
-                       "comparison starts with the next; ")
-        what = "latency" if boundary is None else f"proportion slower than le={boundary:g}"
-        return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
-                           boundary=boundary, step=step, prefix=prefix or "no boundary: the primary's requests "
-                           "all fall in one bucket, or there are none; ")
-    slow = {v: histograms.exceedance(c.buckets, boundary) for v, c in (("canary", ours), ("primary", theirs))}
-    missing = [v for v, c in slow.items() if c is None]
+    names = latency_names(canary)
+    kept = {n: previous(canary, n, config) for n in names}
+    if kept[LATENCY][1] is None:
+        return _pick(spec, config, kept[LATENCY][0], theirs, window, step, texts, quiet)
+    boundaries = {n: b for n, (_, b) in kept.items() if b is not None}
+    split = dataclasses.replace(config, alpha=config.alpha / len(boundaries))
+    slow = {(n, v): histograms.exceedance(c.buckets, b) for n, b in boundaries.items()
+            for v, c in (("canary", ours), ("primary", theirs))}
+    missing = sorted({(v, boundaries[n]) for (n, v), c in slow.items() if c is None})
     if missing:
-        shown = {v: sorted(le for le in c.buckets if math.isfinite(le)) for v, c in (("canary", ours),
-                                                                                    ("primary", theirs))}
-        return carried(canary, LATENCY, window, f"the {' and '.join(missing)} latency histogram has no bucket "
-                       f"le={boundary:g} (canary buckets {shown['canary']}, primary {shown['primary']}): the "
-                       "versions cannot be compared; give both the same buckets or set judge.latency: false",
-                       unavailable=False)
-    canary_slow, primary_slow = slow["canary"], slow["primary"]
-    assert canary_slow is not None and primary_slow is not None
-    evidence = judge.update(evidence, canary_slow, primary_slow, config)
-    what = f"proportion slower than le={boundary:g}"
-    return judge_check(LATENCY, judge.judge(evidence, config, what), config, window=window, queries=texts,
-                       boundary=boundary, step=step, prefix=prefix)
+        lacks = "; ".join(f"the {v} latency histogram has no bucket le={b:g}" for v, b in missing)
+        return [carried(canary, n, window, f"{lacks} (canary buckets {_les(ours)}, primary {_les(theirs)}): the "
+                        "versions cannot be compared; give both the same buckets or set judge.latency: false",
+                        unavailable=False) for n in boundaries]
+    mixed = [(v, b, m) for b in boundaries.values() for v, c in (("canary", ours), ("primary", theirs))
+             if (m := histograms.partial(c.series, b)) is not None]
+    if mixed:
+        # Counting it would read some pods' requests as all slow (or the canary as fast): this window's latency
+        # is not counted, and it is no Pass; the next window starts after it, once the old series are gone.
+        said = "; ".join(f"only {m[0]} of the {m[1]} {v} series counted in this window have a bucket le={b:g}"
+                         for v, b, m in mixed)
+        why = (f"mixed latency buckets: {said} (pods with other buckets, such as an earlier build's, are "
+               f"still in the window; canary buckets {_les(ours)}, primary {_les(theirs)}): the window's "
+               f"latency is not compared")
+        return [judge_check(n, judge.held(kept[n][0], split, why), split, window=window, queries=texts,
+                            boundary=b, step=step, prefix=quiet) for n, b in boundaries.items()]
+    checks = []
+    for n, b in boundaries.items():
+        canary_slow, primary_slow = slow[(n, "canary")], slow[(n, "primary")]
+        assert canary_slow is not None and primary_slow is not None
+        evidence = judge.update(kept[n][0], canary_slow, primary_slow, split)
+        judgement, note = _verdict(evidence, split, f"proportion slower than le={b:g}", canary_slow, primary_slow)
+        checks.append(judge_check(n, judgement, split, window=window, queries=texts, boundary=b, step=step,
+                                  prefix=quiet + note))
+    return checks
 
 
-def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
-           window: Window, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str]:
-    """One version's (requests, errors, buckets) count queries over ``window``."""
-    workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
-    selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
-                                        namespace=canary.namespace, pod_labels=pod_labels,
-                                        kind=canary.spec.target_ref.kind)
-    spec = canary.spec
-    variables = templates.Variables(
-        name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,
-        ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
-        interval=f"{window.milliseconds}ms",
-        variables={"version": selector, "start": f"{window.start.timestamp():.3f}",
-                   "end": f"{window.end.timestamp():.3f}"})
-    source = f"the builtin judge queries for {builtin.provider_family(router_provider)}"
-    field = "spec.analysis.judge"
-    return (templates.render(queries.requests, variables, field=field, source=source),
-            templates.render(queries.errors, variables, field=field, source=source),
-            templates.render(queries.buckets, variables, field=field, source=source))
+def _pick(spec: models.JudgeSpec, config: judge.Config, evidence: judge.Evidence, theirs: VersionCounts,
+          window: Window, step: str, texts: list[str], quiet: str) -> list[vocabulary.Check]:
+    """The boundaries, picked from the primary's buckets of this window, which none of them tests."""
+    picked = histograms.pick_boundaries(theirs.buckets, spec.latency_quantile, theirs.series)
+    if not picked:
+        return [judge_check(LATENCY, judge.judge(evidence, config, "latency"), config, window=window, queries=texts,
+                            boundary=None, step=step, prefix=quiet or "no boundary: the primary's requests all "
+                            "fall in one bucket, or there are none; ")]
+    split = dataclasses.replace(config, alpha=config.alpha / len(picked))
+    les = ", ".join(f"le={le:g} (p{q * 100:g})" for q, le in picked)
+    prefix = (f"{quiet}boundaries {les} picked from the primary's buckets of this window, each tested at "
+              f"alpha/{len(picked)}; the comparison starts with the next; ")
+    return [judge_check(latency_name(q, spec), judge.judge(evidence if q == spec.latency_quantile else
+                                                           judge.Evidence.start(split), split,
+                                                           f"proportion slower than le={le:g}"),
+                        split, window=window, queries=texts, boundary=le, step=step, prefix=prefix)
+            for q, le in picked]
 
 
-def _fetch(provider: base.MetricProvider, texts: tuple[str, str, str], latency: bool, timeout: float
-           ) -> VersionCounts:
-    """One version's counts; no series at all means no requests in the window, which is a count of zero.
-
-    Runs in a thread, query after query: none starts once ``timeout`` seconds have passed (the caller has
-    stopped waiting by then), so the thread is free again within about that."""
-    requests, errors, buckets_query = texts
-    deadline = time.monotonic() + timeout
-    buckets: dict[float, float] = {}
-    if latency:
-        if not isinstance(provider, VectorProvider):
-            raise base.QueryFailed(buckets_query, "this metrics provider cannot return histogram buckets")
-        try:
-            buckets = {float(le): value for le, value in provider.run_vector(buckets_query, "le").items()}
-        except base.NoValuesFound:
-            buckets = {}
-    requests_count = _count(provider, _in_time(requests, deadline, timeout))
-    errors_count = _count(provider, _in_time(errors, deadline, timeout))
-    return VersionCounts(requests=requests_count, errors=errors_count, buckets=buckets)
-
-
-def _in_time(query: str, deadline: float, timeout: float) -> str:
-    if time.monotonic() > deadline:
-        raise base.ProviderUnavailable(query, f"not run: the judge's queries took longer than {timeout:g}s")
-    return query
+def _verdict(evidence: judge.Evidence, config: judge.Config, what: str, ours: judge.Counts,
+             theirs: judge.Counts) -> tuple[judge.Judgement, str]:
+    """The verdict on the evidence after a window with counts ``ours`` and ``theirs``, and what to say first
+    about the window: one in which only one version served compares nothing, and its analysis is no Pass
+    (the evidence of earlier windows would otherwise pass requests nobody compared)."""
+    judgement = judge.judge(evidence, config, what)
+    alone = judge.alone(ours, theirs)
+    if alone is None:
+        return judgement, ""
+    other = "primary" if alone == "canary" else "canary"
+    served = (ours if alone == "canary" else theirs).requests
+    note = (f"only the {alone} served in this window ({served} requests, none from the {other}, or the "
+            f"{other} was not scraped): it compares nothing and is not counted ({evidence.one_sided} such "
+            f"windows in this release); ")
+    if judgement.verdict == "Pass":
+        judgement = judge.held(evidence, config, "no Pass after a window that compared nothing, though the "
+                               f"earlier windows would pass: {judgement.reason}")
+    return judgement, note
 
 
-def _count(provider: base.MetricProvider, query: str) -> float:
-    """A count: no series is zero requests; NaN (a series whose value is not a number) is a failed query."""
-    try:
-        return provider.run_query(query)
-    except base.NoValuesFound as exc:
-        if "NaN" in exc.reason:
-            raise base.QueryFailed(query, f"the count is not a number ({exc.reason})") from exc
-        return 0.0
+def _les(counts: VersionCounts) -> list[float]:
+    return sorted(le for le in counts.buckets if math.isfinite(le))

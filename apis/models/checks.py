@@ -143,7 +143,7 @@ class JudgeSpec(base.ApiModel):
     no worse than the primary with probability at most ``alpha`` over the whole release (``alpha`` is split
     evenly between the errors and the latency comparisons).  Each comparison is a check: Pass (a regression
     of ``passRatio`` or more is ruled out), Fail (a failed check), or Inconclusive (not enough evidence yet:
-    the step is held, nothing is counted, and after ``inconclusiveLimit`` of them in a row on one step the
+    the step is held, nothing is counted, and after ``inconclusiveLimit`` of them on one step the
     release rolls back, saying why); a severe Fail rolls back at once, whatever ``threshold`` says."""
 
     model_config = pydantic.ConfigDict(
@@ -172,7 +172,8 @@ class JudgeSpec(base.ApiModel):
     Unset: 2, or 1.5 x (1 + tolerance) when that is larger, and never above ``severe``; so a spec written before
     this field existed (any tolerance and severe it allowed) stays valid."""
     inconclusive_limit: int = pydantic.Field(default=20, ge=1, le=10000)
-    """Inconclusive analyses in a row on one step after which the release rolls back, saying why."""
+    """Inconclusive analyses of one comparison on one step (a Pass between them does not restart the count)
+    after which the release rolls back, saying why."""
     burst_robust: bool = True
     """Fail only on a test that stays valid when errors come in bursts (a bet per window on the canary's share
     of events); false: the likelihood-ratio test, faster to fail but valid only when events are independent.
@@ -180,7 +181,8 @@ class JudgeSpec(base.ApiModel):
     errors: bool = True
     """Compare the proportions of 5xx answers."""
     latency: bool = True
-    """Compare the proportions of requests slower than the primary's latencyQuantile bucket."""
+    """Compare the proportions of requests slower than each of the buckets nearest the primary's latencyQuantile,
+    p90 and p95 (one check each, alpha split over them)."""
     latency_quantile: float = pydantic.Field(default=0.99, ge=0.5, le=0.9999)
     """Quantile of the primary's latency whose histogram bucket boundary separates slow requests."""
 

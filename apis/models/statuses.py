@@ -57,9 +57,9 @@ class JudgeResult(base.StatusModel):
     """Error: this step's queries failed or could not be compared; the evidence below is the last step's."""
     severe: bool = False
     limit_reached: bool = False
-    """A Fail because the verdict stayed Inconclusive for inconclusiveLimit analyses in a row."""
+    """A Fail because the verdict was Inconclusive in inconclusiveLimit analyses of one step."""
     inconclusive: int = 0
-    """Inconclusive verdicts in a row on this step."""
+    """Inconclusive verdicts on this step; a Pass while another check held the step does not restart it."""
     effect: float | None = None
     """Canary proportion / primary proportion over the release; unset when either is unknown or infinite."""
     lower: float | None = None
@@ -93,6 +93,9 @@ class JudgeResult(base.StatusModel):
     """Squared Pearson residuals summed over the windows, per ratio: how bursty the events are."""
     windows: int = 0
     """Windows that compared the versions (both served, some events)."""
+    one_sided_windows: int = 0
+    """Windows in which only one version served requests (or was scraped): they compare nothing, are not
+    counted, and an analysis with one is never a Pass."""
     dispersion: float | None = None
     """How many times more the canary's share of events varies than independent events would make it (at
     least 1); a Pass's interval is widened by it.  Unset until two windows compared."""

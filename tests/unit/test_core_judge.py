@@ -66,7 +66,7 @@ def test_an_exhausted_inconclusive_limit_rolls_back_at_once_saying_why() -> None
     # Defect 5: at 81bad25 Inconclusive held the step with no deadline.
     result = models.JudgeResult(verdict="Fail", limit_reached=True, inconclusive=20)
     check = core.Check(name="judge-errors", kind="judge", passed=False, judge=result,
-                       message="inconclusive limit reached: 20 analyses in a row on this step were inconclusive")
+                       message="inconclusive limit reached: 20 analyses on this step were inconclusive")
     decision = decide(World(canary_at(20), now=LATER, routes=core.Weights(80, 20), checks=[check]))
     assert decision.status.phase == Phase.FAILED
     assert routes_of(decision) == [core.ALL_PRIMARY]

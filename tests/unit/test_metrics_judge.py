@@ -118,7 +118,7 @@ def test_inconclusive_is_bounded_by_the_limit_then_fails_saying_why() -> None:
         evidence = judged.evidence
     assert verdicts == ["Inconclusive", "Inconclusive", "Fail"]
     assert judged.limit_reached and not judged.severe
-    assert judged.reason.startswith("inconclusive limit reached: 3 analyses in a row")
+    assert judged.reason.startswith("inconclusive limit reached: 3 analyses on this step were inconclusive")
     assert judge.advanced(evidence).inconclusive == 0
 
 
@@ -170,6 +170,15 @@ def test_pick_boundary_takes_the_bucket_whose_slow_share_is_nearest_the_quantile
     assert histograms.pick_boundary({0.1: 9660.0, 0.25: 9999.0, math.inf: 10000.0}, 0.99) == 0.1
     assert histograms.pick_boundary({math.inf: 0.0}) is None
     assert histograms.exceedance(buckets, 0.25) == judge.Counts(1000, 20)
+
+
+def test_pick_boundaries_adds_the_p90_and_p95_boundaries_only_in_the_tail() -> None:
+    wide = {0.05: 4000.0, 0.1: 9000.0, 0.25: 9600.0, 0.5: 9950.0, 1.0: 10000.0, math.inf: 10000.0}
+    assert histograms.pick_boundaries(wide, 0.99) == [(0.99, 0.5), (0.9, 0.1), (0.95, 0.25)]
+    # The p90's nearest boundary has 30 % of the primary's requests above it: not a rare event, left out.
+    coarse = {0.05: 7000.0, 0.5: 9950.0, 1.0: 10000.0, math.inf: 10000.0}
+    assert histograms.pick_boundaries(coarse, 0.99) == [(0.99, 0.5)]
+    assert histograms.pick_boundaries({math.inf: 0.0}) == []
 
 
 def test_a_histogram_without_the_boundary_bucket_is_not_read_as_fast() -> None:
