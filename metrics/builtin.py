@@ -16,6 +16,9 @@ Providers:
   restricted to the requests the canary Ingress served (``canary!=""``). Flagger measures no canary label
   and reports the *mean* duration (``_sum / _count``); Fledge takes the P99 from the buckets so that
   request-duration means the same for every provider and a slow tail is not averaged away.
+- linkerd: the proxy's ``response_total`` (``classification="failure"`` for 5xx) and ``response_latency_ms_bucket``
+  on the inbound side of the canary's pods (``deployment=~"{{ target }}"``), as Flagger.
+- smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -61,6 +64,18 @@ _NGINX_SUCCESS_RATE = (
 _NGINX_DURATION = (
     'histogram_quantile(0.99, sum(rate(nginx_ingress_controller_response_duration_seconds_bucket{'
     'namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}])) by (le)) * 1000'
+)
+
+# Linkerd's proxy, on the inbound side of the canary's pods (the ``deployment`` label names their workload).
+_LINKERD_SUCCESS_RATE = (
+    'sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",classification!="failure",'
+    'direction="inbound"}[{{ interval }}]))'
+    ' / sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"}'
+    '[{{ interval }}])) * 100'
+)
+_LINKERD_DURATION = (
+    'histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",'
+    'deployment=~"{{ target }}",direction="inbound"}[{{ interval }}])) by (le))'
 )
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -110,6 +125,9 @@ _HTTP = _http_queries(PodLabels())
 QUERIES: Mapping[str, Mapping[str, str]] = {
     "istio": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "nginx": {REQUEST_SUCCESS_RATE: _NGINX_SUCCESS_RATE, REQUEST_DURATION: _NGINX_DURATION},
+    "linkerd": {REQUEST_SUCCESS_RATE: _LINKERD_SUCCESS_RATE, REQUEST_DURATION: _LINKERD_DURATION},
+    # Flagger gives the smi:* providers its default (Istio) observer, whatever the mesh behind the split.
+    "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }
@@ -183,6 +201,7 @@ def exact_count(series: str) -> str:
 
 _ISTIO_VERSION = 'reporter="destination",destination_workload_namespace="{{ namespace }}",{{ variables.version }}'
 _NGINX_VERSION = 'namespace="{{ namespace }}",ingress="{{ ingress }}",{{ variables.version }}'
+_LINKERD_VERSION = 'namespace="{{ namespace }}",direction="inbound",{{ variables.version }}'
 # The pod scrape's namespace and pod name matchers (version_selector), spaced so Jinja does not read "{{{".
 _HTTP_VERSION = " {{ variables.version }} "
 
@@ -207,11 +226,14 @@ def _counts(requests: str, buckets: str, selector: str, status_label: str) -> Co
 
 _HTTP_COUNTS = _counts("http_request_duration_seconds_count", "http_request_duration_seconds_bucket",
                        _HTTP_VERSION, "status")
+_ISTIO_COUNTS = _counts("istio_requests_total", "istio_request_duration_milliseconds_bucket", _ISTIO_VERSION,
+                        "response_code")
 COUNT_QUERIES: Mapping[str, CountQueries] = {
-    "istio": _counts("istio_requests_total", "istio_request_duration_milliseconds_bucket", _ISTIO_VERSION,
-                     "response_code"),
+    "istio": _ISTIO_COUNTS,
+    "smi": _ISTIO_COUNTS,
     "nginx": _counts("nginx_ingress_controller_requests", "nginx_ingress_controller_response_duration_seconds_bucket",
                      _NGINX_VERSION, "status"),
+    "linkerd": _counts("response_total", "response_latency_ms_bucket", _LINKERD_VERSION, "status_code"),
     "gatewayapi": _HTTP_COUNTS,
     "kubernetes": _HTTP_COUNTS,
 }
@@ -235,4 +257,6 @@ def version_selector(provider: str, workload: str, canary: bool, namespace: str 
     if family in _POD_SCRAPED:
         labels = pod_labels or PodLabels()
         return f'{labels.namespace}="{namespace}",{labels.pod}=~"{pod_name_pattern(kind, workload)}"'
+    if family == "linkerd":
+        return f'deployment="{workload}"'
     return f'destination_workload="{workload}"'

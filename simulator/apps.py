@@ -127,6 +127,8 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.GATEWAY_API: (sources.HTTP_ROUTE, service),
         routes.ISTIO: (sources.VIRTUAL_SERVICE, service),
         routes.NGINX: (sources.INGRESS, f"{registration.ingress}-canary"),
+        routes.LINKERD: (sources.TRAFFIC_SPLIT, service),
+        routes.SMI: (sources.TRAFFIC_SPLIT, service),
         routes.KUBERNETES: (sources.SERVICE, service),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)

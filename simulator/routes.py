@@ -25,7 +25,10 @@ GATEWAY_API = "gatewayapi"
 ISTIO = "istio"
 NGINX = "nginx"
 KUBERNETES = "kubernetes"
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, KUBERNETES)
+LINKERD = "linkerd"  # an SMI TrafficSplit, Linkerd's proxies' metrics
+SMI = "smi"  # an SMI TrafficSplit of another mesh
+# The last one is the provider assumed for an app whose route objects were not found.
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -128,6 +131,8 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = istio_split(observed.route, observed.service, observed.namespace, request)
     elif observed.provider == NGINX:
         split = nginx_split(observed.route, observed.annotation_prefix, request)
+    elif observed.provider in (LINKERD, SMI):
+        split = smi_split(observed.route, observed.service)
     elif observed.provider == KUBERNETES:
         split = kubernetes_split(observed.route, observed.primary, observed.canary)
     else:
@@ -329,6 +334,35 @@ def nginx_split(canary_ingress: Manifest, prefix: str, request: Request) -> Spli
     total = total if total > 0 else 100.0
     weight = min(max(_number(annotation("canary-weight") or None, 0.0), 0.0), total)
     return Split(primary=total - weight, canary=weight)
+
+
+# SMI -----------------------------------------------------------------------------------------------
+
+
+def smi_split(traffic_split: Manifest, service: str) -> Split | None:
+    """Read a TrafficSplit the way an SMI mesh does: the weights of its backends, relative to their sum.
+
+    A weight is a number, or in v1alpha1 a quantity (``"100"``, ``"500m"``); a split without either of our
+    Services routes nothing we know of.
+    """
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+    ours = False
+    for backend in _mappings(_mapping(traffic_split.get("spec")).get("backends")):
+        version = names.get(str(backend.get("service", "")))
+        if version is None:
+            continue
+        ours = True
+        weights[version] += max(_quantity(backend.get("weight")), 0.0)
+    if not ours:
+        return None
+    return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY])
+
+
+def _quantity(value: object) -> float:
+    if isinstance(value, str) and value.endswith("m"):
+        return _number(value[:-1], 0.0) / 1000.0
+    return _number(value, 0.0)
 
 
 # Kubernetes ----------------------------------------------------------------------------------------

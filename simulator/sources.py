@@ -29,13 +29,15 @@ SERVICE = "Service"
 INGRESS = "Ingress"
 HTTP_ROUTE = "HTTPRoute"
 VIRTUAL_SERVICE = "VirtualService"
+TRAFFIC_SPLIT = "TrafficSplit"
 POD = "Pod"
-KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
+KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE, TRAFFIC_SPLIT)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
     HTTP_ROUTE: ("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes"),
     VIRTUAL_SERVICE: ("networking.istio.io", ("v1", "v1beta1"), "virtualservices"),
+    TRAFFIC_SPLIT: ("split.smi-spec.io", ("v1alpha3", "v1alpha2", "v1alpha1"), "trafficsplits"),
 }
 
 REQUEST_TIMEOUT_SECONDS = 5.0

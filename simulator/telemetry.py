@@ -1,4 +1,4 @@
-"""Expose served requests as the metrics Istio, ingress-nginx and an instrumented app would export.
+"""Expose served requests as the metrics Istio, Linkerd, ingress-nginx and an instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -33,6 +33,8 @@ ISTIO_DURATION = "istio_request_duration_milliseconds"
 NGINX_REQUESTS = "nginx_ingress_controller_requests"
 NGINX_DURATION = "nginx_ingress_controller_response_duration_seconds"
 HTTP_DURATION = "http_request_duration_seconds"
+LINKERD_RESPONSES = "response_total"
+LINKERD_LATENCY = "response_latency_ms"
 
 ISTIO_LABELS = (
     "reporter",
@@ -48,6 +50,8 @@ ISTIO_LABELS = (
     "connection_security_policy",
 )
 NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
+# The inbound proxy of the serving pods, as Linkerd's Prometheus stores it (``deployment`` from the pod's owner).
+LINKERD_LABELS = ("namespace", "deployment", "direction", "authority", "classification", "status_code")
 POD_NAMESPACE_LABEL = "kubernetes_namespace"
 POD_NAME_LABEL = "kubernetes_pod_name"
 HTTP_APP_LABELS = ("method", "path", "status")  # what an instrumented app (podinfo, for one) labels itself
@@ -57,6 +61,8 @@ ISTIO_BUCKETS_MS = (
 )  # fmt: skip
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,
+                      10000, 20000, 30000, 40000, 50000)  # fmt: skip
 SOURCE_WORKLOAD = "fledge-simulator"
 _ISTIO_NAMESPACE = ISTIO_LABELS.index("destination_workload_namespace")
 
@@ -90,6 +96,8 @@ class Telemetry:
         self._nginx_requests = _Counter(NGINX_REQUESTS, "Requests handled by the ingress controller.", "unknown")
         self._nginx_duration = _Histogram(NGINX_DURATION, "Upstream response time in seconds.", SECONDS_BUCKETS)
         self._http_duration = _Histogram(HTTP_DURATION, "Request duration in seconds.", SECONDS_BUCKETS)
+        self._linkerd_responses = _Counter(LINKERD_RESPONSES, "Responses seen by the inbound proxy.", "counter")
+        self._linkerd_latency = _Histogram(LINKERD_LATENCY, "Response latency in milliseconds.", LINKERD_BUCKETS_MS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -112,6 +120,9 @@ class Telemetry:
             "http",
             "none",
         )
+        linkerd = (served.namespace, served.workload, "inbound",
+                   f"{served.service}.{served.namespace}.svc.cluster.local:80",
+                   "failure" if served.code >= 500 else "success", status)
         # A pod that does not exist is not scraped: without pods the app's own metrics record nothing.
         per_pod = np.array_split(seconds, len(served.pods)) if served.pods else []
         with self._lock:
@@ -123,6 +134,8 @@ class Telemetry:
             self._turns[workload] = turn + seconds.size
             self._istio_requests.add(istio, seconds.size)
             self._istio_duration.observe(istio, seconds * 1000.0)
+            self._linkerd_responses.add(linkerd, seconds.size)
+            self._linkerd_latency.observe(linkerd, seconds * 1000.0)
             for pod, share in zip(pods, per_pod, strict=True):
                 if share.size:
                     self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
@@ -142,7 +155,9 @@ class Telemetry:
                     + self._istio_duration.forget(_ISTIO_NAMESPACE, namespace)
                     + self._nginx_requests.forget(0, namespace)
                     + self._nginx_duration.forget(0, namespace)
-                    + self._http_duration.forget(0, namespace))
+                    + self._http_duration.forget(0, namespace)
+                    + self._linkerd_responses.forget(0, namespace)
+                    + self._linkerd_latency.forget(0, namespace))
 
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric."""
@@ -156,6 +171,8 @@ class Telemetry:
                 self._nginx_requests.family(NGINX_LABELS),
                 self._nginx_duration.family(NGINX_LABELS),
                 self._http_duration.family(self.http_labels),
+                self._linkerd_responses.family(LINKERD_LABELS),
+                self._linkerd_latency.family(LINKERD_LABELS),
             ]
 
 
