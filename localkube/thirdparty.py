@@ -1,6 +1,6 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI and Contour objects, so the local
+Why this exists: the routers write Istio, Gateway API, SMI, Contour and Traefik objects, so the local
 API server must know those kinds; kwok needs its Stage objects to make pods
 Ready.  All of them come from the projects' own Go modules fetched through the
 Go module proxy (``go mod download``), never copied into this repository.
@@ -30,6 +30,7 @@ SMI_SDK = "github.com/servicemeshinterface/smi-sdk-go"
 SMI_SERVED = frozenset({"v1alpha1", "v1alpha2", "v1alpha3"})
 CONTOUR = "github.com/projectcontour/contour"
 CONTOUR_KINDS = frozenset({"HTTPProxy"})
+TRAEFIK = "github.com/traefik/traefik/v3"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -55,6 +56,7 @@ MODULES = (
     ("github.com/fluxcd/flagger", build.FLAGGER_VERSION),
     (SMI_SDK, build.SMI_SDK_VERSION),
     (CONTOUR, build.CONTOUR_VERSION),
+    (TRAEFIK, build.TRAEFIK_VERSION),
 )
 
 
@@ -143,3 +145,10 @@ def contour_crds() -> list[dict[str, Any]]:
     path = module_dir(CONTOUR, build.CONTOUR_VERSION) / "examples" / "contour" / "01-crds.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"
             and doc["spec"]["names"]["kind"] in CONTOUR_KINDS]
+
+
+def traefik_crds() -> list[dict[str, Any]]:
+    """Traefik's TraefikService CRD, as its reference documentation in the Traefik module publishes it."""
+    path = (module_dir(TRAEFIK, build.TRAEFIK_VERSION) / "docs" / "content" / "reference" / "dynamic-configuration"
+            / "traefik.io_traefikservices.yaml")
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

@@ -18,6 +18,10 @@ Providers:
   request-duration means the same for every provider and a slow tail is not averaged away.
 - linkerd: the proxy's ``response_total`` (``classification="failure"`` for 5xx) and ``response_latency_ms_bucket``
   on the inbound side of the canary's pods (``deployment=~"{{ target }}"``), as Flagger.
+- contour: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the
+  canary Service's upstream cluster (``<namespace>_<service>-canary_<port>``), as Flagger.
+- traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
+  (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
 - smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
@@ -78,6 +82,30 @@ _LINKERD_DURATION = (
     'deployment=~"{{ target }}",direction="inbound"}[{{ interval }}])) by (le))'
 )
 
+# Envoy's upstream cluster of the canary Service, as Contour names it: <namespace>_<service>_<port>.
+_CONTOUR_CLUSTER = 'envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+"'
+_CONTOUR_SUCCESS_RATE = (
+    f'sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_CLUSTER},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_CLUSTER}}}[{{{{ interval }}}}])) * 100'
+)
+_CONTOUR_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{{{_CONTOUR_CLUSTER}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
+# Traefik's service for the canary Service behind a TraefikService: <namespace>-<service>-<port>@kubernetescrd.
+_TRAEFIK_SERVICE = 'service=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+@kubernetescrd"'
+_TRAEFIK_SUCCESS_RATE = (
+    f'sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE},code!~"5..",le="+Inf"}}'
+    f'[{{{{ interval }}}}]))'
+    f' / sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE},le="+Inf"}}'
+    f'[{{{{ interval }}}}])) * 100'
+)
+_TRAEFIK_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE}}}'
+    f'[{{{{ interval }}}}])) by (le)) * 1000'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -126,6 +154,8 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "istio": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "nginx": {REQUEST_SUCCESS_RATE: _NGINX_SUCCESS_RATE, REQUEST_DURATION: _NGINX_DURATION},
     "linkerd": {REQUEST_SUCCESS_RATE: _LINKERD_SUCCESS_RATE, REQUEST_DURATION: _LINKERD_DURATION},
+    "contour": {REQUEST_SUCCESS_RATE: _CONTOUR_SUCCESS_RATE, REQUEST_DURATION: _CONTOUR_DURATION},
+    "traefik": {REQUEST_SUCCESS_RATE: _TRAEFIK_SUCCESS_RATE, REQUEST_DURATION: _TRAEFIK_DURATION},
     # Flagger gives the smi:* providers its default (Istio) observer, whatever the mesh behind the split.
     "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "gatewayapi": _HTTP,

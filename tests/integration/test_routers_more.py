@@ -86,42 +86,139 @@ LINKERD = Router("linkerd", "linkerd", lambda namespace, app: tutorial_canary(na
 SMI = Router("smi:v1alpha3", "smi", lambda namespace, app: tutorial_canary(namespace, app, "smi:v1alpha3"),
              split_weights("split.smi-spec.io/v1alpha3"), split_object("split.smi-spec.io/v1alpha3"))
 
-ROUTERS = [LINKERD, SMI]
+
+
+# -- Contour (HTTPProxy) ------------------------------------------------------------------------------------
+
+
+def contour_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Contour tutorial: port 80 to 9898, Contour's timeout and retry policy."""
+    return tutorial_canary(namespace, app, "contour", port=80, timeout="15s",
+                           retries={"attempts": 3, "perTryTimeout": "5s", "retryOn": "5xx"})
+
+
+def root_proxy(api: Any, namespace: str, app: str) -> None:
+    """The tutorial's root HTTPProxy of the virtual host, which includes the one Fledge writes."""
+    kubectl.apply(api, {"apiVersion": "projectcontour.io/v1", "kind": "HTTPProxy",
+                        "metadata": {"name": f"{app}-ingress", "namespace": namespace},
+                        "spec": {"virtualhost": {"fqdn": f"{app}.example.com"},
+                                 "includes": [{"name": app, "namespace": namespace,
+                                               "conditions": [{"prefix": "/"}]}]}})
+
+
+def proxy_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    proxy = kubectl.get(api, "projectcontour.io/v1", "HTTPProxy", namespace, app)
+    if proxy is None:
+        return None
+    weights = {entry["name"]: int(entry.get("weight", 0)) for entry in proxy["spec"]["routes"][0]["services"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def proxy_object(api: Any, namespace: str, app: str) -> None:
+    proxy = kubectl.get(api, "projectcontour.io/v1", "HTTPProxy", namespace, app) or {}
+    route = proxy["spec"]["routes"][-1]  # the default route (after the A/B test's matched one)
+    assert route["conditions"] == [{"prefix": "/"}], proxy
+    assert route["timeoutPolicy"] == {"response": "15s", "idle": "5m"}, proxy
+    assert route["retryPolicy"] == {"count": 3, "perTryTimeout": "5s", "retryOn": ["5xx"]}, proxy
+    assert [(entry["name"], entry["port"], entry["weight"]) for entry in route["services"]] == [
+        (f"{app}-primary", 80, 100), (f"{app}-canary", 80, 0)], proxy
+    assert route["services"][1]["requestHeadersPolicy"] == {"set": [
+        {"name": "l5d-dst-override", "value": f"{app}-canary.{namespace}.svc.cluster.local:80"}]}, proxy
+
+
+CONTOUR = Router("contour", "contour", contour_canary, proxy_weights, proxy_object, root_proxy)
+
+
+# -- Traefik (TraefikService) -------------------------------------------------------------------------------
+
+
+def traefik_weights(api: Any, namespace: str, app: str) -> Any:
+    """(primary, canary) of the weighted services, with "mirrored" added while the primary is mirrored."""
+    service = kubectl.get(api, "traefik.io/v1alpha1", "TraefikService", namespace, app)
+    if service is None:
+        return None
+    mirroring = service["spec"].get("mirroring")
+    if mirroring:
+        return 100, 0, "mirrored"
+    weights = {entry["name"]: int(entry["weight"]) for entry in service["spec"]["weighted"]["services"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def traefik_object(api: Any, namespace: str, app: str) -> None:
+    service = kubectl.get(api, "traefik.io/v1alpha1", "TraefikService", namespace, app) or {}
+    assert service["spec"] == {"weighted": {"services": [
+        {"name": f"{app}-primary", "namespace": namespace, "port": 80, "weight": 100}]}}, service
+
+
+TRAEFIK = Router("traefik", "traefik", lambda namespace, app: tutorial_canary(namespace, app, "traefik", port=80),
+                 traefik_weights, traefik_object)
+
+ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK]
 
 
 # -- the releases -------------------------------------------------------------------------------------
 
+AB_TEST: dict[str, Any] = {**{k: v for k, v in ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
+                           "iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
+MIRRORED: dict[str, Any] = {**{k: v for k, v in ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
+                            "iterations": 2, "mirror": True}
 
-def release(env: environment.Environment, api: Any, namespace: str, router: Router, app: str, healthy: bool
-            ) -> tuple[list[Weights], dict[str, Any]]:
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    router: Router
+    app: str
+    healthy: bool
+    walk: tuple[Any, ...]  # the route object's weights, in order (checked for the healthy releases)
+    analysis: dict[str, Any] | None = None  # instead of the tutorial's canary analysis
+    registration: tuple[tuple[str, Any], ...] = ()  # the simulator's traffic, beyond the rate
+
+
+def cases() -> list[Case]:
+    found = [Case(router, f"{router.simulated}-{'good' if healthy else 'bad'}", healthy, tuple(WALK))
+             for router in ROUTERS for healthy in (True, False)]
+    # Flagger's A/B test on Contour (its tutorial's match), and Traefik's mirroring (blue/green).
+    found.append(Case(CONTOUR, "contour-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
+                      (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5))))
+    found.append(Case(TRAEFIK, "traefik-mirror", True, ((100, 0), (100, 0, "mirrored"), (0, 100), (100, 0)),
+                      MIRRORED))
+    return found
+
+
+def release(env: environment.Environment, api: Any, namespace: str, case: Case
+            ) -> tuple[list[Any], dict[str, Any]]:
     """Install v1 with the router's Canary, initialize, ship v2; the weights seen and the final status."""
+    router, app = case.router, case.app
     router.prepare(api, namespace, app)
     kubectl.apply(api, apps.deployment(namespace, app, "1"))
-    kubectl.apply(api, router.canary(namespace, app))
-    apps.simulate(env, namespace, app, router.simulated, rps=40)
+    body = router.canary(namespace, app)
+    if case.analysis is not None:
+        body["spec"]["analysis"] = copy.deepcopy(case.analysis)
+    kubectl.apply(api, body)
+    apps.simulate(env, namespace, app, router.simulated, rps=40, **dict(case.registration))
     apps.wait_phase(api, namespace, app, "Initialized", timeout=60)
     router.check_object(api, namespace, app)
-    kubectl.apply(api, apps.deployment(namespace, app, "2", error_rate=0.0 if healthy else 0.3))
+    kubectl.apply(api, apps.deployment(namespace, app, "2", error_rate=0.0 if case.healthy else 0.3))
     return apps.record(lambda: router.weights(api, namespace, app), api, namespace, app, {"Succeeded", "Failed"},
                        timeout=120)
 
 
 def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
-    cases = [(router, f"{router.simulated}-{'good' if healthy else 'bad'}", healthy)
-             for router in ROUTERS for healthy in (True, False)]
-    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
-        futures = {case: pool.submit(release, env, api, namespace, *case) for case in cases}
+    todo = cases()
+    with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
+        futures = {case: pool.submit(release, env, api, namespace, case) for case in todo}
         results = {case: future.result() for case, future in futures.items()}
-    for (router, app, healthy), (seen, final) in results.items():
-        where = f"{router.provider} {app}: weights {seen}, status {final}"
-        if healthy:
+    for case, (seen, final) in results.items():
+        app = case.app
+        where = f"{case.router.provider} {app}: weights {seen}, status {final}"
+        if case.healthy:
             assert final["phase"] == "Succeeded", where
-            assert seen == WALK, where
+            assert tuple(seen) == case.walk, where
             assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:2", where
         else:
             assert final["phase"] == "Failed", where
-            assert seen[-1] == (100, 0) and max(canary for _, canary in seen) < 100, where
+            assert seen[-1] == (100, 0) and max(weights[1] for weights in seen) < 100, where
             assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:1", where
             messages = " ".join(event.message or "" for event in apps.canary_events(api, namespace)
                                 if event.involved_object.name == app)
