@@ -16,7 +16,7 @@ from typing import Any
 from localkube import manifests as kubectl
 
 Weights = tuple[int, int]
-# The tutorials' analysis (thresholds, metrics, step sizes halved in count), on a clock of seconds.
+# The tutorials' analysis (its thresholds and builtin metrics), on a clock of seconds and in two steps, not ten.
 ANALYSIS: dict[str, Any] = {
     "interval": "3s", "threshold": 3, "maxWeight": 50, "stepWeight": 25,
     "metrics": [
