@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from apis import errors, models, vocabulary
+from localkube import thirdparty
 from metrics import builtin, templates
 from routers import base, contour, smi, traefik
 from simulator import routes, telemetry
@@ -179,3 +180,34 @@ def test_builtin_queries_read_the_data_planes_series(provider: str, family: str)
         assert "{{" not in rendered and "test" in rendered
     success = builtin.builtin_query(provider, builtin.REQUEST_SUCCESS_RATE) or ""
     assert family in success
+
+
+# -- the SMI CRD as the local environment installs it ------------------------------------------------------
+
+
+def test_a_v1beta1_crd_is_rewritten_in_the_v1_form_serving_the_asked_versions() -> None:
+    published = {
+        "apiVersion": "apiextensions.k8s.io/v1beta1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "trafficsplits.split.smi-spec.io"},
+        "spec": {"group": "split.smi-spec.io", "scope": "Namespaced", "names": {"kind": "TrafficSplit"},
+                 "version": "v1alpha3",
+                 "versions": [{"name": "v1alpha3", "served": True, "storage": True},
+                              {"name": "v1alpha2", "served": False, "storage": False},
+                              {"name": "v1alpha0", "served": False, "storage": False}],
+                 "additionalPrinterColumns": [{"name": "Service", "type": "string", "JSONPath": ".spec.service"}],
+                 "validation": {"openAPIV3Schema": {"properties": {"spec": {"type": "object"}}}}},
+    }
+    crd = thirdparty.crd_v1(published, frozenset({"v1alpha2"}))
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert "version" not in crd["spec"] and "validation" not in crd["spec"]
+    schema = {"type": "object", "properties": {"spec": {"type": "object"}}}
+    column = {"name": "Service", "type": "string", "jsonPath": ".spec.service"}
+    assert crd["spec"]["versions"] == [
+        {"name": "v1alpha3", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema},
+         "additionalPrinterColumns": [column]},
+        {"name": "v1alpha2", "served": True, "storage": False, "schema": {"openAPIV3Schema": schema},
+         "additionalPrinterColumns": [column]},
+        {"name": "v1alpha0", "served": False, "storage": False, "schema": {"openAPIV3Schema": schema},
+         "additionalPrinterColumns": [column]},
+    ]
+    assert thirdparty.crd_v1(crd) is crd
