@@ -231,7 +231,6 @@ def exact_count(series: str) -> str:
 
 _ISTIO_VERSION = 'reporter="destination",destination_workload_namespace="{{ namespace }}",{{ variables.version }}'
 _NGINX_VERSION = 'namespace="{{ namespace }}",ingress="{{ ingress }}",{{ variables.version }}'
-_LINKERD_VERSION = 'namespace="{{ namespace }}",direction="inbound",{{ variables.version }}'
 # The pod scrape's namespace and pod name matchers (version_selector), spaced so Jinja does not read "{{{".
 _HTTP_VERSION = " {{ variables.version }} "
 
@@ -256,14 +255,11 @@ def _counts(requests: str, buckets: str, selector: str, status_label: str) -> Co
 
 _HTTP_COUNTS = _counts("http_request_duration_seconds_count", "http_request_duration_seconds_bucket",
                        _HTTP_VERSION, "status")
-_ISTIO_COUNTS = _counts("istio_requests_total", "istio_request_duration_milliseconds_bucket", _ISTIO_VERSION,
-                        "response_code")
 COUNT_QUERIES: Mapping[str, CountQueries] = {
-    "istio": _ISTIO_COUNTS,
-    "smi": _ISTIO_COUNTS,
+    "istio": _counts("istio_requests_total", "istio_request_duration_milliseconds_bucket", _ISTIO_VERSION,
+                     "response_code"),
     "nginx": _counts("nginx_ingress_controller_requests", "nginx_ingress_controller_response_duration_seconds_bucket",
                      _NGINX_VERSION, "status"),
-    "linkerd": _counts("response_total", "response_latency_ms_bucket", _LINKERD_VERSION, "status_code"),
     "gatewayapi": _HTTP_COUNTS,
     "kubernetes": _HTTP_COUNTS,
 }
@@ -287,6 +283,4 @@ def version_selector(provider: str, workload: str, canary: bool, namespace: str 
     if family in _POD_SCRAPED:
         labels = pod_labels or PodLabels()
         return f'{labels.namespace}="{namespace}",{labels.pod}=~"{pod_name_pattern(kind, workload)}"'
-    if family == "linkerd":
-        return f'deployment="{workload}"'
     return f'destination_workload="{workload}"'
