@@ -39,6 +39,9 @@ ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
 FLAGGER_VERSION = "v1.44.0"
 CLI_UTILS_VERSION = "v0.37.2"
+SMI_SDK_VERSION = "v0.4.1"  # the last release whose CRD serves a version Flagger writes (v1alpha3)
+CONTOUR_VERSION = "v1.33.8"
+TRAEFIK_VERSION = "v3.7.13"
 
 
 def cache_root() -> pathlib.Path:

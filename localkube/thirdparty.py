@@ -1,6 +1,6 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio and Gateway API objects, so the local
+Why this exists: the routers write Istio, Gateway API, SMI, Contour and Traefik objects, so the local
 API server must know those kinds; kwok needs its Stage objects to make pods
 Ready.  All of them come from the projects' own Go modules fetched through the
 Go module proxy (``go mod download``), never copied into this repository.
@@ -25,6 +25,12 @@ GATEWAY_API = "sigs.k8s.io/gateway-api"
 ISTIO_API = "istio.io/api"
 # Only the Istio kinds a traffic router uses; the rest of Istio's CRDs add start-up time for nothing.
 ISTIO_KINDS = frozenset({"VirtualService", "DestinationRule", "Gateway"})
+SMI_SDK = "github.com/servicemeshinterface/smi-sdk-go"
+# The TrafficSplit versions Flagger writes: v1alpha2 (linkerd, smi:v1alpha2), v1alpha1 and v1alpha3.
+SMI_SERVED = frozenset({"v1alpha1", "v1alpha2", "v1alpha3"})
+CONTOUR = "github.com/projectcontour/contour"
+CONTOUR_KINDS = frozenset({"HTTPProxy"})
+TRAEFIK = "github.com/traefik/traefik/v3"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -48,6 +54,9 @@ MODULES = (
     (ISTIO_API, build.ISTIO_API_VERSION),
     ("sigs.k8s.io/kwok", build.KWOK_VERSION),
     ("github.com/fluxcd/flagger", build.FLAGGER_VERSION),
+    (SMI_SDK, build.SMI_SDK_VERSION),
+    (CONTOUR, build.CONTOUR_VERSION),
+    (TRAEFIK, build.TRAEFIK_VERSION),
 )
 
 
@@ -92,4 +101,54 @@ def kwok_stages() -> list[dict[str, Any]]:
 def flagger_crds() -> list[dict[str, Any]]:
     """Flagger's own CRDs (canaries, metrictemplates, alertproviders of flagger.app), for benchmarks.compare."""
     path = module_dir(*MODULES[3]) / "artifacts" / "flagger" / "crd.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def smi_crds() -> list[dict[str, Any]]:
+    """SMI's TrafficSplit CRD, served in the versions Flagger writes.
+
+    The SDK publishes it as ``apiextensions.k8s.io/v1beta1``, which API servers refuse since Kubernetes 1.22,
+    with one served version; ``crd_v1`` rewrites that form as ``v1`` (the conversion the API server itself
+    made of stored v1beta1 CRDs) and serves v1alpha1 and v1alpha2 as well, the versions Linkerd's SMI
+    extension serves, with the one schema the published CRD gives every version.
+    """
+    path = module_dir(SMI_SDK, build.SMI_SDK_VERSION) / "crds" / "split.yaml"
+    return [crd_v1(doc, SMI_SERVED) for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def crd_v1(crd: dict[str, Any], served: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A CRD of ``apiextensions.k8s.io/v1beta1`` in the ``v1`` form: the top-level schema and printer columns
+    moved into every version, the root schema typed as an object (v1 requires a structural schema); the
+    versions in ``served`` are served besides those the CRD serves itself.  A v1 CRD is returned as it is."""
+    if crd.get("apiVersion") == "apiextensions.k8s.io/v1":
+        return crd
+    spec = dict(crd["spec"])
+    schema = dict((spec.pop("validation", None) or {}).get("openAPIV3Schema") or {})
+    schema.setdefault("type", "object")
+    columns = [{("jsonPath" if key == "JSONPath" else key): value for key, value in column.items()}
+               for column in spec.pop("additionalPrinterColumns", None) or []]
+    spec.pop("version", None)
+    versions = []
+    for version in spec.get("versions") or []:
+        entry = {"name": version["name"], "served": bool(version.get("served")) or version["name"] in served,
+                 "storage": bool(version.get("storage")), "schema": {"openAPIV3Schema": schema}}
+        if columns:
+            entry["additionalPrinterColumns"] = columns
+        versions.append(entry)
+    spec["versions"] = versions
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": crd["metadata"]["name"]}, "spec": spec}
+
+
+def contour_crds() -> list[dict[str, Any]]:
+    """Contour's HTTPProxy CRD, from the example install of the Contour module."""
+    path = module_dir(CONTOUR, build.CONTOUR_VERSION) / "examples" / "contour" / "01-crds.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"
+            and doc["spec"]["names"]["kind"] in CONTOUR_KINDS]
+
+
+def traefik_crds() -> list[dict[str, Any]]:
+    """Traefik's TraefikService CRD, as its reference documentation in the Traefik module publishes it."""
+    path = (module_dir(TRAEFIK, build.TRAEFIK_VERSION) / "docs" / "content" / "reference" / "dynamic-configuration"
+            / "traefik.io_traefikservices.yaml")
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

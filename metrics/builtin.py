@@ -16,6 +16,13 @@ Providers:
   restricted to the requests the canary Ingress served (``canary!=""``). Flagger measures no canary label
   and reports the *mean* duration (``_sum / _count``); Fledge takes the P99 from the buckets so that
   request-duration means the same for every provider and a slow tail is not averaged away.
+- linkerd: the proxy's ``response_total`` (``classification="failure"`` for 5xx) and ``response_latency_ms_bucket``
+  on the inbound side of the canary's pods (``deployment=~"{{ target }}"``), as Flagger.
+- contour: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the
+  canary Service's upstream cluster (``<namespace>_<service>-canary_<port>``), as Flagger.
+- traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
+  (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
+- smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -61,6 +68,42 @@ _NGINX_SUCCESS_RATE = (
 _NGINX_DURATION = (
     'histogram_quantile(0.99, sum(rate(nginx_ingress_controller_response_duration_seconds_bucket{'
     'namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}])) by (le)) * 1000'
+)
+
+# Linkerd's proxy, on the inbound side of the canary's pods (the ``deployment`` label names their workload).
+_LINKERD_SUCCESS_RATE = (
+    'sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",classification!="failure",'
+    'direction="inbound"}[{{ interval }}]))'
+    ' / sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"}'
+    '[{{ interval }}])) * 100'
+)
+_LINKERD_DURATION = (
+    'histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",'
+    'deployment=~"{{ target }}",direction="inbound"}[{{ interval }}])) by (le))'
+)
+
+# Envoy's upstream cluster of the canary Service, as Contour names it: <namespace>_<service>_<port>.
+_CONTOUR_CLUSTER = 'envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+"'
+_CONTOUR_SUCCESS_RATE = (
+    f'sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_CLUSTER},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_CLUSTER}}}[{{{{ interval }}}}])) * 100'
+)
+_CONTOUR_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{{{_CONTOUR_CLUSTER}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
+# Traefik's service for the canary Service behind a TraefikService: <namespace>-<service>-<port>@kubernetescrd.
+_TRAEFIK_SERVICE = 'service=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+@kubernetescrd"'
+_TRAEFIK_SUCCESS_RATE = (
+    f'sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE},code!~"5..",le="+Inf"}}'
+    f'[{{{{ interval }}}}]))'
+    f' / sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE},le="+Inf"}}'
+    f'[{{{{ interval }}}}])) * 100'
+)
+_TRAEFIK_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE}}}'
+    f'[{{{{ interval }}}}])) by (le)) * 1000'
 )
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -110,6 +153,11 @@ _HTTP = _http_queries(PodLabels())
 QUERIES: Mapping[str, Mapping[str, str]] = {
     "istio": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "nginx": {REQUEST_SUCCESS_RATE: _NGINX_SUCCESS_RATE, REQUEST_DURATION: _NGINX_DURATION},
+    "linkerd": {REQUEST_SUCCESS_RATE: _LINKERD_SUCCESS_RATE, REQUEST_DURATION: _LINKERD_DURATION},
+    "contour": {REQUEST_SUCCESS_RATE: _CONTOUR_SUCCESS_RATE, REQUEST_DURATION: _CONTOUR_DURATION},
+    "traefik": {REQUEST_SUCCESS_RATE: _TRAEFIK_SUCCESS_RATE, REQUEST_DURATION: _TRAEFIK_DURATION},
+    # Flagger gives the smi:* providers its default (Istio) observer, whatever the mesh behind the split.
+    "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

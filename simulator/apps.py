@@ -127,6 +127,10 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.GATEWAY_API: (sources.HTTP_ROUTE, service),
         routes.ISTIO: (sources.VIRTUAL_SERVICE, service),
         routes.NGINX: (sources.INGRESS, f"{registration.ingress}-canary"),
+        routes.LINKERD: (sources.TRAFFIC_SPLIT, service),
+        routes.SMI: (sources.TRAFFIC_SPLIT, service),
+        routes.CONTOUR: (sources.HTTP_PROXY, service),
+        routes.TRAEFIK: (sources.TRAEFIK_SERVICE, service),
         routes.KUBERNETES: (sources.SERVICE, service),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
@@ -389,6 +393,7 @@ class App:
             service = f"{service}-{version.value}"  # the route objects name the version's own Service
         nginx = observed.provider == routes.NGINX
         canary = version is Version.CANARY and followed
+        port = routes.upstream_port(observed.route, observed.provider, service) if observed.route is not None else None
         return telemetry.Served(
             namespace=self.namespace,
             workload=self.workload(version),
@@ -398,6 +403,10 @@ class App:
             ingress=self.registration.ingress if nginx else None,
             canary=f"{self.registration.service}-canary" if nginx and canary else "",
             pods=pods[version],
+            envoy_cluster=f"{self.namespace}_{service}_{port}"
+            if observed.provider == routes.CONTOUR and port is not None else None,
+            traefik_service=f"{self.namespace}-{service}-{port}@kubernetescrd"
+            if observed.provider == routes.TRAEFIK and port is not None else None,
         )
 
     def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
@@ -413,7 +422,15 @@ class App:
         )
 
     def _mirrored(self, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]) -> telemetry.Served:
-        return self._direct(Version.CANARY, method, code, pods)
+        served = self._direct(Version.CANARY, method, code, pods)
+        observed = self._observed
+        if observed is not None and observed.route is not None and observed.provider == routes.TRAEFIK:
+            # Traefik measures each service it calls, a mirror among them.
+            port = routes.upstream_port(observed.route, routes.TRAEFIK, served.service)
+            if port is not None:
+                served = dataclasses.replace(
+                    served, traefik_service=f"{self.namespace}-{served.service}-{port}@kubernetescrd")
+        return served
 
 
 @dataclasses.dataclass

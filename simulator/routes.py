@@ -25,7 +25,12 @@ GATEWAY_API = "gatewayapi"
 ISTIO = "istio"
 NGINX = "nginx"
 KUBERNETES = "kubernetes"
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, KUBERNETES)
+LINKERD = "linkerd"  # an SMI TrafficSplit, Linkerd's proxies' metrics
+SMI = "smi"  # an SMI TrafficSplit of another mesh
+CONTOUR = "contour"  # an HTTPProxy, Envoy's upstream cluster metrics
+TRAEFIK = "traefik"  # a TraefikService, Traefik's service metrics
+# The last one is the provider assumed for an app whose route objects were not found.
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -128,6 +133,12 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = istio_split(observed.route, observed.service, observed.namespace, request)
     elif observed.provider == NGINX:
         split = nginx_split(observed.route, observed.annotation_prefix, request)
+    elif observed.provider in (LINKERD, SMI):
+        split = smi_split(observed.route, observed.service)
+    elif observed.provider == CONTOUR:
+        split = contour_split(observed.route, observed.service, request)
+    elif observed.provider == TRAEFIK:
+        split = traefik_split(observed.route, observed.service, observed.namespace)
     elif observed.provider == KUBERNETES:
         split = kubernetes_split(observed.route, observed.primary, observed.canary)
     else:
@@ -330,6 +341,142 @@ def nginx_split(canary_ingress: Manifest, prefix: str, request: Request) -> Spli
     total = total if total > 0 else 100.0
     weight = min(max(_number(annotation("canary-weight") or None, 0.0), 0.0), total)
     return Split(primary=total - weight, canary=weight)
+
+
+# SMI -----------------------------------------------------------------------------------------------
+
+
+def smi_split(traffic_split: Manifest, service: str) -> Split | None:
+    """Read a TrafficSplit the way an SMI mesh does: the weights of its backends, relative to their sum.
+
+    A weight is a number, or in v1alpha1 a quantity (``"100"``, ``"500m"``); a split without either of our
+    Services routes nothing we know of.
+    """
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+    ours = False
+    for backend in _mappings(_mapping(traffic_split.get("spec")).get("backends")):
+        version = names.get(str(backend.get("service", "")))
+        if version is None:
+            continue
+        ours = True
+        weights[version] += max(_quantity(backend.get("weight")), 0.0)
+    if not ours:
+        return None
+    return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY])
+
+
+def _quantity(value: object) -> float:
+    if isinstance(value, str) and value.endswith("m"):
+        return _number(value[:-1], 0.0) / 1000.0
+    return _number(value, 0.0)
+
+
+# Contour -------------------------------------------------------------------------------------------
+
+
+def contour_split(proxy: Manifest, service: str, request: Request) -> Split | None:
+    """Read an HTTPProxy: the first route (in order) that has a service of ours and whose conditions all hold.
+
+    A service with ``mirror: true`` receives a copy of every request of its route, as Envoy mirrors there.
+    """
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    for route in _mappings(_mapping(proxy.get("spec")).get("routes")):
+        weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+        ours, mirror, weighted = False, 0.0, False
+        for entry in _mappings(route.get("services")):
+            version = names.get(str(entry.get("name", "")))
+            if version is None:
+                continue
+            ours = True
+            if entry.get("mirror") is True:
+                mirror = 1.0 if version is Version.CANARY else mirror
+                continue
+            weighted = weighted or "weight" in entry
+            weights[version] += _number(entry.get("weight"), 0.0)
+        if not ours or not all(_contour_condition(condition, request)
+                               for condition in _mappings(route.get("conditions"))):
+            continue
+        if not weighted:  # no service names a weight: Envoy spreads evenly over the non-mirror services
+            weights = {version: 1.0 for version in weights}
+        return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY], mirror=mirror)
+    return None
+
+
+def _contour_condition(condition: Manifest, request: Request) -> bool:
+    if "prefix" in condition and not request.path.startswith(str(condition["prefix"])):
+        return False
+    if "exact" in condition and request.path != str(condition["exact"]):
+        return False
+    header = _mapping(condition.get("header"))
+    if header:
+        value = request.header(str(header.get("name", "")))
+        if header.get("present") and value is None:
+            return False
+        if header.get("notpresent") and value is not None:
+            return False
+        if "exact" in header and value != str(header["exact"]):
+            return False
+        if "notexact" in header and value == str(header["notexact"]):
+            return False
+        if "contains" in header and (value is None or str(header["contains"]) not in value):
+            return False
+        if "notcontains" in header and value is not None and str(header["notcontains"]) in value:
+            return False
+        if "regex" in header and (value is None or not _fullmatch(str(header["regex"]), value)):
+            return False
+    return True
+
+
+# Traefik -------------------------------------------------------------------------------------------
+
+
+def traefik_split(traefik_service: Manifest, service: str, namespace: str) -> Split | None:
+    """Read a TraefikService: a weighted round robin over its services, or a mirroring service whose main
+    service takes the requests and whose mirrors receive ``percent`` of them."""
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    spec = _mapping(traefik_service.get("spec"))
+
+    def version_of(entry: Manifest) -> Version | None:
+        if str(entry.get("namespace") or namespace) != namespace:
+            return None
+        return names.get(str(entry.get("name", "")))
+
+    mirroring = _mapping(spec.get("mirroring"))
+    if mirroring:
+        main = version_of(mirroring)
+        if main is None:
+            return None
+        mirror = sum(_fraction(_number(entry.get("percent"), 0.0) / 100.0)
+                     for entry in _mappings(mirroring.get("mirrors")) if version_of(entry) is Version.CANARY)
+        return Split(primary=1.0 if main is Version.PRIMARY else 0.0, canary=1.0 if main is Version.CANARY else 0.0,
+                     mirror=_fraction(mirror) if main is Version.PRIMARY else 0.0)
+    weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+    ours = False
+    for entry in _mappings(_mapping(spec.get("weighted")).get("services")):
+        version = version_of(entry)
+        if version is not None:
+            ours = True
+            weights[version] += _number(entry.get("weight"), 1.0)
+    return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY]) if ours else None
+
+
+def upstream_port(route: Manifest, provider: str, service: str) -> int | None:
+    """The port the route object sends to the Service ``service`` through (Contour, Traefik); None when it
+    names none."""
+    spec = _mapping(route.get("spec"))
+    if provider == CONTOUR:
+        entries = [entry for route_ in _mappings(spec.get("routes")) for entry in _mappings(route_.get("services"))]
+    elif provider == TRAEFIK:
+        mirroring = _mapping(spec.get("mirroring"))
+        entries = [*_mappings(_mapping(spec.get("weighted")).get("services")), mirroring,
+                   *_mappings(mirroring.get("mirrors"))]
+    else:
+        return None
+    for entry in entries:
+        if entry.get("name") == service and entry.get("port") is not None:
+            return int(_number(entry.get("port"), 0.0))
+    return None
 
 
 # Kubernetes ----------------------------------------------------------------------------------------

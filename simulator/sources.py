@@ -29,13 +29,20 @@ SERVICE = "Service"
 INGRESS = "Ingress"
 HTTP_ROUTE = "HTTPRoute"
 VIRTUAL_SERVICE = "VirtualService"
+TRAFFIC_SPLIT = "TrafficSplit"
+HTTP_PROXY = "HTTPProxy"
+TRAEFIK_SERVICE = "TraefikService"
 POD = "Pod"
-KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE)
+KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE, TRAFFIC_SPLIT, HTTP_PROXY,
+         TRAEFIK_SERVICE)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
     HTTP_ROUTE: ("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes"),
     VIRTUAL_SERVICE: ("networking.istio.io", ("v1", "v1beta1"), "virtualservices"),
+    TRAFFIC_SPLIT: ("split.smi-spec.io", ("v1alpha3", "v1alpha2", "v1alpha1"), "trafficsplits"),
+    HTTP_PROXY: ("projectcontour.io", ("v1",), "httpproxies"),
+    TRAEFIK_SERVICE: ("traefik.io", ("v1alpha1",), "traefikservices"),
 }
 
 REQUEST_TIMEOUT_SECONDS = 5.0

@@ -1,4 +1,5 @@
-"""Expose served requests as the metrics Istio, ingress-nginx and an instrumented app would export.
+"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour), Traefik, ingress-nginx and an instrumented
+app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -33,6 +34,11 @@ ISTIO_DURATION = "istio_request_duration_milliseconds"
 NGINX_REQUESTS = "nginx_ingress_controller_requests"
 NGINX_DURATION = "nginx_ingress_controller_response_duration_seconds"
 HTTP_DURATION = "http_request_duration_seconds"
+LINKERD_RESPONSES = "response_total"
+LINKERD_LATENCY = "response_latency_ms"
+ENVOY_REQUESTS = "envoy_cluster_upstream_rq"
+ENVOY_DURATION = "envoy_cluster_upstream_rq_time"
+TRAEFIK_DURATION = "traefik_service_request_duration_seconds"
 
 ISTIO_LABELS = (
     "reporter",
@@ -48,6 +54,12 @@ ISTIO_LABELS = (
     "connection_security_policy",
 )
 NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
+# The inbound proxy of the serving pods, as Linkerd's Prometheus stores it (``deployment`` from the pod's owner).
+LINKERD_LABELS = ("namespace", "deployment", "direction", "authority", "classification", "status_code")
+# Envoy's upstream cluster (Contour names it <namespace>_<service>_<port>) and the answer's status.
+ENVOY_LABELS = ("envoy_cluster_name", "envoy_response_code")
+# Traefik's service (<namespace>-<service>-<port>@kubernetescrd for a Service behind a TraefikService).
+TRAEFIK_LABELS = ("service", "code", "method", "protocol")
 POD_NAMESPACE_LABEL = "kubernetes_namespace"
 POD_NAME_LABEL = "kubernetes_pod_name"
 HTTP_APP_LABELS = ("method", "path", "status")  # what an instrumented app (podinfo, for one) labels itself
@@ -57,6 +69,8 @@ ISTIO_BUCKETS_MS = (
 )  # fmt: skip
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
+LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,
+                      10000, 20000, 30000, 40000, 50000)  # fmt: skip
 SOURCE_WORKLOAD = "fledge-simulator"
 _ISTIO_NAMESPACE = ISTIO_LABELS.index("destination_workload_namespace")
 
@@ -74,6 +88,8 @@ class Served:
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
     pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
     buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
+    envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour routed the request, else None
+    traefik_service: str | None = None  # Traefik's service name when Traefik routed the request, else None
 
 
 class Telemetry:
@@ -90,6 +106,12 @@ class Telemetry:
         self._nginx_requests = _Counter(NGINX_REQUESTS, "Requests handled by the ingress controller.", "unknown")
         self._nginx_duration = _Histogram(NGINX_DURATION, "Upstream response time in seconds.", SECONDS_BUCKETS)
         self._http_duration = _Histogram(HTTP_DURATION, "Request duration in seconds.", SECONDS_BUCKETS)
+        self._linkerd_responses = _Counter(LINKERD_RESPONSES, "Responses seen by the inbound proxy.", "counter")
+        self._linkerd_latency = _Histogram(LINKERD_LATENCY, "Response latency in milliseconds.", LINKERD_BUCKETS_MS)
+        self._envoy_requests = _Counter(ENVOY_REQUESTS, "Requests to the upstream cluster.", "unknown")
+        self._envoy_duration = _Histogram(ENVOY_DURATION, "Upstream request time in milliseconds.", ISTIO_BUCKETS_MS)
+        self._traefik_duration = _Histogram(TRAEFIK_DURATION, "Service request duration in seconds.",
+                                            SECONDS_BUCKETS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -112,6 +134,9 @@ class Telemetry:
             "http",
             "none",
         )
+        linkerd = (served.namespace, served.workload, "inbound",
+                   f"{served.service}.{served.namespace}.svc.cluster.local:80",
+                   "failure" if served.code >= 500 else "success", status)
         # A pod that does not exist is not scraped: without pods the app's own metrics record nothing.
         per_pod = np.array_split(seconds, len(served.pods)) if served.pods else []
         with self._lock:
@@ -123,10 +148,18 @@ class Telemetry:
             self._turns[workload] = turn + seconds.size
             self._istio_requests.add(istio, seconds.size)
             self._istio_duration.observe(istio, seconds * 1000.0)
+            self._linkerd_responses.add(linkerd, seconds.size)
+            self._linkerd_latency.observe(linkerd, seconds * 1000.0)
             for pod, share in zip(pods, per_pod, strict=True):
                 if share.size:
                     self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
                                                 served.buckets)
+            if served.envoy_cluster is not None:
+                envoy = (served.envoy_cluster, status)
+                self._envoy_requests.add(envoy, seconds.size)
+                self._envoy_duration.observe(envoy, seconds * 1000.0)
+            if served.traefik_service is not None:
+                self._traefik_duration.observe((served.traefik_service, status, served.method, "http"), seconds)
             if served.ingress is not None:
                 nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
                 self._nginx_requests.add(nginx, seconds.size)
@@ -142,7 +175,12 @@ class Telemetry:
                     + self._istio_duration.forget(_ISTIO_NAMESPACE, namespace)
                     + self._nginx_requests.forget(0, namespace)
                     + self._nginx_duration.forget(0, namespace)
-                    + self._http_duration.forget(0, namespace))
+                    + self._http_duration.forget(0, namespace)
+                    + self._linkerd_responses.forget(0, namespace)
+                    + self._linkerd_latency.forget(0, namespace)
+                    + self._envoy_requests.forget_prefix(0, f"{namespace}_")
+                    + self._envoy_duration.forget_prefix(0, f"{namespace}_")
+                    + self._traefik_duration.forget_prefix(0, f"{namespace}-"))
 
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric."""
@@ -156,6 +194,11 @@ class Telemetry:
                 self._nginx_requests.family(NGINX_LABELS),
                 self._nginx_duration.family(NGINX_LABELS),
                 self._http_duration.family(self.http_labels),
+                self._linkerd_responses.family(LINKERD_LABELS),
+                self._linkerd_latency.family(LINKERD_LABELS),
+                self._envoy_requests.family(ENVOY_LABELS),
+                self._envoy_duration.family(ENVOY_LABELS),
+                self._traefik_duration.family(TRAEFIK_LABELS),
             ]
 
 
@@ -179,6 +222,12 @@ class _Counter:
 
     def forget(self, position: int, value: str) -> int:
         gone = [labels for labels in self.values if labels[position] == value]
+        for labels in gone:
+            del self.values[labels]
+        return len(gone)
+
+    def forget_prefix(self, position: int, prefix: str) -> int:
+        gone = [labels for labels in self.values if labels[position].startswith(prefix)]
         for labels in gone:
             del self.values[labels]
         return len(gone)
@@ -228,6 +277,12 @@ class _Histogram:
 
     def forget(self, position: int, value: str) -> int:
         gone = [labels for labels in self.series if labels[position] == value]
+        for labels in gone:
+            del self.series[labels]
+        return len(gone)
+
+    def forget_prefix(self, position: int, prefix: str) -> int:
+        gone = [labels for labels in self.series if labels[position].startswith(prefix)]
         for labels in gone:
             del self.series[labels]
         return len(gone)

@@ -108,6 +108,9 @@ WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
+    ("split.smi-spec.io/v1alpha1", "TrafficSplit"), ("split.smi-spec.io/v1alpha2", "TrafficSplit"),
+    ("split.smi-spec.io/v1alpha3", "TrafficSplit"), ("projectcontour.io/v1", "HTTPProxy"),
+    ("traefik.io/v1alpha1", "TraefikService"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
     (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )

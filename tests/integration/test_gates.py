@@ -20,6 +20,7 @@ image, and compares the distinct states it saw at each stage.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ import pytest
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps, waiting
+from tests.integration import apps, more_routers, waiting
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -315,3 +316,74 @@ def test_the_rollback_gate_rolls_back(release: Release, gates: Gates, phase: str
     assert seen[-1] == Seen("Failed", strategy.idle, "1"), seen
     assert "rollback" in apps.status(release.api, release.namespace, "web").get("message", "")
     release.parked()
+
+
+# -- the other routers: a closed gate holds the release on the router's own object ------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterWalk:
+    router: more_routers.Router
+    app: str
+    analysis: dict[str, Any]
+    held: object  # the routes while confirm-promotion holds the release
+
+
+ROUTER_WALKS = [
+    *(RouterWalk(router, f"{router.simulated}-gated", {**BASE, "stepWeight": 25, "maxWeight": 50}, (50, 50))
+      for router in more_routers.ROUTERS),
+    RouterWalk(more_routers.TRAEFIK, "traefik-mirror-gated", {**ITERATIONS, "mirror": True}, (100, 0, "mirrored")),
+]
+
+
+def walk_router_gates(api: Any, namespace: str, testers: dict[str, str], walk: RouterWalk) -> None:
+    """confirm-traffic-increase (canary strategy) and confirm-promotion closed, then opened one at a time."""
+    gates = Gates(testers, namespace, walk.app)
+    weighted = "stepWeight" in walk.analysis
+    types = ("confirm-traffic-increase", "confirm-promotion") if weighted else ("confirm-promotion",)
+    body = walk.router.canary(namespace, walk.app)
+    body["spec"]["analysis"] = {**walk.analysis, "webhooks": gates.hooks(*types)}
+    kubectl.apply(api, apps.deployment(namespace, walk.app, "1"))
+    kubectl.apply(api, body)
+    apps.wait_phase(api, namespace, walk.app, "Initialized", timeout=60)
+
+    def look() -> tuple[str, object, str]:
+        phase = str(apps.status(api, namespace, walk.app).get("phase", ""))
+        image = apps.image_of(api, namespace, f"{walk.app}-primary").rsplit(":", 1)[1]
+        return phase, walk.router.weights(api, namespace, walk.app), image
+
+    def until(*phases: str) -> list[tuple[str, object, str]]:
+        seen: list[tuple[str, object, str]] = []
+        deadline = time.monotonic() + 60
+        while not seen or seen[-1][0] not in phases:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{walk.app}: not in {phases} within 60s; seen {seen}")
+            now = look()
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            time.sleep(0.1)
+        return seen
+
+    kubectl.apply(api, apps.deployment(namespace, walk.app, "2"))
+    if weighted:
+        until("Progressing", *FINAL)
+        # Closed: not even the first step is taken.
+        assert waiting.during(look, HOLD) == [("Progressing", (100, 0), "1")], walk.app
+        gates.open("confirm-traffic-increase")
+    seen = until("WaitingPromotion", *FINAL)
+    assert all(image == "1" for _, _, image in seen), (walk.app, seen)
+    # Closed: the analysis is done, the router's object stays on the analysis routes and the primary as it was.
+    assert seen[-1] == ("WaitingPromotion", walk.held, "1"), (walk.app, seen)
+    assert waiting.during(look, HOLD) == [("WaitingPromotion", walk.held, "1")], walk.app
+
+    gates.open("confirm-promotion")
+    assert until(*FINAL)[-1][0] == "Succeeded", walk.app
+    eventually(lambda: look() == ("Succeeded", (100, 0), "2"), timeout=AFTER_OPEN, what=f"{walk.app} promoted",
+               show=look)
+
+
+def test_a_closed_gate_holds_the_release_on_every_other_router(
+        api: Any, namespace: str, controller: local_controller.Controller, testers: dict[str, str]) -> None:
+    with concurrent.futures.ThreadPoolExecutor(len(ROUTER_WALKS)) as pool:
+        for future in [pool.submit(walk_router_gates, api, namespace, testers, walk) for walk in ROUTER_WALKS]:
+            future.result()

@@ -9,7 +9,8 @@ and the metrics around ``core.decide`` (supplying each ``need`` and deciding
 again, as ``canary.engine.tick`` does), applies the actions to a model of the world,
 and after every step checks those promises for every strategy: canary
 (stepWeight and stepWeights, with and without mirroring), A/B testing,
-blue/green with and without mirroring, and kubernetes blue/green.
+blue/green with and without mirroring, and kubernetes blue/green, on Istio and on each router whose
+Flagger counterpart serves the strategy (Linkerd and SMI, Contour, Traefik).
 
 What it must not do: reach past the public surface of ``canary.core``, or
 remember anything a restarted controller would not: the core sees only the
@@ -35,6 +36,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from apis import models
 from canary import core
 from routers import base as routers
+from routers import contour, smi, traefik
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +51,17 @@ VARIANTS = ("canary", "canary-stepWeights", "ab", "bluegreen", "bluegreen-mirror
 SECONDS = st.one_of(st.sampled_from([0, 1, 16, 31, 61, 121]), st.integers(1, 700))
 MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}]
 SPEC_ERROR = "spec.analysis.metrics[0].templateRef: MetricTemplate ns/latency not found"
+# The routers each variant runs on (besides istio): what Flagger's router for them can route.  For these, every
+# route the core writes is built by the router's pure builder and read back, which must give the same weights.
+WEIGHTED_ONLY = ("linkerd", "smi:v1alpha1", "smi:v1alpha2", "smi:v1alpha3", "contour", "traefik")
+ROUTERS_FOR = {"canary": WEIGHTED_ONLY, "canary-stepWeights": WEIGHTED_ONLY, "ab": ("contour",),
+               "bluegreen": WEIGHTED_ONLY, "bluegreen-mirror": ("traefik",)}
+ROUND_TRIPS: dict[str, Any] = {
+    **{name: (smi.traffic_split, smi.split_weights) for name in WEIGHTED_ONLY if name != "contour"
+       and name != "traefik"},
+    "contour": (contour.http_proxy, contour.proxy_weights),
+    "traefik": (traefik.traefik_service, traefik.service_weights),
+}
 # A decision asks for at most a rollback gate, checks and an approval gate; canary.engine.tick gives up after 8.
 MAX_NEEDS = 8
 
@@ -166,6 +179,8 @@ def specs(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]:
             analysis["mirror"] = True
         elif variant == "kubernetes-bluegreen":
             spec["provider"] = "kubernetes"
+    if (variant in ROUTERS_FOR and not analysis.get("mirror")) or variant == "bluegreen-mirror":
+        spec["provider"] = draw(st.sampled_from(["istio", "istio", *ROUTERS_FOR[variant]]), label="provider")
     return variant, analysis, spec
 
 
@@ -181,6 +196,8 @@ class ReleaseMachine(RuleBasedStateMachine):
               pre_rollout: bool) -> None:
         self.variant, analysis_spec, extra = spec
         self.canary = make(analysis_spec, **extra)
+        if self.canary.spec.provider in ROUND_TRIPS:  # the router takes the spec (it reads no cache to say so)
+            routers.for_provider(self.canary.spec.provider, None, None).validate(self.canary)  # type: ignore[arg-type]
         self.now = T0
         self.revision_number = 1
         self.revision = "rev1"
@@ -282,6 +299,7 @@ class ReleaseMachine(RuleBasedStateMachine):
             match action:
                 case core.SetRoutes(weights=weights):
                     self.check_weights(weights)
+                    self.check_round_trip(weights)
                     self.routes = weights
                 case core.ScaleTarget(replicas=replicas):
                     if replicas > 0 and self.target_replicas <= 0:
@@ -393,6 +411,13 @@ class ReleaseMachine(RuleBasedStateMachine):
             assert weights.canary == 0, f"mirrored and weighted at once: {weights}"
         if self.canary.spec.provider == "kubernetes":
             assert weights == core.ALL_PRIMARY, f"users must stay on the primary's pods: {weights}"
+
+    def check_round_trip(self, weights: core.Weights) -> None:
+        """The router's own object holds the weights written: what get_routes reads back is what was set."""
+        provider = self.canary.spec.provider or ""
+        if provider in ROUND_TRIPS:
+            build, read = ROUND_TRIPS[provider]
+            assert read(build(self.canary, weights), self.canary) == weights, f"{provider} lost {weights}"
 
     def check_decision(self, before: models.Canary, routes_before: core.Weights | None, obs: core.Observed,
                        decision: core.Decision) -> None:

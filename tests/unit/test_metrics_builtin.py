@@ -64,7 +64,7 @@ def test_builtin_query_renders_to_the_exact_promql(provider: str, metric: str) -
 
 @pytest.mark.parametrize(
     ("provider", "metric"),
-    [("linkerd", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
+    [("kuma", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
      ("istio", "error-rate")],
 )
 def test_no_builtin_query(provider: str, metric: str) -> None:
@@ -78,6 +78,10 @@ FAMILIES = {
     "nginx": ({telemetry.NGINX_REQUESTS, telemetry.NGINX_DURATION + "_bucket"}, telemetry.NGINX_LABELS),
     "kubernetes": ({telemetry.HTTP_DURATION + "_count", telemetry.HTTP_DURATION + "_bucket"},
                    telemetry.Telemetry().http_labels),
+    "linkerd": ({telemetry.LINKERD_RESPONSES, telemetry.LINKERD_LATENCY + "_bucket"}, telemetry.LINKERD_LABELS),
+    "smi": ({telemetry.ISTIO_REQUESTS, telemetry.ISTIO_DURATION + "_bucket"}, telemetry.ISTIO_LABELS),
+    "contour": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
+    "traefik": ({telemetry.TRAEFIK_DURATION + "_bucket"}, (*telemetry.TRAEFIK_LABELS, "le")),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')

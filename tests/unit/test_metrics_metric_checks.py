@@ -443,11 +443,11 @@ def test_validate_metrics_names_the_field(metrics: list[dict[str, Any]], templat
 
 def test_validate_builtin_without_a_query_for_the_router() -> None:
     with pytest.raises(errors.SpecError) as caught:
-        metric_checks.validate_metrics(canary({"name": "request-success-rate"}, provider="linkerd"), resolver(),
+        metric_checks.validate_metrics(canary({"name": "request-success-rate"}, provider="appmesh"), resolver(),
                                        "istio")
     assert str(caught.value) == (
-        "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'linkerd' "
-        "(only for gatewayapi, istio, kubernetes, nginx); use a templateRef"
+        "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'appmesh' "
+        "(only for contour, gatewayapi, istio, kubernetes, linkerd, nginx, smi, traefik); use a templateRef"
     )
 
 

@@ -475,8 +475,8 @@ def test_what_the_routes_send_to_a_deleted_deployment_fails() -> None:
 
 
 def test_decide_rejects_unknown_provider() -> None:
-    with pytest.raises(ValueError, match="unknown provider 'linkerd'"):
-        routes.decide(observed(WEIGHTED, provider="linkerd"), plain)
+    with pytest.raises(ValueError, match="unknown provider 'appmesh'"):
+        routes.decide(observed(WEIGHTED, provider="appmesh"), plain)
 
 
 def test_malformed_manifests_read_as_empty() -> None:

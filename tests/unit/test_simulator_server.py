@@ -145,7 +145,8 @@ def test_deleting_a_namespace_forgets_its_apps_and_their_series(client: httpx.Cl
     assert istio(client, destination_workload_namespace=NS) == 1
 
     response = client.delete(f"/apps/{NS}")
-    assert response.json() == {"namespace": NS, "apps": 1, "series": 3}  # istio counter and histogram, one pod's
+    # istio's and linkerd's counter and histogram, one pod's
+    assert response.json() == {"namespace": NS, "apps": 1, "series": 5}
     assert client.get("/apps").json() == {"apps": []}
     assert "podinfo" not in client.get("/metrics").text
     assert client.delete(f"/apps/{NS}").json() == {"namespace": NS, "apps": 0, "series": 0}  # idempotent
@@ -155,7 +156,7 @@ def test_deleting_a_namespace_forgets_its_apps_and_their_series(client: httpx.Cl
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
-        ({"provider": "linkerd"}, "provider must be one of"),
+        ({"provider": "appmesh"}, "provider must be one of"),
         ({"provider": "istio", "rps": -1}, "rps must be a number"),
         ({"provider": "istio", "headerFraction": 2}, "headerFraction must be a number between 0 and 1"),
         ({"provider": "istio", "weight": 5}, "unknown field(s) weight"),

@@ -61,6 +61,10 @@ def test_exposed_names_are_exactly_the_exporters() -> None:
         "http_request_duration_seconds_bucket",
         "http_request_duration_seconds_sum",
         "http_request_duration_seconds_count",
+        "response_total",
+        "response_latency_ms_bucket",
+        "response_latency_ms_sum",
+        "response_latency_ms_count",
     }
 
 
@@ -231,8 +235,9 @@ def test_forgetting_a_namespace_drops_its_series_and_only_its() -> None:
                                  ingress="shop", pods=("shop-7f9c8d6b5-abcde",))
     metrics.record(elsewhere, [0.01])
 
-    # istio counter + histogram per kind of request (2), nginx counter + histogram (1), app histogram per pod (2)
-    assert metrics.forget("test") == 2 + 2 + 1 + 1 + 2
+    # istio and linkerd counter + histogram per kind of request (2 each), nginx counter + histogram (1), app
+    # histogram per pod (2)
+    assert metrics.forget("test") == 2 + 2 + 2 + 2 + 1 + 1 + 2
     text = metrics.exposition().decode()
     assert 'namespace="test"' not in text and "test" not in re.findall(r'namespace="([^"]*)"', text)
     assert samples(text, "istio_requests_total")[0][1] == 1.0

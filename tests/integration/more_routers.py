@@ -1,0 +1,176 @@
+"""The routers Flagger users bring besides Gateway API, Istio and NGINX, as the integration tests drive them.
+
+Each ``Router`` holds the Canary of Flagger's tutorial for that data plane (``apiVersion: fledge.dev/v1beta1``,
+on a clock of seconds), the prerequisites the tutorial has the user create, and probes that read the router's
+own object from the API server.  Shared by test_routers_more (releases judged on the builtin metrics) and
+test_gates (releases held by closed gates).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from localkube import manifests as kubectl
+
+Weights = tuple[int, int]
+# The tutorials' analysis (its thresholds and builtin metrics), on a clock of seconds and in two steps, not ten.
+ANALYSIS: dict[str, Any] = {
+    "interval": "3s", "threshold": 3, "maxWeight": 50, "stepWeight": 25,
+    "metrics": [
+        {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "6s"},
+        {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "6s"},
+    ],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Router:
+    provider: str
+    simulated: str  # the simulator's name for the data plane
+    canary: Callable[[str, str], dict[str, Any]]  # (namespace, app) -> the tutorial's Canary
+    weights: Callable[[Any, str, str], Weights | None]  # (api, namespace, app) -> what the route object says
+    check_object: Callable[[Any, str, str], None]  # asserts the route object as initialized
+    prepare: Callable[[Any, str, str], None] = lambda api, namespace, app: None  # the user's own objects
+
+
+def tutorial_canary(namespace: str, app: str, provider: str, **service: Any) -> dict[str, Any]:
+    """The Canary of Flagger's tutorials: Deployment target, port 9898, the two builtin metrics."""
+    return {
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": app, "namespace": namespace},
+        "spec": {"provider": provider,
+                 "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+                 "progressDeadlineSeconds": 60,
+                 "service": {"port": 9898, "targetPort": 9898, **service},
+                 "analysis": copy.deepcopy(ANALYSIS)},
+    }
+
+
+# -- SMI (linkerd, smi:v1alpha*) -------------------------------------------------------------------
+
+
+def split_weights(api_version: str) -> Callable[[Any, str, str], Weights | None]:
+    def probe(api: Any, namespace: str, app: str) -> Weights | None:
+        split = kubectl.get(api, api_version, "TrafficSplit", namespace, app)
+        if split is None:
+            return None
+        weights = {backend["service"]: int(backend["weight"]) for backend in split["spec"]["backends"]}
+        return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+    return probe
+
+
+def split_object(api_version: str) -> Callable[[Any, str, str], None]:
+    def check(api: Any, namespace: str, app: str) -> None:
+        split = kubectl.get(api, api_version, "TrafficSplit", namespace, app) or {}
+        assert split["spec"] == {"service": app, "backends": [{"service": f"{app}-canary", "weight": 0},
+                                                              {"service": f"{app}-primary", "weight": 100}]}, split
+        assert split["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+
+    return check
+
+
+LINKERD = Router("linkerd", "linkerd", lambda namespace, app: tutorial_canary(namespace, app, "linkerd"),
+                 split_weights("split.smi-spec.io/v1alpha2"), split_object("split.smi-spec.io/v1alpha2"))
+SMI = Router("smi:v1alpha3", "smi", lambda namespace, app: tutorial_canary(namespace, app, "smi:v1alpha3"),
+             split_weights("split.smi-spec.io/v1alpha3"), split_object("split.smi-spec.io/v1alpha3"))
+
+
+
+def gamma_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Linkerd tutorial today: Gateway API (``gatewayapi:v1beta1``) with the apex Service as the
+    HTTPRoute's parent, Linkerd's GAMMA support."""
+    return tutorial_canary(namespace, app, "gatewayapi:v1beta1", gatewayRefs=[
+        {"name": app, "namespace": namespace, "group": "core", "kind": "Service", "port": 9898}])
+
+
+def route_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    route = kubectl.get(api, "gateway.networking.k8s.io/v1beta1", "HTTPRoute", namespace, app)
+    if route is None:
+        return None
+    weights = {ref["name"]: ref.get("weight", 1) for ref in route["spec"]["rules"][0]["backendRefs"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def route_object(api: Any, namespace: str, app: str) -> None:
+    route = kubectl.get(api, "gateway.networking.k8s.io/v1beta1", "HTTPRoute", namespace, app) or {}
+    assert route["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": app, "namespace": namespace,
+                                            "port": 9898}], route
+
+
+LINKERD_GAMMA = Router("gatewayapi:v1beta1", "gatewayapi", gamma_canary, route_weights, route_object)
+
+
+# -- Contour (HTTPProxy) ------------------------------------------------------------------------------------
+
+
+def contour_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Contour tutorial: port 80 to 9898, Contour's timeout and retry policy."""
+    return tutorial_canary(namespace, app, "contour", port=80, timeout="15s",
+                           retries={"attempts": 3, "perTryTimeout": "5s", "retryOn": "5xx"})
+
+
+def root_proxy(api: Any, namespace: str, app: str) -> None:
+    """The tutorial's root HTTPProxy of the virtual host, which includes the one Fledge writes."""
+    kubectl.apply(api, {"apiVersion": "projectcontour.io/v1", "kind": "HTTPProxy",
+                        "metadata": {"name": f"{app}-ingress", "namespace": namespace},
+                        "spec": {"virtualhost": {"fqdn": f"{app}.example.com"},
+                                 "includes": [{"name": app, "namespace": namespace,
+                                               "conditions": [{"prefix": "/"}]}]}})
+
+
+def proxy_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    proxy = kubectl.get(api, "projectcontour.io/v1", "HTTPProxy", namespace, app)
+    if proxy is None:
+        return None
+    weights = {entry["name"]: int(entry.get("weight", 0)) for entry in proxy["spec"]["routes"][0]["services"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def proxy_object(api: Any, namespace: str, app: str) -> None:
+    proxy = kubectl.get(api, "projectcontour.io/v1", "HTTPProxy", namespace, app) or {}
+    route = proxy["spec"]["routes"][-1]  # the default route (after the A/B test's matched one)
+    assert route["conditions"] == [{"prefix": "/"}], proxy
+    assert route["timeoutPolicy"] == {"response": "15s", "idle": "5m"}, proxy
+    assert route["retryPolicy"] == {"count": 3, "perTryTimeout": "5s", "retryOn": ["5xx"]}, proxy
+    assert [(entry["name"], entry["port"], entry["weight"]) for entry in route["services"]] == [
+        (f"{app}-primary", 80, 100), (f"{app}-canary", 80, 0)], proxy
+    assert route["services"][1]["requestHeadersPolicy"] == {"set": [
+        {"name": "l5d-dst-override", "value": f"{app}-canary.{namespace}.svc.cluster.local:80"}]}, proxy
+
+
+CONTOUR = Router("contour", "contour", contour_canary, proxy_weights, proxy_object, root_proxy)
+
+
+# -- Traefik (TraefikService) -------------------------------------------------------------------------------
+
+
+def traefik_weights(api: Any, namespace: str, app: str) -> Any:
+    """(primary, canary) of the weighted services, with "mirrored" added while the primary is mirrored."""
+    service = kubectl.get(api, "traefik.io/v1alpha1", "TraefikService", namespace, app)
+    if service is None:
+        return None
+    mirroring = service["spec"].get("mirroring")
+    if mirroring:
+        return 100, 0, "mirrored"
+    weights = {entry["name"]: int(entry["weight"]) for entry in service["spec"]["weighted"]["services"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def traefik_object(api: Any, namespace: str, app: str) -> None:
+    service = kubectl.get(api, "traefik.io/v1alpha1", "TraefikService", namespace, app) or {}
+    assert service["spec"] == {"weighted": {"services": [
+        {"name": f"{app}-primary", "namespace": namespace, "port": 80, "weight": 100}]}}, service
+
+
+TRAEFIK = Router("traefik", "traefik", lambda namespace, app: tutorial_canary(namespace, app, "traefik", port=80),
+                 traefik_weights, traefik_object)
+
+ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK]
+# Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
+TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
+
+

@@ -1,0 +1,93 @@
+"""Flagger's other routers on the real control plane: Linkerd and SMI (TrafficSplit), Contour (HTTPProxy),
+Traefik (TraefikService), and Flagger's Linkerd tutorial of today (Gateway API with the Service as parent).
+
+For each router, the Canary of Flagger's tutorial for it, with ``apiVersion: fledge.dev/v1beta1`` and a
+faster clock (seconds where the tutorial has minutes, fewer steps), is released twice at once: a healthy
+version that must be promoted through the weights the router's own object carries, and a version whose
+answers fail 30 % of the time, which the router's builtin metrics (as the simulator exports them for that data
+plane) must catch and roll back.  Flagger's A/B test runs on Contour (its tutorial's header match) and a
+blue/green release with mirroring on Traefik.  Every release of every router runs concurrently in one namespace,
+so the whole file costs about one release.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import dataclasses
+from typing import Any
+
+from localkube import controller as local_controller
+from localkube import environment
+from localkube import manifests as kubectl
+from tests.integration import apps
+from tests.integration.more_routers import ANALYSIS, CONTOUR, TRAEFIK, TUTORIALS, Router
+
+# -- the releases -------------------------------------------------------------------------------------
+
+WALK = [(100, 0), (75, 25), (50, 50), (100, 0)]
+AB_TEST: dict[str, Any] = {**{k: v for k, v in ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
+                           "iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
+MIRRORED: dict[str, Any] = {**{k: v for k, v in ANALYSIS.items() if k not in ("maxWeight", "stepWeight")},
+                            "iterations": 2, "mirror": True}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    router: Router
+    app: str
+    healthy: bool
+    walk: tuple[Any, ...]  # the route object's weights, in order (checked for the healthy releases)
+    analysis: dict[str, Any] | None = None  # instead of the tutorial's canary analysis
+    registration: tuple[tuple[str, Any], ...] = ()  # the simulator's traffic, beyond the rate
+
+
+def cases() -> list[Case]:
+    found = [Case(router, f"{router.provider.replace(':', '-')}-{'good' if healthy else 'bad'}", healthy,
+                  tuple(WALK)) for router in TUTORIALS for healthy in (True, False)]
+    # Flagger's A/B test on Contour (its tutorial's match), and Traefik's mirroring (blue/green).
+    found.append(Case(CONTOUR, "contour-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
+                      (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5))))
+    found.append(Case(TRAEFIK, "traefik-mirror", True, ((100, 0), (100, 0, "mirrored"), (0, 100), (100, 0)),
+                      MIRRORED))
+    return found
+
+
+def release(env: environment.Environment, api: Any, namespace: str, case: Case
+            ) -> tuple[list[Any], dict[str, Any]]:
+    """Install v1 with the router's Canary, initialize, ship v2; the weights seen and the final status."""
+    router, app = case.router, case.app
+    router.prepare(api, namespace, app)
+    kubectl.apply(api, apps.deployment(namespace, app, "1"))
+    body = router.canary(namespace, app)
+    if case.analysis is not None:
+        body["spec"]["analysis"] = copy.deepcopy(case.analysis)
+    kubectl.apply(api, body)
+    apps.simulate(env, namespace, app, router.simulated, rps=40, **dict(case.registration))
+    apps.wait_phase(api, namespace, app, "Initialized", timeout=60)
+    router.check_object(api, namespace, app)
+    kubectl.apply(api, apps.deployment(namespace, app, "2", error_rate=0.0 if case.healthy else 0.3))
+    return apps.record(lambda: router.weights(api, namespace, app), api, namespace, app, {"Succeeded", "Failed"},
+                       timeout=120)
+
+
+def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    todo = cases()
+    with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
+        futures = {case: pool.submit(release, env, api, namespace, case) for case in todo}
+        results = {case: future.result() for case, future in futures.items()}
+    for case, (seen, final) in results.items():
+        app = case.app
+        where = f"{case.router.provider} {app}: weights {seen}, status {final}"
+        if case.healthy:
+            assert final["phase"] == "Succeeded", where
+            assert tuple(seen) == case.walk, where
+            assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:2", where
+        else:
+            assert final["phase"] == "Failed", where
+            assert seen[-1] == (100, 0) and max(weights[1] for weights in seen) < 100, where
+            assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:1", where
+            messages = " ".join(event.message or "" for event in apps.canary_events(api, namespace)
+                                if event.involved_object.name == app)
+            assert "request-success-rate" in messages, where
