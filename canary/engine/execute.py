@@ -204,7 +204,9 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
         return
     target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
     replicas = core.promoted_primary_replicas(target_replicas, snap.observed.primary.desired,
-                                              autoscaled=canary.spec.autoscaler_ref is not None)
+                                              autoscaled=canary.spec.autoscaler_ref is not None,
+                                              canary_ready=snap.observed.target.available,
+                                              primary_max=core.primary_max_replicas(canary))
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)
