@@ -38,6 +38,8 @@ GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
 FLAGGER_VERSION = "v1.44.0"
+# v2.21.1 needs go >= 1.27.4; the CRDs the tests use are the same.
+KEDA_VERSION = "v2.21.0"
 
 
 def cache_root() -> pathlib.Path:

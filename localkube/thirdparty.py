@@ -1,9 +1,10 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
 Why this exists: the routers write Istio and Gateway API objects, so the local
-API server must know those kinds; kwok needs its Stage objects to make pods
-Ready.  All of them come from the projects' own Go modules fetched through the
-Go module proxy (``go mod download``), never copied into this repository.
+API server must know those kinds (and KEDA's ScaledObject, an autoscaler a
+Canary may name); kwok needs its Stage objects to make pods Ready.  All of
+them come from the projects' own Go modules fetched through the Go module proxy
+(``go mod download``), never copied into this repository.
 
 What it must not do: fetch from anywhere but the Go module proxy.
 """
@@ -25,6 +26,7 @@ GATEWAY_API = "sigs.k8s.io/gateway-api"
 ISTIO_API = "istio.io/api"
 # Only the Istio kinds a traffic router uses; the rest of Istio's CRDs add start-up time for nothing.
 ISTIO_KINDS = frozenset({"VirtualService", "DestinationRule", "Gateway"})
+KEDA = "github.com/kedacore/keda/v2"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -48,6 +50,7 @@ MODULES = (
     (ISTIO_API, build.ISTIO_API_VERSION),
     ("sigs.k8s.io/kwok", build.KWOK_VERSION),
     ("github.com/fluxcd/flagger", build.FLAGGER_VERSION),
+    ("github.com/kedacore/keda/v2", build.KEDA_VERSION),
 )
 
 
@@ -92,4 +95,10 @@ def kwok_stages() -> list[dict[str, Any]]:
 def flagger_crds() -> list[dict[str, Any]]:
     """Flagger's own CRDs (canaries, metrictemplates, alertproviders of flagger.app), for benchmarks.compare."""
     path = module_dir(*MODULES[3]) / "artifacts" / "flagger" / "crd.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def keda_crds() -> list[dict[str, Any]]:
+    """KEDA's ScaledObject CRD (keda.sh), from the module's generated bases: the kind ``autoscalerRef`` names."""
+    path = module_dir(KEDA, build.KEDA_VERSION) / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

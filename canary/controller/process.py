@@ -108,6 +108,7 @@ WATCHED = (
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
     (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
 )
 
 

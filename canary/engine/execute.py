@@ -45,6 +45,7 @@ async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Sna
                     await snap.router.set_routes(canary, weights)
             case core.ScaleTarget(replicas=replicas):
                 await _scale_target(cluster.writer, canary, snap.target, replicas)
+                await _pause_scaler(cluster, canary, replicas)
             case core.Promote():
                 await _promote(cluster, settings, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
@@ -196,6 +197,17 @@ async def _scale_target(writer: kube.Writer, canary: models.Canary, target: dict
     if patch is not None:
         await writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name,
                               patch)
+
+
+async def _pause_scaler(cluster: context.Cluster, canary: models.Canary, replicas: int) -> None:
+    """Pause the target's KEDA ScaledObject while the target is parked; resume it when the target starts."""
+    ref = canary.spec.autoscaler_ref
+    if ref is None:
+        return
+    source = cluster.store.get(autoscalers.API_VERSIONS[ref.kind], ref.kind, canary.namespace, ref.name)
+    patch = autoscalers.pause_patch(canary, source, replicas)
+    if patch is not None:
+        await cluster.writer.patch(autoscalers.KEDA_API, autoscalers.KEDA_KIND, canary.namespace, ref.name, patch)
 
 
 async def _promote(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
