@@ -128,6 +128,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.ISTIO: (sources.VIRTUAL_SERVICE, service),
         routes.NGINX: (sources.INGRESS, f"{registration.ingress}-canary"),
         routes.KUBERNETES: (sources.SERVICE, service),
+        routes.SKIPPER: (sources.INGRESS, f"{registration.ingress}-canary"),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
     provider, route = providers[-1], None
@@ -389,6 +390,9 @@ class App:
             service = f"{service}-{version.value}"  # the route objects name the version's own Service
         nginx = observed.provider == routes.NGINX
         canary = version is Version.CANARY and followed
+        route = ""
+        if observed.provider == routes.SKIPPER:
+            route, service = _skipper_route(observed, self.registration, version)
         return telemetry.Served(
             namespace=self.namespace,
             workload=self.workload(version),
@@ -398,6 +402,7 @@ class App:
             ingress=self.registration.ingress if nginx else None,
             canary=f"{self.registration.service}-canary" if nginx and canary else "",
             pods=pods[version],
+            route=route,
         )
 
     def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
@@ -422,6 +427,21 @@ class _Batch:
     mirror: bool
     count: int
     errors: int = 0
+
+
+def _skipper_route(observed: routes.Observed, registration: Registration, version: Version) -> tuple[str, str]:
+    """(route name, Service) of a request Skipper served: a route of the canary Ingress to the version's Service
+    while its routes are enabled, else the user's Ingress's route to the apex Service."""
+    canary_ingress = observed.route
+    rules = ((canary_ingress or {}).get("spec") or {}).get("rules") or [{}]
+    host = str(rules[0].get("host") or "")
+    paths = (rules[0].get("http") or {}).get("paths") or [{}]
+    path = str(paths[0].get("path") or "")
+    if canary_ingress is not None and routes.skipper_enabled(canary_ingress):
+        ingress, service = f"{registration.ingress}-canary", f"{registration.service}-{version.value}"
+    else:
+        ingress, service = registration.ingress, registration.service
+    return telemetry.skipper_route_name(observed.namespace, ingress, host, path, service), service
 
 
 def _decide(observed: routes.Observed | None, request: routes.Request) -> routes.Split | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,8 @@ GATEWAY_API = "gatewayapi"
 ISTIO = "istio"
 NGINX = "nginx"
 KUBERNETES = "kubernetes"
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, KUBERNETES)
+SKIPPER = "skipper"
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, KUBERNETES, SKIPPER)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -130,6 +132,8 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = nginx_split(observed.route, observed.annotation_prefix, request)
     elif observed.provider == KUBERNETES:
         split = kubernetes_split(observed.route, observed.primary, observed.canary)
+    elif observed.provider == SKIPPER:
+        split = skipper_split(observed.route, observed.service)
     else:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
@@ -329,6 +333,37 @@ def nginx_split(canary_ingress: Manifest, prefix: str, request: Request) -> Spli
     total = total if total > 0 else 100.0
     weight = min(max(_number(annotation("canary-weight") or None, 0.0), 0.0), total)
     return Split(primary=total - weight, canary=weight)
+
+
+# Skipper -------------------------------------------------------------------------------------------
+
+SKIPPER_WEIGHTS = "zalando.org/backend-weights"
+SKIPPER_PREDICATE = "zalando.org/skipper-predicate"
+
+
+def skipper_enabled(canary_ingress: Manifest) -> bool:
+    """Whether the canary Ingress's routes match at all: a ``False()`` predicate disables them, and the user's
+    Ingress (the apex Service, which Fledge points at the primary) serves instead."""
+    annotations = _mapping(_mapping(canary_ingress.get("metadata")).get("annotations"))
+    predicates = [part.strip() for part in str(annotations.get(SKIPPER_PREDICATE, "")).split("&&")]
+    return "False()" not in predicates
+
+
+def skipper_split(canary_ingress: Manifest, service: str) -> Split:
+    """Read the canary Ingress as Skipper does: the backend-weights of ``<svc>-primary`` and ``<svc>-canary``
+    taken as a ratio, unless a ``False()`` predicate disables its routes."""
+    if not skipper_enabled(canary_ingress):
+        return ALL_PRIMARY
+    annotations = _mapping(_mapping(canary_ingress.get("metadata")).get("annotations"))
+    try:
+        weights = _mapping(json.loads(str(annotations.get(SKIPPER_WEIGHTS) or "{}")))
+    except ValueError:
+        weights = {}
+    primary = max(_number(weights.get(f"{service}-primary"), 0.0), 0.0)
+    canary = max(_number(weights.get(f"{service}-canary"), 0.0), 0.0)
+    if primary + canary == 0:
+        return Split(primary=1.0, canary=1.0)  # no weights: Skipper spreads evenly over both backends
+    return Split(primary=primary, canary=canary)
 
 
 # Kubernetes ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Expose served requests as the metrics Istio, ingress-nginx and an instrumented app would export.
+"""Expose served requests as the metrics Istio, ingress-nginx, Skipper and an instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -19,6 +19,7 @@ registry (several simulators live in one test process).
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -33,6 +34,9 @@ ISTIO_DURATION = "istio_request_duration_milliseconds"
 NGINX_REQUESTS = "nginx_ingress_controller_requests"
 NGINX_DURATION = "nginx_ingress_controller_response_duration_seconds"
 HTTP_DURATION = "http_request_duration_seconds"
+SKIPPER_RESPONSE = "skipper_response_duration_seconds"
+SKIPPER_SERVE = "skipper_serve_route_duration_seconds"
+SKIPPER_LABELS = ("code", "method", "route")
 
 ISTIO_LABELS = (
     "reporter",
@@ -74,6 +78,17 @@ class Served:
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
     pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
     buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
+    route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
+
+
+def skipper_route_name(namespace: str, ingress: str, host: str, path: str, service: str) -> str:
+    """The name Skipper's Kubernetes data client gives an Ingress path's route, every non-word character "_"."""
+    return re.sub(r"\W", "_", f"kube_{namespace}__{ingress}__{host}__{path}__{service}")
+
+
+def _skipper_namespace(namespace: str) -> str:
+    """The start of the names of every Skipper route of ``namespace``."""
+    return "kube_" + re.sub(r"\W", "_", namespace) + "__"
 
 
 class Telemetry:
@@ -90,6 +105,8 @@ class Telemetry:
         self._nginx_requests = _Counter(NGINX_REQUESTS, "Requests handled by the ingress controller.", "unknown")
         self._nginx_duration = _Histogram(NGINX_DURATION, "Upstream response time in seconds.", SECONDS_BUCKETS)
         self._http_duration = _Histogram(HTTP_DURATION, "Request duration in seconds.", SECONDS_BUCKETS)
+        self._skipper_response = _Histogram(SKIPPER_RESPONSE, "Skipper's response duration.", SECONDS_BUCKETS)
+        self._skipper_serve = _Histogram(SKIPPER_SERVE, "Skipper's route serving duration.", SECONDS_BUCKETS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -127,6 +144,10 @@ class Telemetry:
                 if share.size:
                     self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
                                                 served.buckets)
+            if served.route:
+                skipper = (status, served.method, served.route)
+                self._skipper_response.observe(skipper, seconds)
+                self._skipper_serve.observe(skipper, seconds)
             if served.ingress is not None:
                 nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
                 self._nginx_requests.add(nginx, seconds.size)
@@ -142,7 +163,9 @@ class Telemetry:
                     + self._istio_duration.forget(_ISTIO_NAMESPACE, namespace)
                     + self._nginx_requests.forget(0, namespace)
                     + self._nginx_duration.forget(0, namespace)
-                    + self._http_duration.forget(0, namespace))
+                    + self._http_duration.forget(0, namespace)
+                    + self._skipper_response.forget_prefix(2, _skipper_namespace(namespace))
+                    + self._skipper_serve.forget_prefix(2, _skipper_namespace(namespace)))
 
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric."""
@@ -156,6 +179,8 @@ class Telemetry:
                 self._nginx_requests.family(NGINX_LABELS),
                 self._nginx_duration.family(NGINX_LABELS),
                 self._http_duration.family(self.http_labels),
+                self._skipper_response.family(SKIPPER_LABELS),
+                self._skipper_serve.family(SKIPPER_LABELS),
             ]
 
 
@@ -228,6 +253,12 @@ class _Histogram:
 
     def forget(self, position: int, value: str) -> int:
         gone = [labels for labels in self.series if labels[position] == value]
+        for labels in gone:
+            del self.series[labels]
+        return len(gone)
+
+    def forget_prefix(self, position: int, prefix: str) -> int:
+        gone = [labels for labels in self.series if labels[position].startswith(prefix)]
         for labels in gone:
             del self.series[labels]
         return len(gone)

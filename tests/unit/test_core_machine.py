@@ -166,6 +166,8 @@ def specs(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]:
             analysis["mirror"] = True
         elif variant == "kubernetes-bluegreen":
             spec["provider"] = "kubernetes"
+    if spec["provider"] == "istio" and variant != "ab" and not analysis.get("mirror"):
+        spec["provider"] = draw(st.sampled_from(["istio", "skipper"]))  # skipper: no A/B, no mirroring
     return variant, analysis, spec
 
 
