@@ -433,7 +433,7 @@ def test_validate_builtin_without_a_query_for_the_router() -> None:
                                        "istio")
     assert str(caught.value) == (
         "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'linkerd' "
-        "(only for gatewayapi, istio, kubernetes, nginx); use a templateRef"
+        "(only for gatewayapi, istio, kubernetes, nginx, skipper); use a templateRef"
     )
 
 
