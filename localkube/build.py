@@ -38,7 +38,7 @@ GATEWAY_API_VERSION = "v1.4.1"
 ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
 FLAGGER_VERSION = "v1.44.0"
-# v2.21.1 needs go >= 1.27.4; the CRDs the tests use are the same.
+# The newest KEDA release the Go toolchain here can download (v2.21.1 asks for go >= 1.27.4).
 KEDA_VERSION = "v2.21.0"
 
 
