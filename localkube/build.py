@@ -42,6 +42,8 @@ CLI_UTILS_VERSION = "v0.37.2"
 SMI_SDK_VERSION = "v0.4.1"  # the last release whose CRD serves a version Flagger writes (v1alpha3)
 CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
+# The newest KEDA release the Go toolchain here can download (v2.21.1 asks for go >= 1.27.4).
+KEDA_VERSION = "v2.21.0"
 
 
 def cache_root() -> pathlib.Path:

@@ -1,9 +1,9 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
 Why this exists: the routers write Istio, Gateway API, SMI, Contour and Traefik objects, so the local
-API server must know those kinds; kwok needs its Stage objects to make pods
-Ready.  All of them come from the projects' own Go modules fetched through the
-Go module proxy (``go mod download``), never copied into this repository.
+API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may name); kwok needs
+its Stage objects to make pods Ready.  All of them come from the projects' own Go modules fetched through
+the Go module proxy (``go mod download``), never copied into this repository.
 
 What it must not do: fetch from anywhere but the Go module proxy.
 """
@@ -31,6 +31,7 @@ SMI_SERVED = frozenset({"v1alpha1", "v1alpha2", "v1alpha3"})
 CONTOUR = "github.com/projectcontour/contour"
 CONTOUR_KINDS = frozenset({"HTTPProxy"})
 TRAEFIK = "github.com/traefik/traefik/v3"
+KEDA = "github.com/kedacore/keda/v2"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -57,6 +58,7 @@ MODULES = (
     (SMI_SDK, build.SMI_SDK_VERSION),
     (CONTOUR, build.CONTOUR_VERSION),
     (TRAEFIK, build.TRAEFIK_VERSION),
+    (KEDA, build.KEDA_VERSION),
 )
 
 
@@ -151,4 +153,10 @@ def traefik_crds() -> list[dict[str, Any]]:
     """Traefik's TraefikService CRD, as its reference documentation in the Traefik module publishes it."""
     path = (module_dir(TRAEFIK, build.TRAEFIK_VERSION) / "docs" / "content" / "reference" / "dynamic-configuration"
             / "traefik.io_traefikservices.yaml")
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def keda_crds() -> list[dict[str, Any]]:
+    """KEDA's ScaledObject CRD (keda.sh), from the module's generated bases: the kind ``autoscalerRef`` names."""
+    path = module_dir(KEDA, build.KEDA_VERSION) / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

@@ -23,6 +23,10 @@ Providers:
 - traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
   (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
 - smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
+- skipper: ``skipper_response_duration_seconds_bucket`` (success rate, from its ``+Inf`` bucket, as Flagger) and
+  ``skipper_serve_route_duration_seconds_bucket`` of the canary Ingress's routes to ``<service>-canary``, found
+  by Skipper's route names as Flagger's pattern does. Flagger's request-duration is the mean (``_sum /
+  _count``); Fledge takes the P99 from the buckets, as for nginx.
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -106,6 +110,24 @@ _TRAEFIK_DURATION = (
     f'[{{{{ interval }}}}])) by (le)) * 1000'
 )
 
+# Skipper names the routes of an Ingress kube_<namespace>__<ingress>__<host>__<path>__<service>, every non-word
+# character as "_" (Flagger's route pattern); the canary's are the canary Ingress's routes to <service>-canary.
+_SKIPPER_ROUTE = (
+    '{%- set route = "kube(ew)?_" ~ namespace|replace("-", "_")|replace(".", "_") ~ "__" ~ '
+    'ingress|replace("-", "_")|replace(".", "_") ~ "_canary__.*__" ~ service|replace("-", "_")|replace(".", "_") ~ '
+    '"_canary(_[0-9]+)?" -%}'
+)
+_SKIPPER_SUCCESS_RATE = (
+    _SKIPPER_ROUTE
+    + 'sum(rate(skipper_response_duration_seconds_bucket{route=~"{{ route }}",code!~"5..",le="+Inf"}[{{ interval }}]))'
+    ' / sum(rate(skipper_response_duration_seconds_bucket{route=~"{{ route }}",le="+Inf"}[{{ interval }}])) * 100'
+)
+_SKIPPER_DURATION = (
+    _SKIPPER_ROUTE
+    + 'histogram_quantile(0.99, sum(rate(skipper_serve_route_duration_seconds_bucket{route=~"{{ route }}"}'
+    '[{{ interval }}])) by (le)) * 1000'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -158,6 +180,7 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "traefik": {REQUEST_SUCCESS_RATE: _TRAEFIK_SUCCESS_RATE, REQUEST_DURATION: _TRAEFIK_DURATION},
     # Flagger gives the smi:* providers its default (Istio) observer, whatever the mesh behind the split.
     "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
+    "skipper": {REQUEST_SUCCESS_RATE: _SKIPPER_SUCCESS_RATE, REQUEST_DURATION: _SKIPPER_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

@@ -142,7 +142,7 @@ class ContourRouter(base.CachedRouter):
         if weights.mirrored:
             raise ValueError("Flagger's contour router does not mirror; the contour router never receives "
                              "mirrored weights")
-        await self._writer.apply(http_proxy(canary, weights))
+        await self._writer.apply(http_proxy(canary, weights), naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         existing = self._cached(canary)
@@ -151,7 +151,7 @@ class ContourRouter(base.CachedRouter):
     async def finalize(self, canary: models.Canary) -> None:
         """Delete Fledge's HTTPProxy; the user's root proxy, which includes it, was never changed."""
         existing = self._cached(canary)
-        if existing is not None and naming.is_managed(existing):
+        if existing is not None and naming.made_for(existing, canary):
             await self._writer.delete(API_VERSION, KIND, canary.namespace, canary.spec.service_name)
 
     def validate(self, canary: models.Canary) -> None:

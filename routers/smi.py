@@ -86,7 +86,7 @@ class SMIRouter(base.CachedRouter):
         """Write ``weights`` into the backends; idempotent; ValueError for mirrored weights."""
         if weights.mirrored:
             raise ValueError("a TrafficSplit cannot mirror; the SMI router never receives mirrored weights")
-        await self._writer.apply(traffic_split(canary, weights, self.api_version))
+        await self._writer.apply(traffic_split(canary, weights, self.api_version), naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         existing = self._cached(canary)
@@ -95,7 +95,7 @@ class SMIRouter(base.CachedRouter):
     async def finalize(self, canary: models.Canary) -> None:
         """Delete Fledge's TrafficSplit: without it the mesh sends the apex's traffic by the apex Service."""
         existing = self._cached(canary)
-        if existing is not None and naming.is_managed(existing):
+        if existing is not None and naming.made_for(existing, canary):
             await self._writer.delete(self.api_version, KIND, canary.namespace, canary.spec.service_name)
 
     def validate(self, canary: models.Canary) -> None:

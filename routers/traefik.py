@@ -82,7 +82,7 @@ class TraefikRouter(base.CachedRouter):
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` (or the mirror); idempotent."""
-        await self._writer.apply(traefik_service(canary, weights))
+        await self._writer.apply(traefik_service(canary, weights), naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         existing = self._cached(canary)
@@ -91,7 +91,7 @@ class TraefikRouter(base.CachedRouter):
     async def finalize(self, canary: models.Canary) -> None:
         """Delete Fledge's TraefikService; the user's IngressRoute, which names it, was never changed."""
         existing = self._cached(canary)
-        if existing is not None and naming.is_managed(existing):
+        if existing is not None and naming.made_for(existing, canary):
             await self._writer.delete(API_VERSION, KIND, canary.namespace, canary.spec.service_name)
 
     def validate(self, canary: models.Canary) -> None:

@@ -132,6 +132,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.CONTOUR: (sources.HTTP_PROXY, service),
         routes.TRAEFIK: (sources.TRAEFIK_SERVICE, service),
         routes.KUBERNETES: (sources.SERVICE, service),
+        routes.SKIPPER: (sources.INGRESS, f"{registration.ingress}-canary"),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
     provider, route = providers[-1], None
@@ -393,6 +394,9 @@ class App:
             service = f"{service}-{version.value}"  # the route objects name the version's own Service
         nginx = observed.provider == routes.NGINX
         canary = version is Version.CANARY and followed
+        route = ""
+        if observed.provider == routes.SKIPPER:
+            route, service = _skipper_route(observed, self.registration, version)
         port = routes.upstream_port(observed.route, observed.provider, service) if observed.route is not None else None
         return telemetry.Served(
             namespace=self.namespace,
@@ -407,6 +411,7 @@ class App:
             if observed.provider == routes.CONTOUR and port is not None else None,
             traefik_service=f"{self.namespace}-{service}-{port}@kubernetescrd"
             if observed.provider == routes.TRAEFIK and port is not None else None,
+            route=route,
         )
 
     def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
@@ -439,6 +444,21 @@ class _Batch:
     mirror: bool
     count: int
     errors: int = 0
+
+
+def _skipper_route(observed: routes.Observed, registration: Registration, version: Version) -> tuple[str, str]:
+    """(route name, Service) of a request Skipper served: a route of the canary Ingress to the version's Service
+    while its routes are enabled, else the user's Ingress's route to the apex Service."""
+    canary_ingress = observed.route
+    rules = ((canary_ingress or {}).get("spec") or {}).get("rules") or [{}]
+    host = str(rules[0].get("host") or "")
+    paths = (rules[0].get("http") or {}).get("paths") or [{}]
+    path = str(paths[0].get("path") or "")
+    if canary_ingress is not None and routes.skipper_enabled(canary_ingress):
+        ingress, service = f"{registration.ingress}-canary", f"{registration.service}-{version.value}"
+    else:
+        ingress, service = registration.ingress, registration.service
+    return telemetry.skipper_route_name(observed.namespace, ingress, host, path, service), service
 
 
 def _decide(observed: routes.Observed | None, request: routes.Request) -> routes.Split | None:

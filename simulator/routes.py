@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,8 +30,9 @@ LINKERD = "linkerd"  # an SMI TrafficSplit, Linkerd's proxies' metrics
 SMI = "smi"  # an SMI TrafficSplit of another mesh
 CONTOUR = "contour"  # an HTTPProxy, Envoy's upstream cluster metrics
 TRAEFIK = "traefik"  # a TraefikService, Traefik's service metrics
+SKIPPER = "skipper"  # the canary Ingress's backend-weights, Skipper's route metrics
 # The last one is the provider assumed for an app whose route objects were not found.
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, KUBERNETES)
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -141,6 +143,8 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = traefik_split(observed.route, observed.service, observed.namespace)
     elif observed.provider == KUBERNETES:
         split = kubernetes_split(observed.route, observed.primary, observed.canary)
+    elif observed.provider == SKIPPER:
+        split = skipper_split(observed.route, observed.service)
     else:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
@@ -477,6 +481,37 @@ def upstream_port(route: Manifest, provider: str, service: str) -> int | None:
         if entry.get("name") == service and entry.get("port") is not None:
             return int(_number(entry.get("port"), 0.0))
     return None
+
+
+# Skipper -------------------------------------------------------------------------------------------
+
+SKIPPER_WEIGHTS = "zalando.org/backend-weights"
+SKIPPER_PREDICATE = "zalando.org/skipper-predicate"
+
+
+def skipper_enabled(canary_ingress: Manifest) -> bool:
+    """Whether the canary Ingress's routes match at all: a ``False()`` predicate disables them, and the user's
+    Ingress (the apex Service, which Fledge points at the primary) serves instead."""
+    annotations = _mapping(_mapping(canary_ingress.get("metadata")).get("annotations"))
+    predicates = [part.strip() for part in str(annotations.get(SKIPPER_PREDICATE, "")).split("&&")]
+    return "False()" not in predicates
+
+
+def skipper_split(canary_ingress: Manifest, service: str) -> Split:
+    """Read the canary Ingress as Skipper does: the backend-weights of ``<svc>-primary`` and ``<svc>-canary``
+    taken as a ratio, unless a ``False()`` predicate disables its routes."""
+    if not skipper_enabled(canary_ingress):
+        return ALL_PRIMARY
+    annotations = _mapping(_mapping(canary_ingress.get("metadata")).get("annotations"))
+    try:
+        weights = _mapping(json.loads(str(annotations.get(SKIPPER_WEIGHTS) or "{}")))
+    except ValueError:
+        weights = {}
+    primary = max(_number(weights.get(f"{service}-primary"), 0.0), 0.0)
+    canary = max(_number(weights.get(f"{service}-canary"), 0.0), 0.0)
+    if primary + canary == 0:
+        return Split(primary=1.0, canary=1.0)  # no weights: Skipper spreads evenly over both backends
+    return Split(primary=primary, canary=canary)
 
 
 # Kubernetes ----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour), Traefik, ingress-nginx and an instrumented
-app would export.
+"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour), Traefik, ingress-nginx, Skipper and an
+instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -20,6 +20,7 @@ registry (several simulators live in one test process).
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -39,6 +40,9 @@ LINKERD_LATENCY = "response_latency_ms"
 ENVOY_REQUESTS = "envoy_cluster_upstream_rq"
 ENVOY_DURATION = "envoy_cluster_upstream_rq_time"
 TRAEFIK_DURATION = "traefik_service_request_duration_seconds"
+SKIPPER_RESPONSE = "skipper_response_duration_seconds"
+SKIPPER_SERVE = "skipper_serve_route_duration_seconds"
+SKIPPER_LABELS = ("code", "method", "route")
 
 ISTIO_LABELS = (
     "reporter",
@@ -90,6 +94,17 @@ class Served:
     buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
     envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour routed the request, else None
     traefik_service: str | None = None  # Traefik's service name when Traefik routed the request, else None
+    route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
+
+
+def skipper_route_name(namespace: str, ingress: str, host: str, path: str, service: str) -> str:
+    """The name Skipper's Kubernetes data client gives an Ingress path's route, every non-word character "_"."""
+    return re.sub(r"\W", "_", f"kube_{namespace}__{ingress}__{host}__{path}__{service}")
+
+
+def _skipper_namespace(namespace: str) -> str:
+    """The start of the names of every Skipper route of ``namespace``."""
+    return "kube_" + re.sub(r"\W", "_", namespace) + "__"
 
 
 class Telemetry:
@@ -112,6 +127,8 @@ class Telemetry:
         self._envoy_duration = _Histogram(ENVOY_DURATION, "Upstream request time in milliseconds.", ISTIO_BUCKETS_MS)
         self._traefik_duration = _Histogram(TRAEFIK_DURATION, "Service request duration in seconds.",
                                             SECONDS_BUCKETS)
+        self._skipper_response = _Histogram(SKIPPER_RESPONSE, "Skipper's response duration.", SECONDS_BUCKETS)
+        self._skipper_serve = _Histogram(SKIPPER_SERVE, "Skipper's route serving duration.", SECONDS_BUCKETS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -160,6 +177,10 @@ class Telemetry:
                 self._envoy_duration.observe(envoy, seconds * 1000.0)
             if served.traefik_service is not None:
                 self._traefik_duration.observe((served.traefik_service, status, served.method, "http"), seconds)
+            if served.route:
+                skipper = (status, served.method, served.route)
+                self._skipper_response.observe(skipper, seconds)
+                self._skipper_serve.observe(skipper, seconds)
             if served.ingress is not None:
                 nginx = (served.namespace, served.ingress, served.service, status, served.method, "/", served.canary)
                 self._nginx_requests.add(nginx, seconds.size)
@@ -180,7 +201,9 @@ class Telemetry:
                     + self._linkerd_latency.forget(0, namespace)
                     + self._envoy_requests.forget_prefix(0, f"{namespace}_")
                     + self._envoy_duration.forget_prefix(0, f"{namespace}_")
-                    + self._traefik_duration.forget_prefix(0, f"{namespace}-"))
+                    + self._traefik_duration.forget_prefix(0, f"{namespace}-")
+                    + self._skipper_response.forget_prefix(2, _skipper_namespace(namespace))
+                    + self._skipper_serve.forget_prefix(2, _skipper_namespace(namespace)))
 
     def exposition(self) -> bytes:
         """The Prometheus text format (0.0.4) of every metric."""
@@ -199,6 +222,8 @@ class Telemetry:
                 self._envoy_requests.family(ENVOY_LABELS),
                 self._envoy_duration.family(ENVOY_LABELS),
                 self._traefik_duration.family(TRAEFIK_LABELS),
+                self._skipper_response.family(SKIPPER_LABELS),
+                self._skipper_serve.family(SKIPPER_LABELS),
             ]
 
 

@@ -296,10 +296,10 @@ def canary_cases(draw: st.DrawFn) -> Case:
             item = copy.deepcopy(EXTRAS[which])
             key = draw(st.sampled_from(sorted(item)))
             item[key] = draw(hostile_values)
-            path = _append(body, "metrics" if which == "metric" else "webhooks", item)
+            item_path = _append(body, "metrics" if which == "metric" else "webhooks", item)
             # A metric's name and query are one rule (a name that is no builtin needs a query): the API
             # server names the item's name when the query is broken, so the damage is the item's.
-            paths.append(path if which == "metric" and key in ("name", "query") else f"{path}.{key}")
+            paths.append(item_path if which == "metric" and key in ("name", "query") else f"{item_path}.{key}")
             hows.append(f"hostile {which}")
         else:
             query = draw(queries)

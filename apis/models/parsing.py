@@ -27,8 +27,6 @@ _REMOVE = "; remove it"
 NOT_IMPLEMENTED = {
     "spec.routeRef": "Flagger's field for the apisix provider, which Fledge does not implement" + _REMOVE,
     "spec.upstreamRef": "Flagger's field for the gloo provider, which Fledge does not implement" + _REMOVE,
-    "spec.autoscalerRef.primaryScalerQueries": "Flagger's field for KEDA ScaledObjects, which Fledge does not "
-                                               "implement (only HorizontalPodAutoscalers)" + _REMOVE,
     "spec.service.meshName": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     "spec.service.backends": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     **{f"spec.analysis.sessionAffinity.{name}": "Flagger's cookie attribute, which Fledge does not implement yet "

@@ -56,6 +56,9 @@ class AutoscalerRef(base.ApiModel):
     name: str = pydantic.Field(min_length=1)
     primary_scaler_replicas: ScalerReplicas | None = None
     """Replica bounds for the primary's autoscaler."""
+    primary_scaler_queries: dict[str, str] | None = None
+    """ScaledObject only: the query of each named trigger in the primary's copy, by trigger name; a trigger
+    not named here gets its own query with the target's name replaced by the primary's."""
 
 
 class ObjectRef(base.ApiModel):

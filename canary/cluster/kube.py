@@ -76,6 +76,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     (models.API_VERSION, "MetricTemplate"): Resource(models.GROUP, models.VERSION, "metrictemplates"),
     (models.API_VERSION, "AlertProvider"): Resource(models.GROUP, models.VERSION, "alertproviders"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("keda.sh/v1alpha1", "ScaledObject"): Resource("keda.sh", "v1alpha1", "scaledobjects"),
 }
 
 

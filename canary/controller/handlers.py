@@ -77,8 +77,8 @@ def _cache(body: dict[str, Any], event_type: str) -> bool:
 # wake every canary of their namespace, which looks again from the cache instead of at the next resync.
 # The rest (Services, routes) are only cached: Fledge writes them and reads them back.
 WORKLOADS = frozenset({"Deployment", "DaemonSet"})
-NAMED_BY_CANARIES = frozenset({"ConfigMap", "Secret", "HorizontalPodAutoscaler", "Ingress", "MetricTemplate",
-                               "AlertProvider"})
+NAMED_BY_CANARIES = frozenset({"ConfigMap", "Secret", "HorizontalPodAutoscaler", "ScaledObject", "Ingress",
+                               "MetricTemplate", "AlertProvider"})
 
 
 def watch_event(event_type: str, body: dict[str, Any]) -> None:

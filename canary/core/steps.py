@@ -236,7 +236,10 @@ def _promoting(obs: state.Observed) -> state.Decision:
     analysis = spec.analysis
     primary = obs.primary
     on_revision = primary.revision is None or primary.revision == status.last_applied_spec
-    if not (on_revision and primary.rolled_out(analysis.primary_ready_threshold)):
+    # fluxcd/flagger#1600: the canary is still up, carrying its share; the primary takes it all back only with
+    # as many ready pods (``Promote`` scaled it to that count).
+    full_load = strategy.full_load_replicas(obs.target.available, strategy.primary_max_replicas(canary))
+    if not (on_revision and primary.rolled_out(analysis.primary_ready_threshold) and primary.available >= full_load):
         if transitions.deadline_passed(obs, primary):
             return transitions.rollback(obs, f"primary deployment {canary.namespace}/{spec.primary_target_name} "
                                              f"not rolled out after progressDeadlineSeconds="

@@ -76,11 +76,30 @@ def created_primary_replicas(target_replicas: int) -> int:
     return replicas(target_replicas)
 
 
-def promoted_primary_replicas(target_replicas: int, primary_desired: int, autoscaled: bool) -> int:
+def promoted_primary_replicas(target_replicas: int, primary_desired: int, autoscaled: bool,
+                              canary_ready: int = 0, primary_max: int | None = None) -> int:
     """The replicas the primary keeps when the canary is promoted into it: with an autoscaler, the count the
     primary's autoscaler chose (it owns the size); else the target's, or the primary's own when the target is
-    parked."""
-    return replicas(primary_desired) if autoscaled else replicas(target_replicas, primary_desired)
+    parked.  Never fewer than ``full_load_replicas`` (fluxcd/flagger#1600): the primary is about to take the
+    canary's load back."""
+    chosen = replicas(primary_desired) if autoscaled else replicas(target_replicas, primary_desired)
+    return max(chosen, full_load_replicas(canary_ready, primary_max))
+
+
+def full_load_replicas(canary_ready: int, primary_max: int | None) -> int:
+    """The ready pods a freshly promoted primary needs before every user goes back to it: as many as the canary
+    has ready (fluxcd/flagger#1600: the primary's autoscaler, idle through a long release, had shrunk it while
+    the canary's grew), bounded only by ``autoscalerRef.primaryScalerReplicas.maxReplicas``, the one count the
+    user set for the primary on purpose."""
+    needed = max(canary_ready, 0)
+    return needed if primary_max is None else min(needed, primary_max)
+
+
+def primary_max_replicas(canary: models.Canary) -> int | None:
+    """``autoscalerRef.primaryScalerReplicas.maxReplicas``, or None."""
+    ref = canary.spec.autoscaler_ref
+    bounds = ref.primary_scaler_replicas if ref is not None else None
+    return bounds.max_replicas if bounds is not None else None
 
 
 def handed_back_replicas(primary_replicas: int) -> int:

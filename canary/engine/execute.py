@@ -45,6 +45,7 @@ async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Sna
                     await snap.router.set_routes(canary, weights)
             case core.ScaleTarget(replicas=replicas):
                 await _scale_target(cluster.writer, canary, snap.target, replicas)
+                await _pause_scaler(cluster, canary, replicas)
             case core.Promote():
                 await _promote(cluster, settings, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
@@ -204,13 +205,26 @@ async def _scale_target(writer: kube.Writer, canary: models.Canary, target: dict
                               patch)
 
 
+async def _pause_scaler(cluster: context.Cluster, canary: models.Canary, replicas: int) -> None:
+    """Pause the target's KEDA ScaledObject while the target is parked; resume it when the target starts."""
+    ref = canary.spec.autoscaler_ref
+    if ref is None:
+        return
+    source = cluster.store.get(autoscalers.API_VERSIONS[ref.kind], ref.kind, canary.namespace, ref.name)
+    patch = autoscalers.pause_patch(canary, source, replicas)
+    if patch is not None:
+        await cluster.writer.patch(autoscalers.KEDA_API, autoscalers.KEDA_KIND, canary.namespace, ref.name, patch)
+
+
 async def _promote(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
                    snap: observe.Snapshot) -> None:
     if snap.target is None:
         return
     target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
     replicas = core.promoted_primary_replicas(target_replicas, snap.observed.primary.desired,
-                                              autoscaled=canary.spec.autoscaler_ref is not None)
+                                              autoscaled=canary.spec.autoscaler_ref is not None,
+                                              canary_ready=snap.observed.target.available,
+                                              primary_max=core.primary_max_replicas(canary))
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)

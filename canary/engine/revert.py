@@ -25,7 +25,7 @@ from apis import errors, models, naming
 from canary import core
 from canary.cluster import kube
 from canary.engine import context
-from canary.objects import services, workloads
+from canary.objects import autoscalers, services, workloads
 from routers import base as routers
 
 FINALIZER = "fledge.dev/finalizer"
@@ -124,6 +124,13 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
         start = workloads.scale_patch(target, replicas) if workloads.parked(target) else None
         if start is not None:
             await _patch_present(cluster, "apps/v1", kind, namespace, canary.spec.target_ref.name, start)
+        ref = canary.spec.autoscaler_ref
+        if ref is not None:  # a KEDA ScaledObject paused while its target was parked scales it again
+            api_version = autoscalers.API_VERSIONS[ref.kind]
+            resume = autoscalers.pause_patch(canary, cluster.store.get(api_version, ref.kind, namespace, ref.name),
+                                             replicas)
+            if resume is not None:
+                await _patch_present(cluster, api_version, ref.kind, namespace, ref.name, resume)
         state = workloads.workload_state(cluster.store.get("apps/v1", kind, namespace, canary.spec.target_ref.name))
         if state.exists and not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "

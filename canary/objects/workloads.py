@@ -292,7 +292,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
     scaler: list[Write] = []
     if autoscaler is not None:
         desired = autoscalers.primary_autoscaler(canary, autoscaler)
-        current = lookup(autoscalers.HPA_API, "HorizontalPodAutoscaler", desired["metadata"]["name"])
+        current = lookup(desired["apiVersion"], desired["kind"], desired["metadata"]["name"])
         if current is None or not diffing.matches(desired, current):
             scaler.append(Apply(desired))
     return Plan(services=tuple(writes), autoscaler=tuple(scaler))

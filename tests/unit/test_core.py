@@ -227,6 +227,25 @@ def test_promoting_waits_for_primary_rollout() -> None:
     assert decision.actions == ()
 
 
+def test_a_promoted_primary_takes_all_traffic_only_with_as_many_ready_pods_as_the_canary() -> None:
+    # fluxcd/flagger#1600: the primary rolled out its 2 pods, but the canary carries 60 % on 6 ready pods.
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "app"}
+    promoting = make(status={**progressing(canaryWeight=60), "phase": "Promoting"}, autoscalerRef=hpa)
+    small = decide(World(promoting, target=core.Workload.ready_with(6), primary=core.Workload.ready_with(2),
+                         routes=core.Weights(40, 60)))
+    assert small.status.phase == Phase.PROMOTING and routes_of(small) == []
+    assert small.status.not_ready_since is not None
+    grown = decide(World(promoting, target=core.Workload.ready_with(6), primary=core.Workload.ready_with(6),
+                         routes=core.Weights(40, 60)))
+    assert grown.status.phase == Phase.FINALISING and routes_of(grown) == [core.ALL_PRIMARY]
+    # The user's own bound for the primary (primaryScalerReplicas.maxReplicas) is all it can have.
+    bounded = make(status={**progressing(canaryWeight=60), "phase": "Promoting"},
+                   autoscalerRef={**hpa, "primaryScalerReplicas": {"maxReplicas": 2}})
+    capped = decide(World(bounded, target=core.Workload.ready_with(6), primary=core.Workload.ready_with(2),
+                          routes=core.Weights(40, 60)))
+    assert capped.status.phase == Phase.FINALISING
+
+
 def test_new_revision_mid_analysis_restarts() -> None:
     canary = make(status=progressing(canaryWeight=40, failedChecks=1, lastStepTime=core.format_time(T0)))
     decision = decide(World(canary, revision="rev3", routes=core.Weights(60, 40)))

@@ -181,6 +181,8 @@ def specs(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]:
             spec["provider"] = "kubernetes"
     if (variant in ROUTERS_FOR and not analysis.get("mirror")) or variant == "bluegreen-mirror":
         spec["provider"] = draw(st.sampled_from(["istio", "istio", *ROUTERS_FOR[variant]]), label="provider")
+    if spec["provider"] == "istio" and variant != "ab" and not analysis.get("mirror"):
+        spec["provider"] = draw(st.sampled_from(["istio", "skipper"]))  # skipper: no A/B, no mirroring
     return variant, analysis, spec
 
 
@@ -207,6 +209,8 @@ class ReleaseMachine(RuleBasedStateMachine):
         self.canary_ready = True  # False: an HPA scale-up or a node drain left pods unavailable
         self.primary_revision: str | None = None  # None: no primary Deployment yet
         self.primary_pending = 0
+        self.primary_replicas = 2  # what the primary runs once rolled out (execute's count at Promote)
+        self.primary_serving = 2  # ready pods while it rolls out to primary_replicas
         self.gates = dict(gates)  # rollback: True asks to roll back; the others: True approves
         self.analysis = analysis
         self.pre_rollout = pre_rollout
@@ -235,9 +239,11 @@ class ReleaseMachine(RuleBasedStateMachine):
     def primary(self) -> core.Workload:
         if self.primary_revision is None:
             return core.MISSING
-        if self.primary_pending:  # an old-template pod still serves while a new one becomes available
-            return core.Workload(desired=2, updated=1, available=2, total=3, revision=self.primary_revision)
-        return core.Workload.ready_with(2, revision=self.primary_revision)
+        replicas, serving = self.primary_replicas, self.primary_serving
+        if self.primary_pending:  # an old-template pod still serves while the new ones become available
+            return core.Workload(desired=replicas, updated=max(replicas - 1, 0), available=serving, total=serving + 1,
+                                 revision=self.primary_revision)
+        return core.Workload.ready_with(replicas, revision=self.primary_revision)
 
     def observe(self) -> core.Observed:
         return core.Observed(canary=self.canary, now=self.now, revision=self.revision, target=self.target(),
@@ -306,10 +312,18 @@ class ReleaseMachine(RuleBasedStateMachine):
                         self.target_pending = rollout_ticks
                     self.target_replicas = replicas
                 case core.Promote() | core.Initialize():
-                    # Both copy the target's template into the primary, which then rolls out.
+                    # Both copy the target's template into the primary, which then rolls out: to the count
+                    # execute gives it (at promotion, never fewer than the canary's ready pods).
                     if self.primary_revision != self.revision:
                         self.primary_pending = rollout_ticks
                     self.primary_revision = self.revision
+                    self.primary_serving = self.primary().available
+                    if isinstance(action, core.Promote):
+                        self.primary_replicas = core.promoted_primary_replicas(
+                            self.target_replicas, self.primary_replicas, autoscaled=True,
+                            canary_ready=self.target().available)
+                    else:
+                        self.primary_replicas = core.created_primary_replicas(self.target_replicas)
 
     @precondition(lambda self: self.changes_since_tick < 2)
     @rule()
@@ -356,6 +370,13 @@ class ReleaseMachine(RuleBasedStateMachine):
     def canary_pods(self, ready: bool) -> None:
         self.changes_since_tick += 1
         self.canary_ready = ready
+
+    @precondition(lambda self: self.changes_since_tick < 2 and self.target_replicas > 0)
+    @rule(replicas=st.integers(1, 6))
+    def canary_autoscaled(self, replicas: int) -> None:
+        """The canary's autoscaler resizes it as its share of the traffic changes (fluxcd/flagger#1600)."""
+        self.changes_since_tick += 1
+        self.target_replicas = replicas
 
     @precondition(lambda self: self.changes_since_tick < 2)
     @rule()
@@ -479,6 +500,10 @@ class ReleaseMachine(RuleBasedStateMachine):
             due = core.seconds_until_due(before, self.now) <= 0
             if self.error is None or due:
                 assert new.phase == Phase.FAILED, f"failed checks {old.failed_checks} ≥ {threshold} stood: {why}"
+
+        # A promoted primary takes every user back only with as many ready pods as the canary has.
+        if entered == Phase.FINALISING:
+            assert obs.primary.available >= obs.target.available, f"primary {obs.primary} < canary {obs.target}: {why}"
 
         # Every finished run leaves all traffic on the primary, unmirrored, and the canary scaled to zero.
         if entered in core.FINAL_PHASES:

@@ -31,3 +31,14 @@ def test_a_parked_canary_starts_at_its_autoscalers_minimum_else_the_primarys_cou
     assert strategy.canary_replicas(5, 3) == 3
     assert strategy.canary_replicas(5, None) == 5
     assert strategy.canary_replicas(0, None) == 1
+
+
+def test_a_promoted_primary_is_never_smaller_than_the_canarys_ready_pods() -> None:
+    # fluxcd/flagger#1600: the primary's autoscaler shrank it to 2 while the canary's grew to 9.
+    assert core.promoted_primary_replicas(1, 2, autoscaled=True, canary_ready=9) == 9
+    assert core.promoted_primary_replicas(1, 12, autoscaled=True, canary_ready=9) == 12
+    assert core.promoted_primary_replicas(3, 2, autoscaled=False, canary_ready=5) == 5
+    # primaryScalerReplicas.maxReplicas is the user's bound for the primary: it wins over the canary's count.
+    assert core.promoted_primary_replicas(1, 2, autoscaled=True, canary_ready=9, primary_max=5) == 5
+    assert core.full_load_replicas(9, None) == 9 and core.full_load_replicas(9, 4) == 4
+    assert core.full_load_replicas(0, None) == 0

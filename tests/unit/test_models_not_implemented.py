@@ -21,7 +21,6 @@ CANARY: dict[str, Any] = {
 @pytest.mark.parametrize(("where", "field", "value", "says"), [
     ((), "routeRef", {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "r"}, "apisix"),
     ((), "upstreamRef", {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "u"}, "gloo"),
-    (("autoscalerRef",), "primaryScalerQueries", {"t": "sum(x)"}, "KEDA"),
     (("service",), "meshName", "global", "App Mesh"),
     (("service",), "backends", ["db"], "App Mesh"),
     (("analysis", "sessionAffinity"), "sameSite", "Strict", "cookie attribute"),
@@ -51,7 +50,6 @@ def test_cloudwatch_region_is_accepted() -> None:
 def test_the_crd_schema_has_none_of_them() -> None:
     spec = crdgen.schema(models.CanarySpec)
     assert not {"routeRef", "upstreamRef"} & set(spec["properties"])
-    assert "primaryScalerQueries" not in spec["properties"]["autoscalerRef"]["properties"]
     assert not {"meshName", "backends"} & set(spec["properties"]["service"]["properties"])
     affinity = spec["properties"]["analysis"]["properties"]["sessionAffinity"]["properties"]
     assert set(affinity) == {"cookieName", "maxAge", "primaryCookieName"}  # Flagger's cookie attributes: not yet

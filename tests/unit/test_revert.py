@@ -150,3 +150,23 @@ def test_a_deleted_canary_with_an_invalid_analysis_is_still_restored_through_its
     body["spec"]["targetRef"] = {"kind": "Deployment"}  # not even a target: nothing can be restored
     with pytest.raises(ValueError):
         revert.canary_of(body)
+
+
+def test_a_handed_back_target_gets_its_keda_scaled_object_unpaused() -> None:
+    # Parked, its ScaledObject carried Flagger's pause; handed back, KEDA scales it again.
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
+                  "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web"}}}}})
+    store.upsert({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                  "metadata": {"name": "web-so", "namespace": "team", "resourceVersion": "5",
+                               "annotations": {"autoscaling.keda.sh/paused-replicas": "0"}},
+                  "spec": {"scaleTargetRef": {"name": "web"}}})
+    writer = Writer(store, gone={"web"})
+    cluster = context.Cluster(store, writer)  # type: ignore[arg-type]
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "autoscalerRef": {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web-so"},
+                    "service": {"port": 80}, "revertOnDeletion": True}
+    asyncio.run(revert.on_deletion(cluster, context.Settings(default_provider="kubernetes"), body))
+    assert writer.sent[:2] == [("Deployment", "web"), ("ScaledObject", "web-so")]

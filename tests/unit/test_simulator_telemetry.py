@@ -245,3 +245,21 @@ def test_forgetting_a_namespace_drops_its_series_and_only_its() -> None:
     assert {labels["kubernetes_namespace"] for labels, _ in samples(text, "http_request_duration_seconds_count")
             } == {"other"}
     assert metrics.forget("test") == 0
+
+
+def test_skipper_series_are_named_by_skippers_route_and_go_with_their_namespace() -> None:
+    route = telemetry.skipper_route_name("t-1", "podinfo-canary", "app.example.com", "/", "podinfo-canary")
+    assert route == "kube_t_1__podinfo_canary__app_example_com_____podinfo_canary"
+    metrics = telemetry.Telemetry()
+    metrics.record(telemetry.Served(namespace="t-1", workload="podinfo", service="podinfo-canary", method="GET",
+                                    code=500, route=route), [0.02, 0.03])
+    text = metrics.exposition().decode()
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    inf = [s for s in families["skipper_response_duration_seconds"].samples
+           if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"]
+    assert [(s.labels["route"], s.labels["code"], s.value) for s in inf] == [(route, "500", 2.0)]
+    assert "skipper_serve_route_duration_seconds" in families
+    assert metrics.forget("t-10") == 0  # another namespace's prefix does not match
+    assert metrics.forget("t-1") == 6  # Istio's two families, Linkerd's two (every pod has a proxy) and Skipper's two
+    assert "skipper_" not in metrics.exposition().decode().replace("# HELP skipper_", "").replace(
+        "# TYPE skipper_", "")
