@@ -90,8 +90,35 @@ def made_for(obj: Mapping[str, Any], canary: models.Canary) -> bool:
     uid = canary.metadata.uid
     if bool(uid) and uid in _owner_uids(obj):
         return True
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs)
+    meta = obj.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    if any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
+        return True
+    # Marked for an earlier Canary of this name, deleted while the controller was away (names are unique in a
+    # namespace, so that one is gone): the primary it left serving is this one's to take over, as Flagger's is.
+    return (meta.get("annotations") or {}).get(OWNER_NAME) == canary.name
+
+
+def stale_owner_references(obj: Mapping[str, Any], name: str, uid: str) -> list[Mapping[str, Any]]:
+    """The controller ownerReferences of ``obj`` that name the Canary ``name`` but not its uid ``uid``: Flagger's
+    Canary of that name, or an earlier Canary of the name.  An apply drops them first (``kube.Writer.apply``):
+    the API server refuses a second controller, and garbage collection must not follow a gone owner."""
+    return [ref for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+            if ref.get("kind") == "Canary" and ref.get("controller") and ref.get("name") == name
+            and ref.get("uid") != uid]
+
+
+def mark_of(manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the Canary a manifest Fledge is about to write is for: its controller ownerReference or its
+    mark; None for a manifest that carries neither."""
+    meta = manifest.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "Canary" and ref.get("controller"):
+            return str(ref.get("name")), str(ref.get("uid"))
+    annotations = meta.get("annotations") or {}
+    if OWNER_NAME in annotations:
+        return str(annotations[OWNER_NAME]), str(annotations.get(OWNER_UID) or "")
+    return None
 
 
 FLAGGER_GROUP = "flagger.app/"
@@ -135,6 +162,14 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None
     what = f"{obj.get('kind')} {meta.get('namespace', canary.namespace)}/{meta.get('name')}"
     other = owning_canary(obj)
     if other is not None and other != canary.name:
+        if obj.get("kind") in ("ConfigMap", "Secret"):
+            return (f"{what} is the primary copy that Canary {canary.namespace}/{other} keeps of a config its target "
+                    "mounts too; Fledge copies a config for one Canary only: give this target its own "
+                    "ConfigMap or Secret, or disable tracking of the shared one (fledge.dev/config-tracking: "
+                    "disabled)")
+        if obj.get("kind") == "Service":
+            return (f"{what} is a Service of Canary {canary.namespace}/{other}; two Canaries cannot share a "
+                    "service name: set spec.service.name")
         return (f"{what} belongs to Canary {canary.namespace}/{other}, which manages this target already; "
                 f"a target takes one Canary: delete Canary {canary.namespace}/{canary.name}")
     return (f"{what} exists and was not created by Fledge for this Canary; Fledge leaves it untouched: "

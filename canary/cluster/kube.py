@@ -247,16 +247,17 @@ class Writer:
         every object at a name the Canary needs that is not its own (``canary.objects.ownership``) and the
         Canary then writes nothing.  Fields of Fledge's own objects that someone else's manager holds (a
         ``kubectl edit`` during an incident) are taken back rather than refusing every later write, the
-        rollback's routes included.  An object Flagger made for the Canary of the same name (a Canary moved
-        from ``flagger.app`` by changing its apiVersion) first loses Flagger's ownerReference, so that it is
-        neither collected with Flagger's Canary nor refused for having two controllers."""
+        rollback's routes included.  An object made for another Canary of the same name (Flagger's, for a Canary
+        moved from ``flagger.app`` by changing its apiVersion, or an earlier one of that name) first loses that
+        ownerReference, so that it is neither collected with that Canary nor refused for two controllers."""
         meta = manifest["metadata"]
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
         cached = self._store.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
-        if cached is not None and naming.flagger_owned(cached):
-            kept = [ref for ref in (cached.get("metadata") or {}).get("ownerReferences") or []
-                    if not naming.is_flagger_canary(ref)]
+        mark = naming.mark_of(manifest)
+        stale = naming.stale_owner_references(cached, *mark) if cached is not None and mark is not None else []
+        if cached is not None and stale:
+            kept = [ref for ref in (cached.get("metadata") or {}).get("ownerReferences") or [] if ref not in stale]
             await self._call("PATCH", path, {"metadata": {"ownerReferences": kept or None}},
                              "application/merge-patch+json")
         result = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",

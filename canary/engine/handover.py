@@ -4,8 +4,8 @@ Why this exists: the primary workload (and its ``-primary`` configs) carry no ow
 Canary's mark (``apis.naming.owner_annotations``), so garbage collection cannot remove them while they still
 serve.  When the controller sees a Canary deleted, ``hand_back`` scales the target up again, waits until it is
 ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
-configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup`` (or the
-next deletion the controller sees) finishes the job.  With ``revertOnDeletion`` the target is ready already
+configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup``
+finishes the job (a hand-back cut short by a restart is not resumed).  With ``revertOnDeletion`` the target is ready already
 (``canary.engine.revert`` waited for it), and the same steps remove the primary.
 
 What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop

@@ -168,9 +168,11 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
         return store.get(api_version, kind, namespace, name)
 
     routes = router.desired(canary)
-    found = ownership.conflicts(canary, ownership.needed(canary, configs, routes), lookup)
+    taken_services = ownership.service_conflicts(canary, lookup)
+    found = taken_services + ownership.conflicts(canary, ownership.needed(canary, configs, routes), lookup)
     if found:
-        in_routes = bool(ownership.conflicts(canary, ownership.route_ids(routes), lookup))
+        # Another Canary's Service may be this router's route (the apex of the kubernetes provider): not written.
+        in_routes = bool(taken_services or ownership.conflicts(canary, ownership.route_ids(routes), lookup))
         return "; ".join(found), in_routes
     primary = lookup("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
     if primary is not None:

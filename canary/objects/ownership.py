@@ -42,6 +42,21 @@ def route_ids(routes: Iterable[Mapping[str, Any]]) -> list[ObjectId]:
             for route in routes if route.get("kind") != "Service"]
 
 
+def service_conflicts(canary: models.Canary, lookup: Lookup) -> list[str]:
+    """A message for each Service at one of the Canary's service names that another Canary made or took over.
+
+    A Service a person made is adopted, as Flagger documents (``canary.objects.services``); one that carries
+    another Canary's ownerReference or mark is that Canary's, and taking it would flip the apex between two
+    apps at every tick."""
+    spec = canary.spec
+    found = []
+    for name in (spec.service_name, spec.primary_service_name, spec.canary_service_name):
+        current = lookup("v1", "Service", name)
+        if current is not None and naming.owning_canary(current) is not None and not naming.made_for(current, canary):
+            found.append(naming.conflict(current, canary))
+    return [message for message in found if message is not None]
+
+
 def conflicts(canary: models.Canary, ids: Iterable[ObjectId], lookup: Lookup) -> list[str]:
     """A message for each object at a needed name that Fledge did not make for ``canary``."""
     found = (naming.conflict(lookup(*object_id), canary) for object_id in ids)
@@ -70,26 +85,30 @@ def first_claim(canary: models.Canary, others: Iterable[Mapping[str, Any]]) -> s
 
 def adoption_patches(canary: models.Canary, configs: Iterable[str], lookup: Lookup
                      ) -> list[tuple[str, str, str, Manifest]]:
-    """Merge patches ``(apiVersion, kind, name, patch)`` that make what Flagger made for the ``flagger.app``
-    Canary of the same name this Canary's (README "Moving from Flagger"): the primary workload and its
-    ``-primary`` configs, which Fledge does not apply again while they serve.  Each loses Flagger's
-    ownerReference, so that pruning Flagger's Canary does not collect it, and gets this Canary's mark (the
-    primary) or ownerReference (the configs).  The objects Fledge applies (routes, autoscaler, Services) are
-    adopted by the apply itself (``canary.cluster.kube.Writer.apply``)."""
-    primary_id = ("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
+    """Merge patches ``(apiVersion, kind, name, patch)`` that make this Canary's what was made for another
+    Canary of its name: Flagger's ``flagger.app`` Canary (README "Moving from Flagger"), or an earlier Canary
+    of the name deleted while the controller was away.  They cover the primary workload and its ``-primary``
+    configs, which Fledge does not apply again while they serve: each loses the other Canary's ownerReference
+    (so that it is not collected with that Canary, and another controller reference is not refused) and gets
+    this Canary's mark, as what Fledge makes for it has (``canary.objects.workloads``).  The objects Fledge
+    applies every tick (routes, autoscaler, Services) are adopted by the apply itself
+    (``canary.cluster.kube.Writer.apply``)."""
+    uid = canary.metadata.uid or ""
     patches: list[tuple[str, str, str, Manifest]] = []
-    for api_version, kind, name in [primary_id, *needed(canary, configs, ())[1:]]:
+    for api_version, kind, name in needed(canary, configs, ()):
         if kind == "HorizontalPodAutoscaler":
             continue  # applied every reconcile: the apply adopts it
         current = lookup(api_version, kind, name)
-        if current is None or not naming.flagger_owned(current):
+        if current is None or not naming.made_for(current, canary):
             continue
-        refs = [ref for ref in (current.get("metadata") or {}).get("ownerReferences") or []
-                if not naming.is_flagger_canary(ref)]
-        meta: Manifest
-        if (api_version, kind, name) == primary_id:
-            meta = {"ownerReferences": refs or None, "annotations": naming.owner_annotations(canary)}
-        else:
-            meta = {"ownerReferences": [*refs, naming.owner_reference(canary)]}
-        patches.append((api_version, kind, name, {"metadata": meta}))
+        meta = current.get("metadata") or {}
+        stale = naming.stale_owner_references(current, canary.name, uid)
+        marked = (meta.get("annotations") or {}).get(naming.OWNER_UID) == uid
+        if not stale and (marked or uid in {str(ref.get("uid")) for ref in meta.get("ownerReferences") or []}):
+            continue  # this Canary's already
+        refs = [ref for ref in meta.get("ownerReferences") or [] if ref not in stale]
+        patch: Manifest = {"annotations": naming.owner_annotations(canary)}
+        if stale:
+            patch["ownerReferences"] = refs or None
+        patches.append((api_version, kind, name, {"metadata": patch}))
     return patches

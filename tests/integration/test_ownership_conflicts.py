@@ -139,6 +139,27 @@ def test_a_second_canary_on_a_managed_target_is_refused_and_its_deletion_leaves_
     assert not message(api, namespace, "web")
 
 
+def test_a_canary_naming_another_canarys_service_is_refused_and_leaves_it_alone(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    # Canary web (target web) owns the Services web, web-primary and web-canary; Canary api (another app) names
+    # the same service: taking them would flip the apex between two apps at every tick.
+    apps.install(env, api, namespace, "kubernetes", canary_body=apps.canary(namespace, "web", "kubernetes",
+                                                                            apps.BLUE_GREEN))
+    before = {name: kept(kubectl.get(api, "v1", "Service", namespace, name))
+              for name in ("web", "web-primary", "web-canary")}
+    kubectl.apply(api, apps.deployment(namespace, "api", "1"))
+    other = apps.canary(namespace, "api", "kubernetes", apps.BLUE_GREEN, revertOnDeletion=True)
+    other["spec"]["service"]["name"] = "web"
+    kubectl.apply(api, other)
+
+    reported = wait_conflict(api, namespace, f"Service {namespace}/web", canary="api")
+    assert "is a Service of Canary" in reported and "spec.service.name" in reported, reported
+    delete_canary(api, namespace, "api")
+    assert {name: kept(kubectl.get(api, "v1", "Service", namespace, name))
+            for name in ("web", "web-primary", "web-canary")} == before
+    assert apps.apex_selector(api, namespace, "web") == {"app": "web-primary"}
+
+
 def simulated(env: environment.Environment, namespace: str) -> dict[str, int]:
     """The simulator's request counters of the app ``web``: primary, canary, mirrored, unrouted."""
     import httpx

@@ -111,8 +111,9 @@ def test_an_apply_is_forced_as_the_canarys_manager_after_dropping_flaggers_owner
         "name": "podinfo-primary", "namespace": "test", "resourceVersion": "3",
         "ownerReferences": [FLAGGER_OWNER, {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u-x"}]}})
     client = Client()
-    manifest = {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "podinfo-primary", "namespace": "test"}}
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment",  # the primary, marked as Fledge makes it
+                "metadata": {"name": "podinfo-primary", "namespace": "test",
+                             "annotations": naming.owner_annotations(fakes.canary())}}
     asyncio.run(kube.Writer(client, store).apply(manifest, naming.field_manager(fakes.canary())))
     (m1, type1, body1, _), (m2, type2, _, query2) = client.sent
     assert (m1, type1) == ("PATCH", "application/merge-patch+json")
@@ -131,11 +132,63 @@ def test_adoption_patches_move_flaggers_primary_and_configs_to_this_canary_and_n
         ("apps/v1", "Deployment", "podinfo-primary"): obj("Deployment", "podinfo-primary",
                                                           ownerReferences=[FLAGGER_OWNER]),
         ("v1", "ConfigMap", "cfg-primary"): obj("ConfigMap", "cfg-primary", ownerReferences=[FLAGGER_OWNER]),
-        ("v1", "Secret", "db-primary"): obj("Secret", "db-primary", ownerReferences=[fakes.OWNER]),  # Fledge's
+        ("v1", "Secret", "db-primary"): obj("Secret", "db-primary", annotations=naming.owner_annotations(c)),  # ours
     }
     patches = ownership.adoption_patches(c, ["configmap/cfg", "secret/db"], lambda *key: found.get(key))
+    # Marked, as Fledge marks what it makes for the primary: no ownerReference that would collect a config
+    # the primary still mounts when the Canary is deleted.
     assert patches == [
         ("apps/v1", "Deployment", "podinfo-primary",
-         {"metadata": {"ownerReferences": None, "annotations": naming.owner_annotations(c)}}),
-        ("v1", "ConfigMap", "cfg-primary", {"metadata": {"ownerReferences": [naming.owner_reference(c)]}}),
+         {"metadata": {"annotations": naming.owner_annotations(c), "ownerReferences": None}}),
+        ("v1", "ConfigMap", "cfg-primary",
+         {"metadata": {"annotations": naming.owner_annotations(c), "ownerReferences": None}}),
     ]
+
+
+def test_a_canary_recreated_under_its_name_takes_over_the_primary_its_predecessor_left() -> None:
+    # Deleted while the controller was away, then created again (kubectl replace --force, a Flux recreate).
+    c = fakes.canary()
+    earlier = {naming.OWNER_NAME: "podinfo", naming.OWNER_UID: "u-earlier"}
+    primary = obj("Deployment", "podinfo-primary", annotations=earlier)
+    assert naming.made_for(primary, c) and naming.conflict(primary, c) is None
+    [(_, _, _, patch)] = ownership.adoption_patches(c, [], lambda *key: primary if key[2] == "podinfo-primary"
+                                                    else None)
+    assert patch == {"metadata": {"annotations": naming.owner_annotations(c)}}
+    other = obj("Deployment", "podinfo-primary", annotations={naming.OWNER_NAME: "web", naming.OWNER_UID: "u-w"})
+    assert not naming.made_for(other, c)
+
+
+def test_a_service_another_canary_made_or_took_over_is_a_conflict_and_a_users_is_not() -> None:
+    c = fakes.canary()
+    other_mark = {naming.OWNER_NAME: "web", naming.OWNER_UID: "u-web"}
+    services = {
+        "podinfo": obj("Service", "podinfo", annotations=other_mark),  # taken over by Canary web
+        "podinfo-primary": obj("Service", "podinfo-primary",
+                               ownerReferences=[{**fakes.OWNER, "name": "web", "uid": "u-web"}]),
+        "podinfo-canary": obj("Service", "podinfo-canary"),  # a person's: adopted as Flagger documents
+    }
+    found = ownership.service_conflicts(c, lambda api_version, kind, name: services.get(name))
+    assert len(found) == 2 and all("is a Service of Canary test/web" in message for message in found)
+    assert "set spec.service.name" in found[0]
+
+
+def test_a_config_copy_of_another_canary_says_the_config_is_shared_not_that_the_target_is() -> None:
+    other = {**fakes.OWNER, "name": "web", "uid": "u-web"}
+    message = naming.conflict(obj("ConfigMap", "shared-primary", ownerReferences=[other]), fakes.canary())
+    assert message is not None and "is the primary copy that Canary test/web keeps" in message
+    assert "manages this target" not in message
+
+
+def test_an_apply_drops_the_owner_reference_of_an_earlier_canary_of_the_name() -> None:
+    from canary.cluster import kube, watchcache
+
+    store = watchcache.Store()
+    earlier = {**fakes.OWNER, "uid": "u-earlier"}
+    store.upsert({"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "podinfo-canary", "namespace": "test", "resourceVersion": "3", "ownerReferences": [earlier]}})
+    client = Client()
+    manifest = {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "podinfo-canary", "namespace": "test", "ownerReferences": [naming.owner_reference(fakes.canary())]}}
+    asyncio.run(kube.Writer(client, store).apply(manifest, "fledge/podinfo"))
+    assert client.sent[0][2] == {"metadata": {"ownerReferences": None}}
+    assert client.sent[1][1] == "application/apply-patch+yaml"

@@ -204,7 +204,8 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
     assert workloads.plan(canary(), target(), cluster.lookup, None) == workloads.Plan()  # recorded once only
 
     restore = services.restore_patch(taken, canary())
-    second = canary().model_copy(update={"metadata": canary().metadata.model_copy(update={"uid": "other"})})
+    second = canary().model_copy(update={"metadata": canary().metadata.model_copy(update={"uid": "other",
+                                                                                           "name": "web-2"})})
     assert services.restore_patch(taken, second) is None
     assert restore == {"metadata": {"annotations": {services.ORIGINAL_SERVICE: None, naming.OWNER_NAME: None,
                                                     naming.OWNER_UID: None,
