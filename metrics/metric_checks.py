@@ -196,7 +196,8 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         return vocabulary.Check(name=name, kind="metric", passed=False, message=str(exc))
     except (TimeoutError, fairness.Busy) as exc:
         return vocabulary.Check(name=name, kind="metric", passed=False, unavailable=True,
-                                message=f"{_field(index)}: the query was not rendered in time ({exc or 'busy'})")
+                                message=f"metric {name} unavailable: its query was not rendered within {timeout:g}s"
+                                        f"{': ' + str(exc) if str(exc) else ''}")
     config = query.provider
     window = canary.spec.analysis.metrics[index].interval
 
