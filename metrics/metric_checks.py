@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -184,11 +185,19 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
                  timeout: float, pod_labels: builtin.PodLabels | None, shares: fairness.Shares | None
                  ) -> vocabulary.Check:
     name = canary.spec.analysis.metrics[index].name
+    # A tenant's template renders in a worker thread, within the namespace's share of them: a render costs up to
+    # the sandbox's budget (metrics.sandbox), and 32 of them on the event loop stalled every canary and the
+    # Lease's renewal (issue 21, benchmarks.neighbours).
+    render = functools.partial(prepare, canary, index, resolve_template, default_provider=default_provider,
+                               metrics_server=metrics_server, pod_labels=pod_labels)
     try:
-        query = prepare(canary, index, resolve_template, default_provider=default_provider,
-                        metrics_server=metrics_server, pod_labels=pod_labels)
+        query = await fairness.run_in_thread(shares, canary.namespace, timeout, render)
     except errors.SpecError as exc:
         return vocabulary.Check(name=name, kind="metric", passed=False, message=str(exc))
+    except (TimeoutError, fairness.Busy) as exc:
+        return vocabulary.Check(name=name, kind="metric", passed=False, unavailable=True,
+                                message=f"metric {name} unavailable: its query was not rendered within {timeout:g}s"
+                                        f"{': ' + str(exc) if str(exc) else ''}")
     config = query.provider
     window = canary.spec.analysis.metrics[index].interval
 

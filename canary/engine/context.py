@@ -164,6 +164,9 @@ class Memos:
         # (namespace, name) → the (Canary, target) versions and the cache reads of its last reconcile that found
         # nothing to write (canary.engine.execute.reconcile): while they are unchanged, it need not run again.
         self.reconciled: dict[Key, tuple[tuple[object, ...], list[watchcache.Read]]] = {}
+        # (namespace, name) → the spec's version, the cache reads and the verdict of its last metric validation
+        # (canary.engine.observe): rendering every template again at every tick is what a tenant can make slow.
+        self.validated: dict[Key, tuple[tuple[object, ...], list[watchcache.Read], Exception | None]] = {}
 
     def parse_canary(self, body: dict[str, Any]) -> models.Canary:
         """``models.parse_canary``, once per resourceVersion of each Canary; raises SpecError as it does.
@@ -202,6 +205,7 @@ class Memos:
         self._parsed.pop(key, None)
         self._revisions.pop(key, None)
         self.reconciled.pop(key, None)
+        self.validated.pop(key, None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,8 +133,7 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
         workloads.check_target(target)
         autoscaler = autoscalers.autoscaler(canary, store)
         configs = workloads.tracked_configs(target, _digest(store, settings, namespace, canary.metadata.uid or ""))
-        metric_checks.validate_metrics(canary, resolve_template(store, settings, namespace),
-                                       core.provider(canary, settings.default_provider), settings.pod_labels)
+        _validate_metrics(store, settings, memos, canary)
         check_alert_providers(store, settings, canary)
         conflict, conflict_in_routes = _conflict(store, canary, configs, router)
     except (errors.FatalError, models.SpecError) as exc:
@@ -180,6 +179,33 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
     others = (store.get(models.API_VERSION, "Canary", ns, name)
               for ns, name in store.names(models.API_VERSION, "Canary") if ns == namespace)
     return ownership.first_claim(canary, (body for body in others if body is not None)), False
+
+
+def _validate_metrics(store: watchcache.Store, settings: context.Settings, memos: context.Memos,
+                      canary: models.Canary) -> None:
+    """``metric_checks.validate_metrics``, again only when the spec or a template it read changed.
+
+    Validating renders every metric's query on the event loop; a tenant's templates may each cost up to the
+    sandbox's budget, so rendering them at every tick stalled every canary and the Lease's renewal
+    (benchmarks.neighbours).  The verdict (None or the SpecError) is remembered with the cache reads it made."""
+    key = (canary.namespace, canary.name)
+    meta = canary.metadata
+    inputs = (meta.uid, meta.generation or meta.resource_version, settings.default_provider)
+    done = memos.validated.get(key)
+    if done is not None and done[0] == inputs and store.unchanged(done[1]):
+        if done[2] is not None:
+            raise done[2]
+        return
+    error: Exception | None = None
+    with store.reading() as reads:
+        try:
+            metric_checks.validate_metrics(canary, resolve_template(store, settings, canary.namespace),
+                                           core.provider(canary, settings.default_provider), settings.pod_labels)
+        except (errors.FatalError, models.SpecError) as exc:
+            error = exc
+    memos.validated[key] = (inputs, reads, error)
+    if error is not None:
+        raise error
 
 
 def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,

@@ -285,8 +285,8 @@ def test_a_query_that_finds_no_share_in_its_timeout_is_unavailable_and_says_why(
 
     check = asyncio.run(analyse())
     assert (check.passed, check.unavailable, check.message) == (
-        False, True, "prometheus unavailable for metric q: not run within 0.05s: namespace prod already has 1 "
-                     "metric queries in flight, the most one namespace may (--max-queries-per-namespace); query: q")
+        False, True, "metric q unavailable: its query was not rendered within 0.05s: namespace prod already has 1 "
+                     "metric queries in flight, the most one namespace may (--max-queries-per-namespace)")
 
 
 def test_no_metrics_server_is_a_failed_check() -> None:
