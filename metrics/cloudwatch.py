@@ -122,6 +122,13 @@ class CloudWatchProvider(http_api.Provider):
             raise errors.SpecError("spec.provider.region", "the cloudwatch provider needs a region; set "
                                                            "spec.provider.region")
         self.region = config.region
+        if secret is None and config.address:
+            # The controller's own AWS credentials sign the request: they go to AWS's regional endpoint only,
+            # never to an address a tenant wrote (which would receive them, and any metric of the account).
+            raise errors.SpecError("spec.provider.address", "the cloudwatch provider signs with the controller's "
+                                                            "AWS credentials, which go to AWS's regional endpoint "
+                                                            "only; remove address, or give a secretRef with your "
+                                                            "own keys")
         self._access_key, self._secret_key, self._session_token = credentials(
             secret, os.environ if environ is None else environ)
         self.api = http_api.client_for(config, "CloudWatch", timeout,

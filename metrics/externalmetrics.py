@@ -119,13 +119,17 @@ def value_of(query: str, request: Request, reply: cluster.Reply, where: str) -> 
 class ExternalMetricsProvider:
     """Lists external metrics through the controller's API server. Thread-safe: it keeps no state."""
 
-    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT) -> None:
+    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT,
+                 namespace: str | None = None) -> None:
         if reader is None:
             raise errors.SpecError("spec.provider.type", "the externalmetrics provider reads the cluster, and this "
                                                          "process has no API client (fledge backtest cannot "
                                                          "replay it)")
         self._reader = reader
         self.timeout = timeout
+        # The only namespace it may read: the MetricTemplate's own (None: any, for tests of the parsing alone).
+        # The reads use the controller's identity, so without this a tenant's query read another team's metrics.
+        self.namespace = namespace
 
     def __repr__(self) -> str:
         return "ExternalMetricsProvider(the API server)"
@@ -133,6 +137,10 @@ class ExternalMetricsProvider:
     def run_query(self, query: str) -> float:
         """The value of the first item the query lists."""
         request = parse(query)
+        if self.namespace is not None and request.namespace != self.namespace:
+            raise base.QueryFailed(query, f"an externalmetrics query reads only its MetricTemplate's namespace "
+                                          f"({self.namespace}), not {request.namespace}: the reads use the "
+                                          "controller's identity; put the template in that namespace")
         try:
             reply = self._reader.get(request.path, request.params, self.timeout)
         except (ConnectionError, TimeoutError) as exc:

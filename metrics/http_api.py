@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import threading
@@ -139,7 +140,8 @@ class Client:
         """A short, clean, scrubbed excerpt of an answer, for a message."""
         text = answer.text() if isinstance(answer, Answer) else answer
         text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
-        return egress.excerpt(self.scrub(text[: limit * 4]), limit)
+        # Scrubbed whole, then cut: a secret longer than the excerpt would otherwise be cut before it matched.
+        return egress.excerpt(self.scrub(text[: limit * 4 + max((len(v) for v in self._secrets), default=0)]), limit)
 
     def send(self, query: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
@@ -336,6 +338,28 @@ class Provider:
     representation without the address's credentials. Subclasses set ``api`` and write ``run_query``."""
 
     api: Client
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's ``run_query`` raises its errors with the credentials scrubbed: a vendor's answer may
+        echo a key it refused ("bad application key ..."), and the message reaches status and Events."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("run_query")
+        if own is None:
+            return
+
+        @functools.wraps(own)
+        def scrubbed(self: Provider, query: str) -> float:
+            try:
+                value: float = own(self, query)
+            except base.QueryError as exc:
+                reason = self.api.scrub(exc.reason)
+                if reason == exc.reason:
+                    raise
+                clean = type(exc)(exc.query, reason)
+                raise clean from None
+            return value
+
+        cls.run_query = scrubbed  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.api.shown!r})"

@@ -86,12 +86,16 @@ def value_of(query: str, reference: Reference, reply: cluster.Reply) -> float:
 class KeptnProvider:
     """Reads KeptnMetric objects through the controller's API client. Thread-safe: it keeps no state."""
 
-    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT) -> None:
+    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT,
+                 namespace: str | None = None) -> None:
         if reader is None:
             raise errors.SpecError("spec.provider.type", "the keptn provider reads the cluster, and this process "
                                                          "has no API client (fledge backtest cannot replay it)")
         self._reader = reader
         self.timeout = timeout
+        # The only namespace it may read: the MetricTemplate's own (None: any, for tests of the parsing alone).
+        # The reads use the controller's identity, so without this a tenant's query read another team's metrics.
+        self.namespace = namespace
 
     def __repr__(self) -> str:
         return "KeptnProvider()"
@@ -99,6 +103,10 @@ class KeptnProvider:
     def run_query(self, query: str) -> float:
         """``status.value`` of the KeptnMetric the query names."""
         reference = parse(query)
+        if self.namespace is not None and reference.namespace != self.namespace:
+            raise base.QueryFailed(query, f"a keptn query reads only its MetricTemplate's namespace "
+                                          f"({self.namespace}), not {reference.namespace}: the reads use the "
+                                          "controller's identity; put the template in that namespace")
         try:
             reply = self._reader.get(reference.path, [], self.timeout)
         except (ConnectionError, TimeoutError) as exc:

@@ -79,7 +79,7 @@ def _keptn(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeou
            reader: cluster.Reader | None) -> base.MetricProvider:
     from metrics import keptn
 
-    return keptn.KeptnProvider(reader, timeout=timeout)
+    return keptn.KeptnProvider(reader, timeout=timeout, namespace=config.namespace)
 
 
 def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float,
@@ -89,7 +89,7 @@ def _externalmetrics(config: base.ProviderConfig, secret: Mapping[str, str] | No
     if config.address:
         raise errors.SpecError("spec.provider.address", "Fledge reads external metrics through the API server "
                                                         "only; remove address (the APIService routes the request)")
-    return externalmetrics.ExternalMetricsProvider(reader, timeout=timeout)
+    return externalmetrics.ExternalMetricsProvider(reader, timeout=timeout, namespace=config.namespace)
 
 
 def _vendor(module: str, cls: str) -> Builder:

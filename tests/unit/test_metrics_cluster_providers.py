@@ -276,3 +276,22 @@ def test_the_loop_reader_runs_each_get_on_the_loop_and_hands_back_errors_as_repl
     assert results == [cluster.Reply(200, {"kind": "X"}), cluster.Reply(404, {"message": "gone"}),
                        cluster.Reply(502, {"message": "<html>"}), "ApiUnavailable", "TimeoutError"]
     assert client.seen[0] == ("GET", "/ok", [("a", "b")])
+
+
+def test_keptn_and_externalmetrics_read_only_the_templates_namespace() -> None:
+    # The reads use the controller's identity: a tenant's query must not read another team's metrics.
+    reader = FakeReader({METRIC_PATH: keptn_metric(value="1")})
+    own = keptn.KeptnProvider(reader, namespace="shop")
+    assert own.run_query("keptnmetric/shop/response-time/2m") == 1.0
+    with pytest.raises(base.QueryFailed, match=r"reads only its MetricTemplate's namespace \(shop\), not team-b"):
+        own.run_query("keptnmetric/team-b/payments/2m")
+    other = externalmetrics.ExternalMetricsProvider(FakeReader({}), namespace="shop")
+    with pytest.raises(base.QueryFailed, match=r"reads only its MetricTemplate's namespace \(shop\), not team-b"):
+        other.run_query("team-b/payments?labelSelector=app%3Dweb")
+    assert len(reader.calls) == 1, "the other namespace is never read"
+
+
+def test_the_cluster_providers_are_built_for_the_templates_namespace() -> None:
+    for config in (KEPTN, EXTERNAL):
+        built = providers.create(config, None, reader=FakeReader({}))
+        assert built.namespace == "prod"  # type: ignore[attr-defined]

@@ -183,3 +183,25 @@ def test_a_query_in_flight_when_its_client_is_closed_finishes_and_a_slow_server_
             hanging.result(5)
         api.close()
         stuck.close()
+
+
+def test_a_vendor_answer_that_echoes_a_key_reaches_no_message() -> None:
+    # Datadog answers {"error": "bad application key <key>"}; the message goes to status.checks and Events.
+    key = "appkey-SECRET-9876543210"
+
+    class Echoing(http_api.Provider):
+        def __init__(self) -> None:
+            self.api = http_api.Client("https://api.example.test", provider="Echo", timeout=1.0, secrets=[key])
+
+        def run_query(self, query: str) -> float:
+            raise base.QueryFailed(query, f"Echo refused the query: bad application key {key}")
+
+    provider = Echoing()
+    with pytest.raises(base.QueryFailed) as caught:
+        provider.run_query("avg:errors{*}")
+    assert key not in str(caught.value) and "bad application key" in str(caught.value)
+    provider.close()
+    long_key = "k" * 900
+    client = http_api.Client("https://api.example.test", provider="Echo", timeout=1.0, secrets=[long_key])
+    assert "kkkk" not in client.quote(f"denied: {long_key}")  # scrubbed before it is cut, not after
+    client.close()

@@ -314,3 +314,19 @@ def test_cloudwatch_throttling_is_unavailable() -> None:
     with provider_of("cloudwatch", answers=answers) as (provider, _), \
             pytest.raises(base.ProviderUnavailable, match="throttled"):
         provider.run_query(cw_query(GOOD))
+
+
+def test_the_controllers_own_aws_credentials_never_go_to_a_tenants_address() -> None:
+    from metrics import cloudwatch
+
+    config = base.ProviderConfig(type="cloudwatch", address="https://tenant-a.example.net", namespace="t",
+                                 region="eu-west-1")
+    environ = {"AWS_ACCESS_KEY_ID": "AKIACONTROLLER", "AWS_SECRET_ACCESS_KEY": "controller-secret"}
+    with pytest.raises(errors.SpecError) as caught:
+        cloudwatch.CloudWatchProvider(config, None, environ=environ)
+    assert caught.value.field == "spec.provider.address"
+    assert "controller's AWS credentials" in caught.value.message
+    # With the tenant's own keys the address may point anywhere the egress rules allow (a VPC endpoint).
+    secret = {"aws_access_key_id": CW_KEYS[0], "aws_secret_access_key": CW_KEYS[1]}
+    assert cloudwatch.CloudWatchProvider(config, secret, environ=environ).api.address == "https://tenant-a.example.net"
+    assert cloudwatch.CloudWatchProvider(dataclasses.replace(config, address=""), None, environ=environ)
