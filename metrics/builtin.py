@@ -272,11 +272,15 @@ class CountQueries:
 
 def _counts(requests: str, buckets: str, selector: str, status_label: str) -> CountQueries:
     errors = f'{requests}{{{selector},{status_label}=~"5.*"}}'
+    served = buckets + "{" + selector + ',le="+Inf"}'
     return CountQueries(
         requests=f"sum({exact_count(requests + '{' + selector + '}')})",
         errors=f"sum({exact_count(errors)})",
         buckets=f"sum by (le) ({exact_count(buckets + '{' + selector + '}')})",
-        series=f"count by (le) ({exact_count(buckets + '{' + selector + '}')})",
+        # Only the series that served in the window (their +Inf bucket grew): a pod gone since, whose series
+        # Prometheus still holds with no increase, must not keep every later window "mixed".
+        series=(f"count by (le) (({exact_count(buckets + '{' + selector + '}')}) and ignoring (le) "
+                f"(({exact_count(served)}) > 0))"),
     )
 
 
