@@ -276,9 +276,11 @@ def _counts(requests: str, buckets: str, selector: str, status_label: str) -> Co
     return CountQueries(
         requests=f"sum({exact_count(requests + '{' + selector + '}')})",
         errors=f"sum({exact_count(errors)})",
-        buckets=f"sum by (le) ({exact_count(buckets + '{' + selector + '}')})",
         # Only the series that served in the window (their +Inf bucket grew): a pod gone since, whose series
-        # Prometheus still holds with no increase, must not keep every later window "mixed".
+        # Prometheus still holds with no increase, must neither lend the version its buckets nor keep every
+        # later window "mixed".
+        buckets=(f"sum by (le) (({exact_count(buckets + '{' + selector + '}')}) and ignoring (le) "
+                 f"(({exact_count(served)}) > 0))"),
         series=(f"count by (le) (({exact_count(buckets + '{' + selector + '}')}) and ignoring (le) "
                 f"(({exact_count(served)}) > 0))"),
     )
