@@ -28,7 +28,6 @@ import re
 import urllib.parse
 from typing import Any
 
-from apis import errors
 from metrics import base, cluster
 
 GROUP_VERSION = "external.metrics.k8s.io/v1beta1"
@@ -116,20 +115,11 @@ def value_of(query: str, request: Request, reply: cluster.Reply, where: str) -> 
     return number
 
 
-class ExternalMetricsProvider:
-    """Lists external metrics through the controller's API server. Thread-safe: it keeps no state."""
+class ExternalMetricsProvider(cluster.ClusterProvider):
+    """Lists external metrics through the controller's API server."""
 
-    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT,
-                 namespace: str | None = None) -> None:
-        if reader is None:
-            raise errors.SpecError("spec.provider.type", "the externalmetrics provider reads the cluster, and this "
-                                                         "process has no API client (fledge backtest cannot "
-                                                         "replay it)")
-        self._reader = reader
-        self.timeout = timeout
-        # The only namespace it may read: the MetricTemplate's own (None: any, for tests of the parsing alone).
-        # The reads use the controller's identity, so without this a tenant's query read another team's metrics.
-        self.namespace = namespace
+    KIND = "externalmetrics"
+    GROUP_VERSION = GROUP_VERSION
 
     def __repr__(self) -> str:
         return "ExternalMetricsProvider(the API server)"
@@ -137,23 +127,5 @@ class ExternalMetricsProvider:
     def run_query(self, query: str) -> float:
         """The value of the first item the query lists."""
         request = parse(query)
-        if self.namespace is not None and request.namespace != self.namespace:
-            raise base.QueryFailed(query, f"an externalmetrics query reads only its MetricTemplate's namespace "
-                                          f"({self.namespace}), not {request.namespace}: the reads use the "
-                                          "controller's identity; put the template in that namespace")
-        try:
-            reply = self._reader.get(request.path, request.params, self.timeout)
-        except (ConnectionError, TimeoutError) as exc:
-            raise base.ProviderUnavailable(query, f"no answer from the API server: {type(exc).__name__}") from exc
+        reply = self._get(query, request.namespace, request.path, request.params)
         return value_of(query, request, reply, "the external metrics API")
-
-    def is_online(self) -> bool:
-        """True when the API server serves ``external.metrics.k8s.io`` (an APIService is registered and up)."""
-        try:
-            reply = self._reader.get(f"/apis/{GROUP_VERSION}", [], self.timeout)
-        except (ConnectionError, TimeoutError):
-            return False
-        return reply.status == 200
-
-    def close(self) -> None:
-        """Nothing to release: the API client is the controller's."""

@@ -22,7 +22,6 @@ import dataclasses
 import math
 import urllib.parse
 
-from apis import errors
 from metrics import base, cluster
 
 GROUP_VERSION = "metrics.keptn.sh/v1beta1"
@@ -83,19 +82,11 @@ def value_of(query: str, reference: Reference, reply: cluster.Reply) -> float:
     return number
 
 
-class KeptnProvider:
-    """Reads KeptnMetric objects through the controller's API client. Thread-safe: it keeps no state."""
+class KeptnProvider(cluster.ClusterProvider):
+    """Reads KeptnMetric objects through the controller's API client."""
 
-    def __init__(self, reader: cluster.Reader | None, *, timeout: float = base.DEFAULT_TIMEOUT,
-                 namespace: str | None = None) -> None:
-        if reader is None:
-            raise errors.SpecError("spec.provider.type", "the keptn provider reads the cluster, and this process "
-                                                         "has no API client (fledge backtest cannot replay it)")
-        self._reader = reader
-        self.timeout = timeout
-        # The only namespace it may read: the MetricTemplate's own (None: any, for tests of the parsing alone).
-        # The reads use the controller's identity, so without this a tenant's query read another team's metrics.
-        self.namespace = namespace
+    KIND = "keptn"
+    GROUP_VERSION = GROUP_VERSION
 
     def __repr__(self) -> str:
         return "KeptnProvider()"
@@ -103,23 +94,5 @@ class KeptnProvider:
     def run_query(self, query: str) -> float:
         """``status.value`` of the KeptnMetric the query names."""
         reference = parse(query)
-        if self.namespace is not None and reference.namespace != self.namespace:
-            raise base.QueryFailed(query, f"a keptn query reads only its MetricTemplate's namespace "
-                                          f"({self.namespace}), not {reference.namespace}: the reads use the "
-                                          "controller's identity; put the template in that namespace")
-        try:
-            reply = self._reader.get(reference.path, [], self.timeout)
-        except (ConnectionError, TimeoutError) as exc:
-            raise base.ProviderUnavailable(query, f"no answer from the API server: {type(exc).__name__}") from exc
+        reply = self._get(query, reference.namespace, reference.path, [])
         return value_of(query, reference, reply)
-
-    def is_online(self) -> bool:
-        """True when the API server serves the KeptnMetric kind (its CRD is installed)."""
-        try:
-            reply = self._reader.get(f"/apis/{GROUP_VERSION}", [], self.timeout)
-        except (ConnectionError, TimeoutError):
-            return False
-        return reply.status == 200
-
-    def close(self) -> None:
-        """Nothing to release: the API client is the controller's."""
