@@ -105,7 +105,7 @@ class AppDynamicsCloudProvider:
         try:
             return value_of(query, answer)
         except base.QueryError as exc:
-            raise type(exc)(query, self._client.scrub(f"{self._client}: {exc.reason}")) from exc
+            raise self._client.named(exc) from exc
 
     def is_online(self) -> bool:
         """True when a token can be had, as Flagger checks."""

@@ -67,6 +67,18 @@ class ProviderUnavailable(QueryFailed, errors.ProviderUnavailable):
     server error (5xx). Says nothing about the canary."""
 
 
+def answers(run_query: Callable[[str], float], query: str) -> bool:
+    """True when ``query`` runs, with or without data: the online check of providers that, as Flagger's do,
+    probe with a query whose result does not matter."""
+    try:
+        run_query(query)
+    except NoValuesFound:
+        return True
+    except QueryError:
+        return False
+    return True
+
+
 class MetricProvider(Protocol):
     """A metric back-end. Sync (it blocks on HTTP); the controller calls it through ``asyncio.to_thread``,
     so implementations are thread-safe and bound every request with a timeout."""

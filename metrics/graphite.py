@@ -161,18 +161,11 @@ class GraphiteProvider:
         try:
             return value_of(query, answer.status, answer.body)
         except base.QueryError as exc:
-            # The same error with the provider named and every credential scrubbed from the quoted answer.
-            raise type(exc)(query, self._client.scrub(f"{self._client}: {exc.reason}")) from exc
+            raise self._client.named(exc) from exc
 
     def is_online(self) -> bool:
         """True when Graphite answers ``target=test`` (with or without data), as Flagger checks."""
-        try:
-            self.run_query(ONLINE_QUERY)
-        except base.NoValuesFound:
-            return True
-        except base.QueryError:
-            return False
-        return True
+        return base.answers(self.run_query, ONLINE_QUERY)
 
     def close(self) -> None:
         self._client.close()

@@ -143,6 +143,10 @@ class Client:
         # Scrubbed whole, then cut: a secret longer than the excerpt would otherwise be cut before it matched.
         return egress.excerpt(self.scrub(text[: limit * 4 + max((len(v) for v in self._secrets), default=0)]), limit)
 
+    def named(self, exc: base.QueryError) -> base.QueryError:
+        """``exc`` again with this client named in it and every credential scrubbed from its reason."""
+        return type(exc)(exc.query, self.scrub(f"{self}: {exc.reason}"))
+
     def send(self, query: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
              accept: Collection[int] = (), timeout: float | None = None) -> Answer:

@@ -123,17 +123,11 @@ class InfluxdbProvider:
         try:
             return value_of(query, answer.text())
         except base.QueryError as exc:
-            raise type(exc)(query, self._client.scrub(f"{self._client}: {exc.reason}")) from exc
+            raise self._client.named(exc) from exc
 
     def is_online(self) -> bool:
         """True when the Flux query Flagger uses for this check runs (with or without data)."""
-        try:
-            self.run_query(ONLINE_QUERY)
-        except base.NoValuesFound:
-            return True
-        except base.QueryError:
-            return False
-        return True
+        return base.answers(self.run_query, ONLINE_QUERY)
 
     def close(self) -> None:
         self._client.close()

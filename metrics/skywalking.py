@@ -100,7 +100,7 @@ class SkyWalkingProvider:
         try:
             return value_of(query, answer)
         except base.QueryError as exc:
-            raise type(exc)(query, self._client.scrub(f"{self._client}: {exc.reason}")) from exc
+            raise self._client.named(exc) from exc
 
     def is_online(self) -> bool:
         """True when the OAP's health check answers 200, or 405 (older OAPs refuse GET there), as in Flagger."""
