@@ -219,7 +219,7 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
 # Exact counts, not increase(): Prometheus extrapolates increase() to the window's edges, scaling the count by
 # up to window / (window - scrape interval) (x2 for a 30 s window at 15 s scrapes), which inflates the
 # judge's evidence.  The count of each series is the difference of its counter values at the two ends
-# (instant selectors with the @ modifier: the last sample at or before each end), so consecutive windows
+# (the @ modifier: the last sample at or before each end, staleness markers skipped), so consecutive windows
 # add up exactly to the count between their outer ends, however short a window is: a window shorter than
 # the scrape interval counts zero, and the next one counts what it missed.
 #
@@ -239,10 +239,15 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
 # (``last_over_time`` skips staleness markers); one that went stale before the window counts nothing.
 
 
+START_LOOKBACK = "5m"  # Prometheus's own lookback for an instant selector
+
+
 def exact_count(series: str) -> str:
     """The PromQL of each series' exact count over the window; ``series`` is a selector such as ``m{a="b"}``."""
     end = "last_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"
-    start = "(" + series + " @ {{ variables.start }})"
+    # The start's value skips staleness markers as the end's does: one failed scrape just before the start
+    # would otherwise leave the series without a start, and the "new pod" branch would count its whole life.
+    start = "last_over_time(" + series + "[" + START_LOOKBACK + "] @ {{ variables.start }})"
     reset = "(resets(" + series + "[{{ interval }}] @ {{ variables.end }}) > 0)"
     before_first = "(min_over_time(" + series + "[{{ interval }}] @ {{ variables.end }}) < " + start + ")"
     largest = "max_over_time(" + series + "[{{ interval }}] @ {{ variables.end }})"

@@ -24,8 +24,13 @@ SERIES = {
     "reset_inside": "600 700 800 900 1000 1100 5 20 35 50",  # 1000 at 60, 1100 at 75, restarted, 35: 135
     "new_pod": "_ _ _ _ _ _ 3 6 9 12",  # first seen at 90: 9
     "gone_before": "0 100 200 _ _ _ _ _ _ _",  # stale before the window: nothing
+    # One failed scrape at 60 (a staleness marker): the start is 300 at 45, so the window counts 800 - 300
+    # and the window before it counted up to 300; never the counter's whole life (issue 23's review).
+    "failed_scrape_at_start": "0 100 200 300 stale 500 600 700 800 900",
+    "failed_scrape_inside": "0 100 200 300 400 500 stale 700 800 900",  # 400 at 60, 800 at 120: 400
 }
-EXPECTED = {"steady": 400, "reset_before_first": 50, "reset_inside": 135, "new_pod": 9}
+EXPECTED = {"steady": 400, "reset_before_first": 50, "reset_inside": 135, "new_pod": 9,
+            "failed_scrape_at_start": 500, "failed_scrape_inside": 400}
 
 
 def rendered(selector: str) -> str:
