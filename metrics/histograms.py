@@ -62,6 +62,24 @@ def exceedance(buckets: Mapping[float, float], boundary: float) -> judge.Counts 
     return judge.Counts.of(total, total - at_or_below)
 
 
+def not_counts(buckets: Mapping[float, float], series: Mapping[float, float] | None = None) -> str | None:
+    """Why cumulative bucket counts cannot be counts (a value that is not finite or is negative, or a bucket
+    holding more than a wider one: a reset miscounted differently per series), else None.  Such buckets
+    would make any boundary, and any exceedance, meaningless.  Where ``series`` (how many series counted at
+    each ``le``) differ, the versions' series mix bucket sets and a sum need not grow with ``le``: that is
+    ``partial``'s case, not this one."""
+    mixed = series is not None and len({round(v) for v in series.values()}) > 1
+    last_le, last = -math.inf, 0.0
+    for le in sorted(buckets):
+        value = buckets[le]
+        if not math.isfinite(value) or value < 0:
+            return f"bucket le={le:g} counted {value}"
+        if not mixed and value < last and not math.isclose(value, last, rel_tol=1e-9, abs_tol=0.5):
+            return f"bucket le={le:g} counted {value:g}, fewer than le={last_le:g}'s {last:g}"
+        last_le, last = le, value
+    return None
+
+
 def _total(buckets: Mapping[float, float]) -> float:
     if math.inf in buckets:
         return buckets[math.inf]

@@ -233,13 +233,24 @@ def _latencies(canary: models.Canary, spec: models.JudgeSpec, config: judge.Conf
     the boundaries: a Fail (or severe) at any boundary is one, and a Pass needs every one."""
     texts = [rendered["canary"][2], rendered["primary"][2]]
     names = latency_names(canary)
+    bad = [f"the {v}'s {why}" for v, c in (("canary", ours), ("primary", theirs))
+           if (why := histograms.not_counts(c.buckets, c.series)) is not None]
+    if bad:
+        # Never a boundary picked or an exceedance counted from them; the evidence is carried, and the next
+        # window counts again (a failed check, so the release cannot be held on it past its threshold).
+        return [carried(canary, n, window, f"the judge's latency counts are not counts: {'; '.join(bad)}; "
+                        f"queries: {'; '.join(base.short(t) for t in texts)}", unavailable=False) for n in names]
     kept = {n: previous(canary, n, config) for n in names}
     if kept[LATENCY][1] is None:
         return _pick(spec, config, kept[LATENCY][0], theirs, window, step, texts, quiet)
     boundaries = {n: b for n, (_, b) in kept.items() if b is not None}
     split = dataclasses.replace(config, alpha=config.alpha / len(boundaries))
-    slow = {(n, v): histograms.exceedance(c.buckets, b) for n, b in boundaries.items()
-            for v, c in (("canary", ours), ("primary", theirs))}
+    try:
+        slow = {(n, v): histograms.exceedance(c.buckets, b) for n, b in boundaries.items()
+                for v, c in (("canary", ours), ("primary", theirs))}
+    except ValueError as exc:  # more requests at or below a boundary than in all: not counts
+        return [carried(canary, n, window, f"the judge's latency counts are not counts: {exc}; queries: "
+                        f"{'; '.join(base.short(t) for t in texts)}", unavailable=False) for n in boundaries]
     missing = sorted({(v, boundaries[n]) for (n, v), c in slow.items() if c is None})
     if missing:
         lacks = "; ".join(f"the {v} latency histogram has no bucket le={b:g}" for v, b in missing)

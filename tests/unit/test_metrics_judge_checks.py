@@ -259,6 +259,25 @@ def test_a_canary_with_other_latency_buckets_is_a_failed_check_not_fast() -> Non
     assert check.judge is not None and check.judge.verdict == "Error" and check.judge.boundary == 0.25
 
 
+@pytest.mark.parametrize("web", [
+    {**WIDE, "0.5": 10500.0},  # a bucket holding more than +Inf (a reset miscounted per series)
+    {**WIDE, "0.1": float("inf")},
+    {**WIDE, "0.05": -4.0},
+], ids=["not-cumulative", "infinite", "negative"])
+def test_latency_buckets_that_are_not_counts_are_a_failed_check_not_a_crash(web: dict[str, float]) -> None:
+    # Issue 23's review: these raised ValueError out of the tick, which was retried for ever without status.
+    firsts = run(canary(errors=False), Prometheus((10000, 0), (10000, 0), {"web-primary": WIDE, "web": WIDE}),
+                 T0 + datetime.timedelta(minutes=1))
+    checks = run(canary(status_after(*firsts), errors=False),
+                 Prometheus((10000, 0), (10000, 0), {"web-primary": WIDE, "web": web}),
+                 T0 + datetime.timedelta(minutes=2))
+    assert [c.name for c in checks] == [c.name for c in firsts]
+    for check in checks:
+        assert not check.passed and not check.unavailable, check
+        assert "the judge's latency counts are not counts: the canary's bucket" in check.message, check.message
+        assert check.judge is not None and check.judge.verdict == "Error"
+
+
 def test_a_version_whose_series_mix_bucket_sets_is_not_compared_nor_read_as_slow_or_fast() -> None:
     # At 829c77a the sum by le of a canary whose new pods lack le=0.25 while its old pods' series still count
     # in the window held only the old pods' requests at 0.25: the new pods read as all slow (a severe Fail);
