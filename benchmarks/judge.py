@@ -314,6 +314,8 @@ def scenarios() -> list[Scenario]:
         Scenario("A/A bursts of 3", burst=3.0),
         Scenario("A/A bursts of 10", burst=10.0),
         Scenario("A/A 20 rps", rps=20.0),
+        Scenario("A/A no errors", baseline=0.0),
+        Scenario("A/A 0.1% errors", baseline=0.001),
         Scenario("A/A 20 rps, passRatio 3", rps=20.0, pass_ratio=3.0),
         Scenario("errors x1.2", error_factor=1.2),
         Scenario("errors x2", error_factor=2.0),

@@ -94,6 +94,10 @@ class Config:
     """Consecutive Inconclusive verdicts on one step after which the comparison fails, saying why."""
     robust: bool = True
     """Decide with ``metrics.betting`` (valid when events come in bursts) rather than the likelihood ratio."""
+    negligible: float = 0.001
+    """An event proportion this small is no regression: a canary whose own proportion is shown below it, at
+    level ``1 - alpha``, passes whatever the ratio (0: never).  Without it a service with no errors could not
+    pass: no events bound no ratio."""
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -104,6 +108,8 @@ class Config:
             raise ValueError(f"need 1 + tolerance < pass ratio <= severe, not {self.pass_ratio}")
         if self.inconclusive_limit < 1:
             raise ValueError(f"inconclusive limit must be at least 1, not {self.inconclusive_limit}")
+        if not 0 <= self.negligible < 1:
+            raise ValueError(f"negligible must be in [0, 1), not {self.negligible}")
 
     @property
     def null(self) -> float:
@@ -313,6 +319,11 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     if evidence.step_samples < config.min_samples:
         why = (f"too few samples: {evidence.step_samples} canary requests compared since the step advanced "
                f"(minSamples {config.min_samples}); {facts}")
+    elif (canary.events == 0 or not config.robust or spread is not None) and below_negligible(canary, config, spread):
+        # With events but no dispersion measured yet (one window), bursts could pass as independent evidence.
+        why = (f"canary {what} is below {config.negligible:.3%} (negligible) at alpha={config.alpha:g}, "
+               f"whatever the ratio: {facts}")
+        return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
     elif config.robust and spread is None:
         why = (f"not enough evidence yet: a Pass needs events in windows of two analyses, to measure how "
                f"bursty they are; {facts}")
@@ -323,6 +334,34 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
         why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
         return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
     return _held(evidence, config, why, effect, lower, upper, fail_e)
+
+
+NEGLIGIBLE_MIXTURE = (0.0, 0.25, 0.5)
+"""The alternatives ``f x negligible`` whose likelihood ratios ``below_negligible`` averages: each is a
+nonnegative supermartingale under any proportion at or above ``negligible``, and so is their mean."""
+
+
+def below_negligible(canary: Counts, config: Config, spread: float | None = None) -> bool:
+    """Whether the canary's own event proportion is shown below ``config.negligible`` at level ``1 - alpha``,
+    anytime-valid: the hypothesis "proportion >= q" (q the negligible proportion) is rejected once the mean of
+    the likelihood ratios of ``NEGLIGIBLE_MIXTURE``'s alternatives reaches ``1 / alpha`` (Ville).  Counts
+    are divided by ``spread`` (the dispersion the windows show, when above 1) so that bursts of events do
+    not count as independent evidence."""
+    q = config.negligible
+    if q <= 0 or canary.requests <= 0:
+        return False
+    scale = max(1.0, spread or 1.0)
+    n, k = canary.requests / scale, canary.events / scale
+    terms = []
+    for f in NEGLIGIBLE_MIXTURE:
+        if f == 0.0:
+            if k > 0:
+                continue  # an event is impossible under that alternative: its ratio is 0
+            terms.append(-n * math.log1p(-q))
+        else:
+            terms.append(k * math.log(f) + (n - k) * (math.log1p(-f * q) - math.log1p(-q)))
+    log_mean = np.logaddexp.reduce(np.asarray(terms)) - math.log(len(NEGLIGIBLE_MIXTURE))
+    return bool(log_mean >= math.log(1.0 / config.alpha))
 
 
 def held(evidence: Evidence, config: Config, why: str) -> Judgement:

@@ -60,7 +60,8 @@ def config_of(spec: models.JudgeSpec) -> judge.Config:
     """The statistics' configuration of one comparison: ``alpha`` split evenly over the enabled ones."""
     return judge.Config(alpha=spec.alpha / len(enabled(spec)), min_samples=spec.min_samples,
                         tolerance=spec.tolerance, severe=spec.severe, pass_ratio=spec.effective_pass_ratio,
-                        inconclusive_limit=spec.inconclusive_limit, robust=spec.burst_robust)
+                        inconclusive_limit=spec.inconclusive_limit, robust=spec.burst_robust,
+                        negligible=spec.negligible)
 
 
 def step_of(canary: models.Canary) -> str:

@@ -174,6 +174,10 @@ class JudgeSpec(base.ApiModel):
     inconclusive_limit: int = pydantic.Field(default=20, ge=1, le=10000)
     """Inconclusive analyses of one comparison on one step (a Pass between them does not restart the count)
     after which the release rolls back, saying why."""
+    negligible: float = pydantic.Field(default=0.001, ge=0, le=0.5)
+    """An event proportion so small that it is no regression (0.001: 0.1 %): a canary whose own proportion
+    is shown below it (at level ``1 - alpha``) passes, whatever the ratio to the primary's; 0: never.  A
+    service without errors passes this way, as no ratio can be bounded without events."""
     burst_robust: bool = True
     """Fail only on a test that stays valid when errors come in bursts (a bet per window on the canary's share
     of events); false: the likelihood-ratio test, faster to fail but valid only when events are independent.

@@ -91,11 +91,55 @@ def test_a_canary_within_tolerance_passes_once_a_large_regression_is_ruled_out()
 
 
 def test_no_errors_anywhere_is_no_evidence_and_no_pass() -> None:
-    # At 81bad25 this passed: "no rejection yet" was a Pass, although nothing was compared.
-    evidence = judge.update(judge.Evidence.start(CONFIG), judge.Counts(5000, 0), judge.Counts(45000, 0), CONFIG)
-    verdict = judge.judge(evidence, CONFIG)
+    # At 81bad25 this passed: "no rejection yet" was a Pass, although nothing was compared.  (negligible=0:
+    # the ratio alone, which no events can bound.)
+    config = dataclasses.replace(CONFIG, negligible=0.0)
+    evidence = judge.update(judge.Evidence.start(config), judge.Counts(50000, 0), judge.Counts(450000, 0), config)
+    verdict = judge.judge(evidence, config)
     assert (verdict.verdict, verdict.effect, verdict.lower, verdict.upper) == ("Inconclusive", None, None, None)
     assert verdict.e_value == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("robust", [True, False])
+def test_a_service_without_errors_passes_once_its_proportion_is_shown_negligible(robust: bool) -> None:
+    # Issue 23's review (B2): with no errors in either version no ratio can be bounded, and every release
+    # of a healthy zero-error service rolled back at the inconclusive limit.
+    config = judge.Config(alpha=0.005, robust=robust)
+    evidence = judge.Evidence.start(config)
+    verdicts = []
+    for _ in range(8):
+        evidence = judge.update(evidence, judge.Counts(1000, 0), judge.Counts(9000, 0), config)
+        verdict = judge.judge(evidence, config)
+        verdicts.append(verdict.verdict)
+        evidence = verdict.evidence
+    # log(3 / 0.005) / 0.001 = 6400 canary requests without an error rule out 0.1 % at level 1 - alpha.
+    assert verdicts == ["Inconclusive"] * 6 + ["Pass"] * 2, verdicts
+    assert "below 0.100% (negligible)" in judge.judge(evidence, config).reason
+
+
+def test_a_canary_at_the_negligible_proportion_passes_by_it_at_most_alpha_of_the_time() -> None:
+    # The negligible Pass is a test of "proportion >= negligible": at exactly that proportion, looked at after
+    # every window of a long release, it may pass at most alpha of releases.
+    config = judge.Config(alpha=0.05, robust=False, negligible=0.01)
+    rng = np.random.default_rng(23)
+    passed = 0
+    releases = 400
+    for _ in range(releases):
+        canary = judge.ZERO
+        for _ in range(60):
+            canary = judge.Counts(canary.requests + 200, canary.events + int(rng.binomial(200, 0.01)))
+            if judge.below_negligible(canary, config):
+                passed += 1
+                break
+    # Binomial(400, 0.05): 20 expected, 30 is past its 99th percentile.
+    assert passed <= 30, passed
+
+
+def test_bursts_of_errors_count_as_the_dispersion_says_not_as_independent_events() -> None:
+    config = judge.Config(alpha=0.005, negligible=0.01)
+    independent = judge.below_negligible(judge.Counts(20000, 80), config)
+    bursty = judge.below_negligible(judge.Counts(20000, 80), config, spread=10.0)
+    assert (independent, bursty) == (True, False)
 
 
 def test_a_doubled_error_rate_with_too_little_evidence_to_fail_is_not_passed() -> None:
