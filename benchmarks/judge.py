@@ -78,6 +78,7 @@ class Scenario:
     mismatched: bool = False  # the canary's histogram has other buckets
     fine: bool = False  # both versions' histograms have FINE_BUCKETS_MS: three latency boundaries are tested
     pass_ratio: float = 2.0
+    negligible: float = 0.001
 
     @property
     def healthy(self) -> bool:
@@ -210,6 +211,7 @@ def canary_of(scenario: Scenario, method: str) -> models.Canary:
     if method.startswith("judge"):
         analysis_spec["judge"] = {"alpha": ARGS_ALPHA[0], "tolerance": scenario.tolerance, "minSamples": 0,
                                   "latency": scenario.latency, "passRatio": scenario.pass_ratio,
+                                  "negligible": scenario.negligible,
                                   "burstRobust": method == "judge"}
     else:
         metrics: list[dict[str, object]] = [{"name": "request-success-rate", "interval": "30s",
@@ -316,6 +318,8 @@ def scenarios() -> list[Scenario]:
         Scenario("A/A 20 rps", rps=20.0),
         Scenario("A/A no errors", baseline=0.0),
         Scenario("A/A 0.1% errors", baseline=0.001),
+        Scenario("A/A 0.1% errors, negligible 0.5%", baseline=0.001, negligible=0.005),
+        Scenario("errors 0.1% to 0.4%, negligible 0.5%", baseline=0.001, error_factor=4.0, negligible=0.005),
         Scenario("A/A 20 rps, passRatio 3", rps=20.0, pass_ratio=3.0),
         Scenario("errors x1.2", error_factor=1.2),
         Scenario("errors x2", error_factor=2.0),
