@@ -114,6 +114,7 @@ BUILDERS: Mapping[str, Builder] = {
     _TYPES.SPLUNK.value: _vendor("splunk", "SplunkProvider"),
     _TYPES.SIGNOZ.value: _vendor("signoz", "SignozProvider"),
     _TYPES.CHRONOSPHERE.value: _vendor("chronosphere", "ChronosphereProvider"),
+    _TYPES.AZUREMONITOR.value: _vendor("azuremonitor", "AzureMonitorProvider"),
     _TYPES.GRAPHITE.value: _graphite,
     _TYPES.INFLUXDB.value: _influxdb,
     _TYPES.SKYWALKING.value: _skywalking,
