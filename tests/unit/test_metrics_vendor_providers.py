@@ -15,7 +15,18 @@ import pytest
 
 from apis import errors
 from metrics import base, providers
-from tests.contract import chronosphere, cloudwatch, datadog, dynatrace, newrelic, server, signoz, splunk, stackdriver
+from tests.contract import (
+    azuremonitor,
+    chronosphere,
+    cloudwatch,
+    datadog,
+    dynatrace,
+    newrelic,
+    server,
+    signoz,
+    splunk,
+    stackdriver,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -91,6 +102,11 @@ VENDORS = {
     "chronosphere": Vendor("chronosphere", lambda answers: chronosphere.Chronosphere("chrono-token", answers),
                            lambda url: {"token": "chrono-token"},
                            lambda marker: f'sum(rate(http_requests_total{{app="{marker}"}}[1m]))'),
+    "azuremonitor": Vendor("azuremonitor", lambda answers: azuremonitor.AzureMonitor("tenant-1", "client-1",
+                                                                                     "az-secret-1", answers),
+                           lambda url: {"tenantId": "tenant-1", "clientId": "client-1", "clientSecret": "az-secret-1",
+                                        "authorityHost": url},
+                           lambda marker: f'sum(rate(http_requests_total{{app="{marker}"}}[1m]))\n  / 2'),
 }
 
 
@@ -133,7 +149,7 @@ def revoked(name: str, url: str) -> dict[str, str]:
     if name == "stackdriver":  # a key the token endpoint does not know
         return {"project": "my-project",
                 "serviceAccountKey": stackdriver.service_account_json(stackdriver.new_key(), url + "/token")}
-    return {key: value if key == "newrelic_account_id" else value + "-revoked"
+    return {key: value if key in ("newrelic_account_id", "authorityHost") else value + "-revoked"
             for key, value in VENDORS[name].secret(url).items()}
 
 
