@@ -11,7 +11,8 @@ again anyway.
 
 The rule (``Policy.refusal``), first match wins:
 1. an address in ``allow`` (``--allow-cidr``) is allowed: the operator's explicit word wins over everything;
-2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused;
+2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused, and so are the metadata
+   endpoints outside it (``METADATA``: AWS's fd00:ec2::254, Alibaba's 100.100.100.200);
 3. loopback and the unspecified address (the controller's own pod) are refused unless ``allow_loopback``
    (``--allow-loopback``; the local environment runs Prometheus, the simulator and the load tester there);
 4. an address in ``deny`` (``--deny-cidr``: the chart denies the cluster's service and pod ranges) is refused,
@@ -46,6 +47,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 LINK_LOCAL: tuple[Network, ...] = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+METADATA: tuple[tuple[Network, str], ...] = tuple((ipaddress.ip_network(cidr), who) for cidr, who in (
+    ("fd00:ec2::254/128", "AWS's IPv6 instance metadata service"),
+    ("100.100.100.200/32", "Alibaba Cloud's instance metadata service"),
+))
+"""Cloud metadata endpoints that are *not* link-local, so rule 2 alone would let them through. The others
+(169.254.169.254 of AWS, Google's metadata.google.internal, Azure, Oracle, DigitalOcean and OpenStack;
+Tencent's 169.254.0.23) are link-local."""
 
 
 class Refused(ConnectionError):
@@ -73,6 +81,9 @@ class Policy:
             return None
         if ip.is_link_local or any(ip in network for network in LINK_LOCAL):
             return "a link-local address (cloud metadata endpoints live there)"
+        metadata = next((who for network, who in METADATA if ip in network), None)
+        if metadata is not None:
+            return f"a cloud metadata address ({metadata}; --allow-cidr allows it)"
         if (ip.is_loopback or ip.is_unspecified) and not self.allow_loopback:
             return "a loopback address (the controller's own pod; --allow-loopback allows it)"
         denied = next((network for network in self.deny if ip in network), None)

@@ -238,7 +238,8 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
-            words = str(refused) if refused is not None else (str(exc) or type(exc).__name__)
+            words = (f"{refused}; set spec.provider.address to another host" if refused is not None
+                     else (str(exc) or type(exc).__name__))
             raise base.ProviderUnavailable(query, f"{self} unreachable: {self.scrub(words)}") from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer ({type(exc).__name__})") from exc

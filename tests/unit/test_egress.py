@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import egress
-from metrics import base, prometheus
+from metrics import base, http_api, prometheus
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +32,13 @@ REAL_GETADDRINFO = socket.getaddrinfo
     ("10.96.0.1", egress.Policy.of(deny=["10.96.0.0/12"]), "--deny-cidr"),
     ("10.96.0.10", egress.Policy.of(deny=["10.96.0.0/12"], allow=["10.96.0.10/32"]), None),
     ("169.254.20.10", egress.Policy.of(allow=["169.254.20.10/32"]), None),  # the operator's word wins
+    ("fd00:ec2::254", egress.Policy(allow_loopback=True), "AWS's IPv6 instance metadata"),
+    ("100.100.100.200", egress.Policy(allow_loopback=True), "Alibaba Cloud's instance metadata"),
+    ("::ffff:100.100.100.200", egress.Policy(), "cloud metadata address"),
+    ("100.100.100.200", egress.Policy.of(allow_hosts=["100.100.100.200"]), "cloud metadata address"),
+    ("100.100.100.200", egress.Policy.of(allow=["100.100.100.200/32"]), None),
+    ("100.100.100.201", egress.Policy(), None),  # the shared address space itself is no metadata endpoint
+    ("fd00:ec2::1", egress.Policy(), None),
     ("93.184.216.34", egress.Policy.of(deny=["10.0.0.0/8"]), None),
 ])
 def test_the_policy_refuses_link_local_loopback_and_denied_ranges(address: str, policy: egress.Policy,
@@ -122,6 +129,18 @@ def test_a_name_that_resolves_to_a_link_local_address_is_refused_when_connecting
     refused = r"metadata\.example resolves to 169\.254\.169\.254, which is a link-local"
     with pytest.raises(httpx.ConnectError, match=refused):
         _get("http://metadata.example/latest/meta-data/")
+
+
+def test_a_metadata_endpoint_outside_link_local_is_refused_naming_the_field(
+        names: dict[str, list[str]], policy: None) -> None:
+    names["imds.example"] = ["fd00:ec2::254"]
+    names["aliyun.example"] = ["100.100.100.200"]
+    for host in ("imds.example", "aliyun.example"):
+        client = http_api.Client(f"http://{host}", provider="Datadog", timeout=5)
+        with pytest.raises(base.ProviderUnavailable) as caught:
+            client.send("q", "GET", "/latest/meta-data/")
+        assert "cloud metadata address" in str(caught.value), caught.value
+        assert "spec.provider.address" in str(caught.value), caught.value
 
 
 def test_a_name_with_one_denied_address_among_allowed_ones_is_refused(
