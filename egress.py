@@ -33,12 +33,16 @@ them), or show a URL in a message (it may hold credentials: messages name the ho
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import ipaddress
 import socket
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import deadlines
@@ -150,9 +154,61 @@ def resolve(host: str, port: int) -> list[str]:
     return _policy.check(host, _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
+FLOW: contextvars.ContextVar[str] = contextvars.ContextVar("egress_flow", default="")
+"""Whose lookup this is (a namespace), set around an exchange made for a tenant (``flow``); "" for the
+controller's own calls."""
+RESOLVER_THREADS = 2  # lookups one flow runs at once; the rest of its lookups wait for these
+RESOLVER_FLOWS = 256  # flows with a pool of their own; the least recently used one is let go past this
+
+
+@contextlib.contextmanager
+def flow(name: str) -> Iterator[None]:
+    """Resolve the names looked up inside (this task or thread's context) on ``name``'s own threads."""
+    token = FLOW.set(name)
+    try:
+        yield
+    finally:
+        FLOW.reset(token)
+
+
+class _Resolvers:
+    """A small thread pool per flow for ``getaddrinfo``, which cannot be cancelled: a name whose DNS server
+    never answers holds a thread until the system resolver gives up (tens of seconds). On the event loop's
+    shared executor, one tenant's hanging names would hold every resolver thread and delay every other
+    tenant's queries; here they hold only their own flow's ``RESOLVER_THREADS``. Thread-safe."""
+
+    def __init__(self, threads: int = RESOLVER_THREADS, flows: int = RESOLVER_FLOWS) -> None:
+        self.threads, self.flows = threads, flows
+        self._pools: collections.OrderedDict[str, concurrent.futures.ThreadPoolExecutor] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def pool(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="resolve")
+                self._pools[name] = pool
+            self._pools.move_to_end(name)
+            while len(self._pools) > self.flows:
+                _, oldest = self._pools.popitem(last=False)
+                oldest.shutdown(wait=False)  # its lookups still run to their end; its idle threads exit
+            return pool
+
+
+_RESOLVERS = _Resolvers()
+
+
 async def aresolve(host: str, port: int) -> list[str]:
-    """The checked addresses of ``host``, on the event loop's resolver; raises socket.gaierror or Refused."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The checked addresses of ``host``, looked up on the threads of the current ``FLOW`` (the event loop's
+    executor for the controller's own); raises socket.gaierror or Refused. The caller bounds the wait (the
+    lookup itself cannot be cancelled: it ends when the system resolver gives up)."""
+    loop = asyncio.get_running_loop()
+    name = FLOW.get()
+    if not name:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    else:
+        infos = await loop.run_in_executor(_RESOLVERS.pool(name),
+                                           lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     return _policy.check(host, _addresses(infos))
 
 

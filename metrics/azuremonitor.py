@@ -117,7 +117,7 @@ class AzureMonitorProvider(http_api.Provider):
         self.api = http_api.client_for(config, "Azure Monitor", timeout, secrets=secrets, transport=transport)
         self._login = http_api.Client(http_api.check_address(authority or AUTHORITIES[suffix or PUBLIC_SUFFIX]),
                                       provider="Microsoft Entra ID", timeout=timeout, secrets=secrets,
-                                      transport=transport)
+                                      transport=transport, flow=config.namespace)
         self._clock = clock
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (access token, clock time to renew it)

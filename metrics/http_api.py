@@ -89,7 +89,8 @@ def secret_value(secret: Mapping[str, str] | None, key: str, provider: str) -> s
 class Client:
     """Sends requests to one provider's API and hands back whole answers, or raises the ``metrics.base`` errors.
 
-    ``provider`` names it in messages ("Datadog"); ``secrets`` are the credential values sent (headers, keys,
+    ``provider`` names it in messages ("Datadog"); ``flow`` (the template's namespace) names whose resolver
+    threads its name lookups use (``egress.flow``); ``secrets`` are the credential values sent (headers, keys,
     tokens), replaced by ``***`` wherever an answer or an error is quoted; ``transport`` replaces the guarded
     network transport (unit tests give an ``httpx.MockTransport``). Thread-safe; ``close`` is idempotent and a
     request after it opens new connections.
@@ -98,8 +99,9 @@ class Client:
     def __init__(self, address: str, *, provider: str, timeout: float = base.DEFAULT_TIMEOUT,
                  insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
                  secrets: Iterable[str] = (), max_bytes: int = egress.QUERY_ANSWER_BYTES,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, flow: str = "") -> None:
         self.address = address.rstrip("/")  # may hold credentials: messages show ``shown``
+        self.flow = flow  # whose exchanges these are (a namespace): their name lookups use that flow's threads
         self.shown = redaction.redact_host(self.address)
         self.provider = provider
         self.timeout = timeout
@@ -216,7 +218,8 @@ class Client:
         client = self._async_client()
         self._users[client] = self._users.get(client, 0) + 1
         try:
-            return await self._exchange_on(client, query, request, seconds)
+            with egress.flow(self.flow):  # this task's context only: each exchange runs as its own task
+                return await self._exchange_on(client, query, request, seconds)
         finally:
             self._users[client] -= 1
             if not self._users[client]:
@@ -392,4 +395,4 @@ def client_for(config: base.ProviderConfig, provider: str, timeout: float, *, de
     """A Client for a MetricTemplate's provider: its address (else ``default``), headers and TLS setting."""
     return Client(check_address(config.address, default=default), provider=provider, timeout=timeout,
                   insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers), secrets=secrets,
-                  transport=transport)
+                  transport=transport, flow=config.namespace)

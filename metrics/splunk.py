@@ -108,11 +108,11 @@ class SplunkProvider(http_api.Provider):
                                          .replace("ws://", "http://", 1))
         self.api = http_api.Client(stream_address(address), provider="SignalFlow", timeout=timeout,
                                    insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers),
-                                   secrets=self._headers.values(), transport=transport)
+                                   secrets=self._headers.values(), transport=transport, flow=config.namespace)
         self._online = http_api.Client(api_address(address), provider="Splunk", timeout=timeout,
                                        insecure_skip_verify=config.insecure_skip_verify,
                                        headers=dict(config.headers), secrets=self._headers.values(),
-                                       transport=transport)
+                                       transport=transport, flow=config.namespace)
         self.interval = config.interval
         self._clock = clock
 

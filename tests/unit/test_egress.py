@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import pytest
 
 import egress
 from metrics import base, http_api, prometheus
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -201,3 +204,44 @@ def test_an_answer_quoted_back_is_short_and_without_control_characters() -> None
     assert shown.startswith("ok [31m red evil next")
     assert len(shown) == 43 and shown.endswith("...")
     assert all(ch.isprintable() for ch in shown)
+
+
+def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces_query(
+        monkeypatch: pytest.MonkeyPatch, policy: None, server: int) -> None:
+    """getaddrinfo cannot be cancelled: team-a's lookups of a name whose DNS server never answers hold their
+    threads until the resolver gives up. They hold team-a's own resolver threads only, so team-b's query
+    (whose name resolves) is answered while they hang; on one shared executor it would wait behind them."""
+    release = threading.Event()
+    hung: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host == "hang.example":
+            hung.append(threading.current_thread().name)
+            release.wait(60)
+            raise socket.gaierror("the DNS server never answered")
+        if host == "ok.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    slow = http_api.Client("http://hang.example", provider="Datadog", timeout=2, flow="team-a")
+    fast = http_api.Client(f"http://ok.example:{server}", provider="Datadog", timeout=10, flow="team-b")
+
+    def hang() -> None:
+        with contextlib.suppress(base.ProviderUnavailable):
+            slow.send("q", "GET", "/api/v1/query")
+
+    threads = [threading.Thread(target=hang) for _ in range(3 * (os.cpu_count() or 1) + 12)]
+    try:
+        for thread in threads:
+            thread.start()
+        eventually(lambda: len(hung) >= egress.RESOLVER_THREADS, timeout=10, what="team-a's lookups to hang")
+        answer = fast.send("q", "GET", "/api/v1/query")
+        assert answer.status == 200
+        assert len(hung) == egress.RESOLVER_THREADS, hung  # team-a never held more than its own threads
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+        slow.close()
+        fast.close()
