@@ -32,7 +32,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -48,7 +48,6 @@ T = TypeVar("T")
 
 TRY_LATER = frozenset({408, 425, 429})  # "not now" rather than "not this query": back-pressure, rate limits
 _GRACE_SECONDS = 1.0  # the waiting thread's margin over the exchange's own deadline, which cancels it first
-_CHUNK_BYTES = 64 * 1024
 _MIN_SECRET_CHARS = 4  # shorter values ("1", "us") are words a message may hold, not credentials
 
 
@@ -147,15 +146,18 @@ class Client:
 
     def send(self, query: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
-             accept: Collection[int] = (), timeout: float | None = None) -> Answer:
+             accept: Collection[int] = (), timeout: float | None = None,
+             complete: Callable[[bytes], bool] | None = None) -> Answer:
         """The answer to ``method`` on the address + ``path``; ``query`` is what messages name. A 2xx answer,
         or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
-        ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline."""
+        ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline.
+        ``complete`` is given each chunk of a 2xx body as it arrives; once it says True the answer is whole and
+        the rest is not waited for (a stream the server would keep open past its last message)."""
         request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
                                 json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
         seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
-        answer = self._run(query, self._exchange(query, request, seconds), seconds)
+        answer = self._run(query, self._exchange(query, request, seconds, complete), seconds)
         if 200 <= answer.status < 300 or answer.status in accept:
             return answer
         raise self.status_error(query, answer)
@@ -214,12 +216,13 @@ class Client:
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
 
-    async def _exchange(self, query: str, request: httpx.Request, seconds: float) -> Answer:
+    async def _exchange(self, query: str, request: httpx.Request, seconds: float,
+                        complete: Callable[[bytes], bool] | None = None) -> Answer:
         client = self._async_client()
         self._users[client] = self._users.get(client, 0) + 1
         try:
             with egress.flow(self.flow):  # this task's context only: each exchange runs as its own task
-                return await self._exchange_on(client, query, request, seconds)
+                return await self._exchange_on(client, query, request, seconds, complete)
         finally:
             self._users[client] -= 1
             if not self._users[client]:
@@ -229,12 +232,12 @@ class Client:
                     await client.aclose()
 
     async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request,
-                           seconds: float) -> Answer:
+                           seconds: float, complete: Callable[[bytes], bool] | None) -> Answer:
         try:
             async with asyncio.timeout(seconds):
                 response = await client.send(request, stream=True)
                 try:
-                    body = await self._read(query, response)
+                    body = await self._read(query, response, complete if response.is_success else None)
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
         except (TimeoutError, httpx.TimeoutException) as exc:
@@ -248,17 +251,22 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer ({type(exc).__name__})") from exc
         return Answer(status=response.status_code, headers=dict(response.headers), body=body)
 
-    async def _read(self, query: str, response: httpx.Response) -> bytes:
+    async def _read(self, query: str, response: httpx.Response,
+                    complete: Callable[[bytes], bool] | None = None) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        # A response made whole (a MockTransport's) has no stream left: its content is the chunk.
-        stream = _whole(response) if response.is_stream_consumed else response.aiter_raw(_CHUNK_BYTES)
+        # A response made whole (a MockTransport's) has no stream left: its content is the chunk. Otherwise the
+        # chunks are what each read of the connection gave (at most httpcore's 64 KiB): a chunk size here
+        # would hold back what has arrived until that many bytes came, and ``complete`` would not see it.
+        stream = _whole(response) if response.is_stream_consumed else response.aiter_raw()
         async for chunk in stream:
             size += len(chunk)
             if size > self.max_bytes:
                 too_large = egress.AnswerTooLarge(self.max_bytes)
                 raise base.ProviderUnavailable(query, f"{self} gave an {too_large}; the rest was not read")
             chunks.append(chunk)
+            if complete is not None and complete(chunk):
+                break
         return b"".join(chunks)
 
 
