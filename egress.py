@@ -33,16 +33,12 @@ them), or show a URL in a message (it may hold credentials: messages name the ho
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import contextlib
-import contextvars
 import dataclasses
 import ipaddress
 import socket
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import deadlines
@@ -154,75 +150,32 @@ def resolve(host: str, port: int) -> list[str]:
     return _policy.check(host, _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
-FLOW: contextvars.ContextVar[str] = contextvars.ContextVar("egress_flow", default="")
-"""Whose lookup this is (a namespace), set around an exchange made for a tenant (``flow``); "" for the
-controller's own calls."""
-RESOLVER_THREADS = 2  # lookups one flow runs at once; the rest of its lookups wait for these
-RESOLVER_FLOWS = 256  # flows with a pool of their own; the least recently used one is let go past this
+Lookup = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
+"""``getaddrinfo`` for a host and port, awaited: the caller's choice of resolver threads."""
 
 
-@contextlib.contextmanager
-def flow(name: str) -> Iterator[None]:
-    """Resolve the names looked up inside (this task or thread's context) on ``name``'s own threads."""
-    token = FLOW.set(name)
-    try:
-        yield
-    finally:
-        FLOW.reset(token)
+async def _loop_lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
-class _Resolvers:
-    """A small thread pool per flow for ``getaddrinfo``, which cannot be cancelled: a name whose DNS server
-    never answers holds a thread until the system resolver gives up (tens of seconds). On the event loop's
-    shared executor, one tenant's hanging names would hold every resolver thread and delay every other
-    tenant's queries; here they hold only their own flow's ``RESOLVER_THREADS``. Thread-safe."""
-
-    def __init__(self, threads: int = RESOLVER_THREADS, flows: int = RESOLVER_FLOWS) -> None:
-        self.threads, self.flows = threads, flows
-        self._pools: collections.OrderedDict[str, concurrent.futures.ThreadPoolExecutor] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def pool(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            pool = self._pools.get(name)
-            if pool is None:
-                pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="resolve")
-                self._pools[name] = pool
-            self._pools.move_to_end(name)
-            while len(self._pools) > self.flows:
-                _, oldest = self._pools.popitem(last=False)
-                oldest.shutdown(wait=False)  # its lookups still run to their end; its idle threads exit
-            return pool
-
-
-_RESOLVERS = _Resolvers()
-
-
-async def aresolve(host: str, port: int) -> list[str]:
-    """The checked addresses of ``host``, looked up on the threads of the current ``FLOW`` (the event loop's
-    executor for the controller's own); raises socket.gaierror or Refused. The caller bounds the wait (the
-    lookup itself cannot be cancelled: it ends when the system resolver gives up)."""
-    loop = asyncio.get_running_loop()
-    name = FLOW.get()
-    if not name:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    else:
-        infos = await loop.run_in_executor(_RESOLVERS.pool(name),
-                                           lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-    return _policy.check(host, _addresses(infos))
+async def aresolve(host: str, port: int, lookup: Lookup | None = None) -> list[str]:
+    """The checked addresses of ``host``, found by ``lookup`` (the event loop's resolver by default); raises
+    socket.gaierror or Refused."""
+    return _policy.check(host, _addresses(await (lookup or _loop_lookup)(host, port)))
 
 
 # -- httpx --------------------------------------------------------------------------------------------
 
 
-def async_transport(**kwargs: Any) -> Any:
+def async_transport(*, lookup: Lookup | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncHTTPTransport`` (``kwargs`` as its own, ``proxy=`` included) whose every connection
-    goes through the policy; a refused one fails as ``httpx.ConnectError`` with the reason."""
+    goes through the policy, its names resolved by ``lookup``; a refused one fails as ``httpx.ConnectError``
+    with the reason."""
     import httpx
 
     transport = httpx.AsyncHTTPTransport(**kwargs)
     pool = transport._pool  # httpx takes no network backend; tests/unit/test_egress.py fails if this moves
-    pool._network_backend = _guarded_backend(pool._network_backend)
+    pool._network_backend = _guarded_backend(pool._network_backend, lookup)
     return transport
 
 
@@ -236,14 +189,14 @@ def async_client(**kwargs: Any) -> Any:
                              **kwargs)
 
 
-def _guarded_backend(inner: Any) -> Any:
+def _guarded_backend(inner: Any, lookup: Lookup | None = None) -> Any:
     import httpcore
 
     class GuardedBackend(httpcore.AsyncNetworkBackend):
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:
             try:
-                addresses = await asyncio.wait_for(aresolve(host, port), timeout)
+                addresses = await asyncio.wait_for(aresolve(host, port, lookup), timeout)
             except Refused as exc:
                 raise httpcore.ConnectError(str(exc)) from exc
             except (socket.gaierror, TimeoutError) as exc:

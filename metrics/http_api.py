@@ -40,7 +40,7 @@ import httpx
 import egress
 import redaction
 from apis import errors
-from metrics import base
+from metrics import base, resolving
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Client:
     """Sends requests to one provider's API and hands back whole answers, or raises the ``metrics.base`` errors.
 
     ``provider`` names it in messages ("Datadog"); ``flow`` (the template's namespace) names whose resolver
-    threads its name lookups use (``egress.flow``); ``secrets`` are the credential values sent (headers, keys,
+    threads its name lookups use (``metrics.resolving``); ``secrets`` are the credential values sent (headers, keys,
     tokens), replaced by ``***`` wherever an answer or an error is quoted; ``transport`` replaces the guarded
     network transport (unit tests give an ``httpx.MockTransport``). Thread-safe; ``close`` is idempotent and a
     request after it opens new connections.
@@ -100,11 +100,8 @@ class Client:
                  secrets: Iterable[str] = (), max_bytes: int = egress.QUERY_ANSWER_BYTES,
                  transport: httpx.AsyncBaseTransport | None = None, flow: str = "") -> None:
         self.address = address.rstrip("/")  # may hold credentials: messages show ``shown``
-        self.flow = flow  # whose exchanges these are (a namespace): their name lookups use that flow's threads
         self.shown = redaction.redact_host(self.address)
-        self.provider = provider
-        self.timeout = timeout
-        self.max_bytes = max_bytes
+        self.provider, self.timeout, self.max_bytes, self.flow = provider, timeout, max_bytes, flow
         self._verify = not insecure_skip_verify
         self._headers = {**egress.IDENTITY, **dict(headers or {})}
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
@@ -151,8 +148,7 @@ class Client:
         """The answer to ``method`` on the address + ``path``; ``query`` is what messages name. A 2xx answer,
         or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
         ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline.
-        ``complete`` is given each chunk of a 2xx body as it arrives; once it says True the answer is whole and
-        the rest is not waited for (a stream the server would keep open past its last message)."""
+        ``complete`` sees each chunk of a 2xx body as it comes; once it says True, the rest is not waited for."""
         request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
                                 json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
@@ -206,7 +202,8 @@ class Client:
     def _async_client(self) -> httpx.AsyncClient:
         with self._lock:
             if self._client is None:
-                transport = self._transport or egress.async_transport(verify=self._verify)
+                transport = self._transport or egress.async_transport(verify=self._verify,
+                                                                      lookup=resolving.getaddrinfo)
                 self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
             return self._client
 
@@ -217,11 +214,11 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
 
     async def _exchange(self, query: str, request: httpx.Request, seconds: float,
-                        complete: Callable[[bytes], bool] | None = None) -> Answer:
+                        complete: Callable[[bytes], bool] | None) -> Answer:
         client = self._async_client()
         self._users[client] = self._users.get(client, 0) + 1
         try:
-            with egress.flow(self.flow):  # this task's context only: each exchange runs as its own task
+            with resolving.flow(self.flow):  # this task's context only: each exchange runs as its own task
                 return await self._exchange_on(client, query, request, seconds, complete)
         finally:
             self._users[client] -= 1
@@ -251,13 +248,10 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer ({type(exc).__name__})") from exc
         return Answer(status=response.status_code, headers=dict(response.headers), body=body)
 
-    async def _read(self, query: str, response: httpx.Response,
-                    complete: Callable[[bytes], bool] | None = None) -> bytes:
+    async def _read(self, query: str, response: httpx.Response, complete: Callable[[bytes], bool] | None) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        # A response made whole (a MockTransport's) has no stream left: its content is the chunk. Otherwise the
-        # chunks are what each read of the connection gave (at most httpcore's 64 KiB): a chunk size here
-        # would hold back what has arrived until that many bytes came, and ``complete`` would not see it.
+        # A MockTransport's whole response is one chunk; else each read's bytes (at most 64 KiB), as they come.
         stream = _whole(response) if response.is_stream_consumed else response.aiter_raw()
         async for chunk in stream:
             size += len(chunk)

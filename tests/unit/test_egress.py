@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import egress
-from metrics import base, http_api, prometheus
+from metrics import base, http_api, prometheus, resolving
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.unit
@@ -235,10 +235,10 @@ def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces
     try:
         for thread in threads:
             thread.start()
-        eventually(lambda: len(hung) >= egress.RESOLVER_THREADS, timeout=10, what="team-a's lookups to hang")
+        eventually(lambda: len(hung) >= resolving.RESOLVER_THREADS, timeout=10, what="team-a's lookups to hang")
         answer = fast.send("q", "GET", "/api/v1/query")
         assert answer.status == 200
-        assert len(hung) == egress.RESOLVER_THREADS, hung  # team-a never held more than its own threads
+        assert len(hung) == resolving.RESOLVER_THREADS, hung  # team-a never held more than its own threads
     finally:
         release.set()
         for thread in threads:
