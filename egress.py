@@ -11,7 +11,8 @@ again anyway.
 
 The rule (``Policy.refusal``), first match wins:
 1. an address in ``allow`` (``--allow-cidr``) is allowed: the operator's explicit word wins over everything;
-2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused;
+2. link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints) is refused, and so are the metadata
+   endpoints outside it (``METADATA``: AWS's fd00:ec2::254, Alibaba's 100.100.100.200);
 3. loopback and the unspecified address (the controller's own pod) are refused unless ``allow_loopback``
    (``--allow-loopback``; the local environment runs Prometheus, the simulator and the load tester there);
 4. an address in ``deny`` (``--deny-cidr``: the chart denies the cluster's service and pod ranges) is refused,
@@ -37,7 +38,7 @@ import dataclasses
 import ipaddress
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import deadlines
@@ -46,6 +47,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 LINK_LOCAL: tuple[Network, ...] = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+METADATA: tuple[tuple[Network, str], ...] = tuple((ipaddress.ip_network(cidr), who) for cidr, who in (
+    ("fd00:ec2::254/128", "AWS's IPv6 instance metadata service"),
+    ("100.100.100.200/32", "Alibaba Cloud's instance metadata service"),
+))
+"""Cloud metadata endpoints that are *not* link-local, so rule 2 alone would let them through. The others
+(169.254.169.254 of AWS, Google's metadata.google.internal, Azure, Oracle, DigitalOcean and OpenStack;
+Tencent's 169.254.0.23) are link-local."""
 
 
 class Refused(ConnectionError):
@@ -73,6 +81,9 @@ class Policy:
             return None
         if ip.is_link_local or any(ip in network for network in LINK_LOCAL):
             return "a link-local address (cloud metadata endpoints live there)"
+        metadata = next((who for network, who in METADATA if ip in network), None)
+        if metadata is not None:
+            return f"a cloud metadata address ({metadata}; --allow-cidr allows it)"
         if (ip.is_loopback or ip.is_unspecified) and not self.allow_loopback:
             return "a loopback address (the controller's own pod; --allow-loopback allows it)"
         denied = next((network for network in self.deny if ip in network), None)
@@ -139,23 +150,32 @@ def resolve(host: str, port: int) -> list[str]:
     return _policy.check(host, _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
-async def aresolve(host: str, port: int) -> list[str]:
-    """The checked addresses of ``host``, on the event loop's resolver; raises socket.gaierror or Refused."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return _policy.check(host, _addresses(infos))
+Lookup = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
+"""``getaddrinfo`` for a host and port, awaited: the caller's choice of resolver threads."""
+
+
+async def _loop_lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def aresolve(host: str, port: int, lookup: Lookup | None = None) -> list[str]:
+    """The checked addresses of ``host``, found by ``lookup`` (the event loop's resolver by default); raises
+    socket.gaierror or Refused."""
+    return _policy.check(host, _addresses(await (lookup or _loop_lookup)(host, port)))
 
 
 # -- httpx --------------------------------------------------------------------------------------------
 
 
-def async_transport(**kwargs: Any) -> Any:
+def async_transport(*, lookup: Lookup | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncHTTPTransport`` (``kwargs`` as its own, ``proxy=`` included) whose every connection
-    goes through the policy; a refused one fails as ``httpx.ConnectError`` with the reason."""
+    goes through the policy, its names resolved by ``lookup``; a refused one fails as ``httpx.ConnectError``
+    with the reason."""
     import httpx
 
     transport = httpx.AsyncHTTPTransport(**kwargs)
     pool = transport._pool  # httpx takes no network backend; tests/unit/test_egress.py fails if this moves
-    pool._network_backend = _guarded_backend(pool._network_backend)
+    pool._network_backend = _guarded_backend(pool._network_backend, lookup)
     return transport
 
 
@@ -169,14 +189,14 @@ def async_client(**kwargs: Any) -> Any:
                              **kwargs)
 
 
-def _guarded_backend(inner: Any) -> Any:
+def _guarded_backend(inner: Any, lookup: Lookup | None = None) -> Any:
     import httpcore
 
     class GuardedBackend(httpcore.AsyncNetworkBackend):
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:
             try:
-                addresses = await asyncio.wait_for(aresolve(host, port), timeout)
+                addresses = await asyncio.wait_for(aresolve(host, port, lookup), timeout)
             except Refused as exc:
                 raise httpcore.ConnectError(str(exc)) from exc
             except (socket.gaierror, TimeoutError) as exc:

@@ -70,7 +70,7 @@ class AppDynamicsCloudProvider:
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None, insecure_skip_verify: bool = False,
                  headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
-                 transport: Any = None, lookup_transport: Any = None,
+                 transport: Any = None, lookup_transport: Any = None, flow: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
 
@@ -82,9 +82,9 @@ class AppDynamicsCloudProvider:
         self.address = http_api.check_address(address)
         self._client = http_api.Client(self.address, provider="AppDynamics Cloud", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=dict(headers or {}),
-                                       secrets=[self._client_secret, basic], transport=transport)
+                                       secrets=[self._client_secret, basic], transport=transport, flow=flow)
         self._lookup = http_api.Client(LOOKUP, provider="AppDynamics tenant lookup", timeout=timeout,
-                                       transport=lookup_transport)
+                                       transport=lookup_transport, flow=flow)
         self._clock = clock
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (access token, monotonic expiry)

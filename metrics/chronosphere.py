@@ -30,16 +30,23 @@ ONLINE_QUERY = "vector(1)"
 _SPACES = re.compile(r"\s+")
 
 
-def value(query: str, answer: Any) -> float:
+def one_line(query: str) -> str:
+    """The query with its whitespace runs made single spaces, as Flagger sends PromQL."""
+    return _SPACES.sub(" ", query).strip()
+
+
+def value(query: str, answer: Any, vendor: str = "Chronosphere") -> float:
+    """The value of a Prometheus API answer (see the module docstring); ``vendor`` names it in messages (Azure
+    Monitor's workspaces answer in the same shape)."""
     if isinstance(answer, dict) and answer.get("status") == "error":
-        raise base.QueryFailed(query, f"Chronosphere refused the query: {answer.get('errorType')}: "
+        raise base.QueryFailed(query, f"{vendor} refused the query: {answer.get('errorType')}: "
                                       f"{str(answer.get('error'))[:200]}")
-    data = http_api.field(query, answer, "data", dict, "Chronosphere's answer")
+    data = http_api.field(query, answer, "data", dict, f"{vendor}'s answer")
     result = data.get("result")
     if data.get("resultType") == "scalar" and isinstance(result, list) and len(result) == 2:
-        return http_api.number(query, result[1], "Chronosphere's scalar")
+        return http_api.number(query, result[1], f"{vendor}'s scalar")
     if not isinstance(result, list):
-        raise base.QueryFailed(query, f"Chronosphere's data has no result list: {str(data)[:120]}")
+        raise base.QueryFailed(query, f"{vendor}'s data has no result list: {str(data)[:120]}")
     if not result:
         raise base.NoValuesFound(query, "the query matched no series")
     samples = []
@@ -78,7 +85,7 @@ class ChronosphereProvider(http_api.Provider):
         self.api = http_api.client_for(config, "Chronosphere", timeout, secrets=secrets, transport=transport)
 
     def run_query(self, query: str) -> float:
-        answer = self.api.send_json(query, "GET", QUERY_PATH, params={"query": _SPACES.sub(" ", query).strip()},
+        answer = self.api.send_json(query, "GET", QUERY_PATH, params={"query": one_line(query)},
                                     headers=self._headers)
         return value(query, answer)
 

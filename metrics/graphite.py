@@ -136,7 +136,7 @@ class GraphiteProvider:
     def __init__(self, address: str, *, secret: Mapping[str, str] | None = None,
                  insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
                  timeout: float = base.DEFAULT_TIMEOUT, at: float | None = None,
-                 transport: Any = None) -> None:
+                 transport: Any = None, flow: str = "") -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         auth = credentials(secret)
@@ -148,7 +148,7 @@ class GraphiteProvider:
             secrets = [auth[1], token]
         self._client = http_api.Client(http_api.check_address(address), provider="Graphite", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=sent, secrets=secrets,
-                                       transport=transport)
+                                       transport=transport, flow=flow)
         self._at = at
 
     def __repr__(self) -> str:

@@ -32,7 +32,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -40,7 +40,7 @@ import httpx
 import egress
 import redaction
 from apis import errors
-from metrics import base
+from metrics import base, resolving
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ T = TypeVar("T")
 
 TRY_LATER = frozenset({408, 425, 429})  # "not now" rather than "not this query": back-pressure, rate limits
 _GRACE_SECONDS = 1.0  # the waiting thread's margin over the exchange's own deadline, which cancels it first
-_CHUNK_BYTES = 64 * 1024
 _MIN_SECRET_CHARS = 4  # shorter values ("1", "us") are words a message may hold, not credentials
 
 
@@ -89,7 +88,8 @@ def secret_value(secret: Mapping[str, str] | None, key: str, provider: str) -> s
 class Client:
     """Sends requests to one provider's API and hands back whole answers, or raises the ``metrics.base`` errors.
 
-    ``provider`` names it in messages ("Datadog"); ``secrets`` are the credential values sent (headers, keys,
+    ``provider`` names it in messages ("Datadog"); ``flow`` (the template's namespace) names whose resolver
+    threads its name lookups use (``metrics.resolving``); ``secrets`` are the credential values sent (headers, keys,
     tokens), replaced by ``***`` wherever an answer or an error is quoted; ``transport`` replaces the guarded
     network transport (unit tests give an ``httpx.MockTransport``). Thread-safe; ``close`` is idempotent and a
     request after it opens new connections.
@@ -98,12 +98,10 @@ class Client:
     def __init__(self, address: str, *, provider: str, timeout: float = base.DEFAULT_TIMEOUT,
                  insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
                  secrets: Iterable[str] = (), max_bytes: int = egress.QUERY_ANSWER_BYTES,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, flow: str = "") -> None:
         self.address = address.rstrip("/")  # may hold credentials: messages show ``shown``
         self.shown = redaction.redact_host(self.address)
-        self.provider = provider
-        self.timeout = timeout
-        self.max_bytes = max_bytes
+        self.provider, self.timeout, self.max_bytes, self.flow = provider, timeout, max_bytes, flow
         self._verify = not insecure_skip_verify
         self._headers = {**egress.IDENTITY, **dict(headers or {})}
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
@@ -149,15 +147,17 @@ class Client:
 
     def send(self, query: str, method: str, path: str, *, params: Mapping[str, str] | None = None,
              headers: Mapping[str, str] | None = None, json_body: Any = None, content: bytes | None = None,
-             accept: Collection[int] = (), timeout: float | None = None) -> Answer:
+             accept: Collection[int] = (), timeout: float | None = None,
+             complete: Callable[[bytes], bool] | None = None) -> Answer:
         """The answer to ``method`` on the address + ``path``; ``query`` is what messages name. A 2xx answer,
         or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
-        ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline."""
+        ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline.
+        ``complete`` sees each chunk of a 2xx body as it comes; once it says True, the rest is not waited for."""
         request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
                                 json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
         seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
-        answer = self._run(query, self._exchange(query, request, seconds), seconds)
+        answer = self._run(query, self._exchange(query, request, seconds, complete), seconds)
         if 200 <= answer.status < 300 or answer.status in accept:
             return answer
         raise self.status_error(query, answer)
@@ -206,7 +206,8 @@ class Client:
     def _async_client(self) -> httpx.AsyncClient:
         with self._lock:
             if self._client is None:
-                transport = self._transport or egress.async_transport(verify=self._verify)
+                transport = self._transport or egress.async_transport(verify=self._verify,
+                                                                      lookup=resolving.getaddrinfo)
                 self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
             return self._client
 
@@ -216,11 +217,13 @@ class Client:
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
 
-    async def _exchange(self, query: str, request: httpx.Request, seconds: float) -> Answer:
+    async def _exchange(self, query: str, request: httpx.Request, seconds: float,
+                        complete: Callable[[bytes], bool] | None) -> Answer:
         client = self._async_client()
         self._users[client] = self._users.get(client, 0) + 1
         try:
-            return await self._exchange_on(client, query, request, seconds)
+            with resolving.flow(self.flow):  # this task's context only: each exchange runs as its own task
+                return await self._exchange_on(client, query, request, seconds, complete)
         finally:
             self._users[client] -= 1
             if not self._users[client]:
@@ -230,35 +233,38 @@ class Client:
                     await client.aclose()
 
     async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request,
-                           seconds: float) -> Answer:
+                           seconds: float, complete: Callable[[bytes], bool] | None) -> Answer:
         try:
             async with asyncio.timeout(seconds):
                 response = await client.send(request, stream=True)
                 try:
-                    body = await self._read(query, response)
+                    body = await self._read(query, response, complete if response.is_success else None)
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
-            words = str(refused) if refused is not None else (str(exc) or type(exc).__name__)
+            words = (f"{refused}; set spec.provider.address to another host" if refused is not None
+                     else (str(exc) or type(exc).__name__))
             raise base.ProviderUnavailable(query, f"{self} unreachable: {self.scrub(words)}") from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer ({type(exc).__name__})") from exc
         return Answer(status=response.status_code, headers=dict(response.headers), body=body)
 
-    async def _read(self, query: str, response: httpx.Response) -> bytes:
+    async def _read(self, query: str, response: httpx.Response, complete: Callable[[bytes], bool] | None) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        # A response made whole (a MockTransport's) has no stream left: its content is the chunk.
-        stream = _whole(response) if response.is_stream_consumed else response.aiter_raw(_CHUNK_BYTES)
+        # A MockTransport's whole response is one chunk; else each read's bytes (at most 64 KiB), as they come.
+        stream = _whole(response) if response.is_stream_consumed else response.aiter_raw()
         async for chunk in stream:
             size += len(chunk)
             if size > self.max_bytes:
                 too_large = egress.AnswerTooLarge(self.max_bytes)
                 raise base.ProviderUnavailable(query, f"{self} gave an {too_large}; the rest was not read")
             chunks.append(chunk)
+            if complete is not None and complete(chunk):
+                break
         return b"".join(chunks)
 
 
@@ -395,4 +401,4 @@ def client_for(config: base.ProviderConfig, provider: str, timeout: float, *, de
     """A Client for a MetricTemplate's provider: its address (else ``default``), headers and TLS setting."""
     return Client(check_address(config.address, default=default), provider=provider, timeout=timeout,
                   insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers), secrets=secrets,
-                  transport=transport)
+                  transport=transport, flow=config.namespace)

@@ -101,7 +101,7 @@ class InfluxdbProvider:
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None = None, insecure_skip_verify: bool = False,
                  headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
-                 transport: Any = None) -> None:
+                 transport: Any = None, flow: str = "") -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         token, self.org = credentials(secret)
@@ -110,7 +110,7 @@ class InfluxdbProvider:
             sent["Authorization"] = f"Token {token}"
         self._client = http_api.Client(http_api.check_address(address), provider="InfluxDB", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=sent,
-                                       secrets=[token] if token else [], transport=transport)
+                                       secrets=[token] if token else [], transport=transport, flow=flow)
 
     def __repr__(self) -> str:
         return f"InfluxdbProvider({self._client.shown!r})"

@@ -44,14 +44,16 @@ def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, tim
     from metrics import graphite
 
     return graphite.GraphiteProvider(config.address, secret=secret, headers=dict(config.headers),
-                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
+                                     flow=config.namespace)
 
 
 def _influxdb(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
     from metrics import influxdb
 
     return influxdb.InfluxdbProvider(config.address, secret=secret, headers=dict(config.headers),
-                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+                                     insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
+                                     flow=config.namespace)
 
 
 def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
@@ -59,7 +61,8 @@ def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
     from metrics import skywalking
 
     return skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=dict(config.headers),
-                                         insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
+                                         insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
+                                         flow=config.namespace)
 
 
 def _appdynamicscloud(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float
@@ -68,7 +71,7 @@ def _appdynamicscloud(config: base.ProviderConfig, secret: Mapping[str, str] | N
 
     return appdynamicscloud.AppDynamicsCloudProvider(config.address, secret=secret, headers=dict(config.headers),
                                                      insecure_skip_verify=config.insecure_skip_verify,
-                                                     timeout=timeout)
+                                                     timeout=timeout, flow=config.namespace)
 
 
 ClusterBuilder = Callable[[base.ProviderConfig, Mapping[str, str] | None, float, cluster.Reader | None],
@@ -114,6 +117,7 @@ BUILDERS: Mapping[str, Builder] = {
     _TYPES.SPLUNK.value: _vendor("splunk", "SplunkProvider"),
     _TYPES.SIGNOZ.value: _vendor("signoz", "SignozProvider"),
     _TYPES.CHRONOSPHERE.value: _vendor("chronosphere", "ChronosphereProvider"),
+    _TYPES.AZUREMONITOR.value: _vendor("azuremonitor", "AzureMonitorProvider"),
     _TYPES.GRAPHITE.value: _graphite,
     _TYPES.INFLUXDB.value: _influxdb,
     _TYPES.SKYWALKING.value: _skywalking,

@@ -78,14 +78,14 @@ class SkyWalkingProvider:
 
     def __init__(self, address: str, *, interval: float = 60.0, insecure_skip_verify: bool = False,
                  headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
-                 at: float | None = None, clock: Any = None, transport: Any = None) -> None:
+                 at: float | None = None, clock: Any = None, transport: Any = None, flow: str = "") -> None:
         import time
 
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         self._client = http_api.Client(http_api.check_address(address), provider="SkyWalking", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=dict(headers or {}),
-                                       transport=transport)
+                                       transport=transport, flow=flow)
         self.interval = interval
         self._at = at
         self._clock = clock or time.time

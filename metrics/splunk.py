@@ -10,6 +10,10 @@ answer is a server-sent event stream of the same messages, ended by the server o
 stream address is the API address with ``api.`` replaced by ``stream.`` (and ``wss://`` read as ``https://``),
 as Flagger derives it; an address without ``api.`` (a proxy) is used as it is.
 
+The stream is read as it arrives, until its last message (``StreamEnd``: ``END_OF_CHANNEL``, an abort or an
+error), within the query's deadline and ``http_api``'s 8 MiB: a server that keeps the stream open after its
+last message is not waited for, one that sends more than the cap or never finishes is unavailable.
+
 Answers, as Flagger reads them: the data messages' non-null values; none is ``NoValuesFound``; values of
 more than one time series (``tsId``) are ``QueryFailed`` (publish one stream); else the last value is the
 value. An ``error`` event, or a ``FAILED`` or ``ABORTED`` channel, is ``QueryFailed``.
@@ -72,6 +76,47 @@ def events(text: str) -> Iterator[tuple[str, str]]:
             data.append(line[5:].lstrip())
 
 
+class StreamEnd:
+    """Told each chunk of a SignalFlow stream as it arrives, says when the stream's last message has come: the
+    channel's ``END_OF_CHANNEL`` (or ``CHANNEL_ABORT``, ``JOB_FAILED``) control message, or an ``error`` event.
+    Then the answer is read without waiting for the server to close it. Keeps only the unfinished event."""
+
+    _LAST = ("END_OF_CHANNEL", "CHANNEL_ABORT", "JOB_FAILED")
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []  # the unfinished line, in pieces (joined once its end comes)
+        self._event, self._data = "message", list[str]()
+
+    def __call__(self, chunk: bytes) -> bool:
+        if b"\n" not in chunk:
+            self._pending.append(chunk)
+            return False
+        *lines, rest = b"".join([*self._pending, chunk]).split(b"\n")
+        self._pending = [rest]
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if line.startswith("event:"):
+                self._event = line[6:].strip()
+            elif line.startswith("data:"):
+                self._data.append(line[5:].lstrip())
+            elif not line:
+                if self._last(self._event, "\n".join(self._data)):
+                    return True
+                self._event, self._data = "message", []
+        return False
+
+    def _last(self, event: str, data: str) -> bool:
+        if event == "error":
+            return True
+        if event != "control-message":
+            return False
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return False  # ``value`` names it
+        return isinstance(message, dict) and message.get("event") in self._LAST
+
+
 def value(query: str, stream: str) -> float:
     points: list[tuple[str, Any]] = []
     for event, data in events(stream):
@@ -108,17 +153,18 @@ class SplunkProvider(http_api.Provider):
                                          .replace("ws://", "http://", 1))
         self.api = http_api.Client(stream_address(address), provider="SignalFlow", timeout=timeout,
                                    insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers),
-                                   secrets=self._headers.values(), transport=transport)
+                                   secrets=self._headers.values(), transport=transport, flow=config.namespace)
         self._online = http_api.Client(api_address(address), provider="Splunk", timeout=timeout,
                                        insecure_skip_verify=config.insecure_skip_verify,
                                        headers=dict(config.headers), secrets=self._headers.values(),
-                                       transport=transport)
+                                       transport=transport, flow=config.namespace)
         self.interval = config.interval
         self._clock = clock
 
     def run_query(self, query: str) -> float:
         answer = self.api.send(query, "POST", EXECUTE_PATH, params=params(self._clock(), self.interval),
-                               headers={**self._headers, "Content-Type": "text/plain"}, content=query.encode())
+                               headers={**self._headers, "Content-Type": "text/plain"}, content=query.encode(),
+                               complete=StreamEnd())
         return value(query, answer.text())
 
     def check_online(self) -> None:

@@ -118,7 +118,7 @@ class StackdriverProvider(http_api.Provider):
         self.api = http_api.client_for(config, "Cloud Monitoring", timeout, default=DEFAULT_ADDRESS,
                                        secrets=[self._key["private_key"]], transport=transport)
         self._tokens = http_api.Client(self._key["token_uri"], provider="Google OAuth", timeout=timeout,
-                                       secrets=[self._key["private_key"]], transport=transport)
+                                       secrets=[self._key["private_key"]], transport=transport, flow=config.namespace)
         self._clock = clock
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (access token, expiry on the clock)

@@ -35,6 +35,7 @@ class MetricProviderType(enum.StrEnum):
     APPDYNAMICSCLOUD = "appdynamicscloud"
     SIGNOZ = "signoz"
     CHRONOSPHERE = "chronosphere"
+    AZUREMONITOR = "azuremonitor"
 
 
 class AlertProviderType(enum.StrEnum):

@@ -14,8 +14,11 @@ What differs from Flagger's documents, and why:
   the controller's AWS identity, which the shared test controller does not have.
 - Dynatrace's documented query names no canary (an entity id of the user's): the failing canary's template has
   another entity id.
-- Flagger documents no template for DQL, NerdGraph, Splunk, SigNoz and Chronosphere on the page Fledge follows;
-  those below are written in the form of their providers' tests.
+- Azure Monitor's Secret also names ``authorityHost`` (a Fledge extension: where the team's service principal
+  gets its token), so that its token is asked of the contract server rather than of login.microsoftonline.com,
+  and its workspace address may then be that server's rather than ``*.prometheus.monitor.azure.com``.
+- Flagger documents no template for DQL, NerdGraph, Splunk, SigNoz, Chronosphere and Azure Monitor on the page
+  Fledge follows; those below are written in the form of their providers' tests.
 """
 
 from __future__ import annotations
@@ -30,7 +33,18 @@ import pytest
 
 from localkube import controller as local_controller
 from localkube import manifests as kubectl
-from tests.contract import chronosphere, cloudwatch, datadog, dynatrace, newrelic, server, signoz, splunk, stackdriver
+from tests.contract import (
+    azuremonitor,
+    chronosphere,
+    cloudwatch,
+    datadog,
+    dynatrace,
+    newrelic,
+    server,
+    signoz,
+    splunk,
+    stackdriver,
+)
 from tests.integration import apps
 from tests.integration.waiting import eventually
 
@@ -95,6 +109,12 @@ SIGNOZ_QUERY = json.dumps({"start": 1700000000000, "end": 1700000060000, "reques
                                                  "spaceAggregation": "sum"}],
                                "filter": {"expression": "service.name = '{{ target }}' AND "
                                                         "k8s.namespace.name = '{{ namespace }}'"}}}]}}, indent=2)
+AZURE_QUERY = """
+    sum(rate(http_requests_total{namespace="{{ namespace }}", app="{{ target }}", status=~"5.."}[{{ interval }}]))
+    /
+    sum(rate(http_requests_total{namespace="{{ namespace }}", app="{{ target }}"}[{{ interval }}])) * 100
+"""
+AZ_CLIENT = ("8c2b5a4e-0000-4000-8000-fledgetest001", "11111111-2222-3333-4444-555555555555", "fledge~azure.secret")
 CHRONOSPHERE_QUERY = """sum(rate(
     http_requests_total{namespace="{{ namespace }}", app="{{ target }}", code=~"5.."}[{{ interval }}]))
 / sum(rate(http_requests_total{namespace="{{ namespace }}", app="{{ target }}"}[{{ interval }}])) * 100
@@ -112,7 +132,7 @@ def template(namespace: str, name: str, query: str, provider: dict[str, Any]) ->
 
 
 class Vendors:
-    """The eight contract servers, one table of answers, and what the namespace needs to use them."""
+    """The contract servers, one table of answers, and what the namespace needs to use them."""
 
     def __init__(self) -> None:
         self.answers = server.Answers()
@@ -127,6 +147,8 @@ class Vendors:
             "splunk": server.ContractServer(splunk.Splunk("sf-fledge-token", self.answers)),
             "signoz": server.ContractServer(signoz.Signoz("signoz-fledge-key", self.answers)),
             "chronosphere": server.ContractServer(chronosphere.Chronosphere("chrono-fledge-token", self.answers)),
+            "azuremonitor": server.ContractServer(azuremonitor.AzureMonitor(AZ_CLIENT[1], AZ_CLIENT[0], AZ_CLIENT[2],
+                                                                            self.answers)),
         }
 
     def __enter__(self) -> Vendors:
@@ -185,6 +207,12 @@ class Vendors:
             template(namespace, "chronosphere-error-rate", CHRONOSPHERE_QUERY,
                      {"type": "chronosphere", "address": self.url("chronosphere"),
                       "secretRef": {"name": "chronosphere"}}),
+            secret(namespace, "azuremonitor", {"clientId": AZ_CLIENT[0], "tenantId": AZ_CLIENT[1],
+                                               "clientSecret": AZ_CLIENT[2],
+                                               "authorityHost": self.url("azuremonitor")}),
+            template(namespace, "azure-error-rate", AZURE_QUERY,
+                     {"type": "azuremonitor", "address": self.url("azuremonitor"),
+                      "secretRef": {"name": "azuremonitor"}}),
         ]
 
 
@@ -200,6 +228,7 @@ VARIANTS: dict[str, tuple[str, str, float]] = {
     "sf": ("splunk-error-count", "splunk-error-count", 5),
     "sz": ("signoz-request-rate", "signoz-request-rate", 5),
     "cs": ("chronosphere-error-rate", "chronosphere-error-rate", 5),
+    "az": ("azure-error-rate", "azure-error-rate", 5),
 }
 
 
@@ -262,6 +291,7 @@ def test_every_vendor_template_promotes_a_good_release_and_rolls_back_a_bad_one(
     assert {request.path for request in seen["dynatrace"]} >= {
         "/api/v2/metrics/query", "/platform/storage/query/v1/query:execute", "/platform/storage/query/v1/query:poll"}
     assert any(request.path == "/token" for request in seen["stackdriver"])
+    assert any(request.path == f"/{AZ_CLIENT[1]}/oauth2/v2.0/token" for request in seen["azuremonitor"])
     assert all((request.header("Authorization") or "").startswith("AWS4-HMAC-SHA256 ")
                for request in seen["cloudwatch"])
     print(f"\n{len(canaries)} releases gated by {len(vendors.servers)} vendor APIs in "

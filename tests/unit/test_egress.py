@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,7 +15,8 @@ import httpx
 import pytest
 
 import egress
-from metrics import base, prometheus
+from metrics import base, http_api, prometheus, resolving
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +35,13 @@ REAL_GETADDRINFO = socket.getaddrinfo
     ("10.96.0.1", egress.Policy.of(deny=["10.96.0.0/12"]), "--deny-cidr"),
     ("10.96.0.10", egress.Policy.of(deny=["10.96.0.0/12"], allow=["10.96.0.10/32"]), None),
     ("169.254.20.10", egress.Policy.of(allow=["169.254.20.10/32"]), None),  # the operator's word wins
+    ("fd00:ec2::254", egress.Policy(allow_loopback=True), "AWS's IPv6 instance metadata"),
+    ("100.100.100.200", egress.Policy(allow_loopback=True), "Alibaba Cloud's instance metadata"),
+    ("::ffff:100.100.100.200", egress.Policy(), "cloud metadata address"),
+    ("100.100.100.200", egress.Policy.of(allow_hosts=["100.100.100.200"]), "cloud metadata address"),
+    ("100.100.100.200", egress.Policy.of(allow=["100.100.100.200/32"]), None),
+    ("100.100.100.201", egress.Policy(), None),  # the shared address space itself is no metadata endpoint
+    ("fd00:ec2::1", egress.Policy(), None),
     ("93.184.216.34", egress.Policy.of(deny=["10.0.0.0/8"]), None),
 ])
 def test_the_policy_refuses_link_local_loopback_and_denied_ranges(address: str, policy: egress.Policy,
@@ -124,6 +134,18 @@ def test_a_name_that_resolves_to_a_link_local_address_is_refused_when_connecting
         _get("http://metadata.example/latest/meta-data/")
 
 
+def test_a_metadata_endpoint_outside_link_local_is_refused_naming_the_field(
+        names: dict[str, list[str]], policy: None) -> None:
+    names["imds.example"] = ["fd00:ec2::254"]
+    names["aliyun.example"] = ["100.100.100.200"]
+    for host in ("imds.example", "aliyun.example"):
+        client = http_api.Client(f"http://{host}", provider="Datadog", timeout=5)
+        with pytest.raises(base.ProviderUnavailable) as caught:
+            client.send("q", "GET", "/latest/meta-data/")
+        assert "cloud metadata address" in str(caught.value), caught.value
+        assert "spec.provider.address" in str(caught.value), caught.value
+
+
 def test_a_name_with_one_denied_address_among_allowed_ones_is_refused(
         names: dict[str, list[str]], policy: None, server: int) -> None:
     names["mixed.example"] = ["127.0.0.1", "169.254.169.254"]
@@ -182,3 +204,44 @@ def test_an_answer_quoted_back_is_short_and_without_control_characters() -> None
     assert shown.startswith("ok [31m red evil next")
     assert len(shown) == 43 and shown.endswith("...")
     assert all(ch.isprintable() for ch in shown)
+
+
+def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces_query(
+        monkeypatch: pytest.MonkeyPatch, policy: None, server: int) -> None:
+    """getaddrinfo cannot be cancelled: team-a's lookups of a name whose DNS server never answers hold their
+    threads until the resolver gives up. They hold team-a's own resolver threads only, so team-b's query
+    (whose name resolves) is answered while they hang; on one shared executor it would wait behind them."""
+    release = threading.Event()
+    hung: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host == "hang.example":
+            hung.append(threading.current_thread().name)
+            release.wait(60)
+            raise socket.gaierror("the DNS server never answered")
+        if host == "ok.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    slow = http_api.Client("http://hang.example", provider="Datadog", timeout=2, flow="team-a")
+    fast = http_api.Client(f"http://ok.example:{server}", provider="Datadog", timeout=10, flow="team-b")
+
+    def hang() -> None:
+        with contextlib.suppress(base.ProviderUnavailable):
+            slow.send("q", "GET", "/api/v1/query")
+
+    threads = [threading.Thread(target=hang) for _ in range(3 * (os.cpu_count() or 1) + 12)]
+    try:
+        for thread in threads:
+            thread.start()
+        eventually(lambda: len(hung) >= resolving.RESOLVER_THREADS, timeout=10, what="team-a's lookups to hang")
+        answer = fast.send("q", "GET", "/api/v1/query")
+        assert answer.status == 200
+        assert len(hung) == resolving.RESOLVER_THREADS, hung  # team-a never held more than its own threads
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+        slow.close()
+        fast.close()

@@ -12,8 +12,8 @@ from metrics import base, prometheus, providers
 
 pytestmark = pytest.mark.unit
 
-SUPPORTED = ("appdynamicscloud, chronosphere, cloudwatch, datadog, dynatrace, externalmetrics, graphite, influxdb, "
-             "keptn, newrelic, prometheus, signoz, skywalking, splunk, stackdriver")
+SUPPORTED = ("appdynamicscloud, azuremonitor, chronosphere, cloudwatch, datadog, dynatrace, externalmetrics, "
+             "graphite, influxdb, keptn, newrelic, prometheus, signoz, skywalking, splunk, stackdriver")
 
 
 PROMETHEUS = base.ProviderConfig(type="prometheus", address="http://prometheus.monitoring:9090", namespace="prod")
@@ -25,7 +25,8 @@ def test_prometheus_is_built_with_the_config() -> None:
     assert (provider.address, provider.timeout) == ("http://prometheus.monitoring:9090", 3.0)
 
 
-HTTP_API_TYPES = {"datadog", "newrelic", "cloudwatch", "stackdriver", "dynatrace", "splunk", "signoz", "chronosphere"}
+HTTP_API_TYPES = {"datadog", "newrelic", "cloudwatch", "stackdriver", "dynatrace", "splunk", "signoz", "chronosphere",
+                  "azuremonitor"}
 
 
 def test_every_flagger_type_without_a_builder_is_not_supported_yet() -> None:

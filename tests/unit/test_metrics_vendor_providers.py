@@ -4,6 +4,7 @@ vendor needs one) and reads a value, no data, an error and a rate limit as the v
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -11,11 +12,23 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from apis import errors
 from metrics import base, providers
-from tests.contract import chronosphere, cloudwatch, datadog, dynatrace, newrelic, server, signoz, splunk, stackdriver
+from tests.contract import (
+    azuremonitor,
+    chronosphere,
+    cloudwatch,
+    datadog,
+    dynatrace,
+    newrelic,
+    server,
+    signoz,
+    splunk,
+    stackdriver,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -91,6 +104,11 @@ VENDORS = {
     "chronosphere": Vendor("chronosphere", lambda answers: chronosphere.Chronosphere("chrono-token", answers),
                            lambda url: {"token": "chrono-token"},
                            lambda marker: f'sum(rate(http_requests_total{{app="{marker}"}}[1m]))'),
+    "azuremonitor": Vendor("azuremonitor", lambda answers: azuremonitor.AzureMonitor("tenant-1", "client-1",
+                                                                                     "az-secret-1", answers),
+                           lambda url: {"tenantId": "tenant-1", "clientId": "client-1", "clientSecret": "az-secret-1",
+                                        "authorityHost": url},
+                           lambda marker: f'sum(rate(http_requests_total{{app="{marker}"}}[1m]))\n  / 2'),
 }
 
 
@@ -133,7 +151,7 @@ def revoked(name: str, url: str) -> dict[str, str]:
     if name == "stackdriver":  # a key the token endpoint does not know
         return {"project": "my-project",
                 "serviceAccountKey": stackdriver.service_account_json(stackdriver.new_key(), url + "/token")}
-    return {key: value if key == "newrelic_account_id" else value + "-revoked"
+    return {key: value if key in ("newrelic_account_id", "authorityHost") else value + "-revoked"
             for key, value in VENDORS[name].secret(url).items()}
 
 
@@ -330,3 +348,63 @@ def test_the_controllers_own_aws_credentials_never_go_to_a_tenants_address() -> 
     secret = {"aws_access_key_id": CW_KEYS[0], "aws_secret_access_key": CW_KEYS[1]}
     assert cloudwatch.CloudWatchProvider(config, secret, environ=environ).api.address == "https://tenant-a.example.net"
     assert cloudwatch.CloudWatchProvider(dataclasses.replace(config, address=""), None, environ=environ)
+
+
+# -- SignalFlow streams: read as they arrive, bounded in time and bytes ------------------------------
+
+SPLUNK_PROGRAM = "data('demo.trans.latency').mean().publish()"
+
+
+def splunk_streaming(*parts: bytes, then: str = "hang", timeout: float = 5) -> base.MetricProvider:
+    """A Splunk provider whose server streams ``parts``, then keeps the stream open (``hang``) or sends data
+    without end (``flood``)."""
+
+    async def body() -> Any:
+        for part in parts:
+            yield part
+        if then == "flood":
+            filler = splunk.sse(("data", {"data": [{"tsId": "A", "value": 1}]})) * 2000
+            while True:
+                yield filler
+        await asyncio.Event().wait()  # the server never closes the stream
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=body())
+
+    config = base.ProviderConfig(type="splunk", address="https://api.us1.signalfx.com", namespace="t",
+                                 secret_name="sf")
+    return splunk_provider.SplunkProvider(config, {"sf_token_key": "sf-token-1"}, timeout=timeout,
+                                          transport=httpx.MockTransport(handler))
+
+
+def test_a_signalflow_stream_is_whole_at_its_last_message_though_the_server_keeps_it_open() -> None:
+    whole = splunk.sse(("data", {"data": [{"tsId": "A", "value": 3}]}), ("data", {"data": [{"tsId": "A", "value": 7}]}),
+                       ("control-message", {"event": "END_OF_CHANNEL"}))
+    cut = [whole[i:i + 5] for i in range(0, len(whole), 5)]  # every event split across chunks
+    provider = splunk_streaming(*cut, timeout=30)
+    assert provider.run_query(SPLUNK_PROGRAM) == 7.0
+    failed = splunk_streaming(splunk.sse(("error", {"error": 400, "message": "syntax error"})), timeout=30)
+    with pytest.raises(base.QueryFailed, match="syntax error"):
+        failed.run_query(SPLUNK_PROGRAM)
+
+
+def test_a_signalflow_stream_without_an_end_is_unavailable_at_the_deadline() -> None:
+    provider = splunk_streaming(splunk.sse(("data", {"data": [{"tsId": "A", "value": 3}]})), timeout=0.5)
+    with pytest.raises(base.ProviderUnavailable, match="did not answer within"):
+        provider.run_query(SPLUNK_PROGRAM)
+
+
+def test_a_signalflow_stream_longer_than_the_cap_is_cut_off() -> None:
+    provider = splunk_streaming(then="flood", timeout=30)
+    with pytest.raises(base.ProviderUnavailable, match="larger than 8 MiB"):
+        provider.run_query(SPLUNK_PROGRAM)
+
+
+def test_the_end_of_a_signalflow_stream_is_found_in_any_chunking() -> None:
+    end = splunk.sse(("data", {"data": []}), ("control-message", {"event": "END_OF_CHANNEL"}))
+    for size in (1, 2, 7, len(end)):
+        found = splunk_provider.StreamEnd()
+        said = [found(end[i:i + size]) for i in range(0, len(end), size)]
+        assert said[-1] and not any(said[:-1]), size
+    other = splunk_provider.StreamEnd()
+    assert not other(splunk.sse(("control-message", {"event": "STREAM_START"}), ("data", {"data": []})))
