@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from apis import errors
-from metrics import base, http_api, statistics
+from metrics import answers, base, http_api, statistics
 
 QUERY_PATH = "/data/metrics/api/v1/query"
 ONLINE_QUERY = "vector(1)"
@@ -41,10 +41,10 @@ def value(query: str, answer: Any, vendor: str = "Chronosphere") -> float:
     if isinstance(answer, dict) and answer.get("status") == "error":
         raise base.QueryFailed(query, f"{vendor} refused the query: {answer.get('errorType')}: "
                                       f"{str(answer.get('error'))[:200]}")
-    data = http_api.field(query, answer, "data", dict, f"{vendor}'s answer")
+    data = answers.field(query, answer, "data", dict, f"{vendor}'s answer")
     result = data.get("result")
     if data.get("resultType") == "scalar" and isinstance(result, list) and len(result) == 2:
-        return http_api.number(query, result[1], f"{vendor}'s scalar")
+        return answers.number(query, result[1], f"{vendor}'s scalar")
     if not isinstance(result, list):
         raise base.QueryFailed(query, f"{vendor}'s data has no result list: {str(data)[:120]}")
     if not result:

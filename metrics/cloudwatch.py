@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from apis import errors
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 SERVICE = "monitoring"
 TARGET = "GraniteServiceVersion20100801.GetMetricData"
@@ -89,13 +89,13 @@ def sign(method: str, url: str, headers: Mapping[str, str], payload: bytes, *, a
 
 
 def value(query: str, answer: Any) -> float:
-    results = http_api.field(query, answer, "MetricDataResults", list, "CloudWatch's answer")
+    results = answers.field(query, answer, "MetricDataResults", list, "CloudWatch's answer")
     if not results:
         raise base.NoValuesFound(query, "CloudWatch returned no MetricDataResults")
-    values = http_api.field(query, results[0], "Values", list, "CloudWatch's MetricDataResults[0]")
+    values = answers.field(query, results[0], "Values", list, "CloudWatch's MetricDataResults[0]")
     if not values:
         raise base.NoValuesFound(query, "CloudWatch's first result has no values")
-    return http_api.number(query, values[0], "CloudWatch's Values[0]")
+    return answers.number(query, values[0], "CloudWatch's Values[0]")
 
 
 def credentials(secret: Mapping[str, str] | None, environ: Mapping[str, str]) -> tuple[str, str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 DEFAULT_ADDRESS = "https://api.datadoghq.com"
 QUERY_PATH = "/api/v1/query"
@@ -42,14 +42,14 @@ def value(query: str, answer: Any) -> float:
     series = answer.get("series") if isinstance(answer, dict) else None
     if isinstance(answer, dict) and series in (None, []):
         raise base.NoValuesFound(query, "Datadog returned no series")
-    series = http_api.field(query, answer, "series", list, "Datadog's answer")
-    points = http_api.field(query, series[0], "pointlist", list, "Datadog's series[0]")
+    series = answers.field(query, answer, "series", list, "Datadog's answer")
+    points = answers.field(query, series[0], "pointlist", list, "Datadog's series[0]")
     if not points:
         raise base.NoValuesFound(query, "Datadog's first series has no points")
     point = points[0]
     if not isinstance(point, list) or len(point) != 2:
         raise base.QueryFailed(query, f"Datadog's pointlist[0] is not a [time, value] pair: {point!r:.80}")
-    return http_api.number(query, point[1], "Datadog's pointlist[0] value")
+    return answers.number(query, point[1], "Datadog's pointlist[0] value")
 
 
 class DatadogProvider(http_api.Provider):

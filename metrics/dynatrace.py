@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 TOKEN = "dynatrace_token"
 METRICS_PATH = "/api/v2/metrics/query"
@@ -54,16 +54,16 @@ def metrics_params(query: str, now: float, interval: float) -> dict[str, str]:
 def metrics_value(query: str, answer: Any) -> float:
     if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
         raise base.QueryFailed(query, f"Dynatrace refused the query: {str(answer['error'].get('message'))[:200]}")
-    results = http_api.field(query, answer, "result", list, "Dynatrace's answer")
+    results = answers.field(query, answer, "result", list, "Dynatrace's answer")
     if not results:
         raise base.NoValuesFound(query, "Dynatrace returned no result")
-    data = http_api.field(query, results[0], "data", list, "Dynatrace's result[0]")
+    data = answers.field(query, results[0], "data", list, "Dynatrace's result[0]")
     if not data:
         raise base.NoValuesFound(query, "Dynatrace's result[0] has no data")
-    values = http_api.field(query, data[-1], "values", list, "Dynatrace's last data entry")
+    values = answers.field(query, data[-1], "values", list, "Dynatrace's last data entry")
     if not values:
         raise base.NoValuesFound(query, "Dynatrace's last data entry has no values")
-    return http_api.number(query, values[0], "Dynatrace's values[0]")
+    return answers.number(query, values[0], "Dynatrace's values[0]")
 
 
 def dql_body(query: str, now: float, interval: float) -> dict[str, Any]:
@@ -75,15 +75,15 @@ def dql_body(query: str, now: float, interval: float) -> dict[str, Any]:
 
 
 def dql_state(query: str, answer: Any) -> str:
-    state = http_api.field(query, answer, "state", str, "Dynatrace's DQL answer")
+    state = answers.field(query, answer, "state", str, "Dynatrace's DQL answer")
     if state in _DONE_BADLY:
         raise base.QueryFailed(query, f"the DQL query ended in state {state}")
     return str(state)
 
 
 def dql_value(query: str, answer: Any) -> float:
-    result = http_api.field(query, answer, "result", dict, "Dynatrace's DQL answer")
-    records = http_api.field(query, result, "records", list, "Dynatrace's DQL result")
+    result = answers.field(query, answer, "result", dict, "Dynatrace's DQL answer")
+    records = answers.field(query, result, "records", list, "Dynatrace's DQL result")
     if not records:
         raise base.NoValuesFound(query, "the DQL query returned no records")
     last = records[-1]
@@ -91,7 +91,7 @@ def dql_value(query: str, answer: Any) -> float:
         raise base.QueryFailed(query, f"the last DQL record is not an object: {last!r:.80}")
     if "r" not in last:
         raise base.NoValuesFound(query, "the last DQL record has no field 'r' (name the value r)")
-    return http_api.number(query, last["r"], "the DQL record's r")
+    return answers.number(query, last["r"], "the DQL record's r")
 
 
 class DynatraceProvider(http_api.Provider):
@@ -117,7 +117,7 @@ class DynatraceProvider(http_api.Provider):
         answer = self.api.send_json(query, "POST", f"{DQL_PATH}/query:execute", headers=headers,
                                     json_body=dql_body(query, self._clock(), self.interval))
         while dql_state(query, answer) != "SUCCEEDED":
-            token = http_api.field(query, answer, "requestToken", str, "Dynatrace's running DQL answer")
+            token = answers.field(query, answer, "requestToken", str, "Dynatrace's running DQL answer")
             if time.monotonic() + POLL_SECONDS >= deadline:
                 raise base.ProviderUnavailable(query, f"{self} did not finish the DQL query within "
                                                       f"{self.api.timeout:g}s")

@@ -314,35 +314,6 @@ _LOOP = _Loop()
 # -- reading answers --------------------------------------------------------------------------------
 
 
-def number(query: str, value: Any, where: str) -> float:
-    """``value`` (a JSON number, or a number written as a string) as a float: None and NaN are
-    NoValuesFound (every vendor writes "no data" so), anything else that is not a number QueryFailed.
-    ``where`` names it in messages ("Datadog's pointlist[0]")."""
-    if value is None:
-        raise base.NoValuesFound(query, f"{where} is null (no data in the window)")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise base.QueryFailed(query, f"{where} is {egress.excerpt(json.dumps(value), 80)}, not a number")
-    try:
-        result = float(value)
-    except ValueError:
-        raise base.QueryFailed(query, f"{where} is {egress.excerpt(repr(value), 80)}, not a number") from None
-    if result != result:  # NaN
-        raise base.NoValuesFound(query, f"{where} is NaN (no data in the window, or 0/0)")
-    return result
-
-
-def field(query: str, answer: Any, key: str, kind: type, where: str) -> Any:
-    """``answer[key]`` when ``answer`` is an object and the value is of ``kind``; QueryFailed naming ``where``
-    otherwise (a malformed answer: not the vendor's shape)."""
-    if not isinstance(answer, dict):
-        raise base.QueryFailed(query, f"{where} is not a JSON object: {egress.excerpt(json.dumps(answer), 80)}")
-    value = answer.get(key)
-    if not isinstance(value, kind):
-        raise base.QueryFailed(query, f"{where} has no {key!r} {kind.__name__}: "
-                                      f"{egress.excerpt(json.dumps(answer), 120)}")
-    return value
-
-
 class Provider:
     """What every provider on one ``Client`` shares: ``is_online`` by ``check_online``, ``close``, a
     representation without the address's credentials. Subclasses set ``api`` and write ``run_query``."""

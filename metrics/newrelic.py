@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from apis import errors
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 INSIGHTS_ADDRESS = "https://insights-api.newrelic.com"
 NERDGRAPH_ADDRESS = "https://api.newrelic.com/graphql"
@@ -50,12 +50,12 @@ def nerdgraph_body(query: str, account: str, interval: float) -> dict[str, Any]:
 def insights_value(query: str, answer: Any) -> float:
     if isinstance(answer, dict) and answer.get("error"):
         raise base.QueryFailed(query, f"New Relic refused the query: {str(answer['error'])[:200]}")
-    results = http_api.field(query, answer, "results", list, "New Relic's answer")
+    results = answers.field(query, answer, "results", list, "New Relic's answer")
 
     def read(first: Any) -> float:
         if not isinstance(first, dict):
             raise base.QueryFailed(query, f"New Relic's results[0] is not an object: {first!r:.80}")
-        return http_api.number(query, first.get("result"), "New Relic's results[0].result")
+        return answers.number(query, first.get("result"), "New Relic's results[0].result")
 
     return _only(query, results, read)
 
@@ -65,9 +65,9 @@ def nerdgraph_value(query: str, answer: Any) -> float:
         errors = answer["errors"]
         first = errors[0].get("message") if isinstance(errors, list) and isinstance(errors[0], dict) else errors
         raise base.QueryFailed(query, f"NerdGraph refused the query: {str(first)[:200]}")
-    node: Any = http_api.field(query, answer, "data", dict, "NerdGraph's answer")
+    node: Any = answers.field(query, answer, "data", dict, "NerdGraph's answer")
     for key in ("actor", "account", "nrql"):
-        node = http_api.field(query, node, key, dict, f"NerdGraph's data ({key})")
+        node = answers.field(query, node, key, dict, f"NerdGraph's data ({key})")
     results = node.get("results")
     if results is None:
         raise base.NoValuesFound(query, "NerdGraph returned no results")
@@ -80,7 +80,7 @@ def nerdgraph_value(query: str, answer: Any) -> float:
         numbers = [item for item in first.values() if item is None or isinstance(item, int | float)]
         if len(numbers) > 1:
             raise base.QueryFailed(query, f"NerdGraph's results[0] holds {len(numbers)} values; select one")
-        return http_api.number(query, numbers[0] if numbers else None, "NerdGraph's results[0]")
+        return answers.number(query, numbers[0] if numbers else None, "NerdGraph's results[0]")
 
     return _only(query, results, number_in)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 API_KEY = "apiKey"
 QUERY_PATH = "/api/v5/query_range"
@@ -27,7 +27,7 @@ QUERY_PATH = "/api/v5/query_range"
 def value(query: str, answer: Any) -> float:
     if isinstance(answer, dict) and answer.get("status") == "error":
         raise base.QueryFailed(query, f"SigNoz refused the query: {str(answer.get('error'))[:200]}")
-    data = http_api.field(query, answer, "data", dict, "SigNoz's answer")
+    data = answers.field(query, answer, "data", dict, "SigNoz's answer")
     results = data.get("result")
     if not results:
         raise base.NoValuesFound(query, "SigNoz returned no result")
@@ -47,7 +47,7 @@ def value(query: str, answer: Any) -> float:
         raise base.NoValuesFound(query, "SigNoz's series has no values")
     if not isinstance(values, list) or not isinstance(values[-1], dict):
         raise base.QueryFailed(query, f"SigNoz's values are not objects: {str(values)[:80]}")
-    return http_api.number(query, values[-1].get("value"), "SigNoz's last value")
+    return answers.number(query, values[-1].get("value"), "SigNoz's last value")
 
 
 class SignozProvider(http_api.Provider):

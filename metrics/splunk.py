@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 TOKEN = "sf_token_key"
 EXECUTE_PATH = "/v2/signalflow/execute"
@@ -132,7 +132,7 @@ def value(query: str, stream: str) -> float:
             raise base.QueryFailed(query, f"the SignalFlow job ended with {message.get('event')}: "
                                           f"{str(message.get('abortInfo') or '')[:160]}")
         if event == "data":
-            for point in http_api.field(query, message, "data", list, "a SignalFlow data message"):
+            for point in answers.field(query, message, "data", list, "a SignalFlow data message"):
                 if not isinstance(point, dict):
                     raise base.QueryFailed(query, f"a SignalFlow data point is not an object: {point!r:.80}")
                 if point.get("value") is not None:
@@ -141,7 +141,7 @@ def value(query: str, stream: str) -> float:
         raise base.NoValuesFound(query, "the SignalFlow program published no values")
     if len({ts_id for ts_id, _ in points}) > 1:
         raise base.QueryFailed(query, "the SignalFlow program published several time series; publish one")
-    return http_api.number(query, points[-1][1], "the last SignalFlow value")
+    return answers.number(query, points[-1][1], "the last SignalFlow value")
 
 
 class SplunkProvider(http_api.Provider):

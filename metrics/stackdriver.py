@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from apis import errors
-from metrics import base, http_api
+from metrics import answers, base, http_api
 
 DEFAULT_ADDRESS = "https://monitoring.googleapis.com"
 PROJECT = "project"
@@ -99,9 +99,9 @@ def value(query: str, answer: Any) -> float:
     if not isinstance(first, dict):
         raise base.QueryFailed(query, f"Cloud Monitoring's first value is malformed: {str(values)[:80]}")
     if "doubleValue" in first:
-        return http_api.number(query, first["doubleValue"], "Cloud Monitoring's doubleValue")
+        return answers.number(query, first["doubleValue"], "Cloud Monitoring's doubleValue")
     if "int64Value" in first:
-        return http_api.number(query, first["int64Value"], "Cloud Monitoring's int64Value")
+        return answers.number(query, first["int64Value"], "Cloud Monitoring's int64Value")
     raise base.QueryFailed(query, f"Cloud Monitoring's first value is not a number: {str(first)[:80]}")
 
 
@@ -131,7 +131,7 @@ class StackdriverProvider(http_api.Provider):
         form = {"grant_type": GRANT, "assertion": assertion(self._key, now)}
         answer = self._tokens.send_json(query, "POST", "", content=str(httpx.QueryParams(form)).encode(),
                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-        token = http_api.field(query, answer, "access_token", str, "the token answer")
+        token = answers.field(query, answer, "access_token", str, "the token answer")
         lifetime = answer.get("expires_in", TOKEN_LIFETIME)
         expiry = now + (float(lifetime) if isinstance(lifetime, int | float) else TOKEN_LIFETIME)
         with self._lock:
