@@ -63,7 +63,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from metrics import betting, counts
+from metrics import betting, counts, negligible
 from metrics import dispersion as dispersion_
 
 Verdict = Literal["Pass", "Fail", "Inconclusive"]
@@ -319,8 +319,9 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
     if evidence.step_samples < config.min_samples:
         why = (f"too few samples: {evidence.step_samples} canary requests compared since the step advanced "
                f"(minSamples {config.min_samples}); {facts}")
-    elif (canary.events == 0 or not config.robust or spread is not None) and below_negligible(canary, config, spread):
-        # With events but no dispersion measured yet (one window), bursts could pass as independent evidence.
+    # With events but no dispersion measured yet (one window), bursts could pass as independent evidence.
+    elif (canary.events == 0 or not config.robust or spread is not None) and \
+            negligible.shown_below(canary, config.negligible, config.alpha, spread):
         why = (f"canary {what} is below {config.negligible:.3%} (negligible) at alpha={config.alpha:g}, "
                f"whatever the ratio: {facts}")
         return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
@@ -334,34 +335,6 @@ def judge(evidence: Evidence, config: Config, what: str = "error proportion") ->
         why = f"canary {what} is below {config.pass_ratio:g}x the primary's at alpha={config.alpha:g}: {facts}"
         return Judgement("Pass", False, effect, lower, upper, fail_e, settled, why)
     return _held(evidence, config, why, effect, lower, upper, fail_e)
-
-
-NEGLIGIBLE_MIXTURE = (0.0, 0.25, 0.5)
-"""The alternatives ``f x negligible`` whose likelihood ratios ``below_negligible`` averages: each is a
-nonnegative supermartingale under any proportion at or above ``negligible``, and so is their mean."""
-
-
-def below_negligible(canary: Counts, config: Config, spread: float | None = None) -> bool:
-    """Whether the canary's own event proportion is shown below ``config.negligible`` at level ``1 - alpha``,
-    anytime-valid: the hypothesis "proportion >= q" (q the negligible proportion) is rejected once the mean of
-    the likelihood ratios of ``NEGLIGIBLE_MIXTURE``'s alternatives reaches ``1 / alpha`` (Ville).  Counts
-    are divided by ``spread`` (the dispersion the windows show, when above 1) so that bursts of events do
-    not count as independent evidence."""
-    q = config.negligible
-    if q <= 0 or canary.requests <= 0:
-        return False
-    scale = max(1.0, spread or 1.0)
-    n, k = canary.requests / scale, canary.events / scale
-    terms = []
-    for f in NEGLIGIBLE_MIXTURE:
-        if f == 0.0:
-            if k > 0:
-                continue  # an event is impossible under that alternative: its ratio is 0
-            terms.append(-n * math.log1p(-q))
-        else:
-            terms.append(k * math.log(f) + (n - k) * (math.log1p(-f * q) - math.log1p(-q)))
-    log_mean = np.logaddexp.reduce(np.asarray(terms)) - math.log(len(NEGLIGIBLE_MIXTURE))
-    return bool(log_mean >= math.log(1.0 / config.alpha))
 
 
 def held(evidence: Evidence, config: Config, why: str) -> Judgement:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from metrics import betting, histograms, judge
+from metrics import betting, histograms, judge, negligible
 
 pytestmark = pytest.mark.unit
 
@@ -128,7 +128,7 @@ def test_a_canary_at_the_negligible_proportion_passes_by_it_at_most_alpha_of_the
         canary = judge.ZERO
         for _ in range(60):
             canary = judge.Counts(canary.requests + 200, canary.events + int(rng.binomial(200, 0.01)))
-            if judge.below_negligible(canary, config):
+            if negligible.shown_below(canary, config.negligible, config.alpha):
                 passed += 1
                 break
     # Binomial(400, 0.05): 20 expected, 30 is past its 99th percentile.
@@ -136,9 +136,8 @@ def test_a_canary_at_the_negligible_proportion_passes_by_it_at_most_alpha_of_the
 
 
 def test_bursts_of_errors_count_as_the_dispersion_says_not_as_independent_events() -> None:
-    config = judge.Config(alpha=0.005, negligible=0.01)
-    independent = judge.below_negligible(judge.Counts(20000, 80), config)
-    bursty = judge.below_negligible(judge.Counts(20000, 80), config, spread=10.0)
+    independent = negligible.shown_below(judge.Counts(20000, 80), 0.01, 0.005)
+    bursty = negligible.shown_below(judge.Counts(20000, 80), 0.01, 0.005, spread=10.0)
     assert (independent, bursty) == (True, False)
 
 
