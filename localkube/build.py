@@ -44,6 +44,7 @@ CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
 # The newest KEDA release the Go toolchain here can download (v2.21.1 asks for go >= 1.27.4).
 KEDA_VERSION = "v2.21.0"
+KNATIVE_SERVING_VERSION = "v0.51.0"  # the module of Knative Serving 1.21 (knative.dev/serving tags v0.x)
 
 
 def cache_root() -> pathlib.Path:

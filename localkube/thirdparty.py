@@ -1,8 +1,8 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI, Contour and Traefik objects, so the local
-API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may name); kwok needs
-its Stage objects to make pods Ready.  All of them come from the projects' own Go modules fetched through
+Why this exists: the routers write Istio, Gateway API, SMI, Contour, Traefik and Knative Serving objects, so
+the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may name); kwok
+needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules fetched through
 the Go module proxy (``go mod download``), never copied into this repository.
 
 What it must not do: fetch from anywhere but the Go module proxy.
@@ -32,6 +32,9 @@ CONTOUR = "github.com/projectcontour/contour"
 CONTOUR_KINDS = frozenset({"HTTPProxy"})
 TRAEFIK = "github.com/traefik/traefik/v3"
 KEDA = "github.com/kedacore/keda/v2"
+KNATIVE_SERVING = "knative.dev/serving"
+# The kinds the knative router reads and writes; the rest of Knative Serving is its controller's business.
+KNATIVE_KINDS = frozenset({"Service", "Revision"})
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -59,6 +62,7 @@ MODULES = (
     (CONTOUR, build.CONTOUR_VERSION),
     (TRAEFIK, build.TRAEFIK_VERSION),
     (KEDA, build.KEDA_VERSION),
+    (KNATIVE_SERVING, build.KNATIVE_SERVING_VERSION),
 )
 
 
@@ -160,3 +164,11 @@ def keda_crds() -> list[dict[str, Any]]:
     """KEDA's ScaledObject CRD (keda.sh), from the module's generated bases: the kind ``autoscalerRef`` names."""
     path = module_dir(KEDA, build.KEDA_VERSION) / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def knative_crds() -> list[dict[str, Any]]:
+    """Knative Serving's Service and Revision CRDs (serving.knative.dev/v1), from the module's core config."""
+    folder = module_dir(KNATIVE_SERVING, build.KNATIVE_SERVING_VERSION) / "config" / "core" / "300-resources"
+    return [doc for path in sorted(folder.glob("*.yaml")) for doc in _documents(path)
+            if doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] in KNATIVE_KINDS
+            and doc["spec"]["group"] == "serving.knative.dev"]

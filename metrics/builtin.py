@@ -27,6 +27,9 @@ Providers:
   ``skipper_serve_route_duration_seconds_bucket`` of the canary Ingress's routes to ``<service>-canary``, found
   by Skipper's route names as Flagger's pattern does. Flagger's request-duration is the mean (``_sum /
   _count``); Fledge takes the P99 from the buckets, as for nginx.
+- knative: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the Revision
+  under analysis (``envoy_cluster_name=~"<namespace>/{{ route }}"``, ``route`` being that Revision's name), as
+  Flagger's knative observer.
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -128,6 +131,18 @@ _SKIPPER_DURATION = (
     '[{{ interval }}])) by (le)) * 1000'
 )
 
+# Envoy's upstream cluster of the Revision under analysis, as Knative's ingress names it: <namespace>/<revision>
+# (``{{ route }}``, the Revision's name), as Flagger's knative observer selects it.
+_KNATIVE_CLUSTER = 'envoy_cluster_name=~"{{ namespace }}/{{ route }}"'
+_KNATIVE_SUCCESS_RATE = (
+    f'sum(rate(envoy_cluster_upstream_rq{{{_KNATIVE_CLUSTER},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(envoy_cluster_upstream_rq{{{_KNATIVE_CLUSTER}}}[{{{{ interval }}}}])) * 100'
+)
+_KNATIVE_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{{{_KNATIVE_CLUSTER}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -181,6 +196,7 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     # Flagger gives the smi:* providers its default (Istio) observer, whatever the mesh behind the split.
     "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "skipper": {REQUEST_SUCCESS_RATE: _SKIPPER_SUCCESS_RATE, REQUEST_DURATION: _SKIPPER_DURATION},
+    "knative": {REQUEST_SUCCESS_RATE: _KNATIVE_SUCCESS_RATE, REQUEST_DURATION: _KNATIVE_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

@@ -25,7 +25,7 @@ import jinja2
 from apis import errors, models
 from metrics import sandbox as bounded_sandbox
 
-VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval", "variables")
+VARIABLES = ("name", "namespace", "target", "service", "ingress", "route", "interval", "variables")
 
 
 class QueryTemplateError(errors.SpecError):
@@ -43,6 +43,9 @@ class Variables:
     ingress: str
     interval: str
     variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    route: str = ""
+    """Flagger's ``route``: the Revision under analysis of a Knative Service target (its builtins select it by
+    name), empty for every other target."""
 
     @classmethod
     def of(cls, canary: models.Canary, metric: models.MetricSpec) -> Variables:
@@ -56,6 +59,7 @@ class Variables:
             ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
             interval=metric.interval,
             variables={key: promql_string(value) for key, value in metric.template_variables.items()},
+            route=(canary.status.last_applied_spec or "") if spec.target_ref.knative else "",
         )
 
 

@@ -120,6 +120,8 @@ def _strings(body: Mapping[str, Any], key: str) -> dict[str, str]:
 
 def observe(source: sources.RouteSource, namespace: str, name: str, registration: Registration) -> routes.Observed:
     """Read the app's workloads and route object; raises SourceError (the caller keeps its last state)."""
+    if registration.provider == routes.KNATIVE:
+        return observe_knative(source, namespace, name, registration)
     canary = workload(source, namespace, name)
     primary = workload(source, namespace, f"{name}-primary")
     service = registration.service
@@ -133,6 +135,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.TRAEFIK: (sources.TRAEFIK_SERVICE, service),
         routes.KUBERNETES: (sources.SERVICE, service),
         routes.SKIPPER: (sources.INGRESS, f"{registration.ingress}-canary"),
+        routes.KNATIVE: (sources.KNATIVE_SERVICE, name),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
     provider, route = providers[-1], None
@@ -142,6 +145,8 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         if route is not None:
             provider = candidate
             break
+    if provider == routes.KNATIVE:
+        return observe_knative(source, namespace, name, registration)
     return routes.Observed(
         provider=provider,
         namespace=namespace,
@@ -151,6 +156,23 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         canary=canary,
         annotation_prefix=registration.annotation_prefix,
     )
+
+
+KNATIVE_DEPLOYMENT_SUFFIX = "-deployment"  # Knative runs Revision <r> as Deployment <r>-deployment
+
+
+def observe_knative(source: sources.RouteSource, namespace: str, name: str, registration: Registration
+                    ) -> routes.Observed:
+    """A Knative Service ``name``: the primary is the Deployment of its pinned Revision, the canary that of its
+    latest Revision (the same one between releases); raises SourceError."""
+    service = source.get(sources.KNATIVE_SERVICE, namespace, name)
+    primary_revision, latest_revision = routes.knative_revisions(service) if service is not None else (None, None)
+
+    def deployment(revision: str | None) -> routes.Manifest | None:
+        return source.get(sources.DEPLOYMENT, namespace, revision + KNATIVE_DEPLOYMENT_SUFFIX) if revision else None
+
+    return routes.Observed(provider=routes.KNATIVE, namespace=namespace, service=registration.service, route=service,
+                           primary=deployment(primary_revision), canary=deployment(latest_revision))
 
 
 def workload(source: sources.RouteSource, namespace: str, name: str) -> routes.Manifest | None:
@@ -407,8 +429,8 @@ class App:
             ingress=self.registration.ingress if nginx else None,
             canary=f"{self.registration.service}-canary" if nginx and canary else "",
             pods=pods[version],
-            envoy_cluster=f"{self.namespace}_{service}_{port}"
-            if observed.provider == routes.CONTOUR and port is not None else None,
+            envoy_cluster=_envoy_cluster(observed, version, f"{self.namespace}_{service}_{port}"
+                                         if observed.provider == routes.CONTOUR and port is not None else None),
             traefik_service=f"{self.namespace}-{service}-{port}@kubernetescrd"
             if observed.provider == routes.TRAEFIK and port is not None else None,
             route=route,
@@ -444,6 +466,16 @@ class _Batch:
     mirror: bool
     count: int
     errors: int = 0
+
+
+def _envoy_cluster(observed: routes.Observed, version: Version, contour: str | None) -> str | None:
+    """Envoy's upstream cluster of a request: Contour's for an HTTPProxy, ``<namespace>/<revision>`` (the
+    Revision that served it) behind a Knative Service, else none."""
+    if observed.provider != routes.KNATIVE or observed.route is None:
+        return contour
+    primary, latest = routes.knative_revisions(observed.route)
+    revision = primary if version is Version.PRIMARY else latest
+    return f"{observed.namespace}/{revision}" if revision else None
 
 
 def _skipper_route(observed: routes.Observed, registration: Registration, version: Version) -> tuple[str, str]:

@@ -31,8 +31,9 @@ SMI = "smi"  # an SMI TrafficSplit of another mesh
 CONTOUR = "contour"  # an HTTPProxy, Envoy's upstream cluster metrics
 TRAEFIK = "traefik"  # a TraefikService, Traefik's service metrics
 SKIPPER = "skipper"  # the canary Ingress's backend-weights, Skipper's route metrics
+KNATIVE = "knative"  # a Knative Service's traffic between its Revisions, Envoy's cluster metrics per Revision
 # The last one is the provider assumed for an app whose route objects were not found.
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KUBERNETES)
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -145,6 +146,8 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = kubernetes_split(observed.route, observed.primary, observed.canary)
     elif observed.provider == SKIPPER:
         split = skipper_split(observed.route, observed.service)
+    elif observed.provider == KNATIVE:
+        split = knative_split(observed.route)
     else:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
@@ -463,6 +466,39 @@ def traefik_split(traefik_service: Manifest, service: str, namespace: str) -> Sp
             ours = True
             weights[version] += _number(entry.get("weight"), 1.0)
     return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY]) if ours else None
+
+
+KNATIVE_PRIMARY_REVISION = "flagger.app/primary-revision"
+
+
+def knative_revisions(service: Manifest) -> tuple[str | None, str | None]:
+    """(primary, canary) Revision names of a Knative Service: the one pinned by the annotation, and the latest
+    created one (``status.latestCreatedRevisionName``)."""
+    annotations = _mapping(_mapping(service.get("metadata")).get("annotations"))
+    latest = _mapping(service.get("status")).get("latestCreatedRevisionName")
+    pinned = annotations.get(KNATIVE_PRIMARY_REVISION)
+    return (str(pinned) if pinned else None), (str(latest) if latest else None)
+
+
+def knative_split(service: Manifest) -> Split | None:
+    """Read a Knative Service's ``spec.traffic`` as Knative's ingress does: ``latestRevision: true`` entries go
+    to the latest Revision (the canary), ``revisionName`` entries to that Revision (the pinned primary when it
+    is the one named).  Without traffic entries all of it goes to the latest Revision."""
+    primary, latest = knative_revisions(service)
+    entries = _mappings(_mapping(service.get("spec")).get("traffic"))
+    if not entries:
+        return ALL_CANARY if latest is not None else None
+    to_primary = to_canary = 0.0
+    for entry in entries:
+        percent = _number(entry.get("percent"), 0.0)
+        name = entry.get("revisionName")
+        if entry.get("latestRevision") is True or (name is not None and name == latest and name != primary):
+            to_canary += percent
+        elif name is not None and name == primary:
+            to_primary += percent
+    if to_primary + to_canary <= 0:
+        return None
+    return Split(primary=to_primary, canary=to_canary)
 
 
 def upstream_port(route: Manifest, provider: str, service: str) -> int | None:

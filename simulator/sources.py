@@ -32,9 +32,10 @@ VIRTUAL_SERVICE = "VirtualService"
 TRAFFIC_SPLIT = "TrafficSplit"
 HTTP_PROXY = "HTTPProxy"
 TRAEFIK_SERVICE = "TraefikService"
+KNATIVE_SERVICE = "KnativeService"  # serving.knative.dev Service: a kind of its own here, apart from v1 Service
 POD = "Pod"
 KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE, TRAFFIC_SPLIT, HTTP_PROXY,
-         TRAEFIK_SERVICE)
+         TRAEFIK_SERVICE, KNATIVE_SERVICE)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
@@ -43,6 +44,7 @@ _CUSTOM = {
     TRAFFIC_SPLIT: ("split.smi-spec.io", ("v1alpha3", "v1alpha2", "v1alpha1"), "trafficsplits"),
     HTTP_PROXY: ("projectcontour.io", ("v1",), "httpproxies"),
     TRAEFIK_SERVICE: ("traefik.io", ("v1alpha1",), "traefikservices"),
+    KNATIVE_SERVICE: ("serving.knative.dev", ("v1",), "services"),
 }
 
 REQUEST_TIMEOUT_SECONDS = 5.0

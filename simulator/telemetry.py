@@ -92,7 +92,7 @@ class Served:
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
     pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
     buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
-    envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour routed the request, else None
+    envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour or Knative routed it, else None
     traefik_service: str | None = None  # Traefik's service name when Traefik routed the request, else None
     route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
 
@@ -201,6 +201,8 @@ class Telemetry:
                     + self._linkerd_latency.forget(0, namespace)
                     + self._envoy_requests.forget_prefix(0, f"{namespace}_")
                     + self._envoy_duration.forget_prefix(0, f"{namespace}_")
+                    + self._envoy_requests.forget_prefix(0, f"{namespace}/")
+                    + self._envoy_duration.forget_prefix(0, f"{namespace}/")
                     + self._traefik_duration.forget_prefix(0, f"{namespace}-")
                     + self._skipper_response.forget_prefix(2, _skipper_namespace(namespace))
                     + self._skipper_serve.forget_prefix(2, _skipper_namespace(namespace)))

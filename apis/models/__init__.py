@@ -53,6 +53,7 @@ from apis.models.parsing import (
     spec_error,
 )
 from apis.models.refs import (
+    KNATIVE_API_VERSION,
     AutoscalerRef,
     CustomMetadata,
     GatewayRef,
@@ -93,6 +94,7 @@ __all__ = [
     "BUILTIN_METRICS",
     "FLAGGER_API_VERSION",
     "GROUP",
+    "KNATIVE_API_VERSION",
     "MAX_QUERY_IN_STATUS",
     "TRUNCATED",
     "VERSION",

@@ -10,7 +10,7 @@ router or a provider applies the spec.
 
 import enum
 import itertools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import pydantic
 
@@ -230,7 +230,9 @@ class CanarySpec(base.ApiModel):
     target_ref: refs.TargetRef
     autoscaler_ref: refs.AutoscalerRef | None = None
     ingress_ref: refs.IngressRef | None = None
-    service: ServiceSpec
+    service: ServiceSpec = pydantic.Field(default=cast(ServiceSpec, None), validate_default=False)
+    """The Services and routes of the app; required, except for a Knative Service target (provider knative),
+    which routes between its own Revisions and has no Service of Fledge's (as in Flagger's Knative tutorial)."""
     analysis: AnalysisSpec
     progress_deadline_seconds: int = pydantic.Field(default=600, ge=1)
     """Seconds a rollout may make no progress before it is rolled back."""
@@ -240,6 +242,25 @@ class CanarySpec(base.ApiModel):
     """Give the target back its own traffic when the Canary is deleted."""
     suspend: bool = False
     """Start no release and pause a running one."""
+
+    cel_rules = (
+        base.CelRule(
+            "has(self.service) || self.targetRef.kind == 'Service'",
+            lambda spec: spec.service is not None or spec.target_ref.knative,
+            "service is required: only a Knative Service target (provider knative) has none", ".service"),
+    )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _knative_service(cls, data: Any) -> Any:
+        """A Knative Service target without a service block: the port Fledge's Services would have is never
+        used (the knative router writes no Service), and is 80 so that the rest of the spec reads as always."""
+        if isinstance(data, dict) and data.get("service") is None:
+            target = data.get("targetRef") or data.get("target_ref")
+            if isinstance(target, dict) and target.get("kind") == "Service" \
+                    and target.get("apiVersion", target.get("api_version")) == refs.KNATIVE_API_VERSION:
+                return {**data, "service": {"port": 80}}
+        return data
 
     def router_provider(self, default: str) -> str:
         """The router of this canary: ``provider``, else the controller's default (``--provider``).

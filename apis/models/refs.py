@@ -4,7 +4,7 @@ Why this module exists: a Canary names the objects it works with, and the same s
 a Secret, metadata to add) recur in the spec and in MetricTemplates and AlertProviders.
 
 What it must not do: look the objects up (the controller does, through its caches) or accept a target kind
-the controller cannot release (Deployments and DaemonSets).
+the controller cannot release (Deployments, DaemonSets and Knative Services).
 """
 
 from typing import Any, Literal
@@ -13,24 +13,41 @@ import pydantic
 
 from apis.models import base
 
+KNATIVE_API_VERSION = "serving.knative.dev/v1"
+
 
 class TargetRef(base.ApiModel):
-    """The workload under release. Fledge copies it to <name>-primary and analyses every new revision."""
+    """The workload under release. Fledge copies it to <name>-primary and analyses every new revision; a Knative
+    Service (provider knative) keeps both versions itself as Revisions, and Fledge pins the primary's."""
 
     api_version: str
-    """API version of the workload, e.g. apps/v1."""
-    kind: Literal["Deployment", "DaemonSet"]
+    """API version of the workload: apps/v1, or serving.knative.dev/v1 for a Knative Service."""
+    kind: Literal["Deployment", "DaemonSet", "Service"]
     """Kind of the workload: Deployment or DaemonSet (a parked DaemonSet carries a node selector that no node
-    matches, flagger.app/scale-to-zero: "true")."""
+    matches, flagger.app/scale-to-zero: "true"), or Service for a Knative Service (apiVersion
+    serving.knative.dev/v1, provider knative)."""
     name: str = pydantic.Field(min_length=1)
     """Name of the workload in the Canary's namespace."""
 
     @pydantic.field_validator("kind", mode="before")
     @classmethod
     def _only_releasable(cls, value: Any) -> Any:
-        if value not in ("Deployment", "DaemonSet"):
-            raise ValueError(f"Fledge supports only Deployment and DaemonSet targets, got {value!r}")
+        if value not in ("Deployment", "DaemonSet", "Service"):
+            raise ValueError(f"Fledge supports only Deployment, DaemonSet and Knative Service targets, got {value!r}")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _service_is_knative(self) -> "TargetRef":
+        if (self.kind == "Service") != (self.api_version == KNATIVE_API_VERSION):
+            raise ValueError(f"a Service target must be a Knative Service (apiVersion {KNATIVE_API_VERSION}), and "
+                             f"{KNATIVE_API_VERSION} has no target kind but Service; got {self.api_version} "
+                             f"{self.kind}")
+        return self
+
+    @property
+    def knative(self) -> bool:
+        """Whether the target is a Knative Service (its versions are Revisions, not a -primary copy)."""
+        return self.kind == "Service"
 
 
 class IngressRef(base.ApiModel):

@@ -77,6 +77,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     (models.API_VERSION, "AlertProvider"): Resource(models.GROUP, models.VERSION, "alertproviders"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): Resource("autoscaling", "v2", "horizontalpodautoscalers"),
     ("keda.sh/v1alpha1", "ScaledObject"): Resource("keda.sh", "v1alpha1", "scaledobjects"),
+    ("serving.knative.dev/v1", "Service"): Resource("serving.knative.dev", "v1", "services"),
+    ("serving.knative.dev/v1", "Revision"): Resource("serving.knative.dev", "v1", "revisions"),
 }
 
 

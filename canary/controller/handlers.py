@@ -77,6 +77,8 @@ def _cache(body: dict[str, Any], event_type: str) -> bool:
 # wake every canary of their namespace, which looks again from the cache instead of at the next resync.
 # The rest (Services, routes) are only cached: Fledge writes them and reads them back.
 WORKLOADS = frozenset({"Deployment", "DaemonSet"})
+KNATIVE_GROUP = "serving.knative.dev/"  # a Knative Service is a target and its Revisions are its versions
+KNATIVE_SERVICE_LABEL = "serving.knative.dev/service"
 NAMED_BY_CANARIES = frozenset({"ConfigMap", "Secret", "HorizontalPodAutoscaler", "ScaledObject", "Ingress",
                                "MetricTemplate", "AlertProvider"})
 
@@ -88,8 +90,12 @@ def watch_event(event_type: str, body: dict[str, Any]) -> None:
     if not _cache(body, event_type):
         return
     kind, meta = body.get("kind"), body.get("metadata") or {}
-    if kind in WORKLOADS:
+    knative = str(body.get("apiVersion") or "").startswith(KNATIVE_GROUP)
+    if kind in WORKLOADS or (knative and kind == "Service"):
         _wakeups().workload_changed(meta.get("namespace") or "", meta.get("name") or "")
+    elif knative and kind == "Revision":  # a Knative Service's new or newly ready version: wake its canary
+        service = (meta.get("labels") or {}).get(KNATIVE_SERVICE_LABEL) or ""
+        _wakeups().workload_changed(meta.get("namespace") or "", service)
     elif kind in NAMED_BY_CANARIES:
         _wakeups().namespace_changed(meta.get("namespace") or "")
         # A template or provider shared with other namespaces (spec.allowedNamespaces) concerns their canaries too.

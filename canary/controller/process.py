@@ -113,7 +113,7 @@ WATCHED = (
     ("traefik.io/v1alpha1", "TraefikService"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
     (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "ScaledObject"), ("serving.knative.dev/v1", "Service"), ("serving.knative.dev/v1", "Revision"),
 )
 
 

@@ -18,12 +18,13 @@ import datetime
 import logging
 from typing import Any
 
-from apis import errors, models, naming
+from apis import errors, models, naming, vocabulary
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import context, observe, webhooks
-from canary.objects import autoscalers, diffing, ownership, workloads
+from canary.objects import autoscalers, diffing, knative, ownership, workloads
 from notifiers import alerts
+from routers import knative as knative_router
 
 log = logging.getLogger("fledge.execute")
 
@@ -140,6 +141,11 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
         return store.get(api_version, kind, canary.namespace, name)
 
     router = snap.router
+    if knative.is_knative(canary):
+        # A Knative Service has no Services or primary of Fledge's: only its annotation and traffic are owned.
+        if router is not None and diffing.outdated(router.desired(canary), store):
+            await router.reconcile(canary)
+        return
     with store.reading() as reads:
         plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, store),
                               switched_apex=router is not None and router.switches_apex)
@@ -157,8 +163,13 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
 
 async def _create_primary(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
                           snap: observe.Snapshot) -> None:
-    """The ``-primary`` workload from the target (at initialization, or again after it was deleted)."""
+    """The ``-primary`` workload from the target (at initialization, or again after it was deleted); for a
+    Knative Service, the primary Revision pinned in its annotation (the router's ``desired``)."""
     target = snap.target
+    if knative.is_knative(canary):
+        if snap.router is not None:
+            await snap.router.reconcile(canary)
+        return
 
     def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         return cluster.store.get(api_version, kind, canary.namespace, name)
@@ -199,6 +210,8 @@ async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[
 
 async def _scale_target(writer: kube.Writer, canary: models.Canary, target: dict[str, Any] | None,
                         replicas: int) -> None:
+    if knative.is_knative(canary):
+        return  # Knative scales each Revision by its traffic, to zero when it has none (Flagger does nothing)
     patch = workloads.scale_patch(target, replicas) if target is not None else None  # a DaemonSet: (un)park it
     if patch is not None:
         await writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace, canary.spec.target_ref.name,
@@ -220,6 +233,9 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
                    snap: observe.Snapshot) -> None:
     if snap.target is None:
         return
+    if knative.is_knative(canary):
+        await _promote_revision(cluster, canary, snap)
+        return
     target_replicas = int((snap.target.get("spec") or {}).get("replicas") or 0)
     replicas = core.promoted_primary_replicas(target_replicas, snap.observed.primary.desired,
                                               autoscaled=canary.spec.autoscaler_ref is not None,
@@ -228,6 +244,16 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)
+
+
+async def _promote_revision(cluster: context.Cluster, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """Pin the analysed Revision as the primary, keeping the weights the Service has (the core then routes
+    all to it); the Revision Knative created last may be newer, and is not the one approved."""
+    revision = snap.observed.revision
+    if revision is None:
+        return
+    weights = snap.observed.routes or vocabulary.ALL_PRIMARY
+    await cluster.writer.apply(knative_router.service_apply(canary, revision, weights), naming.field_manager(canary))
 
 
 async def _apply_autoscaler(cluster: context.Cluster, canary: models.Canary) -> None:

@@ -24,7 +24,7 @@ from canary import core
 from canary.cluster import watchcache
 from canary.core import requests
 from canary.engine import context, webhooks
-from canary.objects import autoscalers, ownership, workloads
+from canary.objects import autoscalers, knative, ownership, workloads
 from metrics import base as metric_base
 from metrics import builtin, metric_checks
 from routers import base as routers
@@ -116,6 +116,8 @@ def _legacy_digests(store: watchcache.Store, settings: context.Settings, canary:
 
 async def observe(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
                   canary: models.Canary, now: datetime.datetime) -> Snapshot:
+    if knative.is_knative(canary):
+        return observe_knative(cluster, settings, memos, canary, now)
     namespace, store = canary.namespace, cluster.store
     target = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
     primary = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
@@ -155,6 +157,42 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
                                    autoscaler_min_replicas=autoscalers.min_replicas(autoscaler)
                                    if autoscaler is not None else None)
     return Snapshot(observed, target, router)
+
+
+def observe_knative(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
+                    canary: models.Canary, now: datetime.datetime) -> Snapshot:
+    """``observe`` for a Knative Service target: the revision is the latest created Revision's name, the
+    primary the pinned Revision (``canary.objects.knative``); no config is tracked and no Service is Fledge's."""
+    namespace, store, ref = canary.namespace, cluster.store, canary.spec.target_ref
+    service = store.get(knative.API_VERSION, knative.SERVICE, namespace, ref.name)
+    pinned = knative.primary_revision(service)
+    primary = store.get(knative.API_VERSION, knative.REVISION, namespace, pinned) if pinned else None
+    provider = core.provider(canary, settings.default_provider)
+    base = core.Observed(canary=canary, now=now, revision=None, primary=knative.revision_state(primary),
+                         request=requests.request(canary.metadata.annotations),
+                         paused=requests.paused(canary.metadata.annotations), shifts_traffic=True)
+    try:
+        if provider != "knative":
+            raise models.SpecError("spec.provider", f"a Knative Service target is released by the knative "
+                                                    f"provider, not {provider!r}; set spec.provider: knative")
+        router = router_for(cluster, settings, canary)
+        if service is None:
+            raise errors.MissingTarget(f"spec.targetRef.name: Knative Service {namespace}/{ref.name} not found; "
+                                       "create it or fix spec.targetRef.name")
+        _validate_metrics(store, settings, memos, canary)
+        check_alert_providers(store, settings, canary)
+    except (errors.FatalError, models.SpecError) as exc:
+        unchecked: routers.Router | None = None
+        routes = None
+        with contextlib.suppress(errors.FatalError):
+            unchecked = routers.for_provider(provider, store, cluster.writer)
+            routes = unchecked.get_routes(canary)
+        return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), service, unchecked)
+    revision = knative.latest_revision(service)
+    latest = store.get(knative.API_VERSION, knative.REVISION, namespace, revision) if revision else None
+    observed = dataclasses.replace(base, revision=revision, configs={}, routes=router.get_routes(canary),
+                                   target=knative.target_state(latest, pinned))
+    return Snapshot(observed, service, router)
 
 
 def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str, str], router: routers.Router

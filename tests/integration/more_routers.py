@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from localkube import manifests as kubectl
+from tests.integration import apps, fake_knative
 
 Weights = tuple[int, int]
 # The tutorials' analysis (its thresholds and builtin metrics), on a clock of seconds and in two steps, not ten.
@@ -34,6 +35,20 @@ class Router:
     weights: Callable[[Any, str, str], Weights | None]  # (api, namespace, app) -> what the route object says
     check_object: Callable[[Any, str, str], None]  # asserts the route object as initialized
     prepare: Callable[[Any, str, str], None] = lambda api, namespace, app: None  # the user's own objects
+    # (api, namespace, app, version, error rate): the user ships a version (the target's new template)
+    ship: Callable[[Any, str, str, str, float], None] = lambda api, namespace, app, version, error_rate: (
+        ship_deployment(api, namespace, app, version, error_rate))
+    # (api, namespace, app) -> the version the primary serves (the tag of its image)
+    primary_tag: Callable[[Any, str, str], str] = lambda api, namespace, app: primary_deployment_tag(
+        api, namespace, app)
+
+
+def ship_deployment(api: Any, namespace: str, app: str, version: str, error_rate: float) -> None:
+    kubectl.apply(api, apps.deployment(namespace, app, version, error_rate=error_rate))
+
+
+def primary_deployment_tag(api: Any, namespace: str, app: str) -> str:
+    return apps.image_of(api, namespace, f"{app}-primary").rsplit(":", 1)[1]
 
 
 def tutorial_canary(namespace: str, app: str, provider: str, **service: Any) -> dict[str, Any]:
@@ -169,7 +184,52 @@ def traefik_object(api: Any, namespace: str, app: str) -> None:
 TRAEFIK = Router("traefik", "traefik", lambda namespace, app: tutorial_canary(namespace, app, "traefik", port=80),
                  traefik_weights, traefik_object)
 
-ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK]
+# -- Knative (the Knative Service's own traffic between its Revisions) ---------------------------------------
+
+
+def knative_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Knative tutorial: the Knative Service as the target, no service block, the builtin metrics."""
+    body = tutorial_canary(namespace, app, "knative")
+    body["spec"]["targetRef"] = {"apiVersion": fake_knative.API_VERSION, "kind": "Service", "name": app}
+    del body["spec"]["service"]
+    return body
+
+
+def knative_ship(api: Any, namespace: str, app: str, version: str, error_rate: float) -> None:
+    """The tutorial's ``kubectl patch services.serving`` of the image; Knative (here its stand-in) makes the
+    Revision."""
+    kubectl.apply(api, fake_knative.service(namespace, app, version, error_rate=error_rate))
+    fake_knative.revise(api, namespace, app)
+
+
+def knative_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    """(pinned primary Revision's percent, latest Revision's percent) of the Service's spec.traffic."""
+    service = kubectl.get(api, fake_knative.API_VERSION, "Service", namespace, app) or {}
+    pinned = ((service.get("metadata") or {}).get("annotations") or {}).get("flagger.app/primary-revision")
+    traffic = (service.get("spec") or {}).get("traffic") or []
+    if pinned is None or not traffic:
+        return None
+    primary = sum(int(e.get("percent", 0)) for e in traffic if e.get("revisionName") == pinned)
+    canary = sum(int(e.get("percent", 0)) for e in traffic if e.get("latestRevision") is True)
+    return primary, canary
+
+
+def knative_object(api: Any, namespace: str, app: str) -> None:
+    service = kubectl.get(api, fake_knative.API_VERSION, "Service", namespace, app) or {}
+    assert service["metadata"]["annotations"]["flagger.app/primary-revision"] == f"{app}-00001", service
+    assert service["spec"]["traffic"] == [
+        {"latestRevision": True, "percent": 0},
+        {"latestRevision": False, "revisionName": f"{app}-00001", "percent": 100}], service
+    managers = {entry["manager"] for entry in service["metadata"]["managedFields"]
+                if "f:traffic" in (entry.get("fieldsV1") or {}).get("f:spec", {})}
+    assert managers == {f"fledge/{app}"}, service["metadata"]["managedFields"]
+    assert kubectl.get(api, "apps/v1", "Deployment", namespace, f"{app}-primary") is None
+
+
+KNATIVE = Router("knative", "knative", knative_canary, knative_weights, knative_object, ship=knative_ship,
+                 primary_tag=fake_knative.primary_tag)
+
+ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE]
 # Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
 TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
 

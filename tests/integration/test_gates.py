@@ -343,14 +343,13 @@ def walk_router_gates(api: Any, namespace: str, testers: dict[str, str], walk: R
     types = ("confirm-traffic-increase", "confirm-promotion") if weighted else ("confirm-promotion",)
     body = walk.router.canary(namespace, walk.app)
     body["spec"]["analysis"] = {**walk.analysis, "webhooks": gates.hooks(*types)}
-    kubectl.apply(api, apps.deployment(namespace, walk.app, "1"))
+    walk.router.ship(api, namespace, walk.app, "1", 0.0)
     kubectl.apply(api, body)
     apps.wait_phase(api, namespace, walk.app, "Initialized", timeout=60)
 
     def look() -> tuple[str, object, str]:
         phase = str(apps.status(api, namespace, walk.app).get("phase", ""))
-        image = apps.image_of(api, namespace, f"{walk.app}-primary").rsplit(":", 1)[1]
-        return phase, walk.router.weights(api, namespace, walk.app), image
+        return phase, walk.router.weights(api, namespace, walk.app), walk.router.primary_tag(api, namespace, walk.app)
 
     def until(*phases: str) -> list[tuple[str, object, str]]:
         seen: list[tuple[str, object, str]] = []
@@ -364,7 +363,7 @@ def walk_router_gates(api: Any, namespace: str, testers: dict[str, str], walk: R
             time.sleep(0.1)
         return seen
 
-    kubectl.apply(api, apps.deployment(namespace, walk.app, "2"))
+    walk.router.ship(api, namespace, walk.app, "2", 0.0)
     if weighted:
         until("Progressing", *FINAL)
         # Closed: not even the first step is taken.

@@ -1,5 +1,6 @@
 """Flagger's other routers on the real control plane: Linkerd and SMI (TrafficSplit), Contour (HTTPProxy),
-Traefik (TraefikService), and Flagger's Linkerd tutorial of today (Gateway API with the Service as parent).
+Traefik (TraefikService), Knative (a Knative Service's traffic between its Revisions, Knative's controller
+played by ``fake_knative``), and Flagger's Linkerd tutorial of today (Gateway API with the Service as parent).
 
 For each router, the Canary of Flagger's tutorial for it, with ``apiVersion: fledge.dev/v1beta1`` and a
 faster clock (seconds where the tutorial has minutes, fewer steps), is released twice at once: a healthy
@@ -58,7 +59,7 @@ def release(env: environment.Environment, api: Any, namespace: str, case: Case
     """Install v1 with the router's Canary, initialize, ship v2; the weights seen and the final status."""
     router, app = case.router, case.app
     router.prepare(api, namespace, app)
-    kubectl.apply(api, apps.deployment(namespace, app, "1"))
+    router.ship(api, namespace, app, "1", 0.0)
     body = router.canary(namespace, app)
     if case.analysis is not None:
         body["spec"]["analysis"] = copy.deepcopy(case.analysis)
@@ -66,7 +67,7 @@ def release(env: environment.Environment, api: Any, namespace: str, case: Case
     apps.simulate(env, namespace, app, router.simulated, rps=40, **dict(case.registration))
     apps.wait_phase(api, namespace, app, "Initialized", timeout=60)
     router.check_object(api, namespace, app)
-    kubectl.apply(api, apps.deployment(namespace, app, "2", error_rate=0.0 if case.healthy else 0.3))
+    router.ship(api, namespace, app, "2", 0.0 if case.healthy else 0.3)
     return apps.record(lambda: router.weights(api, namespace, app), api, namespace, app, {"Succeeded", "Failed"},
                        timeout=120)
 
@@ -83,11 +84,11 @@ def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
         if case.healthy:
             assert final["phase"] == "Succeeded", where
             assert tuple(seen) == case.walk, where
-            assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:2", where
+            assert case.router.primary_tag(api, namespace, app) == "2", where
         else:
             assert final["phase"] == "Failed", where
             assert seen[-1] == (100, 0) and max(weights[1] for weights in seen) < 100, where
-            assert apps.image_of(api, namespace, f"{app}-primary") == f"example.invalid/{app}:1", where
+            assert case.router.primary_tag(api, namespace, app) == "1", where
             messages = " ".join(event.message or "" for event in apps.canary_events(api, namespace)
                                 if event.involved_object.name == app)
             assert "request-success-rate" in messages, where

@@ -55,6 +55,7 @@ def ruled_models() -> list[type[base.ApiModel]]:
 
 # model → where its rules must appear in which CRD
 PLACES = {
+    models.CanarySpec: ("canaries.yaml", "spec"),
     models.AnalysisSpec: ("canaries.yaml", "spec.analysis"),
     models.MetricSpec: ("canaries.yaml", "spec.analysis.metrics.[]"),
     models.ThresholdRange: ("canaries.yaml", "spec.analysis.metrics.[].thresholdRange"),

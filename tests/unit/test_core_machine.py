@@ -36,7 +36,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from apis import models
 from canary import core
 from routers import base as routers
-from routers import contour, smi, traefik
+from routers import contour, knative, smi, traefik
 
 pytestmark = pytest.mark.unit
 
@@ -53,15 +53,18 @@ MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}]
 SPEC_ERROR = "spec.analysis.metrics[0].templateRef: MetricTemplate ns/latency not found"
 # The routers each variant runs on (besides istio): what Flagger's router for them can route.  For these, every
 # route the core writes is built by the router's pure builder and read back, which must give the same weights.
-WEIGHTED_ONLY = ("linkerd", "smi:v1alpha1", "smi:v1alpha2", "smi:v1alpha3", "contour", "traefik")
+WEIGHTED_ONLY = ("linkerd", "smi:v1alpha1", "smi:v1alpha2", "smi:v1alpha3", "contour", "traefik", "knative")
 ROUTERS_FOR = {"canary": WEIGHTED_ONLY, "canary-stepWeights": WEIGHTED_ONLY, "ab": ("contour",),
                "bluegreen": WEIGHTED_ONLY, "bluegreen-mirror": ("traefik",)}
 ROUND_TRIPS: dict[str, Any] = {
-    **{name: (smi.traffic_split, smi.split_weights) for name in WEIGHTED_ONLY if name != "contour"
-       and name != "traefik"},
+    **{name: (smi.traffic_split, smi.split_weights) for name in WEIGHTED_ONLY if name.startswith(("linkerd", "smi"))},
     "contour": (contour.http_proxy, contour.proxy_weights),
     "traefik": (traefik.traefik_service, traefik.service_weights),
+    # The Knative Service's annotation and traffic, the primary pinned to the first revision.
+    "knative": (lambda canary, weights: knative.service_apply(canary, "rev1", weights),
+                lambda service, canary: knative.traffic_weights(service)),
 }
+KNATIVE_TARGET = {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "app"}
 # A decision asks for at most a rollback gate, checks and an approval gate; canary.engine.tick gives up after 8.
 MAX_NEEDS = 8
 
@@ -183,6 +186,8 @@ def specs(draw: st.DrawFn) -> tuple[str, dict[str, Any], dict[str, Any]]:
         spec["provider"] = draw(st.sampled_from(["istio", "istio", *ROUTERS_FOR[variant]]), label="provider")
     if spec["provider"] == "istio" and variant != "ab" and not analysis.get("mirror"):
         spec["provider"] = draw(st.sampled_from(["istio", "skipper"]))  # skipper: no A/B, no mirroring
+    if spec["provider"] == "knative":  # its target is a Knative Service, whose Revisions the workloads stand for
+        spec["targetRef"] = KNATIVE_TARGET
     return variant, analysis, spec
 
 

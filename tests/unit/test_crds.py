@@ -125,8 +125,10 @@ def test_optional_fields_have_no_default() -> None:
 def test_canary_schema_details() -> None:
     schema = root_schema("canaries.yaml")
     assert schema["required"] == ["spec"]
-    assert at(schema, "spec")["required"] == ["analysis", "service", "targetRef"]
-    assert at(schema, "spec.targetRef.kind")["enum"] == ["Deployment", "DaemonSet"]
+    # service is required too, by a rule: a Knative Service target has none (provider knative)
+    assert at(schema, "spec")["required"] == ["analysis", "targetRef"]
+    assert [rule["fieldPath"] for rule in at(schema, "spec")["x-kubernetes-validations"]] == [".service"]
+    assert at(schema, "spec.targetRef.kind")["enum"] == ["Deployment", "DaemonSet", "Service"]
     assert at(schema, "spec.service.targetPort") == {
         "description": "Container port number or name; defaults to port.", "x-kubernetes-int-or-string": True}
     for free in ("trafficPolicy", "retries", "headers", "corsPolicy", "rewrite"):

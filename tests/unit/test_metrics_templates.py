@@ -103,7 +103,7 @@ def test_unknown_variable_lists_the_known_ones() -> None:
     assert caught.value.field == FIELD
     assert caught.value.message == (
         "MetricTemplate default/errors: 'pod' is undefined; a query can use name, namespace, target, service, "
-        "ingress, interval, variables (variables.<key> for templateVariables)"
+        "ingress, route, interval, variables (variables.<key> for templateVariables)"
     )
 
 

@@ -213,7 +213,7 @@ def test_flagger_manifest_needs_only_the_api_version_changed() -> None:
         (("spec", "analysis", "stepweight"), 5, "spec.analysis.stepweight: unknown field"),
         (("spec", "service", "port"), "http", "spec.service.port: expected integer"),
         (("spec", "analysis", "interval"), "1 minute", "does not match"),
-        (("spec", "targetRef", "kind"), "StatefulSet", "not in ['Deployment', 'DaemonSet']"),
+        (("spec", "targetRef", "kind"), "StatefulSet", "not in ['Deployment', 'DaemonSet', 'Service']"),
         (("spec", "service", "trafficPolicy", "anythingGoes"), {"x": 1}, None),
     ],
 )
