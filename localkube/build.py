@@ -44,6 +44,8 @@ CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
 # The newest KEDA release the Go toolchain here can download (v2.21.1 asks for go >= 1.27.4).
 KEDA_VERSION = "v2.21.0"
+APISIX_INGRESS_VERSION = "v1.7.0"  # the proxy serves only some versions of these two (others: 403)
+KUMA_VERSION = "v1.8.1"
 
 
 def cache_root() -> pathlib.Path:

@@ -1,6 +1,6 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI, Contour and Traefik objects, so the local
+Why this exists: the routers write Istio, Gateway API, SMI, Contour, Traefik, APISIX and Kuma objects, so the local
 API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may name); kwok needs
 its Stage objects to make pods Ready.  All of them come from the projects' own Go modules fetched through
 the Go module proxy (``go mod download``), never copied into this repository.
@@ -32,6 +32,8 @@ CONTOUR = "github.com/projectcontour/contour"
 CONTOUR_KINDS = frozenset({"HTTPProxy"})
 TRAEFIK = "github.com/traefik/traefik/v3"
 KEDA = "github.com/kedacore/keda/v2"
+APISIX_INGRESS = "github.com/apache/apisix-ingress-controller"
+KUMA = "github.com/kumahq/kuma"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -59,6 +61,8 @@ MODULES = (
     (CONTOUR, build.CONTOUR_VERSION),
     (TRAEFIK, build.TRAEFIK_VERSION),
     (KEDA, build.KEDA_VERSION),
+    (APISIX_INGRESS, build.APISIX_INGRESS_VERSION),
+    (KUMA, build.KUMA_VERSION),
 )
 
 
@@ -159,4 +163,18 @@ def traefik_crds() -> list[dict[str, Any]]:
 def keda_crds() -> list[dict[str, Any]]:
     """KEDA's ScaledObject CRD (keda.sh), from the module's generated bases: the kind ``autoscalerRef`` names."""
     path = module_dir(KEDA, build.KEDA_VERSION) / "config" / "crd" / "bases" / "keda.sh_scaledobjects.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def apisix_crds() -> list[dict[str, Any]]:
+    """APISIX's ApisixRoute CRD (apisix.apache.org v2), as its ingress controller's module publishes it."""
+    path = module_dir(APISIX_INGRESS, build.APISIX_INGRESS_VERSION) / "samples" / "deploy" / "crd" / "v1" / \
+        "ApisixRoute.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def kuma_crds() -> list[dict[str, Any]]:
+    """Kuma's TrafficRoute CRD (kuma.io v1alpha1, cluster-scoped), from the module's Helm chart."""
+    path = module_dir(KUMA, build.KUMA_VERSION) / "deployments" / "charts" / "kuma" / "crds" / \
+        "kuma.io_trafficroutes.yaml"
     return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

@@ -230,6 +230,8 @@ class CanarySpec(base.ApiModel):
     target_ref: refs.TargetRef
     autoscaler_ref: refs.AutoscalerRef | None = None
     ingress_ref: refs.IngressRef | None = None
+    route_ref: refs.RouteRef | None = None
+    """The ApisixRoute the apisix provider copies into <route>-<service>-canary."""
     service: ServiceSpec
     analysis: AnalysisSpec
     progress_deadline_seconds: int = pydantic.Field(default=600, ge=1)
