@@ -402,8 +402,8 @@ class App:
             route, service = _skipper_route(observed, self.registration, version)
         port = routes.upstream_port(observed.route, observed.provider, service) if observed.route is not None else None
         apisix = observed.provider == routes.APISIX and observed.route is not None
-        kuma_port = routes.kuma_port(observed.route, service) if followed and observed.provider == routes.KUMA \
-            else None
+        kuma_port = routes.kuma_port(observed.route, service) \
+            if observed.route is not None and observed.provider == routes.KUMA else None
         return telemetry.Served(
             namespace=self.namespace,
             workload=self.workload(version),
