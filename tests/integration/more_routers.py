@@ -186,8 +186,12 @@ def apisix_route(api: Any, namespace: str, app: str) -> None:
 
 
 def apisix_canary(namespace: str, app: str) -> dict[str, Any]:
-    """Flagger's APISIX tutorial: port 80 to 9898, ``routeRef`` naming the user's ApisixRoute."""
+    """Flagger's APISIX tutorial: port 80 to 9898, ``routeRef`` naming the user's ApisixRoute, and its steps of 10
+    up to 50.  Its builtins measure the whole canary route, whose primary answers pass from the first check: only
+    steps long enough for the canary's answers to reach Prometheus let a failing version fail them (as with a
+    real APISIX on this clock of seconds)."""
     body = tutorial_canary(namespace, app, "apisix", port=80)
+    body["spec"]["analysis"]["stepWeight"] = 10
     body["spec"]["routeRef"] = {"apiVersion": APISIX_API, "kind": "ApisixRoute", "name": app}
     return body
 
