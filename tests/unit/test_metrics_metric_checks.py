@@ -430,7 +430,7 @@ def test_valid_metrics_validate() -> None:
          "variable 'region' is undefined in MetricTemplate prod/errors; set it in templateVariables"),
         ([{"name": "inline", "query": "up{pod='{{ pod }}'}"}], [], "spec.analysis.metrics[0]",
          "the inline query: 'pod' is undefined; a query can use name, namespace, target, service, "
-         "ingress, interval, variables (variables.<key> for templateVariables)"),
+         "ingress, route, interval, variables (variables.<key> for templateVariables)"),
     ],
 )
 @pytest.mark.usefixtures("datadog_not_supported")
@@ -447,7 +447,8 @@ def test_validate_builtin_without_a_query_for_the_router() -> None:
                                        "istio")
     assert str(caught.value) == (
         "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'appmesh' "
-        "(only for contour, gatewayapi, istio, kubernetes, linkerd, nginx, skipper, smi, traefik); use a templateRef"
+        "(only for apisix, contour, gatewayapi, istio, kubernetes, kuma, linkerd, nginx, skipper, smi, traefik); use a "
+        "templateRef"
     )
 
 
