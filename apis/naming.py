@@ -76,6 +76,8 @@ def owner_reference(canary: models.Canary) -> Manifest:
 
 OWNER_NAME = "fledge.dev/canary"
 OWNER_UID = "fledge.dev/canary-uid"
+# On a cluster-scoped object (Kuma's TrafficRoute), the Canary's namespace: its name alone is not unique there.
+OWNER_NAMESPACE = "fledge.dev/canary-namespace"
 
 
 def owner_annotations(canary: models.Canary) -> dict[str, str]:
@@ -87,10 +89,12 @@ def made_for(obj: Mapping[str, Any], canary: models.Canary) -> bool:
     """Whether Fledge made ``obj`` for ``canary`` (this Canary, by uid: not an earlier one of the same name),
     or Flagger made it for the ``flagger.app`` Canary of the same name, which this one replaces (README
     "Moving from Flagger"): such an object is adopted at the first write (``kube.Writer.apply``)."""
+    meta = obj.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(OWNER_NAMESPACE, canary.namespace) != canary.namespace:
+        return False  # a cluster-scoped object made for the Canary of this name in another namespace
     uid = canary.metadata.uid
     if bool(uid) and uid in _owner_uids(obj):
         return True
-    meta = obj.get("metadata") or {}
     refs = meta.get("ownerReferences") or []
     if any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
         return True
@@ -161,6 +165,10 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None
     meta = obj.get("metadata") or {}
     what = f"{obj.get('kind')} {meta.get('namespace', canary.namespace)}/{meta.get('name')}"
     other = owning_canary(obj)
+    elsewhere = (meta.get("annotations") or {}).get(OWNER_NAMESPACE, canary.namespace)
+    if other is not None and elsewhere != canary.namespace:
+        return (f"{what} is cluster-scoped and belongs to Canary {elsewhere}/{other}; two Canaries cannot share "
+                "its name: set spec.service.name")
     if other is not None and other != canary.name:
         if obj.get("kind") in ("ConfigMap", "Secret"):
             return (f"{what} is the primary copy that Canary {canary.namespace}/{other} keeps of a config its target "

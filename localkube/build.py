@@ -45,6 +45,8 @@ TRAEFIK_VERSION = "v3.7.13"
 # The newest KEDA release the Go toolchain here can download (v2.21.1 asks for go >= 1.27.4).
 KEDA_VERSION = "v2.21.0"
 KNATIVE_SERVING_VERSION = "v0.51.0"  # the module of Knative Serving 1.21 (knative.dev/serving tags v0.x)
+APISIX_INGRESS_VERSION = "v1.7.0"  # the proxy serves only some versions of these two (others: 403)
+KUMA_VERSION = "v1.8.1"
 
 
 def cache_root() -> pathlib.Path:

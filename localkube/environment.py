@@ -344,6 +344,7 @@ class Environment:
         crds = thirdparty.gateway_api_crds("experimental") + thirdparty.istio_crds()
         crds += thirdparty.smi_crds() + thirdparty.contour_crds() + thirdparty.traefik_crds()
         crds += thirdparty.keda_crds() + thirdparty.knative_crds()
+        crds += thirdparty.apisix_crds() + thirdparty.kuma_crds()
         crds += [doc for path in sorted((pathlib.Path(__file__).parent.parent / "crds").glob("*.yaml"))
                  for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
         for crd in crds:

@@ -1,8 +1,9 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI, Contour, Traefik and Knative Serving objects, so
-the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may name); kwok
-needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules fetched through
+Why this exists: the routers write Istio, Gateway API, SMI, Contour, Traefik, APISIX, Kuma and Knative Serving
+objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may
+name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules
+fetched through
 the Go module proxy (``go mod download``), never copied into this repository.
 
 What it must not do: fetch from anywhere but the Go module proxy.
@@ -35,6 +36,8 @@ KEDA = "github.com/kedacore/keda/v2"
 KNATIVE_SERVING = "knative.dev/serving"
 # The kinds the knative router reads and writes; the rest of Knative Serving is its controller's business.
 KNATIVE_KINDS = frozenset({"Service", "Revision"})
+APISIX_INGRESS = "github.com/apache/apisix-ingress-controller"
+KUMA = "github.com/kumahq/kuma"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -63,6 +66,8 @@ MODULES = (
     (TRAEFIK, build.TRAEFIK_VERSION),
     (KEDA, build.KEDA_VERSION),
     (KNATIVE_SERVING, build.KNATIVE_SERVING_VERSION),
+    (APISIX_INGRESS, build.APISIX_INGRESS_VERSION),
+    (KUMA, build.KUMA_VERSION),
 )
 
 
@@ -172,3 +177,17 @@ def knative_crds() -> list[dict[str, Any]]:
     return [doc for path in sorted(folder.glob("*.yaml")) for doc in _documents(path)
             if doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] in KNATIVE_KINDS
             and doc["spec"]["group"] == "serving.knative.dev"]
+
+
+def apisix_crds() -> list[dict[str, Any]]:
+    """APISIX's ApisixRoute CRD (apisix.apache.org v2), as its ingress controller's module publishes it."""
+    path = module_dir(APISIX_INGRESS, build.APISIX_INGRESS_VERSION) / "samples" / "deploy" / "crd" / "v1" / \
+        "ApisixRoute.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def kuma_crds() -> list[dict[str, Any]]:
+    """Kuma's TrafficRoute CRD (kuma.io v1alpha1, cluster-scoped), from the module's Helm chart."""
+    path = module_dir(KUMA, build.KUMA_VERSION) / "deployments" / "charts" / "kuma" / "crds" / \
+        "kuma.io_trafficroutes.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]

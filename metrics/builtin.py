@@ -30,6 +30,13 @@ Providers:
 - knative: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the Revision
   under analysis (``envoy_cluster_name=~"<namespace>/{{ route }}"``, ``route`` being that Revision's name), as
   Flagger's knative observer.
+- apisix: APISIX's ``apisix_http_status`` (its ``code`` label) and ``apisix_http_latency_bucket`` (``type="request"``)
+  of the canary ApisixRoute's routes, which APISIX's ingress controller names ``<namespace>_<ApisixRoute>_<http
+  route>`` (``{{ namespace }}_{{ route }}-{{ target }}-canary_.+``), as Flagger. That route carries both Services,
+  so these measure every request of the split, the primary's included, as Flagger's do.
+- kuma: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the dataplanes
+  whose ``service`` (their ``kuma.io/service`` tag) is the canary Service's, ``<target>-canary_<namespace>_svc_
+  <port>``, as Flagger.
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -143,6 +150,28 @@ _KNATIVE_DURATION = (
     f'[{{{{ interval }}}}])) by (le))'
 )
 
+# APISIX's routes of the canary ApisixRoute <route>-<target>-canary, as its ingress controller names them.
+_APISIX_ROUTE = 'route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"'
+_APISIX_SUCCESS_RATE = (
+    f'sum(rate(apisix_http_status{{{_APISIX_ROUTE},code!~"5.."}}[{{{{ interval }}}}]))'
+    f' / sum(rate(apisix_http_status{{{_APISIX_ROUTE}}}[{{{{ interval }}}}])) * 100'
+)
+_APISIX_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(apisix_http_latency_bucket{{type=~"request",{_APISIX_ROUTE}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
+# Kuma's dataplanes of the canary Service, by their kuma.io/service tag: <service>_<namespace>_svc_<port>.
+_KUMA_SERVICE = 'service=~"{{ target }}-canary_{{ namespace }}_svc_[0-9a-zA-Z-]+"'
+_KUMA_SUCCESS_RATE = (
+    f'sum(rate(envoy_cluster_upstream_rq{{{_KUMA_SERVICE},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(envoy_cluster_upstream_rq{{{_KUMA_SERVICE}}}[{{{{ interval }}}}])) * 100'
+)
+_KUMA_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{{{_KUMA_SERVICE}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -197,6 +226,8 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "smi": {REQUEST_SUCCESS_RATE: _ISTIO_SUCCESS_RATE, REQUEST_DURATION: _ISTIO_DURATION},
     "skipper": {REQUEST_SUCCESS_RATE: _SKIPPER_SUCCESS_RATE, REQUEST_DURATION: _SKIPPER_DURATION},
     "knative": {REQUEST_SUCCESS_RATE: _KNATIVE_SUCCESS_RATE, REQUEST_DURATION: _KNATIVE_DURATION},
+    "apisix": {REQUEST_SUCCESS_RATE: _APISIX_SUCCESS_RATE, REQUEST_DURATION: _APISIX_DURATION},
+    "kuma": {REQUEST_SUCCESS_RATE: _KUMA_SUCCESS_RATE, REQUEST_DURATION: _KUMA_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

@@ -65,7 +65,7 @@ def render(canary: models.Canary, queries: builtin.CountQueries, router_provider
     variables = templates.Variables(
         name=canary.name, namespace=canary.namespace, target=spec.target_ref.name, service=spec.service_name,
         ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
-        interval=f"{window.milliseconds}ms",
+        interval=f"{window.milliseconds}ms", route=spec.route_ref.name if spec.route_ref else spec.target_ref.name,
         variables={"version": selector, "start": f"{window.start.timestamp():.3f}",
                    "end": f"{window.end.timestamp():.3f}"})
     source = f"the builtin judge queries for {builtin.provider_family(router_provider)}"

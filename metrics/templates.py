@@ -1,9 +1,9 @@
 """Rendering metric queries: Jinja in a sandbox, with Flagger's variable names.
 
 Why this exists: MetricTemplates, inline queries and the builtin metrics are query templates written with
-Flagger's variables (``{{ name }} {{ namespace }} {{ target }} {{ service }} {{ ingress }} {{ interval }}``
-and ``{{ variables.<key> }}`` for the metric's templateVariables, escaped as PromQL string content), so a
-Flagger template renders unchanged.
+Flagger's variables (``{{ name }} {{ namespace }} {{ target }} {{ service }} {{ ingress }} {{ route }}
+{{ interval }}`` and ``{{ variables.<key> }}`` for the metric's templateVariables, escaped as PromQL string
+content), so a Flagger template renders unchanged.
 Templates come from users, so they run in Jinja's immutable sandbox with no globals and with a size,
 step and time budget (``metrics.sandbox``), and a missing variable is an error that names it instead of an
 empty string in the query. A templateVariables key that
@@ -45,11 +45,11 @@ class Variables:
     variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
     route: str = ""
     """Flagger's ``route``: the Revision under analysis of a Knative Service target (its builtins select it by
-    name), empty for every other target."""
+    name); else ``spec.routeRef.name``, else ``targetRef.name`` (Flagger's fallback); "" only in hand-made ones."""
 
     @classmethod
     def of(cls, canary: models.Canary, metric: models.MetricSpec) -> Variables:
-        """The variables of one metric of a canary; ingress falls back to targetRef.name, as in Flagger."""
+        """The variables of one metric of a canary; ingress and route fall back to targetRef.name, as in Flagger."""
         spec = canary.spec
         return cls(
             name=canary.name,
@@ -59,7 +59,8 @@ class Variables:
             ingress=spec.ingress_ref.name if spec.ingress_ref is not None else spec.target_ref.name,
             interval=metric.interval,
             variables={key: promql_string(value) for key, value in metric.template_variables.items()},
-            route=(canary.status.last_applied_spec or "") if spec.target_ref.knative else "",
+            route=((canary.status.last_applied_spec or "") if spec.target_ref.knative else
+                   spec.route_ref.name if spec.route_ref is not None else spec.target_ref.name),
         )
 
 

@@ -136,7 +136,8 @@ def _load_all() -> None:
     # Importing a router module registers it; done lazily to keep import order free of cycles.
     import importlib
 
-    for module in ("gateway_api", "istio", "nginx", "kubernetes", "smi", "contour", "traefik", "skipper", "knative"):
+    for module in ("gateway_api", "istio", "nginx", "kubernetes", "smi", "contour", "traefik", "skipper",
+                   "apisix", "kuma", "knative"):
         try:
             importlib.import_module(f"routers.{module}")
         except ModuleNotFoundError as exc:

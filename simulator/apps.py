@@ -136,12 +136,15 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.KUBERNETES: (sources.SERVICE, service),
         routes.SKIPPER: (sources.INGRESS, f"{registration.ingress}-canary"),
         routes.KNATIVE: (sources.KNATIVE_SERVICE, name),
+        # ``ingress`` names the user's ApisixRoute for APISIX: Fledge's copy is <route>-<service>-canary.
+        routes.APISIX: (sources.APISIX_ROUTE, f"{registration.ingress}-{service}-canary"),
+        routes.KUMA: (sources.TRAFFIC_ROUTE, service),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
     provider, route = providers[-1], None
     for candidate in providers:
         kind, object_name = candidates[candidate]
-        route = source.get(kind, namespace, object_name)
+        route = source.get(kind, "" if kind in sources.CLUSTER_SCOPED else namespace, object_name)
         if route is not None:
             provider = candidate
             break
@@ -420,6 +423,9 @@ class App:
         if observed.provider == routes.SKIPPER:
             route, service = _skipper_route(observed, self.registration, version)
         port = routes.upstream_port(observed.route, observed.provider, service) if observed.route is not None else None
+        apisix = observed.provider == routes.APISIX and observed.route is not None
+        kuma_port = routes.kuma_port(observed.route, service) \
+            if observed.route is not None and observed.provider == routes.KUMA else None
         return telemetry.Served(
             namespace=self.namespace,
             workload=self.workload(version),
@@ -434,6 +440,8 @@ class App:
             traefik_service=f"{self.namespace}-{service}-{port}@kubernetescrd"
             if observed.provider == routes.TRAEFIK and port is not None else None,
             route=route,
+            apisix_route=_apisix_route_name(observed) if apisix else None,
+            kuma_service=f"{service}_{self.namespace}_svc_{kuma_port}" if kuma_port is not None else None,
         )
 
     def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
@@ -491,6 +499,15 @@ def _skipper_route(observed: routes.Observed, registration: Registration, versio
     else:
         ingress, service = registration.ingress, registration.service
     return telemetry.skipper_route_name(observed.namespace, ingress, host, path, service), service
+
+
+def _apisix_route_name(observed: routes.Observed) -> str:
+    """APISIX's name of the route that served: ``<namespace>_<ApisixRoute>_<http route>``, as its ingress
+    controller composes it."""
+    canary_route = observed.route or {}
+    http = routes.apisix_http(canary_route, observed.service) or {}
+    name = (canary_route.get("metadata") or {}).get("name", "")
+    return f"{observed.namespace}_{name}_{http.get('name', '')}"
 
 
 def _decide(observed: routes.Observed | None, request: routes.Request) -> routes.Split | None:

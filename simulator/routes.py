@@ -32,8 +32,10 @@ CONTOUR = "contour"  # an HTTPProxy, Envoy's upstream cluster metrics
 TRAEFIK = "traefik"  # a TraefikService, Traefik's service metrics
 SKIPPER = "skipper"  # the canary Ingress's backend-weights, Skipper's route metrics
 KNATIVE = "knative"  # a Knative Service's traffic between its Revisions, Envoy's cluster metrics per Revision
+APISIX = "apisix"  # the canary ApisixRoute's backend weights, APISIX's route metrics
+KUMA = "kuma"  # a TrafficRoute's split, the Envoy metrics of Kuma's dataplanes
 # The last one is the provider assumed for an app whose route objects were not found.
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, KUBERNETES)
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, APISIX, KUMA, KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -148,6 +150,10 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = skipper_split(observed.route, observed.service)
     elif observed.provider == KNATIVE:
         split = knative_split(observed.route)
+    elif observed.provider == APISIX:
+        split = apisix_split(observed.route, observed.service)
+    elif observed.provider == KUMA:
+        split = kuma_split(observed.route, observed.service, observed.namespace)
     else:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
@@ -548,6 +554,71 @@ def skipper_split(canary_ingress: Manifest, service: str) -> Split:
     if primary + canary == 0:
         return Split(primary=1.0, canary=1.0)  # no weights: Skipper spreads evenly over both backends
     return Split(primary=primary, canary=canary)
+
+
+# APISIX --------------------------------------------------------------------------------------------
+
+
+def apisix_http(canary_route: Manifest, service: str) -> Manifest | None:
+    """The ``http`` route of the canary ApisixRoute with a backend of ours; None when it has none."""
+    names = {f"{service}-primary", f"{service}-canary"}
+    for http in _mappings(_mapping(canary_route.get("spec")).get("http")):
+        if any(str(backend.get("serviceName", "")) in names for backend in _mappings(http.get("backends"))):
+            return http
+    return None
+
+
+def apisix_split(canary_route: Manifest, service: str) -> Split | None:
+    """Read the canary ApisixRoute as APISIX does: its priority puts it ahead of the user's route, and its
+    backends share the requests by ``weight`` (100 when unset, APISIX's default)."""
+    http = apisix_http(canary_route, service)
+    if http is None:
+        return None
+    names = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+    for backend in _mappings(http.get("backends")):
+        version = names.get(str(backend.get("serviceName", "")))
+        if version is not None:
+            weights[version] += max(_number(backend.get("weight"), 100.0), 0.0)
+    return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY])
+
+
+# Kuma ----------------------------------------------------------------------------------------------
+
+KUMA_SERVICE_TAG = "kuma.io/service"
+
+
+def kuma_tag(tag: str) -> tuple[str, str, str] | None:
+    """(service, namespace, port) of a Kubernetes Service's ``kuma.io/service`` tag ``<svc>_<ns>_svc_<port>``."""
+    parts = tag.rsplit("_", 3)
+    if len(parts) != 4 or parts[2] != "svc":
+        return None
+    return parts[0], parts[1], parts[3]
+
+
+def kuma_split(traffic_route: Manifest, service: str, namespace: str) -> Split | None:
+    """Read a TrafficRoute as Kuma does for the apex's traffic: the weights of ``conf.split`` by the destinations'
+    service tags; None when it routes no Service of ours in ``namespace``."""
+    versions = {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}
+    weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+    ours = False
+    spec = _mapping(traffic_route.get("spec"))
+    for entry in _mappings(_mapping(spec.get("conf")).get("split")):
+        tag = kuma_tag(str(_mapping(entry.get("destination")).get(KUMA_SERVICE_TAG, "")))
+        version = versions.get(tag[0]) if tag is not None and tag[1] == namespace else None
+        if version is not None:
+            ours = True
+            weights[version] += max(_number(entry.get("weight"), 0.0), 0.0)
+    return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY]) if ours else None
+
+
+def kuma_port(traffic_route: Manifest, service: str) -> str | None:
+    """The port of the tag that ``traffic_route`` gives the Service ``service``; None when it names none."""
+    for entry in _mappings(_mapping(_mapping(traffic_route.get("spec")).get("conf")).get("split")):
+        tag = kuma_tag(str(_mapping(entry.get("destination")).get(KUMA_SERVICE_TAG, "")))
+        if tag is not None and tag[0] == service:
+            return tag[2]
+    return None
 
 
 # Kubernetes ----------------------------------------------------------------------------------------

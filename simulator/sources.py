@@ -33,9 +33,12 @@ TRAFFIC_SPLIT = "TrafficSplit"
 HTTP_PROXY = "HTTPProxy"
 TRAEFIK_SERVICE = "TraefikService"
 KNATIVE_SERVICE = "KnativeService"  # serving.knative.dev Service: a kind of its own here, apart from v1 Service
+APISIX_ROUTE = "ApisixRoute"
+TRAFFIC_ROUTE = "TrafficRoute"  # Kuma's, cluster-scoped: read with namespace ""
+CLUSTER_SCOPED = frozenset({TRAFFIC_ROUTE})
 POD = "Pod"
 KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE, TRAFFIC_SPLIT, HTTP_PROXY,
-         TRAEFIK_SERVICE, KNATIVE_SERVICE)
+         TRAEFIK_SERVICE, KNATIVE_SERVICE, APISIX_ROUTE, TRAFFIC_ROUTE)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
@@ -45,6 +48,8 @@ _CUSTOM = {
     HTTP_PROXY: ("projectcontour.io", ("v1",), "httpproxies"),
     TRAEFIK_SERVICE: ("traefik.io", ("v1alpha1",), "traefikservices"),
     KNATIVE_SERVICE: ("serving.knative.dev", ("v1",), "services"),
+    APISIX_ROUTE: ("apisix.apache.org", ("v2",), "apisixroutes"),
+    TRAFFIC_ROUTE: ("kuma.io", ("v1alpha1",), "trafficroutes"),
 }
 
 REQUEST_TIMEOUT_SECONDS = 5.0
@@ -128,7 +133,8 @@ class KubeRouteSource:
                 plural,
                 name,
                 _request_timeout=self._timeout,
-            )
+            ) if kind not in CLUSTER_SCOPED else functools.partial(
+                self._custom.get_cluster_custom_object, group, version, plural, name, _request_timeout=self._timeout)
             found = self._call(kind, namespace, name, read)
             if found is not None:
                 return _as_manifest(found, kind, namespace, name)
@@ -164,9 +170,11 @@ class MemoryRouteSource:
             self.put(manifest)
 
     def put(self, manifest: routes.Manifest) -> None:
-        """Store or replace an object, keyed by its kind, metadata.namespace (default "default") and name."""
+        """Store or replace an object, keyed by its kind, metadata.namespace (default "default"; "" for a
+        cluster-scoped kind) and name."""
         metadata = manifest.get("metadata") or {}
-        key = (str(manifest["kind"]), str(metadata.get("namespace", "default")), str(metadata["name"]))
+        namespace = "" if manifest["kind"] in CLUSTER_SCOPED else str(metadata.get("namespace", "default"))
+        key = (str(manifest["kind"]), namespace, str(metadata["name"]))
         with self._lock:
             self._objects[key] = manifest
 

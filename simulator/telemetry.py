@@ -1,5 +1,5 @@
-"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour), Traefik, ingress-nginx, Skipper and an
-instrumented app would export.
+"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour, Kuma), Traefik, ingress-nginx, Skipper,
+APISIX and an instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -43,6 +43,12 @@ TRAEFIK_DURATION = "traefik_service_request_duration_seconds"
 SKIPPER_RESPONSE = "skipper_response_duration_seconds"
 SKIPPER_SERVE = "skipper_serve_route_duration_seconds"
 SKIPPER_LABELS = ("code", "method", "route")
+APISIX_STATUS = "apisix_http_status"
+APISIX_LATENCY = "apisix_http_latency"
+# APISIX's prometheus plugin with prefer_name: the route is <namespace>_<ApisixRoute>_<http route>; node is the
+# upstream that answered (here the Service).
+APISIX_STATUS_LABELS = ("code", "route", "matched_uri", "matched_host", "service", "consumer", "node")
+APISIX_LATENCY_LABELS = ("type", "route", "service", "consumer", "node")
 
 ISTIO_LABELS = (
     "reporter",
@@ -60,8 +66,9 @@ ISTIO_LABELS = (
 NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
 # The inbound proxy of the serving pods, as Linkerd's Prometheus stores it (``deployment`` from the pod's owner).
 LINKERD_LABELS = ("namespace", "deployment", "direction", "authority", "classification", "status_code")
-# Envoy's upstream cluster (Contour names it <namespace>_<service>_<port>) and the answer's status.
-ENVOY_LABELS = ("envoy_cluster_name", "envoy_response_code")
+# Envoy's upstream cluster (Contour names it <namespace>_<service>_<port>) and the answer's status; Kuma's
+# Prometheus adds the reporting dataplane's kuma.io/service tag as ``service`` (empty for Contour's Envoy).
+ENVOY_LABELS = ("envoy_cluster_name", "envoy_response_code", "service")
 # Traefik's service (<namespace>-<service>-<port>@kubernetescrd for a Service behind a TraefikService).
 TRAEFIK_LABELS = ("service", "code", "method", "protocol")
 POD_NAMESPACE_LABEL = "kubernetes_namespace"
@@ -95,6 +102,8 @@ class Served:
     envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour or Knative routed it, else None
     traefik_service: str | None = None  # Traefik's service name when Traefik routed the request, else None
     route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
+    apisix_route: str | None = None  # APISIX's name of the route that served, when APISIX did
+    kuma_service: str | None = None  # the serving dataplane's kuma.io/service tag, when Kuma routed the request
 
 
 def skipper_route_name(namespace: str, ingress: str, host: str, path: str, service: str) -> str:
@@ -129,6 +138,9 @@ class Telemetry:
                                             SECONDS_BUCKETS)
         self._skipper_response = _Histogram(SKIPPER_RESPONSE, "Skipper's response duration.", SECONDS_BUCKETS)
         self._skipper_serve = _Histogram(SKIPPER_SERVE, "Skipper's route serving duration.", SECONDS_BUCKETS)
+        self._apisix_status = _Counter(APISIX_STATUS, "HTTP status codes per service in APISIX.", "unknown")
+        self._apisix_latency = _Histogram(APISIX_LATENCY, "HTTP request latency in milliseconds per service in "
+                                                          "APISIX.", ISTIO_BUCKETS_MS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -172,9 +184,16 @@ class Telemetry:
                     self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
                                                 served.buckets)
             if served.envoy_cluster is not None:
-                envoy = (served.envoy_cluster, status)
+                envoy = (served.envoy_cluster, status, "")
                 self._envoy_requests.add(envoy, seconds.size)
                 self._envoy_duration.observe(envoy, seconds * 1000.0)
+            if served.kuma_service is not None:  # the serving dataplane's inbound cluster, to the local app
+                kuma = (f"localhost_{served.kuma_service.rsplit('_', 1)[-1]}", status, served.kuma_service)
+                self._envoy_requests.add(kuma, seconds.size)
+                self._envoy_duration.observe(kuma, seconds * 1000.0)
+            if served.apisix_route is not None:
+                self._apisix_status.add((status, served.apisix_route, "/*", "", "", "", served.service), seconds.size)
+                self._apisix_latency.observe(("request", served.apisix_route, "", "", served.service), seconds * 1000.0)
             if served.traefik_service is not None:
                 self._traefik_duration.observe((served.traefik_service, status, served.method, "http"), seconds)
             if served.route:
@@ -203,6 +222,10 @@ class Telemetry:
                     + self._envoy_duration.forget_prefix(0, f"{namespace}_")
                     + self._envoy_requests.forget_prefix(0, f"{namespace}/")
                     + self._envoy_duration.forget_prefix(0, f"{namespace}/")
+                    + self._envoy_requests.forget_containing(2, f"_{namespace}_svc_")
+                    + self._envoy_duration.forget_containing(2, f"_{namespace}_svc_")
+                    + self._apisix_status.forget_prefix(1, f"{namespace}_")
+                    + self._apisix_latency.forget_prefix(1, f"{namespace}_")
                     + self._traefik_duration.forget_prefix(0, f"{namespace}-")
                     + self._skipper_response.forget_prefix(2, _skipper_namespace(namespace))
                     + self._skipper_serve.forget_prefix(2, _skipper_namespace(namespace)))
@@ -226,6 +249,8 @@ class Telemetry:
                 self._traefik_duration.family(TRAEFIK_LABELS),
                 self._skipper_response.family(SKIPPER_LABELS),
                 self._skipper_serve.family(SKIPPER_LABELS),
+                self._apisix_status.family(APISIX_STATUS_LABELS),
+                self._apisix_latency.family(APISIX_LATENCY_LABELS),
             ]
 
 
@@ -255,6 +280,12 @@ class _Counter:
 
     def forget_prefix(self, position: int, prefix: str) -> int:
         gone = [labels for labels in self.values if labels[position].startswith(prefix)]
+        for labels in gone:
+            del self.values[labels]
+        return len(gone)
+
+    def forget_containing(self, position: int, text: str) -> int:
+        gone = [labels for labels in self.values if text in labels[position]]
         for labels in gone:
             del self.values[labels]
         return len(gone)
@@ -310,6 +341,12 @@ class _Histogram:
 
     def forget_prefix(self, position: int, prefix: str) -> int:
         gone = [labels for labels in self.series if labels[position].startswith(prefix)]
+        for labels in gone:
+            del self.series[labels]
+        return len(gone)
+
+    def forget_containing(self, position: int, text: str) -> int:
+        gone = [labels for labels in self.series if text in labels[position]]
         for labels in gone:
             del self.series[labels]
         return len(gone)

@@ -230,6 +230,8 @@ class CanarySpec(base.ApiModel):
     target_ref: refs.TargetRef
     autoscaler_ref: refs.AutoscalerRef | None = None
     ingress_ref: refs.IngressRef | None = None
+    route_ref: refs.RouteRef | None = None
+    """The ApisixRoute the apisix provider copies into <route>-<service>-canary."""
     service: ServiceSpec = pydantic.Field(default=cast(ServiceSpec, None), validate_default=False)
     """The Services and routes of the app; required, except for a Knative Service target (provider knative),
     which routes between its own Revisions and has no Service of Fledge's (as in Flagger's Knative tutorial)."""

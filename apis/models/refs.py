@@ -1,4 +1,5 @@
-"""References from a Canary to other objects: its target, autoscaler, ingress, routes, Gateway parents, Secrets.
+"""References from a Canary to other objects: its target, autoscaler, ingress, APISIX route, Gateway parents,
+Secrets.
 
 Why this module exists: a Canary names the objects it works with, and the same small shapes (a named object,
 a Secret, metadata to add) recur in the spec and in MetricTemplates and AlertProviders.
@@ -55,6 +56,14 @@ class IngressRef(base.ApiModel):
 
     api_version: str
     kind: Literal["Ingress"]
+    name: str = pydantic.Field(min_length=1)
+
+
+class RouteRef(base.ApiModel):
+    """The ApisixRoute that the apisix provider copies into a canary ApisixRoute (Flagger's ``routeRef``)."""
+
+    api_version: str
+    kind: Literal["ApisixRoute"]
     name: str = pydantic.Field(min_length=1)
 
 

@@ -72,6 +72,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("split.smi-spec.io/v1alpha3", "TrafficSplit"): Resource("split.smi-spec.io", "v1alpha3", "trafficsplits"),
     ("projectcontour.io/v1", "HTTPProxy"): Resource("projectcontour.io", "v1", "httpproxies"),
     ("traefik.io/v1alpha1", "TraefikService"): Resource("traefik.io", "v1alpha1", "traefikservices"),
+    ("apisix.apache.org/v2", "ApisixRoute"): Resource("apisix.apache.org", "v2", "apisixroutes"),
+    ("kuma.io/v1alpha1", "TrafficRoute"): Resource("kuma.io", "v1alpha1", "trafficroutes", namespaced=False),
     (models.API_VERSION, "Canary"): Resource(models.GROUP, models.VERSION, "canaries"),
     (models.API_VERSION, "MetricTemplate"): Resource(models.GROUP, models.VERSION, "metrictemplates"),
     (models.API_VERSION, "AlertProvider"): Resource(models.GROUP, models.VERSION, "alertproviders"),

@@ -25,7 +25,7 @@ from aiohttp import web
 
 import egress
 from apis import keys, models
-from canary.cluster import fence, informers, leader, telemetry, transport
+from canary.cluster import fence, informers, kube, leader, telemetry, transport
 from canary.controller import configscopes, handlers, health
 from canary.engine import context
 from metrics import builtin
@@ -110,7 +110,8 @@ WATCHED = (
     ("networking.istio.io/v1", "VirtualService"), ("networking.istio.io/v1", "DestinationRule"),
     ("split.smi-spec.io/v1alpha1", "TrafficSplit"), ("split.smi-spec.io/v1alpha2", "TrafficSplit"),
     ("split.smi-spec.io/v1alpha3", "TrafficSplit"), ("projectcontour.io/v1", "HTTPProxy"),
-    ("traefik.io/v1alpha1", "TraefikService"),
+    ("traefik.io/v1alpha1", "TraefikService"), ("apisix.apache.org/v2", "ApisixRoute"),
+    ("kuma.io/v1alpha1", "TrafficRoute"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
     (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"), ("serving.knative.dev/v1", "Service"), ("serving.knative.dev/v1", "Revision"),
@@ -187,7 +188,7 @@ def main(args: argparse.Namespace) -> int:
             [informers.Informer(watch_client, engine.cluster.store, api_version, kind, namespace,
                                 handlers.watch_event)
              for api_version, kind in WATCHED if (api_version, kind) != CANARY_KIND
-             for namespace in watch_scopes(args.namespace)]))
+             for namespace in kind_scopes(api_version, kind, args.namespace)]))
         if handlers.CONFIG_SCOPES is not None:  # a start-up retried by kopf: the first try's watches go
             await handlers.CONFIG_SCOPES.stop_all()
         handlers.CONFIG_SCOPES = configscopes.ConfigScopes(
@@ -239,6 +240,12 @@ def watch_scopes(namespaces: list[str]) -> list[str | None]:
     """The namespaces to watch one by one; all of them (None) without --namespace or with a kopf pattern,
     which a watch cannot express (a Canary's objects are only ever read in its own namespace)."""
     return list(namespaces) if _literal_namespaces(namespaces) else [None]
+
+
+def kind_scopes(api_version: str, kind: str, namespaces: list[str]) -> list[str | None]:
+    """``watch_scopes`` for a namespaced kind; one watch of the whole cluster for a cluster-scoped one (Kuma's
+    TrafficRoute), which no namespace holds."""
+    return watch_scopes(namespaces) if kube.resource_for(api_version, kind).namespaced else [None]
 
 
 KOPF_FINALIZER = "fledge.dev/kopf-holds-nothing"

@@ -21,7 +21,7 @@ from typing import Any
 
 from apis import errors, keys, models, naming
 from canary import core
-from canary.cluster import watchcache
+from canary.cluster import kube, watchcache
 from canary.core import requests
 from canary.engine import context, webhooks
 from canary.objects import autoscalers, knative, ownership, workloads
@@ -202,7 +202,9 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
     namespace = canary.namespace
 
     def lookup(api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        return store.get(api_version, kind, namespace, name)
+        # A cluster-scoped route object (Kuma's TrafficRoute) is cached without a namespace.
+        cluster_scoped = (api_version, kind) in kube.RESOURCES and not kube.resource_for(api_version, kind).namespaced
+        return store.get(api_version, kind, "" if cluster_scoped else namespace, name)
 
     routes = router.desired(canary)
     taken_services = ownership.service_conflicts(canary, lookup)

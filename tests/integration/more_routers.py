@@ -229,7 +229,98 @@ def knative_object(api: Any, namespace: str, app: str) -> None:
 KNATIVE = Router("knative", "knative", knative_canary, knative_weights, knative_object, ship=knative_ship,
                  primary_tag=fake_knative.primary_tag)
 
-ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE]
+# -- APISIX (ApisixRoute) ------------------------------------------------------------------------------------
+
+APISIX_API = "apisix.apache.org/v2"
+
+
+def apisix_route(api: Any, namespace: str, app: str) -> None:
+    """The tutorial's ApisixRoute (the user's), which Fledge copies into ``<app>-<app>-canary``."""
+    kubectl.apply(api, {"apiVersion": APISIX_API, "kind": "ApisixRoute",
+                        "metadata": {"name": app, "namespace": namespace},
+                        "spec": {"http": [{"name": "method", "backends": [{"serviceName": app, "servicePort": 80}],
+                                           "match": {"hosts": ["app.example.com"], "methods": ["GET"],
+                                                     "paths": ["/*"]},
+                                           "plugins": [{"name": "prometheus", "enable": True,
+                                                        "config": {"disable": False, "prefer_name": True}}]}]}})
+
+
+def apisix_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's APISIX tutorial: port 80 to 9898, ``routeRef`` naming the user's ApisixRoute, and its steps of 10
+    up to 50.  Its builtins measure the whole canary route, whose primary answers pass from the first check: only
+    steps long enough for the canary's answers to reach Prometheus let a failing version fail them (as with a
+    real APISIX on this clock of seconds)."""
+    body = tutorial_canary(namespace, app, "apisix", port=80)
+    body["spec"]["analysis"]["stepWeight"] = 10
+    body["spec"]["routeRef"] = {"apiVersion": APISIX_API, "kind": "ApisixRoute", "name": app}
+    return body
+
+
+def apisix_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    route = kubectl.get(api, APISIX_API, "ApisixRoute", namespace, f"{app}-{app}-canary")
+    if route is None:
+        return None
+    weights = {entry["serviceName"]: int(entry["weight"]) for entry in route["spec"]["http"][0]["backends"]}
+    return weights.get(f"{app}-primary", 0), weights.get(f"{app}-canary", 0)
+
+
+def apisix_object(api: Any, namespace: str, app: str) -> None:
+    route = kubectl.get(api, APISIX_API, "ApisixRoute", namespace, f"{app}-{app}-canary") or {}
+    [http] = route["spec"]["http"]
+    assert (http["name"], http["priority"], http["match"]["paths"]) == ("method", 10000, ["/*"]), route
+    assert http["backends"] == [{"serviceName": f"{app}-primary", "servicePort": 80, "weight": 100},
+                                {"serviceName": f"{app}-canary", "servicePort": 80, "weight": 0}], route
+    assert http["plugins"][0]["name"] == "prometheus", route
+    assert route["metadata"]["ownerReferences"][0]["kind"] == "Canary", route
+    users = kubectl.get(api, APISIX_API, "ApisixRoute", namespace, app) or {}
+    assert {entry["manager"] for entry in users["metadata"]["managedFields"]} == {"gitops"}, users
+    assert users["spec"]["http"][0]["backends"] == [{"serviceName": app, "servicePort": 80}], users
+
+
+APISIX = Router("apisix", "apisix", apisix_canary, apisix_weights, apisix_object, apisix_route)
+
+
+# -- Kuma (TrafficRoute, cluster-scoped) ------------------------------------------------------------------
+
+KUMA_API = "kuma.io/v1alpha1"
+KUMA_PROTOCOL = {"annotations": {"9898.service.kuma.io/protocol": "http"}}
+
+
+def kuma_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Kuma tutorial: the mesh annotation, port 9898, Kuma's protocol annotation on the three Services;
+    ``provider: kuma`` stands for the tutorial's install, which sets Flagger's mesh provider to kuma."""
+    body = tutorial_canary(namespace, app, "kuma", apex=KUMA_PROTOCOL, canary=KUMA_PROTOCOL, primary=KUMA_PROTOCOL)
+    body["metadata"]["annotations"] = {"kuma.io/mesh": "default"}
+    return body
+
+
+def kuma_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    route = kubectl.get(api, KUMA_API, "TrafficRoute", "", app)
+    if route is None:
+        return None
+    weights = {entry["destination"]["kuma.io/service"]: int(entry["weight"])
+               for entry in route["spec"]["conf"]["split"]}
+    return (weights.get(f"{app}-primary_{namespace}_svc_9898", 0),
+            weights.get(f"{app}-canary_{namespace}_svc_9898", 0))
+
+
+def kuma_object(api: Any, namespace: str, app: str) -> None:
+    route = kubectl.get(api, KUMA_API, "TrafficRoute", "", app) or {}
+    assert route["mesh"] == "default", route
+    assert route["spec"] == {
+        "sources": [{"match": {"kuma.io/service": "*"}}],
+        "destinations": [{"match": {"kuma.io/service": f"{app}_{namespace}_svc_9898"}}],
+        "conf": {"split": [{"weight": 100, "destination": {"kuma.io/service": f"{app}-primary_{namespace}_svc_9898"}},
+                           {"weight": 0, "destination": {"kuma.io/service": f"{app}-canary_{namespace}_svc_9898"}}]},
+    }, route
+    annotations = route["metadata"]["annotations"]
+    assert (annotations["fledge.dev/canary"], annotations["fledge.dev/canary-namespace"]) == (app, namespace), route
+    assert annotations["9898.service.kuma.io/protocol"] == "http", route
+
+
+KUMA = Router("kuma", "kuma", kuma_canary, kuma_weights, kuma_object)
+
+ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA]
 # Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
 TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
 

@@ -341,6 +341,7 @@ def walk_router_gates(api: Any, namespace: str, testers: dict[str, str], walk: R
     gates = Gates(testers, namespace, walk.app)
     weighted = "stepWeight" in walk.analysis
     types = ("confirm-traffic-increase", "confirm-promotion") if weighted else ("confirm-promotion",)
+    walk.router.prepare(api, namespace, walk.app)  # the objects the tutorial has the user create
     body = walk.router.canary(namespace, walk.app)
     body["spec"]["analysis"] = {**walk.analysis, "webhooks": gates.hooks(*types)}
     walk.router.ship(api, namespace, walk.app, "1", 0.0)

@@ -1,6 +1,7 @@
 """Flagger's other routers on the real control plane: Linkerd and SMI (TrafficSplit), Contour (HTTPProxy),
 Traefik (TraefikService), Knative (a Knative Service's traffic between its Revisions, Knative's controller
-played by ``fake_knative``), and Flagger's Linkerd tutorial of today (Gateway API with the Service as parent).
+played by ``fake_knative``), APISIX (ApisixRoute), Kuma (TrafficRoute), and Flagger's Linkerd tutorial of
+today (Gateway API with the Service as parent).
 
 For each router, the Canary of Flagger's tutorial for it, with ``apiVersion: fledge.dev/v1beta1`` and a
 faster clock (seconds where the tutorial has minutes, fewer steps), is released twice at once: a healthy
@@ -43,9 +44,18 @@ class Case:
     registration: tuple[tuple[str, Any], ...] = ()  # the simulator's traffic, beyond the rate
 
 
+def walk_of(router: Router) -> tuple[Any, ...]:
+    """WALK, or the steps of the router's tutorial when they are not the shared ones (APISIX's 10 up to 50)."""
+    analysis = router.canary("n", "a")["spec"]["analysis"]
+    if (analysis["stepWeight"], analysis["maxWeight"]) == (ANALYSIS["stepWeight"], ANALYSIS["maxWeight"]):
+        return tuple(WALK)
+    weights = range(analysis["stepWeight"], analysis["maxWeight"] + 1, analysis["stepWeight"])
+    return ((100, 0), *((100 - weight, weight) for weight in weights), (100, 0))
+
+
 def cases() -> list[Case]:
     found = [Case(router, f"{router.provider.replace(':', '-')}-{'good' if healthy else 'bad'}", healthy,
-                  tuple(WALK)) for router in TUTORIALS for healthy in (True, False)]
+                  walk_of(router)) for router in TUTORIALS for healthy in (True, False)]
     # Flagger's A/B test on Contour (its tutorial's match), and Traefik's mirroring (blue/green).
     found.append(Case(CONTOUR, "contour-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
                       (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5))))

@@ -64,7 +64,7 @@ def test_builtin_query_renders_to_the_exact_promql(provider: str, metric: str) -
 
 @pytest.mark.parametrize(
     ("provider", "metric"),
-    [("kuma", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
+    [("osm", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
      ("istio", "error-rate")],
 )
 def test_no_builtin_query(provider: str, metric: str) -> None:
@@ -82,6 +82,9 @@ FAMILIES = {
     "smi": ({telemetry.ISTIO_REQUESTS, telemetry.ISTIO_DURATION + "_bucket"}, telemetry.ISTIO_LABELS),
     "contour": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
     "traefik": ({telemetry.TRAEFIK_DURATION + "_bucket"}, (*telemetry.TRAEFIK_LABELS, "le")),
+    "apisix": ({telemetry.APISIX_STATUS, telemetry.APISIX_LATENCY + "_bucket"},
+               (*telemetry.APISIX_STATUS_LABELS, *telemetry.APISIX_LATENCY_LABELS)),
+    "kuma": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')

@@ -63,12 +63,14 @@ def test_variables_of_a_canary_follow_flagger_defaults() -> None:
     plain = canary()
     assert templates.Variables.of(plain, plain.spec.analysis.metrics[0]) == templates.Variables(
         name="web", namespace="prod", target="web-app", service="web-app", ingress="web-app", interval="30s",
-        variables={"region": "eu"},
+        variables={"region": "eu"}, route="web-app",
     )
     named = canary(service={"port": 8080, "name": "frontend"},
                    ingressRef={"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "public"})
     variables = templates.Variables.of(named, named.spec.analysis.metrics[0])
     assert (variables.service, variables.ingress) == ("frontend", "public")
+    routed = canary(routeRef={"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "gateway"})
+    assert templates.Variables.of(routed, routed.spec.analysis.metrics[0]).route == "gateway"
 
 
 def test_undefined_template_variable_names_the_variable_the_template_and_the_field() -> None:

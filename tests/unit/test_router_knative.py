@@ -147,7 +147,9 @@ def test_the_builtin_metrics_select_the_revision_under_analysis() -> None:
     assert rendered == ('sum(rate(envoy_cluster_upstream_rq{envoy_cluster_name=~"test/podinfo-00002",'
                         'envoy_response_code!~"5.*"}[1m])) / sum(rate(envoy_cluster_upstream_rq{'
                         'envoy_cluster_name=~"test/podinfo-00002"}[1m])) * 100')
-    assert templates.Variables.of(fakes.canary(), metric).route == ""
+    # Any other target: routeRef's name, else the target's (Flagger's fallback, which the apisix builtins use).
+    other = fakes.canary()
+    assert templates.Variables.of(other, metric).route == other.spec.target_ref.name
 
 
 def test_the_simulator_follows_the_traffic_to_the_revisions() -> None:
