@@ -101,14 +101,16 @@ class Outbound:
             # (canary.engine.webhooks, notifiers.alerts).
             import httpx
 
-            self._http = egress.async_client(timeout=10, auth=keys.BearerForOrigins(key, urls) if key else None,
+            self._http = egress.async_client(self._guard.remaining, timeout=10,
+                                             auth=keys.BearerForOrigins(key, urls) if key else None,
                                              event_hooks={"request": [self._fenced]},
                                              limits=httpx.Limits(max_connections=HOOK_CONNECTIONS))
         return self._http
 
     async def _fenced(self, _: httpx.Request) -> None:
-        # httpx runs request hooks right before each request (and each redirect) is sent: a hook or an alert
-        # is a write to the world like any other, made only with a fresh Lease.
+        # httpx runs request hooks before each request waits for a connection: a hook or an alert is a write to
+        # the world like any other, made only with a fresh Lease.  Refused here, it never waits; asked again by
+        # each write to the connection (egress's before_write), it is dropped if the Lease went meanwhile.
         self._guard.remaining()
 
     async def close_http(self) -> None:
