@@ -148,80 +148,47 @@ async def aresolve(host: str, port: int) -> list[str]:
 # -- httpx --------------------------------------------------------------------------------------------
 
 
-WriteCheck = Callable[[], object]
-"""Asked before each write to a connection of a client built here; raises to refuse it (the controller's Lease:
-``canary.cluster.fence``)."""
+# Wraps each connection a client built here opens (``canary.cluster.fence.FencedStream``: writes fenced by the Lease).
+StreamWrapper = Callable[[Any], Any]
 
 
-def async_transport(before_write: WriteCheck | None = None, **kwargs: Any) -> Any:
+def async_transport(wrap_stream: StreamWrapper | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncHTTPTransport`` (``kwargs`` as its own, ``proxy=`` included) whose every connection
-    goes through the policy; a refused one fails as ``httpx.ConnectError`` with the reason.  With
-    ``before_write``, each write to a connection asks it first, as late as httpcore lets a caller: whatever
-    waited for a pooled connection or for the loop is refused then, not sent."""
+    goes through the policy; a refused one fails as ``httpx.ConnectError`` with the reason.  Each connection
+    opened is handed to ``wrap_stream`` (an httpcore network stream in, one out) when given."""
     import httpx
 
     transport = httpx.AsyncHTTPTransport(**kwargs)
     pool = transport._pool  # httpx takes no network backend; tests/unit/test_egress.py fails if this moves
-    pool._network_backend = _guarded_backend(pool._network_backend, before_write)
+    pool._network_backend = _guarded_backend(pool._network_backend, wrap_stream)
     return transport
 
 
-def async_client(before_write: WriteCheck | None = None, **kwargs: Any) -> Any:
+def async_client(wrap_stream: StreamWrapper | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncClient`` on ``async_transport``, never following redirects, and deaf to HTTP_PROXY and
     the like (httpx would mount unguarded transports for them; a proxy must be given as ``proxy=``)."""
     import httpx
 
     # The pool's limits are the transport's: httpx ignores a client's ``limits`` when it is given a transport.
     pooling = {key: kwargs.pop(key) for key in ("proxy", "limits") if key in kwargs}
-    return httpx.AsyncClient(transport=async_transport(before_write, **pooling), follow_redirects=False,
+    return httpx.AsyncClient(transport=async_transport(wrap_stream, **pooling), follow_redirects=False,
                              trust_env=False, **kwargs)
 
 
-def before_write_of(client: Any) -> WriteCheck | None:
-    """The write check of a client made by ``async_client`` (None for any other), for a client made like it."""
+def stream_wrapper_of(client: Any) -> StreamWrapper | None:
+    """The ``wrap_stream`` of a client made by ``async_client`` (None for any other), to make one like it."""
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    return getattr(getattr(pool, "_network_backend", None), "before_write", None)
+    return getattr(getattr(pool, "_network_backend", None), "wrap_stream", None)
 
 
-def _guarded_backend(inner: Any, before_write: WriteCheck | None = None) -> Any:
+def _guarded_backend(inner: Any, wrap: StreamWrapper | None = None) -> Any:
     import httpcore
 
-    class CheckedStream(httpcore.AsyncNetworkStream):
-        """A connection whose every write is asked for first (a TLS stream made on it too)."""
-
-        def __init__(self, stream: Any, check: WriteCheck) -> None:
-            self._stream, self._check = stream, check
-
-        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            data: bytes = await self._stream.read(max_bytes, timeout)
-            return data
-
-        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            if buffer:
-                self._check()  # raises: nothing of this write is sent (httpcore closes the connection)
-            await self._stream.write(buffer, timeout)
-
-        async def aclose(self) -> None:
-            await self._stream.aclose()
-
-        async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                            timeout: float | None = None) -> Any:
-            return CheckedStream(await self._stream.start_tls(ssl_context, server_hostname, timeout), self._check)
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._stream.get_extra_info(info)
-
     class GuardedBackend(httpcore.AsyncNetworkBackend):
-        def __init__(self) -> None:
-            self.before_write = before_write
+        wrap_stream = wrap
 
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:
-            stream = await self._connect_tcp(host, port, timeout, local_address, socket_options)
-            return stream if before_write is None else CheckedStream(stream, before_write)
-
-        async def _connect_tcp(self, host: str, port: int, timeout: float | None, local_address: str | None,
-                               socket_options: Any) -> Any:
             try:
                 addresses = await asyncio.wait_for(aresolve(host, port), timeout)
             except Refused as exc:
@@ -231,8 +198,9 @@ def _guarded_backend(inner: Any, before_write: WriteCheck | None = None) -> Any:
             failure: Exception | None = None
             for address in addresses:  # the checked addresses only, never the name again
                 try:
-                    return await inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                   socket_options=socket_options)
+                    stream = await inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+                    return stream if wrap is None else wrap(stream)
                 except httpcore.ConnectError as exc:
                     failure = exc
             assert failure is not None

@@ -7,9 +7,10 @@ their work while another replica already leads, and each of them would go on wri
 (``canary.cluster.leader``) records here when its last successful renewal *began*, and every write of the
 controller asks ``remaining()`` in the very step that hands its bytes to the socket: the API client's
 (``canary.cluster.transport.FencedRequest``, for everything but GET) and the webhook and alert client's
-(``egress``'s streams, with ``canary.engine.context.Outbound``'s request hook as an earlier check).  A check made
-only when a write is decided is not enough: a write may then wait for a pooled connection, or for the loop's
-next turn, and a loop that stalls (a slow callback, a SIGSTOP) in between sends it when it wakes, however late.
+(``FencedStream`` on each connection, with ``canary.engine.context.Outbound``'s request hook as an earlier
+check).  A check made only when a write is decided is not enough: a write may then wait for a pooled
+connection, or for the loop's next turn, and a loop that stalls (a slow callback, a SIGSTOP) in between sends it
+when it wakes, however late.
 A write is sent only within ``renew_deadline`` of the start of the last renewal that succeeded, which is before
 any other replica can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when
 *they* saw the renewal, which is later); ``lease_duration - renew_deadline`` is the margin left for the bytes
@@ -28,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class LeaseLost(Exception):
@@ -74,3 +76,23 @@ class Open(Fence):
 
     def remaining(self) -> float:
         return math.inf
+
+
+class FencedStream:
+    """A connection (an httpcore network stream) whose every write asks ``check`` first, a TLS stream made on it
+    too; the rest is the connection's own.  For ``egress.async_client``'s ``wrap_stream``: webhooks and alerts."""
+
+    def __init__(self, stream: Any, check: Callable[[], object]) -> None:
+        self._stream, self._check = stream, check
+
+    def __getattr__(self, name: str) -> Any:  # read, aclose, get_extra_info
+        return getattr(self._stream, name)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            self._check()  # raises LeaseLost: nothing of this write is sent (httpcore closes the connection)
+        await self._stream.write(buffer, timeout)
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                        timeout: float | None = None) -> FencedStream:
+        return FencedStream(await self._stream.start_tls(ssl_context, server_hostname, timeout), self._check)

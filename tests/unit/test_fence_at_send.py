@@ -4,6 +4,7 @@ bytes go, whether it waited for a connection or the event loop stalled after it 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -183,10 +184,11 @@ async def _hook_queued_across_a_loss(server: Server, proxied: bool) -> None:
     clock = Clock()
     guard = fence.Fence(renew_deadline=6.0, clock=clock)
     guard.renewed(began=clock.now)
-    shared = egress.async_client(guard.remaining, timeout=5, limits=httpx.Limits(max_connections=1))
+    fenced = functools.partial(fence.FencedStream, check=guard.remaining)  # as canary.engine.context makes it
+    shared = egress.async_client(fenced, timeout=5, limits=httpx.Limits(max_connections=1))
     client = shared
     if proxied:  # what notifiers.alerts does for an AlertProvider's proxy (here without one)
-        client = egress.async_client(egress.before_write_of(shared), timeout=5,
+        client = egress.async_client(egress.stream_wrapper_of(shared), timeout=5,
                                      limits=httpx.Limits(max_connections=1))
     try:
         first = asyncio.create_task(client.post(f"{server.url}/slow", json={}))
