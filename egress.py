@@ -20,7 +20,7 @@ The rule (``Policy.refusal``), first match wins:
    ``--loadtester-url`` hosts), whose Service addresses nobody knows when the chart renders.
 
 Answers are budgeted too, since the server is the tenant's: a metric provider's exchange ends within its
-timeout *as a whole* (``requests_adapter``: a per-read timeout alone lets a server that sends one byte a second
+timeout *as a whole* (``metrics.guarded_requests``: a per-read timeout alone lets a server that sends one byte a second
 hold a thread for ever) and is cut off past ``QUERY_ANSWER_BYTES``; a webhook's or an alert's answer is only
 quoted, so no more than ``SHORT_ANSWER_BYTES`` of it is read (``read_head``). Neither is inflated: the clients
 ask for ``identity``, so a small compressed answer cannot unpack into gigabytes.
@@ -37,11 +37,8 @@ import contextlib
 import dataclasses
 import ipaddress
 import socket
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
-
-import deadlines
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -167,32 +164,46 @@ async def aresolve(host: str, port: int, lookup: Lookup | None = None) -> list[s
 # -- httpx --------------------------------------------------------------------------------------------
 
 
-def async_transport(*, lookup: Lookup | None = None, **kwargs: Any) -> Any:
+# Wraps each connection a client built here opens (``canary.cluster.fence.FencedStream``: writes fenced by the Lease).
+StreamWrapper = Callable[[Any], Any]
+
+
+def async_transport(wrap_stream: StreamWrapper | None = None, *, lookup: Lookup | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncHTTPTransport`` (``kwargs`` as its own, ``proxy=`` included) whose every connection
     goes through the policy, its names resolved by ``lookup``; a refused one fails as ``httpx.ConnectError``
-    with the reason."""
+    with the reason.  Each connection opened is handed to ``wrap_stream`` (an httpcore network stream in, one
+    out) when given."""
     import httpx
 
     transport = httpx.AsyncHTTPTransport(**kwargs)
     pool = transport._pool  # httpx takes no network backend; tests/unit/test_egress.py fails if this moves
-    pool._network_backend = _guarded_backend(pool._network_backend, lookup)
+    pool._network_backend = _guarded_backend(pool._network_backend, wrap_stream, lookup)
     return transport
 
 
-def async_client(**kwargs: Any) -> Any:
+def async_client(wrap_stream: StreamWrapper | None = None, **kwargs: Any) -> Any:
     """An ``httpx.AsyncClient`` on ``async_transport``, never following redirects, and deaf to HTTP_PROXY and
     the like (httpx would mount unguarded transports for them; a proxy must be given as ``proxy=``)."""
     import httpx
 
-    proxy = kwargs.pop("proxy", None)
-    return httpx.AsyncClient(transport=async_transport(proxy=proxy), follow_redirects=False, trust_env=False,
-                             **kwargs)
+    # The pool's limits are the transport's: httpx ignores a client's ``limits`` when it is given a transport.
+    pooling = {key: kwargs.pop(key) for key in ("proxy", "limits") if key in kwargs}
+    return httpx.AsyncClient(transport=async_transport(wrap_stream, **pooling), follow_redirects=False,
+                             trust_env=False, **kwargs)
 
 
-def _guarded_backend(inner: Any, lookup: Lookup | None = None) -> Any:
+def stream_wrapper_of(client: Any) -> StreamWrapper | None:
+    """The ``wrap_stream`` of a client made by ``async_client`` (None for any other), to make one like it."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    return getattr(getattr(pool, "_network_backend", None), "wrap_stream", None)
+
+
+def _guarded_backend(inner: Any, wrap: StreamWrapper | None = None, lookup: Lookup | None = None) -> Any:
     import httpcore
 
     class GuardedBackend(httpcore.AsyncNetworkBackend):
+        wrap_stream = wrap
+
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:
             try:
@@ -204,8 +215,9 @@ def _guarded_backend(inner: Any, lookup: Lookup | None = None) -> Any:
             failure: Exception | None = None
             for address in addresses:  # the checked addresses only, never the name again
                 try:
-                    return await inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                   socket_options=socket_options)
+                    stream = await inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+                    return stream if wrap is None else wrap(stream)
                 except httpcore.ConnectError as exc:
                     failure = exc
             assert failure is not None
@@ -221,14 +233,12 @@ def _guarded_backend(inner: Any, lookup: Lookup | None = None) -> Any:
     return GuardedBackend()
 
 
-# -- requests (the Prometheus provider) ---------------------------------------------------------------
+# -- answer caps ---------------------------------------------------------------------------------------
 
 QUERY_ANSWER_BYTES = 8 * 2**20
 """The most of a metric provider's answer that is read (8 MiB). A query's answer is a number or a few series
 (a vector of 10,000 series is about 2 MiB of JSON); past this the connection is closed and the query is
 unavailable, rather than a tenant's server filling the controller's memory."""
-DEFAULT_ANSWER_SECONDS = 30.0  # the budget of an exchange sent without a timeout (the provider always sets one)
-_CHUNK_BYTES = 64 * 1024
 
 
 class AnswerTooLarge(Exception):
@@ -245,115 +255,6 @@ def size_text(count: int) -> str:
         if count >= scale and count % scale == 0:
             return f"{count // scale} {unit}"
     return f"{count} bytes"
-
-
-def _budget(timeout: Any) -> float:
-    """The whole exchange's seconds: requests' timeout, or the sum of a (connect, read) pair."""
-    if isinstance(timeout, int | float):
-        return float(timeout)
-    if isinstance(timeout, tuple) and any(part is not None for part in timeout):
-        return float(sum(part for part in timeout if part is not None))
-    return DEFAULT_ANSWER_SECONDS
-
-
-def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> Any:
-    """A ``requests`` HTTPAdapter (``kwargs`` as its own) for a tenant's server:
-
-    - every connection goes through the policy; a refused one fails as ``requests.ConnectionError`` caused by
-      ``Refused``;
-    - the whole exchange (connecting, the status line, headers and body) ends within the request's timeout (for
-      a (connect, read) pair, their sum): past it the connection is shut down and ``requests.ReadTimeout`` is
-      raised, however slowly the server sends;
-    - the body is read here, whatever ``stream`` the caller asked for, in chunks, and never past ``max_bytes``:
-      a longer one closes the connection and raises ``requests.RequestException`` caused by ``AnswerTooLarge``;
-    - the answer is asked for uncompressed (``Accept-Encoding: identity``) and read as sent."""
-    import requests
-    from requests import adapters
-    from urllib3 import connection, connectionpool, exceptions
-
-    def guarded(base: type[connection.HTTPConnection]) -> type[connection.HTTPConnection]:
-        class Guarded(base):  # type: ignore[valid-type, misc]
-            def _new_conn(self) -> socket.socket:
-                name: str = getattr(self, "_dns_host")  # noqa: B009 (urllib3 leaves it untyped)
-                try:
-                    self._dns_host = resolve(name, self.port)[0]  # TLS still verifies self.host
-                except socket.gaierror as exc:
-                    raise exceptions.NameResolutionError(self.host, self, exc) from exc
-                try:
-                    return super()._new_conn()  # type: ignore[no-any-return]
-                finally:
-                    self._dns_host = name
-
-            def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-                exchange: deadlines.Exchange | None = getattr(deadlines.current, "exchange", None)
-                if exchange is not None:  # from here on, reads of this socket end at the exchange's deadline
-                    exchange.attach(self.sock)
-                return super().getresponse(*args, **kwargs)
-
-        return Guarded
-
-    class HTTPPool(connectionpool.HTTPConnectionPool):
-        ConnectionCls = guarded(connection.HTTPConnection)
-
-    class HTTPSPool(connectionpool.HTTPSConnectionPool):
-        ConnectionCls = guarded(connection.HTTPSConnection)  # type: ignore[assignment]
-
-    def late(request: Any, seconds: float) -> Exception:
-        return requests.exceptions.ReadTimeout(f"no whole answer within {seconds:g}s", request=request)
-
-    def read(response: Any, exchange: deadlines.Exchange, seconds: float) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                chunk = response.raw.read(_CHUNK_BYTES, decode_content=False)
-            except exceptions.ReadTimeoutError as exc:
-                raise late(response.request, seconds) from exc
-            except (exceptions.HTTPError, OSError) as exc:
-                if exchange.expired:
-                    raise late(response.request, seconds) from exc
-                raise requests.exceptions.ChunkedEncodingError(exc, request=response.request) from exc
-            if exchange.expired or time.monotonic() > exchange.deadline:  # an EOF after a shutdown too
-                raise late(response.request, seconds)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > max_bytes:
-                too_large = AnswerTooLarge(max_bytes)
-                raise requests.exceptions.RequestException(str(too_large), request=response.request) from too_large
-            chunks.append(chunk)
-
-    class GuardedAdapter(adapters.HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
-            super().init_poolmanager(*args, **pool_kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-
-        def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True,
-                 cert: Any = None, proxies: Any = None) -> Any:
-            seconds = _budget(timeout)
-            exchange = deadlines.start(seconds)
-            request.headers["Accept-Encoding"] = "identity"
-            deadlines.current.exchange = exchange
-            try:
-                try:
-                    response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert,
-                                            proxies=proxies)
-                except requests.exceptions.RequestException as exc:
-                    if exchange.expired:
-                        raise late(request, seconds) from exc
-                    raise
-                try:
-                    response._content = read(response, exchange, seconds)
-                except BaseException:
-                    response.close()  # unread bytes left: the connection is closed, not pooled
-                    raise
-                response._content_consumed = True
-                return response
-            finally:
-                exchange.finish()
-                deadlines.current.exchange = None
-
-    return GuardedAdapter(**kwargs)
 
 
 # -- httpx answers that are only quoted (webhooks, alerts) --------------------------------------------

@@ -20,16 +20,22 @@ vector is ``QueryFailed`` (wrap it in ``rate`` or ``*_over_time``).
 
 Timeouts: prometheus-api-client >= 0.5.7 takes ``timeout=`` and hands it to requests, which applies it to
 connecting and to each read, not to the whole exchange; the adapter mounted on every session
-(``egress.requests_adapter``) makes it the bound of the whole exchange, so the thread that runs a query is
+(``metrics.guarded_requests``) makes it the bound of the whole exchange, so the thread that runs a query is
 free again within ``timeout`` whatever the server does (waiting in the analysis would only stop the waiting).
 
 Thread safety: a ``requests.Session`` is not documented as thread-safe, so each thread that runs queries
-gets its own ``PrometheusConnect`` (and session); they are closed together by ``close``.
+gets its own ``PrometheusConnect`` (and session); they are closed together by ``close``.  A thread keeps the
+session of one provider only, the last it queried through (``_KEPT``): a provider is one per namespace, so
+sessions kept per thread *and* provider held up to threads x namespaces keep-alive connections, and past
+Prometheus's ``--web.max-connections`` (512) it accepted no new one: every namespace's queries went
+unanswered (benchmarks.neighbours, 50 namespaces).  Now the controller holds at most one connection per
+worker thread; a thread that moves to another namespace's provider connects again.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import http.client
 import json
 import logging
@@ -49,7 +55,7 @@ from urllib3.util import retry
 import egress
 import redaction
 from apis import errors
-from metrics import base, statistics
+from metrics import base, guarded_requests, statistics
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +108,9 @@ class PrometheusProvider:
         self._auth: tuple[str, str] | None = None
         if secret is not None:
             self._use_credentials(secret)
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._clients: list[prometheus_connect.PrometheusConnect] = []
+        self._generation = 0  # moved on by close: a session kept by a thread from before is not used again
 
     def __repr__(self) -> str:
         return f"PrometheusProvider({self.shown!r})"
@@ -180,35 +186,56 @@ class PrometheusProvider:
         """Close the HTTP sessions of every thread; queries after this open new ones."""
         with self._lock:
             clients, self._clients = self._clients, []
-            self._local = threading.local()
+            self._generation += 1
         for client in clients:
             client.close()
 
+    def _drop(self, client: prometheus_connect.PrometheusConnect) -> None:
+        """Close one thread's session (the thread moved on to another provider)."""
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+        client.close()
+
     def _client(self) -> prometheus_connect.PrometheusConnect:
-        client: prometheus_connect.PrometheusConnect | None = getattr(self._local, "client", None)
-        if client is None:
-            # The library annotates its optional parameters without Optional, and timeout as int; requests
-            # takes None and a float.
-            client = prometheus_connect.PrometheusConnect(
-                url=self.address,
-                headers=self._headers or None,  # type: ignore[arg-type]
-                disable_ssl=self._insecure,
-                retry=_RETRY,
-                auth=self._auth,  # type: ignore[arg-type]
-                timeout=self.timeout,  # type: ignore[arg-type]
-            )
-            # The address is a tenant's: every connection through the address guard, and no redirect followed
-            # (requests follows them by default, to hosts the adapter mounted at the address does not cover).
-            # Each exchange ends within the timeout as a whole and reads at most egress.QUERY_ANSWER_BYTES.
-            guarded = egress.requests_adapter(max_retries=_RETRY)
-            for prefix in ("http://", "https://", client.url):
-                client._session.mount(prefix, guarded)
-            client._session.max_redirects = 0
-            client._session.trust_env = False  # an HTTP_PROXY would carry the connection past the guard
-            with self._lock:
-                self._local.client = client
-                self._clients.append(client)
+        kept: _Kept | None = getattr(_KEPT, "session", None)
+        if kept is not None and kept.provider is self and kept.generation == self._generation:
+            return kept.client
+        if kept is not None:
+            kept.provider._drop(kept.client)  # one kept connection per thread, whichever provider it is for
+            _KEPT.session = None
+        # The library annotates its optional parameters without Optional, and timeout as int; requests
+        # takes None and a float.
+        client = prometheus_connect.PrometheusConnect(
+            url=self.address,
+            headers=self._headers or None,  # type: ignore[arg-type]
+            disable_ssl=self._insecure,
+            retry=_RETRY,
+            auth=self._auth,  # type: ignore[arg-type]
+            timeout=self.timeout,  # type: ignore[arg-type]
+        )
+        # The address is a tenant's: every connection through the address guard, and no redirect followed
+        # (requests follows them by default, to hosts the adapter mounted at the address does not cover).
+        # Each exchange ends within the timeout as a whole and reads at most egress.QUERY_ANSWER_BYTES.
+        guarded = guarded_requests.requests_adapter(max_retries=_RETRY)
+        for prefix in ("http://", "https://", client.url):
+            client._session.mount(prefix, guarded)
+        client._session.max_redirects = 0
+        client._session.trust_env = False  # an HTTP_PROXY would carry the connection past the guard
+        with self._lock:
+            self._clients.append(client)
+            _KEPT.session = _Kept(self, self._generation, client)
         return client
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kept:
+    provider: PrometheusProvider
+    generation: int
+    client: prometheus_connect.PrometheusConnect
+
+
+_KEPT = threading.local()  # .session: the _Kept of this thread, or None
 
 
 def _value(query: str, result: Any) -> float:

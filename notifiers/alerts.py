@@ -151,7 +151,9 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
             if proxy:
                 # Not at module level: a controller that sends no alert never holds httpx (3.6 MiB RSS).
                 # The proxy is the tenant's too: the guard checks it (what it reaches is its own reach).
-                async with egress.async_client(proxy=proxy, timeout=client.timeout) as proxied:
+                # Fenced like the shared client: its request hooks and its connections' check before each write.
+                async with egress.async_client(egress.stream_wrapper_of(client), proxy=proxy, timeout=client.timeout,
+                                               event_hooks=client.event_hooks) as proxied:
                     await base.send(proxied, kind, notifier, target, message)
             else:
                 await base.send(client, kind, notifier, target, message)

@@ -5,17 +5,21 @@ lost the Lease only when its election coroutine runs again; a process paused (SI
 a node under memory pressure) for longer than the lease duration wakes up with its ticks in the middle of
 their work while another replica already leads, and each of them would go on writing.  So the election
 (``canary.cluster.leader``) records here when its last successful renewal *began*, and every write of the
-controller asks ``remaining()`` immediately before it is sent: the API client's (``canary.cluster.transport``,
-for everything but GET) and the webhook and alert client's (``canary.engine.context.Outbound``).  A write is
-sent only within ``renew_deadline`` of the start of the last renewal that succeeded, which is before any other
-replica can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when *they*
-saw the renewal, which is later).
+controller asks ``remaining()`` in the very step that hands its bytes to the socket: the API client's
+(``canary.cluster.transport.FencedRequest``, for everything but GET) and the webhook and alert client's
+(``FencedStream`` on each connection, with ``canary.engine.context.Outbound``'s request hook as an earlier
+check).  A check made only when a write is decided is not enough: a write may then wait for a pooled
+connection, or for the loop's next turn, and a loop that stalls (a slow callback, a SIGSTOP) in between sends it
+when it wakes, however late.
+A write is sent only within ``renew_deadline`` of the start of the last renewal that succeeded, which is before
+any other replica can see the Lease expire (client-go's argument: the others measure ``lease_duration`` from when
+*they* saw the renewal, which is later); ``lease_duration - renew_deadline`` is the margin left for the bytes
+to reach the API server.  Time is this process's monotonic clock, which a changed wall clock does not move.
 
-What it guarantees and what not: a write is never *begun* after the deadline; a write whose bytes were handed
-to the socket before it (or in the instants between the check and the socket) may still reach the API server
-after another replica took over.  Its time to get a connection and an answer is bounded by what is left of the
-deadline, so only that window remains.  True fencing would need the API server to check a token with each
-write, which Kubernetes does not offer.
+What it guarantees and what not: no byte of a write leaves this process after the deadline.  A write whose bytes
+were handed to the socket before it may still be read by an API server slower than that margin after another
+replica took over.  True fencing would need the API server to check a token with each write, which Kubernetes
+does not offer.
 
 What it must not do: renew anything or decide what to write; it only answers.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class LeaseLost(Exception):
@@ -71,3 +76,23 @@ class Open(Fence):
 
     def remaining(self) -> float:
         return math.inf
+
+
+class FencedStream:
+    """A connection (an httpcore network stream) whose every write asks ``check`` first, a TLS stream made on it
+    too; the rest is the connection's own.  For ``egress.async_client``'s ``wrap_stream``: webhooks and alerts."""
+
+    def __init__(self, stream: Any, check: Callable[[], object]) -> None:
+        self._stream, self._check = stream, check
+
+    def __getattr__(self, name: str) -> Any:  # read, aclose, get_extra_info
+        return getattr(self._stream, name)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            self._check()  # raises LeaseLost: nothing of this write is sent (httpcore closes the connection)
+        await self._stream.write(buffer, timeout)
+
+    async def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                        timeout: float | None = None) -> FencedStream:
+        return FencedStream(await self._stream.start_tls(ssl_context, server_hostname, timeout), self._check)

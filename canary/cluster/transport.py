@@ -186,6 +186,51 @@ def shrink_tls_buffers(size: int = TLS_READ_BUFFER) -> None:
         protocol.max_size = size
 
 
+class FencedRequest(aiohttp.ClientRequest):
+    """An aiohttp request whose bytes go to the socket only while ``guard`` allows a write.
+
+    Why: checking the Lease before ``session.request`` is not enough.  aiohttp waits for a pooled connection,
+    then (Python 3.11) writes the request in a task of its own, run at the loop's next turn; a loop stalled in
+    between (a slow callback, a SIGSTOP) sends the write when it wakes, before the request's own timeout can
+    cancel it, because the loop runs ready callbacks before expired timers.  So the guard is asked again in the
+    very step that hands the bytes to the socket, with nothing that can yield in between: for a request with
+    a body in ``write_bytes``, for one without in ``send`` (which writes it).  A refused write leaves no byte
+    on the wire and fails the request with ``fence.LeaseLost``.  GETs are never fenced."""
+
+    guard: fence.Fence | None = None  # set by ``fenced_request_class``
+
+    def _refused(self) -> fence.LeaseLost | None:
+        if self.guard is None or self.method == "GET":
+            return None
+        try:
+            self.guard.remaining()
+        except fence.LeaseLost as exc:
+            return exc
+        return None
+
+    async def send(self, conn: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        refused = self._refused()
+        if refused is not None:
+            raise refused
+        return await super().send(conn)
+
+    async def write_bytes(self, writer: Any, conn: aiohttp.connector.Connection,
+                          content_length: int | None = None) -> None:
+        refused = self._refused()
+        if refused is not None:
+            # Nothing of this request was written: the response's reader raises LeaseLost, and the connection,
+            # half used, is not pooled again.
+            assert conn.protocol is not None
+            conn.protocol.set_exception(refused)
+            conn.close()
+            return
+        await super().write_bytes(writer, conn, content_length)
+
+
+def fenced_request_class(guard: fence.Fence) -> type[FencedRequest]:
+    return type("FencedRequest", (FencedRequest,), {"guard": guard})
+
+
 class Client:
     """One pooled HTTPS session to the API server, for coroutines on one event loop."""
 
@@ -213,7 +258,9 @@ class Client:
             secure = self.credentials.server.startswith("https:")
             connector = aiohttp.TCPConnector(limit=self._connections,
                                              ssl=self.credentials.ssl_context() if secure else False)
-            self._session = aiohttp.ClientSession(self._origin, connector=connector)
+            # With a guard, every write is checked again in the step that sends its bytes (FencedRequest).
+            request_class = aiohttp.ClientRequest if self.guard is None else fenced_request_class(self.guard)
+            self._session = aiohttp.ClientSession(self._origin, connector=connector, request_class=request_class)
         return self._session
 
     async def close(self) -> None:
@@ -259,7 +306,8 @@ class Client:
                 break
             headers = await self._headers(content_type if body is not None else None)
             if self.guard is not None and method != "GET":
-                # The last check before the bytes go: raises LeaseLost, or bounds the write by the Lease's deadline.
+                # A write refused early (LeaseLost) never waits for a connection; one that may go is bounded by the
+                # Lease's deadline, and asked again as its bytes go to the socket (FencedRequest).
                 left = min(left, self.guard.remaining())
             try:
                 async with self._open().request(

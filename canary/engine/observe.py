@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 from typing import Any
 
+import fairness
 from apis import errors, keys, models, naming
 from canary import core
 from canary.cluster import kube, watchcache
@@ -115,9 +116,11 @@ def _legacy_digests(store: watchcache.Store, settings: context.Settings, canary:
 
 
 async def observe(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
-                  canary: models.Canary, now: datetime.datetime) -> Snapshot:
+                  canary: models.Canary, now: datetime.datetime, shares: fairness.Shares | None = None) -> Snapshot:
+    """What the core needs of one Canary, from the watch cache; ``shares``: the namespaces' shares of worker
+    threads, within which its metrics are validated (None: without a limit)."""
     if knative.is_knative(canary):
-        return observe_knative(cluster, settings, memos, canary, now)
+        return await observe_knative(cluster, settings, memos, canary, now, shares)
     namespace, store = canary.namespace, cluster.store
     target = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.target_ref.name)
     primary = store.get("apps/v1", canary.spec.target_ref.kind, namespace, canary.spec.primary_target_name)
@@ -135,7 +138,7 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
         workloads.check_target(target)
         autoscaler = autoscalers.autoscaler(canary, store)
         configs = workloads.tracked_configs(target, _digest(store, settings, namespace, canary.metadata.uid or ""))
-        _validate_metrics(store, settings, memos, canary)
+        await _validate_metrics(store, settings, memos, canary, shares)
         check_alert_providers(store, settings, canary)
         conflict, conflict_in_routes = _conflict(store, canary, configs, router)
     except (errors.FatalError, models.SpecError) as exc:
@@ -159,8 +162,9 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
     return Snapshot(observed, target, router)
 
 
-def observe_knative(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
-                    canary: models.Canary, now: datetime.datetime) -> Snapshot:
+async def observe_knative(cluster: context.Cluster, settings: context.Settings, memos: context.Memos,
+                          canary: models.Canary, now: datetime.datetime,
+                          shares: fairness.Shares | None = None) -> Snapshot:
     """``observe`` for a Knative Service target: the revision is the latest created Revision's name, the
     primary the pinned Revision (``canary.objects.knative``); no config is tracked and no Service is Fledge's."""
     namespace, store, ref = canary.namespace, cluster.store, canary.spec.target_ref
@@ -179,7 +183,7 @@ def observe_knative(cluster: context.Cluster, settings: context.Settings, memos:
         if service is None:
             raise errors.MissingTarget(f"spec.targetRef.name: Knative Service {namespace}/{ref.name} not found; "
                                        "create it or fix spec.targetRef.name")
-        _validate_metrics(store, settings, memos, canary)
+        await _validate_metrics(store, settings, memos, canary, shares)
         check_alert_providers(store, settings, canary)
     except (errors.FatalError, models.SpecError) as exc:
         unchecked: routers.Router | None = None
@@ -221,13 +225,21 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
     return ownership.first_claim(canary, (body for body in others if body is not None)), False
 
 
-def _validate_metrics(store: watchcache.Store, settings: context.Settings, memos: context.Memos,
-                      canary: models.Canary) -> None:
-    """``metric_checks.validate_metrics``, again only when the spec or a template it read changed.
+VALIDATION_SECONDS = 10.0  # the wait for a thread of the namespace's share, then as long for the renders
 
-    Validating renders every metric's query on the event loop; a tenant's templates may each cost up to the
-    sandbox's budget, so rendering them at every tick stalled every canary and the Lease's renewal
-    (benchmarks.neighbours).  The verdict (None or the SpecError) is remembered with the cache reads it made."""
+
+async def _validate_metrics(store: watchcache.Store, settings: context.Settings, memos: context.Memos,
+                            canary: models.Canary, shares: fairness.Shares | None) -> None:
+    """``metric_checks.validate_metrics``, again only when the spec or a template it read changed, and then in
+    a worker thread within the namespace's share.
+
+    Validating renders every metric's query; a tenant's templates may each cost up to the sandbox's budget.
+    Rendered at every tick on the event loop they stalled every canary and the Lease's renewal; remembered,
+    they still stalled the loop for 9 s whenever a replica first saw three Canaries of 32 such metrics (at
+    their creation, at each takeover), past the renew deadline (benchmarks.neighbours).  The templates are
+    read from the watch cache here, on the loop that owns it; only the rendering goes to the thread.  The
+    verdict (None or the SpecError) is remembered with the cache reads it made; a validation that found no
+    thread in time is not: the tick goes on, and the analysis fails whichever metric does not render."""
     key = (canary.namespace, canary.name)
     meta = canary.metadata
     inputs = (meta.uid, meta.generation or meta.resource_version, settings.default_provider)
@@ -236,16 +248,43 @@ def _validate_metrics(store: watchcache.Store, settings: context.Settings, memos
         if done[2] is not None:
             raise done[2]
         return
-    error: Exception | None = None
     with store.reading() as reads:
-        try:
-            metric_checks.validate_metrics(canary, resolve_template(store, settings, canary.namespace),
-                                           core.provider(canary, settings.default_provider), settings.pod_labels)
-        except (errors.FatalError, models.SpecError) as exc:
-            error = exc
+        found = _templates(canary, resolve_template(store, settings, canary.namespace))
+
+    def resolved(namespace: str, name: str) -> models.MetricTemplate | None:
+        template = found.get((namespace, name))
+        if isinstance(template, Exception):
+            raise template
+        return template
+
+    error: Exception | None = None
+    try:
+        await fairness.run_in_thread(shares, canary.namespace, VALIDATION_SECONDS, metric_checks.validate_metrics,
+                                     canary, resolved, core.provider(canary, settings.default_provider),
+                                     settings.pod_labels)
+    except (errors.FatalError, models.SpecError) as exc:
+        error = exc
+    except (TimeoutError, fairness.Busy):
+        return
     memos.validated[key] = (inputs, reads, error)
     if error is not None:
         raise error
+
+
+Resolved = dict[tuple[str, str], models.MetricTemplate | Exception | None]
+
+
+def _templates(canary: models.Canary, resolve: Any) -> Resolved:
+    """The MetricTemplates the canary's metrics name, as ``resolve`` gives them (or the error it raised)."""
+    found: Resolved = {}
+    for metric in canary.spec.analysis.metrics:
+        if metric.template_ref is not None:
+            where = (metric.template_ref.namespace or canary.namespace, metric.template_ref.name)
+            try:
+                found[where] = resolve(*where)
+            except (errors.SpecError, models.SpecError) as exc:
+                found[where] = exc
+    return found
 
 
 def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,

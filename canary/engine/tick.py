@@ -43,7 +43,7 @@ async def tick(ctx: context.Context, key: context.Key, now: datetime.datetime | 
         canary = ctx.memos.parse_canary(body)
     except (models.SpecError, errors.SpecError) as exc:
         return await _invalid(ctx, body, str(exc), now)
-    snap = await observe.observe(cluster, settings, ctx.memos, canary, now)
+    snap = await observe.observe(cluster, settings, ctx.memos, canary, now, ctx.outbound.query_shares)
     snap, decision = await _decide(cluster, settings, ctx.outbound, snap)
     delay = await execute_reporting(ctx, canary, snap, decision)
     telemetry.tick_finished(canary, time.perf_counter() - started)

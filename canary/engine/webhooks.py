@@ -58,6 +58,7 @@ import fairness
 import redaction
 from apis import durations, models
 from canary import core
+from canary.cluster import fence
 
 if TYPE_CHECKING:
     import httpx
@@ -169,6 +170,9 @@ async def call(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mappin
         tried += 1
         try:
             status_code, text = await _attempt(client, hook, body, timeout, shares, namespace)
+        except fence.LeaseLost as exc:  # this replica may write no more: no retry either
+            status_code, text = None, f"not sent: {exc}"
+            break
         except Exception as exc:  # a broken transport must not take the other hooks down with it
             status_code, text = None, f"request failed: {type(exc).__name__}: {exc}"
         if status_code is not None and 200 <= status_code < 300:

@@ -9,6 +9,7 @@ import json
 import math
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -317,3 +318,71 @@ def test_queries_from_many_threads(fake: FakePrometheus, make: Factory) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         values = list(pool.map(provider.run_query, [f"q{i}" for i in range(20)]))
     assert values == [float(i) for i in range(20)]
+
+
+class _KeepAlivePrometheus(http.server.ThreadingHTTPServer):
+    """Answers every query with 1 over HTTP/1.1 keep-alive, and counts the connections open at each moment."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+        self._count = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._count:
+                    server.open += 1
+                    server.most = max(server.most, server.open)
+
+            def finish(self) -> None:
+                with server._count:
+                    server.open -= 1
+                super().finish()
+
+            def do_GET(self) -> None:
+                payload = json.dumps(vector("1")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_thread_keeps_one_connection_whichever_namespaces_it_queried_for(make: Factory) -> None:
+    """One provider per namespace, queried from a pool of threads: the connections kept open are at most one per
+    thread, not one per thread and namespace (50 namespaces x 64 threads went past Prometheus's
+    --web.max-connections, after which it accepted no new connection)."""
+    server = _KeepAlivePrometheus()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        providers = [make(url) for _ in range(12)]  # twelve namespaces
+        threads = 4
+        barrier = threading.Barrier(threads)
+
+        def work(index: int) -> None:
+            barrier.wait()  # every thread of the pool takes part
+            for provider in providers[index % 3::3]:
+                assert provider.run_query("up") == 1.0
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, range(threads)))
+        deadline = time.monotonic() + 10
+        while server.open > threads and time.monotonic() < deadline:  # the server sees closes a moment later
+            time.sleep(0.01)
+        assert server.open <= threads, f"{server.open} connections kept open by {threads} threads"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -67,3 +67,28 @@ def test_the_analysis_renders_each_query_in_a_worker_thread(monkeypatch: pytest.
                                                     default_provider="kubernetes", metrics_server="http://prom"))
     assert [check.passed for check in checks] == [True]
     assert threads == [False]
+
+
+def test_validation_renders_in_a_worker_thread_and_still_reports_a_missing_template(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    on_loop: list[bool] = []
+    real = metric_checks.validate_metrics
+
+    def recorded(*args: Any, **kwargs: Any) -> None:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(metric_checks, "validate_metrics", recorded)
+    ctx = context.make(None, context.Settings(default_provider="kubernetes"))
+    ctx.cluster.store.upsert(shapes.deployment("web", 2, "web:1"))
+    missing = models.parse_canary({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": "t", "uid": "c-uid-1", "generation": 1},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "provider": "kubernetes", "service": {"port": 80},
+                 "analysis": {"iterations": 2, "metrics": [{"name": "slow", "templateRef": {"name": "gone"},
+                                                            "thresholdRange": {"min": 1}}]}}})
+    snap = asyncio.run(observe.observe(ctx.cluster, ctx.settings, ctx.memos, missing, shapes.NOW))
+    assert on_loop == [False], "the templates render in a worker thread, not on the event loop"
+    assert snap.observed.error is not None and "MetricTemplate t/gone not found" in snap.observed.error, \
+        snap.observed.error
