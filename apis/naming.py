@@ -87,16 +87,20 @@ def made_for(obj: Mapping[str, Any], canary: models.Canary) -> bool:
     """Whether Fledge made ``obj`` for ``canary`` (this Canary, by uid: not an earlier one of the same name),
     or Flagger made it for the ``flagger.app`` Canary of the same name, which this one replaces (README
     "Moving from Flagger"): such an object is adopted at the first write (``kube.Writer.apply``)."""
-    uid = canary.metadata.uid
+    return marked_for(obj, canary.name, canary.metadata.uid or "")
+
+
+def marked_for(obj: Mapping[str, Any], name: str, uid: str) -> bool:
+    """``made_for`` by the Canary's name and uid, for code that holds only a manifest (``mark_of``)."""
     if bool(uid) and uid in _owner_uids(obj):
         return True
     meta = obj.get("metadata") or {}
     refs = meta.get("ownerReferences") or []
-    if any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
+    if any(is_flagger_canary(ref) and ref.get("name") == name for ref in refs):
         return True
     # Marked for an earlier Canary of this name, deleted while the controller was away (names are unique in a
     # namespace, so that one is gone): the primary it left serving is this one's to take over, as Flagger's is.
-    return (meta.get("annotations") or {}).get(OWNER_NAME) == canary.name
+    return (meta.get("annotations") or {}).get(OWNER_NAME) == name
 
 
 def stale_owner_references(obj: Mapping[str, Any], name: str, uid: str) -> list[Mapping[str, Any]]:

@@ -18,7 +18,7 @@ import datetime
 import logging
 from typing import Any
 
-from apis import errors, models, naming
+from apis import models, naming
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import context, observe, webhooks
@@ -173,17 +173,11 @@ async def _create_primary(cluster: context.Cluster, settings: context.Settings, 
 
 
 async def _create(cluster: context.Cluster, canary: models.Canary, manifest: dict[str, Any]) -> None:
-    """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
-    into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
-    only when the cache has no such object, so an apply never adopts the user's Service."""
-    meta = manifest["metadata"]
-    live = await cluster.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-    if live is None:
-        await cluster.writer.apply(manifest, naming.field_manager(canary))
-        return
-    cluster.store.upsert(live)
-    raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
-                             "watch cache yet; looking again")
+    """Create an object the cache does not have: ``kube.Writer.apply`` creates it (a POST, which takes nothing),
+    or, when it exists after all (the watch cache lags), reads it into the cache and raises ``CacheBehind``; the
+    next tick then knows whether Fledge created it or must take it over, so an apply never adopts the user's
+    Service."""
+    await cluster.writer.apply(manifest, naming.field_manager(canary))
 
 
 async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
