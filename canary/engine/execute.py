@@ -48,6 +48,8 @@ async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Sna
                 await _pause_scaler(cluster, canary, replicas)
             case core.Promote():
                 await _promote(cluster, settings, canary, snap)
+            case core.PruneConfigs():
+                await _prune_configs(cluster, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
                 side_effects.append(action)
     if decision.status != canary.status:
@@ -222,6 +224,22 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)
+
+
+async def _prune_configs(cluster: context.Cluster, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """Delete the ``-primary`` copies of configs the promoted primary stopped mounting (they would leak)."""
+    primary = cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+                                canary.spec.primary_target_name)
+    cached = [body for kind in ("ConfigMap", "Secret") for namespace, name in cluster.store.names("v1", kind)
+              if namespace == canary.namespace and name.endswith(naming.primary_name(""))
+              for body in [cluster.store.get("v1", kind, namespace, name)] if body is not None]
+    for kind, name in workloads.stale_config_copies(canary, primary, snap.observed.configs, cached):
+        # The cache keeps a config's mark, yet a delete must not act on a stale one: read it first.
+        live = await cluster.writer.read("v1", kind, canary.namespace, name)
+        if live is not None and naming.made_for(live, canary):
+            log.info("canary %s/%s: deleting %s %s, which the promoted primary no longer mounts", canary.namespace,
+                     canary.name, kind, name)
+            await cluster.writer.delete("v1", kind, canary.namespace, name)
 
 
 async def _apply_autoscaler(cluster: context.Cluster, canary: models.Canary) -> None:
