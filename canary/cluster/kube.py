@@ -243,6 +243,8 @@ class Writer:
     async def apply(self, manifest: Manifest, manager: str) -> Manifest:
         """Server-side apply as ``manager`` (a Canary's, ``naming.field_manager``), forced.
 
+        An object the cache does not have is created (``_create_new``), never applied over: the cache may lag.
+        A marked manifest (``naming.mark_of``) is never applied over a cached object that is not this Canary's.
         Forced because the caller applies only what this Canary made or is about to create: observe finds
         every object at a name the Canary needs that is not its own (``canary.objects.ownership``) and the
         Canary then writes nothing.  Fields of Fledge's own objects that someone else's manager holds (a
@@ -262,6 +264,11 @@ class Writer:
                                      meta["name"])
         mark = naming.mark_of(manifest)
         stale = naming.stale_owner_references(cached, *mark) if cached is not None and mark is not None else []
+        if cached is not None and mark is not None and not stale and not naming.marked_for(cached, *mark):
+            # The tick's ownership check (observe) ran on an older cache: the object appeared at the name since,
+            # and it is not this Canary's.  The next tick reports the conflict.
+            raise errors.CacheBehind(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} appeared "
+                                     "meanwhile and is not this Canary's; it is left untouched, looking again")
         if cached is not None and stale:
             kept = [ref for ref in (cached.get("metadata") or {}).get("ownerReferences") or [] if ref not in stale]
             await self._call("PATCH", path, {"metadata": {"ownerReferences": kept or None}},

@@ -25,7 +25,8 @@ CANARY_API = "fledge.dev/v1beta1"
 HPA_API = "autoscaling/v2"
 ISTIO_API = "networking.istio.io/v1"
 QUICK = {"interval": "1s", "threshold": 1, "iterations": 1}  # blue/green, no metrics: a release of seconds
-RACERS = 6
+DELAYS = (None, 0.0, 0.0, 0.01, 0.02, 0.04, 0.08, 0.15)  # seconds after the racer's Services
+RACERS = len(DELAYS)
 
 
 def quick_canary(namespace: str, name: str, provider: str = "kubernetes", **spec: Any) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
     kubectl.apply(api, apps.deployment(ns, "cfg", "1", volumes=[{"name": "a", "configMap": {"name": "cfg-a"}}],
                                        containers=[{"name": "app", "image": "example.invalid/cfg:1",
                                                     "envFrom": [{"configMapRef": {"name": "cfg-b"}}]}]))
-    for name in ("pair", "hpa", "mesh", "back"):
+    for name in ("pair", "hpa", "mesh", "back", "lag"):
         kubectl.apply(api, apps.deployment(ns, name, "1"))
     kubectl.apply(api, hpa(ns, "hpa", "hpa"))
     users_hpa = kubectl.apply(api, hpa(ns, "hpa-primary", "legacy", team="shop"))
@@ -98,27 +99,31 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
             {"name": "db", "secret": {"secretName": f"race{index}-db"}}]))
 
     # -- the Canaries, all at once -------------------------------------------------------------------------
-    # A person creates the primary and the config copy a racer's Canary needs, from just before the Canary to
-    # a little after it (the controller's watch cache lags the API server): whatever they created first must
-    # stay theirs; whatever Fledge created first, their create is refused.
+    # A person creates the config copy and the primary a racer's Canary needs: the first racer immediately
+    # before its Canary, the others the moment Fledge has created the racer's Services (the same tick goes on
+    # to create the copy and the primary) and a little later; the controller's watch cache lags the API
+    # server.  Whatever the person created first must stay theirs; whatever Fledge created first, their
+    # create is refused.
     created: dict[tuple[str, str], dict[str, Any] | None] = {}
 
-    def person(index: int, delay: float) -> None:
-        time.sleep(delay)
-        for kind, body in (("Deployment", {**apps.deployment(ns, f"race{index}-primary", "mine"),
+    def person(index: int, delay: float | None) -> None:
+        if delay is not None:
+            eventually(lambda: kubectl.get(api, "v1", "Service", ns, f"race{index}-primary"), timeout=60,
+                       interval=0.005, what=f"the Services of race{index}")
+            time.sleep(delay)
+        for kind, body in (("Secret", config("Secret", ns, f"race{index}-db-primary", team="shop")),
+                           ("Deployment", {**apps.deployment(ns, f"race{index}-primary", "mine"),
                                            "metadata": {"name": f"race{index}-primary", "namespace": ns,
-                                                        "labels": {"team": "shop"}}}),
-                           ("Secret", config("Secret", ns, f"race{index}-db-primary", team="shop"))):
+                                                        "labels": {"team": "shop"}}})):
             created[(kind, body["metadata"]["name"])] = create(api, body)
 
     racers = []
-    for index in range(RACERS):
-        racer = threading.Thread(target=person, args=(index, 0.12 * index))
-        if index == 0:
-            person(0, 0)  # immediately before its Canary
+    for index, delay in enumerate(DELAYS):
+        if delay is None:
+            person(index, None)  # immediately before its Canary
         else:
-            racer.start()
-            racers.append(racer)
+            racers.append(threading.Thread(target=person, args=(index, delay)))
+            racers[-1].start()
         kubectl.apply(api, quick_canary(ns, f"race{index}"))
     kubectl.apply(api, quick_canary(ns, "pair-x", targetRef={"apiVersion": "apps/v1", "kind": "Deployment",
                                                                "name": "pair"}, service={"name": "pair", "port": 80}))
@@ -126,12 +131,25 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
                                     targetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": "pair"}))
     kubectl.apply(api, quick_canary(ns, "cfg"))
     kubectl.apply(api, quick_canary(ns, "back", revertOnDeletion=True))
+    kubectl.apply(api, quick_canary(ns, "lag"))
     kubectl.apply(api, quick_canary(ns, "hpa", revertOnDeletion=True, autoscalerRef={
         "apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler", "name": "hpa"}))
     mesh = apps.canary(ns, "mesh", "istio", revertOnDeletion=True)
     kubectl.apply(api, mesh)
     for racer in racers:
         racer.join()
+
+    # -- the person deletes a primary and at once creates their own at its name: Fledge, woken by the
+    # deletion, would create the primary again while its cache has not seen the person's object yet
+    apps.wait_phase(api, ns, "lag", "Initialized", timeout=60)
+    managers = [(entry["manager"], entry["operation"]) for entry in kubectl.get(
+        api, "apps/v1", "Deployment", ns, "lag-primary")["metadata"]["managedFields"]
+        if entry["manager"].startswith("fledge")]
+    assert managers == [("fledge/lag", "Apply")], managers  # created, then owned by its apply alone
+    kubectl.delete(api, "apps/v1", "Deployment", ns, "lag-primary")
+    lag_body = {**apps.deployment(ns, "lag-primary", "mine"),
+                "metadata": {"name": "lag-primary", "namespace": ns, "labels": {"team": "shop"}}}
+    created[("Deployment", "lag-primary")] = create(api, lag_body)
 
     # -- a promotion that drops a config deletes its copy, and only Fledge's own -------------------------------
     apps.wait_phase(api, ns, "cfg", "Initialized", timeout=60)
@@ -155,6 +173,8 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
 
     # -- the racers: what the person created first is theirs and reported, the rest is Fledge's ----------------
     won = {key: body for key, body in created.items() if body is not None}
+    if ("Deployment", "lag-primary") in won:
+        wait_conflict(api, ns, f"Deployment {ns}/lag-primary", canary="lag")
     for index in range(RACERS):
         mine = [name for (_, name), body in won.items() if name.startswith(f"race{index}-")]
         if mine:
@@ -162,12 +182,12 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
         else:
             apps.wait_phase(api, ns, f"race{index}", "Initialized", timeout=60)
     for (kind, name), body in created.items():
-        if body is None:  # Fledge was first: it is the racer Canary's copy or primary
+        if body is None:  # Fledge was first: it is the Canary's copy or primary
             live = kubectl.get(api, "apps/v1" if kind == "Deployment" else "v1", kind, ns, name)
             assert live is not None and live["metadata"]["annotations"]["fledge.dev/canary"] == name.split("-")[0]
     print(f"race: the person created {sorted(name for _, name in won)} first")
 
-    for name in ("pair-y", "hpa", "mesh", *(f"race{index}" for index in range(RACERS))):
+    for name in ("pair-y", "hpa", "mesh", "lag", *(f"race{index}" for index in range(RACERS))):
         kubectl.delete(api, CANARY_API, "Canary", ns, name)
 
     apps.wait_phase(api, ns, "cfg", "Succeeded", timeout=60)
@@ -194,7 +214,7 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
     assert apps.replicas_of(api, ns, "back") == 2
 
     # -- nothing of the person's, nor of the winning Canary, was touched -----------------------------------------
-    for name in ("pair-y", "hpa", "mesh"):
+    for name in ("pair-y", "hpa", "mesh", "lag"):
         assert kubectl.get(api, CANARY_API, "Canary", ns, name) is None
     assert unchanged(kubectl.get(api, HPA_API, "HorizontalPodAutoscaler", ns, "hpa-primary")) == unchanged(users_hpa)
     assert unchanged(kubectl.get(api, ISTIO_API, "DestinationRule", ns, "mesh-canary")) == unchanged(users_rule)

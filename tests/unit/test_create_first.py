@@ -123,3 +123,13 @@ def test_a_manifest_without_a_mark_never_takes_an_existing_object() -> None:
     with pytest.raises(errors.CacheBehind):
         asyncio.run(kube.Writer(server, store).apply(service, MANAGER))
     assert server.objects["podinfo"] == theirs
+
+
+def test_an_object_that_reached_the_cache_after_the_ownership_check_is_not_applied_over() -> None:
+    # observe found the name free; the person's object reached the cache before the write.
+    mine = users()
+    server, store = ApiServer(**{"podinfo-primary": json.loads(json.dumps(mine))}), watchcache.Store()
+    store.upsert(json.loads(json.dumps(mine)))
+    with pytest.raises(errors.CacheBehind, match="appeared meanwhile and is not this Canary's"):
+        asyncio.run(kube.Writer(server, store).apply(primary(), MANAGER))
+    assert server.sent == [] and server.objects["podinfo-primary"] == mine
