@@ -142,14 +142,28 @@ def test_races_pairs_user_objects_pruned_configs_and_a_resumed_hand_back(
     # -- the person deletes a primary and at once creates their own at its name: Fledge, woken by the
     # deletion, would create the primary again while its cache has not seen the person's object yet
     apps.wait_phase(api, ns, "lag", "Initialized", timeout=60)
-    managers = [(entry["manager"], entry["operation"]) for entry in kubectl.get(
-        api, "apps/v1", "Deployment", ns, "lag-primary")["metadata"]["managedFields"]
-        if entry["manager"].startswith("fledge")]
+    lag_primary = kubectl.get(api, "apps/v1", "Deployment", ns, "lag-primary")
+    assert lag_primary is not None
+    managers = [(entry["manager"], entry["operation"]) for entry in lag_primary["metadata"]["managedFields"]
+                if entry["manager"].startswith("fledge")]
     assert managers == [("fledge/lag", "Apply")], managers  # created, then owned by its apply alone
-    kubectl.delete(api, "apps/v1", "Deployment", ns, "lag-primary")
+    deleted_uid = lag_primary["metadata"]["uid"]
     lag_body = {**apps.deployment(ns, "lag-primary", "mine"),
                 "metadata": {"name": "lag-primary", "namespace": ns, "labels": {"team": "shop"}}}
-    created[("Deployment", "lag-primary")] = create(api, lag_body)
+
+    def grab() -> None:  # creates, in a tight loop, until the name is free (or Fledge was faster)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = create(api, lag_body)
+            live = body or kubectl.get(api, "apps/v1", "Deployment", ns, "lag-primary")
+            if live is not None and live["metadata"]["uid"] != deleted_uid:
+                created[("Deployment", "lag-primary")] = body
+                return
+
+    grabber = threading.Thread(target=grab)
+    grabber.start()
+    kubectl.delete(api, "apps/v1", "Deployment", ns, "lag-primary")
+    grabber.join()
 
     # -- a promotion that drops a config deletes its copy, and only Fledge's own -------------------------------
     apps.wait_phase(api, ns, "cfg", "Initialized", timeout=60)
