@@ -92,15 +92,20 @@ def made_for(obj: Mapping[str, Any], canary: models.Canary) -> bool:
     meta = obj.get("metadata") or {}
     if (meta.get("annotations") or {}).get(OWNER_NAMESPACE, canary.namespace) != canary.namespace:
         return False  # a cluster-scoped object made for the Canary of this name in another namespace
-    uid = canary.metadata.uid
+    return marked_for(obj, canary.name, canary.metadata.uid or "")
+
+
+def marked_for(obj: Mapping[str, Any], name: str, uid: str) -> bool:
+    """``made_for`` by the Canary's name and uid, for code that holds only a manifest (``mark_of``)."""
     if bool(uid) and uid in _owner_uids(obj):
         return True
+    meta = obj.get("metadata") or {}
     refs = meta.get("ownerReferences") or []
-    if any(is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
+    if any(is_flagger_canary(ref) and ref.get("name") == name for ref in refs):
         return True
     # Marked for an earlier Canary of this name, deleted while the controller was away (names are unique in a
     # namespace, so that one is gone): the primary it left serving is this one's to take over, as Flagger's is.
-    return (meta.get("annotations") or {}).get(OWNER_NAME) == canary.name
+    return (meta.get("annotations") or {}).get(OWNER_NAME) == name
 
 
 def stale_owner_references(obj: Mapping[str, Any], name: str, uid: str) -> list[Mapping[str, Any]]:

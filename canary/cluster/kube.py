@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from apis import models, naming
+from apis import errors, models, naming
 from canary.cluster import telemetry, watchcache
 
 Manifest = dict[str, Any]
@@ -247,6 +247,8 @@ class Writer:
     async def apply(self, manifest: Manifest, manager: str) -> Manifest:
         """Server-side apply as ``manager`` (a Canary's, ``naming.field_manager``), forced.
 
+        An object the cache does not have is created (``_create_new``), never applied over: the cache may lag.
+        A marked manifest (``naming.mark_of``) is never applied over a cached object that is not this Canary's.
         Forced because the caller applies only what this Canary made or is about to create: observe finds
         every object at a name the Canary needs that is not its own (``canary.objects.ownership``) and the
         Canary then writes nothing.  Fields of Fledge's own objects that someone else's manager holds (a
@@ -258,8 +260,19 @@ class Writer:
         resource = resource_for(manifest["apiVersion"], manifest["kind"])
         path = resource.path(meta.get("namespace", ""), meta["name"])
         cached = self._store.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+        if cached is None:
+            created = await self._create_new(manifest, manager, resource)
+            if created is not None:
+                return created
+            cached = self._store.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""),
+                                     meta["name"])
         mark = naming.mark_of(manifest)
         stale = naming.stale_owner_references(cached, *mark) if cached is not None and mark is not None else []
+        if cached is not None and mark is not None and not stale and not naming.marked_for(cached, *mark):
+            # The tick's ownership check (observe) ran on an older cache: the object appeared at the name since,
+            # and it is not this Canary's.  The next tick reports the conflict.
+            raise errors.CacheBehind(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} appeared "
+                                     "meanwhile and is not this Canary's; it is left untouched, looking again")
         if cached is not None and stale:
             kept = [ref for ref in (cached.get("metadata") or {}).get("ownerReferences") or [] if ref not in stale]
             await self._call("PATCH", path, {"metadata": {"ownerReferences": kept or None}},
@@ -268,6 +281,64 @@ class Writer:
                                   [("fieldManager", manager), ("force", "true")])
         self._store.upsert(result)
         return result
+
+    async def _create_new(self, manifest: Manifest, manager: str, resource: Resource) -> Manifest | None:
+        """Create an object the watch cache does not have, or find whose it is when it exists after all.
+
+        The cache lags the API server: an object a person created a moment ago may be missing from it, and a
+        forced apply would take it (and garbage collection would later delete it with the Canary).  A create
+        (POST) cannot take anything: a 409 AlreadyExists means an object is there, read into the cache.  When
+        it carries this Canary's mark (``naming.marked_for``) the caller goes on with its apply and None is
+        returned; otherwise ``CacheBehind`` is raised, and the next tick finds the object in the cache and
+        reports the conflict, or adopts it where Flagger does (a Service: ``canary.objects.services``).
+
+        The created object is applied once more at once, and the create's own field-ownership entry dropped,
+        so that the manager's apply owns exactly what it applies: a field a later apply leaves out is removed,
+        as on an object that server-side apply created."""
+        meta = manifest["metadata"]
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        try:
+            await self._call("POST", resource.path(namespace), manifest, "application/json",
+                             [("fieldManager", manager)])
+        except Exception as exc:
+            if status_of(exc) != 409:
+                raise
+            live = await self.read(manifest["apiVersion"], manifest["kind"], namespace, name)
+            what = f"{manifest['kind']} {namespace}/{name}"
+            if live is None:
+                raise errors.CacheBehind(f"{what} was there a moment ago and is gone now; looking again") from exc
+            live.setdefault("apiVersion", manifest["apiVersion"])
+            live.setdefault("kind", manifest["kind"])
+            self._store.upsert(live)
+            mark = naming.mark_of(manifest)
+            if mark is not None and naming.marked_for(live, *mark):
+                return None
+            raise errors.CacheBehind(f"{what} was created by someone else just before Fledge would have; it is "
+                                     "left untouched, looking again") from exc
+        path = resource.path(namespace, name)
+        applied = await self._call("PATCH", path, manifest, "application/apply-patch+yaml",
+                                   [("fieldManager", manager), ("force", "true")])
+        result = await self._drop_update_entry(path, applied, manager)
+        self._store.upsert(result)
+        return result
+
+    async def _drop_update_entry(self, path: str, body: Manifest, manager: str) -> Manifest:
+        """``body`` without the ``Update`` field-ownership entry ``manager``'s create left (one JSON patch whose
+        tests make it a no-op if the entries moved meanwhile); ``body`` unchanged when there is none."""
+        entries = (body.get("metadata") or {}).get("managedFields") or []
+        for index, entry in enumerate(entries):
+            if entry.get("manager") == manager and entry.get("operation") == "Update" and not entry.get("subresource"):
+                where = f"/metadata/managedFields/{index}"
+                patch = [{"op": "test", "path": f"{where}/manager", "value": manager},
+                         {"op": "test", "path": f"{where}/operation", "value": "Update"},
+                         {"op": "remove", "path": where}]
+                try:
+                    return await self._call("PATCH", path, patch, "application/json-patch+json")
+                except Exception as exc:
+                    if not is_api_error(exc):
+                        raise
+                    return body  # someone changed the object meanwhile: the next apply still wins its fields
+        return body
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         path = resource_for(api_version, kind).path(namespace, name)

@@ -138,6 +138,13 @@ class Promote:
 
 
 @dataclasses.dataclass(frozen=True)
+class PruneConfigs:
+    """Delete the ``-primary`` config copies this Canary made that the promoted primary no longer mounts.
+
+    Asked for once the primary has rolled out the promoted template, when no pod of it needs them any more."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
@@ -157,7 +164,7 @@ class CallHooks:
     type: str
 
 
-Action = Initialize | SetRoutes | ScaleTarget | Promote | Event | Alert | CallHooks
+Action = Initialize | SetRoutes | ScaleTarget | Promote | PruneConfigs | Event | Alert | CallHooks
 
 
 @dataclasses.dataclass(frozen=True)

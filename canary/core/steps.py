@@ -270,6 +270,7 @@ def finalise(obs: state.Observed) -> state.Decision:
     status = obs.canary.status
     actions: tuple[state.Action, ...] = (
         state.ScaleTarget(0),
+        state.PruneConfigs(),  # the primary has rolled out the promoted template (``promoting`` waited for it)
         state.Event("Normal", "Synced", f"Promotion completed! Scaling down {_n(obs)}"),
         state.Alert("info", f"Canary analysis completed successfully, {_n(obs)} promoted"),
         state.CallHooks("post-rollout"),

@@ -18,7 +18,7 @@ import datetime
 import logging
 from typing import Any
 
-from apis import errors, models, naming, vocabulary
+from apis import models, naming, vocabulary
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import context, observe, webhooks
@@ -49,6 +49,8 @@ async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Sna
                 await _pause_scaler(cluster, canary, replicas)
             case core.Promote():
                 await _promote(cluster, settings, canary, snap)
+            case core.PruneConfigs():
+                await _prune_configs(cluster, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
                 side_effects.append(action)
     if decision.status != canary.status:
@@ -184,17 +186,11 @@ async def _create_primary(cluster: context.Cluster, settings: context.Settings, 
 
 
 async def _create(cluster: context.Cluster, canary: models.Canary, manifest: dict[str, Any]) -> None:
-    """Apply an object the cache does not have, unless it exists after all (the watch cache lags): then read it
-    into the cache and retry the tick, which knows whether Fledge created it or must take it over.  One GET,
-    only when the cache has no such object, so an apply never adopts the user's Service."""
-    meta = manifest["metadata"]
-    live = await cluster.writer.read(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-    if live is None:
-        await cluster.writer.apply(manifest, naming.field_manager(canary))
-        return
-    cluster.store.upsert(live)
-    raise errors.CacheBehind(f"{manifest['kind']} {meta['namespace']}/{meta['name']} exists but was not in the "
-                             "watch cache yet; looking again")
+    """Create an object the cache does not have: ``kube.Writer.apply`` creates it (a POST, which takes nothing),
+    or, when it exists after all (the watch cache lags), reads it into the cache and raises ``CacheBehind``; the
+    next tick then knows whether Fledge created it or must take it over, so an apply never adopts the user's
+    Service."""
+    await cluster.writer.apply(manifest, naming.field_manager(canary))
 
 
 async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
@@ -254,6 +250,22 @@ async def _promote_revision(cluster: context.Cluster, canary: models.Canary, sna
         return
     weights = snap.observed.routes or vocabulary.ALL_PRIMARY
     await cluster.writer.apply(knative_router.service_apply(canary, revision, weights), naming.field_manager(canary))
+
+
+async def _prune_configs(cluster: context.Cluster, canary: models.Canary, snap: observe.Snapshot) -> None:
+    """Delete the ``-primary`` copies of configs the promoted primary stopped mounting (they would leak)."""
+    primary = cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+                                canary.spec.primary_target_name)
+    cached = [body for kind in ("ConfigMap", "Secret") for namespace, name in cluster.store.names("v1", kind)
+              if namespace == canary.namespace and name.endswith(naming.primary_name(""))
+              for body in [cluster.store.get("v1", kind, namespace, name)] if body is not None]
+    for kind, name in workloads.stale_config_copies(canary, primary, snap.observed.configs, cached):
+        # The cache keeps a config's mark, yet a delete must not act on a stale one: read it first.
+        live = await cluster.writer.read("v1", kind, canary.namespace, name)
+        if live is not None and naming.made_for(live, canary):
+            log.info("canary %s/%s: deleting %s %s, which the promoted primary no longer mounts", canary.namespace,
+                     canary.name, kind, name)
+            await cluster.writer.delete("v1", kind, canary.namespace, name)
 
 
 async def _apply_autoscaler(cluster: context.Cluster, canary: models.Canary) -> None:

@@ -5,8 +5,9 @@ Canary's mark (``apis.naming.owner_annotations``), so garbage collection cannot 
 serve.  When the controller sees a Canary deleted, ``hand_back`` scales the target up again, waits until it is
 ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
 configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup``
-finishes the job (a hand-back cut short by a restart is not resumed).  With ``revertOnDeletion`` the target
-is ready already (``canary.engine.revert`` waited for it), and the same steps remove the primary.
+finishes the job (a hand-back cut short by a restart is not resumed: the Canary, and with it what the
+hand-back needs to know, is gone).  A Canary with ``revertOnDeletion`` did all of this before it went, under
+its finalizer (``canary.engine.revert``), so that a restarted controller finishes it; here nothing is left to do.
 
 What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
 while it waits.
@@ -22,15 +23,12 @@ from typing import Any
 
 from apis import models, naming
 from canary import core
-from canary.cluster import kube
 from canary.engine import context, revert
 from canary.objects import workloads
 
 log = logging.getLogger("fledge.handover")
 WAIT_SECONDS = 600.0  # a target that is not ready by then keeps the primary: `fledge cleanup --force` ends it
-# Between handing the apex back and deleting the primary: kube-proxies and meshes learn the new endpoints a
-# few seconds after the selector changes, and requests already on their way to the primary must finish.
-DRAIN_SECONDS = 5.0
+DRAIN_SECONDS = revert.DRAIN_SECONDS
 
 
 async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds: float = WAIT_SECONDS,
@@ -50,7 +48,7 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     await revert.release_services(cluster, canary)
     if mine:
         await asyncio.sleep(drain_seconds)
-        await remove_primary(cluster, canary, body)
+        await revert.remove_primary(cluster, canary, body)
 
 
 async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary: Mapping[str, Any],
@@ -71,28 +69,3 @@ async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(poll_seconds)
-
-
-async def remove_primary(cluster: context.Cluster, canary: models.Canary, body: Mapping[str, Any]) -> None:
-    """Delete the primary workload and the ``-primary`` configs this Canary made (404: gone already)."""
-    kind = canary.spec.target_ref.kind
-    await _delete_mine(cluster, canary, "apps/v1", kind, canary.spec.primary_target_name)
-    tracked = ((body.get("status") or {}).get("trackedConfigs") or {})
-    for key in tracked:
-        config_kind, name = str(key).split("/", 1) if "/" in str(key) else ("", "")
-        if config_kind in ("configmap", "secret"):
-            await _delete_mine(cluster, canary, "v1", "ConfigMap" if config_kind == "configmap" else "Secret",
-                               naming.primary_name(name))
-
-
-async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_version: str, kind: str, name: str) -> None:
-    try:
-        current = cluster.store.get(api_version, kind, canary.namespace, name)
-        if current is None or kind in ("ConfigMap", "Secret"):
-            # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
-            current = await cluster.writer.read(api_version, kind, canary.namespace, name)
-        if current is not None and naming.made_for(current, canary):
-            await cluster.writer.delete(api_version, kind, canary.namespace, name)
-    except Exception as exc:
-        log.warning("could not delete %s %s/%s of deleted canary %s: %s", kind, canary.namespace, name,
-                    canary.name, kube.describe_api_error(exc) or exc)

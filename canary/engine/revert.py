@@ -3,8 +3,11 @@
 Why this exists: deleting a Canary must not leave an app with its target scaled
 to zero and its traffic pointing at a primary that garbage collection is about
 to remove.  Order: scale the target back up, wait for it, restore the routes
-the user had and the Services Fledge took over, then the finalizer is released
-and the owned objects go.  Fledge holds that finalizer itself (``hold``, from
+the user had and the Services Fledge took over, let requests under way to the
+primary finish, delete the primary and its configs, then the finalizer is
+released and the owned objects go.  Every step is idempotent and all of them
+run under the finalizer, so a controller restarted in the middle finishes them.
+Fledge holds that finalizer itself (``hold``, from
 every tick, and ``on_deletion``), exactly while ``revertOnDeletion`` is true:
 with kopf's deletion handler, kopf would build and compare a copy of every
 Canary at every event, for this one rare field.
@@ -18,7 +21,9 @@ about to go.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming
@@ -29,6 +34,9 @@ from canary.objects import autoscalers, services, workloads
 from routers import base as routers
 
 FINALIZER = "fledge.dev/finalizer"
+# Between handing the apex back and deleting the primary: kube-proxies and meshes learn the new endpoints a
+# few seconds after the selector changes, and requests already on their way to the primary must finish.
+DRAIN_SECONDS = 5.0
 log = logging.getLogger("fledge.revert")
 
 
@@ -80,6 +88,9 @@ async def on_deletion(cluster: context.Cluster, settings: context.Settings, body
         meta = body.get("metadata") or {}
         try:
             await revert(cluster, settings, body)
+            # The primary goes before the finalizer does: a controller restarted in the middle of the hand-back
+            # finds the Canary still there and finishes it, rather than leave a primary nobody deletes.
+            await retire_primary(cluster, body)
         except (errors.FatalError, models.SpecError) as exc:
             # Nothing can be restored through a spec that names no target or service, or no router: let the
             # Canary go rather than hold it forever, and say what the user must restore.
@@ -165,3 +176,40 @@ async def _patch_present(cluster: context.Cluster, api_version: str, kind: str, 
             raise
         gone = {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace, "name": name}}
         cluster.store.remove(gone)
+
+
+async def retire_primary(cluster: context.Cluster, body: dict[str, Any]) -> None:
+    """Once the traffic is handed back: wait for requests still on their way to the primary, then delete it
+    and its configs; nothing when there is no primary of this Canary (gone already, or another Canary's)."""
+    canary = canary_of(body)
+    primary = cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+                                canary.spec.primary_target_name)
+    if primary is None or not naming.made_for(primary, canary):
+        return
+    await asyncio.sleep(DRAIN_SECONDS)
+    await remove_primary(cluster, canary, body)
+
+
+async def remove_primary(cluster: context.Cluster, canary: models.Canary, body: Mapping[str, Any]) -> None:
+    """Delete the primary workload and the ``-primary`` configs this Canary made (404: gone already)."""
+    kind = canary.spec.target_ref.kind
+    await _delete_mine(cluster, canary, "apps/v1", kind, canary.spec.primary_target_name)
+    tracked = ((body.get("status") or {}).get("trackedConfigs") or {})
+    for key in tracked:
+        config_kind, name = str(key).split("/", 1) if "/" in str(key) else ("", "")
+        if config_kind in ("configmap", "secret"):
+            await _delete_mine(cluster, canary, "v1", "ConfigMap" if config_kind == "configmap" else "Secret",
+                               naming.primary_name(name))
+
+
+async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_version: str, kind: str, name: str) -> None:
+    try:
+        current = cluster.store.get(api_version, kind, canary.namespace, name)
+        if current is None or kind in ("ConfigMap", "Secret"):
+            # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
+            current = await cluster.writer.read(api_version, kind, canary.namespace, name)
+        if current is not None and naming.made_for(current, canary):
+            await cluster.writer.delete(api_version, kind, canary.namespace, name)
+    except Exception as exc:
+        log.warning("could not delete %s %s/%s of deleted canary %s: %s", kind, canary.namespace, name,
+                    canary.name, kube.describe_api_error(exc) or exc)

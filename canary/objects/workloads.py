@@ -23,7 +23,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming
@@ -353,6 +353,28 @@ def workload_state(body: Mapping[str, Any] | None) -> core.Workload:
         revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
         progressed_at=max(known) if known else None,
     )
+
+
+def stale_config_copies(canary: models.Canary, primary: Mapping[str, Any] | None, configs: Mapping[str, str],
+                        cached: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, name) of each ``-primary`` ConfigMap or Secret among ``cached`` (the namespace's) that Fledge made
+    for ``canary`` and that neither the ``primary`` workload mounts nor the target's tracked ``configs`` need.
+
+    None while the primary is not this Canary's: then nothing here is known to be unused by it.  A config
+    Fledge did not make for this Canary is never listed, whatever its name."""
+    if primary is None or not naming.made_for(primary, canary):
+        return []
+    template = (primary.get("spec") or {}).get("template") or {}
+    kinds = {"configmap": "ConfigMap", "secret": "Secret"}
+    kept = {(kind, name) for kind, name, _ in config_refs(template)}
+    kept |= {(kinds[key.split("/", 1)[0]], naming.primary_name(key.split("/", 1)[1])) for key in configs}
+    stale = []
+    for body in cached:
+        kind, name = str(body.get("kind")), str((body.get("metadata") or {}).get("name"))
+        if (kind in kinds.values() and name.endswith(naming.primary_name("")) and (kind, name) not in kept
+                and naming.made_for(body, canary)):
+            stale.append((kind, name))
+    return sorted(stale)
 
 
 async def apply_primary(writer: kube.Writer, canary: models.Canary, target: Manifest,

@@ -217,6 +217,8 @@ def test_analysis_at_max_weight_promotes_then_finalises() -> None:
     assert done.status.phase == Phase.SUCCEEDED
     assert done.status.last_promoted_spec == "rev2"
     assert core.ScaleTarget(0) in done.actions
+    assert core.PruneConfigs() in done.actions  # the rolled-out primary no longer needs the configs it dropped
+    assert core.PruneConfigs() not in rolled_out.actions  # its old pods may still run on them
     assert [c.status for c in done.status.conditions if c.type == "Promoted"] == ["True"]
 
 

@@ -98,9 +98,12 @@ class Client:
 
     async def request(self, method: str, path: str, data: str | None, content_type: str,
                       query: list[tuple[str, str]] | None) -> dict[str, Any]:
-        self.sent.append((method, content_type, json.loads(data) if data else None, query))
+        body = json.loads(data) if data else None
+        self.sent.append((method, content_type, body, query))
+        marks = {key: value for key, value in ((body or {}).get("metadata") or {}).items()
+                 if key in ("annotations", "ownerReferences")}  # what an apply writes, the answer shows
         return {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "podinfo-primary", "namespace": "test", "resourceVersion": "9"}}
+                "metadata": {"name": "podinfo-primary", "namespace": "test", "resourceVersion": "9", **marks}}
 
 
 def test_an_apply_is_forced_as_the_canarys_manager_after_dropping_flaggers_owner_reference() -> None:

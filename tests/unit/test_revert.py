@@ -170,3 +170,37 @@ def test_a_handed_back_target_gets_its_keda_scaled_object_unpaused() -> None:
                     "service": {"port": 80}, "revertOnDeletion": True}
     asyncio.run(revert.on_deletion(cluster, context.Settings(default_provider="kubernetes"), body))
     assert writer.sent[:2] == [("Deployment", "web"), ("ScaledObject", "web-so")]
+
+
+class Deletes(Writer):
+    """The writer above, that also reads (from the store) and deletes (recorded)."""
+
+    async def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.store.get(api_version, kind, namespace, name)
+
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.sent.append(("delete " + kind, name))
+
+
+def test_the_primary_goes_before_the_finalizer_so_a_restarted_controller_finishes_the_hand_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from apis import naming
+
+    monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["metadata"]["uid"] = "u-app"
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80}, "revertOnDeletion": True}
+    body["status"] = {"trackedConfigs": {"configmap/cfg": "d1"}}
+    mark = {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}
+    store = watchcache.Store()
+    for kind, name in (("Deployment", "web-primary"), ("ConfigMap", "cfg-primary")):
+        store.upsert({"apiVersion": "apps/v1" if kind == "Deployment" else "v1", "kind": kind,
+                      "metadata": {"name": name, "namespace": "team", "resourceVersion": "3", "annotations": mark},
+                      "spec": {"replicas": 2}})
+    writer = Deletes(store, gone={"web"})
+    asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
+                                   context.Settings(default_provider="kubernetes"), body))
+    deleted = [entry for entry in writer.sent if entry[0].startswith("delete")]
+    assert deleted == [("delete Deployment", "web-primary"), ("delete ConfigMap", "cfg-primary")]
+    assert writer.sent[-1] == ("Canary", "app"), "the finalizer is released last"
