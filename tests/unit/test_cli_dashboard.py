@@ -124,7 +124,8 @@ class FlakyApiServer:
         if step == "refused":
             raise ConnectionRefusedError("[Errno 111] Connection refused")
         self.version += 1
-        yield {"type": "MODIFIED", "raw_object": {"metadata": {"name": "changed", "resourceVersion": str(self.version)}}}
+        body = {"metadata": {"name": "changed", "resourceVersion": str(self.version)}}
+        yield {"type": "MODIFIED", "raw_object": body}
 
 
 class RecordedStop:
