@@ -9,18 +9,12 @@ One namespace, four canaries released at once, every version of each Canary reco
 - ``held`` waits on a closed confirm-traffic-increase gate in Progressing;
 - ``waiting`` waits on a closed confirm-rollout gate (Waiting);
 
-and three that no release moves, each read as the tools read it once Fledge has written it: ``broken`` gets a spec
-the models reject (stepWeight with stepWeights) and ``orphan`` loses its target, both while Initialized (Stalled,
-so Degraded for Argo CD and Failed for kstatus and the CEL); ``paused`` is paused, then gets a new revision that it
-may not release (Reconciling: in progress, not the previous Initialized).  Before Fledge has written any of the
-seven, the Canary as the API server first serves it is in progress for kstatus and the CEL.
-
-Every recorded Canary is then read by the Argo CD Lua health check (run in Lua 5.1 with lupa), by kstatus
-(sigs.k8s.io/cli-utils, through the checker ./dev builds) and by the documented Flux CEL expressions, and each
-answer is compared with what the phase means.  While ``held`` and ``waiting`` still wait, every query of the
-Grafana dashboard, as the chart renders it, is run against the local Prometheus that scrapes the controller.
-Throughout, ``fledge dashboard`` (the admin kubeconfig, this namespace) is open in a headless Chromium: its page
-shows ``good``'s weight moving and, after the rollback, ``bad``'s failing check highlighted.
+and three that no release moves, each read as the tools read it once Fledge has written it: ``broken`` gets a
+spec the models reject but the CRD cannot (a judge with neither errors nor latency) and ``orphan`` loses its
+target, both while Initialized (Stalled, so Degraded for Argo CD and Failed for kstatus and the CEL); ``paused``
+is paused, then gets a new revision that it may not release (Reconciling: in progress, not the previous
+Initialized).  Before Fledge has written any of the seven, the Canary as the API server first serves it is in
+progress for kstatus and the CEL.
 """
 
 from __future__ import annotations
@@ -201,14 +195,18 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
         unwritten.append(kubectl.apply(api, apps.canary(namespace, name, analysis=specs.get(name, ANALYSIS))))
         if name in specs:
             apps.simulate(env, namespace, name, rps=100)
-    assert all(body["status"] == {"observedGeneration": -1} for body in unwritten), unwritten[0]
+    # The CRD's defaults: observedGeneration -1 (and the zero counters), no phase, no condition.
+    assert all(body["status"].get("observedGeneration") == -1 and not {"phase", "conditions"} & set(body["status"])
+               for body in unwritten), [body["status"] for body in unwritten]
     assert [s for s, _ in gitops.kstatus(unwritten)] == ["InProgress"] * len(unwritten), gitops.kstatus(unwritten)
     assert [s for s, _ in gitops.flux_cels(unwritten)] == ["InProgress"] * len(unwritten)
     assert {gitops.argocd_health(body)[0] for body in unwritten} == {"Progressing"}
     for name in [*specs, *idle]:
         apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
     # Outside a release: an invalid spec, a missing target, a pause.
-    kubectl.apply(api, apps.canary(namespace, "broken", analysis={**ANALYSIS, "stepWeights": [10, 30]}))
+    # A judge that judges nothing: the CRD's schema cannot refuse it, the models do.
+    kubectl.apply(api, apps.canary(namespace, "broken", analysis={**ANALYSIS, "judge": {"errors": False,
+                                                                                         "latency": False}}))
     kubectl.delete(api, "apps/v1", "Deployment", namespace, "orphan")
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         "fledge.dev", "v1beta1", namespace, "canaries", "paused", {"metadata": {"annotations": {PAUSED: "true"}}})
@@ -265,7 +263,7 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
     assert stalled["broken"]["Stalled"] == stalled["orphan"]["Stalled"] == ("True", "InvalidSpec"), stalled
     assert stalled["paused"]["Reconciling"] == ("True", "Paused") and "Stalled" not in stalled["paused"], stalled
     assert {apps.status(api, namespace, name)["phase"] for name in idle} == {"Initialized"}
-    assert "stepWeights" in apps.status(api, namespace, "broken")["message"]
+    assert "enable at least one of errors and latency" in apps.status(api, namespace, "broken")["message"]
     assert "not found" in apps.status(api, namespace, "orphan")["message"]
 
     # Grafana: every panel's query answers for these canaries, while two releases still wait on their gates.

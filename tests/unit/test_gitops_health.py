@@ -71,7 +71,7 @@ def test_a_spec_fledge_has_not_acted_on_is_progressing_whatever_the_phase() -> N
 def test_no_status_yet_is_progressing() -> None:
     # As the API server serves a Canary Fledge has not written yet: the CRD defaults its status.
     body = {key: value for key, value in RECORDED[0].items() if key != "status"}
-    body["status"] = {"observedGeneration": -1}
+    body["status"] = {"observedGeneration": -1, "canaryWeight": 0, "failedChecks": 0, "iterations": 0}
     assert gitops.argocd_health(body) == ("Progressing", "Waiting for Fledge to initialize the canary")
     assert gitops.flux_cel(body) == "InProgress"
     # Without the CRD's default (an older CRD), Argo CD still waits; CEL cannot read a missing top-level field,
