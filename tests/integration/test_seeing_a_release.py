@@ -153,6 +153,15 @@ def text_of(driver: Any, css: str) -> str:
         return ""
 
 
+def points_of(driver: Any, css: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", css).get_attribute("points") or "")
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def dashboard_queries(helm_binary: pathlib.Path) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of the dashboard, as the chart's sidecar ConfigMap carries it."""
     out = subprocess.run([str(helm_binary), "template", "fledge", "charts/fledge", "--set",
@@ -227,8 +236,9 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
     apps.wait_phase(api, namespace, "good", "WaitingPromotion", timeout=5)
     eventually(lambda: text_of(browser, "#detail .weight-now") == "40", timeout=10, what="the page at weight 40")
     assert {"20", "40"} <= set(shown), f"weights the page showed: {shown}"
-    chart = browser.find_element("css selector", "#weight-chart polyline").get_attribute("points")
-    assert len(chart.split()) >= 4, chart
+    # The page redraws the chart on every change, so the element read may be replaced meanwhile: read it again.
+    eventually(lambda: len(points_of(browser, "#weight-chart polyline").split()) >= 4, timeout=10,
+               what="the weight chart with at least 4 points", show=lambda: points_of(browser, "#weight-chart"))
 
     apps.wait_phase(api, namespace, "bad", "Failed", timeout=60)
     browser.show("bad")
