@@ -3,8 +3,8 @@
 -- Reads the phase (spelled as Flagger spells it) and the conditions, which say what the phase alone does not:
 -- the Ready reason tells a release held by a closed approval gate (WaitingForApproval), paused with
 -- `fledge pause` (Paused), or suspended by spec.suspend (Suspended); Stalled tells a Canary Fledge cannot act
--- on until it is fixed (reason InvalidSpec or Conflict) whatever its phase; Reconciling in Initialized or
--- Succeeded tells a new revision Fledge saw but has not started releasing.  Argo CD runs it with gopher-lua
+-- on until it is fixed (reason InvalidSpec or Conflict) whatever its phase; Reconciling in Initialized,
+-- Succeeded or Failed tells a new revision Fledge saw but has not started releasing.  Argo CD runs it with gopher-lua
 -- (Lua 5.1), so nothing newer than Lua 5.1 is used.  Installed as the argocd-cm key
 -- resource.customizations.health.fledge.dev_Canary (gitops/argocd/argocd-cm.yaml).
 
@@ -67,11 +67,11 @@ end
 -- Stalled: rolled back, or nothing can be done until someone fixes the Canary (InvalidSpec, Conflict).
 local stalled = condition(status, "Stalled")
 stalled = stalled ~= nil and stalled.status == "True"
--- Reconciling in a settled phase: Fledge saw a new revision it has not started releasing (paused, say).
+-- Reconciling in an idle phase: Fledge saw a new revision it has not started releasing (paused, say).
 local reconciling = condition(status, "Reconciling")
 reconciling = reconciling ~= nil and reconciling.status == "True"
 
-if phase == "Failed" or stalled then
+if stalled or (phase == "Failed" and not reconciling) then
   hs.status = "Degraded"
 elseif reason == "Suspended" or reason == "Paused" or reason == "WaitingForApproval"
     or phase == "Waiting" or phase == "WaitingPromotion" then
@@ -82,8 +82,8 @@ elseif phase == "" then
   return hs
 elseif (phase == "Initialized" or phase == "Succeeded") and not reconciling then
   hs.status = "Healthy"
-elseif phase == "Initialized" or phase == "Succeeded" or phase == "Initializing" or phase == "Progressing"
-    or phase == "Promoting" or phase == "Finalising" then
+elseif phase == "Initialized" or phase == "Succeeded" or phase == "Failed" or phase == "Initializing"
+    or phase == "Progressing" or phase == "Promoting" or phase == "Finalising" then
   hs.status = "Progressing"
 else
   hs.status = "Unknown"

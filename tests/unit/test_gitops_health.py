@@ -101,12 +101,14 @@ def test_a_stalled_canary_is_degraded_and_failed_whatever_its_phase(phase: str, 
     assert gitops.flux_cel(body) == "Failed"
 
 
-@pytest.mark.parametrize(("reason", "argocd"), [("Succeeded", "Progressing"), ("Paused", "Suspended")])
-def test_a_new_revision_not_yet_released_is_not_healthy(reason: str, argocd: str) -> None:
-    body = changed("Succeeded")
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+@pytest.mark.parametrize(("paused", "argocd"), [(False, "Progressing"), (True, "Suspended")])
+def test_a_new_revision_not_yet_released_is_not_healthy(phase: str, paused: bool, argocd: str) -> None:
+    body = changed(phase)
+    reason = "Paused" if paused else phase
     body["status"]["conditions"] = [c for c in body["status"]["conditions"] if c["type"] not in gitops.OURS] + [
-        {"type": "Ready", "status": "False", "reason": reason, "message": "Succeeded"},
-        {"type": "Reconciling", "status": "True", "reason": reason, "message": "Succeeded"}]
+        {"type": "Ready", "status": "False", "reason": reason, "message": phase},
+        {"type": "Reconciling", "status": "True", "reason": reason, "message": phase}]
     assert gitops.argocd_health(body)[0] == argocd
     assert gitops.flux_cel(body) == "InProgress"
 
