@@ -39,6 +39,8 @@ ISTIO_API_VERSION = "v1.28.0"
 HELM_VERSION = "v3.22.0"
 FLAGGER_VERSION = "v1.44.0"
 CLI_UTILS_VERSION = "v0.37.2"
+# The cel-go of the Flux releases that evaluate healthCheckExprs (fluxcd/pkg/runtime).
+CEL_GO_VERSION = "v0.26.0"
 SMI_SDK_VERSION = "v0.4.1"  # the last release whose CRD serves a version Flagger writes (v1alpha3)
 CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
@@ -145,12 +147,23 @@ KSTATUS = Component(
     tool=True,
     source="localkube/kstatus",
 )
+# Flux's healthCheckExprs evaluated as kustomize-controller evaluates them (cel-go with Flux's environment), in a
+# small command (localkube/fluxcel/main.go): the only evaluator of CEL's optional field access (`.?`) at hand.
+FLUX_CEL = Component(
+    key="flux-cel-check",
+    module="github.com/google/cel-go",
+    version=CEL_GO_VERSION,
+    packages=(".",),
+    names=("flux-cel-check",),
+    tool=True,
+    source="localkube/fluxcel",
+)
 # What the local control plane needs to start; every environment waits for these.
 COMPONENTS = (ETCD, KWOK, KUBERNETES)
 # Tools only some tests use.  `python -m localkube.build` (./dev's build step) builds them before pytest starts;
 # the tests only `require` them, so a build never runs inside a test (where warnings are errors and its minutes
 # count against the test), and a missing tool fails its test with the command to run instead of being skipped.
-TOOLS = (HELM, FLAGGER, KSTATUS)
+TOOLS = (HELM, FLAGGER, KSTATUS, FLUX_CEL)
 
 
 class BuildError(RuntimeError):

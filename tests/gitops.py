@@ -1,14 +1,15 @@
 """What Argo CD and Flux conclude about a Canary, computed the way they compute it.
 
 Why this exists: the health check shipped for Argo CD (``gitops/argocd/health.lua``), the Flux CEL expressions
-(``gitops/flux/kustomization.yaml``) and kstatus's generic rules (through ``localkube/kstatus``, built from
+(``gitops/flux/kustomization.yaml``, through ``localkube/fluxcel``: cel-go in the environment Flux builds, since
+cel-python knows no optional field access) and kstatus's generic rules (through ``localkube/kstatus``, built from
 sigs.k8s.io/cli-utils) are each run here on Canary objects: the unit tests feed recorded ones, the integration
 test ones taken from the local control plane during a release.  Nothing here restates their rules.
 
 ``expected`` is what the tests require, said from the phase and the message alone (not from the conditions
 Fledge derives, which are what is under test).
 
-What it must not do: build anything (``localkube.build.require`` only finds the checker ./dev built).
+What it must not do: build anything (``localkube.build.require`` only finds the checkers ./dev built).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pathlib
 import subprocess
 from typing import Any
 
-import celpy
 import lupa.lua51
 import yaml
 
@@ -29,6 +29,8 @@ ARGOCD_HEALTH = ROOT / "gitops" / "argocd" / "health.lua"
 ARGOCD_CM = ROOT / "gitops" / "argocd" / "argocd-cm.yaml"
 FLUX_KUSTOMIZATION = ROOT / "gitops" / "flux" / "kustomization.yaml"
 ARGOCD_KEY = "resource.customizations.health.fledge.dev_Canary"
+# The conditions Fledge derives for GitOps tools (``canary.core.conditions``).
+OURS = ("Ready", "Reconciling", "Stalled")
 
 
 def expected(body: dict[str, Any]) -> tuple[str, str]:
@@ -65,24 +67,21 @@ def flux_exprs() -> dict[str, str]:
 
 
 def flux_cel(obj: dict[str, Any]) -> str:
-    """InProgress, Failed or Current as Flux evaluates healthCheckExprs: inProgress, then failed, then current;
-    none true is in progress.  An expression that cannot be evaluated (a field missing) leaves Flux waiting."""
-    environment = celpy.Environment()
-    activation = {key: celpy.json_to_cel(value) for key, value in obj.items()}
-    exprs = flux_exprs()
-    for key, verdict in (("inProgress", "InProgress"), ("failed", "Failed"), ("current", "Current")):
-        expression = exprs.get(key)
-        if expression is None:
-            continue
-        try:
-            value = environment.program(environment.compile(expression)).evaluate(activation)
-        except celpy.CELEvalError:
-            return "InProgress"
-        if isinstance(value, celpy.CELEvalError):
-            return "InProgress"
-        if bool(value):
-            return verdict
-    return "InProgress"
+    """``flux_cels`` for one object."""
+    return flux_cels([obj])[0][0]
+
+
+def flux_cels(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(status, message) Flux's healthCheckExprs give each object, evaluated as kustomize-controller does (an
+    observedGeneration other than metadata.generation is InProgress; then inProgress, failed, current; none true
+    is InProgress).  An expression that fails to evaluate is ``Unknown``: Flux's status reader concludes nothing
+    from it and keeps waiting."""
+    binary = build.require(build.FLUX_CEL)["flux-cel-check"]
+    answer = subprocess.run([str(binary)], input=json.dumps({"exprs": flux_exprs(), "objects": objects}),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert answer.returncode == 0, answer.stderr
+    return [("Unknown" if item["status"] == "Error" else item["status"], item["message"])
+            for item in json.loads(answer.stdout)]
 
 
 def kstatus(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -156,6 +156,11 @@ class HandledRequest(base.StatusModel):
 class CanaryStatus(base.StatusModel):
     """State of the release, so that a restarted controller carries on where the last one stopped."""
 
+    # The CRD defaults the status of a Canary Fledge has not written yet to observedGeneration -1, as Flux's own
+    # CRDs do: kstatus then reads it as in progress (-1 is never metadata.generation) rather than as current
+    # for want of any status, so a Flux wait does not go on before Fledge has looked at the Canary.
+    model_config = pydantic.ConfigDict(extra="ignore", json_schema_extra={"default": {"observedGeneration": -1}})
+
     phase: CanaryPhase | None = None
     canary_weight: int = 0
     """Percentage of traffic routed to the canary."""

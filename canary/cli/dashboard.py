@@ -23,7 +23,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -60,12 +60,18 @@ class Hub:
             queue.put_nowait(text)
 
 
+# The wait before listing again after a failed list or watch (the API server restarting, a dropped connection):
+# doubled after each failure in a row up to the cap, and back to none once a watch has worked again.
+BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 30.0
+Listing = Callable[..., dict[str, Any]]
+Stream = Callable[[Listing, str], Iterable[dict[str, Any]]]
+
+
 def watch(api: Any, kind: str, namespace: str | None, submit: Callable[[str, str, dict[str, Any]], None],
           stop: threading.Event, listed: threading.Event) -> None:
-    """List, then watch from the list's version, for as long as the dashboard runs (relisting when it expires)."""
+    """List, then watch from the list's version, for as long as the dashboard runs (``follow``)."""
     from kubernetes import client as k8s
     from kubernetes import watch as k8s_watch
-    from kubernetes.client.exceptions import ApiException
 
     custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
     selector = "involvedObject.kind=Canary"
@@ -79,24 +85,57 @@ def watch(api: Any, kind: str, namespace: str | None, submit: Callable[[str, str
             return core.list_namespaced_event(namespace, field_selector=selector, **options)
         return core.list_event_for_all_namespaces(field_selector=selector, **options)
 
-    while not stop.is_set():
+    def listed_items() -> dict[str, Any]:
         first = listing()
-        items = first if isinstance(first, dict) else api.sanitize_for_serialization(first)
-        for item in items.get("items") or []:
-            submit(kind, "ADDED", item)
-        listed.set()
-        version = str(items["metadata"]["resourceVersion"])
+        return first if isinstance(first, dict) else dict(api.sanitize_for_serialization(first))
+
+    def stream(_: Listing, version: str) -> Iterable[dict[str, Any]]:
+        return k8s_watch.Watch().stream(  # type: ignore[no-untyped-call,no-any-return]
+            listing, resource_version=version, timeout_seconds=5)
+
+    follow(kind, listed_items, stream, submit, stop, listed)
+
+
+def follow(kind: str, listing: Listing, stream: Stream, submit: Callable[[str, str, dict[str, Any]], None],
+           stop: threading.Event, listed: threading.Event) -> None:
+    """List, then watch from the list's version, until ``stop``; never gives up.
+
+    A 410 Gone (the version expired) lists again at once.  Any other failure (the API server restarting, a
+    refused connection, a 5xx) is reported on stderr and retried after a backoff that doubles while failures
+    follow one another and is reset once a watch works again, so a dashboard left open outlives an outage."""
+    from kubernetes.client.exceptions import ApiException
+
+    delay = 0.0
+    while not stop.is_set():
         try:
+            items = listing()
+            for item in items.get("items") or []:
+                submit(kind, "ADDED", item)
+            listed.set()
+            version = str(items["metadata"]["resourceVersion"])
             while not stop.is_set():
-                stream = k8s_watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    listing, resource_version=version, timeout_seconds=5)
-                for event in stream:
+                for event in stream(listing, version):
                     body = event["raw_object"]
                     version = str(body["metadata"]["resourceVersion"])
                     submit(kind, str(event["type"]), body)
+                    delay = 0.0
+                delay = 0.0  # a watch that ran its course: the API server is back
         except ApiException as exc:
-            if exc.status != 410:  # 410 Gone: the version expired; list again
-                raise
+            if exc.status == 410:
+                continue
+            delay = _failed(kind, exc, delay, stop)
+        except Exception as exc:  # whatever broke the watch, the dashboard keeps watching
+            delay = _failed(kind, exc, delay, stop)
+
+
+def _failed(kind: str, error: BaseException, delay: float, stop: threading.Event) -> float:
+    """Report a failed list or watch and wait out the next backoff; returns it."""
+    delay = min(max(delay * 2, BACKOFF_FIRST_SECONDS), BACKOFF_MAX_SECONDS)
+    print(f"fledge dashboard: watching {kind} objects failed ({type(error).__name__}: "
+          f"{' '.join(str(error).split())[:300]}); "
+          f"listing again in {delay:g}s", file=sys.stderr, flush=True)
+    stop.wait(delay)
+    return delay
 
 
 def app(hub: Hub, token: str) -> web.Application:
@@ -165,7 +204,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         while all(thread.is_alive() for thread in threads):
             await asyncio.sleep(1)
-        print("fledge dashboard: a watch stopped; see the error above", file=sys.stderr)
+        print("fledge dashboard: a watch thread ended; this is a bug in Fledge", file=sys.stderr)
     finally:
         stop.set()
         with contextlib.suppress(Exception):

@@ -11,6 +11,16 @@ Reasons: the phase, or ``WaitingForApproval`` (an approval gate is closed: ``Wai
 a ``Progressing`` step held by confirm-traffic-increase), ``Paused`` (``fledge pause``) or ``Suspended``
 (``spec.suspend``).  The message is the status message, else the phase.
 
+Two states the phase does not show are told here too:
+- a Canary that cannot be acted on (a spec the models reject, a missing target or reference, an object at one of
+  its names that is not its own) while no release runs is ``Stalled`` (reason ``InvalidSpec`` or ``Conflict``):
+  it stays in its phase until someone fixes it, and that phase (say Succeeded) must not read as current.  During
+  a release the same error counts as a failed check and ends in a rollback, so the release reads as reconciling
+  until then;
+- a settled Canary whose target runs a revision the status has not taken up yet (``lastAppliedSpec``: Fledge saw
+  the new revision but cannot start its release, for instance paused) is ``Reconciling``, not ``Ready``: the
+  Succeeded it shows is the previous release's.
+
 What it must not do: decide anything or read the clock (the time is passed in).  A condition is rewritten only
 when its status, reason or message changes, so a tick that changes nothing writes nothing.
 """
@@ -31,6 +41,9 @@ APPROVALS = (models.HookType.CONFIRM_ROLLOUT, models.HookType.CONFIRM_TRAFFIC_IN
              models.HookType.CONFIRM_PROMOTION)
 # The phases in which nothing is under way: the release is current (kstatus) or failed.
 SETTLED_PHASES = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED})
+INVALID_SPEC, CONFLICT = "InvalidSpec", "Conflict"
+# A release under way turns a spec error into failed checks and a rollback: it is not stalled meanwhile.
+RUNNING_PHASES = vocabulary.RUNNING_PHASES
 # A gate is asked only when a step is due; between two asks, the last answer still holds the release.
 GATED_PHASES = vocabulary.ANALYSING_PHASES | {Phase.WAITING}
 
@@ -55,10 +68,20 @@ def reason(previous: models.CanaryStatus, status: models.CanaryStatus, gates: Ma
     return phase.value
 
 
-def wanted(status: models.CanaryStatus, why: str) -> dict[str, tuple[str, str, str]]:
-    """Condition type → (status, reason, message) for a status; a type absent here is not set."""
+def wanted(status: models.CanaryStatus, why: str, *, stalled: str | None = None, revision: str | None = None
+           ) -> dict[str, tuple[str, str, str]]:
+    """Condition type → (status, reason, message) for a status; a type absent here is not set.
+
+    ``stalled``: why the Canary cannot be acted on (``INVALID_SPEC``, ``CONFLICT``), None when it can;
+    ``revision``: the revision the target runs (None: missing or not known)."""
     phase = status.phase or Phase.INITIALIZING
     message = status.message or phase.value
+    if stalled is not None and phase not in RUNNING_PHASES:
+        return {READY: ("False", stalled, message), STALLED: ("True", stalled, message)}
+    pending = (revision is not None and status.last_applied_spec is not None
+               and revision != status.last_applied_spec and phase in vocabulary.IDLE_PHASES)
+    if pending:
+        return {READY: ("False", why, message), RECONCILING: ("True", why, message)}
     if phase == Phase.FAILED:
         return {READY: ("False", why, message), STALLED: ("True", why, message)}
     if phase in SETTLED_PHASES:
@@ -67,10 +90,12 @@ def wanted(status: models.CanaryStatus, why: str) -> dict[str, tuple[str, str, s
 
 
 def apply(previous: models.CanaryStatus, status: models.CanaryStatus, gates: Mapping[str, bool], now: datetime.datetime,
-          *, paused: bool, suspended: bool) -> models.CanaryStatus:
+          *, paused: bool, suspended: bool, stalled: str | None = None, revision: str | None = None
+          ) -> models.CanaryStatus:
     """``status`` with its Ready, Reconciling and Stalled conditions as they should be; the same object when
-    they already are."""
-    want = wanted(status, reason(previous, status, gates, paused=paused, suspended=suspended))
+    they already are.  ``stalled`` and ``revision`` as for ``wanted``."""
+    why = reason(previous, status, gates, paused=paused, suspended=suspended)
+    want = wanted(status, why, stalled=stalled, revision=revision)
     conditions = _merged(status.conditions, want, models.format_time(now))
     if conditions is None:
         return status

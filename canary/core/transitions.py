@@ -54,7 +54,17 @@ def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStat
     # A Canary the models reject may have no spec at all (``observe.invalid``): it is not suspended.
     spec = obs.canary.spec if "spec" in obs.canary.model_fields_set else None
     return conditions.apply(obs.canary.status, status, obs.gates, obs.now, paused=obs.paused,
-                            suspended=spec is not None and bool(spec.suspend))
+                            suspended=spec is not None and bool(spec.suspend), stalled=stalled(obs),
+                            revision=obs.revision)
+
+
+def stalled(obs: state.Observed) -> str | None:
+    """Why nothing can be done for the Canary until someone changes it (``conditions.wanted``), or None."""
+    if obs.invalid is not None or obs.error is not None:
+        return conditions.INVALID_SPEC
+    if obs.conflict is not None:
+        return conditions.CONFLICT
+    return None
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:

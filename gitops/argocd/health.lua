@@ -1,8 +1,10 @@
 -- Argo CD health of a fledge.dev Canary: Healthy, Progressing, Degraded or Suspended, with the status message.
 --
--- Reads the phase (spelled as Flagger spells it) and the reason of the Ready condition, which says what the
--- phase alone does not: a release held by a closed approval gate (WaitingForApproval), paused with
--- `fledge pause` (Paused), or suspended by spec.suspend (Suspended).  Argo CD runs it with gopher-lua
+-- Reads the phase (spelled as Flagger spells it) and the conditions, which say what the phase alone does not:
+-- the Ready reason tells a release held by a closed approval gate (WaitingForApproval), paused with
+-- `fledge pause` (Paused), or suspended by spec.suspend (Suspended); Stalled tells a Canary Fledge cannot act
+-- on until it is fixed (reason InvalidSpec or Conflict) whatever its phase; Reconciling in Initialized,
+-- Succeeded or Failed tells a new revision Fledge saw but has not started releasing.  Argo CD runs it with gopher-lua
 -- (Lua 5.1), so nothing newer than Lua 5.1 is used.  Installed as the argocd-cm key
 -- resource.customizations.health.fledge.dev_Canary (gitops/argocd/argocd-cm.yaml).
 
@@ -21,27 +23,39 @@ local function condition(status, kind)
 end
 
 local status = obj.status
-if status == nil or status.phase == nil or status.phase == "" then
+if status == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for Fledge to initialize the canary"
   return hs
 end
 
 local phase = status.phase
+if phase == nil then
+  phase = ""
+end
 local message = phase
 if status.message ~= nil and status.message ~= "" then
-  message = phase .. ": " .. status.message
+  if phase == "" then
+    message = status.message
+  else
+    message = phase .. ": " .. status.message
+  end
 end
 if status.canaryWeight ~= nil and tonumber(status.canaryWeight) > 0 then
   message = message .. " (canary weight " .. tostring(status.canaryWeight) .. "%)"
 end
 
--- A spec change Fledge has not acted on yet: whatever the phase says is about the previous spec.
+-- A spec change Fledge has not acted on yet: whatever the status says is about the previous spec.  A Canary
+-- Fledge has not written yet carries the CRD's default observedGeneration, -1.
 local generation = obj.metadata and obj.metadata.generation
 if generation ~= nil and status.observedGeneration ~= nil
-    and tonumber(status.observedGeneration) < tonumber(generation) then
+    and tonumber(status.observedGeneration) ~= tonumber(generation) then
   hs.status = "Progressing"
-  hs.message = "Fledge has not yet acted on generation " .. tostring(generation) .. "; " .. message
+  if phase == "" and tonumber(status.observedGeneration) < 0 then
+    hs.message = "Waiting for Fledge to initialize the canary"
+  else
+    hs.message = "Fledge has not yet acted on generation " .. tostring(generation) .. "; " .. message
+  end
   return hs
 end
 
@@ -50,15 +64,26 @@ local reason = ""
 if ready ~= nil and ready.reason ~= nil then
   reason = ready.reason
 end
+-- Stalled: rolled back, or nothing can be done until someone fixes the Canary (InvalidSpec, Conflict).
+local stalled = condition(status, "Stalled")
+stalled = stalled ~= nil and stalled.status == "True"
+-- Reconciling in an idle phase: Fledge saw a new revision it has not started releasing (paused, say).
+local reconciling = condition(status, "Reconciling")
+reconciling = reconciling ~= nil and reconciling.status == "True"
 
-if phase == "Failed" then
+if stalled or (phase == "Failed" and not reconciling) then
   hs.status = "Degraded"
 elseif reason == "Suspended" or reason == "Paused" or reason == "WaitingForApproval"
     or phase == "Waiting" or phase == "WaitingPromotion" then
   hs.status = "Suspended"
-elseif phase == "Initialized" or phase == "Succeeded" then
+elseif phase == "" then
+  hs.status = "Progressing"
+  hs.message = "Waiting for Fledge to initialize the canary"
+  return hs
+elseif (phase == "Initialized" or phase == "Succeeded") and not reconciling then
   hs.status = "Healthy"
-elseif phase == "Initializing" or phase == "Progressing" or phase == "Promoting" or phase == "Finalising" then
+elseif phase == "Initialized" or phase == "Succeeded" or phase == "Failed" or phase == "Initializing"
+    or phase == "Progressing" or phase == "Promoting" or phase == "Finalising" then
   hs.status = "Progressing"
 else
   hs.status = "Unknown"

@@ -7,14 +7,14 @@ One namespace, four canaries released at once, every version of each Canary reco
 - ``bad`` fails its checks (its new version answers one request in two with an error) and is rolled back;
   the statistical judge compares it as well, so its verdicts reach the dashboard;
 - ``held`` waits on a closed confirm-traffic-increase gate in Progressing;
-- ``waiting`` waits on a closed confirm-rollout gate (Waiting).
+- ``waiting`` waits on a closed confirm-rollout gate (Waiting);
 
-Every recorded Canary is then read by the Argo CD Lua health check (run in Lua 5.1 with lupa), by kstatus
-(sigs.k8s.io/cli-utils, through the checker ./dev builds) and by the documented Flux CEL expressions, and each
-answer is compared with what the phase means.  While ``held`` and ``waiting`` still wait, every query of the
-Grafana dashboard, as the chart renders it, is run against the local Prometheus that scrapes the controller.
-Throughout, ``fledge dashboard`` (the admin kubeconfig, this namespace) is open in a headless Chromium: its page
-shows ``good``'s weight moving and, after the rollback, ``bad``'s failing check highlighted.
+and three that no release moves, each read as the tools read it once Fledge has written it: ``broken`` gets a
+spec the models reject but the CRD cannot (a judge with neither errors nor latency) and ``orphan`` loses its
+target, both while Initialized (Stalled, so Degraded for Argo CD and Failed for kstatus and the CEL); ``paused``
+is paused, then gets a new revision that it may not release (Reconciling: in progress, not the previous
+Initialized).  Before Fledge has written any of the seven, the Canary as the API server first serves it is in
+progress for kstatus and the CEL.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
+from canary.core import requests
 from localkube import build, environment, processes
 from localkube import controller as local_controller
 from localkube import manifests as kubectl
@@ -52,6 +53,7 @@ ANALYSIS: dict[str, Any] = {"interval": "2s", "threshold": 2, "maxWeight": 40, "
 JUDGE = {"alpha": 0.01, "minSamples": 20, "latency": False}
 # Where the unit tests' recorded Canaries come from: set to a folder to write this run's there.
 RECORD = "FLEDGE_RECORD_CANARIES"
+PAUSED = requests.PAUSED
 
 
 class CanaryHistory:
@@ -151,6 +153,15 @@ def text_of(driver: Any, css: str) -> str:
         return ""
 
 
+def points_of(driver: Any, css: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", css).get_attribute("points") or "")
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def dashboard_queries(helm_binary: pathlib.Path) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of the dashboard, as the chart's sidecar ConfigMap carries it."""
     out = subprocess.run([str(helm_binary), "template", "fledge", "charts/fledge", "--set",
@@ -185,12 +196,29 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
              "bad": {**ANALYSIS, "judge": JUDGE},
              "held": {**ANALYSIS, "webhooks": gate(loadtester, "confirm-traffic-increase")},
              "waiting": {**ANALYSIS, "webhooks": gate(loadtester, "confirm-rollout")}}
-    for name, analysis in specs.items():
+    idle = ("broken", "orphan", "paused")
+    unwritten = []
+    for name in [*specs, *idle]:
         kubectl.apply(api, apps.deployment(namespace, name, "1", replicas=1))
-        kubectl.apply(api, apps.canary(namespace, name, analysis=analysis))
-        apps.simulate(env, namespace, name, rps=100)
-    for name in specs:
+        # The answer to the create is the Canary before any controller could write its status.
+        unwritten.append(kubectl.apply(api, apps.canary(namespace, name, analysis=specs.get(name, ANALYSIS))))
+        if name in specs:
+            apps.simulate(env, namespace, name, rps=100)
+    # The CRD's defaults: observedGeneration -1 (and the zero counters), no phase, no condition.
+    assert all(body["status"].get("observedGeneration") == -1 and not {"phase", "conditions"} & set(body["status"])
+               for body in unwritten), [body["status"] for body in unwritten]
+    assert [s for s, _ in gitops.kstatus(unwritten)] == ["InProgress"] * len(unwritten), gitops.kstatus(unwritten)
+    assert [s for s, _ in gitops.flux_cels(unwritten)] == ["InProgress"] * len(unwritten)
+    assert {gitops.argocd_health(body)[0] for body in unwritten} == {"Progressing"}
+    for name in [*specs, *idle]:
         apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
+    # Outside a release: an invalid spec, a missing target, a pause.
+    # A judge that judges nothing: the CRD's schema cannot refuse it, the models do.
+    kubectl.apply(api, apps.canary(namespace, "broken", analysis={**ANALYSIS, "judge": {"errors": False,
+                                                                                         "latency": False}}))
+    kubectl.delete(api, "apps/v1", "Deployment", namespace, "orphan")
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "fledge.dev", "v1beta1", namespace, "canaries", "paused", {"metadata": {"annotations": {PAUSED: "true"}}})
     browser.show("good")
     eventually(lambda: text_of(browser, "#detail .phase") == "Initialized", timeout=15,
                what="the dashboard showing good Initialized", show=lambda: text_of(browser, "body"))
@@ -208,8 +236,9 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
     apps.wait_phase(api, namespace, "good", "WaitingPromotion", timeout=5)
     eventually(lambda: text_of(browser, "#detail .weight-now") == "40", timeout=10, what="the page at weight 40")
     assert {"20", "40"} <= set(shown), f"weights the page showed: {shown}"
-    chart = browser.find_element("css selector", "#weight-chart polyline").get_attribute("points")
-    assert len(chart.split()) >= 4, chart
+    # The page redraws the chart on every change, so the element read may be replaced meanwhile: read it again.
+    eventually(lambda: len(points_of(browser, "#weight-chart polyline").split()) >= 4, timeout=10,
+               what="the weight chart with at least 4 points", show=lambda: points_of(browser, "#weight-chart"))
 
     apps.wait_phase(api, namespace, "bad", "Failed", timeout=60)
     browser.show("bad")
@@ -225,6 +254,28 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
     apps.tell(loadtester, "/gate/open", namespace, "good")
     apps.wait_phase(api, namespace, "good", "Succeeded", timeout=60)
 
+    # What Argo CD, kstatus and Flux's CEL conclude about the canaries no release moves, as they read them now.
+    eventually(lambda: "Paused by an operator" in (apps.status(api, namespace, "paused").get("message") or ""),
+               timeout=15, what="paused seen paused", show=lambda: apps.status(api, namespace, "paused"))
+    kubectl.apply(api, apps.deployment(namespace, "paused", "2", replicas=1))
+
+    def concluded(name: str) -> tuple[str, str, str]:
+        body = kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, name) or {}
+        return gitops.argocd_health(body)[0], gitops.kstatus([body])[0][0], gitops.flux_cel(body)
+
+    for name, want in (("broken", ("Degraded", "Failed", "Failed")), ("orphan", ("Degraded", "Failed", "Failed")),
+                       ("paused", ("Suspended", "InProgress", "InProgress"))):
+        eventually(lambda name=name, want=want: concluded(name) == want, timeout=15,  # type: ignore[misc]
+                   what=f"{name}: (Argo CD, kstatus, CEL) {want}",
+                   show=lambda name=name: (concluded(name), apps.status(api, namespace, name)))  # type: ignore[misc]
+    stalled = {name: {c["type"]: (c["status"], c["reason"]) for c in apps.status(api, namespace, name)["conditions"]}
+               for name in idle}
+    assert stalled["broken"]["Stalled"] == stalled["orphan"]["Stalled"] == ("True", "InvalidSpec"), stalled
+    assert stalled["paused"]["Reconciling"] == ("True", "Paused") and "Stalled" not in stalled["paused"], stalled
+    assert {apps.status(api, namespace, name)["phase"] for name in idle} == {"Initialized"}
+    assert "enable at least one of errors and latency" in apps.status(api, namespace, "broken")["message"]
+    assert "not found" in apps.status(api, namespace, "orphan")["message"]
+
     # Grafana: every panel's query answers for these canaries, while two releases still wait on their gates.
     chosen = "(good|bad)"
     for title, expr in dashboard_queries(helm_binary):
@@ -239,20 +290,20 @@ def test_argocd_flux_and_grafana_see_every_phase_of_a_release(
                    show=lambda query=query: prometheus(env, query))  # type: ignore[misc]
 
     # Argo CD, kstatus and Flux's CEL on every version of every Canary the watch saw.
-    objects = [o for o in history.seen() if (o.get("status") or {}).get("phase")]
+    objects = [o for o in history.seen() if (o.get("status") or {}).get("phase") and o["metadata"]["name"] in specs]
     phases = {o["status"]["phase"] for o in objects}
     assert phases >= {"Initializing", "Initialized", "Progressing", "WaitingPromotion", "Promoting", "Finalising",
                       "Succeeded", "Failed", "Waiting"}, phases
-    verdicts = gitops.kstatus(objects)
+    verdicts, cel = gitops.kstatus(objects), gitops.flux_cels(objects)
     seen: set[tuple[str, str, str]] = set()
-    for body, (kstatus, message) in zip(objects, verdicts, strict=True):
+    for body, (kstatus, message), (flux, _) in zip(objects, verdicts, cel, strict=True):
         argocd, want_kstatus = gitops.expected(body)
         where = f"{body['metadata']['name']} in {body['status']['phase']}: {body['status']}"
         health, text = gitops.argocd_health(body)
         assert health == argocd, f"Argo CD says {health} ({text}) for {where}"
         assert text.startswith(body["status"]["phase"]), text
         assert kstatus == want_kstatus, f"kstatus says {kstatus} ({message}) for {where}"
-        assert gitops.flux_cel(body) == want_kstatus, f"Flux CEL disagrees for {where}"
+        assert flux == want_kstatus, f"Flux CEL says {flux} for {where}"
         seen.add((body["status"]["phase"], health, kstatus))
     rolled_back = next(o for o in objects if o["status"]["phase"] == "Failed")
     assert gitops.argocd_health(rolled_back)[1].startswith("Failed: "), "the rollback reason is in Argo CD's message"

@@ -71,15 +71,18 @@ def test_ci_builds_the_tools_in_a_cache_of_their_own(empty_cache: pathlib.Path, 
 
 
 def test_the_build_step_builds_every_tool_a_test_requires() -> None:
-    # The tests `require` helm, Flagger and the kstatus checker; ./dev's build step (main with no arguments) must
-    # build them all.
-    assert {build.HELM, build.FLAGGER, build.KSTATUS} <= set(build.COMPONENTS + build.TOOLS)
+    # The tests `require` helm, Flagger, the kstatus checker and the Flux CEL checker; ./dev's build step (main
+    # with no arguments) must build them all.
+    assert {build.HELM, build.FLAGGER, build.KSTATUS, build.FLUX_CEL} <= set(build.COMPONENTS + build.TOOLS)
 
 
 def test_the_kstatus_checker_is_built_from_a_folder_of_this_repository() -> None:
     source = pathlib.Path(build.__file__).resolve().parent.parent / build.KSTATUS.source
     assert (source / "main.go").read_text().startswith("// Command kstatus-check")
     assert build.KSTATUS.tool and list(build.KSTATUS.binaries()) == ["kstatus-check"]
+    source = pathlib.Path(build.__file__).resolve().parent.parent / build.FLUX_CEL.source
+    assert (source / "main.go").read_text().startswith("// Command flux-cel-check")
+    assert build.FLUX_CEL.tool and list(build.FLUX_CEL.binaries()) == ["flux-cel-check"]
 
 
 def test_an_unknown_component_is_refused_by_name() -> None:

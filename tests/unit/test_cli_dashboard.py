@@ -87,3 +87,94 @@ def test_the_server_needs_the_token_and_streams_every_canary_then_each_change() 
             stream.close()
 
     asyncio.run(scenario())
+
+
+class FlakyApiServer:
+    """A fake API server for ``dashboard.follow`` that fails the way a real one does: a refused connection while
+    it restarts, a 500, and a watch whose version expired (410 Gone); ``script`` says what each call does."""
+
+    def __init__(self, script: list[str], stop: Any) -> None:
+        self.script, self.stop = script, stop
+        self.calls: list[str] = []
+        self.version = 0
+
+    def _next(self, what: str) -> str:
+        self.calls.append(what)
+        if not self.script:
+            self.stop.set()
+            return "empty"
+        return self.script.pop(0)
+
+    def listing(self, **_: Any) -> dict[str, Any]:
+        step = self._next("list")
+        if step == "refused":
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+        self.version += 1
+        return {"metadata": {"resourceVersion": str(self.version)},
+                "items": [{"metadata": {"name": f"listed-{self.version}", "resourceVersion": str(self.version)}}]}
+
+    def stream(self, _: Any, version: str) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        step = self._next(f"watch from {version}")
+        if step == "gone":
+            raise ApiException(status=410, reason="Expired: too old resource version")
+        if step == "500":
+            raise ApiException(status=500, reason="Internal Server Error")
+        if step == "refused":
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+        self.version += 1
+        body = {"metadata": {"name": "changed", "resourceVersion": str(self.version)}}
+        yield {"type": "MODIFIED", "raw_object": body}
+
+
+class RecordedStop:
+    """``threading.Event`` for ``follow``: records each backoff instead of waiting it out."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self._set
+
+
+def test_the_watch_outlives_an_api_server_restart_and_an_expired_version_with_backoff(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    stop = RecordedStop()
+    # list ok, watch ok; the API server restarts: the watch and three lists are refused, then it is back; the next
+    # watch fails with a 500; the version expires (410); it all works again.
+    server = FlakyApiServer(["ok", "ok", "refused", "refused", "refused", "refused", "ok", "500", "ok", "ok",
+                             "gone", "ok", "ok"], stop)
+    submitted: list[tuple[str, str, str]] = []
+    listed = threading.Event()
+    dashboard.follow("Canary", server.listing, server.stream,
+                     lambda kind, change, body: submitted.append((kind, change, body["metadata"]["name"])),
+                     stop, listed)  # type: ignore[arg-type]
+    assert listed.is_set()
+    # Every failure but the 410 waited, doubling while they followed one another; a working watch reset it.
+    assert stop.waits == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert server.calls[:8] == ["list", "watch from 1", "watch from 2", "list", "list", "list", "list", "watch from 3"]
+    # After each failure the board is listed again and the watch goes on from the new list's version.
+    assert ("Canary", "ADDED", "listed-3") in submitted and ("Canary", "MODIFIED", "changed") in submitted
+    assert submitted[-1][1] == "MODIFIED" and "watch from 5" in server.calls
+    assert server.calls[-3:] == ["list", "watch from 6", "watch from 7"]  # the 410: listed again at once
+    assert "watching Canary objects failed (ConnectionRefusedError: [Errno 111] Connection refused); listing again " \
+           "in 0.5s" in capsys.readouterr().err
+
+
+def test_the_backoff_is_capped() -> None:
+    stop = RecordedStop()
+    delay = 0.0
+    for _ in range(12):
+        delay = dashboard._failed("Canary", ConnectionRefusedError("refused"), delay, stop)  # type: ignore[arg-type]
+    assert stop.waits[-1] == dashboard.BACKOFF_MAX_SECONDS and max(stop.waits) == dashboard.BACKOFF_MAX_SECONDS

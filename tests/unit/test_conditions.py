@@ -3,6 +3,7 @@ decision core writes them: table-driven over the phases, the approval gates, a p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -104,3 +105,65 @@ def test_the_decision_core_writes_them_with_every_decided_status() -> None:
     assert summary(decision.status) == {"Ready": ("False", "WaitingForApproval"),
                                         "Reconciling": ("True", "WaitingForApproval")}
     assert decision.status.observed_generation == 2
+
+
+def settled_canary(phase: str = "Succeeded", **spec: Any) -> models.Canary:
+    return models.Canary.model_validate({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "web", "namespace": "team", "generation": 3},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "service": {"port": 80}, "analysis": {"interval": "1m", "threshold": 2, "stepWeight": 20,
+                                                       "maxWeight": 40}, **spec},
+        "status": {"phase": phase, "lastAppliedSpec": "rev1", "lastPromotedSpec": "rev1", "observedGeneration": 2,
+                   "conditions": [{"type": "Ready", "status": "True", "reason": phase, "message": phase}]}})
+
+
+@pytest.mark.parametrize("phase", ["Initialized", "Succeeded"])
+@pytest.mark.parametrize("problem", [
+    {"error": "spec.targetRef.name: Deployment team/web not found; create it or fix spec.targetRef.name"},
+    {"invalid": "spec.analysis.metrics[0].thresholdRange: min 5 is above max 1"},
+])
+def test_a_canary_that_cannot_be_acted_on_outside_a_release_is_stalled_not_ready(
+        phase: str, problem: dict[str, str]) -> None:
+    # Left Ready=True, Argo CD says Healthy and Flux current while nothing can happen until someone fixes it.
+    obs = core.Observed(canary=settled_canary(phase), now=T0, revision=None, primary=core.Workload.ready_with(2),
+                        **problem)  # type: ignore[arg-type]
+    decided = core.decide(obs).status
+    message = next(iter(problem.values()))
+    assert decided.phase == Phase(phase) and decided.message == message
+    assert summary(decided) == {"Ready": ("False", "InvalidSpec"), "Stalled": ("True", "InvalidSpec")}
+    assert all(c.message == message for c in decided.conditions)
+    assert decided.observed_generation == 3
+
+
+def test_a_conflict_outside_a_release_is_stalled_and_fixing_it_makes_the_canary_ready_again() -> None:
+    canary = settled_canary()
+    stalled = core.decide(core.Observed(canary=canary, now=T0, revision="rev1", primary=core.Workload.ready_with(2),
+                                        target=core.Workload.ready_with(0), routes=core.ALL_PRIMARY,
+                                        conflict="Service team/web-canary is not this Canary's")).status
+    assert summary(stalled) == {"Ready": ("False", "Conflict"), "Stalled": ("True", "Conflict")}
+    fixed = core.decide(core.Observed(canary=canary.model_copy(update={"status": stalled}), now=T0, revision="rev1",
+                                      primary=core.Workload.ready_with(2), target=core.Workload.ready_with(0),
+                                      routes=core.ALL_PRIMARY)).status
+    assert summary(fixed) == {"Ready": ("True", "Succeeded")}
+
+
+def test_a_spec_error_during_a_release_counts_as_a_failed_check_and_is_not_stalled_until_rolled_back() -> None:
+    running = status("Progressing", lastAppliedSpec="rev2", canaryWeight=20)
+    assert summary(conditions.apply(running, running, {}, T0, paused=False, suspended=False,
+                                    stalled=conditions.INVALID_SPEC)) == {
+        "Ready": ("False", "Progressing"), "Reconciling": ("True", "Progressing")}
+
+
+def test_a_new_revision_fledge_saw_but_cannot_release_is_reconciling_not_the_previous_succeeded() -> None:
+    # Paused when the new Deployment arrives: the phase stays Succeeded, but that is the previous release's.
+    canary = settled_canary()
+    obs = core.Observed(canary=canary, now=T0, revision="rev2", primary=core.Workload.ready_with(2),
+                        target=core.Workload.ready_with(0), routes=core.ALL_PRIMARY, paused=True)
+    decided = core.decide(obs).status
+    assert decided.phase == Phase.SUCCEEDED and decided.last_applied_spec == "rev1"
+    assert summary(decided) == {"Ready": ("False", "Paused"), "Reconciling": ("True", "Paused")}
+    # Once the target is back on what the status took up, it is Ready again.
+    same = core.decide(dataclasses.replace(obs, canary=canary.model_copy(update={"status": decided}),
+                                           revision="rev1")).status
+    assert summary(same) == {"Ready": ("True", "Paused")}

@@ -3,8 +3,8 @@
 ``fixtures/gitops/canaries.json`` holds one version of each (canary, phase, Ready reason, weight) that
 ``tests/integration/test_seeing_a_release.py`` saw during its release (written with FLEDGE_RECORD_CANARIES set;
 metadata trimmed to name, namespace, generation and versions).  The Lua runs in Lua 5.1, as Argo CD's gopher-lua
-does; the CEL expressions are read from the documented Kustomization.  kstatus itself needs its Go checker and is
-run by the integration test.
+does; the CEL expressions are read from the documented Kustomization and evaluated by cel-go in Flux's environment
+(the ``flux-cel-check`` tool ./dev builds).  kstatus itself is run by the integration test.
 """
 
 from __future__ import annotations
@@ -69,8 +69,47 @@ def test_a_spec_fledge_has_not_acted_on_is_progressing_whatever_the_phase() -> N
 
 
 def test_no_status_yet_is_progressing() -> None:
+    # As the API server serves a Canary Fledge has not written yet: the CRD defaults its status.
     body = {key: value for key, value in RECORDED[0].items() if key != "status"}
+    body["status"] = {"observedGeneration": -1, "canaryWeight": 0, "failedChecks": 0, "iterations": 0}
     assert gitops.argocd_health(body) == ("Progressing", "Waiting for Fledge to initialize the canary")
+    assert gitops.flux_cel(body) == "InProgress"
+    # Without the CRD's default (an older CRD), Argo CD still waits; CEL cannot read a missing top-level field,
+    # so Flux's status reader concludes nothing (Unknown) and keeps waiting too.
+    del body["status"]
+    assert gitops.argocd_health(body) == ("Progressing", "Waiting for Fledge to initialize the canary")
+    assert gitops.flux_cel(body) == "Unknown"
+
+
+def test_a_status_without_conditions_is_in_progress_for_the_cel_not_an_evaluation_error() -> None:
+    # The optional field access (status.?conditions.orValue([])) is what keeps this from failing to evaluate.
+    body = copy.deepcopy(RECORDED[0])
+    body["status"] = {"observedGeneration": body["metadata"]["generation"], "phase": "Initializing"}
+    assert gitops.flux_cels([body]) == [("InProgress", "no expression is true")]
+    assert all(".?conditions.orValue([])" in expr for expr in gitops.flux_exprs().values())
+
+
+@pytest.mark.parametrize("phase", ["Initialized", "Succeeded"])
+@pytest.mark.parametrize("why", ["InvalidSpec", "Conflict"])
+def test_a_stalled_canary_is_degraded_and_failed_whatever_its_phase(phase: str, why: str) -> None:
+    body = changed(phase, message="spec.targetRef.name: Deployment shop/web not found")
+    body["status"]["conditions"] = [c for c in body["status"]["conditions"] if c["type"] not in gitops.OURS] + [
+        {"type": "Ready", "status": "False", "reason": why, "message": body["status"]["message"]},
+        {"type": "Stalled", "status": "True", "reason": why, "message": body["status"]["message"]}]
+    health, message = gitops.argocd_health(body)
+    assert health == "Degraded" and message == f"{phase}: spec.targetRef.name: Deployment shop/web not found"
+    assert gitops.flux_cel(body) == "Failed"
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+@pytest.mark.parametrize(("paused", "argocd"), [(False, "Progressing"), (True, "Suspended")])
+def test_a_new_revision_not_yet_released_is_not_healthy(phase: str, paused: bool, argocd: str) -> None:
+    body = changed(phase)
+    reason = "Paused" if paused else phase
+    body["status"]["conditions"] = [c for c in body["status"]["conditions"] if c["type"] not in gitops.OURS] + [
+        {"type": "Ready", "status": "False", "reason": reason, "message": phase},
+        {"type": "Reconciling", "status": "True", "reason": reason, "message": phase}]
+    assert gitops.argocd_health(body)[0] == argocd
     assert gitops.flux_cel(body) == "InProgress"
 
 
