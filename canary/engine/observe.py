@@ -24,7 +24,7 @@ from apis import errors, keys, models, naming
 from canary import core
 from canary.cluster import kube, watchcache
 from canary.core import requests
-from canary.engine import context, webhooks
+from canary.engine import context, validation, webhooks
 from canary.objects import autoscalers, knative, ownership, workloads
 from metrics import base as metric_base
 from metrics import builtin, metric_checks
@@ -45,21 +45,6 @@ def router_for(cluster: context.Cluster, settings: context.Settings, canary: mod
     router = routers.for_provider(provider, cluster.store, cluster.writer)
     router.validate(canary)
     return router
-
-
-def resolve_template(store: watchcache.Store, settings: context.Settings, user: str) -> Any:
-    """The MetricTemplates a Canary of namespace ``user`` may use; one of another namespace that does not
-    allow it raises SpecError (its Secret and headers are another team's)."""
-    def resolve(namespace: str, name: str) -> models.MetricTemplate | None:
-        body = store.get(models.API_VERSION, "MetricTemplate", namespace, name)
-        if body is None:
-            return None
-        template = models.parse_metric_template(body)
-        if not models.consents(namespace, template.spec.allowed_namespaces, user, settings.shared_namespaces):
-            raise models.SpecError("templateRef", models.refusal("MetricTemplate", namespace, name, user))
-        return template
-
-    return resolve
 
 
 def check_alert_providers(store: watchcache.Store, settings: context.Settings, canary: models.Canary) -> None:
@@ -138,7 +123,7 @@ async def observe(cluster: context.Cluster, settings: context.Settings, memos: c
         workloads.check_target(target)
         autoscaler = autoscalers.autoscaler(canary, store)
         configs = workloads.tracked_configs(target, _digest(store, settings, namespace, canary.metadata.uid or ""))
-        await _validate_metrics(store, settings, memos, canary, shares)
+        await validation.validate_metrics(store, settings, memos, canary, shares)
         check_alert_providers(store, settings, canary)
         conflict, conflict_in_routes = _conflict(store, canary, configs, router)
     except (errors.FatalError, models.SpecError) as exc:
@@ -183,7 +168,7 @@ async def observe_knative(cluster: context.Cluster, settings: context.Settings, 
         if service is None:
             raise errors.MissingTarget(f"spec.targetRef.name: Knative Service {namespace}/{ref.name} not found; "
                                        "create it or fix spec.targetRef.name")
-        await _validate_metrics(store, settings, memos, canary, shares)
+        await validation.validate_metrics(store, settings, memos, canary, shares)
         check_alert_providers(store, settings, canary)
     except (errors.FatalError, models.SpecError) as exc:
         unchecked: routers.Router | None = None
@@ -225,68 +210,6 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
     return ownership.first_claim(canary, (body for body in others if body is not None)), False
 
 
-VALIDATION_SECONDS = 10.0  # the wait for a thread of the namespace's share, then as long for the renders
-
-
-async def _validate_metrics(store: watchcache.Store, settings: context.Settings, memos: context.Memos,
-                            canary: models.Canary, shares: fairness.Shares | None) -> None:
-    """``metric_checks.validate_metrics``, again only when the spec or a template it read changed, and then in
-    a worker thread within the namespace's share.
-
-    Validating renders every metric's query; a tenant's templates may each cost up to the sandbox's budget.
-    Rendered at every tick on the event loop they stalled every canary and the Lease's renewal; remembered,
-    they still stalled the loop for 9 s whenever a replica first saw three Canaries of 32 such metrics (at
-    their creation, at each takeover), past the renew deadline (benchmarks.neighbours).  The templates are
-    read from the watch cache here, on the loop that owns it; only the rendering goes to the thread.  The
-    verdict (None or the SpecError) is remembered with the cache reads it made; a validation that found no
-    thread in time is not: the tick goes on, and the analysis fails whichever metric does not render."""
-    key = (canary.namespace, canary.name)
-    meta = canary.metadata
-    inputs = (meta.uid, meta.generation or meta.resource_version, settings.default_provider)
-    done = memos.validated.get(key)
-    if done is not None and done[0] == inputs and store.unchanged(done[1]):
-        if done[2] is not None:
-            raise done[2]
-        return
-    with store.reading() as reads:
-        found = _templates(canary, resolve_template(store, settings, canary.namespace))
-
-    def resolved(namespace: str, name: str) -> models.MetricTemplate | None:
-        template = found.get((namespace, name))
-        if isinstance(template, Exception):
-            raise template
-        return template
-
-    error: Exception | None = None
-    try:
-        await fairness.run_in_thread(shares, canary.namespace, VALIDATION_SECONDS, metric_checks.validate_metrics,
-                                     canary, resolved, core.provider(canary, settings.default_provider),
-                                     settings.pod_labels)
-    except (errors.FatalError, models.SpecError) as exc:
-        error = exc
-    except (TimeoutError, fairness.Busy):
-        return
-    memos.validated[key] = (inputs, reads, error)
-    if error is not None:
-        raise error
-
-
-Resolved = dict[tuple[str, str], models.MetricTemplate | Exception | None]
-
-
-def _templates(canary: models.Canary, resolve: Any) -> Resolved:
-    """The MetricTemplates the canary's metrics name, as ``resolve`` gives them (or the error it raised)."""
-    found: Resolved = {}
-    for metric in canary.spec.analysis.metrics:
-        if metric.template_ref is not None:
-            where = (metric.template_ref.namespace or canary.namespace, metric.template_ref.name)
-            try:
-                found[where] = resolve(*where)
-            except (errors.SpecError, models.SpecError) as exc:
-                found[where] = exc
-    return found
-
-
 def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,
             now: datetime.datetime) -> Snapshot:
     """A Canary the models reject (``message`` names the field), observed for the core's ``Observed.invalid``.
@@ -321,7 +244,7 @@ async def _provider_factory(cluster: context.Cluster, settings: context.Settings
                             canary: models.Canary) -> Any:
     """Metric providers by config, with the Secrets their templates name read up front (off the loop)."""
     secrets: dict[tuple[str, str], dict[str, str]] = {}
-    resolve = resolve_template(cluster.store, settings, canary.namespace)
+    resolve = validation.resolve_template(cluster.store, settings, canary.namespace)
     for metric in canary.spec.analysis.metrics:
         if metric.template_ref is None:
             continue
@@ -395,7 +318,8 @@ async def supply(cluster: context.Cluster, settings: context.Settings, outbound:
         provider = core.provider(canary, settings.default_provider)
         server = canary.spec.metrics_server or settings.metrics_server
         metrics, judged, hooks = await asyncio.gather(
-            metric_checks.run_analysis(canary, resolve_template(cluster.store, settings, canary.namespace), factory,
+            metric_checks.run_analysis(canary, validation.resolve_template(cluster.store, settings, canary.namespace),
+                                       factory,
                                        default_provider=provider, metrics_server=server,
                                        pod_labels=settings.pod_labels, shares=outbound.query_shares),
             _judge(outbound, canary, factory, provider, server, obs.now, settings.pod_labels),

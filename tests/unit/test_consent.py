@@ -8,7 +8,7 @@ import pytest
 
 from apis import models
 from canary.cluster import watchcache
-from canary.engine import context, observe
+from canary.engine import context, observe, validation
 from metrics import templates
 
 pytestmark = pytest.mark.unit
@@ -39,7 +39,7 @@ def test_the_controller_resolves_another_namespaces_template_only_with_consent()
     store.upsert(_template("team-b"))
     store.upsert(_template("team-c", allowedNamespaces=["team-a"]))
     store.upsert(_template("platform"))
-    resolve = observe.resolve_template(store, context.Settings(shared_namespaces=("platform",)), "team-a")
+    resolve = validation.resolve_template(store, context.Settings(shared_namespaces=("platform",)), "team-a")
     with pytest.raises(models.SpecError, match="MetricTemplate team-b/errors does not allow Canaries of namespace "
                                                "team-a to use it") as refused:
         resolve("team-b", "errors")
