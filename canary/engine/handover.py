@@ -6,7 +6,9 @@ serve.  When the controller sees a Canary deleted, ``hand_back`` scales the targ
 ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
 configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup``
 finishes the job (a hand-back cut short by a restart is not resumed).  With ``revertOnDeletion`` the target
-is ready already (``canary.engine.revert`` waited for it), and the same steps remove the primary.
+is ready already (``canary.engine.revert`` waited for it), and the same steps remove the primary.  A Knative
+Service target has no primary: its router gives up what it wrote, so all traffic goes to the latest ready
+Revision, as the user's Service says without ``spec.traffic``, never left split.
 
 What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
 while it waits.
@@ -24,7 +26,8 @@ from apis import models, naming
 from canary import core
 from canary.cluster import kube
 from canary.engine import context, revert
-from canary.objects import workloads
+from canary.objects import knative, workloads
+from routers import base as routers
 
 log = logging.getLogger("fledge.handover")
 WAIT_SECONDS = 600.0  # a target that is not ready by then keeps the primary: `fledge cleanup --force` ends it
@@ -37,6 +40,11 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
                     poll_seconds: float = 1.0, drain_seconds: float = DRAIN_SECONDS) -> None:
     """The target serving again, then the apex Service handed back, then the primary deleted."""
     canary = revert.canary_of(body)
+    if knative.is_knative(canary):
+        # No primary to remove: the Service's own default takes over, all to its latest ready Revision (the
+        # router's finalize, which touches nothing on a Service another Canary holds).
+        await routers.for_provider("knative", cluster.store, cluster.writer).finalize(canary)
+        return
     namespace, kind = canary.namespace, canary.spec.target_ref.kind
     primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
     mine = primary is not None and naming.made_for(primary, canary)
