@@ -73,7 +73,8 @@ def traffic_weights(service: Mapping[str, Any]) -> vocabulary.Weights | None:
 
 
 def service_apply(canary: models.Canary, primary: str, weights: vocabulary.Weights) -> base.Manifest:
-    """The fields Fledge owns on the user's Knative Service: the pinned primary and the traffic split."""
+    """The fields Fledge owns on the user's Knative Service: the pinned primary, the Canary's mark and the traffic
+    split."""
     return {"apiVersion": API_VERSION, "kind": SERVICE,
             "metadata": {"name": canary.spec.target_ref.name, "namespace": canary.namespace,
                          "annotations": {PRIMARY_REVISION: primary, **naming.owner_annotations(canary)}},
