@@ -180,7 +180,7 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None
                     "mounts too; Fledge copies a config for one Canary only: give this target its own "
                     "ConfigMap or Secret, or disable tracking of the shared one (fledge.dev/config-tracking: "
                     "disabled)")
-        if obj.get("kind") == "Service":
+        if obj.get("kind") == "Service" and str(obj.get("apiVersion") or "v1") == "v1":
             return (f"{what} is a Service of Canary {canary.namespace}/{other}; two Canaries cannot share a "
                     "service name: set spec.service.name")
         return (f"{what} belongs to Canary {canary.namespace}/{other}, which manages this target already; "
@@ -191,7 +191,12 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None
 
 def field_manager(canary: models.Canary) -> str:
     """The server-side apply field manager of ``canary``'s writes: one per Canary, so two never share fields."""
-    return f"{FIELD_MANAGER}/{canary.name}"[:128]
+    return field_manager_of(canary.name)
+
+
+def field_manager_of(name: str) -> str:
+    """``field_manager`` of the Canary called ``name`` (``fledge cleanup`` has only the name of a deleted one)."""
+    return f"{FIELD_MANAGER}/{name}"[:128]
 
 
 def is_fledge_manager(manager: str | None) -> bool:

@@ -7,11 +7,15 @@ and writes two traffic entries, ``latestRevision: true`` (the canary: every new 
 Revision) and ``revisionName: <primary>``, with the weights.  Promotion moves the annotation to the analysed
 Revision (``canary.objects.knative``); there is no ``-primary`` copy and no Service of Fledge's.
 
-Fledge owns only those two fields of the user's Service and writes them by server-side apply under the
-Canary's field manager; every apply carries both (an apply without one would drop it), and ``finalize``
-applies neither, which hands them back: Knative then routes by the user's own traffic, or all to the latest
-Revision.  Flagger reads the weights back from ``status.traffic``; Fledge reads the ``spec.traffic`` it
-owns, as it does for every other router's objects (status would lag by one Knative reconcile).
+Fledge owns only those two fields of the user's Service, plus the Canary's mark (``naming.owner_annotations``,
+which tells a second Canary on the Service that it is taken: ``canary.objects.ownership.target_claim``), and
+writes them by server-side apply under the Canary's field manager, forced: Knative's webhook defaults
+``spec.traffic`` when the Service is created, so the user's manager holds it until Fledge takes it over.
+Every apply carries all of them (an apply without one would drop it), and ``finalize`` applies none, which
+hands them back: without ``spec.traffic`` Knative routes all to the latest ready Revision (its webhook
+writes that default back), so traffic is never left split when a Canary goes.  Flagger reads the weights
+back from ``status.traffic``; Fledge reads the ``spec.traffic`` it owns, as it does for every other router's
+objects (status would lag by one Knative reconcile).
 
 What it must not do: touch the Service's template (the user's), decide weights (the core does), or route by
 request: Knative's traffic entries have no match, no mirror and no cookie, so A/B testing, mirroring and
@@ -69,10 +73,11 @@ def traffic_weights(service: Mapping[str, Any]) -> vocabulary.Weights | None:
 
 
 def service_apply(canary: models.Canary, primary: str, weights: vocabulary.Weights) -> base.Manifest:
-    """The fields Fledge owns on the user's Knative Service: the pinned primary and the traffic split."""
+    """The fields Fledge owns on the user's Knative Service: the pinned primary, the Canary's mark and the traffic
+    split."""
     return {"apiVersion": API_VERSION, "kind": SERVICE,
             "metadata": {"name": canary.spec.target_ref.name, "namespace": canary.namespace,
-                         "annotations": {PRIMARY_REVISION: primary}},
+                         "annotations": {PRIMARY_REVISION: primary, **naming.owner_annotations(canary)}},
             "spec": {"traffic": traffic(primary, weights)}}
 
 
@@ -121,9 +126,11 @@ class KnativeRouter(base.CachedRouter):
         return traffic_weights(service) if service is not None else None
 
     async def finalize(self, canary: models.Canary) -> None:
-        """Give up the annotation and the traffic entries: the Service routes as the user has it again."""
+        """Give up the annotation, the mark and the traffic entries: all to the latest ready Revision, as the
+        user's Service without ``spec.traffic`` says.  Nothing on a Service that carries another Canary's mark
+        (this one was refused, and wrote nothing)."""
         service = self._service(canary)
-        if service is not None and primary_revision(service) is not None:
+        if service is not None and naming.made_for(service, canary):
             await self._writer.apply(release_apply(canary), naming.field_manager(canary))
 
     def validate(self, canary: models.Canary) -> None:

@@ -4,7 +4,9 @@ Why this exists: a Canary's primary workload and its ``-primary`` configs carry 
 "Deleting a Canary"), so garbage collection never removes them while they serve.  The controller hands the
 traffic back when it sees the deletion; deleted while it was down, the primary keeps serving until this
 command does the same steps: scale the target up and wait until it is ready, give the Services the Canary
-took over their own selector back, then delete what carries the Canary's mark (``apis.naming``).
+took over their own selector back, then delete what carries the Canary's mark (``apis.naming``).  A Knative
+Service marked for the Canary gets back what it wrote (annotation, mark, ``spec.traffic``: all to the latest
+ready Revision again), as the controller's hand-back does (``routers.knative``).
 
 What it must not do: run while the Canary still exists, or touch an object without that Canary's mark.
 """
@@ -19,6 +21,7 @@ from apis import naming
 from canary.cli import client
 from canary.cluster import kube
 from canary.objects import services, workloads
+from routers import knative
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -50,6 +53,7 @@ def cleanup(args: argparse.Namespace) -> int:
                   f"after {args.timeout:.0f} s; nothing deleted (--force deletes the primary anyway)")
             return 1
     _release(api, namespace, args.name)
+    _release_knative(api, namespace, args.name)
     for api_version, kind in (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "ConfigMap"),
                               ("v1", "Secret")):
         for item in _items(api, api_version, kind, namespace):
@@ -96,3 +100,22 @@ def _release(api: Any, namespace: str, name: str) -> None:
         kube.request(api, "PATCH", kube.resource_for("v1", "Service").path(namespace, service["metadata"]["name"]),
                      patch, MERGE_PATCH)
         print(f"handed Service {namespace}/{service['metadata']['name']} back")
+
+
+def _release_knative(api: Any, namespace: str, name: str) -> None:
+    """Give up what the Canary applied on each Knative Service marked for it: the apply of its field manager
+    that owns nothing (``routers.knative.release_apply``).  Without Knative's CRDs there is nothing to do."""
+    try:
+        marked = [item for item in _items(api, knative.API_VERSION, knative.SERVICE, namespace) if _marked(item, name)]
+    except Exception as exc:
+        if kube.status_of(exc) == 404:
+            return
+        raise
+    for service in marked:
+        service_name = service["metadata"]["name"]
+        release = {"apiVersion": knative.API_VERSION, "kind": knative.SERVICE,
+                   "metadata": {"name": service_name, "namespace": namespace}}
+        path = kube.resource_for(knative.API_VERSION, knative.SERVICE).path(namespace, service_name)
+        kube.request(api, "PATCH", path, release, "application/apply-patch+yaml",
+                     [("fieldManager", naming.field_manager_of(name)), ("force", "true")])
+        print(f"handed the traffic of Knative Service {namespace}/{service_name} back")

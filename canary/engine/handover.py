@@ -8,6 +8,8 @@ configs.  With the controller down nothing happens and the primary keeps serving
 finishes the job (a hand-back cut short by a restart is not resumed: the Canary, and with it what the
 hand-back needs to know, is gone).  A Canary with ``revertOnDeletion`` did all of this before it went, under
 its finalizer (``canary.engine.revert``), so that a restarted controller finishes it; here nothing is left to do.
+A Knative Service target has no primary: its router gives up what it wrote, so all traffic goes to the latest
+ready Revision, as the user's Service says without ``spec.traffic``, never left split.
 
 What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
 while it waits.
@@ -24,7 +26,8 @@ from typing import Any
 from apis import models, naming
 from canary import core
 from canary.engine import context, revert
-from canary.objects import workloads
+from canary.objects import knative, workloads
+from routers import base as routers
 
 log = logging.getLogger("fledge.handover")
 WAIT_SECONDS = 600.0  # a target that is not ready by then keeps the primary: `fledge cleanup --force` ends it
@@ -35,6 +38,11 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
                     poll_seconds: float = 1.0, drain_seconds: float = DRAIN_SECONDS) -> None:
     """The target serving again, then the apex Service handed back, then the primary deleted."""
     canary = revert.canary_of(body)
+    if knative.is_knative(canary):
+        # No primary to remove: the Service's own default takes over, all to its latest ready Revision (the
+        # router's finalize, which touches nothing on a Service another Canary holds).
+        await routers.for_provider("knative", cluster.store, cluster.writer).finalize(canary)
+        return
     namespace, kind = canary.namespace, canary.spec.target_ref.kind
     primary = cluster.store.get("apps/v1", kind, namespace, canary.spec.primary_target_name)
     mine = primary is not None and naming.made_for(primary, canary)

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import fairness
@@ -179,8 +180,11 @@ async def observe_knative(cluster: context.Cluster, settings: context.Settings, 
         return Snapshot(dataclasses.replace(base, error=str(exc), routes=routes), service, unchecked)
     revision = knative.latest_revision(service)
     latest = store.get(knative.API_VERSION, knative.REVISION, namespace, revision) if revision else None
+    # The Service is the route object itself: another Canary's leaves this one nothing to write, routes included.
+    conflict = ownership.target_claim(canary, service, _canaries(store, namespace))
     observed = dataclasses.replace(base, revision=revision, configs={}, routes=router.get_routes(canary),
-                                   target=knative.target_state(latest, pinned))
+                                   target=knative.target_state(latest, pinned), conflict=conflict,
+                                   conflict_in_routes=conflict is not None)
     return Snapshot(observed, service, router)
 
 
@@ -205,9 +209,15 @@ def _conflict(store: watchcache.Store, canary: models.Canary, configs: dict[str,
     primary = lookup("apps/v1", canary.spec.target_ref.kind, canary.spec.primary_target_name)
     if primary is not None:
         return None, False  # this Canary's own: it manages the target
-    others = (store.get(models.API_VERSION, "Canary", ns, name)
-              for ns, name in store.names(models.API_VERSION, "Canary") if ns == namespace)
-    return ownership.first_claim(canary, (body for body in others if body is not None)), False
+    return ownership.first_claim(canary, _canaries(store, namespace)), False
+
+
+def _canaries(store: watchcache.Store, namespace: str) -> Iterator[dict[str, Any]]:
+    """The Canaries of ``namespace`` in the cache (the others that may claim the same target)."""
+    for ns, name in store.names(models.API_VERSION, "Canary"):
+        body = store.get(models.API_VERSION, "Canary", ns, name) if ns == namespace else None
+        if body is not None:
+            yield body
 
 
 def invalid(cluster: context.Cluster, settings: context.Settings, body: dict[str, Any], message: str,

@@ -83,6 +83,17 @@ def first_claim(canary: models.Canary, others: Iterable[Mapping[str, Any]]) -> s
     return None
 
 
+def target_claim(canary: models.Canary, target: Mapping[str, Any], others: Iterable[Mapping[str, Any]]
+                 ) -> str | None:
+    """The conflict with another Canary on a target Fledge writes on itself (a Knative Service, which has no
+    primary): the rule of the primary, applied to the target.  Carrying another Canary's mark, it is that
+    Canary's (``naming.conflict`` names it); carrying this one's, it is this one's; unmarked yet, the older
+    Canary on it takes it (``first_claim``)."""
+    if naming.owning_canary(target) is not None:
+        return naming.conflict(target, canary)
+    return first_claim(canary, others)
+
+
 def adoption_patches(canary: models.Canary, configs: Iterable[str], lookup: Lookup
                      ) -> list[tuple[str, str, str, Manifest]]:
     """Merge patches ``(apiVersion, kind, name, patch)`` that make this Canary's what was made for another

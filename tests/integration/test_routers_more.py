@@ -10,6 +10,10 @@ answers fail 30 % of the time, which the router's builtin metrics (as the simula
 plane) must catch and roll back.  Flagger's A/B test runs on Contour (its tutorial's header match) and a
 blue/green release with mirroring on Traefik.  Every release of every router runs concurrently in one namespace,
 so the whole file costs about one release.
+
+Alongside them, one Knative Service shows what Fledge leaves of a Knative target (README "Deleting a Canary"):
+a second Canary on it is refused, naming the first, and writes nothing, neither alive nor deleted; the first,
+deleted mid-release, gives back everything it wrote, so the Service routes all to one Revision again.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps
-from tests.integration.more_routers import ANALYSIS, CONTOUR, TRAEFIK, TUTORIALS, Router
+from simulator import routes as sim
+from tests.integration import apps, fake_knative
+from tests.integration.more_routers import ANALYSIS, CONTOUR, KNATIVE, TRAEFIK, TUTORIALS, Router
+from tests.integration.waiting import eventually
 
 # -- the releases -------------------------------------------------------------------------------------
 
@@ -82,12 +88,64 @@ def release(env: environment.Environment, api: Any, namespace: str, case: Case
                        timeout=120)
 
 
+def fledge_managers(service: dict[str, Any]) -> set[str]:
+    return {str(entry.get("manager")) for entry in service["metadata"].get("managedFields") or []
+            if str(entry.get("manager")).startswith("fledge")}
+
+
+def knative_twin_and_deletion(env: environment.Environment, api: Any, namespace: str) -> None:
+    """A second Canary on a Knative Service is refused and touches nothing; the first, deleted while the
+    canary Revision has weight, leaves the Service all on one Revision and none of its fields Fledge's."""
+    app, twin = "knative-deleted", "knative-twin"
+    # Knative's webhook defaults spec.traffic on create, under the creating manager: Fledge must take it over.
+    created = fake_knative.service(namespace, app, "1")
+    created["spec"]["traffic"] = [{"latestRevision": True, "percent": 100}]
+    kubectl.apply(api, created)
+    fake_knative.revise(api, namespace, app)
+    body = KNATIVE.canary(namespace, app)
+    body["spec"]["analysis"]["stepWeight"] = 10  # five steps: time to delete it mid-release
+    kubectl.apply(api, body)
+    apps.simulate(env, namespace, app, KNATIVE.simulated, rps=40)
+    apps.wait_phase(api, namespace, app, "Initialized", timeout=60)
+    second = KNATIVE.canary(namespace, twin)
+    second["spec"]["targetRef"]["name"] = app
+    kubectl.apply(api, second)
+    refused = eventually(lambda: "Conflict" in (message := str(apps.status(api, namespace, twin).get("message")))
+                         and message, timeout=30, what=f"{twin} refused",
+                         show=lambda: apps.status(api, namespace, twin))
+    assert f"Canary {namespace}/{app}" in refused, refused
+    kubectl.delete(api, "fledge.dev/v1beta1", "Canary", namespace, twin)
+    KNATIVE.ship(api, namespace, app, "2", 0.0)
+    split = eventually(lambda: (weights := KNATIVE.weights(api, namespace, app)) is not None and weights[1] > 0
+                       and weights, timeout=60, what=f"{app} split", show=lambda: apps.status(api, namespace, app))
+    service = kubectl.get(api, fake_knative.API_VERSION, "Service", namespace, app) or {}
+    assert fledge_managers(service) == {f"fledge/{app}"}, service["metadata"]["managedFields"]
+    assert service["metadata"]["annotations"]["fledge.dev/canary"] == app, service
+    assert 0 < split[1] < 100 and apps.status(api, namespace, app)["phase"] == "Progressing", split
+    kubectl.delete(api, "fledge.dev/v1beta1", "Canary", namespace, app)
+
+    def handed_back() -> dict[str, Any] | None:
+        current = kubectl.get(api, fake_knative.API_VERSION, "Service", namespace, app) or {}
+        annotations = current["metadata"].get("annotations") or {}
+        mine = {"flagger.app/primary-revision", "fledge.dev/canary", "fledge.dev/canary-uid"} & set(annotations)
+        return None if mine or fledge_managers(current) else current
+
+    final = eventually(handed_back, timeout=30, what=f"{app} handed back",
+                       show=lambda: kubectl.get(api, fake_knative.API_VERSION, "Service", namespace, app))
+    # Knative's own default: no traffic entries (its webhook writes back all to the latest), one Revision.
+    assert final["spec"].get("traffic") in (None, [{"latestRevision": True, "percent": 100}]), final
+    assert sim.knative_split(final) == sim.ALL_CANARY, final
+    assert final["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2"), final
+
+
 def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
     todo = cases()
-    with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(len(todo) + 1) as pool:
         futures = {case: pool.submit(release, env, api, namespace, case) for case in todo}
+        deletion = pool.submit(knative_twin_and_deletion, env, api, namespace)
         results = {case: future.result() for case, future in futures.items()}
+        deletion.result()
     for case, (seen, final) in results.items():
         app = case.app
         where = f"{case.router.provider} {app}: weights {seen}, status {final}"

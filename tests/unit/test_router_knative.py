@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
-from apis import errors, models
+from apis import errors, models, naming
 from canary import core
+from canary.cli import cleanup
+from canary.cluster import kube
+from canary.engine import context, handover
 from canary.objects import knative as objects
+from canary.objects import ownership
 from metrics import builtin, templates
 from routers import base, knative
 from simulator import routes as sim
@@ -60,7 +64,9 @@ def test_reconcile_pins_the_latest_revision_as_primary_with_all_traffic_on_it() 
     assert router.get_routes(canary()) is None  # nothing pinned yet
     fakes.run(router.reconcile(canary()))
     written = store.object(knative.API_VERSION, "Service", "test", "podinfo")
-    assert written["metadata"]["annotations"] == {knative.PRIMARY_REVISION: "podinfo-00001"}
+    # The pinned Revision, and the mark that tells a second Canary on the Service whose it is.
+    assert written["metadata"]["annotations"] == {knative.PRIMARY_REVISION: "podinfo-00001",
+                                                  naming.OWNER_NAME: "podinfo", naming.OWNER_UID: fakes.UID}
     assert written["spec"]["traffic"] == [{"latestRevision": True, "percent": 0},
                                           {"latestRevision": False, "revisionName": "podinfo-00001", "percent": 100}]
     # The template is the user's: untouched.
@@ -97,7 +103,7 @@ def test_a_lost_annotation_is_pinned_again_to_the_promoted_revision_not_the_late
     router = base.for_provider("knative", store, fakes.FakeWriter(store))
     promoted = canary(phase="Progressing", lastPromotedSpec="podinfo-00002", lastAppliedSpec="podinfo-00003")
     [built] = router.desired(promoted)
-    assert built["metadata"]["annotations"] == {knative.PRIMARY_REVISION: "podinfo-00002"}
+    assert built["metadata"]["annotations"][knative.PRIMARY_REVISION] == "podinfo-00002"
 
 
 def test_finalize_gives_the_owned_fields_back() -> None:
@@ -106,9 +112,70 @@ def test_finalize_gives_the_owned_fields_back() -> None:
     fakes.run(router.reconcile(canary()))
     fakes.run(router.finalize(canary()))
     written = store.object(knative.API_VERSION, "Service", "test", "podinfo")
-    assert knative.PRIMARY_REVISION not in (written["metadata"].get("annotations") or {})
-    assert "traffic" not in written["spec"]
+    assert not written["metadata"].get("annotations"), "neither the pinned Revision nor the mark is left"
+    assert "traffic" not in written["spec"]  # Knative's default: all to the latest ready Revision
     assert written["spec"]["template"] == service()["spec"]["template"]
+    assert sim.knative_split(written) == sim.ALL_CANARY
+
+
+def twin(created: str = "2026-01-02T00:00:00Z") -> models.Canary:
+    """A second Canary on the same Knative Service, made after the first."""
+    body = {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+            "metadata": {"name": "twin", "namespace": "test", "uid": "u-twin", "creationTimestamp": created},
+            "spec": {"provider": "knative", "targetRef": TARGET, "analysis": dict(fakes.CANARY)}}
+    return models.parse_canary(body)
+
+
+def first_body() -> dict[str, Any]:
+    return {"metadata": {"name": "podinfo", "namespace": "test", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"targetRef": TARGET}}
+
+
+def test_a_second_canary_on_a_knative_service_is_refused_naming_the_first() -> None:
+    store = fakes.FakeStore(service())
+    router = base.for_provider("knative", store, fakes.FakeWriter(store))
+    # Neither has written yet: the older one claims the Service, as for a Deployment target.
+    unmarked = store.object(knative.API_VERSION, "Service", "test", "podinfo")
+    assert "Canary test/podinfo" in str(ownership.target_claim(twin(), unmarked, [first_body()]))
+    fakes.run(router.reconcile(canary()))
+    marked = store.object(knative.API_VERSION, "Service", "test", "podinfo")
+    assert ownership.target_claim(canary(), marked, [first_body()]) is None
+    # Once the first has marked it, its mark decides, whatever the ages.
+    refused = ownership.target_claim(twin(created="2025-01-01T00:00:00Z"), marked, [first_body()])
+    assert refused is not None and "belongs to Canary test/podinfo" in refused and "delete Canary test/twin" in refused
+
+
+def test_the_refused_canary_touches_nothing_when_deleted() -> None:
+    store = fakes.FakeStore(service())
+    writer = fakes.FakeWriter(store)
+    router = base.for_provider("knative", store, writer)
+    fakes.run(router.reconcile(canary()))
+    before = store.object(knative.API_VERSION, "Service", "test", "podinfo")
+    writer.applied.clear()
+    fakes.run(router.finalize(twin()))
+    cluster = context.Cluster(store, writer)  # type: ignore[arg-type]
+    fakes.run(handover.hand_back(cluster, {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+                                           "metadata": {"name": "twin", "namespace": "test", "uid": "u-twin"},
+                                           "spec": {"provider": "knative", "targetRef": TARGET,
+                                                    "analysis": dict(fakes.CANARY)}}))
+    assert writer.applied == []
+    assert store.object(knative.API_VERSION, "Service", "test", "podinfo") == before
+
+
+def test_a_deleted_canary_hands_a_split_service_back_all_to_one_revision() -> None:
+    store = fakes.FakeStore(service())
+    writer = fakes.FakeWriter(store)
+    router = base.for_provider("knative", store, writer)
+    fakes.run(router.reconcile(canary()))
+    fakes.run(router.set_routes(canary(), core.Weights(primary=70, canary=30)))
+    cluster = context.Cluster(store, writer)  # type: ignore[arg-type]
+    fakes.run(handover.hand_back(cluster, {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary",
+                                           "metadata": {"name": "podinfo", "namespace": "test", "uid": fakes.UID},
+                                           "spec": {"provider": "knative", "targetRef": TARGET,
+                                                    "analysis": dict(fakes.CANARY)}}))
+    written = store.object(knative.API_VERSION, "Service", "test", "podinfo")
+    assert "traffic" not in written["spec"] and not written["metadata"].get("annotations"), written
+    assert sim.knative_split(written) == sim.ALL_CANARY
 
 
 @pytest.mark.parametrize(("analysis", "field"), [
@@ -160,3 +227,24 @@ def test_the_simulator_follows_the_traffic_to_the_revisions() -> None:
     assert sim.knative_split(body) == sim.Split(primary=70, canary=30)
     # Before Fledge writes traffic, Knative sends everything to the latest Revision.
     assert sim.knative_split(service("podinfo-00001")) == sim.ALL_CANARY
+
+
+def test_fledge_cleanup_gives_back_what_the_canary_wrote_on_its_marked_knative_service_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    marked = service(annotations={knative.PRIMARY_REVISION: "podinfo-00001", naming.OWNER_NAME: "podinfo"})
+    other = service(name="other", annotations={naming.OWNER_NAME: "twin"})  # another Canary's: not touched
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(cleanup, "_items", lambda api, api_version, kind, namespace: [marked, other])
+
+    def request(api: Any, *args: Any) -> dict[str, Any]:
+        sent.append(args)
+        return {}
+
+    monkeypatch.setattr(kube, "request", request)
+    cleanup._release_knative(None, "test", "podinfo")
+    [(method, path, release, content_type, query)] = sent
+    assert (method, content_type) == ("PATCH", "application/apply-patch+yaml")
+    assert path.endswith("/namespaces/test/services/podinfo") and "serving.knative.dev" in path
+    assert release == {"apiVersion": knative.API_VERSION, "kind": "Service",
+                       "metadata": {"name": "podinfo", "namespace": "test"}}  # owns nothing: all given back
+    assert query == [("fieldManager", "fledge/podinfo"), ("force", "true")]
