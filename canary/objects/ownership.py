@@ -30,9 +30,9 @@ def needed(canary: models.Canary, configs: Iterable[str], routes: Iterable[Mappi
     for key in configs:
         kind, name = key.split("/", 1)
         ids.append(("v1", "ConfigMap" if kind == "configmap" else "Secret", naming.primary_name(name)))
-    if canary.spec.autoscaler_ref is not None:
-        ids.append((autoscalers.HPA_API, "HorizontalPodAutoscaler",
-                    naming.primary_name(canary.spec.autoscaler_ref.name)))
+    if (ref := canary.spec.autoscaler_ref) is not None:
+        # Of the kind the Canary names: a KEDA ScaledObject's -primary copy is a ScaledObject, not an HPA.
+        ids.append((autoscalers.API_VERSIONS[ref.kind], ref.kind, naming.primary_name(ref.name)))
     return ids + route_ids(routes)
 
 

@@ -54,6 +54,18 @@ def test_needed_lists_primary_config_copies_autoscaler_and_routes_but_no_service
         ("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")]
 
 
+def test_a_keda_canarys_primary_autoscaler_is_a_scaled_object_and_a_users_one_is_a_conflict() -> None:
+    # Issue 22's review: the -primary copy was always looked for as an HPA, so a user's ScaledObject at that name
+    # was no conflict (the Canary sat in Initializing, its apply refused, with nothing in status).
+    c = fakes.canary(autoscalerRef={"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web-so"})
+    [*_, scaler] = ownership.needed(c, [], [])
+    assert scaler == ("keda.sh/v1alpha1", "ScaledObject", "web-so-primary")
+    users = {scaler: {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                      "metadata": {"name": "web-so-primary", "namespace": "test"}}}
+    [found] = ownership.conflicts(c, [scaler], lambda api, kind, name: users.get((api, kind, name)))
+    assert "ScaledObject" in found and "web-so-primary" in found, found
+
+
 def canary_body(name: str, created: str, target: str = "podinfo", **meta: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "test", "creationTimestamp": created, **meta},
             "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}}}
