@@ -346,6 +346,14 @@ def forget(namespace: str, name: str) -> None:
     _series.pop((namespace, name), None)
 
 
+def forget_all() -> None:
+    """This replica no longer leads: it stops exporting every canary's series, which the leader now exports
+    (a former leader's frozen weights and phases would show twice in every dashboard sum)."""
+    global _exposed
+    _series.clear()
+    _exposed = (-math.inf, b"")
+
+
 # Scrapers that ask more often than this get the same bytes.
 EXPOSITION_MAX_AGE = 1.0
 _exposed: tuple[float, bytes] = (-math.inf, b"")

@@ -151,6 +151,7 @@ async def stop_leading(grace_seconds: float) -> None:
     global LEADING
     LEADING = False
     await asyncio.gather(LOOPS.stop_all(grace_seconds), execute.stop_notifications())
+    telemetry.forget_all()
 
 
 @kopf.on.cleanup()

@@ -123,6 +123,17 @@ def test_total_counts_canaries_per_namespace_until_forgotten() -> None:
     assert samples(ns)[("flagger_canary_total", (("namespace", ns),))] == 1
 
 
+def test_a_replica_that_stops_leading_stops_exporting_every_canarys_series() -> None:
+    # Issue 26's review: a former leader kept exporting frozen weights and phases beside the new leader's, so
+    # every dashboard sum doubled until the pod restarted.
+    ns = f"n{uuid.uuid4().hex[:8]}"
+    telemetry.record(canary(ns), status("Progressing"))
+    assert samples(ns)
+    telemetry.forget_all()
+    assert not samples(ns)
+    assert f'namespace="{ns}"' not in telemetry.render().decode()
+
+
 def test_the_flag_hides_flaggers_names_only() -> None:
     ns = f"n{uuid.uuid4().hex[:8]}"
     telemetry.record(canary(ns), status("Progressing"))
