@@ -35,6 +35,7 @@ worker thread; a thread that moves to another namespace's provider connects agai
 from __future__ import annotations
 
 import ast
+import base64
 import dataclasses
 import http.client
 import json
@@ -44,7 +45,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
@@ -106,6 +107,7 @@ class PrometheusProvider:
         self._headers = dict(headers or {})
         self._params = {"time": f"{at:.3f}"} if at is not None else None  # the library takes None, typed dict
         self._auth: tuple[str, str] | None = None
+        self._secrets: list[str] = []  # scrubbed from every message: a server may quote what it was sent
         if secret is not None:
             self._use_credentials(secret)
         self._lock = threading.Lock()
@@ -119,6 +121,8 @@ class PrometheusProvider:
         return f"Prometheus at {self.shown}"
 
     def _scrub(self, text: str) -> str:
+        for value in self._secrets:
+            text = text.replace(value, redaction.HIDDEN)
         return redaction.scrub(text, self.address, secret_path=True)
 
     def _connection_failure(self, exc: requests.exceptions.ConnectionError) -> str:
@@ -137,11 +141,16 @@ class PrometheusProvider:
     def _use_credentials(self, secret: Mapping[str, str]) -> None:
         if secret.get("token"):
             self._headers["Authorization"] = f"Bearer {secret['token']}"
+            found = [secret["token"]]
         elif "username" in secret and "password" in secret:
             self._auth = (secret["username"], secret["password"])
+            pair = base64.b64encode(f"{secret['username']}:{secret['password']}".encode()).decode()
+            found = [secret["password"], pair]
         else:
             raise errors.SpecError("spec.provider.secretRef", "the Secret has neither a 'token' key nor both "
                                    "'username' and 'password' keys; add them, or remove secretRef")
+        # Longest first, so that a value holding another is hidden whole; short ones are words, not secrets.
+        self._secrets = sorted({value for value in found if len(value) >= 4}, key=len, reverse=True)
 
     def run_query(self, query: str) -> float:
         """The value of the instant ``query``; raises NoValuesFound, QueryFailed or ProviderUnavailable."""
@@ -162,7 +171,7 @@ class PrometheusProvider:
         except requests.exceptions.ChunkedEncodingError as exc:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer") from exc
         except prometheus_exceptions.PrometheusApiClientException as exc:
-            status, words = _http_error(exc)
+            status, words = _http_error(exc, self._scrub)
             if status is None or status >= 500 or status in _TRY_LATER:
                 raise base.ProviderUnavailable(query, f"{self} unavailable: {self._scrub(words)}") from exc
             raise base.QueryFailed(query, f"{self} refused the query: {self._scrub(words)}") from exc
@@ -288,10 +297,12 @@ def _number(query: str, text: Any) -> float:
         raise base.QueryFailed(query, f"the query returned {text!r}, not a number") from exc
 
 
-def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> tuple[int | None, str]:
+def _http_error(exc: prometheus_exceptions.PrometheusApiClientException,
+                scrub: Callable[[str], str]) -> tuple[int | None, str]:
     """The HTTP status and Prometheus's own words from 'HTTP Status Code 400 (b'{..."error":"..."}')', or the
-    raw text; the status is None when the text is not in that form."""
-    text = str(exc)
+    raw text, passed through ``scrub`` before they are cut (a credential the server quoted at the cut would
+    otherwise be shown in part); the status is None when the text is not in that form."""
+    text = scrub(str(exc))
     head, _, body = text.partition(" (")
     match = re.fullmatch(r"HTTP Status Code (\d{3})", head)
     status = int(match.group(1)) if match else None
@@ -299,7 +310,7 @@ def _http_error(exc: prometheus_exceptions.PrometheusApiClientException) -> tupl
         return status, _excerpt(text)
     try:
         data = json.loads(ast.literal_eval(body.removesuffix(")")))
-        return status, _excerpt(f"{status}: {data['errorType']}: {data['error']}")
+        return status, _excerpt(scrub(f"{status}: {data['errorType']}: {data['error']}"))
     except (ValueError, SyntaxError, TypeError, KeyError):
         return status, _excerpt(text)
 

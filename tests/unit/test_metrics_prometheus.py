@@ -276,6 +276,26 @@ def test_no_message_shows_credentials(fake: FakePrometheus, make: Factory) -> No
     assert messages[0].startswith(f"Prometheus at http://{host}/*** refused the query: 400: bad_data: parse error")
 
 
+@pytest.mark.parametrize("secret", [{"token": "SUPERSECRETTOKEN123"}, {"username": "alice", "password": "hunter22x"}])
+def test_a_server_quoting_the_secrets_credentials_back_shows_none_of_them(
+        fake: FakePrometheus, make: Factory, secret: dict[str, str]) -> None:
+    # Issue 25's review: "invalid token Bearer SUPERSECRETTOKEN123" reached status.checks and Events, since only
+    # the address's credentials were scrubbed.  A quote that straddles the message's cut must not leak a part.
+    pair = base64.b64encode(b"alice:hunter22x").decode()
+    quoted = f"Bearer SUPERSECRETTOKEN123 / Basic {pair} / hunter22x"
+    fake.answer("q", {"status": "error", "errorType": "bad_data", "error": f"invalid credentials {quoted}"}, 400)
+    fake.answer("long", {"status": "error", "errorType": "bad_data", "error": "x" * 170 + quoted}, 400)
+    provider = make(fake.url, secret=secret)
+    hidden = ["SUPERSECRETTOKEN123"] if "token" in secret else [pair, "hunter22x"]
+    messages = []
+    for query in ("q", "long"):
+        with pytest.raises(base.QueryFailed) as caught:
+            provider.run_query(query)
+        messages.append(str(caught.value))
+    assert not [m for m in messages if any(value in m or value[:8] in m for value in hidden)], messages
+    assert "***" in messages[0], messages
+
+
 def test_an_invalid_address_is_not_repeated_with_its_credentials() -> None:
     with pytest.raises(errors.SpecError) as caught:
         prometheus.PrometheusProvider("ftp://fledge:s3cret-pass@prometheus:9090")
