@@ -8,7 +8,7 @@ COPY metrics metrics
 COPY routers routers
 COPY notifiers notifiers
 COPY loadtester loadtester
-COPY redaction.py egress.py deadlines.py fairness.py ./
+COPY redaction.py egress.py deadlines.py fairness.py resolving.py ./
 COPY crds crds
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 USER 65532:65532

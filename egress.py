@@ -187,7 +187,7 @@ def async_client(wrap_stream: StreamWrapper | None = None, **kwargs: Any) -> Any
     import httpx
 
     # The pool's limits are the transport's: httpx ignores a client's ``limits`` when it is given a transport.
-    pooling = {key: kwargs.pop(key) for key in ("proxy", "limits") if key in kwargs}
+    pooling = {key: kwargs.pop(key) for key in ("proxy", "limits", "lookup") if key in kwargs}
     return httpx.AsyncClient(transport=async_transport(wrap_stream, **pooling), follow_redirects=False,
                              trust_env=False, **kwargs)
 
@@ -198,11 +198,18 @@ def stream_wrapper_of(client: Any) -> StreamWrapper | None:
     return getattr(getattr(pool, "_network_backend", None), "wrap_stream", None)
 
 
+def lookup_of(client: Any) -> Lookup | None:
+    """The ``lookup`` of a client made by ``async_client`` (None: the event loop's resolver), to make one like it."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    return getattr(getattr(pool, "_network_backend", None), "lookup_names", None)
+
+
 def _guarded_backend(inner: Any, wrap: StreamWrapper | None = None, lookup: Lookup | None = None) -> Any:
     import httpcore
 
     class GuardedBackend(httpcore.AsyncNetworkBackend):
         wrap_stream = wrap
+        lookup_names = lookup
 
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:

@@ -39,8 +39,9 @@ import httpx
 
 import egress
 import redaction
+import resolving
 from apis import errors
-from metrics import base, resolving
+from metrics import base
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Client:
     """Sends requests to one provider's API and hands back whole answers, or raises the ``metrics.base`` errors.
 
     ``provider`` names it in messages ("Datadog"); ``flow`` (the template's namespace) names whose resolver
-    threads its name lookups use (``metrics.resolving``); ``secrets`` are the credential values sent (headers, keys,
+    threads its name lookups use (``resolving``); ``secrets`` are the credential values sent (headers, keys,
     tokens), replaced by ``***`` wherever an answer or an error is quoted; ``transport`` replaces the guarded
     network transport (unit tests give an ``httpx.MockTransport``). Thread-safe; ``close`` is idempotent and a
     request after it opens new connections.

@@ -33,6 +33,7 @@ import egress
 import fairness
 import notifiers
 import redaction
+import resolving
 from apis import models
 from notifiers import base
 
@@ -147,16 +148,10 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
         target, proxy = target_of(config)
         secrets = (target.address, proxy)
         # One of the namespace's shares of connections (the proxied client's included: the same servers wait).
+        # Its names are looked up on the namespace's own resolver threads (``resolving``), as a webhook's are.
         async with fairness.held(shares, namespace, timeout=base.TIMEOUT_SECONDS):
-            if proxy:
-                # Not at module level: a controller that sends no alert never holds httpx (3.6 MiB RSS).
-                # The proxy is the tenant's too: the guard checks it (what it reaches is its own reach).
-                # Fenced like the shared client: its request hooks and its connections' check before each write.
-                async with egress.async_client(egress.stream_wrapper_of(client), proxy=proxy, timeout=client.timeout,
-                                               event_hooks=client.event_hooks) as proxied:
-                    await base.send(proxied, kind, notifier, target, message)
-            else:
-                await base.send(client, kind, notifier, target, message)
+            with resolving.flow(namespace):
+                await _post(client, kind, notifier, target, message, proxy)
     except fairness.Busy as exc:
         return f"{where}: not sent within {base.TIMEOUT_SECONDS:g}s: {exc}"
     except base.NotifyError as exc:
@@ -164,6 +159,18 @@ async def _send(client: httpx.AsyncClient, alert: models.AlertSpec, namespace: s
     except Exception as exc:  # a resolver, a proxy or a notifier bug must not stop the other alerts
         return redaction.scrub(f"{where}: {type(exc).__name__}: {exc}", *secrets, secret_path=True)
     return None
+
+
+async def _post(client: httpx.AsyncClient, kind: str, notifier: base.Notifier, target: base.Target,
+                message: base.Message, proxy: str | None) -> None:
+    if not proxy:
+        await base.send(client, kind, notifier, target, message)
+        return
+    # The proxy is the tenant's too: the guard checks it (what it reaches is its own reach).  Fenced like the
+    # shared client (its request hooks, its connections' check before each write), names looked up alike.
+    async with egress.async_client(egress.stream_wrapper_of(client), proxy=proxy, timeout=client.timeout,
+                                   event_hooks=client.event_hooks, lookup=egress.lookup_of(client)) as proxied:
+        await base.send(proxied, kind, notifier, target, message)
 
 
 async def notify(client: httpx.AsyncClient, canary: models.Canary, severity: str, text: str,

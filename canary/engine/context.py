@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import egress
 import fairness
+import resolving
 from apis import keys, models
 from canary.cluster import fence, kube, watchcache
 from canary.objects import workloads
@@ -103,7 +104,9 @@ class Outbound:
             import httpx
 
             fenced = functools.partial(fence.FencedStream, check=self._guard.remaining)
-            self._http = egress.async_client(fenced, timeout=10,
+            # Names are looked up on the threads of the namespace that posts (resolving.flow in webhooks and
+            # alerts): a tenant's name whose DNS never answers holds only its own namespace's lookups.
+            self._http = egress.async_client(fenced, timeout=10, lookup=resolving.getaddrinfo,
                                              auth=keys.BearerForOrigins(key, urls) if key else None,
                                              event_hooks={"request": [self._fenced]},
                                              limits=httpx.Limits(max_connections=HOOK_CONNECTIONS))

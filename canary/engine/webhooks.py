@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import egress
 import fairness
 import redaction
+import resolving
 from apis import durations, models
 from canary import core
 from canary.cluster import fence
@@ -132,16 +133,18 @@ def _body_excerpt(head: bytes) -> str:
 
 async def _attempt(client: httpx.AsyncClient, hook: models.WebhookSpec, body: Mapping[str, Any],
                    timeout: float, shares: fairness.Shares | None, namespace: str) -> tuple[int | None, str]:
-    """One POST: the status code (None without an answer) and what to say about it."""
+    """One POST: the status code (None without an answer) and what to say about it.  The hook's name is looked
+    up on the namespace's own resolver threads (``resolving``): one whose DNS never answers holds no other's."""
     # Not at module level: a controller whose canaries have no webhook never holds httpx (3.6 MiB RSS).
     import httpx
 
     try:
-        async with (fairness.held(shares, namespace, timeout=timeout),  # the wait for a turn is not the hook's
-                    asyncio.timeout(timeout),
-                    client.stream("POST", hook.url, json=body, headers=egress.IDENTITY,
-                                  timeout=httpx.Timeout(timeout)) as response):
-            head = await egress.read_head(response)
+        with resolving.flow(namespace):
+            async with (fairness.held(shares, namespace, timeout=timeout),  # the wait for a turn is not the hook's
+                        asyncio.timeout(timeout),
+                        client.stream("POST", hook.url, json=body, headers=egress.IDENTITY,
+                                      timeout=httpx.Timeout(timeout)) as response):
+                head = await egress.read_head(response)
     except fairness.Busy as exc:
         return None, f"not sent within {durations.format_duration(timeout)}: {exc}"
     except (TimeoutError, httpx.TimeoutException):

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 import egress
-from metrics import base, http_api, prometheus, resolving
+import resolving
+from metrics import base, http_api, prometheus
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.unit
@@ -103,6 +104,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        _Handler.hits.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -245,3 +254,54 @@ def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces
             thread.join()
         slow.close()
         fast.close()
+
+
+def test_a_namespace_whose_hook_names_never_resolve_does_not_delay_another_namespaces_hook(
+        monkeypatch: pytest.MonkeyPatch, policy: None, server: int) -> None:
+    """Issue 21's review: the hooks' and alerts' client looked names up on the event loop's shared executor,
+    where lookups that never end held every thread; 32 hooks of one namespace at such a name failed every other
+    namespace's queries and gates.  The client the controller makes (``canary.engine.context``) looks them up
+    on the posting namespace's own threads."""
+    import time
+
+    from apis import models
+    from canary.cluster import fence
+    from canary.engine import context, webhooks
+
+    release = threading.Event()
+    hung: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        if host == "hang.example":
+            hung.append(threading.current_thread().name)
+            release.wait(60)
+            raise socket.gaierror("the DNS server never answered")
+        if host == "ok.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return REAL_GETADDRINFO(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    def hook(url: str, timeout: str) -> models.WebhookSpec:
+        return models.WebhookSpec.model_validate({"name": "h", "url": url, "timeout": timeout})
+
+    async def run() -> webhooks.Result:
+        guard = fence.Fence(renew_deadline=600.0)
+        guard.renewed(time.monotonic())  # the Lease held: hooks are written only by a leader
+        client = context.Outbound(context.Settings(), guard).http
+        try:
+            stuck = [asyncio.create_task(webhooks.call(client, hook("http://hang.example/", "1s"), {},
+                                                       namespace="team-a"))
+                     for _ in range(32)]
+            await asyncio.to_thread(eventually, lambda: len(hung) >= resolving.RESOLVER_THREADS, timeout=10,
+                                    what="team-a's lookups to hang")
+            result = await webhooks.call(client, hook(f"http://ok.example:{server}/", "5s"), {}, namespace="team-b")
+            assert len(hung) == resolving.RESOLVER_THREADS, hung  # team-a never held more than its own threads
+            await asyncio.gather(*stuck)
+            return result
+        finally:
+            release.set()
+            await client.aclose()
+
+    result = asyncio.run(run())
+    assert result.ok, result

@@ -1,11 +1,12 @@
-"""Name lookups of the vendor-API providers, on resolver threads of each namespace's own.
+"""Name lookups of tenants' addresses (vendor-API providers, webhooks, alerts), on each namespace's own threads.
 
 Why this exists: ``getaddrinfo`` blocks a thread and cannot be cancelled; a name whose DNS server never answers
 holds its thread until the system resolver gives up (tens of seconds), whatever the query's deadline. On the
 event loop's shared executor (a handful of threads), one tenant's hanging names would hold every resolver thread
-and fail every other tenant's queries. Here each flow (a MetricTemplate's namespace, set by ``flow`` around an
-exchange) looks up names on ``RESOLVER_THREADS`` threads of its own: its hanging lookups hold those only, the
-rest of its lookups wait behind them until their query's deadline, and other namespaces are not delayed.
+and fail every other tenant's queries. Here each flow (a namespace, set by ``flow`` around a provider's
+exchange, a webhook's or an alert's post) looks up names on ``RESOLVER_THREADS`` threads of its own: its hanging
+lookups hold those only, the rest of its lookups wait behind them until their own deadline, and other namespaces
+are not delayed.
 The guard of ``egress`` still checks every address found (``egress.async_transport(lookup=getaddrinfo)``).
 
 What it must not do: cancel or time out a lookup itself (the caller's deadline ends the wait; the thread ends
