@@ -131,10 +131,25 @@ def host_of(url: str) -> str:
         return ""
 
 
+# /96 prefixes whose last 32 bits are an IPv4 address: NAT64's well-known prefix (RFC 6052), IPv4-compatible.
+_EMBEDDING = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
 def _plain(ip: Address) -> Address:
-    """An IPv4-mapped IPv6 address (::ffff:169.254.169.254) as the IPv4 address it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+    """An IPv6 address that carries an IPv4 one as the IPv4 address it reaches: mapped (::ffff:169.254.169.254),
+    NAT64 (64:ff9b::a9fe:a9fe), 6to4 (2002:a9fe:a9fe::), Teredo, IPv4-compatible (::a9fe:a9fe); a check of the
+    IPv6 form alone would let a tenant reach a refused IPv4 address through a translator."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    embedded = int(ip) & 0xFFFFFFFF
+    if any(ip in network for network in _EMBEDDING) and embedded and not (ip.is_loopback or ip.is_unspecified):
+        return ipaddress.IPv4Address(embedded)
     return ip
 
 

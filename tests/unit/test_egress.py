@@ -305,3 +305,16 @@ def test_a_namespace_whose_hook_names_never_resolve_does_not_delay_another_names
 
     result = asyncio.run(run())
     assert result.ok, result
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::a9fe:a9fe",
+                                     "::ffff:169.254.169.254"])
+def test_a_refused_ipv4_address_inside_an_ipv6_one_is_refused_too(address: str) -> None:
+    # Issue 22's review: NAT64, 6to4 and IPv4-compatible forms of 169.254.169.254 passed the guard.
+    assert egress.Policy().refusal(address) == "a link-local address (cloud metadata endpoints live there)"
+
+
+@pytest.mark.parametrize("address", ["2001:db8::1", "64:ff9b::808:808", "::1"])
+def test_ipv6_addresses_that_carry_no_refused_ipv4_one_are_judged_as_they_are(address: str) -> None:
+    refusal = egress.Policy(allow_loopback=True).refusal(address)
+    assert refusal is None, refusal
