@@ -5,11 +5,11 @@ metrics API, registered with the API server as an APIService; Flagger's external
 metric there and takes the value of its first item, and so does this one.
 
 The query is Flagger's ``<namespace>/<metricName>?labelSelector=<url-encoded selector>``: the namespace
-defaults to ``default``, the selector to everything. Without ``spec.provider.address`` the request goes to
-the controller's API server (which proxies it to the APIService's server) with the controller's identity;
-with an address it goes there, with only the ``token`` of the template's Secret as a bearer token: Flagger
-sends its own service account token to whatever address a template names, Fledge never sends the
-controller's credentials to a tenant's address.
+defaults to ``default``, the selector to everything. The request goes to the controller's API server (which
+proxies it to the APIService's server) with the controller's identity, and reads only the template's own
+namespace (``metrics.cluster``); ``spec.provider.address`` is refused (``metrics.providers``): Flagger sends
+its own service account token to whatever address a template names, and Fledge never sends the controller's
+credentials to a tenant's address.
 
 Which failure is which: an empty item list is ``NoValuesFound``; a 4xx (no such metric, a selector the
 server refuses, forbidden) or a value that is not a quantity is ``QueryFailed``; no answer, a 5xx (the
