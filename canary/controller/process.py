@@ -250,8 +250,11 @@ def watch_scopes(namespaces: list[str]) -> list[str | None]:
 
 def kind_scopes(api_version: str, kind: str, namespaces: list[str]) -> list[str | None]:
     """``watch_scopes`` for a namespaced kind; one watch of the whole cluster for a cluster-scoped one (Kuma's
-    TrafficRoute), which no namespace holds."""
-    return watch_scopes(namespaces) if kube.resource_for(api_version, kind).namespaced else [None]
+    TrafficRoute), which no namespace holds, and none at all when the install serves literal namespaces: their
+    Roles cannot grant a cluster-scoped kind (the kuma provider needs the cluster-wide install)."""
+    if kube.resource_for(api_version, kind).namespaced:
+        return watch_scopes(namespaces)
+    return [] if _literal_namespaces(namespaces) else [None]
 
 
 KOPF_FINALIZER = "fledge.dev/kopf-holds-nothing"

@@ -221,3 +221,13 @@ def test_the_simulator_exports_apisix_and_kuma_series_and_forgets_them_with_the_
             'service="podinfo-canary_test_svc_9898"} 1.0') in text
     assert metrics.forget("test") > 0
     assert "podinfo" not in metrics.exposition().decode()
+
+
+def test_a_namespaced_install_watches_no_cluster_scoped_kind_and_a_cluster_wide_one_watches_it_once() -> None:
+    # A namespaced install's Roles cannot grant Kuma's cluster-scoped TrafficRoute: its watch was refused with
+    # a 403 in the controller's log at every retry (test_helm's namespaced install failed on it).
+    from canary.controller import process
+
+    assert process.kind_scopes("kuma.io/v1alpha1", "TrafficRoute", ["shop", "web"]) == []
+    assert process.kind_scopes("kuma.io/v1alpha1", "TrafficRoute", []) == [None]
+    assert process.kind_scopes("apps/v1", "Deployment", ["shop", "web"]) == ["shop", "web"]
