@@ -29,8 +29,9 @@ class ObjectStore(Protocol):
 class Writer(Protocol):
     """Writes to the API server without blocking the event loop."""
 
-    async def apply(self, manifest: Manifest, manager: str) -> Manifest:
-        """Create, or replace the fields Fledge manages (server-side apply, field manager 'fledge')."""
+    async def apply(self, manifest: Manifest, manager: str, *, claimed: bool = False) -> Manifest:
+        """Create, or replace the fields Fledge manages (server-side apply, field manager 'fledge');
+        ``claimed``: the object is the user's target itself, marked by this apply (``canary.cluster.kube``)."""
         ...
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:

@@ -119,7 +119,7 @@ class KnativeRouter(base.CachedRouter):
         if service is None or primary is None:
             raise errors.TargetNotReady(f"Knative Service {canary.namespace}/{canary.spec.target_ref.name} has no "
                                         "Revision yet; waiting for Knative to create one")
-        await self._writer.apply(service_apply(canary, primary, weights), naming.field_manager(canary))
+        await self._writer.apply(service_apply(canary, primary, weights), naming.field_manager(canary), claimed=True)
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         service = self._service(canary)

@@ -244,8 +244,12 @@ class Writer:
             raise
         return result
 
-    async def apply(self, manifest: Manifest, manager: str) -> Manifest:
+    async def apply(self, manifest: Manifest, manager: str, *, claimed: bool = False) -> Manifest:
         """Server-side apply as ``manager`` (a Canary's, ``naming.field_manager``), forced.
+
+        ``claimed``: the manifest marks an object that is the user's by design, the Canary's target itself (a
+        Knative Service, which observe's ``ownership.target_claim`` found free or this Canary's); it is refused
+        only when another Canary's mark is on it.
 
         An object the cache does not have is created (``_create_new``), never applied over: the cache may lag.
         A marked manifest (``naming.mark_of``) is never applied over a cached object that is not this Canary's.
@@ -268,7 +272,10 @@ class Writer:
                                      meta["name"])
         mark = naming.mark_of(manifest)
         stale = naming.stale_owner_references(cached, *mark) if cached is not None and mark is not None else []
-        if cached is not None and mark is not None and not stale and not naming.marked_for(cached, *mark):
+        foreign = cached is not None and mark is not None and not stale and not naming.marked_for(cached, *mark)
+        if foreign and claimed and naming.mark_of(cached or {}) is None:
+            foreign = False  # the target, unmarked until this first claim
+        if foreign:
             # The tick's ownership check (observe) ran on an older cache: the object appeared at the name since,
             # and it is not this Canary's.  The next tick reports the conflict.
             raise errors.CacheBehind(f"{manifest['kind']} {meta.get('namespace', '')}/{meta['name']} appeared "

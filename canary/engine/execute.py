@@ -249,7 +249,8 @@ async def _promote_revision(cluster: context.Cluster, canary: models.Canary, sna
     if revision is None:
         return
     weights = snap.observed.routes or vocabulary.ALL_PRIMARY
-    await cluster.writer.apply(knative_router.service_apply(canary, revision, weights), naming.field_manager(canary))
+    await cluster.writer.apply(knative_router.service_apply(canary, revision, weights), naming.field_manager(canary),
+                               claimed=True)
 
 
 async def _prune_configs(cluster: context.Cluster, canary: models.Canary, snap: observe.Snapshot) -> None:

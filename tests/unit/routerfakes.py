@@ -138,7 +138,7 @@ class FakeWriter:
         self.applied: list[Manifest] = []
         self.deleted: list[tuple[str, str, str, str]] = []
 
-    async def apply(self, manifest: Manifest, manager: str = "fledge/web") -> Manifest:
+    async def apply(self, manifest: Manifest, manager: str = "fledge/web", *, claimed: bool = False) -> Manifest:
         self.applied.append(copy.deepcopy(manifest))
         key = _key(manifest)
         current = self.store.objects.get(key, {})

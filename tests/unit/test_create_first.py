@@ -133,3 +133,21 @@ def test_an_object_that_reached_the_cache_after_the_ownership_check_is_not_appli
     with pytest.raises(errors.CacheBehind, match="appeared meanwhile and is not this Canary's"):
         asyncio.run(kube.Writer(server, store).apply(primary(), MANAGER))
     assert server.sent == [] and server.objects["podinfo-primary"] == mine
+
+
+def test_a_claimed_target_is_marked_by_its_first_apply_unless_another_canary_marked_it() -> None:
+    # A Knative Service target is the user's object by design: the knative router marks it with its first apply
+    # (observe's target_claim found it free).  The guard above refused that apply, so no Knative Canary ever
+    # initialized once both landed together; another Canary's mark still refuses it.
+    unmarked = users()
+    server, store = ApiServer(**{"podinfo-primary": json.loads(json.dumps(unmarked))}), watchcache.Store()
+    store.upsert(json.loads(json.dumps(unmarked)))
+    asyncio.run(kube.Writer(server, store).apply(primary(), MANAGER, claimed=True))
+    assert [method for method, *_ in server.sent] == ["PATCH"]
+    others = users()
+    others["metadata"]["annotations"] = {naming.OWNER_NAME: "other", naming.OWNER_UID: "u-other"}
+    server, store = ApiServer(**{"podinfo-primary": json.loads(json.dumps(others))}), watchcache.Store()
+    store.upsert(json.loads(json.dumps(others)))
+    with pytest.raises(errors.CacheBehind):
+        asyncio.run(kube.Writer(server, store).apply(primary(), MANAGER, claimed=True))
+    assert server.sent == []

@@ -109,7 +109,7 @@ class Writer:
             raise kube.ApiError(404, "Not Found", "{}", f"/{kind.lower()}s/{name}")
         return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "9"}}
 
-    async def apply(self, manifest: dict[str, Any], manager: str = "") -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], manager: str = "", *, claimed: bool = False) -> dict[str, Any]:
         self.sent.append((manifest["kind"], manifest["metadata"]["name"]))
         return manifest
 

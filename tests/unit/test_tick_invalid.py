@@ -39,7 +39,7 @@ class Writer:
         self.created.append(manifest)
         return manifest
 
-    async def apply(self, manifest: dict[str, Any], manager: str = "") -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], manager: str = "", *, claimed: bool = False) -> dict[str, Any]:
         raise AssertionError(f"nothing is applied for an invalid spec: {manifest['kind']}")
 
 
@@ -108,7 +108,7 @@ class ApplyingWriter(Writer):
 
     applied = 0
 
-    async def apply(self, manifest: dict[str, Any], manager: str) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], manager: str, *, claimed: bool = False) -> dict[str, Any]:
         self.applied += 1
         body = copy.deepcopy(manifest)
         body.setdefault("metadata", {})["resourceVersion"] = str(100 + self.applied)
