@@ -18,12 +18,13 @@ import datetime
 import logging
 from typing import Any
 
-from apis import models, naming, vocabulary
+from apis import errors, models, naming, vocabulary
 from canary import core
 from canary.cluster import fence, kube, telemetry
 from canary.engine import context, observe, webhooks
 from canary.objects import autoscalers, diffing, knative, ownership, workloads
 from notifiers import alerts
+from routers import base as routers
 from routers import knative as knative_router
 
 log = logging.getLogger("fledge.execute")
@@ -151,7 +152,7 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
     with store.reading() as reads:
         plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, store),
                               switched_apex=router is not None and router.switches_apex)
-        stale_routes = router is not None and bool(diffing.outdated(router.desired(canary), store))
+        stale_routes = router is not None and bool(diffing.outdated(_desired(router, canary), store))
     if not (plan.services or plan.autoscaler or stale_routes):
         if all(inputs[:2]) and all(version != "" for _, version in reads):  # objects without versions: no memo
             memos.reconciled[key] = (inputs, reads)
@@ -159,8 +160,19 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
     memos.reconciled.pop(key, None)
     await _write(cluster, canary, plan.services)
     await _write(cluster, canary, plan.autoscaler)
-    if router is not None and diffing.outdated(router.desired(canary), store):  # again, after those writes
+    if router is not None and diffing.outdated(_desired(router, canary), store):  # again, after those writes
         await router.reconcile(canary)
+
+
+def _desired(router: routers.Router, canary: models.Canary) -> list[dict[str, Any]]:
+    """The router's objects, none when it cannot say (a user's object it copies went away since observe, such
+    as skipper's Ingress in a namespace being deleted): nothing is reconciled then, and the next tick's observe
+    reports the error by the field that names it; a tick must not raise on it."""
+    try:
+        return router.desired(canary)
+    except (errors.SpecError, errors.FatalError) as exc:
+        log.info("canary %s/%s: routes not reconciled this tick: %s", canary.namespace, canary.name, exc)
+        return []
 
 
 async def _create_primary(cluster: context.Cluster, settings: context.Settings, canary: models.Canary,
@@ -193,13 +205,21 @@ async def _create(cluster: context.Cluster, canary: models.Canary, manifest: dic
     await cluster.writer.apply(manifest, naming.field_manager(canary))
 
 
+def _is_target(canary: models.Canary, manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` is the Canary's target itself (a Knative Service's traffic and mark): an apply that
+    claims the user's object, which observe's ``ownership.target_claim`` allowed (``kube.Writer.apply``)."""
+    ref = canary.spec.target_ref
+    return (manifest.get("apiVersion"), manifest.get("kind"), (manifest.get("metadata") or {}).get("name")) == (
+        ref.api_version, ref.kind, ref.name)
+
+
 async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
     for write in writes:
         match write:
             case workloads.Create(manifest=manifest):
                 await _create(cluster, canary, manifest)
             case workloads.Apply(manifest=manifest):
-                await cluster.writer.apply(manifest, naming.field_manager(canary))
+                await cluster.writer.apply(manifest, naming.field_manager(canary), claimed=_is_target(canary, manifest))
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
                 await cluster.writer.patch(api_version, kind, canary.namespace, name, patch)
 
