@@ -109,6 +109,11 @@ class KnativeRouter(base.CachedRouter):
         weights = traffic_weights(service) or vocabulary.ALL_PRIMARY
         return [service_apply(canary, primary, weights)]
 
+    async def reconcile(self, canary: models.Canary) -> None:
+        """Apply ``desired`` as a claim of the user's Service, the Canary's target (``kube.Writer.apply``)."""
+        for manifest in self.desired(canary):
+            await self._writer.apply(manifest, naming.field_manager(canary), claimed=True)
+
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write ``weights`` into ``spec.traffic``; idempotent; a TargetNotReady without a Revision to pin,
         ValueError for mirrored weights."""
