@@ -14,11 +14,10 @@ import asyncio
 import dataclasses
 import datetime
 import json
-import re
 from typing import Any
 
 from apis import errors, models, naming
-from canary.cluster import telemetry, watchcache
+from canary.cluster import telemetry, watchcache, yamljson
 
 Manifest = dict[str, Any]
 
@@ -84,25 +83,6 @@ RESOURCES: dict[tuple[str, str], Resource] = {
 }
 
 
-# An escaped UTF-16 surrogate pair (\\ud83d\\ude00) that is not itself an escaped backslash and text.
-_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
-
-
-def yaml_json(body: Any) -> str:
-    """``body`` as JSON that the API server's YAML decoder reads (server-side apply takes YAML only).
-
-    JSON is YAML 1.2 except for one thing: YAML has no surrogate-pair escapes, and refuses ``\\ud83d\\ude00``
-    ("found invalid Unicode character escape code"), so a character beyond the BMP in a user's label or
-    host would fail every apply of the object that carries it. It is written as ``\\U0001f600`` instead.
-    """
-
-    def joined(match: re.Match[str]) -> str:
-        high, low = int(match[2], 16), int(match[3], 16)
-        return f"{match[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
-
-    return _SURROGATE_PAIR.sub(joined, json.dumps(body))
-
-
 class ApiError(Exception):
     """The API server answered with a non-2xx status; with the same attributes as the kubernetes
     client's ApiException, which the command-line tools get."""
@@ -126,7 +106,7 @@ def request(api: Any, method: str, path: str, body: Any = None, content_type: st
     if body is not None:
         headers["Content-Type"] = content_type
         if content_type.endswith("yaml") and not isinstance(body, str | bytes):
-            body = yaml_json(body)
+            body = yamljson.dumps(body)
     _, url, header_params, serialized, _ = api.param_serialize(
         method=method, resource_path=path, query_params=query or [], header_params=headers, body=body,
         auth_settings=["BearerToken"])
@@ -232,7 +212,7 @@ class Writer:
                     query: list[tuple[str, str]] | None = None) -> Manifest:
         data = None
         if body is not None:
-            data = yaml_json(body) if content_type.endswith("yaml") else json.dumps(body)
+            data = yamljson.dumps(body) if content_type.endswith("yaml") else json.dumps(body)
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         telemetry.API_REQUESTS.labels(verb, _kind_of(path)).inc()
         try:

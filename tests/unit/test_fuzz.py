@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from apis import errors, models
 from benchmarks import fuzz
 from canary import core
-from canary.cluster import kube
+from canary.cluster import yamljson
 from metrics import metric_checks, sandbox, templates
 from tests import hostile
 
@@ -187,7 +187,7 @@ def test_an_apply_body_with_any_character_reads_back_through_yaml(value: str) ->
     # Server-side apply bodies are YAML; "\ud83d\ude00" (JSON's escape of one emoji) is no YAML escape, and
     # a label with an emoji in spec.service.apex failed every apply of the Service, one Traceback per tick.
     body = {"metadata": {"labels": {"k": value}}}
-    assert yaml.safe_load(kube.yaml_json(body)) == body
+    assert yaml.safe_load(yamljson.dumps(body)) == body
 
 
 def test_a_method_call_inside_a_loop_is_checked_before_it_allocates() -> None:
