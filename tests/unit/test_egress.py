@@ -215,11 +215,9 @@ def test_an_answer_quoted_back_is_short_and_without_control_characters() -> None
     assert all(ch.isprintable() for ch in shown)
 
 
-def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces_query(
-        monkeypatch: pytest.MonkeyPatch, policy: None, server: int) -> None:
-    """getaddrinfo cannot be cancelled: team-a's lookups of a name whose DNS server never answers hold their
-    threads until the resolver gives up. They hold team-a's own resolver threads only, so team-b's query
-    (whose name resolves) is answered while they hang; on one shared executor it would wait behind them."""
+def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[str]]:
+    """A resolver whose lookups of hang.example never answer until the event is set (each holding its thread,
+    whose name is recorded), and that resolves ok.example to loopback."""
     release = threading.Event()
     hung: list[str] = []
 
@@ -233,6 +231,15 @@ def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces
         return REAL_GETADDRINFO(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return release, hung
+
+
+def test_a_namespace_whose_names_never_resolve_does_not_delay_another_namespaces_query(
+        monkeypatch: pytest.MonkeyPatch, policy: None, server: int) -> None:
+    """getaddrinfo cannot be cancelled: team-a's lookups of a name whose DNS server never answers hold their
+    threads until the resolver gives up. They hold team-a's own resolver threads only, so team-b's query
+    (whose name resolves) is answered while they hang; on one shared executor it would wait behind them."""
+    release, hung = hanging_dns(monkeypatch)
     slow = http_api.Client("http://hang.example", provider="Datadog", timeout=2, flow="team-a")
     fast = http_api.Client(f"http://ok.example:{server}", provider="Datadog", timeout=10, flow="team-b")
 
@@ -268,19 +275,7 @@ def test_a_namespace_whose_hook_names_never_resolve_does_not_delay_another_names
     from canary.cluster import fence
     from canary.engine import context, webhooks
 
-    release = threading.Event()
-    hung: list[str] = []
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
-        if host == "hang.example":
-            hung.append(threading.current_thread().name)
-            release.wait(60)
-            raise socket.gaierror("the DNS server never answered")
-        if host == "ok.example":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
-        return REAL_GETADDRINFO(host, port, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    release, hung = hanging_dns(monkeypatch)
 
     def hook(url: str, timeout: str) -> models.WebhookSpec:
         return models.WebhookSpec.model_validate({"name": "h", "url": url, "timeout": timeout})
