@@ -205,21 +205,13 @@ async def _create(cluster: context.Cluster, canary: models.Canary, manifest: dic
     await cluster.writer.apply(manifest, naming.field_manager(canary))
 
 
-def _is_target(canary: models.Canary, manifest: dict[str, Any]) -> bool:
-    """Whether ``manifest`` is the Canary's target itself (a Knative Service's traffic and mark): an apply that
-    claims the user's object, which observe's ``ownership.target_claim`` allowed (``kube.Writer.apply``)."""
-    ref = canary.spec.target_ref
-    return (manifest.get("apiVersion"), manifest.get("kind"), (manifest.get("metadata") or {}).get("name")) == (
-        ref.api_version, ref.kind, ref.name)
-
-
 async def _write(cluster: context.Cluster, canary: models.Canary, writes: tuple[workloads.Write, ...]) -> None:
     for write in writes:
         match write:
             case workloads.Create(manifest=manifest):
                 await _create(cluster, canary, manifest)
             case workloads.Apply(manifest=manifest):
-                await cluster.writer.apply(manifest, naming.field_manager(canary), claimed=_is_target(canary, manifest))
+                await cluster.writer.apply(manifest, naming.field_manager(canary))
             case workloads.Patch(api_version=api_version, kind=kind, name=name, patch=patch):
                 await cluster.writer.patch(api_version, kind, canary.namespace, name, patch)
 
