@@ -39,7 +39,7 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.board = board.Board()
-        self.listeners: set[asyncio.Queue[str]] = set()
+        self.listeners: set[Listener] = set()
         self.synced = asyncio.Event()
 
     def submit(self, kind: str, change: str, body: dict[str, Any]) -> None:
@@ -47,23 +47,54 @@ class Hub:
         self.loop.call_soon_threadsafe(self.apply, kind, change, body)
 
     def apply(self, kind: str, change: str, body: dict[str, Any]) -> None:
+        if kind == "Canary" and change == LISTED:
+            # A fresh list after the watch was down: what it no longer holds was deleted meanwhile.
+            for gone in set(self.board.releases) - set(body["keys"]):
+                self.broadcast(gone, {"type": "deleted", "key": gone})
+                self.board.releases.pop(gone, None)
+            return
         if kind == "Canary" and change == "DELETED":
-            self.broadcast({"type": "deleted", "key": self.board.deleted(body)})
+            deleted = self.board.deleted(body)
+            self.broadcast(deleted, {"type": "deleted", "key": deleted})
             return
         key = self.board.canary(body, time.time()) if kind == "Canary" else self.board.event(body)
         if key is not None:
-            self.broadcast({"type": "canary", "canary": self.board.view(key)})
+            self.broadcast(key, {"type": "canary", "canary": self.board.view(key)})
 
-    def broadcast(self, message: dict[str, Any]) -> None:
+    def broadcast(self, key: str, message: dict[str, Any]) -> None:
         text = json.dumps(message)
-        for queue in self.listeners:
-            queue.put_nowait(text)
+        for listener in self.listeners:
+            listener.put(key, text)
+
+
+class Listener:
+    """What one browser has yet to receive: the latest message of each canary, so a slow or stalled viewer holds
+    at most one message per canary however fast releases change (a queue of every change would grow without
+    bound while its connection is stuck)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
+        self.ready = asyncio.Event()
+
+    def put(self, key: str, text: str) -> None:
+        self.pending.pop(key, None)  # re-inserted last: messages leave in the order of their latest change
+        self.pending[key] = text
+        self.ready.set()
+
+    async def get(self, timeout: float) -> str:
+        """The oldest pending message; TimeoutError when none came within ``timeout``."""
+        while not self.pending:
+            self.ready.clear()
+            await asyncio.wait_for(self.ready.wait(), timeout=timeout)
+        key = next(iter(self.pending))
+        return self.pending.pop(key)
 
 
 # The wait before listing again after a failed list or watch (the API server restarting, a dropped connection):
 # doubled after each failure in a row up to the cap, and back to none once a watch has worked again.
 BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS = 0.5, 30.0
 Listing = Callable[..., dict[str, Any]]
+LISTED = "LISTED"  # a change that is not the API server's: the keys of a complete list, handed over after it
 Stream = Callable[[Listing, str], Iterable[dict[str, Any]]]
 
 
@@ -111,6 +142,7 @@ def follow(kind: str, listing: Listing, stream: Stream, submit: Callable[[str, s
             items = listing()
             for item in items.get("items") or []:
                 submit(kind, "ADDED", item)
+            submit(kind, LISTED, {"keys": [board.key_of(item) for item in items.get("items") or []]})
             listed.set()
             version = str(items["metadata"]["resourceVersion"])
             while not stop.is_set():
@@ -155,15 +187,15 @@ def app(hub: Hub, token: str) -> web.Application:
             raise web.HTTPForbidden()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
-        queue: asyncio.Queue[str] = asyncio.Queue()
-        hub.listeners.add(queue)
+        listener = Listener()
+        hub.listeners.add(listener)
         try:
             for key in list(hub.board.releases):
                 await response.write(f"data: {json.dumps({'type': 'canary', 'canary': hub.board.view(key)})}\n\n"
                                      .encode())
             while True:
                 try:
-                    text = await asyncio.wait_for(queue.get(), timeout=15)
+                    text = await listener.get(timeout=15)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
@@ -171,7 +203,7 @@ def app(hub: Hub, token: str) -> web.Application:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            hub.listeners.discard(queue)
+            hub.listeners.discard(listener)
         return response
 
     async def healthz(_: web.Request) -> web.Response:

@@ -158,7 +158,8 @@ def test_the_watch_outlives_an_api_server_restart_and_an_expired_version_with_ba
     submitted: list[tuple[str, str, str]] = []
     listed = threading.Event()
     dashboard.follow("Canary", server.listing, server.stream,
-                     lambda kind, change, body: submitted.append((kind, change, body["metadata"]["name"])),
+                     lambda kind, change, body: submitted.append(
+                         (kind, change, body["metadata"]["name"] if change != dashboard.LISTED else body["keys"])),
                      stop, listed)  # type: ignore[arg-type]
     assert listed.is_set()
     # Every failure but the 410 waited, doubling while they followed one another; a working watch reset it.
@@ -178,3 +179,36 @@ def test_the_backoff_is_capped() -> None:
     for _ in range(12):
         delay = dashboard._failed("Canary", ConnectionRefusedError("refused"), delay, stop)  # type: ignore[arg-type]
     assert stop.waits[-1] == dashboard.BACKOFF_MAX_SECONDS and max(stop.waits) == dashboard.BACKOFF_MAX_SECONDS
+
+
+def test_a_relist_forgets_canaries_deleted_while_the_watch_was_down() -> None:
+    async def scenario() -> None:
+        hub = dashboard.Hub(asyncio.get_running_loop())
+        listener = dashboard.Listener()
+        hub.listeners.add(listener)
+        kept, gone = versions("good")[0], versions("bad")[0]
+        for body in (kept, gone):
+            hub.apply("Canary", "ADDED", body)
+        hub.apply("Canary", dashboard.LISTED, {"keys": [board.key_of(kept)]})
+        assert set(hub.board.releases) == {board.key_of(kept)}
+        messages = [json.loads(await listener.get(timeout=1)) for _ in range(2)]
+        assert messages[-1] == {"type": "deleted", "key": board.key_of(gone)}
+
+    asyncio.run(scenario())
+
+
+def test_a_stalled_viewer_holds_one_message_per_canary_whatever_the_rate_of_change() -> None:
+    async def scenario() -> None:
+        hub = dashboard.Hub(asyncio.get_running_loop())
+        listener = dashboard.Listener()
+        hub.listeners.add(listener)
+        for _ in range(500):
+            for body in versions("good"):
+                hub.apply("Canary", "MODIFIED", body)
+        assert len(listener.pending) == 1
+        latest = json.loads(await listener.get(timeout=1))
+        assert latest["canary"]["phase"] == "Succeeded"
+        with pytest.raises(TimeoutError):
+            await listener.get(timeout=0.01)
+
+    asyncio.run(scenario())
