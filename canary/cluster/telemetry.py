@@ -74,7 +74,7 @@ class Family:
 
 STATUS = Family("fledge_canary_status", "gauge", "Last canary outcome: 0 running, 1 successful, 2 failed")
 PHASE = Family("fledge_canary_phase", "gauge", "1 for the current phase of each canary")
-WEIGHT = Family("fledge_canary_weight", "gauge", "Traffic weight per workload")
+WEIGHT = Family("fledge_canary_weight", "gauge", "Traffic weight per workload of each canary")
 ANALYSIS = Family("fledge_canary_metric_analysis", "gauge", "Last value of each analysis check")
 THRESHOLD = Family("fledge_canary_metric_threshold", "gauge",
                    "Bounds of each metric check's thresholdRange (bound: min or max); a value outside fails")
@@ -190,8 +190,11 @@ class Series:
             return "" if self.phase is None else "".join(
                 _line(family.name, {**own, "phase": phase}, 1 if phase == self.phase else 0) for phase in PHASES)
         if family in (WEIGHT, FLAGGER_WEIGHT):
+            # Flagger's series name only the workload; Fledge's also name the Canary, so a dashboard that selects
+            # canaries by name draws their weights.
+            base = {"namespace": self.namespace} if family is FLAGGER_WEIGHT else own
             return "" if self.weight is None else "".join(
-                _line(family.name, {"workload": workload, "namespace": self.namespace}, weight)
+                _line(family.name, {**base, "workload": workload}, weight)
                 for workload, weight in ((self.target, self.weight), (self.primary, 100 - self.weight)))
         if family in (ANALYSIS, FLAGGER_ANALYSIS):
             labels = own if family is ANALYSIS else flagger

@@ -165,8 +165,10 @@ def test_a_scrape_after_a_change_shows_the_new_value_and_keeps_the_others() -> N
     before = samples(ns)
     telemetry.record(canary(ns, "Progressing"), status("Progressing", 20))
     after = samples(ns)
-    weight = ("fledge_canary_weight", (("namespace", ns), ("workload", "podinfo")))
+    weight = ("fledge_canary_weight", (("name", "release"), ("namespace", ns), ("workload", "podinfo")))
     assert (before[weight], after[weight]) == (10, 20)
+    flagger_weight = ("flagger_canary_weight", (("namespace", ns), ("workload", "podinfo")))
+    assert after[flagger_weight] == 20
     phase = ("fledge_canary_phase", (("name", "release"), ("namespace", ns), ("phase", "Progressing")))
     assert before[phase] == after[phase] == 1
     assert len(after) == len(before)
