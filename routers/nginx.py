@@ -21,28 +21,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base, matching
+from routers import base, ingress_copy, matching
 
 DEFAULT_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
-API_VERSION = "networking.k8s.io/v1"
-KIND = "Ingress"
-CANARY_SUFFIX = "-canary"
-# Never copied from the user's Ingress: kubectl's record of the user's own apply.
-_SKIPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+API_VERSION, KIND = ingress_copy.API_VERSION, ingress_copy.KIND
 # A cookie name followed by =always inside a regex such as ^(.*?;)?(canary=always)(;.*)?$ (Flagger's style).
 _COOKIE_ALWAYS = re.compile(r"([\w.\-]+)=always")
 
 
 def ingress_ref(canary: models.Canary) -> models.IngressRef:
     """``spec.ingressRef``; a SpecError when it is missing."""
-    if canary.spec.ingress_ref is None:
-        raise errors.SpecError("spec.ingressRef", "the nginx provider needs spec.ingressRef naming the Ingress "
-                                                  "that routes to the app (apiVersion networking.k8s.io/v1)")
-    return canary.spec.ingress_ref
+    return ingress_copy.ingress_ref(canary, "nginx")
 
 
 def canary_ingress_name(canary: models.Canary) -> str:
-    return ingress_ref(canary).name + CANARY_SUFFIX
+    return ingress_copy.canary_ingress_name(canary, "nginx")
 
 
 def ab_annotations(match: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -116,18 +109,10 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: v
     if not _retarget(spec, {canary.spec.service_name, canary.spec.target_ref.name}, canary.spec.canary_service_name):
         raise errors.SpecError("spec.ingressRef.name", f"Ingress {meta.get('name')} has no backend for Service "
                                                        f"{canary.spec.service_name}; point a path at it")
-    own = f"{annotation_prefix}/canary"
-    # The user's Ingress may be Flux's; its copy must not claim to be (nor be reverted by Flux).
-    annotations = {key: str(value) for key, value in naming.without_toolkit(meta.get("annotations")).items()
-                   if key not in _SKIPPED_ANNOTATIONS and not key.startswith(own)}
-    annotations = naming.gitops_disabled(annotations)
+    annotations = ingress_copy.copied_annotations(ingress, dropped_prefix=f"{annotation_prefix}/canary")
     for key, value in canary_annotations(canary, weights).items():
         annotations[f"{annotation_prefix}/{key}"] = value
-    labels = {**naming.without_toolkit(meta.get("labels")), **naming.MANAGED_BY}
-    return {"apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": name, "namespace": canary.namespace, "labels": labels, "annotations": annotations,
-                         "ownerReferences": [naming.owner_reference(canary)]},
-            "spec": spec}
+    return ingress_copy.canary_ingress(canary, ingress, name, annotations, spec)
 
 
 def _retarget(spec: base.Manifest, names: set[str], canary_service: str) -> bool:
@@ -163,24 +148,15 @@ def ingress_weights(canary_ingress: Mapping[str, Any], annotation_prefix: str = 
     return vocabulary.Weights(primary=100 - weight, canary=weight)
 
 
-class NginxRouter(base.CachedRouter):
+class NginxRouter(ingress_copy.IngressCopyRouter):
     """Applies the canary Ingress built by ``canary_ingress``; never writes the user's Ingress."""
+
+    provider = "nginx"
 
     def __init__(self, store: base.ObjectStore, writer: base.Writer,
                  annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX) -> None:
         super().__init__(store, writer)
         self.annotation_prefix = annotation_prefix
-
-    def _user_ingress(self, canary: models.Canary) -> base.Manifest:
-        name = ingress_ref(canary).name
-        ingress = self._store.get(API_VERSION, KIND, canary.namespace, name)
-        if ingress is None:
-            raise errors.SpecError("spec.ingressRef.name", f"Ingress {canary.namespace}/{name} does not exist; "
-                                                           "create it or fix spec.ingressRef.name")
-        return ingress
-
-    def _canary_ingress(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
 
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """The canary Ingress copied from the user's, with the weights it has; SpecError without the Ingress."""
@@ -194,18 +170,8 @@ class NginxRouter(base.CachedRouter):
         await self._writer.apply(canary_ingress(canary, ingress, weights, self.annotation_prefix),
                                  naming.field_manager(canary))
 
-    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        """Weights from the cached canary Ingress; None when it does not exist."""
-        if canary.spec.ingress_ref is None:
-            return None
-        current = self._canary_ingress(canary)
-        return ingress_weights(current, self.annotation_prefix) if current is not None else None
-
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete the canary Ingress if this Canary made it; the user's Ingress was never changed."""
-        current = self._canary_ingress(canary) if canary.spec.ingress_ref is not None else None
-        if current is not None and naming.made_for(current, canary):
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
+    def _weights(self, canary: models.Canary, current: Mapping[str, Any]) -> vocabulary.Weights:
+        return ingress_weights(current, self.annotation_prefix)
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a missing ingressRef or Ingress, mirroring, or an A/B match ingress-nginx cannot serve."""

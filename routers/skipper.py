@@ -19,28 +19,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base
+from routers import base, ingress_copy
 
-API_VERSION = "networking.k8s.io/v1"
-KIND = "Ingress"
-CANARY_SUFFIX = "-canary"
+API_VERSION, KIND = ingress_copy.API_VERSION, ingress_copy.KIND
 WEIGHTS = "zalando.org/backend-weights"
 PREDICATE = "zalando.org/skipper-predicate"
 # The canary Ingress's routes outrank the user's for the same host and path, or never match at all.
 ENABLED, DISABLED = "Weight(100)", "False()"
-_SKIPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 
 
 def ingress_ref(canary: models.Canary) -> models.IngressRef:
     """``spec.ingressRef``; a SpecError when it is missing."""
-    if canary.spec.ingress_ref is None:
-        raise errors.SpecError("spec.ingressRef", "the skipper provider needs spec.ingressRef naming the Ingress "
-                                                  "that routes to the app (apiVersion networking.k8s.io/v1)")
-    return canary.spec.ingress_ref
+    return ingress_copy.ingress_ref(canary, "skipper")
 
 
 def canary_ingress_name(canary: models.Canary) -> str:
-    return ingress_ref(canary).name + CANARY_SUFFIX
+    return ingress_copy.canary_ingress_name(canary, "skipper")
 
 
 def predicate(user: str, weights: vocabulary.Weights) -> str:
@@ -68,17 +62,12 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], weights: v
     if not found:
         raise errors.SpecError("spec.ingressRef.name", f"Ingress {meta.get('name')} has no path for Service "
                                                        f"{canary.spec.service_name}; point a path at it")
-    user_annotations = {key: str(value) for key, value in naming.without_toolkit(meta.get("annotations")).items()
-                        if key not in _SKIPPED_ANNOTATIONS}
-    annotations = naming.gitops_disabled(user_annotations)
+    annotations = ingress_copy.copied_annotations(ingress)
+    user_predicate = annotations.get(PREDICATE, "")
     annotations[WEIGHTS] = json.dumps({canary.spec.primary_service_name: weights.primary,
                                        canary.spec.canary_service_name: weights.canary}, separators=(",", ":"))
-    annotations[PREDICATE] = predicate(user_annotations.get(PREDICATE, ""), weights)
-    labels = {**naming.without_toolkit(meta.get("labels")), **naming.MANAGED_BY}
-    return {"apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": canary_ingress_name(canary), "namespace": canary.namespace, "labels": labels,
-                         "annotations": annotations, "ownerReferences": [naming.owner_reference(canary)]},
-            "spec": spec}
+    annotations[PREDICATE] = predicate(user_predicate, weights)
+    return ingress_copy.canary_ingress(canary, ingress, canary_ingress_name(canary), annotations, spec)
 
 
 def ingress_weights(canary: models.Canary, body: Mapping[str, Any]) -> vocabulary.Weights:
@@ -96,23 +85,14 @@ def ingress_weights(canary: models.Canary, body: Mapping[str, Any]) -> vocabular
 
 
 @base.register("skipper")
-class SkipperRouter(base.CachedRouter):
+class SkipperRouter(ingress_copy.IngressCopyRouter):
     """Applies the canary Ingress built by ``canary_ingress``; never writes the user's Ingress."""
 
-    def _user_ingress(self, canary: models.Canary) -> base.Manifest:
-        name = ingress_ref(canary).name
-        ingress = self._store.get(API_VERSION, KIND, canary.namespace, name)
-        if ingress is None:
-            raise errors.SpecError("spec.ingressRef.name", f"Ingress {canary.namespace}/{name} does not exist; "
-                                                           "create it or fix spec.ingressRef.name")
-        return ingress
-
-    def _current(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
+    provider = "skipper"
 
     def desired(self, canary: models.Canary) -> list[base.Manifest]:
         """The canary Ingress with the weights it has; SpecError without the user's Ingress."""
-        current = self._current(canary)
+        current = self._canary_ingress(canary)
         weights = ingress_weights(canary, current) if current is not None else vocabulary.ALL_PRIMARY
         return [canary_ingress(canary, self._user_ingress(canary), weights)]
 
@@ -121,20 +101,8 @@ class SkipperRouter(base.CachedRouter):
         await self._writer.apply(canary_ingress(canary, self._user_ingress(canary), weights),
                                  naming.field_manager(canary))
 
-    def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        """Weights from the cached canary Ingress; None when it does not exist."""
-        if canary.spec.ingress_ref is None:
-            return None
-        current = self._current(canary)
-        return ingress_weights(canary, current) if current is not None else None
-
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete the canary Ingress; the user's Ingress was never changed."""
-        if canary.spec.ingress_ref is None:
-            return
-        current = self._store.get(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
-        if current is not None and naming.made_for(current, canary):  # only the one Fledge made for this Canary
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary))
+    def _weights(self, canary: models.Canary, current: Mapping[str, Any]) -> vocabulary.Weights:
+        return ingress_weights(canary, current)
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a missing ingressRef or Ingress, mirroring, or A/B testing (Skipper has neither)."""
