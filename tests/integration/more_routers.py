@@ -35,6 +35,8 @@ class Router:
     weights: Callable[[Any, str, str], Weights | None]  # (api, namespace, app) -> what the route object says
     check_object: Callable[[Any, str, str], None]  # asserts the route object as initialized
     prepare: Callable[[Any, str, str], None] = lambda api, namespace, app: None  # the user's own objects
+    # (namespace, Prometheus URL) -> the tutorial's MetricTemplates, its address replaced by the local Prometheus
+    templates: Callable[[str, str], list[dict[str, Any]]] = lambda namespace, prometheus: []
     # (api, namespace, app, version, error rate): the user ships a version (the target's new template)
     ship: Callable[[Any, str, str, str, float], None] = lambda api, namespace, app, version, error_rate: (
         ship_deployment(api, namespace, app, version, error_rate))
@@ -97,9 +99,34 @@ SMI = Router("smi:v1alpha3", "smi", lambda namespace, app: tutorial_canary(names
 
 def gamma_canary(namespace: str, app: str) -> dict[str, Any]:
     """Flagger's Linkerd tutorial today: Gateway API (``gatewayapi:v1beta1``) with the apex Service as the
-    HTTPRoute's parent, Linkerd's GAMMA support."""
-    return tutorial_canary(namespace, app, "gatewayapi:v1beta1", gatewayRefs=[
+    HTTPRoute's parent, Linkerd's GAMMA support, judged by the tutorial's own MetricTemplates on Linkerd's proxy
+    metrics (Flagger's gatewayapi builtins read the app's own histogram, which linkerd-viz does not scrape)."""
+    body = tutorial_canary(namespace, app, "gatewayapi:v1beta1", gatewayRefs=[
         {"name": app, "namespace": namespace, "group": "core", "kind": "Service", "port": 9898}])
+    # The tutorial's latency metric omits templateVariables although its query reads variables.direction: Flagger
+    # would query direction="<no value>" and find nothing, Fledge names the missing variable; both need it set.
+    body["spec"]["analysis"]["metrics"] = [
+        {"name": "success-rate", "templateRef": {"name": "success-rate", "namespace": namespace},
+         "thresholdRange": {"min": 99}, "interval": "6s", "templateVariables": {"direction": "inbound"}},
+        {"name": "latency", "templateRef": {"name": "latency", "namespace": namespace},
+         "thresholdRange": {"max": 500}, "interval": "6s", "templateVariables": {"direction": "inbound"}},
+    ]
+    return body
+
+
+def linkerd_templates(namespace: str, prometheus: str) -> list[dict[str, Any]]:
+    """The tutorial's two MetricTemplates on ``response_total`` and ``response_latency_ms`` (its queries as
+    written; ``address`` is linkerd-viz's Prometheus there, the local one here)."""
+    success = """sum(rate(response_total{namespace="{{ namespace }}", deployment=~"{{ target }}",
+      classification!="failure", direction="{{ variables.direction }}"}[{{ interval }}]))
+    / sum(rate(response_total{namespace="{{ namespace }}", deployment=~"{{ target }}",
+      direction="{{ variables.direction }}"}[{{ interval }}])) * 100"""
+    latency = """histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",
+      deployment=~"{{ target }}", direction="{{ variables.direction }}"}[{{ interval }}])) by (le))"""
+    return [{"apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate",
+             "metadata": {"name": name, "namespace": namespace},
+             "spec": {"provider": {"type": "prometheus", "address": prometheus}, "query": query}}
+            for name, query in (("success-rate", success), ("latency", latency))]
 
 
 def route_weights(api: Any, namespace: str, app: str) -> Weights | None:
@@ -116,7 +143,8 @@ def route_object(api: Any, namespace: str, app: str) -> None:
                                             "port": 9898}], route
 
 
-LINKERD_GAMMA = Router("gatewayapi:v1beta1", "gatewayapi", gamma_canary, route_weights, route_object)
+LINKERD_GAMMA = Router("gatewayapi:v1beta1", "gatewayapi", gamma_canary, route_weights, route_object,
+                       templates=linkerd_templates)
 
 
 # -- Contour (HTTPProxy) ------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def release(env: environment.Environment, api: Any, namespace: str, case: Case
     """Install v1 with the router's Canary, initialize, ship v2; the weights seen and the final status."""
     router, app = case.router, case.app
     router.prepare(api, namespace, app)
+    for template in router.templates(namespace, env.prometheus_url):
+        kubectl.apply(api, template)
     router.ship(api, namespace, app, "1", 0.0)
     body = router.canary(namespace, app)
     if case.analysis is not None:
@@ -159,4 +161,5 @@ def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
             assert case.router.primary_tag(api, namespace, app) == "1", where
             messages = " ".join(event.message or "" for event in apps.canary_events(api, namespace)
                                 if event.involved_object.name == app)
-            assert "request-success-rate" in messages, where
+            success_rate = case.router.canary(namespace, app)["spec"]["analysis"]["metrics"][0]["name"]
+            assert success_rate in messages, where
