@@ -69,7 +69,7 @@ class AppDynamicsCloudProvider:
     """Runs UQL queries against one AppDynamics Cloud tenant. Thread-safe."""
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None, insecure_skip_verify: bool = False,
-                 headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
+                 headers: base.HeaderLines | None = None, timeout: float = base.DEFAULT_TIMEOUT,
                  transport: Any = None, lookup_transport: Any = None, flow: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
@@ -81,7 +81,7 @@ class AppDynamicsCloudProvider:
         self._tenant = (secret or {}).get(TENANT_ID) or None
         self.address = http_api.check_address(address)
         self._client = http_api.Client(self.address, provider="AppDynamics Cloud", timeout=timeout,
-                                       insecure_skip_verify=insecure_skip_verify, headers=dict(headers or {}),
+                                       insecure_skip_verify=insecure_skip_verify, headers=headers,
                                        secrets=[self._client_secret, basic], transport=transport, flow=flow)
         self._lookup = http_api.Client(LOOKUP, provider="AppDynamics tenant lookup", timeout=timeout,
                                        transport=lookup_transport, flow=flow)

@@ -97,14 +97,14 @@ class Client:
     """
 
     def __init__(self, address: str, *, provider: str, timeout: float = base.DEFAULT_TIMEOUT,
-                 insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
+                 insecure_skip_verify: bool = False, headers: base.HeaderLines | None = None,
                  secrets: Iterable[str] = (), max_bytes: int = egress.QUERY_ANSWER_BYTES,
                  transport: httpx.AsyncBaseTransport | None = None, flow: str = "") -> None:
         self.address = address.rstrip("/")  # may hold credentials: messages show ``shown``
         self.shown = redaction.redact_host(self.address)
         self.provider, self.timeout, self.max_bytes, self.flow = provider, timeout, max_bytes, flow
         self._verify = not insecure_skip_verify
-        self._headers = {**egress.IDENTITY, **dict(headers or {})}
+        self._headers = base.header_lines(egress.IDENTITY, headers)
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -154,8 +154,8 @@ class Client:
         or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
         ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline.
         ``complete`` sees each chunk of a 2xx body as it comes; once it says True, the rest is not waited for."""
-        request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
-                                json=json_body, content=content)
+        request = httpx.Request(method, self.url(path), params=params,
+                                headers=base.header_lines(self._headers, headers), json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
         seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
         answer = self._run(query, self._exchange(query, request, seconds, complete), seconds)
@@ -372,5 +372,5 @@ def client_for(config: base.ProviderConfig, provider: str, timeout: float, *, de
                secrets: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> Client:
     """A Client for a MetricTemplate's provider: its address (else ``default``), headers and TLS setting."""
     return Client(check_address(config.address, default=default), provider=provider, timeout=timeout,
-                  insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers), secrets=secrets,
+                  insecure_skip_verify=config.insecure_skip_verify, headers=config.headers, secrets=secrets,
                   transport=transport, flow=config.namespace)

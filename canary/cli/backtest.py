@@ -140,7 +140,7 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
     opened: list[metric_base.MetricProvider] = []
 
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
-        at, headers, insecure = obs.now.timestamp(), dict(config.headers), config.insecure_skip_verify
+        at, headers, insecure = obs.now.timestamp(), config.headers, config.insecure_skip_verify
         past: metric_base.MetricProvider
         if config.type == models.MetricProviderType.GRAPHITE.value:
             # graphite-web evaluates relative times against now=, so the template's query runs as it was then.
