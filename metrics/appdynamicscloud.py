@@ -93,11 +93,14 @@ class AppDynamicsCloudProvider:
         return f"AppDynamicsCloudProvider({self._client.shown!r})"
 
     def run_query(self, query: str) -> float:
-        """The last metric value of the UQL query's answer."""
-        token = self._access_token(query)
+        """The last metric value of the UQL query's answer; the tenant lookup, the login and the query share
+        the one query's deadline."""
+        deadline = self._client.deadline()
+        token = self._access_token(query, deadline)
         try:
             answer = self._client.send_json(query, "POST", QUERY_PATH, json_body={"query": query},
-                                            headers={"Authorization": f"Bearer {token}"})
+                                            headers={"Authorization": f"Bearer {token}"},
+                                            timeout=self._client.left(query, deadline))
         except base.QueryFailed:
             with self._lock:
                 self._token = None  # a refused token is not used again
@@ -110,7 +113,7 @@ class AppDynamicsCloudProvider:
     def is_online(self) -> bool:
         """True when a token can be had, as Flagger checks."""
         try:
-            self._access_token("login")
+            self._access_token("login", self._client.deadline())
         except base.QueryError:
             return False
         return True
@@ -119,10 +122,11 @@ class AppDynamicsCloudProvider:
         self._client.close()
         self._lookup.close()
 
-    def _tenant_id(self, query: str) -> str:
+    def _tenant_id(self, query: str, deadline: float) -> str:
         if self._tenant is None:
             host = urllib.parse.urlsplit(self.address).hostname or ""
-            found = self._lookup.send_json(query, "GET", LOOKUP_PATH + urllib.parse.quote(host, safe=""))
+            found = self._lookup.send_json(query, "GET", LOOKUP_PATH + urllib.parse.quote(host, safe=""),
+                                           timeout=self._lookup.left(query, deadline))
             tenant = found.get("tenantId") if isinstance(found, dict) else None
             if not isinstance(tenant, str) or not tenant:
                 raise base.QueryFailed(query, f"the tenant lookup knows no tenant for {host}; set the Secret's "
@@ -130,14 +134,15 @@ class AppDynamicsCloudProvider:
             self._tenant = tenant
         return self._tenant
 
-    def _access_token(self, query: str) -> str:
+    def _access_token(self, query: str, deadline: float) -> str:
         with self._lock:
             if self._token is not None and self._clock() < self._token[1]:
                 return self._token[0]
-        path = f"/auth/{urllib.parse.quote(self._tenant_id(query), safe='')}/default/oauth2/token"
+        path = f"/auth/{urllib.parse.quote(self._tenant_id(query, deadline), safe='')}/default/oauth2/token"
         answer = self._client.send_json(query, "POST", path, content=b"grant_type=client_credentials",
                                         headers={"Authorization": self._basic,
-                                                 "Content-Type": "application/x-www-form-urlencoded"})
+                                                 "Content-Type": "application/x-www-form-urlencoded"},
+                                        timeout=self._client.left(query, deadline))
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise base.QueryFailed(query, f"{self._client} gave no access_token at login")

@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -163,6 +164,19 @@ class Client:
             return answer
         raise self.status_error(query, answer)
 
+    def deadline(self) -> float:
+        """The ``time.monotonic()`` at which a query of several exchanges (a login, then the query) must end."""
+        return time.monotonic() + self.timeout
+
+    def left(self, query: str, deadline: float) -> float:
+        """The seconds left before ``deadline`` for the next exchange of a query; ProviderUnavailable when none
+        are (a slow first exchange does not give the next a timeout of its own)."""
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            raise base.ProviderUnavailable(query, f"{self} did not answer within the query's {self.timeout:g}s "
+                                                  "(its earlier exchanges took it all)")
+        return seconds
+
     def send_json(self, query: str, method: str, path: str, **kwargs: Any) -> Any:
         """``send``, then the answer's JSON; an answer that is not JSON is QueryFailed."""
         return self.json_of(query, self.send(query, method, path, **kwargs))
@@ -212,11 +226,17 @@ class Client:
                 self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
             return self._client
 
+    def _too_slow(self, query: str, seconds: float) -> base.ProviderUnavailable:
+        if seconds < self.timeout:  # the rest of a query's deadline: its earlier exchanges took the remainder
+            return base.ProviderUnavailable(query, f"{self} did not answer within the query's {self.timeout:g}s "
+                                                   "(its earlier exchanges took the rest)")
+        return base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s")
+
     def _run(self, query: str, exchange: Coroutine[Any, Any, Answer], seconds: float) -> Answer:
         try:
             return _LOOP.run(exchange, seconds + _GRACE_SECONDS)
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
+            raise self._too_slow(query, seconds) from exc
 
     async def _exchange(self, query: str, request: httpx.Request, seconds: float,
                         complete: Callable[[bytes], bool] | None) -> Answer:
@@ -243,7 +263,7 @@ class Client:
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
+            raise self._too_slow(query, seconds) from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
             words = (f"{refused}; set spec.provider.address to another host" if refused is not None
