@@ -9,7 +9,8 @@ The tenant: Flagger asks AppDynamics' tenant lookup service (``LOOKUP``) for the
 Fledge does too, unless the Secret holds the tenant id as ``appdcloud_tenant_id`` (a Fledge extension: no call
 to a second service, and the only way where the controller cannot reach the lookup service).
 
-The token is kept until shortly before it expires, so a query is one request, not three.
+The token is kept until shortly before it expires, or until the query service refuses it (401), so a query is
+one request, not three; a refused query (another 4xx) keeps it.
 
 The value, as Flagger reads it: the answer is a list of result chunks; in the last one, ``data[0][1]`` is the
 list of ``[timestamp, value]`` metric points, and the last point's value is the number. An empty list, no
@@ -97,14 +98,14 @@ class AppDynamicsCloudProvider:
         the one query's deadline."""
         deadline = self._client.deadline()
         token = self._access_token(query, deadline)
-        try:
-            answer = self._client.send_json(query, "POST", QUERY_PATH, json_body={"query": query},
-                                            headers={"Authorization": f"Bearer {token}"},
-                                            timeout=self._client.left(query, deadline))
-        except base.QueryFailed:
+        sent = self._client.send(query, "POST", QUERY_PATH, json_body={"query": query},
+                                 headers={"Authorization": f"Bearer {token}"}, accept=(401,),
+                                 timeout=self._client.left(query, deadline))
+        if sent.status == 401:
             with self._lock:
-                self._token = None  # a refused token is not used again
-            raise
+                self._token = None  # a refused token is not used again; a refused query keeps it
+            raise self._client.status_error(query, sent)
+        answer = self._client.json_of(query, sent)
         try:
             return value_of(query, answer)
         except base.QueryError as exc:
@@ -148,6 +149,7 @@ class AppDynamicsCloudProvider:
             raise base.QueryFailed(query, f"{self._client} gave no access_token at login")
         lifetime = answer.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 300.0
+        self._client.add_secret(token)  # a server may echo the token it refused into a message
         with self._lock:
             self._token = (token, self._clock() + max(0.0, seconds - _EARLY_SECONDS))
         return token
