@@ -17,6 +17,9 @@ Why this exists: teams whose SLOs live in Dynatrace gate releases on them, with 
   no ``r`` or a null is ``NoValuesFound``; a ``FAILED``, ``CANCELLED`` or ``RESULT_GONE`` state is
   ``QueryFailed``.
 
+Online: the Metrics API answers the token (an API token), or Grail's ``query:verify`` takes a DQL query with it
+(a platform token, for DQL only), as Flagger's two providers probe.
+
 What it must not do: poll without a bound (the polls share the query's timeout), or show the token.
 """
 
@@ -38,6 +41,7 @@ VALIDATE_PATH = "/api/v2/metrics"
 DQL_PATH = "/platform/storage/query/v1"
 WINDOW_INTERVALS = 10
 POLL_SECONDS = 0.1
+ONLINE_DQL = "timeseries r = avg(dt.host.cpu.usage)"
 _DQL = re.compile(r"^\s*(fetch|timeseries|data|metrics)(\s|$)")  # a selector may start so: data.ingest...
 _DONE_BADLY = frozenset({"FAILED", "CANCELLED", "RESULT_GONE"})
 
@@ -128,5 +132,15 @@ class DynatraceProvider(http_api.Provider):
         return dql_value(query, answer)
 
     def check_online(self) -> None:
-        self.api.send("metrics list", "GET", VALIDATE_PATH, params={"pageSize": "1"},
-                      headers={"Authorization": f"Api-Token {self.token}"})
+        # Flagger probes the Metrics API with an API token, and Grail's query:verify for DQL. One template may
+        # hold either token (a platform token is no API token), so a refused first probe asks the second.
+        try:
+            self.api.send("metrics list", "GET", VALIDATE_PATH, params={"pageSize": "1"},
+                          headers={"Authorization": f"Api-Token {self.token}"})
+        except base.ProviderUnavailable:
+            raise
+        except base.QueryFailed:
+            answer = self.api.send_json(ONLINE_DQL, "POST", f"{DQL_PATH}/query:verify", json_body={"query": ONLINE_DQL},
+                                        headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
+            if not (isinstance(answer, dict) and answer.get("valid") is True):
+                raise base.QueryFailed(ONLINE_DQL, f"{self} says a valid DQL query is not valid") from None
