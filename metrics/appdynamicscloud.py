@@ -9,7 +9,8 @@ The tenant: Flagger asks AppDynamics' tenant lookup service (``LOOKUP``) for the
 Fledge does too, unless the Secret holds the tenant id as ``appdcloud_tenant_id`` (a Fledge extension: no call
 to a second service, and the only way where the controller cannot reach the lookup service).
 
-The token is kept until shortly before it expires, so a query is one request, not three.
+The token is kept until shortly before it expires, or until the query service refuses it (401), so a query is
+one request, not three; a refused query (another 4xx) keeps it.
 
 The value, as Flagger reads it: the answer is a list of result chunks; in the last one, ``data[0][1]`` is the
 list of ``[timestamp, value]`` metric points, and the last point's value is the number. An empty list, no
@@ -69,7 +70,7 @@ class AppDynamicsCloudProvider:
     """Runs UQL queries against one AppDynamics Cloud tenant. Thread-safe."""
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None, insecure_skip_verify: bool = False,
-                 headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
+                 headers: base.HeaderLines | None = None, timeout: float = base.DEFAULT_TIMEOUT,
                  transport: Any = None, lookup_transport: Any = None, flow: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
@@ -81,7 +82,7 @@ class AppDynamicsCloudProvider:
         self._tenant = (secret or {}).get(TENANT_ID) or None
         self.address = http_api.check_address(address)
         self._client = http_api.Client(self.address, provider="AppDynamics Cloud", timeout=timeout,
-                                       insecure_skip_verify=insecure_skip_verify, headers=dict(headers or {}),
+                                       insecure_skip_verify=insecure_skip_verify, headers=headers,
                                        secrets=[self._client_secret, basic], transport=transport, flow=flow)
         self._lookup = http_api.Client(LOOKUP, provider="AppDynamics tenant lookup", timeout=timeout,
                                        transport=lookup_transport, flow=flow)
@@ -93,15 +94,18 @@ class AppDynamicsCloudProvider:
         return f"AppDynamicsCloudProvider({self._client.shown!r})"
 
     def run_query(self, query: str) -> float:
-        """The last metric value of the UQL query's answer."""
-        token = self._access_token(query)
-        try:
-            answer = self._client.send_json(query, "POST", QUERY_PATH, json_body={"query": query},
-                                            headers={"Authorization": f"Bearer {token}"})
-        except base.QueryFailed:
+        """The last metric value of the UQL query's answer; the tenant lookup, the login and the query share
+        the one query's deadline."""
+        deadline = self._client.deadline()
+        token = self._access_token(query, deadline)
+        sent = self._client.send(query, "POST", QUERY_PATH, json_body={"query": query},
+                                 headers={"Authorization": f"Bearer {token}"}, accept=(401,),
+                                 timeout=self._client.left(query, deadline))
+        if sent.status == 401:
             with self._lock:
-                self._token = None  # a refused token is not used again
-            raise
+                self._token = None  # a refused token is not used again; a refused query keeps it
+            raise self._client.status_error(query, sent)
+        answer = self._client.json_of(query, sent)
         try:
             return value_of(query, answer)
         except base.QueryError as exc:
@@ -110,7 +114,7 @@ class AppDynamicsCloudProvider:
     def is_online(self) -> bool:
         """True when a token can be had, as Flagger checks."""
         try:
-            self._access_token("login")
+            self._access_token("login", self._client.deadline())
         except base.QueryError:
             return False
         return True
@@ -119,10 +123,11 @@ class AppDynamicsCloudProvider:
         self._client.close()
         self._lookup.close()
 
-    def _tenant_id(self, query: str) -> str:
+    def _tenant_id(self, query: str, deadline: float) -> str:
         if self._tenant is None:
             host = urllib.parse.urlsplit(self.address).hostname or ""
-            found = self._lookup.send_json(query, "GET", LOOKUP_PATH + urllib.parse.quote(host, safe=""))
+            found = self._lookup.send_json(query, "GET", LOOKUP_PATH + urllib.parse.quote(host, safe=""),
+                                           timeout=self._lookup.left(query, deadline))
             tenant = found.get("tenantId") if isinstance(found, dict) else None
             if not isinstance(tenant, str) or not tenant:
                 raise base.QueryFailed(query, f"the tenant lookup knows no tenant for {host}; set the Secret's "
@@ -130,19 +135,21 @@ class AppDynamicsCloudProvider:
             self._tenant = tenant
         return self._tenant
 
-    def _access_token(self, query: str) -> str:
+    def _access_token(self, query: str, deadline: float) -> str:
         with self._lock:
             if self._token is not None and self._clock() < self._token[1]:
                 return self._token[0]
-        path = f"/auth/{urllib.parse.quote(self._tenant_id(query), safe='')}/default/oauth2/token"
+        path = f"/auth/{urllib.parse.quote(self._tenant_id(query, deadline), safe='')}/default/oauth2/token"
         answer = self._client.send_json(query, "POST", path, content=b"grant_type=client_credentials",
                                         headers={"Authorization": self._basic,
-                                                 "Content-Type": "application/x-www-form-urlencoded"})
+                                                 "Content-Type": "application/x-www-form-urlencoded"},
+                                        timeout=self._client.left(query, deadline))
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise base.QueryFailed(query, f"{self._client} gave no access_token at login")
         lifetime = answer.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else 300.0
+        self._client.add_secret(token)  # a server may echo the token it refused into a message
         with self._lock:
             self._token = (token, self._clock() + max(0.0, seconds - _EARLY_SECONDS))
         return token

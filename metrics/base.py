@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from apis import errors
@@ -109,6 +109,7 @@ class ProviderConfig:
     secret_name: str | None = None
     insecure_skip_verify: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    """``spec.provider.headers`` as header lines: a name repeated once per value (Flagger's http.Header)."""
     region: str = ""
     """``spec.provider.region`` (cloudwatch)."""
     interval: float = 60.0
@@ -118,3 +119,29 @@ class ProviderConfig:
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]
 """Builds (or returns a cached) provider; reads the Secret from a cache, never blocks on I/O."""
+
+
+HeaderLines = Mapping[str, str] | Iterable[tuple[str, str]]
+"""Headers to send: a mapping, or (name, value) lines where a name may repeat (one line per value)."""
+
+
+def header_lines(*layers: HeaderLines | None) -> list[tuple[str, str]]:
+    """The lines of ``layers`` merged: a name in a later layer replaces every line of that name (in any case)
+    before it; a name repeated within one layer keeps all its lines."""
+    merged: list[tuple[str, str]] = []
+    for layer in layers:
+        lines = list(layer.items() if isinstance(layer, Mapping) else layer or ())
+        names = {name.lower() for name, _ in lines}
+        merged = [line for line in merged if line[0].lower() not in names] + lines
+    return merged
+
+
+def joined_headers(*layers: HeaderLines | None) -> dict[str, str]:
+    """``header_lines`` with a repeated name's values joined by ", " into one line (RFC 9110, section 5.3), for
+    clients that take a header once (requests)."""
+    joined: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for name, value in header_lines(*layers):
+        key = spelled.setdefault(name.lower(), name)
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined

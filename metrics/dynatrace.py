@@ -9,12 +9,16 @@ Why this exists: teams whose SLOs live in Dynatrace gate releases on them, with 
   ``metricSelector``, ``resolution=Inf`` and the last 10 metric intervals (``from``/``to`` in milliseconds), the
   token as ``Authorization: Api-Token <token>``. The value is ``values[0]`` of the last ``data`` entry of the
   first result; no result, no data, no values or a null is ``NoValuesFound``.
-- A DQL query (its first word ``fetch``, ``timeseries``, ``data`` or ``metrics``; Fledge tells the two apart by
-  that word): ``POST /platform/storage/query/v1/query:execute`` with the metric interval as the default
-  timeframe and ``Authorization: Bearer <token>``, then ``GET .../query:poll?request-token=...`` until the
-  state is ``SUCCEEDED``, all within the one query's deadline. The value is the field ``r`` of the last record;
-  no record, no ``r`` or a null is ``NoValuesFound``; a ``FAILED``, ``CANCELLED`` or ``RESULT_GONE`` state is
+- A DQL query (its first word ``fetch``, ``timeseries``, ``data`` or ``metrics``, followed by a space or nothing:
+  Fledge tells the two apart by that word, which a selector such as ``data.ingest.bytes:avg`` may begin with too):
+  ``POST /platform/storage/query/v1/query:execute`` with the metric interval as the default timeframe and
+  ``Authorization: Bearer <token>``, then ``GET .../query:poll?request-token=...`` until the state is
+  ``SUCCEEDED``, all within the one query's deadline. The value is the field ``r`` of the last record; no record,
+  no ``r`` or a null is ``NoValuesFound``; a ``FAILED``, ``CANCELLED`` or ``RESULT_GONE`` state is
   ``QueryFailed``.
+
+Online: the Metrics API answers the token (an API token), or Grail's ``query:verify`` takes a DQL query with it
+(a platform token, for DQL only), as Flagger's two providers probe.
 
 What it must not do: poll without a bound (the polls share the query's timeout), or show the token.
 """
@@ -37,7 +41,8 @@ VALIDATE_PATH = "/api/v2/metrics"
 DQL_PATH = "/platform/storage/query/v1"
 WINDOW_INTERVALS = 10
 POLL_SECONDS = 0.1
-_DQL = re.compile(r"^\s*(fetch|timeseries|data|metrics)\b")
+ONLINE_DQL = "timeseries r = avg(dt.host.cpu.usage)"
+_DQL = re.compile(r"^\s*(fetch|timeseries|data|metrics)(\s|$)")  # a selector may start so: data.ingest...
 _DONE_BADLY = frozenset({"FAILED", "CANCELLED", "RESULT_GONE"})
 
 
@@ -127,5 +132,15 @@ class DynatraceProvider(http_api.Provider):
         return dql_value(query, answer)
 
     def check_online(self) -> None:
-        self.api.send("metrics list", "GET", VALIDATE_PATH, params={"pageSize": "1"},
-                      headers={"Authorization": f"Api-Token {self.token}"})
+        # Flagger probes the Metrics API with an API token, and Grail's query:verify for DQL. One template may
+        # hold either token (a platform token is no API token), so a refused first probe asks the second.
+        try:
+            self.api.send("metrics list", "GET", VALIDATE_PATH, params={"pageSize": "1"},
+                          headers={"Authorization": f"Api-Token {self.token}"})
+        except base.ProviderUnavailable:
+            raise
+        except base.QueryFailed:
+            answer = self.api.send_json(ONLINE_DQL, "POST", f"{DQL_PATH}/query:verify", json_body={"query": ONLINE_DQL},
+                                        headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"})
+            if not (isinstance(answer, dict) and answer.get("valid") is True):
+                raise base.QueryFailed(ONLINE_DQL, f"{self} says a valid DQL query is not valid") from None

@@ -134,17 +134,17 @@ class GraphiteProvider:
     """Runs render API queries against one Graphite; ``at`` evaluates every query at that Unix time (backtest)."""
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None = None,
-                 insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
+                 insecure_skip_verify: bool = False, headers: base.HeaderLines | None = None,
                  timeout: float = base.DEFAULT_TIMEOUT, at: float | None = None,
                  transport: Any = None, flow: str = "") -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         auth = credentials(secret)
-        sent = dict(headers or {})
+        sent = base.header_lines(headers)
         secrets: list[str] = []
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            sent["Authorization"] = f"Basic {token}"
+            sent = base.header_lines(sent, {"Authorization": f"Basic {token}"})
             secrets = [auth[1], token]
         self._client = http_api.Client(http_api.check_address(address), provider="Graphite", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=sent, secrets=secrets,

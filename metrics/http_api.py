@@ -32,6 +32,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -97,14 +98,14 @@ class Client:
     """
 
     def __init__(self, address: str, *, provider: str, timeout: float = base.DEFAULT_TIMEOUT,
-                 insecure_skip_verify: bool = False, headers: Mapping[str, str] | None = None,
+                 insecure_skip_verify: bool = False, headers: base.HeaderLines | None = None,
                  secrets: Iterable[str] = (), max_bytes: int = egress.QUERY_ANSWER_BYTES,
                  transport: httpx.AsyncBaseTransport | None = None, flow: str = "") -> None:
         self.address = address.rstrip("/")  # may hold credentials: messages show ``shown``
         self.shown = redaction.redact_host(self.address)
         self.provider, self.timeout, self.max_bytes, self.flow = provider, timeout, max_bytes, flow
         self._verify = not insecure_skip_verify
-        self._headers = {**egress.IDENTITY, **dict(headers or {})}
+        self._headers = base.header_lines(egress.IDENTITY, headers)
         self._secrets = sorted({value for value in secrets if len(value) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -154,14 +155,27 @@ class Client:
         or one whose status is in ``accept``, is returned; any other raises (see the module docstring).
         ``timeout`` (at most the client's) bounds this exchange: what is left of a query's deadline.
         ``complete`` sees each chunk of a 2xx body as it comes; once it says True, the rest is not waited for."""
-        request = httpx.Request(method, self.url(path), params=params, headers={**self._headers, **(headers or {})},
-                                json=json_body, content=content)
+        request = httpx.Request(method, self.url(path), params=params,
+                                headers=base.header_lines(self._headers, headers), json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
         seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
         answer = self._run(query, self._exchange(query, request, seconds, complete), seconds)
         if 200 <= answer.status < 300 or answer.status in accept:
             return answer
         raise self.status_error(query, answer)
+
+    def deadline(self) -> float:
+        """The ``time.monotonic()`` at which a query of several exchanges (a login, then the query) must end."""
+        return time.monotonic() + self.timeout
+
+    def left(self, query: str, deadline: float) -> float:
+        """The seconds left before ``deadline`` for the next exchange of a query; ProviderUnavailable when none
+        are (a slow first exchange does not give the next a timeout of its own)."""
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            raise base.ProviderUnavailable(query, f"{self} did not answer within the query's {self.timeout:g}s "
+                                                  "(its earlier exchanges took it all)")
+        return seconds
 
     def send_json(self, query: str, method: str, path: str, **kwargs: Any) -> Any:
         """``send``, then the answer's JSON; an answer that is not JSON is QueryFailed."""
@@ -212,11 +226,17 @@ class Client:
                 self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
             return self._client
 
+    def _too_slow(self, query: str, seconds: float) -> base.ProviderUnavailable:
+        if seconds < self.timeout:  # the rest of a query's deadline: its earlier exchanges took the remainder
+            return base.ProviderUnavailable(query, f"{self} did not answer within the query's {self.timeout:g}s "
+                                                   "(its earlier exchanges took the rest)")
+        return base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s")
+
     def _run(self, query: str, exchange: Coroutine[Any, Any, Answer], seconds: float) -> Answer:
         try:
             return _LOOP.run(exchange, seconds + _GRACE_SECONDS)
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
+            raise self._too_slow(query, seconds) from exc
 
     async def _exchange(self, query: str, request: httpx.Request, seconds: float,
                         complete: Callable[[bytes], bool] | None) -> Answer:
@@ -243,7 +263,7 @@ class Client:
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise base.ProviderUnavailable(query, f"{self} did not answer within {seconds:g}s") from exc
+            raise self._too_slow(query, seconds) from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
             words = (f"{refused}; set spec.provider.address to another host" if refused is not None
@@ -372,5 +392,5 @@ def client_for(config: base.ProviderConfig, provider: str, timeout: float, *, de
                secrets: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> Client:
     """A Client for a MetricTemplate's provider: its address (else ``default``), headers and TLS setting."""
     return Client(check_address(config.address, default=default), provider=provider, timeout=timeout,
-                  insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers), secrets=secrets,
+                  insecure_skip_verify=config.insecure_skip_verify, headers=config.headers, secrets=secrets,
                   transport=transport, flow=config.namespace)

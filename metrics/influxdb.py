@@ -100,14 +100,12 @@ class InfluxdbProvider:
     """Runs Flux queries against one InfluxDB 2 API. Thread-safe (the HTTP client is)."""
 
     def __init__(self, address: str, *, secret: Mapping[str, str] | None = None, insecure_skip_verify: bool = False,
-                 headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
+                 headers: base.HeaderLines | None = None, timeout: float = base.DEFAULT_TIMEOUT,
                  transport: Any = None, flow: str = "") -> None:
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         token, self.org = credentials(secret)
-        sent = {"Accept": "text/csv", **dict(headers or {})}
-        if token:
-            sent["Authorization"] = f"Token {token}"
+        sent = base.header_lines({"Accept": "text/csv"}, headers, {"Authorization": f"Token {token}"} if token else {})
         self._client = http_api.Client(http_api.check_address(address), provider="InfluxDB", timeout=timeout,
                                        insecure_skip_verify=insecure_skip_verify, headers=sent,
                                        secrets=[token] if token else [], transport=transport, flow=flow)

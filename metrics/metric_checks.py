@@ -98,7 +98,7 @@ def prepare(canary: models.Canary, index: int, resolve_template: TemplateResolve
             namespace=template.namespace,
             secret_name=provider.secret_ref.name if provider.secret_ref is not None else None,
             insecure_skip_verify=provider.insecure_skip_verify,
-            headers=tuple(sorted(provider.headers.items())),
+            headers=provider.header_lines(),
             region=provider.region or "",
             interval=durations.parse_duration(metric.interval),
         )

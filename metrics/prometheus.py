@@ -92,7 +92,7 @@ class PrometheusProvider:
         *,
         secret: Mapping[str, str] | None = None,
         insecure_skip_verify: bool = False,
-        headers: Mapping[str, str] | None = None,
+        headers: base.HeaderLines | None = None,
         timeout: float = base.DEFAULT_TIMEOUT,
         at: float | None = None,
     ) -> None:
@@ -104,7 +104,7 @@ class PrometheusProvider:
         self.shown = redaction.redact_host(self.address)
         self.timeout = timeout
         self._insecure = insecure_skip_verify
-        self._headers = dict(headers or {})
+        self._headers = base.joined_headers(headers)
         self._params = {"time": f"{at:.3f}"} if at is not None else None  # the library takes None, typed dict
         self._auth: tuple[str, str] | None = None
         self._secrets: list[str] = []  # scrubbed from every message: a server may quote what it was sent

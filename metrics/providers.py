@@ -36,14 +36,14 @@ def _prometheus(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
     # Not at module level: requests and prometheus-api-client (5.2 MiB RSS) load with the first Prometheus provider.
     from metrics import prometheus
 
-    return prometheus.PrometheusProvider(config.address, secret=secret, headers=dict(config.headers),
+    return prometheus.PrometheusProvider(config.address, secret=secret, headers=config.headers,
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout)
 
 
 def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
     from metrics import graphite
 
-    return graphite.GraphiteProvider(config.address, secret=secret, headers=dict(config.headers),
+    return graphite.GraphiteProvider(config.address, secret=secret, headers=config.headers,
                                      insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
                                      flow=config.namespace)
 
@@ -51,7 +51,7 @@ def _graphite(config: base.ProviderConfig, secret: Mapping[str, str] | None, tim
 def _influxdb(config: base.ProviderConfig, secret: Mapping[str, str] | None, timeout: float) -> base.MetricProvider:
     from metrics import influxdb
 
-    return influxdb.InfluxdbProvider(config.address, secret=secret, headers=dict(config.headers),
+    return influxdb.InfluxdbProvider(config.address, secret=secret, headers=config.headers,
                                      insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
                                      flow=config.namespace)
 
@@ -60,7 +60,7 @@ def _skywalking(config: base.ProviderConfig, secret: Mapping[str, str] | None, t
                 ) -> base.MetricProvider:
     from metrics import skywalking
 
-    return skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=dict(config.headers),
+    return skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=config.headers,
                                          insecure_skip_verify=config.insecure_skip_verify, timeout=timeout,
                                          flow=config.namespace)
 
@@ -69,7 +69,7 @@ def _appdynamicscloud(config: base.ProviderConfig, secret: Mapping[str, str] | N
                       ) -> base.MetricProvider:
     from metrics import appdynamicscloud
 
-    return appdynamicscloud.AppDynamicsCloudProvider(config.address, secret=secret, headers=dict(config.headers),
+    return appdynamicscloud.AppDynamicsCloudProvider(config.address, secret=secret, headers=config.headers,
                                                      insecure_skip_verify=config.insecure_skip_verify,
                                                      timeout=timeout, flow=config.namespace)
 

@@ -4,9 +4,13 @@ Why this exists: teams on SigNoz gate releases with Flagger's template unchanged
 server (no default), the query is the request body as SigNoz documents it, and the ``secretRef`` key ``apiKey``
 is sent as ``SIGNOZ-API-KEY``. ``spec.provider.headers`` are sent too.
 
-Answers, as Flagger reads them: ``data.result`` must hold one query's result with one series; its last value is
-the value. No result, no series, no values or NaN is ``NoValuesFound``; several results or series, an error
-status or an answer not in that shape is ``QueryFailed``.
+Answers: SigNoz v5 wraps its ``QueryRangeResponse`` in ``{"status", "data"}``, so the series are at
+``data.data.results[].aggregations[].series[].values[]``, each value a JSON number (``"NaN"``, ``"Inf"`` written
+as strings; SigNoz's first v5 releases left ``value`` out when it was zero). The check needs one result with
+one aggregation and one series; its last value is the value. No result, aggregation, series or values, or NaN, is
+``NoValuesFound``; several results, aggregations or series, an error status, or an answer in neither shape is
+``QueryFailed``. The v3/v4 shape (``data.result[].series[].values[].value`` as a string), which Flagger's
+provider reads even from the v5 path, is still read, for a server that answers it.
 
 What it must not do: change the body (its time range and queries are the template's), or show the key.
 """
@@ -28,6 +32,33 @@ def value(query: str, answer: Any) -> float:
     if isinstance(answer, dict) and answer.get("status") == "error":
         raise base.QueryFailed(query, f"SigNoz refused the query: {str(answer.get('error'))[:200]}")
     data = answers.field(query, answer, "data", dict, "SigNoz's answer")
+    if "result" in data:
+        return _v4_value(query, data)
+    body = answers.field(query, data, "data", dict, "SigNoz's data")
+    results = _one(query, body.get("results"), "results", "result")
+    buckets = _one(query, results.get("aggregations"), "aggregations", "aggregation")
+    series = _one(query, buckets.get("series"), "series", "series (group by nothing)")
+    values = series.get("values")
+    if not values:
+        raise base.NoValuesFound(query, "SigNoz's series has no values")
+    if not isinstance(values, list) or not isinstance(values[-1], dict):
+        raise base.QueryFailed(query, f"SigNoz's values are not objects: {str(values)[:80]}")
+    # A Go float64 with `omitempty` (SigNoz's early v5 releases) leaves a zero out: a point without a value is 0.
+    return answers.number(query, values[-1].get("value", 0.0), "SigNoz's last value")
+
+
+def _one(query: str, items: Any, key: str, what: str) -> dict[str, Any]:
+    """The only object of the list ``items`` (the answer's ``key``): none is no values, several a failed query."""
+    if not items:
+        raise base.NoValuesFound(query, f"SigNoz returned no {key}")
+    if not isinstance(items, list) or not isinstance(items[0], dict):
+        raise base.QueryFailed(query, f"SigNoz's {key} is not a list of objects: {str(items)[:80]}")
+    if len(items) > 1:
+        raise base.QueryFailed(query, f"SigNoz returned {len(items)} {key}; a check needs one {what}")
+    return items[0]
+
+
+def _v4_value(query: str, data: dict[str, Any]) -> float:
     results = data.get("result")
     if not results:
         raise base.NoValuesFound(query, "SigNoz returned no result")

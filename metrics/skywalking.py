@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from metrics import base
@@ -77,14 +76,14 @@ class SkyWalkingProvider:
     """Runs GraphQL queries against one SkyWalking OAP. Thread-safe (the HTTP client is)."""
 
     def __init__(self, address: str, *, interval: float = 60.0, insecure_skip_verify: bool = False,
-                 headers: Mapping[str, str] | None = None, timeout: float = base.DEFAULT_TIMEOUT,
+                 headers: base.HeaderLines | None = None, timeout: float = base.DEFAULT_TIMEOUT,
                  at: float | None = None, clock: Any = None, transport: Any = None, flow: str = "") -> None:
         import time
 
         from metrics import http_api  # httpx loads with the first provider that needs it
 
         self._client = http_api.Client(http_api.check_address(address), provider="SkyWalking", timeout=timeout,
-                                       insecure_skip_verify=insecure_skip_verify, headers=dict(headers or {}),
+                                       insecure_skip_verify=insecure_skip_verify, headers=headers,
                                        transport=transport, flow=flow)
         self.interval = interval
         self._at = at

@@ -152,11 +152,11 @@ class SplunkProvider(http_api.Provider):
         address = http_api.check_address(config.address.replace("wss://", "https://", 1)
                                          .replace("ws://", "http://", 1))
         self.api = http_api.Client(stream_address(address), provider="SignalFlow", timeout=timeout,
-                                   insecure_skip_verify=config.insecure_skip_verify, headers=dict(config.headers),
+                                   insecure_skip_verify=config.insecure_skip_verify, headers=config.headers,
                                    secrets=self._headers.values(), transport=transport, flow=config.namespace)
         self._online = http_api.Client(api_address(address), provider="Splunk", timeout=timeout,
                                        insecure_skip_verify=config.insecure_skip_verify,
-                                       headers=dict(config.headers), secrets=self._headers.values(),
+                                       headers=config.headers, secrets=self._headers.values(),
                                        transport=transport, flow=config.namespace)
         self.interval = config.interval
         self._clock = clock

@@ -123,14 +123,15 @@ class StackdriverProvider(http_api.Provider):
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (access token, expiry on the clock)
 
-    def _access_token(self, query: str) -> str:
+    def _access_token(self, query: str, deadline: float) -> str:
         now = self._clock()
         with self._lock:
             if self._token is not None and now < self._token[1] - _EARLY:
                 return self._token[0]
         form = {"grant_type": GRANT, "assertion": assertion(self._key, now)}
         answer = self._tokens.send_json(query, "POST", "", content=str(httpx.QueryParams(form)).encode(),
-                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"},
+                                        timeout=self._tokens.left(query, deadline))
         token = answers.field(query, answer, "access_token", str, "the token answer")
         lifetime = answer.get("expires_in", TOKEN_LIFETIME)
         expiry = now + (float(lifetime) if isinstance(lifetime, int | float) else TOKEN_LIFETIME)
@@ -141,16 +142,20 @@ class StackdriverProvider(http_api.Provider):
         return str(token)
 
     def run_query(self, query: str) -> float:
-        token = self._access_token(query)
+        deadline = self.api.deadline()  # the token and the query share the one query's deadline
+        token = self._access_token(query, deadline)
         answer = self.api.send_json(query, "POST", query_path(self.project), json_body={"query": query},
-                                    headers={"Authorization": f"Bearer {token}"})
+                                    headers={"Authorization": f"Bearer {token}"},
+                                    timeout=self.api.left(query, deadline))
         return value(query, answer)
 
     def check_online(self) -> None:
         # Flagger's probe: an empty query is an INVALID_ARGUMENT (400) from an API that took the credentials.
-        token = self._access_token("empty query")
+        deadline = self.api.deadline()
+        token = self._access_token("empty query", deadline)
         self.api.send("empty query", "POST", query_path(self.project), json_body={"query": ""},
-                      headers={"Authorization": f"Bearer {token}"}, accept={400})
+                      headers={"Authorization": f"Bearer {token}"}, accept={400},
+                      timeout=self.api.left("empty query", deadline))
 
     def close(self) -> None:
         self.api.close()

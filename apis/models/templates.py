@@ -10,7 +10,7 @@ What it must not do: run a query, send a message, or read the Secret a ``secretR
 
 import enum
 from collections.abc import Collection
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -64,6 +64,23 @@ def refusal(kind: str, owner_namespace: str, name: str, namespace: str) -> str:
             f"owner adds {namespace!r} to its spec.allowedNamespaces (or \"*\"), or copy it into {namespace}")
 
 
+def _header_value(value: Any) -> Any:
+    # The message does not quote the value: a header may hold a credential (a tenant id, a token).
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        return value
+    raise ValueError("a header's value is a string or a list of strings (Flagger's http.Header)")
+
+
+# Flagger's field is Go's http.Header (a header name to a list of values); a plain string is taken too.  A
+# structural schema cannot say "string or list of strings", so the value's type is left open to the API
+# server and checked here.
+HeaderValue = Annotated[
+    str | list[str],
+    pydantic.BeforeValidator(_header_value),
+    pydantic.WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
 class MetricTemplateProvider(base.ApiModel):
     """Where a MetricTemplate's query runs."""
 
@@ -73,12 +90,18 @@ class MetricTemplateProvider(base.ApiModel):
     """API address of the provider."""
     secret_ref: refs.SecretRef | None = None
     """Secret with the credentials of the provider."""
-    headers: dict[str, str] = pydantic.Field(default_factory=dict)
-    """HTTP headers sent with each query (Fledge extension), e.g. X-Scope-OrgID."""
+    headers: dict[str, HeaderValue] = pydantic.Field(default_factory=dict)
+    """HTTP headers sent with each query, e.g. X-Scope-OrgID: [tenant1]: a list of values per name (as Flagger's
+    http.Header), sent as one header line per value; a single string is taken too."""
     insecure_skip_verify: bool = False
     """Do not verify the provider's TLS certificate."""
     region: str | None = pydantic.Field(default=None, max_length=64)
     """AWS region of the metrics (cloudwatch)."""
+
+    def header_lines(self) -> tuple[tuple[str, str], ...]:
+        """The headers as (name, value) lines, by name; a name's values in the order written."""
+        return tuple((name, value) for name, values in sorted(self.headers.items())
+                     for value in ([values] if isinstance(values, str) else values))
 
 
 class MetricTemplateSpec(base.ApiModel):

@@ -10,7 +10,8 @@ as rolled out: the replay isolates what the metrics decide.
 What it must not do: write anything, or need a cluster.  Prometheus comes in through ``History`` (an
 instant-query provider bound to a past time), so tests use a fake and the CLI the real one; Graphite and
 SkyWalking templates are asked for the past by their providers' ``at``; other provider types are refused
-by name (they have no past to ask for, or Fledge does not ask it yet).
+by name (they have no past to ask for, or Fledge does not ask it yet). A template's headers are sent; its
+``secretRef`` is not (the CLI reads no Secrets), and a query of such a template that fails says so first.
 """
 
 from __future__ import annotations
@@ -39,10 +40,36 @@ DEFAULT_PROVIDER = "gatewayapi"
 
 
 class History(Protocol):
-    def at(self, moment: datetime.datetime, address: str) -> metric_base.MetricProvider:
+    def at(self, moment: datetime.datetime, address: str,
+           headers: tuple[tuple[str, str], ...] = ()) -> metric_base.MetricProvider:
         """A provider whose instant queries are evaluated at ``moment``, on the Prometheus at ``address``
-        (the one the Canary names; a replay may send every query to one Prometheus instead)."""
+        (the one the Canary names; a replay may send every query to one Prometheus instead), sending the
+        template's ``headers``."""
         ...
+
+
+class WithoutSecret:
+    """A provider of a template whose ``secretRef`` the CLI does not read: a query it gets wrong says so first,
+    rather than sending the user to check the keys of a Secret that was never read."""
+
+    def __init__(self, provider: metric_base.MetricProvider, secret_name: str) -> None:
+        self.provider, self.secret_name = provider, secret_name
+
+    def run_query(self, query: str) -> float:
+        try:
+            return self.provider.run_query(query)
+        except metric_base.ProviderUnavailable:
+            raise
+        except metric_base.QueryFailed as exc:
+            raise metric_base.QueryFailed(query, f"fledge backtest reads no Secrets, so the template's "
+                                                 f"spec.provider.secretRef {self.secret_name!r} was not sent: "
+                                                 f"{exc.reason}") from exc
+
+    def is_online(self) -> bool:
+        return self.provider.is_online()
+
+    def close(self) -> None:
+        self.provider.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,26 +167,28 @@ async def _checks(obs: core.Observed, history: History, templates: Mapping[tuple
     opened: list[metric_base.MetricProvider] = []
 
     def factory(config: metric_base.ProviderConfig) -> metric_base.MetricProvider:
-        at, headers, insecure = obs.now.timestamp(), dict(config.headers), config.insecure_skip_verify
+        at, headers, insecure = obs.now.timestamp(), config.headers, config.insecure_skip_verify
         past: metric_base.MetricProvider
         if config.type == models.MetricProviderType.GRAPHITE.value:
             # graphite-web evaluates relative times against now=, so the template's query runs as it was then.
             from metrics import graphite
 
             past = graphite.GraphiteProvider(config.address, headers=headers, insecure_skip_verify=insecure, at=at)
+            opened.append(past)
         elif config.type == models.MetricProviderType.SKYWALKING.value:
             from metrics import skywalking  # its $duration is a window: the one that ended then
 
             past = skywalking.SkyWalkingProvider(config.address, interval=config.interval, headers=headers,
                                                  insecure_skip_verify=insecure, at=at)
+            opened.append(past)
+            return past  # the OAP has no authentication: a secretRef is not read by the controller either
         elif config.type == models.MetricProviderType.PROMETHEUS.value:
-            return history.at(obs.now, config.address)
+            past = history.at(obs.now, config.address, headers)
         else:
             raise errors.SpecError("spec.provider.type", f"fledge backtest replays Prometheus, Graphite and "
                                    f"SkyWalking only; the {config.type} provider cannot be asked for a past time "
                                    "here (the CLI reads no Secrets), so this metric fails every replayed tick")
-        opened.append(past)
-        return past
+        return past if config.secret_name is None else WithoutSecret(past, config.secret_name)
 
     provider = core.provider(canary, default_provider)
     try:
@@ -185,8 +214,9 @@ class PrometheusHistory:
         self.address = address  # when set, every query goes here, whatever the Canary names
         self._open: list[prometheus.PrometheusProvider] = []
 
-    def at(self, moment: datetime.datetime, address: str) -> metric_base.MetricProvider:
-        provider = prometheus.PrometheusProvider(self.address or address, at=moment.timestamp())
+    def at(self, moment: datetime.datetime, address: str,
+           headers: tuple[tuple[str, str], ...] = ()) -> metric_base.MetricProvider:
+        provider = prometheus.PrometheusProvider(self.address or address, headers=headers, at=moment.timestamp())
         self._open.append(provider)
         return provider
 

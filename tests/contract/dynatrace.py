@@ -1,6 +1,7 @@
 """Dynatrace's APIs as documented: Metrics v2 ``GET /api/v2/metrics/query`` (``Authorization: Api-Token``), and
 Grail's ``POST /platform/storage/query/v1/query:execute`` then ``GET .../query:poll?request-token=``
-(``Authorization: Bearer``)."""
+(``Authorization: Bearer``), and ``POST .../query:verify``. ``platform_only``: the token is a platform token,
+which Grail takes and the Metrics API refuses."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ DQL = "/platform/storage/query/v1"
 
 
 class Dynatrace:
-    def __init__(self, token: str, answers: server.Answers) -> None:
-        self.token, self.answers = token, answers
+    def __init__(self, token: str, answers: server.Answers, *, platform_only: bool = False) -> None:
+        self.token, self.answers, self.platform_only = token, answers, platform_only
         self._running: dict[str, str] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
     def __call__(self, seen: server.Seen) -> server.Reply:
         if seen.path in ("/api/v2/metrics/query", "/api/v2/metrics"):
-            if seen.header("Authorization") != f"Api-Token {self.token}":
+            if self.platform_only or seen.header("Authorization") != f"Api-Token {self.token}":
                 return server.Reply(401, {"error": {"code": 401, "message": "Missing authorization"}})
             if seen.path == "/api/v2/metrics":
                 return server.Reply(200, {"totalCount": 1, "metrics": [{"metricId": "builtin:host.cpu.usage"}]})
@@ -39,6 +40,10 @@ class Dynatrace:
         if seen.path.startswith(DQL):
             if seen.header("Authorization") != f"Bearer {self.token}":
                 return server.Reply(401, {"error": {"code": 401, "message": "Unauthorized"}})
+            if seen.path == f"{DQL}/query:verify" and seen.method == "POST":
+                query = seen.json().get("query") or ""
+                return server.Reply(200, {"valid": query.split(maxsplit=1)[:1] in (["fetch"], ["timeseries"]),
+                                          "notifications": []})
             if seen.path == f"{DQL}/query:execute" and seen.method == "POST":
                 body = seen.json()
                 if not body.get("defaultTimeframeStart") or not body.get("defaultTimeframeEnd"):

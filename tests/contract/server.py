@@ -32,6 +32,8 @@ class Seen:
     params: Mapping[str, list[str]]
     headers: Mapping[str, str]
     body: bytes
+    lines: tuple[tuple[str, str], ...] = ()
+    """Every header line as sent, in order (``headers`` keeps one value per name)."""
 
     def param(self, name: str) -> str | None:
         values = self.params.get(name)
@@ -39,6 +41,10 @@ class Seen:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def header_values(self, name: str) -> list[str]:
+        """The value of each line of header ``name``, in the order sent."""
+        return [value for key, value in self.lines if key.lower() == name.lower()]
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -128,7 +134,7 @@ class ContractServer:
                 seen = Seen(method=self.command, path=parts.path,
                             params=urllib.parse.parse_qs(parts.query, keep_blank_values=True),
                             headers={name.lower(): value for name, value in self.headers.items()},
-                            body=self.rfile.read(length) if length else b"")
+                            body=self.rfile.read(length) if length else b"", lines=tuple(self.headers.items()))
                 owner.seen.append(seen)
                 try:
                     reply = owner.contract(seen)

@@ -202,7 +202,8 @@ class Vendors:
                      {"type": "splunk", "address": self.url("splunk"), "secretRef": {"name": "splunk"}}),
             secret(namespace, "signoz", {"apiKey": "signoz-fledge-key"}),
             template(namespace, "signoz-request-rate", SIGNOZ_QUERY,
-                     {"type": "signoz", "address": self.url("signoz"), "secretRef": {"name": "signoz"}}),
+                     {"type": "signoz", "address": self.url("signoz"), "secretRef": {"name": "signoz"},
+                      "headers": {"X-Scope-OrgID": ["tenant-a", "tenant-b"]}}),  # Flagger's http.Header
             secret(namespace, "chronosphere", {"token": "chrono-fledge-token"}),
             template(namespace, "chronosphere-error-rate", CHRONOSPHERE_QUERY,
                      {"type": "chronosphere", "address": self.url("chronosphere"),
@@ -291,6 +292,7 @@ def test_every_vendor_template_promotes_a_good_release_and_rolls_back_a_bad_one(
     assert {request.path for request in seen["dynatrace"]} >= {
         "/api/v2/metrics/query", "/platform/storage/query/v1/query:execute", "/platform/storage/query/v1/query:poll"}
     assert any(request.path == "/token" for request in seen["stackdriver"])
+    assert all(request.header_values("X-Scope-OrgID") == ["tenant-a", "tenant-b"] for request in seen["signoz"])
     assert any(request.path == f"/{AZ_CLIENT[1]}/oauth2/v2.0/token" for request in seen["azuremonitor"])
     assert all((request.header("Authorization") or "").startswith("AWS4-HMAC-SHA256 ")
                for request in seen["cloudwatch"])

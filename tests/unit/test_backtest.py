@@ -32,9 +32,12 @@ class Counts:
         self.canary_error, self.primary_error, self.requests = canary_error, primary_error, requests
         self.switch, self.after = switch, after
         self.asked: list[tuple[datetime.datetime, str]] = []
+        self.headers: list[tuple[tuple[str, str], ...]] = []
 
-    def at(self, moment: datetime.datetime, address: str) -> metric_base.MetricProvider:
+    def at(self, moment: datetime.datetime, address: str,
+           headers: tuple[tuple[str, str], ...] = ()) -> metric_base.MetricProvider:
         counts = self
+        self.headers.append(headers)
 
         class Provider:
             def run_query(self, query: str) -> float:
@@ -187,3 +190,44 @@ def test_a_vendor_api_metric_is_refused_by_name_at_every_replayed_tick() -> None
     assert failed and all(not check.passed for check in failed)
     assert "fledge backtest replays Prometheus, Graphite and SkyWalking only; the datadog provider cannot be asked" in (
         failed[-1].message or "")
+
+
+class Refusing(Counts):
+    """A Prometheus behind an authenticating proxy: every query without credentials is refused (HTTP 401)."""
+
+    def at(self, moment: datetime.datetime, address: str,
+           headers: tuple[tuple[str, str], ...] = ()) -> metric_base.MetricProvider:
+        self.headers.append(headers)
+        inner = super().at(moment, address, headers)
+
+        class Provider:
+            def run_query(self, query: str) -> float:
+                if "errors_total" not in query:
+                    return inner.run_query(query)
+                raise metric_base.QueryFailed(query, "Prometheus refused the query: HTTP 401: unauthorized")
+
+            def is_online(self) -> bool:
+                return False
+
+            def close(self) -> None:
+                pass
+
+        return Provider()
+
+
+def test_a_template_with_a_secret_says_that_the_backtest_sent_none_and_its_headers_are_sent() -> None:
+    template = models.parse_metric_template({
+        "apiVersion": "fledge.dev/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "e", "namespace": "shop"},
+        "spec": {"provider": {"type": "prometheus", "address": "http://mimir:8080/prometheus",
+                              "secretRef": {"name": "mimir-auth"}, "headers": {"X-Scope-OrgID": ["shop"]}},
+                 "query": "sum(rate(errors_total[1m]))"}})
+    canary = make_canary(judge=None, metrics=[{"name": "errors", "templateRef": {"name": "e"},
+                                               "thresholdRange": {"max": 1}}])
+    history = Refusing(0.01)
+    replay = asyncio.run(backtest.replay(canary, history, T0, T0 + datetime.timedelta(seconds=60),
+                                         templates={("shop", "e"): template}, metrics_server="http://prom"))
+    failed = [check for tick in replay.ticks for check in tick.status.checks if check.name == "errors"]
+    assert failed and all(not check.passed for check in failed)
+    assert ("fledge backtest reads no Secrets, so the template's spec.provider.secretRef 'mimir-auth' was not "
+            "sent: Prometheus refused the query: HTTP 401") in (failed[-1].message or "")
+    assert (("X-Scope-OrgID", "shop"),) in history.headers

@@ -122,3 +122,16 @@ def test_the_registry_builds_it() -> None:
     config = base.ProviderConfig(type="appdynamicscloud", address="https://acme.observe.appdynamics.com",
                                  namespace="prod", secret_name="appd")
     assert isinstance(providers.create(config, SECRET), appdynamicscloud.AppDynamicsCloudProvider)
+
+
+def test_a_refused_query_keeps_the_token_and_no_message_shows_it() -> None:
+    tenant = Tenant({"title": "Bad Request", "detail": "cannot parse the query; token was tok-1"}, status=400)
+    subject = provider(tenant, {**SECRET, "appdcloud_tenant_id": "t"})
+    for _ in range(2):
+        with pytest.raises(base.QueryFailed) as caught:
+            subject.run_query(UQL)
+        assert not isinstance(caught.value, base.ProviderUnavailable)
+        assert "tok-1" not in str(caught.value) and "cannot parse the query" in str(caught.value)
+    assert tenant.tokens == 1  # one login for both bad queries
+    tenant.status, tenant.answer = 200, chunks(["t0", 4.0])
+    assert subject.run_query(UQL) == 4.0 and tenant.tokens == 1
