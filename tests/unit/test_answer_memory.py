@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import http.server
 import json
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 import answer_memory
-from metrics import base, prometheus
+from metrics import base, http_api, prometheus
 
 pytestmark = pytest.mark.unit
 
@@ -226,3 +227,36 @@ def test_one_namespace_reading_big_answers_does_not_starve_another(budget: answe
         provider.close()
     assert quiet == float(SERIES), quiet
     assert 0 < held_meanwhile <= budget.per_flow
+
+
+def test_a_vendor_apis_answer_waits_for_room_on_the_exchange_loop_then_is_read(budget: answer_memory.Budget) -> None:
+    holder = answer_memory.Ticket(budget, "shop")
+    holder.take(budget.per_flow, later())  # the namespace's whole share, held by another of its answers
+    with server() as (url, _), concurrent.futures.ThreadPoolExecutor(1) as threads:
+        client = http_api.Client(url, provider="Datadog", timeout=20)
+        sent = threads.submit(answer_memory.query, "shop", functools.partial(client.send, params={"query": "small"}),
+                              "q", "GET", "/api/v1/query")
+        deadline = time.monotonic() + 10
+        while not budget._waiters and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert budget._waiters and not sent.done(), "the answer was read beyond the namespace's share"
+        holder.release()
+        answer = sent.result(20)
+        client.close()
+    assert answer.body == Server.small and budget.used() == 0
+
+
+def test_a_vendor_apis_answer_larger_than_a_share_is_unavailable_naming_the_flag() -> None:
+    answer_memory.configure(answer_memory.Budget(total=4 * MiB, per_flow=MiB))  # 32 KiB of answer, parsed
+    try:
+        with server() as (url, _):
+            client = http_api.Client(url, provider="Datadog", timeout=20)
+            with pytest.raises(base.ProviderUnavailable) as caught:
+                answer_memory.query("shop", functools.partial(client.send, params={"query": "big"}), "q", "GET",
+                                    "/api/v1/query")
+            client.close()
+    finally:
+        answer_memory.configure(None)
+    assert str(caught.value).startswith(f"Datadog at {url} not read: no room in the controller's memory for "
+                                        "answers (--answer-memory) for namespace shop, which holds ")
+    assert "is more than a namespace's share of 1.0 MiB; query: q" in str(caught.value)
