@@ -257,10 +257,12 @@ def _guarded_backend(inner: Any, wrap: StreamWrapper | None = None, lookup: Look
 
 # -- answer caps ---------------------------------------------------------------------------------------
 
-QUERY_ANSWER_BYTES = 8 * 2**20
-"""The most of a metric provider's answer that is read (8 MiB). A query's answer is a number or a few series
-(a vector of 10,000 series is about 2 MiB of JSON); past this the connection is closed and the query is
-unavailable, rather than a tenant's server filling the controller's memory."""
+QUERY_ANSWER_BYTES = 512 * 2**10
+"""The most of a metric provider's answer that is read (512 KiB). A check needs one number and the judge a few
+series (its buckets are summed by ``le``: about 30); 512 KiB is a vector of about 2,000 series with six labels.
+Past it the connection is closed and the query is unavailable. The cap was 8 MiB, but an answer is held parsed
+(up to 32 times its bytes: ``answer_memory``), and one namespace's 8 queries at 8 MiB took 661 MiB: every answer
+now also counts against the process's answer memory, and 512 KiB parsed (16 MiB) fits one namespace's share."""
 
 
 class AnswerTooLarge(Exception):

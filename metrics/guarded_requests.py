@@ -4,7 +4,8 @@ Why this exists: the Prometheus provider runs on ``requests`` (through prometheu
 threads, and a tenant's server may answer one byte a second or without end. ``requests`` alone bounds each
 read, not the exchange, and reads a body whole; this adapter makes the request's timeout the bound of the
 whole exchange and reads at most ``egress.QUERY_ANSWER_BYTES``, connecting only to addresses the policy of
-``egress`` allows.
+``egress`` allows. Each chunk read is counted against the process's answer memory (``answer_memory``) before
+the next is read: past its namespace's share the read waits, up to the exchange's deadline.
 
 What it must not do: resolve a name twice (the checked address is the one connected to), follow a redirect,
 or import requests or urllib3 at module level (a controller with no Prometheus query never loads them).
@@ -16,6 +17,7 @@ import socket
 import time
 from typing import Any
 
+import answer_memory
 import deadlines
 from egress import QUERY_ANSWER_BYTES, AnswerTooLarge, resolve
 
@@ -42,6 +44,9 @@ def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> A
       raised, however slowly the server sends;
     - the body is read here, whatever ``stream`` the caller asked for, in chunks, and never past ``max_bytes``:
       a longer one closes the connection and raises ``requests.RequestException`` caused by ``AnswerTooLarge``;
+    - each chunk is counted, as it will be once parsed, against the answer memory (``answer_memory``), on the
+      ticket of the query that runs (one for the read alone outside a query): without room before the deadline
+      the read ends with ``requests.RequestException`` caused by ``Starved``;
     - the answer is asked for uncompressed (``Accept-Encoding: identity``) and read as sent."""
     import requests
     from requests import adapters
@@ -77,7 +82,7 @@ def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> A
     def late(request: Any, seconds: float) -> Exception:
         return requests.exceptions.ReadTimeout(f"no whole answer within {seconds:g}s", request=request)
 
-    def read(response: Any, exchange: deadlines.Exchange, seconds: float) -> bytes:
+    def read(response: Any, exchange: deadlines.Exchange, seconds: float, ticket: answer_memory.Ticket) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -97,6 +102,10 @@ def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> A
             if size > max_bytes:
                 too_large = AnswerTooLarge(max_bytes)
                 raise requests.exceptions.RequestException(str(too_large), request=response.request) from too_large
+            try:  # before the next chunk is read: a reader without room leaves the rest in the server's buffers
+                ticket.take(answer_memory.parsed(len(chunk)), exchange.deadline)
+            except answer_memory.Starved as exc:
+                raise requests.exceptions.RequestException(str(exc), request=response.request) from exc
             chunks.append(chunk)
 
     class GuardedAdapter(adapters.HTTPAdapter):
@@ -119,7 +128,8 @@ def requests_adapter(*, max_bytes: int = QUERY_ANSWER_BYTES, **kwargs: Any) -> A
                         raise late(request, seconds) from exc
                     raise
                 try:
-                    response._content = read(response, exchange, seconds)
+                    with answer_memory.answer() as ticket:  # the query's ticket, when one runs (the usual case)
+                        response._content = read(response, exchange, seconds, ticket)
                 except BaseException:
                     response.close()  # unread bytes left: the connection is closed, not pooled
                     raise

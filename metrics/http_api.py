@@ -11,7 +11,8 @@ once, here, the way ``metrics.prometheus`` handles it for Prometheus:
   server holds neither a thread nor a socket past ``timeout`` seconds, whatever it sends and however slowly;
 - every connection goes through the address guard (``egress.async_transport``), no redirect is followed,
   HTTP_PROXY and the like are ignored, the answer is asked for uncompressed and read in chunks, never past
-  ``max_bytes`` (``egress.QUERY_ANSWER_BYTES``);
+  ``max_bytes`` (``egress.QUERY_ANSWER_BYTES``), each chunk counted against the answer memory
+  (``answer_memory``) before the next is read: an answer without room waits, up to its deadline;
 - statuses map onto the error family of ``metrics.base``: no connection, no whole answer in time, an answer
   broken off or too large, HTTP 5xx and the "not now" statuses 408, 425 and 429 are ``ProviderUnavailable``;
   other non-2xx answers are ``QueryFailed`` (the query or the credentials need a fix, not patience), unless the
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+import answer_memory
 import egress
 import redaction
 import resolving
@@ -159,7 +161,9 @@ class Client:
                                 headers=base.header_lines(self._headers, headers), json=json_body, content=content)
         redaction.hide_in_httpx_log(str(request.url), f"{self.shown}/{redaction.HIDDEN}")
         seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
-        answer = self._run(query, self._exchange(query, request, seconds, complete), seconds)
+        # Held until the query returns when it runs in an answer_memory.query block (the controller's checks).
+        with answer_memory.answer() as ticket:
+            answer = self._run(query, self._exchange(query, request, seconds, complete, ticket), seconds)
         if 200 <= answer.status < 300 or answer.status in accept:
             return answer
         raise self.status_error(query, answer)
@@ -239,12 +243,12 @@ class Client:
             raise self._too_slow(query, seconds) from exc
 
     async def _exchange(self, query: str, request: httpx.Request, seconds: float,
-                        complete: Callable[[bytes], bool] | None) -> Answer:
+                        complete: Callable[[bytes], bool] | None, ticket: answer_memory.Ticket) -> Answer:
         client = self._async_client()
         self._users[client] = self._users.get(client, 0) + 1
         try:
             with resolving.flow(self.flow):  # this task's context only: each exchange runs as its own task
-                return await self._exchange_on(client, query, request, seconds, complete)
+                return await self._exchange_on(client, query, request, seconds, complete, ticket)
         finally:
             self._users[client] -= 1
             if not self._users[client]:
@@ -253,16 +257,18 @@ class Client:
                     self._retired.discard(client)
                     await client.aclose()
 
-    async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request,
-                           seconds: float, complete: Callable[[bytes], bool] | None) -> Answer:
+    async def _exchange_on(self, client: httpx.AsyncClient, query: str, request: httpx.Request, seconds: float,
+                           complete: Callable[[bytes], bool] | None, ticket: answer_memory.Ticket) -> Answer:
         try:
             async with asyncio.timeout(seconds):
                 response = await client.send(request, stream=True)
                 try:
-                    body = await self._read(query, response, complete if response.is_success else None)
+                    body = await self._read(query, response, complete if response.is_success else None, ticket)
                 finally:
                     await response.aclose()  # an unread rest closes the connection instead of pooling it
         except (TimeoutError, httpx.TimeoutException) as exc:
+            if ticket.starved:  # the deadline came while the read waited for room
+                raise base.ProviderUnavailable(query, f"{self} not read within {seconds:g}s: {ticket.starved}") from exc
             raise self._too_slow(query, seconds) from exc
         except httpx.ConnectError as exc:
             refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
@@ -273,7 +279,8 @@ class Client:
             raise base.ProviderUnavailable(query, f"{self} broke off its answer ({type(exc).__name__})") from exc
         return Answer(status=response.status_code, headers=dict(response.headers), body=body)
 
-    async def _read(self, query: str, response: httpx.Response, complete: Callable[[bytes], bool] | None) -> bytes:
+    async def _read(self, query: str, response: httpx.Response, complete: Callable[[bytes], bool] | None,
+                    ticket: answer_memory.Ticket) -> bytes:
         chunks: list[bytes] = []
         size = 0
         # A MockTransport's whole response is one chunk; else each read's bytes (at most 64 KiB), as they come.
@@ -283,6 +290,10 @@ class Client:
             if size > self.max_bytes:
                 too_large = egress.AnswerTooLarge(self.max_bytes)
                 raise base.ProviderUnavailable(query, f"{self} gave an {too_large}; the rest was not read")
+            try:  # before the next chunk is read: a reader without room leaves the rest in the server's buffers
+                await ticket.atake(answer_memory.parsed(len(chunk)))
+            except answer_memory.Starved as exc:
+                raise base.ProviderUnavailable(query, f"{self} not read: {exc}") from exc
             chunks.append(chunk)
             if complete is not None and complete(chunk):
                 break

@@ -37,6 +37,7 @@ import datetime
 import math
 from collections.abc import Mapping
 
+import answer_memory
 import fairness
 from apis import models, vocabulary
 from metrics import base, builtin, histograms, judge, judge_queries
@@ -177,8 +178,9 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
         rendered[v] = own
     try:
         counts = await asyncio.gather(
-            *(fairness.run_in_thread(shares, canary.namespace, timeout, judge_queries.fetch, provider, rendered[v],
-                                     spec.latency, timeout) for v in ("canary", "primary")))
+            *(fairness.run_in_thread(shares, canary.namespace, timeout, answer_memory.queries, canary.namespace,
+                                     judge_queries.fetch, provider, rendered[v], spec.latency, timeout)
+              for v in ("canary", "primary")))
     except base.ProviderUnavailable as exc:
         return [carried(canary, n, windows[n], str(exc), unavailable=True) for n in names]
     except fairness.Busy as exc:

@@ -37,6 +37,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import answer_memory
 import fairness
 import redaction
 from apis import durations, errors, models, vocabulary
@@ -223,7 +224,9 @@ async def _check(canary: models.Canary, index: int, resolve_template: TemplateRe
         at = f" at {redaction.redact_host(config.address)}" if config.address else ""
         return failed(f"{query.field}: cannot use the {config.type} provider{at}: {scrubbed(exc)}")
     try:
-        value = await fairness.run_in_thread(shares, canary.namespace, timeout, provider.run_query, query.text)
+        # The answer's memory counts for the Canary's namespace, held until the value is out (answer_memory).
+        value = await fairness.run_in_thread(shares, canary.namespace, timeout, answer_memory.query,
+                                             canary.namespace, provider.run_query, query.text)
     except base.NoValuesFound as exc:
         target = f"{canary.namespace}/{canary.spec.target_ref.name}"
         return failed(f"no values found ({exc.reason}); probably {target} is not receiving traffic; "

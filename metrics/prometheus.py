@@ -5,7 +5,8 @@ module turns an instant query's answer into one float, and every way it can fail
 ``QueryFailed`` or ``ProviderUnavailable`` with a message a user can act on.
 
 Which failure is which (``metrics.base`` says why it matters): no connection, no whole answer within the
-timeout, an answer broken off or larger than ``egress.QUERY_ANSWER_BYTES``, HTTP 5xx, and the "not now"
+timeout, an answer broken off or larger than ``egress.QUERY_ANSWER_BYTES`` or without room in the answer memory
+(``answer_memory``), HTTP 5xx, and the "not now"
 statuses 408, 425 and 429 are ``ProviderUnavailable``;
 HTTP 4xx (bad PromQL, 422 execution errors, 401/403 wrong credentials) and answers that are not a number
 are ``QueryFailed``, because a fix of the query or the template is needed, not patience.
@@ -53,6 +54,7 @@ from prometheus_api_client import exceptions as prometheus_exceptions
 from prometheus_api_client import prometheus_connect
 from urllib3.util import retry
 
+import answer_memory
 import egress
 import redaction
 from apis import errors
@@ -154,7 +156,8 @@ class PrometheusProvider:
 
     def run_query(self, query: str) -> float:
         """The value of the instant ``query``; raises NoValuesFound, QueryFailed or ProviderUnavailable."""
-        return _value(query, self._result(query))
+        with answer_memory.answer():  # the answer's memory is held until it is parsed and reduced
+            return _value(query, self._result(query))
 
     def run_vector(self, query: str, label: str) -> dict[str, float]:
         """The samples of the instant vector ``query`` by the value of ``label`` (``le`` for histogram
@@ -177,6 +180,9 @@ class PrometheusProvider:
             raise base.QueryFailed(query, f"{self} refused the query: {self._scrub(words)}") from exc
         except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
             too_large = next((cause for cause in _causes(exc) if isinstance(cause, egress.AnswerTooLarge)), None)
+            starved = next((cause for cause in _causes(exc) if isinstance(cause, answer_memory.Starved)), None)
+            if starved is not None:
+                raise base.ProviderUnavailable(query, f"{self} not read: {starved}") from exc
             if too_large is not None:
                 raise base.ProviderUnavailable(query, f"{self} gave an {too_large}; the rest was not read") from exc
             # JSONDecodeError is a RequestException and a ValueError; KeyError/TypeError: not Prometheus's JSON.

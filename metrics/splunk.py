@@ -11,8 +11,9 @@ stream address is the API address with ``api.`` replaced by ``stream.`` (and ``w
 as Flagger derives it; an address without ``api.`` (a proxy) is used as it is.
 
 The stream is read as it arrives, until its last message (``StreamEnd``: ``END_OF_CHANNEL``, an abort or an
-error), within the query's deadline and ``http_api``'s 8 MiB: a server that keeps the stream open after its
-last message is not waited for, one that sends more than the cap or never finishes is unavailable.
+error), within the query's deadline and ``http_api``'s cap (``egress.QUERY_ANSWER_BYTES``): a server that keeps
+the stream open after its last message is not waited for, one that sends more than the cap or never finishes is
+unavailable.
 
 Answers, as Flagger reads them: the data messages' non-null values; none is ``NoValuesFound``; values of
 more than one time series (``tsId``) are ``QueryFailed`` (publish one stream); else the last value is the

@@ -238,6 +238,10 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
     ctl.add_argument("--max-hooks-per-namespace", type=_positive, default=8, metavar="N",
                      help="webhook and alert calls one namespace may have in flight at once, each on one of the "
                           "100 connections every namespace shares (default 8)")
+    ctl.add_argument("--answer-memory", type=_mebibytes, default=128, metavar="SIZE",
+                     help="memory that metric answers being read and parsed may take together, in Mi (128Mi, 1Gi; "
+                          "default 128Mi; each byte read counts 32 times, what JSON may take parsed); one namespace "
+                          "holds at most the share --max-queries-per-namespace is of the 64 query threads")
     ctl.add_argument("--leader-elect", type=_boolean, nargs="?", const=True, default=False, metavar="true|false",
                      help="tick canaries only while holding a coordination.k8s.io Lease, so that several replicas "
                           "can run (default false for a single process; the Helm chart sets true)")
@@ -276,6 +280,16 @@ def parser(prog: str = "fledge") -> argparse.ArgumentParser:
 
 def _pass_through(name: str) -> Callable[[argparse.Namespace], int]:
     return lambda args: run_program(name, args.rest)
+
+
+def _mebibytes(value: str) -> int:
+    """``128Mi``, ``1Gi`` or a plain number of MiB, as a whole number of MiB."""
+    text = value.strip()
+    scale = 1024 if text.endswith("Gi") else 1
+    number = text.removesuffix("Gi").removesuffix("Mi")
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size such as 128Mi or 1Gi")
+    return int(number) * scale
 
 
 def _positive(value: str) -> int:

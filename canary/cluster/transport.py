@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -241,6 +242,9 @@ class Client:
         # Checked right before each write is sent (every verb but GET): canary.cluster.fence.
         self.guard = guard
         self.tokens = Tokens(credentials)
+        # Its own thread, not the loop's default executor: tenants' metric queries can fill that one (64 threads),
+        # and a Lease renewal that waited there for its token file would lose the Lease.
+        self._token_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="api-token")
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -265,6 +269,7 @@ class Client:
 
     async def close(self) -> None:
         self._closed = True
+        self._token_thread.shutdown(wait=False)
         if self._session is not None:
             await self._session.close()
 
@@ -277,7 +282,7 @@ class Client:
             async with self._refreshing:
                 if self.tokens.due():
                     try:
-                        await asyncio.to_thread(self.tokens.current)
+                        await asyncio.get_running_loop().run_in_executor(self._token_thread, self.tokens.current)
                     except Exception as exc:  # an unreadable file, a failing plugin: no credentials, no request
                         raise ApiUnavailable(f"cannot get a token for the API server: {exc}") from exc
         token = self.tokens.current()

@@ -23,6 +23,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+import answer_memory
 import egress
 from apis import keys, models
 from canary.cluster import fence, informers, kube, leader, telemetry, transport
@@ -127,6 +128,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         election = election_config(args)
         check_shares(args)
+        share = args.max_queries_per_namespace / WORKER_THREADS  # of the answer memory as of the query threads
+        budget = answer_memory.Budget.shared(args.answer_memory * 2**20, share,
+                                             answer_memory.parsed(egress.QUERY_ANSWER_BYTES))
         listening = bind(args.listen)
     except ValueError as exc:
         print(f"fledge controller: {exc}", file=sys.stderr)
@@ -137,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
         digest_key = keys.read_key(args.config_digest_key_file) if args.config_digest_key_file else b""
         # The operator's own addresses pass --deny-cidr: their Service IPs are not known when the chart renders.
         operators = [args.metrics_server, *args.loadtester_url]
+        answer_memory.configure(budget)  # every answer a metric provider reads counts against it
         egress.configure(egress.Policy.of(args.deny_cidr, args.allow_cidr, args.allow_loopback,
                                           [*args.allow_host, *map(egress.host_of, operators)]))
     except (OSError, ValueError) as exc:

@@ -68,13 +68,13 @@ def test_an_answer_larger_than_the_cap_is_cut_off_and_unavailable() -> None:
         _, outcome = _query_in_a_thread(provider, wait=20)
         sent = pit.sent
     assert isinstance(outcome, base.ProviderUnavailable), outcome
-    assert str(outcome) == (f"Prometheus at {pit.url} gave an answer larger than 8 MiB; the rest was not read; "
+    assert str(outcome) == (f"Prometheus at {pit.url} gave an answer larger than 512 KiB; the rest was not read; "
                             "query: up")
     assert sent < padding // 2, f"{sent} bytes went out: the answer was read on past the cap"
 
 
 def test_an_answer_within_the_cap_is_read_as_sent() -> None:
-    with tarpit.Tarpit(functools.partial(tarpit.flood, ANSWER, 2**20), every=0) as pit:
+    with tarpit.Tarpit(functools.partial(tarpit.flood, ANSWER, 2**18), every=0) as pit:
         provider = prometheus.PrometheusProvider(pit.url, timeout=10.0)
         _, outcome = _query_in_a_thread(provider)
     assert outcome == 1.0

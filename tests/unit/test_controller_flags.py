@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+import answer_memory
+import egress
 from canary.cli import command as cli
 from canary.cluster import fence
 from canary.controller import process as controller
@@ -113,3 +115,27 @@ def test_a_share_as_large_as_what_everyone_shares_is_refused(flag: str, message:
 def test_a_share_must_be_a_whole_number_of_one_or_more(value: str) -> None:
     with pytest.raises(SystemExit):
         controller_args(f"--max-hooks-per-namespace={value}")
+
+
+@pytest.mark.parametrize(("value", "mib"), [("128Mi", 128), ("1Gi", 1024), ("96", 96)])
+def test_answer_memory_takes_a_kubernetes_size(value: str, mib: int) -> None:
+    assert controller_args(f"--answer-memory={value}").answer_memory == mib
+
+
+@pytest.mark.parametrize("value", ["0", "128M", "big", "-5Mi"])
+def test_a_malformed_answer_memory_is_refused(value: str) -> None:
+    with pytest.raises(SystemExit):
+        controller_args(f"--answer-memory={value}")
+
+
+def test_the_default_answer_memory_gives_a_namespace_one_whole_answer_in_an_eighth() -> None:
+    assert controller_args().answer_memory == 128
+    one_answer = answer_memory.parsed(egress.QUERY_ANSWER_BYTES)
+    budget = answer_memory.Budget.shared(128 * 2**20, 8 / controller.WORKER_THREADS, one_answer)
+    assert (budget.total, budget.per_flow) == (128 * 2**20, 16 * 2**20) and budget.per_flow == one_answer
+
+
+def test_an_answer_memory_too_small_for_two_namespaces_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert controller.main(controller_args("--answer-memory=24Mi", "--listen=127.0.0.1:0")) == 2
+    assert ("--answer-memory 24Mi: at least 32Mi, so that one namespace's share (16Mi, one whole answer parsed) is "
+            "at most half of it") in capsys.readouterr().err

@@ -396,7 +396,7 @@ def test_a_signalflow_stream_without_an_end_is_unavailable_at_the_deadline() -> 
 
 def test_a_signalflow_stream_longer_than_the_cap_is_cut_off() -> None:
     provider = splunk_streaming(then="flood", timeout=30)
-    with pytest.raises(base.ProviderUnavailable, match="larger than 8 MiB"):
+    with pytest.raises(base.ProviderUnavailable, match="larger than 512 KiB"):
         provider.run_query(SPLUNK_PROGRAM)
 
 

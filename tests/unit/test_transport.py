@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import pathlib
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import pytest
@@ -68,6 +70,29 @@ def test_a_token_file_is_read_again_after_a_minute(tmp_path: pathlib.Path) -> No
     assert tokens.current() == "one"
     now[0] = 61
     assert tokens.current() == "two"
+
+
+def test_the_token_file_is_read_beside_a_full_default_executor(tmp_path: pathlib.Path) -> None:
+    """Tenants' metric queries fill the loop's default executor; reading the token file (the Lease's requests
+    need it) must not wait behind them."""
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    client = transport.Client(transport.Credentials("https://h", token_file=str(token)))
+    release = threading.Event()
+
+    async def scenario() -> dict[str, str]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(2))
+        pinned = [loop.run_in_executor(None, release.wait) for _ in range(2)]  # every default thread held
+        try:
+            async with asyncio.timeout(10):  # a bound for the test only: on the default executor it never ends
+                return await client._headers(None)
+        finally:
+            release.set()
+            await asyncio.gather(*pinned)
+            await client.close()
+
+    assert asyncio.run(scenario())["Authorization"] == "Bearer from-file"
 
 
 def test_an_exec_plugin_runs_again_when_its_token_lapses(tmp_path: pathlib.Path) -> None:
