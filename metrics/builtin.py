@@ -23,6 +23,9 @@ Providers:
 - traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
   (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
 - smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
+- osm: the ``osm_request_total`` (``response_code``) and ``osm_request_duration_ms_bucket`` that OSM's Envoy stats
+  extension labels with the answering workload (``destination_kind="Deployment"``, ``destination_name="{{ target
+  }}"``, exact), as Flagger's osm observer.
 - skipper: ``skipper_response_duration_seconds_bucket`` (success rate, from its ``+Inf`` bucket, as Flagger) and
   ``skipper_serve_route_duration_seconds_bucket`` of the canary Ingress's routes to ``<service>-canary``, found
   by Skipper's route names as Flagger's pattern does. Flagger's request-duration is the mean (``_sum /
@@ -172,6 +175,18 @@ _KUMA_DURATION = (
     f'[{{{{ interval }}}}])) by (le))'
 )
 
+# OSM's Envoy stats extension, by the workload that answered (Flagger's osm observer names a Deployment exactly).
+_OSM_DESTINATION = ('destination_namespace="{{ namespace }}",destination_kind="Deployment",'
+                    'destination_name="{{ target }}"')
+_OSM_SUCCESS_RATE = (
+    f'sum(rate(osm_request_total{{{_OSM_DESTINATION},response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(osm_request_total{{{_OSM_DESTINATION}}}[{{{{ interval }}}}])) * 100'
+)
+_OSM_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{{{_OSM_DESTINATION}}}[{{{{ interval }}}}]))'
+    f' by (le))'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -228,6 +243,7 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "knative": {REQUEST_SUCCESS_RATE: _KNATIVE_SUCCESS_RATE, REQUEST_DURATION: _KNATIVE_DURATION},
     "apisix": {REQUEST_SUCCESS_RATE: _APISIX_SUCCESS_RATE, REQUEST_DURATION: _APISIX_DURATION},
     "kuma": {REQUEST_SUCCESS_RATE: _KUMA_SUCCESS_RATE, REQUEST_DURATION: _KUMA_DURATION},
+    "osm": {REQUEST_SUCCESS_RATE: _OSM_SUCCESS_RATE, REQUEST_DURATION: _OSM_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

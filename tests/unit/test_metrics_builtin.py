@@ -51,6 +51,17 @@ EXPECTED = {
     ("gatewayapi", "request-duration"): HTTP_DURATION,
     ("kubernetes", "request-success-rate"): HTTP_SUCCESS_RATE,
     ("kubernetes", "request-duration"): HTTP_DURATION,
+    # Flagger's osm observer: OSM's Envoy stats of the canary Deployment, named exactly.
+    ("osm", "request-success-rate"): (
+        'sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",'
+        'destination_name="podinfo",response_code!~"5.*"}[2m]))'
+        ' / sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",'
+        'destination_name="podinfo"}[2m])) * 100'
+    ),
+    ("osm", "request-duration"): (
+        'histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="test",'
+        'destination_kind="Deployment",destination_name="podinfo"}[2m])) by (le))'
+    ),
 }
 
 
@@ -64,7 +75,7 @@ def test_builtin_query_renders_to_the_exact_promql(provider: str, metric: str) -
 
 @pytest.mark.parametrize(
     ("provider", "metric"),
-    [("osm", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
+    [("gloo", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
      ("istio", "error-rate")],
 )
 def test_no_builtin_query(provider: str, metric: str) -> None:
@@ -85,6 +96,8 @@ FAMILIES = {
     "apisix": ({telemetry.APISIX_STATUS, telemetry.APISIX_LATENCY + "_bucket"},
                (*telemetry.APISIX_STATUS_LABELS, *telemetry.APISIX_LATENCY_LABELS)),
     "kuma": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
+    "osm": ({telemetry.OSM_REQUESTS, telemetry.OSM_DURATION + "_bucket"},
+            (*telemetry.OSM_REQUEST_LABELS, *telemetry.OSM_DURATION_LABELS)),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')
