@@ -149,3 +149,11 @@ def test_pod_label_names_must_be_prometheus_label_names(name: str) -> None:
 def test_the_pod_name_pattern_selects_the_canary_pods_only(pod: str, matches: bool) -> None:
     pattern = builtin.POD_NAME_PATTERN.replace("{{ target }}", "podinfo")
     assert (re.fullmatch(pattern, pod) is not None) is matches
+
+
+def test_osm_builtins_name_the_kind_osm_gives_a_daemonsets_pods() -> None:
+    for metric in (builtin.REQUEST_SUCCESS_RATE, builtin.REQUEST_DURATION):
+        query = builtin.builtin_query("osm", metric, kind=builtin.DAEMONSET) or ""
+        rendered = templates.render(query, VARIABLES, field="f", source="builtin")
+        assert rendered == EXPECTED["osm", metric].replace('destination_kind="Deployment"',
+                                                           'destination_kind="DaemonSet"')
