@@ -49,6 +49,7 @@ KEDA_VERSION = "v2.21.0"
 KNATIVE_SERVING_VERSION = "v0.51.0"  # the module of Knative Serving 1.21 (knative.dev/serving tags v0.x)
 APISIX_INGRESS_VERSION = "v1.7.0"  # the proxy serves only some versions of these two (others: 403)
 KUMA_VERSION = "v1.8.1"
+OSM_VERSION = "v1.2.4"  # the last Open Service Mesh release (the project is archived)
 
 
 def cache_root() -> pathlib.Path:

@@ -1,10 +1,9 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI, Contour, Traefik, APISIX, Kuma and Knative Serving
-objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may
-name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules
-fetched through
-the Go module proxy (``go mod download``), never copied into this repository.
+Why this exists: the routers write Istio, Gateway API, SMI (Linkerd, OSM), Contour, Traefik, APISIX, Kuma and
+Knative Serving objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a
+Canary may name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go
+modules fetched through the Go module proxy (``go mod download``), never copied into this repository.
 
 What it must not do: fetch from anywhere but the Go module proxy.
 """
@@ -38,6 +37,7 @@ KNATIVE_SERVING = "knative.dev/serving"
 KNATIVE_KINDS = frozenset({"Service", "Revision"})
 APISIX_INGRESS = "github.com/apache/apisix-ingress-controller"
 KUMA = "github.com/kumahq/kuma"
+OSM = "github.com/openservicemesh/osm"
 KWOK_STAGES = ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat-with-lease", "kustomize/stage/pod/fast")
 
 
@@ -68,6 +68,7 @@ MODULES = (
     (KNATIVE_SERVING, build.KNATIVE_SERVING_VERSION),
     (APISIX_INGRESS, build.APISIX_INGRESS_VERSION),
     (KUMA, build.KUMA_VERSION),
+    (OSM, build.OSM_VERSION),
 )
 
 
@@ -116,7 +117,18 @@ def flagger_crds() -> list[dict[str, Any]]:
 
 
 def smi_crds() -> list[dict[str, Any]]:
-    """SMI's TrafficSplit CRD, served in the versions Flagger writes.
+    """The TrafficSplit CRD, served in every version Flagger writes: OSM's, with the SDK's versions it lacks.
+
+    OSM and the SMI SDK both publish ``trafficsplits.split.smi-spec.io``, and a cluster holds one CRD of a
+    name.  OSM's (``osm_crds``) is the one an OSM user has, whose v1alpha2 (what ``osm`` and ``linkerd`` write)
+    is its storage version; ``serving_also`` serves its v1alpha3 too and adds the SDK's v1alpha1, so that
+    ``smi:v1alpha1`` and ``smi:v1alpha3`` are served by the same CRD.
+    """
+    return [serving_also(crd, sdk, SMI_SERVED) for crd in osm_crds() for sdk in smi_sdk_crds()]
+
+
+def smi_sdk_crds() -> list[dict[str, Any]]:
+    """SMI's TrafficSplit CRD, as the SMI SDK publishes it, served in the versions Flagger writes.
 
     The SDK publishes it as ``apiextensions.k8s.io/v1beta1``, which API servers refuse since Kubernetes 1.22,
     with one served version; ``crd_v1`` rewrites that form as ``v1`` (the conversion the API server itself
@@ -125,6 +137,26 @@ def smi_crds() -> list[dict[str, Any]]:
     """
     path = module_dir(SMI_SDK, build.SMI_SDK_VERSION) / "crds" / "split.yaml"
     return [crd_v1(doc, SMI_SERVED) for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def osm_crds() -> list[dict[str, Any]]:
+    """Open Service Mesh's TrafficSplit CRD (``apiextensions.k8s.io/v1``, serving v1alpha2 only), as OSM's
+    bootstrap installs it."""
+    path = module_dir(OSM, build.OSM_VERSION) / "cmd" / "osm-bootstrap" / "crds" / "smi_traffic_split.yaml"
+    return [doc for doc in _documents(path) if doc.get("kind") == "CustomResourceDefinition"]
+
+
+def serving_also(crd: dict[str, Any], other: dict[str, Any], served: frozenset[str]) -> dict[str, Any]:
+    """``crd`` (v1 form) with the versions in ``served`` served: its own as it defines them, the others taken
+    from ``other`` (the same kind, v1 form) and stored nowhere, so ``crd``'s storage version stays the one."""
+    if (crd["metadata"]["name"], crd["spec"]["group"]) != (other["metadata"]["name"], other["spec"]["group"]):
+        raise build.BuildError(f"CRD {crd['metadata']['name']} and {other['metadata']['name']} are not one kind")
+    versions = [{**version, "served": bool(version.get("served")) or version["name"] in served}
+                for version in crd["spec"]["versions"]]
+    own = {version["name"] for version in versions}
+    versions += [{**version, "served": True, "storage": False} for version in other["spec"]["versions"]
+                 if version["name"] in served and version["name"] not in own]
+    return {**crd, "spec": {**crd["spec"], "versions": versions}}
 
 
 def crd_v1(crd: dict[str, Any], served: frozenset[str] = frozenset()) -> dict[str, Any]:

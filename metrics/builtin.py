@@ -23,6 +23,10 @@ Providers:
 - traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
   (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
 - smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
+- osm: the ``osm_request_total`` (``response_code``) and ``osm_request_duration_ms_bucket`` that OSM's Envoy stats
+  extension labels with the answering workload (``destination_kind="Deployment"``, ``destination_name="{{ target
+  }}"``, exact), as Flagger's osm observer; for a DaemonSet target ``destination_kind="DaemonSet"``, the kind OSM
+  gives its pods (Flagger asks for a Deployment there too, and finds nothing).
 - skipper: ``skipper_response_duration_seconds_bucket`` (success rate, from its ``+Inf`` bucket, as Flagger) and
   ``skipper_serve_route_duration_seconds_bucket`` of the canary Ingress's routes to ``<service>-canary``, found
   by Skipper's route names as Flagger's pattern does. Flagger's request-duration is the mean (``_sum /
@@ -201,6 +205,24 @@ class PodLabels:
                 raise ValueError(f"{name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
 
 
+def _osm_queries(kind: str = DEPLOYMENT) -> dict[str, str]:
+    """OSM's Envoy stats of the workload that answered, named exactly, as Flagger's osm observer selects them; the
+    kind is the target's (OSM labels a DaemonSet's pods ``DaemonSet``, where Flagger always asks for a
+    Deployment)."""
+    destination = (f'destination_namespace="{{{{ namespace }}}}",destination_kind="{kind}",'
+                   f'destination_name="{{{{ target }}}}"')
+    return {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(osm_request_total{{{destination},response_code!~"5.*"}}[{{{{ interval }}}}]))'
+            f' / sum(rate(osm_request_total{{{destination}}}[{{{{ interval }}}}])) * 100'
+        ),
+        REQUEST_DURATION: (
+            f'histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{{{destination}}}'
+            f'[{{{{ interval }}}}])) by (le))'
+        ),
+    }
+
+
 def _http_queries(labels: PodLabels, kind: str = DEPLOYMENT) -> dict[str, str]:
     pods = f'{labels.namespace}="{{{{ namespace }}}}",{labels.pod}=~"{pod_name_pattern(kind)}"'
     return {
@@ -228,6 +250,7 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "knative": {REQUEST_SUCCESS_RATE: _KNATIVE_SUCCESS_RATE, REQUEST_DURATION: _KNATIVE_DURATION},
     "apisix": {REQUEST_SUCCESS_RATE: _APISIX_SUCCESS_RATE, REQUEST_DURATION: _APISIX_DURATION},
     "kuma": {REQUEST_SUCCESS_RATE: _KUMA_SUCCESS_RATE, REQUEST_DURATION: _KUMA_DURATION},
+    "osm": _osm_queries(),
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }
@@ -256,6 +279,8 @@ def builtin_query(provider: str, metric_name: str, pod_labels: PodLabels | None 
     family = provider_family(provider)
     if family in _POD_SCRAPED and (pod_labels is not None or kind != DEPLOYMENT):
         return _http_queries(pod_labels or PodLabels(), kind).get(metric_name)
+    if family == "osm" and kind != DEPLOYMENT:
+        return _osm_queries(kind).get(metric_name)
     return QUERIES.get(family, {}).get(metric_name)
 
 

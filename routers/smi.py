@@ -1,9 +1,12 @@
-"""SMI router (``linkerd``, ``smi:v1alpha1|v1alpha2|v1alpha3``): one TrafficSplit ``<svc>`` between the two Services.
+"""SMI router (``linkerd``, ``osm``, ``smi:v1alpha1|v1alpha2|v1alpha3``): one TrafficSplit ``<svc>`` between the two
+Services.
 
-Why this exists: Linkerd (through its SMI extension) and the other SMI meshes split the traffic sent to an
-apex Service by a ``TrafficSplit`` of the same name whose backends are ``<svc>-canary`` and ``<svc>-primary``,
-weighted.  Flagger writes that object for ``provider: linkerd`` (``split.smi-spec.io/v1alpha2``) and for
-``smi:v1alpha1``, ``smi:v1alpha2`` and ``smi:v1alpha3``; Fledge writes the same object in the same version.
+Why this exists: Linkerd (through its SMI extension), Open Service Mesh and the other SMI meshes split the
+traffic sent to an apex Service by a ``TrafficSplit`` of the same name whose backends are ``<svc>-canary`` and
+``<svc>-primary``, weighted.  Flagger writes that object for ``provider: linkerd`` and ``provider: osm`` (both
+``split.smi-spec.io/v1alpha2``, OSM's only served version) and for ``smi:v1alpha1``, ``smi:v1alpha2`` and
+``smi:v1alpha3``; Fledge writes the same object in the same version.  The providers differ only in their
+builtin metrics (``metrics.builtin``).
 ``spec.service`` is the first of ``service.hosts``, else the apex name, as in Flagger.
 
 What it must not do: decide weights (the core does), or pretend to route what SMI cannot: a TrafficSplit has
@@ -120,6 +123,6 @@ def _factory(api_version: str) -> base.RouterFactory:
     return make
 
 
-base.register("linkerd", "smi:v1alpha2")(_factory(V1ALPHA2))
+base.register("linkerd", "osm", "smi:v1alpha2")(_factory(V1ALPHA2))
 base.register("smi:v1alpha1")(_factory(V1ALPHA1))
 base.register("smi:v1alpha3")(_factory(V1ALPHA3))

@@ -131,6 +131,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         routes.NGINX: (sources.INGRESS, f"{registration.ingress}-canary"),
         routes.LINKERD: (sources.TRAFFIC_SPLIT, service),
         routes.SMI: (sources.TRAFFIC_SPLIT, service),
+        routes.OSM: (sources.TRAFFIC_SPLIT, service),
         routes.CONTOUR: (sources.HTTP_PROXY, service),
         routes.TRAEFIK: (sources.TRAEFIK_SERVICE, service),
         routes.KUBERNETES: (sources.SERVICE, service),
@@ -442,6 +443,7 @@ class App:
             route=route,
             apisix_route=_apisix_route_name(observed) if apisix else None,
             kuma_service=f"{service}_{self.namespace}_svc_{kuma_port}" if kuma_port is not None else None,
+            osm_kind=self._osm_kind(observed, version),
         )
 
     def _direct(self, version: Version, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]
@@ -454,7 +456,16 @@ class App:
             method=method,
             code=code,
             pods=pods[version],
+            osm_kind=self._osm_kind(self._observed, version),
         )
+
+    def _osm_kind(self, observed: routes.Observed | None, version: Version) -> str | None:
+        """The kind of the workload that answered when the app is in OSM's mesh (registered as ``osm``): its
+        sidecar reports whatever reached it, routed or sent straight to the version's Service; else None."""
+        if self.registration.provider != routes.OSM:
+            return None
+        workload = _deployment(observed, version) if observed is not None else None
+        return str((workload or {}).get("kind") or sources.DEPLOYMENT)
 
     def _mirrored(self, method: str, code: int, pods: Mapping[Version, tuple[str, ...]]) -> telemetry.Served:
         served = self._direct(Version.CANARY, method, code, pods)

@@ -28,6 +28,7 @@ NGINX = "nginx"
 KUBERNETES = "kubernetes"
 LINKERD = "linkerd"  # an SMI TrafficSplit, Linkerd's proxies' metrics
 SMI = "smi"  # an SMI TrafficSplit of another mesh
+OSM = "osm"  # an SMI TrafficSplit, Open Service Mesh's Envoy stats (osm_request_*)
 CONTOUR = "contour"  # an HTTPProxy, Envoy's upstream cluster metrics
 TRAEFIK = "traefik"  # a TraefikService, Traefik's service metrics
 SKIPPER = "skipper"  # the canary Ingress's backend-weights, Skipper's route metrics
@@ -35,7 +36,8 @@ KNATIVE = "knative"  # a Knative Service's traffic between its Revisions, Envoy'
 APISIX = "apisix"  # the canary ApisixRoute's backend weights, APISIX's route metrics
 KUMA = "kuma"  # a TrafficRoute's split, the Envoy metrics of Kuma's dataplanes
 # The last one is the provider assumed for an app whose route objects were not found.
-PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, APISIX, KUMA, KUBERNETES)
+PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, OSM, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, APISIX, KUMA,
+             KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
 
@@ -138,7 +140,7 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = istio_split(observed.route, observed.service, observed.namespace, request)
     elif observed.provider == NGINX:
         split = nginx_split(observed.route, observed.annotation_prefix, request)
-    elif observed.provider in (LINKERD, SMI):
+    elif observed.provider in (LINKERD, SMI, OSM):
         split = smi_split(observed.route, observed.service)
     elif observed.provider == CONTOUR:
         split = contour_split(observed.route, observed.service, request)

@@ -1,5 +1,5 @@
-"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour, Kuma), Traefik, ingress-nginx, Skipper,
-APISIX and an instrumented app would export.
+"""Expose served requests as the metrics Istio, Linkerd, Envoy (Contour, Kuma, OSM), Traefik, ingress-nginx,
+Skipper, APISIX and an instrumented app would export.
 
 Why this exists: Fledge's metric templates are the ones users run against real data planes, so the
 simulator must export the same metric names with the same label names.  The app's own
@@ -43,6 +43,8 @@ TRAEFIK_DURATION = "traefik_service_request_duration_seconds"
 SKIPPER_RESPONSE = "skipper_response_duration_seconds"
 SKIPPER_SERVE = "skipper_serve_route_duration_seconds"
 SKIPPER_LABELS = ("code", "method", "route")
+OSM_REQUESTS = "osm_request_total"
+OSM_DURATION = "osm_request_duration_ms"
 APISIX_STATUS = "apisix_http_status"
 APISIX_LATENCY = "apisix_http_latency"
 # APISIX's prometheus plugin with prefer_name: the route is <namespace>_<ApisixRoute>_<http route>; node is the
@@ -71,6 +73,11 @@ LINKERD_LABELS = ("namespace", "deployment", "direction", "authority", "classifi
 ENVOY_LABELS = ("envoy_cluster_name", "envoy_response_code", "service")
 # Traefik's service (<namespace>-<service>-<port>@kubernetescrd for a Service behind a TraefikService).
 TRAEFIK_LABELS = ("service", "code", "method", "protocol")
+# OSM's Envoy stats extension, in the serving pod's sidecar: the caller and the answering pod and its workload.
+OSM_DESTINATION = ("destination_namespace", "destination_kind", "destination_name", "destination_pod")
+OSM_SOURCE = ("source_namespace", "source_kind", "source_name", "source_pod")
+OSM_REQUEST_LABELS = ("response_code", *OSM_SOURCE, *OSM_DESTINATION)
+OSM_DURATION_LABELS = (*OSM_SOURCE, *OSM_DESTINATION)
 POD_NAMESPACE_LABEL = "kubernetes_namespace"
 POD_NAME_LABEL = "kubernetes_pod_name"
 HTTP_APP_LABELS = ("method", "path", "status")  # what an instrumented app (podinfo, for one) labels itself
@@ -83,7 +90,10 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,
                       10000, 20000, 30000, 40000, 50000)  # fmt: skip
 SOURCE_WORKLOAD = "fledge-simulator"
+SOURCE_KIND = "Deployment"
 _ISTIO_NAMESPACE = ISTIO_LABELS.index("destination_workload_namespace")
+_OSM_REQUEST_NAMESPACE = OSM_REQUEST_LABELS.index("destination_namespace")
+_OSM_DURATION_NAMESPACE = OSM_DURATION_LABELS.index("destination_namespace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +114,7 @@ class Served:
     route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
     apisix_route: str | None = None  # APISIX's name of the route that served, when APISIX did
     kuma_service: str | None = None  # the serving dataplane's kuma.io/service tag, when Kuma routed the request
+    osm_kind: str | None = None  # the serving workload's kind when its pods run OSM's sidecar, else None
 
 
 def skipper_route_name(namespace: str, ingress: str, host: str, path: str, service: str) -> str:
@@ -141,6 +152,9 @@ class Telemetry:
         self._apisix_status = _Counter(APISIX_STATUS, "HTTP status codes per service in APISIX.", "unknown")
         self._apisix_latency = _Histogram(APISIX_LATENCY, "HTTP request latency in milliseconds per service in "
                                                           "APISIX.", ISTIO_BUCKETS_MS)
+        self._osm_requests = _Counter(OSM_REQUESTS, "Requests answered, by OSM's sidecar.", "counter")
+        self._osm_duration = _Histogram(OSM_DURATION, "Request duration in milliseconds, by OSM's sidecar.",
+                                        ISTIO_BUCKETS_MS)
         self.registry = registry.CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -183,6 +197,11 @@ class Telemetry:
                 if share.size:
                     self._http_duration.observe((served.namespace, pod, served.method, "/", status), share,
                                                 served.buckets)
+                if share.size and served.osm_kind is not None:  # each pod's sidecar reports what it answered
+                    osm = (served.namespace, SOURCE_KIND, SOURCE_WORKLOAD, "",
+                           served.namespace, served.osm_kind, served.workload, pod)
+                    self._osm_requests.add((status, *osm), share.size)
+                    self._osm_duration.observe(osm, share * 1000.0)
             if served.envoy_cluster is not None:
                 envoy = (served.envoy_cluster, status, "")
                 self._envoy_requests.add(envoy, seconds.size)
@@ -218,6 +237,8 @@ class Telemetry:
                     + self._http_duration.forget(0, namespace)
                     + self._linkerd_responses.forget(0, namespace)
                     + self._linkerd_latency.forget(0, namespace)
+                    + self._osm_requests.forget(_OSM_REQUEST_NAMESPACE, namespace)
+                    + self._osm_duration.forget(_OSM_DURATION_NAMESPACE, namespace)
                     + self._envoy_requests.forget_prefix(0, f"{namespace}_")
                     + self._envoy_duration.forget_prefix(0, f"{namespace}_")
                     + self._envoy_requests.forget_prefix(0, f"{namespace}/")
@@ -244,6 +265,8 @@ class Telemetry:
                 self._http_duration.family(self.http_labels),
                 self._linkerd_responses.family(LINKERD_LABELS),
                 self._linkerd_latency.family(LINKERD_LABELS),
+                self._osm_requests.family(OSM_REQUEST_LABELS),
+                self._osm_duration.family(OSM_DURATION_LABELS),
                 self._envoy_requests.family(ENVOY_LABELS),
                 self._envoy_duration.family(ENVOY_LABELS),
                 self._traefik_duration.family(TRAEFIK_LABELS),

@@ -96,6 +96,37 @@ SMI = Router("smi:v1alpha3", "smi", lambda namespace, app: tutorial_canary(names
              split_weights("split.smi-spec.io/v1alpha3"), split_object("split.smi-spec.io/v1alpha3"))
 
 
+# -- OSM (TrafficSplit v1alpha2, OSM's Envoy stats) -------------------------------------------------------
+
+HPA_API = "autoscaling/v2"
+
+
+def podinfo_hpa(api: Any, namespace: str, app: str) -> None:
+    """The HorizontalPodAutoscaler of Flagger's podinfo kustomization, which the OSM tutorial's Canary names."""
+    kubectl.apply(api, {"apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler",
+                        "metadata": {"name": app, "namespace": namespace},
+                        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+                                 "minReplicas": 2, "maxReplicas": 4,
+                                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                                     "type": "Utilization", "averageUtilization": 99}}}]}})
+
+
+def osm_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's OSM tutorial: ``provider: osm``, the podinfo HPA as ``autoscalerRef``, port 9898."""
+    body = tutorial_canary(namespace, app, "osm")
+    body["spec"]["autoscalerRef"] = {"apiVersion": HPA_API, "kind": "HorizontalPodAutoscaler", "name": app}
+    return body
+
+
+def osm_object(api: Any, namespace: str, app: str) -> None:
+    split_object("split.smi-spec.io/v1alpha2")(api, namespace, app)
+    hpa = kubectl.get(api, HPA_API, "HorizontalPodAutoscaler", namespace, f"{app}-primary") or {}
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{app}-primary", hpa
+
+
+OSM = Router("osm", "osm", osm_canary, split_weights("split.smi-spec.io/v1alpha2"), osm_object, podinfo_hpa)
+
+
 
 def gamma_canary(namespace: str, app: str) -> dict[str, Any]:
     """Flagger's Linkerd tutorial today: Gateway API (``gatewayapi:v1beta1``) with the apex Service as the
@@ -348,7 +379,7 @@ def kuma_object(api: Any, namespace: str, app: str) -> None:
 
 KUMA = Router("kuma", "kuma", kuma_canary, kuma_weights, kuma_object)
 
-ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA]
+ROUTERS = [LINKERD, SMI, OSM, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA]
 # Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
 TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
 

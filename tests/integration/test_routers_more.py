@@ -1,4 +1,4 @@
-"""Flagger's other routers on the real control plane: Linkerd and SMI (TrafficSplit), Contour (HTTPProxy),
+"""Flagger's other routers on the real control plane: Linkerd, OSM and SMI (TrafficSplit), Contour (HTTPProxy),
 Traefik (TraefikService), Knative (a Knative Service's traffic between its Revisions, Knative's controller
 played by ``fake_knative``), APISIX (ApisixRoute), Kuma (TrafficRoute), and Flagger's Linkerd tutorial of
 today (Gateway API with the Service as parent).

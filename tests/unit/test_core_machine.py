@@ -10,7 +10,7 @@ again, as ``canary.engine.tick`` does), applies the actions to a model of the wo
 and after every step checks those promises for every strategy: canary
 (stepWeight and stepWeights, with and without mirroring), A/B testing,
 blue/green with and without mirroring, and kubernetes blue/green, on Istio and on each router whose
-Flagger counterpart serves the strategy (Linkerd and SMI, Contour, Traefik).
+Flagger counterpart serves the strategy (Linkerd, OSM and SMI, Contour, Traefik).
 
 What it must not do: reach past the public surface of ``canary.core``, or
 remember anything a restarted controller would not: the core sees only the
@@ -53,11 +53,13 @@ MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}]
 SPEC_ERROR = "spec.analysis.metrics[0].templateRef: MetricTemplate ns/latency not found"
 # The routers each variant runs on (besides istio): what Flagger's router for them can route.  For these, every
 # route the core writes is built by the router's pure builder and read back, which must give the same weights.
-WEIGHTED_ONLY = ("linkerd", "smi:v1alpha1", "smi:v1alpha2", "smi:v1alpha3", "contour", "traefik", "knative")
+WEIGHTED_ONLY = ("linkerd", "osm", "smi:v1alpha1", "smi:v1alpha2", "smi:v1alpha3", "contour", "traefik",
+                 "knative")
 ROUTERS_FOR = {"canary": WEIGHTED_ONLY, "canary-stepWeights": WEIGHTED_ONLY, "ab": ("contour",),
                "bluegreen": WEIGHTED_ONLY, "bluegreen-mirror": ("traefik",)}
 ROUND_TRIPS: dict[str, Any] = {
-    **{name: (smi.traffic_split, smi.split_weights) for name in WEIGHTED_ONLY if name.startswith(("linkerd", "smi"))},
+    **{name: (smi.traffic_split, smi.split_weights) for name in WEIGHTED_ONLY
+       if name.startswith(("linkerd", "osm", "smi"))},
     "contour": (contour.http_proxy, contour.proxy_weights),
     "traefik": (traefik.traefik_service, traefik.service_weights),
     # The Knative Service's annotation and traffic, the primary pinned to the first revision.

@@ -51,6 +51,17 @@ EXPECTED = {
     ("gatewayapi", "request-duration"): HTTP_DURATION,
     ("kubernetes", "request-success-rate"): HTTP_SUCCESS_RATE,
     ("kubernetes", "request-duration"): HTTP_DURATION,
+    # Flagger's osm observer: OSM's Envoy stats of the canary Deployment, named exactly.
+    ("osm", "request-success-rate"): (
+        'sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",'
+        'destination_name="podinfo",response_code!~"5.*"}[2m]))'
+        ' / sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",'
+        'destination_name="podinfo"}[2m])) * 100'
+    ),
+    ("osm", "request-duration"): (
+        'histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="test",'
+        'destination_kind="Deployment",destination_name="podinfo"}[2m])) by (le))'
+    ),
 }
 
 
@@ -64,7 +75,7 @@ def test_builtin_query_renders_to_the_exact_promql(provider: str, metric: str) -
 
 @pytest.mark.parametrize(
     ("provider", "metric"),
-    [("osm", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
+    [("gloo", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
      ("istio", "error-rate")],
 )
 def test_no_builtin_query(provider: str, metric: str) -> None:
@@ -85,6 +96,8 @@ FAMILIES = {
     "apisix": ({telemetry.APISIX_STATUS, telemetry.APISIX_LATENCY + "_bucket"},
                (*telemetry.APISIX_STATUS_LABELS, *telemetry.APISIX_LATENCY_LABELS)),
     "kuma": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
+    "osm": ({telemetry.OSM_REQUESTS, telemetry.OSM_DURATION + "_bucket"},
+            (*telemetry.OSM_REQUEST_LABELS, *telemetry.OSM_DURATION_LABELS)),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')
@@ -136,3 +149,11 @@ def test_pod_label_names_must_be_prometheus_label_names(name: str) -> None:
 def test_the_pod_name_pattern_selects_the_canary_pods_only(pod: str, matches: bool) -> None:
     pattern = builtin.POD_NAME_PATTERN.replace("{{ target }}", "podinfo")
     assert (re.fullmatch(pattern, pod) is not None) is matches
+
+
+def test_osm_builtins_name_the_kind_osm_gives_a_daemonsets_pods() -> None:
+    for metric in (builtin.REQUEST_SUCCESS_RATE, builtin.REQUEST_DURATION):
+        query = builtin.builtin_query("osm", metric, kind=builtin.DAEMONSET) or ""
+        rendered = templates.render(query, VARIABLES, field="f", source="builtin")
+        assert rendered == EXPECTED["osm", metric].replace('destination_kind="Deployment"',
+                                                           'destination_kind="DaemonSet"')

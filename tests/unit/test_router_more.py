@@ -1,4 +1,4 @@
-"""The SMI (linkerd, smi:*), Contour and Traefik routers: objects field by field, weights read back, refusals; the
+"""The SMI (linkerd, osm, smi:*), Contour and Traefik routers: objects field by field, weights read back, refusals; the
 simulator reading those objects and exporting each data plane's series; their builtin queries."""
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ MIRROR = {"interval": "1m", "threshold": 5, "iterations": 10, "mirror": True, "m
 
 
 @pytest.mark.parametrize(("provider", "api_version"), [
-    ("linkerd", "split.smi-spec.io/v1alpha2"), ("smi:v1alpha1", "split.smi-spec.io/v1alpha1"),
+    ("linkerd", "split.smi-spec.io/v1alpha2"), ("osm", "split.smi-spec.io/v1alpha2"),
+    ("smi:v1alpha1", "split.smi-spec.io/v1alpha1"),
     ("smi:v1alpha2", "split.smi-spec.io/v1alpha2"), ("smi:v1alpha3", "split.smi-spec.io/v1alpha3")])
 def test_smi_providers_write_the_traffic_split_in_flaggers_version(provider: str, api_version: str) -> None:
     router = base.for_provider(provider, None, None)  # type: ignore[arg-type]
@@ -170,7 +171,7 @@ def test_telemetry_exports_linkerd_envoy_and_traefik_series() -> None:
 
 
 @pytest.mark.parametrize(("provider", "family"), [
-    ("linkerd", "response_total"), ("smi:v1alpha3", "istio_requests_total"),
+    ("linkerd", "response_total"), ("smi:v1alpha3", "istio_requests_total"), ("osm", "osm_request_total"),
     ("contour", "envoy_cluster_upstream_rq"), ("traefik", "traefik_service_request_duration_seconds_bucket")])
 def test_builtin_queries_read_the_data_planes_series(provider: str, family: str) -> None:
     variables = templates.Variables(name="podinfo", namespace="test", target="podinfo", service="podinfo",
@@ -213,3 +214,27 @@ def test_a_v1beta1_crd_is_rewritten_in_the_v1_form_serving_the_asked_versions() 
          "additionalPrinterColumns": [column]},
     ]
     assert thirdparty.crd_v1(crd) is crd
+
+
+def test_osms_crd_keeps_its_storage_version_and_serves_the_sdks_other_versions_too() -> None:
+    def version(name: str, served: bool, storage: bool, schema: str) -> dict[str, Any]:
+        return {"name": name, "served": served, "storage": storage,
+                "schema": {"openAPIV3Schema": {"type": "object", "description": schema}}}
+
+    def crd(*versions: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "trafficsplits.split.smi-spec.io"},
+                "spec": {"group": "split.smi-spec.io", "versions": list(versions)}}
+
+    osm = crd(version("v1alpha4", False, False, "osm"), version("v1alpha3", False, False, "osm"),
+              version("v1alpha2", True, True, "osm"))
+    sdk = crd(version("v1alpha3", True, True, "sdk"), version("v1alpha2", True, False, "sdk"),
+              version("v1alpha1", True, False, "sdk"), version("v1alpha0", True, False, "sdk"))
+    merged = thirdparty.serving_also(osm, sdk, thirdparty.SMI_SERVED)
+    assert merged["spec"]["versions"] == [
+        version("v1alpha4", False, False, "osm"), version("v1alpha3", True, False, "osm"),
+        version("v1alpha2", True, True, "osm"), version("v1alpha1", True, False, "sdk")]
+    assert osm["spec"]["versions"][1]["served"] is False  # the published CRD is not changed
+    other = {**sdk, "metadata": {"name": "httproutegroups.specs.smi-spec.io"}}
+    with pytest.raises(Exception, match="not one kind"):
+        thirdparty.serving_also(osm, other, thirdparty.SMI_SERVED)

@@ -194,6 +194,7 @@ def test_direct_requests_reach_the_named_version_and_are_counted(client: httpx.C
     assert metric(client, "http_request_duration_seconds_count", kubernetes_namespace=NS,
                   kubernetes_pod_name="podinfo-primary-6f7d9c-bbbbb", method="POST") == 1
     assert metric(client, "nginx_ingress_controller_requests") == 0  # istio apps have no ingress
+    assert metric(client, "osm_request_total") == 0  # nor OSM's sidecars
 
 
 def test_apex_requests_follow_the_weights_exactly(client: httpx.Client) -> None:
@@ -339,6 +340,28 @@ def test_synthetic_traffic_is_split_exactly(
     view = client.get(f"/apps/{NS}/podinfo").json()
     assert view["requests"] == {"primary": 800, "canary": 200, "mirrored": 0, "unrouted": 0}
     assert view["errors"] == {"primary": 0, "canary": 20, "mirrored": 0}
+
+
+def test_osm_apps_are_counted_by_the_sidecar_of_each_answering_pod(
+    source: sources.MemoryRouteSource, simulator: server.Simulator, client: httpx.Client
+) -> None:
+    source.put({"kind": "TrafficSplit", "metadata": {"name": "podinfo", "namespace": NS},
+                "spec": {"service": "podinfo", "backends": [{"service": "podinfo-canary", "weight": 25},
+                                                            {"service": "podinfo-primary", "weight": 75}]}})
+    source.put(deployment("podinfo", error_rate=0.2))
+    register(client, provider="osm", rps=40)
+    for _ in range(40):
+        simulator.advance(0.25)
+    osm = "osm_request_total"
+    canary = {"destination_namespace": NS, "destination_kind": "Deployment", "destination_name": "podinfo"}
+    assert metric(client, osm, destination_pod="podinfo-6f7d9c-aaaaa", **canary) == 100
+    assert metric(client, osm, response_code="500", **canary) == 20
+    assert metric(client, osm, destination_name="podinfo-primary", destination_pod="podinfo-primary-6f7d9c-bbbbb",
+                  source_name="fledge-simulator") == 300
+    assert metric(client, "osm_request_duration_ms_count", **canary) == 100
+    # Sent straight to the canary's Service, past the split: its sidecar counts it all the same.
+    assert client.get(f"/proxy/{NS}/podinfo-canary/").status_code in (200, 500)
+    assert metric(client, osm, **canary) == 101
 
 
 def test_synthetic_header_share_reaches_an_ab_canary(
