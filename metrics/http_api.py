@@ -6,7 +6,7 @@ tenant wrote, and reads a JSON answer. What can go wrong there is the same for a
 once, here, the way ``metrics.prometheus`` handles it for Prometheus:
 
 - the exchange runs on httpx's async client, on one event loop thread shared by every provider
-  (``_Loop``); the calling thread (a worker of ``fairness.run_in_thread``) only waits for it. At the
+  (``metrics.exchanges.LOOP``); the calling thread (a worker of ``fairness.run_in_thread``) only waits for it. At the
   deadline the exchange is *cancelled*, so the connection is closed and nothing keeps running: a slow
   server holds neither a thread nor a socket past ``timeout`` seconds, whatever it sends and however slowly;
 - every connection goes through the address guard (``egress.async_transport``), no redirect is followed,
@@ -44,7 +44,7 @@ import egress
 import redaction
 import resolving
 from apis import errors
-from metrics import base
+from metrics import base, exchanges
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Client:
             client, self._client = self._client, None
         if client is not None:
             try:
-                _LOOP.run(self._retire(client), self.timeout + _GRACE_SECONDS)
+                exchanges.LOOP.run(self._retire(client), self.timeout + _GRACE_SECONDS)
             except Exception:  # closing a pool must not fail a tick
                 logger.warning("closing the connections of %s failed", self, exc_info=True)
 
@@ -238,7 +238,7 @@ class Client:
 
     def _run(self, query: str, exchange: Coroutine[Any, Any, Answer], seconds: float) -> Answer:
         try:
-            return _LOOP.run(exchange, seconds + _GRACE_SECONDS)
+            return exchanges.LOOP.run(exchange, seconds + _GRACE_SECONDS)
         except (TimeoutError, concurrent.futures.TimeoutError) as exc:
             raise self._too_slow(query, seconds) from exc
 
@@ -271,7 +271,7 @@ class Client:
                 raise base.ProviderUnavailable(query, f"{self} not read within {seconds:g}s: {ticket.starved}") from exc
             raise self._too_slow(query, seconds) from exc
         except httpx.ConnectError as exc:
-            refused = next((cause for cause in _causes(exc) if isinstance(cause, egress.Refused)), None)
+            refused = next((cause for cause in exchanges.causes(exc) if isinstance(cause, egress.Refused)), None)
             words = (f"{refused}; set spec.provider.address to another host" if refused is not None
                      else (str(exc) or type(exc).__name__))
             raise base.ProviderUnavailable(query, f"{self} unreachable: {self.scrub(words)}") from exc
@@ -302,45 +302,6 @@ class Client:
 
 async def _whole(response: httpx.Response) -> AsyncIterator[bytes]:
     yield response.content
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-class _Loop:
-    """One daemon thread running the event loop of every HTTP-API exchange, started at first use.
-
-    ``run`` waits for a coroutine from any other thread, and cancels it when the wait ends early (the
-    waiting thread's own deadline, or an interrupt): a cancelled exchange closes its connection."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def _running(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="metrics-http-api", daemon=True).start()
-                self._loop = loop
-            return self._loop
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
-        try:
-            return future.result(timeout)
-        except BaseException:
-            future.cancel()
-            raise
-
-
-_LOOP = _Loop()
 
 
 # -- reading answers --------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -58,7 +58,7 @@ import answer_memory
 import egress
 import redaction
 from apis import errors
-from metrics import base, guarded_requests, statistics
+from metrics import base, exchanges, guarded_requests, statistics
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PrometheusProvider:
         """What went wrong, in words that hold no part of the URL (requests' own text holds its path)."""
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return f"no connection within {self.timeout:g}s"
-        causes = list(_causes(exc))
+        causes = list(exchanges.causes(exc))
         for kinds, words in _CONNECTION_FAILURES:
             found = next((cause for cause in causes if isinstance(cause, kinds)), None)
             if found is not None:
@@ -179,8 +179,9 @@ class PrometheusProvider:
                 raise base.ProviderUnavailable(query, f"{self} unavailable: {self._scrub(words)}") from exc
             raise base.QueryFailed(query, f"{self} refused the query: {self._scrub(words)}") from exc
         except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
-            too_large = next((cause for cause in _causes(exc) if isinstance(cause, egress.AnswerTooLarge)), None)
-            starved = next((cause for cause in _causes(exc) if isinstance(cause, answer_memory.Starved)), None)
+            found = list(exchanges.causes(exc))
+            too_large = next((cause for cause in found if isinstance(cause, egress.AnswerTooLarge)), None)
+            starved = next((cause for cause in found if isinstance(cause, answer_memory.Starved)), None)
             if starved is not None:
                 raise base.ProviderUnavailable(query, f"{self} not read: {starved}") from exc
             if too_large is not None:
@@ -326,14 +327,3 @@ def _excerpt(answer: object) -> str:
     return egress.excerpt(str(answer), _ERROR_BODY_CHARS)
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: requests hides urllib3's errors in ``args``, urllib3 in ``reason``."""
-    pending, seen = [exc], set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-        pending.extend(item for item in inner if isinstance(item, BaseException))
