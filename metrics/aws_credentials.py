@@ -94,7 +94,7 @@ class WebIdentity:
     role_arn: str
     token_file: str
     sts_url: str
-    session_name: str
+    session_name: str = dataclasses.field(compare=False)  # named at creation: not part of the cache's key
 
     def describe(self) -> str:
         return "the controller's web identity (AWS_ROLE_ARN)"

@@ -74,7 +74,11 @@ def test_irsa_credentials_sign_with_their_session_token_and_are_kept_until_short
         try:
             assert built.run_query(QUERY) == 0.25
             assert built.run_query(QUERY) == 0.25
-            assert len(list(sts.seen)) == 1  # the second query signed with the cached credentials
+            clock.now += 5
+            other = provider(irsa(tmp_path, sts), cw, clock)  # another template's provider, a moment later
+            assert other.run_query(QUERY) == 0.25
+            other.close()
+            assert len(list(sts.seen)) == 1  # the later queries signed with the cached credentials
             form = next(iter(sts.seen)).form()
             assert (form["RoleArn"], form["WebIdentityToken"]) == (ROLE, "sa-token-1")
             assert form["RoleSessionName"].startswith("fledge-")
