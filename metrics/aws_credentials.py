@@ -136,6 +136,11 @@ def container_url(environ: Mapping[str, str]) -> str:
     return url
 
 
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _container_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -234,7 +239,8 @@ class Chain:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.source = chosen
         # An operator's endpoint, never a tenant's: not through the address guard (which refuses these hosts).
-        url = chosen.sts_url if isinstance(chosen, WebIdentity) else chosen.url if isinstance(chosen, Container) else ""
+        url = chosen.sts_url if isinstance(chosen, WebIdentity) else _origin(chosen.url) if isinstance(
+            chosen, Container) else ""
         self.api = http_api.Client(url or "http://unused", provider="AWS credentials", timeout=timeout,
                                    max_bytes=_CREDENTIAL_BYTES,
                                    transport=transport or (None if isinstance(chosen, Static)
@@ -265,7 +271,7 @@ class Chain:
                                headers={"Content-Type": "application/x-www-form-urlencoded"},
                                accept={400, 401, 403})
         if answer.status >= 400:
-            raise self.api.named(sts_error(query, answer))
+            raise sts_error(query, answer)
         return self._learned(sts_credentials(query, answer.body))
 
     def _container(self, query: str) -> Credentials:
@@ -273,7 +279,9 @@ class Chain:
         token = (read_token(query, self.source.token_file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
                  if self.source.token_file else self.source.token)
         self.api.add_secret(token)
-        answer = self.api.send(query, "GET", "", headers={"Authorization": token} if token else {},
+        parts = urllib.parse.urlsplit(self.source.url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        answer = self.api.send(query, "GET", path, headers={"Authorization": token} if token else {},
                                accept={400, 401, 403, 404})
         if answer.status >= 400:
             raise base.QueryFailed(query, f"the container credentials endpoint refused the controller "

@@ -140,6 +140,7 @@ def test_a_refused_pod_identity_token_is_a_failed_query(tmp_path: pathlib.Path) 
                 built.run_query(QUERY)
         finally:
             built.close()
+    assert "the container credentials endpoint refused" in caught.value.reason
     assert "not-the-pod-token" not in str(caught.value)
 
 
@@ -206,7 +207,7 @@ def test_a_tenant_chooses_no_endpoint_that_receives_the_controllers_credentials(
     assert caught.value.field == "spec.provider.address"
     built = cloudwatch.CloudWatchProvider(config, None, environ=environ)
     assert built.api.address == "https://monitoring.eu-west-1.amazonaws.com"
-    assert built._chain.api.address == "http://169.254.170.23/v1/credentials"
+    assert built._chain.api.address == "http://169.254.170.23"
     built.close()
 
 
