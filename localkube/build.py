@@ -50,6 +50,9 @@ KNATIVE_SERVING_VERSION = "v0.51.0"  # the module of Knative Serving 1.21 (knati
 APISIX_INGRESS_VERSION = "v1.7.0"  # the proxy serves only some versions of these two (others: 403)
 KUMA_VERSION = "v1.8.1"
 OSM_VERSION = "v1.2.4"  # the last Open Service Mesh release (the project is archived)
+# InfluxDB 1.8, the first 1.x that serves Flux (`/api/v2/query` with `flux-enabled`), which Flagger's influxdb
+# provider speaks; Debian's InfluxDB is 1.6, without it.
+INFLUXDB_VERSION = "v1.8.3"
 
 
 def cache_root() -> pathlib.Path:
@@ -159,12 +162,20 @@ FLUX_CEL = Component(
     tool=True,
     source="localkube/fluxcel",
 )
+# The influxdb provider's real server (localkube.influxdb). Not a tool: its build takes minutes, so it stays in
+# the cache root like the control plane's instead of being proved cold on every CI run.
+INFLUXDB = Component(
+    key="influxdb",
+    module="github.com/influxdata/influxdb",
+    version=INFLUXDB_VERSION,
+    packages=("github.com/influxdata/influxdb/cmd/influxd",),
+)
 # What the local control plane needs to start; every environment waits for these.
 COMPONENTS = (ETCD, KWOK, KUBERNETES)
 # Tools only some tests use.  `python -m localkube.build` (./dev's build step) builds them before pytest starts;
 # the tests only `require` them, so a build never runs inside a test (where warnings are errors and its minutes
 # count against the test), and a missing tool fails its test with the command to run instead of being skipped.
-TOOLS = (HELM, FLAGGER, KSTATUS, FLUX_CEL)
+TOOLS = (HELM, FLAGGER, KSTATUS, FLUX_CEL, INFLUXDB)
 
 
 class BuildError(RuntimeError):

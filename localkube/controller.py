@@ -11,8 +11,10 @@ What it must not do: start a controller against anything but the environment it 
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
+from collections.abc import Mapping
 
 from localkube import environment, processes
 
@@ -20,12 +22,14 @@ from localkube import environment, processes
 class Controller:
     def __init__(self, env: environment.Environment, provider: str = "gatewayapi", name: str = "controller",
                  namespaces: tuple[str, ...] = (), kubeconfig: pathlib.Path | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), environ: Mapping[str, str] | None = None) -> None:
         """``kubeconfig`` runs it as another identity (a ServiceAccount's token) instead of the admin's;
-        ``extra_args`` are appended to the command line (flags a chart renders)."""
+        ``extra_args`` are appended to the command line (flags a chart renders); ``environ`` is set in its
+        environment over this process's (variables a chart renders, like IRSA's)."""
         self.env = env
         self.kubeconfig = kubeconfig or env.kubeconfig
         self.extra_args = extra_args
+        self.environ = dict(environ or {})
         self.provider = provider
         self.name = name
         self.namespaces = namespaces
@@ -52,7 +56,8 @@ class Controller:
                 "--min-interval=1s"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         argv += list(self.extra_args)
-        self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,))
+        self.proc, _ = processes.spawn(self.name, argv, self.log_path, (self.port,),
+                                       env={**os.environ, **self.environ} if self.environ else None)
         self.env.started.append(self.proc)
         self.env._save()
         self.env.write_scrape_targets({self.name: [f"127.0.0.1:{self.port}"]})

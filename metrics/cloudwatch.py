@@ -7,17 +7,19 @@ default address (``spec.provider.address`` overrides it: a VPC endpoint, a proxy
 
 The request is CloudWatch's JSON protocol (``POST /``, ``X-Amz-Target: GraniteServiceVersion20100801.GetMetricData``,
 ``Content-Type: application/x-amz-json-1.0``) with ``StartTime``, ``EndTime`` and ``MaxDatapoints: 20`` as Flagger
-sends them, signed with AWS Signature Version 4 for the service ``monitoring``. Credentials: Flagger takes the
-controller's AWS identity; Fledge takes ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
-``AWS_SESSION_TOKEN`` from the controller's environment, or (a Fledge extension, so that a team brings its own
-identity) the ``secretRef`` keys ``aws_access_key_id``, ``aws_secret_access_key`` and ``aws_session_token``.
-The instance metadata endpoint is link-local, which the address guard refuses: no IMDS credentials.
+sends them, signed with AWS Signature Version 4 for the service ``monitoring``. Credentials: with a
+``secretRef`` (a Fledge extension, so that a team brings its own identity), the Secret's keys
+``aws_access_key_id``, ``aws_secret_access_key`` and ``aws_session_token``; without one, the controller's own
+identity as Flagger takes it, from the AWS SDK's default chain (``metrics.aws_credentials``: static keys, IRSA,
+EKS Pod Identity; no IMDS). The controller's identity goes to AWS's regional endpoint only, or to the operator's
+``AWS_ENDPOINT_URL_CLOUDWATCH`` (or ``AWS_ENDPOINT_URL``) of the controller's environment, never to a
+template's ``address``.
 
 Answers, as Flagger reads them: the first ``MetricDataResults`` entry's first value (CloudWatch lists the newest
 first); no result or no values is ``NoValuesFound``; a throttling error is ``ProviderUnavailable``; any other
 error, or an answer not in that shape, ``QueryFailed``.
 
-What it must not do: show a key or a signature in a message.
+What it must not do: show a key, a session token or a signature in a message.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import httpx
 
 from apis import errors
-from metrics import answers, base, http_api
+from metrics import answers, aws_credentials, base, http_api
 
 SERVICE = "monitoring"
 TARGET = "GraniteServiceVersion20100801.GetMetricData"
@@ -43,7 +45,7 @@ CONTENT_TYPE = "application/x-amz-json-1.0"
 WINDOW_INTERVALS = 10
 MAX_DATAPOINTS = 20
 SECRET_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-ENVIRONMENT_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+ENDPOINT_KEYS = ("AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL")  # the operator's, as the AWS SDKs read them
 _THROTTLED = ("Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException")
 
 
@@ -98,20 +100,19 @@ def value(query: str, answer: Any) -> float:
     return answers.number(query, values[0], "CloudWatch's Values[0]")
 
 
-def credentials(secret: Mapping[str, str] | None, environ: Mapping[str, str]) -> tuple[str, str, str]:
-    """(access key, secret key, session token) from the Secret, else from the environment."""
-    if secret is not None:
-        found = tuple(secret.get(key, "") for key in SECRET_KEYS)
-        field = "spec.provider.secretRef"
-        missing = [key for key, value in zip(SECRET_KEYS[:2], found, strict=False) if not value]
-    else:
-        found = tuple(environ.get(key, "") for key in ENVIRONMENT_KEYS)
-        field = "spec.provider"
-        missing = [key for key, value in zip(ENVIRONMENT_KEYS[:2], found, strict=False) if not value]
+def secret_credentials(secret: Mapping[str, str]) -> aws_credentials.Credentials:
+    """The static keys of the template's Secret; SpecError naming the missing keys (never a value)."""
+    found = [secret.get(key, "") for key in SECRET_KEYS]
+    missing = [key for key, value in zip(SECRET_KEYS[:2], found, strict=False) if not value]
     if missing:
-        where = "its Secret" if secret is not None else "the controller's environment (or a secretRef)"
-        raise errors.SpecError(field, f"the cloudwatch provider needs {' and '.join(missing)} in {where}")
-    return found[0], found[1], found[2]
+        raise errors.SpecError("spec.provider.secretRef", f"the cloudwatch provider needs {' and '.join(missing)} "
+                                                          "in its Secret")
+    return aws_credentials.Credentials(found[0], found[1], found[2])
+
+
+def default_address(region: str, environ: Mapping[str, str]) -> str:
+    return next((environ[key] for key in ENDPOINT_KEYS if environ.get(key)),
+                f"https://monitoring.{region}.amazonaws.com")
 
 
 class CloudWatchProvider(http_api.Provider):
@@ -121,7 +122,8 @@ class CloudWatchProvider(http_api.Provider):
         if not config.region:
             raise errors.SpecError("spec.provider.region", "the cloudwatch provider needs a region; set "
                                                            "spec.provider.region")
-        self.region = config.region
+        self.region = aws_credentials.check_region(config.region)
+        environ = os.environ if environ is None else environ
         if secret is None and config.address:
             # The controller's own AWS credentials sign the request: they go to AWS's regional endpoint only,
             # never to an address a tenant wrote (which would receive them, and any metric of the account).
@@ -129,19 +131,31 @@ class CloudWatchProvider(http_api.Provider):
                                                             "AWS credentials, which go to AWS's regional endpoint "
                                                             "only; remove address, or give a secretRef with your "
                                                             "own keys")
-        self._access_key, self._secret_key, self._session_token = credentials(
-            secret, os.environ if environ is None else environ)
-        self.api = http_api.client_for(config, "CloudWatch", timeout,
-                                       default=f"https://monitoring.{config.region}.amazonaws.com",
-                                       secrets=[self._secret_key, self._session_token], transport=transport)
-        self.interval = config.interval
         self._clock = clock
+        self._chain = aws_credentials.Chain(
+            aws_credentials.Static(secret_credentials(secret)) if secret is not None
+            else aws_credentials.source(environ, self.region, clock()), timeout=timeout, transport=transport)
+        static = self._chain.source.credentials if isinstance(self._chain.source, aws_credentials.Static) else None
+        self.api = http_api.client_for(config, "CloudWatch", timeout, default=default_address(self.region, environ),
+                                       secrets=[static.secret_key, static.session_token] if static else [],
+                                       transport=transport)
+        self.interval = config.interval
+
+    def _credentials(self, query: str) -> aws_credentials.Credentials:
+        try:
+            found = self._chain.credentials(query, self._clock())
+        except base.QueryError as exc:
+            raise self._chain.api.named(exc) from None
+        self.api.add_secret(found.secret_key)
+        self.api.add_secret(found.session_token)
+        return found
 
     def _send(self, query: str, request: dict[str, Any]) -> Any:
         payload = json.dumps(request).encode()
+        found = self._credentials(query)
         headers = sign("POST", self.api.url("/"), {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET}, payload,
-                       access_key=self._access_key, secret_key=self._secret_key, region=self.region,
-                       now=self._clock(), session_token=self._session_token)
+                       access_key=found.access_key, secret_key=found.secret_key, region=self.region,
+                       now=self._clock(), session_token=found.session_token)
         answer = self.api.send(query, "POST", "/", headers=headers, content=payload, accept={400})
         if answer.status == 400:
             error = self.api.json_of(query, answer) if answer.body.strip().startswith(b"{") else {}
@@ -166,3 +180,7 @@ class CloudWatchProvider(http_api.Provider):
         except base.QueryFailed as exc:
             if "refused the query" not in exc.reason:
                 raise
+
+    def close(self) -> None:
+        self.api.close()
+        self._chain.close()

@@ -12,9 +12,11 @@ key's ``client_email``, ``scope`` monitoring.read, ``aud`` the key's ``token_uri
 ``token_uri`` for an access token, kept until a minute before it expires. Both exchanges go through
 ``metrics.http_api`` (the token URI is in a tenant's Secret: guarded like any address).
 
-Answers, as Flagger reads them: the first time series' first point's first value (``doubleValue``, or
-``int64Value``); no time series, no points or no values is ``NoValuesFound``; an error answer, or one not in that
-shape, ``QueryFailed``.
+Answers, as Flagger reads them: the first time series' first point's first value; no time series, no points or
+no values is ``NoValuesFound``; an error answer, or one not in that shape, ``QueryFailed``. The value is a
+``doubleValue``, or an ``int64Value`` (a count: JSON writes it as a string of digits), read as its number; Flagger
+reads only ``doubleValue`` and takes any other value as 0. A ``boolValue``, ``stringValue`` or
+``distributionValue`` is ``QueryFailed`` (the query should aggregate a distribution, e.g. with ``percentile``).
 
 What it must not do: show the private key, the assertion or the access token.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -101,8 +104,20 @@ def value(query: str, answer: Any) -> float:
     if "doubleValue" in first:
         return answers.number(query, first["doubleValue"], "Cloud Monitoring's doubleValue")
     if "int64Value" in first:
-        return answers.number(query, first["int64Value"], "Cloud Monitoring's int64Value")
+        return int64(query, first["int64Value"])
+    if "distributionValue" in first:
+        raise base.QueryFailed(query, "Cloud Monitoring's first value is a distribution, not a number; aggregate "
+                                      "it in the query (percentile, mean)")
     raise base.QueryFailed(query, f"Cloud Monitoring's first value is not a number: {str(first)[:80]}")
+
+
+def int64(query: str, written: Any) -> float:
+    """An ``int64Value``: a JSON string of an integer (proto3's form for 64-bit integers), or an integer."""
+    if isinstance(written, str) and re.fullmatch(r"-?[0-9]{1,19}", written.strip()):
+        return float(int(written))
+    if isinstance(written, int) and not isinstance(written, bool):
+        return float(written)
+    raise base.QueryFailed(query, f"Cloud Monitoring's int64Value is {str(written)[:40]!r}, not an integer")
 
 
 class StackdriverProvider(http_api.Provider):

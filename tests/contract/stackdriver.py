@@ -86,9 +86,12 @@ class CloudMonitoring:
             if outcome is server.NO_DATA:
                 return server.Reply(200, {})
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            # An integer is an INT64 point (a count), which the API's JSON writes as a string, as proto3 does.
+            kind, typed = (("INT64", {"int64Value": str(outcome)}) if isinstance(outcome, int)
+                           else ("DOUBLE", {"doubleValue": outcome}))
             answer: dict[str, Any] = {
-                "timeSeriesDescriptor": {"pointDescriptors": [{"key": "value", "valueType": "DOUBLE"}]},
+                "timeSeriesDescriptor": {"pointDescriptors": [{"key": "value", "valueType": kind}]},
                 "timeSeriesData": [{"labelValues": [], "pointData": [
-                    {"values": [{"doubleValue": outcome}], "timeInterval": {"startTime": now, "endTime": now}}]}]}
+                    {"values": [typed], "timeInterval": {"startTime": now, "endTime": now}}]}]}
             return server.Reply(200, answer)
         return server.Reply(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "not found"}})

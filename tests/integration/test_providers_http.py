@@ -11,7 +11,11 @@ What differs from Flagger's documents, and why:
 - ``spec.provider.address`` points at the contract server (Flagger's templates for cloud APIs have no address,
   or the vendor's); a MetricTemplate's address overrides the vendor's endpoint.
 - CloudWatch's template gets a ``secretRef`` (keys ``aws_access_key_id``, ``aws_secret_access_key``): Flagger takes
-  the controller's AWS identity, which the shared test controller does not have.
+  the controller's AWS identity, which the shared test controller does not have. Flagger's template as it is (no
+  ``secretRef``, no ``address``) gates two more releases, in a namespace of its own, under a second controller
+  that runs with IRSA's environment: its web identity token goes to the STS contract server
+  (``AWS_ENDPOINT_URL_STS``) and its temporary keys sign the requests to the CloudWatch contract server
+  (``AWS_ENDPOINT_URL_CLOUDWATCH``), as an EKS pod's would go to AWS.
 - Dynatrace's documented query names no canary (an entity id of the user's): the failing canary's template has
   another entity id.
 - Azure Monitor's Secret also names ``authorityHost`` (a Fledge extension: where the team's service principal
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pathlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +37,7 @@ from typing import Any
 import pytest
 
 from localkube import controller as local_controller
+from localkube import environment
 from localkube import manifests as kubectl
 from tests.contract import (
     azuremonitor,
@@ -54,6 +60,8 @@ PASSING, FAILING = 0.05, 5000.0  # inside and outside every template's range bel
 DT_PASS, DT_FAIL = "SERVICE-ABCDEFG0123456789", "SERVICE-FEDCBA9876543210"
 CW_KEYS = ("AKIDFLEDGETEST", "fledge/contract/secret+key")
 SA_KEY = stackdriver.new_key()
+ROLE_ARN = "arn:aws:iam::111122223333:role/fledge-cloudwatch"
+SA_TOKEN = "eyJhbGciOiJSUzI1NiJ9.fledge-irsa-service-account-token.c2lnbmF0dXJl"
 
 DATADOG_QUERY = """100 - (
   sum:istio.mesh.request.count{
@@ -137,11 +145,13 @@ class Vendors:
     def __init__(self) -> None:
         self.answers = server.Answers()
         self.stackdriver = stackdriver.CloudMonitoring("my-project", SA_KEY, self.answers)
+        monitoring = cloudwatch.CloudWatch(*CW_KEYS, "ap-northeast-1", self.answers)
         self.servers = {
             "datadog": server.ContractServer(datadog.Datadog("dd-api-key", "dd-app-key", self.answers)),
             "newrelic": server.ContractServer(newrelic.NewRelic("1234567", self.answers, query_key="NRIQ-query-key",
                                                                 api_key="NRAK-user-key")),
-            "cloudwatch": server.ContractServer(cloudwatch.CloudWatch(*CW_KEYS, "ap-northeast-1", self.answers)),
+            "cloudwatch": server.ContractServer(monitoring),
+            "sts": server.ContractServer(cloudwatch.Sts(ROLE_ARN, SA_TOKEN, monitoring)),
             "stackdriver": server.ContractServer(self.stackdriver),
             "dynatrace": server.ContractServer(dynatrace.Dynatrace("dt0c01.fledge-token", self.answers)),
             "splunk": server.ContractServer(splunk.Splunk("sf-fledge-token", self.answers)),
@@ -155,7 +165,7 @@ class Vendors:
         for running in self.servers.values():
             running.start()
         self.stackdriver.token_uri = self.url("stackdriver") + "/token"
-        for variant in VARIANTS:
+        for variant in [*VARIANTS, *IRSA_VARIANTS]:
             self.answers.set(f"{variant}-pass", PASSING)
             self.answers.set(f"{variant}-fail", FAILING)
         self.answers.set(DT_PASS, PASSING)
@@ -217,6 +227,21 @@ class Vendors:
         ]
 
 
+def irsa_manifests(namespace: str) -> list[dict[str, Any]]:
+    """Flagger's CloudWatch template unchanged but for ``apiVersion``: the controller's own identity."""
+    return [template(namespace, "cloudwatch-error-rate", CLOUDWATCH_QUERY,
+                     {"type": "cloudwatch", "region": "ap-northeast-1"})]
+
+
+def irsa_environment(vendors: Vendors, folder: pathlib.Path) -> dict[str, str]:
+    """What EKS injects into a pod whose ServiceAccount names a role, pointed at the contract servers."""
+    token = folder / "token"
+    token.write_text(SA_TOKEN)
+    return {"AWS_ROLE_ARN": ROLE_ARN, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token), "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "", "AWS_ENDPOINT_URL_STS": vendors.url("sts"),
+            "AWS_ENDPOINT_URL_CLOUDWATCH": vendors.url("cloudwatch")}
+
+
 # variant → (template of the passing canary, of the failing one, thresholdRange.max as in Flagger's reference)
 VARIANTS: dict[str, tuple[str, str, float]] = {
     "dd": ("not-found-percentage", "not-found-percentage", 5),
@@ -231,6 +256,7 @@ VARIANTS: dict[str, tuple[str, str, float]] = {
     "cs": ("chronosphere-error-rate", "chronosphere-error-rate", 5),
     "az": ("azure-error-rate", "azure-error-rate", 5),
 }
+IRSA_VARIANTS = {"cwi": ("cloudwatch-error-rate", "cloudwatch-error-rate", 0.1)}  # in the IRSA controller's namespace
 
 
 def release(namespace: str, name: str, template_name: str, maximum: float) -> dict[str, Any]:
@@ -247,24 +273,48 @@ def vendors() -> Iterator[Vendors]:
 
 
 def test_every_vendor_template_promotes_a_good_release_and_rolls_back_a_bad_one(
-        api: Any, namespace: str, controller: local_controller.Controller, vendors: Vendors) -> None:
+        env: environment.Environment, api: Any, namespace: str, own_namespace: str,
+        controller: local_controller.Controller, vendors: Vendors, tmp_path: pathlib.Path) -> None:
     started = time.monotonic()
     for manifest in vendors.manifests(namespace):
         kubectl.apply(api, manifest)
     canaries = {f"{variant}-{outcome}": (template_name if outcome == "pass" else failing, maximum)
-                for variant, (template_name, failing, maximum) in VARIANTS.items() for outcome in ("pass", "fail")}
+                for variants in (VARIANTS, IRSA_VARIANTS)
+                for variant, (template_name, failing, maximum) in variants.items() for outcome in ("pass", "fail")}
+    where = {name: own_namespace if name.startswith(tuple(IRSA_VARIANTS)) else namespace for name in canaries}
     for name, (template_name, maximum) in canaries.items():
-        kubectl.apply(api, apps.deployment(namespace, name, "1", replicas=1))
-        kubectl.apply(api, release(namespace, name, template_name, maximum))
+        if where[name] == namespace:
+            kubectl.apply(api, apps.deployment(namespace, name, "1", replicas=1))
+            kubectl.apply(api, release(namespace, name, template_name, maximum))
+    irsa = local_controller.Controller(env, name=f"controller-{own_namespace}", namespaces=(own_namespace,),
+                                       environ=irsa_environment(vendors, tmp_path))
+    irsa.start()
+    try:
+        for manifest in irsa_manifests(own_namespace):
+            kubectl.apply(api, manifest)
+        for name, (template_name, maximum) in canaries.items():
+            if where[name] == own_namespace:
+                kubectl.apply(api, apps.deployment(own_namespace, name, "1", replicas=1))
+                kubectl.apply(api, release(own_namespace, name, template_name, maximum))
+        gate_every_release(api, canaries, where)
+    finally:
+        irsa.stop()
+    assert "Traceback" not in irsa.log_path.read_text(), irsa.log_tail(80)
+    check_what_the_vendors_saw(vendors)
+    print(f"\n{len(canaries)} releases gated by {len(vendors.servers)} vendor APIs in "
+          f"{time.monotonic() - started:.1f}s")
+
+
+def gate_every_release(api: Any, canaries: dict[str, tuple[str, float]], where: dict[str, str]) -> None:
     for name in canaries:
-        apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
+        apps.wait_phase(api, where[name], name, "Initialized", timeout=60)
     for name in canaries:
-        kubectl.apply(api, apps.deployment(namespace, name, "2", replicas=1))
+        kubectl.apply(api, apps.deployment(where[name], name, "2", replicas=1))
 
     measured: dict[str, set[float]] = {name: set() for name in canaries}  # the values the checks recorded
 
     def finals() -> dict[str, str]:
-        statuses = {name: apps.status(api, namespace, name) for name in canaries}
+        statuses = {name: apps.status(api, where[name], name) for name in canaries}
         for name, current in statuses.items():
             measured[name] |= {check["value"] for check in current.get("checks", [])
                                if check.get("name") == "slo" and check.get("value") is not None}
@@ -272,20 +322,22 @@ def test_every_vendor_template_promotes_a_good_release_and_rolls_back_a_bad_one(
         return phases if all(phase in ("Succeeded", "Failed") for phase in phases.values()) else {}
 
     phases = eventually(finals, timeout=90, interval=0.5, what="every release promoted or rolled back",
-                        show=lambda: {name: (apps.status(api, namespace, name).get("phase"),
-                                             [c.get("message") for c in apps.status(api, namespace, name)
+                        show=lambda: {name: (apps.status(api, where[name], name).get("phase"),
+                                             [c.get("message") for c in apps.status(api, where[name], name)
                                               .get("checks", []) if not c.get("passed")][:1])
                                       for name in canaries})
     expected = {name: "Succeeded" if name.endswith("-pass") else "Failed" for name in canaries}
-    assert phases == expected, {name: apps.status(api, namespace, name) for name in canaries if
+    assert phases == expected, {name: apps.status(api, where[name], name) for name in canaries if
                                 phases[name] != expected[name]}
     # Each verdict came from the vendor's number, not from an error: the checks recorded the contract's value.
     assert measured == {name: {PASSING if name.endswith("-pass") else FAILING} for name in canaries}, measured
     for name in canaries:  # the promoted primary runs v2; the rolled-back one still v1
         version = "2" if name.endswith("-pass") else "1"
-        assert apps.image_of(api, namespace, f"{name}-primary").endswith(f":{version}"), name
+        assert apps.image_of(api, where[name], f"{name}-primary").endswith(f":{version}"), name
 
-    # What the contract servers saw: each vendor was asked, with the credentials of the Secret.
+
+def check_what_the_vendors_saw(vendors: Vendors) -> None:
+    """Each vendor was asked, with the credentials of the Secret (or, for IRSA, of STS)."""
     seen = {vendor: list(running.seen) for vendor, running in vendors.servers.items()}
     assert all(seen.values()), {vendor: len(requests) for vendor, requests in seen.items()}
     assert {request.path for request in seen["newrelic"]} >= {"/v1/accounts/1234567/query", "/graphql"}
@@ -296,5 +348,7 @@ def test_every_vendor_template_promotes_a_good_release_and_rolls_back_a_bad_one(
     assert any(request.path == f"/{AZ_CLIENT[1]}/oauth2/v2.0/token" for request in seen["azuremonitor"])
     assert all((request.header("Authorization") or "").startswith("AWS4-HMAC-SHA256 ")
                for request in seen["cloudwatch"])
-    print(f"\n{len(canaries)} releases gated by {len(vendors.servers)} vendor APIs in "
-          f"{time.monotonic() - started:.1f}s")
+    # The IRSA controller exchanged its token once (the credentials outlive the test) and signed with them.
+    assert [(request.form()["RoleArn"], request.form()["WebIdentityToken"]) for request in seen["sts"]] == [
+        (ROLE_ARN, SA_TOKEN)]
+    assert any(request.header("X-Amz-Security-Token") for request in seen["cloudwatch"])

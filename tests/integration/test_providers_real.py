@@ -6,8 +6,11 @@ The back-ends are real where one runs here: KeptnMetric objects on the local API
 as Keptn's metrics operator writes it), the external metrics API served through the kube-apiserver's
 aggregator by an APIService (``metric_servers.ExternalMetrics``), and Debian's Graphite (carbon-cache and
 graphite-web, ``localkube.graphite``) fed by a reporter thread as an application's StatsD would. InfluxDB is
-a contract server (``tests.contract.influxdb``): Flagger's provider speaks InfluxDB 2's Flux API, which
-Debian's InfluxDB 1.6 does not have. SkyWalking is a contract server of its OAP's GraphQL API
+InfluxDB 1.8 with Flux (``localkube.influxdb``, built from its Go module), fed with Istio's request counter as
+line protocol; Flagger's documented query names its namespace tag with a leading space
+(``r[" destination_workload_namespace"]``), which matches no real tag, so the real server gets the query without
+that space, and a contract server (``tests.contract.influxdb``) of InfluxDB 2's API gets it word for word.
+SkyWalking is a contract server of its OAP's GraphQL API
 (``tests.contract.skywalking``), AppDynamics Cloud one of its token endpoint and query service
 (``tests.contract.appdynamicscloud``).
 
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from localkube import controller as local_controller
-from localkube import environment, graphite
+from localkube import environment, graphite, influxdb
 from localkube import manifests as kubectl
 from tests.contract import appdynamicscloud as appd_contract
 from tests.contract import influxdb as influxdb_contract
@@ -124,6 +127,27 @@ def influx() -> Iterator[tuple[contract_server.ContractServer, contract_server.A
         yield served, answers
 
 
+# Flagger's documented query without the typo of its namespace tag: what a user of a real InfluxDB writes.
+INFLUX_REAL_QUERY = INFLUX_QUERY.replace('r[" destination_workload_namespace"]', 'r["destination_workload_namespace"]')
+
+
+@pytest.fixture(scope="module")
+def influx_real(env: environment.Environment) -> Iterator[influxdb.InfluxDB]:
+    server = influxdb.start(env)
+    server.create_database("default")
+    yield server
+    influxdb.stop(env, server)
+
+
+def feed_influx(server: influxdb.InfluxDB, namespace: str, errors: dict[str, int]) -> None:
+    """``errors[target]`` HTTP 500 requests of each target within the last minutes, and as many 200s."""
+    now = int(time.time())
+    lines = [f"istio_requests_total,destination_workload_namespace={namespace},destination_workload={target},"
+             f"response_code={code} value=1 {now - 120 + second}"
+             for target, count in errors.items() for code in ("500", "200") for second in range(count)]
+    server.write("default", lines)
+
+
 # The query of Flagger's skywalking provider tests: the apdex of a service over the metric's interval.
 SKYWALKING_QUERY = """query queryData($duration: Duration!) {
   service_apdex: readMetricsValues(
@@ -166,7 +190,7 @@ def release(api: Any, namespace: str, name: str, metric: dict[str, Any]) -> None
 def test_flagger_templates_gate_releases_on_real_servers(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
         external: metric_servers.ExternalMetrics, keptn_crd: None, graphite_server: graphite.Graphite,
-        influx: tuple[contract_server.ContractServer, contract_server.Answers],
+        influx: tuple[contract_server.ContractServer, contract_server.Answers], influx_real: influxdb.InfluxDB,
         skywalking: tuple[contract_server.ContractServer, contract_server.Answers],
         appd: tuple[contract_server.ContractServer, contract_server.Answers]) -> None:
     # keptn: the documented template reads a KeptnMetric; status.value is what Keptn's operator last fetched.
@@ -200,6 +224,12 @@ def test_flagger_templates_gate_releases_on_real_servers(
     kubectl.apply(api, template(namespace, "not-found", {"type": "influxdb", "address": influx_server.url,
                                                          "secretRef": {"name": "influx-token"}}, INFLUX_QUERY))
     influx_metric = {"name": "not found", "templateRef": {"name": "not-found"}, "thresholdRange": {"max": 5}}
+    # ... and a real InfluxDB 1.8 with Flux, counting the 500s written for each target.
+    feed_influx(influx_real, namespace, {"influx-real-good": 2, "influx-real-bad": 25})
+    kubectl.apply(api, template(namespace, "not-found-real", {"type": "influxdb", "address": influx_real.url,
+                                                              "secretRef": {"name": "influx-token"}},
+                                INFLUX_REAL_QUERY))
+    influx_real_metric = {**influx_metric, "templateRef": {"name": "not-found-real"}}
 
     # skywalking: a contract of the OAP's GraphQL API; the apdex is in 1/10000.
     skywalking_server, skywalking_answers = skywalking
@@ -234,6 +264,8 @@ def test_flagger_templates_gate_releases_on_real_servers(
                           "thresholdRange": {"min": 95}}, "Failed"),
         "influx-good": (influx_metric, "Succeeded"),
         "influx-bad": (influx_metric, "Failed"),
+        "influx-real-good": (influx_real_metric, "Succeeded"),
+        "influx-real-bad": (influx_real_metric, "Failed"),
         "skywalking-good": (apdex_metric, "Succeeded"),
         "skywalking-bad": (apdex_metric, "Failed"),
         "appd-good": (appd_metric, "Succeeded"),

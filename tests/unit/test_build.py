@@ -100,3 +100,15 @@ def test_a_process_a_test_starts_does_not_build_either(empty_cache: pathlib.Path
     assert done.returncode != 0
     assert "./dev setup" in done.stderr, done.stderr[-2000:]
     assert not (empty_cache / "scratch").exists()  # nothing was started
+
+
+def test_influxdb_is_built_once_into_the_cache_root_and_configured_for_loopback_and_flux() -> None:
+    from localkube import influxdb
+
+    assert not build.INFLUXDB.tool and list(build.INFLUXDB.binaries()) == ["influxd"]
+    assert build.INFLUXDB in build.TOOLS
+    text = influxdb.config("/env/influxdb", 18086, 18088)
+    assert 'bind-address = "127.0.0.1:18088"' in text and 'bind-address = "127.0.0.1:18086"' in text
+    assert "flux-enabled = true" in text and "reporting-disabled = true" in text
+    assert all(line.split("=", 1)[1].strip().strip('"').startswith("/env/influxdb/")
+               for line in text.splitlines() if line.strip().startswith(("dir", "wal-dir")))

@@ -258,6 +258,14 @@ PARSE_CASES: list[tuple[Callable[[str, Any], float], Any, float | type[Exception
     (cloudwatch_provider.value, {"Messages": []}, FAILED),
     (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"doubleValue": 0.7}]}]}]}, 0.7),
     (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": "12"}]}]}]}, 12.0),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": 7}]}]}]}, 7.0),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": "-3"}]}]}]}, -3.0),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": "1.5"}]}]}]}, FAILED),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": "NaN"}]}]}]}, FAILED),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"int64Value": None}]}]}]}, FAILED),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [
+        {"distributionValue": {"count": "3", "mean": 2.5}}]}]}]}, FAILED),
+    (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"boolValue": True}]}]}]}, FAILED),
     (stackdriver_provider.value, {}, NO),
     (stackdriver_provider.value, {"timeSeriesData": [{"pointData": []}]}, NO),
     (stackdriver_provider.value, {"timeSeriesData": [{"pointData": [{"values": [{"stringValue": "x"}]}]}]}, FAILED),
@@ -325,6 +333,14 @@ def test_a_cloudwatch_query_that_is_not_a_list_of_queries_is_a_failed_query() ->
     for query in ("{not json", '{"Id": "e1"}', "[1, 2]"):
         with pytest.raises(base.QueryFailed):
             cloudwatch_provider.body(query, 0, 60)
+
+
+def test_a_cloud_monitoring_count_is_read_as_its_number() -> None:
+    # An INT64 time series (a count) comes as a string in int64Value; Flagger would read it as 0.
+    answers = server.Answers({GOOD: 42})
+    query = VENDORS["stackdriver"].query(GOOD)
+    with provider_of("stackdriver", answers=answers) as (provider, _):
+        assert provider.run_query(query) == 42.0
 
 
 def test_cloudwatch_throttling_is_unavailable() -> None:
