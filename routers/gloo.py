@@ -1,4 +1,4 @@
-"""Gloo router: Upstreams for `<svc>-primary` and `<svc>-canary`, and a RouteTable `<svc>` that splits between them.
+"""Gloo router: Upstreams for ``<svc>-primary`` and ``<svc>-canary``, and a RouteTable ``<svc>`` that splits.
 
 Why this exists: Gloo Edge routes by ``gateway.solo.io/v1`` RouteTables, which the user's Gloo VirtualService
 delegates to by name, and its destinations are ``gloo.solo.io/v1`` Upstreams.  As Flagger does, Fledge writes an

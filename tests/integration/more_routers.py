@@ -320,7 +320,58 @@ def kuma_object(api: Any, namespace: str, app: str) -> None:
 
 KUMA = Router("kuma", "kuma", kuma_canary, kuma_weights, kuma_object)
 
-ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA]
+# -- Gloo (RouteTable and Upstreams) -----------------------------------------------------------------------
+
+GLOO_TABLE_API = "gateway.solo.io/v1"
+GLOO_UPSTREAM_API = "gloo.solo.io/v1"
+
+
+def gloo_upstream(api: Any, namespace: str, app: str) -> None:
+    """The Upstream the tutorial's ``upstreamRef`` names (the user's), whose settings Fledge copies."""
+    kubectl.apply(api, {"apiVersion": GLOO_UPSTREAM_API, "kind": "Upstream",
+                        "metadata": {"name": f"{app}-upstream", "namespace": namespace},
+                        "spec": {"useHttp2": True, "circuitBreakers": {"maxConnections": 64},
+                                 "kube": {"serviceName": app, "serviceNamespace": namespace, "servicePort": 9898}}})
+
+
+def gloo_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Gloo tutorial: port 9898, and its ``upstreamRef`` (commented there) naming the user's Upstream."""
+    body = tutorial_canary(namespace, app, "gloo")
+    body["spec"]["upstreamRef"] = {"apiVersion": GLOO_UPSTREAM_API, "kind": "Upstream", "name": f"{app}-upstream",
+                                   "namespace": namespace}
+    return body
+
+
+def gloo_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    table = kubectl.get(api, GLOO_TABLE_API, "RouteTable", namespace, app)
+    if table is None:
+        return None
+    weights = {entry["destination"]["upstream"]["name"]: int(entry.get("weight", 0))
+               for entry in table["spec"]["routes"][0]["routeAction"]["multi"]["destinations"]}
+    return (weights.get(f"{namespace}-{app}-primaryupstream-9898", 0),
+            weights.get(f"{namespace}-{app}-canaryupstream-9898", 0))
+
+
+def gloo_object(api: Any, namespace: str, app: str) -> None:
+    table = kubectl.get(api, GLOO_TABLE_API, "RouteTable", namespace, app) or {}
+    assert table["spec"] == {"routes": [{"inheritablePathMatchers": True, "routeAction": {"multi": {"destinations": [
+        {"destination": {"upstream": {"name": f"{namespace}-{app}-primaryupstream-9898", "namespace": namespace}},
+         "weight": 100},
+        {"destination": {"upstream": {"name": f"{namespace}-{app}-canaryupstream-9898", "namespace": namespace}},
+         "weight": 0}]}}}]}, table
+    assert table["metadata"]["ownerReferences"][0]["kind"] == "Canary", table
+    for version, pods in (("primary", f"{app}-primary"), ("canary", app)):
+        upstream = kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace,
+                               f"{namespace}-{app}-{version}upstream-9898") or {}
+        assert upstream["spec"]["kube"] == {"serviceName": f"{app}-{version}", "serviceNamespace": namespace,
+                                            "servicePort": 9898, "selector": {"app": pods}}, upstream
+        assert (upstream["spec"]["useHttp2"], upstream["spec"]["circuitBreakers"]) == (
+            True, {"maxConnections": 64}), upstream
+
+
+GLOO = Router("gloo", "gloo", gloo_canary, gloo_weights, gloo_object, gloo_upstream)
+
+ROUTERS = [LINKERD, SMI, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA, GLOO]
 # Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
 TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
 

@@ -85,6 +85,7 @@ FAMILIES = {
     "apisix": ({telemetry.APISIX_STATUS, telemetry.APISIX_LATENCY + "_bucket"},
                (*telemetry.APISIX_STATUS_LABELS, *telemetry.APISIX_LATENCY_LABELS)),
     "kuma": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
+    "gloo": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')
