@@ -15,6 +15,7 @@ from typing import Any
 
 from localkube import manifests as kubectl
 from tests.integration import apps, fake_knative
+from tests.integration.waiting import eventually
 
 Weights = tuple[int, int]
 # The tutorials' analysis (its thresholds and builtin metrics), on a clock of seconds and in two steps, not ten.
@@ -361,12 +362,15 @@ def gloo_object(api: Any, namespace: str, app: str) -> None:
          "weight": 0}]}}}]}, table
     assert table["metadata"]["ownerReferences"][0]["kind"] == "Canary", table
     for version, pods in (("primary", f"{app}-primary"), ("canary", app)):
-        upstream = kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace,
-                               f"{namespace}-{app}-{version}upstream-9898") or {}
-        assert upstream["spec"]["kube"] == {"serviceName": f"{app}-{version}", "serviceNamespace": namespace,
-                                            "servicePort": 9898, "selector": {"app": pods}}, upstream
-        assert (upstream["spec"]["useHttp2"], upstream["spec"]["circuitBreakers"]) == (
-            True, {"maxConnections": 64}), upstream
+        name = f"{namespace}-{app}-{version}upstream-9898"
+        wanted = {"useHttp2": True, "circuitBreakers": {"maxConnections": 64},
+                  "kube": {"serviceName": f"{app}-{version}", "serviceNamespace": namespace, "servicePort": 9898,
+                           "selector": {"app": pods}}}
+        # The selector is the Service's, added by the first reconcile that finds the Service in the watch cache.
+        eventually(lambda name=name, wanted=wanted: (kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace, name)
+                                                     or {}).get("spec") == wanted,
+                   timeout=10, what=f"Upstream {name}",
+                   show=lambda name=name: kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace, name))
 
 
 GLOO = Router("gloo", "gloo", gloo_canary, gloo_weights, gloo_object, gloo_upstream)
