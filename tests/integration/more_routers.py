@@ -355,11 +355,12 @@ def gloo_weights(api: Any, namespace: str, app: str) -> Weights | None:
 
 def gloo_object(api: Any, namespace: str, app: str) -> None:
     table = kubectl.get(api, GLOO_TABLE_API, "RouteTable", namespace, app) or {}
-    assert table["spec"] == {"routes": [{"inheritablePathMatchers": True, "routeAction": {"multi": {"destinations": [
+    # The default route (after the A/B test's matched one).
+    assert table["spec"]["routes"][-1] == {"inheritablePathMatchers": True, "routeAction": {"multi": {"destinations": [
         {"destination": {"upstream": {"name": f"{namespace}-{app}-primaryupstream-9898", "namespace": namespace}},
          "weight": 100},
         {"destination": {"upstream": {"name": f"{namespace}-{app}-canaryupstream-9898", "namespace": namespace}},
-         "weight": 0}]}}}]}, table
+         "weight": 0}]}}}, table
     assert table["metadata"]["ownerReferences"][0]["kind"] == "Canary", table
     for version, pods in (("primary", f"{app}-primary"), ("canary", app)):
         name = f"{namespace}-{app}-{version}upstream-9898"
