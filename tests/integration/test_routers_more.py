@@ -7,7 +7,7 @@ For each router, the Canary of Flagger's tutorial for it, with ``apiVersion: fle
 faster clock (seconds where the tutorial has minutes, fewer steps), is released twice at once: a healthy
 version that must be promoted through the weights the router's own object carries, and a version whose
 answers fail 30 % of the time, which the router's builtin metrics (as the simulator exports them for that data
-plane) must catch and roll back.  Flagger's A/B test runs on Contour and Gloo (their tutorials' header match) and a
+plane) must catch and roll back.  Flagger's A/B test runs on Contour (its tutorial's header match) and a
 blue/green release with mirroring on Traefik.  Every release of every router runs concurrently in one namespace,
 so the whole file costs about one release.
 
@@ -28,7 +28,7 @@ from localkube import environment
 from localkube import manifests as kubectl
 from simulator import routes as sim
 from tests.integration import apps, fake_knative
-from tests.integration.more_routers import ANALYSIS, CONTOUR, GLOO, KNATIVE, TRAEFIK, TUTORIALS, Router
+from tests.integration.more_routers import ANALYSIS, CONTOUR, KNATIVE, TRAEFIK, TUTORIALS, Router
 from tests.integration.waiting import eventually
 
 # -- the releases -------------------------------------------------------------------------------------
@@ -62,10 +62,8 @@ def walk_of(router: Router) -> tuple[Any, ...]:
 def cases() -> list[Case]:
     found = [Case(router, f"{router.provider.replace(':', '-')}-{'good' if healthy else 'bad'}", healthy,
                   walk_of(router)) for router in TUTORIALS for healthy in (True, False)]
-    # Flagger's A/B test on Contour and on Gloo (their tutorials' match), and Traefik's mirroring (blue/green).
+    # Flagger's A/B test on Contour (its tutorial's match), and Traefik's mirroring (blue/green).
     found.append(Case(CONTOUR, "contour-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
-                      (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5))))
-    found.append(Case(GLOO, "gloo-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
                       (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5))))
     found.append(Case(TRAEFIK, "traefik-mirror", True, ((100, 0), (100, 0, "mirrored"), (0, 100), (100, 0)),
                       MIRRORED))
