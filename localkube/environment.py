@@ -39,7 +39,7 @@ import httpx
 import yaml
 
 from canary.cluster import kube
-from localkube import build, pki, processes, thirdparty
+from localkube import build, crdgen, pki, processes, thirdparty
 
 NODE_COUNT = 3
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -344,7 +344,7 @@ class Environment:
         crds = thirdparty.gateway_api_crds("experimental") + thirdparty.istio_crds()
         crds += thirdparty.smi_crds() + thirdparty.contour_crds() + thirdparty.traefik_crds()
         crds += thirdparty.keda_crds() + thirdparty.knative_crds()
-        crds += thirdparty.apisix_crds() + thirdparty.kuma_crds()
+        crds += thirdparty.apisix_crds() + thirdparty.kuma_crds() + crdgen.gloo_crds()
         crds += [doc for path in sorted((pathlib.Path(__file__).parent.parent / "crds").glob("*.yaml"))
                  for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
         for crd in crds:

@@ -1,9 +1,10 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI (Linkerd, OSM), Contour, Traefik, APISIX, Kuma and
-Knative Serving objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a
-Canary may name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go
-modules fetched through the Go module proxy (``go mod download``), never copied into this repository.
+Why this exists: the routers write Istio, Gateway API, SMI (Linkerd, OSM), Contour, Traefik, APISIX, Kuma, Knative Serving and
+Gloo objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may
+name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules
+fetched through the Go module proxy (``go mod download``), never copied into this repository; Gloo's, whose
+module the proxy refuses, are generated from Flagger's Go types of them (``localkube.crdgen``).
 
 What it must not do: fetch from anywhere but the Go module proxy.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from localkube import build
+from localkube import build, crdgen
 
 GATEWAY_API = "sigs.k8s.io/gateway-api"
 ISTIO_API = "istio.io/api"
@@ -75,6 +76,7 @@ MODULES = (
 def download_all() -> None:
     for module, version in MODULES:
         build.log(f"CRDs and stages: {module}@{version} in {module_dir(module, version)}")
+    crdgen.gloo_crds()  # generated from Flagger's module with controller-gen, here rather than inside a test
 
 
 def _documents(path: pathlib.Path) -> Iterator[dict[str, Any]]:

@@ -41,6 +41,9 @@ Providers:
 - kuma: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the dataplanes
   whose ``service`` (their ``kuma.io/service`` tag) is the canary Service's, ``<target>-canary_<namespace>_svc_
   <port>``, as Flagger.
+- gloo: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the canary's
+  Upstream, whose cluster Gloo names ``<upstream>_<namespace>``: ``<namespace>-<service>-canaryupstream-<port>_
+  <namespace>``, as Flagger (whose ``{{ target }}`` there misses the Upstream when ``service.name`` differs).
 - gatewayapi and kubernetes: the app's own ``http_request_duration_seconds`` histogram, as Prometheus stores
   it from a pod scrape (the ``kubernetes-pods`` job of Prometheus' example configuration, whose relabelling
   names each series' pod with ``kubernetes_namespace`` and ``kubernetes_pod_name``), restricted to the pods of
@@ -176,6 +179,17 @@ _KUMA_DURATION = (
     f'[{{{{ interval }}}}])) by (le))'
 )
 
+# Gloo's cluster of the canary's Upstream <namespace>-<service>-canaryupstream-<port>, named <upstream>_<namespace>.
+_GLOO_CLUSTER = 'envoy_cluster_name=~"{{ namespace }}-{{ service }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"'
+_GLOO_SUCCESS_RATE = (
+    f'sum(rate(envoy_cluster_upstream_rq{{{_GLOO_CLUSTER},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
+    f' / sum(rate(envoy_cluster_upstream_rq{{{_GLOO_CLUSTER}}}[{{{{ interval }}}}])) * 100'
+)
+_GLOO_DURATION = (
+    f'histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{{{_GLOO_CLUSTER}}}'
+    f'[{{{{ interval }}}}])) by (le))'
+)
+
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DEPLOYMENT = "Deployment"
 DAEMONSET = "DaemonSet"
@@ -251,6 +265,7 @@ QUERIES: Mapping[str, Mapping[str, str]] = {
     "apisix": {REQUEST_SUCCESS_RATE: _APISIX_SUCCESS_RATE, REQUEST_DURATION: _APISIX_DURATION},
     "kuma": {REQUEST_SUCCESS_RATE: _KUMA_SUCCESS_RATE, REQUEST_DURATION: _KUMA_DURATION},
     "osm": _osm_queries(),
+    "gloo": {REQUEST_SUCCESS_RATE: _GLOO_SUCCESS_RATE, REQUEST_DURATION: _GLOO_DURATION},
     "gatewayapi": _HTTP,
     "kubernetes": _HTTP,
 }

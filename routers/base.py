@@ -138,7 +138,7 @@ def _load_all() -> None:
     import importlib
 
     for module in ("gateway_api", "istio", "nginx", "kubernetes", "smi", "contour", "traefik", "skipper",
-                   "apisix", "kuma", "knative"):
+                   "apisix", "kuma", "knative", "gloo"):
         try:
             importlib.import_module(f"routers.{module}")
         except ModuleNotFoundError as exc:

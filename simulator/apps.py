@@ -140,6 +140,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         # ``ingress`` names the user's ApisixRoute for APISIX: Fledge's copy is <route>-<service>-canary.
         routes.APISIX: (sources.APISIX_ROUTE, f"{registration.ingress}-{service}-canary"),
         routes.KUMA: (sources.TRAFFIC_ROUTE, service),
+        routes.GLOO: (sources.ROUTE_TABLE, service),
     }
     providers = [registration.provider] if registration.provider else list(routes.PROVIDERS)
     provider, route = providers[-1], None
@@ -151,6 +152,12 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
             break
     if provider == routes.KNATIVE:
         return observe_knative(source, namespace, name, registration)
+    upstreams = {}
+    if provider == routes.GLOO and route is not None:  # Gloo follows each destination to its Upstream's Service
+        for key in routes.gloo_destinations(route):
+            found = source.get(sources.UPSTREAM, *key)
+            if found is not None:
+                upstreams[key] = found
     return routes.Observed(
         provider=provider,
         namespace=namespace,
@@ -159,6 +166,7 @@ def observe(source: sources.RouteSource, namespace: str, name: str, registration
         primary=primary,
         canary=canary,
         annotation_prefix=registration.annotation_prefix,
+        upstreams=upstreams,
     )
 
 
@@ -425,6 +433,9 @@ class App:
             route, service = _skipper_route(observed, self.registration, version)
         port = routes.upstream_port(observed.route, observed.provider, service) if observed.route is not None else None
         apisix = observed.provider == routes.APISIX and observed.route is not None
+        cluster = f"{self.namespace}_{service}_{port}" if observed.provider == routes.CONTOUR and port is not None \
+            else routes.gloo_cluster(observed.upstreams, service, self.namespace) if observed.provider == routes.GLOO \
+            else None
         kuma_port = routes.kuma_port(observed.route, service) \
             if observed.route is not None and observed.provider == routes.KUMA else None
         return telemetry.Served(
@@ -436,8 +447,7 @@ class App:
             ingress=self.registration.ingress if nginx else None,
             canary=f"{self.registration.service}-canary" if nginx and canary else "",
             pods=pods[version],
-            envoy_cluster=_envoy_cluster(observed, version, f"{self.namespace}_{service}_{port}"
-                                         if observed.provider == routes.CONTOUR and port is not None else None),
+            envoy_cluster=_envoy_cluster(observed, version, cluster),
             traefik_service=f"{self.namespace}-{service}-{port}@kubernetescrd"
             if observed.provider == routes.TRAEFIK and port is not None else None,
             route=route,
@@ -488,7 +498,8 @@ class _Batch:
 
 
 def _envoy_cluster(observed: routes.Observed, version: Version, contour: str | None) -> str | None:
-    """Envoy's upstream cluster of a request: Contour's for an HTTPProxy, ``<namespace>/<revision>`` (the
+    """Envoy's upstream cluster of a request: Contour's for an HTTPProxy or Gloo's for a RouteTable (``cluster``),
+    ``<namespace>/<revision>`` (the
     Revision that served it) behind a Knative Service, else none."""
     if observed.provider != routes.KNATIVE or observed.route is None:
         return contour

@@ -35,8 +35,10 @@ SKIPPER = "skipper"  # the canary Ingress's backend-weights, Skipper's route met
 KNATIVE = "knative"  # a Knative Service's traffic between its Revisions, Envoy's cluster metrics per Revision
 APISIX = "apisix"  # the canary ApisixRoute's backend weights, APISIX's route metrics
 KUMA = "kuma"  # a TrafficRoute's split, the Envoy metrics of Kuma's dataplanes
+GLOO = "gloo"  # a RouteTable's weighted Upstreams, Envoy's cluster metrics of the Upstreams
 # The last one is the provider assumed for an app whose route objects were not found.
 PROVIDERS = (GATEWAY_API, ISTIO, NGINX, LINKERD, SMI, OSM, CONTOUR, TRAEFIK, SKIPPER, KNATIVE, APISIX, KUMA,
+             GLOO,
              KUBERNETES)
 
 DEFAULT_NGINX_PREFIX = "nginx.ingress.kubernetes.io"
@@ -124,6 +126,8 @@ class Observed:
     primary: Manifest | None  # Deployment <name>-primary
     canary: Manifest | None  # Deployment <name>
     annotation_prefix: str = DEFAULT_NGINX_PREFIX
+    # Gloo's Upstreams that the RouteTable names, by (namespace, name): where each destination sends.
+    upstreams: Mapping[tuple[str, str], Manifest] = dataclasses.field(default_factory=dict)
 
 
 def decide(observed: Observed, request: Request) -> Split | None:
@@ -156,6 +160,8 @@ def decide(observed: Observed, request: Request) -> Split | None:
         split = apisix_split(observed.route, observed.service)
     elif observed.provider == KUMA:
         split = kuma_split(observed.route, observed.service, observed.namespace)
+    elif observed.provider == GLOO:
+        split = gloo_split(observed.route, observed.upstreams, observed.service, observed.namespace, request)
     else:
         raise ValueError(f"unknown provider {observed.provider!r}; expected one of {', '.join(PROVIDERS)}")
     if split is None:
@@ -620,6 +626,88 @@ def kuma_port(traffic_route: Manifest, service: str) -> str | None:
         tag = kuma_tag(str(_mapping(entry.get("destination")).get(KUMA_SERVICE_TAG, "")))
         if tag is not None and tag[0] == service:
             return tag[2]
+    return None
+
+
+# Gloo ----------------------------------------------------------------------------------------------
+
+
+def gloo_destinations(route_table: Manifest) -> list[tuple[str, str]]:
+    """(namespace, name) of every Upstream the RouteTable's routes send to; the table's namespace when unset."""
+    namespace = str(_mapping(route_table.get("metadata")).get("namespace", ""))
+    found = []
+    for route in _mappings(_mapping(route_table.get("spec")).get("routes")):
+        for entry in _mappings(_mapping(_mapping(route.get("routeAction")).get("multi")).get("destinations")):
+            ref = _mapping(_mapping(entry.get("destination")).get("upstream"))
+            found.append((str(ref.get("namespace") or namespace), str(ref.get("name", ""))))
+    return found
+
+
+def gloo_upstream_version(upstream: Manifest | None, service: str, namespace: str) -> Version | None:
+    """The version whose Service a Kubernetes Upstream sends to; None for any other Upstream."""
+    kube = _mapping(_mapping((upstream or {}).get("spec")).get("kube"))
+    if str(kube.get("serviceNamespace", "")) != namespace:
+        return None
+    return {f"{service}-primary": Version.PRIMARY, f"{service}-canary": Version.CANARY}.get(
+        str(kube.get("serviceName", "")))
+
+
+def gloo_split(route_table: Manifest, upstreams: Mapping[tuple[str, str], Manifest], service: str, namespace: str,
+               request: Request) -> Split | None:
+    """Read a RouteTable as Gloo does: the first route (in order) whose matchers (alternatives; none matches
+    everything) hold sends the request by the weights of its destinations, each an Upstream whose Kubernetes
+    Service is the version; None when that route sends to no version of ours."""
+    table_namespace = str(_mapping(route_table.get("metadata")).get("namespace", namespace))
+    for route in _mappings(_mapping(route_table.get("spec")).get("routes")):
+        matchers = _mappings(route.get("matchers"))
+        if matchers and not any(_gloo_matcher(matcher, request) for matcher in matchers):
+            continue
+        weights = {Version.PRIMARY: 0.0, Version.CANARY: 0.0}
+        ours = False
+        for entry in _mappings(_mapping(_mapping(route.get("routeAction")).get("multi")).get("destinations")):
+            ref = _mapping(_mapping(entry.get("destination")).get("upstream"))
+            key = (str(ref.get("namespace") or table_namespace), str(ref.get("name", "")))
+            version = gloo_upstream_version(upstreams.get(key), service, namespace)
+            if version is not None:
+                ours = True
+                weights[version] += max(_number(entry.get("weight"), 0.0), 0.0)
+        return Split(primary=weights[Version.PRIMARY], canary=weights[Version.CANARY]) if ours else None
+    return None
+
+
+def _gloo_matcher(matcher: Manifest, request: Request) -> bool:
+    if "prefix" in matcher and not request.path.startswith(str(matcher["prefix"])):
+        return False
+    if "exact" in matcher and request.path != str(matcher["exact"]):
+        return False
+    if "regex" in matcher and not _fullmatch(str(matcher["regex"]), request.path):
+        return False
+    if matcher.get("queryParameters"):
+        return False  # requests here carry no query string
+    methods = [str(method).upper() for method in matcher.get("methods") or []]
+    if methods and request.method not in methods:
+        return False
+    for header in _mappings(matcher.get("headers")):
+        value = request.header(str(header.get("name", "")))
+        text = str(header.get("value") or "")
+        if not text:
+            held = value is not None  # no value: the header is present
+        elif header.get("regex") is True:
+            held = value is not None and _fullmatch(text, value)
+        else:
+            held = value == text
+        if held == bool(header.get("invertMatch")):
+            return False
+    return True
+
+
+def gloo_cluster(upstreams: Mapping[tuple[str, str], Manifest], service: str, namespace: str) -> str | None:
+    """Envoy's cluster of the Upstream that sends to the Service ``service`` (``<upstream>_<namespace>``, Gloo's
+    naming); None when no Upstream does."""
+    for (upstream_namespace, name), upstream in upstreams.items():
+        kube = _mapping(_mapping(upstream.get("spec")).get("kube"))
+        if kube.get("serviceName") == service and kube.get("serviceNamespace") == namespace:
+            return f"{name}_{upstream_namespace}"
     return None
 
 

@@ -35,10 +35,12 @@ TRAEFIK_SERVICE = "TraefikService"
 KNATIVE_SERVICE = "KnativeService"  # serving.knative.dev Service: a kind of its own here, apart from v1 Service
 APISIX_ROUTE = "ApisixRoute"
 TRAFFIC_ROUTE = "TrafficRoute"  # Kuma's, cluster-scoped: read with namespace ""
+ROUTE_TABLE = "RouteTable"  # Gloo's
+UPSTREAM = "Upstream"  # Gloo's
 CLUSTER_SCOPED = frozenset({TRAFFIC_ROUTE})
 POD = "Pod"
 KINDS = (DEPLOYMENT, DAEMONSET, SERVICE, INGRESS, HTTP_ROUTE, VIRTUAL_SERVICE, TRAFFIC_SPLIT, HTTP_PROXY,
-         TRAEFIK_SERVICE, KNATIVE_SERVICE, APISIX_ROUTE, TRAFFIC_ROUTE)
+         TRAEFIK_SERVICE, KNATIVE_SERVICE, APISIX_ROUTE, TRAFFIC_ROUTE, ROUTE_TABLE, UPSTREAM)
 
 # Custom resources: group, versions tried in order, plural.
 _CUSTOM = {
@@ -50,6 +52,8 @@ _CUSTOM = {
     KNATIVE_SERVICE: ("serving.knative.dev", ("v1",), "services"),
     APISIX_ROUTE: ("apisix.apache.org", ("v2",), "apisixroutes"),
     TRAFFIC_ROUTE: ("kuma.io", ("v1alpha1",), "trafficroutes"),
+    ROUTE_TABLE: ("gateway.solo.io", ("v1",), "routetables"),
+    UPSTREAM: ("gloo.solo.io", ("v1",), "upstreams"),
 }
 
 REQUEST_TIMEOUT_SECONDS = 5.0

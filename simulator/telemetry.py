@@ -68,8 +68,9 @@ ISTIO_LABELS = (
 NGINX_LABELS = ("namespace", "ingress", "service", "status", "method", "path", "canary")
 # The inbound proxy of the serving pods, as Linkerd's Prometheus stores it (``deployment`` from the pod's owner).
 LINKERD_LABELS = ("namespace", "deployment", "direction", "authority", "classification", "status_code")
-# Envoy's upstream cluster (Contour names it <namespace>_<service>_<port>) and the answer's status; Kuma's
-# Prometheus adds the reporting dataplane's kuma.io/service tag as ``service`` (empty for Contour's Envoy).
+# Envoy's upstream cluster (Contour names it <namespace>_<service>_<port>, Gloo <upstream>_<namespace>) and the
+# answer's status; Kuma's Prometheus adds the reporting dataplane's kuma.io/service tag as ``service`` (empty for
+# Contour's Envoy).
 ENVOY_LABELS = ("envoy_cluster_name", "envoy_response_code", "service")
 # Traefik's service (<namespace>-<service>-<port>@kubernetescrd for a Service behind a TraefikService).
 TRAEFIK_LABELS = ("service", "code", "method", "protocol")
@@ -109,7 +110,7 @@ class Served:
     canary: str = ""  # NGINX's `canary` label: the canary backend when the canary Ingress served, else ""
     pods: tuple[str, ...] = ()  # the pods of the workload; the app's own metrics are spread over them
     buckets: tuple[float, ...] = ()  # the app's own histogram's bounds (seconds) when not SECONDS_BUCKETS
-    envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour or Knative routed it, else None
+    envoy_cluster: str | None = None  # Envoy's upstream cluster when Contour, Knative or Gloo routed it, else None
     traefik_service: str | None = None  # Traefik's service name when Traefik routed the request, else None
     route: str = ""  # Skipper's name of the route that served (skipper_route_name), when Skipper did
     apisix_route: str | None = None  # APISIX's name of the route that served, when APISIX did
@@ -243,6 +244,8 @@ class Telemetry:
                     + self._envoy_duration.forget_prefix(0, f"{namespace}_")
                     + self._envoy_requests.forget_prefix(0, f"{namespace}/")
                     + self._envoy_duration.forget_prefix(0, f"{namespace}/")
+                    + self._envoy_requests.forget_suffix(0, f"_{namespace}")
+                    + self._envoy_duration.forget_suffix(0, f"_{namespace}")
                     + self._envoy_requests.forget_containing(2, f"_{namespace}_svc_")
                     + self._envoy_duration.forget_containing(2, f"_{namespace}_svc_")
                     + self._apisix_status.forget_prefix(1, f"{namespace}_")
@@ -313,6 +316,12 @@ class _Counter:
             del self.values[labels]
         return len(gone)
 
+    def forget_suffix(self, position: int, suffix: str) -> int:
+        gone = [labels for labels in self.values if labels[position].endswith(suffix)]
+        for labels in gone:
+            del self.values[labels]
+        return len(gone)
+
     def family(self, label_names: Sequence[str]) -> metrics_core.Metric:
         if self.kind == "counter":
             counter = metrics_core.CounterMetricFamily(self.name, self.documentation, labels=label_names)
@@ -370,6 +379,12 @@ class _Histogram:
 
     def forget_containing(self, position: int, text: str) -> int:
         gone = [labels for labels in self.series if text in labels[position]]
+        for labels in gone:
+            del self.series[labels]
+        return len(gone)
+
+    def forget_suffix(self, position: int, suffix: str) -> int:
+        gone = [labels for labels in self.series if labels[position].endswith(suffix)]
         for labels in gone:
             del self.series[labels]
         return len(gone)

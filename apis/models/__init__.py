@@ -63,6 +63,7 @@ from apis.models.refs import (
     ScalerReplicas,
     SecretRef,
     TargetRef,
+    UpstreamRef,
 )
 from apis.models.statuses import (
     MAX_QUERY_IN_STATUS,
@@ -143,6 +144,7 @@ __all__ = [
     "Strategy",
     "TargetRef",
     "ThresholdRange",
+    "UpstreamRef",
     "WebhookSpec",
     "consents",
     "format_time",

@@ -232,6 +232,8 @@ class CanarySpec(base.ApiModel):
     ingress_ref: refs.IngressRef | None = None
     route_ref: refs.RouteRef | None = None
     """The ApisixRoute the apisix provider copies into <route>-<service>-canary."""
+    upstream_ref: refs.UpstreamRef | None = None
+    """The Gloo Upstream whose settings the gloo provider copies into the primary's and the canary's Upstreams."""
     service: ServiceSpec = pydantic.Field(default=cast(ServiceSpec, None), validate_default=False)
     """The Services and routes of the app; required, except for a Knative Service target (provider knative),
     which routes between its own Revisions and has no Service of Fledge's (as in Flagger's Knative tutorial)."""

@@ -25,7 +25,6 @@ _UNION_TAGS = frozenset({"int", "str", "float", "bool"})
 # and silently ignored; the message says why instead of suggesting a spelling mistake.
 _REMOVE = "; remove it"
 NOT_IMPLEMENTED = {
-    "spec.upstreamRef": "Flagger's field for the gloo provider, which Fledge does not implement" + _REMOVE,
     "spec.service.meshName": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     "spec.service.backends": "Flagger's field for App Mesh, which Fledge does not implement" + _REMOVE,
     **{f"spec.analysis.sessionAffinity.{name}": "Flagger's cookie attribute, which Fledge does not implement yet "

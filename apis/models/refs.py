@@ -67,6 +67,18 @@ class RouteRef(base.ApiModel):
     name: str = pydantic.Field(min_length=1)
 
 
+class UpstreamRef(base.ApiModel):
+    """A Gloo Upstream whose settings (TLS, circuit breakers, connection and load balancer config, HTTP/2, labels)
+    the gloo provider copies into the Upstreams it writes for the primary and the canary (Flagger's
+    ``upstreamRef``)."""
+
+    api_version: str
+    kind: Literal["Upstream"]
+    name: str = pydantic.Field(min_length=1)
+    namespace: str | None = None
+    """Namespace of the Upstream; the Canary's when unset."""
+
+
 class ScalerReplicas(base.ApiModel):
     """Replica bounds that replace the target autoscaler's for the primary."""
 

@@ -73,6 +73,8 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     ("traefik.io/v1alpha1", "TraefikService"): Resource("traefik.io", "v1alpha1", "traefikservices"),
     ("apisix.apache.org/v2", "ApisixRoute"): Resource("apisix.apache.org", "v2", "apisixroutes"),
     ("kuma.io/v1alpha1", "TrafficRoute"): Resource("kuma.io", "v1alpha1", "trafficroutes", namespaced=False),
+    ("gateway.solo.io/v1", "RouteTable"): Resource("gateway.solo.io", "v1", "routetables"),
+    ("gloo.solo.io/v1", "Upstream"): Resource("gloo.solo.io", "v1", "upstreams"),
     (models.API_VERSION, "Canary"): Resource(models.GROUP, models.VERSION, "canaries"),
     (models.API_VERSION, "MetricTemplate"): Resource(models.GROUP, models.VERSION, "metrictemplates"),
     (models.API_VERSION, "AlertProvider"): Resource(models.GROUP, models.VERSION, "alertproviders"),

@@ -117,7 +117,7 @@ WATCHED = (
     ("split.smi-spec.io/v1alpha1", "TrafficSplit"), ("split.smi-spec.io/v1alpha2", "TrafficSplit"),
     ("split.smi-spec.io/v1alpha3", "TrafficSplit"), ("projectcontour.io/v1", "HTTPProxy"),
     ("traefik.io/v1alpha1", "TraefikService"), ("apisix.apache.org/v2", "ApisixRoute"),
-    ("kuma.io/v1alpha1", "TrafficRoute"),
+    ("kuma.io/v1alpha1", "TrafficRoute"), ("gateway.solo.io/v1", "RouteTable"), ("gloo.solo.io/v1", "Upstream"),
     (models.API_VERSION, "Canary"), (models.API_VERSION, "MetricTemplate"),
     (models.API_VERSION, "AlertProvider"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"), ("serving.knative.dev/v1", "Service"), ("serving.knative.dev/v1", "Revision"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from localkube import manifests as kubectl
 from tests.integration import apps, fake_knative
+from tests.integration.waiting import eventually
 
 Weights = tuple[int, int]
 # The tutorials' analysis (its thresholds and builtin metrics), on a clock of seconds and in two steps, not ten.
@@ -379,7 +380,62 @@ def kuma_object(api: Any, namespace: str, app: str) -> None:
 
 KUMA = Router("kuma", "kuma", kuma_canary, kuma_weights, kuma_object)
 
-ROUTERS = [LINKERD, SMI, OSM, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA]
+# -- Gloo (RouteTable and Upstreams) -----------------------------------------------------------------------
+
+GLOO_TABLE_API = "gateway.solo.io/v1"
+GLOO_UPSTREAM_API = "gloo.solo.io/v1"
+
+
+def gloo_upstream(api: Any, namespace: str, app: str) -> None:
+    """The Upstream the tutorial's ``upstreamRef`` names (the user's), whose settings Fledge copies."""
+    kubectl.apply(api, {"apiVersion": GLOO_UPSTREAM_API, "kind": "Upstream",
+                        "metadata": {"name": f"{app}-upstream", "namespace": namespace},
+                        "spec": {"useHttp2": True, "circuitBreakers": {"maxConnections": 64},
+                                 "kube": {"serviceName": app, "serviceNamespace": namespace, "servicePort": 9898}}})
+
+
+def gloo_canary(namespace: str, app: str) -> dict[str, Any]:
+    """Flagger's Gloo tutorial: port 9898, and its ``upstreamRef`` (commented there) naming the user's Upstream."""
+    body = tutorial_canary(namespace, app, "gloo")
+    body["spec"]["upstreamRef"] = {"apiVersion": GLOO_UPSTREAM_API, "kind": "Upstream", "name": f"{app}-upstream",
+                                   "namespace": namespace}
+    return body
+
+
+def gloo_weights(api: Any, namespace: str, app: str) -> Weights | None:
+    table = kubectl.get(api, GLOO_TABLE_API, "RouteTable", namespace, app)
+    if table is None:
+        return None
+    weights = {entry["destination"]["upstream"]["name"]: int(entry.get("weight", 0))
+               for entry in table["spec"]["routes"][0]["routeAction"]["multi"]["destinations"]}
+    return (weights.get(f"{namespace}-{app}-primaryupstream-9898", 0),
+            weights.get(f"{namespace}-{app}-canaryupstream-9898", 0))
+
+
+def gloo_object(api: Any, namespace: str, app: str) -> None:
+    table = kubectl.get(api, GLOO_TABLE_API, "RouteTable", namespace, app) or {}
+    # The default route (after the A/B test's matched one).
+    assert table["spec"]["routes"][-1] == {"inheritablePathMatchers": True, "routeAction": {"multi": {"destinations": [
+        {"destination": {"upstream": {"name": f"{namespace}-{app}-primaryupstream-9898", "namespace": namespace}},
+         "weight": 100},
+        {"destination": {"upstream": {"name": f"{namespace}-{app}-canaryupstream-9898", "namespace": namespace}},
+         "weight": 0}]}}}, table
+    assert table["metadata"]["ownerReferences"][0]["kind"] == "Canary", table
+    for version, pods in (("primary", f"{app}-primary"), ("canary", app)):
+        name = f"{namespace}-{app}-{version}upstream-9898"
+        wanted = {"useHttp2": True, "circuitBreakers": {"maxConnections": 64},
+                  "kube": {"serviceName": f"{app}-{version}", "serviceNamespace": namespace, "servicePort": 9898,
+                           "selector": {"app": pods}}}
+        # The selector is the Service's, added by the first reconcile that finds the Service in the watch cache.
+        eventually(lambda name=name, wanted=wanted: (kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace, name)
+                                                     or {}).get("spec") == wanted,
+                   timeout=10, what=f"Upstream {name}",
+                   show=lambda name=name: kubectl.get(api, GLOO_UPSTREAM_API, "Upstream", namespace, name))
+
+
+GLOO = Router("gloo", "gloo", gloo_canary, gloo_weights, gloo_object, gloo_upstream)
+
+ROUTERS = [LINKERD, SMI, OSM, CONTOUR, TRAEFIK, KNATIVE, APISIX, KUMA, GLOO]
 # Flagger's Linkerd tutorial on Gateway API: the gatewayapi router, here for the Canary only.
 TUTORIALS = [*ROUTERS, LINKERD_GAMMA]
 

@@ -1,7 +1,7 @@
 """Flagger's other routers on the real control plane: Linkerd, OSM and SMI (TrafficSplit), Contour (HTTPProxy),
 Traefik (TraefikService), Knative (a Knative Service's traffic between its Revisions, Knative's controller
-played by ``fake_knative``), APISIX (ApisixRoute), Kuma (TrafficRoute), and Flagger's Linkerd tutorial of
-today (Gateway API with the Service as parent).
+played by ``fake_knative``), APISIX (ApisixRoute), Kuma (TrafficRoute), Gloo (RouteTable and Upstreams, with
+``upstreamRef``), and Flagger's Linkerd tutorial of today (Gateway API with the Service as parent).
 
 For each router, the Canary of Flagger's tutorial for it, with ``apiVersion: fledge.dev/v1beta1`` and a
 faster clock (seconds where the tutorial has minutes, fewer steps), is released twice at once: a healthy

@@ -98,6 +98,7 @@ FAMILIES = {
     "kuma": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
     "osm": ({telemetry.OSM_REQUESTS, telemetry.OSM_DURATION + "_bucket"},
             (*telemetry.OSM_REQUEST_LABELS, *telemetry.OSM_DURATION_LABELS)),
+    "gloo": ({telemetry.ENVOY_REQUESTS, telemetry.ENVOY_DURATION + "_bucket"}, telemetry.ENVOY_LABELS),
 }
 SELECTOR = re.compile(r"([a-z_]+)\{([^}]*)\}")
 MATCHER = re.compile(r'([a-z_]+)(?:=~|!~|!=|=)"')

@@ -447,7 +447,7 @@ def test_validate_builtin_without_a_query_for_the_router() -> None:
                                        "istio")
     assert str(caught.value) == (
         "spec.analysis.metrics[0].name: Fledge has no builtin 'request-success-rate' query for provider 'appmesh' "
-        "(only for apisix, contour, gatewayapi, istio, knative, kubernetes, kuma, linkerd, nginx, osm, skipper, "
+        "(only for apisix, contour, gatewayapi, gloo, istio, knative, kubernetes, kuma, linkerd, nginx, osm, skipper, "
         "smi, traefik); use a templateRef"
     )
 
