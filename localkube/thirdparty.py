@@ -1,10 +1,11 @@
 """Third-party CRDs and kwok stages, read from their Go modules.
 
-Why this exists: the routers write Istio, Gateway API, SMI (Linkerd, OSM), Contour, Traefik, APISIX, Kuma, Knative Serving and
-Gloo objects, so the local API server must know those kinds (and KEDA's ScaledObject, an autoscaler a Canary may
-name); kwok needs its Stage objects to make pods Ready.  All of them come from the projects' own Go modules
-fetched through the Go module proxy (``go mod download``), never copied into this repository; Gloo's, whose
-module the proxy refuses, are generated from Flagger's Go types of them (``localkube.crdgen``).
+Why this exists: the routers write Istio, Gateway API, SMI (Linkerd, OSM), Contour, Traefik, APISIX, Kuma,
+Knative Serving and Gloo objects, so the local API server must know those kinds (and KEDA's ScaledObject, an
+autoscaler a Canary may name); kwok needs its Stage objects to make pods Ready.  All of them come from the
+projects' own Go modules fetched through the Go module proxy (``go mod download``), never copied into this
+repository; Gloo's, whose module the proxy refuses, are generated from Flagger's Go types of them
+(``localkube.crdgen``).
 
 What it must not do: fetch from anywhere but the Go module proxy.
 """
