@@ -40,7 +40,7 @@ from collections.abc import Mapping
 import answer_memory
 import fairness
 from apis import models, vocabulary
-from metrics import base, builtin, histograms, judge, judge_queries
+from metrics import base, builtin, count_queries, histograms, judge, judge_queries
 
 ERRORS = "judge-errors"
 LATENCY = "judge-latency"
@@ -162,7 +162,7 @@ async def run_judge(canary: models.Canary, provider: base.MetricProvider, *, rou
     if spec is None:
         return []
     names = enabled(spec)
-    queries = builtin.count_queries(router_provider)
+    queries = count_queries.count_queries(router_provider)
     if queries is None:
         return [vocabulary.Check(name=n, kind="judge", passed=False, message=f"spec.analysis.judge: Fledge has no "
                                  f"count queries for provider {router_provider!r}") for n in names]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from apis import models
-from metrics import base, builtin, templates
+from metrics import base, builtin, count_queries, templates
 
 
 @runtime_checkable
@@ -54,11 +54,11 @@ class Window:
         return f"{self.milliseconds / 1000:g}s"
 
 
-def render(canary: models.Canary, queries: builtin.CountQueries, router_provider: str, version: str,
+def render(canary: models.Canary, queries: count_queries.CountQueries, router_provider: str, version: str,
            window: Window, pod_labels: builtin.PodLabels | None = None) -> tuple[str, str, str, str]:
     """One version's (requests, errors, buckets, series per bucket) count queries over ``window``."""
     workload = canary.spec.target_ref.name if version == "canary" else canary.spec.primary_target_name
-    selector = builtin.version_selector(router_provider, workload, canary=version == "canary",
+    selector = count_queries.version_selector(router_provider, workload, canary=version == "canary",
                                         namespace=canary.namespace, pod_labels=pod_labels,
                                         kind=canary.spec.target_ref.kind)
     spec = canary.spec

@@ -11,7 +11,7 @@ import pytest
 from apis import errors, models
 from canary.cluster import kube
 from canary.objects import daemonsets, services, workloads
-from metrics import builtin, metric_checks
+from metrics import count_queries, metric_checks
 
 pytestmark = pytest.mark.unit
 PARKING = {daemonsets.SCALE_TO_ZERO_KEY: "true"}
@@ -204,8 +204,8 @@ def test_the_pod_name_builtins_select_the_daemonset_pods_not_the_primarys(provid
 
 
 def test_the_judge_counts_each_daemonset_by_its_own_pods() -> None:
-    canary_pods = builtin.version_selector("kubernetes", "agent", canary=True, namespace="ops", kind="DaemonSet")
-    primary_pods = builtin.version_selector("kubernetes", "agent-primary", canary=False, namespace="ops",
+    canary_pods = count_queries.version_selector("kubernetes", "agent", canary=True, namespace="ops", kind="DaemonSet")
+    primary_pods = count_queries.version_selector("kubernetes", "agent-primary", canary=False, namespace="ops",
                                             kind="DaemonSet")
     assert canary_pods == 'kubernetes_namespace="ops",kubernetes_pod_name=~"agent-[0-9a-z]{5}"'
     assert primary_pods == 'kubernetes_namespace="ops",kubernetes_pod_name=~"agent-primary-[0-9a-z]{5}"'

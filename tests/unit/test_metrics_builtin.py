@@ -75,7 +75,7 @@ def test_builtin_query_renders_to_the_exact_promql(provider: str, metric: str) -
 
 @pytest.mark.parametrize(
     ("provider", "metric"),
-    [("gloo", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
+    [("appmesh", "request-success-rate"), ("appmesh:v1beta2", "request-duration"), ("", "request-duration"),
      ("istio", "error-rate")],
 )
 def test_no_builtin_query(provider: str, metric: str) -> None:

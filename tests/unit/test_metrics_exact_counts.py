@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from metrics import builtin
+from metrics import count_queries
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +34,7 @@ EXPECTED = {"steady": 400, "reset_before_first": 50, "reset_inside": 135, "new_p
 
 
 def rendered(selector: str) -> str:
-    return (builtin.exact_count(selector).replace("{{ interval }}", f"{(END - START) * 1000}ms")
+    return (count_queries.exact_count(selector).replace("{{ interval }}", f"{(END - START) * 1000}ms")
             .replace("{{ variables.start }}", str(START)).replace("{{ variables.end }}", str(END)))
 
 
