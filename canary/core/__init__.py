@@ -74,6 +74,7 @@ from canary.core.strategy import (
 )
 from canary.core.transitions import (
     API_ERROR_PREFIX,
+    EXECUTE_ERROR_PREFIX,
     POLL_SECONDS,
     ROLLOUT_POLL_MAX_SECONDS,
     parse_time,
@@ -85,6 +86,7 @@ __all__ = [
     "ALL_PRIMARY",
     "ANALYSING_PHASES",
     "API_ERROR_PREFIX",
+    "EXECUTE_ERROR_PREFIX",
     "FINAL_PHASES",
     "IDLE_PHASES",
     "MISSING",
