@@ -56,8 +56,8 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], name: str,
 
 
 class IngressCopyRouter(copying.CopyRouter):
-    """Reads the user's Ingress and its ``-canary`` copy from the watch cache; deletes only its own copy, and
-    only it (``copying``): with all traffic on the primary, even when the user's Ingress is gone or unusable."""
+    """Reads the user's Ingress and its ``-canary`` copy from the watch cache; deletes only its own copy, at the
+    end or (``copying``) when all traffic goes to the primary and the user's Ingress is gone or unusable."""
 
     provider = ""
     api_version, kind = API_VERSION, KIND
