@@ -262,12 +262,12 @@ def _promoting(obs: state.Observed) -> state.Decision:
     lacking = (f"primary {canary.namespace}/{spec.primary_target_name} lacks ready pods after "
                f"progressDeadlineSeconds={spec.progress_deadline_seconds}; it runs the promoted template, so the "
                "promotion goes on without them")
-    if status.message == lacking:
-        return _promoting_on(obs, status)
+    said: tuple[state.Action, ...] = ()
+    if status.message != lacking:
+        said = (state.Event("Warning", "Synced", f"{lacking} ({primary.available} available of the "
+                                                 f"{max(full_load, primary.desired)} wanted)"),)
     decided = _promoting_on(obs, status.model_copy(update={"message": lacking}))
-    said = state.Event("Warning", "Synced", f"{lacking} ({primary.available} available of the "
-                                            f"{max(full_load, primary.desired)} wanted)")
-    return dataclasses.replace(decided, actions=(*scale, said, *decided.actions))
+    return dataclasses.replace(decided, actions=(*scale, *said, *decided.actions))
 
 
 def _template_in(primary: state.Workload) -> bool:

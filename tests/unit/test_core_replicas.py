@@ -124,6 +124,7 @@ def test_after_the_deadline_a_stepped_promotion_does_not_wait_it_again_at_each_s
     assert decisions[-1].status.phase == models.CanaryPhase.FINALISING, weights
     stepped = [index for index, decision in enumerate(decisions) if test_core.routes_of(decision)]
     assert stepped[1] - stepped[0] == 1, "one interval between steps, not a second deadline"
+    assert all(core.ScalePrimary(6) in decision.actions for decision in decisions)  # still asked for, each tick
 
 
 def test_a_primary_that_has_not_rolled_out_the_promoted_template_still_fails_at_the_deadline() -> None:
