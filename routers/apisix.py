@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base
+from routers import base, copying
 
 API_VERSION = "apisix.apache.org/v2"
 KIND = "ApisixRoute"
@@ -90,10 +90,13 @@ def route_weights(canary: models.Canary, body: Mapping[str, Any]) -> vocabulary.
 
 
 @base.register("apisix")
-class ApisixRouter(base.CachedRouter):
-    """Applies the canary ApisixRoute built by ``canary_route``; never writes the user's ApisixRoute."""
+class ApisixRouter(copying.CopyRouter):
+    """Applies the canary ApisixRoute built by ``canary_route``; never writes the user's ApisixRoute, and with all
+    traffic on the primary never fails on it (``copying``)."""
 
-    def _user_route(self, canary: models.Canary) -> base.Manifest:
+    api_version, kind = API_VERSION, KIND
+
+    def _user(self, canary: models.Canary) -> base.Manifest:
         name = route_ref(canary).name
         route = self._store.get(API_VERSION, KIND, canary.namespace, name)
         if route is None:
@@ -101,36 +104,22 @@ class ApisixRouter(base.CachedRouter):
                                                          "create it or fix spec.routeRef.name")
         return route
 
-    def _current(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(API_VERSION, KIND, canary.namespace, canary_route_name(canary))
+    def _copy_name(self, canary: models.Canary) -> str | None:
+        return canary_route_name(canary) if canary.spec.route_ref is not None else None
 
-    def desired(self, canary: models.Canary) -> list[base.Manifest]:
-        """The canary ApisixRoute with the weights it has (all on the primary when new)."""
-        current = self._current(canary)
-        weights = (route_weights(canary, current) if current is not None else None) or vocabulary.ALL_PRIMARY
-        return [canary_route(canary, self._user_route(canary), weights)]
+    def _build(self, canary: models.Canary, user: base.Manifest, weights: vocabulary.Weights) -> base.Manifest:
+        return canary_route(canary, user, weights)
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
         """Write the backends' weights; idempotent; ValueError for mirrored weights."""
         if weights.mirrored:
             raise ValueError("Flagger's apisix router does not mirror; the apisix router never receives mirrored "
                              "weights")
-        await self._writer.apply(canary_route(canary, self._user_route(canary), weights),
-                                 naming.field_manager(canary))
+        await self._write(canary, weights)
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        if canary.spec.route_ref is None:
-            return None
-        current = self._current(canary)
+        current = self._copy(canary)
         return route_weights(canary, current) if current is not None else None
-
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete the canary ApisixRoute: the user's route, to the apex Service, serves alone again."""
-        if canary.spec.route_ref is None:
-            return
-        current = self._current(canary)
-        if current is not None and naming.made_for(current, canary):
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary_route_name(canary))
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a missing routeRef or route, A/B testing, mirroring or session affinity."""
@@ -146,4 +135,4 @@ class ApisixRouter(base.CachedRouter):
         if analysis.session_affinity is not None:
             raise errors.SpecError("spec.analysis.sessionAffinity", "the apisix provider has no session affinity; "
                                                                     "remove analysis.sessionAffinity")
-        canary_route(canary, self._user_route(canary), vocabulary.ALL_PRIMARY)
+        canary_route(canary, self._user(canary), vocabulary.ALL_PRIMARY)

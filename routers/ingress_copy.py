@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
-from routers import base
+from routers import base, copying
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "Ingress"
@@ -55,12 +55,14 @@ def canary_ingress(canary: models.Canary, ingress: Mapping[str, Any], name: str,
             "spec": spec}
 
 
-class IngressCopyRouter(base.CachedRouter):
-    """Reads the user's Ingress and its ``-canary`` copy from the watch cache; deletes only its own copy."""
+class IngressCopyRouter(copying.CopyRouter):
+    """Reads the user's Ingress and its ``-canary`` copy from the watch cache; deletes only its own copy, at the
+    end or (``copying``) when all traffic goes to the primary and the user's Ingress is gone or unusable."""
 
     provider = ""
+    api_version, kind = API_VERSION, KIND
 
-    def _user_ingress(self, canary: models.Canary) -> base.Manifest:
+    def _user(self, canary: models.Canary) -> base.Manifest:
         name = ingress_ref(canary, self.provider).name
         ingress = self._store.get(API_VERSION, KIND, canary.namespace, name)
         if ingress is None:
@@ -68,21 +70,13 @@ class IngressCopyRouter(base.CachedRouter):
                                                            "create it or fix spec.ingressRef.name")
         return ingress
 
-    def _canary_ingress(self, canary: models.Canary) -> base.Manifest | None:
-        return self._store.get(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary, self.provider))
+    def _copy_name(self, canary: models.Canary) -> str | None:
+        return canary_ingress_name(canary, self.provider) if canary.spec.ingress_ref is not None else None
 
     def _weights(self, canary: models.Canary, current: Mapping[str, Any]) -> vocabulary.Weights:
         raise NotImplementedError
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
         """Weights from the cached canary Ingress; None when it does not exist."""
-        if canary.spec.ingress_ref is None:
-            return None
-        current = self._canary_ingress(canary)
+        current = self._copy(canary)
         return self._weights(canary, current) if current is not None else None
-
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete the canary Ingress if this Canary made it; the user's Ingress was never changed."""
-        current = self._canary_ingress(canary) if canary.spec.ingress_ref is not None else None
-        if current is not None and naming.made_for(current, canary):
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary_ingress_name(canary, self.provider))

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apis import errors, models, naming, vocabulary
+from apis import errors, models, vocabulary
 from routers import base, ingress_copy, matching
 
 DEFAULT_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
@@ -158,17 +158,13 @@ class NginxRouter(ingress_copy.IngressCopyRouter):
         super().__init__(store, writer)
         self.annotation_prefix = annotation_prefix
 
-    def desired(self, canary: models.Canary) -> list[base.Manifest]:
-        """The canary Ingress copied from the user's, with the weights it has; SpecError without the Ingress."""
-        current = self._canary_ingress(canary)
-        weights = ingress_weights(current, self.annotation_prefix) if current is not None else vocabulary.ALL_PRIMARY
-        return [canary_ingress(canary, self._user_ingress(canary), weights, self.annotation_prefix)]
+    def _build(self, canary: models.Canary, user: base.Manifest, weights: vocabulary.Weights) -> base.Manifest:
+        return canary_ingress(canary, user, weights, self.annotation_prefix)
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights."""
-        ingress = self._user_ingress(canary)
-        await self._writer.apply(canary_ingress(canary, ingress, weights, self.annotation_prefix),
-                                 naming.field_manager(canary))
+        """Write the canary annotations for ``weights``; idempotent; ValueError for mirrored weights.  All on the
+        primary never fails on the user's Ingress (``copying``)."""
+        await self._write(canary, weights)
 
     def _weights(self, canary: models.Canary, current: Mapping[str, Any]) -> vocabulary.Weights:
         return ingress_weights(current, self.annotation_prefix)
@@ -180,7 +176,7 @@ class NginxRouter(ingress_copy.IngressCopyRouter):
             raise errors.SpecError("spec.analysis.mirror", "ingress-nginx cannot mirror traffic to a canary; "
                                                            "remove analysis.mirror or use the istio or gatewayapi "
                                                            "provider")
-        canary_ingress(canary, self._user_ingress(canary), vocabulary.Weights(primary=0, canary=100),
+        canary_ingress(canary, self._user(canary), vocabulary.Weights(primary=0, canary=100),
                        self.annotation_prefix)
 
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from apis import errors, models, naming, vocabulary
+from apis import errors, models, vocabulary
 from routers import base, ingress_copy
 
 API_VERSION, KIND = ingress_copy.API_VERSION, ingress_copy.KIND
@@ -90,16 +90,13 @@ class SkipperRouter(ingress_copy.IngressCopyRouter):
 
     provider = "skipper"
 
-    def desired(self, canary: models.Canary) -> list[base.Manifest]:
-        """The canary Ingress with the weights it has; SpecError without the user's Ingress."""
-        current = self._canary_ingress(canary)
-        weights = ingress_weights(canary, current) if current is not None else vocabulary.ALL_PRIMARY
-        return [canary_ingress(canary, self._user_ingress(canary), weights)]
+    def _build(self, canary: models.Canary, user: base.Manifest, weights: vocabulary.Weights) -> base.Manifest:
+        return canary_ingress(canary, user, weights)
 
     async def set_routes(self, canary: models.Canary, weights: vocabulary.Weights) -> None:
-        """Write the backend weights and the predicate for ``weights``; idempotent."""
-        await self._writer.apply(canary_ingress(canary, self._user_ingress(canary), weights),
-                                 naming.field_manager(canary))
+        """Write the backend weights and the predicate for ``weights``; idempotent.  All on the primary never
+        fails on the user's Ingress (``copying``)."""
+        await self._write(canary, weights)
 
     def _weights(self, canary: models.Canary, current: Mapping[str, Any]) -> vocabulary.Weights:
         return ingress_weights(canary, current)
@@ -119,4 +116,4 @@ class SkipperRouter(ingress_copy.IngressCopyRouter):
             raise errors.SpecError("spec.analysis.sessionAffinity", "the skipper provider has no session affinity; "
                                                                     "remove it or use the istio or gatewayapi "
                                                                     "provider")
-        canary_ingress(canary, self._user_ingress(canary), vocabulary.Weights(primary=0, canary=100))
+        canary_ingress(canary, self._user(canary), vocabulary.Weights(primary=0, canary=100))

@@ -55,6 +55,7 @@ from canary.core.state import (
     Promote,
     PruneConfigs,
     Request,
+    ScalePrimary,
     ScaleTarget,
     SetRoutes,
     Workload,
@@ -74,6 +75,7 @@ from canary.core.strategy import (
 )
 from canary.core.transitions import (
     API_ERROR_PREFIX,
+    EXECUTE_ERROR_PREFIX,
     POLL_SECONDS,
     ROLLOUT_POLL_MAX_SECONDS,
     parse_time,
@@ -85,6 +87,7 @@ __all__ = [
     "ALL_PRIMARY",
     "ANALYSING_PHASES",
     "API_ERROR_PREFIX",
+    "EXECUTE_ERROR_PREFIX",
     "FINAL_PHASES",
     "IDLE_PHASES",
     "MISSING",
@@ -105,6 +108,7 @@ __all__ = [
     "Promote",
     "PruneConfigs",
     "Request",
+    "ScalePrimary",
     "ScaleTarget",
     "SetRoutes",
     "Weights",

@@ -138,6 +138,14 @@ class Promote:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScalePrimary:
+    """Raise the primary's replicas (never its template): while promoting, the canary it takes the load back from
+    grew after ``Promote`` sized it (fluxcd/flagger#1600)."""
+
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
 class PruneConfigs:
     """Delete the ``-primary`` config copies this Canary made that the promoted primary no longer mounts.
 
@@ -164,7 +172,8 @@ class CallHooks:
     type: str
 
 
-Action = Initialize | SetRoutes | ScaleTarget | Promote | PruneConfigs | Event | Alert | CallHooks
+Action = (Initialize | SetRoutes | ScaleTarget | Promote | ScalePrimary | PruneConfigs | Event | Alert
+          | CallHooks)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -237,17 +237,49 @@ def _promoting(obs: state.Observed) -> state.Decision:
     primary = obs.primary
     on_revision = primary.revision is None or primary.revision == status.last_applied_spec
     # fluxcd/flagger#1600: the canary is still up, carrying its share; the primary takes it all back only with
-    # as many ready pods (``Promote`` scaled it to that count).
+    # as many ready pods.  ``Promote`` sized it so; a canary that grew since (its autoscaler) raises it again.
     full_load = strategy.full_load_replicas(obs.target.available, strategy.primary_max_replicas(canary))
-    if not (on_revision and primary.rolled_out(analysis.primary_ready_threshold) and primary.available >= full_load):
-        if transitions.deadline_passed(obs, primary):
-            return transitions.rollback(obs, f"primary deployment {canary.namespace}/{spec.primary_target_name} "
-                                             f"not rolled out after progressDeadlineSeconds="
-                                             f"{spec.progress_deadline_seconds}")
-        return state.Decision(status=transitions.waiting_for(obs, status),
+    raise_to = strategy.raised_primary_replicas(primary.desired, obs.target.available,
+                                                strategy.primary_max_replicas(canary))
+    scale: tuple[state.Action, ...] = ()
+    if raise_to is not None and primary.exists and spec.target_ref.kind == "Deployment":  # only it has replicas
+        scale = (state.ScalePrimary(raise_to), state.Event(
+            "Normal", "Synced", f"Scaling primary {canary.namespace}/{spec.primary_target_name} to {raise_to} "
+                                f"replicas, as many as canary {_n(obs)} has ready"))
+    if on_revision and primary.rolled_out(analysis.primary_ready_threshold) and primary.available >= full_load:
+        return _promoting_on(obs, status.model_copy(update={"not_ready_since": None}))
+    if not transitions.deadline_passed(obs, primary):
+        return state.Decision(status=transitions.waiting_for(obs, status), actions=scale,
                               requeue_after=transitions.rollout_wait(obs, primary))
-    if status.not_ready_since:
-        status = status.model_copy(update={"not_ready_since": None})
+    if not (on_revision and _template_in(primary)):
+        return transitions.rollback(obs, f"primary deployment {canary.namespace}/{spec.primary_target_name} "
+                                         f"not rolled out after progressDeadlineSeconds="
+                                         f"{spec.progress_deadline_seconds}")
+    # Every pod of the primary runs the promoted template and some serve: a rollback would send every user to
+    # the very same pods, and call a promoted release failed.  So the deadline ends only the wait for the pods
+    # it lacks: traffic goes back to it as it is, and the status and an event say so (once; the clock is kept,
+    # so a stepped promotion does not wait the whole deadline again at each step).
+    lacking = (f"primary {canary.namespace}/{spec.primary_target_name} lacks ready pods after "
+               f"progressDeadlineSeconds={spec.progress_deadline_seconds}; it runs the promoted template, so the "
+               "promotion goes on without them")
+    said: tuple[state.Action, ...] = ()
+    if status.message != lacking:
+        said = (state.Event("Warning", "Synced", f"{lacking} ({primary.available} available of the "
+                                                 f"{max(full_load, primary.desired)} wanted)"),)
+    decided = _promoting_on(obs, status.model_copy(update={"message": lacking}))
+    return dataclasses.replace(decided, actions=(*scale, *said, *decided.actions))
+
+
+def _template_in(primary: state.Workload) -> bool:
+    """Whether every pod of the primary (on the promoted revision) runs its current template, and one at least is
+    available."""
+    return (primary.exists and primary.generation_observed and primary.updated >= primary.desired
+            and primary.total <= primary.updated and primary.available > 0)
+
+
+def _promoting_on(obs: state.Observed, status: models.CanaryStatus) -> state.Decision:
+    """The primary is ready (or the wait for its capacity ended): hand traffic back to it, in steps or at once."""
+    analysis = obs.canary.spec.analysis
     step = analysis.step_weight_promotion
     if step and status.canary_weight > 0 and analysis.strategy == "canary":
         wait = transitions.seconds_until_due(_with_status(obs, status).canary, obs.now)

@@ -95,6 +95,13 @@ def full_load_replicas(canary_ready: int, primary_max: int | None) -> int:
     return needed if primary_max is None else min(needed, primary_max)
 
 
+def raised_primary_replicas(primary_desired: int, canary_ready: int, primary_max: int | None) -> int | None:
+    """While promoting, the replicas the primary must be raised to because the canary grew after ``Promote``
+    sized the primary by ``promoted_primary_replicas``: its ``full_load_replicas`` now; None when it has them."""
+    needed = full_load_replicas(canary_ready, primary_max)
+    return needed if primary_desired < needed else None
+
+
 def primary_max_replicas(canary: models.Canary) -> int | None:
     """``autoscalerRef.primaryScalerReplicas.maxReplicas``, or None."""
     ref = canary.spec.autoscaler_ref

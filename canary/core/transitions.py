@@ -30,6 +30,8 @@ ROLLOUT_POLL_MAX_SECONDS = 10.0
 # A message this prefix starts is the engine's report of a write the API server refused
 # (``canary.engine.tick``); the next decision clears it, and the engine reports it again if it persists.
 API_ERROR_PREFIX = "Kubernetes API error: "
+# Likewise the engine's report of a decision it could not carry out (a router refusing to write its routes).
+EXECUTE_ERROR_PREFIX = "Could not carry out the decision: "
 
 
 def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStatus:
@@ -42,7 +44,7 @@ def reported(obs: state.Observed, decision: state.Decision) -> models.CanaryStat
     generation = obs.canary.metadata.generation
     if generation is not None and status.observed_generation != generation:
         update["observed_generation"] = generation
-    if status.message and status.message.startswith(API_ERROR_PREFIX):
+    if status.message and status.message.startswith((API_ERROR_PREFIX, EXECUTE_ERROR_PREFIX)):
         update["message"] = ""
     routes = [action.weights for action in decision.actions if isinstance(action, state.SetRoutes)]
     # An invalid spec is routed with a neutral analysis, which has no cookie (``models.parse_canary_for_routing``).

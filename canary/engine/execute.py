@@ -50,6 +50,8 @@ async def execute(ctx: context.Context, canary: models.Canary, snap: observe.Sna
                 await _pause_scaler(cluster, canary, replicas)
             case core.Promote():
                 await _promote(cluster, settings, canary, snap)
+            case core.ScalePrimary(replicas=replicas):
+                await _scale_primary(cluster, canary, replicas)
             case core.PruneConfigs():
                 await _prune_configs(cluster, canary, snap)
             case core.Event() | core.Alert() | core.CallHooks():
@@ -252,6 +254,16 @@ async def _promote(cluster: context.Cluster, settings: context.Settings, canary:
     await workloads.apply_primary(cluster.writer, canary, snap.target, snap.observed.configs, replicas,
                                   snap.observed.revision, settings.include_label_prefix)
     await _apply_autoscaler(cluster, canary)
+
+
+async def _scale_primary(cluster: context.Cluster, canary: models.Canary, replicas: int) -> None:
+    """Only the primary's replicas, never its template (the core asks while promoting a Deployment)."""
+    primary = cluster.store.get("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+                                canary.spec.primary_target_name)
+    patch = workloads.scale_patch(primary, replicas) if primary is not None and replicas > 0 else None
+    if patch is not None and canary.spec.target_ref.kind == "Deployment":
+        await cluster.writer.patch("apps/v1", canary.spec.target_ref.kind, canary.namespace,
+                                   canary.spec.primary_target_name, patch)
 
 
 async def _promote_revision(cluster: context.Cluster, canary: models.Canary, snap: observe.Snapshot) -> None:

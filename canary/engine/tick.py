@@ -96,27 +96,40 @@ async def _invalid(ctx: context.Context, body: dict[str, object], message: str, 
 
 async def execute_reporting(ctx: context.Context, canary: models.Canary, snap: observe.Snapshot,
                             decision: core.Decision) -> float | None:
-    """``execute``, with a write the API server refuses reported on the Canary rather than raised.
+    """``execute``, with a write the API server refuses, or an action a router refuses, reported on the Canary
+    rather than raised.
 
-    The refusal (object, HTTP status, the server's message) goes to ``status.message`` and a Warning event
-    once, and the tick is retried after ``retry_seconds``; anything else (a bug) still raises.  The core
-    clears the report in the next status it decides (``core.API_ERROR_PREFIX``).
+    The refusal (object, HTTP status, the server's message; or the router's SpecError naming the field) goes to
+    ``status.message`` and a Warning event once, and the tick is retried after ``retry_seconds``; anything else
+    (a bug) still raises.  The core clears the report in the next status it decides (``core.API_ERROR_PREFIX``,
+    ``core.EXECUTE_ERROR_PREFIX``).
     """
     try:
         await execute.execute(ctx, canary, snap, decision)
+    except errors.FatalError as exc:
+        # A router refusing its routes (the user's object it copies changed since observe): nothing after the
+        # action that raised ran, nor was the decided status saved, so the next tick decides it all again.
+        message = f"{core.EXECUTE_ERROR_PREFIX}{exc}; retrying every {ctx.settings.retry_seconds:g}s"
+        return await _report(ctx, canary, snap, message, "ExecuteError")
     except Exception as exc:
         described = kube.describe_api_error(exc)
         if described is None or kube.namespace_terminating(exc):
             raise
         message = f"{core.API_ERROR_PREFIX}{described}; retrying every {ctx.settings.retry_seconds:g}s"
-        log.warning("%s/%s: %s", canary.namespace, canary.name, message)
-        if canary.status.message != message:
-            try:
-                await ctx.cluster.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name,
-                                               {"status": {"message": message}}, "status")
-            except Exception as report:  # the Canary itself may be gone or refused; the log has it
-                log.warning("could not report it on %s/%s: %s", canary.namespace, canary.name,
-                            kube.describe_api_error(report) or report)
-            await execute.post_event(ctx.cluster.writer, canary, "Warning", "ApiError", message, snap.observed.now)
-        return ctx.settings.retry_seconds
+        return await _report(ctx, canary, snap, message, "ApiError")
     return decision.requeue_after
+
+
+async def _report(ctx: context.Context, canary: models.Canary, snap: observe.Snapshot, message: str, reason: str
+                  ) -> float:
+    """``message`` in ``status.message`` and a Warning event, once; the tick is retried after ``retry_seconds``."""
+    log.warning("%s/%s: %s", canary.namespace, canary.name, message)
+    if canary.status.message != message:
+        try:
+            await ctx.cluster.writer.patch(models.API_VERSION, "Canary", canary.namespace, canary.name,
+                                           {"status": {"message": message}}, "status")
+        except Exception as report:  # the Canary itself may be gone or refused; the log has it
+            log.warning("could not report it on %s/%s: %s", canary.namespace, canary.name,
+                        kube.describe_api_error(report) or report)
+        await execute.post_event(ctx.cluster.writer, canary, "Warning", reason, message, snap.observed.now)
+    return ctx.settings.retry_seconds

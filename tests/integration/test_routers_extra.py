@@ -174,7 +174,7 @@ def hpa(namespace: str, name: str) -> dict[str, Any]:
                          "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 99}}}]}}
 
 
-def skipper_canary(namespace: str, name: str, gate: str) -> dict[str, Any]:
+def skipper_canary(namespace: str, name: str, gate: str, threshold: int = 10) -> dict[str, Any]:
     """Flagger's Skipper tutorial Canary with only apiVersion changed, but for its timing (interval 10s, metric
     intervals 1m: shortened) and its hooks: the confirm-rollout gate is the local load tester's, and the
     tutorial's bash and hey commands (which the load tester does not run here) are left out; the simulator
@@ -189,7 +189,7 @@ def skipper_canary(namespace: str, name: str, gate: str) -> dict[str, Any]:
             "progressDeadlineSeconds": 60,
             "service": {"port": 80, "targetPort": 9898},
             "analysis": {
-                "interval": "2s", "threshold": 10, "maxWeight": 50, "stepWeight": 10,
+                "interval": "2s", "threshold": threshold, "maxWeight": 50, "stepWeight": 10,
                 "metrics": [
                     {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}},
                     {"name": "request-duration", "interval": "30s", "thresholdRange": {"max": 500}}],
@@ -209,11 +209,12 @@ def skipper_weights(api: Any, namespace: str, name: str) -> tuple[int, int] | No
     return weights[f"{name}-primary"], weights[f"{name}-canary"]
 
 
-def install_skipper(env: environment.Environment, api: Any, namespace: str, name: str, gate: str) -> None:
+def install_skipper(env: environment.Environment, api: Any, namespace: str, name: str, gate: str,
+                    threshold: int = 10) -> None:
     kubectl.apply(api, skipper_ingress(namespace, name))
     kubectl.apply(api, apps.deployment(namespace, name, "1"))
     kubectl.apply(api, hpa(namespace, name))
-    kubectl.apply(api, skipper_canary(namespace, name, gate))
+    kubectl.apply(api, skipper_canary(namespace, name, gate, threshold))
     apps.simulate(env, namespace, name, "skipper", ingress=name)
 
 
@@ -222,6 +223,20 @@ def release(api: Any, namespace: str, name: str, probe: Callable[[], Any], **ver
     wait = record(api, namespace, name, probe)
     kubectl.apply(api, apps.deployment(namespace, name, "2", **version))
     return wait
+
+
+def delete_ingress_once_split(api: Any, namespace: str, name: str) -> None:
+    """In the background: once the canary has weight, the user deletes the Ingress the canary Ingress copies."""
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            weights = skipper_weights(api, namespace, name)
+            if weights is not None and weights[1] > 0:
+                kubectl.delete(api, "networking.k8s.io/v1", "Ingress", namespace, name)
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=run, name=f"delete ingress {name}", daemon=True).start()
 
 
 # -- the shared environment and its releases --------------------------------------------------------------
@@ -242,7 +257,8 @@ def releases(env: environment.Environment, api: Any, controller: local_controlle
         install_skipper(env, api, namespace, "skipper", approve)
         install_skipper(env, api, namespace, "skipper-bad", approve)
         install_skipper(env, api, namespace, "skipper-gate", halt)
-        names = ["keda", "skipper", "skipper-bad"]
+        install_skipper(env, api, namespace, "skipper-gone", approve, threshold=2)
+        names = ["keda", "skipper", "skipper-bad", "skipper-gone"]
         for name in [*names, "skipper-gate"]:
             apps.wait_phase(api, namespace, name, "Initialized", timeout=60)
         waits = {
@@ -250,7 +266,10 @@ def releases(env: environment.Environment, api: Any, controller: local_controlle
             "skipper": release(api, namespace, "skipper", lambda: skipper_weights(api, namespace, "skipper")),
             "skipper-bad": release(api, namespace, "skipper-bad",
                                    lambda: skipper_weights(api, namespace, "skipper-bad"), error_rate=0.3),
+            "skipper-gone": release(api, namespace, "skipper-gone",
+                                    lambda: skipper_weights(api, namespace, "skipper-gone")),
         }
+        delete_ingress_once_split(api, namespace, "skipper-gone")
         kubectl.apply(api, apps.deployment(namespace, "skipper-gate", "2"))
         yield Releases(namespace, tester, waits)
 
@@ -312,6 +331,20 @@ def test_skipper_rolls_back_a_failing_version_on_its_builtin_success_rate(api: A
     assert failed[0]["value"] is not None and failed[0]["value"] < 99, failed
     assert apps.image_of(api, namespace, "skipper-bad-primary") == "example.invalid/skipper-bad:1"
     assert apps.replicas_of(api, namespace, "skipper-bad") == 0
+
+
+def test_skipper_rolls_back_to_the_primary_when_the_users_ingress_is_deleted_mid_release(
+        api: Any, releases: Releases) -> None:
+    # The rollback itself must not need the deleted Ingress: the canary Ingress goes (the user's, gone, routed
+    # to the apex Service, which selects the primary), the canary is scaled down, and the status says why.
+    namespace = releases.namespace
+    seen, final = releases.waits["skipper-gone"]()
+    assert final["phase"] == "Failed", final
+    assert "spec.ingressRef.name" in final["message"], final["message"]
+    assert seen[0] == (100, 0) and max(c for _, c in seen) > 0, seen  # split when the Ingress went
+    assert kubectl.get(api, "networking.k8s.io/v1", "Ingress", namespace, "skipper-gone-canary") is None
+    assert apps.replicas_of(api, namespace, "skipper-gone") == 0
+    assert apps.image_of(api, namespace, "skipper-gone-primary") == "example.invalid/skipper-gone:1"
 
 
 def test_skipper_holds_a_release_whose_gate_is_closed(api: Any, releases: Releases) -> None:

@@ -331,6 +331,12 @@ class ReleaseMachine(RuleBasedStateMachine):
                             canary_ready=self.target().available)
                     else:
                         self.primary_replicas = core.created_primary_replicas(self.target_replicas)
+                case core.ScalePrimary(replicas=replicas):
+                    # Only while promoting, only up: the canary grew after Promote sized the primary.
+                    assert self.canary.status.phase == Phase.PROMOTING, f"primary scaled in {self.canary.status}"
+                    assert replicas > self.primary_replicas, f"primary shrunk to {replicas}"
+                    self.primary_serving = self.primary().available
+                    self.primary_replicas = replicas
 
     @precondition(lambda self: self.changes_since_tick < 2)
     @rule()
