@@ -36,8 +36,11 @@ TOOLKIT_MARKER = "toolkit.fluxcd.io"
 ARGOCD_PREFIX = "argocd.argoproj.io/"
 
 
+PRIMARY_SUFFIX = "-primary"
+
+
 def primary_name(name: str) -> str:
-    return f"{name}-primary"
+    return f"{name}{PRIMARY_SUFFIX}"
 
 
 def is_managed(obj: Mapping[str, Any]) -> bool:

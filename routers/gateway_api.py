@@ -246,13 +246,11 @@ def foreign_rules(route: Mapping[str, Any] | None, canary: models.Canary) -> lis
 
 
 def metadata(canary: models.Canary, name: str) -> base.Manifest:
-    """Name, Fledge's label, ``service.apex`` labels and annotations (plus Flux's off switches), the Canary as owner."""
+    """Name, Fledge's label, ``service.apex`` labels and annotations (plus Flux's off switches), the Canary's mark:
+    no ownerReference, so that the Gateway's route to the app outlives the Canary (README "Deleting a Canary")."""
     apex = canary.spec.service.apex or models.CustomMetadata()
-    meta: base.Manifest = {"name": name, "namespace": canary.namespace,
-                           "labels": {**apex.labels, **naming.MANAGED_BY},
-                           "annotations": naming.gitops_disabled(apex.annotations)}
-    meta["ownerReferences"] = [naming.owner_reference(canary)]
-    return meta
+    return {"name": name, "namespace": canary.namespace, "labels": {**apex.labels, **naming.MANAGED_BY},
+            "annotations": {**naming.gitops_disabled(apex.annotations), **naming.owner_annotations(canary)}}
 
 
 def http_route(canary: models.Canary, weights: vocabulary.Weights, existing: Mapping[str, Any] | None = None,

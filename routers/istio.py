@@ -200,8 +200,8 @@ def metadata(canary: models.Canary, name: str, annotations: Mapping[str, str] | 
     apex = canary.spec.service.apex or models.CustomMetadata()
     meta: base.Manifest = {"name": name, "namespace": canary.namespace,
                            "labels": {**apex.labels, **naming.MANAGED_BY}}
-    meta["annotations"] = naming.gitops_disabled({**apex.annotations, **(annotations or {})})
-    meta["ownerReferences"] = [naming.owner_reference(canary)]
+    meta["annotations"] = {**naming.gitops_disabled({**apex.annotations, **(annotations or {})}),
+                           **naming.owner_annotations(canary)}
     return meta
 
 
@@ -223,8 +223,7 @@ def destination_rule(canary: models.Canary, name: str, api_version: str = API_VE
         spec["trafficPolicy"] = copy.deepcopy(canary.spec.service.traffic_policy)
     return {"apiVersion": api_version, "kind": DESTINATION_RULE,
             "metadata": {"name": name, "namespace": canary.namespace, "labels": dict(naming.MANAGED_BY),
-                         "annotations": naming.gitops_disabled(),
-                         "ownerReferences": [naming.owner_reference(canary)]},
+                         "annotations": {**naming.gitops_disabled(), **naming.owner_annotations(canary)}},
             "spec": spec}
 
 

@@ -3,10 +3,11 @@
 Why this exists: a Canary's primary workload and its ``-primary`` configs carry no ownerReference (README
 "Deleting a Canary"), so garbage collection never removes them while they serve.  The controller hands the
 traffic back when it sees the deletion; deleted while it was down, the primary keeps serving until this
-command does the same steps: scale the target up and wait until it is ready, give the Services the Canary
-took over their own selector back, then delete what carries the Canary's mark (``apis.naming``).  A Knative
-Service marked for the Canary gets back what it wrote (annotation, mark, ``spec.traffic``: all to the latest
-ready Revision again), as the controller's hand-back does (``routers.knative``).
+command does the same steps: scale the target up and wait until it is ready, hand the Services marked for the
+Canary back to the target's pods, then delete the primary and the configs that carry the Canary's mark
+(``apis.naming``).  The Services and the routes stay: the app's clients and its Gateway still go through
+them.  A Knative Service marked for the Canary gets back what it wrote (annotation, mark, ``spec.traffic``:
+all to the latest ready Revision again), as the controller's hand-back does (``routers.knative``).
 
 What it must not do: run while the Canary still exists, or touch an object without that Canary's mark.
 """
@@ -91,12 +92,18 @@ def _target_ready(api: Any, namespace: str, primary: dict[str, Any], timeout: fl
 
 
 def _release(api: Any, namespace: str, name: str) -> None:
-    """Give back each Service the Canary took over: its recorded selector and ports (``services.restore_patch``)."""
+    """Hand back each Service marked for the Canary: one it took over gets its recorded selector and ports, one
+    Fledge created selects the target's pods and stays (``services.handback_patch``)."""
     for service in _items(api, "v1", "Service", namespace):
         annotations = (service.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(naming.OWNER_NAME) != name or services.ORIGINAL_SERVICE not in annotations:
+        if annotations.get(naming.OWNER_NAME) != name:
             continue
-        patch = services.restore_patch_of(service)
+        if services.ORIGINAL_SERVICE in annotations:
+            patch: dict[str, Any] | None = services.restore_patch_of(service)
+        else:
+            patch = services.handback_patch_of(service, str(annotations.get(naming.OWNER_UID) or ""))
+        if patch is None:
+            continue
         kube.request(api, "PATCH", kube.resource_for("v1", "Service").path(namespace, service["metadata"]["name"]),
                      patch, MERGE_PATCH)
         print(f"handed Service {namespace}/{service['metadata']['name']} back")

@@ -139,11 +139,34 @@ def _ensure_loop(key: context.Key) -> None:
 
 
 async def start_leading() -> None:
-    """This replica took the Lease: a loop for every Canary in the (already warm) cache."""
+    """This replica took the Lease: a loop for every Canary in the (already warm) cache, and the hand-backs of
+    deleted Canaries that no leader finished."""
     global LEADING
     LEADING = True
     for key in _context().cluster.store.names(models.API_VERSION, "Canary"):
         _ensure_loop(key)
+    await finish_hand_backs()
+
+
+async def finish_hand_backs() -> None:
+    """Hand back the traffic of every deleted Canary whose primary is still there (canary.engine.handover's
+    ``orphans``): deleted while no controller led, or a hand-back cut short by a restart or a change of leader.
+    Called once the caches are warm (start-up, taking the Lease); each orphan is confirmed with the API server
+    first, so that a Canary the cache has not seen yet never loses its primary."""
+    from canary.engine import handover
+
+    cluster = _context().cluster
+    for body in handover.orphans(cluster.store):
+        meta = body["metadata"]
+        try:
+            if await cluster.writer.read(models.API_VERSION, "Canary", meta["namespace"], meta["name"]) is not None:
+                continue
+        except Exception as exc:
+            log.warning("could not tell whether canary %s/%s still exists: %s", meta["namespace"], meta["name"],
+                        kube.describe_api_error(exc) or exc)
+            continue
+        log.info("finishing the hand-back of deleted canary %s/%s", meta["namespace"], meta["name"])
+        await _release_services(body)
 
 
 async def stop_leading(grace_seconds: float) -> None:
@@ -175,7 +198,22 @@ async def _release_services(body: dict[str, Any]) -> None:
 _HANDOVERS: set[asyncio.Task[None]] = set()
 
 
+_HANDING_BACK: set[context.Key] = set()  # one hand-back per Canary at a time (a DELETED and a start-up scan)
+
+
 async def _hand_back(body: dict[str, Any]) -> None:
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    if key in _HANDING_BACK:
+        return
+    _HANDING_BACK.add(key)
+    try:
+        await _hand_back_once(body)
+    finally:
+        _HANDING_BACK.discard(key)
+
+
+async def _hand_back_once(body: dict[str, Any]) -> None:
     from canary.engine import handover
 
     meta = body.get("metadata") or {}

@@ -4,15 +4,18 @@ Why this exists: the primary workload (and its ``-primary`` configs) carry no ow
 Canary's mark (``apis.naming.owner_annotations``), so garbage collection cannot remove them while they still
 serve.  When the controller sees a Canary deleted, ``hand_back`` scales the target up again, waits until it is
 ready, gives the user's apex Service its own selector back, and only then deletes the primary and its
-configs.  With the controller down nothing happens and the primary keeps serving; ``fledge cleanup``
-finishes the job (a hand-back cut short by a restart is not resumed: the Canary, and with it what the
-hand-back needs to know, is gone).  A Canary with ``revertOnDeletion`` did all of this before it went, under
-its finalizer (``canary.engine.revert``), so that a restarted controller finishes it; here nothing is left to do.
+configs.  The Services (the apex first: what the app's clients call) and the routes carry the mark too, so
+they are not collected either: the Services go to the target's pods and stay, the routes stay as they are and
+reach the target through them.  With the controller down nothing happens and the primary keeps serving.  A
+hand-back the controller did not finish (it was down, or killed on the way) is finished by the next one that
+leads (``orphans``: a marked primary whose Canary is gone tells what the hand-back needs), or by ``fledge
+cleanup``.  A Canary with ``revertOnDeletion`` did all of this before it went, under its finalizer
+(``canary.engine.revert``), so that a restarted controller finishes it; here nothing is left to do.
 A Knative Service target has no primary: its router gives up what it wrote, so all traffic goes to the latest
 ready Revision, as the user's Service says without ``spec.traffic``, never left split.
 
-What it must not do: touch an object this Canary did not make (``naming.made_for``), or block the event loop
-while it waits.
+What it must not do: touch an object this Canary did not make (``naming.made_for``), block the event loop
+while it waits, or take a primary for an orphan while a Canary of its name exists.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from apis import models, naming
 from canary import core
@@ -77,3 +80,65 @@ async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(poll_seconds)
+
+
+class Listing(Protocol):
+    """The watch cache, as ``orphans`` reads it."""
+
+    def names(self, api_version: str, kind: str) -> list[tuple[str, str]]: ...
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+def orphans(store: Listing) -> list[dict[str, Any]]:
+    """The deleted Canaries whose hand-back is not finished, as bodies ``hand_back`` takes: one for each primary
+    workload marked for a Canary that the cache does not hold (the caller confirms with the API server)."""
+    canaries = set(store.names(models.API_VERSION, "Canary"))
+    found = []
+    for kind in ("Deployment", "DaemonSet"):
+        for namespace, name in store.names("apps/v1", kind):
+            primary = store.get("apps/v1", kind, namespace, name)
+            annotations = ((primary or {}).get("metadata") or {}).get("annotations") or {}
+            owner = annotations.get(naming.OWNER_NAME)
+            if primary is None or not owner or (namespace, owner) in canaries:
+                continue
+            marked = [store.get("v1", "Service", namespace, service) for ns, service in store.names("v1", "Service")
+                      if ns == namespace]
+            body = orphan_body(primary, [service for service in marked if service is not None])
+            if body is not None:
+                found.append(body)
+    return found
+
+
+def orphan_body(primary: Mapping[str, Any], namespace_services: Iterable[Mapping[str, Any]]
+                ) -> dict[str, Any] | None:
+    """What the hand-back needs of the gone Canary a marked primary was made for, read back from the marks: its
+    name and uid, the target (the primary's name without ``-primary``), the service name (the Services marked
+    for it) and the ``-primary`` configs the primary mounts; None for a primary not named as Fledge names them."""
+    meta = primary.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    name, uid, namespace = annotations.get(naming.OWNER_NAME), annotations.get(naming.OWNER_UID) or "", \
+        meta.get("namespace") or ""
+    primary_name = str(meta.get("name") or "")
+    if not name or not primary_name.endswith(naming.PRIMARY_SUFFIX):
+        return None
+    target = primary_name.removesuffix(naming.PRIMARY_SUFFIX)
+    service: dict[str, Any] = {"port": 80}
+    for candidate in namespace_services:
+        marks = (candidate.get("metadata") or {}).get("annotations") or {}
+        if marks.get(naming.OWNER_NAME) != name or (uid and marks.get(naming.OWNER_UID) not in (None, uid)):
+            continue
+        service_name = str((candidate.get("metadata") or {}).get("name") or "")
+        service["name"] = service_name.removesuffix(naming.PRIMARY_SUFFIX).removesuffix("-canary")
+        ports = (candidate.get("spec") or {}).get("ports") or []
+        service["port"] = int((ports[0] if ports else {}).get("port") or 80)
+        break
+    template = (primary.get("spec") or {}).get("template") or {}
+    tracked = {f"{kind.lower()}/{config.removesuffix(naming.PRIMARY_SUFFIX)}": ""
+               for kind, config, _ in workloads.config_refs(template) if config.endswith(naming.PRIMARY_SUFFIX)}
+    return {"apiVersion": models.API_VERSION, "kind": "Canary",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": primary.get("kind") or "Deployment",
+                                   "name": target},
+                     "service": service},
+            "status": {"trackedConfigs": tracked}}

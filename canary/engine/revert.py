@@ -5,8 +5,9 @@ to zero and its traffic pointing at a primary that garbage collection is about
 to remove.  Order: scale the target back up, wait for it, restore the routes
 the user had and the Services Fledge took over, let requests under way to the
 primary finish, delete the primary and its configs, then the finalizer is
-released and the owned objects go.  Every step is idempotent and all of them
-run under the finalizer, so a controller restarted in the middle finishes them.
+released.  The apex Service stays, on the target's pods (``release_services``).
+Every step is idempotent and all of them run under the finalizer, so a
+controller restarted in the middle finishes them.
 Fledge holds that finalizer itself (``hold``, from
 every tick, and ``on_deletion``), exactly while ``revertOnDeletion`` is true:
 with kopf's deletion handler, kopf would build and compare a copy of every
@@ -149,17 +150,26 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     await router.finalize(canary)
-    await release_services(cluster, canary)
+    await release_services(cluster, canary, routes_kept=False)
 
 
-async def release_services(cluster: context.Cluster, canary: models.Canary) -> None:
-    """Give the Services Fledge took over (it did not create them) their own selector and ports back.
+async def release_services(cluster: context.Cluster, canary: models.Canary, routes_kept: bool = True) -> None:
+    """Hand the Canary's Services back to the target's pods (``services.handback_patch``): the user's Services
+    their own selector and ports, the ones Fledge created the target's pods, unmarked and kept.
 
-    The ones Fledge created carry the Canary's owner reference; garbage collection removes those.
+    ``routes_kept=False`` (revertOnDeletion: the router's ``finalize`` removed Fledge's routes already): the
+    ``-primary`` and ``-canary`` Services Fledge created serve no route any more and are deleted; the apex, what
+    the app's clients call, is kept all the same.
     """
-    for name in (canary.spec.service_name, canary.spec.primary_service_name, canary.spec.canary_service_name):
+    spec = canary.spec
+    for name in (spec.service_name, spec.primary_service_name, spec.canary_service_name):
         current = cluster.store.get("v1", "Service", canary.namespace, name)
-        patch = services.restore_patch(current, canary) if current is not None else None
+        if current is None:
+            continue
+        if not routes_kept and name != spec.service_name and services.owned_by(current, canary):
+            await _delete_mine(cluster, canary, "v1", "Service", name)
+            continue
+        patch = services.handback_patch(current, canary)
         if patch is not None:
             await _patch_present(cluster, "v1", "Service", canary.namespace, name, patch)
 

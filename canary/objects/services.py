@@ -43,8 +43,10 @@ def desired(canary: models.Canary, target: Mapping[str, Any], apex_selector: boo
                 "metadata": {"name": service_name, "namespace": canary.namespace,
                              "labels": {**((meta.labels if meta else None) or {}), label: service_name,
                                         **naming.MANAGED_BY},
-                             "annotations": naming.gitops_disabled(meta.annotations if meta else None),
-                             "ownerReferences": [naming.owner_reference(canary)]},
+                             # The mark, not an ownerReference: garbage collection must not remove what the
+                             # user's traffic goes through the moment the Canary goes (``handback_patch``).
+                             "annotations": {**naming.gitops_disabled(meta.annotations if meta else None),
+                                             **naming.owner_annotations(canary)}},
                 "spec": spec}
 
     return [
@@ -66,10 +68,17 @@ ORIGINAL_SERVICE = "fledge.dev/original-service"
 
 
 def owned_by(obj: Mapping[str, Any], canary: models.Canary) -> bool:
-    """Whether ``canary`` created ``obj``: it carries that Canary's owner reference."""
+    """Whether Fledge created ``obj`` for ``canary`` (its mark, or the ownerReference earlier versions set;
+    Flagger's for the Canary this one replaces, or an earlier Canary of the name: ``naming.made_for``), as
+    opposed to a Service of the user's that it took over (which records ORIGINAL_SERVICE)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return ORIGINAL_SERVICE not in annotations and naming.made_for(obj, canary)
+
+
+def legacy_owned(obj: Mapping[str, Any], canary: models.Canary) -> bool:
+    """Whether ``obj`` still carries ``canary``'s ownerReference (created before Services carried the mark): the
+    next apply drops it, so that garbage collection cannot remove the Service with the Canary."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    if any(naming.is_flagger_canary(ref) and ref.get("name") == canary.name for ref in refs):
-        return True  # Flagger made it for the Canary this one replaces: adopted (naming.made_for)
     return bool(canary.metadata.uid) and any(ref.get("uid") == canary.metadata.uid for ref in refs)
 
 
@@ -111,7 +120,7 @@ def takeover_patch(desired: Mapping[str, Any], current: Mapping[str, Any], canar
 
 def restore_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest | None:
     """The merge patch giving the user's Service back its recorded selector and ports; None when Fledge did not
-    take it over (or created it: garbage collection removes those)."""
+    take it over (or created it: ``handback_patch``)."""
     annotations = (current.get("metadata") or {}).get("annotations") or {}
     recorded = annotations.get(ORIGINAL_SERVICE)
     if recorded is None or owned_by(current, canary):
@@ -138,6 +147,47 @@ def restore_patch_of(current: Mapping[str, Any]) -> Manifest:
         spec["ports"] = ports
     marks = {naming.OWNER_NAME: None, naming.OWNER_UID: None}
     return {"metadata": {"annotations": {ORIGINAL_SERVICE: None, **marks, **gitops}}, "spec": spec}
+
+
+# -- handing the Services back when a Canary goes ------------------------------------------------
+#
+# One rule for every deleted Canary, with or without revertOnDeletion, run by the controller (``canary.engine``)
+# and by ``fledge cleanup``: once the target serves again, each Service goes to its pods.  A Service taken over
+# gets its recorded selector and ports back; one Fledge created keeps its ports and name (the apex is what the
+# app's clients call, and routes may still send to ``-primary`` and ``-canary``) and selects the target's pods,
+# the ``-primary`` suffix dropped from its selector, as the user's own Service of the app would.  Either way the
+# mark goes: the Service is the user's from then on, adopted again by a later Canary as a Service of theirs.
+
+
+def handback_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifest | None:
+    """The merge patch handing ``current`` back to the user's target; None when it is not ``canary``'s (another
+    Canary's, the user's untouched) or handed back already."""
+    if not naming.made_for(current, canary):
+        return None
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    if ORIGINAL_SERVICE in annotations:
+        return restore_patch(current, canary)
+    return handback_patch_of(current, canary.metadata.uid or "")
+
+
+def handback_patch_of(current: Mapping[str, Any], uid: str = "") -> Manifest | None:
+    """``handback_patch`` of a Service Fledge created, for code that holds only the Canary's name (``fledge
+    cleanup``): its selector on the target's pods, its mark dropped (and the ownerReference of the Canary of
+    ``uid``, set by earlier versions); None when there is nothing left to change."""
+    meta = current.get("metadata") or {}
+    selector = (current.get("spec") or {}).get("selector") or {}
+    wanted = {key: str(value).removesuffix(naming.PRIMARY_SUFFIX) for key, value in selector.items()}
+    patch: Manifest = {}
+    marks = {key: None for key in (naming.OWNER_NAME, naming.OWNER_UID) if key in (meta.get("annotations") or {})}
+    if marks:
+        patch["metadata"] = {"annotations": marks}
+    refs = meta.get("ownerReferences") or []
+    kept = [ref for ref in refs if not uid or ref.get("uid") != uid]
+    if uid and len(kept) != len(refs):
+        patch.setdefault("metadata", {})["ownerReferences"] = kept or None
+    if wanted != selector:
+        patch["spec"] = {"selector": wanted}
+    return patch or None
 
 
 # Proxies a mesh injects: their ports (admin, metrics, inbound capture) are not the app's, as in Flagger.

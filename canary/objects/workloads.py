@@ -283,7 +283,7 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
         if current is None:
             writes.append(Create(desired))
         elif services.owned_by(current, canary):
-            if not diffing.matches(desired, current):
+            if not diffing.matches(desired, current) or services.legacy_owned(current, canary):
                 writes.append(Apply(desired))
         else:
             patch = services.takeover_patch(desired, current, canary)

@@ -34,7 +34,9 @@ def test_initialization_creates_primary_services_and_routes(api: Any, namespace:
         service = kubectl.get(api, "v1", "Service", namespace, name)
         assert service is not None, name
         assert service["spec"]["selector"] == {"app": selector}
-        assert service["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+        # Marked, not owned: garbage collection must not take what the app's clients call with the Canary.
+        assert service["metadata"]["annotations"]["fledge.dev/canary"] == "web"
+        assert "ownerReferences" not in service["metadata"], name
     assert apps.route_weights(api, namespace, "web") == (100, 0)
     current = apps.status(api, namespace, "web")
     assert current["lastAppliedSpec"] == current["lastPromotedSpec"]

@@ -278,8 +278,8 @@ def test_namespaced_install_runs_a_promotion_and_a_rollback(helm: Any, env: envi
         apps.wait_phase(api, APP_NAMESPACE, "web", "Initialized", timeout=60)
         copy = kubectl.get(api, "v1", "Secret", APP_NAMESPACE, "web-token-primary")
         assert copy is not None and copy["metadata"]["annotations"]["fledge.dev/canary"] == "web"
-        owned = kubectl.get(api, "v1", "Service", APP_NAMESPACE, "web-primary")
-        assert owned is not None and owned["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
+        marked = kubectl.get(api, "v1", "Service", APP_NAMESPACE, "web-primary")
+        assert marked is not None and marked["metadata"]["annotations"]["fledge.dev/canary"] == "web"
 
         pod_spec = {"volumes": [{"name": "token", "secret": {"secretName": "web-token"}}]}
         kubectl.apply(api, apps.deployment(APP_NAMESPACE, "web", "2", **pod_spec))

@@ -104,8 +104,11 @@ def test_a_users_service_survives_canary_deletion_and_gets_its_selector_back(
     assert recorded["selector"] == {"app": "web"}
 
     delete_canary(api, namespace)
-    # Garbage collection removes what Fledge created; the user's Service stays, as it was.
-    eventually(lambda: service(api, namespace, "web-primary") is None, timeout=60, what="web-primary collected")
+    # What Fledge created is handed back to the target's pods and stays (the route still names it); the user's
+    # Service stays, as it was.
+    eventually(lambda: (service(api, namespace, "web-primary") or {}).get("spec", {}).get("selector") ==
+               {"app": "web"}, timeout=60, what="web-primary on the target's pods",
+               show=lambda: service(api, namespace, "web-primary"))
     eventually(lambda: (service(api, namespace, "web") or {}).get("spec", {}).get("selector") == {"app": "web"},
                timeout=30, what="the user's selector restored", show=lambda: service(api, namespace, "web"))
     restored = service(api, namespace, "web") or {}

@@ -53,7 +53,7 @@ def test_istio_promotion_walks_the_virtualservice_weights(env: environment.Envir
         rule = kubectl.get(api, apps.ISTIO_API, "DestinationRule", namespace, name)
         assert rule is not None, name
         assert rule["spec"] == {"host": name, "trafficPolicy": TRAFFIC_POLICY}
-        assert rule["metadata"]["ownerReferences"][0]["kind"] == "Canary"
+        assert rule["metadata"]["annotations"]["fledge.dev/canary"] == "web"  # marked: outlives the Canary
     vs = kubectl.get(api, apps.ISTIO_API, "VirtualService", namespace, "web") or {}
     assert vs["spec"]["hosts"] == ["web"] and vs["spec"]["gateways"] == ["mesh"]
     # One Service port and no portDiscovery: no port named, as Flagger writes it (Istio picks the only one).

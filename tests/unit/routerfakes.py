@@ -28,6 +28,9 @@ MANAGED_BY = {"fledge.dev/managed": "true"}
 # What every object Fledge writes carries so Flux's kustomize- and helm-controller leave it alone (as Flagger's do).
 GITOPS_DISABLED = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
                    "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
+# The mark of what Fledge makes for the Canary podinfo and the user's traffic goes through (routes, Services):
+# no ownerReference, so that garbage collection does not remove them with the Canary.
+MARK = {"fledge.dev/canary": "podinfo", "fledge.dev/canary-uid": UID}
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

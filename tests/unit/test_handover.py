@@ -90,3 +90,90 @@ def test_a_target_that_never_gets_ready_keeps_the_primary_serving() -> None:
     writer.patch = never_ready  # type: ignore[method-assign]
     asyncio.run(handover.hand_back(cluster, body(), wait_seconds=0, poll_seconds=0, drain_seconds=0))
     assert writer.sent == [("patch", "Deployment", "web")], "the apex stays on the primary, which stays"
+
+
+def service(name: str, selector: dict[str, str], **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "team", "resourceVersion": "5", **meta},
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": 9898, "targetPort": 9898}]}}
+
+
+def created_services(store: watchcache.Store) -> None:
+    """The three Services Fledge created for the Canary (a tutorial's, no Service of the user's first)."""
+    store.upsert(service("web", {"app": "web-primary"}, annotations=dict(MARK)))
+    store.upsert(service("web-primary", {"app": "web-primary"}, annotations=dict(MARK)))
+    store.upsert(service("web-canary", {"app": "web"}, annotations=dict(MARK)))
+
+
+def test_the_services_fledge_created_go_to_the_target_and_stay() -> None:
+    canary = handover.revert.canary_of(body())
+    apex = service("web", {"app": "web-primary"}, annotations={**MARK, "team": "shop"})
+    assert services.handback_patch(apex, canary) == {
+        "metadata": {"annotations": {naming.OWNER_NAME: None, naming.OWNER_UID: None}},
+        "spec": {"selector": {"app": "web"}}}
+    side = service("web-canary", {"app": "web"}, annotations=dict(MARK))
+    assert services.handback_patch(side, canary) == {"metadata": {"annotations": {naming.OWNER_NAME: None,
+                                                                                  naming.OWNER_UID: None}}}
+    assert services.handback_patch(service("web", {"app": "web"}), canary) is None, "handed back already"
+    other = {naming.OWNER_NAME: "first", naming.OWNER_UID: "u-first"}
+    assert services.handback_patch(service("web", {"app": "web-primary"}, annotations=other), canary) is None
+    legacy = service("web", {"app": "web-primary"}, ownerReferences=[
+        {"apiVersion": "fledge.dev/v1beta1", "kind": "Canary", "name": "web", "uid": UID, "controller": True}])
+    assert services.handback_patch(legacy, canary) == {"metadata": {"ownerReferences": None},
+                                                        "spec": {"selector": {"app": "web"}}}
+
+
+def test_a_tutorials_services_are_handed_back_and_kept_and_only_the_primary_goes() -> None:
+    cluster, writer = setup({"annotations": MARK})
+    created_services(cluster.store)  # type: ignore[arg-type]
+    asyncio.run(handover.hand_back(cluster, body(), poll_seconds=0, drain_seconds=0))
+    assert writer.sent == [("patch", "Deployment", "web"), ("patch", "Service", "web"),
+                           ("patch", "Service", "web-primary"), ("patch", "Service", "web-canary"),
+                           ("delete", "Deployment", "web-primary")]
+
+
+def test_with_its_routes_finalized_a_reverted_canary_deletes_its_side_services_and_keeps_the_apex() -> None:
+    cluster, writer = setup({"annotations": MARK})
+    created_services(cluster.store)  # type: ignore[arg-type]
+    canary = handover.revert.canary_of(body())
+    asyncio.run(handover.revert.release_services(cluster, canary, routes_kept=False))
+    assert writer.sent == [("patch", "Service", "web"), ("delete", "Service", "web-primary"),
+                           ("delete", "Service", "web-canary")]
+
+
+def orphan_store(*canaries: dict[str, Any]) -> watchcache.Store:
+    store = watchcache.Store()
+    store.upsert(deployment("web", 2, ready=2))
+    primary = deployment("web-primary", 2, ready=2, annotations=dict(MARK))
+    primary["spec"]["template"]["spec"] = {"containers": [{"name": "app", "envFrom": [
+        {"configMapRef": {"name": "settings-primary"}}, {"secretRef": {"name": "db-primary"}}]}]}
+    store.upsert(primary)
+    store.upsert(deployment("plain", 1, ready=1))  # the user's, unmarked
+    store.upsert(service("api", {"app": "web-primary"}, annotations=dict(MARK)))  # spec.service.name: api
+    for canary in canaries:
+        store.upsert(canary)
+    return store
+
+
+def test_a_marked_primary_whose_canary_is_gone_tells_what_its_hand_back_needs() -> None:
+    [orphan] = handover.orphans(orphan_store())
+    assert orphan["metadata"] == {"name": "web", "namespace": "team", "uid": UID}
+    assert orphan["spec"] == {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                              "service": {"name": "api", "port": 9898}}
+    assert orphan["status"] == {"trackedConfigs": {"configmap/settings": "", "secret/db": ""}}
+    # A Canary of the name (a new one, another uid) adopts the primary: not an orphan.
+    again = {**body(), "metadata": {"name": "web", "namespace": "team", "uid": "u-new", "resourceVersion": "9"}}
+    assert handover.orphans(orphan_store(again)) == []
+
+
+def test_an_orphans_hand_back_finishes_what_the_deleted_canarys_would_have_done() -> None:
+    store = orphan_store()
+    writer = Writer(store)
+    for kind, name in (("ConfigMap", "settings-primary"), ("Secret", "db-primary")):
+        store.upsert({"apiVersion": "v1", "kind": kind, "metadata": {
+            "name": name, "namespace": "team", "resourceVersion": "6", "annotations": dict(MARK)}})
+    [orphan] = handover.orphans(store)
+    asyncio.run(handover.hand_back(context.Cluster(store, writer), orphan,  # type: ignore[arg-type]
+                                   poll_seconds=0, drain_seconds=0))
+    assert writer.sent == [("patch", "Service", "api"), ("delete", "Deployment", "web-primary"),
+                           ("delete", "ConfigMap", "settings-primary"), ("delete", "Secret", "db-primary")]

@@ -140,3 +140,36 @@ def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_sto
     handlers.install(context.make(None, context.Settings(retry_seconds=0.01)))
     asyncio.run(asyncio.wait_for(handlers.canary_loop(("ns", "a"), stopping), timeout=5))
     assert ticks == [("ns", "a"), ("ns", "a")]
+
+
+def test_taking_the_lease_finishes_the_hand_backs_of_canaries_the_api_server_confirms_gone(
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A primary marked for a Canary the cache does not hold: gone for good (a hand-back cut short by a kill, or a
+    # deletion no controller saw), or only not seen yet by this cache; the API server tells them apart.
+    from canary.engine import handover
+
+    released: list[str] = []
+
+    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+        released.append(deleted["metadata"]["name"])
+
+    monkeypatch.setattr(handover, "hand_back", hand_back)
+
+    async def scenario() -> None:
+        handlers.install(context.make(None, context.Settings()))
+        cluster = handlers._context().cluster
+        for name in ("gone", "unseen"):
+            cluster.store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+                "name": f"{name}-primary", "namespace": "ns", "resourceVersion": "1",
+                "annotations": {"fledge.dev/canary": name, "fledge.dev/canary-uid": f"u-{name}"}}})
+
+        async def read(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+            return body(name) if name == "unseen" else None
+
+        monkeypatch.setattr(cluster.writer, "read", read)
+        await handlers.start_leading()
+        await asyncio.gather(*handlers._HANDOVERS)
+        await handlers.stop_leading(grace_seconds=1)
+
+    asyncio.run(scenario())
+    assert released == ["gone"]

@@ -212,7 +212,18 @@ def test_the_users_service_is_taken_over_without_an_owner_and_given_back() -> No
                                                     **{key: None for key in naming.GITOPS_DISABLED}}},
                        "spec": {"selector": {"app": "web", "tier": "front"}, "ports": users_service()["spec"]["ports"]}}
     owned = served(services.desired(canary(), target())[0])
-    assert services.restore_patch(owned, canary()) is None  # garbage collection removes Fledge's own
+    assert services.restore_patch(owned, canary()) is None  # Fledge's own is handed back (handback_patch)
+
+
+def test_a_service_created_with_an_owner_reference_by_an_earlier_version_is_applied_again_without_it() -> None:
+    cluster = initialized()
+    assert workloads.plan(canary(), target(), cluster.lookup, None) == workloads.Plan()
+    apex = cluster.store.get("v1", "Service", "shop", "web")
+    assert apex is not None and "ownerReferences" not in apex["metadata"]
+    assert apex["metadata"]["annotations"][naming.OWNER_UID] == canary().metadata.uid
+    cluster.store.put({**apex, "metadata": {**apex["metadata"], "ownerReferences": [naming.owner_reference(canary())]}})
+    (write,) = workloads.plan(canary(), target(), cluster.lookup, None).services
+    assert isinstance(write, workloads.Apply) and "ownerReferences" not in write.manifest["metadata"]
 
 
 def test_with_the_kubernetes_provider_the_routers_choice_of_side_is_kept() -> None:

@@ -19,8 +19,8 @@ GATEWAY = {"gatewayRefs": [{"name": "public", "namespace": "gateways", "sectionN
 PARENT = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways",
           "sectionName": "https"}
 ROOT = {"path": {"type": "PathPrefix", "value": "/"}}
-META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY, "annotations": fakes.GITOPS_DISABLED,
-        "ownerReferences": [fakes.OWNER]}
+META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY,
+        "annotations": {**fakes.GITOPS_DISABLED, **fakes.MARK}}
 
 
 def backend(name: str, weight: int) -> dict[str, Any]:
@@ -141,8 +141,8 @@ def test_rules_and_metadata_of_the_user_are_kept() -> None:
     assert writer.applied[-1] == route(weighted(70, 30), *user_rules)  # never sends the user's metadata
     stored = store.object(gateway_api.V1, "HTTPRoute", "test", "podinfo")
     assert stored["metadata"] == {"name": "podinfo", "namespace": "test",
-                                  "annotations": {"team": "web", **fakes.GITOPS_DISABLED},
-                                  "labels": {"tier": "edge", **fakes.MANAGED_BY}, "ownerReferences": [fakes.OWNER]}
+                                  "annotations": {"team": "web", **fakes.GITOPS_DISABLED, **fakes.MARK},
+                                  "labels": {"tier": "edge", **fakes.MANAGED_BY}}
     assert stored["spec"]["rules"] == [weighted(70, 30), *user_rules]
     assert router.get_routes(canary) == core.Weights(70, 30)
 

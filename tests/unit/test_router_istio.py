@@ -15,8 +15,8 @@ from tests.unit import routerfakes as fakes
 
 pytestmark = pytest.mark.unit
 
-META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY, "annotations": fakes.GITOPS_DISABLED,
-        "ownerReferences": [fakes.OWNER]}
+META = {"name": "podinfo", "namespace": "test", "labels": fakes.MANAGED_BY,
+        "annotations": {**fakes.GITOPS_DISABLED, **fakes.MARK}}
 
 
 def destination(host: str, weight: int) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def weighted(primary: int, canary: int, **extra: Any) -> dict[str, Any]:
 
 def virtual_service(*http: dict[str, Any], hosts: list[str] | None = None, gateways: list[str] | None = None,
                     annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta = {**META, "annotations": {**(annotations or {}), **fakes.GITOPS_DISABLED}}
+    meta = {**META, "annotations": {**(annotations or {}), **fakes.GITOPS_DISABLED, **fakes.MARK}}
     return {"apiVersion": istio.API_VERSION, "kind": "VirtualService", "metadata": meta,
             "spec": {"hosts": hosts or ["podinfo"], "gateways": gateways or ["mesh"], "http": list(http)}}
 
@@ -69,8 +69,7 @@ def test_destination_rules() -> None:
         assert istio.destination_rule(canary, name) == {
             "apiVersion": istio.API_VERSION, "kind": "DestinationRule",
             "metadata": {"name": name, "namespace": "test", "labels": fakes.MANAGED_BY,
-                         "annotations": fakes.GITOPS_DISABLED,
-                         "ownerReferences": [fakes.OWNER]},
+                         "annotations": {**fakes.GITOPS_DISABLED, **fakes.MARK}},
             "spec": {"host": name, "trafficPolicy": policy}}
     assert istio.destination_rule(fakes.canary(), "podinfo-canary")["spec"] == {"host": "podinfo-canary"}
 
@@ -153,7 +152,8 @@ def test_the_users_virtual_service_is_taken_over_and_kept() -> None:
     assert writer.applied[-1] == expected
     stored = store.object(istio.API_VERSION, "VirtualService", "test", "podinfo")
     assert stored["spec"] == {**expected["spec"], "exportTo": ["."]}
-    assert stored["metadata"]["annotations"] == {"team": "web", istio.ORIGINAL_SPEC: recorded, **fakes.GITOPS_DISABLED}
+    assert stored["metadata"]["annotations"] == {"team": "web", istio.ORIGINAL_SPEC: recorded, **fakes.GITOPS_DISABLED,
+                                                  **fakes.MARK}
     assert router.get_routes(canary) == core.Weights(80, 20)
     assert [m["kind"] for m in writer.applied] == ["DestinationRule", "DestinationRule", "VirtualService",
                                                   "VirtualService"]

@@ -143,8 +143,10 @@ def test_every_generated_object_tells_flux_and_helm_to_keep_off() -> None:
     assert copied["metadata"]["labels"] == {"team": "a", **naming.MANAGED_BY}
     assert copied["metadata"]["annotations"] == {**naming.GITOPS_DISABLED, **naming.owner_annotations(canary())}
     generated = services.desired(canary(apex={"annotations": {"a": "1"}}), target())
+    mark = naming.owner_annotations(canary())
     assert [s["metadata"]["annotations"] for s in generated] == [
-        {"a": "1", **naming.GITOPS_DISABLED}, naming.GITOPS_DISABLED, naming.GITOPS_DISABLED]
+        {"a": "1", **naming.GITOPS_DISABLED, **mark}, {**naming.GITOPS_DISABLED, **mark},
+        {**naming.GITOPS_DISABLED, **mark}]
     assert naming.GITOPS_DISABLED == {"kustomize.toolkit.fluxcd.io/reconcile": "disabled",
                                          "helm.toolkit.fluxcd.io/driftDetection": "disabled"}
 

@@ -1,0 +1,141 @@
+"""Deleting a Canary without revertOnDeletion is no outage, for the Canaries of Flagger's tutorials (only the
+apiVersion changed), and a hand-back cut short by a controller kill is finished by the restarted controller.
+
+The Canaries are the Gateway API, Istio and Kubernetes blue/green tutorials', with no Service of the user's
+first: Fledge creates the apex Service the app's clients call.  While they are deleted, and while the
+controller is killed in the middle of their hand-backs, a watchman samples what a data plane would see: the
+apex Service and the route exist, and every Service the route sends a share to (and the apex) selects pods
+of a Deployment with ready replicas.  Flagger's garbage collection takes the apex with the Canary.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from canary.cluster import kube
+from localkube import controller as local_controller
+from localkube import environment
+from localkube import manifests as kubectl
+from tests.integration import apps, more_routers
+from tests.integration.waiting import eventually
+
+CANARY_API = "fledge.dev/v1beta1"
+ROUTE_API = "gateway.networking.k8s.io/v1"
+ISTIO_API = "networking.istio.io/v1"
+ROUTED = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"), "halt": None}
+
+
+def tutorials(namespace: str) -> list[dict[str, Any]]:
+    gateway = more_routers.tutorial_canary(namespace, "podinfo", "gatewayapi:v1", hosts=["www.example.com"],
+                                           gatewayRefs=[{"name": "gateway", "namespace": "istio-ingress"}])
+    mesh = more_routers.tutorial_canary(namespace, "mesh", "istio", hosts=["app.example.com"],
+                                        gateways=["istio-ingress/public-gateway"],
+                                        trafficPolicy={"tls": {"mode": "DISABLE"}})
+    blue_green = more_routers.tutorial_canary(namespace, "halt", "kubernetes")
+    blue_green["spec"]["analysis"] = {"interval": "3s", "threshold": 2, "iterations": 2}
+    return [gateway, mesh, blue_green]
+
+
+def listed(api: Any, api_version: str, kind: str, namespace: str) -> dict[str, dict[str, Any]]:
+    path = kube.resource_for(api_version, kind).list_path(namespace)
+    return {item["metadata"]["name"]: item for item in kube.request(api, "GET", path).get("items") or []}
+
+
+def backends(kind: str, route: dict[str, Any]) -> list[str]:
+    """The Services a route sends a share of its requests to."""
+    spec = route.get("spec") or {}
+    if kind == "HTTPRoute":
+        refs = [ref for rule in spec.get("rules") or [] for ref in rule.get("backendRefs") or []]
+        return [ref["name"] for ref in refs if ref.get("weight", 1) > 0]
+    legs = [leg for http in spec.get("http") or [] for leg in http.get("route") or []]
+    return [leg["destination"]["host"].split(".")[0] for leg in legs if leg.get("weight", 100) > 0]
+
+
+class Watchman(threading.Thread):
+    """Samples until stopped; ``outages`` holds each moment an app's traffic had nowhere to go, and why."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.namespace = api, namespace
+        self.stopping = threading.Event()
+        self.outages: list[str] = []
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.outages.extend(self.sample())
+            self.samples += 1
+            self.stopping.wait(0.1)
+
+    def sample(self) -> list[str]:
+        api, ns = self.api, self.namespace
+        deployments = listed(api, "apps/v1", "Deployment", ns)
+        found = listed(api, "v1", "Service", ns)
+        routes = {kind: listed(api, api_version, kind, ns) for api_version, kind in filter(None, ROUTED.values())}
+
+        def serves(name: str) -> bool:
+            selector = ((found.get(name) or {}).get("spec") or {}).get("selector") or {}
+            return bool(selector) and any(
+                selector.items() <= (d["spec"]["template"]["metadata"].get("labels") or {}).items()
+                and d["spec"].get("replicas", 1) > 0 and (d.get("status") or {}).get("readyReplicas", 0) > 0
+                for d in deployments.values())
+
+        outages = []
+        for app, routed in ROUTED.items():
+            if app not in found:
+                outages.append(f"{app}: the apex Service is gone")
+            elif not serves(app):
+                outages.append(f"{app}: the apex Service {found[app]['spec'].get('selector')} selects no ready pod")
+            if routed is not None:
+                route = routes[routed[1]].get(app)
+                if route is None:
+                    outages.append(f"{app}: the {routed[1]} is gone")
+                    continue
+                outages += [f"{app}: the {routed[1]} sends a share to Service {name}, which selects no ready pod"
+                            for name in backends(routed[1], route) if not serves(name)]
+        return outages
+
+
+def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_finished(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    ns = namespace
+    for body in tutorials(ns):
+        kubectl.apply(api, apps.deployment(ns, body["metadata"]["name"], "1"))
+        kubectl.apply(api, body)
+    for app in ROUTED:
+        apps.wait_phase(api, ns, app, "Initialized", timeout=60)
+        eventually(lambda app=app: apps.replicas_of(api, ns, app) == 0, timeout=30, what=f"{app} parked")
+    watchman = Watchman(api, ns)
+    assert watchman.sample() == [], "every app serves through its primary before the deletion"
+    watchman.start()
+    try:
+        for app in ROUTED:
+            kubectl.delete(api, CANARY_API, "Canary", ns, app)
+        # The blue/green apex goes back to the target, then the controller is killed within the drain, before
+        # it deletes the primary; the Canaries are gone already (no finalizer without revertOnDeletion).
+        eventually(lambda: apps.apex_selector(api, ns, "halt") == {"app": "halt"}, timeout=60, interval=0.05,
+                   what="the blue/green apex handed back to the target",
+                   show=lambda: apps.apex_selector(api, ns, "halt"))
+        controller.stop(kill=True)
+        try:
+            assert kubectl.get(api, "apps/v1", "Deployment", ns, "halt-primary") is not None
+            assert all(kubectl.get(api, CANARY_API, "Canary", ns, app) is None for app in ROUTED)
+        finally:
+            controller.start()
+        for app in ROUTED:
+            eventually(lambda app=app: kubectl.get(api, "apps/v1", "Deployment", ns, f"{app}-primary") is None,
+                       timeout=60, what=f"the restarted controller finishing the hand-back of {app}")
+    finally:
+        watchman.stopping.set()
+        watchman.join()
+    assert watchman.samples > 20 and watchman.outages == [], watchman.outages[:10]
+    for app in ROUTED:
+        assert apps.apex_selector(api, ns, app) == {"app": app}
+        assert apps.replicas_of(api, ns, app) == 2
+        apex = kubectl.get(api, "v1", "Service", ns, app) or {}
+        assert "fledge.dev/canary" not in (apex["metadata"].get("annotations") or {}), "the apex is the user's now"
+    # The routes stay as the Gateway and the mesh use them, their Services on the target's pods.
+    assert kubectl.get(api, ROUTE_API, "HTTPRoute", ns, "podinfo") is not None
+    assert kubectl.get(api, ISTIO_API, "VirtualService", ns, "mesh") is not None
+    assert apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo"}
