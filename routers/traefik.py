@@ -46,8 +46,10 @@ def traefik_service(canary: models.Canary, weights: vocabulary.Weights) -> base.
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": canary.spec.service_name, "namespace": canary.namespace,
                          "labels": {**apex.labels, **naming.MANAGED_BY},
-                         "annotations": naming.gitops_disabled(apex.annotations),
-                         "ownerReferences": [naming.owner_reference(canary)]},
+                         # The mark, no ownerReference: the user's own routing names this object, so it must
+                         # outlive the Canary, its Services handed back to the target (README "Deleting a Canary").
+                         "annotations": {**naming.gitops_disabled(apex.annotations),
+                                         **naming.owner_annotations(canary)}},
             "spec": spec}
 
 

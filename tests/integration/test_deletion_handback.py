@@ -1,8 +1,8 @@
 """Deleting a Canary without revertOnDeletion is no outage, for the Canaries of Flagger's tutorials (only the
 apiVersion changed), and a hand-back cut short by a controller kill is finished by the restarted controller.
 
-The Canaries are the Gateway API, Istio and Kubernetes blue/green tutorials', with no Service of the user's
-first: Fledge creates the apex Service the app's clients call.  While they are deleted, and while the
+The Canaries are the Gateway API, Istio, Contour, Traefik and Kubernetes blue/green tutorials', with no Service
+of the user's first: Fledge creates the apex Service the app's clients call.  While they are deleted, and while the
 controller is killed in the middle of their hand-backs, a watchman samples what a data plane would see: the
 apex Service and the route exist, and every Service the route sends a share to (and the apex) selects pods
 of a Deployment with ready replicas.  Flagger's garbage collection takes the apex with the Canary.
@@ -23,7 +23,11 @@ from tests.integration.waiting import eventually
 CANARY_API = "fledge.dev/v1beta1"
 ROUTE_API = "gateway.networking.k8s.io/v1"
 ISTIO_API = "networking.istio.io/v1"
-ROUTED = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"), "halt": None}
+CONTOUR_API, TRAEFIK_API = "projectcontour.io/v1", "traefik.io/v1alpha1"
+# The user's root HTTPProxy includes Fledge's HTTPProxy and their IngressRoute names its TraefikService: these
+# entry objects must outlive the Canary as the Gateway's HTTPRoute and the mesh's VirtualService do.
+ROUTED = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"), "halt": None,
+          "proxied": (CONTOUR_API, "HTTPProxy"), "weighted": (TRAEFIK_API, "TraefikService")}
 
 
 def tutorials(namespace: str) -> list[dict[str, Any]]:
@@ -34,7 +38,9 @@ def tutorials(namespace: str) -> list[dict[str, Any]]:
                                         trafficPolicy={"tls": {"mode": "DISABLE"}})
     blue_green = more_routers.tutorial_canary(namespace, "halt", "kubernetes")
     blue_green["spec"]["analysis"] = {"interval": "3s", "threshold": 2, "iterations": 2}
-    return [gateway, mesh, blue_green]
+    proxied = more_routers.contour_canary(namespace, "proxied")
+    weighted = more_routers.tutorial_canary(namespace, "weighted", "traefik", port=80)
+    return [gateway, mesh, blue_green, proxied, weighted]
 
 
 def listed(api: Any, api_version: str, kind: str, namespace: str) -> dict[str, dict[str, Any]]:
@@ -48,6 +54,13 @@ def backends(kind: str, route: dict[str, Any]) -> list[str]:
     if kind == "HTTPRoute":
         refs = [ref for rule in spec.get("rules") or [] for ref in rule.get("backendRefs") or []]
         return [ref["name"] for ref in refs if ref.get("weight", 1) > 0]
+    if kind == "HTTPProxy":
+        return [svc["name"] for route in spec.get("routes") or [] for svc in route.get("services") or []
+                if svc.get("weight", 1) > 0]
+    if kind == "TraefikService":
+        weighted = (spec.get("weighted") or {}).get("services") or []
+        return [svc["name"] for svc in weighted if svc.get("weight", 1) > 0] or [
+            (spec.get("mirroring") or {}).get("name", "")]
     legs = [leg for http in spec.get("http") or [] for leg in http.get("route") or []]
     return [leg["destination"]["host"].split(".")[0] for leg in legs if leg.get("weight", 100) > 0]
 
@@ -138,4 +151,6 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
     # The routes stay as the Gateway and the mesh use them, their Services on the target's pods.
     assert kubectl.get(api, ROUTE_API, "HTTPRoute", ns, "podinfo") is not None
     assert kubectl.get(api, ISTIO_API, "VirtualService", ns, "mesh") is not None
+    assert kubectl.get(api, CONTOUR_API, "HTTPProxy", ns, "proxied") is not None
+    assert kubectl.get(api, TRAEFIK_API, "TraefikService", ns, "weighted") is not None
     assert apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo"}

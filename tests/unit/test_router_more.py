@@ -117,6 +117,17 @@ def test_contour_refuses_mirroring_and_matches_on_more_than_headers(analysis: di
 # -- Traefik --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("build", [lambda c: contour.http_proxy(c, W(100, 0)),
+                                   lambda c: traefik.traefik_service(c, W(100, 0))], ids=["contour", "traefik"])
+def test_the_entry_object_the_users_routing_names_carries_the_mark_and_no_owner_reference(build: Any) -> None:
+    """The user's root HTTPProxy includes Fledge's HTTPProxy, their IngressRoute names its TraefikService: with an
+    ownerReference the garbage collector would delete it with the Canary, and the user's route would break."""
+    made = build(make("contour"))
+    assert "ownerReferences" not in made["metadata"]
+    assert made["metadata"]["annotations"]["fledge.dev/canary"] == "podinfo"
+    assert made["metadata"]["annotations"]["fledge.dev/canary-uid"] == "u-1"
+
+
 def test_traefik_lists_the_canary_only_with_weight_and_mirrors_for_blue_green() -> None:
     canary = make("traefik", port=80)
     assert traefik.traefik_service(canary, W(100, 0))["spec"] == {"weighted": {"services": [
