@@ -116,10 +116,19 @@ def known() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _factory(provider: str) -> RouterFactory | None:
+    """The router registered as ``provider``, else as the longest name it starts with before a colon: Flagger
+    matches ``smi:v1alpha3:istio`` (the mesh behind the split named for people) as ``smi:v1alpha3``."""
+    _load_all()
+    if provider in _REGISTRY:
+        return _REGISTRY[provider]
+    prefixes = [name for name in _REGISTRY if provider.startswith(name + ":")]
+    return _REGISTRY[max(prefixes, key=len)] if prefixes else None
+
+
 def for_provider(provider: str, store: ObjectStore, writer: Writer) -> Router:
     """The router for ``spec.provider``; an unknown name is a spec error, never a silent default."""
-    _load_all()
-    factory = _REGISTRY.get(provider)
+    factory = _factory(provider)
     if factory is None:
         raise errors.SpecError("spec.provider", f"unknown provider {provider!r}; use one of {', '.join(known())}")
     return factory(store, writer)
@@ -128,8 +137,7 @@ def for_provider(provider: str, store: ObjectStore, writer: Writer) -> Router:
 def shifts_traffic(provider: str) -> bool:
     """The router's ``shifts_traffic``, read from a router built without a cache (no router reads it when
     built); True for an unknown provider, whose spec error is reported elsewhere."""
-    _load_all()
-    factory = _REGISTRY.get(provider)
+    factory = _factory(provider)
     return factory is None or bool(factory(cast(ObjectStore, None), cast(Writer, None)).shifts_traffic)
 
 

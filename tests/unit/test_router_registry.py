@@ -30,3 +30,14 @@ def test_an_unknown_provider_is_a_spec_error() -> None:
         base.for_provider("nope", fakes.FakeStore(), fakes.FakeWriter(fakes.FakeStore()))
     assert raised.value.field == "spec.provider"
     assert "istio" in raised.value.message
+
+
+def test_a_provider_with_flaggers_mesh_suffix_is_its_prefixs_router() -> None:
+    """Flagger matches ``smi:v1alpha3:istio`` by its prefix; an unknown suffix of a known name is not a typo of
+    another router, but a name nothing registers stays a spec error."""
+    from routers import smi
+
+    router = base.for_provider("smi:v1alpha3:istio", None, None)  # type: ignore[arg-type]
+    assert isinstance(router, smi.SMIRouter) and router.api_version == "split.smi-spec.io/v1alpha3"
+    with pytest.raises(errors.SpecError, match=r"spec\.provider"):
+        base.for_provider("smi:v1alpha9", None, None)  # type: ignore[arg-type]
