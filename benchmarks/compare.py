@@ -290,8 +290,11 @@ def detection(recorder: Recorder, names: list[str], applied: dict[str, float]) -
 
 
 def run(env: environment.Environment, which: str, count: int, sc: Scenario,
-        profile: pathlib.Path | None = None) -> dict[str, Any]:
+        profile: pathlib.Path | None = None, settle: bool = True) -> dict[str, Any]:
     """One controller's release of ``count`` canaries; returns its figures.
+
+    ``settle``: delete the run's namespace and wait until it is gone, so that the next controller does not
+    share the machine with its garbage collection; the last run skips that, as the environment stops next.
 
     ``profile``: sample Fledge's process with ``py-spy record`` during the release into this file (raw
     collapsed stacks, which ``flamegraph.pl`` or speedscope read); the figures of such a run are not
@@ -353,10 +356,10 @@ def run(env: environment.Environment, which: str, count: int, sc: Scenario,
     if sc.metrics:
         for name in names:
             httpx.delete(f"{env.simulator_url}/apps/{namespace}/{name}", timeout=10)
-    # The next controller must not share the machine with the garbage collection of this run's objects.
-    kubectl.delete(api, "v1", "Namespace", "", namespace)
-    wait_until(f"namespace {namespace} deleted",
-               lambda: kubectl.get(api, "v1", "Namespace", "", namespace) is None, timeout=300)
+    if settle:  # the next controller must not share the machine with the garbage collection of these objects
+        kubectl.delete(api, "v1", "Namespace", "", namespace)
+        wait_until(f"namespace {namespace} deleted",
+                   lambda: kubectl.get(api, "v1", "Namespace", "", namespace) is None, timeout=300)
     return {
         "succeeded": outcome["Succeeded"],
         "reads_per_tick": reads / ticks,
@@ -441,7 +444,7 @@ def compare(folder: pathlib.Path, count: int, sc: Scenario, which: tuple[str, ..
         wait_until("flagger.app Canaries served", lambda: kube.request(api, "GET", canaries_path("flagger.app",
                                                                                           "default")) is not None)
         print(f"environment up in {env.info['up_seconds']}s ({folder})", flush=True)
-        return {name: run(env, name, count, sc, profile) for name in which}
+        return {name: run(env, name, count, sc, profile, settle=name != which[-1]) for name in which}
     finally:
         env.down()
 

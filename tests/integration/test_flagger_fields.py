@@ -1,12 +1,14 @@
 """Flagger Canaries mean the same under Fledge (issue 10): builtin metrics from a pod scrape, portDiscovery,
 sessionAffinity, and Flagger fields Fledge does not implement refused by name.
 
-Each test drives the real control plane, the real Prometheus and the traffic simulator.
+Each test drives the real control plane, the real Prometheus and the traffic simulator.  A test's variants
+(providers, gateways) release at the same time, each in a namespace of its own (``at_once``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from typing import Any
 
@@ -18,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps
+from tests.integration import apps, at_once
 from tests.integration.waiting import eventually
 
 # -- builtin metrics through the labels of a pod scrape ------------------------------------------------------
@@ -43,9 +45,8 @@ def scraped_pods(env: environment.Environment, namespace: str, deployment: str) 
     return {s["kubernetes_pod_name"] for s in pod_series(env, namespace) if own.fullmatch(s["kubernetes_pod_name"])}
 
 
-@pytest.mark.parametrize("provider", ["gatewayapi", "kubernetes"])
-def test_builtin_metrics_read_the_pod_scrape_labels(env: environment.Environment, api: Any, namespace: str,
-                                                    controller: local_controller.Controller, provider: str) -> None:
+def builtin_metrics_read_the_pod_scrape_labels(env: environment.Environment, api: Any, namespace: str,
+                                               provider: str) -> None:
     analysis = apps.FAST_ANALYSIS if provider == "gatewayapi" else apps.BLUE_GREEN
     apps.install(env, api, namespace, provider, analysis)
     # Blue/green on a plain Service sends users nothing during analysis: a load tester calls the canary.
@@ -77,6 +78,13 @@ def test_builtin_metrics_read_the_pod_scrape_labels(env: environment.Environment
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
 
 
+def test_builtin_metrics_read_the_pod_scrape_labels(env: environment.Environment, api: Any,
+                                                    controller: local_controller.Controller) -> None:
+    at_once.run(env, api, {provider: functools.partial(builtin_metrics_read_the_pod_scrape_labels, env, api,
+                                                       provider=provider)
+                           for provider in ("gatewayapi", "kubernetes")})
+
+
 # -- service.portDiscovery -------------------------------------------------------------------------------
 
 
@@ -106,11 +114,9 @@ def test_port_discovery_exposes_every_container_port_but_the_sidecars(
         assert ports == expected, (name, service["spec"]["ports"])
 
 
-@pytest.mark.parametrize(("gateways", "port"), [([], None), (["public-gateway"], {"number": 80})],
-                         ids=["mesh", "ingress-gateway"])
-def test_port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        gateways: list[str], port: dict[str, int] | None) -> None:
+def port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
+        env: environment.Environment, api: Any, namespace: str, gateways: list[str], port: dict[str, int] | None
+) -> None:
     """On the mesh, the VirtualService's destinations carry no port, so each discovered port keeps its own; behind
     an ingress gateway they name service.port (Flagger's makeDestination).  A release promotes either way."""
     body = apps.canary(namespace, "web", "istio")
@@ -140,6 +146,15 @@ def test_port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
     vs = kubectl.get(api, apps.ISTIO_API, "VirtualService", namespace, "web") or {}
     assert [route["destination"] for route in vs["spec"]["http"][0]["route"]] == expected, vs["spec"]["http"]
+
+
+def test_port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
+        env: environment.Environment, api: Any, controller: local_controller.Controller) -> None:
+    check = port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway
+    at_once.run(env, api, {
+        "mesh": functools.partial(check, env, api, gateways=[], port=None),
+        "ingress-gateway": functools.partial(check, env, api, gateways=["public-gateway"], port={"number": 80}),
+    })
 
 
 # -- Flagger fields Fledge does not implement --------------------------------------------------------------
@@ -197,10 +212,8 @@ def versions(env: environment.Environment, namespace: str, cookie: str | None, c
     return {str(a.json()["version"]) if a.status_code == 200 else f"{a.status_code} {a.text}" for a in answers}
 
 
-@pytest.mark.parametrize("provider", ["gatewayapi", "istio"])
-def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_cookie(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        provider: str) -> None:
+def session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_cookie(
+        env: environment.Environment, api: Any, namespace: str, provider: str) -> None:
     analysis = {**apps.FAST_ANALYSIS, "interval": "5s", "sessionAffinity": {"cookieName": COOKIE, "maxAge": 120}}
     apps.install(env, api, namespace, provider, analysis)
     assert session_rules(api, namespace, provider) == []  # nobody holds a cookie before a release
@@ -234,6 +247,13 @@ def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_coo
                show=lambda: versions(env, namespace, pair))
 
 
+def test_session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_cookie(
+        env: environment.Environment, api: Any, controller: local_controller.Controller) -> None:
+    check = session_affinity_keeps_cookie_holders_on_the_canary_then_clears_the_cookie
+    at_once.run(env, api, {provider: functools.partial(check, env, api, provider=provider)
+                           for provider in ("gatewayapi", "istio")})
+
+
 PRIMARY_COOKIE = "primary-flagger-cookie"
 
 
@@ -247,10 +267,8 @@ def session_weights(api: Any, namespace: str, provider: str, pair: str) -> dict[
     return {ref["name"]: ref["weight"] for ref in rules[0]["backendRefs"]}
 
 
-@pytest.mark.parametrize("provider", ["gatewayapi", "istio"])
-def test_primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        provider: str) -> None:
+def primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval(
+        env: environment.Environment, api: Any, namespace: str, provider: str) -> None:
     """Flagger's documented session-affinity Canary (primaryCookieName), with only apiVersion changed: while the
     canary has weight, the primary's answers set a cookie living one interval, and its holders reach the primary
     alone; after the run no rule is left for it."""
@@ -279,3 +297,10 @@ def test_primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval(
     eventually(lambda: session_weights(api, namespace, provider, pair) is None
                and len(session_rules(api, namespace, provider)) == 1, timeout=10,
                what="only the canary cookie's clearing rule left", show=lambda: session_rules(api, namespace, provider))
+
+
+def test_primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval(
+        env: environment.Environment, api: Any, controller: local_controller.Controller) -> None:
+    check = primary_cookie_keeps_primary_clients_on_the_primary_for_an_interval
+    at_once.run(env, api, {provider: functools.partial(check, env, api, provider=provider)
+                           for provider in ("gatewayapi", "istio")})

@@ -15,7 +15,8 @@ Flagger's order, which users build their release process on:
 Each hook type has its own load tester: a tester keeps one gate flag per canary, and the walk opens
 one gate while the next stays closed.  The analyses have no metrics, so a release moves only on the gates.
 Each walk samples the Canary's phase, the route objects written to the API server and the primary's
-image, and compares the distinct states it saw at each stage.
+image, and compares the distinct states it saw at each stage.  The walks of one test that differ only by
+strategy run at the same time, each in a namespace of its own (``at_once``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pytest
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps, more_routers, waiting
+from tests.integration import apps, at_once, more_routers, waiting
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -262,8 +263,7 @@ def test_a_release_held_at_weight_zero_is_not_judged_on_traffic_it_never_got(
     assert seen[-1] == Seen("Succeeded", (100, 0), "2"), seen
 
 
-@pytest.mark.parametrize("release", ["ab", "bluegreen", "bluegreen-mirror", "kubernetes"], indirect=True)
-def test_iterations_wait_for_promotion_approval_without_switching(release: Release, gates: Gates) -> None:
+def iterations_wait_for_promotion_approval_without_switching(release: Release, gates: Gates) -> None:
     strategy = release.strategy
     release.install(gates.hooks("confirm-rollout", "confirm-promotion"))
     waits_for_rollout_approval(release)
@@ -295,11 +295,7 @@ HELD_BY = {"Waiting": ("confirm-rollout",), "WaitingPromotion": ("confirm-promot
            "Progressing": ("confirm-promotion",)}
 
 
-@pytest.mark.parametrize(("release", "phase"), [
-    ("canary", "Waiting"), ("canary", "Progressing"), ("ab", "WaitingPromotion"), ("bluegreen", "Waiting"),
-    ("bluegreen-mirror", "Progressing"), ("kubernetes", "WaitingPromotion"),
-], indirect=["release"])
-def test_the_rollback_gate_rolls_back(release: Release, gates: Gates, phase: str) -> None:
+def the_rollback_gate_rolls_back(release: Release, gates: Gates, phase: str) -> None:
     strategy = release.strategy
     release.install(gates.hooks("rollback", *HELD_BY[phase]))
     release.ship()
@@ -316,6 +312,31 @@ def test_the_rollback_gate_rolls_back(release: Release, gates: Gates, phase: str
     assert seen[-1] == Seen("Failed", strategy.idle, "1"), seen
     assert "rollback" in apps.status(release.api, release.namespace, "web").get("message", "")
     release.parked()
+
+
+def strategy_case(check: Callable[..., None], strategy: str, api: Any, testers: dict[str, str],
+                  **more: Any) -> at_once.Case:
+    """``check`` of one strategy's release, as an ``at_once`` case: its own namespace, its own gates."""
+    def case(namespace: str) -> None:
+        check(Release(api, namespace, STRATEGIES[strategy]), Gates(testers, namespace), **more)
+    return case
+
+
+def test_iterations_wait_for_promotion_approval_without_switching(
+        env: environment.Environment, api: Any, controller: local_controller.Controller,
+        testers: dict[str, str]) -> None:
+    check = iterations_wait_for_promotion_approval_without_switching
+    at_once.run(env, api, {strategy: strategy_case(check, strategy, api, testers)
+                           for strategy in ("ab", "bluegreen", "bluegreen-mirror", "kubernetes")})
+
+
+def test_the_rollback_gate_rolls_back(env: environment.Environment, api: Any,
+                                      controller: local_controller.Controller, testers: dict[str, str]) -> None:
+    held = [("canary", "Waiting"), ("canary", "Progressing"), ("ab", "WaitingPromotion"), ("bluegreen", "Waiting"),
+            ("bluegreen-mirror", "Progressing"), ("kubernetes", "WaitingPromotion")]
+    at_once.run(env, api, {f"{strategy} in {phase}": strategy_case(the_rollback_gate_rolls_back, strategy, api,
+                                                                   testers, phase=phase)
+                           for strategy, phase in held})
 
 
 # -- the other routers: a closed gate holds the release on the router's own object ------------------------------

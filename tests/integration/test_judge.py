@@ -4,11 +4,14 @@ Each version's error rate comes from its pod template (``simulator.fledge.dev/er
 builtin count queries select each version's pods by name (``kubernetes_pod_name``), as Prometheus stores a
 pod scrape.  The releases are short (5 s interval, one or two steps, errors only); ``minSamples`` and the
 simulator's rps are sized so that a 2-core machine under load still has the samples each test claims.
+Each case releases in a namespace of its own, all at the same time (``at_once``): the file costs its longest
+release, the one that waits for load to arrive.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +23,7 @@ import yaml
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps
+from tests.integration import apps, at_once
 from tests.integration.waiting import during, eventually
 
 pytestmark = pytest.mark.integration
@@ -56,8 +59,11 @@ def cli(env: environment.Environment, *words: str) -> str:
     return done.stdout
 
 
-def test_a_healthy_canary_at_a_one_percent_baseline_is_promoted(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+# -- the cases: each one release, in its own namespace ------------------------------------------------------
+
+
+def a_healthy_canary_at_a_one_percent_baseline_is_promoted(
+        env: environment.Environment, api: Any, namespace: str) -> None:
     # A Pass must rule out passRatio (2 here) times the primary's errors: about 50 canary errors.
     release(env, api, namespace, judged(min_samples=100, step=25, passRatio=2.0), before=0.01, after=0.01, rps=1000)
     seen, final = apps.record_weights(api, namespace, "web", {"Succeeded", "Failed"}, timeout=150)
@@ -71,9 +77,8 @@ def test_a_healthy_canary_at_a_one_percent_baseline_is_promoted(
     assert 'kubernetes_pod_name=~"web-primary-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"' in result["queries"][1]
 
 
-def test_twice_the_primary_error_rate_rolls_back_and_explain_and_backtest_agree(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        tmp_path: Path) -> None:
+def twice_the_primary_error_rate_rolls_back_and_explain_and_backtest_agree(
+        env: environment.Environment, api: Any, namespace: str, tmp_path: Path) -> None:
     # minSamples far above what the step gets before the evidence is in: the canary cannot pass first.  At
     # 1000 rps one 5 s window already holds thousands of requests per version, so the evidence is decisive at
     # the first analysis tick, far past the e-value bound: the backtest, whose ticks fall a little apart from
@@ -119,8 +124,8 @@ def test_twice_the_primary_error_rate_rolls_back_and_explain_and_backtest_agree(
     assert abs((at - rolled).total_seconds()) <= 6, (replayed, explained)
 
 
-def test_too_little_traffic_holds_as_inconclusive_until_load_arrives(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+def too_little_traffic_holds_as_inconclusive_until_load_arrives(
+        env: environment.Environment, api: Any, namespace: str) -> None:
     release(env, api, namespace, judged(min_samples=200, step=50, passRatio=3.0, inconclusiveLimit=60),
             before=0.01, after=0.01, rps=4)
 
@@ -149,8 +154,8 @@ def test_too_little_traffic_holds_as_inconclusive_until_load_arrives(
     assert judge_check(final)["judge"]["verdict"] == "Pass"
 
 
-def test_zero_canary_traffic_fails_at_the_inconclusive_limit_not_a_hang(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+def zero_canary_traffic_fails_at_the_inconclusive_limit_not_a_hang(
+        env: environment.Environment, api: Any, namespace: str) -> None:
     release(env, api, namespace, judged(min_samples=10, step=50, inconclusiveLimit=3), before=0.01, after=0.01,
             rps=0)
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=90)
@@ -158,3 +163,14 @@ def test_zero_canary_traffic_fails_at_the_inconclusive_limit_not_a_hang(
     assert final["message"].startswith("judge inconclusive limit reached: inconclusive limit reached: 3 analyses"), \
         final
     assert apps.route_weights(api, namespace, "web") == (100, 0)
+
+
+def test_the_judge_on_pod_scraped_counts(env: environment.Environment, api: Any,
+                                         controller: local_controller.Controller, tmp_path: Path) -> None:
+    at_once.run(env, api, {
+        "healthy": functools.partial(a_healthy_canary_at_a_one_percent_baseline_is_promoted, env, api),
+        "twice": functools.partial(twice_the_primary_error_rate_rolls_back_and_explain_and_backtest_agree, env, api,
+                                   tmp_path=tmp_path),
+        "too little": functools.partial(too_little_traffic_holds_as_inconclusive_until_load_arrives, env, api),
+        "zero": functools.partial(zero_canary_traffic_fails_at_the_inconclusive_limit_not_a_hang, env, api),
+    })

@@ -3,10 +3,13 @@
 Its counts are differences of counter values at the windows' ends, so a 15 s scrape neither inflates
 them (as ``increase()``'s extrapolation did) nor loses a window shorter than a scrape.  The releases judge
 errors only, with ``tolerance: 0`` (the hardest case for the guarantee), on the default burst-robust test.
+Each case releases in a namespace of its own, all at the same time (``at_once``): the file costs its longest
+release, the doubled error rate's.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from localkube import controller as local_controller
 from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps
+from tests.integration import apps, at_once
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +47,11 @@ def judged(final: dict[str, Any]) -> dict[str, Any]:
     return found[0]["judge"] if found else {}
 
 
-def test_an_aa_release_with_tolerance_zero_is_promoted(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        slow_prometheus: str) -> None:
+# -- the cases: each one release, in its own namespace ------------------------------------------------------
+
+
+def an_aa_release_with_tolerance_zero_is_promoted(
+        env: environment.Environment, api: Any, namespace: str, slow_prometheus: str) -> None:
     release(env, api, namespace, slow_prometheus, analysis(50, passRatio=2.0, inconclusiveLimit=40),
             before=0.02, after=0.02, rps=1000)
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=600)
@@ -56,9 +61,8 @@ def test_an_aa_release_with_tolerance_zero_is_promoted(
     assert "@ " in result["queries"][0] and "increase(" not in result["queries"][0], result
 
 
-def test_a_doubled_error_rate_rolls_back(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        slow_prometheus: str) -> None:
+def a_doubled_error_rate_rolls_back(
+        env: environment.Environment, api: Any, namespace: str, slow_prometheus: str) -> None:
     release(env, api, namespace, slow_prometheus, analysis(10, inconclusiveLimit=60), before=0.05, after=0.10,
             rps=1000)
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=600)
@@ -69,9 +73,8 @@ def test_a_doubled_error_rate_rolls_back(
     assert apps.route_weights(api, namespace, "web") == (100, 0)
 
 
-def test_zero_canary_traffic_fails_at_the_inconclusive_limit(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        slow_prometheus: str) -> None:
+def zero_canary_traffic_fails_at_the_inconclusive_limit(
+        env: environment.Environment, api: Any, namespace: str, slow_prometheus: str) -> None:
     release(env, api, namespace, slow_prometheus, analysis(50, inconclusiveLimit=3), before=0.01, after=0.01,
             rps=0)
     final = apps.wait_phase(api, namespace, "web", "Succeeded", "Failed", timeout=180)
@@ -80,9 +83,8 @@ def test_zero_canary_traffic_fails_at_the_inconclusive_limit(
     assert judged(final)["limitReached"], final
 
 
-def test_a_canary_with_other_latency_buckets_is_not_passed(
-        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller,
-        slow_prometheus: str) -> None:
+def a_canary_with_other_latency_buckets_is_not_passed(
+        env: environment.Environment, api: Any, namespace: str, slow_prometheus: str) -> None:
     # The new version changed its histogram's bounds: the primary's boundary bucket is not among them, and
     # its requests (ten times slower) must not be read as fast.
     spec = analysis(50, errors=False, latency=True)
@@ -102,3 +104,11 @@ def test_a_canary_with_other_latency_buckets_is_not_passed(
     assert check["judge"]["verdict"] == "Error", check
     assert "canary latency histogram has no bucket" in check["message"], check
     assert check["judge"]["canaryEvents"] == 0, check
+
+
+def test_the_judge_on_a_15s_scrape(env: environment.Environment, api: Any,
+                                   controller: local_controller.Controller, slow_prometheus: str) -> None:
+    cases = (an_aa_release_with_tolerance_zero_is_promoted, a_doubled_error_rate_rolls_back,
+             zero_canary_traffic_fails_at_the_inconclusive_limit, a_canary_with_other_latency_buckets_is_not_passed)
+    at_once.run(env, api, {case.__name__: functools.partial(case, env, api, slow_prometheus=slow_prometheus)
+                           for case in cases})

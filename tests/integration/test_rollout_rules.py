@@ -2,20 +2,23 @@
 
 kwok pods are Ready the moment they are bound, so ``minReadySeconds`` is what keeps new pods unavailable
 for a while, as slow-starting pods would be on a real cluster.  The analyses have no metrics: a release
-moves on time and workload state only, which is what these rules are about.
+moves on time and workload state only, which is what these rules are about.  Each case releases in a
+namespace of its own, all at the same time (``at_once``): the file costs its longest release.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 from typing import Any
 
 import pytest
 
 from localkube import controller as local_controller
+from localkube import environment
 from localkube import manifests as kubectl
-from tests.integration import apps, waiting
+from tests.integration import apps, at_once, waiting
 from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -63,8 +66,7 @@ def install(api: Any, namespace: str, analysis: dict[str, Any], min_ready: int =
 # -- item 2: promotion waits for the primary's rollout ------------------------------------------------------
 
 
-def test_promotion_finishes_only_once_the_primary_has_rolled_out(
-        api: Any, namespace: str, controller: local_controller.Controller) -> None:
+def promotion_finishes_only_once_the_primary_has_rolled_out(api: Any, namespace: str) -> None:
     install(api, namespace, {**BASE, "stepWeight": 50, "maxWeight": 50}, min_ready=8)
     kubectl.apply(api, slow(apps.deployment(namespace, "web", "2"), 8))
 
@@ -100,8 +102,7 @@ def seconds_since(text: str) -> float:
     return (datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(text)).total_seconds()
 
 
-def test_a_late_scale_up_of_the_canary_is_not_a_missed_deadline(
-        api: Any, namespace: str, controller: local_controller.Controller) -> None:
+def a_late_scale_up_of_the_canary_is_not_a_missed_deadline(api: Any, namespace: str) -> None:
     min_ready = 4
     install(api, namespace, {**BASE, "stepWeight": 5, "maxWeight": 60}, min_ready=min_ready,
             progressDeadlineSeconds=DEADLINE)
@@ -135,8 +136,7 @@ def test_a_late_scale_up_of_the_canary_is_not_a_missed_deadline(
     assert apps.image_of(api, namespace, "web-primary") == "example.invalid/web:2"
 
 
-def test_a_canary_that_never_becomes_ready_rolls_back_at_the_deadline(
-        api: Any, namespace: str, controller: local_controller.Controller) -> None:
+def a_canary_that_never_becomes_ready_rolls_back_at_the_deadline(api: Any, namespace: str) -> None:
     install(api, namespace, {**BASE, "stepWeight": 50, "maxWeight": 50}, progressDeadlineSeconds=DEADLINE)
     # No node carries this label: the canary's pods stay Pending.
     kubectl.apply(api, apps.deployment(namespace, "web", "2", nodeSelector={"fledge.dev/nowhere": "true"}))
@@ -155,8 +155,7 @@ def test_a_canary_that_never_becomes_ready_rolls_back_at_the_deadline(
 # -- item 10: a revert to the promoted revision is not a release ---------------------------------------------
 
 
-def test_reverting_to_the_primary_after_a_failure_starts_no_analysis(
-        api: Any, namespace: str, controller: local_controller.Controller, loadtester: str) -> None:
+def reverting_to_the_primary_after_a_failure_starts_no_analysis(api: Any, namespace: str, loadtester: str) -> None:
     """Flagger (``hasSpecChanged`` in pkg/canary) treats a target whose hash equals ``lastPromotedSpec`` as
     unchanged ("do not trigger a canary deployment on manual rollback"): the Canary stays Failed and the
     primary, which already runs that revision, is left alone.  A later, really new revision starts a release."""
@@ -180,3 +179,14 @@ def test_reverting_to_the_primary_after_a_failure_starts_no_analysis(
 
     kubectl.apply(api, apps.deployment(namespace, "web", "3"))
     apps.wait_phase(api, namespace, "web", "Progressing", timeout=30)
+
+
+def test_rollout_rules_and_deadlines(env: environment.Environment, api: Any,
+                                     controller: local_controller.Controller, loadtester: str) -> None:
+    at_once.run(env, api, {
+        "rolled out": functools.partial(promotion_finishes_only_once_the_primary_has_rolled_out, api),
+        "late scale-up": functools.partial(a_late_scale_up_of_the_canary_is_not_a_missed_deadline, api),
+        "never ready": functools.partial(a_canary_that_never_becomes_ready_rolls_back_at_the_deadline, api),
+        "revert": functools.partial(reverting_to_the_primary_after_a_failure_starts_no_analysis, api,
+                                    loadtester=loadtester),
+    })
