@@ -78,7 +78,8 @@ def primary_scaled_object(canary: models.Canary, source: Mapping[str, Any]) -> M
 
 def primary_triggers(canary: models.Canary, triggers: list[Manifest]) -> list[Manifest]:
     """The triggers with the primary's queries, as Flagger reads ``primaryScalerQueries``: when it is given,
-    the query of each trigger it names (by ``triggers[].name``) is replaced and the others are left as they
+    the query of each trigger it names (by ``triggers[].name``, else by ``triggers[].metadata.name`` as Flagger's
+    tutorial writes it) is replaced and the others are left as they
     are; without it, every query gets the target's name (alone, ``-canary`` or ``-primary``) as the primary's."""
     queries = canary.spec.autoscaler_ref.primary_scaler_queries if canary.spec.autoscaler_ref else None
     result = []
@@ -87,8 +88,11 @@ def primary_triggers(canary: models.Canary, triggers: list[Manifest]) -> list[Ma
         metadata = trigger.get("metadata")
         if isinstance(metadata, dict):
             if queries is not None:
-                if trigger.get("name") in queries:
-                    metadata["query"] = queries[str(trigger["name"])]
+                # Flagger's KEDA tutorial writes the trigger's name inside its metadata (where Prometheus's
+                # scaler ignores it), so Flagger matches nothing and the primary scales on the canary's query.
+                name = trigger.get("name") if trigger.get("name") in queries else metadata.get("name")
+                if name in queries:
+                    metadata["query"] = queries[str(name)]
             elif isinstance(metadata.get("query"), str):
                 metadata["query"] = primary_query(canary.spec.target_ref.name, metadata["query"])
         result.append(trigger)

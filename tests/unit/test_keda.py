@@ -56,6 +56,20 @@ def test_the_primary_scaled_object_scales_the_primary_with_the_named_queries_and
     assert spec["triggers"][0]["metadata"]["threshold"] == "5"
 
 
+def test_a_trigger_named_inside_its_metadata_as_in_flaggers_tutorial_gets_the_primary_query() -> None:
+    """Flagger's KEDA tutorial writes ``name: prom-trigger`` under the trigger's ``metadata``: Flagger matches it to
+    nothing and the primary scales on the canary's traffic; Fledge takes that name when the trigger has none."""
+    source = scaled_object()
+    tutorial = source["spec"]["triggers"][0]
+    tutorial["metadata"]["name"] = tutorial.pop("name")
+    ref = {"primaryScalerQueries": {"prom-trigger": 'sum(rate(http_requests_total{ app="podinfo-primary" }[30s]))'}}
+    primary = autoscalers.primary_autoscaler(canary(**ref), source)
+    first = primary["spec"]["triggers"][0]
+    assert first["metadata"]["query"] == 'sum(rate(http_requests_total{ app="podinfo-primary" }[30s]))'
+    assert "name" not in first and first["metadata"]["name"] == "prom-trigger"  # the trigger is copied as written
+    assert primary["spec"]["triggers"][1]["metadata"]["query"] == 'sum(rate(x{ app="podinfo-canary" }[30s]))'
+
+
 def test_without_primary_queries_every_query_names_the_primary() -> None:
     primary = autoscalers.primary_autoscaler(canary(), scaled_object())
     queries = [t["metadata"]["query"] for t in primary["spec"]["triggers"]]
