@@ -21,7 +21,8 @@ Providers:
 - contour: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the
   canary Service's upstream cluster (``<namespace>_<service>-canary_<port>``), as Flagger.
 - traefik: Traefik's ``traefik_service_request_duration_seconds_bucket`` of the canary Service
-  (``<namespace>-{{ target }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger.
+  (``<namespace>-{{ service }}-canary-<port>@kubernetescrd``; the ``+Inf`` bucket counts the requests), as Flagger
+  but for the Service's name where Flagger writes the target's (they differ when ``service.name`` is set).
 - smi:*: Istio's families, as Flagger (its default observer serves every smi:* provider).
 - osm: the ``osm_request_total`` (``response_code``) and ``osm_request_duration_ms_bucket`` that OSM's Envoy stats
   extension labels with the answering workload (``destination_kind="Deployment"``, ``destination_name="{{ target
@@ -36,11 +37,11 @@ Providers:
   Flagger's knative observer.
 - apisix: APISIX's ``apisix_http_status`` (its ``code`` label) and ``apisix_http_latency_bucket`` (``type="request"``)
   of the canary ApisixRoute's routes, which APISIX's ingress controller names ``<namespace>_<ApisixRoute>_<http
-  route>`` (``{{ namespace }}_{{ route }}-{{ target }}-canary_.+``), as Flagger. That route carries both Services,
+  route>`` (``{{ namespace }}_{{ route }}-{{ service }}-canary_.+``), as Flagger (which writes ``{{ target }}``). That route carries both Services,
   so these measure every request of the split, the primary's included, as Flagger's do.
 - kuma: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the dataplanes
-  whose ``service`` (their ``kuma.io/service`` tag) is the canary Service's, ``<target>-canary_<namespace>_svc_
-  <port>``, as Flagger.
+  whose ``service`` (their ``kuma.io/service`` tag) is the canary Service's, ``<service>-canary_<namespace>_svc_
+  <port>``, as Flagger (which writes the target's name there).
 - gloo: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the canary's
   Upstream, whose cluster Gloo names ``<upstream>_<namespace>``: ``<namespace>-<service>-canaryupstream-<port>_
   <namespace>``, as Flagger (whose ``{{ target }}`` there misses the Upstream when ``service.name`` differs).
@@ -115,7 +116,7 @@ _CONTOUR_DURATION = (
 )
 
 # Traefik's service for the canary Service behind a TraefikService: <namespace>-<service>-<port>@kubernetescrd.
-_TRAEFIK_SERVICE = 'service=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+@kubernetescrd"'
+_TRAEFIK_SERVICE = 'service=~"{{ namespace }}-{{ service }}-canary-[0-9a-zA-Z-]+@kubernetescrd"'
 _TRAEFIK_SUCCESS_RATE = (
     f'sum(rate(traefik_service_request_duration_seconds_bucket{{{_TRAEFIK_SERVICE},code!~"5..",le="+Inf"}}'
     f'[{{{{ interval }}}}]))'
@@ -158,7 +159,7 @@ _KNATIVE_DURATION = (
 )
 
 # APISIX's routes of the canary ApisixRoute <route>-<target>-canary, as its ingress controller names them.
-_APISIX_ROUTE = 'route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"'
+_APISIX_ROUTE = 'route=~"{{ namespace }}_{{ route }}-{{ service }}-canary_.+"'
 _APISIX_SUCCESS_RATE = (
     f'sum(rate(apisix_http_status{{{_APISIX_ROUTE},code!~"5.."}}[{{{{ interval }}}}]))'
     f' / sum(rate(apisix_http_status{{{_APISIX_ROUTE}}}[{{{{ interval }}}}])) * 100'
@@ -169,7 +170,7 @@ _APISIX_DURATION = (
 )
 
 # Kuma's dataplanes of the canary Service, by their kuma.io/service tag: <service>_<namespace>_svc_<port>.
-_KUMA_SERVICE = 'service=~"{{ target }}-canary_{{ namespace }}_svc_[0-9a-zA-Z-]+"'
+_KUMA_SERVICE = 'service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9a-zA-Z-]+"'
 _KUMA_SUCCESS_RATE = (
     f'sum(rate(envoy_cluster_upstream_rq{{{_KUMA_SERVICE},envoy_response_code!~"5.*"}}[{{{{ interval }}}}]))'
     f' / sum(rate(envoy_cluster_upstream_rq{{{_KUMA_SERVICE}}}[{{{{ interval }}}}])) * 100'

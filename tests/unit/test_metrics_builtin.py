@@ -158,3 +158,14 @@ def test_osm_builtins_name_the_kind_osm_gives_a_daemonsets_pods() -> None:
         rendered = templates.render(query, VARIABLES, field="f", source="builtin")
         assert rendered == EXPECTED["osm", metric].replace('destination_kind="Deployment"',
                                                            'destination_kind="DaemonSet"')
+
+
+@pytest.mark.parametrize("provider", ["contour", "traefik", "kuma", "apisix", "gloo"])
+@pytest.mark.parametrize("metric", ["request-success-rate", "request-duration"])
+def test_builtins_of_data_planes_that_name_the_canary_service_use_its_name(provider: str, metric: str) -> None:
+    """These data planes label their series with the canary Service, ``<service.name>-canary``, which Fledge
+    names after ``service.name`` when it is set: a pattern on the target's name would find nothing."""
+    query = builtin.builtin_query(provider, metric)
+    assert query is not None
+    rendered = templates.render(query, VARIABLES, field="spec.analysis.metrics[0]", source="builtin")
+    assert "podinfo-svc-canary" in rendered and "podinfo-canary" not in rendered, rendered
