@@ -37,8 +37,9 @@ Providers:
   Flagger's knative observer.
 - apisix: APISIX's ``apisix_http_status`` (its ``code`` label) and ``apisix_http_latency_bucket`` (``type="request"``)
   of the canary ApisixRoute's routes, which APISIX's ingress controller names ``<namespace>_<ApisixRoute>_<http
-  route>`` (``{{ namespace }}_{{ route }}-{{ service }}-canary_.+``), as Flagger (which writes ``{{ target }}``). That route carries both Services,
-  so these measure every request of the split, the primary's included, as Flagger's do.
+  route>`` (``{{ namespace }}_{{ route }}-{{ service }}-canary_.+``), as Flagger (which writes ``{{ target }}``).
+  That route carries both Services, so these measure every request of the split, the primary's included, as
+  Flagger's do.
 - kuma: Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time_bucket`` of the dataplanes
   whose ``service`` (their ``kuma.io/service`` tag) is the canary Service's, ``<service>-canary_<namespace>_svc_
   <port>``, as Flagger (which writes the target's name there).
