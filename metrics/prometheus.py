@@ -162,7 +162,8 @@ class PrometheusProvider:
     def run_vector(self, query: str, label: str) -> dict[str, float]:
         """The samples of the instant vector ``query`` by the value of ``label`` (``le`` for histogram
         buckets); NaN samples are left out.  Raises NoValuesFound, QueryFailed or ProviderUnavailable."""
-        return _by_label(query, self._result(query), label)
+        with answer_memory.answer():  # as run_query: held until the vector is parsed and reduced
+            return _by_label(query, self._result(query), label)
 
     def _result(self, query: str) -> Any:
         try:

@@ -210,6 +210,27 @@ def test_a_namespaces_concurrent_big_answers_are_never_all_held_at_once(budget: 
     assert budget.used() == 0
 
 
+def test_the_judges_vector_stays_counted_until_it_is_reduced(budget: answer_memory.Budget,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judge reads its histograms with ``run_vector`` inside ``answer_memory.queries``: the parsed vector must
+    be held in the budget while it is reduced, as ``run_query``'s value is (it was released before parsing)."""
+    held: list[int] = []
+    reduce = prometheus._by_label
+
+    def watched(query: str, result: object, label: str) -> dict[str, float]:
+        held.append(budget.used("judged"))
+        return reduce(query, result, label)
+
+    monkeypatch.setattr(prometheus, "_by_label", watched)
+    with server() as (url, _):
+        provider = prometheus.PrometheusProvider(url, timeout=20)
+        by_pod = answer_memory.queries("judged", provider.run_vector, "big", "pod")
+        provider.close()
+    assert len(by_pod) == SERIES
+    assert held and held[0] >= answer_memory.parsed(len(Server.big)), held
+    assert budget.used() == 0
+
+
 def test_one_namespace_reading_big_answers_does_not_starve_another(budget: answer_memory.Budget) -> None:
     with server() as (url, running):
         provider = prometheus.PrometheusProvider(url, timeout=20)
