@@ -145,7 +145,18 @@ async def start_leading() -> None:
     LEADING = True
     for key in _context().cluster.store.names(models.API_VERSION, "Canary"):
         _ensure_loop(key)
-    await finish_hand_backs()
+    start_finishing_hand_backs()
+
+
+def start_finishing_hand_backs() -> None:
+    """``finish_hand_backs`` in a task of its own, as client-go runs OnStartedLeading: the Lease's first renewal
+    must not wait for it (tenants can mark as many primaries as they like)."""
+    task = asyncio.create_task(finish_hand_backs(), name="finish-hand-backs")
+    _HANDOVERS.add(task)
+    task.add_done_callback(_HANDOVERS.discard)
+
+
+CONFIRMATIONS_AT_ONCE = 16  # GETs of possibly deleted Canaries in flight together
 
 
 async def finish_hand_backs() -> None:
@@ -156,23 +167,32 @@ async def finish_hand_backs() -> None:
     from canary.engine import handover
 
     cluster = _context().cluster
-    for body in handover.orphans(cluster.store):
+
+    async def gone(body: dict[str, Any]) -> bool:
         meta = body["metadata"]
         try:
-            if await cluster.writer.read(models.API_VERSION, "Canary", meta["namespace"], meta["name"]) is not None:
-                continue
+            return await cluster.writer.read(models.API_VERSION, "Canary", meta["namespace"], meta["name"]) is None
         except Exception as exc:
             log.warning("could not tell whether canary %s/%s still exists: %s", meta["namespace"], meta["name"],
                         kube.describe_api_error(exc) or exc)
-            continue
-        log.info("finishing the hand-back of deleted canary %s/%s", meta["namespace"], meta["name"])
-        await _release_services(body)
+            return False
+
+    found = handover.orphans(cluster.store)
+    for start in range(0, len(found), CONFIRMATIONS_AT_ONCE):
+        batch = found[start:start + CONFIRMATIONS_AT_ONCE]
+        for body, deleted in zip(batch, await asyncio.gather(*(gone(body) for body in batch)), strict=True):
+            if deleted and LEADING:
+                log.info("finishing the hand-back of deleted canary %s/%s", body["metadata"]["namespace"],
+                         body["metadata"]["name"])
+                await _release_services(body)
 
 
 async def stop_leading(grace_seconds: float) -> None:
     """The Lease is lost (or being released): every loop stops at once, a tick in flight within the grace."""
     global LEADING
     LEADING = False
+    for task in list(_HANDOVERS):  # their writes would be refused by the fence; the next leader finishes them
+        task.cancel()
     await asyncio.gather(LOOPS.stop_all(grace_seconds), execute.stop_notifications())
     telemetry.forget_all()
 

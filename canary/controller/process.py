@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
         telemetry.set_info(VERSION, config.default_provider)
         if election is None:
             telemetry.LEADER.set(1)
-            await handlers.finish_hand_backs()  # the caches are warm: hand-backs no controller finished
+            handlers.start_finishing_hand_backs()  # the caches are warm: hand-backs no controller finished
         else:
             # Its own connections: a renewal must not queue behind a burst of canary writes.
             elector = leader.Elector(lease_client, election, on_started=handlers.start_leading,

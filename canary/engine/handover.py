@@ -94,6 +94,9 @@ def orphans(store: Listing) -> list[dict[str, Any]]:
     """The deleted Canaries whose hand-back is not finished, as bodies ``hand_back`` takes: one for each primary
     workload marked for a Canary that the cache does not hold (the caller confirms with the API server)."""
     canaries = set(store.names(models.API_VERSION, "Canary"))
+    services: dict[str, list[str]] = {}  # by namespace, once: not every Service of the cluster per primary
+    for namespace, service in store.names("v1", "Service"):
+        services.setdefault(namespace, []).append(service)
     found = []
     for kind in ("Deployment", "DaemonSet"):
         for namespace, name in store.names("apps/v1", kind):
@@ -102,8 +105,7 @@ def orphans(store: Listing) -> list[dict[str, Any]]:
             owner = annotations.get(naming.OWNER_NAME)
             if primary is None or not owner or (namespace, owner) in canaries:
                 continue
-            marked = [store.get("v1", "Service", namespace, service) for ns, service in store.names("v1", "Service")
-                      if ns == namespace]
+            marked = [store.get("v1", "Service", namespace, service) for service in services.get(namespace, [])]
             body = orphan_body(primary, [service for service in marked if service is not None])
             if body is not None:
                 found.append(body)

@@ -173,3 +173,46 @@ def test_taking_the_lease_finishes_the_hand_backs_of_canaries_the_api_server_con
 
     asyncio.run(scenario())
     assert released == ["gone"]
+
+
+def test_taking_the_lease_does_not_wait_for_the_hand_back_scan_and_losing_it_stops_the_scan(
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A tenant may mark as many Deployments as it likes: the scan and its confirmations run beside the Lease's
+    # first renewal (client-go runs OnStartedLeading in its own goroutine), and end with the leadership.
+    from canary.engine import handover
+
+    released: list[str] = []
+    asked: list[str] = []
+
+    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+        released.append(deleted["metadata"]["name"])
+
+    monkeypatch.setattr(handover, "hand_back", hand_back)
+
+    async def scenario() -> float:
+        handlers.install(context.make(None, context.Settings()))
+        cluster = handlers._context().cluster
+        for index in range(100):
+            cluster.store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+                "name": f"forged{index}-primary", "namespace": "tenant", "resourceVersion": "1",
+                "annotations": {"fledge.dev/canary": f"forged{index}"}}})
+
+        async def read(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+            asked.append(name)
+            await asyncio.sleep(30)  # an API server slow to answer
+            return None
+
+        monkeypatch.setattr(cluster.writer, "read", read)
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(handlers.start_leading(), 5)
+        took = asyncio.get_running_loop().time() - began
+        await asyncio.sleep(0.05)
+        await handlers.stop_leading(grace_seconds=1)
+        await asyncio.sleep(0)
+        assert not handlers._HANDOVERS, "the scan outlived the leadership"
+        return took
+
+    took = asyncio.run(scenario())
+    assert took < 1.0, f"start_leading waited {took:.2f}s for the scan"
+    assert len(asked) == handlers.CONFIRMATIONS_AT_ONCE  # one batch in flight, then the Lease was lost
+    assert released == []
