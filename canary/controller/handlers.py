@@ -114,7 +114,7 @@ async def canary_event(body: kopf.Body, type: str, namespace: str | None, name: 
         telemetry.forget(*key)
         await _release_configs(key[0])
         if LEADING:  # a follower only caches; without a leader the primary keeps serving (`fledge cleanup`)
-            await _release_services(dict(body))
+            await _release_services(dict(body), routes=True)
     else:
         _wakeups().canary_seen(dict(body))
         if CONFIG_SCOPES is not None:  # every replica: a follower keeps its cache warm to take over at once
@@ -184,7 +184,7 @@ async def finish_hand_backs() -> None:
             if deleted and LEADING:
                 log.info("finishing the hand-back of deleted canary %s/%s", body["metadata"]["namespace"],
                          body["metadata"]["name"])
-                await _release_services(body)
+                await _release_services(body, routes=False)  # rebuilt from marks: its router unknown
 
 
 async def stop_leading(grace_seconds: float) -> None:
@@ -206,11 +206,11 @@ HAND_BACK_ATTEMPTS = 30
 HAND_BACK_RETRY_SECONDS = 1.0
 
 
-async def _release_services(body: dict[str, Any]) -> None:
+async def _release_services(body: dict[str, Any], routes: bool) -> None:
     """Best effort, for every deleted Canary (those with revertOnDeletion were reverted before they went, by
     their loop: canary.engine.revert): target ready, the user's Services back, then the primary deleted
     (canary.engine.handover), in a task of its own: the wait must not hold the watch."""
-    task = asyncio.create_task(_hand_back(body))
+    task = asyncio.create_task(_hand_back(body, routes))
     _HANDOVERS.add(task)
     task.add_done_callback(_HANDOVERS.discard)
 
@@ -221,29 +221,31 @@ _HANDOVERS: set[asyncio.Task[None]] = set()
 _HANDING_BACK: set[context.Key] = set()  # one hand-back per Canary at a time (a DELETED and a start-up scan)
 
 
-async def _hand_back(body: dict[str, Any]) -> None:
+async def _hand_back(body: dict[str, Any], routes: bool) -> None:
     meta = body.get("metadata") or {}
     key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
     if key in _HANDING_BACK:
         return
     _HANDING_BACK.add(key)
     try:
-        await _hand_back_once(body)
+        await _hand_back_once(body, routes)
     finally:
         _HANDING_BACK.discard(key)
 
 
-async def _hand_back_once(body: dict[str, Any]) -> None:
+async def _hand_back_once(body: dict[str, Any], routes: bool) -> None:
+    """``routes``: the body is the deleted Canary's own (its router known), not one rebuilt from marks."""
     from canary.engine import handover
 
     meta = body.get("metadata") or {}
+    default_provider = _context().settings.default_provider if routes else ""
     try:
         # No other replica saw this DELETED as a leader, so a refusal by the fence (a renewal landing late, a
         # short pause) is waited out while this replica still leads, instead of dropping the hand-back; every
         # step of the hand-back is idempotent, so it starts again from the top.
         for attempt in range(HAND_BACK_ATTEMPTS):
             try:
-                await handover.hand_back(_context().cluster, body)
+                await handover.hand_back(_context().cluster, body, default_provider=default_provider)
                 return
             except fence.LeaseLost:
                 if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:

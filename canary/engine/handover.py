@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from apis import models, naming
+from apis import errors, models, naming, vocabulary
 from canary import core
 from canary.engine import context, revert
 from canary.objects import knative, workloads
@@ -38,8 +38,12 @@ DRAIN_SECONDS = revert.DRAIN_SECONDS
 
 
 async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds: float = WAIT_SECONDS,
-                    poll_seconds: float = 1.0, drain_seconds: float = DRAIN_SECONDS) -> None:
-    """The target serving again, then the apex Service handed back, then the primary deleted."""
+                    poll_seconds: float = 1.0, drain_seconds: float = DRAIN_SECONDS,
+                    default_provider: str = "") -> None:
+    """All traffic to the primary (no mirror), the target serving again, then the apex Service handed back, then
+    the primary deleted; nothing after a Canary of the same name was created again (it takes over what is left).
+    ``default_provider`` (the controller's ``--provider``) names the router of a Canary without ``spec.provider``;
+    empty for a Canary rebuilt from its marks (an orphan), whose routes are then left as they are."""
     canary = revert.canary_of(body)
     if knative.is_knative(canary):
         # No primary to remove: the Service's own default takes over, all to its latest ready Revision (the
@@ -51,15 +55,46 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     mine = primary is not None and naming.made_for(primary, canary)
     if primary is not None and not mine:
         return  # the target is another Canary's (this one was refused): nothing here is this Canary's to give back
+    if mine and (canary.spec.provider or default_provider):
+        await _routes_to_primary(cluster, canary, default_provider)
     if mine and not await _target_ready(cluster, canary, primary or {}, wait_seconds, poll_seconds):
         log.warning("canary %s/%s: target %s is not ready after %.0f s; its primary keeps serving, run "
                     "`fledge cleanup %s -n %s` once it is", namespace, canary.name, canary.spec.target_ref.name,
                     wait_seconds, canary.name, namespace)
         return
+    if _superseded(cluster, canary):
+        return
     await revert.release_services(cluster, canary)
     if mine:
         await asyncio.sleep(drain_seconds)
-        await revert.remove_primary(cluster, canary, body)
+        if not _superseded(cluster, canary):
+            await revert.remove_primary(cluster, canary, body)
+
+
+def _superseded(cluster: context.Cluster, canary: models.Canary) -> bool:
+    """A Canary of this name exists again (created while the target was waited for): what the deleted one left is
+    the new one's now (``naming.made_for`` adopts it by name), so its Services and primary must not be taken."""
+    again = cluster.store.get(models.API_VERSION, "Canary", canary.namespace, canary.name)
+    if again is None:
+        return False
+    log.info("canary %s/%s was created again; it takes over what the deleted one left", canary.namespace,
+             canary.name)
+    return True
+
+
+async def _routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
+    """While the routes are still this Canary's, send all their traffic to the primary and stop any mirror: once
+    the Services are handed back, ``-canary`` selects the target's pods too, so a kept mirror would run every
+    request twice on them, and a kept split would be weights between two names of one app.  Routes that do not
+    exist (never initialized) are not created."""
+    try:
+        router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
+        current = router.get_routes(canary)
+        if current is not None and current != vocabulary.ALL_PRIMARY:
+            await router.set_routes(canary, vocabulary.ALL_PRIMARY)
+    except errors.SpecError as exc:  # the routes cannot be written (their user object is gone): left as they are
+        log.warning("canary %s/%s: its routes were left as they are on deletion: %s", canary.namespace,
+                    canary.name, exc)
 
 
 async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary: Mapping[str, Any],

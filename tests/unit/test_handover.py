@@ -177,3 +177,53 @@ def test_an_orphans_hand_back_finishes_what_the_deleted_canarys_would_have_done(
                                    poll_seconds=0, drain_seconds=0))
     assert writer.sent == [("patch", "Service", "api"), ("delete", "Deployment", "web-primary"),
                            ("delete", "ConfigMap", "settings-primary"), ("delete", "Secret", "db-primary")]
+
+
+def test_a_canary_created_again_while_the_target_is_waited_for_keeps_what_it_took_over() -> None:
+    # The new Canary of the same name adopts the Services and the primary by name; the old hand-back must not
+    # strip its marks or delete the primary it now serves through.
+    cluster, writer = setup({"annotations": MARK})
+
+    async def scenario() -> None:
+        waiting = asyncio.create_task(handover.hand_back(cluster, body(), poll_seconds=0.01, drain_seconds=0))
+        again = body()
+        again["metadata"]["uid"] = "u-new"
+        cluster.store.upsert({**again, "metadata": {**again["metadata"], "resourceVersion": "9"}})
+        await waiting
+
+    asyncio.run(scenario())
+    assert ("patch", "Service", "web") not in writer.sent and ("delete", "Deployment", "web-primary") not in writer.sent
+
+
+class Router:
+    """A router whose route splits and mirrors: what ``hand_back`` asks of it."""
+
+    def __init__(self, weights: Any) -> None:
+        self.weights = weights
+        self.set: list[Any] = []
+
+    def get_routes(self, canary: Any) -> Any:
+        return self.weights
+
+    async def set_routes(self, canary: Any, weights: Any) -> None:
+        self.set.append(weights)
+        self.weights = weights
+
+
+def test_a_split_or_mirrored_route_goes_all_to_the_primary_before_the_services_are_handed_back(
+        monkeypatch: Any) -> None:
+    from apis import vocabulary
+    from routers import base as routers
+
+    mirrored = Router(vocabulary.Weights(primary=100, canary=0, mirrored=True))
+    monkeypatch.setattr(routers, "for_provider", lambda provider, store, writer: mirrored)
+    cluster, writer = setup({"annotations": MARK})
+    asyncio.run(handover.hand_back(cluster, body(), poll_seconds=0, drain_seconds=0, default_provider="istio"))
+    assert mirrored.set == [vocabulary.ALL_PRIMARY]
+    assert writer.sent[-1] == ("delete", "Deployment", "web-primary")
+    # A Canary rebuilt from its marks (no router known) leaves its routes as they are.
+    untouched = Router(vocabulary.Weights(primary=50, canary=50))
+    monkeypatch.setattr(routers, "for_provider", lambda provider, store, writer: untouched)
+    cluster, writer = setup({"annotations": MARK})
+    asyncio.run(handover.hand_back(cluster, body(), poll_seconds=0, drain_seconds=0))
+    assert untouched.set == []

@@ -65,7 +65,7 @@ def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
 
     released: list[str] = []
 
-    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
         released.append(deleted["metadata"]["name"])
 
     monkeypatch.setattr(handover, "hand_back", hand_back)
@@ -96,7 +96,7 @@ def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
 
     attempts: list[str] = []
 
-    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
         attempts.append(deleted["metadata"]["name"])
         if len(attempts) == 1:
             raise fence.LeaseLost("not renewed yet")
@@ -150,7 +150,7 @@ def test_taking_the_lease_finishes_the_hand_backs_of_canaries_the_api_server_con
 
     released: list[str] = []
 
-    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
         released.append(deleted["metadata"]["name"])
 
     monkeypatch.setattr(handover, "hand_back", hand_back)
@@ -184,7 +184,7 @@ def test_taking_the_lease_does_not_wait_for_the_hand_back_scan_and_losing_it_sto
     released: list[str] = []
     asked: list[str] = []
 
-    async def hand_back(_: Any, deleted: dict[str, Any]) -> None:
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
         released.append(deleted["metadata"]["name"])
 
     monkeypatch.setattr(handover, "hand_back", hand_back)
