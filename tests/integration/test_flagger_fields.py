@@ -161,18 +161,21 @@ def test_port_discovery_on_istio_names_the_port_only_behind_an_ingress_gateway(
 
 
 @pytest.mark.parametrize(("path", "value"), [
-    (("upstreamRef",), {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "web"}),
+    (("service", "meshName"), "global"),  # App Mesh's (upstreamRef, refused here until gloo was implemented)
 ])
 def test_unimplemented_flagger_fields_are_refused_by_name(api: Any, namespace: str, path: tuple[str, ...],
                                                           value: Any) -> None:
     body = apps.canary(namespace, "web")
-    body["spec"][path[0]] = value
+    parent = body["spec"]
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
     with pytest.raises(ApiException) as refused:
         kubectl.apply(api, body)  # server-side apply, as Flux applies
     # The API server answers an apply with an undeclared field with 500 ("failed to create typed patch").
     # (autoscalerRef.primaryScalerQueries and routeRef were refused here too until KEDA ScaledObjects and the
     # apisix provider were implemented.)
-    assert f".{path[0]}: field not declared in schema" in str(refused.value.body), refused.value.body
+    assert f".{path[-1]}: field not declared in schema" in str(refused.value.body), refused.value.body
     assert kubectl.get(api, "fledge.dev/v1beta1", "Canary", namespace, "web") is None
 
 
