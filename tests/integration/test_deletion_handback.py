@@ -1,7 +1,7 @@
 """Deleting a Canary without revertOnDeletion is no outage, for the Canaries of Flagger's tutorials (only the
 apiVersion changed), and a hand-back cut short by a controller kill is finished by the restarted controller.
 
-The Canaries are the Gateway API, Istio, Contour, Traefik and Kubernetes blue/green tutorials', with no Service
+The Canaries are the Gateway API, Istio, Contour, Traefik, Kuma and Kubernetes blue/green tutorials', with no Service
 of the user's first: Fledge creates the apex Service the app's clients call.  While they are deleted, and while the
 controller is killed in the middle of their hand-backs, a watchman samples what a data plane would see: the
 apex Service and the route exist, and every Service the route sends a share to (and the apex) selects pods
@@ -26,8 +26,11 @@ ISTIO_API = "networking.istio.io/v1"
 CONTOUR_API, TRAEFIK_API = "projectcontour.io/v1", "traefik.io/v1alpha1"
 # The user's root HTTPProxy includes Fledge's HTTPProxy and their IngressRoute names its TraefikService: these
 # entry objects must outlive the Canary as the Gateway's HTTPRoute and the mesh's VirtualService do.
+KUMA_API = more_routers.KUMA_API
+# Kuma's TrafficRoute is cluster-scoped and never had an owner: it stays, and must still find its Services.
 ROUTED = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"), "halt": None,
-          "proxied": (CONTOUR_API, "HTTPProxy"), "weighted": (TRAEFIK_API, "TraefikService")}
+          "proxied": (CONTOUR_API, "HTTPProxy"), "weighted": (TRAEFIK_API, "TraefikService"),
+          "meshed": (KUMA_API, "TrafficRoute")}
 
 
 def tutorials(namespace: str) -> list[dict[str, Any]]:
@@ -40,7 +43,8 @@ def tutorials(namespace: str) -> list[dict[str, Any]]:
     blue_green["spec"]["analysis"] = {"interval": "3s", "threshold": 2, "iterations": 2}
     proxied = more_routers.contour_canary(namespace, "proxied")
     weighted = more_routers.tutorial_canary(namespace, "weighted", "traefik", port=80)
-    return [gateway, mesh, blue_green, proxied, weighted]
+    meshed = more_routers.kuma_canary(namespace, "meshed")
+    return [gateway, mesh, blue_green, proxied, weighted, meshed]
 
 
 def listed(api: Any, api_version: str, kind: str, namespace: str) -> dict[str, dict[str, Any]]:
@@ -57,6 +61,9 @@ def backends(kind: str, route: dict[str, Any]) -> list[str]:
     if kind == "HTTPProxy":
         return [svc["name"] for route in spec.get("routes") or [] for svc in route.get("services") or []
                 if svc.get("weight", 1) > 0]
+    if kind == "TrafficRoute":  # kuma.io/service tags: <service>_<namespace>_svc_<port>
+        return [entry["destination"]["kuma.io/service"].split("_")[0]
+                for entry in (spec.get("conf") or {}).get("split") or [] if entry.get("weight", 1) > 0]
     if kind == "TraefikService":
         weighted = (spec.get("weighted") or {}).get("services") or []
         return [svc["name"] for svc in weighted if svc.get("weight", 1) > 0] or [
@@ -85,7 +92,9 @@ class Watchman(threading.Thread):
         api, ns = self.api, self.namespace
         deployments = listed(api, "apps/v1", "Deployment", ns)
         found = listed(api, "v1", "Service", ns)
-        routes = {kind: listed(api, api_version, kind, ns) for api_version, kind in filter(None, ROUTED.values())}
+        routes = {kind: listed(api, api_version, kind, ns) for api_version, kind in filter(None, ROUTED.values())
+                  if kind != "TrafficRoute"}
+        routes["TrafficRoute"] = {"meshed": kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed")}
 
         def serves(name: str) -> bool:
             selector = ((found.get(name) or {}).get("spec") or {}).get("selector") or {}
@@ -113,6 +122,8 @@ class Watchman(threading.Thread):
 def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_finished(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
     ns = namespace
+    # Cluster-scoped, kept after a deletion by design: one an earlier run left would be another Canary's.
+    kubectl.delete(api, KUMA_API, "TrafficRoute", "", "meshed")
     for body in tutorials(ns):
         kubectl.apply(api, apps.deployment(ns, body["metadata"]["name"], "1"))
         kubectl.apply(api, body)
@@ -153,4 +164,6 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
     assert kubectl.get(api, ISTIO_API, "VirtualService", ns, "mesh") is not None
     assert kubectl.get(api, CONTOUR_API, "HTTPProxy", ns, "proxied") is not None
     assert kubectl.get(api, TRAEFIK_API, "TraefikService", ns, "weighted") is not None
+    assert kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed") is not None
     assert apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo"}
+    kubectl.delete(api, KUMA_API, "TrafficRoute", "", "meshed")  # the user's, now: deleted once nothing uses it
