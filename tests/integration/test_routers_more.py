@@ -28,7 +28,7 @@ from localkube import environment
 from localkube import manifests as kubectl
 from simulator import routes as sim
 from tests.integration import apps, fake_knative
-from tests.integration.more_routers import ANALYSIS, CONTOUR, KNATIVE, TRAEFIK, TUTORIALS, Router
+from tests.integration.more_routers import ANALYSIS, CONTOUR, GLOO, KNATIVE, TRAEFIK, TUTORIALS, Router
 from tests.integration.waiting import eventually
 
 # -- the releases -------------------------------------------------------------------------------------
@@ -163,3 +163,16 @@ def test_each_router_promotes_a_healthy_version_and_rolls_back_a_failing_one(
                                 if event.involved_object.name == app)
             success_rate = case.router.canary(namespace, app)["spec"]["analysis"]["metrics"][0]["name"]
             assert success_rate in messages, where
+
+
+def test_gloo_sends_its_tutorials_ab_match_to_the_canary_and_the_rest_to_the_primary(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    """Flagger's Gloo A/B test (its tutorial's header match): the matched route goes to the canary for the
+    analysis while the default route keeps everyone else on the primary; alone, after the concurrent releases,
+    so that the machine's load does not starve the others' windows."""
+    case = Case(GLOO, "gloo-ab", True, ((100, 0), (0, 100), (100, 0)), AB_TEST,
+                (("headers", {"x-canary": "insider"}), ("headerFraction", 0.5)))
+    seen, final = release(env, api, namespace, case)
+    where = f"gloo-ab: weights {seen}, status {final}"
+    assert final["phase"] == "Succeeded" and tuple(seen) == case.walk, where
+    assert GLOO.primary_tag(api, namespace, case.app) == "2", where
