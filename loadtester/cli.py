@@ -8,6 +8,10 @@ Without ``--token-file`` every request is accepted, so the tester then refuses t
 loopback address (a developer's laptop); in a cluster the chart always gives it the key.  ``fledge
 loadtester gate|rollback|token ...`` are the person's side (``client``), dispatched before these flags.
 
+Load goes through the controller's address guard (``egress``), configured here from ``--allow-loopback``,
+``--deny-cidr`` and ``--allow-cidr``: link-local and cloud metadata addresses are always refused, loopback
+(this pod) unless allowed.
+
 What it must not do: hold any load tester behaviour (that is in ``server`` and the modules it uses), allow
 a command by default (without ``--allow-command`` no command runs), or listen beyond loopback without a key.
 """
@@ -23,6 +27,7 @@ import threading
 import types
 from collections.abc import Sequence
 
+import egress
 from apis import durations, keys
 from loadtester import client, server, tasks
 
@@ -80,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
                      help=f"tasks of one namespace running at once (default {limits.per_namespace})")
     cli.add_argument("--max-tasks", type=_count, default=limits.total, metavar="N",
                      help=f"tasks running at once in all (default {limits.total})")
+    cli.add_argument("--allow-loopback", action="store_true",
+                     help="let load go to loopback addresses (this pod; a developer's laptop); refused by default")
+    cli.add_argument("--deny-cidr", action="append", default=[], metavar="CIDR",
+                     help="a range load may not go to (link-local and cloud metadata always are); repeatable")
+    cli.add_argument("--allow-cidr", action="append", default=[], metavar="CIDR",
+                     help="a range load may go to whatever else refuses it; repeatable")
     cli.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return cli
 
@@ -91,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client.main(argv)
     args = parser().parse_args(argv)
     host, port = args.listen
+    try:
+        policy = egress.Policy.of(deny=args.deny_cidr, allow=args.allow_cidr, allow_loopback=args.allow_loopback)
+    except ValueError as exc:
+        print(f"fledge loadtester: {exc}", file=sys.stderr)
+        return 2
     key: bytes | None = None
     if args.token_file:
         try:
@@ -105,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: one line per generated request would drown everything else.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    egress.configure(policy)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: types.FrameType | None) -> None:

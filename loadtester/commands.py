@@ -5,7 +5,9 @@ strings given to ``--allow-command``.  ``refusal`` is that check and its explana
 command that passed it and always reaps the process.
 
 What it must not do: run a command that ``refusal`` refused (callers check first), match commands loosely
-(prefixes, shell-word splitting), or leave a process behind at a timeout or a cancellation.
+(prefixes, shell-word splitting), leave a process behind at a timeout or a cancellation, or hold more of its
+output than is answered (``curl`` of a tenant's URL may print gigabytes: the output is read as it comes, its
+last ``OUTPUT_CHARS`` kept and the rest dropped).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Set
 from apis import durations
 
 OUTPUT_CHARS = 4_000
+_KEPT_BYTES = 4 * OUTPUT_CHARS  # enough bytes for OUTPUT_CHARS characters of UTF-8, whatever they are
+_CHUNK = 64 * 1024
 
 
 def refusal(command: str, allowed: Set[str]) -> str | None:
@@ -55,7 +59,8 @@ async def run_command(command: str, timeout: float, shell: str = SHELLS["cmd"]) 
     )
     try:
         async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
+            output = await _tail(process)
+            await process.wait()
     except BaseException as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -65,3 +70,14 @@ async def run_command(command: str, timeout: float, shell: str = SHELLS["cmd"]) 
         raise
     text = output.decode(errors="replace")
     return CommandResult(process.returncode, text[-OUTPUT_CHARS:])
+
+
+async def _tail(process: asyncio.subprocess.Process) -> bytes:
+    """The last ``_KEPT_BYTES`` of the process's output, read until it closes; the rest is read and dropped."""
+    assert process.stdout is not None
+    kept = bytearray()
+    while chunk := await process.stdout.read(_CHUNK):
+        kept += chunk
+        if len(kept) > 2 * _KEPT_BYTES:  # trimmed in batches, not at every chunk
+            del kept[:-_KEPT_BYTES]
+    return bytes(kept[-_KEPT_BYTES:])

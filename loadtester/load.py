@@ -5,7 +5,10 @@ metadata into a ``LoadSpec`` (naming the field of any bad value), and ``generate
 fixed schedule, counting outcomes in ``LoadStats``.
 
 What it must not do: send more than ``spec.requests`` requests, catch up past the duration when the target
-is slow, follow redirects, or put a URL's credentials into a message or a log line (``redact_url``).
+is slow, follow redirects, hold an answer's body (the target is a tenant's: each body is streamed and
+discarded, so a run holds one chunk per request in flight whatever the target sends), connect where the
+address guard refuses (``egress``: the load tester's ``--allow-loopback``/``--deny-cidr``/``--allow-cidr``),
+or put a URL's credentials into a message or a log line (``redact_url``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 
+import egress
 import redaction
 from apis import durations
 from loadtester import payloads
@@ -138,6 +142,7 @@ class LoadStats:
 
     sent: int = 0
     failed: int = 0
+    received: int = 0  # body bytes read (and discarded) from the target
     codes: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def record(self, outcome: str, ok: bool) -> None:
@@ -152,7 +157,16 @@ class LoadStats:
 
     def as_json(self) -> dict[str, Any]:
         return {"sent": self.sent, "failed": self.failed, "errorRate": round(self.error_rate, 3),
-                "codes": dict(sorted(self.codes.items()))}
+                "bytes": self.received, "codes": dict(sorted(self.codes.items()))}
+
+
+async def _exchange(client: httpx.AsyncClient, spec: LoadSpec, stats: LoadStats) -> tuple[bool, str]:
+    """One request; its answer's body is read as it arrives, as sent (never inflated), counted and dropped."""
+    async with client.stream(spec.method, spec.url, headers=dict(spec.headers),
+                             content=spec.body.encode() if spec.body else None) as response:
+        async for chunk in response.aiter_raw():
+            stats.received += len(chunk)
+        return response.is_success, str(response.status_code)
 
 
 async def generate(spec: LoadSpec, stats: LoadStats, on_request: Callable[[bool], None] | None = None) -> LoadStats:
@@ -175,16 +189,15 @@ async def generate(spec: LoadSpec, stats: LoadStats, on_request: Callable[[bool]
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                response = await client.request(spec.method, spec.url, headers=dict(spec.headers),
-                                                 content=spec.body.encode() if spec.body else None)
-                ok, outcome = response.is_success, str(response.status_code)
+                ok, outcome = await _exchange(client, spec, stats)
             except httpx.HTTPError as exc:
                 ok, outcome = False, type(exc).__name__
             stats.record(outcome, ok)
             if on_request is not None:
                 on_request(ok)
 
-    async with httpx.AsyncClient(timeout=spec.timeout, limits=limits, follow_redirects=False) as client:
+    # Through the address guard: the target is a tenant's URL, and this pod may reach what the tenant cannot.
+    async with egress.async_client(timeout=spec.timeout, limits=limits) as client:
         # The schedule starts once the client exists: building its TLS context takes a noticeable while.
         start = loop.time()
         end = start + spec.duration

@@ -364,7 +364,7 @@ def loadtester(env: environment.Environment, name: str = "loadtester", allow_com
     Started through its module: ``fledge loadtester --listen ...`` rejects every flag (cli.py's REMAINDER).
     """
     port = processes.free_port()
-    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m",
+    argv = [sys.executable, "-m", "loadtester", f"--listen=127.0.0.1:{port}", "--timeout=5m", "--allow-loopback",
             *(f"--allow-command={command}" for command in allow_commands),
             *([f"--token-file={token_file}"] if token_file is not None else [])]
     log_path = env.folder / "logs" / f"{name}.log"
