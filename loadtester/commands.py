@@ -64,6 +64,12 @@ async def run_command(command: str, timeout: float, shell: str = SHELLS["cmd"]) 
     except BaseException as exc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        # Read the pipe to its end: a reader paused on a full buffer never sees it close, and wait() waits for it.
+        assert process.stdout is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                while await process.stdout.read(_CHUNK):
+                    pass
         await process.wait()
         if isinstance(exc, TimeoutError):
             return CommandResult(None, f"killed after {durations.format_duration(timeout)} (--timeout)")
