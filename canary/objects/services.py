@@ -167,16 +167,19 @@ def handback_patch(current: Mapping[str, Any], canary: models.Canary) -> Manifes
     annotations = (current.get("metadata") or {}).get("annotations") or {}
     if ORIGINAL_SERVICE in annotations:
         return restore_patch(current, canary)
-    return handback_patch_of(current, canary.metadata.uid or "")
+    return handback_patch_of(current, canary.metadata.uid or "", canary.spec.canary_service_name)
 
 
-def handback_patch_of(current: Mapping[str, Any], uid: str = "") -> Manifest | None:
+def handback_patch_of(current: Mapping[str, Any], uid: str = "", canary_service: str = "") -> Manifest | None:
     """``handback_patch`` of a Service Fledge created, for code that holds only the Canary's name (``fledge
     cleanup``): its selector on the target's pods, its mark dropped (and the ownerReference of the Canary of
-    ``uid``, set by earlier versions); None when there is nothing left to change."""
+    ``uid``, set by earlier versions); None when there is nothing left to change.  The Service named
+    ``canary_service`` selects the target's pods already: its values are the target's own, which may end in
+    ``-primary`` themselves (a target named ``redis-primary``), so only the others lose that suffix, once."""
     meta = current.get("metadata") or {}
     selector = (current.get("spec") or {}).get("selector") or {}
-    wanted = {key: str(value).removesuffix(naming.PRIMARY_SUFFIX) for key, value in selector.items()}
+    wanted = dict(selector) if meta.get("name") == canary_service else {
+        key: str(value).removesuffix(naming.PRIMARY_SUFFIX) for key, value in selector.items()}
     patch: Manifest = {}
     marks = {key: None for key in (naming.OWNER_NAME, naming.OWNER_UID) if key in (meta.get("annotations") or {})}
     if marks:

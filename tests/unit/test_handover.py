@@ -123,6 +123,16 @@ def test_the_services_fledge_created_go_to_the_target_and_stay() -> None:
                                                         "spec": {"selector": {"app": "web"}}}
 
 
+def test_a_target_whose_own_label_ends_in_primary_keeps_its_canary_service_on_its_pods() -> None:
+    # A target labelled app: redis-primary: its -canary Service selects exactly that, its primary's Services
+    # redis-primary-primary; only those lose the suffix, once.
+    canary = handover.revert.canary_of(body())
+    side = service("web-canary", {"app": "redis-primary"}, annotations=dict(MARK))
+    assert "spec" not in (services.handback_patch(side, canary) or {})
+    apex = service("web", {"app": "redis-primary-primary"}, annotations=dict(MARK))
+    assert (services.handback_patch(apex, canary) or {})["spec"] == {"selector": {"app": "redis-primary"}}
+
+
 def test_a_tutorials_services_are_handed_back_and_kept_and_only_the_primary_goes() -> None:
     cluster, writer = setup({"annotations": MARK})
     created_services(cluster.store)  # type: ignore[arg-type]
