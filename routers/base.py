@@ -67,8 +67,10 @@ class Router(Protocol):
         """Current weights from the cache; None when the route objects do not exist yet."""
         ...
 
-    async def finalize(self, canary: models.Canary) -> None:
-        """Restore what the user had before Fledge managed the routes (revertOnDeletion)."""
+    async def finalize(self, canary: models.Canary) -> bool:
+        """Restore what the user had before Fledge managed the routes (revertOnDeletion).  True when a route
+        Fledge created is kept, all to the primary, because the user's own routing names it (a Gateway's
+        HTTPRoute, a root proxy's include): the ``-primary`` and ``-canary`` Services it sends to must stay."""
         ...
 
     def validate(self, canary: models.Canary) -> None:

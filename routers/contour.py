@@ -150,11 +150,11 @@ class ContourRouter(base.CachedRouter):
         existing = self._cached(canary)
         return proxy_weights(existing, canary) if existing is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete Fledge's HTTPProxy; the user's root proxy, which includes it, was never changed."""
+    async def finalize(self, canary: models.Canary) -> bool:
+        """Keep Fledge's HTTPProxy: the user's root proxy includes it, and the app's traffic would have no route
+        without it."""
         existing = self._cached(canary)
-        if existing is not None and naming.made_for(existing, canary):
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary.spec.service_name)
+        return existing is not None and naming.made_for(existing, canary)
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for mirroring, session affinity, or an A/B match Contour cannot route."""

@@ -68,9 +68,10 @@ class CopyRouter(base.CachedRouter):
             return
         await self._writer.apply(manifest, naming.field_manager(canary))
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Delete the copy if this Canary made it; the user's object was never changed."""
         await self._delete_copy(canary)
+        return False
 
     async def _delete_copy(self, canary: models.Canary) -> bool:
         """Delete the copy if this Canary made it; whether it did."""

@@ -315,16 +315,17 @@ class GatewayAPIRouter(http_rules.RouteObjectRouter):
     build = staticmethod(http_route)
     weights_of = staticmethod(route_weights)
 
-    async def finalize(self, canary: models.Canary) -> None:
-        """Remove Fledge's rules; delete the route when nothing of the user's is left in it."""
+    async def finalize(self, canary: models.Canary) -> bool:
+        """Remove Fledge's rules from a route of the user's; keep a route Fledge created (its Gateway routes the
+        app through it, and deleting it would leave the Gateway without a route)."""
         existing = self.cached(canary)
         if existing is None or not naming.made_for(existing, canary):
-            return
+            return False
         released = released_route(canary, existing, self.api_version)
         if released is None:
-            await self._writer.delete(self.api_version, KIND, canary.namespace, canary.spec.service_name)
-        else:
-            await self._writer.apply(released, naming.field_manager(canary))
+            return True
+        await self._writer.apply(released, naming.field_manager(canary))
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError when no gatewayRefs are set or a match, header or rewrite has no Gateway API form."""

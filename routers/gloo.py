@@ -185,7 +185,7 @@ class GlooRouter(base.CachedRouter):
         existing = self._table(canary)
         return table_weights(existing, canary) if existing is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Delete Fledge's RouteTable and Upstreams; the user's VirtualService and Upstream were never changed."""
         existing = self._table(canary)
         if existing is not None and naming.made_for(existing, canary):
@@ -195,6 +195,7 @@ class GlooRouter(base.CachedRouter):
             current = self._store.get(UPSTREAM_API, UPSTREAM, canary.namespace, name)
             if current is not None and naming.made_for(current, canary):
                 await self._writer.delete(UPSTREAM_API, UPSTREAM, canary.namespace, name)
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for mirroring, session affinity, an A/B match Gloo cannot route, or a missing upstreamRef."""

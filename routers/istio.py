@@ -280,20 +280,20 @@ class IstioRouter(http_rules.RouteObjectRouter):
                  for name in (canary.spec.canary_service_name, canary.spec.primary_service_name)]
         return [*rules, *super().desired(canary)]
 
-    async def finalize(self, canary: models.Canary) -> None:
-        """Write back the user's VirtualService (or delete Fledge's), then delete the DestinationRules."""
+    async def finalize(self, canary: models.Canary) -> bool:
+        """Write back the user's VirtualService, then delete the DestinationRules; a VirtualService Fledge created
+        is kept with its DestinationRules (a gateway may route the app through it)."""
         existing = self.cached(canary)
         if existing is not None and naming.made_for(existing, canary):
             restored = restored_virtual_service(canary, existing, self.api_version)
             if restored is None:
-                await self._writer.delete(self.api_version, VIRTUAL_SERVICE, canary.namespace,
-                                          canary.spec.service_name)
-            else:
-                await self._writer.apply(restored, naming.field_manager(canary))
+                return True
+            await self._writer.apply(restored, naming.field_manager(canary))
         for name in (canary.spec.primary_service_name, canary.spec.canary_service_name):
             rule = self._store.get(self.api_version, DESTINATION_RULE, canary.namespace, name)
             if rule is not None and naming.made_for(rule, canary):
                 await self._writer.delete(self.api_version, DESTINATION_RULE, canary.namespace, name)
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError when a delegate VirtualService is asked to have hosts or gateways."""

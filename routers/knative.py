@@ -130,13 +130,14 @@ class KnativeRouter(base.CachedRouter):
         service = self._service(canary)
         return traffic_weights(service) if service is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Give up the annotation, the mark and the traffic entries: all to the latest ready Revision, as the
         user's Service without ``spec.traffic`` says.  Nothing on a Service that carries another Canary's mark
         (this one was refused, and wrote nothing)."""
         service = self._service(canary)
         if service is not None and naming.made_for(service, canary):
             await self._writer.apply(release_apply(canary), naming.field_manager(canary))
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a target that is not a Knative Service, A/B matches, mirroring or session affinity."""

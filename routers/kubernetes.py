@@ -185,13 +185,14 @@ class KubernetesRouter(base.CachedRouter):
         apex = self._apex(canary)
         return service_weights(apex, canary, self._target(canary)) if apex is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Point the apex Service at the target's own pods, as a plain Service for the workload would."""
         apex = self._apex(canary)
         if apex is None or (naming.owning_canary(apex) is not None and not naming.made_for(apex, canary)):
-            return  # another Canary's apex (this one was refused): that one gives it back
+            return False  # another Canary's apex (this one was refused): that one gives it back
         await self._writer.apply(apex_service(canary, CANARY, apex, self._target(canary)),
                                  naming.field_manager(canary))
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for a canary (weighted) or A/B analysis, or mirroring: a selector cannot split traffic."""

@@ -98,11 +98,12 @@ class KumaRouter(base.CachedRouter):
             return None  # absent, or another namespace's Canary's: not this Canary's routes
         return route_weights(existing, canary)
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Delete Fledge's TrafficRoute: without it Kuma sends the apex's traffic by the apex Service."""
         existing = self._cached(canary)
         if existing is not None and naming.made_for(existing, canary):
             await self._writer.delete(API_VERSION, KIND, CLUSTER, canary.spec.service_name)
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for A/B testing, mirroring or session affinity, which a TrafficRoute split cannot express."""

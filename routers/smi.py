@@ -95,11 +95,12 @@ class SMIRouter(base.CachedRouter):
         existing = self._cached(canary)
         return split_weights(existing, canary) if existing is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
+    async def finalize(self, canary: models.Canary) -> bool:
         """Delete Fledge's TrafficSplit: without it the mesh sends the apex's traffic by the apex Service."""
         existing = self._cached(canary)
         if existing is not None and naming.made_for(existing, canary):
             await self._writer.delete(self.api_version, KIND, canary.namespace, canary.spec.service_name)
+        return False
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for A/B matches, mirroring or session affinity, which a TrafficSplit cannot express."""

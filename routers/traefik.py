@@ -90,11 +90,11 @@ class TraefikRouter(base.CachedRouter):
         existing = self._cached(canary)
         return service_weights(existing, canary) if existing is not None else None
 
-    async def finalize(self, canary: models.Canary) -> None:
-        """Delete Fledge's TraefikService; the user's IngressRoute, which names it, was never changed."""
+    async def finalize(self, canary: models.Canary) -> bool:
+        """Keep Fledge's TraefikService: the user's IngressRoute names it, and the app's traffic would have no route
+        without it."""
         existing = self._cached(canary)
-        if existing is not None and naming.made_for(existing, canary):
-            await self._writer.delete(API_VERSION, KIND, canary.namespace, canary.spec.service_name)
+        return existing is not None and naming.made_for(existing, canary)
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for A/B testing, session affinity, or mirroring while weights shift, which a TraefikService

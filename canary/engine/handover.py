@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from apis import errors, models, naming, vocabulary
+from apis import models, naming
 from canary import core
 from canary.engine import context, revert
 from canary.objects import knative, workloads
@@ -56,7 +56,7 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     if primary is not None and not mine:
         return  # the target is another Canary's (this one was refused): nothing here is this Canary's to give back
     if mine and (canary.spec.provider or default_provider):
-        await _routes_to_primary(cluster, canary, default_provider)
+        await revert.routes_to_primary(cluster, canary, default_provider)
     if mine and not await _target_ready(cluster, canary, primary or {}, wait_seconds, poll_seconds):
         log.warning("canary %s/%s: target %s is not ready after %.0f s; its primary keeps serving, run "
                     "`fledge cleanup %s -n %s` once it is", namespace, canary.name, canary.spec.target_ref.name,
@@ -80,21 +80,6 @@ def _superseded(cluster: context.Cluster, canary: models.Canary) -> bool:
     log.info("canary %s/%s was created again; it takes over what the deleted one left", canary.namespace,
              canary.name)
     return True
-
-
-async def _routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
-    """While the routes are still this Canary's, send all their traffic to the primary and stop any mirror: once
-    the Services are handed back, ``-canary`` selects the target's pods too, so a kept mirror would run every
-    request twice on them, and a kept split would be weights between two names of one app.  Routes that do not
-    exist (never initialized) are not created."""
-    try:
-        router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
-        current = router.get_routes(canary)
-        if current is not None and current != vocabulary.ALL_PRIMARY:
-            await router.set_routes(canary, vocabulary.ALL_PRIMARY)
-    except errors.SpecError as exc:  # the routes cannot be written (their user object is gone): left as they are
-        log.warning("canary %s/%s: its routes were left as they are on deletion: %s", canary.namespace,
-                    canary.name, exc)
 
 
 async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary: Mapping[str, Any],

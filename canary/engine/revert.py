@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from apis import errors, models, naming
+from apis import errors, models, naming, vocabulary
 from canary import core
 from canary.cluster import kube
 from canary.engine import context
@@ -147,17 +147,35 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
         if state.exists and not state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
+    # Routes Fledge created and keeps (``finalize``) must not go on splitting or mirroring once the Services
+    # are handed back; the user's are restored as they were.
+    await routes_to_primary(cluster, canary, settings.default_provider)
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
-    await router.finalize(canary)
-    await release_services(cluster, canary, routes_kept=False)
+    kept = await router.finalize(canary)
+    await release_services(cluster, canary, routes_kept=kept)
+
+
+async def routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
+    """While the routes are still this Canary's, send all their traffic to the primary and stop any mirror: once
+    the Services are handed back, ``-canary`` selects the target's pods too, so a kept mirror would run every
+    request twice on them, and a kept split would be weights between two names of one app.  Routes that do not
+    exist (never initialized) are not created."""
+    try:
+        router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
+        current = router.get_routes(canary)
+        if current is not None and current != vocabulary.ALL_PRIMARY:
+            await router.set_routes(canary, vocabulary.ALL_PRIMARY)
+    except errors.SpecError as exc:  # the routes cannot be written (their user object is gone): left as they are
+        log.warning("canary %s/%s: its routes were left as they are on deletion: %s", canary.namespace,
+                    canary.name, exc)
 
 
 async def release_services(cluster: context.Cluster, canary: models.Canary, routes_kept: bool = True) -> None:
     """Hand the Canary's Services back to the target's pods (``services.handback_patch``): the user's Services
     their own selector and ports, the ones Fledge created the target's pods, unmarked and kept.
 
-    ``routes_kept=False`` (revertOnDeletion: the router's ``finalize`` removed Fledge's routes already): the
+    ``routes_kept=False`` (revertOnDeletion, and the router's ``finalize`` removed Fledge's routes): the
     ``-primary`` and ``-canary`` Services Fledge created serve no route any more and are deleted; the apex, what
     the app's clients call, is kept all the same.
     """
@@ -213,13 +231,12 @@ async def remove_primary(cluster: context.Cluster, canary: models.Canary, body: 
 
 
 async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_version: str, kind: str, name: str) -> None:
-    try:
-        current = cluster.store.get(api_version, kind, canary.namespace, name)
-        if current is None or kind in ("ConfigMap", "Secret"):
-            # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
-            current = await cluster.writer.read(api_version, kind, canary.namespace, name)
-        if current is not None and naming.made_for(current, canary):
-            await cluster.writer.delete(api_version, kind, canary.namespace, name)
-    except Exception as exc:
-        log.warning("could not delete %s %s/%s of deleted canary %s: %s", kind, canary.namespace, name,
-                    canary.name, kube.describe_api_error(exc) or exc)
+    """Delete an object if this Canary made it (gone already: nothing to do).  A failure is raised, not logged
+    and passed over: the caller retries the whole idempotent hand-back, which otherwise would end with the
+    primary or a config left behind (a replica that lost its Lease among them)."""
+    current = cluster.store.get(api_version, kind, canary.namespace, name)
+    if current is None or kind in ("ConfigMap", "Secret"):
+        # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
+        current = await cluster.writer.read(api_version, kind, canary.namespace, name)
+    if current is not None and naming.made_for(current, canary):
+        await cluster.writer.delete(api_version, kind, canary.namespace, name)

@@ -1,5 +1,7 @@
-"""Deleting a Canary without revertOnDeletion is no outage, for the Canaries of Flagger's tutorials (only the
-apiVersion changed), and a hand-back cut short by a controller kill is finished by the restarted controller.
+"""Deleting a Canary is no outage, for the Canaries of Flagger's tutorials (only the apiVersion changed): without
+revertOnDeletion, and a hand-back cut short by a controller kill is finished by the restarted controller; with
+it, half-way through a release, the routes Fledge created stay (the Gateway and root proxies name them), and a
+Canary created again under the same name takes them over.
 
 The Canaries are the Gateway API, Istio, Contour, Traefik, Kuma and Kubernetes blue/green tutorials', with no Service
 of the user's first: Fledge creates the apex Service the app's clients call.  While they are deleted, and while the
@@ -75,9 +77,10 @@ def backends(kind: str, route: dict[str, Any]) -> list[str]:
 class Watchman(threading.Thread):
     """Samples until stopped; ``outages`` holds each moment an app's traffic had nowhere to go, and why."""
 
-    def __init__(self, api: Any, namespace: str) -> None:
+    def __init__(self, api: Any, namespace: str, routed: dict[str, tuple[str, str] | None] | None = None) -> None:
         super().__init__(daemon=True)
         self.api, self.namespace = api, namespace
+        self.routed = ROUTED if routed is None else routed
         self.stopping = threading.Event()
         self.outages: list[str] = []
         self.samples = 0
@@ -92,9 +95,10 @@ class Watchman(threading.Thread):
         api, ns = self.api, self.namespace
         deployments = listed(api, "apps/v1", "Deployment", ns)
         found = listed(api, "v1", "Service", ns)
-        routes = {kind: listed(api, api_version, kind, ns) for api_version, kind in filter(None, ROUTED.values())
+        routes = {kind: listed(api, api_version, kind, ns) for api_version, kind in filter(None, self.routed.values())
                   if kind != "TrafficRoute"}
-        routes["TrafficRoute"] = {"meshed": kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed")}
+        if "meshed" in self.routed:
+            routes["TrafficRoute"] = {"meshed": kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed")}
 
         def serves(name: str) -> bool:
             selector = ((found.get(name) or {}).get("spec") or {}).get("selector") or {}
@@ -104,7 +108,7 @@ class Watchman(threading.Thread):
                 for d in deployments.values())
 
         outages = []
-        for app, routed in ROUTED.items():
+        for app, routed in self.routed.items():
             if app not in found:
                 outages.append(f"{app}: the apex Service is gone")
             elif not serves(app):
@@ -167,3 +171,58 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
     assert kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed") is not None
     assert apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo"}
     kubectl.delete(api, KUMA_API, "TrafficRoute", "", "meshed")  # the user's, now: deleted once nothing uses it
+
+
+# The entry routes Fledge creates for the tutorials, which the user's Gateway, gateway-bound VirtualService, root
+# HTTPProxy or IngressRoute names: revertOnDeletion must keep them, or the app has no route.
+ENTRY_ROUTED: dict[str, tuple[str, str]] = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"),
+                                            "proxied": (CONTOUR_API, "HTTPProxy"),
+                                            "weighted": (TRAEFIK_API, "TraefikService")}
+
+
+def test_reverting_tutorial_canaries_half_way_keeps_their_entry_routes_and_a_new_canary_takes_them_over(
+        env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
+    ns = namespace
+    bodies = [body for body in tutorials(ns) if body["metadata"]["name"] in ENTRY_ROUTED]
+    for body in bodies:
+        body["spec"]["revertOnDeletion"] = True
+        # No metrics: the release holds its first step for the interval, long enough to be deleted half-way.
+        body["spec"]["analysis"] = {"interval": "30s", "threshold": 5, "maxWeight": 50, "stepWeight": 10}
+        kubectl.apply(api, apps.deployment(ns, body["metadata"]["name"], "1"))
+        kubectl.apply(api, body)
+    for app in ENTRY_ROUTED:
+        apps.wait_phase(api, ns, app, "Initialized", timeout=60)
+    for app in ENTRY_ROUTED:
+        kubectl.apply(api, apps.deployment(ns, app, "2"))
+    for app in ENTRY_ROUTED:
+        apps.wait_weight(api, ns, app, 10, timeout=60)
+    watchman = Watchman(api, ns, {**ENTRY_ROUTED})
+    assert watchman.sample() == [], "every app serves, split between its primary and its canary"
+    watchman.start()
+    try:
+        for app in ENTRY_ROUTED:
+            kubectl.delete(api, CANARY_API, "Canary", ns, app)
+        for app in ENTRY_ROUTED:  # the finalizer goes last, once the primary is deleted
+            eventually(lambda app=app: kubectl.get(api, CANARY_API, "Canary", ns, app) is None, timeout=90,
+                       what=f"{app} reverted and gone")
+            assert kubectl.get(api, "apps/v1", "Deployment", ns, f"{app}-primary") is None
+        for app, (api_version, kind) in ENTRY_ROUTED.items():
+            route = kubectl.get(api, api_version, kind, ns, app)
+            assert route is not None, f"the {kind} of {app} was deleted: what routes to it has no route"
+            assert backends(kind, route) == [f"{app}-primary"], (app, route["spec"])
+            assert apps.apex_selector(api, ns, f"{app}-primary") == {"app": app}
+            assert apps.apex_selector(api, ns, app) == {"app": app}
+        assert kubectl.get(api, ISTIO_API, "DestinationRule", ns, "mesh-primary") is not None
+        # Created again under its name, the Canary takes over the route, the Services and the target it left.
+        again = next(body for body in tutorials(ns) if body["metadata"]["name"] == "podinfo")
+        kubectl.apply(api, again)
+        apps.wait_phase(api, ns, "podinfo", "Initialized", timeout=60)
+        eventually(lambda: apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo-primary"},
+                   timeout=30, what="the new Canary's -primary Service on its primary")
+    finally:
+        watchman.stopping.set()
+        watchman.join()
+    assert watchman.samples > 20 and watchman.outages == [], watchman.outages[:10]
+    route = kubectl.get(api, ROUTE_API, "HTTPRoute", ns, "podinfo") or {}
+    uid = (kubectl.get(api, CANARY_API, "Canary", ns, "podinfo") or {})["metadata"]["uid"]
+    assert route["metadata"]["annotations"]["fledge.dev/canary-uid"] == uid, "the route is the new Canary's"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from apis import errors, models
+from apis import errors, models, vocabulary
 from canary.cluster import kube, watchcache
 from canary.engine import context, revert
 from canary.objects import services
@@ -204,3 +204,61 @@ def test_the_primary_goes_before_the_finalizer_so_a_restarted_controller_finishe
     deleted = [entry for entry in writer.sent if entry[0].startswith("delete")]
     assert deleted == [("delete Deployment", "web-primary"), ("delete ConfigMap", "cfg-primary")]
     assert writer.sent[-1] == ("Canary", "app"), "the finalizer is released last"
+
+
+def test_a_route_fledge_created_is_kept_all_to_the_primary_with_the_services_it_sends_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flagger's Gateway API tutorial with revertOnDeletion, deleted half-way: its Gateway routes the app only
+    # through the HTTPRoute Fledge created, so deleting it (or the -primary Service it sends to) is an outage.
+    from apis import naming
+    from routers import gateway_api
+
+    monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["metadata"]["uid"] = "u-app"
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+                    "provider": "gatewayapi", "revertOnDeletion": True,
+                    "analysis": {"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10}}
+    mark = {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}
+    store = watchcache.Store()
+    route = gateway_api.http_route(revert.canary_of(body), vocabulary.Weights(primary=50, canary=50))
+    route["metadata"]["annotations"] = {**route["metadata"].get("annotations", {}), **mark}
+    store.upsert({**route, "metadata": {**route["metadata"], "resourceVersion": "2"}})
+    for name, selected in (("web", "web-primary"), ("web-primary", "web-primary"), ("web-canary", "web")):
+        store.upsert({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": name, "namespace": "team", "resourceVersion": "3", "annotations": mark},
+                      "spec": {"selector": {"app": selected}}})
+    writer = Deletes(store, gone=set())
+    asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
+                                   context.Settings(), body))
+    assert writer.sent[0] == ("HTTPRoute", "web"), "all to the primary first (no split left between two names)"
+    assert not [entry for entry in writer.sent if entry[0] in ("delete HTTPRoute", "delete Service")]
+    assert {("Service", "web"), ("Service", "web-primary"), ("Service", "web-canary")} <= set(writer.sent)
+    assert writer.sent[-1] == ("Canary", "app")
+
+
+def test_a_primary_that_cannot_be_deleted_keeps_the_finalizer_so_the_revert_is_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from apis import naming
+
+    monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["metadata"]["uid"] = "u-app"
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80}, "revertOnDeletion": True}
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web-primary", "namespace": "team", "resourceVersion": "3",
+                               "annotations": {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}},
+                  "spec": {"replicas": 2}})
+
+    class Unavailable(Deletes):
+        async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+            raise kube.ApiError(503, "Service Unavailable", "{}", f"/deployments/{name}")
+
+    writer = Unavailable(store, gone={"web"})
+    with pytest.raises(kube.ApiError):
+        asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
+                                       context.Settings(default_provider="kubernetes"), body))
+    assert ("Canary", "app") not in writer.sent, "the finalizer stays until the primary is gone"

@@ -173,21 +173,22 @@ def test_finalize_keeps_the_users_rules_and_lets_go_of_the_route() -> None:
     router = gateway_api.GatewayAPIRouter(store, writer)
     canary = fakes.canary(GATEWAY, fakes.CANARY)
     fakes.run(router.set_routes(canary, core.Weights(50, 50)))
-    fakes.run(router.finalize(canary))
+    assert fakes.run(router.finalize(canary)) is False
     assert store.object(gateway_api.V1, "HTTPRoute", "test", "podinfo") == users_route()
     assert writer.deleted == []
 
 
-def test_finalize_deletes_a_route_with_only_fledges_rules() -> None:
+def test_finalize_keeps_a_route_with_only_fledges_rules_since_its_gateway_routes_through_it() -> None:
     store = fakes.FakeStore()
     writer = fakes.FakeWriter(store)
     router = gateway_api.GatewayAPIRouter(store, writer, gateway_api.V1BETA1)
     canary = fakes.canary(GATEWAY, fakes.CANARY)
     fakes.run(router.reconcile(canary))
     assert writer.applied[-1]["apiVersion"] == gateway_api.V1BETA1
-    fakes.run(router.finalize(canary))
-    assert writer.deleted == [(gateway_api.V1BETA1, "HTTPRoute", "test", "podinfo")]
-    assert store.get(gateway_api.V1, "HTTPRoute", "test", "podinfo") is None
+    applied = len(writer.applied)
+    assert fakes.run(router.finalize(canary)) is True, "kept: its -primary and -canary Services must stay"
+    assert writer.deleted == [] and len(writer.applied) == applied
+    assert router.get_routes(canary) == core.ALL_PRIMARY
 
 
 @pytest.mark.parametrize(("service", "analysis", "field"), [

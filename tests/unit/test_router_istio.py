@@ -166,13 +166,13 @@ def test_finalize_restores_the_users_virtual_service() -> None:
     canary = fakes.canary({"gateways": ["public/gateway"]}, fakes.CANARY)
     fakes.run(router.reconcile(canary))
     fakes.run(router.set_routes(canary, core.Weights(50, 50, mirrored=False)))
-    fakes.run(router.finalize(canary))
+    assert fakes.run(router.finalize(canary)) is False
     assert store.object(istio.API_VERSION, "VirtualService", "test", "podinfo") == users_virtual_service()
     assert writer.deleted == [(istio.API_VERSION, "DestinationRule", "test", "podinfo-primary"),
                               (istio.API_VERSION, "DestinationRule", "test", "podinfo-canary")]
 
 
-def test_finalize_deletes_the_virtual_service_fledge_created() -> None:
+def test_finalize_keeps_the_virtual_service_fledge_created_with_its_destination_rules() -> None:
     store = fakes.FakeStore()
     writer = fakes.FakeWriter(store)
     router = istio.IstioRouter(store, writer)
@@ -181,9 +181,9 @@ def test_finalize_deletes_the_virtual_service_fledge_created() -> None:
     fakes.run(router.reconcile(canary))
     assert writer.applied[-1] == virtual_service(weighted(100, 0))
     assert router.get_routes(canary) == core.ALL_PRIMARY
-    fakes.run(router.finalize(canary))
-    assert writer.deleted[0] == (istio.API_VERSION, "VirtualService", "test", "podinfo")
-    assert store.objects == {}
+    kept = dict(store.objects)
+    assert fakes.run(router.finalize(canary)) is True, "a gateway may route the app through it"
+    assert writer.deleted == [] and store.objects == kept
 
 
 def test_reconcile_keeps_weights_mirroring_and_the_recorded_spec() -> None:
