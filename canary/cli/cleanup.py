@@ -94,19 +94,33 @@ def _target_ready(api: Any, namespace: str, primary: dict[str, Any], timeout: fl
 def _release(api: Any, namespace: str, name: str) -> None:
     """Hand back each Service marked for the Canary: one it took over gets its recorded selector and ports, one
     Fledge created selects the target's pods and stays (``services.handback_patch``)."""
-    for service in _items(api, "v1", "Service", namespace):
+    marked = [service for service in _items(api, "v1", "Service", namespace)
+              if ((service.get("metadata") or {}).get("annotations") or {}).get(naming.OWNER_NAME) == name]
+    canary_service = canary_service_of([str(service["metadata"]["name"]) for service in marked])
+    for service in marked:
         annotations = (service.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(naming.OWNER_NAME) != name:
-            continue
         if services.ORIGINAL_SERVICE in annotations:
             patch: dict[str, Any] | None = services.restore_patch_of(service)
         else:
-            patch = services.handback_patch_of(service, str(annotations.get(naming.OWNER_UID) or ""))
+            patch = services.handback_patch_of(service, str(annotations.get(naming.OWNER_UID) or ""),
+                                               canary_service)
         if patch is None:
             continue
         kube.request(api, "PATCH", kube.resource_for("v1", "Service").path(namespace, service["metadata"]["name"]),
                      patch, MERGE_PATCH)
         print(f"handed Service {namespace}/{service['metadata']['name']} back")
+
+
+def canary_service_of(names: list[str]) -> str:
+    """The ``<svc>-canary`` Service among the names of the Services marked for one Canary: the one whose apex
+    ``<svc>`` has its ``-primary`` beside it (an apex may itself end in ``-canary``); empty when there is none.
+    Its selector is the target's own already, and must keep a value that ends in ``-primary``."""
+    present = set(names)
+    for name in names:
+        base = name.removesuffix("-canary")
+        if base != name and f"{base}{naming.PRIMARY_SUFFIX}" in present:
+            return name
+    return ""
 
 
 def _release_knative(api: Any, namespace: str, name: str) -> None:

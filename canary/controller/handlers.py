@@ -203,7 +203,8 @@ async def stop_loops(**_: Any) -> None:
 
 
 HAND_BACK_ATTEMPTS = 30
-HAND_BACK_RETRY_SECONDS = 1.0
+HAND_BACK_RETRY_SECONDS = 1.0  # doubled after each failed attempt, up to the cap: about 13 minutes in all
+HAND_BACK_RETRY_CAP = 30.0
 
 
 async def _release_services(body: dict[str, Any], routes: bool) -> None:
@@ -240,17 +241,21 @@ async def _hand_back_once(body: dict[str, Any], routes: bool) -> None:
     meta = body.get("metadata") or {}
     default_provider = _context().settings.default_provider if routes else ""
     try:
-        # No other replica saw this DELETED as a leader, so a refusal by the fence (a renewal landing late, a
-        # short pause) is waited out while this replica still leads, instead of dropping the hand-back; every
-        # step of the hand-back is idempotent, so it starts again from the top.
+        # No other replica saw this DELETED as a leader, so a failure (a refusal by the fence while a renewal
+        # lands late, an API server that answers 5xx or times out) is waited out while this replica still
+        # leads, instead of dropping the hand-back with the primary left; every step of the hand-back is
+        # idempotent, so it starts again from the top.
         for attempt in range(HAND_BACK_ATTEMPTS):
             try:
                 await handover.hand_back(_context().cluster, body, default_provider=default_provider)
                 return
-            except fence.LeaseLost:
+            except Exception as exc:
                 if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(HAND_BACK_RETRY_SECONDS)
+                if not isinstance(exc, fence.LeaseLost):
+                    log.info("handing back deleted canary %s/%s failed, trying again: %s", meta.get("namespace"),
+                             meta.get("name"), kube.describe_api_error(exc) or exc)
+                await asyncio.sleep(min(HAND_BACK_RETRY_SECONDS * 2 ** attempt, HAND_BACK_RETRY_CAP))
     except fence.LeaseLost:
         log.warning("the traffic of deleted canary %s/%s was not handed back: this replica lost the Lease; its "
                     "primary keeps serving: run `fledge cleanup %s -n %s`", meta.get("namespace"),

@@ -7,6 +7,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from apis import naming
 from canary.cluster import watchcache
 from canary.engine import context, handover
@@ -237,3 +239,25 @@ def test_a_split_or_mirrored_route_goes_all_to_the_primary_before_the_services_a
     cluster, writer = setup({"annotations": MARK})
     asyncio.run(handover.hand_back(cluster, body(), poll_seconds=0, drain_seconds=0))
     assert untouched.set == []
+
+
+def test_fledge_cleanup_keeps_the_canary_services_selector_of_a_target_labelled_primary(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A target labelled app: redis-primary: the -canary Service selects exactly that; only the apex and the
+    # -primary Service (app: redis-primary-primary) lose the suffix, as the controller's hand-back does.
+    from canary.cli import cleanup
+    from canary.cluster import kube
+
+    found = [service("web", {"app": "redis-primary-primary"}, annotations=dict(MARK)),
+             service("web-primary", {"app": "redis-primary-primary"}, annotations=dict(MARK)),
+             service("web-canary", {"app": "redis-primary"}, annotations=dict(MARK)),
+             service("other-canary", {"app": "x-primary"}, annotations={naming.OWNER_NAME: "other"})]
+    monkeypatch.setattr(cleanup, "_items", lambda api, api_version, kind, namespace: found)
+    sent: dict[str, Any] = {}
+    monkeypatch.setattr(kube, "request", lambda api, method, path, patch, kind: sent.update({path: patch}))
+    cleanup._release(None, "team", "web")
+    selectors = {path.rsplit("/", 1)[1]: (patch.get("spec") or {}).get("selector") for path, patch in sent.items()}
+    assert selectors == {"web": {"app": "redis-primary"}, "web-primary": {"app": "redis-primary"},
+                         "web-canary": None}
+    assert cleanup.canary_service_of(["api-canary", "api-canary-primary", "api-canary-canary"]) == \
+        "api-canary-canary", "an apex whose own name ends in -canary is not the canary Service"

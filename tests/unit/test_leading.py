@@ -117,6 +117,36 @@ def test_a_leader_whose_fence_refuses_the_hand_back_once_retries_it(
     assert attempts == ["b", "b"]
 
 
+def test_a_hand_back_that_fails_half_way_is_tried_again_while_the_replica_leads(
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Canary is gone, so nothing else retries: an API server answering 503 while the primary is deleted
+    # must not end the hand-back with the primary left behind.
+    from canary.cluster import kube
+    from canary.engine import handover
+
+    attempts: list[str] = []
+
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
+        attempts.append(deleted["metadata"]["name"])
+        if len(attempts) < 3:
+            raise kube.ApiError(503, "Service Unavailable", "{}", "/deployments/b-primary")
+
+    monkeypatch.setattr(handover, "hand_back", hand_back)
+    monkeypatch.setattr(handlers, "HAND_BACK_RETRY_SECONDS", 0.01)
+
+    async def scenario() -> None:
+        handlers.install(context.make(None, context.Settings()))
+        event: Any = handlers.canary_event
+        await handlers.start_leading()
+        await event(body=body("b"), type="ADDED", namespace="ns", name="b")
+        await event(body=body("b"), type="DELETED", namespace="ns", name="b")
+        await asyncio.gather(*handlers._HANDOVERS)
+        await handlers.stop_leading(grace_seconds=1)
+
+    asyncio.run(scenario())
+    assert attempts == ["b", "b", "b"]
+
+
 def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_stopped(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A renewal that was late but landed re-arms the fence without a new start_leading: a loop that ended at
