@@ -94,8 +94,11 @@ async def _target_ready(cluster: context.Cluster, canary: models.Canary, primary
         await cluster.writer.patch("apps/v1", kind, namespace, name, start)
     deadline = time.monotonic() + wait_seconds
     while True:
-        state = workloads.workload_state(cluster.store.get("apps/v1", kind, namespace, name))
-        if not state.exists or state.rolled_out(canary.spec.analysis.canary_ready_threshold):
+        current = cluster.store.get("apps/v1", kind, namespace, name)
+        if current is None or (current.get("metadata") or {}).get("deletionTimestamp"):
+            return True  # deleted meanwhile (its namespace is going): it will never be ready, nor need to be
+        state = workloads.workload_state(current)
+        if state.rolled_out(canary.spec.analysis.canary_ready_threshold):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -187,8 +187,8 @@ def test_an_orphans_hand_back_finishes_what_the_deleted_canarys_would_have_done(
     [orphan] = handover.orphans(store)
     asyncio.run(handover.hand_back(context.Cluster(store, writer), orphan,  # type: ignore[arg-type]
                                    poll_seconds=0, drain_seconds=0))
-    assert writer.sent == [("patch", "Service", "api"), ("delete", "Deployment", "web-primary"),
-                           ("delete", "ConfigMap", "settings-primary"), ("delete", "Secret", "db-primary")]
+    assert writer.sent == [("patch", "Service", "api"), ("delete", "ConfigMap", "settings-primary"),
+                           ("delete", "Secret", "db-primary"), ("delete", "Deployment", "web-primary")]
 
 
 def test_a_canary_created_again_while_the_target_is_waited_for_keeps_what_it_took_over() -> None:
@@ -261,3 +261,20 @@ def test_fledge_cleanup_keeps_the_canary_services_selector_of_a_target_labelled_
                          "web-canary": None}
     assert cleanup.canary_service_of(["api-canary", "api-canary-primary", "api-canary-canary"]) == \
         "api-canary-canary", "an apex whose own name ends in -canary is not the canary Service"
+
+
+def test_a_target_deleted_while_it_is_waited_for_ends_the_wait() -> None:
+    # Its namespace is being deleted: the scale-up never gets pods, and the hand-back must not wait 10 minutes.
+    cluster, writer = setup({"annotations": MARK})
+
+    async def deleted_meanwhile(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        writer.sent.append(("patch", args[1], args[3]))
+        if args[1] == "Deployment":
+            cluster.store.upsert(deployment("web", 3, ready=0, version="21", deletionTimestamp="2026-12-07T00:00:00Z"))
+        return {}
+
+    writer.patch = deleted_meanwhile  # type: ignore[method-assign]
+    asyncio.run(asyncio.wait_for(handover.hand_back(cluster, body(), wait_seconds=600, poll_seconds=0.01,
+                                                    drain_seconds=0), timeout=10))
+    assert writer.sent[0] == ("patch", "Deployment", "web")
+    assert writer.sent[-1] == ("delete", "Deployment", "web-primary")
