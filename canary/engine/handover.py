@@ -115,7 +115,8 @@ class Listing(Protocol):
 
 def orphans(store: Listing) -> list[dict[str, Any]]:
     """The deleted Canaries whose hand-back is not finished, as bodies ``hand_back`` takes: one for each primary
-    workload marked for a Canary that the cache does not hold (the caller confirms with the API server)."""
+    workload, or Knative Service, marked for a Canary that the cache does not hold (the caller confirms with the
+    API server)."""
     canaries = set(store.names(models.API_VERSION, "Canary"))
     services: dict[str, list[str]] = {}  # by namespace, once: not every Service of the cluster per primary
     for namespace, service in store.names("v1", "Service"):
@@ -132,6 +133,20 @@ def orphans(store: Listing) -> list[dict[str, Any]]:
             body = orphan_body(primary, [service for service in marked if service is not None])
             if body is not None:
                 found.append(body)
+    # A Knative Service target has no primary: the Service itself carries the mark, and the split it was left
+    # with (``spec.traffic``) is what its hand-back gives up.
+    for namespace, name in store.names(knative.API_VERSION, knative.SERVICE):
+        knative_service = store.get(knative.API_VERSION, knative.SERVICE, namespace, name)
+        annotations = ((knative_service or {}).get("metadata") or {}).get("annotations") or {}
+        owner = annotations.get(naming.OWNER_NAME)
+        if knative_service is not None and owner and (namespace, owner) not in canaries:
+            found.append({"apiVersion": models.API_VERSION, "kind": "Canary",
+                          "metadata": {"name": owner, "namespace": namespace,
+                                       "uid": annotations.get(naming.OWNER_UID) or ""},
+                          "spec": {"provider": "knative",
+                                   "targetRef": {"apiVersion": knative.API_VERSION, "kind": knative.SERVICE,
+                                                 "name": name},
+                                   "service": {"port": 80}}})
     return found
 
 

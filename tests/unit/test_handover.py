@@ -278,3 +278,31 @@ def test_a_target_deleted_while_it_is_waited_for_ends_the_wait() -> None:
                                                     drain_seconds=0), timeout=10))
     assert writer.sent[0] == ("patch", "Deployment", "web")
     assert writer.sent[-1] == ("delete", "Deployment", "web-primary")
+
+
+def test_a_knative_service_marked_for_a_gone_canary_is_an_orphan_whose_split_is_given_back() -> None:
+    # Deleted while no controller ran, the Canary left its Knative Service split: the next leader ends that.
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                  "metadata": {"name": "shop", "namespace": "team", "resourceVersion": "3",
+                               "annotations": {**MARK, "flagger.app/primary-revision": "shop-00001"}},
+                  "spec": {"traffic": [{"revisionName": "shop-00001", "percent": 60},
+                                       {"latestRevision": True, "percent": 40}]}})
+    store.upsert({"apiVersion": "serving.knative.dev/v1", "kind": "Service",  # the user's own: no mark
+                  "metadata": {"name": "plain", "namespace": "team", "resourceVersion": "4"}, "spec": {}})
+    [orphan] = handover.orphans(store)
+    assert orphan["metadata"] == {"name": "web", "namespace": "team", "uid": UID}
+    assert orphan["spec"]["targetRef"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "shop"}
+    applied: list[dict[str, Any]] = []
+
+    class Applies:
+        async def apply(self, manifest: dict[str, Any], manager: str = "", **_: Any) -> dict[str, Any]:
+            applied.append({"manifest": manifest, "manager": manager})
+            return manifest
+
+    asyncio.run(handover.hand_back(context.Cluster(store, Applies()), orphan))  # type: ignore[arg-type]
+    assert applied == [{"manifest": {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                                     "metadata": {"name": "shop", "namespace": "team"}},
+                        "manager": "fledge/web"}], "an apply that owns nothing: the split and the mark given back"
+    store.upsert({**body(), "metadata": {"name": "web", "namespace": "team", "uid": "u-new", "resourceVersion": "9"}})
+    assert handover.orphans(store) == [], "a Canary of the name exists again: it takes the Service over"
