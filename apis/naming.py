@@ -164,10 +164,11 @@ def owning_canary(obj: Mapping[str, Any]) -> str | None:
     return (meta.get("annotations") or {}).get(OWNER_NAME)
 
 
-def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None:
+def conflict(obj: Mapping[str, Any] | None, canary: models.Canary, owner_gone: bool = False) -> str | None:
     """Why ``canary`` must not write ``obj`` (an object at a name it needs), None when it may (absent or its own).
 
-    Names the object (kind namespace/name) and what to do."""
+    Names the object (kind namespace/name) and what to do.  ``owner_gone``: the Canary whose mark ``obj``
+    carries no longer exists (a deletion's hand-back keeps what the app's traffic still goes through)."""
     if obj is None or made_for(obj, canary):
         return None
     meta = obj.get("metadata") or {}
@@ -177,6 +178,10 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary) -> str | None
     if other is not None and elsewhere != canary.namespace:
         return (f"{what} is cluster-scoped and belongs to Canary {elsewhere}/{other}; two Canaries cannot share "
                 "its name: set spec.service.name")
+    if other is not None and other != canary.name and owner_gone:
+        return (f"{what} was left by Canary {canary.namespace}/{other}, deleted since, because the app's traffic may "
+                "still go through it; Fledge leaves it untouched: delete it once nothing routes through it, or "
+                f"name this Canary {other} to take it over")
     if other is not None and other != canary.name:
         if obj.get("kind") in ("ConfigMap", "Secret"):
             return (f"{what} is the primary copy that Canary {canary.namespace}/{other} keeps of a config its target "

@@ -53,14 +53,30 @@ def service_conflicts(canary: models.Canary, lookup: Lookup) -> list[str]:
     for name in (spec.service_name, spec.primary_service_name, spec.canary_service_name):
         current = lookup("v1", "Service", name)
         if current is not None and naming.owning_canary(current) is not None and not naming.made_for(current, canary):
-            found.append(naming.conflict(current, canary))
+            found.append(naming.conflict(current, canary, _owner_gone(current, canary, lookup)))
     return [message for message in found if message is not None]
 
 
 def conflicts(canary: models.Canary, ids: Iterable[ObjectId], lookup: Lookup) -> list[str]:
     """A message for each object at a needed name that Fledge did not make for ``canary``."""
-    found = (naming.conflict(lookup(*object_id), canary) for object_id in ids)
+    found = []
+    for object_id in ids:
+        current = lookup(*object_id)
+        found.append(naming.conflict(current, canary, current is not None and _owner_gone(current, canary, lookup)))
     return [message for message in found if message is not None]
+
+
+def _owner_gone(obj: Mapping[str, Any], canary: models.Canary, lookup: Lookup) -> bool:
+    """Whether ``obj`` carries the mark of a Fledge Canary of this namespace that no longer exists (an owner
+    reference, Flagger's or an earlier version's, is garbage collected with its Canary: not left behind)."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    other = annotations.get(naming.OWNER_NAME)
+    if not other or annotations.get(naming.OWNER_NAMESPACE, canary.namespace) != canary.namespace:
+        return False
+    if any(ref.get("kind") == "Canary" and ref.get("controller") for ref in meta.get("ownerReferences") or []):
+        return False
+    return lookup(models.API_VERSION, "Canary", str(other)) is None
 
 
 def first_claim(canary: models.Canary, others: Iterable[Mapping[str, Any]]) -> str | None:

@@ -43,6 +43,23 @@ def test_another_canarys_object_names_that_canary() -> None:
     assert "delete Canary test/podinfo" in message
 
 
+def test_a_route_left_by_a_deleted_canary_says_so_and_how_to_take_it_over() -> None:
+    # Deleted without revertOnDeletion, "first" left its HTTPRoute marked (its Gateway still routes through it);
+    # a Canary of another name is told that, not that "first" manages the target.
+    left = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "podinfo", "namespace": "test",
+                         "annotations": {naming.OWNER_NAME: "first", naming.OWNER_UID: "u-first"}}}
+    route_id = ("gateway.networking.k8s.io/v1", "HTTPRoute", "podinfo")
+    c = fakes.canary()
+    live: dict[tuple[str, str, str], dict[str, Any]] = {route_id: left}
+    [message] = ownership.conflicts(c, [route_id], lambda *object_id: live.get(object_id))
+    assert message.startswith("HTTPRoute test/podinfo was left by Canary test/first, deleted since")
+    assert "name this Canary first" in message
+    live[("fledge.dev/v1beta1", "Canary", "first")] = {"metadata": {"name": "first"}}
+    [message] = ownership.conflicts(c, [route_id], lambda *object_id: live.get(object_id))
+    assert "belongs to Canary test/first, which manages this target already" in message
+
+
 def test_needed_lists_primary_config_copies_autoscaler_and_routes_but_no_service() -> None:
     c = fakes.canary(autoscalerRef={"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
                                     "name": "podinfo"})
@@ -182,6 +199,7 @@ def test_a_service_another_canary_made_or_took_over_is_a_conflict_and_a_users_is
                                ownerReferences=[{**fakes.OWNER, "name": "web", "uid": "u-web"}]),
         "podinfo-canary": obj("Service", "podinfo-canary"),  # a person's: adopted as Flagger documents
     }
+    services["web"] = {"kind": "Canary", "metadata": {"name": "web"}}  # Canary web exists
     found = ownership.service_conflicts(c, lambda api_version, kind, name: services.get(name))
     assert len(found) == 2 and all("is a Service of Canary test/web" in message for message in found)
     assert "set spec.service.name" in found[0]
