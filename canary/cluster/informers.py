@@ -150,6 +150,8 @@ class Informer:
         return count
 
     def _handle(self, kind: str, obj: Manifest) -> None:
+        if not self.store.accepts(str((obj.get("metadata") or {}).get("namespace") or "")):
+            return  # listed or watched cluster-wide for a namespace pattern, in a namespace not served
         try:
             self.handler(kind, obj)
         except Exception:  # a bug in one handler must not stop the watch of every object of the kind

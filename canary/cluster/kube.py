@@ -376,7 +376,7 @@ class Writer:
                 self._store.upsert(item)
 
         # Namespace globs (kopf accepts "t-*") cannot be listed one by one: list cluster-wide instead.
-        literal = bool(namespaces) and not any(ch in ns for ns in namespaces or [] for ch in "*?[!,")
+        literal = bool(namespaces) and not watchcache.patterned(namespaces)
         scopes: list[str | None] = list(namespaces or []) if literal else [None]
         await asyncio.gather(*(one(v, k, ns) for v, k in kinds for ns in scopes))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fnmatch
 import hashlib
 import json
 import threading
@@ -124,6 +125,18 @@ class Store:
     def __init__(self) -> None:
         self._objects: dict[tuple[str, str, str, str], Manifest] = {}
         self._lock = threading.Lock()
+        self._patterns: tuple[str, ...] = ()
+
+    def limit_to(self, patterns: list[str]) -> None:
+        """Keep only the objects of the namespaces the controller serves, when ``--namespace`` gives kopf patterns
+        (``team-*``, ``!kube-system``): those are listed and watched cluster-wide, and a controller scoped to
+        some teams must not tick, hand back or wake for the Canaries of the others.  Literal namespaces are
+        watched one by one and need no filter."""
+        self._patterns = tuple(patterns) if patterned(patterns) else ()
+
+    def accepts(self, namespace: str) -> bool:
+        """Whether an object of ``namespace`` belongs in the store (cluster-scoped objects always do)."""
+        return not namespace or not self._patterns or any(served(namespace, p) for p in self._patterns)
 
     @staticmethod
     def _key(api_version: str, kind: str, namespace: str, name: str) -> tuple[str, str, str, str]:
@@ -136,6 +149,8 @@ class Store:
         was stored already, so it wakes nobody."""
         meta = body.get("metadata") or {}
         kind = str(body.get("kind", ""))
+        if not self.accepts(str(meta.get("namespace") or "")):
+            return False  # a namespace this controller does not serve
         key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
         if not self._newer(key, body):
             return False  # a late watch event, or the echo of our own write: a version we hold
@@ -209,3 +224,26 @@ class Store:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+
+def patterned(namespaces: list[str] | None) -> bool:
+    """Whether any of ``--namespace``'s values is a kopf pattern (``team-*``, ``!kube-system``), not a name."""
+    return any(ch in namespace for namespace in namespaces or [] for ch in "*?[!,")
+
+
+def served(namespace: str, pattern: str) -> bool:
+    """Whether ``namespace`` matches one kopf namespace pattern, as kopf matches its own watches: comma-separated
+    globs read left to right; the first inclusive glob decides the match (a leading ``!`` glob implies ``*``
+    before it), an exclusive glob ``!g`` drops a match, and a later inclusive glob takes back only a namespace
+    that the first one matched."""
+    globs = [glob.strip() for glob in pattern.split(",")]
+    if globs[0].startswith("!"):
+        globs.insert(0, "*")
+    first = fnmatch.fnmatchcase(namespace, globs[0])
+    matched = first
+    for glob in globs[1:]:
+        if glob.startswith("!"):
+            matched = matched and not fnmatch.fnmatchcase(namespace, glob[1:])
+        else:
+            matched = matched or (first and fnmatch.fnmatchcase(namespace, glob))
+    return matched

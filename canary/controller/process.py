@@ -26,7 +26,7 @@ from aiohttp import web
 import answer_memory
 import egress
 from apis import keys, models
-from canary.cluster import fence, informers, kube, leader, telemetry, transport
+from canary.cluster import fence, informers, kube, leader, telemetry, transport, watchcache
 from canary.controller import configscopes, handlers, health
 from canary.engine import context
 from metrics import builtin
@@ -107,9 +107,8 @@ WORKER_THREADS = 64  # Prometheus queries (one thread each); one namespace holds
 # and then waited up to 5 ms behind them: 300 loopback round trips took 7.2 s beside 8 rendering threads instead
 # of 0.02 s, and 0.5 s at 0.5 ms.  The loop's latency, not the renders' throughput, is what other tenants feel.
 SWITCH_INTERVAL = 0.0005
-# Every kind the controller watches everywhere: the Canaries through kopf, the others through
-# canary.cluster.informers.  ConfigMaps and Secrets are watched only in namespaces that hold a Canary
-# (canary.controller.configscopes).
+# Every kind the controller watches everywhere: the Canaries through kopf, the others through canary.cluster.informers.
+# ConfigMaps and Secrets are watched only in namespaces that hold a Canary (canary.controller.configscopes).
 WATCHED = (
     ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
@@ -188,9 +187,10 @@ def main(args: argparse.Namespace) -> int:
         _dump_tasks_on_sigusr1()
         nginx.configure(annotation_prefix=config.nginx_annotation_prefix)
         engine = context.make(client, config)
+        engine.cluster.store.limit_to(args.namespace)  # a pattern's namespaces only, though listed cluster-wide
         handlers.install(engine)
-        # The Canaries are kopf's (listed here too, so the first loop sees every Canary); the kinds they refer
-        # to are watched by Fledge's informers, which list them before this returns.
+        # The Canaries are kopf's (listed here too, so the first loop sees every Canary); the kinds they refer to
+        # are watched by Fledge's informers, which list them before this returns.
         await engine.cluster.writer.prime([CANARY_KIND], args.namespace or None)
         for task in watches:  # a start-up retried by kopf: the first try's informers fed another store
             task.cancel()
@@ -305,12 +305,12 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
+        pass
 
 
 def _literal_namespaces(namespaces: list[str]) -> bool:
     """True when namespaces are given and none is a kopf pattern (``team-*``, ``!kube-system``)."""
-    return bool(namespaces) and not any(ch in ns for ns in namespaces for ch in "*?[!,")
+    return bool(namespaces) and not watchcache.patterned(namespaces)
 
 
 def check_shares(args: argparse.Namespace) -> None:

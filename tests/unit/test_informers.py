@@ -46,10 +46,10 @@ class ScriptedServer:
             yield item
 
 
-def run(server: ScriptedServer, informer_args: dict[str, Any] | None = None
-        ) -> tuple[list[tuple[str, str, str]], watchcache.Store]:
+def run(server: ScriptedServer, informer_args: dict[str, Any] | None = None, namespace: str | None = "prod",
+        store: watchcache.Store | None = None) -> tuple[list[tuple[str, str, str]], watchcache.Store]:
     """Drive one Deployment informer until the script is used up; returns (event, name, version) handled."""
-    store = watchcache.Store()
+    store = store if store is not None else watchcache.Store()
     seen: list[tuple[str, str, str]] = []
 
     def handler(kind: str, body: dict[str, Any]) -> None:
@@ -64,7 +64,7 @@ def run(server: ScriptedServer, informer_args: dict[str, Any] | None = None
             store.upsert(body)
 
     async def go() -> None:
-        informer = informers.Informer(server, store, "apps/v1", "Deployment", "prod", handler,  # type: ignore[arg-type]
+        informer = informers.Informer(server, store, "apps/v1", "Deployment", namespace, handler,  # type: ignore[arg-type]
                                       **(informer_args or {}))
         tasks = await informers.start([informer])
         await asyncio.wait_for(server.exhausted.wait(), timeout=10)
@@ -288,3 +288,36 @@ def test_config_watches_start_with_a_namespaces_first_canary_and_go_with_its_las
     assert cached == [("team-a", "configmap-1"), ("team-a", "secret-1"), ("team-b", "configmap-1"),
                       ("team-b", "secret-1")]
     assert after == ["team-b", "team-b"], "team-a's configs leave the cache with its last Canary"
+
+
+def test_with_a_namespace_pattern_only_the_served_namespaces_reach_the_store_and_the_handler() -> None:
+    # `--namespace 'team-*, !team-x'` lists and watches cluster-wide; the other teams' objects must not wake,
+    # tick or hand back anything in this controller.
+    store = watchcache.Store()
+    store.limit_to(["team-*, !team-x"])
+    server = ScriptedServer(
+        lists=[{"metadata": {"resourceVersion": "10"},
+                "items": [deployment("a", "7", "team-a"), deployment("x", "8", "team-x"),
+                          deployment("o", "9", "ops")]}],
+        watches=[[{"type": "ADDED", "object": deployment("b", "11", "team-b")},
+                  {"type": "ADDED", "object": deployment("o2", "12", "ops")}]])
+    seen, store = run(server, namespace=None, store=store)
+    assert seen == [("ADDED", "a", "7"), ("ADDED", "b", "11")]
+    assert store.names("apps/v1", "Deployment") == [("team-a", "a"), ("team-b", "b")]
+    assert store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("p", "13", "ops")}) is False
+    assert store.accepts(""), "cluster-scoped objects (Kuma's TrafficRoute) are everyone's"
+
+
+@pytest.mark.parametrize(("namespace", "pattern", "served"), [
+    ("team-a", "team-*", True), ("ops", "team-*", False),
+    ("team-x", "team-*, !team-x", False), ("ops", "!kube-system", True), ("kube-system", "!kube-system", False),
+    ("team-pr-1", "team-*, !*-pr-*, *pr-1", True), ("other-pr-1", "team-*, !*-pr-*, *pr-1", False),
+    ("other-pr-1", "!*-pr-*, *pr-1", True),
+])
+def test_namespace_patterns_match_as_kopf_matches_its_watches(namespace: str, pattern: str, served: bool) -> None:
+    assert watchcache.served(namespace, pattern) is served
+    store = watchcache.Store()
+    store.limit_to([pattern])
+    assert store.accepts(namespace) is served
+    store.limit_to(["team-a", "ops"])  # literal names: watched one by one, nothing to filter
+    assert store.accepts("anything")
