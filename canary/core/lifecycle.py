@@ -194,14 +194,16 @@ def _spec_error(obs: state.Observed) -> state.Decision:
 def _initialize(obs: state.Observed) -> state.Decision:
     status = obs.canary.status
     actions: list[state.Action] = [state.Initialize()]
-    if obs.routes != vocabulary.ALL_PRIMARY:
-        actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
     if status.phase != Phase.INITIALIZING:
         actions.append(state.Event("Normal", "Initializing",
                                    f"Initializing {transitions.name(obs)}: creating the primary"))
+    # The routes (and the Services the user had, ``strategy.primary_takes_traffic``) go to the primary once it is
+    # ready to take their traffic.
     if not obs.primary.rolled_out(obs.canary.spec.analysis.primary_ready_threshold):
         return state.Decision(status=transitions.transition(obs, Phase.INITIALIZING), actions=tuple(actions),
                               requeue_after=transitions.rollout_wait(obs, obs.primary))
+    if obs.routes != vocabulary.ALL_PRIMARY:
+        actions.append(state.SetRoutes(vocabulary.ALL_PRIMARY))
     actions.append(state.ScaleTarget(0))
     done = f"Initialization done! {transitions.name(obs)} serves from the primary"
     actions.append(state.Event("Normal", "Initialized", done))

@@ -10,6 +10,7 @@ What it must not do: look at gates, checks or the clock (``canary.core.steps`` d
 from __future__ import annotations
 
 from apis import models, vocabulary
+from canary.core import state
 
 
 def weight_steps(analysis: models.AnalysisSpec) -> list[int]:
@@ -122,3 +123,12 @@ def canary_replicas(primary_desired: int, autoscaler_min_replicas: int | None) -
     if autoscaler_min_replicas is not None:
         return replicas(autoscaler_min_replicas)
     return replicas(primary_desired)
+
+
+def primary_takes_traffic(obs: state.Observed) -> bool:
+    """Whether the Services and routes may send to the primary: once it was ready at initialization (the Canary
+    promoted a revision since), or now that it is ready.  Before, a Service or route of the user's keeps sending
+    where it did, so that adding a Canary to an app that serves already is no outage (Flagger takes them over
+    only after the primary is ready, for zero downtime); what Fledge creates then may point at the primary."""
+    status, analysis = obs.canary.status, obs.canary.spec.analysis
+    return bool(status.last_promoted_spec) or obs.primary.rolled_out(analysis.primary_ready_threshold)

@@ -133,8 +133,9 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
     key = (canary.namespace, canary.name)
     meta = canary.metadata
     spec_version = f"{meta.uid}/{meta.generation}" if meta.generation else meta.resource_version
+    takes_traffic = core.primary_takes_traffic(obs)
     inputs: tuple[object, ...] = (spec_version, (target.get("metadata") or {}).get("resourceVersion"),
-                                  canary.status.last_applied_spec)
+                                  canary.status.last_applied_spec, takes_traffic)
     if canary.spec.analysis.session_affinity is not None:  # the cookie rules follow the run (apis.affinity)
         inputs += (canary.status.phase, canary.status.canary_weight)
     store = cluster.store
@@ -153,8 +154,11 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
         return
     with store.reading() as reads:
         plan = workloads.plan(canary, target, lookup, autoscalers.autoscaler(canary, store),
-                              switched_apex=router is not None and router.switches_apex)
-        stale_routes = router is not None and bool(diffing.outdated(_desired(router, canary), store))
+                              switched_apex=router is not None and router.switches_apex, take_over=takes_traffic)
+        # The routes wait for the primary too: a route of the user's (or one a deleted Canary of this name left)
+        # keeps sending where it did until the primary can take its traffic.
+        routed = router if takes_traffic else None
+        stale_routes = routed is not None and bool(diffing.outdated(_desired(routed, canary), store))
     if not (plan.services or plan.autoscaler or stale_routes):
         if all(inputs[:2]) and all(version != "" for _, version in reads):  # objects without versions: no memo
             memos.reconciled[key] = (inputs, reads)
@@ -162,8 +166,8 @@ async def reconcile(cluster: context.Cluster, memos: context.Memos, canary: mode
     memos.reconciled.pop(key, None)
     await _write(cluster, canary, plan.services)
     await _write(cluster, canary, plan.autoscaler)
-    if router is not None and diffing.outdated(_desired(router, canary), store):  # again, after those writes
-        await router.reconcile(canary)
+    if routed is not None and diffing.outdated(_desired(routed, canary), store):  # again, after those writes
+        await routed.reconcile(canary)
 
 
 def _desired(router: routers.Router, canary: models.Canary) -> list[dict[str, Any]]:

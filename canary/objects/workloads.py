@@ -262,13 +262,15 @@ def _apex_sides(target: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, st
 
 
 def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autoscaler: Mapping[str, Any] | None,
-         switched_apex: bool = False) -> Plan:
+         switched_apex: bool = False, take_over: bool = True) -> Plan:
     """What to write for the Services and the primary's autoscaler to be as ``canary`` says.
 
     Compares with the live objects (``lookup`` reads the watch cache), so it asks for nothing when they
     already are.  ``switched_apex``: a router owns the apex selector (the kubernetes provider); a selector
     of either side is left to it (it points the canary's back at the primary), and only one that is
-    neither (or one the user had before the takeover) is pointed at the primary here.
+    neither (or one the user had before the takeover) is pointed at the primary here.  ``take_over=False``
+    (the primary is not ready yet: ``canary.core.primary_takes_traffic``): a Service of the user's is left
+    as it is, still serving, and only the missing ones are created.
     """
     writes: list[Write] = []
     for desired in services.desired(canary, target):
@@ -282,6 +284,8 @@ def plan(canary: models.Canary, target: Mapping[str, Any], lookup: Lookup, autos
                 desired["spec"]["selector"] = dict(selector)
         if current is None:
             writes.append(Create(desired))
+        elif not take_over and not services.owned_by(current, canary):
+            continue  # the user's, serving the app until the primary can
         elif services.owned_by(current, canary):
             if not diffing.matches(desired, current) or services.legacy_owned(current, canary):
                 writes.append(Apply(desired))

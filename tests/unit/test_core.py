@@ -98,20 +98,30 @@ LATER = T0 + datetime.timedelta(minutes=1, seconds=1)
 # -- table-driven transitions ------------------------------------------------------------------
 
 
-def test_new_canary_initializes_and_waits_for_primary() -> None:
-    decision = decide(World(make(), revision="rev1", routes=None, primary=core.MISSING))
+def test_new_canary_initializes_and_waits_for_primary_before_routing_to_it() -> None:
+    # A route of the user's keeps sending where it did until the primary can take the traffic (Flagger too).
+    world = World(make(), revision="rev1", routes=None, primary=core.MISSING)
+    decision = decide(world)
     assert decision.status.phase == Phase.INITIALIZING
-    assert kinds(decision)[:2] == ["Initialize", "SetRoutes"]
-    assert routes_of(decision) == [core.ALL_PRIMARY]
-    assert "ScaleTarget" not in kinds(decision)
+    assert kinds(decision)[0] == "Initialize"
+    assert "SetRoutes" not in kinds(decision) and "ScaleTarget" not in kinds(decision)
+    assert not core.primary_takes_traffic(world.obs)
 
 
-def test_ready_primary_finishes_initialization_and_parks_target() -> None:
+def test_ready_primary_takes_the_routes_finishes_initialization_and_parks_target() -> None:
     canary = make(status={"phase": "Initializing"})
-    decision = decide(World(canary, revision="rev1"))
+    world = World(canary, revision="rev1", routes=None)
+    decision = decide(world)
     assert decision.status.phase == Phase.INITIALIZED
     assert decision.status.last_applied_spec == decision.status.last_promoted_spec == "rev1"
+    assert routes_of(decision) == [core.ALL_PRIMARY]
+    assert kinds(decision).index("SetRoutes") < kinds(decision).index("ScaleTarget")
     assert core.ScaleTarget(0) in decision.actions
+    assert core.primary_takes_traffic(world.obs)
+    # Initialized once, the primary keeps its traffic while it is briefly not ready (a pod restarting).
+    later = World(make(status={"phase": "Initialized", "lastPromotedSpec": "rev1"}), revision="rev1",
+                  primary=dataclasses.replace(core.Workload.ready_with(2), available=0))
+    assert core.primary_takes_traffic(later.obs)
 
 
 def test_new_revision_starts_progressing_and_scales_canary_up() -> None:
