@@ -180,8 +180,8 @@ def conflict(obj: Mapping[str, Any] | None, canary: models.Canary, owner_gone: b
                 "its name: set spec.service.name")
     if other is not None and other != canary.name and owner_gone:
         return (f"{what} was left by Canary {canary.namespace}/{other}, deleted since, because the app's traffic may "
-                "still go through it; Fledge leaves it untouched: delete it once nothing routes through it, or "
-                f"name this Canary {other} to take it over")
+                f"still go through it; Fledge leaves it untouched: name this Canary {other} to take it over, or "
+                f"run `fledge cleanup {other} -n {canary.namespace}` and delete it once nothing routes through it")
     if other is not None and other != canary.name:
         if obj.get("kind") in ("ConfigMap", "Secret"):
             return (f"{what} is the primary copy that Canary {canary.namespace}/{other} keeps of a config its target "

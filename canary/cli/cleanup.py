@@ -21,6 +21,7 @@ from typing import Any
 from apis import naming
 from canary.cli import client
 from canary.cluster import kube
+from canary.engine.revert import DRAIN_SECONDS
 from canary.objects import services, workloads
 from routers import knative
 
@@ -55,8 +56,11 @@ def cleanup(args: argparse.Namespace) -> int:
             return 1
     _release(api, namespace, args.name)
     _release_knative(api, namespace, args.name)
-    for api_version, kind in (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "ConfigMap"),
-                              ("v1", "Secret")):
+    if primaries:  # endpoints propagate, and requests under way to the primary finish, as the controller waits
+        time.sleep(DRAIN_SECONDS)
+    # The primaries last, as the controller deletes them: one cut short still names the configs it mounts.
+    for api_version, kind in (("v1", "ConfigMap"), ("v1", "Secret"), ("apps/v1", "Deployment"),
+                              ("apps/v1", "DaemonSet")):
         for item in _items(api, api_version, kind, namespace):
             if _marked(item, args.name):
                 kube.request(api, "DELETE", kube.resource_for(api_version, kind).path(namespace,

@@ -219,51 +219,63 @@ async def _release_services(body: dict[str, Any], routes: bool) -> None:
 _HANDOVERS: set[asyncio.Task[None]] = set()
 
 
-_HANDING_BACK: set[context.Key] = set()  # one hand-back per Canary at a time (a DELETED and a start-up scan)
+# The newest deletion of each Canary being handed back (a DELETED and a start-up scan run one hand-back): a
+# Canary of the name created and deleted again meanwhile is taken up by the running one, not dropped.
+_HANDING_BACK: dict[context.Key, tuple[dict[str, Any], bool]] = {}
 
 
 async def _hand_back(body: dict[str, Any], routes: bool) -> None:
     meta = body.get("metadata") or {}
     key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-    if key in _HANDING_BACK:
+    running = _HANDING_BACK.get(key)
+    if running is not None:
+        if (running[0].get("metadata") or {}).get("uid") != meta.get("uid"):
+            _HANDING_BACK[key] = (body, routes)
         return
-    _HANDING_BACK.add(key)
+    _HANDING_BACK[key] = (body, routes)
     try:
-        await _hand_back_once(body, routes)
+        while True:
+            done = await _hand_back_once(key)
+            if _HANDING_BACK[key] is done:
+                return  # else a newer deletion arrived after the last attempt started: hand it back too
     finally:
-        _HANDING_BACK.discard(key)
+        _HANDING_BACK.pop(key, None)
 
 
-async def _hand_back_once(body: dict[str, Any], routes: bool) -> None:
-    """``routes``: the body is the deleted Canary's own (its router known), not one rebuilt from marks."""
+async def _hand_back_once(key: context.Key) -> tuple[dict[str, Any], bool]:
+    """The hand-back of the deletion ``_HANDING_BACK`` holds for ``key``, the newest at each attempt (its
+    ``routes``: the body is the deleted Canary's own, its router known, not one rebuilt from marks); returns the
+    deletion its last attempt took."""
     from canary.engine import handover
 
-    meta = body.get("metadata") or {}
-    default_provider = _context().settings.default_provider if routes else ""
+    namespace, name = key
+    taken = _HANDING_BACK[key]
     try:
         # No other replica saw this DELETED as a leader, so a failure (a refusal by the fence while a renewal
         # lands late, an API server that answers 5xx or times out) is waited out while this replica still
         # leads, instead of dropping the hand-back with the primary left; every step of the hand-back is
-        # idempotent, so it starts again from the top.
+        # idempotent, so it starts again from the top.  A spec that cannot say what to hand back never will.
         for attempt in range(HAND_BACK_ATTEMPTS):
+            taken = _HANDING_BACK[key]
+            body, routes = taken
+            default_provider = _context().settings.default_provider if routes else ""
             try:
                 await handover.hand_back(_context().cluster, body, default_provider=default_provider)
-                return
+                return taken
             except Exception as exc:
-                if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1:
+                if not LEADING or attempt == HAND_BACK_ATTEMPTS - 1 or isinstance(exc, errors.FatalError | ValueError):
                     raise
                 if not isinstance(exc, fence.LeaseLost):
-                    log.info("handing back deleted canary %s/%s failed, trying again: %s", meta.get("namespace"),
-                             meta.get("name"), kube.describe_api_error(exc) or exc)
+                    log.info("handing back deleted canary %s/%s failed, trying again: %s", namespace, name,
+                             kube.describe_api_error(exc) or exc)
                 await asyncio.sleep(min(HAND_BACK_RETRY_SECONDS * 2 ** attempt, HAND_BACK_RETRY_CAP))
     except fence.LeaseLost:
         log.warning("the traffic of deleted canary %s/%s was not handed back: this replica lost the Lease; its "
-                    "primary keeps serving: run `fledge cleanup %s -n %s`", meta.get("namespace"),
-                    meta.get("name"), meta.get("name"), meta.get("namespace"))
+                    "primary keeps serving: run `fledge cleanup %s -n %s`", namespace, name, name, namespace)
     except Exception as exc:  # the Canary is gone: nothing retries this, so say what the user must restore
         log.warning("could not hand back the traffic of deleted canary %s/%s (run `fledge cleanup %s -n %s`): %s",
-                    meta.get("namespace"), meta.get("name"), meta.get("name"), meta.get("namespace"),
-                    kube.describe_api_error(exc) or exc)
+                    namespace, name, name, namespace, kube.describe_api_error(exc) or exc)
+    return taken
 
 
 # -- the per-canary loop ------------------------------------------------------------------------

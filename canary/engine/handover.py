@@ -45,6 +45,8 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     ``default_provider`` (the controller's ``--provider``) names the router of a Canary without ``spec.provider``;
     empty for a Canary rebuilt from its marks (an orphan), whose routes are then left as they are."""
     canary = revert.canary_of(body)
+    if _superseded(cluster, canary):
+        return  # before any write: a hand-back retried late must not reset the new Canary's split
     if knative.is_knative(canary):
         # No primary to remove: the Service's own default takes over, all to its latest ready Revision (the
         # router's finalize, which touches nothing on a Service another Canary holds).

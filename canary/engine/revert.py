@@ -148,8 +148,10 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Routes Fledge created and keeps (``finalize``) must not go on splitting or mirroring once the Services
-    # are handed back; the user's are restored as they were.
-    await routes_to_primary(cluster, canary, settings.default_provider)
+    # are handed back; the user's are restored as they were.  Without a primary of its own the Canary never
+    # split anything (refused: the routes are another Canary's, which may be half-way through a release).
+    if primary is not None:
+        await routes_to_primary(cluster, canary, settings.default_provider)
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     kept = await router.finalize(canary)

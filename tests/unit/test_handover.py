@@ -306,3 +306,26 @@ def test_a_knative_service_marked_for_a_gone_canary_is_an_orphan_whose_split_is_
                         "manager": "fledge/web"}], "an apply that owns nothing: the split and the mark given back"
     store.upsert({**body(), "metadata": {"name": "web", "namespace": "team", "uid": "u-new", "resourceVersion": "9"}})
     assert handover.orphans(store) == [], "a Canary of the name exists again: it takes the Service over"
+
+
+def test_a_hand_back_run_after_its_canary_was_created_again_writes_nothing() -> None:
+    # Retried late (the API server was failing), the deleted Canary's hand-back must not reset the split of the
+    # Canary created since under its name, which made_for adopts by name: on a Knative Service that would send
+    # all traffic to the Revision under analysis.
+    store = watchcache.Store()
+    new = {**body(), "metadata": {"name": "web", "namespace": "team", "uid": "u-new", "resourceVersion": "9"}}
+    new["spec"] = {"provider": "knative", "service": {"port": 80}, "analysis": {"interval": "1m", "stepWeight": 10},
+                   "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "shop"}}
+    store.upsert(new)
+    store.upsert({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                  "metadata": {"name": "shop", "namespace": "team", "resourceVersion": "3",
+                               "annotations": {naming.OWNER_NAME: "web", naming.OWNER_UID: "u-new"}},
+                  "spec": {"traffic": [{"revisionName": "shop-00001", "percent": 70},
+                                       {"latestRevision": True, "percent": 30}]}})
+    writer = Writer(store)
+    old = {**new, "metadata": {"name": "web", "namespace": "team", "uid": UID}}
+    asyncio.run(handover.hand_back(context.Cluster(store, writer), old))  # type: ignore[arg-type]
+    deployment_target = {**body(), "spec": {**body()["spec"], "provider": "gatewayapi"}}
+    asyncio.run(handover.hand_back(context.Cluster(store, writer), deployment_target,  # type: ignore[arg-type]
+                                   poll_seconds=0, drain_seconds=0))
+    assert writer.sent == []

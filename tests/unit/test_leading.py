@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apis import errors
 from canary.controller import handlers
 from canary.engine import context
 
@@ -123,6 +124,46 @@ def test_a_leader_whose_hand_back_fails_half_way_tries_it_again(
 
     asyncio.run(scenario())
     assert attempts == ["b", "b", "b"]
+
+
+def test_a_canary_created_and_deleted_again_during_a_hand_back_is_handed_back_too(
+        ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first deletion's hand-back is retrying when the name is created and deleted again: the newer
+    # deletion (another uid, perhaps another spec) is what the running hand-back finishes, not dropped; a
+    # spec that can never be handed back is not retried.
+    from canary.cluster import kube
+    from canary.engine import handover
+
+    handed: list[str] = []
+
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
+        handed.append(deleted["metadata"]["uid"])
+        if len(handed) == 1:
+            await event(body=uid("b", "u2"), type="DELETED", namespace="ns", name="b")
+            raise kube.ApiError(503, "Service Unavailable", "{}", "/deployments/b")
+        if deleted["metadata"]["uid"] == "u3":
+            raise errors.SpecError("spec.targetRef", "no target")
+
+    def uid(name: str, value: str) -> dict[str, Any]:
+        found = body(name)
+        found["metadata"]["uid"] = value
+        return found
+
+    monkeypatch.setattr(handover, "hand_back", hand_back)
+    monkeypatch.setattr(handlers, "HAND_BACK_RETRY_SECONDS", 0.01)
+    event: Any = handlers.canary_event
+
+    async def scenario() -> None:
+        handlers.install(context.make(None, context.Settings()))
+        await handlers.start_leading()
+        await event(body=uid("b", "u1"), type="DELETED", namespace="ns", name="b")
+        await asyncio.gather(*handlers._HANDOVERS)
+        await event(body=uid("b", "u3"), type="DELETED", namespace="ns", name="b")
+        await asyncio.gather(*handlers._HANDOVERS)
+        await handlers.stop_leading(grace_seconds=1)
+
+    asyncio.run(scenario())
+    assert handed == ["u1", "u2", "u3"], "u2 taken up by the running hand-back; u3's spec error tried once"
 
 
 def test_a_tick_refused_by_the_fence_waits_and_ticks_again_until_the_loop_is_stopped(

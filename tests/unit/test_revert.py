@@ -225,6 +225,9 @@ def test_a_route_fledge_created_is_kept_all_to_the_primary_with_the_services_it_
     route = gateway_api.http_route(revert.canary_of(body), vocabulary.Weights(primary=50, canary=50))
     route["metadata"]["annotations"] = {**route["metadata"].get("annotations", {}), **mark}
     store.upsert({**route, "metadata": {**route["metadata"], "resourceVersion": "2"}})
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web-primary", "namespace": "team", "resourceVersion": "3", "annotations": mark},
+                  "spec": {"replicas": 2}})
     for name, selected in (("web", "web-primary"), ("web-primary", "web-primary"), ("web-canary", "web")):
         store.upsert({"apiVersion": "v1", "kind": "Service",
                       "metadata": {"name": name, "namespace": "team", "resourceVersion": "3", "annotations": mark},
@@ -262,3 +265,33 @@ def test_a_primary_that_cannot_be_deleted_keeps_the_finalizer_so_the_revert_is_t
         asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
                                        context.Settings(default_provider="kubernetes"), body))
     assert ("Canary", "app") not in writer.sent, "the finalizer stays until the primary is gone"
+
+
+def test_a_refused_canary_reverts_without_touching_the_split_of_the_canary_that_holds_the_routes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # B was refused (A holds the service name "shop" and is half-way through a release): B made nothing, so its
+    # deletion writes nothing either, and A's 70/30 split stays as A's analysis set it.
+    from apis import naming
+    from routers import gateway_api
+
+    monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
+
+    def body(name: str, target: str) -> dict[str, Any]:
+        found = canary(True, [revert.FINALIZER], deleting=True)
+        found["metadata"].update({"name": name, "uid": f"u-{name}"})
+        found["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                         "provider": "gatewayapi", "revertOnDeletion": True,
+                         "service": {"name": "shop", "port": 80,
+                                     "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+                         "analysis": {"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10}}
+        return found
+
+    store = watchcache.Store()
+    route = gateway_api.http_route(revert.canary_of(body("a", "shop-a")), vocabulary.Weights(primary=70, canary=30))
+    route["metadata"].update({"resourceVersion": "4", "annotations": {
+        **route["metadata"].get("annotations", {}), naming.OWNER_NAME: "a", naming.OWNER_UID: "u-a"}})
+    store.upsert(route)
+    writer = Deletes(store, gone=set())
+    asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
+                                   context.Settings(), body("b", "shop-b")))
+    assert writer.sent == [("Canary", "b")], "only B's finalizer goes"
