@@ -56,8 +56,9 @@ def upstream(canary: models.Canary, version: str, service: Mapping[str, Any] | N
     spec["kube"] = kube
     return {"apiVersion": UPSTREAM_API, "kind": UPSTREAM,
             "metadata": {"name": upstream_name(canary, version), "namespace": canary.namespace,
-                         "labels": dict(naming.MANAGED_BY), "annotations": naming.gitops_disabled(),
-                         "ownerReferences": [naming.owner_reference(canary)]},
+                         "labels": dict(naming.MANAGED_BY),
+                         # The mark, no ownerReference: the RouteTable sends the app's traffic here (``finalize``).
+                         "annotations": {**naming.gitops_disabled(), **naming.owner_annotations(canary)}},
             "spec": spec}
 
 
@@ -123,8 +124,9 @@ def route_table(canary: models.Canary, weights: vocabulary.Weights) -> base.Mani
     return {"apiVersion": ROUTE_TABLE_API, "kind": ROUTE_TABLE,
             "metadata": {"name": canary.spec.service_name, "namespace": canary.namespace,
                          "labels": {**apex.labels, **naming.MANAGED_BY},
-                         "annotations": naming.gitops_disabled(apex.annotations),
-                         "ownerReferences": [naming.owner_reference(canary)]},
+                         # The mark, no ownerReference: the user's VirtualService delegates to it (``finalize``).
+                         "annotations": {**naming.gitops_disabled(apex.annotations),
+                                         **naming.owner_annotations(canary)}},
             "spec": {"routes": routes}}
 
 
@@ -145,6 +147,8 @@ def table_weights(table: Mapping[str, Any], canary: models.Canary) -> vocabulary
 @base.register("gloo")
 class GlooRouter(base.CachedRouter):
     """Applies the two Upstreams and the RouteTable; reads them back from the watch cache."""
+
+    copies_service_selectors = True  # the Upstreams carry the Services' selectors, as Flagger's do
 
     def _table(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(ROUTE_TABLE_API, ROUTE_TABLE, canary.namespace, canary.spec.service_name)
@@ -186,16 +190,11 @@ class GlooRouter(base.CachedRouter):
         return table_weights(existing, canary) if existing is not None else None
 
     async def finalize(self, canary: models.Canary) -> bool:
-        """Delete Fledge's RouteTable and Upstreams; the user's VirtualService and Upstream were never changed."""
+        """Keep Fledge's RouteTable and Upstreams: the user's VirtualService delegates to the RouteTable, and the
+        app's traffic would have no route without it (the hand-back points the Upstreams at the Services' new
+        pods: ``copies_service_selectors``)."""
         existing = self._table(canary)
-        if existing is not None and naming.made_for(existing, canary):
-            await self._writer.delete(ROUTE_TABLE_API, ROUTE_TABLE, canary.namespace, canary.spec.service_name)
-        for version in ("primary", "canary"):
-            name = upstream_name(canary, version)
-            current = self._store.get(UPSTREAM_API, UPSTREAM, canary.namespace, name)
-            if current is not None and naming.made_for(current, canary):
-                await self._writer.delete(UPSTREAM_API, UPSTREAM, canary.namespace, name)
-        return False
+        return existing is not None and naming.made_for(existing, canary)
 
     def validate(self, canary: models.Canary) -> None:
         """SpecError for mirroring, session affinity, an A/B match Gloo cannot route, or a missing upstreamRef."""

@@ -67,6 +67,8 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     if _superseded(cluster, canary):
         return
     await revert.release_services(cluster, canary)
+    if mine and (canary.spec.provider or default_provider):
+        await revert.follow_services(cluster, canary, default_provider)
     if mine:
         await asyncio.sleep(drain_seconds)
         if not _superseded(cluster, canary):

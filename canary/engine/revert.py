@@ -156,6 +156,20 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     kept = await router.finalize(canary)
     await release_services(cluster, canary, routes_kept=kept)
+    if kept:
+        await follow_services(cluster, canary, settings.default_provider)
+
+
+async def follow_services(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
+    """Once the Services are handed back, the route objects that copy their selectors (Gloo's Upstreams) copy
+    the new ones, the target's pods, before the primary goes; nothing for the other routers."""
+    router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
+    try:
+        if router.copies_service_selectors and router.get_routes(canary) is not None:
+            await router.reconcile(canary)
+    except errors.SpecError as exc:  # a user object they copy is gone: left as they are
+        log.warning("canary %s/%s: its routes were left as they are on deletion: %s", canary.namespace,
+                    canary.name, exc)
 
 
 async def routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:

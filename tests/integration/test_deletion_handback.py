@@ -30,9 +30,11 @@ CONTOUR_API, TRAEFIK_API = "projectcontour.io/v1", "traefik.io/v1alpha1"
 # entry objects must outlive the Canary as the Gateway's HTTPRoute and the mesh's VirtualService do.
 KUMA_API = more_routers.KUMA_API
 # Kuma's TrafficRoute is cluster-scoped and never had an owner: it stays, and must still find its Services.
+# The user's Gloo VirtualService delegates to Fledge's RouteTable, whose Upstreams copy the Services' selectors.
+GLOO_API, UPSTREAM_API = more_routers.GLOO_TABLE_API, more_routers.GLOO_UPSTREAM_API
 ROUTED = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"), "halt": None,
           "proxied": (CONTOUR_API, "HTTPProxy"), "weighted": (TRAEFIK_API, "TraefikService"),
-          "meshed": (KUMA_API, "TrafficRoute")}
+          "meshed": (KUMA_API, "TrafficRoute"), "delegated": (GLOO_API, "RouteTable")}
 
 
 def tutorials(namespace: str) -> list[dict[str, Any]]:
@@ -46,7 +48,8 @@ def tutorials(namespace: str) -> list[dict[str, Any]]:
     proxied = more_routers.contour_canary(namespace, "proxied")
     weighted = more_routers.tutorial_canary(namespace, "weighted", "traefik", port=80)
     meshed = more_routers.kuma_canary(namespace, "meshed")
-    return [gateway, mesh, blue_green, proxied, weighted, meshed]
+    delegated = more_routers.gloo_canary(namespace, "delegated")
+    return [gateway, mesh, blue_green, proxied, weighted, meshed, delegated]
 
 
 def listed(api: Any, api_version: str, kind: str, namespace: str) -> dict[str, dict[str, Any]]:
@@ -63,6 +66,10 @@ def backends(kind: str, route: dict[str, Any]) -> list[str]:
     if kind == "HTTPProxy":
         return [svc["name"] for route in spec.get("routes") or [] for svc in route.get("services") or []
                 if svc.get("weight", 1) > 0]
+    if kind == "RouteTable":  # Upstreams, which name their Service
+        return [entry["destination"]["upstream"]["name"] for route in spec.get("routes") or []
+                for entry in ((route.get("routeAction") or {}).get("multi") or {}).get("destinations") or []
+                if entry.get("weight", 1) > 0]
     if kind == "TrafficRoute":  # kuma.io/service tags: <service>_<namespace>_svc_<port>
         return [entry["destination"]["kuma.io/service"].split("_")[0]
                 for entry in (spec.get("conf") or {}).get("split") or [] if entry.get("weight", 1) > 0]
@@ -100,8 +107,14 @@ class Watchman(threading.Thread):
         if "meshed" in self.routed:
             routes["TrafficRoute"] = {"meshed": kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed")}
 
+        upstreams = listed(api, UPSTREAM_API, "Upstream", ns) if "delegated" in self.routed else {}
+
         def serves(name: str) -> bool:
             selector = ((found.get(name) or {}).get("spec") or {}).get("selector") or {}
+            if name in upstreams:  # a Gloo Upstream: its own copy of a selector, else its Service's
+                kube_spec = (upstreams[name].get("spec") or {}).get("kube") or {}
+                selector = kube_spec.get("selector") or ((found.get(kube_spec.get("serviceName") or "") or {})
+                                                         .get("spec") or {}).get("selector") or {}
             return bool(selector) and any(
                 selector.items() <= (d["spec"]["template"]["metadata"].get("labels") or {}).items()
                 and d["spec"].get("replicas", 1) > 0 and (d.get("status") or {}).get("readyReplicas", 0) > 0
@@ -128,6 +141,7 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
     ns = namespace
     # Cluster-scoped, kept after a deletion by design: one an earlier run left would be another Canary's.
     kubectl.delete(api, KUMA_API, "TrafficRoute", "", "meshed")
+    more_routers.gloo_upstream(api, ns, "delegated")
     for body in tutorials(ns):
         kubectl.apply(api, apps.deployment(ns, body["metadata"]["name"], "1"))
         kubectl.apply(api, body)
@@ -169,6 +183,7 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
     assert kubectl.get(api, CONTOUR_API, "HTTPProxy", ns, "proxied") is not None
     assert kubectl.get(api, TRAEFIK_API, "TraefikService", ns, "weighted") is not None
     assert kubectl.get(api, KUMA_API, "TrafficRoute", "", "meshed") is not None
+    assert kubectl.get(api, GLOO_API, "RouteTable", ns, "delegated") is not None
     assert apps.apex_selector(api, ns, "podinfo-primary") == {"app": "podinfo"}
     kubectl.delete(api, KUMA_API, "TrafficRoute", "", "meshed")  # the user's, now: deleted once nothing uses it
 
@@ -177,13 +192,15 @@ def test_deleting_tutorial_canaries_keeps_serving_and_a_cut_short_hand_back_is_f
 # HTTPProxy or IngressRoute names: revertOnDeletion must keep them, or the app has no route.
 ENTRY_ROUTED: dict[str, tuple[str, str]] = {"podinfo": (ROUTE_API, "HTTPRoute"), "mesh": (ISTIO_API, "VirtualService"),
                                             "proxied": (CONTOUR_API, "HTTPProxy"),
-                                            "weighted": (TRAEFIK_API, "TraefikService")}
+                                            "weighted": (TRAEFIK_API, "TraefikService"),
+                                            "delegated": (GLOO_API, "RouteTable")}
 
 
 def test_reverting_tutorial_canaries_half_way_keeps_their_entry_routes_and_a_new_canary_takes_them_over(
         env: environment.Environment, api: Any, namespace: str, controller: local_controller.Controller) -> None:
     ns = namespace
     bodies = [body for body in tutorials(ns) if body["metadata"]["name"] in ENTRY_ROUTED]
+    more_routers.gloo_upstream(api, ns, "delegated")
     for body in bodies:
         body["spec"]["revertOnDeletion"] = True
         # No metrics: the release holds its first step for the interval, long enough to be deleted half-way.
@@ -209,7 +226,8 @@ def test_reverting_tutorial_canaries_half_way_keeps_their_entry_routes_and_a_new
         for app, (api_version, kind) in ENTRY_ROUTED.items():
             route = kubectl.get(api, api_version, kind, ns, app)
             assert route is not None, f"the {kind} of {app} was deleted: what routes to it has no route"
-            assert backends(kind, route) == [f"{app}-primary"], (app, route["spec"])
+            primary = f"{ns}-{app}-primaryupstream-9898" if kind == "RouteTable" else f"{app}-primary"
+            assert backends(kind, route) == [primary], (app, route["spec"])
             assert apps.apex_selector(api, ns, f"{app}-primary") == {"app": app}
             assert apps.apex_selector(api, ns, app) == {"app": app}
         assert kubectl.get(api, ISTIO_API, "DestinationRule", ns, "mesh-primary") is not None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from apis import errors
+from apis import errors, naming
 from canary import core
 from metrics import builtin, templates
 from routers import base, gloo
@@ -49,7 +49,8 @@ def destinations(primary: int, canary: int) -> dict[str, Any]:
 def test_the_route_table_splits_between_the_two_upstreams() -> None:
     built = gloo.route_table(fakes.canary(provider="gloo"), core.Weights(80, 20))
     assert built["metadata"]["name"] == "podinfo"
-    assert built["metadata"]["ownerReferences"] == [fakes.OWNER]
+    assert "ownerReferences" not in built["metadata"], "garbage collection would take the route away"
+    assert naming.made_for(built, fakes.canary(provider="gloo"))
     assert built["spec"] == {"routes": [{"inheritablePathMatchers": True, "routeAction": destinations(80, 20)}]}
     assert gloo.table_weights(built, fakes.canary(provider="gloo")) == core.Weights(80, 20)
 
@@ -88,7 +89,7 @@ def test_the_upstreams_copy_the_referenced_settings_and_point_at_the_versions_se
     c = fakes.canary(provider="gloo", upstreamRef=UPSTREAM_REF)
     built = gloo.upstream(c, "canary", service("podinfo-canary"), users_upstream())
     assert built["metadata"]["name"] == CANARY_UPSTREAM
-    assert built["metadata"]["ownerReferences"] == [fakes.OWNER]
+    assert "ownerReferences" not in built["metadata"] and naming.made_for(built, c)
     assert built["spec"] == {"labels": {"team": "a"}, "useHttp2": True, "circuitBreakers": {"maxConnections": 10},
                              "loadBalancerConfig": {"roundRobin": {}},
                              "kube": {"serviceName": "podinfo-canary", "serviceNamespace": "test",
@@ -116,7 +117,7 @@ def test_the_simulator_follows_the_route_table_to_the_upstreams_services() -> No
     assert alone is not None and alone.canary_share == 0.0
 
 
-def test_the_gloo_router_reconciles_its_objects_and_deletes_only_them() -> None:
+def test_the_gloo_router_reconciles_its_objects_and_keeps_them_following_the_services() -> None:
     store = fakes.FakeStore(users_upstream(), service("podinfo-primary"), service("podinfo-canary"))
     router = base.for_provider("gloo", store, fakes.FakeWriter(store))
     c = fakes.canary(provider="gloo", upstreamRef=UPSTREAM_REF)
@@ -130,10 +131,15 @@ def test_the_gloo_router_reconciles_its_objects_and_deletes_only_them() -> None:
     upstream = store.get("gloo.solo.io/v1", "Upstream", "test", PRIMARY_UPSTREAM) or {}
     assert upstream["spec"]["kube"]["selector"] == {"app": "podinfo-primary"}
     assert upstream["spec"]["useHttp2"] is True
-    fakes.run(router.finalize(c))
-    assert store.get("gateway.solo.io/v1", "RouteTable", "test", "podinfo") is None
-    assert store.get("gloo.solo.io/v1", "Upstream", "test", PRIMARY_UPSTREAM) is None
-    assert store.get("gloo.solo.io/v1", "Upstream", "test", CANARY_UPSTREAM) is None
+    # Deleted with revertOnDeletion: the user's VirtualService delegates to the RouteTable, so it stays, and its
+    # Upstreams follow the Services to the target's pods once they are handed back.
+    assert fakes.run(router.finalize(c)) is True
+    assert store.get("gateway.solo.io/v1", "RouteTable", "test", "podinfo") is not None
+    store.put({**service("podinfo-primary"), "spec": {"selector": {"app": "podinfo"}}})
+    assert router.copies_service_selectors
+    fakes.run(router.reconcile(c))
+    followed = store.get("gloo.solo.io/v1", "Upstream", "test", PRIMARY_UPSTREAM) or {}
+    assert followed["spec"]["kube"]["selector"] == {"app": "podinfo"}
     assert store.get("gloo.solo.io/v1", "Upstream", "gloo-system", "podinfo-upstream") == users_upstream()
 
 
