@@ -35,6 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from apis import models
 from canary import core
+from canary.core import transitions
 from routers import base as routers
 from routers import contour, knative, smi, traefik
 
@@ -514,9 +515,12 @@ class ReleaseMachine(RuleBasedStateMachine):
             if self.error is None or due:
                 assert new.phase == Phase.FAILED, f"failed checks {old.failed_checks} ≥ {threshold} stood: {why}"
 
-        # A promoted primary takes every user back only with as many ready pods as the canary has.
-        if entered == Phase.FINALISING:
-            assert obs.primary.available >= obs.target.available, f"primary {obs.primary} < canary {obs.target}: {why}"
+        # A promoted primary takes every user back only with as many ready pods as the canary has, or, once its
+        # progress deadline has passed with every pod on the promoted template, without the pods it lacks (a
+        # rollback would send every user to those very pods), saying so in its status.
+        if entered == Phase.FINALISING and obs.primary.available < obs.target.available:
+            assert transitions.deadline_passed(obs, obs.primary) and "lacks ready pods" in (new.message or ""), \
+                f"primary {obs.primary} < canary {obs.target}: {why}"
 
         # Every finished run leaves all traffic on the primary, unmirrored, and the canary scaled to zero.
         if entered in core.FINAL_PHASES:
