@@ -58,9 +58,9 @@ def cleanup(args: argparse.Namespace) -> int:
     _release_knative(api, namespace, args.name)
     if primaries:  # endpoints propagate, and requests under way to the primary finish, as the controller waits
         time.sleep(DRAIN_SECONDS)
-    # The primaries last, as the controller deletes them: one cut short still names the configs it mounts.
-    for api_version, kind in (("v1", "ConfigMap"), ("v1", "Secret"), ("apps/v1", "Deployment"),
-                              ("apps/v1", "DaemonSet")):
+    # The primaries first, as the controller deletes them: a primary never runs without its configs.
+    for api_version, kind in (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "ConfigMap"),
+                              ("v1", "Secret")):
         for item in _items(api, api_version, kind, namespace):
             if _marked(item, args.name):
                 kube.request(api, "DELETE", kube.resource_for(api_version, kind).path(namespace,

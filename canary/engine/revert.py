@@ -235,18 +235,18 @@ async def retire_primary(cluster: context.Cluster, body: dict[str, Any]) -> None
 
 
 async def remove_primary(cluster: context.Cluster, canary: models.Canary, body: Mapping[str, Any]) -> None:
-    """Delete the ``-primary`` configs this Canary made, then the primary workload (404: gone already).  The
-    primary goes last: it is what a controller restarted half-way finds (``handover.orphans``), and it names the
-    configs it mounts, so none of them is left behind with nothing to find it by.  Its pods serve no traffic
-    any more, and running pods keep the configs they mounted."""
+    """Delete the primary workload, then the ``-primary`` configs this Canary made (404: gone already).  The
+    primary goes first: a Canary created again under the name while no controller runs adopts what is left,
+    and a primary whose configs were gone could not start a pod again; a config copy left behind by a kill
+    in between serves nobody (``fledge cleanup`` deletes it)."""
     kind = canary.spec.target_ref.kind
+    await _delete_mine(cluster, canary, "apps/v1", kind, canary.spec.primary_target_name)
     tracked = ((body.get("status") or {}).get("trackedConfigs") or {})
     for key in tracked:
         config_kind, name = str(key).split("/", 1) if "/" in str(key) else ("", "")
         if config_kind in ("configmap", "secret"):
             await _delete_mine(cluster, canary, "v1", "ConfigMap" if config_kind == "configmap" else "Secret",
                                naming.primary_name(name))
-    await _delete_mine(cluster, canary, "apps/v1", kind, canary.spec.primary_target_name)
 
 
 async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_version: str, kind: str, name: str) -> None:

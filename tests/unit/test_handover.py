@@ -187,8 +187,8 @@ def test_an_orphans_hand_back_finishes_what_the_deleted_canarys_would_have_done(
     [orphan] = handover.orphans(store)
     asyncio.run(handover.hand_back(context.Cluster(store, writer), orphan,  # type: ignore[arg-type]
                                    poll_seconds=0, drain_seconds=0))
-    assert writer.sent == [("patch", "Service", "api"), ("delete", "ConfigMap", "settings-primary"),
-                           ("delete", "Secret", "db-primary"), ("delete", "Deployment", "web-primary")]
+    assert writer.sent == [("patch", "Service", "api"), ("delete", "Deployment", "web-primary"),
+                           ("delete", "ConfigMap", "settings-primary"), ("delete", "Secret", "db-primary")]
 
 
 def test_a_canary_created_again_while_the_target_is_waited_for_keeps_what_it_took_over() -> None:

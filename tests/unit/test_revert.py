@@ -202,7 +202,7 @@ def test_the_primary_goes_before_the_finalizer_so_a_restarted_controller_finishe
     asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
                                    context.Settings(default_provider="kubernetes"), body))
     deleted = [entry for entry in writer.sent if entry[0].startswith("delete")]
-    assert deleted == [("delete ConfigMap", "cfg-primary"), ("delete Deployment", "web-primary")], "the primary last"
+    assert deleted == [("delete Deployment", "web-primary"), ("delete ConfigMap", "cfg-primary")], "the primary first"
     assert writer.sent[-1] == ("Canary", "app"), "the finalizer is released last"
 
 
