@@ -210,6 +210,8 @@ def test_a_canary_created_again_while_the_target_is_waited_for_keeps_what_it_too
 class Router:
     """A router whose route splits and mirrors: what ``hand_back`` asks of it."""
 
+    copies_service_selectors = False
+
     def __init__(self, weights: Any) -> None:
         self.weights = weights
         self.set: list[Any] = []
