@@ -51,12 +51,6 @@ class Router(Protocol):
         analyses and promotes with every user on the primary, as Flagger does for that provider."""
         ...
 
-    @property
-    def copies_service_selectors(self) -> bool:
-        """True when the route objects carry the Services' selectors (Gloo's Upstreams): a deleted Canary's
-        hand-back reconciles them again once the Services select the target's pods."""
-        ...
-
     def desired(self, canary: models.Canary) -> list[Manifest]:
         """The route objects ``reconcile`` applies, built from the cache with their current weights; no I/O."""
         ...
@@ -92,7 +86,6 @@ class CachedRouter:
 
     switches_apex = False
     shifts_traffic = True
-    copies_service_selectors = False
 
     def __init__(self, store: ObjectStore, writer: Writer) -> None:
         self._store = store

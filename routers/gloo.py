@@ -21,7 +21,7 @@ mirror (Flagger's gloo router ignores mirroring; ``validate`` refuses ``analysis
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from apis import errors, models, naming, vocabulary
@@ -60,6 +60,25 @@ def upstream(canary: models.Canary, version: str, service: Mapping[str, Any] | N
                          # The mark, no ownerReference: the RouteTable sends the app's traffic here (``finalize``).
                          "annotations": {**naming.gitops_disabled(), **naming.owner_annotations(canary)}},
             "spec": spec}
+
+
+def followed_selectors(upstreams: Iterable[Mapping[str, Any]], lookup: Callable[[str], Mapping[str, Any] | None]
+                       ) -> list[tuple[str, base.Manifest]]:
+    """(name, merge patch) for each of ``upstreams`` whose copy of its Service's selector differs from the
+    Service's (``lookup`` by name): once a deleted Canary's Services select the target's pods, its kept Upstreams
+    must too, or they send the RouteTable's traffic to the primary that is about to go.  Needs only the
+    Upstreams and Services, not the Canary's spec, so a hand-back rebuilt from marks does it as well."""
+    patches = []
+    for found in upstreams:
+        kube = (found.get("spec") or {}).get("kube") or {}
+        service = lookup(str(kube.get("serviceName") or ""))
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        copied = kube.get("selector") or {}
+        if selector and copied != selector:
+            wanted: base.Manifest = {key: None for key in copied if key not in selector} | dict(selector)
+            patches.append((str((found.get("metadata") or {}).get("name")),
+                            {"spec": {"kube": {"selector": wanted}}}))
+    return patches
 
 
 def header_matcher(name: str, condition: Any, field: str) -> base.Manifest:
@@ -148,8 +167,6 @@ def table_weights(table: Mapping[str, Any], canary: models.Canary) -> vocabulary
 class GlooRouter(base.CachedRouter):
     """Applies the two Upstreams and the RouteTable; reads them back from the watch cache."""
 
-    copies_service_selectors = True  # the Upstreams carry the Services' selectors, as Flagger's do
-
     def _table(self, canary: models.Canary) -> base.Manifest | None:
         return self._store.get(ROUTE_TABLE_API, ROUTE_TABLE, canary.namespace, canary.spec.service_name)
 
@@ -192,7 +209,7 @@ class GlooRouter(base.CachedRouter):
     async def finalize(self, canary: models.Canary) -> bool:
         """Keep Fledge's RouteTable and Upstreams: the user's VirtualService delegates to the RouteTable, and the
         app's traffic would have no route without it (the hand-back points the Upstreams at the Services' new
-        pods: ``copies_service_selectors``)."""
+        pods: ``followed_selectors``)."""
         existing = self._table(canary)
         return existing is not None and naming.made_for(existing, canary)
 

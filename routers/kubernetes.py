@@ -188,8 +188,10 @@ class KubernetesRouter(base.CachedRouter):
     async def finalize(self, canary: models.Canary) -> bool:
         """Point the apex Service at the target's own pods, as a plain Service for the workload would."""
         apex = self._apex(canary)
-        if apex is None or (naming.owning_canary(apex) is not None and not naming.made_for(apex, canary)):
-            return False  # another Canary's apex (this one was refused): that one gives it back
+        if apex is None or not naming.made_for(apex, canary):
+            # Another Canary's apex (this one was refused), or the user's, never taken over (deleted before the
+            # primary was ready): nothing of this Canary's to give back.
+            return False
         await self._writer.apply(apex_service(canary, CANARY, apex, self._target(canary)),
                                  naming.field_manager(canary))
         return False

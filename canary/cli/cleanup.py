@@ -23,7 +23,7 @@ from canary.cli import client
 from canary.cluster import kube
 from canary.engine.revert import DRAIN_SECONDS
 from canary.objects import services, workloads
-from routers import knative
+from routers import gloo, knative
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -56,6 +56,7 @@ def cleanup(args: argparse.Namespace) -> int:
             return 1
     _release(api, namespace, args.name)
     _release_knative(api, namespace, args.name)
+    _follow_upstreams(api, namespace, args.name)
     if primaries:  # endpoints propagate, and requests under way to the primary finish, as the controller waits
         time.sleep(DRAIN_SECONDS)
     # The primaries first, as the controller deletes them: a primary never runs without its configs.
@@ -125,6 +126,22 @@ def canary_service_of(names: list[str]) -> str:
         if base != name and f"{base}{naming.PRIMARY_SUFFIX}" in present:
             return name
     return ""
+
+
+def _follow_upstreams(api: Any, namespace: str, name: str) -> None:
+    """Point the Gloo Upstreams marked for the Canary at the pods their Services now select
+    (``routers.gloo.followed_selectors``); nothing without Gloo's CRDs."""
+    try:
+        marked = [item for item in _items(api, gloo.UPSTREAM_API, gloo.UPSTREAM, namespace) if _marked(item, name)]
+    except Exception as exc:
+        if kube.status_of(exc) == 404:
+            return
+        raise
+    found = {item["metadata"]["name"]: item for item in _items(api, "v1", "Service", namespace)} if marked else {}
+    for upstream, patch in gloo.followed_selectors(marked, found.get):
+        kube.request(api, "PATCH", kube.resource_for(gloo.UPSTREAM_API, gloo.UPSTREAM).path(namespace, upstream),
+                     patch, MERGE_PATCH)
+        print(f"pointed Upstream {namespace}/{upstream} at its Service's pods")
 
 
 def _release_knative(api: Any, namespace: str, name: str) -> None:

@@ -150,7 +150,7 @@ class Informer:
         return count
 
     def _handle(self, kind: str, obj: Manifest) -> None:
-        if not self.store.accepts(str((obj.get("metadata") or {}).get("namespace") or "")):
+        if not self.store.accepts(str((obj.get("metadata") or {}).get("namespace") or ""), self.kind):
             return  # listed or watched cluster-wide for a namespace pattern, in a namespace not served
         try:
             self.handler(kind, obj)

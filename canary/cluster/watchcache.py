@@ -25,6 +25,9 @@ from apis import naming
 
 Manifest = dict[str, Any]
 
+# Kinds a Canary may name in another namespace (a shared MetricTemplate or AlertProvider, with its owner's
+# consent; Gloo's upstreamRef, usually in gloo-system): kept whatever namespaces a pattern serves.
+REFERENCED_ACROSS = frozenset({"MetricTemplate", "AlertProvider", "Upstream"})
 # Objects whose content is only needed as a checksum: the store keeps the digest, not the data.
 DIGEST_ONLY = frozenset({"ConfigMap", "Secret"})
 # A ConfigMap or Secret annotated with one of these set to "disabled" is not tracked (Flagger's key and
@@ -134,9 +137,11 @@ class Store:
         watched one by one and need no filter."""
         self._patterns = tuple(patterns) if patterned(patterns) else ()
 
-    def accepts(self, namespace: str) -> bool:
-        """Whether an object of ``namespace`` belongs in the store (cluster-scoped objects always do)."""
-        return not namespace or not self._patterns or any(served(namespace, p) for p in self._patterns)
+    def accepts(self, namespace: str, kind: str = "") -> bool:
+        """Whether an object of ``namespace`` belongs in the store: cluster-scoped objects always do, and so do the
+        kinds a Canary may name in another namespace (``REFERENCED_ACROSS``)."""
+        return (not namespace or not self._patterns or kind in REFERENCED_ACROSS
+                or any(served(namespace, p) for p in self._patterns))
 
     @staticmethod
     def _key(api_version: str, kind: str, namespace: str, name: str) -> tuple[str, str, str, str]:
@@ -149,7 +154,7 @@ class Store:
         was stored already, so it wakes nobody."""
         meta = body.get("metadata") or {}
         kind = str(body.get("kind", ""))
-        if not self.accepts(str(meta.get("namespace") or "")):
+        if not self.accepts(str(meta.get("namespace") or ""), kind):
             return False  # a namespace this controller does not serve
         key = self._key(str(body.get("apiVersion", "")), kind, meta.get("namespace", ""), meta.get("name", ""))
         if not self._newer(key, body):

@@ -229,7 +229,9 @@ async def _hand_back(body: dict[str, Any], routes: bool) -> None:
     key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
     running = _HANDING_BACK.get(key)
     if running is not None:
-        if (running[0].get("metadata") or {}).get("uid") != meta.get("uid"):
+        # A newer deletion (another uid, from the watch) replaces the one under way; one rebuilt from marks (the
+        # start-up scan) knows less than the deletion it would replace, and never does.
+        if routes and (running[0].get("metadata") or {}).get("uid") != meta.get("uid"):
             _HANDING_BACK[key] = (body, routes)
         return
     _HANDING_BACK[key] = (body, routes)

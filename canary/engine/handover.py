@@ -67,8 +67,7 @@ async def hand_back(cluster: context.Cluster, body: dict[str, Any], wait_seconds
     if _superseded(cluster, canary):
         return
     await revert.release_services(cluster, canary)
-    if mine and (canary.spec.provider or default_provider):
-        await revert.follow_services(cluster, canary, default_provider)
+    await revert.follow_services(cluster, canary)
     if mine:
         await asyncio.sleep(drain_seconds)
         if not _superseded(cluster, canary):

@@ -33,6 +33,7 @@ from canary.cluster import kube
 from canary.engine import context
 from canary.objects import autoscalers, services, workloads
 from routers import base as routers
+from routers import gloo
 
 FINALIZER = "fledge.dev/finalizer"
 # Between handing the apex back and deleting the primary: kube-proxies and meshes learn the new endpoints a
@@ -148,35 +149,37 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Routes Fledge created and keeps (``finalize``) must not go on splitting or mirroring once the Services
-    # are handed back; the user's are restored as they were.  Without a primary of its own the Canary never
-    # split anything (refused: the routes are another Canary's, which may be half-way through a release).
-    if primary is not None:
-        await routes_to_primary(cluster, canary, settings.default_provider)
+    # are handed back; the user's are restored as they were.
+    await routes_to_primary(cluster, canary, settings.default_provider)
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     kept = await router.finalize(canary)
     await release_services(cluster, canary, routes_kept=kept)
-    if kept:
-        await follow_services(cluster, canary, settings.default_provider)
+    await follow_services(cluster, canary)
 
 
-async def follow_services(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
-    """Once the Services are handed back, the route objects that copy their selectors (Gloo's Upstreams) copy
-    the new ones, the target's pods, before the primary goes; nothing for the other routers."""
-    router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
-    try:
-        if router.copies_service_selectors and router.get_routes(canary) is not None:
-            await router.reconcile(canary)
-    except errors.SpecError as exc:  # a user object they copy is gone: left as they are
-        log.warning("canary %s/%s: its routes were left as they are on deletion: %s", canary.namespace,
-                    canary.name, exc)
+async def follow_services(cluster: context.Cluster, canary: models.Canary) -> None:
+    """Once the Services are handed back, the kept route objects that copy their selectors (Gloo's Upstreams)
+    copy the new ones, the target's pods, before the primary goes (``gloo.followed_selectors``)."""
+    store = cluster.store
+    kept = [found for namespace, name in store.names(gloo.UPSTREAM_API, gloo.UPSTREAM)
+            if namespace == canary.namespace
+            and (found := store.get(gloo.UPSTREAM_API, gloo.UPSTREAM, namespace, name)) is not None
+            and naming.made_for(found, canary)]
+    for name, patch in gloo.followed_selectors(kept, lambda service: store.get("v1", "Service", canary.namespace,
+                                                                                service)):
+        await _patch_present(cluster, gloo.UPSTREAM_API, gloo.UPSTREAM, canary.namespace, name, patch)
 
 
 async def routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
     """While the routes are still this Canary's, send all their traffic to the primary and stop any mirror: once
     the Services are handed back, ``-canary`` selects the target's pods too, so a kept mirror would run every
-    request twice on them, and a kept split would be weights between two names of one app.  Routes that do not
-    exist (never initialized) are not created."""
+    request twice on them, and a kept split would be weights between two names of one app.  Nothing for a
+    Canary never initialized: it split nothing, and what its router reads may be the user's own (the
+    ``kubernetes`` provider's apex, not taken over before the primary was ready: ``core.primary_takes_traffic``),
+    or another Canary's (this one was refused)."""
+    if not canary.status.last_promoted_spec:
+        return
     try:
         router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
         current = router.get_routes(canary)

@@ -519,8 +519,12 @@ class ReleaseMachine(RuleBasedStateMachine):
         # progress deadline has passed with every pod on the promoted template, without the pods it lacks (a
         # rollback would send every user to those very pods), saying so in its status.
         if entered == Phase.FINALISING and obs.primary.available < obs.target.available:
-            assert transitions.deadline_passed(obs, obs.primary) and "lacks ready pods" in (new.message or ""), \
+            primary = obs.primary
+            on_template = (primary.updated >= primary.desired and primary.total <= primary.updated
+                           and primary.available > 0 and primary.revision in (None, old.last_applied_spec))
+            assert transitions.deadline_passed(obs, primary) and on_template, \
                 f"primary {obs.primary} < canary {obs.target}: {why}"
+            assert "lacks ready pods" in (new.message or ""), f"taken back short of pods, unsaid: {why}"
 
         # Every finished run leaves all traffic on the primary, unmirrored, and the canary scaled to zero.
         if entered in core.FINAL_PHASES:

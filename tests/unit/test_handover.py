@@ -210,8 +210,6 @@ def test_a_canary_created_again_while_the_target_is_waited_for_keeps_what_it_too
 class Router:
     """A router whose route splits and mirrors: what ``hand_back`` asks of it."""
 
-    copies_service_selectors = False
-
     def __init__(self, weights: Any) -> None:
         self.weights = weights
         self.set: list[Any] = []
@@ -232,7 +230,8 @@ def test_a_split_or_mirrored_route_goes_all_to_the_primary_before_the_services_a
     mirrored = Router(vocabulary.Weights(primary=100, canary=0, mirrored=True))
     monkeypatch.setattr(routers, "for_provider", lambda provider, store, writer: mirrored)
     cluster, writer = setup({"annotations": MARK})
-    asyncio.run(handover.hand_back(cluster, body(), poll_seconds=0, drain_seconds=0, default_provider="istio"))
+    initialized = {**body(), "status": {"lastPromotedSpec": "r1"}}
+    asyncio.run(handover.hand_back(cluster, initialized, poll_seconds=0, drain_seconds=0, default_provider="istio"))
     assert mirrored.set == [vocabulary.ALL_PRIMARY]
     assert writer.sent[-1] == ("delete", "Deployment", "web-primary")
     # A Canary rebuilt from its marks (no router known) leaves its routes as they are.
@@ -331,3 +330,68 @@ def test_a_hand_back_run_after_its_canary_was_created_again_writes_nothing() -> 
     asyncio.run(handover.hand_back(context.Cluster(store, writer), deployment_target,  # type: ignore[arg-type]
                                    poll_seconds=0, drain_seconds=0))
     assert writer.sent == []
+
+
+def test_a_canary_deleted_while_initializing_leaves_the_users_apex_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kubernetes provider reads the apex selector as its route. Before the primary was ready the user's apex
+    # was not taken over (core.primary_takes_traffic): it still selects the target, which the router reads as
+    # "all to the canary". Sending that "back to the primary" would leave the apex on a primary about to go.
+    from canary.engine import revert
+
+    monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
+    store = watchcache.Store()
+    store.upsert(deployment("web", 2, ready=2))  # the user's app, serving: never parked
+    store.upsert(deployment("web-primary", 2, ready=0, annotations=dict(MARK)))  # created, not ready yet
+    store.upsert(service("web", {"app": "web"}))  # the user's apex, untouched so far
+
+    class Applies(Writer):
+        async def apply(self, manifest: dict[str, Any], manager: str = "", **_: Any) -> dict[str, Any]:
+            self.sent.append(("apply", manifest["kind"], manifest["metadata"]["name"]))
+            return manifest
+
+    deleted = {**body(), "spec": {**body()["spec"], "provider": "kubernetes"},
+               "status": {"phase": "Initializing"}}
+    writer = Applies(store)
+    asyncio.run(handover.hand_back(context.Cluster(store, writer), deleted,  # type: ignore[arg-type]
+                                   poll_seconds=0, drain_seconds=0))
+    assert writer.sent == [("delete", "Deployment", "web-primary")], "nothing but the primary it made"
+    reverting = {**deleted, "metadata": {**deleted["metadata"], "finalizers": [revert.FINALIZER],
+                                         "deletionTimestamp": "2026-12-07T00:00:00Z", "resourceVersion": "3"},
+                 "spec": {**deleted["spec"], "revertOnDeletion": True}}
+    store.upsert(deployment("web-primary", 2, ready=0, annotations=dict(MARK)))
+    writer = Applies(store)
+    asyncio.run(revert.on_deletion(context.Cluster(store, writer), context.Settings(), reverting))  # type: ignore[arg-type]
+    assert [entry for entry in writer.sent if entry[1] == "Service"] == [], "revert too leaves the user's apex"
+
+
+def test_an_orphans_hand_back_points_the_kept_gloo_upstreams_at_the_target_before_the_primary_goes() -> None:
+    # Rebuilt from marks, the hand-back knows no router; Gloo's RouteTable stays (the user's VirtualService
+    # delegates to it) and its Upstreams copy the Services' selectors: they must follow them to the target.
+    store = watchcache.Store()
+    store.upsert(deployment("web", 2, ready=2))
+    store.upsert(deployment("web-primary", 2, ready=2, annotations=dict(MARK)))
+    created_services(store)
+    for version, pods in (("primary", "web-primary"), ("canary", "web")):
+        store.upsert({"apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+                      "metadata": {"name": f"team-web-{version}upstream-9898", "namespace": "team",
+                                   "resourceVersion": "2", "annotations": dict(MARK)},
+                      "spec": {"kube": {"serviceName": f"web-{version}", "serviceNamespace": "team",
+                                        "servicePort": 9898, "selector": {"app": pods}}}})
+
+    class Follows(Writer):
+        async def patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                        subresource: str = "") -> dict[str, Any]:
+            if kind == "Service":  # the response refreshes the cache, as kube.Writer's does
+                current = store.get("v1", "Service", namespace, name) or {}
+                store.upsert({**current, "metadata": {**current["metadata"], "resourceVersion": "7"},
+                              "spec": {**current["spec"], **(patch.get("spec") or {})}})
+            return await super().patch(api_version, kind, namespace, name, patch, subresource)
+
+    writer = Follows(store)
+    [orphan] = handover.orphans(store)
+    asyncio.run(handover.hand_back(context.Cluster(store, writer), orphan,  # type: ignore[arg-type]
+                                   poll_seconds=0, drain_seconds=0))
+    assert ("patch", "Upstream", "team-web-primaryupstream-9898") in writer.sent
+    assert ("patch", "Upstream", "team-web-canaryupstream-9898") not in writer.sent, "its Service did not move"
+    assert writer.sent.index(("patch", "Upstream", "team-web-primaryupstream-9898")) < \
+        writer.sent.index(("delete", "Deployment", "web-primary"))

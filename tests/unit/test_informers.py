@@ -306,6 +306,11 @@ def test_with_a_namespace_pattern_only_the_served_namespaces_reach_the_store_and
     assert store.names("apps/v1", "Deployment") == [("team-a", "a"), ("team-b", "b")]
     assert store.upsert({"apiVersion": "apps/v1", "kind": "Deployment", **deployment("p", "13", "ops")}) is False
     assert store.accepts(""), "cluster-scoped objects (Kuma's TrafficRoute) are everyone's"
+    # What a Canary may name in another namespace is kept from every namespace: a shared MetricTemplate or
+    # AlertProvider (its owner's consent decides its use), the Gloo Upstream an upstreamRef names.
+    assert all(store.accepts(namespace, kind) for namespace, kind in (
+        ("fledge-system", "MetricTemplate"), ("fledge-system", "AlertProvider"), ("gloo-system", "Upstream")))
+    assert not store.accepts("ops", "Deployment")
 
 
 @pytest.mark.parametrize(("namespace", "pattern", "served"), [

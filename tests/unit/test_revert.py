@@ -120,9 +120,10 @@ def test_a_target_deleted_with_its_canary_does_not_keep_the_rest_from_being_hand
     store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
                   "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3"},
                   "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web"}}}}})
-    store.upsert({"apiVersion": "v1", "kind": "Service",  # the user's Service, taken over by Fledge
+    store.upsert({"apiVersion": "v1", "kind": "Service",  # the user's Service, taken over by Fledge: its mark too
                   "metadata": {"name": "web", "namespace": "team", "resourceVersion": "4",
-                               "annotations": {services.ORIGINAL_SERVICE: '{"selector": {"app": "web"}}'}},
+                               "annotations": {services.ORIGINAL_SERVICE: '{"selector": {"app": "web"}}',
+                                               "fledge.dev/canary": "app"}},
                   "spec": {"selector": {"app": "web-primary"}}})
     writer = Writer(store, gone={"web"})
     cluster = context.Cluster(store, writer)  # type: ignore[arg-type]
@@ -220,6 +221,7 @@ def test_a_route_fledge_created_is_kept_all_to_the_primary_with_the_services_it_
                     "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
                     "provider": "gatewayapi", "revertOnDeletion": True,
                     "analysis": {"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10}}
+    body["status"] = {"phase": "Progressing", "lastPromotedSpec": "r1", "canaryWeight": 50}
     mark = {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}
     store = watchcache.Store()
     route = gateway_api.http_route(revert.canary_of(body), vocabulary.Weights(primary=50, canary=50))

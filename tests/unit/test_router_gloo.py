@@ -135,11 +135,15 @@ def test_the_gloo_router_reconciles_its_objects_and_keeps_them_following_the_ser
     # Upstreams follow the Services to the target's pods once they are handed back.
     assert fakes.run(router.finalize(c)) is True
     assert store.get("gateway.solo.io/v1", "RouteTable", "test", "podinfo") is not None
-    store.put({**service("podinfo-primary"), "spec": {"selector": {"app": "podinfo"}}})
-    assert router.copies_service_selectors
-    fakes.run(router.reconcile(c))
-    followed = store.get("gloo.solo.io/v1", "Upstream", "test", PRIMARY_UPSTREAM) or {}
-    assert followed["spec"]["kube"]["selector"] == {"app": "podinfo"}
+    handed_back = {"podinfo-primary": {**service("podinfo-primary"), "spec": {"selector": {"app": "podinfo"}}},
+                   "podinfo-canary": service("podinfo-canary")}
+    kept = [store.get("gloo.solo.io/v1", "Upstream", "test", name) or {}
+            for name in (PRIMARY_UPSTREAM, CANARY_UPSTREAM)]
+    assert gloo.followed_selectors(kept, handed_back.get) == [
+        (PRIMARY_UPSTREAM, {"spec": {"kube": {"selector": {"app": "podinfo"}}}})], "only the one whose Service moved"
+    renamed = {"podinfo-primary": {"spec": {"selector": {"name": "podinfo"}}}}
+    assert gloo.followed_selectors(kept[:1], renamed.get) == [
+        (PRIMARY_UPSTREAM, {"spec": {"kube": {"selector": {"app": None, "name": "podinfo"}}}})], "old keys removed"
     assert store.get("gloo.solo.io/v1", "Upstream", "gloo-system", "podinfo-upstream") == users_upstream()
 
 
