@@ -37,6 +37,17 @@ def _marked(item: dict[str, Any], name: str) -> bool:
     return ((item.get("metadata") or {}).get("annotations") or {}).get(naming.OWNER_NAME) == name
 
 
+def _marked_items(api: Any, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The objects of a kind another project defines (Gloo's, Knative's) marked for the Canary; none when the
+    cluster does not serve the kind."""
+    try:
+        return [item for item in _items(api, api_version, kind, namespace) if _marked(item, name)]
+    except Exception as exc:
+        if kube.status_of(exc) == 404:
+            return []
+        raise
+
+
 def cleanup(args: argparse.Namespace) -> int:
     api = client.api_client(args.kubeconfig)
     namespace = client.namespace_of(args)
@@ -131,12 +142,7 @@ def canary_service_of(names: list[str]) -> str:
 def _follow_upstreams(api: Any, namespace: str, name: str) -> None:
     """Point the Gloo Upstreams marked for the Canary at the pods their Services now select
     (``routers.gloo.followed_selectors``); nothing without Gloo's CRDs."""
-    try:
-        marked = [item for item in _items(api, gloo.UPSTREAM_API, gloo.UPSTREAM, namespace) if _marked(item, name)]
-    except Exception as exc:
-        if kube.status_of(exc) == 404:
-            return
-        raise
+    marked = _marked_items(api, gloo.UPSTREAM_API, gloo.UPSTREAM, namespace, name)
     found = {item["metadata"]["name"]: item for item in _items(api, "v1", "Service", namespace)} if marked else {}
     for upstream, patch in gloo.followed_selectors(marked, found.get):
         kube.request(api, "PATCH", kube.resource_for(gloo.UPSTREAM_API, gloo.UPSTREAM).path(namespace, upstream),
@@ -147,13 +153,7 @@ def _follow_upstreams(api: Any, namespace: str, name: str) -> None:
 def _release_knative(api: Any, namespace: str, name: str) -> None:
     """Give up what the Canary applied on each Knative Service marked for it: the apply of its field manager
     that owns nothing (``routers.knative.release_apply``).  Without Knative's CRDs there is nothing to do."""
-    try:
-        marked = [item for item in _items(api, knative.API_VERSION, knative.SERVICE, namespace) if _marked(item, name)]
-    except Exception as exc:
-        if kube.status_of(exc) == 404:
-            return
-        raise
-    for service in marked:
+    for service in _marked_items(api, knative.API_VERSION, knative.SERVICE, namespace, name):
         service_name = service["metadata"]["name"]
         release = {"apiVersion": knative.API_VERSION, "kind": knative.SERVICE,
                    "metadata": {"name": service_name, "namespace": namespace}}
