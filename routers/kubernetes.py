@@ -181,9 +181,12 @@ class KubernetesRouter(base.CachedRouter):
                                  naming.field_manager(canary))
 
     def get_routes(self, canary: models.Canary) -> vocabulary.Weights | None:
-        """From the cached apex selector; None when the Service is missing or selects neither side."""
+        """From the cached apex selector; None when the Service is missing, selects neither side, or is not this
+        Canary's (the user's, not taken over yet or handed back already: its selector is no route of Fledge's)."""
         apex = self._apex(canary)
-        return service_weights(apex, canary, self._target(canary)) if apex is not None else None
+        if apex is None or not naming.made_for(apex, canary):
+            return None
+        return service_weights(apex, canary, self._target(canary))
 
     async def finalize(self, canary: models.Canary) -> bool:
         """Point the apex Service at the target's own pods, as a plain Service for the workload would."""

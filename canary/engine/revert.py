@@ -149,8 +149,11 @@ async def revert(cluster: context.Cluster, settings: context.Settings, body: dic
             raise errors.TargetNotReady(f"waiting for {namespace}/{canary.spec.target_ref.name} to be ready "
                                         "before restoring its routes")
     # Routes Fledge created and keeps (``finalize``) must not go on splitting or mirroring once the Services
-    # are handed back; the user's are restored as they were.
-    await routes_to_primary(cluster, canary, settings.default_provider)
+    # are handed back; the user's are restored as they were.  Only while the primary is there to take them: a
+    # second pass (the finalizer's release failed after the primary went) or a primary the user deleted would
+    # send everything to a Service with no pods.
+    if primary is not None:
+        await routes_to_primary(cluster, canary, settings.default_provider)
     # Not validated: the user's routes go back even when the spec's router fields are now refused.
     router = routers.for_provider(core.provider(canary, settings.default_provider), cluster.store, cluster.writer)
     kept = await router.finalize(canary)
@@ -174,12 +177,10 @@ async def follow_services(cluster: context.Cluster, canary: models.Canary) -> No
 async def routes_to_primary(cluster: context.Cluster, canary: models.Canary, default_provider: str) -> None:
     """While the routes are still this Canary's, send all their traffic to the primary and stop any mirror: once
     the Services are handed back, ``-canary`` selects the target's pods too, so a kept mirror would run every
-    request twice on them, and a kept split would be weights between two names of one app.  Nothing for a
-    Canary never initialized: it split nothing, and what its router reads may be the user's own (the
-    ``kubernetes`` provider's apex, not taken over before the primary was ready: ``core.primary_takes_traffic``),
-    or another Canary's (this one was refused)."""
-    if not canary.status.last_promoted_spec:
-        return
+    request twice on them, and a kept split would be weights between two names of one app.  The caller makes
+    sure the primary is this Canary's and there; routes its router does not read as this Canary's (a user's
+    route never merged, the ``kubernetes`` provider's apex not taken over before the primary was ready:
+    ``core.primary_takes_traffic``) read as None and are not written."""
     try:
         router = routers.for_provider(core.provider(canary, default_provider), cluster.store, cluster.writer)
         current = router.get_routes(canary)

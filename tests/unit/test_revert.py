@@ -297,3 +297,31 @@ def test_a_refused_canary_reverts_without_touching_the_split_of_the_canary_that_
     asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
                                    context.Settings(), body("b", "shop-b")))
     assert writer.sent == [("Canary", "b")], "only B's finalizer goes"
+
+
+@pytest.mark.parametrize("provider", ["kubernetes", "gatewayapi"])
+def test_a_second_revert_after_the_primary_went_writes_no_route(provider: str) -> None:
+    # The finalizer's release failed (a 409) after the primary was deleted: the tick reverts again. The apex is
+    # the user's by now, on the target's pods; read as a route and sent "back to the primary", it would select
+    # the pods of a primary that is gone, and the Canary would then go.
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["metadata"]["uid"] = "u-app"
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+                    "provider": provider, "revertOnDeletion": True,
+                    "analysis": {"interval": "1m", "iterations": 2}}
+    body["status"] = {"phase": "Succeeded", "lastPromotedSpec": "r1"}
+    store = watchcache.Store()
+    store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "3", "generation": 1},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}}}},
+                  "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
+                             "readyReplicas": 2}})
+    store.upsert({"apiVersion": "v1", "kind": "Service",  # handed back on the first pass: unmarked, the target's
+                  "metadata": {"name": "web", "namespace": "team", "resourceVersion": "5"},
+                  "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    writer = Deletes(store, gone=set())
+    asyncio.run(revert.on_deletion(context.Cluster(store, writer),  # type: ignore[arg-type]
+                                   context.Settings(), body))
+    assert writer.sent == [("Canary", "app")], "only the finalizer goes"
