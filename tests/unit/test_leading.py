@@ -21,6 +21,19 @@ def body(name: str) -> dict[str, Any]:
             "spec": {"targetRef": {"name": name}}}
 
 
+def record_hand_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the Canaries ``handover.hand_back`` is called for, in order; it does nothing else."""
+    from canary.engine import handover
+
+    released: list[str] = []
+
+    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
+        released.append(deleted["metadata"]["name"])
+
+    monkeypatch.setattr(handover, "hand_back", hand_back)
+    return released
+
+
 @pytest.fixture
 def ticking(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[context.Key]]:
     """The keys whose loop body ran; each loop waits until it is asked to stop."""
@@ -62,14 +75,8 @@ def test_a_follower_starts_no_loop_until_it_leads_and_stops_every_loop_when_it_l
 
 def test_a_follower_does_not_hand_back_services_when_a_canary_is_deleted(
         ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
-    from canary.engine import handover
 
-    released: list[str] = []
-
-    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
-        released.append(deleted["metadata"]["name"])
-
-    monkeypatch.setattr(handover, "hand_back", hand_back)
+    released = record_hand_backs(monkeypatch)
 
     async def scenario() -> None:
         handlers.install(context.make(None, context.Settings()))
@@ -195,14 +202,8 @@ def test_taking_the_lease_finishes_the_hand_backs_of_canaries_the_api_server_con
         ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
     # A primary marked for a Canary the cache does not hold: gone for good (a hand-back cut short by a kill, or a
     # deletion no controller saw), or only not seen yet by this cache; the API server tells them apart.
-    from canary.engine import handover
 
-    released: list[str] = []
-
-    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
-        released.append(deleted["metadata"]["name"])
-
-    monkeypatch.setattr(handover, "hand_back", hand_back)
+    released = record_hand_backs(monkeypatch)
 
     async def scenario() -> None:
         handlers.install(context.make(None, context.Settings()))
@@ -228,15 +229,9 @@ def test_taking_the_lease_does_not_wait_for_the_hand_back_scan_and_losing_it_sto
         ticking: list[context.Key], monkeypatch: pytest.MonkeyPatch) -> None:
     # A tenant may mark as many Deployments as it likes: the scan and its confirmations run beside the Lease's
     # first renewal (client-go runs OnStartedLeading in its own goroutine), and end with the leadership.
-    from canary.engine import handover
 
-    released: list[str] = []
+    released = record_hand_backs(monkeypatch)
     asked: list[str] = []
-
-    async def hand_back(_: Any, deleted: dict[str, Any], **__: Any) -> None:
-        released.append(deleted["metadata"]["name"])
-
-    monkeypatch.setattr(handover, "hand_back", hand_back)
 
     async def scenario() -> float:
         handlers.install(context.make(None, context.Settings()))

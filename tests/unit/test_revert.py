@@ -183,15 +183,22 @@ class Deletes(Writer):
         self.sent.append(("delete " + kind, name))
 
 
+def reverting(**spec: Any) -> dict[str, Any]:
+    """Canary ``app`` (uid ``u-app``) being deleted under Fledge's finalizer, with revertOnDeletion, on target
+    ``web``; ``spec`` adds to or replaces its fields."""
+    body = canary(True, [revert.FINALIZER], deleting=True)
+    body["metadata"]["uid"] = "u-app"
+    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80}, "revertOnDeletion": True, **spec}
+    return body
+
+
 def test_the_primary_goes_before_the_finalizer_so_a_restarted_controller_finishes_the_hand_back(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from apis import naming
 
     monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
-    body = canary(True, [revert.FINALIZER], deleting=True)
-    body["metadata"]["uid"] = "u-app"
-    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                    "service": {"port": 80}, "revertOnDeletion": True}
+    body = reverting()
     body["status"] = {"trackedConfigs": {"configmap/cfg": "d1"}}
     mark = {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}
     store = watchcache.Store()
@@ -215,12 +222,9 @@ def test_a_route_fledge_created_is_kept_all_to_the_primary_with_the_services_it_
     from routers import gateway_api
 
     monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
-    body = canary(True, [revert.FINALIZER], deleting=True)
-    body["metadata"]["uid"] = "u-app"
-    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                    "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
-                    "provider": "gatewayapi", "revertOnDeletion": True,
-                    "analysis": {"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10}}
+    body = reverting(service={"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+                     provider="gatewayapi",
+                     analysis={"interval": "1m", "threshold": 2, "maxWeight": 50, "stepWeight": 10})
     body["status"] = {"phase": "Progressing", "lastPromotedSpec": "r1", "canaryWeight": 50}
     mark = {naming.OWNER_NAME: "app", naming.OWNER_UID: "u-app"}
     store = watchcache.Store()
@@ -248,10 +252,7 @@ def test_a_primary_that_cannot_be_deleted_keeps_the_finalizer_so_the_revert_is_t
     from apis import naming
 
     monkeypatch.setattr(revert, "DRAIN_SECONDS", 0.0)
-    body = canary(True, [revert.FINALIZER], deleting=True)
-    body["metadata"]["uid"] = "u-app"
-    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                    "service": {"port": 80}, "revertOnDeletion": True}
+    body = reverting()
     store = watchcache.Store()
     store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
                   "metadata": {"name": "web-primary", "namespace": "team", "resourceVersion": "3",
@@ -304,12 +305,8 @@ def test_a_second_revert_after_the_primary_went_writes_no_route(provider: str) -
     # The finalizer's release failed (a 409) after the primary was deleted: the tick reverts again. The apex is
     # the user's by now, on the target's pods; read as a route and sent "back to the primary", it would select
     # the pods of a primary that is gone, and the Canary would then go.
-    body = canary(True, [revert.FINALIZER], deleting=True)
-    body["metadata"]["uid"] = "u-app"
-    body["spec"] = {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                    "service": {"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
-                    "provider": provider, "revertOnDeletion": True,
-                    "analysis": {"interval": "1m", "iterations": 2}}
+    body = reverting(service={"port": 80, "gatewayRefs": [{"name": "public", "namespace": "gw"}]},
+                     provider=provider, analysis={"interval": "1m", "iterations": 2})
     body["status"] = {"phase": "Succeeded", "lastPromotedSpec": "r1"}
     store = watchcache.Store()
     store.upsert({"apiVersion": "apps/v1", "kind": "Deployment",
