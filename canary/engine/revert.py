@@ -258,8 +258,9 @@ async def _delete_mine(cluster: context.Cluster, canary: models.Canary, api_vers
     and passed over: the caller retries the whole idempotent hand-back, which otherwise would end with the
     primary or a config left behind (a replica that lost its Lease among them)."""
     current = cluster.store.get(api_version, kind, canary.namespace, name)
-    if current is None or kind in ("ConfigMap", "Secret"):
-        # The cache keeps only digests of configs, not their metadata: read the mark from the API server.
+    if current is None:
+        # Not cached: configs are watched only in namespaces that hold a Canary, and this one is gone.  A cached
+        # config keeps its mark and owner references beside its digest (``watchcache.Store.upsert``).
         current = await cluster.writer.read(api_version, kind, canary.namespace, name)
     if current is not None and naming.made_for(current, canary):
         await cluster.writer.delete(api_version, kind, canary.namespace, name)
